@@ -1,0 +1,59 @@
+# facesets — two commands matter: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+PROTOS := $(wildcard protos/facesets/v1/*.proto)
+GEN_DIR := clients
+
+.PHONY: install protos check-protos test demo bench lint clean system-deps
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# ffmpeg for the video pipeline, chromium for the report test; installed when missing.
+system-deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: install$$missing for the video pipeline and report tests"; fi; \
+	fi
+
+# Generated stubs are committed; they are never edited by hand.
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
+	  --grpc_python_out=$(GEN_DIR) $(PROTOS)
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -x --durations=10 $(PYTEST_ARGS)
+
+demo: install
+	@if [ ! -d "$(SHARED)/models/facepack-mini" ] || [ ! -d "$(SHARED)/data/lfw" ]; then \
+	  echo "make demo runs on the sample data in $(SHARED), which is not here."; \
+	  echo "To run facesets on your own photos:"; \
+	  echo "  $(VENV)/bin/facesets run SRC OUT       # SRC: a folder of photos, OUT: where facesets go"; \
+	  echo "It uses InsightFace's buffalo_l model pack, which InsightFace fetches into"; \
+	  echo "~/.insightface/models/buffalo_l on first use (or place it there by hand)."; \
+	  exit 2; fi
+	$(PY) -m facesets.orchestrator.demo --shared $(SHARED)
+
+bench: install
+	$(PY) bench/run.py --shared $(SHARED) $(BENCH_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

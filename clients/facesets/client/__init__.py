@@ -1,0 +1,13 @@
+"""Typed Python clients of the facesets services."""
+
+from facesets.client.channel import Endpoint, ServiceUnavailableError
+from facesets.client.clustering import ClusteringClient
+from facesets.client.inference import ImageInput, InferenceClient
+
+__all__ = [
+    "ClusteringClient",
+    "Endpoint",
+    "ImageInput",
+    "InferenceClient",
+    "ServiceUnavailableError",
+]

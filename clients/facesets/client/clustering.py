@@ -1,0 +1,112 @@
+"""Typed client of the Clustering service (face stores and the jobs over them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
+from facesets.client.resumable import ResumableStream
+from facesets.common import settings
+from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
+
+SERVICE = "facesets.v1.Clustering"
+REGISTER_CHUNK = 2000  # files per RegisterFiles call
+
+
+class ClusteringClient:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.channel = open_channel(endpoint)
+        self.stub = clustering_pb2_grpc.ClusteringStub(self.channel)
+        self.restarts = 0
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+        wait_until_serving(self.channel, SERVICE, window_s)
+
+    def _unary(self, method: str, request: object) -> object:
+        rpc = getattr(self.stub, method)
+        return call_with_retry(
+            lambda: rpc(request, timeout=settings.RPC_TIMEOUT_S), self.channel, SERVICE
+        )
+
+    def open_store(
+        self, store: str, model_pack: str = "", dim: int = 0
+    ) -> clustering_pb2.StoreInfo:
+        request = clustering_pb2.OpenStoreRequest(
+            store=store, model_pack=model_pack, embedding_dim=dim
+        )
+        return self._unary("OpenStore", request)  # type: ignore[return-value]
+
+    def register_files(
+        self, store: str, files: Sequence[clustering_pb2.FileEntry]
+    ) -> clustering_pb2.RegisterFilesResponse:
+        """Chunked; safe to repeat (registration is idempotent)."""
+        total = clustering_pb2.RegisterFilesResponse()
+        for start in range(0, len(files), REGISTER_CHUNK):
+            reply = self._unary(
+                "RegisterFiles",
+                clustering_pb2.RegisterFilesRequest(
+                    store=store, files=files[start : start + REGISTER_CHUNK]
+                ),
+            )
+            total.pending.extend(reply.pending)  # type: ignore[attr-defined]
+            total.known += reply.known  # type: ignore[attr-defined]
+            total.aliases_added += reply.aliases_added  # type: ignore[attr-defined]
+        return total
+
+    def known_content(self, store: str, digests: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(digests), REGISTER_CHUNK):
+            reply = self._unary(
+                "KnownContent",
+                clustering_pb2.KnownContentRequest(
+                    store=store, sha256=digests[start : start + REGISTER_CHUNK]
+                ),
+            )
+            known.update(reply.known)  # type: ignore[attr-defined]
+        return known
+
+    def ingest(self, store: str, items: Iterable[clustering_pb2.IngestItem]) -> Iterator[list[str]]:
+        """Stream results into the store; yields the sha256 of each committed batch.
+
+        An item is forgotten only once committed, so a restart of the service re-sends the
+        rest; the store never holds an image twice.
+        """
+        stream = ResumableStream(
+            self.channel,
+            SERVICE,
+            self.stub.Ingest,
+            key=lambda request: request.item.file.sha256,
+            answers=lambda ack: ack.committed_sha256,
+            max_inflight=settings.STORE_COMMIT_BATCH * 4,
+            prologue=lambda: [clustering_pb2.IngestRequest(store=store)],
+        )
+        requests = (clustering_pb2.IngestRequest(store=store, item=item) for item in items)
+        for ack in stream.run(requests):
+            yield list(ack.committed_sha256)
+        self.restarts += stream.restarts
+
+    def read_faces(
+        self, store: str, with_embeddings: bool = True, face_ids: Sequence[int] = ()
+    ) -> Iterator[clustering_pb2.FaceRecord]:
+        yield from self.stub.ReadFaces(
+            clustering_pb2.ReadFacesRequest(
+                store=store, with_embeddings=with_embeddings, face_ids=face_ids
+            )
+        )
+
+    def read_images(self, store: str) -> Iterator[clustering_pb2.ImageRecord]:
+        yield from self.stub.ReadImages(clustering_pb2.ReadImagesRequest(store=store))
+
+    def update_faces(self, updates: Iterable[clustering_pb2.FaceUpdate]) -> int:
+        return self.stub.UpdateFaces(iter(updates)).updated
+
+    def stats(self, store: str) -> clustering_pb2.StoreStats:
+        return self._unary("GetStats", clustering_pb2.StoreRef(store=store))  # type: ignore[return-value]
+
+    def job(self, method: str, request: object) -> Iterator[common_pb2.JobEvent]:
+        """Cluster, Refine, Extend, Dedup or Consolidate: progress events, then the outcome."""
+        yield from getattr(self.stub, method)(request)

@@ -1,0 +1,159 @@
+"""Typed client of the Inference service."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import cv2
+import grpc
+import numpy as np
+
+from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
+from facesets.client.resumable import ResumableStream
+from facesets.common import settings
+from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+SERVICE = "facesets.v1.Inference"
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image to send: by path (read here, or by the service when `by_path`) or bytes."""
+
+    id: str
+    path: str | None = None
+    data: bytes | None = None
+
+
+def _too_large(image_id: str, size: int, limit: int) -> common_pb2.ImageResult:
+    return common_pb2.ImageResult(
+        id=image_id,
+        error=common_pb2.ImageError(
+            reason=common_pb2.ERROR_REASON_TOO_LARGE,
+            message=f"{size:,} bytes is over the {limit:,}-byte message limit",
+        ),
+    )
+
+
+class InferenceClient:
+    def __init__(
+        self, endpoint: Endpoint, max_message_bytes: int = settings.MAX_MESSAGE_BYTES
+    ) -> None:
+        self.endpoint = endpoint
+        self.channel = open_channel(endpoint)
+        self.stub = inference_pb2_grpc.InferenceStub(self.channel)
+        self.max_bytes = max_message_bytes - 4096  # room for the message's own fields
+        self.restarts = 0
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+        wait_until_serving(self.channel, SERVICE, window_s)
+
+    def info(self) -> inference_pb2.ModelInfo:
+        return call_with_retry(
+            lambda: self.stub.GetInfo(
+                inference_pb2.GetInfoRequest(), timeout=settings.RPC_TIMEOUT_S
+            ),
+            self.channel,
+            SERVICE,
+        )
+
+    def _requests(
+        self, images: Iterable[ImageInput], by_path: bool, refused: list[common_pb2.ImageResult]
+    ) -> Iterator[common_pb2.ImageRequest]:
+        for image in images:
+            if by_path and image.path is not None:
+                yield common_pb2.ImageRequest(id=image.id, path=image.path)
+                continue
+            data = image.data
+            if data is None:
+                assert image.path is not None
+                size = os.path.getsize(image.path)
+                if size > self.max_bytes:
+                    refused.append(_too_large(image.id, size, self.max_bytes))
+                    continue
+                try:
+                    with open(image.path, "rb") as handle:
+                        data = handle.read()
+                except OSError as error:
+                    refused.append(
+                        common_pb2.ImageResult(
+                            id=image.id,
+                            error=common_pb2.ImageError(
+                                reason=common_pb2.ERROR_REASON_UNREADABLE, message=str(error)
+                            ),
+                        )
+                    )
+                    continue
+            if len(data) > self.max_bytes:
+                refused.append(_too_large(image.id, len(data), self.max_bytes))
+                continue
+            yield common_pb2.ImageRequest(id=image.id, data=data)
+
+    def _stream(
+        self, method: str, images: Iterable[ImageInput], by_path: bool, max_inflight: int
+    ) -> Iterator:
+        refused: list = []
+        stream = ResumableStream(
+            self.channel,
+            SERVICE,
+            getattr(self.stub, method),
+            key=lambda request: request.id,
+            answers=lambda result: (result.id,),
+            final=lambda result: result.error.reason != common_pb2.ERROR_REASON_NOT_DONE,
+            max_inflight=max_inflight,
+        )
+        for result in stream.run(self._requests(images, by_path, refused)):
+            while refused:
+                yield refused.pop()
+            yield result
+        yield from refused
+        self.restarts += stream.restarts
+
+    def embed(
+        self,
+        images: Iterable[ImageInput],
+        by_path: bool = False,
+        max_inflight: int = settings.EMBED_INFLIGHT,
+    ) -> Iterator[common_pb2.ImageResult]:
+        """One result per image, in completion order; survives service restarts."""
+        return self._stream("Embed", images, by_path, max_inflight)
+
+    def detect(
+        self,
+        images: Iterable[ImageInput],
+        by_path: bool = False,
+        max_inflight: int = settings.EMBED_INFLIGHT,
+    ) -> Iterator[common_pb2.ImageResult]:
+        return self._stream("Detect", images, by_path, max_inflight)
+
+    def count_faces_stream(
+        self,
+        images: Iterable[ImageInput],
+        by_path: bool = False,
+        max_inflight: int = settings.EMBED_INFLIGHT,
+    ) -> Iterator:
+        return self._stream("CountFaces", images, by_path, max_inflight)
+
+    def count_faces(self, crops: list[np.ndarray]) -> list[int]:
+        """Faces found in each BGR image (PNG-encoded on the way)."""
+        inputs = []
+        for i, crop in enumerate(crops):
+            ok, png = cv2.imencode(".png", crop)
+            if not ok:
+                raise ValueError("could not encode a crop as PNG")
+            inputs.append(ImageInput(id=str(i), data=png.tobytes()))
+        counts = [0] * len(crops)
+        for result in self.count_faces_stream(inputs):
+            if result.HasField("error"):
+                raise RuntimeError(f"CountFaces failed for a crop: {result.error.message}")
+            counts[int(result.id)] = result.count
+        return counts
+
+
+def rpc_error_text(error: grpc.RpcError) -> str:
+    return f"{error.code().name}: {error.details()}"

@@ -1,0 +1,289 @@
+from facesets.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LinkMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LINK_MODE_AUTO: _ClassVar[LinkMode]
+    LINK_MODE_HARDLINK: _ClassVar[LinkMode]
+    LINK_MODE_SYMLINK: _ClassVar[LinkMode]
+    LINK_MODE_COPY: _ClassVar[LinkMode]
+LINK_MODE_AUTO: LinkMode
+LINK_MODE_HARDLINK: LinkMode
+LINK_MODE_SYMLINK: LinkMode
+LINK_MODE_COPY: LinkMode
+
+class StoreRef(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class OpenStoreRequest(_message.Message):
+    __slots__ = ("store", "model_pack", "embedding_dim")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    model_pack: str
+    embedding_dim: int
+    def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
+
+class StoreInfo(_message.Message):
+    __slots__ = ("store", "model_pack", "embedding_dim", "schema_version")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    model_pack: str
+    embedding_dim: int
+    schema_version: int
+    def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...
+
+class FileEntry(_message.Message):
+    __slots__ = ("path", "sha256", "size", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size: int
+    error: _common_pb2.ImageError
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ...) -> None: ...
+
+class RegisterFilesRequest(_message.Message):
+    __slots__ = ("store", "files")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    files: _containers.RepeatedCompositeFieldContainer[FileEntry]
+    def __init__(self, store: _Optional[str] = ..., files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ...) -> None: ...
+
+class RegisterFilesResponse(_message.Message):
+    __slots__ = ("pending", "known", "aliases_added")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    pending: _containers.RepeatedCompositeFieldContainer[FileEntry]
+    known: int
+    aliases_added: int
+    def __init__(self, pending: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., known: _Optional[int] = ..., aliases_added: _Optional[int] = ...) -> None: ...
+
+class KnownContentRequest(_message.Message):
+    __slots__ = ("store", "sha256")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    sha256: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KnownContentResponse(_message.Message):
+    __slots__ = ("known",)
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    known: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, known: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IngestItem(_message.Message):
+    __slots__ = ("file", "result")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    file: FileEntry
+    result: _common_pb2.ImageResult
+    def __init__(self, file: _Optional[_Union[FileEntry, _Mapping]] = ..., result: _Optional[_Union[_common_pb2.ImageResult, _Mapping]] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ("store", "item", "flush")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    item: IngestItem
+    flush: bool
+    def __init__(self, store: _Optional[str] = ..., item: _Optional[_Union[IngestItem, _Mapping]] = ..., flush: _Optional[bool] = ...) -> None: ...
+
+class IngestAck(_message.Message):
+    __slots__ = ("committed_sha256",)
+    COMMITTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    committed_sha256: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, committed_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReadFacesRequest(_message.Message):
+    __slots__ = ("store", "with_embeddings", "face_ids")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    WITH_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    FACE_IDS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    with_embeddings: bool
+    face_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, store: _Optional[str] = ..., with_embeddings: _Optional[bool] = ..., face_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class FaceRecord(_message.Message):
+    __slots__ = ("face_id", "sha256", "path", "aliases", "face_index", "face", "image_width", "image_height")
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    face_id: int
+    sha256: str
+    path: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    face_index: int
+    face: _common_pb2.Face
+    image_width: int
+    image_height: int
+    def __init__(self, face_id: _Optional[int] = ..., sha256: _Optional[str] = ..., path: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., face_index: _Optional[int] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+
+class ReadImagesRequest(_message.Message):
+    __slots__ = ("store",)
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    def __init__(self, store: _Optional[str] = ...) -> None: ...
+
+class ImageRecord(_message.Message):
+    __slots__ = ("sha256", "path", "aliases", "size", "width", "height", "capture_time", "face_count", "error")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FACE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    path: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    size: int
+    width: int
+    height: int
+    capture_time: str
+    face_count: int
+    error: _common_pb2.ImageError
+    def __init__(self, sha256: _Optional[str] = ..., path: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., capture_time: _Optional[str] = ..., face_count: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ...) -> None: ...
+
+class FaceUpdate(_message.Message):
+    __slots__ = ("store", "face_id", "face")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    face_id: int
+    face: _common_pb2.Face
+    def __init__(self, store: _Optional[str] = ..., face_id: _Optional[int] = ..., face: _Optional[_Union[_common_pb2.Face, _Mapping]] = ...) -> None: ...
+
+class UpdateFacesResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
+
+class StoreStats(_message.Message):
+    __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim")
+    class ErrorsByReasonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_WITHOUT_FACES_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    images: int
+    faces: int
+    images_without_faces: int
+    aliases: int
+    errors_by_reason: _containers.ScalarMap[str, int]
+    model_pack: str
+    embedding_dim: int
+    def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
+
+class ClusterRequest(_message.Message):
+    __slots__ = ("store", "out", "threshold", "link_mode")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    out: str
+    threshold: float
+    link_mode: LinkMode
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+
+class RefineRequest(_message.Message):
+    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MERGE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    out: str
+    initial_threshold: float
+    merge_threshold: float
+    outlier_threshold: float
+    min_faces: int
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    link_mode: LinkMode
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+
+class ExtendRequest(_message.Message):
+    __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RAW_OUT_FIELD_NUMBER: _ClassVar[int]
+    REFINE_OUT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    raw_out: str
+    refine_out: str
+    threshold: float
+    link_mode: LinkMode
+    def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+
+class DedupRequest(_message.Message):
+    __slots__ = ("store", "near_threshold")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    near_threshold: float
+    def __init__(self, store: _Optional[str] = ..., near_threshold: _Optional[float] = ...) -> None: ...
+
+class ConsolidateRequest(_message.Message):
+    __slots__ = ("facesets_dir", "store", "candidate_similarity", "confident_similarity", "undo", "dry_run")
+    FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENT_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    UNDO_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    facesets_dir: str
+    store: str
+    candidate_similarity: float
+    confident_similarity: float
+    undo: bool
+    dry_run: bool
+    def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,44 @@
+from facesets.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExportSwapRequest(_message.Message):
+    __slots__ = ("store", "refine_manifest", "out", "raw_manifest", "candidates", "top_n", "outlier_threshold", "pad_ratio", "out_size", "min_face_short", "candidate_match_threshold", "candidate_min_score", "clustering_address", "inference_address")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    REFINE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    RAW_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    TOP_N_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PAD_RATIO_FIELD_NUMBER: _ClassVar[int]
+    OUT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACE_SHORT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    refine_manifest: str
+    out: str
+    raw_manifest: str
+    candidates: bool
+    top_n: int
+    outlier_threshold: float
+    pad_ratio: float
+    out_size: int
+    min_face_short: float
+    candidate_match_threshold: float
+    candidate_min_score: float
+    clustering_address: str
+    inference_address: str
+    def __init__(self, store: _Optional[str] = ..., refine_manifest: _Optional[str] = ..., out: _Optional[str] = ..., raw_manifest: _Optional[str] = ..., candidates: _Optional[bool] = ..., top_n: _Optional[int] = ..., outlier_threshold: _Optional[float] = ..., pad_ratio: _Optional[float] = ..., out_size: _Optional[int] = ..., min_face_short: _Optional[float] = ..., candidate_match_threshold: _Optional[float] = ..., candidate_min_score: _Optional[float] = ..., clustering_address: _Optional[str] = ..., inference_address: _Optional[str] = ...) -> None: ...
+
+class ReportRequest(_message.Message):
+    __slots__ = ("out",)
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    def __init__(self, out: _Optional[str] = ...) -> None: ...

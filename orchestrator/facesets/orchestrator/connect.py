@@ -1,0 +1,93 @@
+"""Clients for the services a command needs: remote when an address is given, local otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.common.security import read_token
+from facesets.orchestrator.local import LocalService
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> None:
+    group = parser.add_argument_group(
+        "services",
+        "Where the services listen. Without an address, the command starts the "
+        "service itself on a free loopback port and stops it at the end.",
+    )
+    for name in services:
+        group.add_argument(f"--{name}", metavar="HOST:PORT", help=f"address of the {name} service")
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        help="bearer token for services that listen beyond loopback (or FACESETS_TOKEN_FILE)",
+    )
+    group.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) of TLS services")
+    if "inference" in services:
+        local = parser.add_argument_group("local inference service")
+        local.add_argument("--model-root", help="folder holding models/PACK (FACESETS_MODEL_ROOT)")
+        local.add_argument("--model-pack", help="model pack name (FACESETS_MODEL_PACK)")
+        local.add_argument("--providers", help="execution providers in order, e.g. dml,cuda,cpu")
+
+
+class Services(contextlib.ExitStack):
+    """Opens clients lazily; a local service is started the first time it is needed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__()
+        self.args = args
+        token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
+        self.token = read_token(Path(token_file)) if token_file else None
+        self.tls_ca = getattr(args, "tls_ca", None)
+        self._clients: dict[str, object] = {}
+        self.local: dict[str, LocalService] = {}
+
+    def _address(self, name: str) -> str:
+        address = getattr(self.args, name, None)
+        if address:
+            return address
+        extra: list[str] = []
+        if name == "inference":
+            for flag in ("model_root", "model_pack", "providers"):
+                value = getattr(self.args, flag, None)
+                if value:
+                    extra += [f"--{flag.replace('_', '-')}", str(value)]
+        service = LocalService(name, extra)
+        self.callback(service.stop)
+        address = service.start()
+        self.local[name] = service
+        return address
+
+    def is_local(self, name: str) -> bool:
+        return name in self.local
+
+    def endpoint(self, name: str) -> Endpoint:
+        address = self._address(name)
+        local = name in self.local
+        return Endpoint(address, None if local else self.token, None if local else self.tls_ca)
+
+    def inference(self) -> InferenceClient:
+        if "inference" not in self._clients:
+            client = InferenceClient(self.endpoint("inference"))
+            self.callback(client.close)
+            client.wait_ready()
+            self._clients["inference"] = client
+        return self._clients["inference"]  # type: ignore[return-value]
+
+    def clustering(self) -> ClusteringClient:
+        if "clustering" not in self._clients:
+            client = ClusteringClient(self.endpoint("clustering"))
+            self.callback(client.close)
+            client.wait_ready()
+            self._clients["clustering"] = client
+        return self._clients["clustering"]  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace) -> Iterator[Services]:
+    with Services(args) as opened:
+        yield opened

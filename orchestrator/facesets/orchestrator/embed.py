@@ -1,0 +1,166 @@
+"""`facesets embed SRC STORE`: detect and embed every face of a photo tree into a face store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from tqdm import tqdm
+
+from facesets.client import ImageInput
+from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.scan import scan
+from facesets.v1 import clustering_pb2, common_pb2
+
+log = structlog.get_logger(__name__)
+_DONE = object()
+
+
+@dataclass
+class EmbedSummary:
+    files: int = 0
+    unreadable: int = 0
+    known: int = 0
+    aliases_added: int = 0
+    embedded: int = 0
+    faces_found: int = 0
+    errors: Counter = field(default_factory=Counter)
+    store: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    restarts: int = 0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "errors": dict(self.errors)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", type=Path, help="folder of photos (searched recursively)")
+    parser.add_argument("store", type=Path, help="face store file (created if missing)")
+    parser.add_argument(
+        "--send",
+        choices=("auto", "bytes", "path"),
+        default="auto",
+        help="send image bytes, or paths the inference service reads itself "
+        "(auto: paths when the service runs on this machine)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "inference", "clustering")
+
+
+def run(args: argparse.Namespace) -> int:
+    with services(args) as opened:
+        summary = embed(opened, args.src, args.store, send=args.send)
+    print(json.dumps(summary.as_dict(), indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def embed(
+    opened: Services, src: Path, store_path: Path, send: str = "auto", show_progress: bool = True
+) -> EmbedSummary:
+    started = time.monotonic()
+    summary = EmbedSummary()
+    store = str(Path(store_path).resolve())
+    clustering = opened.clustering()
+    clustering.open_store(store)
+    entries = []
+    for scanned in scan(src, show_progress=show_progress):
+        entry = clustering_pb2.FileEntry(
+            path=scanned.path, sha256=scanned.sha256, size=scanned.size
+        )
+        if scanned.error:
+            summary.unreadable += 1
+            entry.error.CopyFrom(
+                common_pb2.ImageError(
+                    reason=common_pb2.ERROR_REASON_UNREADABLE, message=scanned.error
+                )
+            )
+        entries.append(entry)
+    summary.files = len(entries)
+    registered = clustering.register_files(store, entries)
+    summary.known, summary.aliases_added = registered.known, registered.aliases_added
+    pending = list(registered.pending)
+    if pending:
+        inference = opened.inference()
+        info = inference.info()
+        clustering.open_store(store, info.model_pack, info.embedding_dim)
+        by_path = send == "path" or (send == "auto" and opened.is_local("inference"))
+        _embed_pending(opened, store, pending, by_path, summary, show_progress)
+        summary.restarts = inference.restarts + clustering.restarts
+    stats = clustering.stats(store)
+    summary.store = {
+        "images": stats.images,
+        "faces": stats.faces,
+        "images_without_faces": stats.images_without_faces,
+        "aliases": stats.aliases,
+        "errors_by_reason": dict(stats.errors_by_reason),
+        "model_pack": stats.model_pack,
+        "embedding_dim": stats.embedding_dim,
+    }
+    summary.seconds = round(time.monotonic() - started, 2)
+    return summary
+
+
+def _embed_pending(
+    opened: Services,
+    store: str,
+    pending: list[clustering_pb2.FileEntry],
+    by_path: bool,
+    summary: EmbedSummary,
+    show_progress: bool,
+) -> None:
+    entries = {entry.sha256: entry for entry in pending}
+    results: queue.Queue = queue.Queue(maxsize=256)
+    failure: list[BaseException] = []
+
+    def infer() -> None:
+        try:
+            images = (ImageInput(id=e.sha256, path=e.path) for e in pending)
+            for result in opened.inference().embed(images, by_path=by_path):
+                results.put(result)
+        except BaseException as error:  # surfaced in the main thread
+            failure.append(error)
+        finally:
+            results.put(_DONE)
+
+    def items() -> Iterator[clustering_pb2.IngestItem]:
+        while (result := results.get()) is not _DONE:
+            if result.HasField("error"):
+                summary.errors[common_pb2.ErrorReason.Name(result.error.reason)] += 1
+            summary.faces_found += len(result.faces)
+            yield clustering_pb2.IngestItem(file=entries[result.id], result=result)
+
+    worker = threading.Thread(target=infer, name="inference", daemon=True)
+    worker.start()
+    with tqdm(total=len(pending), desc="embedding", unit="img", disable=not show_progress) as bar:
+        for committed in opened.clustering().ingest(store, items()):
+            summary.embedded += len(committed)
+            bar.update(len(committed))
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
+def format_summary(summary: EmbedSummary) -> str:
+    store = summary.store
+    lines = [
+        f"files scanned       {summary.files}",
+        f"  already in store  {summary.known}  (new aliases {summary.aliases_added})",
+        f"  embedded now      {summary.embedded}  ({summary.faces_found} faces)",
+        f"  unreadable        {summary.unreadable}",
+        f"store               {store.get('images', 0)} images, {store.get('faces', 0)} faces, "
+        f"{store.get('images_without_faces', 0)} without faces, {store.get('aliases', 0)} aliases",
+    ]
+    for reason, count in sorted(store.get("errors_by_reason", {}).items()):
+        lines.append(f"  errors {reason.removeprefix('ERROR_REASON_').lower():<12} {count}")
+    if summary.restarts:
+        lines.append(f"service restarts survived  {summary.restarts}")
+    lines.append(f"time                {summary.seconds:.1f} s")
+    return "\n".join(lines)

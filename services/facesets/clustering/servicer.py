@@ -1,0 +1,317 @@
+"""The Clustering gRPC service: owns face stores and runs every computation over them."""
+
+from __future__ import annotations
+
+import importlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from facesets.clustering.convert import face_from_proto, face_record, image_from_item
+from facesets.clustering.store import FaceStore, StoreMismatchError
+from facesets.common import settings
+from facesets.common.layout import atomic_write_json  # noqa: F401  (re-exported for jobs)
+from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
+
+log = structlog.get_logger(__name__)
+SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["Clustering"].full_name
+
+LINK_MODES = {
+    clustering_pb2.LINK_MODE_AUTO: "auto",
+    clustering_pb2.LINK_MODE_HARDLINK: "hardlink",
+    clustering_pb2.LINK_MODE_SYMLINK: "symlink",
+    clustering_pb2.LINK_MODE_COPY: "copy",
+}
+
+
+class StoreRegistry:
+    """One open FaceStore per store path, shared by every call."""
+
+    def __init__(self) -> None:
+        self._stores: dict[Path, FaceStore] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str, context: grpc.ServicerContext, create: bool = False) -> FaceStore:
+        if not path:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no store path given")
+        resolved = Path(path).expanduser().resolve()
+        with self._lock:
+            store = self._stores.get(resolved)
+            if store is None:
+                if not create and not resolved.exists():
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"no store at {resolved}")
+                store = self._stores[resolved] = FaceStore(resolved)
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+
+
+def _job_events(
+    run: Callable[[Callable[[str, int, int], None]], Any],
+) -> Iterator[common_pb2.JobEvent]:
+    """Run a job in a thread, streaming its progress and then its outcome."""
+    events: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        events.put(
+            common_pb2.JobEvent(progress=common_pb2.Progress(stage=stage, done=done, total=total))
+        )
+
+    def worker() -> None:
+        try:
+            outcome["value"] = run(progress)
+        except BaseException as error:  # reported to the caller below
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    threading.Thread(target=worker, daemon=True, name="job").start()
+    while (event := events.get()) is not None:
+        yield event
+    if "error" in outcome:
+        raise outcome["error"]
+    import json
+
+    result = outcome["value"]
+    yield common_pb2.JobEvent(
+        done=common_pb2.JobDone(
+            summary_json=json.dumps(result.summary, sort_keys=True, default=str),
+            manifest_path=str(result.manifest_path or ""),
+        )
+    )
+
+
+class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
+    def __init__(self) -> None:
+        self.stores = StoreRegistry()
+
+    # --- store ---------------------------------------------------------------------------
+    def OpenStore(
+        self, request: clustering_pb2.OpenStoreRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.StoreInfo:
+        store = self.stores.get(request.store, context, create=True)
+        try:
+            meta = (
+                store.bind_model(request.model_pack, request.embedding_dim)
+                if request.model_pack
+                else store.meta()
+            )
+        except StoreMismatchError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        return clustering_pb2.StoreInfo(
+            store=str(store.path),
+            model_pack=meta.get("model_pack", ""),
+            embedding_dim=int(meta.get("embedding_dim", 0) or 0),
+            schema_version=int(meta.get("schema_version", 0)),
+        )
+
+    def RegisterFiles(
+        self, request: clustering_pb2.RegisterFilesRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.RegisterFilesResponse:
+        store = self.stores.get(request.store, context)
+        readable = [(f.path, f.sha256, f.size) for f in request.files if not f.HasField("error")]
+        unreadable = [
+            (f.path, common_pb2.ErrorReason.Name(f.error.reason), f.error.message)
+            for f in request.files
+            if f.HasField("error")
+        ]
+        store.record_file_errors(unreadable)
+        pending, known, aliases = store.register_files(readable)
+        return clustering_pb2.RegisterFilesResponse(
+            pending=[clustering_pb2.FileEntry(path=p, sha256=s, size=n) for p, s, n in pending],
+            known=known,
+            aliases_added=aliases,
+        )
+
+    def KnownContent(
+        self, request: clustering_pb2.KnownContentRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.KnownContentResponse:
+        store = self.stores.get(request.store, context, create=True)
+        return clustering_pb2.KnownContentResponse(
+            known=sorted(store.known_content(request.sha256))
+        )
+
+    def Ingest(
+        self,
+        request_iterator: Iterator[clustering_pb2.IngestRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[clustering_pb2.IngestAck]:
+        store: FaceStore | None = None
+        batch = []
+        for request in request_iterator:
+            if store is None:
+                store = self.stores.get(request.store, context)
+            if request.HasField("item"):
+                batch.append(image_from_item(request.item))
+            if batch and (request.flush or len(batch) >= settings.STORE_COMMIT_BATCH):
+                yield self._commit(store, batch, context)
+                batch = []
+        if store is not None and batch:
+            yield self._commit(store, batch, context)
+
+    @staticmethod
+    def _commit(
+        store: FaceStore, batch: list, context: grpc.ServicerContext
+    ) -> clustering_pb2.IngestAck:
+        try:
+            committed = store.add_images(batch)
+        except StoreMismatchError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        return clustering_pb2.IngestAck(committed_sha256=committed)
+
+    def ReadFaces(
+        self, request: clustering_pb2.ReadFacesRequest, context: grpc.ServicerContext
+    ) -> Iterator[clustering_pb2.FaceRecord]:
+        store = self.stores.get(request.store, context)
+        aliases = store.aliases()
+        for row in store.iter_face_rows(request.with_embeddings, list(request.face_ids)):
+            yield face_record(row, aliases.get(row["sha256"], []))
+
+    def ReadImages(
+        self, request: clustering_pb2.ReadImagesRequest, context: grpc.ServicerContext
+    ) -> Iterator[clustering_pb2.ImageRecord]:
+        store = self.stores.get(request.store, context)
+        for image in store.images():
+            record = clustering_pb2.ImageRecord(
+                sha256=image.sha256,
+                path=image.path,
+                aliases=image.aliases,
+                size=image.size,
+                width=image.width,
+                height=image.height,
+                capture_time=image.capture_time,
+                face_count=image.face_count,
+            )
+            if image.error_reason:
+                record.error.CopyFrom(
+                    common_pb2.ImageError(
+                        reason=common_pb2.ErrorReason.Value(image.error_reason),
+                        message=image.error_message,
+                    )
+                )
+            yield record
+
+    def UpdateFaces(
+        self, request_iterator: Iterator[clustering_pb2.FaceUpdate], context: grpc.ServicerContext
+    ) -> clustering_pb2.UpdateFacesResponse:
+        updated = 0
+        store: FaceStore | None = None
+        pending = []
+        for update in request_iterator:
+            store = store or self.stores.get(update.store, context)
+            pending.append((update.face_id, face_from_proto(update.face)))
+            if len(pending) >= settings.STORE_COMMIT_BATCH:
+                updated += store.update_faces(pending)
+                pending = []
+        if store is not None and pending:
+            updated += store.update_faces(pending)
+        return clustering_pb2.UpdateFacesResponse(updated=updated)
+
+    def GetStats(
+        self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
+    ) -> clustering_pb2.StoreStats:
+        stats = self.stores.get(request.store, context).stats()
+        return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]
+
+    # --- jobs ----------------------------------------------------------------------------
+    def _job(
+        self, module: str, function: str, context: grpc.ServicerContext, *args: Any, **kwargs: Any
+    ) -> Iterator[common_pb2.JobEvent]:
+        job = getattr(importlib.import_module(f"facesets.clustering.{module}"), function)
+        try:
+            yield from _job_events(lambda progress: job(*args, progress=progress, **kwargs))
+        except (ValueError, FileNotFoundError, StoreMismatchError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+
+    def Cluster(
+        self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "cluster_job",
+            "cluster",
+            context,
+            store,
+            Path(request.out),
+            threshold=request.threshold or settings.CLUSTER_THRESHOLD,
+            link_mode=LINK_MODES[request.link_mode],
+        )
+
+    def Refine(
+        self, request: clustering_pb2.RefineRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "refine_job",
+            "refine",
+            context,
+            store,
+            Path(request.out),
+            initial_threshold=request.initial_threshold or settings.CLUSTER_THRESHOLD,
+            merge_threshold=request.merge_threshold or settings.REFINE_MERGE_THRESHOLD,
+            outlier_threshold=request.outlier_threshold or settings.REFINE_OUTLIER_THRESHOLD,
+            min_faces=request.min_faces or settings.REFINE_MIN_FACES,
+            min_short=request.min_short or settings.QUALITY_MIN_SHORT,
+            min_blur=request.min_blur or settings.QUALITY_MIN_BLUR,
+            min_det_score=request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
+            link_mode=LINK_MODES[request.link_mode],
+        )
+
+    def Extend(
+        self, request: clustering_pb2.ExtendRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "extend_job",
+            "extend",
+            context,
+            store,
+            Path(request.raw_out),
+            refine_out=Path(request.refine_out) if request.refine_out else None,
+            threshold=request.threshold or settings.EXTEND_THRESHOLD,
+            link_mode=LINK_MODES[request.link_mode],
+        )
+
+    def Dedup(
+        self, request: clustering_pb2.DedupRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "dedup_job",
+            "dedup",
+            context,
+            store,
+            near_threshold=request.near_threshold or settings.NEAR_DUPLICATE_THRESHOLD,
+        )
+
+    def Consolidate(
+        self, request: clustering_pb2.ConsolidateRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "consolidate_job",
+            "consolidate",
+            context,
+            Path(request.facesets_dir),
+            store,
+            candidate_similarity=request.candidate_similarity or settings.CONSOLIDATE_CANDIDATE_SIM,
+            confident_similarity=request.confident_similarity or settings.CONSOLIDATE_CONFIDENT_SIM,
+            undo=request.undo,
+        )
+
+
+def register(servicer: ClusteringServicer) -> Callable[[grpc.Server], None]:
+    def add(server: grpc.Server) -> None:
+        clustering_pb2_grpc.add_ClusteringServicer_to_server(servicer, server)
+
+    return add

@@ -1,0 +1,85 @@
+"""File layouts of facesets: output folders, manifests and state files, in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# --- `facesets cluster STORE OUT` -------------------------------------------------------------
+PERSON_DIR = "person_{:03d}"
+SINGLETONS_DIR = "_singletons"
+NOFACE_DIR = "_noface"
+CLUSTER_MANIFEST = "manifest.json"
+
+# --- `facesets refine STORE OUT` ----------------------------------------------------------------
+FACESET_DIR = "faceset_{:03d}"
+REFINE_MANIFEST = "refine_manifest.json"
+
+# --- `facesets consolidate` ---------------------------------------------------------------------
+MERGED_DIR = "_merged"
+CONSOLIDATE_MANIFEST = "consolidate_manifest.json"
+
+# --- `facesets dedup STORE` ---------------------------------------------------------------------
+DUPLICATES_SUFFIX = ".duplicates.json"
+
+# --- `facesets export-swap` ---------------------------------------------------------------------
+EXPORT_MANIFEST = "manifest.json"  # top level of OUT, merged across runs
+FACESET_MANIFEST = "manifest.json"  # inside each OUT/faceset_NNN/
+FSZ_TOP = "faceset_{:03d}_top{}.fsz"
+FSZ_ALL = "faceset_{:03d}_all.fsz"
+CROPS_DIR = "crops"
+CANDIDATES_DIR = "_candidates"
+REJECTED_DIR = "_rejected"
+REPORT_DIR = "report"
+REPORT_INDEX = "index.html"
+
+# --- `facesets run SRC OUT` ---------------------------------------------------------------------
+RUN_STORE = "faces.db"
+RUN_RAW_DIR = "raw"
+RUN_REFINE_DIR = "refined"
+RUN_EXPORT_DIR = "export"
+RUN_STATE = "run_state.json"
+
+# --- `facesets immich` --------------------------------------------------------------------------
+IMMICH_STATE = "state.json"
+IMMICH_QUEUE = "queue.json"
+IMMICH_STORE = "faces.db"
+
+
+def duplicates_path(store: Path) -> Path:
+    return store.with_name(store.name + DUPLICATES_SUFFIX)
+
+
+def flattened_name(path: str | Path) -> str:
+    """A file name made of the absolute source path, stable whatever root a run was given."""
+    absolute = os.path.abspath(os.fspath(path))
+    return absolute.strip(os.sep).replace(os.sep, "__").replace(":", "")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    if not path.exists():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))

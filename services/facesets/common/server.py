@@ -1,0 +1,111 @@
+"""One way to run a facesets service: health checks, reflection, auth, limits, clean shutdown."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from facesets.common import settings
+from facesets.common.layout import atomic_write_bytes
+from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    listen: str
+    token: str | None = None
+    tls: TlsFiles | None = None
+    ready_file: Path | None = None  # receives the bound address once serving
+    max_workers: int = 16
+    max_message_bytes: int = settings.MAX_MESSAGE_BYTES
+
+
+def channel_options(max_message_bytes: int = settings.MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.KEEPALIVE_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    address: str
+    health: health.HealthServicer
+    service_names: Sequence[str]
+
+    def stop(self, grace: float = settings.SHUTDOWN_GRACE_S) -> None:
+        for name in (*self.service_names, ""):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+
+
+def start_server(
+    options: ServeOptions,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+) -> RunningServer:
+    """Start a server with the given services registered; returns once it listens."""
+    check_listen_policy(options.listen, options.token, options.tls)
+    interceptors = [TokenInterceptor(options.token)] if options.token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=options.max_workers),
+        interceptors=interceptors,
+        options=channel_options(options.max_message_bytes),
+    )
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    if options.tls:
+        credentials = grpc.ssl_server_credentials(
+            [(options.tls.key.read_bytes(), options.tls.cert.read_bytes())]
+        )
+        port = server.add_secure_port(options.listen, credentials)
+    else:
+        port = server.add_insecure_port(options.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {options.listen}")
+    server.start()
+    address = f"{options.listen.rsplit(':', 1)[0]}:{port}"
+    for name in (*service_names, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if options.ready_file:
+        atomic_write_bytes(options.ready_file, address.encode())
+    log.info(
+        "serving",
+        address=address,
+        services=list(service_names),
+        auth="token" if options.token else "tls" if options.tls else "loopback-only",
+    )
+    return RunningServer(server, address, health_servicer, service_names)
+
+
+def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = None) -> None:
+    """Block until SIGINT/SIGTERM, then let in-flight calls finish within the grace period."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("shutting down", grace_s=settings.SHUTDOWN_GRACE_S)
+    if on_stop:
+        on_stop()
+    running.stop()
+    log.info("stopped")

@@ -1,0 +1,131 @@
+"""Every threshold, default and limit of facesets, in one place.
+
+Defaults follow the original single-script pipeline; commands expose each one as a flag whose
+default is read from here. Environment variables override a few deployment settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_path(name: str, default: str) -> Path:
+    return Path(os.environ.get(name, default)).expanduser()
+
+
+# --- models --------------------------------------------------------------------------------
+DEFAULT_MODEL_PACK = "buffalo_l"
+DEFAULT_MODEL_ROOT = "~/.insightface"
+DETECTOR_INPUT_SIZE = 640  # SCRFD square input, pixels
+DETECTOR_SCORE_THRESHOLD = 0.5
+DETECTOR_NMS_THRESHOLD = 0.4
+RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
+PROVIDER_ORDER = ("dml", "cuda", "cpu")
+
+# --- decoding ------------------------------------------------------------------------------
+MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # gRPC send/receive limit; an image above it is refused
+# Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
+# ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
+ALIGN_EYE_DISTANCE_AT_112 = 35.0
+DECODE_QUEUE_SIZE = 16  # decoded images waiting for the model (backpressure)
+DECODE_WORKERS = 2
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+# --- services ------------------------------------------------------------------------------
+DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
+DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
+DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
+RPC_TIMEOUT_S = 30.0  # unary calls
+STREAM_TIMEOUT_S = 3600.0  # one streaming call
+RETRY_ATTEMPTS = 8
+RETRY_BACKOFF_S = 0.25
+RETRY_BACKOFF_MAX_S = 5.0
+RETRY_WINDOW_S = 120.0  # how long a client waits for a restarting service before giving up
+KEEPALIVE_MS = 30_000
+SHUTDOWN_GRACE_S = 10.0
+STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
+EMBED_INFLIGHT = 32  # images sent ahead of acknowledged results
+
+# --- clustering (issue: clustering service) -----------------------------------------------
+CLUSTER_THRESHOLD = 0.55  # cosine distance, average linkage
+REFINE_MERGE_THRESHOLD = 0.40  # centroid merge of over-split clusters
+REFINE_OUTLIER_THRESHOLD = 0.55
+REFINE_OUTLIER_MIN_CLUSTER = 4
+REFINE_MIN_FACES = 15  # unique photos per faceset
+QUALITY_MIN_SHORT = 90  # face short edge, pixels
+QUALITY_MIN_BLUR = 40.0  # Laplacian variance
+QUALITY_MIN_DET_SCORE = 0.6
+EXTEND_THRESHOLD = 0.55
+CONSOLIDATE_CANDIDATE_SIM = 0.55
+CONSOLIDATE_CONFIDENT_SIM = 0.65
+DENSE_COMPONENT_MAX = 20_000  # largest component clustered with a dense matrix
+KNN_NEIGHBOURS = 30
+NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
+
+# --- export (issue: export service) --------------------------------------------------------
+EXPORT_TOP_N = 30
+EXPORT_OUTLIER_THRESHOLD = 0.45
+EXPORT_PAD_RATIO = 0.5
+EXPORT_OUT_SIZE = 512
+EXPORT_MIN_FACE_SHORT = 100
+CANDIDATE_MATCH_THRESHOLD = 0.55
+CANDIDATE_MIN_SCORE = 0.40
+QUALITY_WEIGHTS = {
+    "frontality": 0.30,
+    "det_score": 0.20,
+    "symmetry": 0.20,
+    "size": 0.15,
+    "sharpness": 0.15,
+}
+QUALITY_YAW_LIMIT = 60.0  # degrees of yaw at which frontality reaches 0
+QUALITY_PITCH_LIMIT = 45.0  # degrees of pitch at which frontality reaches 0
+QUALITY_ASYMMETRY_LIMIT = 0.5  # mirror error / inter-ocular distance at which symmetry is 0
+QUALITY_SIZE_FULL = 256.0  # face short edge (px) that scores full size; roop swaps at 128
+QUALITY_BLUR_LOW = 10.0  # Laplacian variance scoring 0 sharpness (log scale)
+QUALITY_BLUR_HIGH = 1000.0  # Laplacian variance scoring full sharpness
+EXPORT_RECROP_PADS = (0.25, 0.1)  # tighter paddings tried when a crop holds != 1 face
+EXPORT_DUPLICATE_SIM = 0.95  # embedding cosine similarity of a re-encoded copy (and ...)
+EXPORT_DUPLICATE_HASH_BITS = 12  # ... at most this many differing bits of the crop's 64-bit pHash
+EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and dropped faces
+EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
+
+# --- Immich (issue: Immich import) ---------------------------------------------------------
+IMMICH_WORKERS = 8
+IMMICH_PAGE_SIZE = 250
+IMMICH_MIN_FACE_SHORT = 90
+IMMICH_MATCH_THRESHOLD = 0.45
+IMMICH_BREAKER_ERRORS = 12
+IMMICH_RETRIES = 5
+IMMICH_TIMEOUT_S = 60.0
+IMMICH_CONNECT_TIMEOUT_S = 10.0
+IMMICH_PING_TIMEOUT_S = 5.0  # the circuit breaker's probe
+IMMICH_BACKOFF_S = 0.5  # first retry delay; doubles per attempt, with jitter
+IMMICH_BACKOFF_MAX_S = 30.0
+IMMICH_RETRY_AFTER_MAX_S = 300.0  # longest Retry-After (429/503) honoured
+IMMICH_STATE_SAVE_S = 5.0  # state.json / queue.json rewritten at most this often while staging
+IMMICH_STAGING_ROOT = "immich-staging"
+# NAS thumbnail folders that external libraries pick up as photos (Synology, QNAP, desktop).
+IMMICH_EXCLUDE_GLOBS = ("*/@eaDir/*", "*/.@__thumb/*", "*/.thumbnails/*")
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """What the inference service needs to start; filled from flags and the environment."""
+
+    model_root: Path = field(
+        default_factory=lambda: _env_path("FACESETS_MODEL_ROOT", DEFAULT_MODEL_ROOT)
+    )
+    model_pack: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_MODEL_PACK", DEFAULT_MODEL_PACK)
+    )
+    providers: tuple[str, ...] = PROVIDER_ORDER
+    det_size: int = DETECTOR_INPUT_SIZE
+    det_threshold: float = DETECTOR_SCORE_THRESHOLD
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    recognition_batch: int = RECOGNITION_BATCH_SIZE
+    decode_workers: int = DECODE_WORKERS
+    decode_queue: int = DECODE_QUEUE_SIZE

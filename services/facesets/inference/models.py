@@ -1,0 +1,169 @@
+"""The model pack: ONNX files routed by what their graphs declare (insightface.model_zoo)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import structlog
+from insightface.app.common import Face
+from insightface.model_zoo import model_zoo
+from insightface.utils import face_align
+
+from facesets.inference.session import providers_in_use, session_options
+
+log = structlog.get_logger(__name__)
+
+
+class ModelPackError(RuntimeError):
+    """The model pack is missing or incomplete."""
+
+
+@dataclass
+class Detection:
+    bbox: np.ndarray  # (4,) x1, y1, x2, y2
+    kps: np.ndarray  # (5, 2)
+    score: float
+
+
+class Detector:
+    """SCRFD (or RetinaFace) face detector at a fixed square input size."""
+
+    def __init__(self, model: Any, input_size: int, threshold: float) -> None:
+        self.model = model
+        self.input_size = input_size
+        model.prepare(ctx_id=0, input_size=(input_size, input_size), det_thresh=threshold)
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        boxes, kpss = self.model.detect(bgr, input_size=(self.input_size, self.input_size))
+        found = []
+        for i, box in enumerate(boxes):
+            kps = kpss[i] if kpss is not None else np.zeros((5, 2), np.float32)
+            found.append(
+                Detection(box[:4].astype(np.float32), kps.astype(np.float32), float(box[4]))
+            )
+        return found
+
+
+class Recognizer:
+    """ArcFace-style recognizer; batches faces when the graph's batch axis is dynamic."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.input_size = int(model.input_size[0])
+        batch_axis = model.input_shape[0]
+        self.dynamic_batch = not isinstance(batch_axis, int) or batch_axis <= 0
+        self.dim = int(model.session.get_outputs()[0].shape[-1])
+
+    def align(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        return face_align.norm_crop(bgr, landmark=kps, image_size=self.input_size)
+
+    def embed(self, crops: Sequence[np.ndarray], batch: int) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, self.dim), np.float32)
+        step = batch if self.dynamic_batch else 1
+        parts = [self.model.get_feat(list(crops[i : i + step])) for i in range(0, len(crops), step)]
+        features = np.concatenate(parts, axis=0).astype(np.float32)
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        return features / np.maximum(norms, 1e-12)
+
+
+class Landmarker:
+    """2d106 or 3d68 landmark model; the 3d68 one also yields head pose."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.task: str = model.taskname
+
+    def run(self, bgr: np.ndarray, bbox: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        face = Face(bbox=bbox)
+        self.model.get(bgr, face)
+        pose = face.get("pose")
+        return np.asarray(face[self.task], np.float32), None if pose is None else np.asarray(pose)
+
+
+@dataclass
+class ModelPack:
+    name: str
+    folder: Path
+    detector: Detector
+    recognizer: Recognizer | None
+    landmark_2d_106: Landmarker | None = None
+    landmark_3d_68: Landmarker | None = None
+    providers: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def pack_folder(model_root: Path, pack: str) -> Path:
+    """ROOT/models/PACK, fetched through insightface for its own packs where the network allows."""
+    root = Path(model_root).expanduser()
+    folder = root / "models" / pack
+    if folder.is_dir() and any(folder.glob("*.onnx")):
+        return folder
+    try:
+        from insightface.utils import ensure_available
+
+        return Path(ensure_available("models", pack, root=str(root)))
+    except Exception as error:  # network refused, unknown pack, partial download ...
+        raise ModelPackError(
+            f"model pack '{pack}' not found: put its .onnx files in {folder} "
+            f"(InsightFace fetches '{pack}' there on first use when the network allows; "
+            f"fetching failed: {error})"
+        ) from error
+
+
+def load_pack(
+    model_root: Path, pack: str, providers: Sequence[str], det_size: int, det_threshold: float
+) -> ModelPack:
+    folder = pack_folder(model_root, pack)
+    options = session_options(providers)
+    detector: Detector | None = None
+    recognizer: Recognizer | None = None
+    landmarks: dict[str, Landmarker] = {}
+    files: dict[str, str] = {}
+    used: list[str] = []
+    for onnx in sorted(folder.glob("*.onnx")):
+        model = model_zoo.get_model(str(onnx), providers=list(providers), sess_options=options)
+        if model is None:
+            log.info("model skipped: its graph matches no known task", file=onnx.name)
+            continue
+        task = model.taskname
+        files[task] = onnx.name
+        used = providers_in_use(model.session) if not used else used
+        if task == "detection" and detector is None:
+            detector = Detector(model, det_size, det_threshold)
+        elif task == "recognition" and recognizer is None:
+            recognizer = Recognizer(model)
+        elif task in ("landmark_2d_106", "landmark_3d_68"):
+            model.prepare(ctx_id=0)
+            landmarks[task] = Landmarker(model)
+        else:
+            log.info("model not used", task=task, file=onnx.name)
+    if detector is None:
+        raise ModelPackError(f"model pack '{pack}' in {folder} has no face detector")
+    log.info("model pack loaded", pack=pack, folder=str(folder), models=files, providers=used)
+    return ModelPack(
+        name=pack,
+        folder=folder,
+        detector=detector,
+        recognizer=recognizer,
+        landmark_2d_106=landmarks.get("landmark_2d_106"),
+        landmark_3d_68=landmarks.get("landmark_3d_68"),
+        providers=used,
+        files=files,
+    )
+
+
+def laplacian_blur(bgr: np.ndarray, bbox: np.ndarray) -> float:
+    """Variance of the Laplacian over the face box: low means blurred."""
+    h, w = bgr.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    if x2 - x1 < 3 or y2 - y1 < 3:
+        return 0.0
+    gray = cv2.cvtColor(bgr[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())

@@ -1,0 +1,237 @@
+"""Streams of images through decode → detect → align → recognise, with bounded queues.
+
+Decoding runs in a thread pool ahead of the models; a semaphore bounds the images in flight,
+so a fast client is held back by gRPC flow control rather than by memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import structlog
+
+from facesets.common import settings
+from facesets.common.settings import InferenceSettings
+from facesets.inference.decode import Decoded, DecodeError, decode, read_source
+from facesets.inference.models import Detection, ModelPack, laplacian_blur
+from facesets.inference.pose import pose_from_keypoints
+from facesets.v1 import common_pb2
+
+log = structlog.get_logger(__name__)
+
+
+class Mode(Enum):
+    COUNT = "count"  # detection only, no per-face extras
+    DETECT = "detect"  # faces with landmarks and pose, no embeddings
+    EMBED = "embed"  # faces with embeddings
+
+
+@dataclass
+class Outcome:
+    """One image's result: faces, or an error."""
+
+    id: str
+    width: int = 0
+    height: int = 0
+    capture_time: str = ""
+    faces: list[common_pb2.Face] = field(default_factory=list)
+    error: common_pb2.ImageError | None = None
+
+
+@dataclass
+class _Item:
+    id: str
+    future: Future[Decoded] | None = None
+    error: common_pb2.ImageError | None = None
+
+
+_END = object()
+
+
+def _error(reason: int, message: str) -> common_pb2.ImageError:
+    return common_pb2.ImageError(reason=reason, message=message)
+
+
+class FacePipeline:
+    def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
+        self.pack = pack
+        self.config = config
+        self.max_bytes = max_bytes
+        self.stopping = threading.Event()
+        self._decoders = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="decode")
+        eye = settings.ALIGN_EYE_DISTANCE_AT_112
+        size = pack.recognizer.input_size if pack.recognizer else 112
+        self._align_eye_px = eye * size / 112
+
+    def close(self) -> None:
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+
+    # --- decoding ------------------------------------------------------------------------
+    def _decode(self, request: common_pb2.ImageRequest) -> Decoded:
+        data = read_source(request, self.max_bytes)
+        return decode(data, self.config.max_image_pixels, long_side=self.config.det_size)
+
+    def _read_requests(
+        self,
+        requests: Iterator[common_pb2.ImageRequest],
+        out: queue.Queue,
+        slots: threading.Semaphore,
+    ) -> None:
+        try:
+            for request in requests:
+                slots.acquire()
+                if self.stopping.is_set():
+                    out.put(
+                        _Item(
+                            request.id,
+                            error=_error(
+                                common_pb2.ERROR_REASON_NOT_DONE, "the service is shutting down"
+                            ),
+                        )
+                    )
+                else:
+                    out.put(_Item(request.id, future=self._decoders.submit(self._decode, request)))
+        except Exception as error:  # the client went away: end the stream quietly
+            log.info("request stream ended", reason=str(error))
+        finally:
+            out.put(_END)
+
+    # --- the stream ----------------------------------------------------------------------
+    def run(self, requests: Iterator[common_pb2.ImageRequest], mode: Mode) -> Iterator[Outcome]:
+        slots = threading.Semaphore(self.config.decode_queue)
+        items: queue.Queue = queue.Queue()
+        reader = threading.Thread(
+            target=self._read_requests, args=(requests, items, slots), daemon=True
+        )
+        reader.start()
+        batch: list[tuple[Outcome, list[np.ndarray]]] = []
+        try:
+            while True:
+                item = items.get()
+                if item is _END:
+                    break
+                outcome, crops = self._process(item, mode)
+                batch.append((outcome, crops))
+                pending_faces = sum(len(c) for _, c in batch)
+                if pending_faces >= self.config.recognition_batch or items.empty():
+                    yield from self._flush(batch, slots)
+                    batch = []
+            yield from self._flush(batch, slots)
+        finally:
+            # Unblock the reader if the consumer stopped early.
+            for _ in range(self.config.decode_queue):
+                slots.release()
+
+    def _flush(
+        self, batch: list[tuple[Outcome, list[np.ndarray]]], slots: threading.Semaphore
+    ) -> Iterator[Outcome]:
+        crops = [crop for _, image_crops in batch for crop in image_crops]
+        if crops and self.pack.recognizer is not None:
+            try:
+                embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
+            except Exception as error:
+                log.exception("recognition failed")
+                for outcome, image_crops in batch:
+                    if image_crops:
+                        outcome.faces.clear()
+                        outcome.error = _error(common_pb2.ERROR_REASON_INTERNAL, str(error))
+                embeddings = None
+            if embeddings is not None:
+                row = 0
+                for outcome, image_crops in batch:
+                    for face in outcome.faces[: len(image_crops)]:
+                        face.embedding = embeddings[row].astype("<f4").tobytes()
+                        face.embedding_dim = embeddings.shape[1]
+                        row += 1
+        for outcome, _ in batch:
+            slots.release()
+            yield outcome
+
+    def _process(self, item: _Item, mode: Mode) -> tuple[Outcome, list[np.ndarray]]:
+        outcome = Outcome(item.id)
+        if item.error is not None:
+            outcome.error = item.error
+            return outcome, []
+        try:
+            assert item.future is not None
+            decoded = item.future.result()
+            outcome.width, outcome.height = decoded.width, decoded.height
+            outcome.capture_time = decoded.capture_time
+            detections = self.pack.detector.detect(decoded.bgr)
+            if mode is Mode.COUNT:
+                outcome.faces = [common_pb2.Face(det_score=d.score) for d in detections]
+                return outcome, []
+            aligned = self._alignment_source(decoded, detections)
+            crops = []
+            for detection in detections:
+                face, crop = self._describe(detection, decoded, aligned, mode)
+                outcome.faces.append(face)
+                if crop is not None:
+                    crops.append(crop)
+            return outcome, crops
+        except DecodeError as error:
+            outcome.error = _error(error.reason, error.message)
+        except Exception as error:
+            log.exception("image failed", id=item.id)
+            outcome.error = _error(
+                common_pb2.ERROR_REASON_INTERNAL, f"{type(error).__name__}: {error}"
+            )
+        outcome.faces.clear()
+        return outcome, []
+
+    def _alignment_source(self, decoded: Decoded, detections: list[Detection]) -> Decoded:
+        """Pixels dense enough that no face is upsampled by alignment (re-decoded if need be)."""
+        if decoded.scale >= 1.0 or not detections:
+            return decoded
+        eye_gaps = [float(np.linalg.norm(d.kps[1] - d.kps[0])) for d in detections]
+        needed = max(decoded.scale * self._align_eye_px / max(gap, 1e-3) for gap in eye_gaps)
+        if needed <= decoded.scale * 1.001:
+            return decoded
+        return decode(decoded.data, self.config.max_image_pixels, min_scale=min(1.0, needed))
+
+    def _describe(
+        self, detection: Detection, decoded: Decoded, aligned: Decoded, mode: Mode
+    ) -> tuple[common_pb2.Face, np.ndarray | None]:
+        to_full = 1.0 / decoded.scale
+        bbox = detection.bbox * to_full
+        kps = detection.kps * to_full
+        a_bbox, a_kps = bbox * aligned.scale, kps * aligned.scale
+        face = common_pb2.Face(
+            bbox=bbox.tolist(),
+            kps=kps.reshape(-1).tolist(),
+            det_score=detection.score,
+            face_short=float(min(bbox[2] - bbox[0], bbox[3] - bbox[1])),
+            blur=laplacian_blur(aligned.bgr, a_bbox),
+        )
+        pose_done = False
+        if self.pack.landmark_2d_106 is not None:
+            points, _ = self.pack.landmark_2d_106.run(aligned.bgr, a_bbox)
+            face.landmark_2d_106.extend((points[:, :2] / aligned.scale).reshape(-1).tolist())
+        if self.pack.landmark_3d_68 is not None:
+            points, pose = self.pack.landmark_3d_68.run(aligned.bgr, a_bbox)
+            face.landmark_3d_68.extend((points[:, :3] / aligned.scale).reshape(-1).tolist())
+            if pose is not None:
+                pitch, yaw, roll = (float(v) for v in pose)
+                face.pose.CopyFrom(
+                    common_pb2.Pose(
+                        yaw=yaw, pitch=pitch, roll=roll, source=common_pb2.POSE_SOURCE_LANDMARK_3D68
+                    )
+                )
+                pose_done = True
+        if not pose_done:
+            yaw, pitch, roll = pose_from_keypoints(kps, (decoded.height, decoded.width))
+            face.pose.CopyFrom(
+                common_pb2.Pose(
+                    yaw=yaw, pitch=pitch, roll=roll, source=common_pb2.POSE_SOURCE_KEYPOINTS_PNP
+                )
+            )
+        crop = None
+        if mode is Mode.EMBED and self.pack.recognizer is not None:
+            crop = self.pack.recognizer.align(aligned.bgr, a_kps)
+        return face, crop

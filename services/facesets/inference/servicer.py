@@ -1,0 +1,129 @@
+"""The Inference gRPC service: Detect, Embed, CountFaces, ClipScore, GetInfo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import metadata
+
+import grpc
+import structlog
+
+from facesets.common import settings
+from facesets.common.settings import InferenceSettings
+from facesets.inference.models import ModelPack, load_pack
+from facesets.inference.pipeline import FacePipeline, Mode, Outcome
+from facesets.inference.session import resolve_providers
+from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+log = structlog.get_logger(__name__)
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
+
+
+def _result(outcome: Outcome) -> common_pb2.ImageResult:
+    result = common_pb2.ImageResult(
+        id=outcome.id,
+        width=outcome.width,
+        height=outcome.height,
+        faces=outcome.faces,
+        capture_time=outcome.capture_time,
+    )
+    if outcome.error is not None:
+        result.error.CopyFrom(outcome.error)
+    return result
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServicer):
+    def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
+        self.pack = pack
+        self.config = config
+        self.max_bytes = max_bytes
+        self.pipeline = FacePipeline(pack, config, max_bytes)
+
+    def stop(self) -> None:
+        self.pipeline.stopping.set()
+
+    def Detect(
+        self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.ImageResult]:
+        for outcome in self.pipeline.run(request_iterator, Mode.DETECT):
+            yield _result(outcome)
+
+    def Embed(
+        self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.ImageResult]:
+        if self.pack.recognizer is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model pack '{self.pack.name}' has no recognition model",
+            )
+        for outcome in self.pipeline.run(request_iterator, Mode.EMBED):
+            yield _result(outcome)
+
+    def CountFaces(
+        self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
+    ) -> Iterator[inference_pb2.FaceCount]:
+        for outcome in self.pipeline.run(request_iterator, Mode.COUNT):
+            count = inference_pb2.FaceCount(id=outcome.id, count=len(outcome.faces))
+            if outcome.error is not None:
+                count.error.CopyFrom(outcome.error)
+            yield count
+
+    def ClipScore(
+        self,
+        request_iterator: Iterator[inference_pb2.ClipScoreRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[inference_pb2.ClipScoreResult]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "ClipScore is not available in this release")
+        yield from ()
+
+    def GetInfo(
+        self, request: inference_pb2.GetInfoRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.ModelInfo:
+        return inference_pb2.ModelInfo(
+            model_pack=self.pack.name,
+            embedding_dim=self.pack.recognizer.dim if self.pack.recognizer else 0,
+            providers=self.pack.providers,
+            versions={
+                name: _version(name)
+                for name in (
+                    "facesets",
+                    "onnxruntime",
+                    "onnxruntime-directml",
+                    "insightface",
+                    "numpy",
+                    "opencv-python",
+                    "grpcio",
+                )
+                if _version(name) != "not installed"
+            },
+            models=[f"{task}: {file}" for task, file in sorted(self.pack.files.items())],
+            has_landmark_2d_106=self.pack.landmark_2d_106 is not None,
+            has_landmark_3d_68=self.pack.landmark_3d_68 is not None,
+            detector_size=self.config.det_size,
+            max_image_pixels=self.config.max_image_pixels,
+            max_message_bytes=self.max_bytes,
+        )
+
+
+def build(
+    config: InferenceSettings, max_bytes: int = settings.MAX_MESSAGE_BYTES
+) -> InferenceServicer:
+    providers = resolve_providers(config.providers)
+    pack = load_pack(
+        config.model_root, config.model_pack, providers, config.det_size, config.det_threshold
+    )
+    return InferenceServicer(pack, config, max_bytes)
+
+
+def register(servicer: InferenceServicer):  # type: ignore[no-untyped-def]
+    def add(server: grpc.Server) -> None:
+        inference_pb2_grpc.add_InferenceServicer_to_server(servicer, server)
+
+    return add

@@ -1,0 +1,64 @@
+"""Shared fixtures: the sample data and model pack in ../shared, free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACESETS_SHARED", REPO.parent / "shared")).resolve()
+MODEL_ROOT = SHARED / "models"
+MODEL_PACK = "facepack-mini"
+LFW = SHARED / "data" / "lfw"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Services started by tests read the mini pack unless a test says otherwise.
+    os.environ.setdefault("FACESETS_MODEL_ROOT", str(SHARED))
+    os.environ.setdefault("FACESETS_MODEL_PACK", MODEL_PACK)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"sample data not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def lfw_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "lfw"
+
+
+@pytest.fixture(scope="session")
+def model_root(shared_dir: Path) -> Path:
+    """The root to pass as --model-root (InsightFace layout: ROOT/models/PACK)."""
+    return shared_dir
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lfw_people(lfw: Path, people: int, per_person: int, min_photos: int = 2) -> dict[str, list[Path]]:
+    """The first `people` folders (sorted) holding at least `min_photos` photos."""
+    chosen: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in lfw.iterdir() if p.is_dir()):
+        photos = sorted(folder.glob("*.jpg"))
+        if len(photos) >= min_photos:
+            chosen[folder.name] = photos[:per_person]
+        if len(chosen) == people:
+            break
+    return chosen
