@@ -52,7 +52,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def lfw_people(lfw: Path, people: int, per_person: int, min_photos: int = 2) -> dict[str, list[Path]]:
+def lfw_people(
+    lfw: Path, people: int, per_person: int, min_photos: int = 2
+) -> dict[str, list[Path]]:
     """The first `people` folders (sorted) holding at least `min_photos` photos."""
     chosen: dict[str, list[Path]] = {}
     for folder in sorted(p for p in lfw.iterdir() if p.is_dir()):

@@ -64,7 +64,7 @@ def face_record(r: sqlite3.Row, aliases: list[str]) -> clustering_pb2.FaceRecord
         landmark_2d_106=_floats(r["landmark_2d_106"]),
         landmark_3d_68=_floats(r["landmark_3d_68"]),
     )
-    if "embedding" in r.keys() and r["embedding"] is not None:
+    if "embedding" in r.keys() and r["embedding"] is not None:  # noqa: SIM118 (Row iterates values)
         face.embedding = r["embedding"]
         face.embedding_dim = len(r["embedding"]) // 4
     if r["yaw"] is not None:

@@ -65,6 +65,10 @@ CONSOLIDATE_CONFIDENT_SIM = 0.65
 DENSE_COMPONENT_MAX = 20_000  # largest component clustered with a dense matrix
 KNN_NEIGHBOURS = 30
 NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
+NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # every face of two candidate photos matches this well
+NEAR_DUPLICATE_CANDIDATE_DISTANCE = 0.35  # DCT-hash cosine distance: faceless candidate pairs
+NEAR_DUPLICATE_MIN_OVERLAP = 0.7  # share of the larger photo the aligned other one covers
+NEAR_DUPLICATE_MIN_INLIERS = 30  # ORB matches agreeing on one similarity transform
 
 # --- export (issue: export service) --------------------------------------------------------
 EXPORT_TOP_N = 30
@@ -90,6 +94,7 @@ QUALITY_BLUR_HIGH = 1000.0  # Laplacian variance scoring full sharpness
 EXPORT_RECROP_PADS = (0.25, 0.1)  # tighter paddings tried when a crop holds != 1 face
 EXPORT_DUPLICATE_SIM = 0.95  # embedding cosine similarity of a re-encoded copy (and ...)
 EXPORT_DUPLICATE_HASH_BITS = 12  # ... at most this many differing bits of the crop's 64-bit pHash
+EXPORT_DUPLICATE_PREFER_LARGER = 1.1  # a copy whose face is this much larger replaces the kept one
 EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and dropped faces
 EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
 

@@ -133,7 +133,7 @@ def load_pack(
             continue
         task = model.taskname
         files[task] = onnx.name
-        used = providers_in_use(model.session) if not used else used
+        used = used or providers_in_use(model.session)
         if task == "detection" and detector is None:
             detector = Detector(model, det_size, det_threshold)
         elif task == "recognition" and recognizer is None:

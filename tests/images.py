@@ -1,0 +1,72 @@
+"""Test images: bad files of every kind, rotated and large photos built from LFW faces."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header and a tiny IDAT that claims width x height pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_bad_files(folder: Path, good_jpeg: Path) -> dict[str, str]:
+    """Bad files in folder; returns file name -> the error reason expected for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    data = good_jpeg.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "notes.jpg").write_text("this is not a photo\n")
+    (folder / "bomb.png").write_bytes(png_claiming(30000, 30000))
+    (folder / "broken-link.jpg").symlink_to(folder / "does-not-exist.jpg")
+    return {
+        "empty.jpg": "ERROR_REASON_EMPTY_FILE",
+        "truncated.jpg": "ERROR_REASON_CORRUPT",
+        "notes.jpg": "ERROR_REASON_NOT_AN_IMAGE",
+        "bomb.png": "ERROR_REASON_TOO_MANY_PIXELS",
+        "broken-link.jpg": "ERROR_REASON_UNREADABLE",
+    }
+
+
+def rotated_with_exif(photo: Path, capture_time: str = "2019:07:14 15:30:00") -> bytes:
+    """The photo stored rotated 90° clockwise, with EXIF orientation 8 undoing it on display."""
+    image = Image.open(photo).transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90° counter-clockwise to display
+    exif.get_ifd(0x8769)[36867] = capture_time
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def large_canvas(
+    photos: list[Path], size: tuple[int, int] = (4000, 3000), upscale: int = 3, quality: int = 90
+) -> bytes:
+    """A large JPEG with the given photos enlarged and placed side by side on a grey canvas."""
+    canvas = Image.new("RGB", size, (118, 118, 118))
+    x = 100
+    for photo in photos:
+        face = Image.open(photo).convert("RGB")
+        face = face.resize((face.width * upscale, face.height * upscale), Image.Resampling.BICUBIC)
+        canvas.paste(face, (x, (size[1] - face.height) // 2))
+        x += face.width + 100
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

@@ -1,0 +1,114 @@
+"""`facesets embed` end to end: the embedded default, bad files, aliases, incremental re-runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import lfw_people
+from images import write_bad_files
+
+from facesets.clustering.store import FaceStore
+
+
+def facesets(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "facesets.orchestrator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def photo_tree(lfw_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    people = lfw_people(lfw_dir, people=6, per_person=4)
+    for person, photos in people.items():
+        (root / person).mkdir()
+        for photo in photos:
+            shutil.copy(photo, root / person / photo.name)
+    first = next(iter(people.values()))[0]
+    expected_errors = write_bad_files(root / "bad", first)
+    shutil.copy(first, root / "bad" / "same-bytes-other-name.jpg")
+    return root, sum(len(p) for p in people.values()), expected_errors
+
+
+def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(photo_tree, tmp_path):
+    root, good, expected_errors = photo_tree
+    store_path = tmp_path / "faces.db"
+    first = facesets("embed", str(root), str(store_path), "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["files"] == good + len(expected_errors) + 1
+    assert summary["store"]["images"] == good
+    assert summary["store"]["aliases"] == 1
+    assert summary["store"]["faces"] >= good
+    assert summary["store"]["errors_by_reason"] == {
+        reason: 1 for reason in expected_errors.values()
+    }
+    assert "embedding" in first.stderr  # the progress bar
+
+    store = FaceStore(store_path)
+    try:
+        images = {image.path: image for image in store.images()}
+        for name, reason in expected_errors.items():
+            path = str(root / "bad" / name)
+            if reason == "ERROR_REASON_UNREADABLE":
+                assert [e for e in store.file_errors() if e[0] == path][0][1] == reason
+            else:
+                assert images[path].error_reason == reason and images[path].error_message
+        aliases = [a for image in images.values() for a in image.aliases]
+        assert aliases == [str(root / "bad" / "same-bytes-other-name.jpg")]
+        table = store.face_table()
+        assert table.embedding.shape == (summary["store"]["faces"], 128)
+        assert store.meta()["model_pack"] == "facepack-mini"
+    finally:
+        store.close()
+
+    # A re-run does no inference: pointing it at an inference service that does not exist
+    # still succeeds, because nothing is sent there.
+    again = facesets("embed", str(root), str(store_path), "--json", "--inference", "127.0.0.1:9")
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(again.stdout)
+    decoded_errors = len(expected_errors) - 1  # all but the unreadable link are stored by content
+    assert rerun["embedded"] == 0 and rerun["known"] == good + 1 + decoded_errors
+    assert rerun["store"] == summary["store"]
+
+
+def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path):
+    root, good, _ = photo_tree
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree, symlinks=True)
+    store_path = tmp_path / "faces.db"
+    assert facesets("embed", str(tree), str(store_path)).returncode == 0
+    extra = tree / "new-folder"
+    extra.mkdir()
+    for photo in sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:3]:
+        shutil.copy(photo, extra / photo.name)
+    second = facesets("embed", str(tree), str(store_path), "--json")
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["embedded"] == 3
+    assert summary["store"]["images"] == good + 3
+    with sqlite3.connect(store_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == good + 3 + 4
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_store_refuses_embeddings_of_another_model(tmp_path):
+    store = FaceStore(tmp_path / "faces.db")
+    store.bind_model("facepack-mini", 128)
+    with pytest.raises(ValueError, match="512-d"):
+        store.bind_model("buffalo_l", 512)
+    store.close()
+
+
+def test_missing_source_folder_is_a_clear_error(tmp_path):
+    done = facesets("embed", str(tmp_path / "nowhere"), str(tmp_path / "faces.db"))
+    assert done.returncode == 1
+    assert "is not a folder" in done.stderr

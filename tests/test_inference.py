@@ -1,0 +1,212 @@
+"""The inference service over real gRPC on loopback, with real ONNX inference on the mini pack."""
+
+from __future__ import annotations
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from images import large_canvas, png_claiming, rotated_with_exif
+from insightface.app import FaceAnalysis
+
+from facesets.client import Endpoint, ImageInput, InferenceClient
+from facesets.common.server import ServeOptions, start_server
+from facesets.common.settings import InferenceSettings
+from facesets.inference import servicer as inference
+from facesets.v1 import common_pb2
+
+PEOPLE = ["Colin_Powell", "George_W_Bush", "Tony_Blair", "Serena_Williams"]
+
+
+@pytest.fixture(scope="module")
+def server(model_root):
+    config = InferenceSettings(
+        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+    )
+    servicer = inference.build(config)
+    running = start_server(
+        ServeOptions(listen="127.0.0.1:0"), inference.register(servicer), [inference.SERVICE_NAME]
+    )
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    client = InferenceClient(Endpoint(server.address))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def reference(model_root):
+    app = FaceAnalysis(
+        name="facepack-mini", root=str(model_root), providers=["CPUExecutionProvider"]
+    )
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    return app
+
+
+def _photos(lfw_dir, per_person=3):
+    return [p for person in PEOPLE for p in sorted((lfw_dir / person).glob("*.jpg"))[:per_person]]
+
+
+def _embeddings(result):
+    return [np.frombuffer(f.embedding, "<f4") for f in result.faces]
+
+
+def test_embeddings_equal_insightface_face_analysis(client, reference, lfw_dir):
+    photos = _photos(lfw_dir)
+    results = {r.id: r for r in client.embed(ImageInput(id=str(p), path=str(p)) for p in photos)}
+    assert set(results) == {str(p) for p in photos}
+    compared = 0
+    for photo in photos:
+        ours = results[str(photo)]
+        theirs = reference.get(cv2.imread(str(photo)))
+        assert len(ours.faces) == len(theirs)
+        for face in ours.faces:
+            embedding = np.frombuffer(face.embedding, "<f4")
+            assert face.embedding_dim == embedding.size == 128
+            assert abs(np.linalg.norm(embedding) - 1) < 1e-4
+            # Pair each face with insightface's face of the nearest box.
+            match = min(theirs, key=lambda f: np.abs(f.bbox - np.array(face.bbox)).sum())
+            assert np.abs(match.bbox - np.array(face.bbox)).max() < 1.0
+            assert float(embedding @ match.normed_embedding) >= 0.999
+            compared += 1
+    assert compared >= len(photos)
+
+
+def test_faces_carry_quality_and_pose(client, lfw_dir):
+    photo = lfw_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    image = cv2.imread(str(photo))
+    mirrored = cv2.imencode(".jpg", cv2.flip(image, 1))[1].tobytes()
+    results = {
+        r.id: r
+        for r in client.detect(
+            [ImageInput(id="plain", path=str(photo)), ImageInput(id="mirrored", data=mirrored)]
+        )
+    }
+    plain = max(results["plain"].faces, key=lambda f: f.det_score)
+    flipped = max(results["mirrored"].faces, key=lambda f: f.det_score)
+    assert plain.embedding == b""  # Detect returns no embeddings
+    assert len(plain.kps) == 10 and len(plain.bbox) == 4
+    assert plain.face_short == pytest.approx(
+        min(plain.bbox[2] - plain.bbox[0], plain.bbox[3] - plain.bbox[1])
+    )
+    assert plain.blur > 0
+    assert plain.pose.source == common_pb2.POSE_SOURCE_KEYPOINTS_PNP
+    assert abs(plain.pose.yaw) < 30 and abs(plain.pose.pitch) < 30
+    # A mirror image turns the head the other way and tilts it the other way.
+    assert plain.pose.yaw * flipped.pose.yaw <= 0 or abs(plain.pose.yaw) < 2
+    assert flipped.pose.yaw == pytest.approx(-plain.pose.yaw, abs=3)
+    assert flipped.pose.roll == pytest.approx(-plain.pose.roll, abs=3)
+
+
+def test_bad_images_get_reasons_and_never_fail_the_stream(client, lfw_dir, tmp_path):
+    good = lfw_dir / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    data = good.read_bytes()
+    inputs = [
+        ImageInput(id="empty", data=b""),
+        ImageInput(id="truncated", data=data[: len(data) // 3]),
+        ImageInput(id="text", data=b"hello, not an image"),
+        ImageInput(id="bomb", data=png_claiming(30000, 30000)),
+        ImageInput(id="missing", path=str(tmp_path / "nope.jpg")),
+        ImageInput(id="good", data=data),
+    ]
+    results = {r.id: r for r in client.embed(inputs, by_path=True)}
+    reasons = {
+        k: common_pb2.ErrorReason.Name(r.error.reason)
+        for k, r in results.items()
+        if r.HasField("error")
+    }
+    assert reasons == {
+        "empty": "ERROR_REASON_EMPTY_FILE",
+        "truncated": "ERROR_REASON_CORRUPT",
+        "text": "ERROR_REASON_NOT_AN_IMAGE",
+        "bomb": "ERROR_REASON_TOO_MANY_PIXELS",
+        "missing": "ERROR_REASON_UNREADABLE",
+    }
+    assert "30000x30000" in results["bomb"].error.message
+    assert len(results["good"].faces) >= 1
+
+
+def test_image_over_the_message_limit_gets_a_clear_error(server):
+    small = InferenceClient(Endpoint(server.address), max_message_bytes=64 * 1024)
+    try:
+        [result] = list(small.embed([ImageInput(id="big", data=b"\xff" * 200_000)]))
+    finally:
+        small.close()
+    assert result.error.reason == common_pb2.ERROR_REASON_TOO_LARGE
+    assert "limit" in result.error.message
+
+
+def test_exif_orientation_and_capture_time(client, lfw_dir):
+    photo = lfw_dir / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    [upright] = list(client.detect([ImageInput(id="u", path=str(photo))]))
+    [rotated] = list(client.detect([ImageInput(id="r", data=rotated_with_exif(photo))]))
+    assert (rotated.width, rotated.height) == (upright.width, upright.height)
+    assert rotated.capture_time == "2019-07-14T15:30:00"
+    assert upright.capture_time == ""
+    a = max(upright.faces, key=lambda f: f.det_score)
+    b = max(rotated.faces, key=lambda f: f.det_score)
+    assert np.abs(np.array(a.bbox) - np.array(b.bbox)).max() < 6
+
+
+def test_large_photo_decoded_reduced_finds_the_same_faces(client, reference, lfw_dir):
+    photos = [
+        lfw_dir / "Colin_Powell" / "Colin_Powell_0002.jpg",
+        lfw_dir / "Serena_Williams" / "Serena_Williams_0001.jpg",
+    ]
+    data = large_canvas(photos)
+    [ours] = list(client.embed([ImageInput(id="big", data=data)]))
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    theirs = reference.get(full)
+    assert (ours.width, ours.height) == (4000, 3000)
+    assert len(ours.faces) == len(theirs) >= 2
+    for face in ours.faces:
+        match = min(theirs, key=lambda f: np.abs(f.bbox - np.array(face.bbox)).sum())
+        assert np.abs(match.bbox - np.array(face.bbox)).max() < 12
+        assert float(np.frombuffer(face.embedding, "<f4") @ match.normed_embedding) > 0.97
+
+
+def test_count_faces(client, lfw_dir):
+    one = cv2.imread(str(lfw_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"))
+    two = np.hstack([one, one])
+    blank = np.full((200, 200, 3), 127, np.uint8)
+    [detected] = list(
+        client.detect(
+            [ImageInput(id="one", path=str(lfw_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"))]
+        )
+    )
+    assert len(detected.faces) == 1
+    assert client.count_faces([one, two, blank]) == [1, 2, 0]
+
+
+def test_info_health_and_reflection(client, server):
+    info = client.info()
+    assert info.model_pack == "facepack-mini"
+    assert info.embedding_dim == 128
+    assert "CPUExecutionProvider" in info.providers
+    assert any(m.startswith("detection: ") for m in info.models)
+    assert info.versions["onnxruntime"]
+    assert not info.has_landmark_3d_68
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", inference.SERVICE_NAME):
+        status = health.Check(health_pb2.HealthCheckRequest(service=name)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert "facesets.v1.Inference" in services and "grpc.health.v1.Health" in services
+    channel.close()
+
+
+def test_clip_score_is_declared_but_unavailable(client):
+    from facesets.v1 import inference_pb2
+
+    with pytest.raises(grpc.RpcError) as caught:
+        list(client.stub.ClipScore(iter([inference_pb2.ClipScoreRequest()])))
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

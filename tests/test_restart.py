@@ -1,0 +1,93 @@
+"""Kill the inference or the clustering service in the middle of `facesets embed`, start it
+again, and the run carries on with nothing lost, duplicated or half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import free_port, lfw_people
+
+from services import ServiceProcess
+
+
+def _stored(store_path) -> int:
+    try:
+        with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_services_restart_mid_run(lfw_dir, tmp_path):
+    photos = tmp_path / "photos"
+    total = 0
+    for person, files in lfw_people(lfw_dir, people=40, per_person=6, min_photos=3).items():
+        (photos / person).mkdir(parents=True)
+        for photo in files:
+            shutil.copy(photo, photos / person / photo.name)
+            total += 1
+    store = tmp_path / "faces.db"
+    inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
+    clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
+    command = [
+        sys.executable,
+        "-m",
+        "facesets.orchestrator.cli",
+        "embed",
+        str(photos),
+        str(store),
+        "--json",
+        "--send",
+        "bytes",
+        "--inference",
+        inference.address,
+        "--clustering",
+        clustering.address,
+    ]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
+        inference.kill()
+        time.sleep(1.0)
+        inference.start()
+        before = _stored(store)
+        _wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
+        clustering.kill()
+        time.sleep(1.0)
+        clustering.start()
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        inference.stop()
+        clustering.stop()
+    assert run.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["restarts"] >= 2
+    assert summary["store"]["images"] == total
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == total
+        assert db.execute("SELECT COUNT(DISTINCT sha256) FROM images").fetchone()[0] == total
+        # Every image's faces are all there: face_count agrees with the stored faces.
+        mismatched = db.execute(
+            "SELECT COUNT(*) FROM images i WHERE face_count != "
+            "(SELECT COUNT(*) FROM faces f WHERE f.sha256 = i.sha256)"
+        ).fetchone()[0]
+        assert mismatched == 0
+        assert db.execute("SELECT COUNT(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 0
