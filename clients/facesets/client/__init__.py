@@ -2,11 +2,13 @@
 
 from facesets.client.channel import Endpoint, ServiceUnavailableError
 from facesets.client.clustering import ClusteringClient
+from facesets.client.export import ExportClient
 from facesets.client.inference import ImageInput, InferenceClient
 
 __all__ = [
     "ClusteringClient",
     "Endpoint",
+    "ExportClient",
     "ImageInput",
     "InferenceClient",
     "ServiceUnavailableError",

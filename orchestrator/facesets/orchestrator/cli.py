@@ -11,11 +11,8 @@ import grpc
 
 from facesets.common import logs
 
-# command -> (module, one-line help). Modules expose add_arguments(parser) and run(args).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("serve", "run one service (inference, clustering or export) in the foreground"),
-    "embed": ("embed", "detect and embed every face of a photo folder into a face store"),
-}
+# Modules that define commands: each has COMMANDS = {name: (help, add_arguments, run)}.
+COMMAND_MODULES = ("serve", "embed", "jobs", "enrich", "export_cmd", "run_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    for module in COMMAND_MODULES:
         loaded = importlib.import_module(f"facesets.orchestrator.{module}")
-        loaded.add_arguments(sub)
-        sub.set_defaults(handler=loaded.run)
+        for name, (help_text, add_arguments, run) in loaded.COMMANDS.items():
+            sub = commands.add_parser(name, help=help_text, description=help_text)
+            add_arguments(sub)
+            sub.set_defaults(handler=run)
     return parser
 
 

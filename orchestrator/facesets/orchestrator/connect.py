@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
 from facesets.common.security import read_token
 from facesets.orchestrator.local import LocalService
 
@@ -50,6 +50,8 @@ class Services(contextlib.ExitStack):
         address = getattr(self.args, name, None)
         if address:
             return address
+        if name in self.local:
+            return self.local[name].address
         extra: list[str] = []
         if name == "inference":
             for flag in ("model_root", "model_pack", "providers"):
@@ -85,6 +87,18 @@ class Services(contextlib.ExitStack):
             client.wait_ready()
             self._clients["clustering"] = client
         return self._clients["clustering"]  # type: ignore[return-value]
+
+    def address(self, name: str) -> str:
+        """The address of a service, starting it locally if need be."""
+        return self.endpoint(name).address
+
+    def export(self) -> ExportClient:
+        if "export" not in self._clients:
+            client = ExportClient(self.endpoint("export"))
+            self.callback(client.close)
+            client.wait_ready()
+            self._clients["export"] = client
+        return self._clients["export"]  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

@@ -164,3 +164,8 @@ def format_summary(summary: EmbedSummary) -> str:
         lines.append(f"service restarts survived  {summary.restarts}")
     lines.append(f"time                {summary.seconds:.1f} s")
     return "\n".join(lines)
+
+
+COMMANDS = {
+    "embed": ("detect and embed every face of a photo folder into a face store", add_arguments, run)
+}

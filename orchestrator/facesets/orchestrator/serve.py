@@ -88,7 +88,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         from facesets.export import servicer as export
 
-        servicer = export.ExportServicer()
+        servicer = export.ExportServicer(token=options.token)
         running = start_server(options, export.register(servicer), [export.SERVICE_NAME])
         serve_forever(running)
     return 0
+
+
+COMMANDS = {
+    "serve": (
+        "run one service (inference, clustering or export) in the foreground",
+        add_arguments,
+        run,
+    )
+}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import structlog
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
 from facesets.clustering.store import FaceStore, StoreMismatchError
 from facesets.common import settings
-from facesets.common.layout import atomic_write_json  # noqa: F401  (re-exported for jobs)
+from facesets.common.jobs import job_events
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -53,42 +52,6 @@ class StoreRegistry:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
-
-
-def _job_events(
-    run: Callable[[Callable[[str, int, int], None]], Any],
-) -> Iterator[common_pb2.JobEvent]:
-    """Run a job in a thread, streaming its progress and then its outcome."""
-    events: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        events.put(
-            common_pb2.JobEvent(progress=common_pb2.Progress(stage=stage, done=done, total=total))
-        )
-
-    def worker() -> None:
-        try:
-            outcome["value"] = run(progress)
-        except BaseException as error:  # reported to the caller below
-            outcome["error"] = error
-        finally:
-            events.put(None)
-
-    threading.Thread(target=worker, daemon=True, name="job").start()
-    while (event := events.get()) is not None:
-        yield event
-    if "error" in outcome:
-        raise outcome["error"]
-    import json
-
-    result = outcome["value"]
-    yield common_pb2.JobEvent(
-        done=common_pb2.JobDone(
-            summary_json=json.dumps(result.summary, sort_keys=True, default=str),
-            manifest_path=str(result.manifest_path or ""),
-        )
-    )
 
 
 class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
@@ -229,7 +192,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         job = getattr(importlib.import_module(f"facesets.clustering.{module}"), function)
         try:
-            yield from _job_events(lambda progress: job(*args, progress=progress, **kwargs))
+            yield from job_events(lambda progress: job(*args, progress=progress, **kwargs))
         except (ValueError, FileNotFoundError, StoreMismatchError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
 

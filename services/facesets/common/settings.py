@@ -68,7 +68,7 @@ NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
 NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # every face of two candidate photos matches this well
 NEAR_DUPLICATE_CANDIDATE_DISTANCE = 0.35  # DCT-hash cosine distance: faceless candidate pairs
 NEAR_DUPLICATE_MIN_OVERLAP = 0.7  # share of the larger photo the aligned other one covers
-NEAR_DUPLICATE_MIN_INLIERS = 30  # ORB matches agreeing on one similarity transform
+NEAR_DUPLICATE_MIN_INLIERS = 10  # ORB matches agreeing on one transform (the pixels decide)
 
 # --- export (issue: export service) --------------------------------------------------------
 EXPORT_TOP_N = 30

@@ -1,0 +1,146 @@
+"""`facesets embed` against a naive single-script loop, on the same photos in one run.
+
+The naive loop is what a single script does: for each image, `cv2.imread` then
+`FaceAnalysis.get`, sequentially. facesets runs its embedded default (local inference and
+clustering services, the image pipeline behind a bounded queue, reduced JPEG decoding), timed
+from the first request to the last commit, with the services already started. Two sets:
+all of LFW (250x250 photos), and large photos (4000x3000 JPEGs with LFW photos enlarged 4x,
+as a phone portrait would hold them). The faces found by both are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+MODEL_PACK = "facepack-mini"
+
+
+def build_large_photos(lfw: Path, folder: Path, count: int, seed: int = 7) -> list[Path]:
+    """count 4000x3000 JPEGs, each with 2 LFW photos enlarged 4x on a textured background."""
+    rng = random.Random(seed)
+    people = sorted(p for p in lfw.iterdir() if p.is_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        canvas = Image.effect_noise((4000, 3000), 24).convert("RGB")
+        x = rng.randint(50, 300)
+        for _ in range(2):
+            photo = rng.choice(sorted(rng.choice(people).glob("*.jpg")))
+            face = Image.open(photo).convert("RGB").resize((1000, 1000), Image.Resampling.BICUBIC)
+            canvas.paste(face, (x, rng.randint(200, 1800)))
+            x += 1000 + rng.randint(200, 600)
+        path = folder / f"large_{i:03d}.jpg"
+        buffer = io.BytesIO()
+        canvas.save(buffer, "JPEG", quality=90)
+        path.write_bytes(buffer.getvalue())
+        made.append(path)
+    return made
+
+
+def naive_loop(photos: list[Path], model_root: Path) -> tuple[float, dict[str, list[np.ndarray]]]:
+    from insightface.app import FaceAnalysis
+
+    app = FaceAnalysis(name=MODEL_PACK, root=str(model_root), providers=["CPUExecutionProvider"])
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    found: dict[str, list[np.ndarray]] = {}
+    started = time.perf_counter()
+    for photo in photos:
+        image = cv2.imread(str(photo))
+        faces = app.get(image) if image is not None else []
+        found[str(photo.resolve())] = [f.normed_embedding for f in faces]
+    return time.perf_counter() - started, found
+
+
+def facesets_embed(folder: Path, model_root: Path) -> tuple[float, dict[str, list[np.ndarray]]]:
+    from facesets.orchestrator.connect import Services
+    from facesets.orchestrator.embed import embed
+
+    args = argparse.Namespace(model_root=str(model_root), model_pack=MODEL_PACK, providers="cpu",
+                              inference=None, clustering=None, token_file=None, tls_ca=None)
+    with tempfile.TemporaryDirectory() as tmp, Services(args) as services:
+        store = Path(tmp) / "faces.db"
+        services.clustering()
+        services.inference().info()  # started and warm before the clock starts
+        started = time.perf_counter()
+        embed(services, folder, store, show_progress=False)
+        seconds = time.perf_counter() - started
+        found: dict[str, list[np.ndarray]] = {}
+        with sqlite3.connect(store) as db:
+            for path, blob in db.execute(
+                "SELECT i.path, f.embedding FROM images i LEFT JOIN faces f ON f.sha256 = i.sha256"
+            ):
+                found.setdefault(path, [])
+                if blob is not None:
+                    found[path].append(np.frombuffer(blob, "<f4"))
+    return seconds, found
+
+
+def compare(naive: dict[str, list[np.ndarray]], ours: dict[str, list[np.ndarray]]) -> dict:
+    """Faces found by both: counts per photo, and best-match cosine of each naive face."""
+    same_count = sum(len(naive[p]) == len(ours.get(p, [])) for p in naive)
+    sims = [max((float(a @ b) for b in ours.get(p, [])), default=0.0)
+            for p in naive for a in naive[p]]
+    return {
+        "photos": len(naive),
+        "faces_naive": sum(map(len, naive.values())),
+        "faces_facesets": sum(len(ours.get(p, [])) for p in naive),
+        "photos_with_same_face_count": same_count,
+        "matched_faces_cos_ge_0.95": sum(s >= 0.95 for s in sims),
+        "median_best_cos": round(float(np.median(sims)), 4) if sims else None,
+    }
+
+
+def measure(name: str, folder: Path, photos: list[Path], model_root: Path) -> dict:
+    naive_s, naive = naive_loop(photos, model_root)
+    ours_s, ours = facesets_embed(folder, model_root)
+    row = {"set": name, "naive_s": round(naive_s, 2), "facesets_s": round(ours_s, 2),
+           "naive_img_per_s": round(len(photos) / naive_s, 2),
+           "facesets_img_per_s": round(len(photos) / ours_s, 2),
+           "speedup": round(naive_s / ours_s, 2), **compare(naive, ours)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(shared: Path, quick: bool) -> dict:
+    lfw = shared / "data" / "lfw"
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        large_dir = Path(tmp) / "large"
+        photos = build_large_photos(lfw, large_dir, 8 if quick else 40)
+        results["large"] = measure("large 4000x3000", large_dir, photos, shared)
+        if quick:
+            subset = Path(tmp) / "lfw"
+            people = sorted(p for p in lfw.iterdir() if p.is_dir())[:60]
+            for person in people:
+                shutil.copytree(person, subset / person.name)
+            lfw_photos = sorted(subset.glob("*/*.jpg"))
+            results["lfw"] = measure("LFW slice", subset, lfw_photos, shared)
+        else:
+            results["lfw"] = measure("LFW all", lfw, sorted(lfw.glob("*/*.jpg")), shared)
+    print(f"embed: large photos {results['large']['speedup']}x the naive loop "
+          f"(target >= 2.5x), LFW {results['lfw']['speedup']}x")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--quick", action="store_true")
+    options = parser.parse_args()
+    main(options.shared.resolve(), options.quick)

@@ -1,0 +1,30 @@
+"""Typed client of the Export service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from facesets.client.channel import Endpoint, open_channel, wait_until_serving
+from facesets.common import settings
+from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
+
+SERVICE = "facesets.v1.Export"
+
+
+class ExportClient:
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.channel = open_channel(endpoint)
+        self.stub = export_pb2_grpc.ExportStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+        wait_until_serving(self.channel, SERVICE, window_s)
+
+    def export_swap(self, request: export_pb2.ExportSwapRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from self.stub.ExportSwap(request)
+
+    def report(self, out: str) -> Iterator[common_pb2.JobEvent]:
+        yield from self.stub.Report(export_pb2.ReportRequest(out=out))

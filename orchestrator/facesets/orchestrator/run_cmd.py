@@ -1,0 +1,142 @@
+"""`facesets run SRC OUT`: the whole pipeline in one command.
+
+embed → cluster → refine → enrich → export-swap → report, each stage incremental or
+idempotent, so an interrupted run is finished by running the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from facesets.common import layout, settings
+from facesets.orchestrator import jobs
+from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.embed import embed
+from facesets.orchestrator.enrich import enrich
+from facesets.orchestrator.export_cmd import export_swap
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", type=Path, help="folder of photos (searched recursively)")
+    parser.add_argument(
+        "out",
+        type=Path,
+        help=f"where everything goes: {layout.RUN_STORE}, "
+        f"{layout.RUN_RAW_DIR}/, {layout.RUN_REFINE_DIR}/, {layout.RUN_EXPORT_DIR}/ "
+        f"(with {layout.REPORT_DIR}/{layout.REPORT_INDEX})",
+    )
+    parser.add_argument(
+        "--min-faces",
+        type=int,
+        default=settings.REFINE_MIN_FACES,
+        help="unique photos a faceset needs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--top-n",
+        type=int,
+        default=settings.EXPORT_TOP_N,
+        help="crops in each _topN bundle (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-candidates",
+        action="store_true",
+        help="do not rescue near singletons into _candidates/",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "inference", "clustering", "export")
+
+
+def _stage(name: str, results: dict[str, Any], work: Any) -> Any:
+    print(f"[{len(results) + 1}/6] {name}", flush=True)
+    started = time.monotonic()
+    value = work()
+    results[name] = {"seconds": round(time.monotonic() - started, 1), **value}
+    return value
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / layout.RUN_STORE
+    raw, refined, exported = (
+        out / layout.RUN_RAW_DIR,
+        out / layout.RUN_REFINE_DIR,
+        out / layout.RUN_EXPORT_DIR,
+    )
+    results: dict[str, Any] = {}
+    with services(args) as opened:
+        _stage("embed", results, lambda: embed(opened, args.src, store).as_dict())
+        cluster_args = argparse.Namespace(
+            store=store, out=raw, threshold=settings.CLUSTER_THRESHOLD, link_mode="auto"
+        )
+        _stage("cluster", results, lambda: jobs.cluster(opened, cluster_args))
+        refine_args = argparse.Namespace(
+            store=store,
+            out=refined,
+            initial_threshold=settings.CLUSTER_THRESHOLD,
+            merge_threshold=settings.REFINE_MERGE_THRESHOLD,
+            outlier_threshold=settings.REFINE_OUTLIER_THRESHOLD,
+            min_faces=args.min_faces,
+            min_short=settings.QUALITY_MIN_SHORT,
+            min_blur=settings.QUALITY_MIN_BLUR,
+            min_det_score=settings.QUALITY_MIN_DET_SCORE,
+            link_mode="auto",
+        )
+        _stage("refine", results, lambda: jobs.refine(opened, refine_args))
+        _stage("enrich", results, lambda: enrich(opened, store))
+        export_args = argparse.Namespace(
+            store=store,
+            refine_manifest=refined / layout.REFINE_MANIFEST,
+            out=exported,
+            raw_manifest=raw / layout.CLUSTER_MANIFEST,
+            candidates=not args.no_candidates,
+            top_n=args.top_n,
+            outlier_threshold=settings.EXPORT_OUTLIER_THRESHOLD,
+            pad_ratio=settings.EXPORT_PAD_RATIO,
+            out_size=settings.EXPORT_OUT_SIZE,
+            min_face_short=settings.EXPORT_MIN_FACE_SHORT,
+            candidate_match_threshold=settings.CANDIDATE_MATCH_THRESHOLD,
+            candidate_min_score=settings.CANDIDATE_MIN_SCORE,
+        )
+        _stage("export-swap and report", results, lambda: export_swap(opened, export_args))
+    results["report"] = str(exported / layout.REPORT_DIR / layout.REPORT_INDEX)
+    return results
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    embed_s, cluster_s, refine_s = results["embed"], results["cluster"], results["refine"]
+    export_s = results["export-swap and report"]
+    store = embed_s.get("store", {})
+    errors = sum(store.get("errors_by_reason", {}).values())
+    exported = {k: v for k, v in export_s.items() if not isinstance(v, dict | list)}
+    lines = [
+        "",
+        f"photos     {store.get('images', 0)} in the store ({embed_s['embedded']} embedded now), "
+        f"{store.get('faces', 0)} faces, {errors} errors",
+        f"clusters   {cluster_s.get('persons', '?')} people, "
+        f"{cluster_s.get('singletons', '?')} singletons",
+        f"facesets   {refine_s.get('facesets', '?')} after refine",
+        f"exported   {json.dumps(exported)}",
+        f"report     {results['report']}",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = run_pipeline(args)
+    print(json.dumps(results, indent=2, default=str) if args.json else format_summary(results))
+    return 0
+
+
+COMMANDS = {
+    "run": (
+        "the whole pipeline in one command: embed, cluster, refine, enrich, "
+        "export-swap and the review report",
+        add_arguments,
+        run,
+    )
+}

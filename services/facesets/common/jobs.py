@@ -1,0 +1,63 @@
+"""Long jobs behind streaming RPCs: progress events while they run, then their outcome."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from facesets.v1 import common_pb2
+
+
+class ProgressFn(Protocol):
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None: ...
+
+
+EVENTS_PER_SECOND = 10
+
+
+def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent]:
+    """Run a job in a thread, streaming its progress and then its outcome.
+
+    The job returns a summary dict, or an object with `summary` and `manifest_path`. An
+    exception it raises is raised here, in the caller's thread.
+    """
+    events: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+    last = {"at": 0.0, "stage": ""}
+
+    def progress(stage: str, done: int, total: int, message: str = "") -> None:
+        # Throttled per stage; a stage's first and last events always go out.
+        now = time.monotonic()
+        if stage == last["stage"] and done < total and now - last["at"] < 1 / EVENTS_PER_SECOND:
+            return
+        last.update(at=now, stage=stage)
+        events.put(
+            common_pb2.JobEvent(progress=common_pb2.Progress(stage=stage, done=done, total=total))
+        )
+
+    def worker() -> None:
+        try:
+            outcome["value"] = run(progress)
+        except BaseException as error:  # re-raised in the caller's thread below
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    threading.Thread(target=worker, daemon=True, name="job").start()
+    while (event := events.get()) is not None:
+        yield event
+    if "error" in outcome:
+        raise outcome["error"]
+    value = outcome["value"]
+    summary = value if isinstance(value, dict) else value.summary
+    manifest = None if isinstance(value, dict) else value.manifest_path
+    yield common_pb2.JobEvent(
+        done=common_pb2.JobDone(
+            summary_json=json.dumps(summary, sort_keys=True, default=str),
+            manifest_path=str(manifest or ""),
+        )
+    )

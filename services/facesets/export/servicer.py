@@ -1,0 +1,147 @@
+"""The Export gRPC service: roop-ready facesets and the review report.
+
+Faces come from the clustering service (which owns the store); each crop's one-face check
+goes to the inference service's CountFaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import structlog
+
+from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.common import settings
+from facesets.common.jobs import job_events
+from facesets.common.layout import read_json
+from facesets.export import report, swap
+from facesets.export.crops import load_image_oriented
+from facesets.export.records import FaceRow, read_refine_manifest
+from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
+
+log = structlog.get_logger(__name__)
+SERVICE_NAME = export_pb2.DESCRIPTOR.services_by_name["Export"].full_name
+
+
+def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
+    face = record.face
+    has_pose = face.HasField("pose")
+    return FaceRow(
+        face_id=record.face_id,
+        sha256=record.sha256,
+        path=record.path,
+        bbox=tuple(face.bbox),  # type: ignore[arg-type]
+        kps=np.asarray(face.kps, np.float32).reshape(5, 2),
+        det_score=face.det_score,
+        embedding=np.frombuffer(face.embedding, "<f4"),
+        face_short=face.face_short,
+        blur=face.blur,
+        image_width=record.image_width,
+        image_height=record.image_height,
+        aliases=list(record.aliases),
+        yaw=face.pose.yaw if has_pose else None,
+        pitch=face.pose.pitch if has_pose else None,
+        roll=face.pose.roll if has_pose else None,
+        landmark_2d_106=np.asarray(face.landmark_2d_106, np.float32).reshape(-1, 2)
+        if face.landmark_2d_106
+        else None,
+    )
+
+
+def singleton_face_ids(raw_manifest: Path) -> list[int]:
+    """Faces `facesets cluster` left on their own: the pool --candidates rescues from."""
+    manifest = read_json(raw_manifest)
+    if manifest is None:
+        raise FileNotFoundError(f"no raw manifest at {raw_manifest}")
+    singles = manifest.get("singletons", {})
+    return sorted(
+        int(i) for i in (singles.get("face_ids", []) if isinstance(singles, dict) else singles)
+    )
+
+
+class ExportServicer(export_pb2_grpc.ExportServicer):
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token  # sent to the other services when they are remote
+
+    def _clients(
+        self, request: export_pb2.ExportSwapRequest
+    ) -> tuple[ClusteringClient, InferenceClient]:
+        return (
+            ClusteringClient(Endpoint(request.clustering_address, self.token)),
+            InferenceClient(Endpoint(request.inference_address, self.token)),
+        )
+
+    def ExportSwap(
+        self, request: export_pb2.ExportSwapRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        if not request.clustering_address or not request.inference_address:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "ExportSwap needs the clustering and inference service addresses",
+            )
+        clustering, inference = self._clients(request)
+        try:
+            yield from job_events(
+                lambda progress: self._export(request, clustering, inference, progress)
+            )
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        finally:
+            clustering.close()
+            inference.close()
+
+    @staticmethod
+    def _export(
+        request: export_pb2.ExportSwapRequest,
+        clustering: ClusteringClient,
+        inference: InferenceClient,
+        progress: Callable[[str, int, int], None],
+    ) -> dict[str, Any]:
+        specs = read_refine_manifest(Path(request.refine_manifest))
+        wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
+        candidate_ids = singleton_face_ids(Path(request.raw_manifest)) if request.candidates else []
+        progress("read faces", 0, len(wanted) + len(candidate_ids))
+        rows = {
+            r.face_id: face_row(r)
+            for r in clustering.read_faces(request.store, True, wanted + candidate_ids)
+        }
+        faces_by_set = {
+            spec.number: [rows[i] for i in spec.face_ids if i in rows] for spec in specs
+        }
+        candidates = [rows[i] for i in candidate_ids if i in rows] if request.candidates else None
+        return swap.export_swap(
+            faces_by_set,
+            Path(request.out),
+            load_image=load_image_oriented,
+            count_faces=inference.count_faces,
+            top_n=request.top_n or settings.EXPORT_TOP_N,
+            outlier_threshold=request.outlier_threshold or settings.EXPORT_OUTLIER_THRESHOLD,
+            pad_ratio=request.pad_ratio or settings.EXPORT_PAD_RATIO,
+            out_size=request.out_size or settings.EXPORT_OUT_SIZE,
+            min_face_short=request.min_face_short or settings.EXPORT_MIN_FACE_SHORT,
+            candidates=candidates,
+            candidate_centroid_threshold=request.candidate_match_threshold
+            or settings.CANDIDATE_MATCH_THRESHOLD,
+            candidate_min_score=request.candidate_min_score or settings.CANDIDATE_MIN_SCORE,
+            progress=progress,
+        )
+
+    def Report(
+        self, request: export_pb2.ReportRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = Path(request.out)
+        try:
+            yield from job_events(lambda progress: {"report": str(report.write_report(out))})
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+
+
+def register(servicer: ExportServicer) -> Callable[[grpc.Server], None]:
+    def add(server: grpc.Server) -> None:
+        export_pb2_grpc.add_ExportServicer_to_server(servicer, server)
+
+    return add
