@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _stage(name: str, results: dict[str, Any], work: Any) -> Any:
-    print(f"[{len(results) + 1}/6] {name}", flush=True)
+    print(f"[{len(results) + 1}/5] {name}", file=sys.stderr, flush=True)
     started = time.monotonic()
     value = work()
     results[name] = {"seconds": round(time.monotonic() - started, 1), **value}
