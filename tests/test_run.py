@@ -18,8 +18,12 @@ PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")
 
 
 def facesets(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facesets.orchestrator.cli", *args],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "facesets.orchestrator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,8 @@ def test_run_produces_roop_ready_facesets_and_a_report(pipeline, model_root):
     assert len(bundles) >= 2 * results["refine"]["facesets"]
     detector = model_zoo.get_model(
         str(model_root / "models" / "facepack-mini" / "det_scrfd_2.5g_bnkps.onnx"),
-        providers=["CPUExecutionProvider"])
+        providers=["CPUExecutionProvider"],
+    )
     detector.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
     checked = 0
     for bundle in bundles:
