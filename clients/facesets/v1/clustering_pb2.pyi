@@ -287,3 +287,27 @@ class ConsolidateRequest(_message.Message):
     undo: bool
     dry_run: bool
     def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    facesets_dir: str
+    sha256: _containers.RepeatedScalarFieldContainer[str]
+    match_threshold: float
+    cluster_threshold: float
+    min_faces: int
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    link_mode: LinkMode
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...

@@ -102,6 +102,11 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.ConsolidateRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.Route = channel.unary_stream(
+                '/facesets.v1.Clustering/Route',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.RouteRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ClusteringServicer:
@@ -193,6 +198,14 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Route(self, request, context):
+        """Identity routing: faces that match an existing faceset join it; the rest are clustered
+        into new facesets numbered past the current maximum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusteringServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -259,6 +272,11 @@ def add_ClusteringServicer_to_server(servicer, server):
             'Consolidate': grpc.unary_stream_rpc_method_handler(
                     servicer.Consolidate,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.ConsolidateRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Route': grpc.unary_stream_rpc_method_handler(
+                    servicer.Route,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.RouteRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -614,6 +632,33 @@ class Clustering:
             target,
             '/facesets.v1.Clustering/Consolidate',
             facesets_dot_v1_dot_clustering__pb2.ConsolidateRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Route(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/Route',
+            facesets_dot_v1_dot_clustering__pb2.RouteRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

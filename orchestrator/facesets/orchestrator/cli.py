@@ -12,7 +12,15 @@ import grpc
 from facesets.common import logs
 
 # Modules that define commands: each has COMMANDS = {name: (help, add_arguments, run)}.
-COMMAND_MODULES = ("serve", "embed", "jobs", "enrich", "export_cmd", "run_cmd")
+COMMAND_MODULES = (
+    "serve",
+    "embed",
+    "jobs",
+    "enrich",
+    "export_cmd",
+    "run_cmd",
+    "immich_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from facesets.client import ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.scan import scan
+from facesets.orchestrator.scan import hash_files, list_images
 from facesets.v1 import clustering_pb2, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -65,13 +65,25 @@ def run(args: argparse.Namespace) -> int:
 def embed(
     opened: Services, src: Path, store_path: Path, send: str = "auto", show_progress: bool = True
 ) -> EmbedSummary:
+    """Embed every image file under src."""
+    return embed_files(opened, list_images(src), store_path, send, show_progress)
+
+
+def embed_files(
+    opened: Services,
+    paths: list[str],
+    store_path: Path,
+    send: str = "auto",
+    show_progress: bool = True,
+) -> EmbedSummary:
+    """Embed the given files (absolute paths) into the store; what it holds is skipped."""
     started = time.monotonic()
     summary = EmbedSummary()
     store = str(Path(store_path).resolve())
     clustering = opened.clustering()
     clustering.open_store(store)
     entries = []
-    for scanned in scan(src, show_progress=show_progress):
+    for scanned in hash_files(paths, show_progress=show_progress):
         entry = clustering_pb2.FileEntry(
             path=scanned.path, sha256=scanned.sha256, size=scanned.size
         )

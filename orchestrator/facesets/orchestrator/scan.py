@@ -54,8 +54,9 @@ def hash_file(path: str) -> ScannedFile:
     return ScannedFile(path, digest.hexdigest(), size)
 
 
-def scan(root: Path, workers: int = 4, show_progress: bool = True) -> Iterator[ScannedFile]:
-    paths = list_images(root)
+def hash_files(
+    paths: list[str], workers: int = 4, show_progress: bool = True
+) -> Iterator[ScannedFile]:
     with (
         ThreadPoolExecutor(workers) as pool,
         tqdm(

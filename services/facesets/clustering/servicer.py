@@ -272,6 +272,26 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             undo=request.undo,
         )
 
+    def Route(
+        self, request: clustering_pb2.RouteRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = self.stores.get(request.store, context)
+        yield from self._job(
+            "route_job",
+            "route",
+            context,
+            store,
+            Path(request.facesets_dir),
+            sha256=list(request.sha256),
+            match_threshold=request.match_threshold or settings.IMMICH_MATCH_THRESHOLD,
+            cluster_threshold=request.cluster_threshold or settings.CLUSTER_THRESHOLD,
+            min_faces=request.min_faces or settings.REFINE_MIN_FACES,
+            min_short=request.min_short or settings.QUALITY_MIN_SHORT,
+            min_blur=request.min_blur or settings.QUALITY_MIN_BLUR,
+            min_det_score=request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
+            link_mode=LINK_MODES[request.link_mode],
+        )
+
 
 def register(servicer: ClusteringServicer) -> Callable[[grpc.Server], None]:
     def add(server: grpc.Server) -> None:

@@ -1,0 +1,170 @@
+"""`facesets immich import --user LABEL`: embed what `immich stage` staged, then route faces to
+known identities, build new facesets from the rest, and export them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from facesets.common import layout, settings
+from facesets.common.layout import read_json
+from facesets.orchestrator import jobs
+from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.embed import embed_files
+from facesets.orchestrator.export_cmd import export_swap
+from facesets.v1 import clustering_pb2
+
+
+class NothingStagedError(RuntimeError):
+    """Nothing staged to import, or a layout that does not fit."""
+
+
+def read_queue(user_dir: Path) -> list[dict[str, Any]]:
+    queue = read_json(user_dir / layout.IMMICH_QUEUE)
+    if queue is None:
+        raise NothingStagedError(f"nothing staged in {user_dir}: run `facesets immich stage` first")
+    root = Path(queue.get("root") or user_dir)
+    items = []
+    for item in queue.get("items", []):
+        path = Path(item["path"])
+        items.append({**item, "path": str(path if path.is_absolute() else root / path)})
+    return items
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", required=True, help="label of the library, as staged")
+    parser.add_argument(
+        "--staging-root",
+        type=Path,
+        default=Path(settings.IMMICH_STAGING_ROOT),
+        help="where `immich stage` put the photos (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help=f"the user's face store (default STAGING_ROOT/USER/{layout.IMMICH_STORE})",
+    )
+    parser.add_argument(
+        "--facesets-dir",
+        type=Path,
+        help="the user's facesets (refine output; default STAGING_ROOT/USER/facesets)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="export folder with the master manifest (default STAGING_ROOT/USER/export)",
+    )
+    parser.add_argument(
+        "--match-threshold",
+        type=float,
+        default=settings.IMMICH_MATCH_THRESHOLD,
+        help="largest distance to a known identity's centroid (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cluster-threshold",
+        type=float,
+        default=settings.CLUSTER_THRESHOLD,
+        help="clustering of the faces no identity claims (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-faces",
+        type=int,
+        default=settings.REFINE_MIN_FACES,
+        help="unique photos a new faceset needs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--top-n",
+        type=int,
+        default=settings.EXPORT_TOP_N,
+        help="crops in each _topN bundle (default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "inference", "clustering", "export")
+
+
+def import_user(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
+    user_dir = (args.staging_root / args.user).resolve()
+    store = (args.store or user_dir / layout.IMMICH_STORE).resolve()
+    facesets_dir = (args.facesets_dir or user_dir / "facesets").resolve()
+    out = (args.out or user_dir / "export").resolve()
+    queue = read_queue(user_dir)
+    print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
+    embedded = embed_files(opened, [item["path"] for item in queue], store)
+    print("[2/3] match identities", file=sys.stderr, flush=True)
+    routed = jobs.follow(
+        opened.clustering().job(
+            "Route",
+            clustering_pb2.RouteRequest(
+                store=str(store),
+                facesets_dir=str(facesets_dir),
+                sha256=sorted({item["sha256"] for item in queue}),
+                match_threshold=args.match_threshold,
+                cluster_threshold=args.cluster_threshold,
+                min_faces=args.min_faces,
+                min_short=settings.QUALITY_MIN_SHORT,
+                min_blur=settings.QUALITY_MIN_BLUR,
+                min_det_score=settings.QUALITY_MIN_DET_SCORE,
+            ),
+        )
+    )
+    exported: dict[str, Any] = {}
+    manifest = facesets_dir / layout.REFINE_MANIFEST
+    if manifest.exists():
+        print("[3/3] export", file=sys.stderr, flush=True)
+        exported = export_swap(
+            opened,
+            argparse.Namespace(
+                store=store,
+                refine_manifest=manifest,
+                out=out,
+                raw_manifest=None,
+                candidates=False,
+                top_n=args.top_n,
+                outlier_threshold=settings.EXPORT_OUTLIER_THRESHOLD,
+                pad_ratio=settings.EXPORT_PAD_RATIO,
+                out_size=settings.EXPORT_OUT_SIZE,
+                min_face_short=settings.EXPORT_MIN_FACE_SHORT,
+                candidate_match_threshold=settings.CANDIDATE_MATCH_THRESHOLD,
+                candidate_min_score=settings.CANDIDATE_MIN_SCORE,
+            ),
+        )
+    return {
+        "staged": len(queue),
+        "embed": embedded.as_dict(),
+        "route": routed,
+        "export": exported,
+        "store": str(store),
+        "facesets_dir": str(facesets_dir),
+        "out": str(out),
+    }
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    embed, route = result["embed"], result["route"]
+    return "\n".join(
+        [
+            f"staged photos            {result['staged']}",
+            f"embedded now             {embed['embedded']} ({embed['faces_found']} faces), "
+            f"already in the store {embed['known']}",
+            f"faces matched to known   {route.get('faces_matched', 0)} "
+            f"into {route.get('identities_matched', 0)} identities",
+            f"new identities           {route.get('new_facesets', 0)} "
+            f"({route.get('faces_new', 0)} faces)",
+            f"faces left unassigned    {route.get('faces_unassigned', 0)}",
+            f"export                   {result['out']}",
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with services(args) as opened:
+            result = import_user(opened, args)
+    except NothingStagedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str) if args.json else format_summary(result))
+    return 0
