@@ -1,0 +1,166 @@
+"""`route`: identity routing and discovery for faces added to a store since its facesets were
+built (an Immich import, say).
+
+Faces that pass refine's quality gate and lie within `match_threshold` of an existing
+faceset's centroid join that faceset; the rest are clustered among themselves, cleaned by
+refine's outlier and size gates, and become new facesets numbered past the current maximum.
+Existing numbers never change. The facesets folder is a refine output: its
+refine_manifest.json is updated in place (atomically) and photos are materialised as refine
+does. Re-running with the same store changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from facesets.clustering import linkage
+from facesets.clustering.job import (
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    check_model,
+    model_identity,
+    ordered_groups,
+    report,
+    sorted_ids,
+    store_identity,
+    usable_faces,
+)
+from facesets.clustering.materialize import check_link_mode, read_manifest, sync_outputs
+from facesets.clustering.refine_job import QualityGate, faceset_entry, faceset_files
+from facesets.clustering.store import FaceStore
+from facesets.common import layout, settings
+
+log = structlog.get_logger(__name__)
+
+
+def route(
+    store: FaceStore,
+    facesets_dir: Path,
+    *,
+    sha256: Sequence[str] = (),
+    match_threshold: float = settings.IMMICH_MATCH_THRESHOLD,
+    cluster_threshold: float = settings.CLUSTER_THRESHOLD,
+    min_faces: int = settings.REFINE_MIN_FACES,
+    min_short: float = settings.QUALITY_MIN_SHORT,
+    min_blur: float = settings.QUALITY_MIN_BLUR,
+    min_det_score: float = settings.QUALITY_MIN_DET_SCORE,
+    outlier_threshold: float = settings.REFINE_OUTLIER_THRESHOLD,
+    outlier_min_cluster: int = settings.REFINE_OUTLIER_MIN_CLUSTER,
+    link_mode: str = "auto",
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    check_link_mode(link_mode)
+    facesets_dir = Path(facesets_dir)
+    manifest_path = facesets_dir / layout.REFINE_MANIFEST
+    manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
+    if manifest:
+        check_model(manifest, store, facesets_dir)
+    facesets: list[dict[str, Any]] = list(manifest.get("facesets", []))
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store)
+    rows = usable_faces(table, photos)
+    report(progress, "load", 1, 1)
+    assert table.embedding is not None
+
+    held = {int(f) for entry in facesets for f in entry["face_ids"]}
+    wanted_photos = set(sha256)
+    gate = QualityGate(min_short, min_blur, min_det_score)
+    ids = table.face_id[rows]
+    in_scope = np.array(
+        [(not wanted_photos or table.sha256[r] in wanted_photos) for r in rows], dtype=bool
+    ).reshape(-1)
+    unheld = ~np.isin(ids, np.fromiter(held, dtype=np.int64, count=len(held)))
+    scoped = rows[in_scope & unheld]
+    passing = scoped[gate.passes(table, scoped)] if scoped.size else scoped
+    below_gate = int(scoped.size - passing.size)
+
+    # 1. Faces of known identities join them.
+    matched: dict[int, list[int]] = {}
+    rest = passing
+    if facesets and passing.size:
+        centroids = np.asarray([entry["centroid"] for entry in facesets], dtype=np.float32)
+        nearest, _ = linkage.nearest_centroid(table.embedding[passing], centroids, match_threshold)
+        for row, target in zip(passing, nearest, strict=True):
+            if target >= 0:
+                matched.setdefault(int(target), []).append(int(table.face_id[row]))
+        rest = passing[nearest < 0]
+    report(progress, "match", 1, 1)
+    for target, new_ids in matched.items():
+        entry = facesets[target]
+        facesets[target] = faceset_entry(
+            int(entry["number"]), sorted_ids([*entry["face_ids"], *new_ids]), table
+        )
+
+    # 2. The rest form new identities, cleaned as refine cleans them.
+    new_entries: list[dict[str, Any]] = []
+    unassigned = 0
+    if rest.size:
+        emb = table.embedding[rest]
+        result = linkage.cluster_average_linkage(emb, cluster_threshold)
+        labels = linkage.reject_outliers(emb, result.labels, outlier_threshold, outlier_min_cluster)
+        next_number = max((int(e["number"]) for e in facesets), default=0) + 1
+        rest_ids = table.face_id[rest]
+        for group in ordered_groups(np.asarray(labels), rest_ids):
+            if len({table.sha256[rest[r]] for r in group}) >= min_faces:
+                new_entries.append(faceset_entry(next_number, sorted_ids(rest_ids[group]), table))
+                next_number += 1
+        unassigned = int(rest.size - sum(len(e["face_ids"]) for e in new_entries))
+    report(progress, "discover", 1, 1)
+    facesets.extend(new_entries)
+
+    payload = {
+        **manifest,
+        "command": manifest.get("command", "refine"),
+        "facesets": facesets,
+        "store": store_identity(store),
+        "model": model_identity(store),
+        "parameters": manifest.get(
+            "parameters",
+            {
+                "min_faces": int(min_faces),
+                "min_short": float(min_short),
+                "min_blur": float(min_blur),
+                "min_det_score": float(min_det_score),
+                "link_mode": link_mode,
+            },
+        ),
+        "missing_sources": photos.missing_report(),
+    }
+    if matched or new_entries:
+        payload["routes"] = [
+            *manifest.get("routes", []),
+            {
+                "match_threshold": float(match_threshold),
+                "cluster_threshold": float(cluster_threshold),
+                "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
+                "new": [entry["name"] for entry in new_entries],
+            },
+        ]
+    sync = sync_outputs(
+        facesets_dir,
+        layout.REFINE_MANIFEST,
+        faceset_files(facesets, photos),
+        payload,
+        link_mode,
+        progress,
+    )
+    summary = {
+        "faces_considered": int(scoped.size),
+        "faces_below_quality_gate": below_gate,
+        "faces_matched": sum(len(v) for v in matched.values()),
+        "identities_matched": len(matched),
+        "new_facesets": len(new_entries),
+        "faces_new": sum(len(e["face_ids"]) for e in new_entries),
+        "faces_unassigned": unassigned,
+        "facesets": len(facesets),
+        **sync.summary(),
+    }
+    log.info("route done", **{k: v for k, v in summary.items() if isinstance(v, int)})
+    return JobOutcome(summary=summary, manifest_path=manifest_path)

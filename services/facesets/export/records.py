@@ -1,0 +1,150 @@
+"""What export reads: one face per `FaceRow`, and the facesets named by a refine manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesets.common import layout
+
+
+class ExportInputError(ValueError):
+    """An input of export (a manifest, a face record) cannot be used as given."""
+
+
+@dataclass
+class FaceRow:
+    """One detected face with everything export needs, independent of the store's format."""
+
+    face_id: int
+    sha256: str
+    path: str  # canonical source path
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in oriented image pixels
+    kps: np.ndarray  # (5, 2): left eye, right eye, nose, left mouth, right mouth
+    det_score: float
+    embedding: np.ndarray  # L2-normalised float32
+    face_short: float
+    blur: float  # variance of the Laplacian over the face box
+    image_width: int
+    image_height: int
+    aliases: list[str] = field(default_factory=list)  # other paths holding the same bytes
+    yaw: float | None = None
+    pitch: float | None = None
+    roll: float | None = None
+    landmark_2d_106: np.ndarray | None = None  # (106, 2) where the model pack has it
+
+    def __post_init__(self) -> None:
+        self.bbox = tuple(float(v) for v in self.bbox)  # type: ignore[assignment]
+        if len(self.bbox) != 4:
+            raise ExportInputError(f"face {self.face_id}: bbox needs 4 values")
+        self.kps = np.asarray(self.kps, dtype=np.float32).reshape(5, 2)
+        emb = np.asarray(self.embedding, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(emb))
+        if emb.size == 0 or not np.isfinite(norm) or norm == 0.0:
+            raise ExportInputError(f"face {self.face_id}: empty or zero embedding")
+        self.embedding = emb / norm  # re-normalised: cheap, and guards float drift
+        if self.landmark_2d_106 is not None:
+            lmk = np.asarray(self.landmark_2d_106, dtype=np.float32)
+            self.landmark_2d_106 = lmk.reshape(-1, 2) if lmk.size else None
+
+
+@dataclass(frozen=True)
+class FacesetSpec:
+    """One faceset of a refine manifest: its number and the faces it holds."""
+
+    number: int
+    face_ids: tuple[int, ...]
+    name: str = ""
+
+    @property
+    def dirname(self) -> str:
+        return layout.FACESET_DIR.format(self.number)
+
+
+_NUMBER = re.compile(r"(\d+)\s*$")
+
+
+def _face_ids(entry: Mapping[str, Any]) -> list[int]:
+    for key in ("face_ids", "faces", "members"):
+        if key in entry:
+            raw = entry[key]
+            break
+    else:
+        raise ExportInputError(f"faceset entry without face_ids: {sorted(entry)}")
+    ids: list[int] = []
+    for item in raw:
+        # Plain ids, or face objects carrying their id.
+        value = item.get("face_id", item.get("id")) if isinstance(item, Mapping) else item
+        try:
+            ids.append(int(value))
+        except (TypeError, ValueError) as exc:
+            raise ExportInputError(f"not a face id: {value!r}") from exc
+    return ids
+
+
+def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
+    name = str(entry.get("name") or key or "")
+    number = entry.get("number")
+    if number is None:
+        match = _NUMBER.search(name)
+        if not match:
+            raise ExportInputError(f"faceset entry has no number and no numbered name: {name!r}")
+        number = int(match.group(1))
+    return FacesetSpec(number=int(number), face_ids=tuple(_face_ids(entry)), name=name)
+
+
+def parse_refine_manifest(payload: Any) -> list[FacesetSpec]:
+    """Facesets of a refine manifest, sorted by number.
+
+    Accepts `{"facesets": [entry, ...]}`, `{"facesets": {name: entry}}` or a bare list; an
+    entry names its faces as `face_ids`, `faces` or `members` (ids or objects with `face_id`)
+    and its number as `number` or the digits that end its `name`.
+    """
+    entries: Iterable[tuple[str | None, Any]]
+    body = payload.get("facesets") if isinstance(payload, Mapping) else payload
+    if isinstance(body, Mapping):
+        entries = body.items()
+    elif isinstance(body, Sequence) and not isinstance(body, str):
+        entries = ((None, entry) for entry in body)
+    else:
+        raise ExportInputError("refine manifest holds no 'facesets' list")
+    specs: dict[int, FacesetSpec] = {}
+    for key, entry in entries:
+        if not isinstance(entry, Mapping):
+            raise ExportInputError(f"faceset entry is not an object: {entry!r}")
+        spec = _spec(entry, key)
+        if spec.number in specs:
+            raise ExportInputError(f"faceset number {spec.number} appears twice")
+        specs[spec.number] = spec
+    return [specs[n] for n in sorted(specs)]
+
+
+def read_refine_manifest(path: Path) -> list[FacesetSpec]:
+    """`parse_refine_manifest` of a file, with a clear error when it is missing or not JSON."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ExportInputError(f"refine manifest not found: {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportInputError(f"refine manifest unreadable: {path}: {exc}") from exc
+    return parse_refine_manifest(payload)
+
+
+def group_faces(
+    specs: Sequence[FacesetSpec], rows: Mapping[int, FaceRow]
+) -> tuple[dict[int, list[FaceRow]], dict[int, list[int]]]:
+    """Rows per faceset number, and per number the face ids the rows do not hold."""
+    grouped: dict[int, list[FaceRow]] = {}
+    missing: dict[int, list[int]] = {}
+    for spec in specs:
+        grouped[spec.number] = [rows[i] for i in spec.face_ids if i in rows]
+        absent = [i for i in spec.face_ids if i not in rows]
+        if absent:
+            missing[spec.number] = absent
+    return grouped, missing
