@@ -213,6 +213,14 @@ def add_consolidate_arguments(parser: argparse.ArgumentParser) -> None:
         help="centroid similarity merged (default %(default)s)",
     )
     parser.add_argument("--undo", action="store_true", help="restore the facesets merged before")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would merge, change nothing"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report candidates and merges without changing anything",
+    )
     _common(parser)
 
 
@@ -223,6 +231,7 @@ def consolidate(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
         candidate_similarity=args.candidate_similarity,
         confident_similarity=args.confident_similarity,
         undo=args.undo,
+        dry_run=args.dry_run,
     )
     return follow(opened.clustering().job("Consolidate", request))
 

@@ -242,7 +242,10 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             Path(request.raw_out),
             refine_out=Path(request.refine_out) if request.refine_out else None,
             threshold=request.threshold or settings.EXTEND_THRESHOLD,
-            link_mode=LINK_MODES[request.link_mode],
+            # AUTO keeps the mode the outputs were made with.
+            link_mode=None
+            if request.link_mode == clustering_pb2.LINK_MODE_AUTO
+            else LINK_MODES[request.link_mode],
         )
 
     def Dedup(
@@ -270,6 +273,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             candidate_similarity=request.candidate_similarity or settings.CONSOLIDATE_CANDIDATE_SIM,
             confident_similarity=request.confident_similarity or settings.CONSOLIDATE_CONFIDENT_SIM,
             undo=request.undo,
+            dry_run=request.dry_run,
         )
 
     def Route(

@@ -1,0 +1,365 @@
+"""`consolidate`: merge facesets of one identity that `refine` left apart; reversible.
+
+Faceset centroids (from the store's embeddings of their faces) are compared pairwise: pairs at
+cosine similarity >= candidate_similarity are reported, groups whose every pair reaches
+confident_similarity are merged (complete linkage, so a chain A~B~C of distinct people does not
+collapse into one). In a group the faceset with the lowest number is the target: it gains the
+others' faces and photos, and the others' folders move to _merged/. refine_manifest.json is
+rewritten to match, and consolidate_manifest.json keeps, per round, the refine manifest as it
+was and every file and folder touched, so that `undo` puts back exactly the state before.
+
+A re-run with the same inputs changes nothing: each round remembers the refine manifest it
+produced; while that is still current the plan is recomputed from the state before the round,
+and only a different plan (other thresholds) replaces it. Once refine or extend has rewritten
+the refine manifest, that round can no longer be undone (it would drop their changes); a new
+consolidation then stacks a round on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from facesets.clustering import linkage
+from facesets.clustering.job import (
+    JobError,
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    centroid_of,
+    check_model,
+    face_index_by_id,
+    report,
+    vector_json,
+)
+from facesets.clustering.materialize import (
+    add_file,
+    check_link_mode,
+    encode_json,
+    matches,
+    place,
+    read_manifest,
+    remove_owned,
+    write_json_if_changed,
+)
+from facesets.clustering.store import FaceStore, FaceTable
+from facesets.common import layout, settings
+
+log = structlog.get_logger(__name__)
+
+APPLYING = "applying"
+DONE = "done"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plan(
+    base: dict[str, Any],
+    table: FaceTable,
+    candidate_similarity: float,
+    confident_similarity: float,
+) -> dict[str, Any]:
+    """Which facesets merge into which, and the candidate pairs, from one refine manifest."""
+    assert table.embedding is not None
+    facesets = base.get("facesets", [])
+    row_of = face_index_by_id(table)
+    unknown = {int(f) for e in facesets for f in e["face_ids"]} - set(row_of)
+    if unknown:
+        raise JobError(
+            f"the refine manifest lists {len(unknown)} faces the store does not hold; "
+            "was it made from another store?"
+        )
+    dim = table.embedding.shape[1]
+    centroids = np.array(
+        [centroid_of(table.embedding[[row_of[int(f)] for f in e["face_ids"]]]) for e in facesets],
+        dtype=np.float32,
+    ).reshape(len(facesets), dim)
+    similarity = centroids @ centroids.T
+    names = [e["name"] for e in facesets]
+    numbers = [int(e["number"]) for e in facesets]
+    groups = (
+        [sorted(g) for g in linkage.complete_linkage_groups(centroids, confident_similarity)]
+        if len(facesets) > 1
+        else []
+    )
+    merges = []
+    merged_pairs: set[tuple[int, int]] = set()
+    for group in groups:
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda i: numbers[i])
+        pair_sims = [float(similarity[i, j]) for i in group for j in group if i < j]
+        merged_pairs.update((min(i, j), max(i, j)) for i in group for j in group if i != j)
+        merges.append(
+            {
+                "target": names[group[0]],
+                "sources": [names[i] for i in group[1:]],
+                "min_similarity": round(min(pair_sims), 4),
+            }
+        )
+    merges.sort(key=lambda m: numbers[names.index(m["target"])])
+    candidates = [
+        {
+            "a": names[i],
+            "b": names[j],
+            "similarity": round(float(similarity[i, j]), 4),
+            "merged": (i, j) in merged_pairs,
+        }
+        for i in range(len(facesets))
+        for j in range(i + 1, len(facesets))
+        if similarity[i, j] >= candidate_similarity
+    ]
+    candidates.sort(key=lambda c: (-c["similarity"], c["a"], c["b"]))
+    return {"merges": merges, "candidates": candidates}
+
+
+def _free_name(merged_root: Path, name: str, taken: set[str]) -> str:
+    """A folder name under _merged/ that neither exists nor is promised to another source."""
+    candidate, k = name, 2
+    while (merged_root / candidate).exists() or candidate in taken:
+        candidate, k = f"{name}-{k}", k + 1
+    taken.add(candidate)
+    return f"{layout.MERGED_DIR}/{candidate}"
+
+
+class _Folder:
+    """One refine output folder with its two manifests."""
+
+    def __init__(self, root: Path, store: FaceStore) -> None:
+        self.root = root
+        self.refine_path = root / layout.REFINE_MANIFEST
+        self.path = root / layout.CONSOLIDATE_MANIFEST
+        if not self.refine_path.is_file():
+            raise JobError(f"no {layout.REFINE_MANIFEST} in {root}; run `refine` into it first")
+        self.store = store
+        self.state = read_manifest(self.path) or {"rounds": []}
+
+    def refine_bytes(self) -> bytes:
+        return self.refine_path.read_bytes()
+
+    def save_state(self) -> None:
+        if self.state["rounds"]:
+            write_json_if_changed(self.path, self.state)
+        else:
+            self.path.unlink(missing_ok=True)
+
+    # --- reverting ----------------------------------------------------------------------------
+    def revert_top(self) -> dict[str, Any]:
+        """Undo the last round (also one stopped half-way) and forget it."""
+        top = self.state["rounds"][-1]
+        if top["status"] == DONE and _sha(self.refine_bytes()) != top["refine_after_sha256"]:
+            raise JobError(
+                f"{self.refine_path} changed after the last consolidation (refine or extend ran "
+                "since); undoing it would lose those changes. Re-run refine instead."
+            )
+        for merge in reversed(top["merges"]):
+            remove_owned(self.root, set(merge["added_files"]))
+            for name, moved in merge["moved"].items():
+                source, target = self.root / moved, self.root / name
+                if source.exists() and not target.exists():
+                    os.replace(source, target)
+        before = top["refine_before"].encode("utf-8")
+        if self.refine_bytes() != before:
+            layout.atomic_write_bytes(self.refine_path, before)
+        self.state["rounds"].pop()
+        self.save_state()
+        merged_root = self.root / layout.MERGED_DIR
+        if merged_root.is_dir() and not any(merged_root.iterdir()):
+            merged_root.rmdir()
+        return top
+
+    # --- applying -----------------------------------------------------------------------------
+    def apply(
+        self,
+        plan: dict[str, Any],
+        parameters: dict[str, Any],
+        base_text: str,
+        table: FaceTable,
+        photos: Photos,
+        link_mode: str,
+        progress: ProgressFn | None,
+    ) -> list[str]:
+        """Carry out a plan on the folder as base_text describes it; returns foreign conflicts."""
+        base = json.loads(base_text)
+        entries = {e["name"]: e for e in base.get("facesets", [])}
+        merged_root = self.root / layout.MERGED_DIR
+        merges: list[dict[str, Any]] = []
+        sources_of: dict[str, str] = {}  # added file -> its source photo
+        conflicts: list[str] = []
+        taken: set[str] = set()
+        for merge in plan["merges"]:
+            target = entries[merge["target"]]
+            own: dict[str, str] = {}
+            for sha in target["photos"]:
+                for path in photos.existing.get(sha, []):
+                    add_file(own, target["name"], path)
+            gained: dict[str, str] = {}
+            for name in merge["sources"]:
+                for sha in entries[name]["photos"]:
+                    for path in photos.existing.get(sha, []):
+                        add_file(gained, target["name"], path)
+            added: dict[str, str] = {}
+            for relpath, source in gained.items():
+                destination = self.root / relpath
+                if relpath in own:
+                    continue
+                if destination.exists() or destination.is_symlink():
+                    # Not written by this round, so never removed by its undo either.
+                    if not matches(Path(source), destination, link_mode):
+                        conflicts.append(relpath)
+                    continue
+                added[relpath] = source
+            sources_of.update(added)
+            moved = {
+                name: _free_name(merged_root, name, taken)
+                for name in merge["sources"]
+                if (self.root / name).exists()
+            }
+            merges.append({**merge, "added_files": sorted(added), "moved": moved})
+
+        record = {
+            "status": APPLYING,
+            "parameters": parameters,
+            "refine_before": base_text,
+            "merges": merges,
+            "candidates": plan["candidates"],
+        }
+        self.state["rounds"].append(record)
+        write_json_if_changed(self.path, self.state)  # a crash from here on can be reverted
+
+        written = set(base.get("written", []))
+        row_of = face_index_by_id(table)
+        assert table.embedding is not None
+        total = sum(len(m["added_files"]) for m in merges)
+        done = 0
+        for merge in merges:
+            target = entries[merge["target"]]
+            sources = [entries[name] for name in merge["sources"]]
+            if merge["moved"]:
+                merged_root.mkdir(exist_ok=True)
+            for name, moved in merge["moved"].items():
+                os.replace(self.root / name, self.root / moved)
+            for relpath in merge["added_files"]:
+                place(Path(sources_of[relpath]), self.root / relpath, link_mode)
+                done += 1
+                report(progress, "consolidate", done, total)
+            face_ids = sorted({int(f) for e in (target, *sources) for f in e["face_ids"]})
+            target.update(
+                face_ids=face_ids,
+                photos=sorted({table.sha256[row_of[f]] for f in face_ids}),
+                centroid=vector_json(centroid_of(table.embedding[[row_of[f] for f in face_ids]])),
+                merged_from=sorted([*target.get("merged_from", []), *merge["sources"]]),
+            )
+            written = {p for p in written if p.split("/", 1)[0] not in merge["sources"]}
+            written |= set(merge["added_files"])
+
+        gone = {name for merge in merges for name in merge["sources"]}
+        after = {
+            **base,
+            "facesets": [e for e in base.get("facesets", []) if e["name"] not in gone],
+            "written": sorted(written),
+        }
+        write_json_if_changed(self.refine_path, after)
+        record.update(status=DONE, refine_after_sha256=_sha(encode_json(after)))
+        write_json_if_changed(self.path, self.state)
+        return conflicts
+
+
+def consolidate(
+    facesets_dir: Path,
+    store: FaceStore,
+    *,
+    candidate_similarity: float = settings.CONSOLIDATE_CANDIDATE_SIM,
+    confident_similarity: float = settings.CONSOLIDATE_CONFIDENT_SIM,
+    undo: bool = False,
+    dry_run: bool = False,
+    link_mode: str | None = None,
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    """Merge duplicate identities among the facesets of a refine output, or undo the last merge."""
+    if not -1.0 <= candidate_similarity <= confident_similarity <= 1.0:
+        raise ValueError(
+            "need -1 <= candidate_similarity <= confident_similarity <= 1, got "
+            f"{candidate_similarity} and {confident_similarity}"
+        )
+    folder = _Folder(Path(facesets_dir), store)
+    rounds = folder.state["rounds"]
+
+    if undo:
+        if not rounds:
+            return JobOutcome({"undone": False, "reason": "nothing to undo"}, None)
+        if dry_run:
+            return JobOutcome(
+                {"undone": False, "dry_run": True, "would_undo": rounds[-1]["merges"]}, None
+            )
+        top = folder.revert_top()
+        summary = {
+            "undone": True,
+            "restored": [name for m in top["merges"] for name in m["sources"]],
+            "rounds_left": len(folder.state["rounds"]),
+        }
+        log.info("consolidation undone", folder=str(folder.root), **summary)
+        return JobOutcome(summary, folder.path if folder.state["rounds"] else None)
+
+    if rounds and rounds[-1]["status"] == APPLYING and not dry_run:
+        log.warning("reverting a consolidation that stopped half-way", folder=str(folder.root))
+        folder.revert_top()
+        rounds = folder.state["rounds"]
+
+    current = folder.refine_bytes()
+    top = rounds[-1] if rounds else None
+    replaying = top is not None and top.get("refine_after_sha256") == _sha(current)
+    base_text = top["refine_before"] if replaying and top else current.decode("utf-8")
+    base = json.loads(base_text)
+    check_model(base, store, folder.refine_path)
+
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store)
+    mode = check_link_mode(link_mode or base.get("parameters", {}).get("link_mode", "auto"))
+    parameters = {
+        "candidate_similarity": float(candidate_similarity),
+        "confident_similarity": float(confident_similarity),
+        "link_mode": mode,
+    }
+    plan = _plan(base, table, candidate_similarity, confident_similarity)
+    summary: dict[str, Any] = {
+        "facesets_before": len(base.get("facesets", [])),
+        "merges": [
+            {k: m[k] for k in ("target", "sources", "min_similarity")} for m in plan["merges"]
+        ],
+        "candidates": plan["candidates"],
+        "dry_run": dry_run,
+    }
+    summary["facesets_after"] = summary["facesets_before"] - sum(
+        len(m["sources"]) for m in plan["merges"]
+    )
+    unchanged = (
+        replaying
+        and top is not None
+        and top["parameters"] == parameters
+        and [{k: m[k] for k in ("target", "sources", "min_similarity")} for m in top["merges"]]
+        == summary["merges"]
+        and top["candidates"] == plan["candidates"]
+    )
+    if dry_run or unchanged:
+        summary["changed"] = False
+        return JobOutcome(summary, folder.path if folder.path.exists() else None)
+    if replaying:
+        folder.revert_top()
+    conflicts = folder.apply(plan, parameters, base_text, table, photos, mode, progress)
+    summary.update(changed=True, foreign_conflicts=conflicts)
+    log.info(
+        "consolidated",
+        folder=str(folder.root),
+        merges=len(plan["merges"]),
+        candidates=len(plan["candidates"]),
+    )
+    return JobOutcome(summary, folder.path)

@@ -1,0 +1,239 @@
+"""`extend`: fold faces added to a store since `cluster` (and `refine`) into their outputs.
+
+Existing numbers never change. A new face joins the nearest existing person (faceset) whose
+centroid lies within the threshold; the remaining new faces are clustered among themselves, and
+clusters of two or more become persons numbered past the current maximum, the rest singletons.
+Faceset centroids are the ones recorded when each faceset was made, so repeated runs compare
+new faces against the same references and decide the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from facesets.clustering import linkage
+from facesets.clustering.cluster_job import (
+    RawLayout,
+    components_json,
+    layout_from_labels,
+    linkage_progress,
+    raw_outputs,
+)
+from facesets.clustering.job import (
+    JobError,
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    centroid_of,
+    check_model,
+    face_index_by_id,
+    normalise,
+    report,
+    usable_faces,
+)
+from facesets.clustering.materialize import (
+    check_link_mode,
+    read_manifest,
+    sync_outputs,
+)
+from facesets.clustering.refine_job import QualityGate, faceset_files
+from facesets.clustering.store import FaceStore, FaceTable
+from facesets.common import layout, settings
+
+log = structlog.get_logger(__name__)
+
+
+def _load(out: Path, name: str, store: FaceStore, command: str) -> dict[str, Any]:
+    path = out / name
+    manifest = read_manifest(path)
+    if not manifest:
+        raise JobError(f"no {name} in {out}; run `{command}` into it first")
+    check_model(manifest, store, path)
+    return manifest
+
+
+def _check_known(face_ids: set[int], table: FaceTable, where: Path) -> None:
+    unknown = face_ids - {int(f) for f in table.face_id}
+    if unknown:
+        raise JobError(
+            f"{where} lists {len(unknown)} faces the store does not hold "
+            f"(e.g. {sorted(unknown)[:5]}); was it made from another store?"
+        )
+
+
+def _nearest(emb: np.ndarray, centroids: np.ndarray, threshold: float) -> np.ndarray:
+    """Per row of emb, the index of the nearest centroid within threshold, else -1."""
+    if emb.shape[0] == 0 or centroids.shape[0] == 0:
+        return np.full(emb.shape[0], -1, dtype=np.int64)
+    index, _ = linkage.nearest_centroid(emb, centroids, threshold)
+    return np.asarray(index, dtype=np.int64).reshape(emb.shape[0])
+
+
+def _extend_raw(
+    raw: RawLayout,
+    table: FaceTable,
+    new_rows: np.ndarray,
+    threshold: float,
+    progress: ProgressFn | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    assert table.embedding is not None
+    row_of = face_index_by_id(table)
+    numbers = sorted(raw.persons)
+    centroids = np.array(
+        [centroid_of(table.embedding[[row_of[f] for f in raw.persons[n]]]) for n in numbers]
+    ).reshape(len(numbers), table.embedding.shape[1])
+    nearest = _nearest(table.embedding[new_rows], centroids, threshold)
+    joined = 0
+    for row, index in zip(new_rows, nearest, strict=True):
+        if index >= 0:
+            raw.persons[numbers[index]].append(int(table.face_id[row]))
+            joined += 1
+    for number in raw.persons:
+        raw.persons[number].sort()
+
+    rest = new_rows[nearest < 0]
+    components = None
+    new_persons = new_singletons = 0
+    if rest.size:
+        result = linkage.cluster_average_linkage(
+            table.embedding[rest], threshold, progress=linkage_progress(progress, "cluster")
+        )
+        first = max(raw.persons, default=0) + 1
+        fresh = layout_from_labels(result.labels, table.face_id[rest], first_number=first)
+        raw.persons.update(fresh.persons)
+        raw.singletons = sorted(raw.singletons + fresh.singletons)
+        new_persons, new_singletons = len(fresh.persons), len(fresh.singletons)
+        components = components_json(result, table.face_id[rest])
+    stats = {
+        "new_faces": int(new_rows.size),
+        "joined_persons": joined,
+        "new_persons": new_persons,
+        "new_singletons": new_singletons,
+    }
+    return stats, components
+
+
+def _extend_refine(
+    manifest: dict[str, Any],
+    table: FaceTable,
+    rows: np.ndarray,
+    threshold: float,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Facesets with the new faces that pass refine's quality gate and match a faceset."""
+    assert table.embedding is not None
+    facesets = [dict(entry) for entry in manifest.get("facesets", [])]
+    held: set[int] = set()
+    for entry in facesets:
+        held.update(int(f) for f in entry["face_ids"])
+    for ids in manifest.get("rejected", {}).values():
+        held.update(int(f) for f in ids)
+    candidates = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
+    gate = QualityGate.from_parameters(manifest.get("parameters", {}))
+    good = candidates[gate.passes(table, candidates)] if candidates.size else candidates
+    centroids = normalise(
+        np.array([entry["centroid"] for entry in facesets], dtype=np.float32).reshape(
+            len(facesets), table.embedding.shape[1]
+        )
+    )
+    nearest = _nearest(table.embedding[good], centroids, threshold)
+    row_of = face_index_by_id(table)
+    joined = 0
+    for row, index in zip(good, nearest, strict=True):
+        if index < 0:
+            continue
+        entry = facesets[index]
+        entry["face_ids"] = sorted({*entry["face_ids"], int(table.face_id[row])})
+        entry["photos"] = sorted({table.sha256[row_of[f]] for f in entry["face_ids"]})
+        joined += 1
+    stats = {
+        "candidate_faces": int(candidates.size),
+        "below_quality": int(candidates.size - good.size),
+        "joined_facesets": joined,
+    }
+    return facesets, stats
+
+
+def extend(
+    store: FaceStore,
+    raw_out: Path,
+    refine_out: Path | None = None,
+    *,
+    threshold: float = settings.EXTEND_THRESHOLD,
+    link_mode: str | None = None,
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    """Add new faces to OUT of `cluster` (and of `refine`); link_mode None keeps each output's."""
+    if not 0.0 < threshold <= 2.0:
+        raise JobError(f"threshold must be a cosine distance in (0, 2], got {threshold}")
+    raw_out = Path(raw_out)
+    raw_manifest = _load(raw_out, layout.CLUSTER_MANIFEST, store, "cluster")
+    refine_manifest = (
+        _load(Path(refine_out), layout.REFINE_MANIFEST, store, "refine") if refine_out else None
+    )
+    raw_mode = check_link_mode(
+        link_mode or raw_manifest.get("parameters", {}).get("link_mode", "auto")
+    )
+
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store)
+    rows = usable_faces(table, photos)
+    report(progress, "load", 1, 1)
+
+    try:
+        raw = RawLayout.from_manifest(raw_manifest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobError(f"{raw_out / layout.CLUSTER_MANIFEST} is malformed ({exc!r})") from exc
+    held = raw.held()
+    _check_known(held, table, raw_out / layout.CLUSTER_MANIFEST)
+    new_rows = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
+    raw_stats, components = _extend_raw(raw, table, new_rows, threshold, progress)
+
+    wanted, sections = raw_outputs(raw, table, photos)
+    payload = {
+        **{k: v for k, v in raw_manifest.items() if k not in ("written", "pending")},
+        **sections,
+        "extend": {"threshold": float(threshold), "link_mode": raw_mode},
+    }
+    if components is not None:
+        payload["extend"]["components"] = components
+    elif "components" in raw_manifest.get("extend", {}):
+        payload["extend"]["components"] = raw_manifest["extend"]["components"]
+    raw_sync = sync_outputs(raw_out, layout.CLUSTER_MANIFEST, wanted, payload, raw_mode, progress)
+    summary: dict[str, Any] = {
+        **raw_stats,
+        "persons": len(raw.persons),
+        "missing_photos": len(photos.missing_photos()),
+        "missing_paths": len(photos.missing_paths),
+        "raw": raw_sync.summary(),
+    }
+
+    if refine_manifest is not None and refine_out is not None:
+        refine_out = Path(refine_out)
+        faceset_ids = {int(f) for e in refine_manifest.get("facesets", []) for f in e["face_ids"]}
+        _check_known(faceset_ids, table, refine_out / layout.REFINE_MANIFEST)
+        facesets, refine_stats = _extend_refine(refine_manifest, table, rows, threshold)
+        refine_mode = check_link_mode(
+            link_mode or refine_manifest.get("parameters", {}).get("link_mode", "auto")
+        )
+        refine_payload = {
+            **{k: v for k, v in refine_manifest.items() if k not in ("written", "pending")},
+            "facesets": facesets,
+            "missing_sources": photos.missing_report(),
+        }
+        refine_sync = sync_outputs(
+            refine_out,
+            layout.REFINE_MANIFEST,
+            faceset_files(facesets, photos),
+            refine_payload,
+            refine_mode,
+            progress,
+        )
+        summary.update(refine_stats)
+        summary["refine"] = refine_sync.summary()
+    log.info("extend done", raw_out=str(raw_out), **raw_stats)
+    return JobOutcome(summary=summary, manifest_path=raw_out / layout.CLUSTER_MANIFEST)

@@ -1,0 +1,154 @@
+"""What the clustering jobs share: progress reporting, outcomes and the view of a store's photos."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesets.clustering.store import FaceStore, FaceTable, ImageRow
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class JobOutcome:
+    summary: dict[str, Any]
+    manifest_path: Path | None
+
+
+class JobError(ValueError):
+    """A job cannot run on what it was given; the message says why and what to do."""
+
+
+def report(progress: ProgressFn | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def store_identity(store: FaceStore) -> str:
+    return str(store.path.resolve())
+
+
+def model_identity(store: FaceStore) -> dict[str, Any]:
+    meta = store.meta()
+    return {
+        "model_pack": meta.get("model_pack", ""),
+        "embedding_dim": int(meta.get("embedding_dim", 0) or 0),
+    }
+
+
+def check_model(manifest: dict[str, Any], store: FaceStore, where: Path) -> None:
+    """Refuse to mix face ids and centroids of one model with the embeddings of another."""
+    recorded = manifest.get("model")
+    if recorded and recorded != model_identity(store):
+        raise JobError(
+            f"{where} was made with model {recorded}, but {store.path} holds "
+            f"{model_identity(store)}; run the job again from scratch into another folder"
+        )
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def centroid_of(embeddings: np.ndarray) -> np.ndarray:
+    """The L2-normalised mean: the direction cosine comparisons use."""
+    return normalise(np.asarray(embeddings, dtype=np.float32).mean(axis=0))
+
+
+def vector_json(vector: np.ndarray) -> list[float]:
+    """A vector as JSON numbers, rounded so that manifests stay small and byte-stable."""
+    return [round(float(v), 6) for v in vector]
+
+
+@dataclass
+class Photos:
+    """The photos of a store with the paths that still exist on disk.
+
+    A photo whose every path has vanished since it was embedded is `missing`: jobs report it and
+    leave its faces out; a photo that lost only some paths keeps the rest.
+    """
+
+    rows: dict[str, ImageRow]
+    existing: dict[str, list[str]]  # sha256 -> existing paths, canonical first
+    missing_paths: list[str] = field(default_factory=list)
+
+    @classmethod
+    def scan(cls, store: FaceStore) -> Photos:
+        rows: dict[str, ImageRow] = {}
+        existing: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for row in store.images():
+            rows[row.sha256] = row
+            if row.error_reason:
+                continue
+            found = []
+            for path in [row.path, *row.aliases]:
+                (found if os.path.isfile(path) else missing).append(path)
+            existing[row.sha256] = found
+        return cls(rows, existing, sorted(missing))
+
+    def available(self, sha256: str) -> bool:
+        return bool(self.existing.get(sha256))
+
+    def missing_photos(self) -> list[str]:
+        return sorted(sha for sha, paths in self.existing.items() if not paths)
+
+    def noface(self) -> list[str]:
+        return sorted(
+            sha
+            for sha, row in self.rows.items()
+            if not row.error_reason and row.face_count == 0 and self.available(sha)
+        )
+
+    def errors(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            if row.error_reason:
+                counts[row.error_reason] = counts.get(row.error_reason, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def missing_report(self) -> dict[str, Any]:
+        return {"photos": self.missing_photos(), "paths": self.missing_paths}
+
+
+def usable_faces(table: FaceTable, photos: Photos) -> np.ndarray:
+    """Indices into the face table of faces with an embedding whose photo can still be read."""
+    has_embedding = (
+        np.linalg.norm(table.embedding, axis=1) > 0
+        if table.embedding is not None and table.embedding.size
+        else np.zeros(len(table), dtype=bool)
+    )
+    return np.array(
+        [i for i, sha in enumerate(table.sha256) if has_embedding[i] and photos.available(sha)],
+        dtype=np.int64,
+    )
+
+
+def face_index_by_id(table: FaceTable) -> dict[int, int]:
+    return {int(face_id): i for i, face_id in enumerate(table.face_id)}
+
+
+def ordered_groups(labels: np.ndarray, face_ids: np.ndarray) -> list[np.ndarray]:
+    """Row indices per label (labels < 0 left out), largest first, ties by smallest face id.
+
+    Numbering outputs in this order keeps it the same whatever order the labels came in.
+    """
+    groups: dict[int, list[int]] = {}
+    for row, label in enumerate(labels):
+        if label >= 0:
+            groups.setdefault(int(label), []).append(row)
+    ordered = [np.array(rows, dtype=np.int64) for rows in groups.values()]
+    ordered.sort(key=lambda rows: (-len(rows), int(face_ids[rows].min())))
+    return ordered
+
+
+def sorted_ids(values: Sequence[int] | np.ndarray) -> list[int]:
+    return sorted({int(v) for v in values})

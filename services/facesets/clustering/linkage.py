@@ -1,0 +1,585 @@
+"""Average-linkage face clustering that scales past a dense distance matrix.
+
+The result equals `sklearn.cluster.AgglomerativeClustering(n_clusters=None, metric="cosine",
+linkage="average", distance_threshold=t)`: clusters are merged while their average cosine
+distance is below t. Two facts make it scale:
+
+1. Two clusters whose average distance is below t have at least one pair of faces closer than
+   t, so every final cluster lies inside one connected component of the graph of face pairs
+   closer than t. That graph is found with blocked matrix products (memory stays bounded) and
+   each component is clustered on its own; most are single faces or small.
+2. For unit vectors the average cosine similarity of clusters A and B is S_A.S_B / (|A| |B|),
+   S being the sum of a cluster's vectors. So the exact average-linkage distance of any two
+   clusters costs one dot product, and large components are clustered over their sparse
+   graph alone (`_sparse_average_linkage`), with memory O(edges + faces x dim).
+
+Inputs are (n, d) arrays of embeddings (normalised here in float64 for the linkage itself).
+Similarities of the neighbour search are computed in the input's dtype: float32 input gives
+pairwise similarities rounded to float32 (about 1e-6), float64 input reproduces scipy's
+float64 distances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import pdist
+
+from facesets.common import settings
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[int, int], None]
+
+ROW_BLOCK = 2048  # rows of one block of the neighbour search
+COL_BLOCK = 8192  # columns of one block: ROW_BLOCK x COL_BLOCK similarities at a time (64 MiB)
+EDGE_MARGIN = 1e-4  # candidate edges reach this far past the threshold, against rounding
+GATHER_FLOATS = 1 << 23  # float64 values gathered at once when rescoring cluster pairs
+
+METHOD_SINGLETON = "singleton"
+METHOD_DENSE = "dense"
+METHOD_SPARSE = "sparse-exact"
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One connected component of the neighbour graph and how it was clustered."""
+
+    first: int  # smallest face index in the component
+    size: int
+    clusters: int
+    method: str  # METHOD_SINGLETON | METHOD_DENSE | METHOD_SPARSE
+
+
+@dataclass
+class ClusterResult:
+    labels: np.ndarray  # int64 per face; 0 is the largest cluster, ties by smallest member
+    components: list[ComponentInfo]
+    n_clusters: int
+    n_edges: int  # candidate pairs found by the neighbour search
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per label
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    @property
+    def n_singletons(self) -> int:
+        return int(np.count_nonzero(self.sizes == 1))
+
+    @property
+    def largest_component(self) -> int:
+        return max((c.size for c in self.components), default=0)
+
+    def method_counts(self) -> dict[str, int]:
+        return dict(Counter(c.method for c in self.components))
+
+
+# --- input checks and small utilities ----------------------------------------------------------
+
+
+def _check_embeddings(emb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(emb)
+    if arr.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-d array (faces x dim), got shape {arr.shape}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    if arr.shape[0] and not np.isfinite(arr).all():
+        raise ValueError("embeddings contain NaN or infinite values")
+    if arr.shape[0] and arr.shape[1] == 0:
+        raise ValueError("embeddings have dimension 0")
+    return np.ascontiguousarray(arr)
+
+
+def _check_threshold(threshold: float, name: str = "threshold") -> float:
+    t = float(threshold)
+    if not 0.0 < t <= 2.0:
+        raise ValueError(f"{name} must be a cosine distance in (0, 2], got {threshold}")
+    return t
+
+
+def _unit_rows(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    out = np.array(x, dtype=dtype, copy=True)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("embeddings contain all-zero rows; cosine distance is undefined")
+    out /= norms
+    return out
+
+
+def _as_unit_rows(x: np.ndarray) -> np.ndarray:
+    """`x` with unit rows; a copy only when some row is not already unit length."""
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("embeddings contain all-zero rows; cosine distance is undefined")
+    tol = 1e-6 if x.dtype == np.float32 else 1e-12
+    if np.all(np.abs(norms - 1.0) <= tol):
+        return x
+    return (x / norms[:, None]).astype(x.dtype, copy=False)
+
+
+def canonical_labels(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber cluster ids: 0 is the largest, ties by smallest member index; -1 stays -1.
+
+    Returns (labels, sizes) with sizes[k] the member count of cluster k.
+    """
+    raw = np.asarray(raw)
+    out = np.full(raw.shape[0], -1, dtype=np.int64)
+    valid = raw >= 0
+    if not valid.any():
+        return out, np.zeros(0, np.int64)
+    idx = np.flatnonzero(valid)
+    uniq, first, inverse, counts = np.unique(
+        raw[idx], return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.lexsort((idx[first], -counts))  # size desc, then smallest member
+    rank = np.empty(len(uniq), np.int64)
+    rank[order] = np.arange(len(uniq))
+    out[idx] = rank[inverse]
+    return out, counts[order].astype(np.int64)
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """Resolve a union forest given as parent pointers (parent[i] == i at roots)."""
+    parent = parent.copy()
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
+
+
+# --- neighbour graph ---------------------------------------------------------------------------
+
+
+def neighbour_edges(
+    emb: np.ndarray,
+    max_distance: float,
+    *,
+    progress: Progress | None = None,
+    row_block: int = ROW_BLOCK,
+    col_block: int = COL_BLOCK,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i < j with cosine distance <= max_distance, as (i, j, similarity).
+
+    Blocked products over the upper triangle: memory is one row_block x col_block block plus
+    the edges found (int32 indices, similarities in the input's float dtype). Rows that are
+    not unit length are normalised (a copy).
+    """
+    emb = _as_unit_rows(_check_embeddings(emb))
+    n = emb.shape[0]
+    if n >= np.iinfo(np.int32).max:
+        raise ValueError(f"too many faces for int32 edge indices: {n}")
+    min_sim = emb.dtype.type(1.0 - max_distance)
+    found_i: list[np.ndarray] = []
+    found_j: list[np.ndarray] = []
+    found_s: list[np.ndarray] = []
+    blocks = max(1, -(-n // row_block))
+    for b, r0 in enumerate(range(0, n, row_block)):
+        r1 = min(n, r0 + row_block)
+        rows = emb[r0:r1]
+        for c0 in range(r0, n, col_block):
+            c1 = min(n, c0 + col_block)
+            sims = rows @ emb[c0:c1].T
+            ii, jj = np.nonzero(sims >= min_sim)
+            if c0 < r1:  # the block meets the diagonal: keep the strict upper triangle
+                keep = jj + c0 > ii + r0
+                ii, jj = ii[keep], jj[keep]
+            if ii.size:
+                found_s.append(sims[ii, jj])
+                found_i.append((ii + r0).astype(np.int32))
+                found_j.append((jj + c0).astype(np.int32))
+            del sims
+        if progress is not None:
+            progress(b + 1, blocks)
+    if not found_i:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, emb.dtype)
+    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+
+
+# --- dense and sparse average linkage of one component ----------------------------------------
+
+
+def _dense_average_linkage(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Local cluster ids of rows of `x`: scipy average linkage, merges below threshold."""
+    m = x.shape[0]
+    dist = pdist(x.astype(np.float64, copy=False), metric="cosine")
+    if m == 2:
+        return np.array([0, 0]) if dist[0] < threshold else np.array([0, 1])
+    z = scipy_linkage(dist, method="average")
+    del dist
+    merged = np.flatnonzero(z[:, 2] < threshold)
+    if merged.size == 0:
+        return np.arange(m)
+    # Tree nodes 0..2m-2; each applied merge joins its two children to node m + row.
+    child = z[merged, :2].astype(np.int64).ravel()
+    node = np.repeat(merged + m, 2)
+    graph = coo_matrix((np.ones(child.size, np.int8), (child, node)), shape=(2 * m - 1,) * 2)
+    _, comp = connected_components(graph, directed=False)
+    return comp[:m]
+
+
+def _pair_distances(
+    sums: np.ndarray, sizes: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """Exact average cosine distances of cluster pairs from their sum vectors."""
+    out = np.empty(a.size, np.float64)
+    step = max(1, GATHER_FLOATS // max(1, sums.shape[1]))
+    for s in range(0, a.size, step):
+        aa, bb = a[s : s + step], b[s : s + step]
+        dots = np.einsum("ij,ij->i", sums[aa], sums[bb])
+        out[s : s + step] = 1.0 - dots / (sizes[aa] * sizes[bb])
+    return out
+
+
+def _sparse_average_linkage(
+    unit: np.ndarray,
+    rows: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    dist: np.ndarray,
+    threshold: float,
+    *,
+    on_round: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Exact average linkage over a sparse graph; returns local cluster ids of `unit[rows]`.
+
+    `u`, `v`, `dist`: the pairs (local ids, u < v) with distance below or near threshold.
+    Rounds of reciprocal-nearest-neighbour merges: average linkage is reducible (merging A
+    and B never brings their union closer to C than the nearer of A and B), so every pair of
+    mutual nearest clusters is a merge of the exact dendrogram and all of them can be merged
+    at once; a cluster pair at distance >= threshold can never come below it again through
+    later merges of either, so only pairs below threshold are kept; a cluster left with no
+    such pair is final. Distances of new clusters are exact: summed similarities of the old
+    pairs (Lance-Williams), or from sum vectors where an old pair is not in the graph.
+    `on_round(fraction)` reports the share of the graph's pairs resolved so far.
+    """
+    m = rows.size
+    sums = np.empty((m, unit.shape[1]), np.float64)  # per cluster: the sum of its unit rows
+    step = max(1, GATHER_FLOATS // max(1, unit.shape[1]))
+    for s in range(0, m, step):
+        block = unit[rows[s : s + step]].astype(np.float64)
+        sums[s : s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    sizes = np.ones(m, np.float64)
+    parent = np.arange(m)
+    u = u.astype(np.int32, copy=False)  # ids fit: a component has fewer than 2**31 faces
+    v = v.astype(np.int32, copy=False)
+    dist = dist.astype(np.float64, copy=False)
+    keep = dist < threshold
+    u, v, dist = u[keep], v[keep], dist[keep]
+    initial = max(1, u.size)
+    rounds = 0
+    unset = np.iinfo(np.int64).max
+    while u.size:
+        rounds += 1
+        # Each cluster's nearest neighbour, ties to the smallest id: the globally closest
+        # pair (ties to the smallest ids) is then always mutual, so every round merges.
+        ends = np.concatenate([u, v])
+        other = np.concatenate([v, u])
+        both = np.concatenate([dist, dist])
+        best = np.full(m, np.inf)
+        np.minimum.at(best, ends, both)
+        tie = both == best[ends]
+        nearest = np.full(m, unset)
+        np.minimum.at(nearest, ends[tie], other[tie])
+        del ends, other, both, tie
+        a = np.flatnonzero(nearest != unset)
+        b = nearest[a]
+        mutual = (nearest[b] == a) & (a < b)
+        a, b = a[mutual], b[mutual]
+        rep = np.arange(m, dtype=np.int32)
+        rep[b] = a
+        parts = np.ones(m, np.int64)  # old clusters making up each cluster after the round
+        parts[a] = 2
+        ru, rv = rep[u], rep[v]
+        touched = (parts[ru] == 2) | (parts[rv] == 2)
+        keep_u, keep_v, keep_d = ru[~touched], rv[~touched], dist[~touched]
+        # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
+        # where an old pair is absent (no edge below threshold) the sum vectors give it.
+        tu, tv = ru[touched], rv[touched]
+        inner = tu != tv  # the merged pair itself
+        tsim = (sizes[u[touched]] * sizes[v[touched]] * (1.0 - dist[touched]))[inner]
+        tu, tv = tu[inner], tv[inner]
+        key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
+        order = np.argsort(key)
+        key = key[order]
+        start = np.flatnonzero(np.diff(key, prepend=-1))
+        sizes[a] += sizes[b]
+        sums[a] += sums[b]
+        parent[b] = a
+        tu, tv = (key[start] // m).astype(np.int32), (key[start] % m).astype(np.int32)
+        sim = np.add.reduceat(tsim[order], start) if key.size else np.zeros(0)
+        count = np.diff(np.append(start, key.size))
+        partial = count < parts[tu] * parts[tv]
+        td = 1.0 - sim / (sizes[tu] * sizes[tv])
+        td[partial] = _pair_distances(sums, sizes, tu[partial], tv[partial])
+        near = td < threshold
+        u = np.concatenate([keep_u, tu[near]])
+        v = np.concatenate([keep_v, tv[near]])
+        dist = np.concatenate([keep_d, td[near]])
+        if on_round is not None:
+            on_round(1.0 - u.size / initial)
+    log.debug("sparse linkage done", faces=m, rounds=rounds)
+    return _roots(parent)
+
+
+# --- the clustering ------------------------------------------------------------------------
+
+
+def cluster_average_linkage(
+    emb: np.ndarray,
+    threshold: float,
+    *,
+    dense_max: int = settings.DENSE_COMPONENT_MAX,
+    progress: Progress | None = None,
+) -> ClusterResult:
+    """Average-linkage clusters at cosine distance `threshold` (merge while below it).
+
+    Components of the neighbour graph of up to `dense_max` faces are clustered with scipy's
+    dense linkage; larger ones with the exact sparse method. `progress(done, total)` is
+    called after each block of the neighbour search and as components are clustered.
+    """
+    t = _check_threshold(threshold)
+    if dense_max < 2:
+        raise ValueError(f"dense_max must be at least 2, got {dense_max}")
+    x = _check_embeddings(emb)
+    n = x.shape[0]
+    if n == 0:
+        return ClusterResult(np.zeros(0, np.int64), [], 0, 0)
+    unit = _as_unit_rows(x)
+    search_blocks = max(1, -(-n // ROW_BLOCK))
+    total = search_blocks + 100  # the second stage reports in hundredths
+
+    def search_progress(done: int, _blocks: int) -> None:
+        if progress is not None:
+            progress(done, total)
+
+    started = time.perf_counter()
+    ei, ej, es = neighbour_edges(unit, t + EDGE_MARGIN, progress=search_progress)
+    searched = time.perf_counter()
+    n_edges = int(ei.size)
+    graph = coo_matrix((np.ones(n_edges, np.int8), (ei, ej)), shape=(n, n))
+    n_comp, comp = connected_components(graph, directed=False)
+    del graph
+    comp_sizes = np.bincount(comp, minlength=n_comp)
+
+    raw = np.arange(n, dtype=np.int64)  # cluster id = a member's face index
+    members = np.argsort(comp, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(comp_sizes)])
+    infos: list[ComponentInfo] = []
+    multi = np.flatnonzero(comp_sizes > 1)
+    big = multi[comp_sizes[multi] > dense_max]
+    small = multi[comp_sizes[multi] <= dense_max]
+    stage_faces = max(1, int(comp_sizes[multi].sum()))
+    reported = 0
+
+    def stage_progress(faces_done: float) -> None:
+        nonlocal reported
+        pct = int(faces_done * 99 // stage_faces)
+        if progress is not None and pct > reported:
+            reported = pct
+            progress(search_blocks + pct, total)
+
+    faces_done = 0
+    for c in small:
+        idx = members[starts[c] : starts[c + 1]]
+        local = _dense_average_linkage(x[idx], t)
+        raw[idx] = idx[_first_member_ids(local)]
+        infos.append(ComponentInfo(int(idx[0]), idx.size, int(local.max()) + 1, METHOD_DENSE))
+        faces_done += idx.size
+        stage_progress(faces_done)
+
+    if big.size:
+        in_big = np.isin(comp, big)
+        idx = np.flatnonzero(in_big)
+        local_of = np.full(n, -1, np.int32)
+        local_of[idx] = np.arange(idx.size, dtype=np.int32)
+        sel = np.flatnonzero(in_big[ei])  # both ends share a component
+        roots = _sparse_average_linkage(
+            unit,
+            idx,
+            local_of[ei[sel]],
+            local_of[ej[sel]],
+            1.0 - es[sel].astype(np.float64),
+            t,
+            on_round=lambda part: stage_progress(faces_done + part * idx.size),
+        )
+        del sel, local_of
+        raw[idx] = idx[roots]
+        for c in big:
+            cidx = members[starts[c] : starts[c + 1]]
+            k = int(np.unique(raw[cidx]).size)
+            infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
+    del ei, ej, es
+
+    for c in np.flatnonzero(comp_sizes == 1):
+        infos.append(ComponentInfo(int(members[starts[c]]), 1, 1, METHOD_SINGLETON))
+    infos.sort(key=lambda info: (-info.size, info.first))
+    labels, sizes = canonical_labels(raw)
+    if progress is not None:
+        progress(total, total)
+    finished = time.perf_counter()
+    seconds = {"search": searched - started, "linkage": finished - searched}
+    result = ClusterResult(labels, infos, int(sizes.size), n_edges, sizes, seconds)
+    log.info(
+        "clustered",
+        faces=n,
+        clusters=result.n_clusters,
+        edges=n_edges,
+        components=n_comp,
+        largest_component=result.largest_component,
+        methods=result.method_counts(),
+        search_s=round(seconds["search"], 2),
+        linkage_s=round(seconds["linkage"], 2),
+    )
+    return result
+
+
+def _first_member_ids(local: np.ndarray) -> np.ndarray:
+    """For local cluster ids, the position of each row's cluster's first row."""
+    _, first, inverse = np.unique(local, return_index=True, return_inverse=True)
+    return first[inverse]
+
+
+# --- helpers of refine, consolidate and extend ----------------------------------------------
+
+ROWS_AT_ONCE = 4096  # faces compared with all centroids at a time
+
+
+def _centroid_matrix(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster ids >= 0 present, their unit mean vectors as a float32 matrix)."""
+    x = _check_embeddings(emb)
+    lab = np.asarray(labels)
+    if lab.shape != (x.shape[0],):
+        raise ValueError(f"labels must be one per face: {lab.shape} for {x.shape[0]} faces")
+    valid = np.flatnonzero(lab >= 0)
+    ids, inverse = np.unique(lab[valid], return_inverse=True)
+    means = np.zeros((ids.size, x.shape[1]), np.float64)
+    for s in range(0, valid.size, ROWS_AT_ONCE):
+        rows = valid[s : s + ROWS_AT_ONCE]
+        np.add.at(means, inverse[s : s + ROWS_AT_ONCE], _unit_rows(x[rows]))
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0  # opposite faces cancelling out exactly: leave a zero vector
+    return ids.astype(np.int64), (means / norms).astype(np.float32)
+
+
+def centroids(emb: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Unit mean embedding of each cluster (labels < 0 are ignored)."""
+    ids, mat = _centroid_matrix(emb, labels)
+    return {int(k): mat[i] for i, k in enumerate(ids)}
+
+
+def merge_by_centroid(emb: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Merge over-split clusters: average linkage of cluster centroids at `threshold`.
+
+    Returns new labels (renumbered by size as `canonical_labels` does); -1 stays -1.
+    """
+    t = _check_threshold(threshold)
+    lab = np.asarray(labels)
+    ids, mat = _centroid_matrix(emb, lab)
+    out = np.full(lab.shape[0], -1, np.int64)
+    if ids.size == 0:
+        return out
+    groups = cluster_average_linkage(mat, t, dense_max=max(2, settings.DENSE_COMPONENT_MAX))
+    valid = lab >= 0
+    out[valid] = groups.labels[np.searchsorted(ids, lab[valid])]
+    return canonical_labels(out)[0]
+
+
+def reject_outliers(
+    emb: np.ndarray, labels: np.ndarray, threshold: float, min_size: int
+) -> np.ndarray:
+    """Labels with faces farther than `threshold` from their cluster's centroid set to -1.
+
+    Only clusters of at least `min_size` faces are checked (a small cluster's centroid is
+    too much its own members' to judge them). Other labels are kept as they are.
+    """
+    t = _check_threshold(threshold)
+    x = _check_embeddings(emb)
+    lab = np.asarray(labels)
+    ids, mat = _centroid_matrix(x, lab)
+    out = lab.astype(np.int64, copy=True)
+    if ids.size == 0:
+        return out
+    valid = np.flatnonzero(lab >= 0)
+    slot = np.searchsorted(ids, lab[valid])
+    sizes = np.bincount(slot, minlength=ids.size)
+    checked = valid[sizes[slot] >= min_size]
+    slot = slot[sizes[slot] >= min_size]
+    for s in range(0, checked.size, ROWS_AT_ONCE):
+        rows = checked[s : s + ROWS_AT_ONCE]
+        dist = 1.0 - np.einsum("ij,ij->i", _unit_rows(x[rows]), mat[slot[s : s + ROWS_AT_ONCE]])
+        out[rows[dist > t]] = -1
+    return out
+
+
+def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> list[list[int]]:
+    """Groups (of two or more rows) in which every pair has cosine similarity >= the minimum.
+
+    Complete linkage, so a chain of pairwise-similar sets never joins two distinct people.
+    Each group is sorted; groups are ordered by their first row.
+    """
+    x = _check_embeddings(centroids)
+    if not -1.0 <= float(min_similarity) < 1.0:
+        raise ValueError(f"min_similarity must be in [-1, 1), got {min_similarity}")
+    max_dist = 1.0 - float(min_similarity)
+    n = x.shape[0]
+    if n < 2:
+        return []
+    ei, ej, _ = neighbour_edges(_unit_rows(x, x.dtype), max_dist + EDGE_MARGIN)
+    graph = coo_matrix((np.ones(ei.size, np.int8), (ei, ej)), shape=(n, n))
+    n_comp, comp = connected_components(graph, directed=False)
+    groups: list[list[int]] = []
+    order = np.argsort(comp, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(comp, minlength=n_comp))])
+    for c in range(n_comp):
+        idx = order[bounds[c] : bounds[c + 1]]
+        if idx.size < 2:
+            continue
+        dist = pdist(x[idx].astype(np.float64), metric="cosine")
+        z = scipy_linkage(dist, method="complete")
+        merged = np.flatnonzero(z[:, 2] <= max_dist)
+        m = idx.size
+        child = z[merged, :2].astype(np.int64).ravel()
+        node = np.repeat(merged + m, 2)
+        tree = coo_matrix((np.ones(child.size, np.int8), (child, node)), shape=(2 * m - 1,) * 2)
+        local = connected_components(tree, directed=False)[1][:m]
+        for k in np.unique(local):
+            members = idx[local == k]
+            if members.size > 1:
+                groups.append(sorted(int(i) for i in members))
+    groups.sort(key=lambda g: g[0])
+    return groups
+
+
+def nearest_centroid(
+    emb: np.ndarray, centroids: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each face, the row of its nearest centroid, or -1 when farther than `threshold`.
+
+    Returns (rows int64, cosine distances to the nearest centroid as float32; inf without
+    centroids). Faces are compared in blocks, so memory stays ROWS_AT_ONCE x centroids.
+    """
+    t = _check_threshold(threshold)
+    x = _check_embeddings(emb)
+    c = _check_embeddings(centroids)
+    n = x.shape[0]
+    best = np.full(n, -1, np.int64)
+    dist = np.full(n, np.inf, np.float32)
+    if c.shape[0] == 0 or n == 0:
+        return best, dist
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(f"dimension mismatch: faces {x.shape[1]}, centroids {c.shape[1]}")
+    cu = _unit_rows(c, np.float32)
+    for s in range(0, n, ROWS_AT_ONCE):
+        sims = _unit_rows(x[s : s + ROWS_AT_ONCE], np.float32) @ cu.T
+        arg = np.argmax(sims, axis=1)
+        dist[s : s + ROWS_AT_ONCE] = 1.0 - sims[np.arange(arg.size), arg]
+        best[s : s + ROWS_AT_ONCE] = arg
+    best[dist > t] = -1
+    return best, dist

@@ -1,0 +1,238 @@
+"""Putting photos into output folders (hardlink, symlink or copy) and keeping those folders in sync.
+
+A job describes the folder it wants (relative path -> source photo) and the manifest it writes;
+`sync_outputs` makes the folder so, touching only files that this job's manifest says it wrote.
+Every file appears through a rename, so a folder never holds a partial photo, and a run that
+would change nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from facesets.clustering.job import JobError, ProgressFn, report
+from facesets.common import layout
+
+log = structlog.get_logger(__name__)
+
+LINK_MODES = ("auto", "hardlink", "symlink", "copy")
+# File names stop at 255 bytes on common filesystems; room is left for the temporary name.
+MAX_NAME_BYTES = 200
+
+
+def check_link_mode(mode: str) -> str:
+    if mode not in LINK_MODES:
+        raise JobError(f"unknown link mode {mode!r}; choose one of {', '.join(LINK_MODES)}")
+    return mode
+
+
+def encode_json(payload: Any) -> bytes:
+    """The bytes layout.atomic_write_json writes, to compare before writing."""
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return text.encode("utf-8")
+
+
+def write_json_if_changed(path: Path, payload: Any) -> bool:
+    data = encode_json(payload)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    layout.atomic_write_bytes(path, data)
+    return True
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        payload = layout.read_json(path, {})
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JobError(
+            f"{path} is not a readable manifest ({exc}); move it away and re-run"
+        ) from exc
+    if not isinstance(payload, dict):
+        raise JobError(f"{path} is not a facesets manifest")
+    return payload
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def matches(source: Path, target: Path, mode: str) -> bool:
+    """Whether target already is what placing source with this mode would make."""
+    if not _exists(target):
+        return False
+    if mode == "symlink":
+        return target.is_symlink() and os.readlink(target) == str(source)
+    if target.is_symlink() or not target.is_file():
+        return False
+    same_inode = os.path.samefile(source, target)
+    if mode == "hardlink":
+        return same_inode
+    if mode == "copy":
+        return not same_inode and filecmp.cmp(source, target, shallow=True)
+    return same_inode or filecmp.cmp(source, target, shallow=True)
+
+
+def place(source: Path, target: Path, mode: str) -> str:
+    """Make target a hardlink, symlink or copy of source in one rename; returns the mode used.
+
+    `auto` hardlinks and falls back to a copy where the filesystem refuses (another device,
+    no hardlink support, no permission).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    used = mode
+    try:
+        if mode in ("hardlink", "auto"):
+            try:
+                os.link(source, tmp)
+                used = "hardlink"
+            except OSError:
+                if mode == "hardlink":
+                    raise
+                used = "copy"
+        elif mode == "symlink":
+            os.symlink(source, tmp)
+        if used == "copy":
+            shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if _exists(tmp):
+            tmp.unlink()
+        raise
+    return used
+
+
+def output_name(source: str) -> str:
+    """The flattened absolute source path; shortened (same path, same name) past NAME_MAX."""
+    name = layout.flattened_name(source)
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    tail = name.encode("utf-8")[-(MAX_NAME_BYTES - len(digest) - 2) :].decode("utf-8", "ignore")
+    return f"{digest}__{tail}"
+
+
+def add_file(wanted: dict[str, str], folder: str, source: str) -> None:
+    """Ask for source inside folder under its flattened absolute path."""
+    relpath = f"{folder}/{output_name(source)}"
+    previous = wanted.setdefault(relpath, source)
+    if previous != source:
+        log.warning(
+            "output name clash; keeping the first", name=relpath, kept=previous, skipped=source
+        )
+
+
+@dataclass
+class SyncReport:
+    placed: int = 0
+    kept: int = 0
+    removed: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    modes: dict[str, int] = field(default_factory=dict)
+    manifest_written: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "files_placed": self.placed,
+            "files_unchanged": self.kept,
+            "files_removed": self.removed,
+            "foreign_conflicts": self.conflicts,
+            "link_modes_used": dict(sorted(self.modes.items())),
+        }
+
+
+def owned_files(manifest: dict[str, Any]) -> set[str]:
+    """Files a previous run says it wrote, including those of a run that stopped half-way."""
+    return set(manifest.get("written", [])) | set(manifest.get("pending", []))
+
+
+def _prune_empty(folder: Path, out: Path) -> None:
+    while folder != out and out in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def remove_owned(out: Path, relpaths: set[str]) -> int:
+    removed = 0
+    for relpath in sorted(relpaths):
+        target = out / relpath
+        if _exists(target):
+            target.unlink()
+            removed += 1
+        _prune_empty(target.parent, out)
+    return removed
+
+
+def sync_outputs(
+    out: Path,
+    manifest_name: str,
+    wanted: dict[str, str],
+    payload: dict[str, Any],
+    link_mode: str,
+    progress: ProgressFn | None = None,
+) -> SyncReport:
+    """Make `out` hold exactly the wanted files of this job, then write its manifest.
+
+    Files this job wrote before and no longer wants are removed; files it never wrote are left
+    alone, and a foreign file sitting where a wanted one should go is reported, not replaced.
+    Before touching files the manifest is rewritten with every path about to be touched under
+    `pending`, so a run stopped half-way leaves nothing the next run would not recognise.
+    """
+    check_link_mode(link_mode)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / manifest_name
+    previous = read_manifest(manifest_path)
+    if previous and previous.get("command") != payload.get("command"):
+        raise JobError(
+            f"{manifest_path} belongs to another command ({previous.get('command', 'unknown')!r}); "
+            f"choose another output folder for {payload.get('command')!r}"
+        )
+    owned = owned_files(previous)
+    sync = SyncReport()
+    todo: list[tuple[str, Path, Path]] = []
+    final: set[str] = set()
+    for relpath, source in sorted(wanted.items()):
+        target = out / relpath
+        if matches(Path(source), target, link_mode):
+            sync.kept += 1
+            final.add(relpath)
+        elif _exists(target) and relpath not in owned:
+            sync.conflicts.append(relpath)
+        else:
+            todo.append((relpath, Path(source), target))
+            final.add(relpath)
+    stale = {p for p in owned - final if _exists(out / p)}
+    if sync.conflicts:
+        log.warning("foreign files left in place", out=str(out), count=len(sync.conflicts))
+
+    if todo or stale:
+        # Claim every path about to be touched first (a run that would change nothing skips
+        # this and leaves the manifest alone).
+        claim = {**previous, "command": payload.get("command"), "pending": sorted(owned | final)}
+        layout.atomic_write_json(manifest_path, claim)
+        for done, (_, source, target) in enumerate(todo, start=1):
+            used = place(source, target, link_mode)
+            sync.modes[used] = sync.modes.get(used, 0) + 1
+            sync.placed += 1
+            report(progress, "materialise", done, len(todo))
+        sync.removed = remove_owned(out, stale)
+    sync.manifest_written = write_json_if_changed(
+        manifest_path, {**payload, "written": sorted(final)}
+    )
+    return sync

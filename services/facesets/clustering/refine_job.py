@@ -1,0 +1,192 @@
+"""`refine`: clean per-identity face sets from a store.
+
+Initial average-linkage clustering, then a centroid merge of over-split clusters, a quality gate
+on each face, outlier rejection against each cluster's centroid and a size filter on unique
+photos. What survives goes to OUT/faceset_NNN/ with OUT/refine_manifest.json, which also lists
+every face each gate removed (extend reads it to leave those faces out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from facesets.clustering import linkage
+from facesets.clustering.cluster_job import linkage_progress
+from facesets.clustering.job import (
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    centroid_of,
+    model_identity,
+    ordered_groups,
+    report,
+    sorted_ids,
+    store_identity,
+    usable_faces,
+    vector_json,
+)
+from facesets.clustering.materialize import add_file, check_link_mode, sync_outputs
+from facesets.clustering.store import FaceStore, FaceTable
+from facesets.common import layout, settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    min_short: float = settings.QUALITY_MIN_SHORT
+    min_blur: float = settings.QUALITY_MIN_BLUR
+    min_det_score: float = settings.QUALITY_MIN_DET_SCORE
+
+    def passes(self, table: FaceTable, rows: np.ndarray) -> np.ndarray:
+        return (
+            (table.face_short[rows] >= self.min_short)
+            & (table.blur[rows] >= self.min_blur)
+            & (table.det_score[rows] >= self.min_det_score)
+        )
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> QualityGate:
+        return cls(
+            min_short=float(parameters.get("min_short", settings.QUALITY_MIN_SHORT)),
+            min_blur=float(parameters.get("min_blur", settings.QUALITY_MIN_BLUR)),
+            min_det_score=float(parameters.get("min_det_score", settings.QUALITY_MIN_DET_SCORE)),
+        )
+
+
+def faceset_entry(number: int, face_ids: list[int], table: FaceTable) -> dict[str, Any]:
+    """One faceset as the manifest lists it (the export service reads name, number, face_ids)."""
+    row_of = {int(f): i for i, f in enumerate(table.face_id)}
+    rows = [row_of[f] for f in face_ids]
+    assert table.embedding is not None
+    return {
+        "name": layout.FACESET_DIR.format(number),
+        "number": number,
+        "face_ids": face_ids,
+        "photos": sorted({table.sha256[r] for r in rows}),
+        "centroid": vector_json(centroid_of(table.embedding[rows])),
+    }
+
+
+def faceset_files(facesets: list[dict[str, Any]], photos: Photos) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for entry in facesets:
+        for sha in entry["photos"]:
+            for path in photos.existing.get(sha, []):
+                add_file(wanted, entry["name"], path)
+    return wanted
+
+
+def refine(
+    store: FaceStore,
+    out: Path,
+    *,
+    initial_threshold: float = settings.CLUSTER_THRESHOLD,
+    merge_threshold: float = settings.REFINE_MERGE_THRESHOLD,
+    outlier_threshold: float = settings.REFINE_OUTLIER_THRESHOLD,
+    min_faces: int = settings.REFINE_MIN_FACES,
+    min_short: float = settings.QUALITY_MIN_SHORT,
+    min_blur: float = settings.QUALITY_MIN_BLUR,
+    min_det_score: float = settings.QUALITY_MIN_DET_SCORE,
+    outlier_min_cluster: int = settings.REFINE_OUTLIER_MIN_CLUSTER,
+    link_mode: str = "auto",
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    """Build OUT/faceset_NNN/ folders of one clean identity each (see the module docstring)."""
+    check_link_mode(link_mode)
+    if min_faces < 1:
+        raise ValueError(f"min_faces must be at least 1, got {min_faces}")
+    out = Path(out)
+    gate = QualityGate(min_short, min_blur, min_det_score)
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store)
+    rows = usable_faces(table, photos)
+    report(progress, "load", 1, 1)
+    assert table.embedding is not None
+    emb = table.embedding[rows]
+    face_ids = table.face_id[rows]
+
+    initial = linkage.cluster_average_linkage(
+        emb, initial_threshold, progress=linkage_progress(progress, "cluster")
+    )
+    report(progress, "refine", 0, 4)
+    labels = np.asarray(linkage.merge_by_centroid(emb, initial.labels, merge_threshold))
+    merged_clusters = initial.n_clusters - len(np.unique(labels[labels >= 0]))
+    report(progress, "refine", 1, 4)
+
+    passed = gate.passes(table, rows)
+    quality_rejected = sorted_ids(face_ids[~passed])
+    labels = np.where(passed, labels, -1)
+    report(progress, "refine", 2, 4)
+
+    before_outliers = labels >= 0
+    labels = np.asarray(
+        linkage.reject_outliers(emb, labels, outlier_threshold, outlier_min_cluster)
+    )
+    outliers = sorted_ids(face_ids[before_outliers & (labels < 0)])
+    report(progress, "refine", 3, 4)
+
+    kept: list[list[int]] = []
+    small: list[int] = []
+    small_clusters = 0
+    for group in ordered_groups(labels, face_ids):
+        unique_photos = {table.sha256[rows[r]] for r in group}
+        if len(unique_photos) >= min_faces:
+            kept.append(sorted_ids(face_ids[group]))
+        else:
+            small.extend(int(f) for f in face_ids[group])
+            small_clusters += 1
+    report(progress, "refine", 4, 4)
+
+    facesets = [faceset_entry(n, ids, table) for n, ids in enumerate(kept, start=1)]
+    parameters = {
+        "initial_threshold": float(initial_threshold),
+        "merge_threshold": float(merge_threshold),
+        "outlier_threshold": float(outlier_threshold),
+        "outlier_min_cluster": int(outlier_min_cluster),
+        "min_faces": int(min_faces),
+        "min_short": float(min_short),
+        "min_blur": float(min_blur),
+        "min_det_score": float(min_det_score),
+        "link_mode": link_mode,
+    }
+    removed = {
+        "merged_clusters": int(merged_clusters),
+        "quality": len(quality_rejected),
+        "outliers": len(outliers),
+        "small_clusters": small_clusters,
+        "small_cluster_faces": len(small),
+    }
+    payload = {
+        "command": "refine",
+        "facesets": facesets,
+        "parameters": parameters,
+        "store": store_identity(store),
+        "model": model_identity(store),
+        "removed": removed,
+        "rejected": {
+            "quality": quality_rejected,
+            "outliers": outliers,
+            "small_clusters": sorted(small),
+        },
+        "missing_sources": photos.missing_report(),
+    }
+    wanted = faceset_files(facesets, photos)
+    sync = sync_outputs(out, layout.REFINE_MANIFEST, wanted, payload, link_mode, progress)
+    summary = {
+        "facesets": len(facesets),
+        "faces_in_facesets": sum(len(f["face_ids"]) for f in facesets),
+        "faces_considered": int(rows.size),
+        "removed": removed,
+        "missing_photos": len(photos.missing_photos()),
+        "missing_paths": len(photos.missing_paths),
+        **sync.summary(),
+    }
+    log.info("refine done", out=str(out), facesets=len(facesets), **removed)
+    return JobOutcome(summary=summary, manifest_path=out / layout.REFINE_MANIFEST)
