@@ -214,9 +214,6 @@ def add_consolidate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--undo", action="store_true", help="restore the facesets merged before")
     parser.add_argument(
-        "--dry-run", action="store_true", help="report what would merge, change nothing"
-    )
-    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="report candidates and merges without changing anything",

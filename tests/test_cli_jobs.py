@@ -1,0 +1,78 @@
+"""The clustering commands through the `facesets` CLI and a real clustering service process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import pytest
+from conftest import free_port
+from services import ServiceProcess
+
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
+
+
+def facesets(*args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "facesets.orchestrator.cli", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def setup(lfw_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    src = root / "photos"
+    for person in PEOPLE:
+        (src / person).mkdir(parents=True)
+        for photo in sorted((lfw_dir / person).glob("*.jpg"))[:6]:
+            shutil.copy(photo, src / person / photo.name)
+    # A re-encoded copy of one photo: a visual near-duplicate.
+    original = src / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    image = cv2.imread(str(original))
+    cv2.imwrite(str(src / "copy_q60.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    service = ServiceProcess("clustering", free_port(), root / "clustering.log").start()
+    store = root / "faces.db"
+    facesets("embed", str(src), str(store), "--clustering", service.address)
+    yield root, src, store, service
+    service.stop()
+
+
+def test_cluster_refine_extend_dedup_consolidate(setup, lfw_dir):
+    root, src, store, service = setup
+    at = ["--clustering", service.address]
+    raw = facesets("cluster", str(store), str(root / "raw"), *at)
+    assert raw["persons"] >= len(PEOPLE)
+    refined = facesets("refine", str(store), str(root / "refined"), "--min-faces", "4", *at)
+    assert refined["facesets"] == len(PEOPLE)
+
+    for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[6:9]:
+        shutil.copy(photo, src / "Colin_Powell" / photo.name)
+    facesets("embed", str(src), str(store), *at)
+    facesets("extend", str(store), str(root / "raw"), "--refine-out", str(root / "refined"), *at)
+    manifest = json.loads((root / "refined" / "refine_manifest.json").read_text())
+    assert [f["number"] for f in manifest["facesets"]] == [1, 2, 3]
+    # The new Powell photos joined the faceset that already held Powell's.
+    powell = [
+        d
+        for d in (root / "refined").glob("faceset_*")
+        if any("Colin_Powell_0001" in f.name for f in d.iterdir())
+    ]
+    assert len(powell) == 1
+    assert any("Colin_Powell_0008" in f.name for f in powell[0].iterdir())
+
+    dedup = facesets("dedup", str(store), *at)
+    duplicates = json.loads((root / "faces.db.duplicates.json").read_text())
+    assert dedup and "copy_q60.jpg" in json.dumps(duplicates)
+
+    merged = facesets("consolidate", str(root / "refined"), str(store), "--dry-run", *at)
+    assert isinstance(merged, dict)
+    after = json.loads((root / "refined" / "refine_manifest.json").read_text())
+    assert after["facesets"] == manifest["facesets"]  # a dry run changes nothing
