@@ -10,6 +10,7 @@ import sys
 import cv2
 import pytest
 from conftest import free_port
+
 from services import ServiceProcess
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
