@@ -30,8 +30,12 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # gRPC send/receive limit; an image above 
 # Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
 # ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
 ALIGN_EYE_DISTANCE_AT_112 = 35.0
-DECODE_QUEUE_SIZE = 16  # decoded images waiting for the model (backpressure)
-DECODE_WORKERS = 2
+IMAGES_IN_FLIGHT = 16  # images being decoded or detected, per stream (backpressure)
+# Images are decoded, detected and aligned by this many workers at once; each model call runs
+# on its worker's thread alone (ONNX Runtime intra-op threads below), which keeps every core
+# busy across images instead of splitting one small convolution over several.
+IMAGE_WORKERS = max(1, os.cpu_count() or 1)
+ORT_INTRA_OP_THREADS = 1
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -132,5 +136,6 @@ class InferenceSettings:
     det_threshold: float = DETECTOR_SCORE_THRESHOLD
     max_image_pixels: int = MAX_IMAGE_PIXELS
     recognition_batch: int = RECOGNITION_BATCH_SIZE
-    decode_workers: int = DECODE_WORKERS
-    decode_queue: int = DECODE_QUEUE_SIZE
+    image_workers: int = IMAGE_WORKERS
+    images_in_flight: int = IMAGES_IN_FLIGHT
+    intra_op_threads: int = ORT_INTRA_OP_THREADS

@@ -117,10 +117,15 @@ def pack_folder(model_root: Path, pack: str) -> Path:
 
 
 def load_pack(
-    model_root: Path, pack: str, providers: Sequence[str], det_size: int, det_threshold: float
+    model_root: Path,
+    pack: str,
+    providers: Sequence[str],
+    det_size: int,
+    det_threshold: float,
+    intra_op_threads: int = 0,
 ) -> ModelPack:
     folder = pack_folder(model_root, pack)
-    options = session_options(providers)
+    options = session_options(providers, intra_op_threads)
     detector: Detector | None = None
     recognizer: Recognizer | None = None
     landmarks: dict[str, Landmarker] = {}

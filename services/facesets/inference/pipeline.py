@@ -45,10 +45,11 @@ class Outcome:
 
 
 @dataclass
-class _Item:
-    id: str
-    future: Future[Decoded] | None = None
-    error: common_pb2.ImageError | None = None
+class _Prepared:
+    """An image after the workers' part: its outcome so far and the crops to recognise."""
+
+    outcome: Outcome
+    crops: list[np.ndarray] = field(default_factory=list)
 
 
 _END = object()
@@ -59,27 +60,28 @@ def _error(reason: int, message: str) -> common_pb2.ImageError:
 
 
 class FacePipeline:
+    """Workers decode, detect and align images in parallel; the stream's own thread runs the
+    recognizer over crops gathered from every image ready, so a model with a dynamic batch axis
+    sees batches across images."""
+
     def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
         self.pack = pack
         self.config = config
         self.max_bytes = max_bytes
         self.stopping = threading.Event()
-        self._decoders = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="decode")
+        self._workers = ThreadPoolExecutor(config.image_workers, thread_name_prefix="image")
         eye = settings.ALIGN_EYE_DISTANCE_AT_112
         size = pack.recognizer.input_size if pack.recognizer else 112
         self._align_eye_px = eye * size / 112
 
     def close(self) -> None:
-        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
-    # --- decoding ------------------------------------------------------------------------
-    def _decode(self, request: common_pb2.ImageRequest) -> Decoded:
-        data = read_source(request, self.max_bytes)
-        return decode(data, self.config.max_image_pixels, long_side=self.config.det_size)
-
+    # --- the stream ----------------------------------------------------------------------
     def _read_requests(
         self,
         requests: Iterator[common_pb2.ImageRequest],
+        mode: Mode,
         out: queue.Queue,
         slots: threading.Semaphore,
     ) -> None:
@@ -87,86 +89,93 @@ class FacePipeline:
             for request in requests:
                 slots.acquire()
                 if self.stopping.is_set():
-                    out.put(
-                        _Item(
-                            request.id,
-                            error=_error(
-                                common_pb2.ERROR_REASON_NOT_DONE, "the service is shutting down"
-                            ),
+                    done: Future[_Prepared] = Future()
+                    done.set_result(
+                        _Prepared(
+                            Outcome(
+                                request.id,
+                                error=_error(
+                                    common_pb2.ERROR_REASON_NOT_DONE, "the service is shutting down"
+                                ),
+                            )
                         )
                     )
+                    out.put(done)
                 else:
-                    out.put(_Item(request.id, future=self._decoders.submit(self._decode, request)))
+                    out.put(self._workers.submit(self._prepare, request, mode))
         except Exception as error:  # the client went away: end the stream quietly
             log.info("request stream ended", reason=str(error))
         finally:
             out.put(_END)
 
-    # --- the stream ----------------------------------------------------------------------
     def run(self, requests: Iterator[common_pb2.ImageRequest], mode: Mode) -> Iterator[Outcome]:
-        slots = threading.Semaphore(self.config.decode_queue)
-        items: queue.Queue = queue.Queue()
+        slots = threading.Semaphore(self.config.images_in_flight)
+        pending: queue.Queue = queue.Queue()
         reader = threading.Thread(
-            target=self._read_requests, args=(requests, items, slots), daemon=True
+            target=self._read_requests, args=(requests, mode, pending, slots), daemon=True
         )
         reader.start()
-        batch: list[tuple[Outcome, list[np.ndarray]]] = []
+        batch: list[_Prepared] = []
         try:
             while True:
-                item = items.get()
-                if item is _END:
+                future = pending.get()
+                if future is _END:
                     break
-                outcome, crops = self._process(item, mode)
-                batch.append((outcome, crops))
-                pending_faces = sum(len(c) for _, c in batch)
-                if pending_faces >= self.config.recognition_batch or items.empty():
+                batch.append(future.result())
+                faces = sum(len(p.crops) for p in batch)
+                if faces >= self.config.recognition_batch or not self._next_ready(pending):
                     yield from self._flush(batch, slots)
                     batch = []
             yield from self._flush(batch, slots)
         finally:
             # Unblock the reader if the consumer stopped early.
-            for _ in range(self.config.decode_queue):
+            for _ in range(self.config.images_in_flight):
                 slots.release()
 
-    def _flush(
-        self, batch: list[tuple[Outcome, list[np.ndarray]]], slots: threading.Semaphore
-    ) -> Iterator[Outcome]:
-        crops = [crop for _, image_crops in batch for crop in image_crops]
+    @staticmethod
+    def _next_ready(pending: queue.Queue) -> bool:
+        """Whether the next image is already prepared (worth adding to this batch)."""
+        with pending.mutex:
+            head = pending.queue[0] if pending.queue else None
+        return head is not None and head is not _END and head.done()
+
+    def _flush(self, batch: list[_Prepared], slots: threading.Semaphore) -> Iterator[Outcome]:
+        crops = [crop for prepared in batch for crop in prepared.crops]
         if crops and self.pack.recognizer is not None:
             try:
                 embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
             except Exception as error:
                 log.exception("recognition failed")
-                for outcome, image_crops in batch:
-                    if image_crops:
-                        outcome.faces.clear()
-                        outcome.error = _error(common_pb2.ERROR_REASON_INTERNAL, str(error))
+                for prepared in batch:
+                    if prepared.crops:
+                        prepared.outcome.faces.clear()
+                        prepared.outcome.error = _error(
+                            common_pb2.ERROR_REASON_INTERNAL, str(error)
+                        )
                 embeddings = None
             if embeddings is not None:
                 row = 0
-                for outcome, image_crops in batch:
-                    for face in outcome.faces[: len(image_crops)]:
+                for prepared in batch:
+                    for face in prepared.outcome.faces[: len(prepared.crops)]:
                         face.embedding = embeddings[row].astype("<f4").tobytes()
                         face.embedding_dim = embeddings.shape[1]
                         row += 1
-        for outcome, _ in batch:
+        for prepared in batch:
             slots.release()
-            yield outcome
+            yield prepared.outcome
 
-    def _process(self, item: _Item, mode: Mode) -> tuple[Outcome, list[np.ndarray]]:
-        outcome = Outcome(item.id)
-        if item.error is not None:
-            outcome.error = item.error
-            return outcome, []
+    # --- one image, on a worker ------------------------------------------------------------
+    def _prepare(self, request: common_pb2.ImageRequest, mode: Mode) -> _Prepared:
+        outcome = Outcome(request.id)
         try:
-            assert item.future is not None
-            decoded = item.future.result()
+            data = read_source(request, self.max_bytes)
+            decoded = decode(data, self.config.max_image_pixels, long_side=self.config.det_size)
             outcome.width, outcome.height = decoded.width, decoded.height
             outcome.capture_time = decoded.capture_time
             detections = self.pack.detector.detect(decoded.bgr)
             if mode is Mode.COUNT:
                 outcome.faces = [common_pb2.Face(det_score=d.score) for d in detections]
-                return outcome, []
+                return _Prepared(outcome)
             aligned = self._alignment_source(decoded, detections)
             crops = []
             for detection in detections:
@@ -174,16 +183,16 @@ class FacePipeline:
                 outcome.faces.append(face)
                 if crop is not None:
                     crops.append(crop)
-            return outcome, crops
+            return _Prepared(outcome, crops)
         except DecodeError as error:
             outcome.error = _error(error.reason, error.message)
         except Exception as error:
-            log.exception("image failed", id=item.id)
+            log.exception("image failed", id=request.id)
             outcome.error = _error(
                 common_pb2.ERROR_REASON_INTERNAL, f"{type(error).__name__}: {error}"
             )
         outcome.faces.clear()
-        return outcome, []
+        return _Prepared(outcome)
 
     def _alignment_source(self, decoded: Decoded, detections: list[Detection]) -> Decoded:
         """Pixels dense enough that no face is upsampled by alignment (re-decoded if need be)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 
 import grpc
@@ -117,12 +117,17 @@ def build(
 ) -> InferenceServicer:
     providers = resolve_providers(config.providers)
     pack = load_pack(
-        config.model_root, config.model_pack, providers, config.det_size, config.det_threshold
+        config.model_root,
+        config.model_pack,
+        providers,
+        config.det_size,
+        config.det_threshold,
+        config.intra_op_threads,
     )
     return InferenceServicer(pack, config, max_bytes)
 
 
-def register(servicer: InferenceServicer):  # type: ignore[no-untyped-def]
+def register(servicer: InferenceServicer) -> Callable[[grpc.Server], None]:
     def add(server: grpc.Server) -> None:
         inference_pb2_grpc.add_InferenceServicer_to_server(servicer, server)
 
