@@ -91,3 +91,32 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
         ).fetchone()[0]
         assert mismatched == 0
         assert db.execute("SELECT COUNT(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 0
+
+
+def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
+    import signal
+
+    import grpc
+
+    from facesets.v1 import common_pb2, inference_pb2_grpc
+
+    photos = [p for p in sorted(lfw_dir.glob("A*/*.jpg"))[:150]]
+    service = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
+    channel = grpc.insecure_channel(service.address)
+    stub = inference_pb2_grpc.InferenceStub(channel)
+    requests = (common_pb2.ImageRequest(id=str(p), path=str(p)) for p in photos)
+    results = []
+    try:
+        for result in stub.Embed(requests, timeout=120):
+            results.append(result)
+            if len(results) == 5:
+                service.process.send_signal(signal.SIGTERM)
+    finally:
+        channel.close()
+    assert service.process.wait(timeout=30) == 0
+    assert sorted(r.id for r in results) == sorted(str(p) for p in photos)
+    not_done = [r for r in results if r.error.reason == common_pb2.ERROR_REASON_NOT_DONE]
+    finished = [r for r in results if not r.HasField("error")]
+    assert len(not_done) + len(finished) == len(photos)
+    assert len(finished) >= 5 and not_done
+    assert "shutting down" in (tmp_path / "inference.log").read_text()
