@@ -11,10 +11,9 @@ from typing import Any
 
 from facesets.common import layout, settings
 from facesets.common.layout import read_json
-from facesets.orchestrator import jobs
+from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
-from facesets.orchestrator.export_cmd import export_swap
 from facesets.v1 import clustering_pb2
 
 
@@ -114,23 +113,10 @@ def import_user(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
     manifest = facesets_dir / layout.REFINE_MANIFEST
     if manifest.exists():
         print("[3/3] export", file=sys.stderr, flush=True)
-        exported = export_swap(
-            opened,
-            argparse.Namespace(
-                store=store,
-                refine_manifest=manifest,
-                out=out,
-                raw_manifest=None,
-                candidates=False,
-                top_n=args.top_n,
-                outlier_threshold=settings.EXPORT_OUTLIER_THRESHOLD,
-                pad_ratio=settings.EXPORT_PAD_RATIO,
-                out_size=settings.EXPORT_OUT_SIZE,
-                min_face_short=settings.EXPORT_MIN_FACE_SHORT,
-                candidate_match_threshold=settings.CANDIDATE_MATCH_THRESHOLD,
-                candidate_min_score=settings.CANDIDATE_MIN_SCORE,
-            ),
+        export_args = jobs.command_args(
+            export_cmd.add_arguments, store, manifest, out, top_n=args.top_n
         )
+        exported = export_cmd.export_swap(opened, export_args)
     return {
         "staged": len(queue),
         "embed": embedded.as_dict(),

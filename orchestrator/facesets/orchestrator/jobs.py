@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,18 @@ def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) ->
         for bar in bars.values():
             bar.close()
     raise RuntimeError("the service ended the job without a result")
+
+
+def command_args(
+    add_arguments: Callable[[argparse.ArgumentParser], None], *positionals: object, **overrides: Any
+) -> argparse.Namespace:
+    """A command's arguments as its own parser would give them: every default from there."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    args = parser.parse_args([str(p) for p in positionals])
+    for name, value in overrides.items():
+        setattr(args, name, value)
+    return args
 
 
 def _absolute(path: Path | None) -> str:

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from facesets.common import layout, settings
-from facesets.orchestrator import jobs
+from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.embed import embed
 from facesets.orchestrator.enrich import enrich
-from facesets.orchestrator.export_cmd import export_swap
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,39 +70,25 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with services(args) as opened:
         _stage("embed", results, lambda: embed(opened, args.src, store).as_dict())
-        cluster_args = argparse.Namespace(
-            store=store, out=raw, threshold=settings.CLUSTER_THRESHOLD, link_mode="auto"
-        )
+        cluster_args = jobs.command_args(jobs.add_cluster_arguments, store, raw)
         _stage("cluster", results, lambda: jobs.cluster(opened, cluster_args))
-        refine_args = argparse.Namespace(
-            store=store,
-            out=refined,
-            initial_threshold=settings.CLUSTER_THRESHOLD,
-            merge_threshold=settings.REFINE_MERGE_THRESHOLD,
-            outlier_threshold=settings.REFINE_OUTLIER_THRESHOLD,
-            min_faces=args.min_faces,
-            min_short=settings.QUALITY_MIN_SHORT,
-            min_blur=settings.QUALITY_MIN_BLUR,
-            min_det_score=settings.QUALITY_MIN_DET_SCORE,
-            link_mode="auto",
+        refine_args = jobs.command_args(
+            jobs.add_refine_arguments, store, refined, min_faces=args.min_faces
         )
         _stage("refine", results, lambda: jobs.refine(opened, refine_args))
         _stage("enrich", results, lambda: enrich(opened, store))
-        export_args = argparse.Namespace(
-            store=store,
-            refine_manifest=refined / layout.REFINE_MANIFEST,
-            out=exported,
+        export_args = jobs.command_args(
+            export_cmd.add_arguments,
+            store,
+            refined / layout.REFINE_MANIFEST,
+            exported,
             raw_manifest=raw / layout.CLUSTER_MANIFEST,
             candidates=not args.no_candidates,
             top_n=args.top_n,
-            outlier_threshold=settings.EXPORT_OUTLIER_THRESHOLD,
-            pad_ratio=settings.EXPORT_PAD_RATIO,
-            out_size=settings.EXPORT_OUT_SIZE,
-            min_face_short=settings.EXPORT_MIN_FACE_SHORT,
-            candidate_match_threshold=settings.CANDIDATE_MATCH_THRESHOLD,
-            candidate_min_score=settings.CANDIDATE_MIN_SCORE,
         )
-        _stage("export-swap and report", results, lambda: export_swap(opened, export_args))
+        _stage(
+            "export-swap and report", results, lambda: export_cmd.export_swap(opened, export_args)
+        )
     results["report"] = str(exported / layout.REPORT_DIR / layout.REPORT_INDEX)
     return results
 

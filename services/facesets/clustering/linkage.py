@@ -279,15 +279,15 @@ def _sparse_average_linkage(
         rounds += 1
         # Each cluster's nearest neighbour, ties to the smallest id: the globally closest
         # pair (ties to the smallest ids) is then always mutual, so every round merges.
-        ends = np.concatenate([u, v])
-        other = np.concatenate([v, u])
-        both = np.concatenate([dist, dist])
         best = np.full(m, np.inf)
-        np.minimum.at(best, ends, both)
-        tie = both == best[ends]
+        np.minimum.at(best, u, dist)
+        np.minimum.at(best, v, dist)
         nearest = np.full(m, unset)
-        np.minimum.at(nearest, ends[tie], other[tie])
-        del ends, other, both, tie
+        tie = dist == best[u]
+        np.minimum.at(nearest, u[tie], v[tie])
+        tie = dist == best[v]
+        np.minimum.at(nearest, v[tie], u[tie])
+        del tie
         a = np.flatnonzero(nearest != unset)
         b = nearest[a]
         mutual = (nearest[b] == a) & (a < b)
@@ -485,7 +485,7 @@ def merge_by_centroid(emb: np.ndarray, labels: np.ndarray, threshold: float) -> 
     out = np.full(lab.shape[0], -1, np.int64)
     if ids.size == 0:
         return out
-    groups = cluster_average_linkage(mat, t, dense_max=max(2, settings.DENSE_COMPONENT_MAX))
+    groups = cluster_average_linkage(mat, t)
     valid = lab >= 0
     out[valid] = groups.labels[np.searchsorted(ids, lab[valid])]
     return canonical_labels(out)[0]

@@ -66,7 +66,9 @@ QUALITY_MIN_DET_SCORE = 0.6
 EXTEND_THRESHOLD = 0.55
 CONSOLIDATE_CANDIDATE_SIM = 0.55
 CONSOLIDATE_CONFIDENT_SIM = 0.65
-DENSE_COMPONENT_MAX = 20_000  # largest component clustered with a dense matrix
+# Largest component clustered with a dense matrix; larger ones get the exact sparse method,
+# which gives the same clusters and is faster past a few hundred faces (bench/clustering_bench).
+DENSE_COMPONENT_MAX = 256
 KNN_NEIGHBOURS = 30
 NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
 NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # a face two candidate photos share matches this well
