@@ -363,8 +363,10 @@ def test_lfw_people_land_in_one_cluster(lfw_slice: tuple[np.ndarray, np.ndarray]
     np.testing.assert_array_equal(result.labels, reference(emb, 0.55))
     sparse = cluster_average_linkage(emb, 0.55, dense_max=2)
     np.testing.assert_array_equal(sparse.labels, result.labels)
+    # Measured on this slice: all 30 people whole, pairwise and BCubed F 1.0.
     whole = sum(np.unique(result.labels[people == p]).size == 1 for p in np.unique(people))
     p, r, f = pairwise_prf(people, result.labels)
-    assert whole >= 0.8 * LFW_PEOPLE
-    assert p >= 0.9 and f >= 0.85
-    assert bcubed_prf(people, result.labels)[2] >= 0.85
+    assert whole >= 0.9 * LFW_PEOPLE
+    assert p >= 0.95 and f >= 0.9
+    assert bcubed_prf(people, result.labels)[2] >= 0.9
+    assert result.n_clusters <= 1.2 * LFW_PEOPLE

@@ -99,7 +99,9 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     def KnownContent(
         self, request: clustering_pb2.KnownContentRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.KnownContentResponse:
-        store = self.stores.get(request.store, context, create=True)
+        if not Path(request.store).expanduser().exists():
+            return clustering_pb2.KnownContentResponse()  # a store not made yet holds nothing
+        store = self.stores.get(request.store, context)
         return clustering_pb2.KnownContentResponse(
             known=sorted(store.known_content(request.sha256))
         )
