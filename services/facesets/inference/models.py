@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,9 @@ class ModelPack:
     landmark_3d_68: Landmarker | None = None
     providers: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    # GPU sessions (DirectML above all) must not run from several threads at once; CPU
+    # sessions may, each call on its own thread.
+    model_calls: AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
 
 
 def pack_folder(model_root: Path, pack: str) -> Path:
@@ -151,7 +157,9 @@ def load_pack(
     if detector is None:
         raise ModelPackError(f"model pack '{pack}' in {folder} has no face detector")
     log.info("model pack loaded", pack=pack, folder=str(folder), models=files, providers=used)
+    serial = any(p != "CPUExecutionProvider" for p in used)
     return ModelPack(
+        model_calls=threading.Lock() if serial else contextlib.nullcontext(),
         name=pack,
         folder=folder,
         detector=detector,

@@ -143,7 +143,8 @@ class FacePipeline:
         crops = [crop for prepared in batch for crop in prepared.crops]
         if crops and self.pack.recognizer is not None:
             try:
-                embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
+                with self.pack.model_calls:
+                    embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
             except Exception as error:
                 log.exception("recognition failed")
                 for prepared in batch:
@@ -172,7 +173,8 @@ class FacePipeline:
             decoded = decode(data, self.config.max_image_pixels, long_side=self.config.det_size)
             outcome.width, outcome.height = decoded.width, decoded.height
             outcome.capture_time = decoded.capture_time
-            detections = self.pack.detector.detect(decoded.bgr)
+            with self.pack.model_calls:
+                detections = self.pack.detector.detect(decoded.bgr)
             if mode is Mode.COUNT:
                 outcome.faces = [common_pb2.Face(det_score=d.score) for d in detections]
                 return _Prepared(outcome)
@@ -220,10 +222,12 @@ class FacePipeline:
         )
         pose_done = False
         if self.pack.landmark_2d_106 is not None:
-            points, _ = self.pack.landmark_2d_106.run(aligned.bgr, a_bbox)
+            with self.pack.model_calls:
+                points, _ = self.pack.landmark_2d_106.run(aligned.bgr, a_bbox)
             face.landmark_2d_106.extend((points[:, :2] / aligned.scale).reshape(-1).tolist())
         if self.pack.landmark_3d_68 is not None:
-            points, pose = self.pack.landmark_3d_68.run(aligned.bgr, a_bbox)
+            with self.pack.model_calls:
+                points, pose = self.pack.landmark_3d_68.run(aligned.bgr, a_bbox)
             face.landmark_3d_68.extend((points[:, :3] / aligned.scale).reshape(-1).tolist())
             if pose is not None:
                 pitch, yaw, roll = (float(v) for v in pose)
