@@ -83,16 +83,26 @@ class ClusterResult:
 # --- input checks and small utilities ----------------------------------------------------------
 
 
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    """Float64 row norms, in chunks so no full-size temporary is made."""
+    out = np.empty(x.shape[0], np.float64)
+    step = max(1, GATHER_FLOATS // max(1, x.shape[1]))
+    for s in range(0, x.shape[0], step):
+        block = x[s : s + step].astype(np.float64)
+        out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out
+
+
 def _check_embeddings(emb: np.ndarray) -> np.ndarray:
     arr = np.asarray(emb)
     if arr.ndim != 2:
         raise ValueError(f"embeddings must be a 2-d array (faces x dim), got shape {arr.shape}")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float32)
-    if arr.shape[0] and not np.isfinite(arr).all():
-        raise ValueError("embeddings contain NaN or infinite values")
     if arr.shape[0] and arr.shape[1] == 0:
         raise ValueError("embeddings have dimension 0")
+    if not np.isfinite(_row_norms(arr)).all():  # a NaN or inf anywhere spreads to its norm
+        raise ValueError("embeddings contain NaN or infinite values")
     return np.ascontiguousarray(arr)
 
 
@@ -114,7 +124,7 @@ def _unit_rows(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
 
 def _as_unit_rows(x: np.ndarray) -> np.ndarray:
     """`x` with unit rows; a copy only when some row is not already unit length."""
-    norms = np.linalg.norm(x, axis=1)
+    norms = _row_norms(x)
     if np.any(norms == 0):
         raise ValueError("embeddings contain all-zero rows; cosine distance is undefined")
     tol = 1e-6 if x.dtype == np.float32 else 1e-12
@@ -186,7 +196,7 @@ def neighbour_edges(
         for c0 in range(r0, n, col_block):
             c1 = min(n, c0 + col_block)
             sims = rows @ emb[c0:c1].T
-            ii, jj = np.nonzero(sims >= min_sim)
+            ii, jj = np.divmod(np.flatnonzero(sims >= min_sim), c1 - c0)  # 2-d nonzero is slow
             if c0 < r1:  # the block meets the diagonal: keep the strict upper triangle
                 keep = jj + c0 > ii + r0
                 ii, jj = ii[keep], jj[keep]
@@ -199,7 +209,11 @@ def neighbour_edges(
             progress(b + 1, blocks)
     if not found_i:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, emb.dtype)
-    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+    out = []
+    for parts in (found_i, found_j, found_s):  # one array's blocks held twice at a time
+        out.append(np.concatenate(parts))
+        parts.clear()
+    return out[0], out[1], out[2]
 
 
 # --- dense and sparse average linkage of one component ----------------------------------------
@@ -294,34 +308,40 @@ def _sparse_average_linkage(
         a, b = a[mutual], b[mutual]
         rep = np.arange(m, dtype=np.int32)
         rep[b] = a
-        parts = np.ones(m, np.int64)  # old clusters making up each cluster after the round
-        parts[a] = 2
+        grew = np.zeros(m, bool)  # clusters made of two old ones after this round
+        grew[a] = True
         ru, rv = rep[u], rep[v]
-        touched = (parts[ru] == 2) | (parts[rv] == 2)
-        keep_u, keep_v, keep_d = ru[~touched], rv[~touched], dist[~touched]
+        touched = grew[ru] | grew[rv]
+        tix = np.flatnonzero(touched)
         # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
         # where an old pair is absent (no edge below threshold) the sum vectors give it.
-        tu, tv = ru[touched], rv[touched]
-        inner = tu != tv  # the merged pair itself
-        tsim = (sizes[u[touched]] * sizes[v[touched]] * (1.0 - dist[touched]))[inner]
-        tu, tv = tu[inner], tv[inner]
+        tsim = sizes[u[tix]] * sizes[v[tix]] * (1.0 - dist[tix])
+        tu, tv = ru[tix], rv[tix]
+        del tix
+        np.logical_not(touched, out=touched)
+        u, v, dist = ru[touched], rv[touched], dist[touched]  # pairs of unchanged clusters
+        del ru, rv, touched
+        inner = tu != tv  # drops the merged pair itself
+        tsim, tu, tv = tsim[inner], tu[inner], tv[inner]
         key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
+        del tu, tv, inner
         order = np.argsort(key)
         key = key[order]
-        start = np.flatnonzero(np.diff(key, prepend=-1))
+        first = np.flatnonzero(np.diff(key, prepend=-1))
+        sim = np.add.reduceat(tsim[order], first) if key.size else np.zeros(0)
+        count = np.diff(np.append(first, key.size))
+        tu, tv = (key[first] // m).astype(np.int32), (key[first] % m).astype(np.int32)
+        del key, order, tsim, first
         sizes[a] += sizes[b]
         sums[a] += sums[b]
         parent[b] = a
-        tu, tv = (key[start] // m).astype(np.int32), (key[start] % m).astype(np.int32)
-        sim = np.add.reduceat(tsim[order], start) if key.size else np.zeros(0)
-        count = np.diff(np.append(start, key.size))
-        partial = count < parts[tu] * parts[tv]
+        partial = count < (1 + grew[tu]) * (1 + grew[tv])
         td = 1.0 - sim / (sizes[tu] * sizes[tv])
         td[partial] = _pair_distances(sums, sizes, tu[partial], tv[partial])
         near = td < threshold
-        u = np.concatenate([keep_u, tu[near]])
-        v = np.concatenate([keep_v, tv[near]])
-        dist = np.concatenate([keep_d, td[near]])
+        u = np.concatenate([u, tu[near]])
+        v = np.concatenate([v, tv[near]])
+        dist = np.concatenate([dist, td[near]])
         if on_round is not None:
             on_round(1.0 - u.size / initial)
     log.debug("sparse linkage done", faces=m, rounds=rounds)
@@ -399,23 +419,25 @@ def cluster_average_linkage(
         idx = np.flatnonzero(in_big)
         local_of = np.full(n, -1, np.int32)
         local_of[idx] = np.arange(idx.size, dtype=np.int32)
-        sel = np.flatnonzero(in_big[ei])  # both ends share a component
+        sel = in_big[ei]  # both ends share a component
+        bu, bv = local_of[ei[sel]], local_of[ej[sel]]
+        bd = 1.0 - es[sel].astype(np.float64)
+        del ei, ej, es, sel, local_of  # the graph's other pairs are done with
         roots = _sparse_average_linkage(
             unit,
             idx,
-            local_of[ei[sel]],
-            local_of[ej[sel]],
-            1.0 - es[sel].astype(np.float64),
+            bu,
+            bv,
+            bd,
             t,
             on_round=lambda part: stage_progress(faces_done + part * idx.size),
         )
-        del sel, local_of
+        del bu, bv, bd
         raw[idx] = idx[roots]
         for c in big:
             cidx = members[starts[c] : starts[c + 1]]
             k = int(np.unique(raw[cidx]).size)
             infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
-    del ei, ej, es
 
     for c in np.flatnonzero(comp_sizes == 1):
         infos.append(ComponentInfo(int(members[starts[c]]), 1, 1, METHOD_SINGLETON))

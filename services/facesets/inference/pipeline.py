@@ -170,7 +170,7 @@ class FacePipeline:
         outcome = Outcome(request.id)
         try:
             data = read_source(request, self.max_bytes)
-            decoded = decode(data, self.config.max_image_pixels, long_side=self.config.det_size)
+            decoded = decode(data, self.config.max_image_pixels, long_side=2 * self.config.det_size)
             outcome.width, outcome.height = decoded.width, decoded.height
             outcome.capture_time = decoded.capture_time
             with self.pack.model_calls:
