@@ -1,0 +1,155 @@
+"""`facesets cluster` and `facesets refine` on all of LFW, through the real jobs and store.
+
+All 13,233 photos are embedded into bench/out/lfw_faces.db with the embedded default (the
+mini pack; incremental, so later runs reuse it). Each job then runs in a fresh subprocess, so
+its time and peak resident memory are its own. Quality is measured on the labelled face of each
+photo (the one nearest the centre) against the person folders: pairwise and BCubed
+precision / recall / F of `cluster` (default threshold 0.55), and the purity of `refine`'s
+facesets (default gates, 15 photos per faceset).
+
+Usage: python bench/lfw_jobs_bench.py [--shared ../shared] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def _worker(job: str, store_path: str, out: str) -> None:
+    from facesets.clustering.cluster_job import cluster
+    from facesets.clustering.refine_job import refine
+    from facesets.clustering.store import FaceStore
+
+    store = FaceStore(Path(store_path))
+    started = time.perf_counter()
+    outcome = (cluster if job == "cluster" else refine)(store, Path(out), link_mode="symlink")
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mib": peak_mib, "summary": outcome.summary}, default=str
+        )
+    )
+
+
+def _run_job(job: str, store: Path, out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", job, str(store), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _embed(lfw: Path, store: Path, shared: Path) -> float:
+    from facesets.orchestrator.connect import Services
+    from facesets.orchestrator.embed import embed
+
+    args = argparse.Namespace(
+        model_root=str(shared),
+        model_pack="facepack-mini",
+        providers="cpu",
+        inference=None,
+        clustering=None,
+        token_file=None,
+        tls_ca=None,
+    )
+    started = time.perf_counter()
+    with Services(args) as services:
+        embed(services, lfw, store, show_progress=False)
+    return time.perf_counter() - started
+
+
+def main(shared: Path, quick: bool) -> dict:
+    from jobs_bench import _labelled_faces
+
+    from facesets.clustering import metrics
+    from facesets.clustering.store import FaceStore
+
+    lfw = shared / "data" / "lfw"
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = lfw
+        if quick:  # the first 300 people, as a smoke run
+            source = Path(tmp) / "lfw"
+            for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:300]:
+                (source / person.name).mkdir(parents=True)
+                for photo in person.glob("*.jpg"):
+                    (source / person.name / photo.name).symlink_to(photo)
+        store_path = OUT / ("lfw_faces_quick.db" if quick else "lfw_faces.db")
+        embed_s = _embed(source, store_path, shared)
+        results = {"embed_s_incremental": round(embed_s, 1)}
+        for job in ("cluster", "refine"):
+            results[job] = _run_job(job, store_path, Path(tmp) / job)
+        store = FaceStore(store_path)
+        person_of = {}
+        for image in store.images():
+            for path in (image.path, *image.aliases):
+                person_of[image.sha256] = Path(path).parent.name
+        labelled = _labelled_faces(store)
+        store.close()
+
+        raw = json.loads((Path(tmp) / "cluster" / "manifest.json").read_text())
+        folder_of = {f["face_id"]: f["folder"] for f in raw["faces"]}
+        truth = np.array([person_of[sha] for sha in labelled])
+        predicted = np.array(
+            [
+                int(folder_of[face].split("_")[1])
+                if folder_of.get(face, "").startswith("person_")
+                else -1 - i  # each singleton its own cluster
+                for i, face in enumerate(labelled.values())
+            ]
+        )
+        p, r, f = metrics.pairwise_prf(truth, predicted)
+        bp, br, bf = metrics.bcubed_prf(truth, predicted)
+        refined = json.loads((Path(tmp) / "refine" / "refine_manifest.json").read_text())
+        in_set = {
+            face: n for e in refined["facesets"] for face in e["face_ids"] for n in [e["number"]]
+        }
+        pairs = [(person_of[sha], in_set[face]) for sha, face in labelled.items() if face in in_set]
+        purity = metrics.purity(np.array([t for t, _ in pairs]), np.array([s for _, s in pairs]))
+    results["quality"] = {
+        "photos": len(labelled),
+        "pairwise": [round(p, 4), round(r, 4), round(f, 4)],
+        "bcubed": [round(bp, 4), round(br, 4), round(bf, 4)],
+        "refine_facesets": len(refined["facesets"]),
+        "refine_labelled_faces": len(pairs),
+        "refine_purity": round(purity, 4),
+    }
+    q = results["quality"]
+    print(
+        f"LFW {q['photos']} labelled faces: cluster pairwise P/R/F {q['pairwise']}, "
+        f"BCubed P/R/F {q['bcubed']}; "
+        f"{results['cluster']['seconds']:.1f} s, peak {results['cluster']['peak_mib']:.0f} MiB"
+    )
+    print(
+        f"refine: {q['refine_facesets']} facesets, purity {q['refine_purity']} over "
+        f"{q['refine_labelled_faces']} labelled faces; {results['refine']['seconds']:.1f} s, "
+        f"peak {results['refine']['peak_mib']:.0f} MiB"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        _worker(*sys.argv[2:5])
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--quick", action="store_true")
+    options = parser.parse_args()
+    main(options.shared.resolve(), options.quick)
