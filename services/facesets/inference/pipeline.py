@@ -61,8 +61,8 @@ def _error(reason: int, message: str) -> common_pb2.ImageError:
 
 class FacePipeline:
     """Workers decode, detect and align images in parallel; the stream's own thread runs the
-    recognizer over crops gathered from every image ready, so a model with a dynamic batch axis
-    sees batches across images."""
+    recognizer, over crops gathered across every image already submitted when the model takes
+    a dynamic batch."""
 
     def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
         self.pack = pack
@@ -123,7 +123,7 @@ class FacePipeline:
                     break
                 batch.append(future.result())
                 faces = sum(len(p.crops) for p in batch)
-                if faces >= self.config.recognition_batch or not self._next_ready(pending):
+                if faces >= self.config.recognition_batch or not self._worth_waiting(pending):
                     yield from self._flush(batch, slots)
                     batch = []
             yield from self._flush(batch, slots)
@@ -132,12 +132,17 @@ class FacePipeline:
             for _ in range(self.config.images_in_flight):
                 slots.release()
 
-    @staticmethod
-    def _next_ready(pending: queue.Queue) -> bool:
-        """Whether the next image is already prepared (worth adding to this batch)."""
+    def _worth_waiting(self, pending: queue.Queue) -> bool:
+        """Whether to add the next image to this recognition batch before running it.
+
+        A recognizer with a dynamic batch axis gathers every image already submitted; one
+        that takes a single face gains nothing from waiting, so its results go out at once.
+        """
+        if self.pack.recognizer is None or not self.pack.recognizer.dynamic_batch:
+            return False
         with pending.mutex:
             head = pending.queue[0] if pending.queue else None
-        return head is not None and head is not _END and head.done()
+        return head is not None and head is not _END
 
     def _flush(self, batch: list[_Prepared], slots: threading.Semaphore) -> Iterator[Outcome]:
         crops = [crop for prepared in batch for crop in prepared.crops]
