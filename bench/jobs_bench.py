@@ -19,7 +19,6 @@ Usage: python bench/jobs_bench.py [--shared ../shared] [--quick]
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -28,7 +27,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the store builder the job tests use
@@ -47,24 +45,6 @@ def _choose(lfw: Path, photos: int) -> dict[str, list[Path]]:
         if sum(len(v) for v in chosen.values()) >= photos:
             break
     return chosen
-
-
-def _variants(photo: Path, folder: Path) -> list[Path]:
-    made = []
-    with Image.open(photo) as img:
-        w, h = img.size
-        edits = {
-            "q60": (img, 60),
-            "half": (img.resize((w // 2, h // 2), Image.Resampling.LANCZOS), 90),
-            "crop": (img.crop((round(w * 0.05), round(h * 0.05), w, h)), 90),
-        }
-        for tag, (edited, quality) in edits.items():
-            buffer = io.BytesIO()
-            edited.save(buffer, "JPEG", quality=quality)
-            target = folder / f"{photo.stem}_{tag}.jpg"
-            target.write_bytes(buffer.getvalue())
-            made.append(target)
-    return made
 
 
 def _labelled_faces(store: object) -> dict[str, int]:
@@ -160,7 +140,7 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     edits = work / "src" / "edits"
     edits.mkdir()
     originals = main[:: max(1, len(main) // DEDUP_ORIGINALS)][:DEDUP_ORIGINALS]
-    copies = {o: _variants(o, edits) for o in originals}
+    copies = {o: sf.variants(o, edits) for o in originals}
     sf.add_photos(store, [c for cs in copies.values() for c in cs], shared)
     duplicates, dedup_s = _timed(dedup, store)
     groups = json.loads(Path(duplicates.manifest_path).read_text())["near"]

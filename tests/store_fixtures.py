@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 
@@ -139,3 +141,23 @@ def lfw_slice(
             raise FileNotFoundError(f"no LFW photos for {person} in {lfw}")
         chosen[person] = photos
     return chosen
+
+
+def variants(photo: Path, folder: Path) -> list[Path]:
+    """The same picture re-encoded at quality 60, halved, and cropped 5% off two sides."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    with Image.open(photo) as img:
+        w, h = img.size
+        edits = {
+            "q60": (img, 60),
+            "half": (img.resize((w // 2, h // 2), Image.Resampling.LANCZOS), 90),
+            "crop": (img.crop((round(w * 0.05), round(h * 0.05), w, h)), 90),
+        }
+        for tag, (edited, quality) in edits.items():
+            buffer = io.BytesIO()
+            edited.save(buffer, "JPEG", quality=quality)
+            target = folder / f"{photo.stem}_{tag}.jpg"
+            target.write_bytes(buffer.getvalue())
+            made.append(target)
+    return made

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from store_fixtures import (
     lfw_slice,
     new_store,
     sha256_of,
+    variants,
 )
 
 from facesets.clustering import consolidate_job, materialize
@@ -586,26 +586,6 @@ def test_consolidate_stopped_half_way_can_be_undone_or_finished(
 
 
 # --- dedup -------------------------------------------------------------------------------------
-
-
-def variants(photo: Path, folder: Path) -> list[Path]:
-    """The same picture re-encoded at quality 60, halved, and cropped 5% off two sides."""
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-    with Image.open(photo) as img:
-        w, h = img.size
-        edits = {
-            "q60": (img, 60),
-            "half": (img.resize((w // 2, h // 2), Image.Resampling.LANCZOS), 90),
-            "crop": (img.crop((round(w * 0.05), round(h * 0.05), w, h)), 90),
-        }
-        for tag, (edited, quality) in edits.items():
-            buffer = io.BytesIO()
-            edited.save(buffer, "JPEG", quality=quality)
-            target = folder / f"{photo.stem}_{tag}.jpg"
-            target.write_bytes(buffer.getvalue())
-            made.append(target)
-    return made
 
 
 def strip(photo: Path, target: Path) -> Path:

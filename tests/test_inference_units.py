@@ -11,8 +11,8 @@ import pytest
 from images import large_canvas
 from onnx import numpy_helper
 
+from facesets.common.decode import decode
 from facesets.common.settings import InferenceSettings
-from facesets.inference.decode import decode
 from facesets.inference.models import ModelPackError, load_pack, pack_folder
 from facesets.inference.pipeline import FacePipeline, Mode
 from facesets.v1 import common_pb2

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facesets.common import settings
+from facesets.common.decode import DecodeError, decode
 
 CountFaces = Callable[[list[np.ndarray]], list[int]]
 Box = tuple[float, float, float, float]
@@ -37,20 +37,17 @@ def load_image_oriented(
     """A photo as BGR uint8 with its EXIF orientation applied (the frame boxes refer to)."""
     source = Path(path)
     try:
-        with Image.open(source) as img:
-            pixels = img.width * img.height
-            if pixels <= max_pixels:
-                img.load()
-                rgb = ImageOps.exif_transpose(img).convert("RGB")
+        data = source.read_bytes()
     except FileNotFoundError as exc:
         raise SourceImageError(f"{source}: file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise SourceImageError(f"{source}: not an image") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise SourceImageError(f"{source}: unreadable image: {exc}") from exc
-    if pixels > max_pixels:
-        raise SourceImageError(f"{source}: {pixels} pixels exceed the limit of {max_pixels}")
-    return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    except OSError as exc:
+        raise SourceImageError(f"{source}: unreadable: {exc.strerror or exc}") from exc
+    if not data:
+        raise SourceImageError(f"{source}: the file is empty")
+    try:
+        return decode(data, max_pixels).bgr
+    except DecodeError as exc:
+        raise SourceImageError(f"{source}: {exc.message}") from exc
 
 
 def square_region(bbox: Box, pad_ratio: float) -> tuple[int, int, int]:

@@ -17,8 +17,8 @@ import numpy as np
 import structlog
 
 from facesets.common import settings
+from facesets.common.decode import Decoded, DecodeError, decode, read_source
 from facesets.common.settings import InferenceSettings
-from facesets.inference.decode import Decoded, DecodeError, decode, read_source
 from facesets.inference.models import Detection, ModelPack, laplacian_blur
 from facesets.inference.pose import pose_from_keypoints
 from facesets.v1 import common_pb2

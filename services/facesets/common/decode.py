@@ -64,7 +64,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as error:
-        raise DecodeError(common_pb2.ERROR_REASON_NOT_AN_IMAGE, "not a recognised image") from error
+        raise DecodeError(
+            common_pb2.ERROR_REASON_NOT_AN_IMAGE, "not an image: no known image format"
+        ) from error
     except Exception as error:  # damaged headers surface as assorted errors
         raise DecodeError(
             common_pb2.ERROR_REASON_CORRUPT, f"unreadable image header: {error}"
