@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
 
 
 class ServiceProcess:
@@ -25,7 +34,11 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, listen: str | None = None, wait: bool = True) -> ServiceProcess:
+    def start(
+        self, listen: str | None = None, wait: bool = True, file_size_limit: int | None = None
+    ) -> ServiceProcess:
+        """`file_size_limit` (bytes, RLIMIT_FSIZE) makes the process's writes past that size
+        fail as they do on a full disk."""
         command = [
             sys.executable,
             "-m",
@@ -40,7 +53,11 @@ class ServiceProcess:
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+                preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
             )
         if wait:
             self.wait_serving()

@@ -77,3 +77,48 @@ def test_cluster_refine_extend_dedup_consolidate(setup, lfw_dir):
     assert isinstance(merged, dict)
     after = json.loads((root / "refined" / "refine_manifest.json").read_text())
     assert after["facesets"] == manifest["facesets"]  # a dry run changes nothing
+
+
+def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
+    root, _, store, service = setup
+    out = root / "busy"
+    out.mkdir()
+    lock_path = out / ".facesets.lock"
+    # Another process holds the folder's writer lock, as a running job does.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+            "print('held', flush=True); sys.stdin.read()",
+            str(lock_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "facesets.orchestrator.cli",
+                "cluster",
+                str(store),
+                str(out),
+                "--clustering",
+                service.address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert refused.returncode != 0
+        assert "being written by another facesets job" in refused.stderr, refused.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".facesets.lock"]  # nothing written
+    finally:
+        holder.communicate("", timeout=30)
+    done = facesets("cluster", str(store), str(out), "--clustering", service.address)
+    assert done["persons"] >= len(PEOPLE)
+    assert (out / "manifest.json").exists()

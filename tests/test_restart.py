@@ -120,3 +120,56 @@ def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
     assert len(not_done) + len(finished) == len(photos)
     assert len(finished) >= 5 and not_done
     assert "shutting down" in (tmp_path / "inference.log").read_text()
+
+
+def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path):
+    """The store's disk fills up mid-run (the clustering service may not grow a file past
+    384 KiB): embed stops with a message that says what to do, what was committed is intact,
+    and once there is room a re-run embeds only the rest."""
+    photos = tmp_path / "photos"
+    total = 0
+    for person, files in lfw_people(lfw_dir, people=60, per_person=5, min_photos=2).items():
+        (photos / person).mkdir(parents=True)
+        for photo in files:
+            shutil.copy(photo, photos / person / photo.name)
+            total += 1
+    store = tmp_path / "faces.db"
+    log = tmp_path / "clustering.log"
+    clustering = ServiceProcess("clustering", free_port(), log)
+    command = [
+        sys.executable,
+        "-m",
+        "facesets.orchestrator.cli",
+        "embed",
+        str(photos),
+        str(store),
+        "--json",
+        "--clustering",
+        clustering.address,
+    ]
+    clustering.start(file_size_limit=384 * 1024)
+    try:
+        full = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        clustering.stop()
+    assert full.returncode != 0
+    assert f"cannot write the face store {store}" in full.stderr, full.stderr
+    assert "run the command again" in full.stderr and "Traceback" not in full.stderr
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        kept = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        torn = db.execute(
+            "SELECT COUNT(*) FROM images i WHERE face_count != "
+            "(SELECT COUNT(*) FROM faces f WHERE f.sha256 = i.sha256)"
+        ).fetchone()[0]
+    assert 0 < kept < total and torn == 0, (kept, total)
+
+    clustering.start()  # room again
+    try:
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finally:
+        clustering.stop()
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["known"] == kept and summary["embedded"] == total - kept
+    assert summary["store"]["images"] == total

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,13 +14,17 @@ import grpc
 import structlog
 
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
-from facesets.clustering.store import FaceStore, StoreMismatchError
+from facesets.clustering.store import FaceStore, StoreMismatchError, StoreWriteError
 from facesets.common import settings
-from facesets.common.jobs import job_events
+from facesets.common.folder_lock import run_locked
+from facesets.common.jobs import abort_on_os_error, job_events
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
 SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["Clustering"].full_name
+
+# The output folders a job writes, and whether the job may create them.
+Writes = tuple[list[Path], bool]
 
 LINK_MODES = {
     clustering_pb2.LINK_MODE_AUTO: "auto",
@@ -26,6 +32,29 @@ LINK_MODES = {
     clustering_pb2.LINK_MODE_SYMLINK: "symlink",
     clustering_pb2.LINK_MODE_COPY: "copy",
 }
+
+
+def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A failed store write ends the call with a status and a message saying what to do."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except StoreWriteError as error:
+                abort_on_os_error(context, error)
+
+        return streaming
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except StoreWriteError as error:
+            abort_on_os_error(context, error)
+
+    return unary
 
 
 class StoreRegistry:
@@ -59,6 +88,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self.stores = StoreRegistry()
 
     # --- store ---------------------------------------------------------------------------
+    @_store_errors
     def OpenStore(
         self, request: clustering_pb2.OpenStoreRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.StoreInfo:
@@ -78,6 +108,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             schema_version=int(meta.get("schema_version", 0)),
         )
 
+    @_store_errors
     def RegisterFiles(
         self, request: clustering_pb2.RegisterFilesRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.RegisterFilesResponse:
@@ -106,6 +137,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             known=sorted(store.known_content(request.sha256))
         )
 
+    @_store_errors
     def Ingest(
         self,
         request_iterator: Iterator[clustering_pb2.IngestRequest],
@@ -166,6 +198,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
                 )
             yield record
 
+    @_store_errors
     def UpdateFaces(
         self, request_iterator: Iterator[clustering_pb2.FaceUpdate], context: grpc.ServicerContext
     ) -> clustering_pb2.UpdateFacesResponse:
@@ -190,13 +223,27 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
 
     # --- jobs ----------------------------------------------------------------------------
     def _job(
-        self, module: str, function: str, context: grpc.ServicerContext, *args: Any, **kwargs: Any
+        self,
+        module: str,
+        function: str,
+        context: grpc.ServicerContext,
+        writes: Writes,
+        *args: Any,
+        **kwargs: Any,
     ) -> Iterator[common_pb2.JobEvent]:
+        """Run a job module's function; `writes` names the output folders it holds locked."""
         job = getattr(importlib.import_module(f"facesets.clustering.{module}"), function)
+        folders, create = writes
         try:
-            yield from job_events(lambda progress: job(*args, progress=progress, **kwargs))
+            yield from job_events(
+                lambda progress: run_locked(
+                    folders, lambda: job(*args, progress=progress, **kwargs), create=create
+                )
+            )
         except (ValueError, FileNotFoundError, StoreMismatchError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:  # a full disk, a folder it may not write ...
+            abort_on_os_error(context, error)
 
     def Cluster(
         self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
@@ -206,6 +253,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "cluster_job",
             "cluster",
             context,
+            ([Path(request.out)], True),
             store,
             Path(request.out),
             threshold=request.threshold or settings.CLUSTER_THRESHOLD,
@@ -220,6 +268,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "refine_job",
             "refine",
             context,
+            ([Path(request.out)], True),
             store,
             Path(request.out),
             initial_threshold=request.initial_threshold or settings.CLUSTER_THRESHOLD,
@@ -240,6 +289,11 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "extend_job",
             "extend",
             context,
+            (
+                [Path(request.raw_out)]
+                + ([Path(request.refine_out)] if request.refine_out else []),
+                False,
+            ),
             store,
             Path(request.raw_out),
             refine_out=Path(request.refine_out) if request.refine_out else None,
@@ -258,6 +312,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "dedup_job",
             "dedup",
             context,
+            ([], False),
             store,
             near_threshold=request.near_threshold or settings.NEAR_DUPLICATE_THRESHOLD,
         )
@@ -270,6 +325,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "consolidate_job",
             "consolidate",
             context,
+            ([Path(request.facesets_dir)], False),
             Path(request.facesets_dir),
             store,
             candidate_similarity=request.candidate_similarity or settings.CONSOLIDATE_CANDIDATE_SIM,
@@ -286,6 +342,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "route_job",
             "route",
             context,
+            ([Path(request.facesets_dir)], True),
             store,
             Path(request.facesets_dir),
             sha256=list(request.sha256),

@@ -62,6 +62,18 @@ class StoreMismatchError(ValueError):
     """The store holds embeddings of another model than the one offered."""
 
 
+class StoreWriteError(OSError):
+    """A write to the store failed (a full disk, an I/O error, a read-only file); the
+    transaction was rolled back and everything committed before it is kept."""
+
+    def __init__(self, path: Path, error: sqlite3.Error) -> None:
+        self.disk_full = getattr(error, "sqlite_errorname", "") == "SQLITE_FULL"
+        super().__init__(
+            f"cannot write the face store {path}: {error}. Everything committed before is "
+            "kept: free disk space (or fix the disk) and run the command again"
+        )
+
+
 @dataclass(frozen=True)
 class FaceData:
     """One detected face, as inference reports it."""
@@ -150,8 +162,11 @@ class FaceStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            raise StoreWriteError(self.path, error) from error
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -168,7 +183,7 @@ class FaceStore:
 
     # --- metadata ----------------------------------------------------------------------------
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
+        return _Transaction(self._db, self._lock, self.path)
 
     def meta(self) -> dict[str, str]:
         with self._lock:
@@ -462,23 +477,45 @@ class FaceStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any error."""
+    """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any error.
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+    SQLite's operational errors (disk full, I/O error, read-only file) become
+    StoreWriteError, which names the store and what to do.
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: Path) -> None:
         self._db = db
         self._lock = lock
+        self._path = path
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            self._lock.release()
+            raise StoreWriteError(self._path, error) from error
         except BaseException:
             self._lock.release()
             raise
         return self._db
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            failure = exc if isinstance(exc, sqlite3.OperationalError) else None
+            if exc is None:
+                try:
+                    self._db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as error:  # SQLITE_FULL leaves it open
+                    failure = error
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    if failure is None:
+                        raise
+            if failure is not None:
+                raise StoreWriteError(self._path, failure) from failure
         finally:
             self._lock.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import queue
 import threading
@@ -9,7 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+import grpc
+import structlog
+
 from facesets.v1 import common_pb2
+
+log = structlog.get_logger(__name__)
 
 
 class ProgressFn(Protocol):
@@ -61,3 +67,12 @@ def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent
             manifest_path=str(manifest or ""),
         )
     )
+
+
+def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
+    """End a call that failed on the file system with a status that says what happened:
+    RESOURCE_EXHAUSTED for a full disk, FAILED_PRECONDITION for the rest."""
+    log.error("file system error", error=str(error))
+    full = error.errno == errno.ENOSPC or bool(getattr(error, "disk_full", False))
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.FAILED_PRECONDITION
+    context.abort(code, str(error))

@@ -43,6 +43,9 @@ RUN_REFINE_DIR = "refined"
 RUN_EXPORT_DIR = "export"
 RUN_STATE = "run_state.json"
 
+# --- every job that writes an output folder -----------------------------------------------------
+WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder
+
 # --- `facesets immich` --------------------------------------------------------------------------
 IMMICH_STATE = "state.json"
 IMMICH_QUEUE = "queue.json"

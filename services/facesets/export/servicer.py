@@ -16,7 +16,8 @@ import structlog
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
 from facesets.common import settings
-from facesets.common.jobs import job_events
+from facesets.common.folder_lock import run_locked
+from facesets.common.jobs import abort_on_os_error, job_events
 from facesets.common.layout import read_json
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
@@ -86,10 +87,15 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         clustering, inference = self._clients(request)
         try:
             yield from job_events(
-                lambda progress: self._export(request, clustering, inference, progress)
+                lambda progress: run_locked(
+                    [Path(request.out)],
+                    lambda: self._export(request, clustering, inference, progress),
+                )
             )
         except (ValueError, FileNotFoundError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:  # a full disk, a folder it may not write ...
+            abort_on_os_error(context, error)
         finally:
             clustering.close()
             inference.close()
@@ -135,9 +141,15 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         out = Path(request.out)
         try:
-            yield from job_events(lambda progress: {"report": str(report.write_report(out))})
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out], lambda: {"report": str(report.write_report(out))}, create=False
+                )
+            )
         except (ValueError, FileNotFoundError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
 
 
 def register(servicer: ExportServicer) -> Callable[[grpc.Server], None]:

@@ -1,0 +1,42 @@
+"""One writer per output folder: two jobs writing the same folder would interleave their
+files and manifests, so the second one is refused with a clear error instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TypeVar
+
+from filelock import FileLock, Timeout
+
+from facesets.common import layout
+
+T = TypeVar("T")
+
+
+class FolderBusyError(ValueError):
+    """Another job is writing the folder."""
+
+
+def run_locked(folders: Iterable[Path], job: Callable[[], T], create: bool = True) -> T:
+    """Run `job` holding each folder's writer lock (an OS file lock: released when the
+    process ends, however it ends).
+
+    Without `create`, a folder that does not exist is not made: the job reports it.
+    """
+    with ExitStack() as held:
+        for folder in sorted({Path(f).resolve() for f in folders}):
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            elif not folder.is_dir():
+                continue
+            lock = FileLock(folder / layout.WRITER_LOCK, timeout=0)
+            try:
+                held.enter_context(lock)
+            except Timeout:
+                raise FolderBusyError(
+                    f"{folder} is being written by another facesets job; "
+                    "run this again when that job has finished"
+                ) from None
+        return job()
