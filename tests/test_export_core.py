@@ -7,9 +7,11 @@ independent re-check use the pack's real SCRFD detector.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
+import os
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -396,6 +398,46 @@ def test_rerun_is_byte_identical_and_leaves_foreign_files(
     top = json.loads((out / layout.EXPORT_MANIFEST).read_text())
     assert set(top["facesets"]) == {"faceset_002", "faceset_003", "faceset_099"}
     assert fsz_digests(out) == first
+
+
+def test_a_full_disk_mid_export_leaves_no_torn_files_and_a_rerun_completes(
+    corpus: dict, count_faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs = {"load_image": load_image_oriented, "count_faces": count_faces}
+    rows = corpus["rows"]
+    before = {2: rows["Colin_Powell"], 3: rows["Tony_Blair"]}
+    after = {1: rows["George_W_Bush"], 2: rows["Colin_Powell"], 3: rows["Tony_Blair"]}
+    out = tmp_path / "out"
+    export_swap(before, out, top_n=TOP_N, min_face_short=MIN_SHORT, **kwargs)
+
+    # The disk fills up part-way through a re-export with other settings: every write that
+    # reaches the disk after the first few fails as it would on a full file system.
+    real_fsync, synced = os.fsync, []
+
+    def full_disk(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_swap(after, out, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+    monkeypatch.undo()
+    assert len(synced) == 7
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no torn files
+    top = json.loads((out / layout.EXPORT_MANIFEST).read_text())
+    assert set(top["facesets"]) == {"faceset_002", "faceset_003"}  # still the last full run's
+
+    export_swap(after, out, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+    clean = tmp_path / "clean"
+    export_swap(after, clean, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+
+    def files(folder: Path) -> set[str]:
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+    assert files(out) == files(clean)  # nothing left over from the failed run
+    assert fsz_digests(out) == fsz_digests(clean)
 
 
 def test_deleted_or_corrupt_source_is_skipped_and_reported(
