@@ -155,6 +155,7 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path)
     assert full.returncode != 0
     assert f"cannot write the face store {store}" in full.stderr, full.stderr
     assert "run the command again" in full.stderr and "Traceback" not in full.stderr
+    assert "resuming" not in full.stderr  # it stops; it does not wait for a restart
     with sqlite3.connect(store) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         kept = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]

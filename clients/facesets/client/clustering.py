@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
@@ -19,8 +20,10 @@ class ClusteringClient:
         self.channel = open_channel(endpoint)
         self.stub = clustering_pb2_grpc.ClusteringStub(self.channel)
         self.restarts = 0
+        self._closed = threading.Event()
 
     def close(self) -> None:
+        self._closed.set()  # its open streams end instead of waiting for a restart
         self.channel.close()
 
     def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
@@ -83,6 +86,7 @@ class ClusteringClient:
             answers=lambda ack: ack.committed_sha256,
             max_inflight=settings.STORE_COMMIT_BATCH * 4,
             prologue=lambda: [clustering_pb2.IngestRequest(store=store)],
+            closed=self._closed,
         )
         requests = (clustering_pb2.IngestRequest(store=store, item=item) for item in items)
         for ack in stream.run(requests):

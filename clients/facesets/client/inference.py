@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -46,8 +47,10 @@ class InferenceClient:
         self.stub = inference_pb2_grpc.InferenceStub(self.channel)
         self.max_bytes = max_message_bytes - 4096  # room for the message's own fields
         self.restarts = 0
+        self._closed = threading.Event()
 
     def close(self) -> None:
+        self._closed.set()  # its open streams end instead of waiting for a restart
         self.channel.close()
 
     def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
@@ -106,6 +109,7 @@ class InferenceClient:
             answers=lambda result: (result.id,),
             final=lambda result: result.error.reason != common_pb2.ERROR_REASON_NOT_DONE,
             max_inflight=max_inflight,
+            closed=self._closed,
         )
         for result in stream.run(self._requests(images, by_path, refused)):
             while refused:

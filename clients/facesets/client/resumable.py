@@ -38,6 +38,7 @@ class ResumableStream(Generic[Req, Resp]):
         max_inflight: int = settings.EMBED_INFLIGHT,
         window_s: float = settings.RETRY_WINDOW_S,
         prologue: Callable[[], Iterable[Req]] = tuple,
+        closed: threading.Event | None = None,
     ) -> None:
         self.channel = channel
         self.service = service
@@ -48,6 +49,7 @@ class ResumableStream(Generic[Req, Resp]):
         self.max_inflight = max_inflight
         self.window_s = window_s
         self.prologue = prologue  # sent first on every attempt (e.g. a header message)
+        self.closed = closed or threading.Event()  # set by the client's close(): no resuming
         self.restarts = 0
 
     def run(self, requests: Iterable[Req]) -> Iterator[Resp]:
@@ -97,7 +99,7 @@ class ResumableStream(Generic[Req, Resp]):
                     if settled:
                         yield response
             except grpc.RpcError as error:
-                if not is_transient(error):
+                if self.closed.is_set() or not is_transient(error):
                     raise
                 now = time.monotonic()
                 failing_since = failing_since or now

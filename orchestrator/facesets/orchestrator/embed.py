@@ -151,10 +151,18 @@ def _embed_pending(
 
     worker = threading.Thread(target=infer, name="inference", daemon=True)
     worker.start()
-    with tqdm(total=len(pending), desc="embedding", unit="img", disable=not show_progress) as bar:
-        for committed in opened.clustering().ingest(store, items()):
-            summary.embedded += len(committed)
-            bar.update(len(committed))
+    try:
+        with tqdm(
+            total=len(pending), desc="embedding", unit="img", disable=not show_progress
+        ) as bar:
+            for committed in opened.clustering().ingest(store, items()):
+                summary.embedded += len(committed)
+                bar.update(len(committed))
+    except BaseException:
+        # The store refused (or the user interrupted): end the inference stream now, rather
+        # than have it take the services' shutdown for a restart and wait for them.
+        opened.inference().close()
+        raise
     worker.join()
     if failure:
         raise failure[0]
