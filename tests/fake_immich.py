@@ -76,6 +76,7 @@ class FakeAsset:
     report_size: bool = True  # width/height and EXIF dimensions known to the server
     mime: str = "image/jpeg"
     taken: datetime = _BASE_TIME
+    uploaded: datetime | None = None  # createdAt; the capture time when not given
     id: str = ""
 
     def __post_init__(self) -> None:
@@ -360,8 +361,8 @@ class FakeImmich:
             "fileCreatedAt": taken,
             "fileModifiedAt": taken,
             "localDateTime": taken,
-            "createdAt": taken,
-            "updatedAt": taken,
+            "createdAt": _iso(asset.uploaded or asset.taken),
+            "updatedAt": _iso(asset.uploaded or asset.taken),
             "isFavorite": False,
             "isArchived": False,
             "isTrashed": False,

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -238,6 +239,27 @@ def test_face_filter_works_in_original_pixels_whatever_the_preview_size(
     state = state_of(tmp_path)
     assert state[grown.id]["face_short"] == pytest.approx(80, abs=3)
     assert set(fake.original_requests) == {kept.id}  # sizes known: nothing else downloaded
+
+
+def test_no_face_on_a_recent_upload_is_asked_again_until_immich_has_looked(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    now = datetime.now(timezone.utc)
+    fresh = lfw_asset(photos[0], index=0, faces=[])  # uploaded an hour ago, not analysed yet
+    fresh.uploaded = now - timedelta(hours=1)
+    old = lfw_asset(photos[1], index=1, faces=[])  # uploaded long ago: no face is final
+    old.uploaded = now - timedelta(days=30)
+    with FakeImmich([fresh, old], KEY, preview_size=PREVIEW) as fake:
+        first = stage(config(fake, tmp_path))
+        assert (first.staged, first.no_face) == (0, 2)
+        assert state_of(tmp_path)[fresh.id]["recheck"] is True
+        assert "recheck" not in state_of(tmp_path)[old.id]
+
+        fresh.faces = [LFW_FACE_BOX]  # Immich's face job has run since
+        second = stage(config(fake, tmp_path))
+        assert (second.staged, second.already_done) == (1, 1)
+        assert staged_file(tmp_path, fresh).read_bytes() == fresh.data
+        assert fake.faces_requests == {fresh.id: 2, old.id: 1}
 
 
 def test_byte_identical_assets_are_staged_once(photos: list[Path], tmp_path: Path) -> None:

@@ -114,6 +114,7 @@ class Asset:
     width: int | None  # the original's pixels, from the asset or its EXIF, when known
     height: int | None
     file_size: int | None
+    uploaded_at: datetime | None = None  # createdAt: when the asset reached Immich
 
     @classmethod
     def from_json(cls, data: Any) -> Asset:
@@ -136,9 +137,21 @@ class Asset:
                 width=width,
                 height=height,
                 file_size=_positive(exif.get("fileSizeInByte")),
+                uploaded_at=_timestamp(data.get("createdAt")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ImmichProtocolError(f"malformed asset: {exc!r}") from None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as Immich writes it (UTC, 'Z'); None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -356,14 +357,17 @@ class _StateBook:
 
 
 def _is_done(record: dict[str, Any] | None, min_face_short: float) -> bool:
-    """Whether an earlier outcome still holds; errors and exclusions are decided anew, and a
-    'no big face' only holds while the threshold is not lowered."""
+    """Whether an earlier outcome still holds; errors and exclusions are decided anew, a
+    'no big face' only holds while the threshold is not lowered, and a 'no face' on a recent
+    upload is asked again (Immich may not have looked for faces yet)."""
     if record is None or record.get("status") == ERROR:
         return False
     if record.get("reason") == EXCLUDED:
         return False
     if record.get("reason") == NO_BIG_FACE:
         return float(record.get("min_face_short", 0.0)) <= min_face_short
+    if record.get("reason") == NO_FACE and record.get("recheck"):
+        return False
     return record.get("status") in (STAGED, SKIPPED)
 
 
@@ -614,7 +618,14 @@ class _Stager:
                 return
         faces = self.client.faces(asset.id)
         if not faces:
-            self._finish(asset, SKIPPED, NO_FACE)
+            # A recent upload may not have been through Immich's face detection yet.
+            age = (
+                None
+                if asset.uploaded_at is None
+                else (datetime.now(timezone.utc) - asset.uploaded_at).total_seconds()
+            )
+            recent = age is not None and age < settings.IMMICH_NO_FACE_FINAL_AFTER_S
+            self._finish(asset, SKIPPED, NO_FACE, recheck=True if recent else None)
             return
         size = (asset.width, asset.height) if asset.width and asset.height else None
         biggest = biggest_face_short(faces, size)

@@ -108,6 +108,9 @@ EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds me
 IMMICH_WORKERS = 8
 IMMICH_PAGE_SIZE = 250
 IMMICH_MIN_FACE_SHORT = 90
+# Immich finds faces in a background job after upload: "no face" on an asset uploaded less
+# than this long ago may only mean "not looked at yet", so the next run asks again.
+IMMICH_NO_FACE_FINAL_AFTER_S = 7 * 24 * 3600
 IMMICH_MATCH_THRESHOLD = 0.45
 IMMICH_BREAKER_ERRORS = 12
 IMMICH_RETRIES = 5
