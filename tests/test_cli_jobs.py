@@ -122,3 +122,23 @@ def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
     done = facesets("cluster", str(store), str(out), "--clustering", service.address)
     assert done["persons"] >= len(PEOPLE)
     assert (out / "manifest.json").exists()
+
+
+def test_a_job_without_its_output_folder_is_refused(setup):
+    """Over the RPC an empty path would mean the service's own working folder."""
+    import grpc
+
+    from facesets.v1 import clustering_pb2, clustering_pb2_grpc
+
+    _, _, store, service = setup
+    with grpc.insecure_channel(service.address) as channel:
+        stub = clustering_pb2_grpc.ClusteringStub(channel)
+        for call in (
+            lambda: stub.Cluster(clustering_pb2.ClusterRequest(store=str(store), out="")),
+            lambda: stub.Refine(clustering_pb2.RefineRequest(store=str(store), out=" ")),
+            lambda: stub.Consolidate(clustering_pb2.ConsolidateRequest(store=str(store))),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(call())
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "is required" in (refused.value.details() or "")

@@ -17,7 +17,7 @@ from facesets.clustering.convert import face_from_proto, face_record, image_from
 from facesets.clustering.store import FaceStore, StoreMismatchError, StoreWriteError
 from facesets.common import settings
 from facesets.common.folder_lock import run_locked
-from facesets.common.jobs import abort_on_os_error, job_events
+from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -249,13 +249,14 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
+        out = required_path(context, request.out, "out")
         yield from self._job(
             "cluster_job",
             "cluster",
             context,
-            ([Path(request.out)], True),
+            ([out], True),
             store,
-            Path(request.out),
+            out,
             threshold=request.threshold or settings.CLUSTER_THRESHOLD,
             link_mode=LINK_MODES[request.link_mode],
         )
@@ -264,13 +265,14 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.RefineRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
+        out = required_path(context, request.out, "out")
         yield from self._job(
             "refine_job",
             "refine",
             context,
-            ([Path(request.out)], True),
+            ([out], True),
             store,
-            Path(request.out),
+            out,
             initial_threshold=request.initial_threshold or settings.CLUSTER_THRESHOLD,
             merge_threshold=request.merge_threshold or settings.REFINE_MERGE_THRESHOLD,
             outlier_threshold=request.outlier_threshold or settings.REFINE_OUTLIER_THRESHOLD,
@@ -285,17 +287,17 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.ExtendRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
+        raw_out = required_path(context, request.raw_out, "raw_out")
         yield from self._job(
             "extend_job",
             "extend",
             context,
             (
-                [Path(request.raw_out)]
-                + ([Path(request.refine_out)] if request.refine_out else []),
+                [raw_out] + ([Path(request.refine_out)] if request.refine_out else []),
                 False,
             ),
             store,
-            Path(request.raw_out),
+            raw_out,
             refine_out=Path(request.refine_out) if request.refine_out else None,
             threshold=request.threshold or settings.EXTEND_THRESHOLD,
             # AUTO keeps the mode the outputs were made with.
@@ -321,12 +323,13 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.ConsolidateRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
+        folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job(
             "consolidate_job",
             "consolidate",
             context,
-            ([Path(request.facesets_dir)], False),
-            Path(request.facesets_dir),
+            ([folder], False),
+            folder,
             store,
             candidate_similarity=request.candidate_similarity or settings.CONSOLIDATE_CANDIDATE_SIM,
             confident_similarity=request.confident_similarity or settings.CONSOLIDATE_CONFIDENT_SIM,
@@ -338,13 +341,14 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.RouteRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
+        folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job(
             "route_job",
             "route",
             context,
-            ([Path(request.facesets_dir)], True),
+            ([folder], True),
             store,
-            Path(request.facesets_dir),
+            folder,
             sha256=list(request.sha256),
             match_threshold=request.match_threshold or settings.IMMICH_MATCH_THRESHOLD,
             cluster_threshold=request.cluster_threshold or settings.CLUSTER_THRESHOLD,

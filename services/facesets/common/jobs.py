@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -76,3 +77,10 @@ def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
     full = error.errno == errno.ENOSPC or bool(getattr(error, "disk_full", False))
     code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.FAILED_PRECONDITION
     context.abort(code, str(error))
+
+
+def required_path(context: grpc.ServicerContext, value: str, field: str) -> Path:
+    """A path field a job cannot run without: empty would mean the service's own folder."""
+    if not value.strip():
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} is required")
+    return Path(value).expanduser()

@@ -17,7 +17,7 @@ import structlog
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
 from facesets.common import settings
 from facesets.common.folder_lock import run_locked
-from facesets.common.jobs import abort_on_os_error, job_events
+from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
@@ -84,12 +84,13 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "ExportSwap needs the clustering and inference service addresses",
             )
+        out = required_path(context, request.out, "out")
+        required_path(context, request.refine_manifest, "refine_manifest")
         clustering, inference = self._clients(request)
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    [Path(request.out)],
-                    lambda: self._export(request, clustering, inference, progress),
+                    [out], lambda: self._export(request, clustering, inference, progress)
                 )
             )
         except (ValueError, FileNotFoundError) as error:
@@ -107,7 +108,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         inference: InferenceClient,
         progress: Callable[[str, int, int], None],
     ) -> dict[str, Any]:
-        specs = read_refine_manifest(Path(request.refine_manifest))
+        specs = read_refine_manifest(Path(request.refine_manifest).expanduser())
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
         candidate_ids = singleton_face_ids(Path(request.raw_manifest)) if request.candidates else []
         progress("read faces", 0, len(wanted) + len(candidate_ids))
@@ -121,7 +122,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         candidates = [rows[i] for i in candidate_ids if i in rows] if request.candidates else None
         return swap.export_swap(
             faces_by_set,
-            Path(request.out),
+            Path(request.out).expanduser(),
             load_image=load_image_oriented,
             count_faces=inference.count_faces,
             top_n=request.top_n or settings.EXPORT_TOP_N,
@@ -139,7 +140,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def Report(
         self, request: export_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = Path(request.out)
+        out = required_path(context, request.out, "out")
         try:
             yield from job_events(
                 lambda progress: run_locked(
