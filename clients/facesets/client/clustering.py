@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
-from facesets.client.resumable import ResumableStream
+from facesets.client.resumable import ResumableStream, rerun_on_restart
 from facesets.common import settings
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
@@ -112,5 +112,7 @@ class ClusteringClient:
         return self._unary("GetStats", clustering_pb2.StoreRef(store=store))  # type: ignore[return-value]
 
     def job(self, method: str, request: object) -> Iterator[common_pb2.JobEvent]:
-        """Cluster, Refine, Extend, Dedup or Consolidate: progress events, then the outcome."""
-        yield from getattr(self.stub, method)(request)
+        """Cluster, Refine, Extend, Dedup, Consolidate or Route: progress events, then the
+        outcome; run again from the start if the service restarts before the job ends."""
+        call = getattr(self.stub, method)
+        yield from rerun_on_restart(self.channel, SERVICE, lambda: call(request), method)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from facesets.client.channel import Endpoint, open_channel, wait_until_serving
+from facesets.client.resumable import rerun_on_restart
 from facesets.common import settings
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
@@ -24,7 +25,13 @@ class ExportClient:
         wait_until_serving(self.channel, SERVICE, window_s)
 
     def export_swap(self, request: export_pb2.ExportSwapRequest) -> Iterator[common_pb2.JobEvent]:
-        yield from self.stub.ExportSwap(request)
+        """Progress events, then the outcome; run again if the service restarts mid-way."""
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.ExportSwap(request), "ExportSwap"
+        )
 
     def report(self, out: str) -> Iterator[common_pb2.JobEvent]:
-        yield from self.stub.Report(export_pb2.ReportRequest(out=out))
+        request = export_pb2.ReportRequest(out=out)
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Report(request), "Report"
+        )

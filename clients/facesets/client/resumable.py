@@ -17,6 +17,41 @@ from facesets.common import settings
 log = structlog.get_logger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Event = TypeVar("Event")
+
+
+def rerun_on_restart(
+    channel: grpc.Channel,
+    service: str,
+    start: Callable[[], Iterator[Event]],
+    job: str,
+    reruns: int = settings.JOB_RERUNS,
+    window_s: float = settings.RETRY_WINDOW_S,
+) -> Iterator[Event]:
+    """A job's events, the job started again from the beginning when its service goes away
+    before the job ends (every facesets job is idempotent, so this is safe; its progress starts
+    over). The service gets `window_s` to come back each time, and the job `reruns` reruns."""
+    attempt = 0
+    while True:
+        try:
+            yield from start()
+            return
+        except grpc.RpcError as error:
+            if not is_transient(error):
+                raise
+            attempt += 1
+            if attempt > reruns:
+                raise ServiceUnavailableError(
+                    f"{service} went away {attempt} times during the {job} job; "
+                    "see its log, then run the command again"
+                ) from error
+            log.warning(
+                "service went away during a job; running the job again once it is back",
+                service=service,
+                job=job,
+                code=error.code().name,
+            )
+            wait_until_serving(channel, service, window_s)
 
 
 class ResumableStream(Generic[Req, Resp]):

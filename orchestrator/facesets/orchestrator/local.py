@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import structlog
+
+from facesets.common import settings
 
 log = structlog.get_logger(__name__)
 START_TIMEOUT_S = 180.0
@@ -21,18 +24,32 @@ class ServiceStartError(RuntimeError):
 
 
 class LocalService:
-    """`facesets serve NAME` in a child process, listening on 127.0.0.1 at a free port."""
+    """`facesets serve NAME` in a child process, listening on 127.0.0.1 at a free port.
+
+    A child that exits unasked (a crash, the OOM killer) is started again on the same port, so
+    the clients' retries find it there; at most settings.LOCAL_SERVICE_RESTARTS times.
+    """
 
     def __init__(self, name: str, extra_args: list[str] | None = None) -> None:
         self.name = name
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
+        self.restarts = 0
         self._folder = tempfile.TemporaryDirectory(prefix=f"facesets-{name}-")
         self.log_path = Path(self._folder.name) / "service.log"
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def start(self) -> str:
+        self.address = self._launch("127.0.0.1:0")
+        log.debug("local service started", service=self.name, address=self.address)
+        threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True).start()
+        return self.address
+
+    def _launch(self, listen: str) -> str:
         ready = Path(self._folder.name) / "ready"
+        ready.unlink(missing_ok=True)
         command = [
             sys.executable,
             "-m",
@@ -40,32 +57,62 @@ class LocalService:
             "serve",
             self.name,
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--ready-file",
             str(ready),
             *self.extra_args,
         ]
-        with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(
+        with open(self.log_path, "ab") as log_file:
+            process = subprocess.Popen(
                 command,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=os.environ.copy(),
             )
+        with self._lock:
+            self.process = process
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready.exists():
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise ServiceStartError(
                     f"the {self.name} service exited while starting:\n{self._log_tail()}"
                 )
-            if time.monotonic() > deadline:
-                self.stop()
+            if time.monotonic() > deadline or self._stopping.is_set():
+                self._terminate(process)
                 raise ServiceStartError(f"the {self.name} service did not start in time")
             time.sleep(0.05)
-        self.address = ready.read_text().strip()
-        log.debug("local service started", service=self.name, address=self.address)
-        return self.address
+        return ready.read_text().strip()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                process = self.process
+            code = process.poll() if process else None
+            if code is None or self._stopping.is_set():
+                continue
+            if self.restarts >= settings.LOCAL_SERVICE_RESTARTS:
+                log.error(
+                    "local service exited; not starting it again",
+                    service=self.name,
+                    exit_code=code,
+                    restarts=self.restarts,
+                    log=self._log_tail(10),
+                )
+                return
+            self.restarts += 1
+            log.warning(
+                "local service exited; starting it again",
+                service=self.name,
+                exit_code=code,
+                restart=self.restarts,
+            )
+            try:
+                self._launch(self.address)
+            except ServiceStartError as error:
+                if not self._stopping.is_set():
+                    log.error("local service could not be started again", error=str(error))
+                return
 
     def _log_tail(self, lines: int = 30) -> str:
         try:
@@ -73,12 +120,20 @@ class LocalService:
         except OSError:
             return "(no log)"
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+    @staticmethod
+    def _terminate(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            process = self.process
+        if process is not None:
+            self._terminate(process)
         self._folder.cleanup()

@@ -49,6 +49,13 @@ RETRY_ATTEMPTS = 8
 RETRY_BACKOFF_S = 0.25
 RETRY_BACKOFF_MAX_S = 5.0
 RETRY_WINDOW_S = 120.0  # how long a client waits for a restarting service before giving up
+# A job (cluster, refine, export ...) whose service restarts mid-way is run again from the start
+# (every job is idempotent), at most this many times: a job that brings its service down each
+# time must end.
+JOB_RERUNS = 3
+# A local service (the embedded default) that exits unasked is started again on its port, at
+# most this many times per command.
+LOCAL_SERVICE_RESTARTS = 3
 KEEPALIVE_MS = 30_000
 SHUTDOWN_GRACE_S = 10.0
 STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
