@@ -31,6 +31,23 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _AroundProgressBars:
+    """stderr for log lines: while a progress bar is drawn there, a line goes out through
+    tqdm.write, which lifts the bar, prints the line and draws the bar again below it."""
+
+    def write(self, text: str) -> int:
+        from tqdm import tqdm
+
+        if getattr(tqdm, "_instances", None):
+            tqdm.write(text.rstrip("\n"), file=sys.stderr)
+        else:
+            sys.stderr.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", json: bool = False) -> None:
     """Log to stderr: key=value lines for people, JSON lines for machines."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
@@ -46,6 +63,6 @@ def configure(level: str = "info", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_AroundProgressBars()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
