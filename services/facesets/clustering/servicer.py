@@ -34,6 +34,19 @@ LINK_MODES = {
 }
 
 
+def _faceset_gates(
+    request: clustering_pb2.RefineRequest | clustering_pb2.RouteRequest,
+) -> dict[str, Any]:
+    """What makes a faceset, as refine and route both take it (0 in a field: the default)."""
+    return {
+        "min_faces": request.min_faces or settings.REFINE_MIN_FACES,
+        "min_short": request.min_short or settings.QUALITY_MIN_SHORT,
+        "min_blur": request.min_blur or settings.QUALITY_MIN_BLUR,
+        "min_det_score": request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
+        "link_mode": LINK_MODES[request.link_mode],
+    }
+
+
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """A failed store write ends the call with a status and a message saying what to do."""
     if inspect.isgeneratorfunction(method):
@@ -276,11 +289,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             initial_threshold=request.initial_threshold or settings.CLUSTER_THRESHOLD,
             merge_threshold=request.merge_threshold or settings.REFINE_MERGE_THRESHOLD,
             outlier_threshold=request.outlier_threshold or settings.REFINE_OUTLIER_THRESHOLD,
-            min_faces=request.min_faces or settings.REFINE_MIN_FACES,
-            min_short=request.min_short or settings.QUALITY_MIN_SHORT,
-            min_blur=request.min_blur or settings.QUALITY_MIN_BLUR,
-            min_det_score=request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
-            link_mode=LINK_MODES[request.link_mode],
+            **_faceset_gates(request),
         )
 
     def Extend(
@@ -352,11 +361,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             sha256=list(request.sha256),
             match_threshold=request.match_threshold or settings.IMMICH_MATCH_THRESHOLD,
             cluster_threshold=request.cluster_threshold or settings.CLUSTER_THRESHOLD,
-            min_faces=request.min_faces or settings.REFINE_MIN_FACES,
-            min_short=request.min_short or settings.QUALITY_MIN_SHORT,
-            min_blur=request.min_blur or settings.QUALITY_MIN_BLUR,
-            min_det_score=request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
-            link_mode=LINK_MODES[request.link_mode],
+            **_faceset_gates(request),
         )
 
 
