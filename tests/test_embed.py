@@ -100,6 +100,52 @@ def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path):
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path):
+    """A re-run over a big library must not read every photo again: a file whose size and
+    modification time are as the store recorded them keeps its digest."""
+    root, good, expected_errors = photo_tree
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree, symlinks=True)
+    store_path = tmp_path / "faces.db"
+    first = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    readable = first["files"] - first["unreadable"]
+    assert first["hashed"] == readable
+
+    again = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    assert again["hashed"] == 0 and again["embedded"] == 0
+    assert again["store"] == first["store"]
+
+    # A photo replaced by another one (new size and time): only it is read, and embedded.
+    person = next(p for p in sorted(tree.iterdir()) if p.is_dir() and p.name != "bad")
+    replaced = sorted(person.glob("*.jpg"))[0]
+    replaced.write_bytes(next((lfw_dir / "Tony_Blair").glob("*.jpg")).read_bytes())
+    changed = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    assert changed["hashed"] == 1 and changed["embedded"] == 1
+
+    forced = facesets("embed", str(tree), str(store_path), "--json", "--rehash")
+    assert json.loads(forced.stdout)["hashed"] == readable
+
+
+def test_a_store_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "faces.db"
+    with sqlite3.connect(path) as db:  # the paths table as schema version 1 made it
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute(
+            "CREATE TABLE paths "
+            "(path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO paths VALUES ('/photos/a.jpg', 'abc', 10)")
+    db.close()
+    store = FaceStore(path)
+    try:
+        assert store.meta()["schema_version"] == "2"
+        # Kept, and known with no modification time: the next run hashes it once more.
+        assert store.path_records(["/photos/a.jpg"]) == {"/photos/a.jpg": ("abc", 10, 0)}
+    finally:
+        store.close()
+
+
 def test_store_refuses_embeddings_of_another_model(tmp_path):
     store = FaceStore(tmp_path / "faces.db")
     store.bind_model("facepack-mini", 128)

@@ -63,7 +63,7 @@ def test_token_is_required_and_never_logged(tmp_path):
             wrong.stats(store)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         trusted = ClusteringClient(Endpoint(service.address, token=TOKEN))
-        assert trusted.open_store(store).schema_version == 1
+        assert trusted.open_store(store).schema_version == 2
         assert trusted.stats(store).images == 0
         for client in (anonymous, wrong, trusted):
             client.close()

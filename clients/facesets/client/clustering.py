@@ -60,6 +60,19 @@ class ClusteringClient:
             total.aliases_added += reply.aliases_added  # type: ignore[attr-defined]
         return total
 
+    def lookup_paths(self, store: str, paths: Sequence[str]) -> dict[str, clustering_pb2.FileEntry]:
+        """The store's record of each path it has registered (sha256, size, mtime_ns)."""
+        found: dict[str, clustering_pb2.FileEntry] = {}
+        for start in range(0, len(paths), REGISTER_CHUNK):
+            reply = self._unary(
+                "LookupPaths",
+                clustering_pb2.LookupPathsRequest(
+                    store=store, paths=paths[start : start + REGISTER_CHUNK]
+                ),
+            )
+            found.update((entry.path, entry) for entry in reply.files)  # type: ignore[attr-defined]
+        return found
+
     def known_content(self, store: str, digests: Sequence[str]) -> set[str]:
         known: set[str] = set()
         for start in range(0, len(digests), REGISTER_CHUNK):

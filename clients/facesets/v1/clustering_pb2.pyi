@@ -48,16 +48,32 @@ class StoreInfo(_message.Message):
     def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...
 
 class FileEntry(_message.Message):
-    __slots__ = ("path", "sha256", "size", "error")
+    __slots__ = ("path", "sha256", "size", "error", "mtime_ns")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
     path: str
     sha256: str
     size: int
     error: _common_pb2.ImageError
-    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ...) -> None: ...
+    mtime_ns: int
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.ImageError, _Mapping]] = ..., mtime_ns: _Optional[int] = ...) -> None: ...
+
+class LookupPathsRequest(_message.Message):
+    __slots__ = ("store", "paths")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LookupPathsResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileEntry]
+    def __init__(self, files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ...) -> None: ...
 
 class RegisterFilesRequest(_message.Message):
     __slots__ = ("store", "files")

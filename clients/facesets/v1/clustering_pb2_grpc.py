@@ -47,6 +47,11 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.RegisterFilesRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_clustering__pb2.RegisterFilesResponse.FromString,
                 _registered_method=True)
+        self.LookupPaths = channel.unary_unary(
+                '/facesets.v1.Clustering/LookupPaths',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.LookupPathsRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.LookupPathsResponse.FromString,
+                _registered_method=True)
         self.KnownContent = channel.unary_unary(
                 '/facesets.v1.Clustering/KnownContent',
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.KnownContentRequest.SerializeToString,
@@ -129,16 +134,24 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupPaths(self, request, context):
+        """The store's record of these paths as last registered (sha256, size, mtime_ns): a listed
+        file whose size and modification time still match need not be read and hashed again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def KnownContent(self, request, context):
-        """Inference results stream in; acknowledgements stream back once committed.
-        Which of these contents the store already holds (no alias is recorded).
+        """Which of these contents the store already holds (no alias is recorded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Ingest(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """Inference results stream in; acknowledgements stream back once committed.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -218,6 +231,11 @@ def add_ClusteringServicer_to_server(servicer, server):
                     servicer.RegisterFiles,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.RegisterFilesRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_clustering__pb2.RegisterFilesResponse.SerializeToString,
+            ),
+            'LookupPaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupPaths,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.LookupPathsRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.LookupPathsResponse.SerializeToString,
             ),
             'KnownContent': grpc.unary_unary_rpc_method_handler(
                     servicer.KnownContent,
@@ -336,6 +354,33 @@ class Clustering:
             '/facesets.v1.Clustering/RegisterFiles',
             facesets_dot_v1_dot_clustering__pb2.RegisterFilesRequest.SerializeToString,
             facesets_dot_v1_dot_clustering__pb2.RegisterFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupPaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesets.v1.Clustering/LookupPaths',
+            facesets_dot_v1_dot_clustering__pb2.LookupPathsRequest.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.LookupPathsResponse.FromString,
             options,
             channel_credentials,
             insecure,

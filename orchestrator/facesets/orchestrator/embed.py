@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from facesets.client import ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.scan import hash_files, list_images
+from facesets.orchestrator.scan import list_images, scan_files
 from facesets.v1 import clustering_pb2, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -27,6 +27,7 @@ _DONE = object()
 @dataclass
 class EmbedSummary:
     files: int = 0
+    hashed: int = 0  # read and hashed; the others were unchanged since the store saw them
     unreadable: int = 0
     known: int = 0
     aliases_added: int = 0
@@ -51,22 +52,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send image bytes, or paths the inference service reads itself "
         "(auto: paths when the service runs on this machine)",
     )
+    parser.add_argument(
+        "--rehash",
+        action="store_true",
+        help="read and hash every file again, even those whose size and modification time "
+        "are as the store last saw them",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering")
 
 
 def run(args: argparse.Namespace) -> int:
     with services(args) as opened:
-        summary = embed(opened, args.src, args.store, send=args.send)
+        summary = embed(opened, args.src, args.store, send=args.send, rehash=args.rehash)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def embed(
-    opened: Services, src: Path, store_path: Path, send: str = "auto", show_progress: bool = True
+    opened: Services,
+    src: Path,
+    store_path: Path,
+    send: str = "auto",
+    show_progress: bool = True,
+    rehash: bool = False,
 ) -> EmbedSummary:
     """Embed every image file under src."""
-    return embed_files(opened, list_images(src), store_path, send, show_progress)
+    return embed_files(opened, list_images(src), store_path, send, show_progress, rehash)
 
 
 def embed_files(
@@ -75,17 +87,24 @@ def embed_files(
     store_path: Path,
     send: str = "auto",
     show_progress: bool = True,
+    rehash: bool = False,
 ) -> EmbedSummary:
-    """Embed the given files (absolute paths) into the store; what it holds is skipped."""
+    """Embed the given files (absolute paths) into the store; what it holds is skipped.
+
+    Files whose size and modification time are as the store last recorded them keep their
+    recorded digest without being read (all are read again with `rehash`).
+    """
     started = time.monotonic()
     summary = EmbedSummary()
     store = str(Path(store_path).resolve())
     clustering = opened.clustering()
     clustering.open_store(store)
+    known = {} if rehash else clustering.lookup_paths(store, paths)
     entries = []
-    for scanned in hash_files(paths, show_progress=show_progress):
+    for scanned in scan_files(paths, known, show_progress=show_progress):
+        summary.hashed += scanned.hashed
         entry = clustering_pb2.FileEntry(
-            path=scanned.path, sha256=scanned.sha256, size=scanned.size
+            path=scanned.path, sha256=scanned.sha256, size=scanned.size, mtime_ns=scanned.mtime_ns
         )
         if scanned.error:
             summary.unreadable += 1
@@ -171,7 +190,8 @@ def _embed_pending(
 def format_summary(summary: EmbedSummary) -> str:
     store = summary.store
     lines = [
-        f"files scanned       {summary.files}",
+        f"files scanned       {summary.files}  (read and hashed {summary.hashed}, "
+        f"unchanged {summary.files - summary.hashed - summary.unreadable})",
         f"  already in store  {summary.known}  (new aliases {summary.aliases_added})",
         f"  embedded now      {summary.embedded}  ({summary.faces_found} faces)",
         f"  unreadable        {summary.unreadable}",

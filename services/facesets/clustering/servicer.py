@@ -126,7 +126,9 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.RegisterFilesRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.RegisterFilesResponse:
         store = self.stores.get(request.store, context)
-        readable = [(f.path, f.sha256, f.size) for f in request.files if not f.HasField("error")]
+        readable = [
+            (f.path, f.sha256, f.size, f.mtime_ns) for f in request.files if not f.HasField("error")
+        ]
         unreadable = [
             (f.path, common_pb2.ErrorReason.Name(f.error.reason), f.error.message)
             for f in request.files
@@ -138,6 +140,19 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             pending=[clustering_pb2.FileEntry(path=p, sha256=s, size=n) for p, s, n in pending],
             known=known,
             aliases_added=aliases,
+        )
+
+    def LookupPaths(
+        self, request: clustering_pb2.LookupPathsRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.LookupPathsResponse:
+        if not Path(request.store).expanduser().exists():
+            return clustering_pb2.LookupPathsResponse()  # a store not made yet knows no path
+        records = self.stores.get(request.store, context).path_records(request.paths)
+        return clustering_pb2.LookupPathsResponse(
+            files=[
+                clustering_pb2.FileEntry(path=path, sha256=sha, size=size, mtime_ns=mtime_ns)
+                for path, (sha, size, mtime_ns) in records.items()
+            ]
         )
 
     def KnownContent(

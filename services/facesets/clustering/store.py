@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: paths.mtime_ns
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS paths (
     path TEXT PRIMARY KEY,
     sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS paths_sha ON paths(sha256);
 CREATE TABLE IF NOT EXISTS faces (
@@ -173,9 +174,18 @@ class FaceStore:
         with self._transaction():
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(statement)
+            self._migrate()
             self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
             )
+
+    def _migrate(self) -> None:
+        """Bring a store made by an earlier version up to this schema, in place."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(paths)")}
+        if "mtime_ns" not in columns:  # version 1: every path is hashed once more
+            self._db.execute("ALTER TABLE paths ADD COLUMN mtime_ns INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -208,9 +218,9 @@ class FaceStore:
 
     # --- registration ------------------------------------------------------------------------
     def register_files(
-        self, files: Iterable[tuple[str, str, int]]
+        self, files: Iterable[tuple[str, str, int] | tuple[str, str, int, int]]
     ) -> tuple[list[tuple[str, str, int]], int, int]:
-        """Record (path, sha256, size) entries.
+        """Record (path, sha256, size[, mtime_ns]) entries.
 
         Returns the entries needing inference (one per unknown sha256), how many files hold
         known contents, and how many new aliases were recorded.
@@ -218,16 +228,18 @@ class FaceStore:
         pending: dict[str, tuple[str, str, int]] = {}
         known = aliases_added = 0
         with self._transaction():
-            for path, sha, size in files:
+            for path, sha, size, *rest in files:
+                mtime_ns = rest[0] if rest else 0
                 self._db.execute("DELETE FROM file_errors WHERE path = ?", (path,))
                 row = self._db.execute(
                     "SELECT sha256 FROM paths WHERE path = ?", (path,)
                 ).fetchone()
                 is_new_path = row is None or row[0] != sha
                 self._db.execute(
-                    "INSERT INTO paths VALUES (?, ?, ?) ON CONFLICT(path) DO UPDATE "
-                    "SET sha256 = excluded.sha256, size = excluded.size",
-                    (path, sha, size),
+                    "INSERT INTO paths VALUES (?, ?, ?, ?) ON CONFLICT(path) DO UPDATE "
+                    "SET sha256 = excluded.sha256, size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns",
+                    (path, sha, size, mtime_ns),
                 )
                 image = self._db.execute(
                     "SELECT path FROM images WHERE sha256 = ?", (sha,)
@@ -239,6 +251,21 @@ class FaceStore:
                 if is_new_path and image[0] != path:
                     aliases_added += 1
         return list(pending.values()), known, aliases_added
+
+    def path_records(self, paths: Iterable[str]) -> dict[str, tuple[str, int, int]]:
+        """path -> (sha256, size, mtime_ns) as last registered, for the paths it knows."""
+        paths = list(paths)
+        found: dict[str, tuple[str, int, int]] = {}
+        with self._lock:
+            for start in range(0, len(paths), 500):  # SQLite's bound-parameter limit
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for path, sha, size, mtime_ns in self._db.execute(
+                    f"SELECT path, sha256, size, mtime_ns FROM paths WHERE path IN ({marks})",
+                    chunk,
+                ):
+                    found[path] = (sha, size, mtime_ns)
+        return found
 
     def record_file_errors(self, errors: Iterable[tuple[str, str, str]]) -> None:
         """Files that could not be read at all: (path, reason, message). Retried on re-runs."""
@@ -300,9 +327,12 @@ class FaceStore:
                         time.time(),
                     ),
                 )
+                # The modification time registration recorded holds while the content does.
                 self._db.execute(
-                    "INSERT INTO paths VALUES (?, ?, ?) ON CONFLICT(path) DO UPDATE "
-                    "SET sha256 = excluded.sha256, size = excluded.size",
+                    "INSERT INTO paths (path, sha256, size) VALUES (?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET sha256 = excluded.sha256, "
+                    "size = excluded.size, mtime_ns = CASE WHEN paths.sha256 = excluded.sha256 "
+                    "THEN paths.mtime_ns ELSE 0 END",
                     (image.path, image.sha256, image.size),
                 )
                 for index, face in enumerate(image.faces):
