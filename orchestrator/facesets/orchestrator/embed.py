@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import queue
 import threading
@@ -15,13 +16,14 @@ from pathlib import Path
 import structlog
 from tqdm import tqdm
 
-from facesets.client import ImageInput
+from facesets.client import ClusteringClient, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.scan import list_images, scan_files
+from facesets.orchestrator.scan import ScannedFile, list_images, scan_files
 from facesets.v1 import clustering_pb2, common_pb2
 
 log = structlog.get_logger(__name__)
 _DONE = object()
+REGISTER_STREAM_CHUNK = 256  # files registered at a time while the listing goes on
 
 
 @dataclass
@@ -91,40 +93,36 @@ def embed_files(
 ) -> EmbedSummary:
     """Embed the given files (absolute paths) into the store; what it holds is skipped.
 
-    Files whose size and modification time are as the store last recorded them keep their
-    recorded digest without being read (all are read again with `rehash`).
+    Files are hashed and registered in chunks while inference already works on the first
+    ones. Files whose size and modification time are as the store last recorded them keep
+    their recorded digest without being read (all are read again with `rehash`).
     """
     started = time.monotonic()
-    summary = EmbedSummary()
+    summary = EmbedSummary(files=len(paths))
     store = str(Path(store_path).resolve())
     clustering = opened.clustering()
     clustering.open_store(store)
     known = {} if rehash else clustering.lookup_paths(store, paths)
-    entries = []
-    for scanned in scan_files(paths, known, show_progress=show_progress):
-        summary.hashed += scanned.hashed
-        entry = clustering_pb2.FileEntry(
-            path=scanned.path, sha256=scanned.sha256, size=scanned.size, mtime_ns=scanned.mtime_ns
-        )
-        if scanned.error:
-            summary.unreadable += 1
-            entry.error.CopyFrom(
-                common_pb2.ImageError(
-                    reason=common_pb2.ERROR_REASON_UNREADABLE, message=scanned.error
-                )
-            )
-        entries.append(entry)
-    summary.files = len(entries)
-    registered = clustering.register_files(store, entries)
-    summary.known, summary.aliases_added = registered.known, registered.aliases_added
-    pending = list(registered.pending)
-    if pending:
+    listing = _Listing(clustering, store, summary)
+    scanner = threading.Thread(
+        target=listing.run,
+        args=(scan_files(paths, known, show_progress=show_progress),),
+        name="scan",
+        daemon=True,
+    )
+    scanner.start()
+    first = listing.pending.get()
+    if first is not _DONE:
         inference = opened.inference()
         info = inference.info()
         clustering.open_store(store, info.model_pack, info.embedding_dim)
         by_path = send == "path" or (send == "auto" and opened.is_local("inference"))
-        _embed_pending(opened, store, pending, by_path, summary, show_progress)
+        pending = itertools.chain([first], iter(listing.pending.get, _DONE))
+        _embed_pending(opened, store, pending, listing, by_path, summary, show_progress)
         summary.restarts = inference.restarts + clustering.restarts
+    scanner.join()
+    if listing.failure:
+        raise listing.failure[0]
     stats = clustering.stats(store)
     summary.store = {
         "images": stats.images,
@@ -139,22 +137,84 @@ def embed_files(
     return summary
 
 
+class _Listing:
+    """Registers scanned files in chunks as they come; what needs inference goes to `pending`
+    (one entry per unknown content), then _DONE."""
+
+    def __init__(self, clustering: ClusteringClient, store: str, summary: EmbedSummary) -> None:
+        self.clustering = clustering
+        self.store = store
+        self.summary = summary
+        self.pending: queue.Queue = queue.Queue()
+        self.queued = 0  # entries put in `pending`; final once `complete` is set
+        self.complete = threading.Event()
+        self.failure: list[BaseException] = []
+        self._seen: set[str] = set()
+
+    def run(self, scanned_files: Iterator[ScannedFile]) -> None:
+        try:
+            chunk: list[clustering_pb2.FileEntry] = []
+            for scanned in scanned_files:
+                chunk.append(self._entry(scanned))
+                if len(chunk) >= REGISTER_STREAM_CHUNK:
+                    self._register(chunk)
+                    chunk = []
+            self._register(chunk)
+            self.complete.set()
+        except BaseException as error:  # surfaced in the main thread
+            self.failure.append(error)
+        finally:
+            self.pending.put(_DONE)
+
+    def _entry(self, scanned: ScannedFile) -> clustering_pb2.FileEntry:
+        self.summary.hashed += scanned.hashed
+        entry = clustering_pb2.FileEntry(
+            path=scanned.path, sha256=scanned.sha256, size=scanned.size, mtime_ns=scanned.mtime_ns
+        )
+        if scanned.error:
+            self.summary.unreadable += 1
+            entry.error.CopyFrom(
+                common_pb2.ImageError(
+                    reason=common_pb2.ERROR_REASON_UNREADABLE, message=scanned.error
+                )
+            )
+        return entry
+
+    def _register(self, chunk: list[clustering_pb2.FileEntry]) -> None:
+        if not chunk:
+            return
+        registered = self.clustering.register_files(self.store, chunk)
+        self.summary.known += registered.known
+        self.summary.aliases_added += registered.aliases_added
+        for entry in registered.pending:
+            # A content an earlier chunk already queued is still on its way to the store.
+            if entry.sha256 not in self._seen:
+                self._seen.add(entry.sha256)
+                self.queued += 1
+                self.pending.put(entry)
+
+
 def _embed_pending(
     opened: Services,
     store: str,
-    pending: list[clustering_pb2.FileEntry],
+    pending: Iterator[clustering_pb2.FileEntry],
+    listing: _Listing,
     by_path: bool,
     summary: EmbedSummary,
     show_progress: bool,
 ) -> None:
-    entries = {entry.sha256: entry for entry in pending}
+    entries: dict[str, clustering_pb2.FileEntry] = {}
     results: queue.Queue = queue.Queue(maxsize=256)
     failure: list[BaseException] = []
 
+    def images() -> Iterator[ImageInput]:
+        for entry in pending:
+            entries[entry.sha256] = entry  # before its request goes out
+            yield ImageInput(id=entry.sha256, path=entry.path)
+
     def infer() -> None:
         try:
-            images = (ImageInput(id=e.sha256, path=e.path) for e in pending)
-            for result in opened.inference().embed(images, by_path=by_path):
+            for result in opened.inference().embed(images(), by_path=by_path):
                 results.put(result)
         except BaseException as error:  # surfaced in the main thread
             failure.append(error)
@@ -171,11 +231,17 @@ def _embed_pending(
     worker = threading.Thread(target=infer, name="inference", daemon=True)
     worker.start()
     try:
+        # Exact once the listing is complete; until then, every file not known yet counts.
         with tqdm(
-            total=len(pending), desc="embedding", unit="img", disable=not show_progress
+            total=summary.files - summary.known - summary.unreadable,
+            desc="embedding",
+            unit="img",
+            disable=not show_progress,
         ) as bar:
             for committed in opened.clustering().ingest(store, items()):
                 summary.embedded += len(committed)
+                if listing.complete.is_set() and bar.total != listing.queued:
+                    bar.total = listing.queued
                 bar.update(len(committed))
     except BaseException:
         # The store refused (or the user interrupted): end the inference stream now, rather
