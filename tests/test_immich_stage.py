@@ -262,6 +262,22 @@ def test_no_face_on_a_recent_upload_is_asked_again_until_immich_has_looked(
         assert fake.faces_requests == {fresh.id: 2, old.id: 1}
 
 
+def test_a_second_run_into_the_same_folder_is_refused(photos: list[Path], tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from facesets.common.folder_lock import FolderBusyError
+
+    asset = lfw_asset(photos[0], index=0)
+    with FakeImmich([asset], KEY, preview_size=PREVIEW) as fake:
+        cfg = config(fake, tmp_path)
+        cfg.user_dir.mkdir(parents=True)
+        held = FileLock(cfg.user_dir / layout.WRITER_LOCK)  # as a running stage holds it
+        with held, pytest.raises(FolderBusyError, match="another facesets job"):
+            stage(cfg)
+        assert fake.requests["search"] == 0  # refused before asking Immich anything
+        assert stage(cfg).staged == 1
+
+
 def test_byte_identical_assets_are_staged_once(photos: list[Path], tmp_path: Path) -> None:
     first, second = lfw_asset(photos[0], index=10), lfw_asset(photos[1], index=9)
     # An upload of the same bytes (same Immich checksum): ruled out before any request.

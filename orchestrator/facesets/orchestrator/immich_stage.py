@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from facesets.client import ServiceUnavailableError
 from facesets.common import layout, settings
+from facesets.common.folder_lock import FolderBusyError, run_locked
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.immich_api import (
     Asset,
@@ -85,6 +86,7 @@ EXIT_OK = 0
 EXIT_ASSET_ERRORS = 1  # some assets failed; a re-run retries them
 EXIT_OUTAGE = 2  # the server went away; state saved, the same command resumes
 EXIT_AUTH = 3  # wrong API key, missing permission, or bad configuration
+EXIT_BUSY = 4  # another run is staging into the same folder
 EXIT_INTERRUPTED = 130
 
 
@@ -772,8 +774,9 @@ class _Stager:
 
 def stage(config: StageConfig, known_content: KnownContent | None = None) -> StageSummary:
     """Stage one user's Immich photos; `known_content` answers which SHA-256 digests the face
-    store already holds (None: no store to deduplicate against)."""
-    return _Stager(config, known_content).run()
+    store already holds (None: no store to deduplicate against). One run at a time per user
+    folder: a second one is refused with FolderBusyError."""
+    return run_locked([config.user_dir], lambda: _Stager(config, known_content).run())
 
 
 # --- the face store hook ---------------------------------------------------------------------
@@ -848,6 +851,9 @@ def run(args: argparse.Namespace) -> int:
         with services(args) as opened:
             known = store_known_content(opened, args.store) if args.store is not None else None
             summary = stage(config, known)
+    except FolderBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (ValueError, StageSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_AUTH
