@@ -82,3 +82,15 @@ def test_rerun_is_idempotent(pipeline):
     assert rerun["embed"]["embedded"] == 0
     assert rerun["refine"]["facesets"] == results["refine"]["facesets"]
     assert _digests(out) == before
+
+
+def test_a_second_run_into_the_same_out_is_refused(pipeline):
+    from filelock import FileLock
+
+    src, out, _ = pipeline
+    before = _digests(out)
+    with FileLock(out / ".facesets.lock"):  # as the first run holds it while it works
+        second = facesets("run", str(src), str(out), "--json")
+    assert second.returncode != 0
+    assert "being written by another facesets job" in second.stderr
+    assert _digests(out) == before

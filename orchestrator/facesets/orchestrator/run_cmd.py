@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from facesets.common import layout, settings
+from facesets.common.folder_lock import run_locked
 from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.embed import embed
@@ -59,8 +60,12 @@ def _stage(name: str, results: dict[str, Any], work: Any) -> Any:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole pipeline into OUT, which no other run may write meanwhile."""
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    return run_locked([out], lambda: _run_pipeline(args, out))
+
+
+def _run_pipeline(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     store = out / layout.RUN_STORE
     raw, refined, exported = (
         out / layout.RUN_RAW_DIR,

@@ -41,7 +41,6 @@ RUN_STORE = "faces.db"
 RUN_RAW_DIR = "raw"
 RUN_REFINE_DIR = "refined"
 RUN_EXPORT_DIR = "export"
-RUN_STATE = "run_state.json"
 
 # --- every job that writes an output folder -----------------------------------------------------
 WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder
