@@ -798,6 +798,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Stage the photos of an Immich library that show a face big enough for a face set. "
         "Reads IMMICH_URL and IMMICH_API_KEY from the environment."
     )
+    parser.epilog = (
+        f"exit codes: {EXIT_OK} done; {EXIT_ASSET_ERRORS} some assets failed (a re-run retries "
+        f"them); {EXIT_OUTAGE} Immich went away (state saved: the same command resumes); "
+        f"{EXIT_AUTH} wrong API key, missing permission or bad configuration; {EXIT_BUSY} "
+        "another run is staging into the same folder"
+    )
     parser.add_argument("--user", required=True, help="label of this library (a folder name)")
     parser.add_argument(
         "--staging-root",
