@@ -24,6 +24,17 @@ def _stored(store_path) -> int:
         return 0
 
 
+def _copy_people(lfw_dir, photos, **chosen: int) -> int:
+    """Copies of LFW people's photos, a folder each; how many photos."""
+    total = 0
+    for person, files in lfw_people(lfw_dir, **chosen).items():
+        (photos / person).mkdir(parents=True)
+        for photo in files:
+            shutil.copy(photo, photos / person / photo.name)
+            total += 1
+    return total
+
+
 def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -35,12 +46,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 @pytest.mark.slow
 def test_services_restart_mid_run(lfw_dir, tmp_path):
     photos = tmp_path / "photos"
-    total = 0
-    for person, files in lfw_people(lfw_dir, people=40, per_person=6, min_photos=3).items():
-        (photos / person).mkdir(parents=True)
-        for photo in files:
-            shutil.copy(photo, photos / person / photo.name)
-            total += 1
+    total = _copy_people(lfw_dir, photos, people=40, per_person=6, min_photos=3)
     store = tmp_path / "faces.db"
     inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
@@ -127,12 +133,7 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path)
     384 KiB): embed stops with a message that says what to do, what was committed is intact,
     and once there is room a re-run embeds only the rest."""
     photos = tmp_path / "photos"
-    total = 0
-    for person, files in lfw_people(lfw_dir, people=60, per_person=5, min_photos=2).items():
-        (photos / person).mkdir(parents=True)
-        for photo in files:
-            shutil.copy(photo, photos / person / photo.name)
-            total += 1
+    total = _copy_people(lfw_dir, photos, people=60, per_person=5, min_photos=2)
     store = tmp_path / "faces.db"
     log = tmp_path / "clustering.log"
     clustering = ServiceProcess("clustering", free_port(), log)
