@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -130,8 +131,6 @@ def work_floor(photos: list[Path], model_root: Path) -> dict:
     faces found. On `cores` cores with no other cost at all, a pipeline takes floor / cores
     per photo: the best ratio to the naive loop this machine allows.
     """
-    import os
-
     from facesets.common import settings
     from facesets.inference.models import load_pack
 

@@ -11,6 +11,7 @@ import cv2
 import pytest
 from conftest import free_port
 
+from facesets.common import layout
 from services import ServiceProcess
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -83,7 +84,7 @@ def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
     root, _, store, service = setup
     out = root / "busy"
     out.mkdir()
-    lock_path = out / ".facesets.lock"
+    lock_path = out / layout.WRITER_LOCK
     # Another process holds the folder's writer lock, as a running job does.
     holder = subprocess.Popen(
         [
@@ -116,7 +117,7 @@ def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
         )
         assert refused.returncode != 0
         assert "being written by another facesets job" in refused.stderr, refused.stderr
-        assert sorted(p.name for p in out.iterdir()) == [".facesets.lock"]  # nothing written
+        assert sorted(p.name for p in out.iterdir()) == [layout.WRITER_LOCK]  # nothing written
     finally:
         holder.communicate("", timeout=30)
     done = facesets("cluster", str(store), str(out), "--clustering", service.address)

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from insightface.model_zoo import model_zoo
 
+from facesets.common import layout
+
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")
 
 
@@ -89,7 +91,7 @@ def test_a_second_run_into_the_same_out_is_refused(pipeline):
 
     src, out, _ = pipeline
     before = _digests(out)
-    with FileLock(out / ".facesets.lock"):  # as the first run holds it while it works
+    with FileLock(out / layout.WRITER_LOCK):  # as the first run holds it while it works
         second = facesets("run", str(src), str(out), "--json")
     assert second.returncode != 0
     assert "being written by another facesets job" in second.stderr

@@ -118,7 +118,7 @@ def embed_files(
         clustering.open_store(store, info.model_pack, info.embedding_dim)
         by_path = send == "path" or (send == "auto" and opened.is_local("inference"))
         pending = itertools.chain([first], iter(listing.pending.get, _DONE))
-        _embed_pending(opened, store, pending, listing, by_path, summary, show_progress)
+        _embed_pending(opened, store, pending, listing, by_path, show_progress)
         summary.restarts = inference.restarts + clustering.restarts
     scanner.join()
     if listing.failure:
@@ -200,9 +200,9 @@ def _embed_pending(
     pending: Iterator[clustering_pb2.FileEntry],
     listing: _Listing,
     by_path: bool,
-    summary: EmbedSummary,
     show_progress: bool,
 ) -> None:
+    summary = listing.summary
     entries: dict[str, clustering_pb2.FileEntry] = {}
     results: queue.Queue = queue.Queue(maxsize=256)
     failure: list[BaseException] = []
