@@ -42,35 +42,47 @@ def _dynamic_batch_pack(mini: Path, root: Path) -> Path:
     return folder
 
 
-def test_recognition_batches_faces_across_images_when_the_batch_is_dynamic(
-    model_root, lfw_dir, tmp_path
-):
-    _dynamic_batch_pack(model_root / "models" / "facepack-mini", tmp_path)
-    fixed = load_pack(model_root, "facepack-mini", ["CPUExecutionProvider"], 640, 0.5)
-    dynamic = load_pack(tmp_path, "dynamic-mini", ["CPUExecutionProvider"], 640, 0.5)
-    assert not fixed.recognizer.dynamic_batch and dynamic.recognizer.dynamic_batch
+def _counting_batches(pack) -> list[int]:
     batches: list[int] = []
-    get_feat = dynamic.recognizer.model.get_feat
+    get_feat = pack.recognizer.model.get_feat
 
     def counting(images):
         batches.append(len(images))
         return get_feat(images)
 
-    dynamic.recognizer.model.get_feat = counting
+    pack.recognizer.model.get_feat = counting
+    return batches
+
+
+def test_recognition_batching_follows_the_device(model_root, lfw_dir, tmp_path):
+    """On an accelerator a dynamic-batch recognizer takes faces from several images per call;
+    on CPU each worker embeds its own image's faces. The embeddings are the same either way."""
+    _dynamic_batch_pack(model_root / "models" / "facepack-mini", tmp_path)
+    fixed = load_pack(model_root, "facepack-mini", ["CPUExecutionProvider"], 640, 0.5)
+    on_cpu = load_pack(tmp_path, "dynamic-mini", ["CPUExecutionProvider"], 640, 0.5)
+    on_device = load_pack(tmp_path, "dynamic-mini", ["CPUExecutionProvider"], 640, 0.5)
+    # The accelerator's policy, exercised on the CPU session (no GPU here).
+    on_device.accelerated = True
+    assert not fixed.recognizer.dynamic_batch and on_cpu.recognizer.dynamic_batch
+    assert not on_cpu.accelerated
+    cpu_batches, device_batches = _counting_batches(on_cpu), _counting_batches(on_device)
     photos = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:8]
     requests = [common_pb2.ImageRequest(id=str(p), path=str(p)) for p in photos]
     config = InferenceSettings(model_root=tmp_path, model_pack="dynamic-mini")
-    results = {}
-    for pack in (fixed, dynamic):
+    results = []
+    for pack in (fixed, on_cpu, on_device):
         pipeline = FacePipeline(pack, config, 1 << 26)
-        results[pack.name] = {o.id: o for o in pipeline.run(iter(requests), Mode.EMBED)}
+        results.append({o.id: o for o in pipeline.run(iter(requests), Mode.EMBED)})
         pipeline.close()
-    assert max(batches) > 1  # several faces, from several images, in one model call
-    assert sum(batches) == sum(len(o.faces) for o in results["dynamic-mini"].values())
-    for image_id, outcome in results["facepack-mini"].items():
-        for a, b in zip(outcome.faces, results["dynamic-mini"][image_id].faces, strict=True):
-            va, vb = np.frombuffer(a.embedding, "<f4"), np.frombuffer(b.embedding, "<f4")
-            assert float(va @ vb) > 0.9999
+    faces_per_image = [len(o.faces) for o in results[1].values()]
+    assert max(device_batches) > max(faces_per_image)  # faces of several images in one call
+    assert sorted(cpu_batches) == sorted(n for n in faces_per_image if n)  # one call per image
+    assert sum(device_batches) == sum(cpu_batches) == sum(faces_per_image)
+    for image_id, outcome in results[0].items():
+        for other in results[1:]:
+            for a, b in zip(outcome.faces, other[image_id].faces, strict=True):
+                va, vb = np.frombuffer(a.embedding, "<f4"), np.frombuffer(b.embedding, "<f4")
+                assert float(va @ vb) > 0.9999
 
 
 def test_missing_model_pack_names_the_folder_to_fill(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,7 +44,9 @@ def read_source(request: common_pb2.ImageRequest, max_bytes: int) -> bytes:
     if request.WhichOneof("source") == "path":
         try:
             with open(request.path, "rb") as handle:
-                data = handle.read(max_bytes + 1)
+                # Reading max_bytes + 1 would allocate the whole limit for every photo.
+                size = os.fstat(handle.fileno()).st_size
+                data = handle.read((size if 0 < size <= max_bytes else max_bytes) + 1)
         except OSError as error:
             raise DecodeError(
                 common_pb2.ERROR_REASON_UNREADABLE, f"cannot read {request.path}: {error.strerror}"

@@ -30,11 +30,23 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # gRPC send/receive limit; an image above 
 # Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
 # ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
 ALIGN_EYE_DISTANCE_AT_112 = 35.0
-IMAGES_IN_FLIGHT = 16  # images being decoded or detected, per stream (backpressure)
-# Images are decoded, detected and aligned by this many workers at once; each model call runs
-# on its worker's thread alone (ONNX Runtime intra-op threads below), which keeps every core
-# busy across images instead of splitting one small convolution over several.
-IMAGE_WORKERS = max(1, os.cpu_count() or 1)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, as containers and taskset set it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not offered on Windows and macOS
+        return max(1, os.cpu_count() or 1)
+
+
+# Images are decoded, detected, aligned and (on CPU) recognised by this many workers at once;
+# each model call runs on its worker's thread alone (ONNX Runtime intra-op threads below),
+# which keeps every core busy across images instead of splitting one small convolution.
+IMAGE_WORKERS = usable_cores()
+# Images being decoded or detected per stream (backpressure): two per worker keeps each
+# worker fed while finished images wait to be sent.
+IMAGES_IN_FLIGHT = max(16, 2 * IMAGE_WORKERS)
 ORT_INTRA_OP_THREADS = 1
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -59,7 +71,7 @@ LOCAL_SERVICE_RESTARTS = 3
 KEEPALIVE_MS = 30_000
 SHUTDOWN_GRACE_S = 10.0
 STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
-EMBED_INFLIGHT = 32  # images sent ahead of acknowledged results
+EMBED_INFLIGHT = 64  # images sent ahead of acknowledged results
 
 # --- clustering (issue: clustering service) -----------------------------------------------
 CLUSTER_THRESHOLD = 0.55  # cosine distance, average linkage

@@ -55,14 +55,25 @@ class _Prepared:
 _END = object()
 
 
+def _attach(outcome: Outcome, embeddings: np.ndarray) -> None:
+    """Embeddings, in order, onto the image's first faces (those that were aligned)."""
+    for face, embedding in zip(outcome.faces, embeddings, strict=False):
+        face.embedding = embedding.astype("<f4").tobytes()
+        face.embedding_dim = embeddings.shape[1]
+
+
 def _error(reason: int, message: str) -> common_pb2.ImageError:
     return common_pb2.ImageError(reason=reason, message=message)
 
 
 class FacePipeline:
-    """Workers decode, detect and align images in parallel; the stream's own thread runs the
-    recognizer, over crops gathered across every image already submitted when the model takes
-    a dynamic batch."""
+    """Workers decode, detect and align images in parallel.
+
+    Where recognition runs is the batching policy: on an accelerator, a recognizer that takes a
+    dynamic batch runs on the stream's own thread over crops gathered across every image already
+    submitted (one large call keeps the device busy); on CPU, each worker embeds its own image's
+    faces, so recognition is spread over every core instead of queueing on one thread.
+    """
 
     def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
         self.pack = pack
@@ -73,6 +84,10 @@ class FacePipeline:
         eye = settings.ALIGN_EYE_DISTANCE_AT_112
         size = pack.recognizer.input_size if pack.recognizer else 112
         self._align_eye_px = eye * size / 112
+        recognizer = pack.recognizer
+        self._batch_across_images = (
+            recognizer is not None and recognizer.dynamic_batch and pack.accelerated
+        )
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
@@ -138,7 +153,7 @@ class FacePipeline:
         A recognizer with a dynamic batch axis gathers every image already submitted; one
         that takes a single face gains nothing from waiting, so its results go out at once.
         """
-        if self.pack.recognizer is None or not self.pack.recognizer.dynamic_batch:
+        if not self._batch_across_images:
             return False
         with pending.mutex:
             head = pending.queue[0] if pending.queue else None
@@ -162,10 +177,8 @@ class FacePipeline:
             if embeddings is not None:
                 row = 0
                 for prepared in batch:
-                    for face in prepared.outcome.faces[: len(prepared.crops)]:
-                        face.embedding = embeddings[row].astype("<f4").tobytes()
-                        face.embedding_dim = embeddings.shape[1]
-                        row += 1
+                    _attach(prepared.outcome, embeddings[row : row + len(prepared.crops)])
+                    row += len(prepared.crops)
         for prepared in batch:
             slots.release()
             yield prepared.outcome
@@ -190,6 +203,12 @@ class FacePipeline:
                 outcome.faces.append(face)
                 if crop is not None:
                     crops.append(crop)
+            if crops and not self._batch_across_images:
+                assert self.pack.recognizer is not None
+                with self.pack.model_calls:
+                    embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
+                _attach(outcome, embeddings)
+                crops = []
             return _Prepared(outcome, crops)
         except DecodeError as error:
             outcome.error = _error(error.reason, error.message)
