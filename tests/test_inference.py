@@ -134,6 +134,23 @@ def test_bad_images_get_reasons_and_never_fail_the_stream(client, lfw_dir, tmp_p
     assert len(results["good"].faces) >= 1
 
 
+def test_an_error_in_the_callers_images_reaches_the_caller_as_itself(client, lfw_dir):
+    """An exception raised by the caller's own iterator is not turned into an opaque gRPC error,
+    and the images before it still get their answers."""
+    good = lfw_dir / "Tony_Blair" / "Tony_Blair_0001.jpg"
+
+    def images():
+        yield ImageInput(id="first", path=str(good))
+        yield ImageInput(id="second", data=good.read_bytes())
+        raise OSError("the caller's photo source went away")
+
+    answered = []
+    with pytest.raises(OSError, match="photo source went away"):
+        for result in client.detect(images()):
+            answered.append(result.id)
+    assert sorted(answered) == ["first", "second"]
+
+
 def test_image_over_the_message_limit_gets_a_clear_error(server):
     small = InferenceClient(Endpoint(server.address), max_message_bytes=64 * 1024)
     try:

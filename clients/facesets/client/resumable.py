@@ -93,7 +93,17 @@ class ResumableStream(Generic[Req, Resp]):
         lock = threading.Lock()
         slots = threading.Semaphore(self.max_inflight)
         state = {"generation": 0, "exhausted": False}
+        source_errors: list[Exception] = []  # what the caller's own iterator raised
         failing_since: float | None = None
+
+        def finished() -> bool:
+            """All requests answered: the end, or the caller's error once its answers are out."""
+            with lock:
+                if not (state["exhausted"] and not pending):
+                    return False
+            if source_errors:
+                raise source_errors[0]
+            return True
 
         def outgoing(generation: int, resend: list[Req]) -> Iterator[Req]:
             yield from self.prologue()
@@ -110,16 +120,23 @@ class ResumableStream(Generic[Req, Resp]):
                         state["exhausted"] = True
                         slots.release()
                         return
+                    except Exception as error:
+                        # Raised again as itself once the requests before it are answered;
+                        # gRPC would report it only as "Exception iterating requests!".
+                        source_errors.append(error)
+                        state["exhausted"] = True
+                        slots.release()
+                        return
                     pending[self.key(request)] = request
                 yield request
 
         while True:
+            if finished():
+                return
             with lock:
                 state["generation"] += 1
                 generation = state["generation"]
                 resend = list(pending.values())
-                if state["exhausted"] and not pending:
-                    return
             try:
                 for response in self.call(outgoing(generation, resend)):
                     failing_since = None
@@ -152,8 +169,7 @@ class ResumableStream(Generic[Req, Resp]):
                 remaining = max(1.0, self.window_s - (time.monotonic() - failing_since))
                 wait_until_serving(self.channel, self.service, remaining)
                 continue
-            with lock:
-                if state["exhausted"] and not pending:
-                    return
+            if finished():
+                return
             # The server ended the stream with work unanswered (it is shutting down).
             time.sleep(settings.RETRY_BACKOFF_S)
