@@ -150,8 +150,9 @@ class FacePipeline:
     def _worth_waiting(self, pending: queue.Queue) -> bool:
         """Whether to add the next image to this recognition batch before running it.
 
-        A recognizer with a dynamic batch axis gathers every image already submitted; one
-        that takes a single face gains nothing from waiting, so its results go out at once.
+        Only when recognition batches across images (see the class): the batch then gathers
+        every image already submitted. Otherwise each image's faces are embedded already, so
+        its result goes out at once.
         """
         if not self._batch_across_images:
             return False
@@ -203,11 +204,10 @@ class FacePipeline:
                 outcome.faces.append(face)
                 if crop is not None:
                     crops.append(crop)
-            if crops and not self._batch_across_images:
-                assert self.pack.recognizer is not None
+            recognizer = self.pack.recognizer
+            if crops and recognizer is not None and not self._batch_across_images:
                 with self.pack.model_calls:
-                    embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
-                _attach(outcome, embeddings)
+                    _attach(outcome, recognizer.embed(crops, self.config.recognition_batch))
                 crops = []
             return _Prepared(outcome, crops)
         except DecodeError as error:
