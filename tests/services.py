@@ -14,6 +14,25 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+# The `facesets` command, run by the interpreter that runs the tests.
+FACESETS: list[str] = [sys.executable, "-m", "facesets.orchestrator.cli"]
+
+
+def run_facesets(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FACESETS, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
 
 def _limit_file_size(limit: int) -> Callable[[], None]:
     def apply() -> None:
@@ -40,9 +59,7 @@ class ServiceProcess:
         """`file_size_limit` (bytes, RLIMIT_FSIZE) makes the process's writes past that size
         fail as they do on a full disk."""
         command = [
-            sys.executable,
-            "-m",
-            "facesets.orchestrator.cli",
+            *FACESETS,
             "--log-level",
             "debug",
             "serve",

@@ -12,18 +12,13 @@ import pytest
 from conftest import free_port
 
 from facesets.common import layout
-from services import ServiceProcess
+from services import FACESETS, ServiceProcess, run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
 
 
 def facesets(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "facesets.orchestrator.cli", *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_facesets(*args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -102,9 +97,7 @@ def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         refused = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "facesets.orchestrator.cli",
+                *FACESETS,
                 "cluster",
                 str(store),
                 str(out),

@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 from conftest import lfw_people
 from images import write_bad_files
 
 from facesets.clustering.store import FaceStore
-
-
-def facesets(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "facesets.orchestrator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from services import run_facesets
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,7 @@ def photo_tree(lfw_dir, tmp_path_factory):
 def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(photo_tree, tmp_path):
     root, good, expected_errors = photo_tree
     store_path = tmp_path / "faces.db"
-    first = facesets("embed", str(root), str(store_path), "--json")
+    first = run_facesets("embed", str(root), str(store_path), "--json")
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["files"] == good + len(expected_errors) + 1
@@ -72,7 +62,9 @@ def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(pho
 
     # A re-run does no inference: pointing it at an inference service that does not exist
     # still succeeds, because nothing is sent there.
-    again = facesets("embed", str(root), str(store_path), "--json", "--inference", "127.0.0.1:9")
+    again = run_facesets(
+        "embed", str(root), str(store_path), "--json", "--inference", "127.0.0.1:9"
+    )
     assert again.returncode == 0, again.stderr
     rerun = json.loads(again.stdout)
     decoded_errors = len(expected_errors) - 1  # all but the unreadable link are stored by content
@@ -85,12 +77,12 @@ def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(root, tree, symlinks=True)
     store_path = tmp_path / "faces.db"
-    assert facesets("embed", str(tree), str(store_path)).returncode == 0
+    assert run_facesets("embed", str(tree), str(store_path)).returncode == 0
     extra = tree / "new-folder"
     extra.mkdir()
     for photo in sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:3]:
         shutil.copy(photo, extra / photo.name)
-    second = facesets("embed", str(tree), str(store_path), "--json")
+    second = run_facesets("embed", str(tree), str(store_path), "--json")
     assert second.returncode == 0, second.stderr
     summary = json.loads(second.stdout)
     assert summary["embedded"] == 3
@@ -107,11 +99,11 @@ def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(root, tree, symlinks=True)
     store_path = tmp_path / "faces.db"
-    first = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    first = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
     readable = first["files"] - first["unreadable"]
     assert first["hashed"] == readable
 
-    again = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    again = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
     assert again["hashed"] == 0 and again["embedded"] == 0
     assert again["store"] == first["store"]
 
@@ -119,10 +111,10 @@ def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path):
     person = next(p for p in sorted(tree.iterdir()) if p.is_dir() and p.name != "bad")
     replaced = sorted(person.glob("*.jpg"))[0]
     replaced.write_bytes(next((lfw_dir / "Tony_Blair").glob("*.jpg")).read_bytes())
-    changed = json.loads(facesets("embed", str(tree), str(store_path), "--json").stdout)
+    changed = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
     assert changed["hashed"] == 1 and changed["embedded"] == 1
 
-    forced = facesets("embed", str(tree), str(store_path), "--json", "--rehash")
+    forced = run_facesets("embed", str(tree), str(store_path), "--json", "--rehash")
     assert json.loads(forced.stdout)["hashed"] == readable
 
 
@@ -155,6 +147,6 @@ def test_store_refuses_embeddings_of_another_model(tmp_path):
 
 
 def test_missing_source_folder_is_a_clear_error(tmp_path):
-    done = facesets("embed", str(tmp_path / "nowhere"), str(tmp_path / "faces.db"))
+    done = run_facesets("embed", str(tmp_path / "nowhere"), str(tmp_path / "faces.db"))
     assert done.returncode == 1
     assert "is not a folder" in done.stderr

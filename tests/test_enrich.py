@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 
-
-def facesets(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "facesets.orchestrator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from services import run_facesets
 
 
 def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
@@ -24,7 +15,7 @@ def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
     for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:6]:
         shutil.copy(photo, src / photo.name)
     store = tmp_path / "faces.db"
-    assert facesets("embed", str(src), str(store)).returncode == 0
+    assert run_facesets("embed", str(src), str(store)).returncode == 0
     with sqlite3.connect(store) as db:
         original = dict(db.execute("SELECT face_id, yaw FROM faces").fetchall())
         db.execute(
@@ -34,7 +25,7 @@ def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
         stripped = db.execute("SELECT COUNT(*) FROM faces WHERE yaw IS NULL").fetchone()[0]
     assert stripped >= 3
 
-    done = facesets("enrich", str(store), "--json")
+    done = run_facesets("enrich", str(store), "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["faces_lacking"] == stripped
@@ -47,5 +38,5 @@ def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
     for face_id, yaw in rows.items():
         assert abs(yaw - original[face_id]) < 1e-3  # the same pose the embed step computed
 
-    again = json.loads(facesets("enrich", str(store), "--json").stdout)
+    again = json.loads(run_facesets("enrich", str(store), "--json").stdout)
     assert again["faces_lacking"] == 0 and again["faces_updated"] == 0

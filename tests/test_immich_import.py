@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import zipfile
 
 from fake_immich import FakeImmich, lfw_library
 
 from facesets.common.layout import read_json
+from services import run_facesets
 
 KEY = "import-test-key-0001"
 FIRST = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -21,13 +21,7 @@ LATER = "Gerhard_Schroeder"
 
 def facesets(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "IMMICH_URL": url, "IMMICH_API_KEY": KEY}
-    return subprocess.run(
-        [sys.executable, "-m", "facesets.orchestrator.cli", "immich", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    return run_facesets("immich", *args, env=env)
 
 
 def test_import_builds_facesets_then_routes_new_photos_to_known_identities(lfw_dir, tmp_path):

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from conftest import free_port
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.common import layout
-from services import ServiceProcess
+from services import FACESETS, ServiceProcess, wait_for
 
 FACES = 30_000  # enough for a job that runs for seconds, not milliseconds
 
@@ -70,23 +69,13 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cluster_command(store: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "facesets.orchestrator.cli",
+        *FACESETS,
         "cluster",
         str(store),
         str(out),
         "--json",
         *extra,
     ]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
 
 
 def outcome(out: Path) -> tuple[set[str], dict]:

@@ -7,13 +7,12 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 from conftest import free_port, lfw_people
 
-from services import ServiceProcess
+from services import FACESETS, ServiceProcess, wait_for
 
 
 def _stored(store_path) -> int:
@@ -35,14 +34,6 @@ def _copy_people(lfw_dir, photos, **chosen: int) -> int:
     return total
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_services_restart_mid_run(lfw_dir, tmp_path):
     photos = tmp_path / "photos"
@@ -51,9 +42,7 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
     inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
     command = [
-        sys.executable,
-        "-m",
-        "facesets.orchestrator.cli",
+        *FACESETS,
         "embed",
         str(photos),
         str(store),
@@ -67,12 +56,12 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
     ]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
+        wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
         inference.kill()
         time.sleep(1.0)
         inference.start()
         before = _stored(store)
-        _wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
+        wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
         clustering.kill()
         time.sleep(1.0)
         clustering.start()
@@ -138,9 +127,7 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path)
     log = tmp_path / "clustering.log"
     clustering = ServiceProcess("clustering", free_port(), log)
     command = [
-        sys.executable,
-        "-m",
-        "facesets.orchestrator.cli",
+        *FACESETS,
         "embed",
         str(photos),
         str(store),

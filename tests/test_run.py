@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import cv2
@@ -15,17 +13,9 @@ import pytest
 from insightface.model_zoo import model_zoo
 
 from facesets.common import layout
+from services import run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")
-
-
-def facesets(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "facesets.orchestrator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +28,7 @@ def pipeline(lfw_dir, tmp_path_factory):
     for person in sorted(p for p in lfw_dir.iterdir() if p.name.startswith("Z"))[:6]:
         shutil.copy(sorted(person.glob("*.jpg"))[0], src / f"{person.name}.jpg")
     out = tmp_path_factory.mktemp("out")
-    first = facesets("run", str(src), str(out), "--min-faces", "5", "--json")
+    first = run_facesets("run", str(src), str(out), "--min-faces", "5", "--json", timeout=900)
     assert first.returncode == 0, first.stderr
     return src, out, json.loads(first.stdout)
 
@@ -78,7 +68,7 @@ def test_run_produces_roop_ready_facesets_and_a_report(pipeline, model_root):
 def test_rerun_is_idempotent(pipeline):
     src, out, results = pipeline
     before = _digests(out)
-    again = facesets("run", str(src), str(out), "--min-faces", "5", "--json")
+    again = run_facesets("run", str(src), str(out), "--min-faces", "5", "--json", timeout=900)
     assert again.returncode == 0, again.stderr
     rerun = json.loads(again.stdout)
     assert rerun["embed"]["embedded"] == 0
@@ -92,7 +82,7 @@ def test_a_second_run_into_the_same_out_is_refused(pipeline):
     src, out, _ = pipeline
     before = _digests(out)
     with FileLock(out / layout.WRITER_LOCK):  # as the first run holds it while it works
-        second = facesets("run", str(src), str(out), "--json")
+        second = run_facesets("run", str(src), str(out), "--json", timeout=900)
     assert second.returncode != 0
     assert "being written by another facesets job" in second.stderr
     assert _digests(out) == before

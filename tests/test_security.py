@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import grpc
 import pytest
@@ -12,7 +11,7 @@ from conftest import free_port
 from facesets.client import ClusteringClient, Endpoint
 from facesets.common.security import InsecureListenError, check_listen_policy, is_loopback
 from facesets.v1 import clustering_pb2
-from services import ServiceProcess
+from services import FACESETS, ServiceProcess
 
 TOKEN = "s3cret-token-4242-do-not-log"
 
@@ -29,9 +28,7 @@ def test_listen_policy():
 def test_serve_refuses_open_address_without_token():
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "facesets.orchestrator.cli",
+            *FACESETS,
             "serve",
             "clustering",
             "--listen",
