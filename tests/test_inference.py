@@ -6,6 +6,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -14,10 +15,12 @@ from images import large_canvas, png_claiming, rotated_with_exif
 from insightface.app import FaceAnalysis
 
 from facesets.client import Endpoint, ImageInput, InferenceClient
+from facesets.common import settings
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
 from facesets.inference import servicer as inference
 from facesets.v1 import common_pb2
+from services import ServiceProcess, run_facesets
 
 PEOPLE = ["Colin_Powell", "George_W_Bush", "Tony_Blair", "Serena_Williams"]
 
@@ -211,6 +214,7 @@ def test_info_health_and_reflection(client, server):
     assert any(m.startswith("detection: ") for m in info.models)
     assert info.versions["onnxruntime"]
     assert not info.has_landmark_3d_68
+    assert info.image_workers == settings.usable_cores()
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", inference.SERVICE_NAME):
@@ -219,6 +223,22 @@ def test_info_health_and_reflection(client, server):
     services = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert "facesets.v1.Inference" in services and "grpc.health.v1.Health" in services
     channel.close()
+
+
+def test_serve_runs_as_many_workers_as_asked(tmp_path):
+    service = ServiceProcess(
+        "inference", free_port(), tmp_path / "inference.log", "--workers", "3"
+    ).start()
+    try:
+        client = InferenceClient(Endpoint(service.address))
+        assert client.info().image_workers == 3
+        [result] = list(client.detect([ImageInput(id="x", data=b"not an image")]))
+        assert result.error.reason == common_pb2.ERROR_REASON_NOT_AN_IMAGE
+        client.close()
+    finally:
+        service.stop()
+    refused = run_facesets("serve", "inference", "--workers", "0", timeout=60)
+    assert refused.returncode != 0 and "--workers must be at least 1" in refused.stderr
 
 
 def test_clip_score_is_declared_but_unavailable(client):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from facesets.v1 import common_pb2 as facesets_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x63\x65sets/v1/inference.proto\x12\x0b\x66\x61\x63\x65sets.v1\x1a\x18\x66\x61\x63\x65sets/v1/common.proto\"N\n\tFaceCount\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.facesets.v1.ImageError\"M\n\x10\x43lipScoreRequest\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.facesets.v1.ImageRequest\x12\x0f\n\x07prompts\x18\x02 \x03(\t\"U\n\x0f\x43lipScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.facesets.v1.ImageError\"\x10\n\x0eGetInfoRequest\"\xc7\x02\n\tModelInfo\x12\x12\n\nmodel_pack\x18\x01 \x01(\t\x12\x15\n\rembedding_dim\x18\x02 \x01(\x05\x12\x11\n\tproviders\x18\x03 \x03(\t\x12\x36\n\x08versions\x18\x04 \x03(\x0b\x32$.facesets.v1.ModelInfo.VersionsEntry\x12\x0e\n\x06models\x18\x05 \x03(\t\x12\x1b\n\x13has_landmark_2d_106\x18\x06 \x01(\x08\x12\x1a\n\x12has_landmark_3d_68\x18\x07 \x01(\x08\x12\x15\n\rdetector_size\x18\x08 \x01(\x05\x12\x18\n\x10max_image_pixels\x18\t \x01(\x03\x12\x19\n\x11max_message_bytes\x18\n \x01(\x03\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe3\x02\n\tInference\x12\x41\n\x06\x44\x65tect\x12\x19.facesets.v1.ImageRequest\x1a\x18.facesets.v1.ImageResult(\x01\x30\x01\x12@\n\x05\x45mbed\x12\x19.facesets.v1.ImageRequest\x1a\x18.facesets.v1.ImageResult(\x01\x30\x01\x12\x43\n\nCountFaces\x12\x19.facesets.v1.ImageRequest\x1a\x16.facesets.v1.FaceCount(\x01\x30\x01\x12L\n\tClipScore\x12\x1d.facesets.v1.ClipScoreRequest\x1a\x1c.facesets.v1.ClipScoreResult(\x01\x30\x01\x12>\n\x07GetInfo\x12\x1b.facesets.v1.GetInfoRequest\x1a\x16.facesets.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x63\x65sets/v1/inference.proto\x12\x0b\x66\x61\x63\x65sets.v1\x1a\x18\x66\x61\x63\x65sets/v1/common.proto\"N\n\tFaceCount\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.facesets.v1.ImageError\"M\n\x10\x43lipScoreRequest\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.facesets.v1.ImageRequest\x12\x0f\n\x07prompts\x18\x02 \x03(\t\"U\n\x0f\x43lipScoreResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.facesets.v1.ImageError\"\x10\n\x0eGetInfoRequest\"\xde\x02\n\tModelInfo\x12\x12\n\nmodel_pack\x18\x01 \x01(\t\x12\x15\n\rembedding_dim\x18\x02 \x01(\x05\x12\x11\n\tproviders\x18\x03 \x03(\t\x12\x36\n\x08versions\x18\x04 \x03(\x0b\x32$.facesets.v1.ModelInfo.VersionsEntry\x12\x0e\n\x06models\x18\x05 \x03(\t\x12\x1b\n\x13has_landmark_2d_106\x18\x06 \x01(\x08\x12\x1a\n\x12has_landmark_3d_68\x18\x07 \x01(\x08\x12\x15\n\rdetector_size\x18\x08 \x01(\x05\x12\x18\n\x10max_image_pixels\x18\t \x01(\x03\x12\x19\n\x11max_message_bytes\x18\n \x01(\x03\x12\x15\n\rimage_workers\x18\x0b \x01(\x05\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe3\x02\n\tInference\x12\x41\n\x06\x44\x65tect\x12\x19.facesets.v1.ImageRequest\x1a\x18.facesets.v1.ImageResult(\x01\x30\x01\x12@\n\x05\x45mbed\x12\x19.facesets.v1.ImageRequest\x1a\x18.facesets.v1.ImageResult(\x01\x30\x01\x12\x43\n\nCountFaces\x12\x19.facesets.v1.ImageRequest\x1a\x16.facesets.v1.FaceCount(\x01\x30\x01\x12L\n\tClipScore\x12\x1d.facesets.v1.ClipScoreRequest\x1a\x1c.facesets.v1.ClipScoreResult(\x01\x30\x01\x12>\n\x07GetInfo\x12\x1b.facesets.v1.GetInfoRequest\x1a\x16.facesets.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,9 +43,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINFOREQUEST']._serialized_start=316
   _globals['_GETINFOREQUEST']._serialized_end=332
   _globals['_MODELINFO']._serialized_start=335
-  _globals['_MODELINFO']._serialized_end=662
-  _globals['_MODELINFO_VERSIONSENTRY']._serialized_start=615
-  _globals['_MODELINFO_VERSIONSENTRY']._serialized_end=662
-  _globals['_INFERENCE']._serialized_start=665
-  _globals['_INFERENCE']._serialized_end=1020
+  _globals['_MODELINFO']._serialized_end=685
+  _globals['_MODELINFO_VERSIONSENTRY']._serialized_start=638
+  _globals['_MODELINFO_VERSIONSENTRY']._serialized_end=685
+  _globals['_INFERENCE']._serialized_start=688
+  _globals['_INFERENCE']._serialized_end=1043
 # @@protoc_insertion_point(module_scope)

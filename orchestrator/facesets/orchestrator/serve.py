@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ones this machine lacks are skipped, CPU is the last fallback",
     )
     inference.add_argument(
+        "--workers",
+        type=int,
+        help="images decoded, detected and (on CPU) embedded at once; fewer leaves cores "
+        f"free for other work (default: one per usable core, {settings.IMAGE_WORKERS} here)",
+    )
+    inference.add_argument(
         "--max-image-pixels",
         type=int,
         default=settings.MAX_IMAGE_PIXELS,
@@ -69,11 +75,16 @@ def run(args: argparse.Namespace) -> int:
     if args.service == "inference":
         from facesets.inference import servicer as inference
 
+        workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
+        if workers < 1:
+            raise SystemExit("--workers must be at least 1")
         config = settings.InferenceSettings(
             **({"model_root": args.model_root} if args.model_root else {}),
             **({"model_pack": args.model_pack} if args.model_pack else {}),
             providers=tuple(p for p in args.providers.split(",") if p),
             max_image_pixels=args.max_image_pixels,
+            image_workers=workers,
+            images_in_flight=settings.images_in_flight_for(workers),
         )
         servicer = inference.build(config)
         running = start_server(options, inference.register(servicer), [inference.SERVICE_NAME])

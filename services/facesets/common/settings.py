@@ -44,9 +44,15 @@ def usable_cores() -> int:
 # each model call runs on its worker's thread alone (ONNX Runtime intra-op threads below),
 # which keeps every core busy across images instead of splitting one small convolution.
 IMAGE_WORKERS = usable_cores()
-# Images being decoded or detected per stream (backpressure): two per worker keeps each
-# worker fed while finished images wait to be sent.
-IMAGES_IN_FLIGHT = max(16, 2 * IMAGE_WORKERS)
+
+
+def images_in_flight_for(workers: int) -> int:
+    """Images being decoded or detected per stream (backpressure): two per worker keeps each
+    worker fed while finished images wait to be sent."""
+    return max(16, 2 * workers)
+
+
+IMAGES_IN_FLIGHT = images_in_flight_for(IMAGE_WORKERS)
 ORT_INTRA_OP_THREADS = 1
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

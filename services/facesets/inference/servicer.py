@@ -109,6 +109,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             detector_size=self.config.det_size,
             max_image_pixels=self.config.max_image_pixels,
             max_message_bytes=self.max_bytes,
+            image_workers=self.config.image_workers,
         )
 
 
