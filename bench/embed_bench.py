@@ -139,12 +139,15 @@ def placed_faces(
     """The LFW faces placed on the large photos, found by each side.
 
     A placed face's reference is FaceAnalysis's embedding of the original 250x250 LFW photo
-    (its central face). A side finds it when one of the photo's faces matches the reference at
-    cosine >= 0.45 (the clustering threshold); the mean cosine says how faithful the
-    embeddings are to the original.
+    (its central face). A side finds it when one of the photo's faces matches the reference as
+    well as clustering requires of one person (cosine >= 0.45); the mean cosine says how
+    faithful the embeddings are to the original.
     """
     from insightface.app import FaceAnalysis
 
+    from facesets.common import settings
+
+    same_person = 1.0 - settings.CLUSTER_THRESHOLD  # cosine similarity
     app = FaceAnalysis(name=MODEL_PACK, root=str(model_root), providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=-1, det_size=(640, 640))
     centre = np.array([125.0, 125.0])
@@ -161,7 +164,7 @@ def placed_faces(
                 best[side].append(max(sims, default=0.0))
     row: dict = {"placed_faces": len(best["naive"])}
     for side, sims in best.items():
-        row[f"placed_found_{side}"] = sum(s >= 0.45 for s in sims)
+        row[f"placed_found_{side}"] = sum(s >= same_person for s in sims)
         row[f"placed_mean_cos_{side}"] = round(float(np.mean(sims)), 4) if sims else None
     return row
 
