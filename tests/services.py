@@ -98,6 +98,12 @@ class ServiceProcess:
                 time.sleep(0.1)
         raise TimeoutError(f"{self.service} not serving on {self.address}")
 
+    def crash_and_restart(self, down_s: float) -> None:
+        """kill -9, stay down for down_s, then start again on the same port."""
+        self.kill()
+        time.sleep(down_s)
+        self.start()
+
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as in a crash."""
         if self.process and self.process.poll() is None:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +104,7 @@ def test_a_job_runs_again_when_its_service_is_restarted(big_store, undisturbed, 
     try:
         # The job holds its folder's lock from its first step to its last.
         wait_for(lambda: (out / layout.WRITER_LOCK).exists(), 120, "the job did not start")
-        service.kill()
-        time.sleep(0.5)
-        service.start()
+        service.crash_and_restart(0.5)
         stdout, stderr = run.communicate(timeout=600)
     finally:
         if run.poll() is None:

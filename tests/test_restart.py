@@ -7,7 +7,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import time
 
 import pytest
 from conftest import free_port, lfw_people
@@ -57,14 +56,10 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
-        inference.kill()
-        time.sleep(1.0)
-        inference.start()
+        inference.crash_and_restart(1.0)
         before = _stored(store)
         wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
-        clustering.kill()
-        time.sleep(1.0)
-        clustering.start()
+        clustering.crash_and_restart(1.0)
         out, err = run.communicate(timeout=300)
     finally:
         if run.poll() is None:

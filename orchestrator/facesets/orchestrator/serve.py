@@ -84,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
             providers=tuple(p for p in args.providers.split(",") if p),
             max_image_pixels=args.max_image_pixels,
             image_workers=workers,
-            images_in_flight=settings.images_in_flight_for(workers),
         )
         servicer = inference.build(config)
         running = start_server(options, inference.register(servicer), [inference.SERVICE_NAME])

@@ -44,15 +44,10 @@ def usable_cores() -> int:
 # each model call runs on its worker's thread alone (ONNX Runtime intra-op threads below),
 # which keeps every core busy across images instead of splitting one small convolution.
 IMAGE_WORKERS = usable_cores()
-
-
-def images_in_flight_for(workers: int) -> int:
-    """Images being decoded or detected per stream (backpressure): two per worker keeps each
-    worker fed while finished images wait to be sent."""
-    return max(16, 2 * workers)
-
-
-IMAGES_IN_FLIGHT = images_in_flight_for(IMAGE_WORKERS)
+# Images being decoded or detected per stream (backpressure), per worker: two keep each worker
+# fed while finished images wait to be sent.
+IMAGES_IN_FLIGHT_PER_WORKER = 2
+IMAGES_IN_FLIGHT_MIN = 16
 ORT_INTRA_OP_THREADS = 1
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -167,5 +162,8 @@ class InferenceSettings:
     max_image_pixels: int = MAX_IMAGE_PIXELS
     recognition_batch: int = RECOGNITION_BATCH_SIZE
     image_workers: int = IMAGE_WORKERS
-    images_in_flight: int = IMAGES_IN_FLIGHT
     intra_op_threads: int = ORT_INTRA_OP_THREADS
+
+    @property
+    def images_in_flight(self) -> int:
+        return max(IMAGES_IN_FLIGHT_MIN, IMAGES_IN_FLIGHT_PER_WORKER * self.image_workers)
