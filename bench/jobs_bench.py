@@ -71,12 +71,12 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     import store_fixtures as sf
 
     from facesets.clustering import linkage, metrics
-    from facesets.clustering.cluster_job import cluster
-    from facesets.clustering.dedup_job import dedup
-    from facesets.clustering.extend_job import extend
-    from facesets.clustering.job import Photos, usable_faces
-    from facesets.clustering.materialize import output_name
-    from facesets.clustering.refine_job import refine
+    from facesets.clustering.jobs.cluster import cluster
+    from facesets.clustering.jobs.dedup import dedup
+    from facesets.clustering.jobs.extend import extend
+    from facesets.clustering.jobs.job import Photos, usable_faces
+    from facesets.clustering.jobs.materialize import output_name
+    from facesets.clustering.jobs.refine import refine
     from facesets.common import settings
 
     chosen = sf.copy_photos(_choose(shared / "data" / "lfw", photos), work / "src")

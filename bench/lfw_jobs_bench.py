@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 def _worker(job: str, store_path: str, out: str) -> None:
-    from facesets.clustering.cluster_job import cluster
-    from facesets.clustering.refine_job import refine
+    from facesets.clustering.jobs.cluster import cluster
+    from facesets.clustering.jobs.refine import refine
     from facesets.clustering.store import FaceStore
 
     store = FaceStore(Path(store_path))

@@ -22,14 +22,15 @@ from store_fixtures import (
     variants,
 )
 
-from facesets.clustering import consolidate_job, materialize
-from facesets.clustering.cluster_job import cluster
-from facesets.clustering.consolidate_job import consolidate
-from facesets.clustering.dedup_job import dedup
-from facesets.clustering.extend_job import extend
-from facesets.clustering.job import JobError, centroid_of, vector_json
-from facesets.clustering.materialize import output_name
-from facesets.clustering.refine_job import refine
+from facesets.clustering.jobs import consolidate as consolidate_job
+from facesets.clustering.jobs import materialize
+from facesets.clustering.jobs.cluster import cluster
+from facesets.clustering.jobs.consolidate import consolidate
+from facesets.clustering.jobs.dedup import dedup
+from facesets.clustering.jobs.extend import extend
+from facesets.clustering.jobs.job import JobError, centroid_of, vector_json
+from facesets.clustering.jobs.materialize import output_name
+from facesets.clustering.jobs.refine import refine
 from facesets.clustering.store import FaceStore
 from facesets.common import layout, settings
 

@@ -260,7 +260,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         **kwargs: Any,
     ) -> Iterator[common_pb2.JobEvent]:
         """Run a job module's function; `writes` names the output folders it holds locked."""
-        job = getattr(importlib.import_module(f"facesets.clustering.{module}"), function)
+        job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), function)
         folders, create = writes
         try:
             yield from job_events(
@@ -279,7 +279,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         out = required_path(context, request.out, "out")
         yield from self._job(
-            "cluster_job",
+            "cluster",
             "cluster",
             context,
             ([out], True),
@@ -295,7 +295,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         out = required_path(context, request.out, "out")
         yield from self._job(
-            "refine_job",
+            "refine",
             "refine",
             context,
             ([out], True),
@@ -313,7 +313,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         raw_out = required_path(context, request.raw_out, "raw_out")
         yield from self._job(
-            "extend_job",
+            "extend",
             "extend",
             context,
             (
@@ -335,7 +335,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         store = self.stores.get(request.store, context)
         yield from self._job(
-            "dedup_job",
+            "dedup",
             "dedup",
             context,
             ([], False),
@@ -349,7 +349,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job(
-            "consolidate_job",
+            "consolidate",
             "consolidate",
             context,
             ([folder], False),
@@ -367,7 +367,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job(
-            "route_job",
+            "route",
             "route",
             context,
             ([folder], True),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering.job import (
+from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
@@ -26,8 +26,8 @@ from facesets.clustering.job import (
     store_identity,
     usable_faces,
 )
+from facesets.clustering.jobs.materialize import add_file, check_link_mode, sync_outputs
 from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
-from facesets.clustering.materialize import add_file, check_link_mode, sync_outputs
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout, settings
 

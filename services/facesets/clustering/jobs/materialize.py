@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from facesets.clustering.job import JobError, ProgressFn, report
+from facesets.clustering.jobs.job import JobError, ProgressFn, report
 from facesets.common import layout
 
 log = structlog.get_logger(__name__)

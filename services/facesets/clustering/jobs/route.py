@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.job import (
+from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
@@ -31,8 +31,8 @@ from facesets.clustering.job import (
     store_identity,
     usable_faces,
 )
-from facesets.clustering.materialize import check_link_mode, read_manifest, sync_outputs
-from facesets.clustering.refine_job import QualityGate, faceset_entry, faceset_files
+from facesets.clustering.jobs.materialize import check_link_mode, read_manifest, sync_outputs
+from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_files
 from facesets.clustering.store import FaceStore
 from facesets.common import layout, settings
 

@@ -16,14 +16,14 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.cluster_job import (
+from facesets.clustering.jobs.cluster import (
     RawLayout,
     components_json,
     layout_from_labels,
     linkage_progress,
     raw_outputs,
 )
-from facesets.clustering.job import (
+from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
     Photos,
@@ -35,12 +35,12 @@ from facesets.clustering.job import (
     report,
     usable_faces,
 )
-from facesets.clustering.materialize import (
+from facesets.clustering.jobs.materialize import (
     check_link_mode,
     read_manifest,
     sync_outputs,
 )
-from facesets.clustering.refine_job import QualityGate, faceset_files
+from facesets.clustering.jobs.refine import QualityGate, faceset_files
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout, settings
 

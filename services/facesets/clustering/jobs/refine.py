@@ -16,8 +16,8 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.cluster_job import linkage_progress
-from facesets.clustering.job import (
+from facesets.clustering.jobs.cluster import linkage_progress
+from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
@@ -30,7 +30,7 @@ from facesets.clustering.job import (
     usable_faces,
     vector_json,
 )
-from facesets.clustering.materialize import add_file, check_link_mode, sync_outputs
+from facesets.clustering.jobs.materialize import add_file, check_link_mode, sync_outputs
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout, settings
 

@@ -27,7 +27,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.job import (
+from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
     Photos,
@@ -38,7 +38,7 @@ from facesets.clustering.job import (
     report,
     vector_json,
 )
-from facesets.clustering.materialize import (
+from facesets.clustering.jobs.materialize import (
     add_file,
     check_link_mode,
     encode_json,

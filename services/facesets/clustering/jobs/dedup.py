@@ -36,7 +36,7 @@ import structlog
 from PIL import Image, ImageOps
 
 from facesets.clustering import linkage
-from facesets.clustering.job import (
+from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
@@ -46,7 +46,7 @@ from facesets.clustering.job import (
     store_identity,
     usable_faces,
 )
-from facesets.clustering.materialize import write_json_if_changed
+from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout, settings
 
