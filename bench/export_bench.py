@@ -96,6 +96,7 @@ def _digests(out: Path) -> dict[str, str]:
 def main(shared: Path, quick: bool) -> dict:
     from facesets.common import layout
     from facesets.export.crops import load_image_oriented
+    from facesets.export.params import ExportSwapParams
     from facesets.export.report import write_report
     from facesets.export.swap import export_swap
 
@@ -115,7 +116,10 @@ def main(shared: Path, quick: bool) -> dict:
         finally:
             detector_s += time.perf_counter() - t0
 
-    options = {"load_image": load_image_oriented, "min_face_short": MIN_FACE_SHORT}
+    options = {
+        "load_image": load_image_oriented,
+        "parameters": ExportSwapParams(min_face_short=MIN_FACE_SHORT),
+    }
     with tempfile.TemporaryDirectory(prefix="export_bench_") as tmp:
         t0 = time.perf_counter()
         export_swap(sets, Path(tmp) / "baseline", count_faces=lambda c: [1] * len(c), **options)

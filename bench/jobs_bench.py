@@ -77,6 +77,7 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     from facesets.clustering.jobs.job import Photos, usable_faces
     from facesets.clustering.jobs.materialize import output_name
     from facesets.clustering.jobs.refine import refine
+    from facesets.clustering.params import RefineParams
     from facesets.common import settings
 
     chosen = sf.copy_photos(_choose(shared / "data" / "lfw", photos), work / "src")
@@ -94,7 +95,7 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     raw, refined = work / "raw", work / "refined"
     first, cluster_s = _timed(cluster, store, raw)
     _, rerun_s = _timed(cluster, store, raw)
-    _, refine_s = _timed(refine, store, refined, min_faces=5)
+    _, refine_s = _timed(refine, store, refined, RefineParams(min_faces=5))
 
     # Raw quality on labelled faces.
     sha_person = {sf.sha256_of(p): person_of[p] for p in main + held}

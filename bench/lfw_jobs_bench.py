@@ -31,11 +31,16 @@ sys.path.insert(0, str(REPO / "bench"))
 def _worker(job: str, store_path: str, out: str) -> None:
     from facesets.clustering.jobs.cluster import cluster
     from facesets.clustering.jobs.refine import refine
+    from facesets.clustering.params import ClusterParams, RefineParams
     from facesets.clustering.store import FaceStore
+    from facesets.common.params import LinkMode
 
     store = FaceStore(Path(store_path))
     started = time.perf_counter()
-    outcome = (cluster if job == "cluster" else refine)(store, Path(out), link_mode="symlink")
+    if job == "cluster":
+        outcome = cluster(store, Path(out), ClusterParams(link_mode=LinkMode.SYMLINK))
+    else:
+        outcome = refine(store, Path(out), RefineParams(link_mode=LinkMode.SYMLINK))
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

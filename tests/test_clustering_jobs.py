@@ -31,6 +31,7 @@ from facesets.clustering.jobs.extend import extend
 from facesets.clustering.jobs.job import JobError, centroid_of, vector_json
 from facesets.clustering.jobs.materialize import output_name
 from facesets.clustering.jobs.refine import refine
+from facesets.clustering.params import ClusterParams, ConsolidateParams, DedupParams, RefineParams
 from facesets.clustering.store import FaceStore
 from facesets.common import layout, settings
 
@@ -220,7 +221,7 @@ def test_cluster_rerun_changes_nothing_and_never_touches_foreign_files(
     assert outcome.summary["foreign_conflicts"] == [f"person_003/{squatter.name}"]
 
     # A stricter threshold reshapes the folders: files of the earlier run go, foreign ones stay.
-    cluster(world.store, out, threshold=0.2)
+    cluster(world.store, out, ClusterParams(threshold=0.2))
     assert notes.read_text() == "keep me" and own_dir.read_bytes() == b"x"
     assert squatter.read_bytes() == b"mine"
     data = manifest(out / layout.CLUSTER_MANIFEST)
@@ -235,24 +236,24 @@ def test_cluster_rerun_changes_nothing_and_never_touches_foreign_files(
 
 def test_link_modes(world: World, tmp_path: Path) -> None:
     out = tmp_path / "raw"
-    cluster(world.store, out, link_mode="symlink")
+    cluster(world.store, out, ClusterParams(link_mode="symlink"))
     bush = world.photos["George_W_Bush"][0]
     placed = out / "person_001" / layout.flattened_name(bush)
     assert placed.is_symlink() and os.readlink(placed) == str(bush.resolve())
 
-    cluster(world.store, out, link_mode="copy")
+    cluster(world.store, out, ClusterParams(link_mode="copy"))
     assert not placed.is_symlink() and not placed.samefile(bush)
     assert placed.read_bytes() == bush.read_bytes()
 
-    cluster(world.store, out, link_mode="hardlink")
+    cluster(world.store, out, ClusterParams(link_mode="hardlink"))
     assert placed.samefile(bush)
 
     with pytest.raises(JobError, match="link mode"):
-        cluster(world.store, out, link_mode="teleport")
+        cluster(world.store, out, ClusterParams(link_mode="teleport"))
     assert placed.samefile(bush)
 
     # extend places files the way the output was made unless told otherwise.
-    cluster(world.store, out, link_mode="symlink")
+    cluster(world.store, out, ClusterParams(link_mode="symlink"))
     extend(world.store, out)
     assert placed.is_symlink()
 
@@ -303,7 +304,9 @@ def test_an_interrupted_run_is_cleaned_up_by_the_next(
 
     monkeypatch.setattr(materialize, "place", failing_place)
     with pytest.raises(OSError, match="No space"):
-        cluster(world.store, out, threshold=0.2)  # reshapes folders: many files to place
+        cluster(
+            world.store, out, ClusterParams(threshold=0.2)
+        )  # reshapes folders: many files to place
     monkeypatch.undo()
     assert len(calls) == 6
     assert "pending" in manifest(out / layout.CLUSTER_MANIFEST)
@@ -332,7 +335,7 @@ def test_missing_source_photo_is_reported_and_skipped(world: World, tmp_path: Pa
 
 
 def refine_small(world: World, out: Path) -> dict:
-    refine(world.store, out, min_faces=5)
+    refine(world.store, out, RefineParams(min_faces=5))
     return manifest(out / layout.REFINE_MANIFEST)
 
 
@@ -367,13 +370,13 @@ def test_refine_makes_pure_facesets_and_reruns_unchanged(world: World, tmp_path:
     assert set(data["rejected"]["quality"]) == {int(f) for f in table.face_id[failing]}
 
     before = snapshot(out)
-    outcome = refine(world.store, out, min_faces=5)
+    outcome = refine(world.store, out, RefineParams(min_faces=5))
     assert snapshot(out) == before
     assert outcome.summary["files_placed"] == 0
 
     # A size filter above every set leaves nothing, and removes only what refine wrote.
     (out / "faceset_001" / "keep.txt").write_text("mine")
-    empty = refine(world.store, out, min_faces=PER_PERSON + 1)
+    empty = refine(world.store, out, RefineParams(min_faces=PER_PERSON + 1))
     assert empty.summary["facesets"] == 0
     assert {k for k in snapshot(out) if not k.startswith(".")} == {
         layout.REFINE_MANIFEST,
@@ -527,7 +530,7 @@ def test_consolidate_merges_a_split_identity_and_undo_restores_it(
     rerun = consolidate(out, world.store)
     assert rerun.summary["changed"] is False and snapshot(out) == merged_state
 
-    undone = consolidate(out, world.store, undo=True)
+    undone = consolidate(out, world.store, ConsolidateParams(undo=True))
     assert undone.summary["undone"] is True
     restored = snapshot(out)
     assert {k: v[0] for k, v in restored.items()} == {k: v[0] for k, v in split_state.items()}
@@ -541,11 +544,13 @@ def test_consolidate_reports_candidates_without_merging_below_confidence(
     refine_small(world, out)
     split = split_faceset(out, world.store, "faceset_002")
     before = snapshot(out)
-    dry = consolidate(out, world.store, dry_run=True)
+    dry = consolidate(out, world.store, ConsolidateParams(dry_run=True))
     assert [m["sources"] for m in dry.summary["merges"]] == [[split]]
     assert snapshot(out) == before
     # Confidence above any real similarity: the pair is only a candidate.
-    outcome = consolidate(out, world.store, candidate_similarity=0.55, confident_similarity=0.999)
+    outcome = consolidate(
+        out, world.store, ConsolidateParams(candidate_similarity=0.55, confident_similarity=0.999)
+    )
     assert outcome.summary["merges"] == []
     assert ("faceset_002", split) in {(c["a"], c["b"]) for c in outcome.summary["candidates"]}
     assert {k: v[0] for k, v in snapshot(out).items() if k != layout.CONSOLIDATE_MANIFEST} == {
@@ -572,7 +577,7 @@ def test_consolidate_stopped_half_way_can_be_undone_or_finished(
     monkeypatch.undo()
     assert not (out / split).exists()  # its folder had already moved to _merged/
 
-    consolidate(out, world.store, undo=True)
+    consolidate(out, world.store, ConsolidateParams(undo=True))
     assert {k: v[0] for k, v in snapshot(out).items()} == split_state
     assert not (out / layout.CONSOLIDATE_MANIFEST).exists()
 
@@ -633,7 +638,7 @@ def test_dedup_groups_copies_but_not_other_photos_of_the_person(
     assert again.summary["report_written"] is False and path.stat().st_mtime_ns == stamp
 
     # Without feature matches only faces can bring photos into register: same face groups.
-    faces_only = manifest(dedup(world.store, min_inliers=10**6).manifest_path)
+    faces_only = manifest(dedup(world.store, DedupParams(min_inliers=10**6)).manifest_path)
     registered = {p["registration"] for g in faces_only["near"] for p in g["pairs"]}
     assert registered == {"face-keypoints"}
     assert sorted(

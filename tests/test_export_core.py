@@ -32,6 +32,7 @@ from facesets.export.crops import (
     load_image_oriented,
 )
 from facesets.export.fsz import FszError, write_fsz
+from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
     ExportInputError,
     FaceRow,
@@ -46,6 +47,8 @@ PEOPLE = ("George_W_Bush", "Colin_Powell", "Tony_Blair")
 PER_PERSON = 8
 TOP_N = 5
 MIN_SHORT = 80.0  # LFW faces are 90-110 px; the production 100 px gate would halve the slice
+PARAMS = ExportSwapParams(top_n=TOP_N, min_face_short=MIN_SHORT)
+FEWER = ExportSwapParams(top_n=TOP_N - 2, min_face_short=MIN_SHORT)
 
 
 # --- helpers (also used by test_report.py) ---------------------------------------------------
@@ -215,10 +218,9 @@ def exported(corpus: dict, count_faces, tmp_path_factory: pytest.TempPathFactory
     summary = export_swap(
         sets_of(corpus),
         out,
+        PARAMS,
         load_image=load_image_oriented,
         count_faces=count_faces,
-        top_n=TOP_N,
-        min_face_short=MIN_SHORT,
         candidates=corpus["singletons"],
         progress=lambda *event: events.append(event),
     )
@@ -363,8 +365,7 @@ def test_rerun_is_byte_identical_and_leaves_foreign_files(
     kwargs = {
         "load_image": load_image_oriented,
         "count_faces": count_faces,
-        "top_n": TOP_N,
-        "min_face_short": MIN_SHORT,
+        "parameters": PARAMS,
     }
     export_swap(sets, out, **kwargs)
     first = fsz_digests(out)
@@ -408,7 +409,7 @@ def test_a_full_disk_mid_export_leaves_no_torn_files_and_a_rerun_completes(
     before = {2: rows["Colin_Powell"], 3: rows["Tony_Blair"]}
     after = {1: rows["George_W_Bush"], 2: rows["Colin_Powell"], 3: rows["Tony_Blair"]}
     out = tmp_path / "out"
-    export_swap(before, out, top_n=TOP_N, min_face_short=MIN_SHORT, **kwargs)
+    export_swap(before, out, PARAMS, **kwargs)
 
     # The disk fills up part-way through a re-export with other settings: every write that
     # reaches the disk after the first few fails as it would on a full file system.
@@ -422,16 +423,16 @@ def test_a_full_disk_mid_export_leaves_no_torn_files_and_a_rerun_completes(
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        export_swap(after, out, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+        export_swap(after, out, FEWER, **kwargs)
     monkeypatch.undo()
     assert len(synced) == 7
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no torn files
     top = json.loads((out / layout.EXPORT_MANIFEST).read_text())
     assert set(top["facesets"]) == {"faceset_002", "faceset_003"}  # still the last full run's
 
-    export_swap(after, out, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+    export_swap(after, out, FEWER, **kwargs)
     clean = tmp_path / "clean"
-    export_swap(after, clean, top_n=TOP_N - 2, min_face_short=MIN_SHORT, **kwargs)
+    export_swap(after, clean, FEWER, **kwargs)
 
     def files(folder: Path) -> set[str]:
         return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
@@ -459,8 +460,7 @@ def test_deleted_or_corrupt_source_is_skipped_and_reported(
     kwargs = {
         "load_image": load_image_oriented,
         "count_faces": count_faces,
-        "top_n": TOP_N,
-        "min_face_short": MIN_SHORT,
+        "parameters": PARAMS,
     }
     export_swap({2: rows}, out, **kwargs)
     before = {c["face_id"]: c["file"] for c in faceset_manifest(out, 2)["crops"]}
@@ -563,10 +563,9 @@ def test_crop_with_a_bystander_is_recut_tighter_or_dropped(
     summary = export_swap(
         {2: [*corpus["rows"]["Colin_Powell"], *rows]},
         out,
+        PARAMS,
         load_image=load_image_oriented,
         count_faces=count_faces,
-        top_n=TOP_N,
-        min_face_short=MIN_SHORT,
     )
     manifest = faceset_manifest(out, 2)
     kept = {c["face_id"]: c for c in manifest["crops"]}
@@ -738,7 +737,13 @@ def test_bad_parameters_and_unreadable_manifest_are_refused(tmp_path: Path) -> N
         raise AssertionError("nothing should be counted")
 
     with pytest.raises(ExportError, match="top_n"):
-        export_swap({}, tmp_path, load_image=load_image_oriented, count_faces=never, top_n=0)
+        export_swap(
+            {},
+            tmp_path,
+            ExportSwapParams(top_n=0),
+            load_image=load_image_oriented,
+            count_faces=never,
+        )
     (tmp_path / layout.EXPORT_MANIFEST).write_text("{ not json")
     with pytest.raises(ExportError, match="not overwriting"):
         export_swap({}, tmp_path, load_image=load_image_oriented, count_faces=never)

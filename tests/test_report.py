@@ -15,6 +15,7 @@ from test_export_core import copy_people, labelled_row, make_analyser, make_coun
 
 from facesets.common import layout
 from facesets.export.crops import load_image_oriented
+from facesets.export.params import ExportSwapParams
 from facesets.export.report import ReportError, write_report
 from facesets.export.swap import export_swap
 
@@ -67,11 +68,12 @@ def export_dir(lfw_dir: Path, model_root: Path, tmp_path_factory: pytest.TempPat
     blair = [labelled_row(analyser, next(ids), p) for p in photos["Tony_Blair"]]
     bush = [labelled_row(analyser, next(ids), p) for p in photos["George_W_Bush"]]
     out = tmp_path_factory.mktemp("export")
-    common = {"load_image": load_image_oriented, "count_faces": count_faces, "top_n": 3}
-    export_swap({1: [*powell, bush[0]]}, out, min_face_short=80, **common)
+    common = {"load_image": load_image_oriented, "count_faces": count_faces}
+    params = ExportSwapParams(top_n=3, min_face_short=80)
+    export_swap({1: [*powell, bush[0]]}, out, params, **common)
     # Blair's best photo as a candidate: close to faceset 2, which holds his other photos.
     others = [blair[0], *blair[2:]]
-    export_swap({2: others}, out, min_face_short=80, candidates=[blair[1], bush[1]], **common)
+    export_swap({2: others}, out, params, candidates=[blair[1], bush[1]], **common)
     return out
 
 

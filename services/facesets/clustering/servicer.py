@@ -8,16 +8,25 @@ import inspect
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
 
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
+from facesets.clustering.params import (
+    ClusterParams,
+    ConsolidateParams,
+    DedupParams,
+    ExtendParams,
+    RefineParams,
+    RouteParams,
+)
 from facesets.clustering.store import FaceStore, StoreMismatchError, StoreWriteError
 from facesets.common import settings
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
+from facesets.common.params import InvalidParameter
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -26,25 +35,19 @@ SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["Clustering"].full_nam
 # The output folders a job writes, and whether the job may create them.
 Writes = tuple[list[Path], bool]
 
-LINK_MODES = {
-    clustering_pb2.LINK_MODE_AUTO: "auto",
-    clustering_pb2.LINK_MODE_HARDLINK: "hardlink",
-    clustering_pb2.LINK_MODE_SYMLINK: "symlink",
-    clustering_pb2.LINK_MODE_COPY: "copy",
-}
+Request = TypeVar("Request")
+Params = TypeVar("Params")
 
 
-def _faceset_gates(
-    request: clustering_pb2.RefineRequest | clustering_pb2.RouteRequest,
-) -> dict[str, Any]:
-    """What makes a faceset, as refine and route both take it (0 in a field: the default)."""
-    return {
-        "min_faces": request.min_faces or settings.REFINE_MIN_FACES,
-        "min_short": request.min_short or settings.QUALITY_MIN_SHORT,
-        "min_blur": request.min_blur or settings.QUALITY_MIN_BLUR,
-        "min_det_score": request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
-        "link_mode": LINK_MODES[request.link_mode],
-    }
+def _params(
+    build: Callable[[Request], Params], request: Request, context: grpc.ServicerContext
+) -> Params:
+    """The job's parameters object; a value outside its range ends the call, naming it."""
+    try:
+        return build(request)
+    except InvalidParameter as error:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        raise  # abort raises; this line tells type checkers so
 
 
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -253,14 +256,16 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     def _job(
         self,
         module: str,
-        function: str,
         context: grpc.ServicerContext,
         writes: Writes,
         *args: Any,
         **kwargs: Any,
     ) -> Iterator[common_pb2.JobEvent]:
-        """Run a job module's function; `writes` names the output folders it holds locked."""
-        job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), function)
+        """Run the job of that name in jobs/; `writes` names the output folders it holds locked.
+
+        Job modules load on first use: dedup alone pulls in OpenCV's feature matching.
+        """
+        job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), module)
         folders, create = writes
         try:
             yield from job_events(
@@ -276,107 +281,59 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     def Cluster(
         self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(ClusterParams.from_request, request, context)
         store = self.stores.get(request.store, context)
         out = required_path(context, request.out, "out")
-        yield from self._job(
-            "cluster",
-            "cluster",
-            context,
-            ([out], True),
-            store,
-            out,
-            threshold=request.threshold or settings.CLUSTER_THRESHOLD,
-            link_mode=LINK_MODES[request.link_mode],
-        )
+        yield from self._job("cluster", context, ([out], True), store, out, params)
 
     def Refine(
         self, request: clustering_pb2.RefineRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(RefineParams.from_request, request, context)
         store = self.stores.get(request.store, context)
         out = required_path(context, request.out, "out")
-        yield from self._job(
-            "refine",
-            "refine",
-            context,
-            ([out], True),
-            store,
-            out,
-            initial_threshold=request.initial_threshold or settings.CLUSTER_THRESHOLD,
-            merge_threshold=request.merge_threshold or settings.REFINE_MERGE_THRESHOLD,
-            outlier_threshold=request.outlier_threshold or settings.REFINE_OUTLIER_THRESHOLD,
-            **_faceset_gates(request),
-        )
+        yield from self._job("refine", context, ([out], True), store, out, params)
 
     def Extend(
         self, request: clustering_pb2.ExtendRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(ExtendParams.from_request, request, context)
         store = self.stores.get(request.store, context)
         raw_out = required_path(context, request.raw_out, "raw_out")
+        refine_out = Path(request.refine_out) if request.refine_out else None
         yield from self._job(
             "extend",
-            "extend",
             context,
-            (
-                [raw_out] + ([Path(request.refine_out)] if request.refine_out else []),
-                False,
-            ),
+            ([raw_out, *([refine_out] if refine_out else [])], False),
             store,
             raw_out,
-            refine_out=Path(request.refine_out) if request.refine_out else None,
-            threshold=request.threshold or settings.EXTEND_THRESHOLD,
-            # AUTO keeps the mode the outputs were made with.
-            link_mode=None
-            if request.link_mode == clustering_pb2.LINK_MODE_AUTO
-            else LINK_MODES[request.link_mode],
+            refine_out,
+            params,
         )
 
     def Dedup(
         self, request: clustering_pb2.DedupRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(DedupParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        yield from self._job(
-            "dedup",
-            "dedup",
-            context,
-            ([], False),
-            store,
-            near_threshold=request.near_threshold or settings.NEAR_DUPLICATE_THRESHOLD,
-        )
+        yield from self._job("dedup", context, ([], False), store, params)
 
     def Consolidate(
         self, request: clustering_pb2.ConsolidateRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(ConsolidateParams.from_request, request, context)
         store = self.stores.get(request.store, context)
         folder = required_path(context, request.facesets_dir, "facesets_dir")
-        yield from self._job(
-            "consolidate",
-            "consolidate",
-            context,
-            ([folder], False),
-            folder,
-            store,
-            candidate_similarity=request.candidate_similarity or settings.CONSOLIDATE_CANDIDATE_SIM,
-            confident_similarity=request.confident_similarity or settings.CONSOLIDATE_CONFIDENT_SIM,
-            undo=request.undo,
-            dry_run=request.dry_run,
-        )
+        yield from self._job("consolidate", context, ([folder], False), folder, store, params)
 
     def Route(
         self, request: clustering_pb2.RouteRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(RouteParams.from_request, request, context)
         store = self.stores.get(request.store, context)
         folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job(
-            "route",
-            "route",
-            context,
-            ([folder], True),
-            store,
-            folder,
-            sha256=list(request.sha256),
-            match_threshold=request.match_threshold or settings.IMMICH_MATCH_THRESHOLD,
-            cluster_threshold=request.cluster_threshold or settings.CLUSTER_THRESHOLD,
-            **_faceset_gates(request),
+            "route", context, ([folder], True), store, folder, params, sha256=list(request.sha256)
         )
 
 

@@ -15,12 +15,13 @@ import numpy as np
 import structlog
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
-from facesets.common import settings
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
+from facesets.common.params import InvalidParameter
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
+from facesets.export.params import ExportSwapParams
 from facesets.export.records import FaceRow, read_refine_manifest
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
@@ -84,13 +85,17 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "ExportSwap needs the clustering and inference service addresses",
             )
+        try:
+            params = ExportSwapParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         out = required_path(context, request.out, "out")
         required_path(context, request.refine_manifest, "refine_manifest")
         clustering, inference = self._clients(request)
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    [out], lambda: self._export(request, clustering, inference, progress)
+                    [out], lambda: self._export(request, params, clustering, inference, progress)
                 )
             )
         except (ValueError, FileNotFoundError) as error:
@@ -104,6 +109,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     @staticmethod
     def _export(
         request: export_pb2.ExportSwapRequest,
+        params: ExportSwapParams,
         clustering: ClusteringClient,
         inference: InferenceClient,
         progress: Callable[[str, int, int], None],
@@ -123,17 +129,10 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         return swap.export_swap(
             faces_by_set,
             Path(request.out).expanduser(),
+            params,
             load_image=load_image_oriented,
             count_faces=inference.count_faces,
-            top_n=request.top_n or settings.EXPORT_TOP_N,
-            outlier_threshold=request.outlier_threshold or settings.EXPORT_OUTLIER_THRESHOLD,
-            pad_ratio=request.pad_ratio or settings.EXPORT_PAD_RATIO,
-            out_size=request.out_size or settings.EXPORT_OUT_SIZE,
-            min_face_short=request.min_face_short or settings.EXPORT_MIN_FACE_SHORT,
             candidates=candidates,
-            candidate_centroid_threshold=request.candidate_match_threshold
-            or settings.CANDIDATE_MATCH_THRESHOLD,
-            candidate_min_score=request.candidate_min_score or settings.CANDIDATE_MIN_SCORE,
             progress=progress,
         )
 

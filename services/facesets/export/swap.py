@@ -35,7 +35,9 @@ from facesets.export.crops import (
     hamming,
     phash,
 )
+from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
+from facesets.export.params import ExportSwapParams
 from facesets.export.quality import QualityScores, quality_scores
 from facesets.export.records import FaceRow
 
@@ -51,10 +53,6 @@ REASON_DUPLICATE = "duplicate"
 REASON_UNREADABLE = "unreadable"
 SAME_FACE_IOU = 0.5  # boxes of one photo overlapping this much are the same face
 MAX_NAME_BYTES = 200  # file names stay under common 255-byte limits with room for prefixes
-
-
-class ExportError(RuntimeError):
-    """The export cannot run as asked (bad parameters, an unreadable manifest in OUT)."""
 
 
 # --- names and small helpers ------------------------------------------------------------------
@@ -604,17 +602,11 @@ def _export_candidates(
 def export_swap(
     faces_by_set: Mapping[int, Sequence[FaceRow]],
     out: Path,
+    parameters: ExportSwapParams | None = None,
     *,
     load_image: LoadImage,
     count_faces: CountFaces,
-    top_n: int = settings.EXPORT_TOP_N,
-    outlier_threshold: float = settings.EXPORT_OUTLIER_THRESHOLD,
-    pad_ratio: float = settings.EXPORT_PAD_RATIO,
-    out_size: int = settings.EXPORT_OUT_SIZE,
-    min_face_short: float = settings.EXPORT_MIN_FACE_SHORT,
     candidates: Sequence[FaceRow] | None = None,
-    candidate_centroid_threshold: float = settings.CANDIDATE_MATCH_THRESHOLD,
-    candidate_min_score: float = settings.CANDIDATE_MIN_SCORE,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
@@ -622,14 +614,14 @@ def export_swap(
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json.
     A source photo that cannot be read is skipped and reported, never fatal.
     """
-    if top_n < 1:
-        raise ExportError(f"top_n must be at least 1, not {top_n}")
-    if out_size < 16:
-        raise ExportError(f"out_size must be at least 16 pixels, not {out_size}")
-    if not 0.0 <= pad_ratio <= 2.0:
-        raise ExportError(f"pad_ratio must lie in [0, 2], not {pad_ratio}")
-    if not 0.0 < outlier_threshold <= 2.0:
-        raise ExportError(f"outlier_threshold must lie in (0, 2], not {outlier_threshold}")
+    # ExportSwapParams holds every value within its range (checked when it is made).
+    p = parameters or ExportSwapParams()
+    top_n, outlier_threshold, pad_ratio = p.top_n, p.outlier_threshold, p.pad_ratio
+    out_size, min_face_short = p.out_size, p.min_face_short
+    candidate_centroid_threshold, candidate_min_score = (
+        p.candidate_match_threshold,
+        p.candidate_min_score,
+    )
     for number in faces_by_set:
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
             raise ExportError(f"faceset numbers must be non-negative integers, not {number!r}")

@@ -26,10 +26,11 @@ from facesets.clustering.jobs.job import (
     store_identity,
     usable_faces,
 )
-from facesets.clustering.jobs.materialize import add_file, check_link_mode, sync_outputs
+from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
+from facesets.clustering.params import ClusterParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
@@ -154,14 +155,13 @@ def raw_outputs(
 def cluster(
     store: FaceStore,
     out: Path,
+    params: ClusterParams | None = None,
     *,
-    threshold: float = settings.CLUSTER_THRESHOLD,
-    link_mode: str = "auto",
-    dense_max: int = settings.DENSE_COMPONENT_MAX,
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
     """Cluster every readable face of the store into OUT (see the module docstring)."""
-    check_link_mode(link_mode)
+    params = params or ClusterParams()
+    link_mode = params.link_mode.value
     out = Path(out)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
@@ -173,15 +173,15 @@ def cluster(
     assert table.embedding is not None
     result = cluster_average_linkage(
         table.embedding[rows],
-        threshold,
-        dense_max=dense_max,
+        params.threshold,
+        dense_max=params.dense_max,
         progress=linkage_progress(progress, "cluster"),
     )
     raw = layout_from_labels(result.labels, face_ids)
     wanted, sections = raw_outputs(raw, table, photos)
     payload = {
         "command": "cluster",
-        "parameters": {"threshold": float(threshold), "link_mode": link_mode},
+        "parameters": {"threshold": float(params.threshold), "link_mode": link_mode},
         "store": store_identity(store),
         "model": model_identity(store),
         "components": components_json(result, face_ids),

@@ -48,8 +48,9 @@ from facesets.clustering.jobs.materialize import (
     remove_owned,
     write_json_if_changed,
 )
+from facesets.clustering.params import ConsolidateParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
@@ -276,20 +277,16 @@ class _Folder:
 def consolidate(
     facesets_dir: Path,
     store: FaceStore,
+    params: ConsolidateParams | None = None,
     *,
-    candidate_similarity: float = settings.CONSOLIDATE_CANDIDATE_SIM,
-    confident_similarity: float = settings.CONSOLIDATE_CONFIDENT_SIM,
-    undo: bool = False,
-    dry_run: bool = False,
-    link_mode: str | None = None,
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
     """Merge duplicate identities among the facesets of a refine output, or undo the last merge."""
-    if not -1.0 <= candidate_similarity <= confident_similarity <= 1.0:
-        raise ValueError(
-            "need -1 <= candidate_similarity <= confident_similarity <= 1, got "
-            f"{candidate_similarity} and {confident_similarity}"
-        )
+    params = params or ConsolidateParams()
+    candidate_similarity = params.candidate_similarity
+    confident_similarity = params.confident_similarity
+    undo, dry_run = params.undo, params.dry_run
+    link_mode = params.link_mode.value if params.link_mode else None
     folder = _Folder(Path(facesets_dir), store)
     rounds = folder.state["rounds"]
 

@@ -47,8 +47,9 @@ from facesets.clustering.jobs.job import (
     usable_faces,
 )
 from facesets.clustering.jobs.materialize import write_json_if_changed
+from facesets.clustering.params import DedupParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
@@ -270,19 +271,12 @@ def _groups(pairs: dict[tuple[str, str], dict[str, Any]]) -> list[list[str]]:
 
 def dedup(
     store: FaceStore,
+    params: DedupParams | None = None,
     *,
-    near_threshold: float = settings.NEAR_DUPLICATE_THRESHOLD,
-    face_similarity: float = settings.NEAR_DUPLICATE_FACE_SIMILARITY,
-    candidate_distance: float = settings.NEAR_DUPLICATE_CANDIDATE_DISTANCE,
-    min_overlap: float = settings.NEAR_DUPLICATE_MIN_OVERLAP,
-    min_inliers: int = settings.NEAR_DUPLICATE_MIN_INLIERS,
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
     """Write <store>.duplicates.json: identical and near-duplicate groups (see module docstring)."""
-    if not 0.0 < near_threshold < 2.0:
-        raise ValueError(
-            f"near_threshold must be a cosine distance in (0, 2), got {near_threshold}"
-        )
+    p = params or DedupParams()
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
     photos = Photos.scan(store)
@@ -295,18 +289,18 @@ def dedup(
         if row.aliases
     ]
 
-    face_pairs = _face_candidates(table, rows, face_similarity) if rows.size else {}
+    face_pairs = _face_candidates(table, rows, p.face_similarity) if rows.size else {}
     with_faces = {table.sha256[r] for r in rows}
     faceless = sorted(
         sha for sha, paths in photos.existing.items() if paths and sha not in with_faces
     )
-    hash_pairs = _hash_candidates(photos, faceless, candidate_distance, progress)
+    hash_pairs = _hash_candidates(photos, faceless, p.candidate_distance, progress)
     candidates: list[tuple[str, str, list[tuple[np.ndarray, np.ndarray]]]] = [
         (a, b, [(table.kps[ra], table.kps[rb]) for ra, rb in matched])
         for (a, b), matched in sorted(face_pairs.items())
     ] + [(a, b, []) for a, b in hash_pairs]
 
-    verifier = _Verifier(photos, near_threshold, min_overlap, min_inliers)
+    verifier = _Verifier(photos, p.near_threshold, p.min_overlap, p.min_inliers)
     pixels = {sha: row.width * row.height for sha, row in photos.rows.items()}
     verified: dict[tuple[str, str], dict[str, Any]] = {}
     for done, (a, b, kps_pairs) in enumerate(candidates, start=1):
@@ -345,11 +339,11 @@ def dedup(
         "store": store_identity(store),
         "model": model_identity(store),
         "parameters": {
-            "near_threshold": float(near_threshold),
-            "face_similarity": float(face_similarity),
-            "candidate_distance": float(candidate_distance),
-            "min_overlap": float(min_overlap),
-            "min_inliers": int(min_inliers),
+            "near_threshold": float(p.near_threshold),
+            "face_similarity": float(p.face_similarity),
+            "candidate_distance": float(p.candidate_distance),
+            "min_overlap": float(p.min_overlap),
+            "min_inliers": int(p.min_inliers),
         },
         "identical": identical,
         "near": near,

@@ -41,8 +41,9 @@ from facesets.clustering.jobs.materialize import (
     sync_outputs,
 )
 from facesets.clustering.jobs.refine import QualityGate, faceset_files
+from facesets.clustering.params import ExtendParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
@@ -161,14 +162,14 @@ def extend(
     store: FaceStore,
     raw_out: Path,
     refine_out: Path | None = None,
+    params: ExtendParams | None = None,
     *,
-    threshold: float = settings.EXTEND_THRESHOLD,
-    link_mode: str | None = None,
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
     """Add new faces to OUT of `cluster` (and of `refine`); link_mode None keeps each output's."""
-    if not 0.0 < threshold <= 2.0:
-        raise JobError(f"threshold must be a cosine distance in (0, 2], got {threshold}")
+    params = params or ExtendParams()
+    threshold = params.threshold
+    link_mode = params.link_mode.value if params.link_mode else None
     raw_out = Path(raw_out)
     raw_manifest = _load(raw_out, layout.CLUSTER_MANIFEST, store, "cluster")
     refine_manifest = (

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from facesets.clustering.jobs.errors import JobError as JobError  # re-exported for the jobs
 from facesets.clustering.store import FaceStore, FaceTable, ImageRow
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -19,10 +20,6 @@ ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 class JobOutcome:
     summary: dict[str, Any]
     manifest_path: Path | None
-
-
-class JobError(ValueError):
-    """A job cannot run on what it was given; the message says why and what to do."""
 
 
 def report(progress: ProgressFn | None, stage: str, done: int, total: int) -> None:

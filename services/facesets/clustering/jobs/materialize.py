@@ -22,18 +22,21 @@ import structlog
 
 from facesets.clustering.jobs.job import JobError, ProgressFn, report
 from facesets.common import layout
+from facesets.common.params import LinkMode
 
 log = structlog.get_logger(__name__)
 
-LINK_MODES = ("auto", "hardlink", "symlink", "copy")
 # File names stop at 255 bytes on common filesystems; room is left for the temporary name.
 MAX_NAME_BYTES = 200
 
 
 def check_link_mode(mode: str) -> str:
-    if mode not in LINK_MODES:
-        raise JobError(f"unknown link mode {mode!r}; choose one of {', '.join(LINK_MODES)}")
-    return mode
+    """A link mode by name (as a manifest records it), checked against LinkMode."""
+    try:
+        return LinkMode(mode).value
+    except ValueError:
+        choices = ", ".join(m.value for m in LinkMode)
+        raise JobError(f"unknown link mode {mode!r}; choose one of {choices}") from None
 
 
 def encode_json(payload: Any) -> bytes:

@@ -30,18 +30,19 @@ from facesets.clustering.jobs.job import (
     usable_faces,
     vector_json,
 )
-from facesets.clustering.jobs.materialize import add_file, check_link_mode, sync_outputs
+from facesets.clustering.jobs.materialize import add_file, sync_outputs
+from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class QualityGate:
-    min_short: float = settings.QUALITY_MIN_SHORT
-    min_blur: float = settings.QUALITY_MIN_BLUR
-    min_det_score: float = settings.QUALITY_MIN_DET_SCORE
+    min_short: float
+    min_blur: float
+    min_det_score: float
 
     def passes(self, table: FaceTable, rows: np.ndarray) -> np.ndarray:
         return (
@@ -52,10 +53,12 @@ class QualityGate:
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any]) -> QualityGate:
+        """The gate a refine manifest records (refine's defaults where it records none)."""
+        default = RefineParams()
         return cls(
-            min_short=float(parameters.get("min_short", settings.QUALITY_MIN_SHORT)),
-            min_blur=float(parameters.get("min_blur", settings.QUALITY_MIN_BLUR)),
-            min_det_score=float(parameters.get("min_det_score", settings.QUALITY_MIN_DET_SCORE)),
+            min_short=float(parameters.get("min_short", default.min_short)),
+            min_blur=float(parameters.get("min_blur", default.min_blur)),
+            min_det_score=float(parameters.get("min_det_score", default.min_det_score)),
         )
 
 
@@ -85,24 +88,15 @@ def faceset_files(facesets: list[dict[str, Any]], photos: Photos) -> dict[str, s
 def refine(
     store: FaceStore,
     out: Path,
+    params: RefineParams | None = None,
     *,
-    initial_threshold: float = settings.CLUSTER_THRESHOLD,
-    merge_threshold: float = settings.REFINE_MERGE_THRESHOLD,
-    outlier_threshold: float = settings.REFINE_OUTLIER_THRESHOLD,
-    min_faces: int = settings.REFINE_MIN_FACES,
-    min_short: float = settings.QUALITY_MIN_SHORT,
-    min_blur: float = settings.QUALITY_MIN_BLUR,
-    min_det_score: float = settings.QUALITY_MIN_DET_SCORE,
-    outlier_min_cluster: int = settings.REFINE_OUTLIER_MIN_CLUSTER,
-    link_mode: str = "auto",
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
     """Build OUT/faceset_NNN/ folders of one clean identity each (see the module docstring)."""
-    check_link_mode(link_mode)
-    if min_faces < 1:
-        raise ValueError(f"min_faces must be at least 1, got {min_faces}")
+    p = params or RefineParams()
+    link_mode = p.link_mode.value
     out = Path(out)
-    gate = QualityGate(min_short, min_blur, min_det_score)
+    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
     photos = Photos.scan(store)
@@ -113,10 +107,10 @@ def refine(
     face_ids = table.face_id[rows]
 
     initial = linkage.cluster_average_linkage(
-        emb, initial_threshold, progress=linkage_progress(progress, "cluster")
+        emb, p.initial_threshold, progress=linkage_progress(progress, "cluster")
     )
     report(progress, "refine", 0, 4)
-    labels = np.asarray(linkage.merge_by_centroid(emb, initial.labels, merge_threshold))
+    labels = np.asarray(linkage.merge_by_centroid(emb, initial.labels, p.merge_threshold))
     merged_clusters = initial.n_clusters - len(np.unique(labels[labels >= 0]))
     report(progress, "refine", 1, 4)
 
@@ -127,7 +121,7 @@ def refine(
 
     before_outliers = labels >= 0
     labels = np.asarray(
-        linkage.reject_outliers(emb, labels, outlier_threshold, outlier_min_cluster)
+        linkage.reject_outliers(emb, labels, p.outlier_threshold, p.outlier_min_cluster)
     )
     outliers = sorted_ids(face_ids[before_outliers & (labels < 0)])
     report(progress, "refine", 3, 4)
@@ -137,7 +131,7 @@ def refine(
     small_clusters = 0
     for group in ordered_groups(labels, face_ids):
         unique_photos = {table.sha256[rows[r]] for r in group}
-        if len(unique_photos) >= min_faces:
+        if len(unique_photos) >= p.min_faces:
             kept.append(sorted_ids(face_ids[group]))
         else:
             small.extend(int(f) for f in face_ids[group])
@@ -146,14 +140,14 @@ def refine(
 
     facesets = [faceset_entry(n, ids, table) for n, ids in enumerate(kept, start=1)]
     parameters = {
-        "initial_threshold": float(initial_threshold),
-        "merge_threshold": float(merge_threshold),
-        "outlier_threshold": float(outlier_threshold),
-        "outlier_min_cluster": int(outlier_min_cluster),
-        "min_faces": int(min_faces),
-        "min_short": float(min_short),
-        "min_blur": float(min_blur),
-        "min_det_score": float(min_det_score),
+        "initial_threshold": float(p.initial_threshold),
+        "merge_threshold": float(p.merge_threshold),
+        "outlier_threshold": float(p.outlier_threshold),
+        "outlier_min_cluster": int(p.outlier_min_cluster),
+        "min_faces": int(p.min_faces),
+        "min_short": float(p.min_short),
+        "min_blur": float(p.min_blur),
+        "min_det_score": float(p.min_det_score),
         "link_mode": link_mode,
     }
     removed = {

@@ -31,10 +31,11 @@ from facesets.clustering.jobs.job import (
     store_identity,
     usable_faces,
 )
-from facesets.clustering.jobs.materialize import check_link_mode, read_manifest, sync_outputs
+from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
 from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_files
+from facesets.clustering.params import RouteParams
 from facesets.clustering.store import FaceStore
-from facesets.common import layout, settings
+from facesets.common import layout
 
 log = structlog.get_logger(__name__)
 
@@ -42,20 +43,14 @@ log = structlog.get_logger(__name__)
 def route(
     store: FaceStore,
     facesets_dir: Path,
+    params: RouteParams | None = None,
     *,
     sha256: Sequence[str] = (),
-    match_threshold: float = settings.IMMICH_MATCH_THRESHOLD,
-    cluster_threshold: float = settings.CLUSTER_THRESHOLD,
-    min_faces: int = settings.REFINE_MIN_FACES,
-    min_short: float = settings.QUALITY_MIN_SHORT,
-    min_blur: float = settings.QUALITY_MIN_BLUR,
-    min_det_score: float = settings.QUALITY_MIN_DET_SCORE,
-    outlier_threshold: float = settings.REFINE_OUTLIER_THRESHOLD,
-    outlier_min_cluster: int = settings.REFINE_OUTLIER_MIN_CLUSTER,
-    link_mode: str = "auto",
     progress: ProgressFn | None = None,
 ) -> JobOutcome:
-    check_link_mode(link_mode)
+    """Route faces of `sha256` (every unheld face when empty) into FACESETS_DIR (see above)."""
+    p = params or RouteParams()
+    link_mode = p.link_mode.value
     facesets_dir = Path(facesets_dir)
     manifest_path = facesets_dir / layout.REFINE_MANIFEST
     manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
@@ -71,7 +66,7 @@ def route(
 
     held = {int(f) for entry in facesets for f in entry["face_ids"]}
     wanted_photos = set(sha256)
-    gate = QualityGate(min_short, min_blur, min_det_score)
+    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     ids = table.face_id[rows]
     in_scope = np.array(
         [(not wanted_photos or table.sha256[r] in wanted_photos) for r in rows], dtype=bool
@@ -86,7 +81,9 @@ def route(
     rest = passing
     if facesets and passing.size:
         centroids = np.asarray([entry["centroid"] for entry in facesets], dtype=np.float32)
-        nearest, _ = linkage.nearest_centroid(table.embedding[passing], centroids, match_threshold)
+        nearest, _ = linkage.nearest_centroid(
+            table.embedding[passing], centroids, p.match_threshold
+        )
         for row, target in zip(passing, nearest, strict=True):
             if target >= 0:
                 matched.setdefault(int(target), []).append(int(table.face_id[row]))
@@ -103,12 +100,14 @@ def route(
     unassigned = 0
     if rest.size:
         emb = table.embedding[rest]
-        result = linkage.cluster_average_linkage(emb, cluster_threshold)
-        labels = linkage.reject_outliers(emb, result.labels, outlier_threshold, outlier_min_cluster)
+        result = linkage.cluster_average_linkage(emb, p.cluster_threshold)
+        labels = linkage.reject_outliers(
+            emb, result.labels, p.outlier_threshold, p.outlier_min_cluster
+        )
         next_number = max((int(e["number"]) for e in facesets), default=0) + 1
         rest_ids = table.face_id[rest]
         for group in ordered_groups(np.asarray(labels), rest_ids):
-            if len({table.sha256[rest[r]] for r in group}) >= min_faces:
+            if len({table.sha256[rest[r]] for r in group}) >= p.min_faces:
                 new_entries.append(faceset_entry(next_number, sorted_ids(rest_ids[group]), table))
                 next_number += 1
         unassigned = int(rest.size - sum(len(e["face_ids"]) for e in new_entries))
@@ -124,10 +123,10 @@ def route(
         "parameters": manifest.get(
             "parameters",
             {
-                "min_faces": int(min_faces),
-                "min_short": float(min_short),
-                "min_blur": float(min_blur),
-                "min_det_score": float(min_det_score),
+                "min_faces": int(p.min_faces),
+                "min_short": float(p.min_short),
+                "min_blur": float(p.min_blur),
+                "min_det_score": float(p.min_det_score),
                 "link_mode": link_mode,
             },
         ),
@@ -137,8 +136,8 @@ def route(
         payload["routes"] = [
             *manifest.get("routes", []),
             {
-                "match_threshold": float(match_threshold),
-                "cluster_threshold": float(cluster_threshold),
+                "match_threshold": float(p.match_threshold),
+                "cluster_threshold": float(p.cluster_threshold),
                 "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
                 "new": [entry["name"] for entry in new_entries],
             },

@@ -1,0 +1,175 @@
+"""One typed, validated parameters object per clustering job, built from its request here.
+
+Defaults come from settings; the CLI reads its flag defaults from these classes, so a default
+is written once. An unset `optional` request field takes the default, a set one is used as
+given (zero included) or refused with an `InvalidJobParameter` naming the field and its range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from facesets.clustering.jobs.errors import JobError
+from facesets.common import settings
+from facesets.common.params import (
+    COSINE_DISTANCE,
+    COSINE_SIMILARITY,
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE_COUNT,
+    SCORE,
+    InvalidParameter,
+    LinkMode,
+    Range,
+    bounded,
+    check_ranges,
+)
+from facesets.v1 import clustering_pb2
+
+
+class InvalidJobParameter(InvalidParameter, JobError):
+    """A clustering job parameter outside its range (INVALID_ARGUMENT over gRPC)."""
+
+
+def _given(message: Any, *names: str) -> dict[str, Any]:
+    """The proto3 `optional` fields the sender set, by name: the others keep their defaults."""
+    return {name: getattr(message, name) for name in names if message.HasField(name)}
+
+
+def _validate(params: Any) -> None:
+    """Link modes given as text become LinkMode; every declared range is checked."""
+    mode = getattr(params, "link_mode", None)
+    if mode is not None:
+        object.__setattr__(params, "link_mode", LinkMode.parse(mode, InvalidJobParameter))
+    check_ranges(params, InvalidJobParameter)
+
+
+GATE_FIELDS = ("min_faces", "min_short", "min_blur", "min_det_score")
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
+    link_mode: LinkMode = LinkMode.AUTO
+    dense_max: int = bounded(settings.DENSE_COMPONENT_MAX, POSITIVE_COUNT)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.ClusterRequest) -> ClusterParams:
+        return cls(**_given(request, "threshold"), link_mode=LinkMode.from_proto(request.link_mode))
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    initial_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
+    merge_threshold: float = bounded(settings.REFINE_MERGE_THRESHOLD, COSINE_DISTANCE)
+    outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
+    min_faces: int = bounded(settings.REFINE_MIN_FACES, POSITIVE_COUNT)
+    min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
+    min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
+    min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
+    link_mode: LinkMode = LinkMode.AUTO
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.RefineRequest) -> RefineParams:
+        return cls(
+            **_given(
+                request, "initial_threshold", "merge_threshold", "outlier_threshold", *GATE_FIELDS
+            ),
+            link_mode=LinkMode.from_proto(request.link_mode),
+        )
+
+
+@dataclass(frozen=True)
+class ExtendParams:
+    threshold: float = bounded(settings.EXTEND_THRESHOLD, COSINE_DISTANCE)
+    link_mode: LinkMode | None = None  # None keeps the mode each output was made with
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.ExtendRequest) -> ExtendParams:
+        mode = LinkMode.from_proto(request.link_mode)
+        return cls(
+            **_given(request, "threshold"),
+            # AUTO, the proto's zero, keeps the mode the outputs were made with.
+            link_mode=None if mode is LinkMode.AUTO else mode,
+        )
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    near_threshold: float = bounded(
+        settings.NEAR_DUPLICATE_THRESHOLD,
+        Range(0.0, 2.0, low_open=True, high_open=True, what="a cosine distance"),
+    )
+    face_similarity: float = bounded(settings.NEAR_DUPLICATE_FACE_SIMILARITY, COSINE_SIMILARITY)
+    candidate_distance: float = bounded(settings.NEAR_DUPLICATE_CANDIDATE_DISTANCE, COSINE_DISTANCE)
+    min_overlap: float = bounded(settings.NEAR_DUPLICATE_MIN_OVERLAP, FRACTION)
+    # A similarity transform needs two point matches.
+    min_inliers: int = bounded(settings.NEAR_DUPLICATE_MIN_INLIERS, Range(2, integer=True))
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.DedupRequest) -> DedupParams:
+        return cls(**_given(request, "near_threshold"))
+
+
+@dataclass(frozen=True)
+class ConsolidateParams:
+    candidate_similarity: float = bounded(settings.CONSOLIDATE_CANDIDATE_SIM, COSINE_SIMILARITY)
+    confident_similarity: float = bounded(settings.CONSOLIDATE_CONFIDENT_SIM, COSINE_SIMILARITY)
+    undo: bool = False
+    dry_run: bool = False
+    link_mode: LinkMode | None = None  # None keeps the refine output's mode
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.candidate_similarity > self.confident_similarity:
+            raise InvalidJobParameter(
+                "candidate_similarity",
+                self.candidate_similarity,
+                f"at most confident_similarity ({self.confident_similarity:g})",
+            )
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.ConsolidateRequest) -> ConsolidateParams:
+        return cls(
+            **_given(request, "candidate_similarity", "confident_similarity"),
+            undo=request.undo,
+            dry_run=request.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class RouteParams:
+    match_threshold: float = bounded(settings.IMMICH_MATCH_THRESHOLD, COSINE_DISTANCE)
+    cluster_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
+    min_faces: int = bounded(settings.REFINE_MIN_FACES, POSITIVE_COUNT)
+    min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
+    min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
+    min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
+    outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
+    link_mode: LinkMode = LinkMode.AUTO
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.RouteRequest) -> RouteParams:
+        return cls(
+            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS),
+            link_mode=LinkMode.from_proto(request.link_mode),
+        )

@@ -1,0 +1,126 @@
+"""What every job's parameters object shares: declared ranges, their check, link modes.
+
+Each service has a small params module of frozen dataclasses, one per job, whose defaults come
+from settings and whose fields declare the range the job accepts (`bounded`). `check_ranges`
+runs in each dataclass's `__post_init__`, so no parameters object exists outside its ranges,
+and the servicer turns an `InvalidParameter` into INVALID_ARGUMENT with its message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from facesets.v1 import clustering_pb2
+
+T = TypeVar("T")
+
+
+class InvalidParameter(ValueError):
+    """A parameter outside the range its job accepts; the message names both."""
+
+    def __init__(self, name: str, value: object, allowed: str) -> None:
+        self.field = name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{name} must be {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric parameter may take; None leaves that side open-ended."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the low end itself is excluded
+    high_open: bool = False
+    integer: bool = False
+    what: str = ""  # what the number is, for the message ("a cosine distance")
+
+    def describe(self) -> str:
+        kind = self.what or ("an integer" if self.integer else "a number")
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        return f"a finite {kind.removeprefix('a ').removeprefix('an ')}"
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+COSINE_DISTANCE = Range(0.0, 2.0, low_open=True, what="a cosine distance")
+COSINE_SIMILARITY = Range(-1.0, 1.0, what="a cosine similarity")
+SCORE = Range(0.0, 1.0, what="a score")
+FRACTION = Range(0.0, 1.0, what="a fraction")
+NON_NEGATIVE = Range(0.0)
+COUNT = Range(0, integer=True)
+POSITIVE_COUNT = Range(1, integer=True)
+
+
+def bounded(default: T, allowed: Range) -> T:
+    """A dataclass field with a default and the range `check_ranges` holds it to."""
+    return dataclasses.field(default=default, metadata={"range": allowed})
+
+
+def check_ranges(params: Any, error: type[InvalidParameter] = InvalidParameter) -> None:
+    """Raise `error` for the first field of a params dataclass outside its declared range."""
+    for field in dataclasses.fields(params):
+        allowed = field.metadata.get("range")
+        value = getattr(params, field.name)
+        if allowed is not None and value is not None and not allowed.accepts(value):
+            raise error(field.name, value, allowed.describe())
+
+
+def present(message: Any, name: str, default: T) -> T:
+    """A proto3 `optional` field's value when the sender set it, else the default."""
+    if not message.HasField(name):
+        return default
+    value: T = getattr(message, name)
+    return value
+
+
+class LinkMode(str, Enum):
+    """How a job places photos into its output folders."""
+
+    AUTO = "auto"  # hardlink where the filesystem allows, copy otherwise
+    HARDLINK = "hardlink"
+    SYMLINK = "symlink"
+    COPY = "copy"
+
+    @classmethod
+    def parse(
+        cls, value: LinkMode | str, error: type[InvalidParameter] = InvalidParameter
+    ) -> LinkMode:
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(mode.value for mode in cls)
+            raise error("link_mode", value, f"a link mode: one of {choices}") from None
+
+    @classmethod
+    def from_proto(cls, value: int) -> LinkMode:
+        return cls[clustering_pb2.LinkMode.Name(value).removeprefix("LINK_MODE_")]
+
+    def to_proto(self) -> clustering_pb2.LinkMode:
+        return clustering_pb2.LinkMode.Value(f"LINK_MODE_{self.name}")
+
+
+LINK_MODE_HELP = (
+    "how photos appear in output folders (auto: hardlink where the filesystem allows, copy "
+    "otherwise)"
+)
