@@ -6,15 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facesets.clustering.params import RouteParams
 from facesets.common import layout, settings
 from facesets.common.layout import read_json
-from facesets.orchestrator import export_cmd, jobs
+from facesets.export.params import ExportSwapParams
+from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
-from facesets.v1 import clustering_pb2
 
 
 class NothingStagedError(RuntimeError):
@@ -33,12 +35,30 @@ def read_queue(user_dir: Path) -> list[dict[str, Any]]:
     return items
 
 
+@dataclass(frozen=True)
+class ImportRequest:
+    """One user's staged photos into their store, facesets and export folder."""
+
+    user: str
+    staging_root: Path = Path(settings.IMMICH_STAGING_ROOT)
+    store: Path | None = None  # default STAGING_ROOT/USER/IMMICH_STORE
+    facesets_dir: Path | None = None  # default STAGING_ROOT/USER/facesets
+    out: Path | None = None  # default STAGING_ROOT/USER/export
+    route: RouteParams = field(default_factory=RouteParams)
+    export: ExportSwapParams = field(default_factory=ExportSwapParams)
+
+    @property
+    def user_dir(self) -> Path:
+        return (self.staging_root / self.user).resolve()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    route, export = RouteParams(), ExportSwapParams()
     parser.add_argument("--user", required=True, help="label of the library, as staged")
     parser.add_argument(
         "--staging-root",
         type=Path,
-        default=Path(settings.IMMICH_STAGING_ROOT),
+        default=ImportRequest("").staging_root,
         help="where `immich stage` put the photos (default: %(default)s)",
     )
     parser.add_argument(
@@ -59,64 +79,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--match-threshold",
         type=float,
-        default=settings.IMMICH_MATCH_THRESHOLD,
+        default=route.match_threshold,
         help="largest distance to a known identity's centroid (default %(default)s)",
     )
     parser.add_argument(
         "--cluster-threshold",
         type=float,
-        default=settings.CLUSTER_THRESHOLD,
+        default=route.cluster_threshold,
         help="clustering of the faces no identity claims (default %(default)s)",
     )
     parser.add_argument(
         "--min-faces",
         type=int,
-        default=settings.REFINE_MIN_FACES,
+        default=route.min_faces,
         help="unique photos a new faceset needs (default %(default)s)",
     )
     parser.add_argument(
         "--top-n",
         type=int,
-        default=settings.EXPORT_TOP_N,
+        default=export.top_n,
         help="crops in each _topN bundle (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
-def import_user(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    user_dir = (args.staging_root / args.user).resolve()
-    store = (args.store or user_dir / layout.IMMICH_STORE).resolve()
-    facesets_dir = (args.facesets_dir or user_dir / "facesets").resolve()
-    out = (args.out or user_dir / "export").resolve()
+def import_request(args: argparse.Namespace) -> ImportRequest:
+    return ImportRequest(
+        user=args.user,
+        staging_root=args.staging_root,
+        store=args.store,
+        facesets_dir=args.facesets_dir,
+        out=args.out,
+        route=RouteParams(
+            match_threshold=args.match_threshold,
+            cluster_threshold=args.cluster_threshold,
+            min_faces=args.min_faces,
+        ),
+        export=ExportSwapParams(top_n=args.top_n),
+    )
+
+
+def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
+    user_dir = request.user_dir
+    store = (request.store or user_dir / layout.IMMICH_STORE).resolve()
+    facesets_dir = (request.facesets_dir or user_dir / "facesets").resolve()
+    out = (request.out or user_dir / "export").resolve()
     queue = read_queue(user_dir)
     print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
     embedded = embed_files(opened, [item["path"] for item in queue], store)
     print("[2/3] match identities", file=sys.stderr, flush=True)
-    routed = jobs.follow(
-        opened.clustering().job(
-            "Route",
-            clustering_pb2.RouteRequest(
-                store=str(store),
-                facesets_dir=str(facesets_dir),
-                sha256=sorted({item["sha256"] for item in queue}),
-                match_threshold=args.match_threshold,
-                cluster_threshold=args.cluster_threshold,
-                min_faces=args.min_faces,
-                min_short=settings.QUALITY_MIN_SHORT,
-                min_blur=settings.QUALITY_MIN_BLUR,
-                min_det_score=settings.QUALITY_MIN_DET_SCORE,
-            ),
-        )
+    route = stages.RouteJob(
+        store, facesets_dir, sorted({item["sha256"] for item in queue}), request.route
     )
+    routed = stages.clustering_job(opened, route).as_dict()
     exported: dict[str, Any] = {}
     manifest = facesets_dir / layout.REFINE_MANIFEST
     if manifest.exists():
         print("[3/3] export", file=sys.stderr, flush=True)
-        export_args = jobs.command_args(
-            export_cmd.add_arguments, store, manifest, out, top_n=args.top_n
-        )
-        exported = export_cmd.export_swap(opened, export_args)
+        export = stages.ExportJob(store, manifest, out, params=request.export)
+        exported = stages.export_swap(opened, export).as_dict()
     return {
         "staged": len(queue),
         "embed": embedded.as_dict(),
@@ -146,9 +168,10 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    request = import_request(args)  # parameters are checked before any service starts
     try:
         with services(args) as opened:
-            result = import_user(opened, args)
+            result = import_user(opened, request)
     except NothingStagedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

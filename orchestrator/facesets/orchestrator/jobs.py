@@ -1,83 +1,35 @@
-"""`facesets cluster|refine|extend|dedup|consolidate`: jobs run by the clustering service."""
+"""`facesets cluster|refine|extend|dedup|consolidate`: the command lines of the clustering jobs.
+
+Each command turns its flags into a typed request for the stage API (stages.py); flag defaults
+are read from the jobs' parameters classes, whose defaults come from settings.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from facesets.common import settings
-from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.v1 import clustering_pb2, common_pb2
-
-LINK_MODES = {
-    "auto": clustering_pb2.LINK_MODE_AUTO,
-    "hardlink": clustering_pb2.LINK_MODE_HARDLINK,
-    "symlink": clustering_pb2.LINK_MODE_SYMLINK,
-    "copy": clustering_pb2.LINK_MODE_COPY,
-}
-
-
-def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) -> dict[str, Any]:
-    """Show a progress bar per stage; return the job's summary (with its manifest path)."""
-    bars: dict[str, tqdm] = {}
-    try:
-        for event in events:
-            if event.HasField("progress"):
-                progress = event.progress
-                bar = bars.get(progress.stage)
-                if bar is None:
-                    bar = bars[progress.stage] = tqdm(
-                        total=progress.total or None,
-                        desc=progress.stage,
-                        unit="",
-                        disable=not show_progress,
-                        leave=False,
-                        position=len(bars),
-                    )
-                bar.total = progress.total or bar.total
-                if progress.message:
-                    bar.set_postfix_str(progress.message, refresh=False)
-                bar.update(progress.done - bar.n)  # update() honours tqdm's refresh interval
-            else:
-                summary = json.loads(event.done.summary_json or "{}")
-                if event.done.manifest_path:
-                    summary.setdefault("manifest", event.done.manifest_path)
-                return summary
-    finally:
-        for bar in bars.values():
-            bar.close()
-    raise RuntimeError("the service ended the job without a result")
-
-
-def command_args(
-    add_arguments: Callable[[argparse.ArgumentParser], None], *positionals: object, **overrides: Any
-) -> argparse.Namespace:
-    """A command's arguments as its own parser would give them: every default from there."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_arguments(parser)
-    args = parser.parse_args([str(p) for p in positionals])
-    for name, value in overrides.items():
-        setattr(args, name, value)
-    return args
-
-
-def _absolute(path: Path | None) -> str:
-    return str(Path(path).resolve()) if path else ""
+from facesets.clustering.params import (
+    ClusterParams,
+    ConsolidateParams,
+    DedupParams,
+    ExtendParams,
+    RefineParams,
+)
+from facesets.common.params import LINK_MODE_HELP, LinkMode
+from facesets.orchestrator import stages
+from facesets.orchestrator.connect import add_service_arguments, services
 
 
 def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return
-    for key, value in summary.items():
-        if isinstance(value, dict | list) and len(json.dumps(value)) > 100:
-            value = f"({len(value)} entries; see the manifest)"
-        print(f"{key:<28} {value}")
+    for line in stages.StageSummary("", summary).lines():
+        print(line)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -85,14 +37,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_service_arguments(parser, "clustering")
 
 
-def _link_mode(parser: argparse.ArgumentParser) -> None:
+def add_link_mode_argument(parser: argparse.ArgumentParser, keep: bool = False) -> None:
     parser.add_argument(
         "--link-mode",
-        choices=sorted(LINK_MODES),
-        default="auto",
-        help="how photos appear in output folders (auto: hardlink where the "
-        "filesystem allows, copy otherwise)",
+        choices=[mode.value for mode in LinkMode],
+        default=LinkMode.AUTO.value,
+        help=LINK_MODE_HELP + ("; auto keeps the mode each output was made with" if keep else ""),
     )
+
+
+def _float_flags(
+    parser: argparse.ArgumentParser, defaults: object, flags: tuple[tuple[str, str], ...]
+) -> None:
+    """Float flags named after their parameter, each defaulting to the parameters object's."""
+    for name, text in flags:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(defaults, name),
+            help=f"{text} (default %(default)s)",
+        )
 
 
 # --- cluster -------------------------------------------------------------------------------
@@ -101,66 +65,53 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "out", type=Path, help="output folder: person_NNN/, _singletons/, _noface/, manifest.json"
     )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=settings.CLUSTER_THRESHOLD,
-        help="cosine distance cut of average linkage (default %(default)s)",
+    _float_flags(
+        parser, ClusterParams(), (("threshold", "cosine distance cut of average linkage"),)
     )
-    _link_mode(parser)
+    add_link_mode_argument(parser)
     _common(parser)
 
 
-def cluster(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    request = clustering_pb2.ClusterRequest(
-        store=_absolute(args.store),
-        out=_absolute(args.out),
-        threshold=args.threshold,
-        link_mode=LINK_MODES[args.link_mode],
-    )
-    return follow(opened.clustering().job("Cluster", request))
+def cluster_job(args: argparse.Namespace) -> stages.ClusterJob:
+    params = ClusterParams(threshold=args.threshold, link_mode=LinkMode(args.link_mode))
+    return stages.ClusterJob(args.store, args.out, params)
 
 
 # --- refine --------------------------------------------------------------------------------
+REFINE_FLAGS = (
+    ("initial_threshold", "cosine distance of the first clustering"),
+    ("merge_threshold", "centroid distance that merges clusters"),
+    ("outlier_threshold", "distance to centroid that rejects"),
+    ("min_short", "smallest face short edge, pixels"),
+    ("min_blur", "smallest Laplacian variance of the face"),
+    ("min_det_score", "smallest detector score"),
+)
+
+
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store written by `facesets embed`")
     parser.add_argument(
         "out", type=Path, help="output folder: faceset_NNN/ and refine_manifest.json"
     )
-    s = settings
-    for flag, default, text in (
-        ("--initial-threshold", s.CLUSTER_THRESHOLD, "cosine distance of the first clustering"),
-        ("--merge-threshold", s.REFINE_MERGE_THRESHOLD, "centroid distance that merges clusters"),
-        ("--outlier-threshold", s.REFINE_OUTLIER_THRESHOLD, "distance to centroid that rejects"),
-        ("--min-short", s.QUALITY_MIN_SHORT, "smallest face short edge, pixels"),
-        ("--min-blur", s.QUALITY_MIN_BLUR, "smallest Laplacian variance of the face"),
-        ("--min-det-score", s.QUALITY_MIN_DET_SCORE, "smallest detector score"),
-    ):
-        parser.add_argument(flag, type=float, default=default, help=f"{text} (default %(default)s)")
+    defaults = RefineParams()
+    _float_flags(parser, defaults, REFINE_FLAGS)
     parser.add_argument(
         "--min-faces",
         type=int,
-        default=s.REFINE_MIN_FACES,
+        default=defaults.min_faces,
         help="unique photos a faceset needs (default %(default)s)",
     )
-    _link_mode(parser)
+    add_link_mode_argument(parser)
     _common(parser)
 
 
-def refine(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    request = clustering_pb2.RefineRequest(
-        store=_absolute(args.store),
-        out=_absolute(args.out),
-        initial_threshold=args.initial_threshold,
-        merge_threshold=args.merge_threshold,
-        outlier_threshold=args.outlier_threshold,
+def refine_job(args: argparse.Namespace) -> stages.RefineJob:
+    params = RefineParams(
+        **{name: getattr(args, name) for name, _ in REFINE_FLAGS},
         min_faces=args.min_faces,
-        min_short=args.min_short,
-        min_blur=args.min_blur,
-        min_det_score=args.min_det_score,
-        link_mode=LINK_MODES[args.link_mode],
+        link_mode=LinkMode(args.link_mode),
     )
-    return follow(opened.clustering().job("Refine", request))
+    return stages.RefineJob(args.store, args.out, params)
 
 
 # --- extend --------------------------------------------------------------------------------
@@ -168,61 +119,45 @@ def add_extend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store, grown since the last cluster run")
     parser.add_argument("raw_out", type=Path, help="output folder of `facesets cluster`")
     parser.add_argument("--refine-out", type=Path, help="output folder of `facesets refine`")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=settings.EXTEND_THRESHOLD,
-        help="largest distance to a known centroid (default %(default)s)",
-    )
-    _link_mode(parser)
+    _float_flags(parser, ExtendParams(), (("threshold", "largest distance to a known centroid"),))
+    add_link_mode_argument(parser, keep=True)
     _common(parser)
 
 
-def extend(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    request = clustering_pb2.ExtendRequest(
-        store=_absolute(args.store),
-        raw_out=_absolute(args.raw_out),
-        refine_out=_absolute(args.refine_out),
-        threshold=args.threshold,
-        link_mode=LINK_MODES[args.link_mode],
+def extend_job(args: argparse.Namespace) -> stages.ExtendJob:
+    mode = LinkMode(args.link_mode)
+    params = ExtendParams(
+        threshold=args.threshold, link_mode=None if mode is LinkMode.AUTO else mode
     )
-    return follow(opened.clustering().job("Extend", request))
+    return stages.ExtendJob(args.store, args.raw_out, args.refine_out, params)
 
 
 # --- dedup ---------------------------------------------------------------------------------
 def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store; writes STORE.duplicates.json")
-    parser.add_argument(
-        "--near-threshold",
-        type=float,
-        default=settings.NEAR_DUPLICATE_THRESHOLD,
-        help="descriptor distance of visual near-duplicates (default %(default)s)",
+    _float_flags(
+        parser,
+        DedupParams(),
+        (("near_threshold", "descriptor distance of visual near-duplicates"),),
     )
     _common(parser)
 
 
-def dedup(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    request = clustering_pb2.DedupRequest(
-        store=_absolute(args.store), near_threshold=args.near_threshold
-    )
-    return follow(opened.clustering().job("Dedup", request))
+def dedup_job(args: argparse.Namespace) -> stages.DedupJob:
+    return stages.DedupJob(args.store, DedupParams(near_threshold=args.near_threshold))
 
 
 # --- consolidate ---------------------------------------------------------------------------
 def add_consolidate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("facesets_dir", type=Path, help="output folder of `facesets refine`")
     parser.add_argument("store", type=Path, help="face store the facesets came from")
-    parser.add_argument(
-        "--candidate-similarity",
-        type=float,
-        default=settings.CONSOLIDATE_CANDIDATE_SIM,
-        help="centroid similarity reported as a candidate (default %(default)s)",
-    )
-    parser.add_argument(
-        "--confident-similarity",
-        type=float,
-        default=settings.CONSOLIDATE_CONFIDENT_SIM,
-        help="centroid similarity merged (default %(default)s)",
+    _float_flags(
+        parser,
+        ConsolidateParams(),
+        (
+            ("candidate_similarity", "centroid similarity reported as a candidate"),
+            ("confident_similarity", "centroid similarity merged"),
+        ),
     )
     parser.add_argument("--undo", action="store_true", help="restore the facesets merged before")
     parser.add_argument(
@@ -233,48 +168,51 @@ def add_consolidate_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
-def consolidate(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
-    request = clustering_pb2.ConsolidateRequest(
-        facesets_dir=_absolute(args.facesets_dir),
-        store=_absolute(args.store),
+def consolidate_job(args: argparse.Namespace) -> stages.ConsolidateJob:
+    params = ConsolidateParams(
         candidate_similarity=args.candidate_similarity,
         confident_similarity=args.confident_similarity,
         undo=args.undo,
         dry_run=args.dry_run,
     )
-    return follow(opened.clustering().job("Consolidate", request))
+    return stages.ConsolidateJob(args.facesets_dir, args.store, params)
 
 
-def _runner(job: Any) -> Any:
+def _runner(make_job: Callable[[argparse.Namespace], stages.ClusteringJob]) -> Any:
     def run(args: argparse.Namespace) -> int:
+        job = make_job(args)  # parameters are checked before any service starts
         with services(args) as opened:
-            summary = job(opened, args)
-        print_summary(summary, args.json)
+            summary = stages.clustering_job(opened, job)
+        print_summary(summary.as_dict(), args.json)
         return 0
 
     return run
 
 
 COMMANDS = {
-    "cluster": ("cluster all faces into person folders", add_cluster_arguments, _runner(cluster)),
+    "cluster": (
+        "cluster all faces into person folders",
+        add_cluster_arguments,
+        _runner(cluster_job),
+    ),
     "refine": (
         "build clean facesets: cluster, merge, quality gates, outliers, size",
         add_refine_arguments,
-        _runner(refine),
+        _runner(refine_job),
     ),
     "extend": (
         "fold new faces into existing person / faceset folders without renumbering",
         add_extend_arguments,
-        _runner(extend),
+        _runner(extend_job),
     ),
     "dedup": (
         "find byte-identical and visually near-duplicate photos",
         add_dedup_arguments,
-        _runner(dedup),
+        _runner(dedup_job),
     ),
     "consolidate": (
         "merge facesets that hold the same person (reversible with --undo)",
         add_consolidate_arguments,
-        _runner(consolidate),
+        _runner(consolidate_job),
     ),
 }

@@ -10,15 +10,136 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesets.common import layout, settings
+from facesets.clustering.params import RefineParams
+from facesets.common import layout
 from facesets.common.folder_lock import run_locked
-from facesets.orchestrator import export_cmd, jobs
-from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.export.params import ExportSwapParams
+from facesets.orchestrator import stages
+from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
 from facesets.orchestrator.enrich import enrich
+
+STAGES = ("embed", "cluster", "refine", "enrich", "export")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    src: Path
+    out: Path
+    min_faces: int = RefineParams().min_faces
+    top_n: int = ExportSwapParams().top_n
+    candidates: bool = True
+
+    def __post_init__(self) -> None:
+        # Checked before anything runs: a bad value stops the run at its start.
+        RefineParams(min_faces=self.min_faces)
+        ExportSwapParams(top_n=self.top_n)
+
+
+@dataclass
+class RunSummary:
+    """Every stage's summary, in the order they ran, and where the review report is."""
+
+    stages: dict[str, stages.StageSummary] = field(default_factory=dict)
+    report: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{name: summary.as_dict() for name, summary in self.stages.items()},
+            "report": self.report,
+        }
+
+    def format(self) -> str:
+        """One human-readable block per stage."""
+        blocks = [_block(summary) for summary in self.stages.values()]
+        blocks.append(f"report\n  {self.report}")
+        return "\n\n".join(["", *blocks])
+
+
+def _headline(summary: stages.StageSummary) -> str:
+    s = summary
+    if s.stage == "embed":
+        store = s.get("store", {})
+        errors = sum(store.get("errors_by_reason", {}).values())
+        return (
+            f"{store.get('images', 0)} photos in the store ({s['embedded']} embedded now), "
+            f"{store.get('faces', 0)} faces, {errors} errors"
+        )
+    if s.stage == "cluster":
+        return f"{s.get('persons', '?')} people, {s.get('singletons', '?')} singletons"
+    if s.stage == "refine":
+        return f"{s.get('facesets', '?')} facesets after refine"
+    if s.stage == "enrich":
+        return f"{s.get('faces_updated', 0)} of {s.get('faces_lacking', 0)} faces enriched"
+    if s.stage == "export":
+        return (
+            f"{s.get('facesets', 0)} facesets, {s.get('kept', 0)} of {s.get('faces', 0)} "
+            f"faces kept, {s.get('candidates', 0)} candidates"
+        )
+    return ""
+
+
+def _block(summary: stages.StageSummary) -> str:
+    took = f" ({summary.seconds:.1f} s)" if summary.seconds is not None else ""
+    lines = [f"{summary.stage}{took}: {_headline(summary)}"]
+    lines += [f"  {line}" for line in summary.lines()]
+    return "\n".join(lines)
+
+
+def _stage(
+    name: str, results: RunSummary, work: Callable[[], dict[str, Any] | stages.StageSummary]
+) -> None:
+    print(f"[{len(results.stages) + 1}/{len(STAGES)}] {name}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    value = work()
+    values = value.values if isinstance(value, stages.StageSummary) else value
+    results.stages[name] = stages.StageSummary(name, values, round(time.monotonic() - started, 1))
+
+
+def run_pipeline(
+    request: RunRequest, connect: Callable[[], AbstractContextManager[Services]]
+) -> RunSummary:
+    """The whole pipeline into OUT, which no other run may write meanwhile; the services are
+    opened (`connect`) once OUT is held."""
+    out = request.out.resolve()
+
+    def work() -> RunSummary:
+        with connect() as opened:
+            return _run_pipeline(opened, request, out)
+
+    return run_locked([out], work)
+
+
+def _run_pipeline(opened: Services, request: RunRequest, out: Path) -> RunSummary:
+    store = out / layout.RUN_STORE
+    raw, refined, exported = (
+        out / layout.RUN_RAW_DIR,
+        out / layout.RUN_REFINE_DIR,
+        out / layout.RUN_EXPORT_DIR,
+    )
+    results = RunSummary()
+    _stage("embed", results, lambda: embed(opened, request.src, store).as_dict())
+    _stage("cluster", results, lambda: stages.clustering_job(opened, stages.ClusterJob(store, raw)))
+    refine = stages.RefineJob(store, refined, RefineParams(min_faces=request.min_faces))
+    _stage("refine", results, lambda: stages.clustering_job(opened, refine))
+    _stage("enrich", results, lambda: enrich(opened, store))
+    export = stages.ExportJob(
+        store,
+        refined / layout.REFINE_MANIFEST,
+        exported,
+        raw_manifest=raw / layout.CLUSTER_MANIFEST,
+        candidates=request.candidates,
+        params=ExportSwapParams(top_n=request.top_n),
+    )
+    _stage("export", results, lambda: stages.export_swap(opened, export))
+    results.report = str(exported / layout.REPORT_DIR / layout.REPORT_INDEX)
+    return results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,16 +151,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{layout.RUN_RAW_DIR}/, {layout.RUN_REFINE_DIR}/, {layout.RUN_EXPORT_DIR}/ "
         f"(with {layout.REPORT_DIR}/{layout.REPORT_INDEX})",
     )
+    defaults = RunRequest(Path(), Path())
     parser.add_argument(
         "--min-faces",
         type=int,
-        default=settings.REFINE_MIN_FACES,
+        default=defaults.min_faces,
         help="unique photos a faceset needs (default %(default)s)",
     )
     parser.add_argument(
         "--top-n",
         type=int,
-        default=settings.EXPORT_TOP_N,
+        default=defaults.top_n,
         help="crops in each _topN bundle (default %(default)s)",
     )
     parser.add_argument(
@@ -47,79 +169,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not rescue near singletons into _candidates/",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print every stage's summary as one JSON object"
+    )
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
-def _stage(name: str, results: dict[str, Any], work: Any) -> Any:
-    print(f"[{len(results) + 1}/5] {name}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    value = work()
-    results[name] = {"seconds": round(time.monotonic() - started, 1), **value}
-    return value
-
-
-def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole pipeline into OUT, which no other run may write meanwhile."""
-    out = args.out.resolve()
-    return run_locked([out], lambda: _run_pipeline(args, out))
-
-
-def _run_pipeline(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    store = out / layout.RUN_STORE
-    raw, refined, exported = (
-        out / layout.RUN_RAW_DIR,
-        out / layout.RUN_REFINE_DIR,
-        out / layout.RUN_EXPORT_DIR,
-    )
-    results: dict[str, Any] = {}
-    with services(args) as opened:
-        _stage("embed", results, lambda: embed(opened, args.src, store).as_dict())
-        cluster_args = jobs.command_args(jobs.add_cluster_arguments, store, raw)
-        _stage("cluster", results, lambda: jobs.cluster(opened, cluster_args))
-        refine_args = jobs.command_args(
-            jobs.add_refine_arguments, store, refined, min_faces=args.min_faces
-        )
-        _stage("refine", results, lambda: jobs.refine(opened, refine_args))
-        _stage("enrich", results, lambda: enrich(opened, store))
-        export_args = jobs.command_args(
-            export_cmd.add_arguments,
-            store,
-            refined / layout.REFINE_MANIFEST,
-            exported,
-            raw_manifest=raw / layout.CLUSTER_MANIFEST,
-            candidates=not args.no_candidates,
-            top_n=args.top_n,
-        )
-        _stage(
-            "export-swap and report", results, lambda: export_cmd.export_swap(opened, export_args)
-        )
-    results["report"] = str(exported / layout.REPORT_DIR / layout.REPORT_INDEX)
-    return results
-
-
-def format_summary(results: dict[str, Any]) -> str:
-    embed_s, cluster_s, refine_s = results["embed"], results["cluster"], results["refine"]
-    export_s = results["export-swap and report"]
-    store = embed_s.get("store", {})
-    errors = sum(store.get("errors_by_reason", {}).values())
-    exported = {k: v for k, v in export_s.items() if not isinstance(v, dict | list)}
-    lines = [
-        "",
-        f"photos     {store.get('images', 0)} in the store ({embed_s['embedded']} embedded now), "
-        f"{store.get('faces', 0)} faces, {errors} errors",
-        f"clusters   {cluster_s.get('persons', '?')} people, "
-        f"{cluster_s.get('singletons', '?')} singletons",
-        f"facesets   {refine_s.get('facesets', '?')} after refine",
-        f"exported   {json.dumps(exported)}",
-        f"report     {results['report']}",
-    ]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
-    results = run_pipeline(args)
-    print(json.dumps(results, indent=2, default=str) if args.json else format_summary(results))
+    request = RunRequest(
+        args.src, args.out, args.min_faces, args.top_n, candidates=not args.no_candidates
+    )
+    results = run_pipeline(request, lambda: services(args))
+    print(json.dumps(results.as_dict(), indent=2, default=str) if args.json else results.format())
     return 0
 
 

@@ -1,0 +1,273 @@
+"""The orchestrator's stage API: one function per service job, a typed request in, a summary out.
+
+`facesets run`, `facesets immich import` and the single-job commands all call these; none of
+them sees the command line. A request carries paths and the job's parameters object (the same
+class the service validates with), and becomes the job's proto here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from facesets.clustering.params import (
+    ClusterParams,
+    ConsolidateParams,
+    DedupParams,
+    ExtendParams,
+    RefineParams,
+    RouteParams,
+)
+from facesets.common.params import LinkMode
+from facesets.export.params import ExportSwapParams
+from facesets.orchestrator.connect import Services
+from facesets.v1 import clustering_pb2, common_pb2, export_pb2
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What one stage reports: the job's summary as its service wrote it."""
+
+    stage: str
+    values: dict[str, Any]
+    seconds: float | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The machine-readable form (JSON-ready)."""
+        timing = {} if self.seconds is None else {"seconds": self.seconds}
+        return {**timing, **self.values}
+
+    def lines(self) -> list[str]:
+        """Human-readable `key  value` lines; long nested values point to the manifest."""
+        out = []
+        for key, value in self.values.items():
+            if isinstance(value, dict | list) and len(json.dumps(value, default=str)) > 100:
+                value = f"({len(value)} entries; see the manifest)"
+            elif isinstance(value, dict | list):
+                value = json.dumps(value, default=str)
+            out.append(f"{key:<28} {value}")
+        return out
+
+
+def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) -> dict[str, Any]:
+    """Show a progress bar per stage; return the job's summary (with its manifest path)."""
+    bars: dict[str, tqdm] = {}
+    try:
+        for event in events:
+            if event.HasField("progress"):
+                progress = event.progress
+                bar = bars.get(progress.stage)
+                if bar is None:
+                    bar = bars[progress.stage] = tqdm(
+                        total=progress.total or None,
+                        desc=progress.stage,
+                        unit="",
+                        disable=not show_progress,
+                        leave=False,
+                        position=len(bars),
+                    )
+                bar.total = progress.total or bar.total
+                if progress.message:
+                    bar.set_postfix_str(progress.message, refresh=False)
+                bar.update(progress.done - bar.n)  # update() honours tqdm's refresh interval
+            else:
+                summary: dict[str, Any] = json.loads(event.done.summary_json or "{}")
+                if event.done.manifest_path:
+                    summary.setdefault("manifest", event.done.manifest_path)
+                return summary
+    finally:
+        for bar in bars.values():
+            bar.close()
+    raise RuntimeError("the service ended the job without a result")
+
+
+def _absolute(path: Path | None) -> str:
+    return str(Path(path).resolve()) if path else ""
+
+
+def _link_mode(mode: LinkMode | None) -> clustering_pb2.LinkMode:
+    return (mode or LinkMode.AUTO).to_proto()
+
+
+# --- requests ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClusterJob:
+    store: Path
+    out: Path
+    params: ClusterParams = field(default_factory=ClusterParams)
+
+    def to_proto(self) -> clustering_pb2.ClusterRequest:
+        return clustering_pb2.ClusterRequest(
+            store=_absolute(self.store),
+            out=_absolute(self.out),
+            threshold=self.params.threshold,
+            link_mode=_link_mode(self.params.link_mode),
+        )
+
+
+@dataclass(frozen=True)
+class RefineJob:
+    store: Path
+    out: Path
+    params: RefineParams = field(default_factory=RefineParams)
+
+    def to_proto(self) -> clustering_pb2.RefineRequest:
+        p = self.params
+        return clustering_pb2.RefineRequest(
+            store=_absolute(self.store),
+            out=_absolute(self.out),
+            initial_threshold=p.initial_threshold,
+            merge_threshold=p.merge_threshold,
+            outlier_threshold=p.outlier_threshold,
+            min_faces=p.min_faces,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+            link_mode=_link_mode(p.link_mode),
+        )
+
+
+@dataclass(frozen=True)
+class ExtendJob:
+    store: Path
+    raw_out: Path
+    refine_out: Path | None = None
+    params: ExtendParams = field(default_factory=ExtendParams)
+
+    def to_proto(self) -> clustering_pb2.ExtendRequest:
+        return clustering_pb2.ExtendRequest(
+            store=_absolute(self.store),
+            raw_out=_absolute(self.raw_out),
+            refine_out=_absolute(self.refine_out),
+            threshold=self.params.threshold,
+            link_mode=_link_mode(self.params.link_mode),
+        )
+
+
+@dataclass(frozen=True)
+class DedupJob:
+    store: Path
+    params: DedupParams = field(default_factory=DedupParams)
+
+    def to_proto(self) -> clustering_pb2.DedupRequest:
+        return clustering_pb2.DedupRequest(
+            store=_absolute(self.store), near_threshold=self.params.near_threshold
+        )
+
+
+@dataclass(frozen=True)
+class ConsolidateJob:
+    facesets_dir: Path
+    store: Path
+    params: ConsolidateParams = field(default_factory=ConsolidateParams)
+
+    def to_proto(self) -> clustering_pb2.ConsolidateRequest:
+        p = self.params
+        return clustering_pb2.ConsolidateRequest(
+            facesets_dir=_absolute(self.facesets_dir),
+            store=_absolute(self.store),
+            candidate_similarity=p.candidate_similarity,
+            confident_similarity=p.confident_similarity,
+            undo=p.undo,
+            dry_run=p.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class RouteJob:
+    store: Path
+    facesets_dir: Path
+    sha256: Sequence[str] = ()  # empty: every face no faceset holds
+    params: RouteParams = field(default_factory=RouteParams)
+
+    def to_proto(self) -> clustering_pb2.RouteRequest:
+        p = self.params
+        return clustering_pb2.RouteRequest(
+            store=_absolute(self.store),
+            facesets_dir=_absolute(self.facesets_dir),
+            sha256=sorted(self.sha256),
+            match_threshold=p.match_threshold,
+            cluster_threshold=p.cluster_threshold,
+            min_faces=p.min_faces,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+            link_mode=_link_mode(p.link_mode),
+        )
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    store: Path
+    refine_manifest: Path
+    out: Path
+    raw_manifest: Path | None = None  # needed by candidates
+    candidates: bool = False
+    params: ExportSwapParams = field(default_factory=ExportSwapParams)
+
+    def __post_init__(self) -> None:
+        if self.candidates and not self.raw_manifest:
+            raise ValueError(
+                "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
+            )
+
+    def to_proto(
+        self, clustering_address: str, inference_address: str
+    ) -> export_pb2.ExportSwapRequest:
+        p = self.params
+        return export_pb2.ExportSwapRequest(
+            store=_absolute(self.store),
+            refine_manifest=_absolute(self.refine_manifest),
+            out=_absolute(self.out),
+            raw_manifest=_absolute(self.raw_manifest),
+            candidates=self.candidates,
+            top_n=p.top_n,
+            outlier_threshold=p.outlier_threshold,
+            pad_ratio=p.pad_ratio,
+            out_size=p.out_size,
+            min_face_short=p.min_face_short,
+            candidate_match_threshold=p.candidate_match_threshold,
+            candidate_min_score=p.candidate_min_score,
+            clustering_address=clustering_address,
+            inference_address=inference_address,
+        )
+
+
+ClusteringJob = ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob
+RPC_OF: dict[type, str] = {
+    ClusterJob: "Cluster",
+    RefineJob: "Refine",
+    ExtendJob: "Extend",
+    DedupJob: "Dedup",
+    ConsolidateJob: "Consolidate",
+    RouteJob: "Route",
+}
+
+
+# --- stages --------------------------------------------------------------------------------
+def clustering_job(
+    opened: Services, job: ClusteringJob, show_progress: bool = True
+) -> StageSummary:
+    """Run one clustering-service job to its end; its summary comes back."""
+    rpc = RPC_OF[type(job)]
+    events = opened.clustering().job(rpc, job.to_proto())
+    return StageSummary(rpc.lower(), follow(events, show_progress))
+
+
+def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) -> StageSummary:
+    """Export the facesets of a refine manifest, then write the review report."""
+    request = job.to_proto(opened.address("clustering"), opened.address("inference"))
+    summary = follow(opened.export().export_swap(request), show_progress)
+    report = follow(opened.export().report(_absolute(job.out)), show_progress)
+    return StageSummary("export", {**summary, **report})
