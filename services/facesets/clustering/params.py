@@ -129,7 +129,11 @@ class DedupParams:
 @dataclass(frozen=True)
 class ConsolidateParams:
     candidate_similarity: float = bounded(settings.CONSOLIDATE_CANDIDATE_SIM, COSINE_SIMILARITY)
-    confident_similarity: float = bounded(settings.CONSOLIDATE_CONFIDENT_SIM, COSINE_SIMILARITY)
+    # Complete linkage needs a similarity below 1 to cut at.
+    confident_similarity: float = bounded(
+        settings.CONSOLIDATE_CONFIDENT_SIM,
+        Range(-1.0, 1.0, high_open=True, what="a cosine similarity"),
+    )
     undo: bool = False
     dry_run: bool = False
     link_mode: LinkMode | None = None  # None keeps the refine output's mode
