@@ -123,7 +123,7 @@ def _verify(target: Target) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Install facesets for the inference service with exactly one ONNX Runtime "
         "distribution: directml (Windows, AMD/Intel/NVIDIA GPUs through DirectX 12), cuda "
@@ -135,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         "--extra", action="append", default=[], help="another extra of facesets, e.g. dev, clip"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.dry_run:
         _check_platform(args.target)
     steps = plan(args.target, installed_ort(), PROJECT, args.editable, tuple(args.extra))

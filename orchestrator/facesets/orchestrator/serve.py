@@ -111,17 +111,20 @@ def _refuse_or_warn(problem: str, allow_cpu_fallback: bool) -> None:
     log.warning("running on the CPU: the accelerator asked for is not available", why=problem)
 
 
+def _missing_dependency(error: ImportError) -> SystemExit:
+    from facesets.inference.runtime import install_command
+
+    return SystemExit(
+        f"error: the inference service cannot start: {error}.\nInstall its dependencies with:\n"
+        f"    {install_command('cpu')}\n(or 'directml' for DirectML on Windows, 'cuda' for CUDA)"
+    )
+
+
 def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
     try:
-        from facesets.inference import servicer as inference
         from facesets.inference.session import choose_providers
     except ImportError as error:
-        from facesets.inference.runtime import install_command
-
-        raise SystemExit(
-            f"error: the inference service cannot start: {error}.\nInstall its dependencies "
-            f"with:\n    {install_command('cpu')}\n(or 'directml' on Windows, 'cuda' for CUDA)"
-        ) from error
+        raise _missing_dependency(error) from error
     explicit = tuple(p for p in args.providers.split(",") if p.strip()) if args.providers else None
     choice = choose_providers(explicit)
     log.info(
@@ -133,6 +136,11 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
     )
     if choice.problem:
         _refuse_or_warn(choice.problem, args.allow_cpu_fallback)
+    try:
+        from facesets.inference import servicer as inference
+    except ImportError as error:
+        raise _missing_dependency(error) from error
+
     workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
