@@ -16,18 +16,20 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 from conftest import REPO, free_port
-from services import ServiceProcess, run_facesets
 
 from facesets.client import Endpoint, InferenceClient
 from facesets.inference.runtime import SIMULATE_ENV, OrtInstall
 from facesets.inference.session import choose_providers
 from facesets.orchestrator.connect import Services
 from facesets.orchestrator.local import ServiceStartError
+from services import ServiceProcess, run_facesets
 
 CPU = "CPUExecutionProvider"
 DML = "DmlExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-FIX_DIRECTML = shlex.join([sys.executable, str(REPO / "scripts" / "install_inference.py"), "directml"])
+FIX_DIRECTML = shlex.join(
+    [sys.executable, str(REPO / "scripts" / "install_inference.py"), "directml"]
+)
 
 
 def simulated(distributions: dict[str, str], providers: list[str], version: str = "") -> str:
