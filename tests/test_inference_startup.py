@@ -22,6 +22,7 @@ from facesets.inference.runtime import SIMULATE_ENV, OrtInstall
 from facesets.inference.session import choose_providers
 from facesets.orchestrator.connect import Services
 from facesets.orchestrator.local import ServiceStartError
+from facesets.v1 import inference_pb2
 from services import ServiceProcess, run_facesets
 
 CPU = "CPUExecutionProvider"
@@ -53,7 +54,7 @@ def serve_until_exit(*flags: str, simulation: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def info_of(service: ServiceProcess) -> object:
+def info_of(service: ServiceProcess) -> inference_pb2.ModelInfo:
     client = InferenceClient(Endpoint(service.address))
     try:
         return client.info()
@@ -106,10 +107,10 @@ def test_cpu_fallback_runs_and_getinfo_reports_what_is_installed(
         info = info_of(service)
     finally:
         service.stop()
-    assert list(info.providers) == [CPU]  # type: ignore[attr-defined]
-    assert info.onnxruntime_distribution == "onnxruntime"  # type: ignore[attr-defined]
-    assert info.onnxruntime_version == "1.32.0"  # type: ignore[attr-defined]
-    assert list(info.onnxruntime_distributions) == [  # type: ignore[attr-defined]
+    assert list(info.providers) == [CPU]
+    assert info.onnxruntime_distribution == "onnxruntime"
+    assert info.onnxruntime_version == "1.32.0"
+    assert list(info.onnxruntime_distributions) == [
         "onnxruntime==1.32.0",
         "onnxruntime-directml==1.24.4",
     ]
@@ -126,13 +127,11 @@ def test_plain_serve_runs_on_the_cpu_of_a_cpu_install(tmp_path: Path, model_root
         info = info_of(service)
     finally:
         service.stop()
-    assert list(info.providers) == [CPU]  # type: ignore[attr-defined]
-    assert info.onnxruntime_distribution == "onnxruntime"  # type: ignore[attr-defined]
-    assert info.onnxruntime_version == ort.__version__  # type: ignore[attr-defined]
-    assert list(info.onnxruntime_distributions) == [  # type: ignore[attr-defined]
-        f"onnxruntime=={ort.__version__}"
-    ]
-    assert CPU in info.available_providers  # type: ignore[attr-defined]
+    assert list(info.providers) == [CPU]
+    assert info.onnxruntime_distribution == "onnxruntime"
+    assert info.onnxruntime_version == ort.__version__
+    assert list(info.onnxruntime_distributions) == [f"onnxruntime=={ort.__version__}"]
+    assert CPU in info.available_providers
     text = log.read_text()
     assert "execution providers chosen" in text and "wanted=None" in text
     assert "running on the CPU" not in text
@@ -165,8 +164,8 @@ def test_start_logs_the_providers_chosen_and_the_fallback_order(
     assert "providers=['CPUExecutionProvider']" in lines[in_use]
     assert missing < chosen < in_use < first("serving")
     # GetInfo: what the sessions use, not what was asked for.
-    assert list(info.providers) == [CPU]  # type: ignore[attr-defined]
-    assert list(info.available_providers) == [CUDA, CPU]  # type: ignore[attr-defined]
+    assert list(info.providers) == [CPU]
+    assert list(info.available_providers) == [CUDA, CPU]
 
 
 def _args(providers: str | None) -> argparse.Namespace:

@@ -142,22 +142,21 @@ def wanted_accelerator(explicit: Sequence[str] | None, install: OrtInstall) -> A
     return None
 
 
+def _script_in_checkout() -> Path | None:
+    script = Path(__file__).resolve().parents[3] / INSTALL_SCRIPT
+    return script if script.is_file() else None
+
+
 def install_command(target: str) -> str:
     """The exact command that (re)installs the inference dependencies for `target`."""
-    repo = Path(__file__).resolve().parents[3]
-    script = repo / INSTALL_SCRIPT
-    argv = [sys.executable, str(script if script.is_file() else INSTALL_SCRIPT), target]
+    script = _script_in_checkout()
+    argv = [sys.executable, str(script or INSTALL_SCRIPT), target]
     return subprocess.list2cmdline(argv) if sys.platform == "win32" else shlex.join(argv)
 
 
 def fix_advice(accelerator: Accelerator) -> str:
-    command = install_command(accelerator.install_target)
-    where = (
-        ""
-        if (Path(__file__).resolve().parents[3] / INSTALL_SCRIPT).is_file()
-        else (" (from the facesets checkout)")
-    )
-    return f"Fix the install with:\n    {command}{where}"
+    where = "" if _script_in_checkout() else " (from the facesets checkout)"
+    return f"Fix the install with:\n    {install_command(accelerator.install_target)}{where}"
 
 
 def unavailable_problem(accelerator: Accelerator, install: OrtInstall) -> str:
