@@ -13,7 +13,7 @@ GEN_DIR := clients
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,cpu]'
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps

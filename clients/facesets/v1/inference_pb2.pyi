@@ -40,7 +40,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_pack", "embedding_dim", "providers", "versions", "models", "has_landmark_2d_106", "has_landmark_3d_68", "detector_size", "max_image_pixels", "max_message_bytes", "image_workers")
+    __slots__ = ("model_pack", "embedding_dim", "providers", "versions", "models", "has_landmark_2d_106", "has_landmark_3d_68", "detector_size", "max_image_pixels", "max_message_bytes", "image_workers", "onnxruntime_distribution", "onnxruntime_version", "onnxruntime_distributions", "available_providers")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,10 @@ class ModelInfo(_message.Message):
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ONNXRUNTIME_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ONNXRUNTIME_DISTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     model_pack: str
     embedding_dim: int
     providers: _containers.RepeatedScalarFieldContainer[str]
@@ -70,4 +74,8 @@ class ModelInfo(_message.Message):
     max_image_pixels: int
     max_message_bytes: int
     image_workers: int
-    def __init__(self, model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[str]] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ..., detector_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., image_workers: _Optional[int] = ...) -> None: ...
+    onnxruntime_distribution: str
+    onnxruntime_version: str
+    onnxruntime_distributions: _containers.RepeatedScalarFieldContainer[str]
+    available_providers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[str]] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ..., detector_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., image_workers: _Optional[int] = ..., onnxruntime_distribution: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., onnxruntime_distributions: _Optional[_Iterable[str]] = ..., available_providers: _Optional[_Iterable[str]] = ...) -> None: ...

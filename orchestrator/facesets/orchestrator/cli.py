@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "export_cmd",
     "run_cmd",
     "immich_cmd",
+    "doctor",
 )
 
 

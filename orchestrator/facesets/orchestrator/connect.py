@@ -58,6 +58,10 @@ class Services(contextlib.ExitStack):
                 value = getattr(self.args, flag, None)
                 if value:
                     extra += [f"--{flag.replace('_', '-')}", str(value)]
+            if not getattr(self.args, "providers", None):
+                # The embedded default runs on what the machine has, CPU included, quietly;
+                # an explicit --providers is held to its word.
+                extra.append("--allow-cpu-fallback")
         service = LocalService(name, extra)
         self.callback(service.stop)
         address = service.start()

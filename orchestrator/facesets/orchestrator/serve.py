@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import structlog
+
 from facesets.common import settings
 from facesets.common.security import TlsFiles, read_token
 from facesets.common.server import ServeOptions, serve_forever, start_server
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_ADDRESSES = {
     "inference": settings.DEFAULT_INFERENCE_ADDRESS,
@@ -45,9 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     inference.add_argument(
         "--providers",
-        default=",".join(settings.PROVIDER_ORDER),
-        help="execution providers in preference order (dml,cuda,cpu); the "
-        "ones this machine lacks are skipped, CPU is the last fallback",
+        help="execution providers in preference order, e.g. dml,cpu (default "
+        f"{','.join(settings.PROVIDER_ORDER)}); the ones this machine lacks are skipped, CPU is "
+        "the last fallback. An accelerator (dml, cuda) first, or by default an accelerator build "
+        "of ONNX Runtime installed (onnxruntime-directml, onnxruntime-gpu), asks for that "
+        "accelerator: without it the service says why and exits",
+    )
+    inference.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="run on the CPU (with a warning) when the accelerator asked for is not available",
     )
     inference.add_argument(
         "--workers",
@@ -73,22 +84,8 @@ def run(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
     )
     if args.service == "inference":
-        from facesets.inference import servicer as inference
-
-        workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
-        if workers < 1:
-            raise SystemExit("--workers must be at least 1")
-        config = settings.InferenceSettings(
-            **({"model_root": args.model_root} if args.model_root else {}),
-            **({"model_pack": args.model_pack} if args.model_pack else {}),
-            providers=tuple(p for p in args.providers.split(",") if p),
-            max_image_pixels=args.max_image_pixels,
-            image_workers=workers,
-        )
-        servicer = inference.build(config)
-        running = start_server(options, inference.register(servicer), [inference.SERVICE_NAME])
-        serve_forever(running, on_stop=servicer.stop)
-    elif args.service == "clustering":
+        return _serve_inference(args, options)
+    if args.service == "clustering":
         from facesets.clustering import servicer as clustering
 
         servicer = clustering.ClusteringServicer()
@@ -101,6 +98,66 @@ def run(args: argparse.Namespace) -> int:
         servicer = export.ExportServicer(token=options.token)
         running = start_server(options, export.register(servicer), [export.SERVICE_NAME])
         serve_forever(running)
+    return 0
+
+
+def _refuse_or_warn(problem: str, allow_cpu_fallback: bool) -> None:
+    """A missing accelerator stops the service unless the CPU was allowed; never silent."""
+    if not allow_cpu_fallback:
+        raise SystemExit(
+            f"error: {problem}\nOr pass --allow-cpu-fallback to run on the CPU, several times "
+            "slower."
+        )
+    log.warning("running on the CPU: the accelerator asked for is not available", why=problem)
+
+
+def _missing_dependency(error: ImportError) -> SystemExit:
+    from facesets.inference.runtime import install_command
+
+    return SystemExit(
+        f"error: the inference service cannot start: {error}.\nInstall its dependencies with:\n"
+        f"    {install_command('cpu')}\n(or 'directml' for DirectML on Windows, 'cuda' for CUDA)"
+    )
+
+
+def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
+    try:
+        from facesets.inference.session import choose_providers
+    except ImportError as error:
+        raise _missing_dependency(error) from error
+    explicit = tuple(p for p in args.providers.split(",") if p.strip()) if args.providers else None
+    choice = choose_providers(explicit)
+    log.info(
+        "execution providers chosen",
+        order=list(choice.order),
+        chosen=list(choice.chosen),
+        wanted=choice.wanted.provider if choice.wanted else None,
+        onnxruntime=choice.install.described(),
+    )
+    if choice.problem:
+        _refuse_or_warn(choice.problem, args.allow_cpu_fallback)
+    try:
+        from facesets.inference import servicer as inference
+    except ImportError as error:
+        raise _missing_dependency(error) from error
+
+    workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    config = settings.InferenceSettings(
+        **({"model_root": args.model_root} if args.model_root else {}),
+        **({"model_pack": args.model_pack} if args.model_pack else {}),
+        providers=choice.order,
+        max_image_pixels=args.max_image_pixels,
+        image_workers=workers,
+    )
+    servicer = inference.build(config, choice=choice)
+    problem = choice.check_in_use(servicer.pack.providers)
+    if problem:
+        _refuse_or_warn(problem, args.allow_cpu_fallback)
+    log.info("execution providers in use", providers=servicer.pack.providers)
+    running = start_server(options, inference.register(servicer), [inference.SERVICE_NAME])
+    serve_forever(running, on_stop=servicer.stop)
     return 0
 
 

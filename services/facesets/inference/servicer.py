@@ -12,7 +12,8 @@ from facesets.common import settings
 from facesets.common.settings import InferenceSettings
 from facesets.inference.models import ModelPack, load_pack
 from facesets.inference.pipeline import FacePipeline, Mode, Outcome
-from facesets.inference.session import resolve_providers
+from facesets.inference.runtime import OrtInstall, probe
+from facesets.inference.session import ProviderChoice, choose_providers
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -40,10 +41,17 @@ def _version(package: str) -> str:
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
-    def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
+    def __init__(
+        self,
+        pack: ModelPack,
+        config: InferenceSettings,
+        max_bytes: int,
+        install: OrtInstall | None = None,
+    ) -> None:
         self.pack = pack
         self.config = config
         self.max_bytes = max_bytes
+        self.install = install or probe()
         self.pipeline = FacePipeline(pack, config, max_bytes)
 
     def stop(self) -> None:
@@ -96,6 +104,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     "facesets",
                     "onnxruntime",
                     "onnxruntime-directml",
+                    "onnxruntime-gpu",
                     "insightface",
                     "numpy",
                     "opencv-python",
@@ -110,22 +119,30 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             max_image_pixels=self.config.max_image_pixels,
             max_message_bytes=self.max_bytes,
             image_workers=self.config.image_workers,
+            onnxruntime_distribution=self.install.loaded_distribution,
+            onnxruntime_version=self.install.version,
+            onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
+            available_providers=list(self.install.available),
         )
 
 
 def build(
-    config: InferenceSettings, max_bytes: int = settings.MAX_MESSAGE_BYTES
+    config: InferenceSettings,
+    max_bytes: int = settings.MAX_MESSAGE_BYTES,
+    choice: ProviderChoice | None = None,
 ) -> InferenceServicer:
-    providers = resolve_providers(config.providers)
+    """`choice` is the start-up check's result; without one, `config.providers` is taken as
+    an explicit order."""
+    choice = choice or choose_providers(config.providers)
     pack = load_pack(
         config.model_root,
         config.model_pack,
-        providers,
+        choice.chosen,
         config.det_size,
         config.det_threshold,
         config.intra_op_threads,
     )
-    return InferenceServicer(pack, config, max_bytes)
+    return InferenceServicer(pack, config, max_bytes, choice.install)
 
 
 def register(servicer: InferenceServicer) -> Callable[[grpc.Server], None]:

@@ -1,0 +1,224 @@
+"""`facesets doctor`: one line per check of this machine (and a remote inference service)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import grpc
+
+from facesets.common import settings
+from facesets.common.security import read_token
+from facesets.inference.runtime import (
+    ACCELERATORS,
+    CPU,
+    OrtInstall,
+    accelerator_by_provider,
+    install_command,
+    probe,
+)
+
+OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
+REMOTE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.level.upper():<5}  {self.name}: {self.detail}"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _fix_target(install: OrtInstall) -> str:
+    names = {name for name, _ in install.distributions}
+    for accelerator in ACCELERATORS:
+        if accelerator.distribution in names:
+            return accelerator.install_target
+    return "cpu"
+
+
+def onnxruntime_checks(install: OrtInstall, local_level: str) -> Iterator[Check]:
+    """`local_level` is what a problem of the local inference install counts as: an error
+    where the local service would run, a warning where inference is remote."""
+    fix = f"fix: {install_command(_fix_target(install))}"
+    if not install.distributions:
+        yield Check(local_level, "onnxruntime", f"no ONNX Runtime distribution installed; {fix}")
+    elif len(install.distributions) > 1:
+        yield Check(
+            local_level,
+            "onnxruntime",
+            f"{len(install.distributions)} distributions installed ({install.described()}); "
+            f"they overwrite each other's files, keep one; {fix}",
+        )
+    else:
+        yield Check(OK, "onnxruntime", f"{install.described()} (one distribution)")
+    if install.import_error:
+        yield Check(
+            local_level, "providers", f"onnxruntime does not import: {install.import_error}"
+        )
+        return
+    offered = [p for p in install.available if p == CPU or accelerator_by_provider(p)]
+    names = {name for name, _ in install.distributions}
+    missing = [
+        a for a in ACCELERATORS if a.distribution in names and a.provider not in install.available
+    ]
+    if missing:
+        yield Check(
+            local_level,
+            "providers",
+            f"{', '.join(install.available) or 'none'}: {missing[0].distribution} is installed "
+            f"but {missing[0].label} ({missing[0].provider}) is not offered; {fix}",
+        )
+    elif any(accelerator_by_provider(p) for p in offered):
+        yield Check(OK, "providers", ", ".join(offered))
+    else:
+        yield Check(OK, "providers", f"{', '.join(offered) or 'none'} (no accelerator: CPU only)")
+
+
+def insightface_check(install: OrtInstall, local_level: str) -> Check:
+    version = _version("insightface")
+    if version is None:
+        fix = install_command(_fix_target(install))
+        return Check(local_level, "insightface", f"not installed; fix: {fix}")
+    return Check(OK, "insightface", version)
+
+
+def model_pack_check(model_root: Path, pack: str, local_level: str) -> Check:
+    folder = model_root.expanduser() / "models" / pack
+    files = sorted(folder.glob("*.onnx")) if folder.is_dir() else []
+    if not files:
+        return Check(
+            local_level,
+            "model pack",
+            f"'{pack}' not found: no .onnx files in {folder} (InsightFace fetches its own packs "
+            "there on first use where the network allows; --model-root/--model-pack or "
+            "FACESETS_MODEL_ROOT/FACESETS_MODEL_PACK choose another)",
+        )
+    listed = ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.1f} MB)" for f in files)
+    return Check(OK, "model pack", f"{pack} in {folder}: {listed}")
+
+
+def clip_check() -> Check:
+    version = _version("open_clip_torch")
+    if version is None:
+        return Check(INFO, "CLIP", "not configured (open_clip_torch not installed)")
+    return Check(INFO, "CLIP", f"open_clip_torch {version} installed; no CLIP model configured")
+
+
+def ffmpeg_check() -> Check:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        return Check(WARN, "ffmpeg", "not found on PATH (video work needs it)")
+    try:
+        first = subprocess.run(
+            [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=20
+        ).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return Check(ERROR, "ffmpeg", f"{path} does not run: {error}")
+    return Check(OK, "ffmpeg", f"{first[0] if first else 'unknown version'} ({path})")
+
+
+def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Iterator[Check]:
+    from facesets.client.channel import Endpoint, open_channel, wait_until_serving
+    from facesets.v1 import inference_pb2, inference_pb2_grpc
+
+    name = f"inference at {address}"
+    channel = open_channel(Endpoint(address, token, tls_ca))
+    try:
+        try:
+            wait_until_serving(channel, "facesets.v1.Inference", REMOTE_TIMEOUT_S)
+        except ConnectionError as error:
+            yield Check(ERROR, name, f"not reachable: {error}")
+            return
+        yield Check(OK, name, "reachable, serving")
+        try:
+            info = inference_pb2_grpc.InferenceStub(channel).GetInfo(
+                inference_pb2.GetInfoRequest(), timeout=REMOTE_TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+                why = "refused" if token else "needed: pass --token-file"
+                yield Check(ERROR, "token", f"{why} ({error.details()})")
+            else:
+                yield Check(ERROR, "token", f"GetInfo failed: {error.code().name}")
+            return
+        yield Check(OK, "token", "accepted" if token else "none needed")
+        in_use = list(info.providers)
+        runtime = f"{info.onnxruntime_distribution} {info.onnxruntime_version}".strip()
+        detail = f"{', '.join(in_use)} ({runtime or 'ONNX Runtime not reported'})"
+        if len(info.onnxruntime_distributions) > 1:
+            yield Check(
+                ERROR,
+                "remote providers",
+                f"{detail}; {len(info.onnxruntime_distributions)} ONNX Runtime distributions "
+                f"installed there ({', '.join(info.onnxruntime_distributions)})",
+            )
+        elif not any(accelerator_by_provider(p) for p in in_use):
+            yield Check(WARN, "remote providers", f"{detail}: runs on the CPU only")
+        else:
+            yield Check(OK, "remote providers", detail)
+    finally:
+        channel.close()
+
+
+def checks(args: argparse.Namespace) -> Iterator[Check]:
+    remote = bool(args.inference)
+    local_level = WARN if remote else ERROR
+    install = probe()
+    yield from onnxruntime_checks(install, local_level)
+    yield insightface_check(install, local_level)
+    model_root = args.model_root or Path(
+        os.environ.get("FACESETS_MODEL_ROOT", settings.DEFAULT_MODEL_ROOT)
+    )
+    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", settings.DEFAULT_MODEL_PACK)
+    yield model_pack_check(Path(model_root), pack, local_level)
+    yield clip_check()
+    yield ffmpeg_check()
+    if remote:
+        token_file = args.token_file or os.environ.get("FACESETS_TOKEN_FILE")
+        token = read_token(Path(token_file)) if token_file else None
+        yield from remote_checks(args.inference, token, args.tls_ca)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inference", metavar="HOST:PORT", help="also check this inference service"
+    )
+    parser.add_argument("--token-file", type=Path, help="its bearer token (FACESETS_TOKEN_FILE)")
+    parser.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) of a TLS service")
+    parser.add_argument("--model-root", type=Path, help="folder holding models/PACK")
+    parser.add_argument("--model-pack", help="model pack name")
+
+
+def run(args: argparse.Namespace) -> int:
+    errors = 0
+    for check in checks(args):
+        print(check.line(), flush=True)
+        errors += check.level == ERROR
+    return 1 if errors else 0
+
+
+COMMANDS = {
+    "doctor": (
+        "check this machine's install (ONNX Runtime, providers, model pack, CLIP, ffmpeg) and, "
+        "with --inference, a remote inference service; one line per check, exit 1 on an error",
+        add_arguments,
+        run,
+    )
+}

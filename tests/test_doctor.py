@@ -1,0 +1,146 @@
+"""`facesets doctor`: one line per check, exit 1 on an error; the ONNX Runtime install is
+simulated through FACESETS_SIMULATED_ORT, a remote inference service is a real one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import MODEL_PACK, free_port
+
+from facesets.inference.runtime import SIMULATE_ENV
+from services import ServiceProcess, run_facesets
+
+CPU = "CPUExecutionProvider"
+DML = "DmlExecutionProvider"
+LINE = re.compile(r"^(OK|INFO|WARN|ERROR) +.+?: .+$")
+
+
+def doctor(
+    model_root: Path, *flags: str, distributions: dict[str, str], providers: list[str]
+) -> tuple[int, list[str]]:
+    simulation = json.dumps({"distributions": distributions, "providers": providers})
+    result = run_facesets(
+        "doctor",
+        "--model-root",
+        str(model_root),
+        "--model-pack",
+        MODEL_PACK,
+        *flags,
+        env={**os.environ, SIMULATE_ENV: simulation},
+        timeout=120,
+    )
+    lines = result.stdout.splitlines()
+    assert lines and all(LINE.match(line) for line in lines), result.stdout + result.stderr
+    return result.returncode, lines
+
+
+def line_of(lines: list[str], name: str) -> str:
+    return next(line for line in lines if line.split(None, 1)[1].startswith(f"{name}:"))
+
+
+def test_doctor_all_good(model_root: Path) -> None:
+    code, lines = doctor(
+        model_root, distributions={"onnxruntime-directml": "1.24.4"}, providers=[DML, CPU]
+    )
+    assert code == 0, lines
+    assert line_of(lines, "onnxruntime") == (
+        "OK     onnxruntime: onnxruntime-directml 1.24.4 (one distribution)"
+    )
+    assert line_of(lines, "providers") == f"OK     providers: {DML}, {CPU}"
+    pack = line_of(lines, "model pack")
+    assert pack.startswith("OK") and "det_scrfd_2.5g_bnkps.onnx" in pack
+    assert "rec_mobilefacenet.onnx" in pack
+    assert line_of(lines, "insightface").startswith("OK")
+    assert line_of(lines, "CLIP").startswith("INFO")
+    assert line_of(lines, "ffmpeg").split()[0] in ("OK", "WARN")
+    assert not any(line.startswith("ERROR") for line in lines)
+
+
+def test_doctor_directml_missing(model_root: Path) -> None:
+    code, lines = doctor(
+        model_root, distributions={"onnxruntime-directml": "1.24.4"}, providers=[CPU]
+    )
+    assert code == 1
+    providers = line_of(lines, "providers")
+    assert providers.startswith("ERROR")
+    assert (
+        "onnxruntime-directml is installed but DirectML (DmlExecutionProvider) is not offered"
+        in providers
+    )
+    assert "install_inference.py directml" in providers
+
+
+def test_doctor_two_distributions(model_root: Path) -> None:
+    both = {"onnxruntime": "1.32.0", "onnxruntime-directml": "1.24.4"}
+    code, lines = doctor(model_root, distributions=both, providers=[DML, CPU])
+    assert code == 1
+    runtime = line_of(lines, "onnxruntime")
+    assert runtime.startswith("ERROR")
+    assert "2 distributions installed (onnxruntime 1.32.0, onnxruntime-directml 1.24.4)" in runtime
+    assert "install_inference.py directml" in runtime
+
+
+def test_doctor_missing_model_pack(tmp_path: Path) -> None:
+    code, lines = doctor(tmp_path, distributions={"onnxruntime": "1.32.0"}, providers=[CPU])
+    assert code == 1
+    pack = line_of(lines, "model pack")
+    assert pack.startswith("ERROR") and str(tmp_path / "models" / MODEL_PACK) in pack
+
+
+@pytest.fixture
+def remote_inference(tmp_path: Path, model_root: Path) -> Iterator[tuple[str, Path]]:
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("a-long-random-test-token\n")
+    service = ServiceProcess(
+        "inference", free_port(), tmp_path / "inference.log", "--token-file", str(token_file)
+    ).start()
+    yield service.address, token_file
+    service.stop()
+
+
+def test_doctor_checks_a_remote_inference_service(
+    tmp_path: Path, remote_inference: tuple[str, Path]
+) -> None:
+    address, token_file = remote_inference
+    local = {"distributions": {"onnxruntime": "1.32.0"}, "providers": [CPU]}
+    # No model pack here: with a remote service that is a warning, not an error.
+    code, lines = doctor(tmp_path, "--inference", address, "--token-file", str(token_file), **local)
+    assert code == 0, lines
+    assert line_of(lines, "model pack").startswith("WARN")
+    assert line_of(lines, f"inference at {address}") == (
+        f"OK     inference at {address}: reachable, serving"
+    )
+    assert line_of(lines, "token") == "OK     token: accepted"
+    remote = line_of(lines, "remote providers")
+    assert remote.startswith("WARN") and f"{CPU} (onnxruntime " in remote
+    assert "runs on the CPU only" in remote
+
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not-the-token")
+    code, lines = doctor(tmp_path, "--inference", address, "--token-file", str(wrong), **local)
+    assert code == 1
+    assert line_of(lines, "token").startswith("ERROR  token: refused")
+
+    code, lines = doctor(tmp_path, "--inference", address, **local)
+    assert code == 1
+    assert "needed: pass --token-file" in line_of(lines, "token")
+
+
+def test_doctor_unreachable_inference_service(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    code, lines = doctor(
+        tmp_path,
+        "--inference",
+        address,
+        distributions={"onnxruntime": "1.32.0"},
+        providers=[CPU],
+    )
+    assert code == 1
+    assert line_of(lines, f"inference at {address}").startswith("ERROR")
+    assert "not reachable" in line_of(lines, f"inference at {address}")
+    assert not any(line.split(None, 1)[1].startswith("token:") for line in lines)
