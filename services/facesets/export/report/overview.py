@@ -28,7 +28,7 @@ def _sources(entry: Entry) -> str:
 
 def _row(links: Links, entry: Entry) -> str:
     strip = "".join(
-        figure(links, c.file, f"#{c.rank} · {c.composite:.2f}", c.title, "top")
+        figure(links, c.file, f"#{c.rank} · {c.composite:.2f}", f"#{c.rank}", "top")
         for c in entry.top_crops[: settings.REPORT_ROW_THUMBS]
     )
     return (

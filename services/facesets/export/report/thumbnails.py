@@ -111,6 +111,8 @@ class ThumbnailCache:
         if todo:
             self.folder.mkdir(parents=True, exist_ok=True)
         total = len(todo)
+        if progress and total:
+            progress("thumbnails", 0, total)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs") as pool:
             made = pool.map(lambda job: self._make(job[1], self.folder / job[2]), todo)
             for done, ((rel, _, name), ok) in enumerate(zip(todo, made, strict=True), 1):
