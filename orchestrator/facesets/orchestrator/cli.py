@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "jobs",
     "enrich",
     "export_cmd",
+    "report_cmd",
     "run_cmd",
     "immich_cmd",
     "doctor",

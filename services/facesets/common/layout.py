@@ -35,6 +35,9 @@ CANDIDATES_DIR = "_candidates"
 REJECTED_DIR = "_rejected"
 REPORT_DIR = "report"
 REPORT_INDEX = "index.html"
+REPORT_PAGES_DIR = "sets"  # OUT/report/sets/<partition>/<name>.html: one page per faceset
+REPORT_THUMBS_DIR = "thumbs"  # OUT/report/thumbs/<key>.jpg: cache keyed by crop path, size, mtime
+REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last report wrote
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------
 RUN_STORE = "faces.db"

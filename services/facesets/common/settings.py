@@ -124,6 +124,14 @@ EXPORT_DUPLICATE_PREFER_LARGER = 1.1  # a copy whose face is this much larger re
 EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and dropped faces
 EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
 
+# --- review report ----------------------------------------------------------------------------
+REPORT_THUMB_SIZE = 128  # longest side of the report's JPEG thumbnails, pixels
+REPORT_THUMB_QUALITY = 82  # JPEG quality of the thumbnails
+REPORT_THUMB_WORKERS = 4  # threads decoding crops and encoding thumbnails (OpenCV frees the GIL)
+REPORT_ROW_THUMBS = 8  # best crops shown in a faceset's row of the overview
+REPORT_INLINE_ITEMS = 120  # candidates or dropped faces shown on the overview itself up to this
+REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin
+
 # --- Immich (issue: Immich import) ---------------------------------------------------------
 IMMICH_WORKERS = 8
 IMMICH_PAGE_SIZE = 250

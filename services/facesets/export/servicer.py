@@ -143,7 +143,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    [out], lambda: {"report": str(report.write_report(out))}, create=False
+                    [out], lambda: report.build_report(out, progress).summary, create=False
                 )
             )
         except (ValueError, FileNotFoundError) as error:
