@@ -37,7 +37,7 @@ protos: $(STAMP)
 
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -x --durations=10 $(PYTEST_ARGS)
+	FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=10 $(PYTEST_ARGS)
 
 demo: install
 	@if [ ! -d "$(SHARED)/models/facepack-mini" ] || [ ! -d "$(SHARED)/data/lfw" ]; then \

@@ -1,4 +1,7 @@
-"""Clustering jobs benchmark: what the jobs cost around the clustering itself, and what they yield.
+"""Clustering jobs profile: what the jobs cost around the clustering itself, and what they yield.
+
+A profile, not a benchmark against another tool: facesets' steps are timed against facesets'
+own linkage (for a baseline from outside, see lfw_jobs_bench.py and clustering_bench.py).
 
 A real store is filled with LFW photos (people with at least 8 photos, 10 each; the mini pack at a
 320 px detector input, which sees LFW's 250 px photos whole); the last photo of each person is
@@ -190,6 +193,7 @@ def main(shared: Path, quick: bool) -> dict[str, object]:
         f"{result['photos']} LFW photos of {result['people']} people, {result['faces']} faces "
         f"(embedding took {result['embed_s']} s)"
     )
+    print("profile (facesets against its own linkage step, no outside baseline):")
     print(f"{'step':<20}{'seconds':>10}{'x linkage':>12}")
     ratios = result["ratio_to_linkage"]
     for step, seconds in result["seconds"].items():  # type: ignore[union-attr]

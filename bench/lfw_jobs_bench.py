@@ -7,6 +7,11 @@ photo (the one nearest the centre) against the person folders: pairwise and BCub
 precision / recall / F of `cluster` (default threshold 0.55), and the purity of `refine`'s
 facesets (default gates, 15 photos per faceset).
 
+Baseline, in the same run and also in a fresh process each: the seed-style path, the faces'
+embeddings read with sqlite3, dense average linkage with scikit-learn at the same threshold,
+and the same quality gates and faceset size in plain numpy (no outlier pass, no merge, no
+output files). Ratios are facesets' time over the baseline's.
+
 Usage: python bench/lfw_jobs_bench.py [--shared ../shared] [--quick]
 """
 
@@ -46,6 +51,56 @@ def _worker(job: str, store_path: str, out: str) -> None:
     print(
         json.dumps(
             {"seconds": seconds, "peak_mib": peak_mib, "summary": outcome.summary}, default=str
+        )
+    )
+
+
+def _baseline_worker(store_path: str) -> None:
+    """Dense scikit-learn linkage and refine's gates in numpy, on the store's embeddings."""
+    import sqlite3
+
+    from sklearn.cluster import AgglomerativeClustering
+
+    from facesets.common import settings
+
+    started = time.perf_counter()
+    with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT face_id, sha256, embedding, face_short, blur, det_score FROM faces "
+            "WHERE embedding IS NOT NULL ORDER BY face_id"
+        ).fetchall()
+    emb = np.stack([np.frombuffer(r[2], "<f4") for r in rows])
+    labels = AgglomerativeClustering(
+        n_clusters=None,
+        metric="cosine",
+        linkage="average",
+        distance_threshold=settings.CLUSTER_THRESHOLD,
+    ).fit_predict(emb)
+    cluster_s = time.perf_counter() - started
+    short, blur, det = (np.array([r[k] for r in rows]) for k in (3, 4, 5))
+    good = (
+        (short >= settings.QUALITY_MIN_SHORT)
+        & (blur >= settings.QUALITY_MIN_BLUR)
+        & (det >= settings.QUALITY_MIN_DET_SCORE)
+    )
+    sha = np.array([r[1] for r in rows])
+    facesets = {}
+    for label in np.unique(labels[good]):
+        members = np.flatnonzero(good & (labels == label))
+        if np.unique(sha[members]).size >= settings.REFINE_MIN_FACES:
+            facesets[int(label)] = [int(rows[i][0]) for i in members]
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    face_ids = [int(r[0]) for r in rows]
+    print(
+        json.dumps(
+            {
+                "cluster_seconds": cluster_s,
+                "refine_seconds": seconds,
+                "peak_mib": peak_mib,
+                "labels": dict(zip(face_ids, labels.tolist(), strict=True)),
+                "facesets": facesets,
+            }
         )
     )
 
@@ -100,6 +155,13 @@ def main(shared: Path, quick: bool) -> dict:
         results = {"embed_s_incremental": round(embed_s, 1)}
         for job in ("cluster", "refine"):
             results[job] = _run_job(job, store_path, Path(tmp) / job)
+        done = subprocess.run(
+            [sys.executable, __file__, "--baseline", str(store_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        baseline = json.loads(done.stdout.strip().splitlines()[-1])
         store = FaceStore(store_path)
         person_of = {}
         for image in store.images():
@@ -127,6 +189,35 @@ def main(shared: Path, quick: bool) -> dict:
         }
         pairs = [(person_of[sha], in_set[face]) for sha, face in labelled.items() if face in in_set]
         purity = metrics.purity(np.array([t for t, _ in pairs]), np.array([s for _, s in pairs]))
+    base_labels = {int(k): v for k, v in baseline.pop("labels").items()}
+    base_pred = np.array(
+        [base_labels.get(face, -1 - i) for i, face in enumerate(labelled.values())]
+    )
+    base_prf = metrics.pairwise_prf(truth, base_pred)
+    base_in = {f: int(n) for n, ids in baseline.pop("facesets").items() for f in ids}
+    base_pairs = [(person_of[sha], base_in[f]) for sha, f in labelled.items() if f in base_in]
+    results["baseline"] = {
+        "method": "sklearn dense average linkage + refine's gates in numpy",
+        "cluster_seconds": round(baseline["cluster_seconds"], 2),
+        "refine_seconds": round(baseline["refine_seconds"], 2),
+        "peak_mib": round(baseline["peak_mib"]),
+        "pairwise": [round(v, 4) for v in base_prf],
+        "refine_facesets": len(set(base_in.values())),
+        "refine_purity": round(
+            metrics.purity(
+                np.array([t for t, _ in base_pairs]), np.array([s for _, s in base_pairs])
+            ),
+            4,
+        )
+        if base_pairs
+        else None,
+    }
+    results["cluster_time_vs_baseline"] = round(
+        results["cluster"]["seconds"] / baseline["cluster_seconds"], 3
+    )
+    results["refine_time_vs_baseline"] = round(
+        results["refine"]["seconds"] / baseline["refine_seconds"], 3
+    )
     results["quality"] = {
         "photos": len(labelled),
         "pairwise": [round(p, 4), round(r, 4), round(f, 4)],
@@ -146,10 +237,21 @@ def main(shared: Path, quick: bool) -> dict:
         f"{q['refine_labelled_faces']} labelled faces; {results['refine']['seconds']:.1f} s, "
         f"peak {results['refine']['peak_mib']:.0f} MiB"
     )
+    b = results["baseline"]
+    print(
+        f"baseline ({b['method']}): cluster {b['cluster_seconds']} s, refine "
+        f"{b['refine_seconds']} s, peak {b['peak_mib']} MiB, pairwise P/R/F {b['pairwise']}, "
+        f"{b['refine_facesets']} facesets, purity {b['refine_purity']}; facesets' time / "
+        f"baseline: cluster {results['cluster_time_vs_baseline']}x, refine "
+        f"{results['refine_time_vs_baseline']}x"
+    )
     return results
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--baseline":
+        _baseline_worker(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         _worker(*sys.argv[2:5])
         sys.exit(0)

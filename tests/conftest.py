@@ -16,6 +16,28 @@ LFW = SHARED / "data" / "lfw"
 ARTIFACTS = REPO / "test-artifacts"
 
 
+NO_SAMPLE_DATA = "FACESETS_NO_SAMPLE_DATA"
+
+
+def missing_sample_data() -> list[Path]:
+    """The parts of the sample data the suite needs that are not there."""
+    return [p for p in (MODEL_ROOT / MODEL_PACK, LFW) if not p.is_dir()]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Without the sample data almost every test would skip and the run would look green.
+    missing = missing_sample_data()
+    if missing and os.environ.get(NO_SAMPLE_DATA) != "1":
+        pytest.exit(
+            "the sample data the tests run on is missing: "
+            + ", ".join(str(p) for p in missing)
+            + f". Put the sample folder at {SHARED} (models/{MODEL_PACK}/ and data/lfw/), "
+            "or point FACESETS_SHARED at it; "
+            f"{NO_SAMPLE_DATA}=1 runs only the tests that need no sample data.",
+            returncode=3,
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Services started by tests read the mini pack unless a test says otherwise.
     os.environ.setdefault("FACESETS_MODEL_ROOT", str(SHARED))
@@ -24,8 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"sample data not found at {SHARED}")
+    if missing_sample_data():
+        pytest.skip(f"sample data not found at {SHARED} ({NO_SAMPLE_DATA}=1)")
     return SHARED
 
 

@@ -178,6 +178,9 @@ def lfw_library(photos: Iterable[Path], start: int = 0) -> list[FakeAsset]:
 @dataclass
 class Faults:
     latency_s: float = 0.0  # every request waits this long first
+    # Requests handled at once (0: no limit); the rest queue, as behind a server's small
+    # worker pool. The latency is spent holding a slot.
+    max_concurrent: int = 0
     error_every: int = 0  # every Nth request (search, faces, original) answers 500
     rate_limit_every: int = 0  # every Nth request (search, faces, original) answers 429
     retry_after: str = "1"  # the 429's Retry-After header
@@ -224,6 +227,7 @@ class FakeImmich:
         self.statuses: Counter[int] = Counter()
         self.log: list[RequestRecord] = []
         self._ordinal = 0
+        self._slots: threading.BoundedSemaphore | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -290,6 +294,13 @@ class FakeImmich:
                 server.socket.close()
 
             threading.Thread(target=close, daemon=True).start()
+
+    def slots(self) -> threading.BoundedSemaphore | None:
+        """The request slots when faults.max_concurrent limits them."""
+        with self.lock:
+            if self.faults.max_concurrent and self._slots is None:
+                self._slots = threading.BoundedSemaphore(self.faults.max_concurrent)
+            return self._slots if self.faults.max_concurrent else None
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def next_ordinal(self) -> int:
@@ -495,6 +506,23 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         endpoint, asset_id = _route(method, path, parse_qs(parts.query))
         body = self._read_body()
+        slots = fake.slots()
+        if slots is not None:
+            with slots:
+                self._serve(fake, started, ordinal, endpoint, asset_id, body, path)
+        else:
+            self._serve(fake, started, ordinal, endpoint, asset_id, body, path)
+
+    def _serve(
+        self,
+        fake: FakeImmich,
+        started: float,
+        ordinal: int,
+        endpoint: str,
+        asset_id: str | None,
+        body: bytes,
+        path: str,
+    ) -> None:
         faults = fake.faults
         if faults.latency_s:
             time.sleep(faults.latency_s)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -69,10 +71,31 @@ def test_cluster_refine_extend_dedup_consolidate(setup, lfw_dir):
     duplicates = json.loads((root / "faces.db.duplicates.json").read_text())
     assert dedup and "copy_q60.jpg" in json.dumps(duplicates)
 
-    merged = facesets("consolidate", str(root / "refined"), str(store), "--dry-run", *at)
-    assert isinstance(merged, dict)
-    after = json.loads((root / "refined" / "refine_manifest.json").read_text())
-    assert after["facesets"] == manifest["facesets"]  # a dry run changes nothing
+    # Consolidate with a bar every pair clears: there is something to merge.
+    refined = root / "refined"
+    merge_all = ["--candidate-similarity", "-1", "--confident-similarity", "-1"]
+    before = tree(refined)
+    planned = facesets("consolidate", str(refined), str(store), *merge_all, "--dry-run", *at)
+    assert planned["dry_run"] and planned["facesets_after"] == 1
+    assert [m["target"] for m in planned["merges"]] == ["faceset_001"]
+    assert tree(refined) == before  # a dry run changes nothing
+    merged = facesets("consolidate", str(refined), str(store), *merge_all, *at)
+    assert merged["changed"] and merged["merges"] == planned["merges"]
+    after = json.loads((refined / "refine_manifest.json").read_text())
+    assert [f["number"] for f in after["facesets"]] == [1]
+    assert tree(refined) != before
+    undone = facesets("consolidate", str(refined), str(store), "--undo", *at)
+    assert undone["undone"] and tree(refined) == before
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file and folder below folder with its content's digest."""
+    return {
+        p.relative_to(folder).as_posix(): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        )
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -356,7 +357,14 @@ def test_refine_makes_pure_facesets_and_reruns_unchanged(world: World, tmp_path:
         assert (table.face_short[rows] >= settings.QUALITY_MIN_SHORT).all()
         assert (table.blur[rows] >= settings.QUALITY_MIN_BLUR).all()
         assert (table.det_score[rows] >= settings.QUALITY_MIN_DET_SCORE).all()
-        assert np.allclose(entry["centroid"], vector_json(centroid_of(table.embedding[rows])))
+        # The centroid is the unit mean of the faces' embeddings, as the store holds them.
+        with sqlite3.connect(f"file:{world.store.path}?mode=ro", uri=True) as db:
+            blobs = [
+                db.execute("SELECT embedding FROM faces WHERE face_id = ?", (int(f),)).fetchone()[0]
+                for f in entry["face_ids"]
+            ]
+        mean = np.mean([np.frombuffer(b, "<f4") for b in blobs], axis=0, dtype=np.float64)
+        np.testing.assert_allclose(entry["centroid"], mean / np.linalg.norm(mean), atol=2e-6)
     # Every face is either in a faceset or named by the gate that removed it.
     kept = {f for e in data["facesets"] for f in e["face_ids"]}
     rejected = [f for ids in data["rejected"].values() for f in ids]

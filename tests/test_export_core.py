@@ -279,8 +279,11 @@ def test_top_n_follows_the_composite_score(exported: dict) -> None:
         assert [info.filename for info, _ in read_fsz(out / manifest["fsz_all"])] == [
             Path(c["file"]).name for c in crops
         ]
+        weights = settings.QUALITY_WEIGHTS
         for c in crops:  # the composite is the weighted mean of the components
-            assert c["composite"] == pytest.approx(quality.composite(c["scores"]), abs=1e-5)
+            assert set(c["scores"]) == set(weights)
+            expected = sum(weights[k] * c["scores"][k] for k in weights) / sum(weights.values())
+            assert c["composite"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_manifests_agree_with_files_on_disk(exported: dict) -> None:

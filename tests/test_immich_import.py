@@ -4,10 +4,12 @@ person's faceset (numbers kept) and numbers a new person past the maximum."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import zipfile
+from collections import Counter
 
 from fake_immich import FakeImmich, lfw_library
 
@@ -64,9 +66,17 @@ def test_import_builds_facesets_then_routes_new_photos_to_known_identities(lfw_d
     assert sorted(after) == [1, 2, 3, 4]
     grown = [n for n in before if after[n] > before[n]]
     assert len(grown) == 1 and all(after[n] >= before[n] for n in before)
-    # The grown faceset is Colin Powell's: its new photos are the ones staged second.
-    routed_paths = {e["name"]: e for e in manifest["facesets"]}[f"faceset_{grown[0]:03d}"]
-    assert len(routed_paths["photos"]) >= 9 + 4
+    # Who each faceset shows, from the LFW folders of its photos (staged byte for byte).
+    person_of = {hashlib.sha256(p.read_bytes()).hexdigest(): p.parent.name for p in second}
+    people = {
+        e["number"]: Counter(person_of[sha] for sha in e["photos"]) for e in manifest["facesets"]
+    }
+    # The grown faceset is Colin Powell's, and holds his photos staged second.
+    assert set(people[grown[0]]) == {"Colin_Powell"}
+    assert people[grown[0]]["Colin_Powell"] >= 9 + 4
+    assert sorted(next(iter(people[n])) for n in (1, 2, 3)) == sorted(FIRST)
+    assert all(len(people[n]) == 1 for n in people)
+    assert set(people[4]) == {LATER}
     bundles = sorted(export.rglob("faceset_004_all.fsz"))
     assert bundles and zipfile.ZipFile(bundles[0]).namelist()
 

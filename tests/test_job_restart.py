@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.common import layout
 from services import FACESETS, ServiceProcess, wait_for
 
-FACES = 30_000  # enough for a job that runs for seconds, not milliseconds
+FACES = 30_000  # a job that runs for a while; the test freezes it mid-way whatever its speed
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,20 @@ def undisturbed(big_store: Path, tmp_path_factory: pytest.TempPathFactory):
     return outcome(out)
 
 
+def freeze_mid_job(pid: int, out: Path) -> None:
+    """Stop (SIGSTOP) the service process as soon as the job holds its folder's lock, then
+    check that the job is caught mid-way: lock held, manifest not yet written. A stopped
+    process cannot finish its job, so the kill that follows lands in it on any machine."""
+    lock = out / layout.WRITER_LOCK
+    deadline = time.monotonic() + 120
+    while not lock.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the job did not start")
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGSTOP)
+    assert lock.exists() and not (out / layout.CLUSTER_MANIFEST).exists(), "job already done"
+
+
 def test_a_job_runs_again_when_its_service_is_restarted(big_store, undisturbed, tmp_path):
     out = tmp_path / "out"
     service = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
@@ -103,7 +118,8 @@ def test_a_job_runs_again_when_its_service_is_restarted(big_store, undisturbed, 
     )
     try:
         # The job holds its folder's lock from its first step to its last.
-        wait_for(lambda: (out / layout.WRITER_LOCK).exists(), 120, "the job did not start")
+        assert service.process is not None
+        freeze_mid_job(service.process.pid, out)
         service.crash_and_restart(0.5)
         stdout, stderr = run.communicate(timeout=600)
     finally:
@@ -138,9 +154,10 @@ def test_the_embedded_default_starts_a_dead_service_again(big_store, undisturbed
         cluster_command(big_store, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for(lambda: (out / layout.WRITER_LOCK).exists(), 120, "the job did not start")
+        wait_for(lambda: _children(run.pid, "clustering"), 120, "no local service started")
         children = _children(run.pid, "clustering")
         assert len(children) == 1
+        freeze_mid_job(children[0], out)
         os.kill(children[0], signal.SIGKILL)  # as the OOM killer would
         wait_for(
             lambda: set(_children(run.pid, "clustering")) - set(children),

@@ -132,14 +132,20 @@ def test_clusters_never_span_components_of_the_threshold_graph() -> None:
     assert len(result.components) == np.unique(comp).size
 
 
-def test_average_similarity_from_sum_vectors() -> None:
+def test_average_distance_from_sum_vectors() -> None:
+    """The sparse path's distance of two clusters from their sum vectors equals the mean of
+    their members' pairwise cosine distances (scipy's cdist)."""
+    from scipy.spatial.distance import cdist
+
     rng = np.random.default_rng(1)
-    a = rng.standard_normal((7, 16))
-    b = rng.standard_normal((11, 16))
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    b /= np.linalg.norm(b, axis=1, keepdims=True)
-    direct = (a @ b.T).mean()
-    assert a.sum(0) @ b.sum(0) / (7 * 11) == pytest.approx(direct, abs=1e-12)
+    members = [rng.standard_normal((n, 16)) for n in (7, 11, 1, 4)]
+    members = [m / np.linalg.norm(m, axis=1, keepdims=True) for m in members]
+    sums = np.array([m.sum(0) for m in members])
+    sizes = np.array([len(m) for m in members], dtype=np.float64)
+    a, b = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3])
+    got = linkage._pair_distances(sums, sizes, a, b)
+    direct = [cdist(members[i], members[j], "cosine").mean() for i, j in zip(a, b, strict=True)]
+    np.testing.assert_allclose(got, direct, atol=1e-12)
 
 
 def test_neighbour_edges_blocked_equals_brute_force() -> None:

@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import threading
 
 import pytest
 from conftest import free_port, lfw_people
@@ -20,6 +21,15 @@ def _stored(store_path) -> int:
             return db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def _face_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """Faces stored per image (sha256), counted in the faces table itself."""
+    rows = db.execute(
+        "SELECT i.sha256, COUNT(f.face_id) FROM images i "
+        "LEFT JOIN faces f ON f.sha256 = i.sha256 GROUP BY i.sha256"
+    )
+    return dict(rows.fetchall())
 
 
 def _copy_people(lfw_dir, photos, **chosen: int) -> int:
@@ -73,7 +83,13 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
     with sqlite3.connect(store) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == total
-        assert db.execute("SELECT COUNT(DISTINCT sha256) FROM images").fetchone()[0] == total
+        # No face stored twice: each image's faces are numbered 0..n-1 exactly once.
+        numbered = db.execute(
+            "SELECT COUNT(*) FROM (SELECT sha256 FROM faces GROUP BY sha256 "
+            "HAVING COUNT(*) != COUNT(DISTINCT face_index) OR MAX(face_index) != COUNT(*) - 1)"
+        ).fetchone()[0]
+        assert numbered == 0
+        disturbed = _face_counts(db)
         # Every image's faces are all there: face_count agrees with the stored faces.
         mismatched = db.execute(
             "SELECT COUNT(*) FROM images i WHERE face_count != "
@@ -81,6 +97,17 @@ def test_services_restart_mid_run(lfw_dir, tmp_path):
         ).fetchone()[0]
         assert mismatched == 0
         assert db.execute("SELECT COUNT(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 0
+    # The same faces as a run nobody disturbed.
+    calm_store = tmp_path / "calm.db"
+    calm = subprocess.run(
+        [*FACESETS, "embed", str(photos), str(calm_store), "--json", "--send", "bytes"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert calm.returncode == 0, calm.stderr
+    with sqlite3.connect(calm_store) as db:
+        assert disturbed == _face_counts(db)
 
 
 def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
@@ -94,14 +121,30 @@ def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
     service = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     channel = grpc.insecure_channel(service.address)
     stub = inference_pb2_grpc.InferenceStub(channel)
-    requests = (common_pb2.ImageRequest(id=str(p), path=str(p)) for p in photos)
+    terminated = threading.Event()
+
+    def requests():
+        # Five images, then the rest only once the service has been told to stop: however
+        # fast the machine, the stop comes while images are still arriving.
+        for i, p in enumerate(photos):
+            if i == 5:
+                terminated.wait(60)
+            yield common_pb2.ImageRequest(id=str(p), path=str(p))
+
     results = []
     try:
-        for result in stub.Embed(requests, timeout=120):
+        for result in stub.Embed(requests(), timeout=120):
             results.append(result)
             if len(results) == 5:
                 service.process.send_signal(signal.SIGTERM)
+                wait_for(
+                    lambda: "shutting down" in (tmp_path / "inference.log").read_text(),
+                    30,
+                    "the service did not start shutting down",
+                )
+                terminated.set()
     finally:
+        terminated.set()
         channel.close()
     assert service.process.wait(timeout=30) == 0
     assert sorted(r.id for r in results) == sorted(str(p) for p in photos)
@@ -109,6 +152,7 @@ def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
     finished = [r for r in results if not r.HasField("error")]
     assert len(not_done) + len(finished) == len(photos)
     assert len(finished) >= 5 and not_done
+    assert all(str(p) in {r.id for r in not_done} for p in photos[-5:])
     assert "shutting down" in (tmp_path / "inference.log").read_text()
 
 

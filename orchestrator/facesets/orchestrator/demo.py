@@ -26,12 +26,19 @@ PER_PERSON = 20
 OTHERS = 40
 
 
-def build_slice(lfw: Path, photos: Path) -> int:
+def build_slice(
+    lfw: Path,
+    photos: Path,
+    people: int = len(PEOPLE),
+    per_person: int = PER_PERSON,
+    others: int = OTHERS,
+) -> int:
     count = 0
-    others = [p for p in sorted(lfw.iterdir()) if p.is_dir() and p.name not in PEOPLE][:OTHERS]
+    named = PEOPLE[:people]
+    rest = [p for p in sorted(lfw.iterdir()) if p.is_dir() and p.name not in PEOPLE][:others]
     for folder, limit in [
-        *((lfw / name, PER_PERSON) for name in PEOPLE),
-        *((o, 2) for o in others),
+        *((lfw / name, per_person) for name in named),
+        *((o, 2) for o in rest),
     ]:
         for photo in sorted(folder.glob("*.jpg"))[:limit]:
             target = photos / folder.name / photo.name
@@ -42,21 +49,38 @@ def build_slice(lfw: Path, photos: Path) -> int:
     return count
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--out", type=Path, default=Path("demo"))
-    options = parser.parse_args()
+    # A smaller slice for a quick look (and for the test of `make demo`).
+    parser.add_argument(
+        "--people", type=int, default=len(PEOPLE), help="people with many photos (%(default)s)"
+    )
+    parser.add_argument(
+        "--per-person", type=int, default=PER_PERSON, help="photos of each (%(default)s)"
+    )
+    parser.add_argument(
+        "--others", type=int, default=OTHERS, help="people with one or two photos (%(default)s)"
+    )
+    parser.add_argument(
+        "--min-faces", type=int, default=10, help="smallest faceset kept (%(default)s)"
+    )
+    options = parser.parse_args(argv)
     shared = options.shared.resolve()
     photos = options.out / "photos"
-    count = build_slice(shared / "data" / "lfw", photos)
+    count = build_slice(
+        shared / "data" / "lfw", photos, options.people, options.per_person, options.others
+    )
     print(f"demo: {count} LFW photos in {photos}, model pack facepack-mini from {shared}")
     os.environ.setdefault("FACESETS_MODEL_ROOT", str(shared))
     os.environ.setdefault("FACESETS_MODEL_PACK", "facepack-mini")
     from facesets.orchestrator.cli import main as facesets
 
     # A small slice: facesets of 10 photos instead of the default 15.
-    code = facesets(["run", str(photos), str(options.out / "result"), "--min-faces", "10"])
+    code = facesets(
+        ["run", str(photos), str(options.out / "result"), "--min-faces", str(options.min_faces)]
+    )
     if code == 0:
         report = (options.out / "result" / "export" / "report" / "index.html").resolve()
         print(f"\nOpen the review report: file://{report}")

@@ -16,10 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     immich_stage.add_arguments(stage)
     stage.set_defaults(immich_run=immich_stage.run)
-    imported = steps.add_parser(
-        "import",
-        help="embed the staged photos, match known identities, build and export new facesets",
-    )
+    import_help = "embed the staged photos, match known identities, build and export new facesets"
+    imported = steps.add_parser("import", help=import_help, description=import_help)
     immich_import.add_arguments(imported)
     imported.set_defaults(immich_run=immich_import.run)
 

@@ -811,7 +811,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path(settings.IMMICH_STAGING_ROOT),
         help="photos go to STAGING_ROOT/USER/ (default: %(default)s)",
     )
-    parser.add_argument("--workers", type=int, default=settings.IMMICH_WORKERS)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=settings.IMMICH_WORKERS,
+        help="downloads at once (default: %(default)s)",
+    )
     parser.add_argument(
         "--min-face-short",
         type=float,
@@ -829,7 +834,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", type=Path, default=None, help="face store: skip photos it already holds"
     )
-    parser.add_argument("--page-size", type=int, default=settings.IMMICH_PAGE_SIZE)
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=settings.IMMICH_PAGE_SIZE,
+        help="assets asked for per search request (default: %(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_service_arguments(parser, "clustering")  # used with --store only
 
