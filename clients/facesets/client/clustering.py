@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 
+from facesets.client import defaults
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
 from facesets.client.resumable import ResumableStream, rerun_on_restart
-from facesets.common import settings
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 SERVICE = "facesets.v1.Clustering"
@@ -26,13 +26,13 @@ class ClusteringClient:
         self._closed.set()  # its open streams end instead of waiting for a restart
         self.channel.close()
 
-    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+    def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
     def _unary(self, method: str, request: object) -> object:
         rpc = getattr(self.stub, method)
         return call_with_retry(
-            lambda: rpc(request, timeout=settings.RPC_TIMEOUT_S), self.channel, SERVICE
+            lambda: rpc(request, timeout=defaults.RPC_TIMEOUT_S), self.channel, SERVICE
         )
 
     def open_store(
@@ -97,7 +97,7 @@ class ClusteringClient:
             self.stub.Ingest,
             key=lambda request: request.item.file.sha256,
             answers=lambda ack: ack.committed_sha256,
-            max_inflight=settings.STORE_COMMIT_BATCH * 4,
+            max_inflight=defaults.STORE_COMMIT_BATCH * 4,
             prologue=lambda: [clustering_pb2.IngestRequest(store=store)],
             closed=self._closed,
         )
