@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from facesets.clustering.store import FaceStore, FaceTable, ImageRow
+from facesets.common.progress import ProgressFn
+from facesets.common.vectors import unit_rows as normalise
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+__all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
 
 @dataclass
@@ -50,12 +52,6 @@ def check_model(manifest: dict[str, Any], store: FaceStore, where: Path) -> None
             f"{where} was made with model {recorded}, but {store.path} holds "
             f"{model_identity(store)}; run the job again from scratch into another folder"
         )
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def centroid_of(embeddings: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from facesets.common import settings
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
+from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.records import FaceRow, read_refine_manifest
@@ -106,7 +107,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         request: export_pb2.ExportSwapRequest,
         clustering: ClusteringClient,
         inference: InferenceClient,
-        progress: Callable[[str, int, int], None],
+        progress: ProgressFn,
     ) -> dict[str, Any]:
         specs = read_refine_manifest(Path(request.refine_manifest).expanduser())
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
