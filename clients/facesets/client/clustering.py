@@ -121,6 +121,27 @@ class ClusteringClient:
     def update_faces(self, updates: Iterable[clustering_pb2.FaceUpdate]) -> int:
         return self.stub.UpdateFaces(iter(updates)).updated
 
+    def lacking_faces(
+        self, target: clustering_pb2.EnrichTarget
+    ) -> list[clustering_pb2.LackingImage]:
+        """Images holding faces that lack what the target's models give (enrich, step 1)."""
+        return list(self.stub.LackingFaces(target))
+
+    def enrich_faces(
+        self,
+        target: clustering_pb2.EnrichTarget,
+        detected: Iterable[common_pb2.ImageResult],
+    ) -> clustering_pb2.EnrichFacesResponse:
+        """Re-detected images in; the service matches and writes their faces (enrich, step 2)."""
+
+        def requests() -> Iterator[clustering_pb2.EnrichFacesRequest]:
+            yield clustering_pb2.EnrichFacesRequest(target=target)
+            for result in detected:
+                yield clustering_pb2.EnrichFacesRequest(detected=result)
+
+        response: clustering_pb2.EnrichFacesResponse = self.stub.EnrichFaces(requests())
+        return response
+
     def stats(self, store: str) -> clustering_pb2.StoreStats:
         return self._unary("GetStats", clustering_pb2.StoreRef(store=store))  # type: ignore[return-value]
 

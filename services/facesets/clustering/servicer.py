@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import structlog
 
+from facesets.clustering import enrich
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
 from facesets.clustering.store import FaceStore, StoreMismatchError, StoreWriteError
 from facesets.common import settings
@@ -45,6 +46,10 @@ def _faceset_gates(
         "min_det_score": request.min_det_score or settings.QUALITY_MIN_DET_SCORE,
         "link_mode": LINK_MODES[request.link_mode],
     }
+
+
+def _capabilities(target: clustering_pb2.EnrichTarget) -> enrich.Capabilities:
+    return enrich.Capabilities(target.has_landmark_2d_106, target.has_landmark_3d_68)
 
 
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,6 +247,33 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         if store is not None and pending:
             updated += store.update_faces(pending)
         return clustering_pb2.UpdateFacesResponse(updated=updated)
+
+    def LackingFaces(
+        self, request: clustering_pb2.EnrichTarget, context: grpc.ServicerContext
+    ) -> Iterator[clustering_pb2.LackingImage]:
+        store = self.stores.get(request.store, context)
+        for sha256, faces in enrich.lacking_faces(store, _capabilities(request)).items():
+            yield clustering_pb2.LackingImage(
+                sha256=sha256, path=faces[0].path, faces_lacking=len(faces)
+            )
+
+    @_store_errors
+    def EnrichFaces(
+        self,
+        request_iterator: Iterator[clustering_pb2.EnrichFacesRequest],
+        context: grpc.ServicerContext,
+    ) -> clustering_pb2.EnrichFacesResponse:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("target"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message names the target")
+        store = self.stores.get(first.target.store, context)
+        detected = (r.detected for r in request_iterator if r.HasField("detected"))
+        counts = enrich.enrich_faces(store, _capabilities(first.target), detected)
+        return clustering_pb2.EnrichFacesResponse(
+            faces_updated=counts.faces_updated,
+            faces_not_found=counts.faces_not_found,
+            image_errors=counts.image_errors,
+        )
 
     def GetStats(
         self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
