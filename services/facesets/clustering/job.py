@@ -85,7 +85,7 @@ class Photos:
             rows[row.sha256] = row
             if row.error_reason:
                 continue
-            found = []
+            found: list[str] = []
             for path in [row.path, *row.aliases]:
                 (found if os.path.isfile(path) else missing).append(path)
             existing[row.sha256] = found

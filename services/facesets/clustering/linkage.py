@@ -551,7 +551,7 @@ def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> lis
     n = x.shape[0]
     if n < 2:
         return []
-    ei, ej, _ = neighbour_edges(_unit_rows(x, x.dtype), max_dist + EDGE_MARGIN)
+    ei, ej, _ = neighbour_edges(_unit_rows(x, x.dtype.type), max_dist + EDGE_MARGIN)
     graph = coo_matrix((np.ones(ei.size, np.int8), (ei, ej)), shape=(n, n))
     n_comp, comp = connected_components(graph, directed=False)
     groups: list[list[int]] = []

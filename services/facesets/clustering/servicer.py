@@ -225,7 +225,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             if image.error_reason:
                 record.error.CopyFrom(
                     common_pb2.ImageError(
-                        reason=common_pb2.ErrorReason.Value(image.error_reason),
+                        reason=common_pb2.ErrorReason.Value(image.error_reason),  # type: ignore[arg-type]  # Value() returns the enum's int
                         message=image.error_message,
                     )
                 )
@@ -266,6 +266,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         first = next(request_iterator, None)
         if first is None or not first.HasField("target"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message names the target")
+            raise AssertionError("abort raises")  # for the type checker: abort never returns
         store = self.stores.get(first.target.store, context)
         detected = (r.detected for r in request_iterator if r.HasField("detected"))
         counts = enrich.enrich_faces(store, _capabilities(first.target), detected)
@@ -279,7 +280,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
     ) -> clustering_pb2.StoreStats:
         stats = self.stores.get(request.store, context).stats()
-        return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]
+        return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]  # a dict of the message's own fields
 
     # --- jobs ----------------------------------------------------------------------------
     def _job(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Protocol
 
 import structlog
@@ -19,7 +20,7 @@ def register_secret(value: str) -> None:
         _known_secrets.add(value)
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and value:
             event[key] = "***"
@@ -62,6 +63,6 @@ def configure(level: str = "info", json: bool = False, stream: LogStream | None 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]  # typed TextIO; only write() and flush() are used
         cache_logger_on_first_use=False,
     )

@@ -36,7 +36,7 @@ def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
         face_id=record.face_id,
         sha256=record.sha256,
         path=record.path,
-        bbox=tuple(face.bbox),  # type: ignore[arg-type]
+        bbox=tuple(face.bbox),  # type: ignore[arg-type]  # four values; a repeated field has no length
         kps=np.asarray(face.kps, np.float32).reshape(5, 2),
         det_score=face.det_score,
         embedding=np.frombuffer(face.embedding, "<f4"),
