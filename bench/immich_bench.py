@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_immich import FakeImmich, lfw_library  # noqa: E402
 
-from facesets.orchestrator.immich_stage import StageConfig, stage  # noqa: E402
+from facesets.orchestrator.immich.config import StageConfig  # noqa: E402
+from facesets.orchestrator.immich.stage import stage  # noqa: E402
 
 KEY = "bench-key"
 LATENCY_S = 0.05

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from facesets.orchestrator import local
 
 # The `facesets` command, run by the interpreter that runs the tests.
 FACESETS: list[str] = [sys.executable, "-m", "facesets.orchestrator.cli"]
@@ -42,10 +39,14 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 
 class ServiceProcess:
+    """`facesets serve SERVICE` on a fixed loopback port, started the way commands start their
+    local services (facesets.orchestrator.local), with crash and full-disk controls."""
+
     def __init__(self, service: str, port: int, log_path: Path, *extra: str) -> None:
         self.service = service
         self.port = port
         self.log_path = log_path
+        self.ready_file = log_path.with_name(f"{log_path.name}.ready")
         self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -58,45 +59,24 @@ class ServiceProcess:
     ) -> ServiceProcess:
         """`file_size_limit` (bytes, RLIMIT_FSIZE) makes the process's writes past that size
         fail as they do on a full disk."""
-        command = [
-            *FACESETS,
-            "--log-level",
-            "debug",
-            "serve",
-            self.service,
-            "--listen",
-            listen or self.address,
-            *self.extra,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-                preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
-            )
+        command = local.serve_command(
+            self.service, listen or self.address, self.ready_file, self.extra, log_level="debug"
+        )
+        self.process = local.launch(
+            command,
+            self.log_path,
+            preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
+        )
         if wait:
             self.wait_serving()
         return self
 
     def wait_serving(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.service} exited: {self.log_path.read_text()[-2000:]}"
-                    )
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
-        raise TimeoutError(f"{self.service} not serving on {self.address}")
+        assert self.process is not None
+        try:
+            local.wait_ready(self.process, self.ready_file, self.service, self.log_path, timeout)
+        except local.ServiceStartError as error:
+            raise RuntimeError(str(error)) from error
 
     def crash_and_restart(self, down_s: float) -> None:
         """kill -9, stay down for down_s, then start again on the same port."""
@@ -111,10 +91,5 @@ class ServiceProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            local.terminate(self.process, timeout_s=20)

@@ -24,21 +24,18 @@ from fake_immich import (
 
 from facesets.clustering.store import FaceStore, ImageData
 from facesets.common import layout
-from facesets.orchestrator.immich_api import Face
-from facesets.orchestrator.immich_stage import (
+from facesets.orchestrator.immich.api import Face
+from facesets.orchestrator.immich.cli import add_arguments, run
+from facesets.orchestrator.immich.config import (
     EXIT_ASSET_ERRORS,
     EXIT_AUTH,
     EXIT_OK,
     EXIT_OUTAGE,
-    PARTIAL_DIR,
     StageConfig,
-    add_arguments,
-    biggest_face_short,
-    is_excluded,
-    library_relative_path,
-    run,
-    stage,
 )
+from facesets.orchestrator.immich.faces import biggest_face_short
+from facesets.orchestrator.immich.paths import PARTIAL_DIR, is_excluded, library_relative_path
+from facesets.orchestrator.immich.stage import stage
 
 KEY = "immich-test-key-7f3a9c1e5b"
 USER = "alice"

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from facesets.common import settings
-from facesets.common.server import channel_options
+from facesets.client import defaults, health
+from facesets.client.defaults import channel_options
 
 
 class ServiceUnavailableError(ConnectionError):
@@ -94,25 +93,24 @@ def open_channel(endpoint: Endpoint) -> grpc.Channel:
 
 
 def wait_until_serving(
-    channel: grpc.Channel, service: str = "", window_s: float = settings.RETRY_WINDOW_S
+    channel: grpc.Channel, service: str = "", window_s: float = defaults.RETRY_WINDOW_S
 ) -> None:
     """Block until the service's health check says SERVING, with backoff, or give up."""
-    stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + window_s
-    delay = settings.RETRY_BACKOFF_S
+    delay = defaults.RETRY_BACKOFF_S
     last = "no answer"
     while True:
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            status = health.check(channel, service, timeout=5)
+            if status == health.SERVING:
                 return
-            last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            last = health.STATUS_NAMES.get(status, str(status))
         except grpc.RpcError as error:
             last = f"{error.code().name}: {error.details()}"
         if time.monotonic() + delay > deadline:
             raise ServiceUnavailableError(f"service not serving after {window_s:.0f}s ({last})")
         time.sleep(delay)
-        delay = min(delay * 2, settings.RETRY_BACKOFF_MAX_S)
+        delay = min(delay * 2, defaults.RETRY_BACKOFF_MAX_S)
 
 
 RETRYABLE = {
@@ -137,7 +135,7 @@ def is_transient(error: grpc.RpcError) -> bool:
 
 def call_with_retry(call: Callable[[], Any], channel: grpc.Channel, service: str) -> Any:
     """A unary call, retried while the service restarts."""
-    deadline = time.monotonic() + settings.RETRY_WINDOW_S
+    deadline = time.monotonic() + defaults.RETRY_WINDOW_S
     while True:
         try:
             return call()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
+from facesets.client import defaults
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
 from facesets.client.resumable import ResumableStream, rerun_on_restart
-from facesets.common import settings
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 SERVICE = "facesets.v1.Clustering"
+Reply = TypeVar("Reply")
 REGISTER_CHUNK = 2000  # files per RegisterFiles call
 
 
@@ -26,14 +28,17 @@ class ClusteringClient:
         self._closed.set()  # its open streams end instead of waiting for a restart
         self.channel.close()
 
-    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+    def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
-    def _unary(self, method: str, request: object) -> object:
+    def _unary(self, method: str, request: object, reply: type[Reply]) -> Reply:
         rpc = getattr(self.stub, method)
-        return call_with_retry(
-            lambda: rpc(request, timeout=settings.RPC_TIMEOUT_S), self.channel, SERVICE
+        answer = call_with_retry(
+            lambda: rpc(request, timeout=defaults.RPC_TIMEOUT_S), self.channel, SERVICE
         )
+        if not isinstance(answer, reply):
+            raise TypeError(f"{method} answered {type(answer).__name__}, not {reply.__name__}")
+        return answer
 
     def open_store(
         self, store: str, model_pack: str = "", dim: int = 0
@@ -41,7 +46,7 @@ class ClusteringClient:
         request = clustering_pb2.OpenStoreRequest(
             store=store, model_pack=model_pack, embedding_dim=dim
         )
-        return self._unary("OpenStore", request)  # type: ignore[return-value]
+        return self._unary("OpenStore", request, clustering_pb2.StoreInfo)
 
     def register_files(
         self, store: str, files: Sequence[clustering_pb2.FileEntry]
@@ -54,10 +59,11 @@ class ClusteringClient:
                 clustering_pb2.RegisterFilesRequest(
                     store=store, files=files[start : start + REGISTER_CHUNK]
                 ),
+                clustering_pb2.RegisterFilesResponse,
             )
-            total.pending.extend(reply.pending)  # type: ignore[attr-defined]
-            total.known += reply.known  # type: ignore[attr-defined]
-            total.aliases_added += reply.aliases_added  # type: ignore[attr-defined]
+            total.pending.extend(reply.pending)
+            total.known += reply.known
+            total.aliases_added += reply.aliases_added
         return total
 
     def lookup_paths(self, store: str, paths: Sequence[str]) -> dict[str, clustering_pb2.FileEntry]:
@@ -69,8 +75,9 @@ class ClusteringClient:
                 clustering_pb2.LookupPathsRequest(
                     store=store, paths=paths[start : start + REGISTER_CHUNK]
                 ),
+                clustering_pb2.LookupPathsResponse,
             )
-            found.update((entry.path, entry) for entry in reply.files)  # type: ignore[attr-defined]
+            found.update((entry.path, entry) for entry in reply.files)
         return found
 
     def known_content(self, store: str, digests: Sequence[str]) -> set[str]:
@@ -81,8 +88,9 @@ class ClusteringClient:
                 clustering_pb2.KnownContentRequest(
                     store=store, sha256=digests[start : start + REGISTER_CHUNK]
                 ),
+                clustering_pb2.KnownContentResponse,
             )
-            known.update(reply.known)  # type: ignore[attr-defined]
+            known.update(reply.known)
         return known
 
     def ingest(self, store: str, items: Iterable[clustering_pb2.IngestItem]) -> Iterator[list[str]]:
@@ -97,7 +105,7 @@ class ClusteringClient:
             self.stub.Ingest,
             key=lambda request: request.item.file.sha256,
             answers=lambda ack: ack.committed_sha256,
-            max_inflight=settings.STORE_COMMIT_BATCH * 4,
+            max_inflight=defaults.STORE_COMMIT_BATCH * 4,
             prologue=lambda: [clustering_pb2.IngestRequest(store=store)],
             closed=self._closed,
         )
@@ -121,8 +129,31 @@ class ClusteringClient:
     def update_faces(self, updates: Iterable[clustering_pb2.FaceUpdate]) -> int:
         return self.stub.UpdateFaces(iter(updates)).updated
 
+    def lacking_faces(
+        self, target: clustering_pb2.EnrichTarget
+    ) -> list[clustering_pb2.LackingImage]:
+        """Images holding faces that lack what the target's models give (enrich, step 1)."""
+        return list(self.stub.LackingFaces(target))
+
+    def enrich_faces(
+        self,
+        target: clustering_pb2.EnrichTarget,
+        detected: Iterable[common_pb2.ImageResult],
+    ) -> clustering_pb2.EnrichFacesResponse:
+        """Re-detected images in; the service matches and writes their faces (enrich, step 2)."""
+
+        def requests() -> Iterator[clustering_pb2.EnrichFacesRequest]:
+            yield clustering_pb2.EnrichFacesRequest(target=target)
+            for result in detected:
+                yield clustering_pb2.EnrichFacesRequest(detected=result)
+
+        response: clustering_pb2.EnrichFacesResponse = self.stub.EnrichFaces(requests())
+        return response
+
     def stats(self, store: str) -> clustering_pb2.StoreStats:
-        return self._unary("GetStats", clustering_pb2.StoreRef(store=store))  # type: ignore[return-value]
+        return self._unary(
+            "GetStats", clustering_pb2.StoreRef(store=store), clustering_pb2.StoreStats
+        )
 
     def job(self, method: str, request: object) -> Iterator[common_pb2.JobEvent]:
         """Cluster, Refine, Extend, Dedup, Consolidate or Route: progress events, then the

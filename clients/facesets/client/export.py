@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from facesets.client import defaults
 from facesets.client.channel import Endpoint, open_channel, wait_until_serving
 from facesets.client.resumable import rerun_on_restart
-from facesets.common import settings
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
 SERVICE = "facesets.v1.Export"
@@ -21,7 +21,7 @@ class ExportClient:
     def close(self) -> None:
         self.channel.close()
 
-    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+    def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
     def export_swap(self, request: export_pb2.ExportSwapRequest) -> Iterator[common_pb2.JobEvent]:

@@ -7,13 +7,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import cv2
 import grpc
 import numpy as np
 
+from facesets.client import defaults
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
+from facesets.client.png import encode_png
 from facesets.client.resumable import ResumableStream
-from facesets.common import settings
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 SERVICE = "facesets.v1.Inference"
@@ -40,7 +40,7 @@ def _too_large(image_id: str, size: int, limit: int) -> common_pb2.ImageResult:
 
 class InferenceClient:
     def __init__(
-        self, endpoint: Endpoint, max_message_bytes: int = settings.MAX_MESSAGE_BYTES
+        self, endpoint: Endpoint, max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
     ) -> None:
         self.endpoint = endpoint
         self.channel = open_channel(endpoint)
@@ -53,13 +53,13 @@ class InferenceClient:
         self._closed.set()  # its open streams end instead of waiting for a restart
         self.channel.close()
 
-    def wait_ready(self, window_s: float = settings.RETRY_WINDOW_S) -> None:
+    def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
     def info(self) -> inference_pb2.ModelInfo:
         return call_with_retry(
             lambda: self.stub.GetInfo(
-                inference_pb2.GetInfoRequest(), timeout=settings.RPC_TIMEOUT_S
+                inference_pb2.GetInfoRequest(), timeout=defaults.RPC_TIMEOUT_S
             ),
             self.channel,
             SERVICE,
@@ -122,7 +122,7 @@ class InferenceClient:
         self,
         images: Iterable[ImageInput],
         by_path: bool = False,
-        max_inflight: int = settings.EMBED_INFLIGHT,
+        max_inflight: int = defaults.EMBED_INFLIGHT,
     ) -> Iterator[common_pb2.ImageResult]:
         """One result per image, in completion order; survives service restarts."""
         return self._stream("Embed", images, by_path, max_inflight)
@@ -131,7 +131,7 @@ class InferenceClient:
         self,
         images: Iterable[ImageInput],
         by_path: bool = False,
-        max_inflight: int = settings.EMBED_INFLIGHT,
+        max_inflight: int = defaults.EMBED_INFLIGHT,
     ) -> Iterator[common_pb2.ImageResult]:
         return self._stream("Detect", images, by_path, max_inflight)
 
@@ -139,7 +139,7 @@ class InferenceClient:
         self,
         images: Iterable[ImageInput],
         by_path: bool = False,
-        max_inflight: int = settings.EMBED_INFLIGHT,
+        max_inflight: int = defaults.EMBED_INFLIGHT,
     ) -> Iterator:
         return self._stream("CountFaces", images, by_path, max_inflight)
 
@@ -147,10 +147,7 @@ class InferenceClient:
         """Faces found in each BGR image (PNG-encoded on the way)."""
         inputs = []
         for i, crop in enumerate(crops):
-            ok, png = cv2.imencode(".png", crop)
-            if not ok:
-                raise ValueError("could not encode a crop as PNG")
-            inputs.append(ImageInput(id=str(i), data=png.tobytes()))
+            inputs.append(ImageInput(id=str(i), data=encode_png(crop)))
         counts = [0] * len(crops)
         for result in self.count_faces_stream(inputs):
             if result.HasField("error"):

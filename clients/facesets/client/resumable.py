@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -9,12 +10,11 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 import grpc
-import structlog
 
+from facesets.client import defaults
 from facesets.client.channel import ServiceUnavailableError, is_transient, wait_until_serving
-from facesets.common import settings
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Event = TypeVar("Event")
@@ -25,8 +25,8 @@ def rerun_on_restart(
     service: str,
     start: Callable[[], Iterator[Event]],
     job: str,
-    reruns: int = settings.JOB_RERUNS,
-    window_s: float = settings.RETRY_WINDOW_S,
+    reruns: int = defaults.JOB_RERUNS,
+    window_s: float = defaults.RETRY_WINDOW_S,
 ) -> Iterator[Event]:
     """A job's events, the job started again from the beginning when its service goes away
     before the job ends (every facesets job is idempotent, so this is safe; its progress starts
@@ -46,10 +46,11 @@ def rerun_on_restart(
                     "see its log, then run the command again"
                 ) from error
             log.warning(
-                "service went away during a job; running the job again once it is back",
-                service=service,
-                job=job,
-                code=error.code().name,
+                "service went away during a job; running the job again once it is back "
+                "(service=%s job=%s code=%s)",
+                service,
+                job,
+                error.code().name,
             )
             wait_until_serving(channel, service, window_s)
 
@@ -70,8 +71,8 @@ class ResumableStream(Generic[Req, Resp]):
         key: Callable[[Req], Hashable],
         answers: Callable[[Resp], Iterable[Hashable]],
         final: Callable[[Resp], bool] = lambda _: True,
-        max_inflight: int = settings.EMBED_INFLIGHT,
-        window_s: float = settings.RETRY_WINDOW_S,
+        max_inflight: int = defaults.EMBED_INFLIGHT,
+        window_s: float = defaults.RETRY_WINDOW_S,
         prologue: Callable[[], Iterable[Req]] = tuple,
         closed: threading.Event | None = None,
     ) -> None:
@@ -88,88 +89,110 @@ class ResumableStream(Generic[Req, Resp]):
         self.restarts = 0
 
     def run(self, requests: Iterable[Req]) -> Iterator[Resp]:
-        source = iter(requests)
-        pending: OrderedDict[Hashable, Req] = OrderedDict()
-        lock = threading.Lock()
-        slots = threading.Semaphore(self.max_inflight)
-        state = {"generation": 0, "exhausted": False}
-        source_errors: list[Exception] = []  # what the caller's own iterator raised
-        failing_since: float | None = None
-
-        def finished() -> bool:
-            """All requests answered: the end, or the caller's error once its answers are out."""
-            with lock:
-                if not (state["exhausted"] and not pending):
-                    return False
-            if source_errors:
-                raise source_errors[0]
-            return True
-
-        def outgoing(generation: int, resend: list[Req]) -> Iterator[Req]:
-            yield from self.prologue()
-            yield from resend
-            while True:
-                slots.acquire()
-                with lock:
-                    if state["generation"] != generation:
-                        slots.release()  # a newer attempt owns the source now
-                        return
-                    try:
-                        request = next(source)
-                    except StopIteration:
-                        state["exhausted"] = True
-                        slots.release()
-                        return
-                    except Exception as error:
-                        # Raised again as itself once the requests before it are answered;
-                        # gRPC would report it only as "Exception iterating requests!".
-                        source_errors.append(error)
-                        state["exhausted"] = True
-                        slots.release()
-                        return
-                    pending[self.key(request)] = request
-                yield request
-
-        while True:
-            if finished():
-                return
-            with lock:
-                state["generation"] += 1
-                generation = state["generation"]
-                resend = list(pending.values())
+        """Each request's final answer, in the order they come; resumes across restarts."""
+        run = _StreamRun(self, iter(requests))
+        while not run.finished():
             try:
-                for response in self.call(outgoing(generation, resend)):
-                    failing_since = None
-                    if not self.final(response):
-                        continue
-                    settled = False
-                    with lock:
-                        for key in self.answers(response):
-                            if pending.pop(key, None) is not None:
-                                slots.release()
-                                settled = True
-                    if settled:
-                        yield response
+                yield from run.attempt()
             except grpc.RpcError as error:
-                if self.closed.is_set() or not is_transient(error):
-                    raise
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.window_s:
-                    raise ServiceUnavailableError(
-                        f"{self.service or 'service'} unavailable for {self.window_s:.0f}s"
-                    ) from error
-                self.restarts += 1
-                log.warning(
-                    "stream interrupted; resuming",
-                    service=self.service,
-                    unanswered=len(pending),
-                    code=error.code().name,
-                )
-                remaining = max(1.0, self.window_s - (time.monotonic() - failing_since))
-                wait_until_serving(self.channel, self.service, remaining)
+                run.recover(error)
                 continue
-            if finished():
+            if run.finished():
                 return
             # The server ended the stream with work unanswered (it is shutting down).
-            time.sleep(settings.RETRY_BACKOFF_S)
+            time.sleep(defaults.RETRY_BACKOFF_S)
+
+
+class _StreamRun(Generic[Req, Resp]):
+    """One `ResumableStream.run`: the caller's source, the requests sent and not yet answered,
+    and the attempts that carry them.
+
+    Each attempt (one call) has a generation number; only the newest attempt takes requests from
+    the source, so an attempt that broke cannot steal them from the one that resumed.
+    """
+
+    def __init__(self, stream: ResumableStream[Req, Resp], source: Iterator[Req]) -> None:
+        self.stream = stream
+        self.source = source
+        self.pending: OrderedDict[Hashable, Req] = OrderedDict()
+        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(stream.max_inflight)
+        self.generation = 0
+        self.exhausted = False
+        self.source_errors: list[Exception] = []  # what the caller's own iterator raised
+        self.failing_since: float | None = None
+
+    def finished(self) -> bool:
+        """All requests answered: the end, or the caller's error once its answers are out."""
+        with self.lock:
+            if not (self.exhausted and not self.pending):
+                return False
+        if self.source_errors:
+            raise self.source_errors[0]
+        return True
+
+    def attempt(self) -> Iterator[Resp]:
+        """One call: unanswered requests first, then new ones; yields settling answers."""
+        with self.lock:
+            self.generation += 1
+            generation = self.generation
+            resend = list(self.pending.values())
+        for response in self.stream.call(self._outgoing(generation, resend)):
+            self.failing_since = None
+            if self.stream.final(response) and self._settle(response):
+                yield response
+
+    def _settle(self, response: Resp) -> bool:
+        settled = False
+        with self.lock:
+            for key in self.stream.answers(response):
+                if self.pending.pop(key, None) is not None:
+                    self.slots.release()
+                    settled = True
+        return settled
+
+    def _outgoing(self, generation: int, resend: list[Req]) -> Iterator[Req]:
+        yield from self.stream.prologue()
+        yield from resend
+        while True:
+            self.slots.acquire()
+            with self.lock:
+                if self.generation != generation:
+                    self.slots.release()  # a newer attempt owns the source now
+                    return
+                try:
+                    request = next(self.source)
+                except StopIteration:
+                    self.exhausted = True
+                    self.slots.release()
+                    return
+                except Exception as error:
+                    # Raised again as itself once the requests before it are answered;
+                    # gRPC would report it only as "Exception iterating requests!".
+                    self.source_errors.append(error)
+                    self.exhausted = True
+                    self.slots.release()
+                    return
+                self.pending[self.stream.key(request)] = request
+            yield request
+
+    def recover(self, error: grpc.RpcError) -> None:
+        """Wait for the service to come back after a transient error, or raise."""
+        stream = self.stream
+        if stream.closed.is_set() or not is_transient(error):
+            raise error
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since > stream.window_s:
+            raise ServiceUnavailableError(
+                f"{stream.service or 'service'} unavailable for {stream.window_s:.0f}s"
+            ) from error
+        stream.restarts += 1
+        log.warning(
+            "stream interrupted; resuming (service=%s unanswered=%d code=%s)",
+            stream.service,
+            len(self.pending),
+            error.code().name,
+        )
+        remaining = max(1.0, stream.window_s - (time.monotonic() - self.failing_since))
+        wait_until_serving(stream.channel, stream.service, remaining)

@@ -205,6 +205,44 @@ class UpdateFacesResponse(_message.Message):
     updated: int
     def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
+class EnrichTarget(_message.Message):
+    __slots__ = ("store", "has_landmark_2d_106", "has_landmark_3d_68")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    HAS_LANDMARK_2D_106_FIELD_NUMBER: _ClassVar[int]
+    HAS_LANDMARK_3D_68_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    has_landmark_2d_106: bool
+    has_landmark_3d_68: bool
+    def __init__(self, store: _Optional[str] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ...) -> None: ...
+
+class LackingImage(_message.Message):
+    __slots__ = ("sha256", "path", "faces_lacking")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FACES_LACKING_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    path: str
+    faces_lacking: int
+    def __init__(self, sha256: _Optional[str] = ..., path: _Optional[str] = ..., faces_lacking: _Optional[int] = ...) -> None: ...
+
+class EnrichFacesRequest(_message.Message):
+    __slots__ = ("target", "detected")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_FIELD_NUMBER: _ClassVar[int]
+    target: EnrichTarget
+    detected: _common_pb2.ImageResult
+    def __init__(self, target: _Optional[_Union[EnrichTarget, _Mapping]] = ..., detected: _Optional[_Union[_common_pb2.ImageResult, _Mapping]] = ...) -> None: ...
+
+class EnrichFacesResponse(_message.Message):
+    __slots__ = ("faces_updated", "faces_not_found", "image_errors")
+    FACES_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    FACES_NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    faces_updated: int
+    faces_not_found: int
+    image_errors: int
+    def __init__(self, faces_updated: _Optional[int] = ..., faces_not_found: _Optional[int] = ..., image_errors: _Optional[int] = ...) -> None: ...
+
 class StoreStats(_message.Message):
     __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim")
     class ErrorsByReasonEntry(_message.Message):

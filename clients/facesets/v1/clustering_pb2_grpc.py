@@ -77,6 +77,16 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.FaceUpdate.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_clustering__pb2.UpdateFacesResponse.FromString,
                 _registered_method=True)
+        self.LackingFaces = channel.unary_stream(
+                '/facesets.v1.Clustering/LackingFaces',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.EnrichTarget.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.LackingImage.FromString,
+                _registered_method=True)
+        self.EnrichFaces = channel.stream_unary(
+                '/facesets.v1.Clustering/EnrichFaces',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.EnrichFacesRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.EnrichFacesResponse.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/facesets.v1.Clustering/GetStats',
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.StoreRef.SerializeToString,
@@ -175,6 +185,21 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LackingFaces(self, request, context):
+        """Enrich, step 1: the images holding faces that lack what the given models provide.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnrichFaces(self, request_iterator, context):
+        """Enrich, step 2: those images re-detected stream in (ImageResult.id = sha256); each stored
+        face still lacking takes the landmarks and pose of the detection that overlaps it most.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -261,6 +286,16 @@ def add_ClusteringServicer_to_server(servicer, server):
                     servicer.UpdateFaces,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.FaceUpdate.FromString,
                     response_serializer=facesets_dot_v1_dot_clustering__pb2.UpdateFacesResponse.SerializeToString,
+            ),
+            'LackingFaces': grpc.unary_stream_rpc_method_handler(
+                    servicer.LackingFaces,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.EnrichTarget.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.LackingImage.SerializeToString,
+            ),
+            'EnrichFaces': grpc.stream_unary_rpc_method_handler(
+                    servicer.EnrichFaces,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.EnrichFacesRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.EnrichFacesResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -516,6 +551,60 @@ class Clustering:
             '/facesets.v1.Clustering/UpdateFaces',
             facesets_dot_v1_dot_clustering__pb2.FaceUpdate.SerializeToString,
             facesets_dot_v1_dot_clustering__pb2.UpdateFacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LackingFaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/LackingFaces',
+            facesets_dot_v1_dot_clustering__pb2.EnrichTarget.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.LackingImage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrichFaces(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/facesets.v1.Clustering/EnrichFaces',
+            facesets_dot_v1_dot_clustering__pb2.EnrichFacesRequest.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.EnrichFacesResponse.FromString,
             options,
             channel_credentials,
             insecure,

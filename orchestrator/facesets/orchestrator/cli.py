@@ -10,6 +10,7 @@ import sys
 import grpc
 
 from facesets.common import logs
+from facesets.orchestrator.console import AroundProgressBars
 
 # Modules that define commands: each has COMMANDS = {name: (help, add_arguments, run)}.
 COMMAND_MODULES = (
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = "info" if args.command == "serve" and args.log_level == "warning" else args.log_level
-    logs.configure(level, json=args.log_json)
+    logs.configure(level, json=args.log_json, stream=AroundProgressBars())
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -43,7 +43,9 @@ class Services(contextlib.ExitStack):
         token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
         self.token = read_token(Path(token_file)) if token_file else None
         self.tls_ca = getattr(args, "tls_ca", None)
-        self._clients: dict[str, object] = {}
+        self._inference: InferenceClient | None = None
+        self._clustering: ClusteringClient | None = None
+        self._export: ExportClient | None = None
         self.local: dict[str, LocalService] = {}
 
     def _address(self, name: str) -> str:
@@ -77,32 +79,32 @@ class Services(contextlib.ExitStack):
         return Endpoint(address, None if local else self.token, None if local else self.tls_ca)
 
     def inference(self) -> InferenceClient:
-        if "inference" not in self._clients:
+        if self._inference is None:
             client = InferenceClient(self.endpoint("inference"))
             self.callback(client.close)
             client.wait_ready()
-            self._clients["inference"] = client
-        return self._clients["inference"]  # type: ignore[return-value]
+            self._inference = client
+        return self._inference
 
     def clustering(self) -> ClusteringClient:
-        if "clustering" not in self._clients:
+        if self._clustering is None:
             client = ClusteringClient(self.endpoint("clustering"))
             self.callback(client.close)
             client.wait_ready()
-            self._clients["clustering"] = client
-        return self._clients["clustering"]  # type: ignore[return-value]
+            self._clustering = client
+        return self._clustering
 
     def address(self, name: str) -> str:
         """The address of a service, starting it locally if need be."""
         return self.endpoint(name).address
 
     def export(self) -> ExportClient:
-        if "export" not in self._clients:
+        if self._export is None:
             client = ExportClient(self.endpoint("export"))
             self.callback(client.close)
             client.wait_ready()
-            self._clients["export"] = client
-        return self._clients["export"]  # type: ignore[return-value]
+            self._export = client
+        return self._export
 
 
 @contextlib.contextmanager

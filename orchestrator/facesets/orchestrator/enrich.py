@@ -2,88 +2,61 @@
 
 Faces stored by a pack without landmark models (or before pose existed) get what the current
 inference service can give. Only faces still lacking something are sent, so an interrupted run
-resumes where it stopped and a finished one does nothing.
+resumes where it stopped and a finished one does nothing. The matching of detections to stored
+faces runs in the clustering service (LackingFaces, EnrichFaces); this module only sequences.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from facesets.client import ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.v1 import clustering_pb2, common_pb2, inference_pb2
-
-MIN_IOU = 0.5  # a re-detected face is the stored one when their boxes overlap this much
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = np.maximum(a[:2], b[:2])
-    x2, y2 = np.minimum(a[2:], b[2:])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def lacking(face: common_pb2.Face, info: inference_pb2.ModelInfo) -> bool:
-    if not face.HasField("pose"):
-        return True
-    if info.has_landmark_2d_106 and not face.landmark_2d_106:
-        return True
-    return bool(
-        info.has_landmark_3d_68 and face.pose.source != common_pb2.POSE_SOURCE_LANDMARK_3D68
-    )
+from facesets.v1 import clustering_pb2, common_pb2
 
 
 def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> dict[str, Any]:
+    """Sequence the two services: the clustering service names the images with faces lacking
+    what the inference service gives now, inference re-detects them, and the clustering service
+    matches the detections to the stored faces and writes them."""
     store = str(Path(store_path).resolve())
     clustering = opened.clustering()
     clustering.open_store(store)
     info = opened.inference().info()
-    by_image: dict[str, list[clustering_pb2.FaceRecord]] = defaultdict(list)
-    for record in clustering.read_faces(store, with_embeddings=False):
-        if lacking(record.face, info):
-            by_image[record.sha256].append(record)
+    target = clustering_pb2.EnrichTarget(
+        store=store,
+        has_landmark_2d_106=info.has_landmark_2d_106,
+        has_landmark_3d_68=info.has_landmark_3d_68,
+    )
+    lacking = clustering.lacking_faces(target)
     summary = {
-        "faces_lacking": sum(map(len, by_image.values())),
-        "images": len(by_image),
+        "faces_lacking": sum(image.faces_lacking for image in lacking),
+        "images": len(lacking),
         "faces_updated": 0,
         "faces_not_found": 0,
         "image_errors": 0,
     }
-    if not by_image:
+    if not lacking:
         return summary
-    images = (ImageInput(id=sha, path=records[0].path) for sha, records in by_image.items())
+    images = (ImageInput(id=image.sha256, path=image.path) for image in lacking)
     by_path = opened.is_local("inference")
+    with tqdm(total=len(lacking), desc="enriching", unit="img", disable=not show_progress) as bar:
 
-    def updates() -> Iterator[clustering_pb2.FaceUpdate]:
-        with tqdm(
-            total=len(by_image), desc="enriching", unit="img", disable=not show_progress
-        ) as bar:
+        def detected() -> Iterator[common_pb2.ImageResult]:
             for result in opened.inference().detect(images, by_path=by_path):
                 bar.update()
-                if result.HasField("error"):
-                    summary["image_errors"] += 1
-                    continue
-                for record in by_image[result.id]:
-                    stored = np.asarray(record.face.bbox)
-                    best = max(
-                        result.faces, key=lambda f: _iou(stored, np.asarray(f.bbox)), default=None
-                    )
-                    if best is None or _iou(stored, np.asarray(best.bbox)) < MIN_IOU:
-                        summary["faces_not_found"] += 1
-                        continue
-                    summary["faces_updated"] += 1
-                    yield clustering_pb2.FaceUpdate(store=store, face_id=record.face_id, face=best)
+                yield result
 
-    clustering.update_faces(updates())
+        written = clustering.enrich_faces(target, detected())
+    summary["faces_updated"] = written.faces_updated
+    summary["faces_not_found"] = written.faces_not_found
+    summary["image_errors"] = written.image_errors
     return summary
 
 

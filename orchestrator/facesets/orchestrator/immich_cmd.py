@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from facesets.orchestrator import immich_import, immich_stage
+from facesets.orchestrator import immich_import
+from facesets.orchestrator.immich import cli as immich_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

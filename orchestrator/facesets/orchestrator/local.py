@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -21,6 +22,85 @@ START_TIMEOUT_S = 180.0
 
 class ServiceStartError(RuntimeError):
     pass
+
+
+def serve_command(
+    name: str, listen: str, ready_file: Path, extra: Sequence[str] = (), *, log_level: str = ""
+) -> list[str]:
+    """`facesets serve NAME` run by this interpreter; the service writes its bound address to
+    `ready_file` once it serves."""
+    return [
+        sys.executable,
+        "-m",
+        "facesets.orchestrator.cli",
+        *(("--log-level", log_level) if log_level else ()),
+        "serve",
+        name,
+        "--listen",
+        listen,
+        "--ready-file",
+        str(ready_file),
+        *extra,
+    ]
+
+
+def launch(
+    command: Sequence[str], log_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """A service process with its output appended to `log_path` (the ready file named in the
+    command is removed first, so that a stale one is never taken for this start)."""
+    ready = Path(command[command.index("--ready-file") + 1])
+    ready.unlink(missing_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            list(command),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ.copy(),
+            preexec_fn=preexec_fn,
+        )
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    ready_file: Path,
+    name: str,
+    log_path: Path,
+    timeout_s: float = START_TIMEOUT_S,
+    stopping: threading.Event | None = None,
+) -> str:
+    """The address a launched service serves on, once it says so; ServiceStartError when it
+    exits first, or does not start in time (it is then stopped)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise ServiceStartError(
+                f"the {name} service exited while starting:\n{log_tail(log_path)}"
+            )
+        if time.monotonic() > deadline or (stopping is not None and stopping.is_set()):
+            terminate(process)
+            raise ServiceStartError(f"the {name} service did not start in time")
+        time.sleep(0.05)
+    return ready_file.read_text().strip()
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM (the service drains and stops), then SIGKILL after `timeout_s`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def log_tail(log_path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 class LocalService:
@@ -49,40 +129,10 @@ class LocalService:
 
     def _launch(self, listen: str) -> str:
         ready = Path(self._folder.name) / "ready"
-        ready.unlink(missing_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "facesets.orchestrator.cli",
-            "serve",
-            self.name,
-            "--listen",
-            listen,
-            "--ready-file",
-            str(ready),
-            *self.extra_args,
-        ]
-        with open(self.log_path, "ab") as log_file:
-            process = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=os.environ.copy(),
-            )
+        process = launch(serve_command(self.name, listen, ready, self.extra_args), self.log_path)
         with self._lock:
             self.process = process
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not ready.exists():
-            if process.poll() is not None:
-                raise ServiceStartError(
-                    f"the {self.name} service exited while starting:\n{self._log_tail()}"
-                )
-            if time.monotonic() > deadline or self._stopping.is_set():
-                self._terminate(process)
-                raise ServiceStartError(f"the {self.name} service did not start in time")
-            time.sleep(0.05)
-        return ready.read_text().strip()
+        return wait_ready(process, ready, self.name, self.log_path, stopping=self._stopping)
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
@@ -115,25 +165,12 @@ class LocalService:
                 return
 
     def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    @staticmethod
-    def _terminate(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         self._stopping.set()
         with self._lock:
             process = self.process
         if process is not None:
-            self._terminate(process)
+            terminate(process)
         self._folder.cleanup()

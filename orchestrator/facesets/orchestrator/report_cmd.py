@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
-from facesets.orchestrator.jobs import follow, print_summary
+from facesets.orchestrator.jobs import print_summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if not export.is_dir():
         raise ValueError(f"no export folder at {export}")
     with services(args) as opened:
-        summary = follow(opened.export().report(str(export)))
-    print_summary(summary, args.json)
+        summary = stages.report(opened, export)
+    print_summary(summary.as_dict(), args.json)
     return 0
 
 

@@ -88,15 +88,17 @@ def run(args: argparse.Namespace) -> int:
     if args.service == "clustering":
         from facesets.clustering import servicer as clustering
 
-        servicer = clustering.ClusteringServicer()
-        running = start_server(options, clustering.register(servicer), [clustering.SERVICE_NAME])
+        clustering_servicer = clustering.ClusteringServicer()
+        running = start_server(
+            options, clustering.register(clustering_servicer), [clustering.SERVICE_NAME]
+        )
         serve_forever(running)
-        servicer.stores.close()
+        clustering_servicer.stores.close()
     else:
         from facesets.export import servicer as export
 
-        servicer = export.ExportServicer(token=options.token)
-        running = start_server(options, export.register(servicer), [export.SERVICE_NAME])
+        export_servicer = export.ExportServicer(token=options.token)
+        running = start_server(options, export.register(export_servicer), [export.SERVICE_NAME])
         serve_forever(running)
     return 0
 

@@ -269,5 +269,11 @@ def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) ->
     """Export the facesets of a refine manifest, then write the review report."""
     request = job.to_proto(opened.address("clustering"), opened.address("inference"))
     summary = follow(opened.export().export_swap(request), show_progress)
-    report = follow(opened.export().report(_absolute(job.out)), show_progress)
-    return StageSummary("export", {**summary, **report})
+    return StageSummary("export", {**summary, **report(opened, job.out, show_progress).as_dict()})
+
+
+def report(opened: Services, export_dir: Path, show_progress: bool = True) -> StageSummary:
+    """(Re)write the review report of an export folder from its manifests."""
+    return StageSummary(
+        "report", follow(opened.export().report(_absolute(export_dir)), show_progress)
+    )

@@ -14,7 +14,7 @@ def face_from_proto(face: common_pb2.Face) -> FaceData:
     embedding = np.frombuffer(face.embedding, dtype="<f4") if face.embedding else None
     has_pose = face.HasField("pose")
     return FaceData(
-        bbox=tuple(face.bbox),  # type: ignore[arg-type]
+        bbox=tuple(face.bbox),  # type: ignore[arg-type]  # four values; a repeated field has no length
         kps=np.asarray(face.kps, np.float32).reshape(5, 2),
         det_score=face.det_score,
         embedding=embedding,

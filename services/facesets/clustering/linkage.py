@@ -34,6 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import pdist
 
 from facesets.common import settings
+from facesets.common.vectors import unit_rows
 
 log = structlog.get_logger(__name__)
 
@@ -113,13 +114,10 @@ def _check_threshold(threshold: float, name: str = "threshold") -> float:
     return t
 
 
-def _unit_rows(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    out = np.array(x, dtype=dtype, copy=True)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    if np.any(norms == 0):
+def _unit_rows(x: np.ndarray, dtype: type[np.floating] = np.float64) -> np.ndarray:
+    if np.any(_row_norms(x) == 0):
         raise ValueError("embeddings contain all-zero rows; cosine distance is undefined")
-    out /= norms
-    return out
+    return unit_rows(x, dtype)
 
 
 def _as_unit_rows(x: np.ndarray) -> np.ndarray:
@@ -553,7 +551,7 @@ def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> lis
     n = x.shape[0]
     if n < 2:
         return []
-    ei, ej, _ = neighbour_edges(_unit_rows(x, x.dtype), max_dist + EDGE_MARGIN)
+    ei, ej, _ = neighbour_edges(_unit_rows(x, x.dtype.type), max_dist + EDGE_MARGIN)
     graph = coo_matrix((np.ones(ei.size, np.int8), (ei, ej)), shape=(n, n))
     n_comp, comp = connected_components(graph, directed=False)
     groups: list[list[int]] = []

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 
+from facesets.clustering import enrich
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
 from facesets.clustering.params import (
     ClusterParams,
@@ -48,6 +49,10 @@ def _params(
     except InvalidParameter as error:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         raise  # abort raises; this line tells type checkers so
+
+
+def _capabilities(target: clustering_pb2.EnrichTarget) -> enrich.Capabilities:
+    return enrich.Capabilities(target.has_landmark_2d_106, target.has_landmark_3d_68)
 
 
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -223,7 +228,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             if image.error_reason:
                 record.error.CopyFrom(
                     common_pb2.ImageError(
-                        reason=common_pb2.ErrorReason.Value(image.error_reason),
+                        reason=common_pb2.ErrorReason.Value(image.error_reason),  # type: ignore[arg-type]  # Value() returns the enum's int
                         message=image.error_message,
                     )
                 )
@@ -246,11 +251,39 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             updated += store.update_faces(pending)
         return clustering_pb2.UpdateFacesResponse(updated=updated)
 
+    def LackingFaces(
+        self, request: clustering_pb2.EnrichTarget, context: grpc.ServicerContext
+    ) -> Iterator[clustering_pb2.LackingImage]:
+        store = self.stores.get(request.store, context)
+        for sha256, faces in enrich.lacking_faces(store, _capabilities(request)).items():
+            yield clustering_pb2.LackingImage(
+                sha256=sha256, path=faces[0].path, faces_lacking=len(faces)
+            )
+
+    @_store_errors
+    def EnrichFaces(
+        self,
+        request_iterator: Iterator[clustering_pb2.EnrichFacesRequest],
+        context: grpc.ServicerContext,
+    ) -> clustering_pb2.EnrichFacesResponse:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("target"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message names the target")
+            raise AssertionError("abort raises")  # for the type checker: abort never returns
+        store = self.stores.get(first.target.store, context)
+        detected = (r.detected for r in request_iterator if r.HasField("detected"))
+        counts = enrich.enrich_faces(store, _capabilities(first.target), detected)
+        return clustering_pb2.EnrichFacesResponse(
+            faces_updated=counts.faces_updated,
+            faces_not_found=counts.faces_not_found,
+            image_errors=counts.image_errors,
+        )
+
     def GetStats(
         self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
     ) -> clustering_pb2.StoreStats:
         stats = self.stores.get(request.store, context).stats()
-        return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]
+        return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]  # a dict of the message's own fields
 
     # --- jobs ----------------------------------------------------------------------------
     def _job(

@@ -431,7 +431,7 @@ class FaceStore:
         query = f"SELECT {columns} FROM faces f JOIN images i ON i.sha256 = f.sha256"
         with self._lock:
             cursor = self._db.cursor()
-            cursor.row_factory = sqlite3.Row
+            cursor.row_factory = sqlite3.Row  # type: ignore[assignment]  # typeshed types it as a function; Row is the documented factory
             if face_ids:
                 rows: list[sqlite3.Row] = []
                 ids = list(face_ids)

@@ -34,7 +34,7 @@ def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent
     """
     events: queue.Queue = queue.Queue()
     outcome: dict[str, Any] = {}
-    last = {"at": 0.0, "stage": ""}
+    last: dict[str, Any] = {"at": 0.0, "stage": ""}
 
     def progress(stage: str, done: int, total: int, message: str = "") -> None:
         # Throttled per stage; a stage's first and last events always go out.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, Protocol
 
 import structlog
 
@@ -19,7 +20,7 @@ def register_secret(value: str) -> None:
         _known_secrets.add(value)
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and value:
             event[key] = "***"
@@ -31,25 +32,24 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-class _AroundProgressBars:
-    """stderr for log lines: while a progress bar is drawn there, a line goes out through
-    tqdm.write, which lifts the bar, prints the line and draws the bar again below it."""
+class LogStream(Protocol):
+    def write(self, text: str) -> int: ...
+    def flush(self) -> None: ...
+
+
+class _Stderr:
+    """Whatever sys.stderr is at the time of writing (tests and the CLI may replace it)."""
 
     def write(self, text: str) -> int:
-        from tqdm import tqdm
-
-        if getattr(tqdm, "_instances", None):
-            tqdm.write(text.rstrip("\n"), file=sys.stderr)
-        else:
-            sys.stderr.write(text)
-        return len(text)
+        return sys.stderr.write(text)
 
     def flush(self) -> None:
         sys.stderr.flush()
 
 
-def configure(level: str = "info", json: bool = False) -> None:
-    """Log to stderr: key=value lines for people, JSON lines for machines."""
+def configure(level: str = "info", json: bool = False, stream: LogStream | None = None) -> None:
+    """Log to `stream` (stderr by default): key=value lines for people, JSON lines for machines.
+    The command line passes a stream that keeps log lines clear of its progress bars."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
@@ -63,6 +63,6 @@ def configure(level: str = "info", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_AroundProgressBars()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]  # typed TextIO; only write() and flush() are used
         cache_logger_on_first_use=False,
     )

@@ -117,7 +117,7 @@ class LinkMode(str, Enum):
         return cls[clustering_pb2.LinkMode.Name(value).removeprefix("LINK_MODE_")]
 
     def to_proto(self) -> clustering_pb2.LinkMode:
-        return clustering_pb2.LinkMode.Value(f"LINK_MODE_{self.name}")
+        return clustering_pb2.LinkMode.Value(f"LINK_MODE_{self.name}")  # type: ignore[return-value]  # the stubs type Value() as int
 
 
 LINK_MODE_HELP = (

@@ -14,6 +14,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from facesets.client.defaults import channel_options
 from facesets.common import settings
 from facesets.common.layout import atomic_write_bytes
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
@@ -29,17 +30,6 @@ class ServeOptions:
     ready_file: Path | None = None  # receives the bound address once serving
     max_workers: int = 16
     max_message_bytes: int = settings.MAX_MESSAGE_BYTES
-
-
-def channel_options(max_message_bytes: int = settings.MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", settings.KEEPALIVE_MS),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ]
 
 
 @dataclass

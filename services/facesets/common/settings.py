@@ -10,6 +10,21 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Transport defaults live with the client library (it installs without the services).
+from facesets.client.defaults import (
+    EMBED_INFLIGHT,
+    JOB_RERUNS,
+    KEEPALIVE_MS,
+    MAX_MESSAGE_BYTES,
+    RETRY_ATTEMPTS,
+    RETRY_BACKOFF_MAX_S,
+    RETRY_BACKOFF_S,
+    RETRY_WINDOW_S,
+    RPC_TIMEOUT_S,
+    STORE_COMMIT_BATCH,
+    STREAM_TIMEOUT_S,
+)
+
 
 def _env_path(name: str, default: str) -> Path:
     return Path(os.environ.get(name, default)).expanduser()
@@ -26,7 +41,6 @@ PROVIDER_ORDER = ("dml", "cuda", "cpu")
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # gRPC send/receive limit; an image above it is refused
 # Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
 # ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
 ALIGN_EYE_DISTANCE_AT_112 = 35.0
@@ -56,23 +70,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
 DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
 DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
-RPC_TIMEOUT_S = 30.0  # unary calls
-STREAM_TIMEOUT_S = 3600.0  # one streaming call
-RETRY_ATTEMPTS = 8
-RETRY_BACKOFF_S = 0.25
-RETRY_BACKOFF_MAX_S = 5.0
-RETRY_WINDOW_S = 120.0  # how long a client waits for a restarting service before giving up
-# A job (cluster, refine, export ...) whose service restarts mid-way is run again from the start
-# (every job is idempotent), at most this many times: a job that brings its service down each
-# time must end.
-JOB_RERUNS = 3
+# Timeouts, retries, keepalive and the message limit: facesets.client.defaults (imported above).
 # A local service (the embedded default) that exits unasked is started again on its port, at
 # most this many times per command.
 LOCAL_SERVICE_RESTARTS = 3
-KEEPALIVE_MS = 30_000
 SHUTDOWN_GRACE_S = 10.0
-STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
-EMBED_INFLIGHT = 64  # images sent ahead of acknowledged results
 
 # --- clustering (issue: clustering service) -----------------------------------------------
 CLUSTER_THRESHOLD = 0.55  # cosine distance, average linkage
@@ -175,3 +177,18 @@ class InferenceSettings:
     @property
     def images_in_flight(self) -> int:
         return max(IMAGES_IN_FLIGHT_MIN, IMAGES_IN_FLIGHT_PER_WORKER * self.image_workers)
+
+
+__all__ = [
+    "EMBED_INFLIGHT",
+    "JOB_RERUNS",
+    "KEEPALIVE_MS",
+    "MAX_MESSAGE_BYTES",
+    "RETRY_ATTEMPTS",
+    "RETRY_BACKOFF_MAX_S",
+    "RETRY_BACKOFF_S",
+    "RETRY_WINDOW_S",
+    "RPC_TIMEOUT_S",
+    "STORE_COMMIT_BATCH",
+    "STREAM_TIMEOUT_S",
+]

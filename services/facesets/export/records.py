@@ -40,7 +40,7 @@ class FaceRow:
     landmark_2d_106: np.ndarray | None = None  # (106, 2) where the model pack has it
 
     def __post_init__(self) -> None:
-        self.bbox = tuple(float(v) for v in self.bbox)  # type: ignore[assignment]
+        self.bbox = tuple(float(v) for v in self.bbox)  # type: ignore[assignment]  # length checked below
         if len(self.bbox) != 4:
             raise ExportInputError(f"face {self.face_id}: bbox needs 4 values")
         self.kps = np.asarray(self.kps, dtype=np.float32).reshape(5, 2)

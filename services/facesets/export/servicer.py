@@ -19,6 +19,7 @@ from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
 from facesets.common.params import InvalidParameter
+from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.params import ExportSwapParams
@@ -36,7 +37,7 @@ def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
         face_id=record.face_id,
         sha256=record.sha256,
         path=record.path,
-        bbox=tuple(face.bbox),  # type: ignore[arg-type]
+        bbox=tuple(face.bbox),  # type: ignore[arg-type]  # four values; a repeated field has no length
         kps=np.asarray(face.kps, np.float32).reshape(5, 2),
         det_score=face.det_score,
         embedding=np.frombuffer(face.embedding, "<f4"),
@@ -112,7 +113,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         params: ExportSwapParams,
         clustering: ClusteringClient,
         inference: InferenceClient,
-        progress: Callable[[str, int, int], None],
+        progress: ProgressFn,
     ) -> dict[str, Any]:
         specs = read_refine_manifest(Path(request.refine_manifest).expanduser())
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})

@@ -26,6 +26,8 @@ import numpy as np
 import structlog
 
 from facesets.common import layout, settings
+from facesets.common.progress import ProgressFn
+from facesets.common.vectors import iou, unit_mean
 from facesets.export.crops import (
     CheckedCrop,
     CountFaces,
@@ -44,7 +46,6 @@ from facesets.export.records import FaceRow
 log = structlog.get_logger(__name__)
 
 LoadImage = Callable[[str], np.ndarray]
-ProgressFn = Callable[[str, int, int, str], None]  # stage, done, total, message
 
 MANIFEST_VERSION = 1
 REASON_SMALL = "small"
@@ -76,20 +77,6 @@ def faceset_name(number: int) -> str:
 
 def _rel(out: Path, path: Path) -> str:
     return path.relative_to(out).as_posix()
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    mean = vectors.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else mean
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -206,9 +193,9 @@ def _gate(
     passed: list[_Face] = []
     if large:
         matrix = np.stack([f.row.embedding for f in large])
-        first = _unit(matrix)
+        first = unit_mean(matrix)
         near = 1.0 - matrix @ first <= params.outlier_threshold
-        centroid = _unit(matrix[near]) if near.any() else first
+        centroid = unit_mean(matrix[near]) if near.any() else first
         for face, distance in zip(large, 1.0 - matrix @ centroid, strict=True):
             face.distance = float(distance)
             if face.distance > params.outlier_threshold:
@@ -265,7 +252,7 @@ class _DuplicateIndex:
 
     def find(self, row: FaceRow, crop_hash: int) -> FaceRow | None:
         for other in self.faces:
-            if other.sha256 == row.sha256 and _iou(other.bbox, row.bbox) > SAME_FACE_IOU:
+            if other.sha256 == row.sha256 and iou(other.bbox, row.bbox) > SAME_FACE_IOU:
                 return other
         if not self.faces:
             return None
@@ -310,69 +297,118 @@ def _attempts(checked: CheckedCrop) -> list[list[float | int]]:
     return [[pad, count] for pad, count in checked.attempts]
 
 
-def _export_set(
-    out: Path,
-    number: int,
-    rows: Sequence[FaceRow],
+@dataclass
+class _Gated:
+    """Step 1's output: faces to crop (best first), faces turned away, the identity's centroid."""
+
+    faces: int  # distinct faces asked for
+    passed: list[_Face]
+    rejected: list[tuple[_Face, str, str]]  # face, reason, detail
+    centroid: np.ndarray | None
+
+
+@dataclass
+class _Drop:
+    """A face left out of the faceset, with the review thumbnail when one could be made."""
+
+    face: _Face
+    reason: str
+    detail: str
+    thumbnail: np.ndarray | None = None  # EXPORT_REJECTED_SIZE square
+    attempts: list[list[float | int]] | None = None
+
+
+@dataclass
+class _Checked:
+    """A face whose crop holds exactly one face, with the crop's perceptual hash."""
+
+    face: _Face
+    crop: CheckedCrop
+    crop_hash: int
+
+    @property
+    def image(self) -> np.ndarray:
+        assert self.crop.image is not None  # only crops that passed the check become _Checked
+        return self.crop.image
+
+
+@dataclass
+class _Cropped:
+    """Step 2's output, in the order of the faces given."""
+
+    checked: list[_Checked] = field(default_factory=list)
+    dropped: list[_Drop] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # unreadable sources
+
+
+@dataclass
+class _Ranked:
+    """A kept face with its place in the faceset and its PNG bytes."""
+
+    checked: _Checked
+    rank: int
+    file_name: str
+    png: bytes
+
+
+def _thumbnail(crop: np.ndarray | None) -> np.ndarray | None:
+    if crop is None:
+        return None
+    size = settings.EXPORT_REJECTED_SIZE
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _dedupe(rows: Sequence[FaceRow]) -> list[FaceRow]:
+    unique: dict[int, FaceRow] = {}
+    for row in rows:
+        unique.setdefault(row.face_id, row)
+    return list(unique.values())
+
+
+def _gate_set(rows: Sequence[FaceRow], params: _Params) -> _Gated:
+    unique = _dedupe(rows)
+    passed, rejected, centroid = _gate(unique, params)
+    return _Gated(len(unique), passed, rejected, centroid)
+
+
+def _rejected_drops(
+    rejected: Sequence[tuple[_Face, str, str]], params: _Params, load_image: LoadImage
+) -> list[_Drop]:
+    """Faces the gate turned away, with a review thumbnail when their photo can still be read."""
+    drops = []
+    for face, reason, detail in rejected:
+        try:
+            image = _load(face.row, load_image, {})
+            crop = crop_square(image, face.row.bbox, params.pad_ratio, params.out_size)
+        except (LookupError, ValueError):
+            crop = None
+        drops.append(_Drop(face, reason, detail, _thumbnail(crop)))
+    return drops
+
+
+def _crop_and_check(
+    name: str,
+    passed: Sequence[_Face],
     params: _Params,
     load_image: LoadImage,
     count_faces: CountFaces,
     progress: ProgressFn | None,
-) -> _SetResult:
-    name = faceset_name(number)
-    set_dir = out / name
-    crops_dir = set_dir / layout.CROPS_DIR
-    rejected_dir = set_dir / layout.REJECTED_DIR
-    manifest_path = set_dir / layout.FACESET_MANIFEST
-    previous = _read_manifest(manifest_path, required=False)
-    written: set[str] = set()
-
-    unique: dict[int, FaceRow] = {}
-    for row in rows:
-        unique.setdefault(row.face_id, row)
-    passed, rejected, centroid = _gate(list(unique.values()), params)
-    dropped: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
-    skipped: list[dict[str, Any]] = []
-
-    def drop(face: _Face, reason: str, detail: str, thumb: np.ndarray | None) -> None:
-        record = _face_record(face) | {"reason": reason, "detail": detail}
-        if thumb is not None:
-            path = rejected_dir / crop_name(face.row)
-            size = settings.EXPORT_REJECTED_SIZE
-            small = cv2.resize(thumb, (size, size), interpolation=cv2.INTER_AREA)
-            _write_if_changed(path, encode_png(small))
-            written.add(_rel(out, path))
-            record["thumbnail"] = _rel(out, path)
-        dropped.append(record)
-        reasons[reason] += 1
-
-    # Rejected faces get a review thumbnail when their photo can still be read.
-    cache: dict[str, np.ndarray] = {}
-    for face, reason, detail in rejected:
-        try:
-            image = _load(face.row, load_image, cache)
-            thumb = crop_square(image, face.row.bbox, params.pad_ratio, params.out_size)
-        except (LookupError, ValueError):
-            thumb = None
-        drop(face, reason, detail, thumb)
-        cache.clear()
-
-    kept: list[tuple[_Face, CheckedCrop, str]] = []
-    index = _DuplicateIndex()
+) -> _Cropped:
+    """Square crops of the passed faces, checked to hold exactly one face (cut tighter when
+    needed), a batch of EXPORT_CHECK_BATCH photos in memory at a time."""
+    result = _Cropped()
     total = len(passed)
     batch = max(1, settings.EXPORT_CHECK_BATCH)
     for start in range(0, total, batch):
-        chunk = passed[start : start + batch]
-        cache = {}
+        cache: dict[str, np.ndarray] = {}
         loaded: list[tuple[_Face, np.ndarray]] = []
-        for face in chunk:
+        for face in passed[start : start + batch]:
             try:
                 loaded.append((face, _load(face.row, load_image, cache)))
             except LookupError as exc:
                 detail = str(exc)
-                drop(face, REASON_UNREADABLE, detail, None)
-                skipped.append(
+                result.dropped.append(_Drop(face, REASON_UNREADABLE, detail))
+                result.skipped.append(
                     {
                         "faceset": name,
                         "face_id": face.row.face_id,
@@ -390,50 +426,113 @@ def _export_set(
         for (face, image), checked in zip(loaded, checks, strict=True):
             if checked.image is None:
                 found = ", ".join(f"{count} at pad {pad}" for pad, count in checked.attempts)
-                drop(face, checked.reason, f"faces found: {found}", checked.last)
-                dropped[-1]["attempts"] = _attempts(checked)
+                result.dropped.append(
+                    _Drop(
+                        face,
+                        checked.reason,
+                        f"faces found: {found}",
+                        _thumbnail(checked.last),
+                        _attempts(checked),
+                    )
+                )
                 continue
             crop_hash = phash(crop_square(image, face.row.bbox, params.pad_ratio, 64))
-            twin = index.find(face.row, crop_hash)
-            if twin is not None and _prefer(face.row, twin):
-                position = next(i for i, k in enumerate(kept) if k[0].row is twin)
-                replaced, replaced_check, _ = kept.pop(position)
-                index.remove(twin)
-                drop(
-                    replaced,
-                    REASON_DUPLICATE,
-                    f"smaller copy of face {face.row.face_id} ({face.row.path})",
-                    replaced_check.image,
-                )
-            elif twin is not None:
-                drop(
-                    face,
-                    REASON_DUPLICATE,
-                    f"copy of face {twin.face_id} ({twin.path})",
-                    checked.image,
-                )
-                continue
-            index.add(face.row, crop_hash)
-            kept.append((face, checked, crop_name(face.row)))
-        cache.clear()
+            result.checked.append(_Checked(face, checked, crop_hash))
         if progress:
             progress("crop", min(start + batch, total), total, name)
+    return result
+
+
+def _collapse_duplicates(checked: Sequence[_Checked]) -> tuple[list[_Checked], list[_Drop]]:
+    """One face per photo among copies (re-encoded, resized): the first in rank order, unless
+    a later copy holds clearly more pixels of the face; it then takes the end of the list."""
+    kept: list[_Checked] = []
+    dropped: list[_Drop] = []
+    index = _DuplicateIndex()
+    for item in checked:
+        row = item.face.row
+        twin = index.find(row, item.crop_hash)
+        if twin is not None and _prefer(row, twin):
+            position = next(i for i, k in enumerate(kept) if k.face.row is twin)
+            replaced = kept.pop(position)
+            index.remove(twin)
+            dropped.append(
+                _Drop(
+                    replaced.face,
+                    REASON_DUPLICATE,
+                    f"smaller copy of face {row.face_id} ({row.path})",
+                    _thumbnail(replaced.image),
+                )
+            )
+        elif twin is not None:
+            dropped.append(
+                _Drop(
+                    item.face,
+                    REASON_DUPLICATE,
+                    f"copy of face {twin.face_id} ({twin.path})",
+                    _thumbnail(item.image),
+                )
+            )
+            continue
+        index.add(row, item.crop_hash)
+        kept.append(item)
+    return kept, dropped
+
+
+def _rank(kept: Sequence[_Checked]) -> list[_Ranked]:
+    """Ranks in kept order (best composite first, a preferred copy last) and the crop files."""
+    return [
+        _Ranked(item, rank, crop_name(item.face.row), encode_png(item.image))
+        for rank, item in enumerate(kept, start=1)
+    ]
+
+
+def _write_set(
+    out: Path,
+    number: int,
+    gated: _Gated,
+    ranked: Sequence[_Ranked],
+    drops: Sequence[_Drop],
+    skipped: list[dict[str, Any]],
+    params: _Params,
+    progress: ProgressFn | None,
+) -> _SetResult:
+    """Crops, review thumbnails, the two .fsz files and the faceset manifest; files an earlier
+    run wrote and this one did not are removed."""
+    name = faceset_name(number)
+    set_dir = out / name
+    manifest_path = set_dir / layout.FACESET_MANIFEST
+    previous = _read_manifest(manifest_path, required=False)
+    written: set[str] = set()
+
+    dropped: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    for drop in drops:
+        record = _face_record(drop.face) | {"reason": drop.reason, "detail": drop.detail}
+        if drop.thumbnail is not None:
+            path = set_dir / layout.REJECTED_DIR / crop_name(drop.face.row)
+            _write_if_changed(path, encode_png(drop.thumbnail))
+            written.add(_rel(out, path))
+            record["thumbnail"] = _rel(out, path)
+        if drop.attempts is not None:
+            record["attempts"] = drop.attempts
+        dropped.append(record)
+        reasons[drop.reason] += 1
 
     crops: list[dict[str, Any]] = []
     members: list[tuple[str, bytes]] = []
-    for rank, (face, checked, file_name) in enumerate(kept, start=1):
-        assert checked.image is not None
-        data = encode_png(checked.image)
-        path = crops_dir / file_name
-        _write_if_changed(path, data)
+    for item in ranked:
+        checked = item.checked.crop
+        path = set_dir / layout.CROPS_DIR / item.file_name
+        _write_if_changed(path, item.png)
         written.add(_rel(out, path))
-        members.append((file_name, data))
+        members.append((item.file_name, item.png))
         crops.append(
-            _face_record(face)
+            _face_record(item.checked.face)
             | {
                 "file": _rel(out, path),
-                "rank": rank,
-                "in_top": rank <= params.top_n,
+                "rank": item.rank,
+                "in_top": item.rank <= params.top_n,
                 "pad_ratio": checked.pad_ratio,
                 "recropped": checked.recropped,
                 "attempts": _attempts(checked),
@@ -454,10 +553,11 @@ def _export_set(
     recropped = sum(1 for c in crops if c["recropped"])
     sources = sorted({os.path.dirname(c["source"]) for c in crops})
     mean_quality = round(float(np.mean([c["composite"] for c in crops])), 6) if crops else 0.0
+    top = min(len(crops), params.top_n)
     counts = {
-        "faces": len(unique),
+        "faces": gated.faces,
         "kept": len(crops),
-        "top": min(len(crops), params.top_n),
+        "top": top,
         "recropped": recropped,
         "dropped": dict(sorted(reasons.items())),
     }
@@ -499,16 +599,47 @@ def _export_set(
         "skipped": skipped,
     }
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))
+    kept_rows = [item.checked.face.row for item in ranked]
     return _SetResult(
         number=number,
         entry=entry,
-        centroid=_unit(np.stack([f.row.embedding for f, _, _ in kept])) if kept else centroid,
+        centroid=unit_mean(np.stack([r.embedding for r in kept_rows]))
+        if kept_rows
+        else gated.centroid,
         skipped=skipped,
         reasons=reasons,
         kept=len(crops),
-        top=counts["top"],
+        top=top,
         recropped=recropped,
         fsz=fsz_files,
+    )
+
+
+def _export_set(
+    out: Path,
+    number: int,
+    rows: Sequence[FaceRow],
+    params: _Params,
+    load_image: LoadImage,
+    count_faces: CountFaces,
+    progress: ProgressFn | None,
+) -> _SetResult:
+    """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write."""
+    gated = _gate_set(rows, params)
+    rejected = _rejected_drops(gated.rejected, params, load_image)
+    cropped = _crop_and_check(
+        faceset_name(number), gated.passed, params, load_image, count_faces, progress
+    )
+    kept, duplicates = _collapse_duplicates(cropped.checked)
+    return _write_set(
+        out,
+        number,
+        gated,
+        _rank(kept),
+        [*rejected, *cropped.dropped, *duplicates],
+        cropped.skipped,
+        params,
+        progress,
     )
 
 

@@ -6,9 +6,9 @@ so a fast client is held back by gRPC flow control rather than by memory.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,6 +33,35 @@ class Mode(Enum):
 
 
 @dataclass
+class Pose:
+    yaw: float
+    pitch: float
+    roll: float
+    source: int  # a facesets.v1.PoseSource value
+
+
+@dataclass
+class FaceResult:
+    """One detected face, in full-image pixels."""
+
+    det_score: float
+    bbox: list[float] = field(default_factory=list)
+    kps: list[float] = field(default_factory=list)  # 5 points, x y interleaved
+    face_short: float = 0.0
+    blur: float = 0.0
+    landmark_2d_106: list[float] = field(default_factory=list)
+    landmark_3d_68: list[float] = field(default_factory=list)
+    pose: Pose | None = None
+    embedding: np.ndarray | None = None  # float32, unit length
+
+
+@dataclass
+class ImageFailure:
+    reason: int  # a facesets.v1.ErrorReason value
+    message: str
+
+
+@dataclass
 class Outcome:
     """One image's result: faces, or an error."""
 
@@ -40,8 +69,8 @@ class Outcome:
     width: int = 0
     height: int = 0
     capture_time: str = ""
-    faces: list[common_pb2.Face] = field(default_factory=list)
-    error: common_pb2.ImageError | None = None
+    faces: list[FaceResult] = field(default_factory=list)
+    error: ImageFailure | None = None
 
 
 @dataclass
@@ -52,28 +81,157 @@ class _Prepared:
     crops: list[np.ndarray] = field(default_factory=list)
 
 
-_END = object()
-
-
 def _attach(outcome: Outcome, embeddings: np.ndarray) -> None:
     """Embeddings, in order, onto the image's first faces (those that were aligned)."""
     for face, embedding in zip(outcome.faces, embeddings, strict=False):
-        face.embedding = embedding.astype("<f4").tobytes()
-        face.embedding_dim = embeddings.shape[1]
+        face.embedding = np.ascontiguousarray(embedding, dtype="<f4")
 
 
-def _error(reason: int, message: str) -> common_pb2.ImageError:
-    return common_pb2.ImageError(reason=reason, message=message)
+# --- batching policies ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class PerImage:
+    """On CPU: each worker embeds its own image's faces, so recognition is spread over every
+    core instead of queueing on one thread; an image's result goes out as soon as it is ready."""
+
+    embeds_on_worker: bool = True
+
+    def batch_full(self, faces: int, more_waiting: bool) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class AcrossImages:
+    """On an accelerator with a dynamic-batch recognizer: the stream's own thread embeds crops
+    gathered across every image already submitted (one large call keeps the device busy)."""
+
+    batch_faces: int
+    embeds_on_worker: bool = False
+
+    def batch_full(self, faces: int, more_waiting: bool) -> bool:
+        return faces >= self.batch_faces or not more_waiting
+
+
+BatchPolicy = PerImage | AcrossImages
+
+
+class RecognitionBatcher:
+    """The images submitted to the workers, in order, cut into recognition batches.
+
+    It owns the queue between the request reader (which puts each image's future) and the
+    stream's thread (which takes batches), so the policy can ask whether another image is
+    already waiting without looking inside a queue.Queue.
+    """
+
+    def __init__(self, pack: ModelPack, policy: BatchPolicy, recognition_batch: int) -> None:
+        self.pack = pack
+        self.policy = policy
+        self.recognition_batch = recognition_batch
+        self._items: deque[Future[_Prepared]] = deque()
+        self._closed = False
+        self._changed = threading.Condition()
+
+    # --- the reader's side ---------------------------------------------------------------
+    def put(self, item: Future[_Prepared]) -> None:
+        with self._changed:
+            self._items.append(item)
+            self._changed.notify()
+
+    def close(self) -> None:
+        """No more images: the batches end once the queued ones are out."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    # --- the stream's side ---------------------------------------------------------------
+    def _next(self) -> Future[_Prepared] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._items or self._closed)
+            return self._items.popleft() if self._items else None
+
+    def _more_waiting(self) -> bool:
+        with self._changed:
+            return bool(self._items)
+
+    def batches(self) -> Iterator[list[_Prepared]]:
+        """Prepared images, grouped as the policy says, each group embedded."""
+        batch: list[_Prepared] = []
+        while (future := self._next()) is not None:
+            batch.append(future.result())
+            faces = sum(len(p.crops) for p in batch)
+            if self.policy.batch_full(faces, self._more_waiting()):
+                self._embed(batch)
+                yield batch
+                batch = []
+        if batch:
+            self._embed(batch)
+            yield batch
+
+    def _embed(self, batch: list[_Prepared]) -> None:
+        crops = [crop for prepared in batch for crop in prepared.crops]
+        recognizer = self.pack.recognizer
+        if not crops or recognizer is None:
+            return
+        try:
+            with self.pack.model_calls:
+                embeddings = recognizer.embed(crops, self.recognition_batch)
+        except Exception as error:
+            log.exception("recognition failed")
+            for prepared in batch:
+                if prepared.crops:
+                    prepared.outcome.faces.clear()
+                    prepared.outcome.error = ImageFailure(
+                        common_pb2.ERROR_REASON_INTERNAL, str(error)
+                    )
+            return
+        row = 0
+        for prepared in batch:
+            _attach(prepared.outcome, embeddings[row : row + len(prepared.crops)])
+            row += len(prepared.crops)
+
+
+# --- the request reader ---------------------------------------------------------------------
+class RequestReader(threading.Thread):
+    """Takes requests off the call, at most `slots` images in flight, and hands each to the
+    workers; its futures go to the batcher in request order."""
+
+    def __init__(
+        self,
+        requests: Iterator[common_pb2.ImageRequest],
+        submit: Callable[[common_pb2.ImageRequest], Future[_Prepared]],
+        batcher: RecognitionBatcher,
+        slots: threading.Semaphore,
+        stopping: threading.Event,
+    ) -> None:
+        super().__init__(daemon=True, name="requests")
+        self.requests = requests
+        self.submit = submit
+        self.batcher = batcher
+        self.slots = slots
+        self.stopping = stopping
+
+    def run(self) -> None:
+        try:
+            for request in self.requests:
+                self.slots.acquire()
+                if self.stopping.is_set():
+                    done: Future[_Prepared] = Future()
+                    failure = ImageFailure(
+                        common_pb2.ERROR_REASON_NOT_DONE, "the service is shutting down"
+                    )
+                    done.set_result(_Prepared(Outcome(request.id, error=failure)))
+                    self.batcher.put(done)
+                else:
+                    self.batcher.put(self.submit(request))
+        except Exception as error:  # the client went away: end the stream quietly
+            log.info("request stream ended", reason=str(error))
+        finally:
+            self.batcher.close()
 
 
 class FacePipeline:
-    """Workers decode, detect and align images in parallel.
-
-    Where recognition runs is the batching policy: on an accelerator, a recognizer that takes a
-    dynamic batch runs on the stream's own thread over crops gathered across every image already
-    submitted (one large call keeps the device busy); on CPU, each worker embeds its own image's
-    faces, so recognition is spread over every core instead of queueing on one thread.
-    """
+    """Workers decode, detect and align images in parallel; where recognition runs is the
+    batching policy (PerImage on CPU, AcrossImages on an accelerator whose recognizer takes a
+    dynamic batch). Results are plain dataclasses; the servicer turns them into messages."""
 
     def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
         self.pack = pack
@@ -85,104 +243,32 @@ class FacePipeline:
         size = pack.recognizer.input_size if pack.recognizer else 112
         self._align_eye_px = eye * size / 112
         recognizer = pack.recognizer
-        self._batch_across_images = (
-            recognizer is not None and recognizer.dynamic_batch and pack.accelerated
-        )
+        across = recognizer is not None and recognizer.dynamic_batch and pack.accelerated
+        self.policy: BatchPolicy = AcrossImages(config.recognition_batch) if across else PerImage()
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
-    # --- the stream ----------------------------------------------------------------------
-    def _read_requests(
-        self,
-        requests: Iterator[common_pb2.ImageRequest],
-        mode: Mode,
-        out: queue.Queue,
-        slots: threading.Semaphore,
-    ) -> None:
-        try:
-            for request in requests:
-                slots.acquire()
-                if self.stopping.is_set():
-                    done: Future[_Prepared] = Future()
-                    done.set_result(
-                        _Prepared(
-                            Outcome(
-                                request.id,
-                                error=_error(
-                                    common_pb2.ERROR_REASON_NOT_DONE, "the service is shutting down"
-                                ),
-                            )
-                        )
-                    )
-                    out.put(done)
-                else:
-                    out.put(self._workers.submit(self._prepare, request, mode))
-        except Exception as error:  # the client went away: end the stream quietly
-            log.info("request stream ended", reason=str(error))
-        finally:
-            out.put(_END)
-
     def run(self, requests: Iterator[common_pb2.ImageRequest], mode: Mode) -> Iterator[Outcome]:
         slots = threading.Semaphore(self.config.images_in_flight)
-        pending: queue.Queue = queue.Queue()
-        reader = threading.Thread(
-            target=self._read_requests, args=(requests, mode, pending, slots), daemon=True
+        batcher = RecognitionBatcher(self.pack, self.policy, self.config.recognition_batch)
+        reader = RequestReader(
+            requests,
+            lambda request: self._workers.submit(self._prepare, request, mode),
+            batcher,
+            slots,
+            self.stopping,
         )
         reader.start()
-        batch: list[_Prepared] = []
         try:
-            while True:
-                future = pending.get()
-                if future is _END:
-                    break
-                batch.append(future.result())
-                faces = sum(len(p.crops) for p in batch)
-                if faces >= self.config.recognition_batch or not self._worth_waiting(pending):
-                    yield from self._flush(batch, slots)
-                    batch = []
-            yield from self._flush(batch, slots)
+            for batch in batcher.batches():
+                for prepared in batch:
+                    slots.release()
+                    yield prepared.outcome
         finally:
             # Unblock the reader if the consumer stopped early.
             for _ in range(self.config.images_in_flight):
                 slots.release()
-
-    def _worth_waiting(self, pending: queue.Queue) -> bool:
-        """Whether to add the next image to this recognition batch before running it.
-
-        Only when recognition batches across images (see the class): the batch then gathers
-        every image already submitted. Otherwise each image's faces are embedded already, so
-        its result goes out at once.
-        """
-        if not self._batch_across_images:
-            return False
-        with pending.mutex:
-            head = pending.queue[0] if pending.queue else None
-        return head is not None and head is not _END
-
-    def _flush(self, batch: list[_Prepared], slots: threading.Semaphore) -> Iterator[Outcome]:
-        crops = [crop for prepared in batch for crop in prepared.crops]
-        if crops and self.pack.recognizer is not None:
-            try:
-                with self.pack.model_calls:
-                    embeddings = self.pack.recognizer.embed(crops, self.config.recognition_batch)
-            except Exception as error:
-                log.exception("recognition failed")
-                for prepared in batch:
-                    if prepared.crops:
-                        prepared.outcome.faces.clear()
-                        prepared.outcome.error = _error(
-                            common_pb2.ERROR_REASON_INTERNAL, str(error)
-                        )
-                embeddings = None
-            if embeddings is not None:
-                row = 0
-                for prepared in batch:
-                    _attach(prepared.outcome, embeddings[row : row + len(prepared.crops)])
-                    row += len(prepared.crops)
-        for prepared in batch:
-            slots.release()
-            yield prepared.outcome
 
     # --- one image, on a worker ------------------------------------------------------------
     def _prepare(self, request: common_pb2.ImageRequest, mode: Mode) -> _Prepared:
@@ -195,7 +281,7 @@ class FacePipeline:
             with self.pack.model_calls:
                 detections = self.pack.detector.detect(decoded.bgr)
             if mode is Mode.COUNT:
-                outcome.faces = [common_pb2.Face(det_score=d.score) for d in detections]
+                outcome.faces = [FaceResult(det_score=d.score) for d in detections]
                 return _Prepared(outcome)
             aligned = self._alignment_source(decoded, detections)
             crops = []
@@ -205,16 +291,16 @@ class FacePipeline:
                 if crop is not None:
                     crops.append(crop)
             recognizer = self.pack.recognizer
-            if crops and recognizer is not None and not self._batch_across_images:
+            if crops and recognizer is not None and self.policy.embeds_on_worker:
                 with self.pack.model_calls:
                     _attach(outcome, recognizer.embed(crops, self.config.recognition_batch))
                 crops = []
             return _Prepared(outcome, crops)
         except DecodeError as error:
-            outcome.error = _error(error.reason, error.message)
+            outcome.error = ImageFailure(error.reason, error.message)
         except Exception as error:
             log.exception("image failed", id=request.id)
-            outcome.error = _error(
+            outcome.error = ImageFailure(
                 common_pb2.ERROR_REASON_INTERNAL, f"{type(error).__name__}: {error}"
             )
         outcome.faces.clear()
@@ -232,12 +318,12 @@ class FacePipeline:
 
     def _describe(
         self, detection: Detection, decoded: Decoded, aligned: Decoded, mode: Mode
-    ) -> tuple[common_pb2.Face, np.ndarray | None]:
+    ) -> tuple[FaceResult, np.ndarray | None]:
         to_full = 1.0 / decoded.scale
         bbox = detection.bbox * to_full
         kps = detection.kps * to_full
         a_bbox, a_kps = bbox * aligned.scale, kps * aligned.scale
-        face = common_pb2.Face(
+        face = FaceResult(
             bbox=bbox.tolist(),
             kps=kps.reshape(-1).tolist(),
             det_score=detection.score,
@@ -248,26 +334,18 @@ class FacePipeline:
         if self.pack.landmark_2d_106 is not None:
             with self.pack.model_calls:
                 points, _ = self.pack.landmark_2d_106.run(aligned.bgr, a_bbox)
-            face.landmark_2d_106.extend((points[:, :2] / aligned.scale).reshape(-1).tolist())
+            face.landmark_2d_106 = (points[:, :2] / aligned.scale).reshape(-1).tolist()
         if self.pack.landmark_3d_68 is not None:
             with self.pack.model_calls:
                 points, pose = self.pack.landmark_3d_68.run(aligned.bgr, a_bbox)
-            face.landmark_3d_68.extend((points[:, :3] / aligned.scale).reshape(-1).tolist())
+            face.landmark_3d_68 = (points[:, :3] / aligned.scale).reshape(-1).tolist()
             if pose is not None:
                 pitch, yaw, roll = (float(v) for v in pose)
-                face.pose.CopyFrom(
-                    common_pb2.Pose(
-                        yaw=yaw, pitch=pitch, roll=roll, source=common_pb2.POSE_SOURCE_LANDMARK_3D68
-                    )
-                )
+                face.pose = Pose(yaw, pitch, roll, common_pb2.POSE_SOURCE_LANDMARK_3D68)
                 pose_done = True
         if not pose_done:
             yaw, pitch, roll = pose_from_keypoints(kps, (decoded.height, decoded.width))
-            face.pose.CopyFrom(
-                common_pb2.Pose(
-                    yaw=yaw, pitch=pitch, roll=roll, source=common_pb2.POSE_SOURCE_KEYPOINTS_PNP
-                )
-            )
+            face.pose = Pose(yaw, pitch, roll, common_pb2.POSE_SOURCE_KEYPOINTS_PNP)
         crop = None
         if mode is Mode.EMBED and self.pack.recognizer is not None:
             crop = self.pack.recognizer.align(aligned.bgr, a_kps)

@@ -11,7 +11,7 @@ import structlog
 from facesets.common import settings
 from facesets.common.settings import InferenceSettings
 from facesets.inference.models import ModelPack, load_pack
-from facesets.inference.pipeline import FacePipeline, Mode, Outcome
+from facesets.inference.pipeline import FacePipeline, FaceResult, ImageFailure, Mode, Outcome
 from facesets.inference.runtime import OrtInstall, probe
 from facesets.inference.session import ProviderChoice, choose_providers
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -20,16 +20,46 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name
 
 
+def _face(face: FaceResult) -> common_pb2.Face:
+    message = common_pb2.Face(
+        bbox=face.bbox,
+        kps=face.kps,
+        det_score=face.det_score,
+        face_short=face.face_short,
+        blur=face.blur,
+        landmark_2d_106=face.landmark_2d_106,
+        landmark_3d_68=face.landmark_3d_68,
+    )
+    if face.pose is not None:
+        pose = face.pose
+        message.pose.CopyFrom(
+            common_pb2.Pose(
+                yaw=pose.yaw,
+                pitch=pose.pitch,
+                roll=pose.roll,
+                source=pose.source,  # type: ignore[arg-type]  # an int the pipeline took from the enum
+            )
+        )
+    if face.embedding is not None:
+        message.embedding = face.embedding.astype("<f4").tobytes()
+        message.embedding_dim = face.embedding.shape[0]
+    return message
+
+
+def _error(failure: ImageFailure) -> common_pb2.ImageError:
+    return common_pb2.ImageError(reason=failure.reason, message=failure.message)  # type: ignore[arg-type]  # the pipeline keeps ErrorReason values as ints
+
+
 def _result(outcome: Outcome) -> common_pb2.ImageResult:
     result = common_pb2.ImageResult(
         id=outcome.id,
         width=outcome.width,
         height=outcome.height,
-        faces=outcome.faces,
+        faces=[_face(face) for face in outcome.faces],
         capture_time=outcome.capture_time,
     )
     if outcome.error is not None:
-        result.error.CopyFrom(outcome.error)
+        result.error.CopyFrom(_error(outcome.error))
     return result
 
 
@@ -80,7 +110,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         for outcome in self.pipeline.run(request_iterator, Mode.COUNT):
             count = inference_pb2.FaceCount(id=outcome.id, count=len(outcome.faces))
             if outcome.error is not None:
-                count.error.CopyFrom(outcome.error)
+                count.error.CopyFrom(_error(outcome.error))
             yield count
 
     def ClipScore(

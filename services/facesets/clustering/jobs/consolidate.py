@@ -297,14 +297,14 @@ def consolidate(
             return JobOutcome(
                 {"undone": False, "dry_run": True, "would_undo": rounds[-1]["merges"]}, None
             )
-        top = folder.revert_top()
-        summary = {
+        reverted = folder.revert_top()
+        undone = {
             "undone": True,
-            "restored": [name for m in top["merges"] for name in m["sources"]],
+            "restored": [name for m in reverted["merges"] for name in m["sources"]],
             "rounds_left": len(folder.state["rounds"]),
         }
-        log.info("consolidation undone", folder=str(folder.root), **summary)
-        return JobOutcome(summary, folder.path if folder.state["rounds"] else None)
+        log.info("consolidation undone", folder=str(folder.root), **undone)
+        return JobOutcome(undone, folder.path if folder.state["rounds"] else None)
 
     if rounds and rounds[-1]["status"] == APPLYING and not dry_run:
         log.warning("reverting a consolidation that stopped half-way", folder=str(folder.root))

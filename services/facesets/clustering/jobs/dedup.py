@@ -102,7 +102,7 @@ class _Verifier:
         self.near_threshold = near_threshold
         self.min_overlap = min_overlap
         self.min_inliers = min_inliers
-        self.orb = cv2.ORB_create(nfeatures=500, edgeThreshold=15, patchSize=15)
+        self.orb = cv2.ORB.create(nfeatures=500, edgeThreshold=15, patchSize=15)
         self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         self.load = functools.lru_cache(maxsize=CACHE_PHOTOS)(self._load)
 
@@ -123,8 +123,8 @@ class _Verifier:
         matches = self.matcher.match(moving.descriptors, fixed.descriptors)
         if len(matches) < self.min_inliers:
             return None, 0
-        src = np.float32([moving.keypoints[m.queryIdx].pt for m in matches])
-        dst = np.float32([fixed.keypoints[m.trainIdx].pt for m in matches])
+        src = np.array([moving.keypoints[m.queryIdx].pt for m in matches], np.float32)
+        dst = np.array([fixed.keypoints[m.trainIdx].pt for m in matches], np.float32)
         transform, inliers = cv2.estimateAffinePartial2D(
             src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0
         )
@@ -246,7 +246,7 @@ def _hash_candidates(
     index = np.flatnonzero(usable)
     ei, ej, _ = linkage.neighbour_edges(matrix[index], max_distance)
     pairs = {tuple(sorted((kept[index[i]], kept[index[j]]))) for i, j in zip(ei, ej, strict=True)}
-    return sorted(pairs)  # type: ignore[arg-type]
+    return sorted(pairs)
 
 
 def _groups(pairs: dict[tuple[str, str], dict[str, Any]]) -> list[list[str]]:
@@ -323,7 +323,7 @@ def dedup(
             "size": row.size,
         }
 
-    near = []
+    near: list[dict[str, Any]] = []
     for members in _groups(verified):
         ranked = sorted(members, key=lambda s: (-pixels[s], -photos.rows[s].size, s))
         pairs = [

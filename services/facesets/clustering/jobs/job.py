@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,10 @@ import numpy as np
 
 from facesets.clustering.jobs.errors import JobError as JobError  # re-exported for the jobs
 from facesets.clustering.store import FaceStore, FaceTable, ImageRow
+from facesets.common.progress import ProgressFn
+from facesets.common.vectors import unit_rows as normalise
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+__all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
 
 @dataclass
@@ -49,12 +51,6 @@ def check_model(manifest: dict[str, Any], store: FaceStore, where: Path) -> None
         )
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
 def centroid_of(embeddings: np.ndarray) -> np.ndarray:
     """The L2-normalised mean: the direction cosine comparisons use."""
     return normalise(np.asarray(embeddings, dtype=np.float32).mean(axis=0))
@@ -86,7 +82,7 @@ class Photos:
             rows[row.sha256] = row
             if row.error_reason:
                 continue
-            found = []
+            found: list[str] = []
             for path in [row.path, *row.aliases]:
                 (found if os.path.isfile(path) else missing).append(path)
             existing[row.sha256] = found

@@ -229,8 +229,8 @@ def sync_outputs(
         # this and leaves the manifest alone).
         claim = {**previous, "command": payload.get("command"), "pending": sorted(owned | final)}
         layout.atomic_write_json(manifest_path, claim)
-        for done, (_, source, target) in enumerate(todo, start=1):
-            used = place(source, target, link_mode)
+        for done, (_, source_path, target) in enumerate(todo, start=1):
+            used = place(source_path, target, link_mode)
             sync.modes[used] = sync.modes.get(used, 0) + 1
             sync.placed += 1
             report(progress, "materialise", done, len(todo))

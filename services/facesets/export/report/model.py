@@ -319,7 +319,9 @@ def _entry(
             )
             if isinstance(rel, str) and rel
         ],
-        skipped=[s for s in skipped if isinstance(s, Mapping)] if isinstance(skipped, list) else [],
+        skipped=[dict(s) for s in skipped if isinstance(s, Mapping)]
+        if isinstance(skipped, list)
+        else [],
         page=page_name(key, name),
     )
 

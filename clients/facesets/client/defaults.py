@@ -1,0 +1,35 @@
+"""Transport defaults shared by the client library and the services.
+
+Defined here, at the bottom of the dependency graph, because the client library installs without
+the services; `facesets.common.settings` re-exports every name so that the rest of facesets reads
+them from settings as it reads every other default.
+"""
+
+from __future__ import annotations
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # gRPC send/receive limit; an image above it is refused
+RPC_TIMEOUT_S = 30.0  # unary calls
+STREAM_TIMEOUT_S = 3600.0  # one streaming call
+RETRY_ATTEMPTS = 8
+RETRY_BACKOFF_S = 0.25
+RETRY_BACKOFF_MAX_S = 5.0
+RETRY_WINDOW_S = 120.0  # how long a client waits for a restarting service before giving up
+# A job (cluster, refine, export ...) whose service restarts mid-way is run again from the start
+# (every job is idempotent), at most this many times: a job that brings its service down each
+# time must end.
+JOB_RERUNS = 3
+KEEPALIVE_MS = 30_000
+STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
+EMBED_INFLIGHT = 64  # images sent ahead of acknowledged results
+
+
+def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    """gRPC options both ends use: message limits and keepalive."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]

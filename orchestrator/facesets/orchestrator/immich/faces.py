@@ -1,0 +1,36 @@
+"""How big an asset's faces are, in the original's pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from facesets.orchestrator.immich.api import Face
+
+
+def biggest_face_short(
+    faces: Sequence[Face], original_size: tuple[int, int] | None
+) -> float | None:
+    """The largest face short edge in the original's pixels; None when that needs the
+    original's size and it is unknown."""
+    best: float | None = None
+    for face in faces:
+        short = max(0.0, min(face.x2 - face.x1, face.y2 - face.y1))
+        space_long = max(face.image_width, face.image_height)
+        if space_long > 0:
+            if original_size is None:
+                return None
+            short *= max(original_size) / space_long
+        best = short if best is None else max(best, short)
+    return best
+
+
+def decoded_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # any format or decoder failure means "unknown", decided by the caller
+        return None
+    return (width, height) if width > 0 and height > 0 else None
