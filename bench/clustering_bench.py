@@ -1,10 +1,13 @@
 """Clustering benchmark: quality on LFW and scale on synthetic stores.
 
 (a) LFW: the embedding of each photo's labelled face (the face nearest the image centre, mini
-pack), clustered at the default threshold by the component-wise method and by dense average
-linkage; pairwise and BCubed precision / recall / F against the true identities, time and peak
-memory of each. (b) Synthetic 512-d stores: time and peak memory of the component-wise method
-next to dense average linkage, which is only run where its distance matrix fits.
+pack), clustered at the default threshold by the component-wise method (exact neighbour search),
+through the IVF index (forced, though LFW is below ANN_MIN_FACES) and by dense average linkage;
+pairwise and BCubed precision / recall / F against the true identities, time and peak memory of
+each. (b) Synthetic 512-d stores: time and peak memory of the component-wise method next to the
+IVF index and dense average linkage, each only run where it fits; the full run adds a
+million-face store clustered through the IVF index (recall measured on sampled queries) and
+`extend` of 10,000 new faces into it, timed against the full clustering.
 
 Each measured run happens in a fresh subprocess so its peak resident memory is its own.
 Embeddings are cached in bench/out/lfw_embeddings.npz (rows are reused per file).
@@ -193,7 +196,9 @@ def synthetic_faces(
 
 THRESHOLD = 0.55
 DENSE_LIMIT_GIB = 8  # address-space limit of a dense run: a larger matrix fails fast
-METHODS = ("components", "sparse", "dense")
+METHODS = ("components", "sparse", "dense", "ivf", "extend")
+EXTEND_NEW = 10_000  # faces folded into a clustered store by the extend measurement
+MILLION = 1_000_000
 
 
 def dense_need_gib(n: int) -> float:
@@ -201,13 +206,21 @@ def dense_need_gib(n: int) -> float:
     return 2 * n * (n - 1) / 2 * 8 / 2**30
 
 
-def _worker(method: str, data: Path, threshold: float, labels_out: Path) -> dict[str, Any]:
+def _worker(
+    method: str, data: Path, threshold: float, labels_out: Path, labels_in: Path | None = None
+) -> dict[str, Any]:
     """Runs in the child: load the embeddings, cluster, report time and peak memory."""
     from facesets.common.logs import configure
 
     configure("warning")
     emb = _load_npy(data)
     loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if method == "extend":
+        assert labels_in is not None
+        out = _extend_worker(emb, np.load(labels_in), threshold)
+        out["loaded_mib"] = loaded_mib
+        np.save(labels_out, np.zeros(0, np.int64))
+        return out
     start = time.perf_counter()
     extra: dict[str, Any] = {}
     if method == "dense":
@@ -219,9 +232,12 @@ def _worker(method: str, data: Path, threshold: float, labels_out: Path) -> dict
         labels = model.fit_predict(emb)
     else:
         from facesets.clustering.linkage import cluster_average_linkage
+        from facesets.clustering.neighbours import SearchParams
 
+        # "components" and "sparse" search exactly (faiss's flat index); "ivf" always the index
+        search = SearchParams(backend="ivf" if method == "ivf" else "flat")
         kwargs = {"dense_max": 2} if method == "sparse" else {}
-        result = cluster_average_linkage(emb, threshold, **kwargs)
+        result = cluster_average_linkage(emb, threshold, search=search, **kwargs)
         labels = result.labels
         extra = {
             "edges": result.n_edges,
@@ -229,10 +245,49 @@ def _worker(method: str, data: Path, threshold: float, labels_out: Path) -> dict
             "methods": result.method_counts(),
             "stages_s": {k: round(v, 2) for k, v in result.seconds.items()},
         }
+        if result.search is not None:
+            extra["search"] = result.search.as_json()
+            extra["search_s"] = {k: round(v, 2) for k, v in result.search.seconds.items()}
     seconds = time.perf_counter() - start
     np.save(labels_out, np.asarray(labels, np.int64))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mib": peak, "loaded_mib": loaded_mib, **extra}
+
+
+def _extend_worker(emb: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    """`extend`'s work for the last EXTEND_NEW faces against the clusters of the others.
+
+    The store's persons are the clusters (two faces or more) of its first n - EXTEND_NEW faces
+    in the full clustering; each new face joins the nearest person centroid within the
+    threshold through the faiss index, the rest are clustered among themselves. The same
+    nearest-centroid decisions are then made by the exact blocked products, to compare.
+    """
+    from facesets.clustering import linkage
+    from facesets.clustering.neighbours import SearchParams
+
+    old = emb.shape[0] - EXTEND_NEW
+    held = labels[:old].copy()
+    counts = np.bincount(held)
+    held[counts[held] < 2] = -1  # singletons are no persons
+    start = time.perf_counter()
+    _, cents = linkage._centroid_matrix(emb[:old], held)
+    rows, _ = linkage.nearest_centroid(emb[old:], cents, threshold)
+    rest = np.flatnonzero(rows < 0)
+    fresh = linkage.cluster_average_linkage(emb[old:][rest], threshold)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    exact, _ = linkage.nearest_centroid(emb[old:], cents, threshold, SearchParams("exact"))
+    return {
+        "seconds": seconds,
+        "peak_mib": peak,
+        "persons": int(cents.shape[0]),
+        "new_faces": EXTEND_NEW,
+        "joined": int((rows >= 0).sum()),
+        "new_clusters": int(fresh.n_clusters),
+        "nearest_backend": SearchParams().chosen(cents.shape[0]),
+        "same_as_exact": bool(np.array_equal(rows, exact)),
+        "disagree": int((rows != exact).sum()),
+    }
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -254,11 +309,15 @@ def _limit_memory(gib: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (gib * 2**30, gib * 2**30))
 
 
-def measure(method: str, data: Path, threshold: float = THRESHOLD) -> dict[str, Any]:
+def measure(
+    method: str, data: Path, threshold: float = THRESHOLD, labels_in: Path | None = None
+) -> dict[str, Any]:
     """Cluster the embeddings saved at `data` in a fresh process; labels come back too."""
     labels_out = data.with_suffix(f".{method}.labels.npy")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--data", str(data)]
     cmd += ["--threshold", str(threshold), "--labels-out", str(labels_out)]
+    if labels_in is not None:
+        cmd += ["--labels-in", str(labels_in)]
     limit = (lambda: _limit_memory(DENSE_LIMIT_GIB)) if method == "dense" else None
     proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limit, check=False)
     if proc.returncode != 0:
@@ -310,18 +369,24 @@ def _compare(runs: list[dict[str, Any]], truth: np.ndarray) -> None:
     from facesets.clustering.linkage import canonical_labels
 
     ref = next((r for r in runs if r["method"] == "dense" and "labels" in r), None)
+    exact = next((r for r in runs if r["method"] == "components" and "labels" in r), None)
     for run in runs:
-        labels = run.pop("labels", None)
+        labels = run.get("labels")
         if labels is None:
             continue
         run.update(_quality(truth, labels))
+        if exact is not None and run["method"] == "ivf":
+            run["ari_vs_exact"] = adjusted_rand_score(exact["labels"], labels)
+            run["pair_f_diff_vs_exact"] = (
+                run["pairwise_f"] - _quality(truth, exact["labels"])["pairwise_f"]
+            )
         if ref is not None and run is not ref:
             run["ari_vs_dense"] = adjusted_rand_score(ref["labels"], labels)
             run["identical_to_dense"] = bool(
                 np.array_equal(canonical_labels(ref["labels"])[0], canonical_labels(labels)[0])
             )
-    if ref is not None:
-        ref.pop("labels", None)
+    for run in runs:
+        run.pop("labels", None)
 
 
 def _save_array(path: Path, arr: np.ndarray) -> Path:
@@ -342,7 +407,7 @@ def bench_lfw(shared: Path, limit: int | None, repeats: int = 1) -> dict[str, An
     emb = emb[found]
     digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
     data = _save_array(OUT / f"lfw_{digest}.npy", np.ascontiguousarray(emb, np.float32))
-    runs = [best_of(m, data, repeats) for m in METHODS]
+    runs = [best_of(m, data, repeats) for m in ("components", "sparse", "ivf", "dense")]
     _compare(runs, people)
     return {
         "photos": len(files),
@@ -353,7 +418,9 @@ def bench_lfw(shared: Path, limit: int | None, repeats: int = 1) -> dict[str, An
     }
 
 
-def bench_synthetic(n: int, seed: int = 3, *, dense: bool = True) -> dict[str, Any]:
+def bench_synthetic(
+    n: int, seed: int = 3, *, dense: bool = True, exact: bool = True, ivf: bool = False
+) -> dict[str, Any]:
     data = OUT / f"synthetic_{n}_{seed}.npy"
     truth_path = OUT / f"synthetic_{n}_{seed}.truth.npy"
     if data.is_file() and truth_path.is_file():
@@ -364,7 +431,9 @@ def bench_synthetic(n: int, seed: int = 3, *, dense: bool = True) -> dict[str, A
         _save_array(truth_path, truth)
         del emb
     print(f"synthetic: {n} faces x 512", flush=True)
-    runs = [measure("components", data)]
+    runs = [measure("components", data)] if exact else []
+    if ivf:
+        runs.append(measure("ivf", data))
     if dense:
         ref = measure("dense", data)
         if "failed" in ref:
@@ -375,9 +444,23 @@ def bench_synthetic(n: int, seed: int = 3, *, dense: bool = True) -> dict[str, A
         ref["dense_needs_gib"] = round(dense_need_gib(n), 1)
         runs.append(ref)
     else:
-        runs.append({"method": "dense", "failed": "skipped in quick mode"})
+        runs.append({"method": "dense", "failed": f"not run (needs ~{dense_need_gib(n):.0f} GiB)"})
+    extend = None
+    done = {r["method"]: r for r in runs if "labels" in r}
+    clustered = done.get("ivf") or done.get("components")  # extend is timed against it
+    if clustered is not None and n > EXTEND_NEW * 2:
+        labels_in = _save_array(data.with_suffix(".clustered.labels.npy"), clustered["labels"])
+        extend = measure("extend", data, labels_in=labels_in)
+        if "seconds" in extend:
+            extend["fraction_of_cluster"] = extend["seconds"] / clustered["seconds"]
+        labels_in.unlink()
     _compare(runs, truth)
-    return {"faces": n, "identities": int(np.unique(truth).size), "runs": runs}
+    return {
+        "faces": n,
+        "identities": int(np.unique(truth).size),
+        "runs": runs,
+        "extend": extend,
+    }
 
 
 def _fmt(run: dict[str, Any], key: str, spec: str) -> str:
@@ -410,6 +493,33 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
                 f"  {run['method']}: {run['edges']} candidate pairs, largest component "
                 f"{run['largest_component']}, methods {run['methods']}, stages {run['stages_s']}"
             )
+        if run.get("method") == "ivf" and "search" in run:
+            search = run["search"]
+            print(
+                f"  ivf: nlist {search['nlist']}, nprobe {search['nprobe']}, k {search['k']}, "
+                f"recall {search['recall']} on {search['recall_queries']} sampled queries, "
+                f"search stages {run['search_s']}"
+            )
+            if "ari_vs_exact" in run:
+                print(
+                    f"  ivf against the exact search: ARI {run['ari_vs_exact']:.4f}, "
+                    f"pairwise F difference {run['pair_f_diff_vs_exact']:+.4f}"
+                )
+
+
+def print_extend(extend: dict[str, Any] | None) -> None:
+    if not extend:
+        return
+    if "failed" in extend:
+        print(f"  extend: not completed: {extend['failed']}")
+        return
+    print(
+        f"  extend {extend['new_faces']} new faces into {extend['persons']} persons "
+        f"({extend['nearest_backend']} index): {extend['seconds']:.2f} s, "
+        f"{extend.get('fraction_of_cluster', float('nan')):.1%} of the full clustering, "
+        f"peak {extend['peak_mib']:.0f} MiB; {extend['joined']} joined a person; "
+        f"same as exact nearest-centroid: {extend['same_as_exact']}"
+    )
 
 
 def main(shared: Path, quick: bool) -> dict[str, Any]:
@@ -417,10 +527,17 @@ def main(shared: Path, quick: bool) -> dict[str, Any]:
     lfw_limit = 2000 if quick else None
     # Dense runs everywhere except the larger quick size; where it does not fit the address
     # space limit it fails at once.
+    # (faces, dense reference, exact search, IVF index); dense fails at once where it does not
+    # fit the address space limit; the exact search is left out where it takes hours.
     sizes = (
-        ((5_000, True), (20_000, False))
+        ((5_000, True, True, True), (20_000, False, True, True))
         if quick
-        else tuple((n, True) for n in (20_000, 50_000, 200_000))
+        else (
+            (20_000, True, True, True),
+            (50_000, True, True, True),
+            (200_000, True, True, True),
+            (MILLION, False, False, True),
+        )
     )
     results: dict[str, Any] = {"threshold": THRESHOLD, "quick": quick}
     lfw = bench_lfw(shared, lfw_limit, repeats=1 if quick else 3)
@@ -431,14 +548,15 @@ def main(shared: Path, quick: bool) -> dict[str, Any]:
         lfw["runs"],
     )
     synthetic = []
-    for n, with_dense in sizes:
-        entry = bench_synthetic(n, dense=with_dense)
+    for n, with_dense, with_exact, with_ivf in sizes:
+        entry = bench_synthetic(n, dense=with_dense, exact=with_exact, ivf=with_ivf)
         synthetic.append(entry)
         print_table(
             f"synthetic, {n} faces of {entry['identities']} identities (dense limited to "
             f"{DENSE_LIMIT_GIB} GiB of address space; it needs ~{dense_need_gib(n):.1f} GiB)",
             entry["runs"],
         )
+        print_extend(entry["extend"])
     results["synthetic"] = synthetic
     return results
 
@@ -452,13 +570,29 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help=argparse.SUPPRESS)
     parser.add_argument("--labels-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--labels-in", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help="one synthetic store of this many faces only")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     args = _parse()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.data, args.threshold, args.labels_out)))
+        print(
+            json.dumps(
+                _worker(args.worker, args.data, args.threshold, args.labels_out, args.labels_in)
+            )
+        )
+        sys.exit(0)
+    if args.size:
+        big = args.size >= MILLION
+        entry = bench_synthetic(args.size, dense=False, exact=not big, ivf=True)
+        print_table(
+            f"synthetic, {args.size} faces of {entry['identities']} identities", entry["runs"]
+        )
+        print_extend(entry["extend"])
+        if args.json:
+            args.json.write_text(json.dumps(entry, indent=2, default=str))
         sys.exit(0)
     figures = main(args.shared.resolve(), args.quick)
     if args.json:

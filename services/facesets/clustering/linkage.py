@@ -33,6 +33,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import pdist
 
+from facesets.clustering import neighbours
+from facesets.clustering.neighbours import SearchParams, SearchReport
 from facesets.common import settings
 from facesets.common.vectors import unit_rows
 
@@ -68,6 +70,7 @@ class ClusterResult:
     n_edges: int  # candidate pairs found by the neighbour search
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per label
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    search: SearchReport | None = None  # how the neighbour graph was found (and its recall)
 
     @property
     def n_singletons(self) -> int:
@@ -214,6 +217,48 @@ def neighbour_edges(
     return out[0], out[1], out[2]
 
 
+def search_graph(
+    unit: np.ndarray,
+    max_distance: float,
+    search: SearchParams | None = None,
+    *,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SearchReport]:
+    """The neighbour graph of unit rows by the backend `search` picks for their number.
+
+    Exact backends return every pair within max_distance; the IVF backend the pairs among each
+    face's k nearest, with its measured recall in the report. Similarities come in the input's
+    dtype where it is float64 (faiss computes in float32; the pairs are rescored).
+    """
+    params = search or SearchParams()
+    n = unit.shape[0]
+    backend = params.chosen(n)
+    started = time.perf_counter()
+    if backend == neighbours.BACKEND_IVF:
+        (ei, ej, es), report = neighbours.ivf_knn_edges(
+            unit, max_distance, params, progress=progress
+        )
+    else:
+        if backend == neighbours.BACKEND_FLAT:
+            ei, ej, es = neighbours.flat_range_edges(unit, max_distance, progress=progress)
+        else:
+            ei, ej, es = neighbour_edges(unit, max_distance, progress=progress)
+        report = SearchReport(backend, n, pairs=int(ei.size))
+        report.seconds = {"search": time.perf_counter() - started}
+    if unit.dtype == np.float64 and es.dtype != np.float64:
+        es = _pair_similarities(unit, ei, ej)
+    return ei, ej, es, report
+
+
+def _pair_similarities(unit: np.ndarray, ei: np.ndarray, ej: np.ndarray) -> np.ndarray:
+    """Dot products of the row pairs (ei, ej) in the rows' dtype, in bounded chunks."""
+    out = np.empty(ei.size, unit.dtype)
+    step = max(1, GATHER_FLOATS // max(1, unit.shape[1]))
+    for s in range(0, ei.size, step):
+        out[s : s + step] = np.einsum("ij,ij->i", unit[ei[s : s + step]], unit[ej[s : s + step]])
+    return out
+
+
 # --- dense and sparse average linkage of one component ----------------------------------------
 
 
@@ -354,13 +399,16 @@ def cluster_average_linkage(
     threshold: float,
     *,
     dense_max: int = settings.DENSE_COMPONENT_MAX,
+    search: SearchParams | None = None,
     progress: Progress | None = None,
 ) -> ClusterResult:
     """Average-linkage clusters at cosine distance `threshold` (merge while below it).
 
     Components of the neighbour graph of up to `dense_max` faces are clustered with scipy's
-    dense linkage; larger ones with the exact sparse method. `progress(done, total)` is
-    called after each block of the neighbour search and as components are clustered.
+    dense linkage; larger ones with the exact sparse method. The graph comes from
+    `search_graph` (exact below `search.ann_min_faces`, an IVF index above; its report, with
+    the recall, is the result's `search`). `progress(done, total)` is called as the neighbour
+    search proceeds and as components are clustered.
     """
     t = _check_threshold(threshold)
     if dense_max < 2:
@@ -370,15 +418,15 @@ def cluster_average_linkage(
     if n == 0:
         return ClusterResult(np.zeros(0, np.int64), [], 0, 0)
     unit = _as_unit_rows(x)
-    search_blocks = max(1, -(-n // ROW_BLOCK))
-    total = search_blocks + 100  # the second stage reports in hundredths
+    search_blocks = 100  # the search reports in hundredths, then the second stage
+    total = search_blocks + 100
 
-    def search_progress(done: int, _blocks: int) -> None:
+    def search_progress(done: int, blocks: int) -> None:
         if progress is not None:
-            progress(done, total)
+            progress(done * search_blocks // max(1, blocks), total)
 
     started = time.perf_counter()
-    ei, ej, es = neighbour_edges(unit, t + EDGE_MARGIN, progress=search_progress)
+    ei, ej, es, report = search_graph(unit, t + EDGE_MARGIN, search, progress=search_progress)
     searched = time.perf_counter()
     n_edges = int(ei.size)
     graph = coo_matrix((np.ones(n_edges, np.int8), (ei, ej)), shape=(n, n))
@@ -445,10 +493,12 @@ def cluster_average_linkage(
         progress(total, total)
     finished = time.perf_counter()
     seconds = {"search": searched - started, "linkage": finished - searched}
-    result = ClusterResult(labels, infos, int(sizes.size), n_edges, sizes, seconds)
+    result = ClusterResult(labels, infos, int(sizes.size), n_edges, sizes, seconds, report)
     log.info(
         "clustered",
         faces=n,
+        search=report.backend,
+        recall=report.recall,
         clusters=result.n_clusters,
         edges=n_edges,
         components=n_comp,
@@ -578,12 +628,17 @@ def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> lis
 
 
 def nearest_centroid(
-    emb: np.ndarray, centroids: np.ndarray, threshold: float
+    emb: np.ndarray,
+    centroids: np.ndarray,
+    threshold: float,
+    search: SearchParams | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each face, the row of its nearest centroid, or -1 when farther than `threshold`.
 
     Returns (rows int64, cosine distances to the nearest centroid as float32; inf without
-    centroids). Faces are compared in blocks, so memory stays ROWS_AT_ONCE x centroids.
+    centroids). `search` picks the way by the number of centroids: the blocked exact products
+    ("exact", memory ROWS_AT_ONCE x centroids), a flat faiss index (exact) or an IVF index
+    over the centroids at or above `search.ann_min_faces` of them.
     """
     t = _check_threshold(threshold)
     x = _check_embeddings(emb)
@@ -596,10 +651,18 @@ def nearest_centroid(
     if c.shape[1] != x.shape[1]:
         raise ValueError(f"dimension mismatch: faces {x.shape[1]}, centroids {c.shape[1]}")
     cu = _unit_rows(c, np.float32)
-    for s in range(0, n, ROWS_AT_ONCE):
-        sims = _unit_rows(x[s : s + ROWS_AT_ONCE], np.float32) @ cu.T
-        arg = np.argmax(sims, axis=1)
-        dist[s : s + ROWS_AT_ONCE] = 1.0 - sims[np.arange(arg.size), arg]
-        best[s : s + ROWS_AT_ONCE] = arg
+    params = search or SearchParams()
+    backend = params.chosen(c.shape[0])
+    if backend == neighbours.BACKEND_EXACT:
+        for s in range(0, n, ROWS_AT_ONCE):
+            sims = _unit_rows(x[s : s + ROWS_AT_ONCE], np.float32) @ cu.T
+            arg = np.argmax(sims, axis=1)
+            dist[s : s + ROWS_AT_ONCE] = 1.0 - sims[np.arange(arg.size), arg]
+            best[s : s + ROWS_AT_ONCE] = arg
+    else:
+        rows, sims = neighbours.nearest_rows(_unit_rows(x, np.float32), cu, params, backend)
+        found = rows >= 0  # an IVF probe may find no centroid at all
+        best[found] = rows[found]
+        dist[found] = 1.0 - sims[found]
     best[dist > t] = -1
     return best, dist

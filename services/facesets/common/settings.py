@@ -92,6 +92,19 @@ CONSOLIDATE_CONFIDENT_SIM = 0.65
 # which gives the same clusters and is faster past a few hundred faces (bench/clustering_bench).
 DENSE_COMPONENT_MAX = 256
 KNN_NEIGHBOURS = 30
+# Neighbour search of cluster, refine and extend (clustering/neighbours.py), through faiss:
+# "auto" searches a flat (exact) index below ANN_MIN_FACES faces and an inverted-file index
+# (IVF, approximate) from there on; "exact" is the blocked numpy search, "flat" and "ivf" force
+# one index. The IVF search keeps each face's ANN_NEIGHBOURS nearest faces within the threshold,
+# scanning the ANN_NPROBE of its ANN_NLIST lists nearest to it (0 lists: about 4 sqrt(faces)).
+NEIGHBOUR_SEARCH = "auto"
+ANN_MIN_FACES = 100_000
+ANN_NLIST = 0
+ANN_NPROBE = 16
+ANN_NEIGHBOURS = 48
+ANN_TRAIN_PER_LIST = 32  # k-means sample: faces per list (training is the index's fixed cost)
+ANN_QUERY_BATCH = 16_384  # queries per faiss call
+ANN_RECALL_QUERIES = 500  # sampled queries whose recall is measured against brute force
 NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
 NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # a face two candidate photos share matches this well
 NEAR_DUPLICATE_CANDIDATE_DISTANCE = 0.35  # DCT-hash cosine distance: faceless candidate pairs

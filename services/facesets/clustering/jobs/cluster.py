@@ -185,6 +185,7 @@ def cluster(
         "store": store_identity(store),
         "model": model_identity(store),
         "components": components_json(result, face_ids),
+        "search": result.search.as_json() if result.search else None,
         **sections,
     }
     manifest_path = out / layout.CLUSTER_MANIFEST

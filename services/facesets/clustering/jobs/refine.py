@@ -164,6 +164,7 @@ def refine(
         "store": store_identity(store),
         "model": model_identity(store),
         "removed": removed,
+        "search": initial.search.as_json() if initial.search else None,
         "rejected": {
             "quality": quality_rejected,
             "outliers": outliers,

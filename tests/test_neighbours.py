@@ -1,0 +1,155 @@
+"""Neighbour search through faiss: the flat index equals the blocked search, the IVF index
+clusters as the exact search does and records its recall, extend through an index files faces
+as the exact nearest-centroid does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import lfw_people
+from sklearn.metrics import adjusted_rand_score
+from store_fixtures import add_photos, new_store
+
+from facesets.clustering import linkage, neighbours
+from facesets.clustering.cluster_job import cluster
+from facesets.clustering.linkage import cluster_average_linkage, nearest_centroid
+from facesets.clustering.neighbours import SearchParams
+from facesets.common import layout, settings
+
+
+def identities(
+    n_ids: int, per_id: int, dim: int = 64, seed: int = 0, loose: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit float32 embeddings: n_ids identities of up to per_id faces, plus loose faces."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, per_id + 1, n_ids)
+    centres = rng.standard_normal((n_ids, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(n_ids), sizes)
+    sigma = rng.uniform(0.5, 0.9, truth.size)[:, None]
+    emb = centres[truth] + sigma * rng.standard_normal((truth.size, dim)) / np.sqrt(dim)
+    emb = np.vstack([emb, rng.standard_normal((loose, dim))])
+    truth = np.concatenate([truth, n_ids + np.arange(loose)])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    perm = rng.permutation(truth.size)
+    return emb[perm].astype(np.float32), truth[perm]
+
+
+IVF = SearchParams(backend="ivf", nlist=32, nprobe=8, k=48, recall_queries=300)
+
+
+def test_flat_index_finds_exactly_the_pairs_of_the_blocked_search() -> None:
+    emb, _ = identities(60, 20, seed=1)
+    expected = linkage.neighbour_edges(emb, 0.55)
+    ei, ej, es = neighbours.flat_range_edges(emb, 0.55)
+    order = np.lexsort((ej, ei))
+    np.testing.assert_array_equal(ei[order], expected[0])
+    np.testing.assert_array_equal(ej[order], expected[1])
+    np.testing.assert_allclose(es[order], expected[2], atol=1e-5)
+
+
+def test_small_stores_search_the_flat_index_with_the_exact_clusters() -> None:
+    emb, _ = identities(80, 15, seed=2)
+    exact = cluster_average_linkage(emb, 0.55, search=SearchParams(backend="exact"))
+    auto = cluster_average_linkage(emb, 0.55)
+    assert auto.search is not None and auto.search.backend == "flat"
+    assert auto.search.as_json()["recall"] == 1.0
+    np.testing.assert_array_equal(auto.labels, exact.labels)
+    # float64 input keeps float64 similarities through the faiss path
+    emb64 = emb.astype(np.float64)
+    np.testing.assert_array_equal(
+        cluster_average_linkage(emb64, 0.55, dense_max=2).labels,
+        cluster_average_linkage(emb64, 0.55, dense_max=2, search=SearchParams("exact")).labels,
+    )
+
+
+def test_ivf_index_clusters_as_the_exact_search_and_measures_recall() -> None:
+    emb, truth = identities(300, 25, seed=3)  # about 4,000 faces
+    exact = cluster_average_linkage(emb, 0.55, search=SearchParams(backend="exact"))
+    ann = cluster_average_linkage(emb, 0.55, search=IVF)
+    report = ann.search
+    assert report is not None and report.backend == "ivf"
+    assert report.nlist == 32 and report.nprobe == 8 and report.k == 48
+    assert report.recall is not None and 0.95 <= report.recall <= 1.0
+    assert report.recall_queries == 300
+    assert adjusted_rand_score(exact.labels, ann.labels) >= 0.999
+    # the IVF graph holds each face's k nearest, so it has fewer pairs than the full graph
+    assert 0 < ann.n_edges <= exact.n_edges
+
+
+def test_recall_counts_the_neighbours_an_index_misses() -> None:
+    emb, _ = identities(50, 10, seed=4)
+    k = 5
+    min_sim = 0.45
+    queries = np.arange(emb.shape[0])
+    truth = neighbours.exact_knn_within(emb, queries, k, min_sim)
+    n = emb.shape[0]
+    ids = np.full((n, k + 1), -1, np.int64)
+    sims = np.full((n, k + 1), -np.inf, np.float32)
+    for q, found in enumerate(truth):
+        ids[q, : found.size] = found
+        sims[q, : found.size] = emb[found] @ emb[q]
+    perfect, measured = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
+    assert perfect == 1.0 and measured == n
+    wanted = sum(t.size for t in truth)
+    ids[:, 0] = -1  # drop every query's nearest neighbour
+    missed = sum(1 for t in truth if t.size)
+    partial, _ = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
+    assert partial == pytest.approx((wanted - missed) / wanted)
+
+
+def centroid_case() -> tuple[np.ndarray, np.ndarray]:
+    """(2,200 new faces: 2,000 near known identities, 200 unrelated; 400 identity centroids)."""
+    emb, truth = identities(400, 20, seed=5, loose=0)
+    centroids = np.stack([emb[truth == i].mean(axis=0) for i in range(400)])
+    rng = np.random.default_rng(6)
+    new = emb[rng.choice(emb.shape[0], 2000, replace=False)]
+    new = new + 0.02 * rng.standard_normal(new.shape).astype(np.float32)
+    noise = rng.standard_normal((200, emb.shape[1])).astype(np.float32)
+    return np.vstack([new, noise]), centroids
+
+
+def test_nearest_centroid_through_the_flat_index_equals_the_exact_one() -> None:
+    new, centroids = centroid_case()
+    exact_rows, exact_dist = nearest_centroid(new, centroids, 0.55, SearchParams("exact"))
+    rows, dist = nearest_centroid(new, centroids, 0.55)  # auto: few centroids, flat index
+    np.testing.assert_array_equal(rows, exact_rows)
+    joined = rows >= 0
+    np.testing.assert_allclose(dist[joined], exact_dist[joined], atol=1e-5)
+    assert joined[:2000].mean() > 0.9 and joined[2000:].mean() < 0.1
+
+
+def test_nearest_centroid_through_an_ivf_index_mostly_agrees_and_fully_probed_equals() -> None:
+    new, centroids = centroid_case()
+    exact_rows, _ = nearest_centroid(new, centroids, 0.55, SearchParams("exact"))
+    params = SearchParams(backend="ivf", nlist=16, nprobe=4)
+    rows, _ = nearest_centroid(new, centroids, 0.55, params)
+    assert (rows == exact_rows).mean() >= 0.97  # the misses: nearest centroid in a list unprobed
+    every_list = SearchParams(backend="ivf", nlist=16, nprobe=16)
+    np.testing.assert_array_equal(nearest_centroid(new, centroids, 0.55, every_list)[0], exact_rows)
+
+
+def test_cluster_manifest_records_the_index_and_its_recall(
+    tmp_path: Path, lfw_dir: Path, model_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = lfw_people(lfw_dir, 4, 6)
+    store = new_store(tmp_path / "faces.db")
+    add_photos(store, [p for ps in people.values() for p in ps], model_root)
+    exact_out, ivf_out = tmp_path / "exact", tmp_path / "ivf"
+    cluster(store, exact_out)
+    monkeypatch.setattr(settings, "ANN_MIN_FACES", 0)  # every store searches an IVF index
+    monkeypatch.setattr(settings, "ANN_NLIST", 2)
+    monkeypatch.setattr(settings, "ANN_NPROBE", 2)
+    cluster(store, ivf_out)
+    store.close()
+    exact = json.loads((exact_out / layout.CLUSTER_MANIFEST).read_text(encoding="utf-8"))
+    ivf = json.loads((ivf_out / layout.CLUSTER_MANIFEST).read_text(encoding="utf-8"))
+    assert exact["search"]["backend"] == "flat" and exact["search"]["recall"] == 1.0
+    assert ivf["search"]["backend"] == "ivf"
+    assert ivf["search"]["nprobe"] == ivf["search"]["nlist"] >= 1
+    assert ivf["search"]["recall"] == 1.0  # every list probed: the search is exhaustive
+    assert ivf["search"]["recall_queries"] == len(ivf["faces"])
+    assert [p["face_ids"] for p in ivf["persons"]] == [p["face_ids"] for p in exact["persons"]]
