@@ -37,11 +37,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import structlog
-from PIL import Image
 from tqdm import tqdm
 
 from facesets.client import ServiceUnavailableError
 from facesets.common import layout, settings
+from facesets.common.decode import open_image
 from facesets.common.folder_lock import FolderBusyError, run_locked
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.immich_api import (
@@ -273,7 +273,7 @@ def biggest_face_short(
 
 def _decoded_size(path: Path) -> tuple[int, int] | None:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:  # HEIF and AVIF too; only the header is read
             width, height = image.size
     except Exception:  # any format or decoder failure means "unknown", decided by the caller
         return None

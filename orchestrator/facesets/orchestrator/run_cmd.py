@@ -17,7 +17,7 @@ from facesets.common import layout, settings
 from facesets.common.folder_lock import run_locked
 from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import add_service_arguments, services
-from facesets.orchestrator.embed import embed
+from facesets.orchestrator.embed import add_listing_arguments, embed
 from facesets.orchestrator.enrich import enrich
 
 
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not rescue near singletons into _candidates/",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_listing_arguments(parser)
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
@@ -74,7 +75,9 @@ def _run_pipeline(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
     results: dict[str, Any] = {}
     with services(args) as opened:
-        _stage("embed", results, lambda: embed(opened, args.src, store).as_dict())
+        _stage(
+            "embed", results, lambda: embed(opened, args.src, store, verbose=args.verbose).as_dict()
+        )
         cluster_args = jobs.command_args(jobs.add_cluster_arguments, store, raw)
         _stage("cluster", results, lambda: jobs.cluster(opened, cluster_args))
         refine_args = jobs.command_args(
