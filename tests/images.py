@@ -70,3 +70,73 @@ def large_canvas(
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+# --- phone formats: HEIC/HEIF (pillow-heif) and AVIF (Pillow) ---------------------------------
+# Encoder settings per format: lossless where `lossless`, else high quality (phones' own
+# settings are lower, but the comparisons with the JPEG must not measure the encoder).
+_LOSSLESS = {"HEIF": {"quality": -1, "chroma": 444}, "AVIF": {"quality": 100}}
+_HIGH_QUALITY = {"HEIF": {"quality": 95}, "AVIF": {"quality": 95}, "JPEG": {"quality": 95}}
+SUFFIXES = {"HEIF": ".heic", "AVIF": ".avif", "JPEG": ".jpg"}
+
+
+def _register_heif() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def encode_as(
+    photo: Path | Image.Image,
+    fmt: str,
+    *,
+    rotated: bool = False,
+    capture_time: str | None = None,
+    lossless: bool = False,
+) -> bytes:
+    """The photo encoded as `fmt` ("HEIF", "AVIF" or "JPEG"), with EXIF written: with `rotated`,
+    stored turned 90° clockwise with orientation 8 undoing it on display (HEIF writes it as
+    its `irot` transform too, as phones do); `capture_time` as DateTimeOriginal."""
+    _register_heif()
+    image = (photo if isinstance(photo, Image.Image) else Image.open(photo)).convert("RGB")
+    exif = Image.Exif()
+    if rotated:
+        image = image.transpose(Image.Transpose.ROTATE_270)
+        exif[0x0112] = 8
+    if capture_time:
+        exif.get_ifd(0x8769)[36867] = capture_time
+    options = (_LOSSLESS if lossless and fmt in _LOSSLESS else _HIGH_QUALITY)[fmt]
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()
+
+
+def heif_claiming(photo: Path, width: int, height: int) -> bytes:
+    """A valid HEIC whose header (its `ispe` box) claims width x height pixels."""
+    data = encode_as(photo, "HEIF")
+    at = data.find(b"ispe")
+    assert at > 0, "no ispe box"
+    return data[: at + 8] + struct.pack(">II", width, height) + data[at + 16 :]
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    """The first `keep` share of a file, as an interrupted copy leaves it."""
+    return data[: int(len(data) * keep)]
+
+
+def heif_burst(primary: Path, others: list[Image.Image], primary_index: int = 1) -> bytes:
+    """A HEIC holding several images (as a burst or a live photo does); `primary` is its
+    primary image, stored at `primary_index`."""
+    _register_heif()
+    images = [image.convert("RGB") for image in others]
+    images.insert(primary_index, Image.open(primary).convert("RGB"))
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        "HEIF",
+        save_all=True,
+        append_images=images[1:],
+        primary_index=primary_index,
+        quality=95,
+    )
+    return buffer.getvalue()

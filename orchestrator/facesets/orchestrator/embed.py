@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import queue
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,13 @@ from tqdm import tqdm
 
 from facesets.client import ClusteringClient, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.scan import ScannedFile, list_images, scan_files
+from facesets.orchestrator.scan import (
+    PhotoListing,
+    ScannedFile,
+    list_photos,
+    scan_files,
+    skipped_line,
+)
 from facesets.v1 import clustering_pb2, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -39,6 +46,7 @@ class EmbedSummary:
     store: dict = field(default_factory=dict)
     seconds: float = 0.0
     restarts: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # files not photos, by extension
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "errors": dict(self.errors)}
@@ -61,12 +69,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "are as the store last saw them",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_listing_arguments(parser)
     add_service_arguments(parser, "inference", "clustering")
+
+
+def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that lists a photo folder."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="list every file that is skipped (not a photo, hidden, a link to a folder) and why; "
+        "without it they are counted by extension",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     with services(args) as opened:
-        summary = embed(opened, args.src, args.store, send=args.send, rehash=args.rehash)
+        summary = embed(
+            opened, args.src, args.store, send=args.send, rehash=args.rehash, verbose=args.verbose
+        )
     print(json.dumps(summary.as_dict(), indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -78,9 +99,26 @@ def embed(
     send: str = "auto",
     show_progress: bool = True,
     rehash: bool = False,
+    verbose: bool = False,
 ) -> EmbedSummary:
-    """Embed every image file under src."""
-    return embed_files(opened, list_images(src), store_path, send, show_progress, rehash)
+    """Embed every photo file under src; what is skipped is counted in the summary and said on
+    stderr (each file with `verbose`)."""
+    listing = list_photos(src)
+    report_skipped(listing, verbose)
+    summary = embed_files(opened, listing.photos, store_path, send, show_progress, rehash)
+    summary.skipped = listing.skipped_by_kind()
+    return summary
+
+
+def report_skipped(listing: PhotoListing, verbose: bool = False) -> None:
+    """One line on stderr, `skipped 12 files: .mov 7, .xmp 3, .txt 2`; with `verbose`, every
+    skipped file and why."""
+    if verbose:
+        for skipped in listing.skipped:
+            print(f"skipped {skipped.path}  ({skipped.why})", file=sys.stderr)
+    line = skipped_line(listing.skipped_by_kind())
+    if line:
+        print(line + ("" if verbose else "  (--verbose lists them)"), file=sys.stderr, flush=True)
 
 
 def embed_files(
@@ -261,6 +299,8 @@ def format_summary(summary: EmbedSummary) -> str:
         f"  already in store  {summary.known}  (new aliases {summary.aliases_added})",
         f"  embedded now      {summary.embedded}  ({summary.faces_found} faces)",
         f"  unreadable        {summary.unreadable}",
+        f"  skipped           {sum(summary.skipped.values())}  "
+        f"({', '.join(f'{kind} {count}' for kind, count in summary.skipped.items())})",
         f"store               {store.get('images', 0)} images, {store.get('faces', 0)} faces, "
         f"{store.get('images_without_faces', 0)} without faces, {store.get('aliases', 0)} aliases",
     ]

@@ -22,7 +22,7 @@ from facesets.common.folder_lock import run_locked
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.embed import embed
+from facesets.orchestrator.embed import add_listing_arguments, embed
 from facesets.orchestrator.enrich import enrich
 
 STAGES = ("embed", "cluster", "refine", "enrich", "export")
@@ -35,6 +35,7 @@ class RunRequest:
     min_faces: int = RefineParams().min_faces
     top_n: int = ExportSwapParams().top_n
     candidates: bool = True
+    verbose: bool = False  # list every skipped file
 
     def __post_init__(self) -> None:
         # Checked before anything runs: a bad value stops the run at its start.
@@ -124,7 +125,11 @@ def _run_pipeline(opened: Services, request: RunRequest, out: Path) -> RunSummar
         out / layout.RUN_EXPORT_DIR,
     )
     results = RunSummary()
-    _stage("embed", results, lambda: embed(opened, request.src, store).as_dict())
+    _stage(
+        "embed",
+        results,
+        lambda: embed(opened, request.src, store, verbose=request.verbose).as_dict(),
+    )
     _stage("cluster", results, lambda: stages.clustering_job(opened, stages.ClusterJob(store, raw)))
     refine = stages.RefineJob(store, refined, RefineParams(min_faces=request.min_faces))
     _stage("refine", results, lambda: stages.clustering_job(opened, refine))
@@ -172,12 +177,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print every stage's summary as one JSON object"
     )
+    add_listing_arguments(parser)
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
 def run(args: argparse.Namespace) -> int:
     request = RunRequest(
-        args.src, args.out, args.min_faces, args.top_n, candidates=not args.no_candidates
+        args.src,
+        args.out,
+        args.min_faces,
+        args.top_n,
+        candidates=not args.no_candidates,
+        verbose=args.verbose,
     )
     results = run_pipeline(request, lambda: services(args))
     print(json.dumps(results.as_dict(), indent=2, default=str) if args.json else results.format())

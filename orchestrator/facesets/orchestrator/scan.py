@@ -1,18 +1,20 @@
-"""Listing a photo tree: image files, each with its sha256, or the reason it cannot be read."""
+"""Listing a photo tree: photo files, each with its sha256, or the reason it cannot be read;
+and every other file, with why it was skipped."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from tqdm import tqdm
 
-from facesets.common import settings
+from facesets.common import photo_formats
 
 CHUNK = 1 << 20
 
@@ -35,21 +37,74 @@ class Known(Protocol):
     mtime_ns: int
 
 
-def list_images(root: Path, extensions: tuple[str, ...] = settings.IMAGE_EXTENSIONS) -> list[str]:
-    """Every file under root with an image extension, sorted, as absolute paths.
+HIDDEN = "hidden"
+FOLDER_LINK = "link to a folder"
 
-    Links that point nowhere are kept so that they are reported, not silently skipped.
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str  # absolute
+    kind: str  # its extension (".mov"), photo_formats.NO_EXTENSION, HIDDEN or FOLDER_LINK
+
+    @property
+    def why(self) -> str:
+        if self.kind == HIDDEN:
+            return "hidden file"
+        if self.kind == FOLDER_LINK:
+            return "links are not followed"
+        return "not a photo format read here"
+
+
+@dataclass
+class PhotoListing:
+    photos: list[str] = field(default_factory=list)  # absolute, sorted
+    skipped: list[SkippedFile] = field(default_factory=list)  # sorted by path
+
+    def skipped_by_kind(self) -> dict[str, int]:
+        """Skipped files counted by extension (or kind), most frequent first."""
+        counts = Counter(skipped.kind for skipped in self.skipped)
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def list_photos(root: Path) -> PhotoListing:
+    """Every file under root: photos (photo_formats' extensions, any case) and the others.
+
+    Links that point nowhere are kept with the photos so that they are reported, not silently
+    skipped; links to folders are not followed, and are listed with the skipped files.
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
-    found = []
+    listing = PhotoListing()
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
+        for name in dirs:
+            if os.path.islink(os.path.join(folder, name)):
+                listing.skipped.append(SkippedFile(os.path.join(folder, name), FOLDER_LINK))
         for name in files:
-            if name.lower().endswith(extensions) and not name.startswith("."):
-                found.append(os.path.join(folder, name))
-    return sorted(found)
+            path = os.path.join(folder, name)
+            if photo_formats.is_photo_name(name):
+                listing.photos.append(path)
+            else:
+                kind = HIDDEN if name.startswith(".") else photo_formats.extension(name)
+                listing.skipped.append(SkippedFile(path, kind))
+    listing.photos.sort()
+    listing.skipped.sort(key=lambda skipped: skipped.path)
+    return listing
+
+
+def list_images(root: Path) -> list[str]:
+    """Every photo file under root, sorted, as absolute paths."""
+    return list_photos(root).photos
+
+
+def skipped_line(counts: Mapping[str, int]) -> str:
+    """`skipped 12 files: .mov 7, .xmp 3, .txt 2`; empty when nothing was skipped."""
+    total = sum(counts.values())
+    if not total:
+        return ""
+    kinds = ", ".join(f"{kind} {count}" for kind, count in counts.items())
+    return f"skipped {total} file{'' if total == 1 else 's'}: {kinds}"
 
 
 def hash_file(path: str) -> ScannedFile:

@@ -161,7 +161,7 @@ def build_ivf(x: np.ndarray, nlist: int, train_per_list: int, seed: int) -> fais
     del sample
     index.add(x)
     index.own_fields = True  # the index frees its quantizer
-    quantizer.this.disown()
+    quantizer.this.disown()  # type: ignore[attr-defined]  # SWIG's proxy handle, not in the stubs
     return index
 
 
@@ -178,7 +178,7 @@ def _knn_in_order(
     lists while they are in cache (about 1.5x faster than the stored order).
     """
     n = x.shape[0]
-    _, first = index.quantizer.search(x, 1)
+    _, first = index.quantizer.search(x, 1)  # type: ignore[attr-defined]  # an IVF index's
     order = np.argsort(first[:, 0], kind="stable")
     del first
     sims = np.empty((n, k), np.float32)
@@ -334,7 +334,7 @@ def nearest_rows(
     if backend == BACKEND_IVF:
         nlist = params.lists_for(c.shape[0])
         index: faiss.Index = build_ivf(c, nlist, params.train_per_list, params.seed)
-        index.nprobe = min(params.nprobe, nlist)
+        index.nprobe = min(params.nprobe, nlist)  # type: ignore[attr-defined]  # IVF's own field
     else:
         index = faiss.IndexFlatIP(c.shape[1])
         index.add(c)

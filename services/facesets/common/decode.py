@@ -1,4 +1,6 @@
-"""Image decoding: EXIF orientation, decompression-bomb limits, reduced-size JPEG decoding."""
+"""Image decoding for every service: the photo formats of common/photo_formats.py (HEIF through
+pillow-heif, AVIF through Pillow), EXIF orientation and capture time, the decompression-bomb
+limit checked on the header before any pixel is decoded, reduced-size JPEG decoding."""
 
 from __future__ import annotations
 
@@ -6,15 +8,27 @@ import io
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 
+from facesets.common import photo_formats, settings
 from facesets.v1 import common_pb2
 
 # Limits are checked here against the header, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
+# A HEIF file opens as its primary image; its thumbnails, depth maps and auxiliary images
+# (which a burst or a portrait photo carries) are never read.
+pillow_heif.register_heif_opener(
+    thumbnails=False,
+    depth_images=False,
+    aux_images=False,
+    decode_threads=settings.PHOTO_DECODE_THREADS,
+)
+AvifImagePlugin.DEFAULT_MAX_THREADS = settings.PHOTO_DECODE_THREADS
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -63,12 +77,54 @@ def read_source(request: common_pb2.ImageRequest, max_bytes: int) -> bytes:
     return data
 
 
+# Leading bytes of the formats read, to tell a damaged photo from a file that is no photo.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF8", "GIF"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (8, b"WEBP", "WebP"),
+    (4, b"ftypavi", "AVIF"),
+    (4, b"ftyphe", "HEIF"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypmsf1", "HEIF"),
+)
+
+
+def _signature(data: bytes) -> str | None:
+    return next((name for at, magic, name in _SIGNATURES if data[at:].startswith(magic)), None)
+
+
+def open_image(
+    source: bytes | str | Path, max_pixels: int = settings.MAX_IMAGE_PIXELS
+) -> Image.Image:
+    """A photo opened in one of the formats read, its header checked against `max_pixels`;
+    nothing decoded yet. Raises DecodeError."""
+    if isinstance(source, bytes):
+        return _open(source, max_pixels)
+    try:
+        with open(source, "rb") as handle:
+            return _open(handle.read(), max_pixels)
+    except OSError as error:
+        raise DecodeError(
+            common_pb2.ERROR_REASON_UNREADABLE, f"cannot read {source}: {error.strerror}"
+        ) from error
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=photo_formats.DECODED_FORMATS)
     except UnidentifiedImageError as error:
+        claimed = _signature(data)
+        if claimed:
+            raise DecodeError(
+                common_pb2.ERROR_REASON_CORRUPT,
+                f"damaged {claimed} image: its header is cut or corrupt",
+            ) from error
         raise DecodeError(
-            common_pb2.ERROR_REASON_NOT_AN_IMAGE, "not an image: no known image format"
+            common_pb2.ERROR_REASON_NOT_AN_IMAGE,
+            "not an image in a format read here: " + ", ".join(photo_formats.DECODED_FORMATS),
         ) from error
     except Exception as error:  # damaged headers surface as assorted errors
         raise DecodeError(
@@ -134,14 +190,18 @@ def decode(
     capture_time = _capture_time(image)
     transposed = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
     width, height = (full_h, full_w) if transposed else (full_w, full_h)
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):
         bgr = _decode_jpeg(data, min_scale)
     else:
+        # Full size: HEIF and AVIF have no reduced decoding (a thumbnail may differ from the
+        # photo), so they cost more than a JPEG of the same size.
         try:
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            bgr = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)
         except Exception as error:  # truncated data, bad chunks, ...
             raise DecodeError(
                 common_pb2.ERROR_REASON_CORRUPT, f"damaged image data: {error}"
             ) from error
-        bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
     return Decoded(data, bgr, bgr.shape[1] / width, width, height, capture_time)

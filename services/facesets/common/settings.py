@@ -41,6 +41,9 @@ PROVIDER_ORDER = ("dml", "cuda", "cpu")
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
+# Threads one HEIF or AVIF decode may use: the image workers (below) already decode one image
+# per core. The photo extensions and formats read live in common/photo_formats.py.
+PHOTO_DECODE_THREADS = 1
 # Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
 # ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
 ALIGN_EYE_DISTANCE_AT_112 = 35.0
@@ -63,8 +66,6 @@ IMAGE_WORKERS = usable_cores()
 IMAGES_IN_FLIGHT_PER_WORKER = 2
 IMAGES_IN_FLIGHT_MIN = 16
 ORT_INTRA_OP_THREADS = 1
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 # --- services ------------------------------------------------------------------------------
 DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"

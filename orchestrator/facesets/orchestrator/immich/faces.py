@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
-
+from facesets.common.decode import open_image
 from facesets.orchestrator.immich.api import Face
 
 
@@ -29,7 +28,7 @@ def biggest_face_short(
 
 def decoded_size(path: Path) -> tuple[int, int] | None:
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:  # HEIF and AVIF too; only the header is read
             width, height = image.size
     except Exception:  # any format or decoder failure means "unknown", decided by the caller
         return None

@@ -50,6 +50,7 @@ from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.params import DedupParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.decode import DecodeError, open_image
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +73,7 @@ class Loaded:
 
 def _open_grey(path: str, side: int) -> tuple[np.ndarray, float]:
     """Grey image (EXIF orientation applied) with long side `side`, and its scale."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         width, height = img.size
         if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             width, height = height, width
@@ -110,7 +111,7 @@ class _Verifier:
         for path in self.photos.existing.get(sha, []):
             try:
                 grey, scale = _open_grey(path, ALIGN_SIDE)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, DecodeError) as exc:
                 log.warning("cannot read photo", path=path, error=str(exc))
                 continue
             keypoints, descriptors = self.orb.detectAndCompute(grey, None)
@@ -236,7 +237,7 @@ def _hash_candidates(
                 hashes.append(dct_hash(path))
                 kept.append(sha)
                 break
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, DecodeError) as exc:
                 log.warning("cannot read photo", path=path, error=str(exc))
         report(progress, "hash", done, len(shas))
     if len(kept) < 2:
