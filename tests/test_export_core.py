@@ -41,6 +41,7 @@ from facesets.export.records import (
     read_refine_manifest,
 )
 from facesets.export.swap import ExportError, export_swap
+from facesets.inference.sharpness import face_sharpness
 
 PEOPLE = ("George_W_Bush", "Colin_Powell", "Tony_Blair")
 PER_PERSON = 8
@@ -77,11 +78,7 @@ def make_row(face_id: int, path: Path, face, image: np.ndarray) -> FaceRow:
     """A FaceRow as the store would hold it for one detected face."""
     x1, y1, x2, y2 = (float(v) for v in face.bbox)
     height, width = image.shape[:2]
-    box = image[
-        max(0, int(y1)) : min(height, int(np.ceil(y2))),
-        max(0, int(x1)) : min(width, int(np.ceil(x2))),
-    ]
-    blur = float(cv2.Laplacian(cv2.cvtColor(box, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+    blur = face_sharpness(image, np.array([x1, y1, x2, y2]))
     return FaceRow(
         face_id=face_id,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
