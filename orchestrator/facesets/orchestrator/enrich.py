@@ -1,8 +1,10 @@
-"""`facesets enrich STORE`: fill landmarks and pose of stored faces that lack them.
+"""`facesets enrich STORE`: fill landmarks, pose and sharpness of stored faces that lack them.
 
 Faces stored by a pack without landmark models (or before pose existed) get what the current
-inference service can give. Only faces still lacking something are sent, so an interrupted run
-resumes where it stopped and a finished one does nothing.
+inference service can give; faces measured with the earlier, size-dependent sharpness are
+measured again (each once: the store records which measure a face holds). Only faces still
+lacking something are sent, so an interrupted run resumes where it stopped and a finished one
+does nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def lacking(face: common_pb2.Face, info: inference_pb2.ModelInfo) -> bool:
-    if not face.HasField("pose"):
+    if not face.HasField("pose") or face.blur_measure < common_pb2.BLUR_MEASURE_CANONICAL:
         return True
     if info.has_landmark_2d_106 and not face.landmark_2d_106:
         return True
@@ -53,6 +55,11 @@ def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> di
             by_image[record.sha256].append(record)
     summary = {
         "faces_lacking": sum(map(len, by_image.values())),
+        "faces_earlier_sharpness": sum(
+            r.face.blur_measure < common_pb2.BLUR_MEASURE_CANONICAL
+            for rs in by_image.values()
+            for r in rs
+        ),
         "images": len(by_image),
         "faces_updated": 0,
         "faces_not_found": 0,
@@ -105,5 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "enrich": ("fill 106-point landmarks and pose of faces that lack them", add_arguments, run)
+    "enrich": (
+        "fill 106-point landmarks, pose and sharpness of faces that lack them",
+        add_arguments,
+        run,
+    )
 }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from facesets.common import layout, settings
+from facesets.common.gates import explain_empty
 from facesets.common.layout import read_json
 from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import Services, add_service_arguments, services
@@ -130,6 +131,7 @@ def import_user(opened: Services, args: argparse.Namespace) -> dict[str, Any]:
 
 def format_summary(result: dict[str, Any]) -> str:
     embed, route = result["embed"], result["route"]
+    explanation = explain_empty(route)
     return "\n".join(
         [
             f"staged photos            {result['staged']}",
@@ -141,6 +143,7 @@ def format_summary(result: dict[str, Any]) -> str:
             f"({route.get('faces_new', 0)} faces)",
             f"faces left unassigned    {route.get('faces_unassigned', 0)}",
             f"export                   {result['out']}",
+            *([explanation] if explanation else []),
         ]
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from facesets.common import settings
+from facesets.common.gates import explain_empty
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.v1 import clustering_pb2, common_pb2
 
@@ -78,6 +79,8 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
         if isinstance(value, dict | list) and len(json.dumps(value)) > 100:
             value = f"({len(value)} entries; see the manifest)"
         print(f"{key:<28} {value}")
+    if explanation := explain_empty(summary):
+        print(explanation)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +136,7 @@ def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
         ("--merge-threshold", s.REFINE_MERGE_THRESHOLD, "centroid distance that merges clusters"),
         ("--outlier-threshold", s.REFINE_OUTLIER_THRESHOLD, "distance to centroid that rejects"),
         ("--min-short", s.QUALITY_MIN_SHORT, "smallest face short edge, pixels"),
-        ("--min-blur", s.QUALITY_MIN_BLUR, "smallest Laplacian variance of the face"),
+        ("--min-blur", s.QUALITY_MIN_BLUR, "smallest sharpness of the face (README: sharpness)"),
         ("--min-det-score", s.QUALITY_MIN_DET_SCORE, "smallest detector score"),
     ):
         parser.add_argument(flag, type=float, default=default, help=f"{text} (default %(default)s)")

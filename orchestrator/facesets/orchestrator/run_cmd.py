@@ -15,6 +15,7 @@ from typing import Any
 
 from facesets.common import layout, settings
 from facesets.common.folder_lock import run_locked
+from facesets.common.gates import explain_empty
 from facesets.orchestrator import export_cmd, jobs
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.embed import embed
@@ -80,8 +81,9 @@ def _run_pipeline(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         refine_args = jobs.command_args(
             jobs.add_refine_arguments, store, refined, min_faces=args.min_faces
         )
-        _stage("refine", results, lambda: jobs.refine(opened, refine_args))
+        # Before refine: faces of an earlier version's store get the sharpness its gate reads.
         _stage("enrich", results, lambda: enrich(opened, store))
+        _stage("refine", results, lambda: jobs.refine(opened, refine_args))
         export_args = jobs.command_args(
             export_cmd.add_arguments,
             store,
@@ -114,6 +116,8 @@ def format_summary(results: dict[str, Any]) -> str:
         f"exported   {json.dumps(exported)}",
         f"report     {results['report']}",
     ]
+    if explanation := explain_empty(refine_s):
+        lines.append(explanation)
     return "\n".join(lines)
 
 

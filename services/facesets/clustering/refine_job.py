@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering import linkage
+from facesets.clustering import gate_counts, linkage
 from facesets.clustering.cluster_job import linkage_progress
 from facesets.clustering.job import (
     JobOutcome,
@@ -121,6 +121,7 @@ def refine(
     report(progress, "refine", 1, 4)
 
     passed = gate.passes(table, rows)
+    by_test = gate_counts.quality_removed(table, rows, min_short, min_blur, min_det_score)
     quality_rejected = sorted_ids(face_ids[~passed])
     labels = np.where(passed, labels, -1)
     report(progress, "refine", 2, 4)
@@ -163,6 +164,16 @@ def refine(
         "small_clusters": small_clusters,
         "small_cluster_faces": len(small),
     }
+    gates = gate_counts.summary(
+        "refine",
+        table,
+        rows,
+        by_test,
+        outliers=len(outliers),
+        cluster_size=len(small),
+        kept=sum(len(ids) for ids in kept),
+        parameters=parameters,
+    )
     payload = {
         "command": "refine",
         "facesets": facesets,
@@ -170,6 +181,7 @@ def refine(
         "store": store_identity(store),
         "model": model_identity(store),
         "removed": removed,
+        "gates": gates,
         "rejected": {
             "quality": quality_rejected,
             "outliers": outliers,
@@ -184,6 +196,7 @@ def refine(
         "faces_in_facesets": sum(len(f["face_ids"]) for f in facesets),
         "faces_considered": int(rows.size),
         "removed": removed,
+        "gates": gates,
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
         **sync.summary(),

@@ -136,6 +136,16 @@ def read_refine_manifest(path: Path) -> list[FacesetSpec]:
     return parse_refine_manifest(payload)
 
 
+def read_refine_gates(path: Path) -> dict[str, Any]:
+    """The per-gate counts refine (or route) recorded in its manifest; {} when it has none."""
+    try:
+        payload = layout.read_json(Path(path), default={})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    gates = payload.get("gates") if isinstance(payload, dict) else None
+    return dict(gates) if isinstance(gates, dict) else {}
+
+
 def group_faces(
     specs: Sequence[FacesetSpec], rows: Mapping[int, FaceRow]
 ) -> tuple[dict[int, list[FaceRow]], dict[int, list[int]]]:

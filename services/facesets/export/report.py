@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import structlog
 
+from facesets.common import gates as gate_text
 from facesets.common import layout
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px}
 .sources{font-size:12px;color:#666;margin:6px 0 0;padding-left:18px;word-break:break-all}
 .reason{font-weight:600;color:#a33}.none{color:#777;font-style:italic}
 a{color:#2a5db0}
+.empty{border-left:6px solid #c83}.empty h2{margin:0 0 8px}
+.gates td{padding:1px 14px 1px 0}.gates td.n{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 # Sets data-images on <body> once every image has loaded (or failed), for automated checks.
@@ -167,13 +170,35 @@ def _dropped(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
     )
 
 
+def _gates(gates: Mapping[str, Any], empty: bool) -> str:
+    """Faces each gate removed (facesets.common.gates); headed as the explanation of an
+    empty result when nothing reached a faceset."""
+    table_rows = "".join(
+        f"<tr><td>{_e(label)}</td><td class=n>{count}</td><td>{_e(why)}</td></tr>"
+        for label, count, why in gate_text.rows(gates)
+    )
+    table = (
+        f"<p>{_e(gate_text.headline(gates))}</p><table class=gates>{table_rows}<tr><td>kept"
+        f"</td><td class=n>{_e(gates.get('kept', 0))}</td><td>in facesets</td></tr></table>"
+        + "".join(f"<p>{_e(line)}</p>" for line in gate_text.notes(gates))
+        if gates
+        else "<p class=none>this export records no per-gate counts</p>"
+    )
+    if empty:
+        return (
+            '<section class="card empty" data-section="empty"><h2>No faceset</h2>'
+            f"<p>No faceset passed the gates. Faces removed, gate by gate:</p>{table}</section>"
+        )
+    return f'<section class="card" data-section="gates"><h3>gates</h3>{table}</section>'
+
+
 def render_report(out: Path) -> str:
     """The review page of the export in `out`, as HTML text."""
     out = Path(out)
     top = _read(out / layout.EXPORT_MANIFEST)
     facesets: Mapping[str, Any] = top.get("facesets") or {}
-    if not facesets and not top.get("candidates"):
-        raise ReportError(f"no export manifest with facesets in {out}")
+    if "facesets" not in top:
+        raise ReportError(f"no export manifest in {out}")
     details = {
         name: _read(out / (entry.get("manifest") or f"{name}/{layout.FACESET_MANIFEST}"))
         for name, entry in facesets.items()
@@ -184,6 +209,8 @@ def render_report(out: Path) -> str:
     ]
     kept = sum(int((e.get("counts") or {}).get("kept", 0)) for e in facesets.values())
     candidates = top.get("candidates")
+    empty = not facesets or kept == 0
+    gates_card = _gates(top.get("gates") or {}, empty)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -191,9 +218,10 @@ def render_report(out: Path) -> str:
         f"<script>{SCRIPT}</script></head><body>"
         f"<h1>facesets export</h1><div class='totals'>{_e(out)} · {len(facesets)} facesets · "
         f"{kept} crops · {len(dropped_rows)} dropped</div>"
-        f"<h2>Facesets</h2>{cards}"
+        + (gates_card if empty else "")
+        + f"<h2>Facesets</h2>{cards or '<p class=none>none</p>'}"
         + (f"<h2>Candidates</h2>{_candidates(candidates)}" if candidates else "")
-        + f"<h2>Rejected and dropped</h2>{_dropped(dropped_rows)}"
+        + f"<h2>Rejected and dropped</h2>{'' if empty else gates_card}{_dropped(dropped_rows)}"
         "</body></html>\n"
     )
 

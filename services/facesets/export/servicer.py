@@ -21,7 +21,7 @@ from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
-from facesets.export.records import FaceRow, read_refine_manifest
+from facesets.export.records import FaceRow, read_refine_gates, read_refine_manifest
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -135,6 +135,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             or settings.CANDIDATE_MATCH_THRESHOLD,
             candidate_min_score=request.candidate_min_score or settings.CANDIDATE_MIN_SCORE,
             progress=progress,
+            gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
         )
 
     def Report(

@@ -616,10 +616,12 @@ def export_swap(
     candidate_centroid_threshold: float = settings.CANDIDATE_MATCH_THRESHOLD,
     candidate_min_score: float = settings.CANDIDATE_MIN_SCORE,
     progress: ProgressFn | None = None,
+    gates: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
-    Returns the run's summary; the merged top-level manifest is OUT/manifest.json.
+    Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
+    (refine's per-gate counts, facesets.common.gates) go into it for the report.
     A source photo that cannot be read is skipped and reported, never fatal.
     """
     if top_n < 1:
@@ -658,6 +660,8 @@ def export_swap(
         "version": MANIFEST_VERSION,
         "facesets": dict(sorted(facesets.items())),
     }
+    if gates:
+        merged["gates"] = dict(gates)
     candidate_section: dict[str, Any] | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}
@@ -697,6 +701,7 @@ def export_swap(
         "skipped_sources": skipped,
         "candidates": len(candidate_section["items"]) if candidate_section else 0,
         "fsz": [str(out / rel) for r in results for rel in r.fsz],
+        "gates": merged.get("gates", {}),
     }
     log.info(
         "export.done", facesets=summary["facesets"], kept=summary["kept"], skipped=len(skipped)
