@@ -30,7 +30,7 @@ class FaceRow:
     det_score: float
     embedding: np.ndarray  # L2-normalised float32
     face_short: float
-    blur: float  # variance of the Laplacian over the face box
+    blur: float  # sharpness (inference/sharpness.py): low means blurred
     image_width: int
     image_height: int
     aliases: list[str] = field(default_factory=list)  # other paths holding the same bytes

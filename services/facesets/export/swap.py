@@ -289,8 +289,8 @@ class _DuplicateIndex:
 def _prefer(copy: FaceRow, kept: FaceRow) -> bool:
     """Whether a copy should replace the kept face: it has clearly more pixels of the face.
 
-    Ranking alone would keep a downscaled copy, whose Laplacian variance (sharpness) rises
-    as it shrinks; the swap gains more from the full-resolution original.
+    Ranking alone could keep a downscaled copy, which can rank as high as the original;
+    the swap gains more from the full-resolution original.
     """
     return copy.face_short >= kept.face_short * settings.EXPORT_DUPLICATE_PREFER_LARGER
 
