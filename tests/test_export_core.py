@@ -670,12 +670,12 @@ def test_quality_components_rank_as_they_should() -> None:
         == 1.0
     )
     assert (
-        quality.sharpness_score(5) == 0.0
+        quality.sharpness_score(settings.QUALITY_BLUR_LOW / 2) == 0.0
         and quality.sharpness_score(settings.QUALITY_BLUR_HIGH * 10) == 1.0
     )
-    assert (
-        0.4 < quality.sharpness_score(100.0) < 0.6
-    )  # log scale: 100 is midway between 10 and 1000
+    # Log scale: the geometric mean of the ends is midway.
+    midway = (settings.QUALITY_BLUR_LOW * settings.QUALITY_BLUR_HIGH) ** 0.5
+    assert quality.sharpness_score(midway) == pytest.approx(0.5)
     assert quality.composite(dict.fromkeys(quality.COMPONENTS, 1.0)) == pytest.approx(1.0)
 
 
