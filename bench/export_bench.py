@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ def _rows(shared: Path, people: int, per_person: int) -> dict[int, list]:
 
     from facesets.export.crops import load_image_oriented
     from facesets.export.records import FaceRow
+    from facesets.inference.sharpness import face_sharpness
 
     app = FaceAnalysis(name="facepack-mini", root=str(shared), providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=-1, det_size=(640, 640))
@@ -59,7 +59,6 @@ def _rows(shared: Path, people: int, per_person: int) -> dict[int, list]:
                 faces, key=lambda f: float(np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre))
             )
             x1, y1, x2, y2 = (float(v) for v in face.bbox)
-            box = image[max(0, int(y1)) : int(y2), max(0, int(x1)) : int(x2)]
             face_id += 1
             sets[number].append(
                 FaceRow(
@@ -71,9 +70,7 @@ def _rows(shared: Path, people: int, per_person: int) -> dict[int, list]:
                     det_score=float(face.det_score),
                     embedding=face.normed_embedding,
                     face_short=min(x2 - x1, y2 - y1),
-                    blur=float(
-                        cv2.Laplacian(cv2.cvtColor(box, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
-                    ),
+                    blur=face_sharpness(image, np.array([x1, y1, x2, y2])),
                     image_width=image.shape[1],
                     image_height=image.shape[0],
                 )

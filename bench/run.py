@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-BENCHES = ("embed", "heic", "clustering", "lfw_jobs", "jobs", "export", "immich")
+BENCHES = ("embed", "heic", "clustering", "lfw_jobs", "jobs", "export", "immich", "sharpness")
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
+from facesets.inference.sharpness import MEASURE, face_sharpness
 
 MODEL_PACK = "facepack-mini"
 EMBEDDING_DIM = 128
@@ -50,9 +51,7 @@ def _app(model_root: Path, det_size: int) -> object:
 
 def _face_data(face: object, gray: np.ndarray) -> FaceData:
     x1, y1, x2, y2 = (float(v) for v in face.bbox)  # type: ignore[attr-defined]
-    h, w = gray.shape
-    crop = gray[max(0, int(y1)) : min(h, int(y2)), max(0, int(x1)) : min(w, int(x2))]
-    blur = float(cv2.Laplacian(crop, cv2.CV_64F).var()) if crop.size else 0.0
+    blur = face_sharpness(gray, np.array([x1, y1, x2, y2]))
     embedding = np.asarray(face.embedding, dtype=np.float32)  # type: ignore[attr-defined]
     embedding = embedding / max(float(np.linalg.norm(embedding)), 1e-12)
     return FaceData(
@@ -62,6 +61,7 @@ def _face_data(face: object, gray: np.ndarray) -> FaceData:
         embedding=embedding,
         face_short=min(x2 - x1, y2 - y1),
         blur=blur,
+        blur_measure=MEASURE,
     )
 
 

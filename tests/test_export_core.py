@@ -42,6 +42,7 @@ from facesets.export.records import (
     read_refine_manifest,
 )
 from facesets.export.swap import ExportError, export_swap
+from facesets.inference.sharpness import face_sharpness
 
 PEOPLE = ("George_W_Bush", "Colin_Powell", "Tony_Blair")
 PER_PERSON = 8
@@ -80,11 +81,7 @@ def make_row(face_id: int, path: Path, face, image: np.ndarray) -> FaceRow:
     """A FaceRow as the store would hold it for one detected face."""
     x1, y1, x2, y2 = (float(v) for v in face.bbox)
     height, width = image.shape[:2]
-    box = image[
-        max(0, int(y1)) : min(height, int(np.ceil(y2))),
-        max(0, int(x1)) : min(width, int(np.ceil(x2))),
-    ]
-    blur = float(cv2.Laplacian(cv2.cvtColor(box, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+    blur = face_sharpness(image, np.array([x1, y1, x2, y2]))
     return FaceRow(
         face_id=face_id,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -675,12 +672,12 @@ def test_quality_components_rank_as_they_should() -> None:
         == 1.0
     )
     assert (
-        quality.sharpness_score(5) == 0.0
+        quality.sharpness_score(settings.QUALITY_BLUR_LOW / 2) == 0.0
         and quality.sharpness_score(settings.QUALITY_BLUR_HIGH * 10) == 1.0
     )
-    assert (
-        0.4 < quality.sharpness_score(100.0) < 0.6
-    )  # log scale: 100 is midway between 10 and 1000
+    # Log scale: the geometric mean of the ends is midway.
+    midway = (settings.QUALITY_BLUR_LOW * settings.QUALITY_BLUR_HIGH) ** 0.5
+    assert quality.sharpness_score(midway) == pytest.approx(0.5)
     assert quality.composite(dict.fromkeys(quality.COMPONENTS, 1.0)) == pytest.approx(1.0)
 
 

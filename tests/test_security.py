@@ -9,6 +9,7 @@ import pytest
 from conftest import free_port
 
 from facesets.client import ClusteringClient, Endpoint
+from facesets.clustering.store import SCHEMA_VERSION
 from facesets.common.security import InsecureListenError, check_listen_policy, is_loopback
 from facesets.v1 import clustering_pb2
 from services import FACESETS, ServiceProcess
@@ -60,7 +61,7 @@ def test_token_is_required_and_never_logged(tmp_path):
             wrong.stats(store)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         trusted = ClusteringClient(Endpoint(service.address, token=TOKEN))
-        assert trusted.open_store(store).schema_version == 2
+        assert trusted.open_store(store).schema_version == SCHEMA_VERSION
         assert trusted.stats(store).images == 0
         for client in (anonymous, wrong, trusted):
             client.close()

@@ -216,14 +216,16 @@ class EnrichTarget(_message.Message):
     def __init__(self, store: _Optional[str] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ...) -> None: ...
 
 class LackingImage(_message.Message):
-    __slots__ = ("sha256", "path", "faces_lacking")
+    __slots__ = ("sha256", "path", "faces_lacking", "faces_earlier_sharpness")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     FACES_LACKING_FIELD_NUMBER: _ClassVar[int]
+    FACES_EARLIER_SHARPNESS_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     path: str
     faces_lacking: int
-    def __init__(self, sha256: _Optional[str] = ..., path: _Optional[str] = ..., faces_lacking: _Optional[int] = ...) -> None: ...
+    faces_earlier_sharpness: int
+    def __init__(self, sha256: _Optional[str] = ..., path: _Optional[str] = ..., faces_lacking: _Optional[int] = ..., faces_earlier_sharpness: _Optional[int] = ...) -> None: ...
 
 class EnrichFacesRequest(_message.Message):
     __slots__ = ("target", "detected")

@@ -13,6 +13,11 @@ class PoseSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POSE_SOURCE_LANDMARK_3D68: _ClassVar[PoseSource]
     POSE_SOURCE_KEYPOINTS_PNP: _ClassVar[PoseSource]
 
+class BlurMeasure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BLUR_MEASURE_UNSPECIFIED: _ClassVar[BlurMeasure]
+    BLUR_MEASURE_CANONICAL: _ClassVar[BlurMeasure]
+
 class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
@@ -27,6 +32,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 POSE_SOURCE_UNSPECIFIED: PoseSource
 POSE_SOURCE_LANDMARK_3D68: PoseSource
 POSE_SOURCE_KEYPOINTS_PNP: PoseSource
+BLUR_MEASURE_UNSPECIFIED: BlurMeasure
+BLUR_MEASURE_CANONICAL: BlurMeasure
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_EMPTY_FILE: ErrorReason
 ERROR_REASON_NOT_AN_IMAGE: ErrorReason
@@ -60,7 +67,7 @@ class Pose(_message.Message):
     def __init__(self, yaw: _Optional[float] = ..., pitch: _Optional[float] = ..., roll: _Optional[float] = ..., source: _Optional[_Union[PoseSource, str]] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("bbox", "kps", "det_score", "embedding", "embedding_dim", "face_short", "blur", "landmark_2d_106", "landmark_3d_68", "pose")
+    __slots__ = ("bbox", "kps", "det_score", "embedding", "embedding_dim", "face_short", "blur", "landmark_2d_106", "landmark_3d_68", "pose", "blur_measure")
     BBOX_FIELD_NUMBER: _ClassVar[int]
     KPS_FIELD_NUMBER: _ClassVar[int]
     DET_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +78,7 @@ class Face(_message.Message):
     LANDMARK_2D_106_FIELD_NUMBER: _ClassVar[int]
     LANDMARK_3D_68_FIELD_NUMBER: _ClassVar[int]
     POSE_FIELD_NUMBER: _ClassVar[int]
+    BLUR_MEASURE_FIELD_NUMBER: _ClassVar[int]
     bbox: _containers.RepeatedScalarFieldContainer[float]
     kps: _containers.RepeatedScalarFieldContainer[float]
     det_score: float
@@ -81,7 +89,8 @@ class Face(_message.Message):
     landmark_2d_106: _containers.RepeatedScalarFieldContainer[float]
     landmark_3d_68: _containers.RepeatedScalarFieldContainer[float]
     pose: Pose
-    def __init__(self, bbox: _Optional[_Iterable[float]] = ..., kps: _Optional[_Iterable[float]] = ..., det_score: _Optional[float] = ..., embedding: _Optional[bytes] = ..., embedding_dim: _Optional[int] = ..., face_short: _Optional[float] = ..., blur: _Optional[float] = ..., landmark_2d_106: _Optional[_Iterable[float]] = ..., landmark_3d_68: _Optional[_Iterable[float]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ...) -> None: ...
+    blur_measure: BlurMeasure
+    def __init__(self, bbox: _Optional[_Iterable[float]] = ..., kps: _Optional[_Iterable[float]] = ..., det_score: _Optional[float] = ..., embedding: _Optional[bytes] = ..., embedding_dim: _Optional[int] = ..., face_short: _Optional[float] = ..., blur: _Optional[float] = ..., landmark_2d_106: _Optional[_Iterable[float]] = ..., landmark_3d_68: _Optional[_Iterable[float]] = ..., pose: _Optional[_Union[Pose, _Mapping]] = ..., blur_measure: _Optional[_Union[BlurMeasure, str]] = ...) -> None: ...
 
 class ImageError(_message.Message):
     __slots__ = ("reason", "message")

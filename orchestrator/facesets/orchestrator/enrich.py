@@ -1,9 +1,11 @@
-"""`facesets enrich STORE`: fill landmarks and pose of stored faces that lack them.
+"""`facesets enrich STORE`: fill landmarks, pose and sharpness of stored faces that lack them.
 
 Faces stored by a pack without landmark models (or before pose existed) get what the current
-inference service can give. Only faces still lacking something are sent, so an interrupted run
-resumes where it stopped and a finished one does nothing. The matching of detections to stored
-faces runs in the clustering service (LackingFaces, EnrichFaces); this module only sequences.
+inference service can give; faces measured with the earlier, size-dependent sharpness are
+measured again (each once: the store records which measure a face holds). Only faces still
+lacking something are sent, so an interrupted run resumes where it stopped and a finished one
+does nothing. The matching of detections to stored faces runs in the clustering service
+(LackingFaces, EnrichFaces); this module only sequences.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> di
     lacking = clustering.lacking_faces(target)
     summary = {
         "faces_lacking": sum(image.faces_lacking for image in lacking),
+        "faces_earlier_sharpness": sum(image.faces_earlier_sharpness for image in lacking),
         "images": len(lacking),
         "faces_updated": 0,
         "faces_not_found": 0,
@@ -78,5 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "enrich": ("fill 106-point landmarks and pose of faces that lack them", add_arguments, run)
+    "enrich": (
+        "fill 106-point landmarks, pose and sharpness of faces that lack them",
+        add_arguments,
+        run,
+    )
 }

@@ -12,6 +12,7 @@ from typing import Any
 
 from facesets.clustering.params import RouteParams
 from facesets.common import layout, settings
+from facesets.common.gates import explain_empty
 from facesets.common.layout import read_json
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
@@ -152,6 +153,7 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
 
 def format_summary(result: dict[str, Any]) -> str:
     embed, route = result["embed"], result["route"]
+    explanation = explain_empty(route)
     return "\n".join(
         [
             f"staged photos            {result['staged']}",
@@ -163,6 +165,7 @@ def format_summary(result: dict[str, Any]) -> str:
             f"({route.get('faces_new', 0)} faces)",
             f"faces left unassigned    {route.get('faces_unassigned', 0)}",
             f"export                   {result['out']}",
+            *([explanation] if explanation else []),
         ]
     )
 

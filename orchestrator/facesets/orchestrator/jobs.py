@@ -19,6 +19,7 @@ from facesets.clustering.params import (
     ExtendParams,
     RefineParams,
 )
+from facesets.common.gates import explain_empty
 from facesets.common.params import LINK_MODE_HELP, LinkMode
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
@@ -30,6 +31,8 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
         return
     for line in stages.StageSummary("", summary).lines():
         print(line)
+    if explanation := explain_empty(summary):
+        print(explanation)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

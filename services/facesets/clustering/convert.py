@@ -30,6 +30,7 @@ def face_from_proto(face: common_pb2.Face) -> FaceData:
         pitch=face.pose.pitch if has_pose else None,
         roll=face.pose.roll if has_pose else None,
         pose_source=face.pose.source if has_pose else 0,
+        blur_measure=face.blur_measure,
     )
 
 
@@ -61,6 +62,7 @@ def face_record(r: sqlite3.Row, aliases: list[str]) -> clustering_pb2.FaceRecord
         det_score=r["det_score"],
         face_short=r["face_short"],
         blur=r["blur"],
+        blur_measure=r["blur_measure"],
         landmark_2d_106=_floats(r["landmark_2d_106"]),
         landmark_3d_68=_floats(r["landmark_3d_68"]),
     )

@@ -33,6 +33,7 @@ class StoredFace:
     face_id: int
     path: str
     bbox: tuple[float, float, float, float]
+    earlier_sharpness: bool = False
 
 
 @dataclass
@@ -43,12 +44,17 @@ class EnrichCounts:
 
 
 def is_lacking(row: sqlite3.Row, can: Capabilities) -> bool:
-    """No pose yet, or less than the current models give."""
-    if row["yaw"] is None:
+    """No pose yet, sharpness of the earlier size-dependent measure, or less than the current
+    models give."""
+    if row["yaw"] is None or earlier_sharpness(row):
         return True
     if can.landmark_2d_106 and not row["landmark_2d_106"]:
         return True
     return can.landmark_3d_68 and row["pose_source"] != common_pb2.POSE_SOURCE_LANDMARK_3D68
+
+
+def earlier_sharpness(row: sqlite3.Row) -> bool:
+    return bool(row["blur_measure"] < common_pb2.BLUR_MEASURE_CANONICAL)
 
 
 def lacking_faces(store: FaceStore, can: Capabilities) -> dict[str, list[StoredFace]]:
@@ -57,7 +63,9 @@ def lacking_faces(store: FaceStore, can: Capabilities) -> dict[str, list[StoredF
     for row in store.iter_face_rows(with_embeddings=False):
         if is_lacking(row, can):
             bbox = (row["x1"], row["y1"], row["x2"], row["y2"])
-            found[row["sha256"]].append(StoredFace(row["face_id"], row["path"], bbox))
+            found[row["sha256"]].append(
+                StoredFace(row["face_id"], row["path"], bbox, earlier_sharpness(row))
+            )
     return dict(found)
 
 

@@ -257,7 +257,10 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         for sha256, faces in enrich.lacking_faces(store, _capabilities(request)).items():
             yield clustering_pb2.LackingImage(
-                sha256=sha256, path=faces[0].path, faces_lacking=len(faces)
+                sha256=sha256,
+                path=faces[0].path,
+                faces_lacking=len(faces),
+                faces_earlier_sharpness=sum(face.earlier_sharpness for face in faces),
             )
 
     @_store_errors

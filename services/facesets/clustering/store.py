@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # 2: paths.mtime_ns
+SCHEMA_VERSION = 3  # 2: paths.mtime_ns; 3: faces.blur_measure
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS faces (
     landmark_3d_68 BLOB,
     yaw REAL, pitch REAL, roll REAL,
     pose_source INTEGER NOT NULL DEFAULT 0,
+    blur_measure INTEGER NOT NULL DEFAULT 0,
     UNIQUE (sha256, face_index)
 );
 CREATE INDEX IF NOT EXISTS faces_sha ON faces(sha256);
@@ -91,6 +92,7 @@ class FaceData:
     pitch: float | None = None
     roll: float | None = None
     pose_source: int = 0
+    blur_measure: int = 0  # common_pb2.BlurMeasure of `blur`
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class FaceTable:
     pitch: np.ndarray
     roll: np.ndarray
     pose_source: np.ndarray
+    blur_measure: np.ndarray  # common_pb2.BlurMeasure of each blur value
     embedding: np.ndarray | None  # (n, d) float32
     landmark_2d_106: list[np.ndarray | None] = field(default_factory=list)
 
@@ -186,6 +189,9 @@ class FaceStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(paths)")}
         if "mtime_ns" not in columns:  # version 1: every path is hashed once more
             self._db.execute("ALTER TABLE paths ADD COLUMN mtime_ns INTEGER NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(faces)")}
+        if "blur_measure" not in columns:  # version 2: blur of the earlier measure, until enrich
+            self._db.execute("ALTER TABLE faces ADD COLUMN blur_measure INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -348,8 +354,8 @@ class FaceStore:
         x1, y1, x2, y2 = (float(v) for v in face.bbox)
         self._db.execute(
             "INSERT INTO faces (sha256, face_index, x1, y1, x2, y2, kps, det_score, embedding, "
-            "face_short, blur, landmark_2d_106, landmark_3d_68, yaw, pitch, roll, pose_source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "face_short, blur, landmark_2d_106, landmark_3d_68, yaw, pitch, roll, pose_source, "
+            "blur_measure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 sha,
                 index,
@@ -368,18 +374,23 @@ class FaceStore:
                 face.pitch,
                 face.roll,
                 int(face.pose_source),
+                int(face.blur_measure),
             ),
         )
 
     def update_faces(self, updates: Iterable[tuple[int, FaceData]]) -> int:
-        """Write landmarks and pose found later for existing faces."""
+        """Write landmarks, pose and sharpness found later for existing faces.
+
+        A sharpness replaces the stored one unless it is of an earlier measure than it.
+        """
         count = 0
         with self._transaction():
             for face_id, face in updates:
                 cursor = self._db.execute(
                     "UPDATE faces SET landmark_2d_106 = COALESCE(?, landmark_2d_106), "
                     "landmark_3d_68 = COALESCE(?, landmark_3d_68), yaw = ?, pitch = ?, roll = ?, "
-                    "pose_source = ? WHERE face_id = ?",
+                    "pose_source = ?, blur = CASE WHEN ? >= blur_measure THEN ? ELSE blur END, "
+                    "blur_measure = MAX(blur_measure, ?) WHERE face_id = ?",
                     (
                         _blob(face.landmark_2d_106),
                         _blob(face.landmark_3d_68),
@@ -387,6 +398,9 @@ class FaceStore:
                         face.pitch,
                         face.roll,
                         int(face.pose_source),
+                        int(face.blur_measure),
+                        float(face.blur),
+                        int(face.blur_measure),
                         face_id,
                     ),
                 )
@@ -424,7 +438,7 @@ class FaceStore:
         columns = (
             "f.face_id, f.sha256, f.face_index, f.x1, f.y1, f.x2, f.y2, f.kps, f.det_score, "
             "f.face_short, f.blur, f.landmark_2d_106, f.landmark_3d_68, f.yaw, f.pitch, f.roll, "
-            "f.pose_source, i.path, i.width, i.height"
+            "f.pose_source, f.blur_measure, i.path, i.width, i.height"
         )
         if with_embeddings:
             columns += ", f.embedding"
@@ -474,6 +488,7 @@ class FaceStore:
             pitch=col("pitch"),
             roll=col("roll"),
             pose_source=col("pose_source", "i4"),
+            blur_measure=col("blur_measure", "i4"),
             embedding=embedding,
             landmark_2d_106=[_array(r["landmark_2d_106"], (106, 2)) for r in rows],
         )

@@ -84,7 +84,15 @@ REFINE_OUTLIER_THRESHOLD = 0.55
 REFINE_OUTLIER_MIN_CLUSTER = 4
 REFINE_MIN_FACES = 15  # unique photos per faceset
 QUALITY_MIN_SHORT = 90  # face short edge, pixels
-QUALITY_MIN_BLUR = 40.0  # Laplacian variance
+# Sharpness (Face.blur): variance of the Laplacian of Gaussian (sigma SHARPNESS_SIGMA px) of the
+# face's gray levels, its box resized to a SHARPNESS_FACE_SIDE px short side; the same face
+# scores the same at any resolution (inference/sharpness.py).
+SHARPNESS_FACE_SIDE = 112
+SHARPNESS_SIGMA = 1.0
+# The gate keeps about the share of LFW's faces (native size) that the earlier measure's gate
+# of 40 kept (bench/sharpness_bench.py); LFW's median face scores ~20, a Gaussian blur of
+# sigma 2 px on such a face ~3.
+QUALITY_MIN_BLUR = 4.0  # smallest sharpness the quality gate keeps
 QUALITY_MIN_DET_SCORE = 0.6
 EXTEND_THRESHOLD = 0.55
 CONSOLIDATE_CANDIDATE_SIM = 0.55
@@ -131,8 +139,10 @@ QUALITY_YAW_LIMIT = 60.0  # degrees of yaw at which frontality reaches 0
 QUALITY_PITCH_LIMIT = 45.0  # degrees of pitch at which frontality reaches 0
 QUALITY_ASYMMETRY_LIMIT = 0.5  # mirror error / inter-ocular distance at which symmetry is 0
 QUALITY_SIZE_FULL = 256.0  # face short edge (px) that scores full size; roop swaps at 128
-QUALITY_BLUR_LOW = 10.0  # Laplacian variance scoring 0 sharpness (log scale)
-QUALITY_BLUR_HIGH = 1000.0  # Laplacian variance scoring full sharpness
+# Sharpness term of the composite: log scale from QUALITY_BLUR_LOW (0) to QUALITY_BLUR_HIGH (1),
+# placed so that LFW's faces score about as they did on the earlier measure (median ~0.56).
+QUALITY_BLUR_LOW = 2.5
+QUALITY_BLUR_HIGH = 100.0
 EXPORT_RECROP_PADS = (0.25, 0.1)  # tighter paddings tried when a crop holds != 1 face
 EXPORT_DUPLICATE_SIM = 0.95  # embedding cosine similarity of a re-encoded copy (and ...)
 EXPORT_DUPLICATE_HASH_BITS = 12  # ... at most this many differing bits of the crop's 64-bit pHash

@@ -134,8 +134,9 @@ def size_score(face_short: float) -> float:
 
 
 def sharpness_score(blur: float) -> float:
-    """Laplacian variance on a log scale between QUALITY_BLUR_LOW (0) and QUALITY_BLUR_HIGH (1):
-    the variance spans orders of magnitude across photos, so a linear scale would saturate."""
+    """The face's sharpness (inference/sharpness.py, the measure the quality gate uses) on a log
+    scale between QUALITY_BLUR_LOW (0) and QUALITY_BLUR_HIGH (1): it spans orders of magnitude
+    across photos, so a linear scale would saturate."""
     if not np.isfinite(blur) or blur <= settings.QUALITY_BLUR_LOW:
         return 0.0
     low, high = math.log(settings.QUALITY_BLUR_LOW), math.log(settings.QUALITY_BLUR_HIGH)

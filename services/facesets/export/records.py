@@ -30,7 +30,7 @@ class FaceRow:
     det_score: float
     embedding: np.ndarray  # L2-normalised float32
     face_short: float
-    blur: float  # variance of the Laplacian over the face box
+    blur: float  # sharpness (inference/sharpness.py): low means blurred
     image_width: int
     image_height: int
     aliases: list[str] = field(default_factory=list)  # other paths holding the same bytes
@@ -134,6 +134,16 @@ def read_refine_manifest(path: Path) -> list[FacesetSpec]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportInputError(f"refine manifest unreadable: {path}: {exc}") from exc
     return parse_refine_manifest(payload)
+
+
+def read_refine_gates(path: Path) -> dict[str, Any]:
+    """The per-gate counts refine (or route) recorded in its manifest; {} when it has none."""
+    try:
+        payload = layout.read_json(Path(path), default={})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    gates = payload.get("gates") if isinstance(payload, dict) else None
+    return dict(gates) if isinstance(gates, dict) else {}
 
 
 def group_faces(

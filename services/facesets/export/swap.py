@@ -274,8 +274,8 @@ class _DuplicateIndex:
 def _prefer(copy: FaceRow, kept: FaceRow) -> bool:
     """Whether a copy should replace the kept face: it has clearly more pixels of the face.
 
-    Ranking alone would keep a downscaled copy, whose Laplacian variance (sharpness) rises
-    as it shrinks; the swap gains more from the full-resolution original.
+    Ranking alone could keep a downscaled copy, which can rank as high as the original;
+    the swap gains more from the full-resolution original.
     """
     return copy.face_short >= kept.face_short * settings.EXPORT_DUPLICATE_PREFER_LARGER
 
@@ -739,10 +739,12 @@ def export_swap(
     count_faces: CountFaces,
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
+    gates: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
-    Returns the run's summary; the merged top-level manifest is OUT/manifest.json.
+    Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
+    (refine's per-gate counts, facesets.common.gates) go into it for the report.
     A source photo that cannot be read is skipped and reported, never fatal.
     """
     # ExportSwapParams holds every value within its range (checked when it is made).
@@ -781,6 +783,8 @@ def export_swap(
         "version": MANIFEST_VERSION,
         "facesets": dict(sorted(facesets.items())),
     }
+    if gates:
+        merged["gates"] = dict(gates)
     candidate_section: dict[str, Any] | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}
@@ -820,6 +824,7 @@ def export_swap(
         "skipped_sources": skipped,
         "candidates": len(candidate_section["items"]) if candidate_section else 0,
         "fsz": [str(out / rel) for r in results for rel in r.fsz],
+        "gates": merged.get("gates", {}),
     }
     log.info(
         "export.done", facesets=summary["facesets"], kept=summary["kept"], skipped=len(skipped)

@@ -188,7 +188,11 @@ def load_pack(
 
 
 def laplacian_blur(bgr: np.ndarray, bbox: np.ndarray) -> float:
-    """Variance of the Laplacian over the face box: low means blurred."""
+    """Variance of the Laplacian over the face box at the image's own resolution.
+
+    The measure of earlier versions (BLUR_MEASURE_UNSPECIFIED), kept for comparison: it falls
+    with the face's size. Faces are measured with `sharpness.face_sharpness`.
+    """
     h, w = bgr.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in bbox)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)

@@ -19,8 +19,9 @@ import structlog
 from facesets.common import settings
 from facesets.common.decode import Decoded, DecodeError, decode, read_source
 from facesets.common.settings import InferenceSettings
-from facesets.inference.models import Detection, ModelPack, laplacian_blur
+from facesets.inference.models import Detection, ModelPack
 from facesets.inference.pose import pose_from_keypoints
+from facesets.inference.sharpness import MEASURE, face_sharpness
 from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class FaceResult:
     kps: list[float] = field(default_factory=list)  # 5 points, x y interleaved
     face_short: float = 0.0
     blur: float = 0.0
+    blur_measure: int = 0  # a facesets.v1.BlurMeasure value: which measure `blur` holds
     landmark_2d_106: list[float] = field(default_factory=list)
     landmark_3d_68: list[float] = field(default_factory=list)
     pose: Pose | None = None
@@ -328,7 +330,8 @@ class FacePipeline:
             kps=kps.reshape(-1).tolist(),
             det_score=detection.score,
             face_short=float(min(bbox[2] - bbox[0], bbox[3] - bbox[1])),
-            blur=laplacian_blur(aligned.bgr, a_bbox),
+            blur=face_sharpness(aligned.bgr, a_bbox),
+            blur_measure=MEASURE,
         )
         pose_done = False
         if self.pack.landmark_2d_106 is not None:

@@ -27,6 +27,7 @@ def _face(face: FaceResult) -> common_pb2.Face:
         det_score=face.det_score,
         face_short=face.face_short,
         blur=face.blur,
+        blur_measure=face.blur_measure,  # type: ignore[arg-type]  # an int the pipeline took from the enum
         landmark_2d_106=face.landmark_2d_106,
         landmark_3d_68=face.landmark_3d_68,
     )

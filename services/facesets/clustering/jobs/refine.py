@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering import linkage
+from facesets.clustering import gate_counts, linkage
 from facesets.clustering.jobs.cluster import linkage_progress
 from facesets.clustering.jobs.job import (
     JobOutcome,
@@ -115,6 +115,7 @@ def refine(
     report(progress, "refine", 1, 4)
 
     passed = gate.passes(table, rows)
+    by_test = gate_counts.quality_removed(table, rows, p.min_short, p.min_blur, p.min_det_score)
     quality_rejected = sorted_ids(face_ids[~passed])
     labels = np.where(passed, labels, -1)
     report(progress, "refine", 2, 4)
@@ -157,6 +158,16 @@ def refine(
         "small_clusters": small_clusters,
         "small_cluster_faces": len(small),
     }
+    gates = gate_counts.summary(
+        "refine",
+        table,
+        rows,
+        by_test,
+        outliers=len(outliers),
+        cluster_size=len(small),
+        kept=sum(len(ids) for ids in kept),
+        parameters=parameters,
+    )
     payload = {
         "command": "refine",
         "facesets": facesets,
@@ -165,6 +176,7 @@ def refine(
         "model": model_identity(store),
         "removed": removed,
         "search": initial.search.as_json() if initial.search else None,
+        "gates": gates,
         "rejected": {
             "quality": quality_rejected,
             "outliers": outliers,
@@ -179,6 +191,7 @@ def refine(
         "faces_in_facesets": sum(len(f["face_ids"]) for f in facesets),
         "faces_considered": int(rows.size),
         "removed": removed,
+        "gates": gates,
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
         **sync.summary(),

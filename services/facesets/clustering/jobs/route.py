@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering import linkage
+from facesets.clustering import gate_counts, linkage
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
@@ -75,6 +75,7 @@ def route(
     scoped = rows[in_scope & unheld]
     passing = scoped[gate.passes(table, scoped)] if scoped.size else scoped
     below_gate = int(scoped.size - passing.size)
+    by_test = gate_counts.quality_removed(table, scoped, p.min_short, p.min_blur, p.min_det_score)
 
     # 1. Faces of known identities join them.
     matched: dict[int, list[int]] = {}
@@ -97,13 +98,14 @@ def route(
 
     # 2. The rest form new identities, cleaned as refine cleans them.
     new_entries: list[dict[str, Any]] = []
-    unassigned = 0
+    unassigned = outliers = 0
     if rest.size:
         emb = table.embedding[rest]
         result = linkage.cluster_average_linkage(emb, p.cluster_threshold)
         labels = linkage.reject_outliers(
             emb, result.labels, p.outlier_threshold, p.outlier_min_cluster
         )
+        outliers = int(np.sum((np.asarray(result.labels) >= 0) & (np.asarray(labels) < 0)))
         next_number = max((int(e["number"]) for e in facesets), default=0) + 1
         rest_ids = table.face_id[rest]
         for group in ordered_groups(np.asarray(labels), rest_ids):
@@ -114,6 +116,26 @@ def route(
     report(progress, "discover", 1, 1)
     facesets.extend(new_entries)
 
+    faces_kept = sum(len(v) for v in matched.values()) + sum(
+        len(e["face_ids"]) for e in new_entries
+    )
+    thresholds = {
+        "min_short": p.min_short,
+        "min_blur": p.min_blur,
+        "min_det_score": p.min_det_score,
+        "outlier_threshold": p.outlier_threshold,
+        "min_faces": p.min_faces,
+    }
+    gates = gate_counts.summary(
+        "route",
+        table,
+        scoped,
+        by_test,
+        outliers=outliers,
+        cluster_size=unassigned - outliers,
+        kept=faces_kept,
+        parameters=thresholds,
+    )
     payload = {
         **manifest,
         "command": manifest.get("command", "refine"),
@@ -132,6 +154,8 @@ def route(
         ),
         "missing_sources": photos.missing_report(),
     }
+    if matched or new_entries or "gates" not in manifest:  # a re-run leaves the manifest as is
+        payload["gates"] = gates
     if matched or new_entries:
         payload["routes"] = [
             *manifest.get("routes", []),
@@ -159,6 +183,7 @@ def route(
         "faces_new": sum(len(e["face_ids"]) for e in new_entries),
         "faces_unassigned": unassigned,
         "facesets": len(facesets),
+        "gates": gates,
         **sync.summary(),
     }
     log.info("route done", **{k: v for k, v in summary.items() if isinstance(v, int)})

@@ -34,6 +34,8 @@ details.sources{padding-left:0}details.sources ul{padding-left:18px;margin:4px 0
   flex-wrap:wrap;gap:8px;align-items:center}
 .filters input{width:280px}.filters input,.filters select{font:inherit;padding:3px 6px}
 .explain{border-left:4px solid #c80}
+.empty{border-left:6px solid #c83}.empty h2{margin:0 0 8px}
+.gates td{padding:1px 14px 1px 0}.gates td.n{text-align:right;font-variant-numeric:tabular-nums}
 .row-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 10px}
 a{color:#2a5db0}
 """

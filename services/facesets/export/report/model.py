@@ -132,6 +132,7 @@ class ReportModel:
     candidates: list[Candidate] | None  # None: the export made no candidates section
     lookalikes: list[LookalikePair] | None
     explanation: Any
+    gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.common.gates)
 
     def entries(self) -> Iterator[Entry]:
         for partition in self.partitions:
@@ -409,7 +410,15 @@ def read_model(out: Path) -> ReportModel:
     lookalikes = _lookalikes(top)
     if "facesets" not in top and not partitions and candidates is None and explanation is None:
         raise ReportError(f"no export manifest with facesets in {out}")
-    model = ReportModel(out, partitions, candidates, lookalikes, explanation)
+    gates = top.get("gates")
+    model = ReportModel(
+        out,
+        partitions,
+        candidates,
+        lookalikes,
+        explanation,
+        gates if isinstance(gates, Mapping) else None,
+    )
     _add_derived_flags(model)
     return model
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from facesets.common import gates as gate_text
 from facesets.common import layout, settings
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.assets import FILTER_SCRIPT
@@ -65,6 +66,29 @@ def _explanation(value: Any) -> str:
         f'<section class="card explain" data-section="explanation"><h3>Why this result</h3>'
         f"{body}</section>"
     )
+
+
+def _gates(gates: Mapping[str, Any] | None, empty: bool) -> str:
+    """Faces each gate removed; headed as the explanation of an empty result when nothing
+    reached a faceset."""
+    if gates:
+        table_rows = "".join(
+            f"<tr><td>{e(label)}</td><td class=n>{count}</td><td>{e(why)}</td></tr>"
+            for label, count, why in gate_text.rows(gates)
+        )
+        table = (
+            f"<p>{e(gate_text.headline(gates))}</p><table class=gates>{table_rows}<tr><td>kept"
+            f"</td><td class=n>{e(gates.get('kept', 0))}</td><td>in facesets</td></tr></table>"
+            + "".join(f"<p>{e(line)}</p>" for line in gate_text.notes(gates))
+        )
+    else:
+        table = "<p class=none>this export records no per-gate counts</p>"
+    if empty:
+        return (
+            '<section class="card empty" data-section="empty"><h2>No faceset</h2>'
+            f"<p>No faceset passed the gates. Faces removed, gate by gate:</p>{table}</section>"
+        )
+    return f'<section class="card" data-section="gates"><h3>Gates</h3>{table}</section>'
 
 
 def _filters(model: ReportModel) -> str:
@@ -129,15 +153,18 @@ def overview(model: ReportModel, thumbs: dict[str, str]) -> str:
     dropped = pages.all_dropped(model)
     kept = sum(entry.kept for entry in model.entries())
     facesets = sum(len(p.entries) for p in model.partitions if p.key == "facesets")
+    empty = facesets == 0 or kept == 0
     body = (
         "<h1>facesets export</h1>"
         f"<div class='totals'>{e(model.out)} · {facesets} facesets · {kept} crops · "
         f"{len(dropped)} dropped</div>"
         + (_explanation(model.explanation) if model.explanation is not None else "")
+        + (_gates(model.gates, True) if empty else "")
         + _partition_list(links, model, len(dropped))
         + "<h2>Facesets</h2>"
         + _filters(model)
         + f'<div id="rows">{rows or "<p class=none>no facesets</p>"}</div>'
+        + ("" if empty or model.gates is None else _gates(model.gates, False))
     )
     if model.lookalikes is not None:
         pairs = model.lookalikes
