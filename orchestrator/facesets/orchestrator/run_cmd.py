@@ -19,13 +19,14 @@ from typing import Any
 from facesets.clustering.params import RefineParams
 from facesets.common import layout
 from facesets.common.folder_lock import run_locked
+from facesets.common.gates import explain_empty
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import add_listing_arguments, embed
 from facesets.orchestrator.enrich import enrich
 
-STAGES = ("embed", "cluster", "refine", "enrich", "export")
+STAGES = ("embed", "cluster", "enrich", "refine", "export")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class RunSummary:
         """One human-readable block per stage."""
         blocks = [_block(summary) for summary in self.stages.values()]
         blocks.append(f"report\n  {self.report}")
+        if "refine" in self.stages and (why := explain_empty(self.stages["refine"].values)):
+            blocks.append(why)
         return "\n\n".join(["", *blocks])
 
 
@@ -132,8 +135,9 @@ def _run_pipeline(opened: Services, request: RunRequest, out: Path) -> RunSummar
     )
     _stage("cluster", results, lambda: stages.clustering_job(opened, stages.ClusterJob(store, raw)))
     refine = stages.RefineJob(store, refined, RefineParams(min_faces=request.min_faces))
-    _stage("refine", results, lambda: stages.clustering_job(opened, refine))
+    # Before refine: faces of an earlier version's store get the sharpness its gate reads.
     _stage("enrich", results, lambda: enrich(opened, store))
+    _stage("refine", results, lambda: stages.clustering_job(opened, refine))
     export = stages.ExportJob(
         store,
         refined / layout.REFINE_MANIFEST,
