@@ -137,8 +137,7 @@ def test_centroid_merge_skips_clusters_that_share_a_photo() -> None:
 
 def test_assignment_never_joins_a_centroid_holding_the_photo_or_twice_from_one_photo() -> None:
     rng = np.random.default_rng(2)
-    cents = rng.standard_normal((3, 16)).astype(np.float32)
-    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    cents = np.eye(3, 16, dtype=np.float32)  # orthogonal: 1.0 apart
     near = cents[[0, 0, 1, 2]] + 0.05 * rng.standard_normal((4, 16)).astype(np.float32)
     plain = assign_nearest(near, cents, 0.55)
     assert plain.rows.tolist() == [0, 0, 1, 2] and plain.prevented == 0
