@@ -4,7 +4,8 @@ built (an Immich import, say).
 Faces that pass refine's quality gate and lie within `match_threshold` of an existing
 faceset's centroid join that faceset; the rest are clustered among themselves, cleaned by
 refine's outlier and size gates, and become new facesets numbered past the current maximum.
-Existing numbers never change. The facesets folder is a refine output: its
+Existing numbers never change. Faces of one photo never share a faceset (cannot-link, unless
+turned off): a face does not join a faceset holding another face of its photo. The facesets folder is a refine output: its
 refine_manifest.json is updated in place (atomically) and photos are materialised as refine
 does. Re-running with the same store changes nothing.
 """
@@ -19,13 +20,16 @@ import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
+from facesets.clustering.jobs.cluster import cannot_link_json
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
     check_model,
+    held_photos,
     model_identity,
     ordered_groups,
+    photo_of,
     report,
     sorted_ids,
     store_identity,
@@ -80,11 +84,18 @@ def route(
     # 1. Faces of known identities join them.
     matched: dict[int, list[int]] = {}
     rest = passing
+    prevented = 0
     if facesets and passing.size:
         centroids = np.asarray([entry["centroid"] for entry in facesets], dtype=np.float32)
-        nearest, _ = linkage.nearest_centroid(
-            table.embedding[passing], centroids, p.match_threshold
+        found = linkage.assign_nearest(
+            table.embedding[passing],
+            centroids,
+            p.match_threshold,
+            photo=photo_of(table, passing, p.cannot_link),
+            held=held_photos(facesets),
         )
+        nearest = found.rows
+        prevented += found.prevented
         for row, target in zip(passing, nearest, strict=True):
             if target >= 0:
                 matched.setdefault(int(target), []).append(int(table.face_id[row]))
@@ -101,7 +112,10 @@ def route(
     unassigned = outliers = 0
     if rest.size:
         emb = table.embedding[rest]
-        result = linkage.cluster_average_linkage(emb, p.cluster_threshold)
+        result = linkage.cluster_average_linkage(
+            emb, p.cluster_threshold, photo=photo_of(table, rest, p.cannot_link)
+        )
+        prevented += result.prevented
         labels = linkage.reject_outliers(
             emb, result.labels, p.outlier_threshold, p.outlier_min_cluster
         )
@@ -164,6 +178,7 @@ def route(
                 "cluster_threshold": float(p.cluster_threshold),
                 "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
                 "new": [entry["name"] for entry in new_entries],
+                "cannot_link": cannot_link_json(p.cannot_link, prevented),
             },
         ]
     sync = sync_outputs(
@@ -182,6 +197,7 @@ def route(
         "new_facesets": len(new_entries),
         "faces_new": sum(len(e["face_ids"]) for e in new_entries),
         "faces_unassigned": unassigned,
+        "merges_prevented": prevented,
         "facesets": len(facesets),
         "gates": gates,
         **sync.summary(),
