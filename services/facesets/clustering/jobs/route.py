@@ -5,9 +5,9 @@ Faces that pass refine's quality gate and lie within `match_threshold` of an exi
 faceset's centroid join that faceset; the rest are clustered among themselves, cleaned by
 refine's outlier and size gates, and become new facesets numbered past the current maximum.
 Existing numbers never change. Faces of one photo never share a faceset (cannot-link, unless
-turned off): a face does not join a faceset holding another face of its photo. The facesets folder is a refine output: its
-refine_manifest.json is updated in place (atomically) and photos are materialised as refine
-does. Re-running with the same store changes nothing.
+turned off): a face does not join a faceset holding another face of its photo. The facesets
+folder is a refine output: its refine_manifest.json is updated in place (atomically) and photos
+are materialised as refine does. Re-running with the same store changes nothing.
 """
 
 from __future__ import annotations
