@@ -15,8 +15,8 @@ from test_linkage import faces, reference
 from facesets.clustering import linkage
 from facesets.clustering.linkage import (
     assign_nearest,
-    canonical_labels,
     cannot_link_pairs,
+    canonical_labels,
     cluster_average_linkage,
     merge_centroids,
 )
@@ -132,7 +132,9 @@ def test_centroid_merge_skips_clusters_that_share_a_photo() -> None:
     assert kept.labels[0] != kept.labels[6]
     own = merge_centroids(emb, labels, 0.55, photo=np.arange(12))
     np.testing.assert_array_equal(own.labels, merged.labels)
-    assert linkage.merge_by_centroid(emb, labels, 0.55, photo=photo).tolist() == kept.labels.tolist()
+    assert (
+        linkage.merge_by_centroid(emb, labels, 0.55, photo=photo).tolist() == kept.labels.tolist()
+    )
 
 
 def test_assignment_never_joins_a_centroid_holding_the_photo_or_twice_from_one_photo() -> None:
