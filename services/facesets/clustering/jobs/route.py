@@ -168,6 +168,8 @@ def route(
         ),
         "missing_sources": photos.missing_report(),
     }
+    # The last route's count; a re-run prevents the same merges, so the manifest stays as is.
+    payload["route_cannot_link"] = cannot_link_json(p.cannot_link, prevented)
     if matched or new_entries or "gates" not in manifest:  # a re-run leaves the manifest as is
         payload["gates"] = gates
     if matched or new_entries:
