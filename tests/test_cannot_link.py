@@ -20,6 +20,7 @@ from facesets.clustering.linkage import (
     cluster_average_linkage,
     merge_centroids,
 )
+from facesets.clustering.neighbours import SearchParams
 
 
 def greedy_reference(emb: np.ndarray, threshold: float, photo: np.ndarray) -> np.ndarray:
@@ -155,3 +156,17 @@ def test_assignment_never_joins_a_centroid_holding_the_photo_or_twice_from_one_p
     same = assign_nearest(near, cents, 0.55, photo=np.array(["a", "b", "c", "d"]), held=held)
     np.testing.assert_array_equal(same.rows, plain.rows)
     assert same.prevented == 0
+
+
+def test_the_ivf_neighbour_graph_feeds_the_constraint_too() -> None:
+    emb, _ = faces(4, identities=40)
+    rng = np.random.default_rng(4)
+    photo = np.arange(emb.shape[0])
+    for _ in range(emb.shape[0] // 4):
+        i, j = rng.choice(emb.shape[0], 2, replace=False)
+        photo[photo == photo[j]] = photo[i]
+    ivf = SearchParams(backend="ivf", nlist=4, nprobe=4, k=emb.shape[0], recall_queries=0)
+    result = cluster_average_linkage(emb, 0.55, search=ivf, photo=photo)
+    assert result.search is not None and result.search.backend == "ivf"
+    # Every list probed and every face a neighbour: the graph is exact, so is the result.
+    np.testing.assert_array_equal(result.labels, greedy_reference(emb, 0.55, photo))
