@@ -170,3 +170,38 @@ def test_the_ivf_neighbour_graph_feeds_the_constraint_too() -> None:
     assert result.search is not None and result.search.backend == "ivf"
     # Every list probed and every face a neighbour: the graph is exact, so is the result.
     np.testing.assert_array_equal(result.labels, greedy_reference(emb, 0.55, photo))
+
+
+def test_the_constraint_is_on_unless_a_request_or_flag_turns_it_off() -> None:
+    import argparse
+
+    from facesets.clustering.params import ClusterParams, ExtendParams, RefineParams, RouteParams
+    from facesets.orchestrator import immich_import, jobs
+    from facesets.v1 import clustering_pb2
+
+    kinds = [
+        (ClusterParams, clustering_pb2.ClusterRequest),
+        (RefineParams, clustering_pb2.RefineRequest),
+        (ExtendParams, clustering_pb2.ExtendRequest),
+        (RouteParams, clustering_pb2.RouteRequest),
+    ]
+    for params, request in kinds:
+        assert params().cannot_link is True
+        assert params.from_request(request()).cannot_link is True
+        off = params.from_request(request(cannot_link=False))
+        assert off.cannot_link is False
+    for add, make in (
+        (jobs.add_cluster_arguments, jobs.cluster_job),
+        (jobs.add_refine_arguments, jobs.refine_job),
+        (jobs.add_extend_arguments, jobs.extend_job),
+    ):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        assert make(parser.parse_args(["s.db", "out"])).params.cannot_link is True
+        flagged = make(parser.parse_args(["s.db", "out", "--allow-same-photo"]))
+        assert flagged.params.cannot_link is False
+        assert flagged.to_proto().cannot_link is False
+    parser = argparse.ArgumentParser()
+    immich_import.add_arguments(parser)
+    request = immich_import.import_request(parser.parse_args(["--user", "u", "--allow-same-photo"]))
+    assert request.route.cannot_link is False
