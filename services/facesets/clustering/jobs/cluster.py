@@ -21,7 +21,7 @@ from facesets.clustering.jobs.job import (
     ProgressFn,
     model_identity,
     ordered_groups,
-    photo_of,
+    photo_codes_of,
     report,
     sorted_ids,
     store_identity,
@@ -182,7 +182,7 @@ def cluster(
         params.threshold,
         dense_max=params.dense_max,
         progress=linkage_progress(progress, "cluster"),
-        photo=photo_of(table, rows, params.cannot_link),
+        photo=photo_codes_of(table, rows, params.cannot_link),
     )
     raw = layout_from_labels(result.labels, face_ids)
     wanted, sections = raw_outputs(raw, table, photos)

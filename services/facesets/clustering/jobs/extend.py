@@ -36,6 +36,7 @@ from facesets.clustering.jobs.job import (
     face_index_by_id,
     held_photos,
     normalise,
+    photo_codes_of,
     photo_of,
     report,
     usable_faces,
@@ -126,7 +127,7 @@ def _extend_raw(
             table.embedding[rest],
             threshold,
             progress=linkage_progress(progress, "cluster"),
-            photo=photo_of(table, rest, cannot_link),
+            photo=photo_codes_of(table, rest, cannot_link),
         )
         prevented += result.prevented
         first = max(raw.persons, default=0) + 1

@@ -151,7 +151,17 @@ def photo_of(table: FaceTable, rows: np.ndarray, cannot_link: bool) -> np.ndarra
     """Per face of `rows`, its photo (sha256) for the cannot-link constraint; None when off."""
     if not cannot_link:
         return None
-    return np.array([table.sha256[r] for r in rows], dtype=object).astype(str).reshape(-1)
+    return np.array([table.sha256[r] for r in rows], dtype=str).reshape(-1)
+
+
+def photo_codes_of(table: FaceTable, rows: np.ndarray, cannot_link: bool) -> np.ndarray | None:
+    """`photo_of` as int64 codes (one per distinct photo): compact for a whole store."""
+    if not cannot_link:
+        return None
+    code: dict[str, int] = {}
+    return np.fromiter(
+        (code.setdefault(table.sha256[r], len(code)) for r in rows), np.int64, count=len(rows)
+    )
 
 
 def held_photos(facesets: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from facesets.clustering.jobs.job import (
     centroid_of,
     model_identity,
     ordered_groups,
-    photo_of,
+    photo_codes_of,
     report,
     sorted_ids,
     store_identity,
@@ -110,7 +110,7 @@ def refine(
     emb = table.embedding[rows]
     face_ids = table.face_id[rows]
 
-    photo = photo_of(table, rows, p.cannot_link)
+    photo = photo_codes_of(table, rows, p.cannot_link)
     initial = linkage.cluster_average_linkage(
         emb, p.initial_threshold, progress=linkage_progress(progress, "cluster"), photo=photo
     )

@@ -29,6 +29,7 @@ from facesets.clustering.jobs.job import (
     held_photos,
     model_identity,
     ordered_groups,
+    photo_codes_of,
     photo_of,
     report,
     sorted_ids,
@@ -113,7 +114,7 @@ def route(
     if rest.size:
         emb = table.embedding[rest]
         result = linkage.cluster_average_linkage(
-            emb, p.cluster_threshold, photo=photo_of(table, rest, p.cannot_link)
+            emb, p.cluster_threshold, photo=photo_codes_of(table, rest, p.cannot_link)
         )
         prevented += result.prevented
         labels = linkage.reject_outliers(
