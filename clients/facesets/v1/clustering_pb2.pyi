@@ -271,19 +271,21 @@ class StoreStats(_message.Message):
     def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
 
 class ClusterRequest(_message.Message):
-    __slots__ = ("store", "out", "threshold", "link_mode")
+    __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     threshold: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class RefineRequest(_message.Message):
-    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +296,7 @@ class RefineRequest(_message.Message):
     MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
     MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     initial_threshold: float
@@ -304,21 +307,24 @@ class RefineRequest(_message.Message):
     min_blur: float
     min_det_score: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class ExtendRequest(_message.Message):
-    __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode")
+    __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RAW_OUT_FIELD_NUMBER: _ClassVar[int]
     REFINE_OUT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     raw_out: str
     refine_out: str
     threshold: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DedupRequest(_message.Message):
     __slots__ = ("store", "near_threshold")
@@ -345,7 +351,7 @@ class ConsolidateRequest(_message.Message):
     def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +362,7 @@ class RouteRequest(_message.Message):
     MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
     MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     facesets_dir: str
     sha256: _containers.RepeatedScalarFieldContainer[str]
@@ -366,4 +373,5 @@ class RouteRequest(_message.Message):
     min_blur: float
     min_det_score: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...

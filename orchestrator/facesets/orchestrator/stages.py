@@ -113,6 +113,7 @@ class ClusterJob:
             out=_absolute(self.out),
             threshold=self.params.threshold,
             link_mode=_link_mode(self.params.link_mode),
+            cannot_link=self.params.cannot_link,
         )
 
 
@@ -135,6 +136,7 @@ class RefineJob:
             min_blur=p.min_blur,
             min_det_score=p.min_det_score,
             link_mode=_link_mode(p.link_mode),
+            cannot_link=p.cannot_link,
         )
 
 
@@ -152,6 +154,7 @@ class ExtendJob:
             refine_out=_absolute(self.refine_out),
             threshold=self.params.threshold,
             link_mode=_link_mode(self.params.link_mode),
+            cannot_link=self.params.cannot_link,
         )
 
 
@@ -204,6 +207,7 @@ class RouteJob:
             min_blur=p.min_blur,
             min_det_score=p.min_det_score,
             link_mode=_link_mode(p.link_mode),
+            cannot_link=p.cannot_link,
         )
 
 

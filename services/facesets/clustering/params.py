@@ -54,13 +54,17 @@ class ClusterParams:
     threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
     link_mode: LinkMode = LinkMode.AUTO
     dense_max: int = bounded(settings.DENSE_COMPONENT_MAX, POSITIVE_COUNT)
+    cannot_link: bool = settings.CANNOT_LINK  # faces of one photo never share a cluster
 
     def __post_init__(self) -> None:
         _validate(self)
 
     @classmethod
     def from_request(cls, request: clustering_pb2.ClusterRequest) -> ClusterParams:
-        return cls(**_given(request, "threshold"), link_mode=LinkMode.from_proto(request.link_mode))
+        return cls(
+            **_given(request, "threshold", "cannot_link"),
+            link_mode=LinkMode.from_proto(request.link_mode),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class RefineParams:
     min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
     outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
     link_mode: LinkMode = LinkMode.AUTO
+    cannot_link: bool = settings.CANNOT_LINK
+    lookalike_margin: float = bounded(settings.LOOKALIKE_MARGIN, NON_NEGATIVE)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -82,7 +88,12 @@ class RefineParams:
     def from_request(cls, request: clustering_pb2.RefineRequest) -> RefineParams:
         return cls(
             **_given(
-                request, "initial_threshold", "merge_threshold", "outlier_threshold", *GATE_FIELDS
+                request,
+                "initial_threshold",
+                "merge_threshold",
+                "outlier_threshold",
+                *GATE_FIELDS,
+                "cannot_link",
             ),
             link_mode=LinkMode.from_proto(request.link_mode),
         )
@@ -92,6 +103,7 @@ class RefineParams:
 class ExtendParams:
     threshold: float = bounded(settings.EXTEND_THRESHOLD, COSINE_DISTANCE)
     link_mode: LinkMode | None = None  # None keeps the mode each output was made with
+    cannot_link: bool = settings.CANNOT_LINK
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -100,7 +112,7 @@ class ExtendParams:
     def from_request(cls, request: clustering_pb2.ExtendRequest) -> ExtendParams:
         mode = LinkMode.from_proto(request.link_mode)
         return cls(
-            **_given(request, "threshold"),
+            **_given(request, "threshold", "cannot_link"),
             # AUTO, the proto's zero, keeps the mode the outputs were made with.
             link_mode=None if mode is LinkMode.AUTO else mode,
         )
@@ -167,6 +179,7 @@ class RouteParams:
     outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
     outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
     link_mode: LinkMode = LinkMode.AUTO
+    cannot_link: bool = settings.CANNOT_LINK
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -174,6 +187,6 @@ class RouteParams:
     @classmethod
     def from_request(cls, request: clustering_pb2.RouteRequest) -> RouteParams:
         return cls(
-            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS),
+            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS, "cannot_link"),
             link_mode=LinkMode.from_proto(request.link_mode),
         )

@@ -95,6 +95,13 @@ SHARPNESS_SIGMA = 1.0
 QUALITY_MIN_BLUR = 4.0  # smallest sharpness the quality gate keeps
 QUALITY_MIN_DET_SCORE = 0.6
 EXTEND_THRESHOLD = 0.55
+# Cannot-link: two faces detected in one photo are two people, so cluster, refine, extend and
+# route never put them in one identity (the jobs' `cannot_link` parameter turns it off).
+CANNOT_LINK = True
+# Look-alike review list of refine: facesets whose centroids lie within the merge threshold
+# plus this margin although they share a photo (so the constraint kept them apart).
+LOOKALIKE_MARGIN = 0.1
+LOOKALIKE_CROPS = 4  # crops of each faceset the export lists per look-alike pair
 CONSOLIDATE_CANDIDATE_SIM = 0.55
 CONSOLIDATE_CONFIDENT_SIM = 0.65
 # Largest component clustered with a dense matrix; larger ones get the exact sparse method,

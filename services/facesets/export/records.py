@@ -146,6 +146,24 @@ def read_refine_gates(path: Path) -> dict[str, Any]:
     return dict(gates) if isinstance(gates, dict) else {}
 
 
+def read_refine_lookalikes(path: Path) -> list[dict[str, Any]] | None:
+    """The look-alike pairs refine recorded (`lookalikes`); None when it recorded none."""
+    try:
+        payload = layout.read_json(Path(path), default={})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    pairs = payload.get("lookalikes") if isinstance(payload, dict) else None
+    if not isinstance(pairs, list):
+        return None
+    return [
+        dict(pair)
+        for pair in pairs
+        if isinstance(pair, dict)
+        and isinstance(pair.get("facesets"), list)
+        and len(pair["facesets"]) == 2
+    ]
+
+
 def group_faces(
     specs: Sequence[FacesetSpec], rows: Mapping[int, FaceRow]
 ) -> tuple[dict[int, list[FaceRow]], dict[int, list[int]]]:

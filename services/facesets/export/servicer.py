@@ -23,7 +23,12 @@ from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.params import ExportSwapParams
-from facesets.export.records import FaceRow, read_refine_gates, read_refine_manifest
+from facesets.export.records import (
+    FaceRow,
+    read_refine_gates,
+    read_refine_lookalikes,
+    read_refine_manifest,
+)
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -136,6 +141,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             candidates=candidates,
             progress=progress,
             gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
+            lookalikes=read_refine_lookalikes(Path(request.refine_manifest).expanduser()),
         )
 
     def Report(

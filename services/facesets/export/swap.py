@@ -727,6 +727,33 @@ def _export_candidates(
     }
 
 
+# --- look-alikes ------------------------------------------------------------------------------
+
+
+def _lookalike_section(
+    pairs: Sequence[Mapping[str, Any]], facesets: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Refine's look-alike pairs with a few top crops of each faceset, for the report."""
+    out: list[dict[str, Any]] = []
+    for pair in pairs:
+        names = [str(name) for name in pair.get("facesets", [])][:2]
+        if len(names) != 2:
+            continue
+        crops = {
+            name: list(facesets.get(name, {}).get("top", []))[: settings.LOOKALIKE_CROPS]
+            for name in names
+        }
+        out.append(
+            {
+                "facesets": names,
+                "distance": pair.get("distance"),
+                "shared_photos": list(pair.get("shared_photos", [])),
+                "crops": crops,
+            }
+        )
+    return out
+
+
 # --- the job ----------------------------------------------------------------------------------
 
 
@@ -740,8 +767,12 @@ def export_swap(
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
     gates: Mapping[str, Any] | None = None,
+    lookalikes: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
+
+    `lookalikes` (refine's pairs of facesets that share a photo yet lie close) go into the
+    top-level manifest under `lookalikes`, each with a few top crops of both facesets.
 
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
     (refine's per-gate counts, facesets.common.gates) go into it for the report.
@@ -785,6 +816,8 @@ def export_swap(
     }
     if gates:
         merged["gates"] = dict(gates)
+    if lookalikes is not None:
+        merged["lookalikes"] = _lookalike_section(lookalikes, merged["facesets"])
     candidate_section: dict[str, Any] | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}
