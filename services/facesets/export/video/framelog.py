@@ -33,7 +33,7 @@ def face_from_json(row: dict[str, Any], frame: int, time_s: float) -> FaceObs:
     return FaceObs(
         frame=frame,
         time_s=time_s,
-        bbox=tuple(row["bbox"]),  # type: ignore[arg-type]  # four values written by face_to_json
+        bbox=tuple(row["bbox"]),  # four values, as face_to_json wrote them
         det_score=float(row["score"]),
         yaw=float(row["yaw"]),
         face_short=float(row["short"]),
