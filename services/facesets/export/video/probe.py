@@ -36,7 +36,8 @@ def tools() -> Tools:
     ffmpeg = shutil.which("ffmpeg")
     source = "system"
     if ffmpeg is None:
-        import imageio_ffmpeg  # the wheel's binary, for machines without ffmpeg
+        # The wheel's binary, for machines without ffmpeg; it ships no type information.
+        import imageio_ffmpeg  # type: ignore[import-untyped]
 
         ffmpeg, source = imageio_ffmpeg.get_ffmpeg_exe(), "imageio-ffmpeg"
     ffprobe = shutil.which("ffprobe") if source == "system" else None
