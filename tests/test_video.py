@@ -255,3 +255,36 @@ def test_media_service_reports_its_ffmpeg(media: dict) -> None:
         client.close()
     assert info.ffmpeg_version.startswith("ffmpeg version")
     assert info.ffmpeg_source == "system" and info.scenedetect_version == "0.7.2"
+
+
+def test_without_system_ffmpeg_the_wheel_probes_durations_and_keyframes(
+    library: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facesets.export.video import probe
+
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
+    probe.tools.cache_clear()
+    try:
+        tools = probe.tools()
+        assert tools.source == "imageio-ffmpeg" and tools.ffprobe is None
+        main = library["src"] / "main.mp4"
+        facts = probe.media_facts(main)
+        assert facts.has_video and abs(facts.duration_s - 14.0) < 0.2
+        assert probe.keyframes(main) == keyframe_times(main)
+        assert not probe.media_facts(library["src"] / "sound.mp4").has_video
+        with pytest.raises(probe.VideoError, match="unreadable"):
+            probe.media_facts(library["src"] / "truncated.mkv")
+    finally:
+        probe.tools.cache_clear()
+
+
+def test_plan_thresholds_outside_their_ranges_are_refused(tmp_path: Path) -> None:
+    from facesets.common.params import InvalidParameter
+    from facesets.export.video.params import VideoPlanParams
+
+    with pytest.raises(InvalidParameter, match="max_yaw"):
+        VideoPlanParams(max_yaw=120.0)
+    with pytest.raises(InvalidParameter, match="max_segment_s"):
+        VideoPlanParams(min_segment_s=5.0, max_segment_s=2.0)
+    done = run_facesets("video", "plan", str(tmp_path), str(tmp_path), "--min-pass-rate", "1.5")
+    assert done.returncode != 0 and "min_pass_rate" in done.stderr
