@@ -202,6 +202,14 @@ def test_match_keeps_only_the_chosen_persons_segments(
     assert segment["shot"] == 0 and segment["match_distance"] <= 0.45
 
 
+def test_run_plans_then_cuts(library: dict, media: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = video(media, "run", str(library["src"] / "main.mp4"), str(out))
+    assert summary["plan"]["segments"] == 4 and summary["cut"]["written"] == 4
+    assert summary["ffmpeg_source"] == "system"
+    assert len(list((out / "main").glob("*.mp4"))) == 4
+
+
 def test_a_killed_plan_resumes_without_repeating_inference(
     library: dict, media: dict, tmp_path: Path
 ) -> None:

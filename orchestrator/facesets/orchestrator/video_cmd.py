@@ -50,6 +50,7 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{name.replace('_', '-')}",
             type=float,
             default=default,
+            metavar="N",
             help=f"{PLAN_HELP[name]} (default {default:g})",
         )
 
@@ -142,7 +143,11 @@ SUBCOMMANDS = {
         ["out"],
         _status,
     ),
-    "run": ("plan, then cut", ["src", "out", "plan", "cut"], _run_both),
+    "run": (
+        "plan, then cut; a progress bar per stage (sampled frames, then clips: rate and ETA)",
+        ["src", "out", "plan", "cut"],
+        _run_both,
+    ),
 }
 
 
