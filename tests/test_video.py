@@ -202,15 +202,7 @@ def test_match_keeps_only_the_chosen_persons_segments(
     assert segment["shot"] == 0 and segment["match_distance"] <= 0.45
 
 
-def test_run_plans_then_cuts(library: dict, media: dict, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    summary = video(media, "run", str(library["src"] / "main.mp4"), str(out))
-    assert summary["plan"]["segments"] == 4 and summary["cut"]["written"] == 4
-    assert summary["ffmpeg_source"] == "system"
-    assert len(list((out / "main").glob("*.mp4"))) == 4
-
-
-def test_a_killed_plan_resumes_without_repeating_inference(
+def test_a_killed_plan_resumes_without_repeating_inference_and_run_cuts(
     library: dict, media: dict, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
@@ -245,12 +237,17 @@ def test_a_killed_plan_resumes_without_repeating_inference(
         )
         assert resumed["reused_frames"] == before
         assert resumed["inferred_frames"] == resumed["sampled_frames"] - before
-        finished = json.loads(
+        # `video run` on the finished plan: no inference, then the cuts.
+        command[1] = "run"
+        ran = json.loads(
             run_facesets(*command[:-4], "--export", export.address, *command[-2:]).stdout
         )
+        finished = ran["plan"]
         assert finished["inferred_frames"] == 0
         assert finished["reused_frames"] == finished["sampled_frames"] == 56
-        assert finished["segments"] == 4
+        assert finished["segments"] == 4 and ran["cut"]["written"] == 4
+        assert ran["ffmpeg_source"] == "system"
+        assert len(list((out / "main").glob("*.mp4"))) == 4
     finally:
         export.stop()
 
