@@ -43,6 +43,10 @@ def library(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Pat
     whole = (src / "main.mp4").read_bytes()
     (src / "truncated.mkv").write_bytes(whole[: len(whole) // 2])  # mp4 index is at the end
     make_audio_only(src / "sound.mp4")
+    # Index first: it opens, and the stream ends half-way through its frames.
+    make_video(src / "cut_short.mp4", [ShotSpec(6, (90, 40, 90), None)], index_first=True)
+    whole = (src / "cut_short.mp4").read_bytes()
+    (src / "cut_short.mp4").write_bytes(whole[: len(whole) // 2])
     match_dir = tmp_path_factory.mktemp("faceset_a")
     for photo in a[2:6]:  # other photos of A than those in the video
         shutil.copy(photo, match_dir / photo.name)
@@ -131,6 +135,7 @@ def test_bad_videos_are_reported_and_the_rest_go_on(planned: dict) -> None:
     assert errors["zero"].startswith("empty file")
     assert errors["truncated"].startswith("unreadable")
     assert errors["sound"] == "no video stream"
+    assert errors["cut_short"].startswith("truncated")
     assert "main" not in errors and "sub__empty_room" not in errors
     empty_room = next(v for v in planned["plan"]["videos"] if v["name"] == "sub__empty_room")
     assert empty_room["sampled_frames"] == 4 and empty_room["faces"] == 0
@@ -176,7 +181,7 @@ def test_cut_writes_clips_that_match_the_plan_and_reruns_only_what_is_missing(
     status = run_facesets("video", "status", str(out), "--json")
     totals = json.loads(status.stdout)["totals"]
     assert totals["planned_segments"] == totals["cut_segments"] == 4
-    assert totals["errors"] == 3
+    assert totals["errors"] == 4  # zero, truncated, sound, cut_short
 
 
 def test_accurate_cut_reencodes_to_the_requested_times(planned: dict, media: dict) -> None:

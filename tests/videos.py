@@ -62,7 +62,11 @@ def _frames(spec: ShotSpec) -> list[np.ndarray]:
 
 
 def make_video(
-    path: Path, shots: list[ShotSpec], keyframe_s: float = 1.0, keyframes_at_cuts: bool = True
+    path: Path,
+    shots: list[ShotSpec],
+    keyframe_s: float = 1.0,
+    keyframes_at_cuts: bool = True,
+    index_first: bool = False,
 ) -> list[int]:
     """Write the video; return the first frame of each shot after the first (the cuts)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +74,8 @@ def make_video(
         "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
         "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-", "-c:v", "libx264",
         "-preset", "ultrafast", "-g", str(int(FPS * keyframe_s)), "-pix_fmt", "yuv420p",
-        *([] if keyframes_at_cuts else ["-sc_threshold", "0"]), str(path),
+        *([] if keyframes_at_cuts else ["-sc_threshold", "0"]),
+        *(["-movflags", "+faststart"] if index_first else []), str(path),
     ]  # fmt: skip
     encoder = subprocess.Popen(command, stdin=subprocess.PIPE)
     assert encoder.stdin is not None

@@ -63,8 +63,13 @@ def sample_plan(shots: list[Shot], fps: float, sample_fps: float) -> list[Sample
     return samples
 
 
-def read_samples(path: Path, wanted: list[Sample]) -> Iterator[tuple[Sample, np.ndarray]]:
-    """The wanted frames (BGR) in order; VideoError when the video ends before them."""
+def read_samples(
+    path: Path, wanted: list[Sample], ends_near: int | None = None
+) -> Iterator[tuple[Sample, np.ndarray]]:
+    """The wanted frames (BGR) in order; VideoError when the video ends before them.
+
+    Containers that only estimate their frame count may end a little early: a stream that ends
+    at or past `ends_near` (a frame index) is taken as complete."""
     if not wanted:
         return
     capture = cv2.VideoCapture(str(path))
@@ -74,6 +79,8 @@ def read_samples(path: Path, wanted: list[Sample]) -> Iterator[tuple[Sample, np.
         frame = 0
         while True:
             if not capture.grab():
+                if ends_near is not None and frame >= ends_near:
+                    return
                 raise VideoError(
                     f"truncated: the video stream ended at frame {frame}, "
                     f"before sampled frame {target.frame}"

@@ -114,6 +114,8 @@ class VideoPlanner:
         self.centroid = centroid
         self.frames_done = 0
         self.frames_total = 0
+        self.stream_frames = 0  # of the video being planned
+        self.stream_fps = 0.0
 
     def plan(self, video: Path, name: str) -> VideoOutcome:
         outcome = VideoOutcome(name=name, source=str(video))
@@ -145,6 +147,7 @@ class VideoPlanner:
             )
         else:
             shots = [Shot(**s) for s in header["shots"]]
+        self.stream_frames, self.stream_fps = stream.frame_count, stream.fps
         outcome.duration_s = facts.duration_s or stream.frame_count / stream.fps
         outcome.fps = stream.fps
         outcome.shots = [s.as_dict() for s in shots]
@@ -167,7 +170,8 @@ class VideoPlanner:
 
         def requests() -> Iterator[tuple[str, bytes]]:
             try:
-                for sample, image in frame_io.read_samples(video, todo):
+                ends_near = int(self.stream_frames - self.stream_fps)  # the last second
+                for sample, image in frame_io.read_samples(video, todo, ends_near):
                     data, scale = frame_io.encode_for_inference(
                         image, settings.VIDEO_SEND_MAX_SIDE, settings.VIDEO_JPEG_QUALITY
                     )
