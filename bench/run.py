@@ -15,7 +15,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-BENCHES = ("embed", "heic", "clustering", "lfw_jobs", "jobs", "export", "immich", "sharpness")
+BENCHES = (
+    "embed",
+    "heic",
+    "clustering",
+    "lfw_jobs",
+    "jobs",
+    "export",
+    "immich",
+    "sharpness",
+    "video",
+)
 
 
 def main() -> int:

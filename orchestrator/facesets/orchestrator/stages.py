@@ -25,6 +25,8 @@ from facesets.clustering.params import (
 )
 from facesets.common.params import LinkMode
 from facesets.export.params import ExportSwapParams
+from facesets.export.video.params import PLAN_FIELDS as VIDEO_PLAN_FIELDS
+from facesets.export.video.params import VideoCutParams, VideoPlanParams
 from facesets.orchestrator.connect import Services
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2
 
@@ -60,8 +62,13 @@ class StageSummary:
         return out
 
 
-def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) -> dict[str, Any]:
-    """Show a progress bar per stage; return the job's summary (with its manifest path)."""
+def follow(
+    events: Iterator[common_pb2.JobEvent],
+    show_progress: bool = True,
+    units: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Show a progress bar per stage (rate and ETA in `units[stage]` where given); return the
+    job's summary (with its manifest path)."""
     bars: dict[str, tqdm] = {}
     try:
         for event in events:
@@ -72,7 +79,7 @@ def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) ->
                     bar = bars[progress.stage] = tqdm(
                         total=progress.total or None,
                         desc=progress.stage,
-                        unit="",
+                        unit=(units or {}).get(progress.stage, ""),
                         disable=not show_progress,
                         leave=False,
                         position=len(bars),
@@ -248,6 +255,44 @@ class ExportJob:
         )
 
 
+@dataclass(frozen=True)
+class VideoPlanJob:
+    src: Path
+    out: Path
+    match_dir: Path | None = None  # keep only tracks of the person of this faceset's images
+    params: VideoPlanParams = field(default_factory=VideoPlanParams)
+
+    def roots(self) -> list[Path]:
+        return [self.src, self.out, *([self.match_dir] if self.match_dir else [])]
+
+    def to_proto(self, inference_address: str) -> export_pb2.PlanVideosRequest:
+        p = self.params
+        return export_pb2.PlanVideosRequest(
+            src=_absolute(self.src),
+            out=_absolute(self.out),
+            inference_address=inference_address,
+            match_dir=_absolute(self.match_dir),
+            **{name: getattr(p, name) for name in VIDEO_PLAN_FIELDS},
+        )
+
+
+@dataclass(frozen=True)
+class VideoCutJob:
+    out: Path
+    params: VideoCutParams = field(default_factory=VideoCutParams)
+    sources: Sequence[Path] = ()  # the planned videos, read by ffmpeg
+
+    def roots(self) -> list[Path]:
+        return [self.out, *self.sources]
+
+    def to_proto(self) -> export_pb2.CutSegmentsRequest:
+        return export_pb2.CutSegmentsRequest(
+            out=_absolute(self.out),
+            accurate=self.params.accurate,
+            write_sidecar=self.params.write_sidecar,
+        )
+
+
 ClusteringJob = ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob
 RPC_OF: dict[type, str] = {
     ClusterJob: "Cluster",
@@ -281,3 +326,30 @@ def report(opened: Services, export_dir: Path, show_progress: bool = True) -> St
     return StageSummary(
         "report", follow(opened.export().report(_absolute(export_dir)), show_progress)
     )
+
+
+VIDEO_UNITS = {"plan: sampled frames": "frame", "plan: videos": "video", "cut: segments": "clip"}
+
+
+def video_plan(opened: Services, job: VideoPlanJob, show_progress: bool = True) -> StageSummary:
+    """Shots, sampled frames, tracks and kept segments of every video into OUT/plan.json."""
+    request = job.to_proto(opened.address("inference"))
+    summary = follow(opened.export().plan_videos(request), show_progress, VIDEO_UNITS)
+    return StageSummary("video plan", summary)
+
+
+def video_cut(opened: Services, job: VideoCutJob, show_progress: bool = True) -> StageSummary:
+    """Cut every planned segment with the media service's ffmpeg."""
+    summary = follow(opened.export().cut_segments(job.to_proto()), show_progress, VIDEO_UNITS)
+    return StageSummary("video cut", summary)
+
+
+def media_info(opened: Services) -> dict[str, str]:
+    info = opened.export().info()
+    return {
+        "ffmpeg": info.ffmpeg_version,
+        "ffmpeg_path": info.ffmpeg_path,
+        "ffmpeg_source": info.ffmpeg_source,
+        "ffprobe": info.ffprobe_path,
+        "scenedetect": info.scenedetect_version,
+    }

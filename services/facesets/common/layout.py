@@ -45,6 +45,11 @@ RUN_RAW_DIR = "raw"
 RUN_REFINE_DIR = "refined"
 RUN_EXPORT_DIR = "export"
 
+# --- `facesets video` (OUT of plan and cut) -------------------------------------------------
+VIDEO_PLAN = "plan.json"  # OUT/plan.json: every planned segment of the batch
+VIDEO_FRAMES_DIR = "_frames"  # OUT/_frames/<video key>.jsonl: append-only frame results
+VIDEO_CUT_PART = ".{}.part{}"  # a clip being written; renamed once its duration checks out
+
 # --- every job that writes an output folder -----------------------------------------------------
 WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder
 

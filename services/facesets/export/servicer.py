@@ -6,7 +6,7 @@ goes to the inference service's CountFaces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import structlog
 
-from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.client import ClusteringClient, Endpoint, ImageInput, InferenceClient
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
@@ -29,6 +29,10 @@ from facesets.export.records import (
     read_refine_lookalikes,
     read_refine_manifest,
 )
+from facesets.export.video import cut as video_cut
+from facesets.export.video import plan as video_plan
+from facesets.export.video.params import VideoCutParams, VideoPlanParams
+from facesets.export.video.probe import tools as media_tools
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -152,6 +156,68 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             yield from job_events(
                 lambda progress: run_locked(
                     [out], lambda: report.build_report(out, progress).summary, create=False
+                )
+            )
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+
+    # --- media: video targets -------------------------------------------------------------
+    def GetInfo(
+        self, request: export_pb2.GetMediaInfoRequest, context: grpc.ServicerContext
+    ) -> export_pb2.MediaInfo:
+        import scenedetect
+
+        t = media_tools()
+        return export_pb2.MediaInfo(
+            ffmpeg_path=t.ffmpeg,
+            ffmpeg_version=t.version,
+            ffprobe_path=t.ffprobe or "",
+            ffmpeg_source=t.source,
+            scenedetect_version=scenedetect.__version__,
+        )
+
+    def PlanVideos(
+        self, request: export_pb2.PlanVideosRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        if not request.inference_address:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "PlanVideos needs inference_address")
+        try:
+            params = VideoPlanParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        src = required_path(context, request.src, "src")
+        out = required_path(context, request.out, "out")
+        match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
+        inference = InferenceClient(Endpoint(request.inference_address, self.token))
+
+        def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
+            return inference.embed(ImageInput(id=i, data=data) for i, data in items)
+
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out],
+                    lambda: video_plan.plan_videos(src, out, params, infer, progress, match_dir),
+                )
+            )
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
+    def CutSegments(
+        self, request: export_pb2.CutSegmentsRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        params = VideoCutParams.from_request(request)
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out], lambda: video_cut.cut_segments(out, params, progress), create=False
                 )
             )
         except (ValueError, FileNotFoundError) as error:
