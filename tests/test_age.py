@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facesets.clustering.jobs.age_probe import age_probe
 from facesets.clustering.jobs.age_split import age_extend, age_split
@@ -23,6 +24,7 @@ from facesets.clustering.jobs.job import JobError
 from facesets.clustering.params import AgeProbeParams, AgeSplitParams
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.common import layout
+from services import run_facesets
 
 DIM = 128
 LEAN = 0.28  # a fragment's share of its anchor's direction
@@ -267,3 +269,79 @@ def test_unknown_faceset_is_refused(synthetic: Synthetic) -> None:
     build_two_eras(s)
     with pytest.raises(JobError, match="faceset_009"):
         age_split(s.store, s.export, "9", AgeSplitParams())
+
+
+# --- end to end on dated copies of LFW photos ---------------------------------------------------
+
+
+def dated_copy(photo: Path, target: Path, capture_time: str | None) -> None:
+    """A copy of an LFW photo carrying an EXIF DateTimeOriginal (or none)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(photo) as image:
+        exif = Image.Exif()
+        if capture_time:
+            exif.get_ifd(0x8769)[36867] = capture_time
+        image.save(target, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and layout.REPORT_DIR not in p.relative_to(folder).parts
+    }
+
+
+def test_age_commands_end_to_end_on_dated_lfw_photos(lfw_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "photos" / "mixed"
+    for i, photo in enumerate(sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:22]):
+        dated_copy(photo, src / photo.name, f"1999:{1 + i % 12:02d}:10 12:00:00")
+    for i, photo in enumerate(sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:5]):
+        dated_copy(photo, src / photo.name, None if i == 4 else "2010:03:03 09:00:00")
+    out = tmp_path / "run"
+    made = run_facesets("run", str(src.parent), str(out), "--min-faces", "10", "--json")
+    assert made.returncode == 0, made.stderr
+    export = out / layout.RUN_EXPORT_DIR
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    blair = max(top["facesets"], key=lambda n: top["facesets"][n]["counts"]["kept"])
+
+    probe = run_facesets("age", "probe", str(export), blair, "--json")
+    assert probe.returncode == 0, probe.stderr
+    verdict = json.loads(probe.stdout)
+    assert not verdict["sortable"]  # one person, one year
+    assert set(verdict["subcluster_sizes"]) == {"0.30", "0.35", "0.40", "0.45", "0.50"}
+
+    wide = ("--recover-threshold", "1.5", "--tighten-threshold", "1.5", "--sub-threshold", "0.6")
+    split = ("age", "split", str(export), blair, *wide, "--anchor-min-faces", "10", "--json")
+    first = run_facesets(*split)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["no_capture_time"] == 1  # the undated Powell photo, reported
+    after = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    assert after["facesets"] == top["facesets"]  # facesets untouched, eras apart
+    assert after["eras"] and after["thin_eras"]
+    for name, entry in after["eras"].items():
+        folder = export / entry["dir"]
+        assert entry["dir"] == name and (folder / f"{name}.txt").read_text().count("1999")
+        assert (export / entry["fsz_top"]).is_file() and (export / entry["fsz_all"]).is_file()
+        assert json.loads((export / entry["manifest"]).read_text())["crops"]
+        assert not (folder / "THIN.txt").exists()
+    powell_eras = set()
+    for name, entry in after["thin_eras"].items():
+        assert entry["dir"] == f"_thin/{name}" and (export / entry["dir"] / "THIN.txt").is_file()
+        sources = [
+            c["source"] for c in json.loads((export / entry["manifest"]).read_text())["crops"]
+        ]
+        if any("Colin_Powell" in s for s in sources):
+            powell_eras.add(name)
+    assert powell_eras  # the other person recovered by the wide thresholds is a thin era
+    assert "Era buckets" in (export / layout.REPORT_DIR / layout.REPORT_INDEX).read_text()
+
+    before = snapshot(export)
+    again = run_facesets(*split)
+    assert again.returncode == 0, again.stderr
+    assert snapshot(export) == before
+    dry = run_facesets(*split[:-3], "--anchor-min-faces", "40", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert all(e["thin"] for e in json.loads(dry.stdout)["eras"].values())
+    assert snapshot(export) == before

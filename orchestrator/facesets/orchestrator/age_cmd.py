@@ -30,7 +30,9 @@ SPLIT_FLOATS = (
 
 
 def _positional(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("export", type=Path, help="export folder of `facesets export-swap`")
+    parser.add_argument(
+        "export_dir", metavar="EXPORT", type=Path, help="export folder of `facesets export-swap`"
+    )
     parser.add_argument("faceset", help="faceset of the export: faceset_NNN or NNN")
     parser.add_argument(
         "--store",
@@ -61,7 +63,7 @@ def _years_flags(
 def _store(args: argparse.Namespace) -> Path:
     if args.store is not None:
         return Path(args.store)
-    beside = Path(args.export).absolute().parent / layout.RUN_STORE
+    beside = Path(args.export_dir).absolute().parent / layout.RUN_STORE
     if not beside.is_file():
         raise SystemExit(f"no store given and none at {beside}; pass --store STORE")
     return beside
@@ -109,7 +111,7 @@ def probe_job(args: argparse.Namespace) -> stages.AgeProbeJob:
         anchor_min_faces=args.anchor_min_faces,
         era_years=args.era_years,
     )
-    return stages.AgeProbeJob(_store(args), args.export, args.faceset, params)
+    return stages.AgeProbeJob(_store(args), args.export_dir, args.faceset, params)
 
 
 def split_job(args: argparse.Namespace, extend: bool) -> stages.AgeSplitJob:
@@ -119,7 +121,7 @@ def split_job(args: argparse.Namespace, extend: bool) -> stages.AgeSplitJob:
         era_years=args.era_years,
         dry_run=args.dry_run,
     )
-    return stages.AgeSplitJob(_store(args), args.export, args.faceset, extend, params)
+    return stages.AgeSplitJob(_store(args), args.export_dir, args.faceset, extend, params)
 
 
 def run_probe(args: argparse.Namespace) -> int:
