@@ -345,3 +345,39 @@ def test_age_commands_end_to_end_on_dated_lfw_photos(lfw_dir: Path, tmp_path: Pa
     assert dry.returncode == 0, dry.stderr
     assert all(e["thin"] for e in json.loads(dry.stdout)["eras"].values())
     assert snapshot(export) == before
+
+
+def test_export_moves_an_era_between_partitions_and_retires_dropped_ones(tmp_path: Path) -> None:
+    """The export's merge: an era of a group that moved (thin -> eras) or vanished leaves its
+    old partition, and the files its own manifest says it wrote there go; facesets stay."""
+    from facesets.export import swap
+
+    out = tmp_path / "export"
+
+    def written(folder: str, name: str) -> dict:
+        files = [f"{folder}/THIN.txt", f"{folder}/{name}.txt", f"{folder}/manifest.json"]
+        for rel in files:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text("x")
+        (out / folder / "manifest.json").write_text(json.dumps({"files": files}))
+        return {"dir": folder, "manifest": f"{folder}/manifest.json", "group": "faceset_001"}
+
+    top = {
+        "facesets": {"faceset_001": {"dir": "faceset_001", "manifest": "faceset_001/m.json"}},
+        "thin_eras": {
+            "faceset_001_era_02": written("_thin/faceset_001_era_02", "faceset_001_era_02"),
+            "faceset_001_era_03": written("_thin/faceset_001_era_03", "faceset_001_era_03"),
+        },
+    }
+    (out / "_thin" / "keep.txt").write_text("someone else's")
+    moved = swap.SetTarget("faceset_001_era_02", "faceset_001_era_02", "eras", (), "faceset_001")
+    result = swap._SetResult(  # noqa: SLF001 (the merge step alone)
+        number=2, target=moved, entry={"dir": moved.dir, "group": "faceset_001"}, centroid=None
+    )
+    merged = swap._merge_entries(out, top, [result])  # noqa: SLF001
+    assert set(merged["eras"]) == {"faceset_001_era_02"}
+    assert merged["thin_eras"] == {}
+    assert merged["facesets"] == top["facesets"]
+    assert not (out / "_thin" / "faceset_001_era_02").exists()
+    assert not (out / "_thin" / "faceset_001_era_03").exists()
+    assert (out / "_thin" / "keep.txt").is_file()
