@@ -12,6 +12,7 @@ photos: not sortable (a split would give one era plus fragments).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def verdict(
 
 def age_probe(
     store: FaceStore,
-    export_dir: Any,
+    export_dir: Path,
     faceset: str,
     params: AgeProbeParams | None = None,
     *,
