@@ -83,7 +83,8 @@ def age_probe(
 
     sizes: dict[str, list[int]] = {}
     at_years: list[dict[str, Any]] = []
-    thresholds = sorted({*settings.AGE_PROBE_THRESHOLDS, params.sub_threshold})
+    at = round(params.sub_threshold, 4)  # a float32 over gRPC: 0.35 arrives as 0.34999999
+    thresholds = sorted({*settings.AGE_PROBE_THRESHOLDS, at})
     for done, threshold in enumerate(thresholds, start=1):
         labels = subclusters(emb, threshold, shas)
         members: dict[int, list[int]] = {}
@@ -91,7 +92,7 @@ def age_probe(
             members.setdefault(int(label), []).append(index)
         groups = sorted(members.values(), key=lambda m: (-len(m), m[0]))
         sizes[f"{threshold:.2f}"] = [len(m) for m in groups]
-        if threshold == params.sub_threshold:
+        if threshold == at:
             at_years = [
                 {"faces": len(m), "years": year_spread([years[i] for i in m])} for m in groups
             ]
@@ -106,7 +107,7 @@ def age_probe(
         "faces": int(rows.size),
         "histogram": _histogram(emb),
         "subcluster_sizes": sizes,
-        "years_at": params.sub_threshold,
+        "years_at": at,
         "subcluster_years": at_years,
         "sortable": sortable,
         "verdict": "sortable by age" if sortable else "not sortable by age",
