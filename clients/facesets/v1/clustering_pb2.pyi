@@ -375,3 +375,49 @@ class RouteRequest(_message.Message):
     link_mode: LinkMode
     cannot_link: bool
     def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+
+class AgeProbeRequest(_message.Message):
+    __slots__ = ("store", "export_dir", "faceset", "sub_threshold", "anchor_min_faces", "era_years")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    SUB_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    ERA_YEARS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    export_dir: str
+    faceset: str
+    sub_threshold: float
+    anchor_min_faces: int
+    era_years: int
+    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., sub_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ...) -> None: ...
+
+class AgeSplitRequest(_message.Message):
+    __slots__ = ("store", "export_dir", "faceset", "dry_run", "recover_threshold", "tighten_threshold", "sub_threshold", "join_threshold", "anchor_min_faces", "era_years", "min_short", "min_blur", "min_det_score")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    RECOVER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TIGHTEN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SUB_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    JOIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    ERA_YEARS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    export_dir: str
+    faceset: str
+    dry_run: bool
+    recover_threshold: float
+    tighten_threshold: float
+    sub_threshold: float
+    join_threshold: float
+    anchor_min_faces: int
+    era_years: int
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., dry_run: _Optional[bool] = ..., recover_threshold: _Optional[float] = ..., tighten_threshold: _Optional[float] = ..., sub_threshold: _Optional[float] = ..., join_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ...) -> None: ...

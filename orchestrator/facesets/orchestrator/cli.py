@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "immich_cmd",
     "video_cmd",
     "doctor",
+    "age_cmd",
 )
 
 

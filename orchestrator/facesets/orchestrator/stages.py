@@ -16,6 +16,8 @@ from typing import Any
 from tqdm import tqdm
 
 from facesets.clustering.params import (
+    AgeProbeParams,
+    AgeSplitParams,
     ClusterParams,
     ConsolidateParams,
     DedupParams,
@@ -293,8 +295,77 @@ class VideoCutJob:
         )
 
 
-ClusteringJob = ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob
+ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan (jobs/age_split.py)
+THIN_DIR = "_thin"
+
+
+def era_plan_path(export_dir: Path, faceset: str) -> Path:
+    """Where `age split` keeps the era plan of a faceset (named or numbered)."""
+    name = faceset.strip()
+    name = f"faceset_{int(name):03d}" if name.isdigit() else name
+    return Path(export_dir) / ERAS_DIR / f"{name}.json"
+
+
+@dataclass(frozen=True)
+class AgeProbeJob:
+    store: Path
+    export_dir: Path
+    faceset: str
+    params: AgeProbeParams = field(default_factory=AgeProbeParams)
+
+    def to_proto(self) -> clustering_pb2.AgeProbeRequest:
+        p = self.params
+        return clustering_pb2.AgeProbeRequest(
+            store=_absolute(self.store),
+            export_dir=_absolute(self.export_dir),
+            faceset=self.faceset,
+            sub_threshold=p.sub_threshold,
+            anchor_min_faces=p.anchor_min_faces,
+            era_years=p.era_years,
+        )
+
+    def roots(self) -> list[Path]:
+        return [Path(self.store), Path(self.export_dir)]
+
+
+@dataclass(frozen=True)
+class AgeSplitJob:
+    """`age split` (extend False) or `age extend` of one faceset of an export."""
+
+    store: Path
+    export_dir: Path
+    faceset: str
+    extend: bool = False
+    params: AgeSplitParams = field(default_factory=AgeSplitParams)
+
+    def to_proto(self) -> clustering_pb2.AgeSplitRequest:
+        p = self.params
+        return clustering_pb2.AgeSplitRequest(
+            store=_absolute(self.store),
+            export_dir=_absolute(self.export_dir),
+            faceset=self.faceset,
+            dry_run=p.dry_run,
+            recover_threshold=p.recover_threshold,
+            tighten_threshold=p.tighten_threshold,
+            sub_threshold=p.sub_threshold,
+            join_threshold=p.join_threshold,
+            anchor_min_faces=p.anchor_min_faces,
+            era_years=p.era_years,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+        )
+
+    def roots(self) -> list[Path]:
+        """The store, and the export (read, and its _eras/, _thin/ and era folders written)."""
+        return [Path(self.store), Path(self.export_dir)]
+
+
+ClusteringJob = (
+    ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob | AgeProbeJob
+)
 RPC_OF: dict[type, str] = {
+    AgeProbeJob: "AgeProbe",
     ClusterJob: "Cluster",
     RefineJob: "Refine",
     ExtendJob: "Extend",
@@ -353,3 +424,32 @@ def media_info(opened: Services) -> dict[str, str]:
         "ffprobe": info.ffprobe_path,
         "scenedetect": info.scenedetect_version,
     }
+
+
+def age_split(
+    opened: Services,
+    job: AgeSplitJob,
+    export: ExportSwapParams | None = None,
+    show_progress: bool = True,
+) -> StageSummary:
+    """Plan the eras of a faceset (clustering service), then export them like facesets (export
+    service) and rewrite the report; a dry run only plans and writes nothing."""
+    rpc = "AgeExtend" if job.extend else "AgeSplit"
+    plan = follow(opened.clustering().job(rpc, job.to_proto()), show_progress)
+    stage = "age extend" if job.extend else "age split"
+    if job.params.dry_run:
+        return StageSummary(stage, plan)
+    exported = export_swap(
+        opened,
+        ExportJob(
+            job.store,
+            era_plan_path(job.export_dir, job.faceset),
+            job.export_dir,
+            params=export or ExportSwapParams(),
+        ),
+        show_progress,
+    )
+    keep = ("facesets", "kept", "top", "dropped", "skipped_sources", "report")
+    return StageSummary(
+        stage, {**plan, "export": {k: exported.get(k) for k in keep if k in exported.values}}
+    )

@@ -190,3 +190,53 @@ class RouteParams:
             **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS, "cannot_link"),
             link_mode=LinkMode.from_proto(request.link_mode),
         )
+
+
+_AGE_FIELDS = ("sub_threshold", "anchor_min_faces", "era_years")
+
+
+@dataclass(frozen=True)
+class AgeProbeParams:
+    sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
+    anchor_min_faces: int = bounded(settings.AGE_ANCHOR_MIN_FACES, POSITIVE_COUNT)
+    era_years: int = bounded(settings.AGE_ERA_YEARS, COUNT)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.AgeProbeRequest) -> AgeProbeParams:
+        return cls(**_given(request, *_AGE_FIELDS))
+
+
+@dataclass(frozen=True)
+class AgeSplitParams:
+    recover_threshold: float = bounded(settings.AGE_RECOVER_THRESHOLD, COSINE_DISTANCE)
+    tighten_threshold: float = bounded(settings.AGE_TIGHTEN_THRESHOLD, COSINE_DISTANCE)
+    sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
+    join_threshold: float = bounded(settings.AGE_JOIN_THRESHOLD, COSINE_DISTANCE)
+    anchor_min_faces: int = bounded(settings.AGE_ANCHOR_MIN_FACES, POSITIVE_COUNT)
+    era_years: int = bounded(settings.AGE_ERA_YEARS, COUNT)
+    min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
+    min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
+    min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.AgeSplitRequest) -> AgeSplitParams:
+        return cls(
+            **_given(
+                request,
+                "recover_threshold",
+                "tighten_threshold",
+                "join_threshold",
+                *_AGE_FIELDS,
+                "min_short",
+                "min_blur",
+                "min_det_score",
+            ),
+            dry_run=request.dry_run,
+        )

@@ -102,6 +102,14 @@ CANNOT_LINK = True
 # plus this margin although they share a photo (so the constraint kept them apart).
 LOOKALIKE_MARGIN = 0.1
 LOOKALIKE_CROPS = 4  # crops of each faceset the export lists per look-alike pair
+# --- era splits (`facesets age`) -----------------------------------------------------------
+AGE_RECOVER_THRESHOLD = 0.55  # wide recovery: store faces this close to the seed centroid
+AGE_TIGHTEN_THRESHOLD = 0.50  # after one re-centroid, faces this close stay
+AGE_SUB_THRESHOLD = 0.35  # average-linkage sub-clusters (candidate eras)
+AGE_JOIN_THRESHOLD = 0.40  # a fragment joins its nearest anchor within this centroid distance
+AGE_ANCHOR_MIN_FACES = 20  # sub-clusters this large are anchors; smaller eras are thin
+AGE_ERA_YEARS = 5  # a fragment's dominant year within this many years of its anchor's
+AGE_PROBE_THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
 CONSOLIDATE_CANDIDATE_SIM = 0.55
 CONSOLIDATE_CONFIDENT_SIM = 0.65
 # Largest component clustered with a dense matrix; larger ones get the exact sparse method,

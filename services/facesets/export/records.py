@@ -61,6 +61,14 @@ class FacesetSpec:
     number: int
     face_ids: tuple[int, ...]
     name: str = ""
+    # Where a set other than a plain faceset goes (an era, say): its folder relative to OUT,
+    # the top-level manifest partition listing it, marker files (name -> text) written into
+    # its folder, and the group whose entries this run replaces (entries of the group that it
+    # no longer exports are retired). Empty: faceset_NNN in `facesets`.
+    dir: str = ""
+    partition: str = ""
+    markers: tuple[tuple[str, str], ...] = ()
+    group: str = ""
 
     @property
     def dirname(self) -> str:
@@ -68,6 +76,7 @@ class FacesetSpec:
 
 
 _NUMBER = re.compile(r"(\d+)\s*$")
+_SAFE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,150}")
 
 
 def _face_ids(entry: Mapping[str, Any]) -> list[int]:
@@ -96,7 +105,24 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         if not match:
             raise ExportInputError(f"faceset entry has no number and no numbered name: {name!r}")
         number = int(match.group(1))
-    return FacesetSpec(number=int(number), face_ids=tuple(_face_ids(entry)), name=name)
+    markers = entry.get("markers") or {}
+    if not isinstance(markers, Mapping) or not all(
+        isinstance(k, str) and _SAFE_FILE.fullmatch(k) and isinstance(v, str)
+        for k, v in markers.items()
+    ):
+        raise ExportInputError(f"faceset {name!r}: markers must map plain file names to text")
+    folder = str(entry.get("dir") or "")
+    if folder and not all(_SAFE_FILE.fullmatch(part) for part in folder.split("/")):
+        raise ExportInputError(f"faceset {name!r}: dir must be a plain relative folder")
+    return FacesetSpec(
+        number=int(number),
+        face_ids=tuple(_face_ids(entry)),
+        name=name,
+        dir=folder,
+        partition=str(entry.get("partition") or ""),
+        markers=tuple(sorted(markers.items())),
+        group=str(entry.get("group") or ""),
+    )
 
 
 def parse_refine_manifest(payload: Any) -> list[FacesetSpec]:

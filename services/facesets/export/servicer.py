@@ -146,6 +146,17 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             progress=progress,
             gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
             lookalikes=read_refine_lookalikes(Path(request.refine_manifest).expanduser()),
+            targets={
+                spec.number: swap.SetTarget(
+                    spec.name,
+                    spec.dir,
+                    spec.partition or swap.PARTITION_FACESETS,
+                    spec.markers,
+                    spec.group,
+                )
+                for spec in specs
+                if spec.dir
+            },
         )
 
     def Report(

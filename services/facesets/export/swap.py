@@ -75,6 +75,29 @@ def faceset_name(number: int) -> str:
     return layout.FACESET_DIR.format(number)
 
 
+PARTITION_FACESETS = "facesets"
+
+
+@dataclass(frozen=True)
+class SetTarget:
+    """Where one exported set goes: a plain faceset (faceset_NNN in `facesets`) unless told.
+
+    `name` keys its top-level manifest entry and prefixes its .fsz files; `dir` is its folder
+    relative to OUT; `partition` the top-level manifest key listing it; `markers` plain text
+    files written into its folder; `group` ties entries that one run replaces together.
+    """
+
+    name: str
+    dir: str
+    partition: str = PARTITION_FACESETS
+    markers: tuple[tuple[str, str], ...] = ()
+    group: str = ""
+
+    @classmethod
+    def faceset(cls, number: int) -> SetTarget:
+        return cls(faceset_name(number), faceset_name(number))
+
+
 def _rel(out: Path, path: Path) -> str:
     return path.relative_to(out).as_posix()
 
@@ -162,6 +185,7 @@ class _Params:
 @dataclass
 class _SetResult:
     number: int
+    target: SetTarget
     entry: dict[str, Any]  # the top-level manifest entry
     centroid: np.ndarray | None
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -490,6 +514,7 @@ def _rank(kept: Sequence[_Checked]) -> list[_Ranked]:
 def _write_set(
     out: Path,
     number: int,
+    target: SetTarget,
     gated: _Gated,
     ranked: Sequence[_Ranked],
     drops: Sequence[_Drop],
@@ -499,8 +524,8 @@ def _write_set(
 ) -> _SetResult:
     """Crops, review thumbnails, the two .fsz files and the faceset manifest; files an earlier
     run wrote and this one did not are removed."""
-    name = faceset_name(number)
-    set_dir = out / name
+    name = target.name
+    set_dir = out / target.dir
     manifest_path = set_dir / layout.FACESET_MANIFEST
     previous = _read_manifest(manifest_path, required=False)
     written: set[str] = set()
@@ -539,8 +564,12 @@ def _write_set(
             }
         )
 
-    fsz_top = set_dir / layout.FSZ_TOP.format(number, params.top_n)
-    fsz_all = set_dir / layout.FSZ_ALL.format(number)
+    for marker, text in target.markers:
+        _write_if_changed(set_dir / marker, text.encode("utf-8"))
+        written.add(_rel(out, set_dir / marker))
+
+    fsz_top = set_dir / layout.FSZ_TOP_OF.format(name, params.top_n)
+    fsz_all = set_dir / layout.FSZ_ALL_OF.format(name)
     fsz_files: list[str] = []
     if members:
         write_fsz(fsz_top, members[: params.top_n])
@@ -588,7 +617,7 @@ def _write_set(
 
     entry = {
         "number": number,
-        "dir": name,
+        "dir": target.dir,
         "manifest": _rel(out, manifest_path),
         "fsz_top": manifest["fsz_top"],
         "fsz_all": manifest["fsz_all"],
@@ -598,10 +627,15 @@ def _write_set(
         "top": [c["file"] for c in crops[: params.top_n]],
         "skipped": skipped,
     }
+    if target.group:
+        entry["group"] = target.group
+    if target.markers:
+        entry["markers"] = [_rel(out, set_dir / marker) for marker, _ in target.markers]
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))
     kept_rows = [item.checked.face.row for item in ranked]
     return _SetResult(
         number=number,
+        target=target,
         entry=entry,
         centroid=unit_mean(np.stack([r.embedding for r in kept_rows]))
         if kept_rows
@@ -618,6 +652,7 @@ def _write_set(
 def _export_set(
     out: Path,
     number: int,
+    target: SetTarget,
     rows: Sequence[FaceRow],
     params: _Params,
     load_image: LoadImage,
@@ -627,13 +662,12 @@ def _export_set(
     """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write."""
     gated = _gate_set(rows, params)
     rejected = _rejected_drops(gated.rejected, params, load_image)
-    cropped = _crop_and_check(
-        faceset_name(number), gated.passed, params, load_image, count_faces, progress
-    )
+    cropped = _crop_and_check(target.name, gated.passed, params, load_image, count_faces, progress)
     kept, duplicates = _collapse_duplicates(cropped.checked)
     return _write_set(
         out,
         number,
+        target,
         gated,
         _rank(kept),
         [*rejected, *cropped.dropped, *duplicates],
@@ -641,6 +675,52 @@ def _export_set(
         params,
         progress,
     )
+
+
+def _retire(out: Path, entry: Mapping[str, Any]) -> None:
+    """Remove the files an exported set's own manifest says it wrote, and its emptied folder."""
+    folder = entry.get("dir")
+    manifest = entry.get("manifest")
+    if not isinstance(folder, str) or not folder or not isinstance(manifest, str):
+        return
+    previous = _read_manifest(out / manifest, required=False)
+    _remove_stale(out, out / folder, previous.get("files", []), set())
+    for empty in (out / folder, (out / folder).parent):
+        if empty != out:
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+
+
+def _merge_entries(
+    out: Path, top_manifest: Mapping[str, Any], results: Sequence[_SetResult]
+) -> dict[str, Any]:
+    """The top-level manifest with this run's entries in their partitions.
+
+    An entry of a group this run exported that it no longer lists (or lists under another
+    partition or folder) leaves its partition, and its old folder is removed.
+    """
+    merged: dict[str, Any] = dict(top_manifest)
+    groups = {r.target.group for r in results if r.target.group}
+    current = {(r.target.partition, r.target.name): r.target.dir for r in results}
+    dirs = set(current.values())
+    for key, section in list(merged.items()):
+        if not groups or not isinstance(section, dict):
+            continue
+        for name, entry in list(section.items()):
+            if not isinstance(entry, dict) or entry.get("group") not in groups:
+                continue
+            if (key, name) in current and current[(key, name)] == entry.get("dir"):
+                continue
+            if entry.get("dir") not in dirs:
+                _retire(out, entry)
+            del section[name]
+    for result in results:  # this run's entries replace theirs
+        section = dict(merged.get(result.target.partition) or {})
+        section[result.target.name] = result.entry
+        merged[result.target.partition] = dict(sorted(section.items()))
+    merged["version"] = MANIFEST_VERSION
+    merged.setdefault(PARTITION_FACESETS, {})
+    return merged
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -768,6 +848,7 @@ def export_swap(
     progress: ProgressFn | None = None,
     gates: Mapping[str, Any] | None = None,
     lookalikes: Sequence[Mapping[str, Any]] | None = None,
+    targets: Mapping[int, SetTarget] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
@@ -775,7 +856,9 @@ def export_swap(
     top-level manifest under `lookalikes`, each with a few top crops of both facesets.
 
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
-    (refine's per-gate counts, facesets.common.gates) go into it for the report.
+    (refine's per-gate counts, facesets.common.gates) go into it for the report. `targets`
+    places sets elsewhere than faceset_NNN (era buckets); a set's group replaces the entries
+    an earlier run exported for that group, and retires the folders of those it no longer has.
     A source photo that cannot be read is skipped and reported, never fatal.
     """
     # ExportSwapParams holds every value within its range (checked when it is made).
@@ -801,19 +884,20 @@ def export_swap(
     for done, number in enumerate(numbers, start=1):
         results.append(
             _export_set(
-                out, number, faces_by_set[number], params, load_image, count_faces, progress
+                out,
+                number,
+                (targets or {}).get(number) or SetTarget.faceset(number),
+                faces_by_set[number],
+                params,
+                load_image,
+                count_faces,
+                progress,
             )
         )
         if progress:
             progress("facesets", done, len(numbers), faceset_name(number))
 
-    facesets = dict(top_manifest.get("facesets") or {})
-    for result in results:
-        facesets[faceset_name(result.number)] = result.entry  # this run's entries replace theirs
-    merged: dict[str, Any] = dict(top_manifest) | {
-        "version": MANIFEST_VERSION,
-        "facesets": dict(sorted(facesets.items())),
-    }
+    merged = _merge_entries(out, top_manifest, results)
     if gates:
         merged["gates"] = dict(gates)
     if lookalikes is not None:
