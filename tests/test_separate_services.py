@@ -36,9 +36,17 @@ def test_step_by_step_through_separate_services_with_a_token(
     started: dict[str, ServiceProcess] = {}
     for name in ("inference", "clustering", "export"):
         port = free_port()
+        # The export service calls the other two at the addresses it starts with, with the token.
+        peers = [
+            x
+            for peer in ("inference", "clustering")
+            if peer in started
+            for x in (f"--{peer}", started[peer].address, f"--{peer}-token-file", str(token_file))
+        ]
         service = ServiceProcess(
-            name, port, tmp_path / f"{name}.log", "--token-file", str(token_file)
-        )
+            name, port, tmp_path / f"{name}.log", "--token-file", str(token_file),
+            *(peers if name == "export" else []),
+        )  # fmt: skip
         started[name] = service.start(listen=f"0.0.0.0:{port}")
     at = {f"--{name}": service.address for name, service in started.items()}
     auth = ["--token-file", str(token_file)]

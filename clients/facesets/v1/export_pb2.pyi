@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExportSwapRequest(_message.Message):
-    __slots__ = ("store", "refine_manifest", "out", "raw_manifest", "candidates", "top_n", "outlier_threshold", "pad_ratio", "out_size", "min_face_short", "candidate_match_threshold", "candidate_min_score", "clustering_address", "inference_address")
+    __slots__ = ("store", "refine_manifest", "out", "raw_manifest", "candidates", "top_n", "outlier_threshold", "pad_ratio", "out_size", "min_face_short", "candidate_match_threshold", "candidate_min_score")
     STORE_FIELD_NUMBER: _ClassVar[int]
     REFINE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
@@ -19,8 +19,6 @@ class ExportSwapRequest(_message.Message):
     MIN_FACE_SHORT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
-    CLUSTERING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
-    INFERENCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     store: str
     refine_manifest: str
     out: str
@@ -33,9 +31,7 @@ class ExportSwapRequest(_message.Message):
     min_face_short: float
     candidate_match_threshold: float
     candidate_min_score: float
-    clustering_address: str
-    inference_address: str
-    def __init__(self, store: _Optional[str] = ..., refine_manifest: _Optional[str] = ..., out: _Optional[str] = ..., raw_manifest: _Optional[str] = ..., candidates: _Optional[bool] = ..., top_n: _Optional[int] = ..., outlier_threshold: _Optional[float] = ..., pad_ratio: _Optional[float] = ..., out_size: _Optional[int] = ..., min_face_short: _Optional[float] = ..., candidate_match_threshold: _Optional[float] = ..., candidate_min_score: _Optional[float] = ..., clustering_address: _Optional[str] = ..., inference_address: _Optional[str] = ...) -> None: ...
+    def __init__(self, store: _Optional[str] = ..., refine_manifest: _Optional[str] = ..., out: _Optional[str] = ..., raw_manifest: _Optional[str] = ..., candidates: _Optional[bool] = ..., top_n: _Optional[int] = ..., outlier_threshold: _Optional[float] = ..., pad_ratio: _Optional[float] = ..., out_size: _Optional[int] = ..., min_face_short: _Optional[float] = ..., candidate_match_threshold: _Optional[float] = ..., candidate_min_score: _Optional[float] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("out",)

@@ -222,9 +222,7 @@ class ExportJob:
                 "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
             )
 
-    def to_proto(
-        self, clustering_address: str, inference_address: str
-    ) -> export_pb2.ExportSwapRequest:
+    def to_proto(self) -> export_pb2.ExportSwapRequest:
         p = self.params
         return export_pb2.ExportSwapRequest(
             store=_absolute(self.store),
@@ -239,8 +237,6 @@ class ExportJob:
             min_face_short=p.min_face_short,
             candidate_match_threshold=p.candidate_match_threshold,
             candidate_min_score=p.candidate_min_score,
-            clustering_address=clustering_address,
-            inference_address=inference_address,
         )
 
 
@@ -267,8 +263,7 @@ def clustering_job(
 
 def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) -> StageSummary:
     """Export the facesets of a refine manifest, then write the review report."""
-    request = job.to_proto(opened.address("clustering"), opened.address("inference"))
-    summary = follow(opened.export().export_swap(request), show_progress)
+    summary = follow(opened.export().export_swap(job.to_proto()), show_progress)
     return StageSummary("export", {**summary, **report(opened, job.out, show_progress).as_dict()})
 
 
