@@ -1,6 +1,6 @@
 """`make bench`: every benchmark of facesets, each reporting ratios measured in one run.
 
-Usage: python bench/run.py [--shared ../shared] [--quick] [--only embed,heic,clustering,immich]
+Usage: python bench/run.py [--shared ../shared] [--quick] [--only embed,replicas,...]
 Results are printed and written to bench/out/results.json.
 """
 
@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 BENCHES = (
     "embed",
+    "replicas",
     "heic",
     "clustering",
     "lfw_jobs",

@@ -235,9 +235,7 @@ class ExportJob:
                 "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
             )
 
-    def to_proto(
-        self, clustering_address: str, inference_address: str
-    ) -> export_pb2.ExportSwapRequest:
+    def to_proto(self) -> export_pb2.ExportSwapRequest:
         p = self.params
         return export_pb2.ExportSwapRequest(
             store=_absolute(self.store),
@@ -252,8 +250,6 @@ class ExportJob:
             min_face_short=p.min_face_short,
             candidate_match_threshold=p.candidate_match_threshold,
             candidate_min_score=p.candidate_min_score,
-            clustering_address=clustering_address,
-            inference_address=inference_address,
         )
 
 
@@ -267,12 +263,11 @@ class VideoPlanJob:
     def roots(self) -> list[Path]:
         return [self.src, self.out, *([self.match_dir] if self.match_dir else [])]
 
-    def to_proto(self, inference_address: str) -> export_pb2.PlanVideosRequest:
+    def to_proto(self) -> export_pb2.PlanVideosRequest:
         p = self.params
         return export_pb2.PlanVideosRequest(
             src=_absolute(self.src),
             out=_absolute(self.out),
-            inference_address=inference_address,
             match_dir=_absolute(self.match_dir),
             **{name: getattr(p, name) for name in VIDEO_PLAN_FIELDS},
         )
@@ -387,8 +382,7 @@ def clustering_job(
 
 def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) -> StageSummary:
     """Export the facesets of a refine manifest, then write the review report."""
-    request = job.to_proto(opened.address("clustering"), opened.address("inference"))
-    summary = follow(opened.export().export_swap(request), show_progress)
+    summary = follow(opened.export().export_swap(job.to_proto()), show_progress)
     return StageSummary("export", {**summary, **report(opened, job.out, show_progress).as_dict()})
 
 
@@ -404,7 +398,7 @@ VIDEO_UNITS = {"plan: sampled frames": "frame", "plan: videos": "video", "cut: s
 
 def video_plan(opened: Services, job: VideoPlanJob, show_progress: bool = True) -> StageSummary:
     """Shots, sampled frames, tracks and kept segments of every video into OUT/plan.json."""
-    request = job.to_proto(opened.address("inference"))
+    request = job.to_proto()
     summary = follow(opened.export().plan_videos(request), show_progress, VIDEO_UNITS)
     return StageSummary("video plan", summary)
 

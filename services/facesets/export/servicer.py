@@ -76,32 +76,32 @@ def singleton_face_ids(raw_manifest: Path) -> list[int]:
 
 
 class ExportServicer(export_pb2_grpc.ExportServicer):
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token  # sent to the other services when they are remote
+    """The clustering and inference services it calls are fixed when it starts (`facesets serve
+    export --clustering ... --inference ...`, each with its own credentials)."""
 
-    def _clients(
-        self, request: export_pb2.ExportSwapRequest
-    ) -> tuple[ClusteringClient, InferenceClient]:
-        return (
-            ClusteringClient(Endpoint(request.clustering_address, self.token)),
-            InferenceClient(Endpoint(request.inference_address, self.token)),
-        )
+    def __init__(self, clustering: Endpoint | None, inference: Endpoint | None) -> None:
+        self.clustering = clustering
+        self.inference = inference
 
     def ExportSwap(
         self, request: export_pb2.ExportSwapRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        if not request.clustering_address or not request.inference_address:
+        peers = self.clustering, self.inference
+        if peers[0] is None or peers[1] is None:
             context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "ExportSwap needs the clustering and inference service addresses",
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this export service was started without the clustering and inference "
+                "services it calls (facesets serve export --clustering HOST:PORT "
+                "--inference HOST:PORT)",
             )
+            return
         try:
             params = ExportSwapParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         out = required_path(context, request.out, "out")
         required_path(context, request.refine_manifest, "refine_manifest")
-        clustering, inference = self._clients(request)
+        clustering, inference = ClusteringClient(peers[0]), InferenceClient(peers[1])
         try:
             yield from job_events(
                 lambda progress: run_locked(
@@ -192,8 +192,13 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def PlanVideos(
         self, request: export_pb2.PlanVideosRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        if not request.inference_address:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "PlanVideos needs inference_address")
+        if self.inference is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this media service was started without the inference service it calls "
+                "(facesets serve export --inference HOST:PORT)",
+            )
+            return
         try:
             params = VideoPlanParams.from_request(request)
         except InvalidParameter as error:
@@ -201,7 +206,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         src = required_path(context, request.src, "src")
         out = required_path(context, request.out, "out")
         match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
-        inference = InferenceClient(Endpoint(request.inference_address, self.token))
+        inference = InferenceClient(self.inference)
 
         def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
             return inference.embed(ImageInput(id=i, data=data) for i, data in items)
