@@ -57,7 +57,9 @@ def library(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Pat
 def media(tmp_path_factory: pytest.TempPathFactory):
     logs = tmp_path_factory.mktemp("logs")
     inference = ServiceProcess("inference", free_port(), logs / "inference.log").start()
-    export = ServiceProcess("export", free_port(), logs / "export.log").start()
+    export = ServiceProcess(
+        "export", free_port(), logs / "export.log", "--inference", inference.address
+    ).start()
     yield {"inference": inference, "export": export}
     export.stop()
     inference.stop()
@@ -212,7 +214,9 @@ def test_a_killed_plan_resumes_without_repeating_inference_and_run_cuts(
 ) -> None:
     out = tmp_path / "out"
     src = library["src"] / "main.mp4"
-    export = ServiceProcess("export", free_port(), tmp_path / "export.log").start()
+    export = ServiceProcess(
+        "export", free_port(), tmp_path / "export.log", "--inference", media["inference"].address
+    ).start()
     command = [
         "video", "plan", str(src), str(out), "--json", "--sample-fps", "4",
         "--export", export.address, "--inference", media["inference"].address,
