@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "run_cmd",
     "immich_cmd",
     "doctor",
+    "store_cmd",
 )
 
 

@@ -124,7 +124,7 @@ def _file_identity(path: Path) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
-def _refuse_foreign_file(path: Path) -> None:
+def refuse_foreign_file(path: Path) -> None:
     """An existing file given as a store must be one: it is never turned into one."""
     with open(path, "rb") as handle:
         header = handle.read(len(_SQLITE_HEADER))
@@ -232,7 +232,7 @@ class FaceStore:
         self._lock = threading.RLock()
         existed = self.path.exists()
         if existed:
-            _refuse_foreign_file(self.path)
+            refuse_foreign_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.OperationalError as error:
