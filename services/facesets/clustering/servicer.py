@@ -81,10 +81,15 @@ def _abort_on_store_error(context: grpc.ServicerContext, error: BaseException) -
         path = _call_store.get()
         log.error("damaged store", store=str(path), error=str(error))
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(corrupt_store(path or "", error)))
+    if isinstance(error, OSError):  # a store path naming a folder, a missing parent ...
+        abort_on_os_error(context, error)
+    if isinstance(error, ValueError):  # a request whose contents the service cannot use
+        log.info("unusable request", error=str(error))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unusable request: {error}")
     raise error
 
 
-_STORE_ERRORS = (StoreWriteError, StoreProblem, sqlite3.DatabaseError)
+_STORE_ERRORS = (StoreWriteError, StoreProblem, sqlite3.DatabaseError, OSError, ValueError)
 
 
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -249,9 +249,22 @@ def decode(
     if long_side:
         min_scale = min(min_scale, long_side / max(full_w, full_h))
     if budget is None:
-        return _decode_opened(image, data, min_scale)
+        return _decode_checked(image, data, min_scale)
     with budget.reserve(decode_cost(image, min_scale), f"this {full_w}x{full_h} image"):
+        return _decode_checked(image, data, min_scale)
+
+
+def _decode_checked(image: Image.Image, data: bytes, min_scale: float) -> Decoded:
+    """Damaged data surfaces from Pillow and OpenCV as assorted exceptions; each is a
+    DecodeError here, so no input ends as an internal error."""
+    try:
         return _decode_opened(image, data, min_scale)
+    except DecodeError:
+        raise
+    except Exception as error:
+        raise DecodeError(
+            common_pb2.ERROR_REASON_CORRUPT, f"damaged image data: {error}"
+        ) from error
 
 
 def _decode_opened(image: Image.Image, data: bytes, min_scale: float) -> Decoded:
