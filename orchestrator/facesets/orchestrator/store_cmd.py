@@ -18,17 +18,17 @@ from facesets.clustering.store_tools import backup_store, check_store
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="store_action", required=True, metavar="ACTION")
-    check = actions.add_parser(
-        "check",
-        help="SQLite's integrity check and facesets' own invariants, one line per check; "
-        "exits 1 on a problem",
+    check_help = (
+        "SQLite's integrity check and facesets' own invariants (every face has its image, "
+        "embedding sizes match the metadata, ...), one line per check; exits 1 on a problem"
     )
+    check = actions.add_parser("check", help=check_help, description=check_help)
     check.add_argument("store", type=Path, help="the store file (e.g. OUT/faces.db)")
-    backup = actions.add_parser(
-        "backup",
-        help="a consistent copy of the store (SQLite's online backup; safe while services "
-        "write), checked and renamed into place",
+    backup_help = (
+        "a consistent copy of the store (SQLite's online backup: safe while services write), "
+        "checked and renamed into place"
     )
+    backup = actions.add_parser("backup", help=backup_help, description=backup_help)
     backup.add_argument("store", type=Path, help="the store file")
     backup.add_argument("dest", type=Path, help="the copy to write, or a folder to write it in")
 

@@ -279,10 +279,10 @@ class FaceStore:
             if "meta" in tables
             else None
         )
-        if version is None or not {"images", "faces"} <= tables:
+        if version is None:
             raise StoreProblem(
                 f"{self.path} is an SQLite database but not a facesets store (no facesets "
-                "tables); refusing to change it. Name a path where no file is (the store is "
+                "metadata); refusing to change it. Name a path where no file is (the store is "
                 "created there) or an existing store"
             )
 
