@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "video_cmd",
     "doctor",
     "age_cmd",
+    "store_cmd",
 )
 
 

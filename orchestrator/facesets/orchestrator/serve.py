@@ -99,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=settings.MAX_IMAGE_PIXELS,
         help="refuse images with more pixels than this (decompression bombs)",
     )
+    inference.add_argument(
+        "--max-decode-bytes",
+        type=int,
+        default=settings.MAX_DECODE_BYTES,
+        help="memory (bytes) that image decodes may hold at once, estimated from each image's "
+        "header: a large decode waits for room, an image whose decode alone needs more is "
+        f"refused with an error result (default {settings.MAX_DECODE_BYTES:,})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,12 +203,15 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
     workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
+    if args.max_decode_bytes < 1:
+        raise SystemExit("--max-decode-bytes must be at least 1")
     config = settings.InferenceSettings(
         **({"model_root": args.model_root} if args.model_root else {}),
         **({"model_pack": args.model_pack} if args.model_pack else {}),
         providers=choice.order,
         max_image_pixels=args.max_image_pixels,
         image_workers=workers,
+        max_decode_bytes=args.max_decode_bytes,
     )
     servicer = inference.build(config, choice=choice)
 

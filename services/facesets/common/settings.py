@@ -68,6 +68,19 @@ IMAGES_IN_FLIGHT_MIN = 16
 ORT_INTRA_OP_THREADS = 1
 
 # --- services ------------------------------------------------------------------------------
+# Every streaming call holds one RPC thread for as long as it is open, an idle one too; so a
+# service runs at most this many streams at once (beyond it a call is answered
+# RESOURCE_EXHAUSTED at once) and keeps RPC_THREADS_UNARY more threads that no stream can take,
+# for health checks, GetInfo and the other unary calls.
+MAX_CONCURRENT_STREAMS = 64
+RPC_THREADS_UNARY = 16
+# The transport accepts messages up to this many times the per-image byte limit, so that an
+# image just over that limit reaches the per-image check and gets an error result of its own
+# (the stream goes on); one message beyond the transport limit ends the stream.
+TRANSPORT_LIMIT_FACTOR = 2
+# Bytes that image decodes may hold at once (estimated from each header); a decode waits until
+# the budget has room, and an image whose decode alone needs more is refused.
+MAX_DECODE_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
 DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
 DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
@@ -234,6 +247,7 @@ class InferenceSettings:
     recognition_batch: int = RECOGNITION_BATCH_SIZE
     image_workers: int = IMAGE_WORKERS
     intra_op_threads: int = ORT_INTRA_OP_THREADS
+    max_decode_bytes: int = MAX_DECODE_BYTES
 
     @property
     def images_in_flight(self) -> int:
