@@ -38,6 +38,13 @@ DETECTOR_SCORE_THRESHOLD = 0.5
 DETECTOR_NMS_THRESHOLD = 0.4
 RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
 PROVIDER_ORDER = ("dml", "cuda", "cpu")
+# Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a checkpoint
+# file), as the original corpus scripts use. Weights, exported ONNX towers and custom
+# architecture configs live in the CLIP cache folder (default MODEL_ROOT/clip).
+CLIP_MODEL = "ViT-L-14"
+CLIP_PRETRAINED = "dfn2b_s39b"
+CLIP_CACHE_SUBDIR = "clip"
+CLIP_BATCH_SIZE = 16  # images per image-tower call
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
@@ -197,6 +204,17 @@ class InferenceSettings:
     recognition_batch: int = RECOGNITION_BATCH_SIZE
     image_workers: int = IMAGE_WORKERS
     intra_op_threads: int = ORT_INTRA_OP_THREADS
+    clip_model: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_MODEL", CLIP_MODEL)
+    )
+    clip_pretrained: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_PRETRAINED", CLIP_PRETRAINED)
+    )
+    clip_cache: Path | None = None  # None: model_root / CLIP_CACHE_SUBDIR
+
+    @property
+    def clip_cache_dir(self) -> Path:
+        return self.clip_cache or self.model_root / CLIP_CACHE_SUBDIR
 
     @property
     def images_in_flight(self) -> int:
