@@ -4,6 +4,7 @@ passes through the ONNX towers), checked against open_clip's own computation."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -170,3 +171,47 @@ def test_clip_sessions_take_the_directml_settings_of_the_face_models(tiny):
     probabilities = scorer.score(pixels, PROMPTS)
     assert scorer.loaded_providers == ["CPUExecutionProvider"]
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_occlusion_command_end_to_end_with_the_tiny_model(tiny, model_root, tmp_path):
+    """`facesets occlusion` through local export and inference services: the PNGs it moves are
+    those open_clip's own scores put over the threshold; --undo puts every byte back."""
+    import json
+    import os
+
+    from maintenance_export import assert_fsz_match_folders, build_export, pngs, snapshot
+
+    from services import run_facesets
+
+    export = build_export(tmp_path / "export", {0: pngs(6, 7, "a"), 1: pngs(4, 8, "b")})
+    before = snapshot(export)
+    prompts = ["a face wearing a medical mask", "a face wearing sunglasses"]
+    clear = "a clear unobstructed face"
+    files = sorted(export.glob("faceset_00*/crops/*.png"))
+    expected = tiny.probabilities([Image.open(p) for p in files], [*prompts, clear])
+    occlusion = expected[:, :2].sum(axis=1)
+    ordered = np.sort(occlusion)
+    threshold = float((ordered[-3] + ordered[-4]) / 2)  # the three most occluded PNGs
+    assert ordered[-3] - ordered[-4] > 2e-4
+    wanted = {files[i].name for i in np.flatnonzero(occlusion >= threshold)}
+    env = {
+        **os.environ,
+        "FACESETS_CLIP_MODEL": "facesets-tiny-clip",
+        "FACESETS_CLIP_PRETRAINED": str(tiny.checkpoint),
+        "FACESETS_CLIP_CACHE": str(tiny.cache),
+    }
+    common = ["--model-root", str(model_root), "--model-pack", "facepack-mini", "--json"]
+    flags = ["--threshold", f"{threshold:.6f}", "--faceset-fraction", "1.0"]
+    flags += [arg for prompt in prompts for arg in ("--prompt", prompt)]
+    done = run_facesets("occlusion", str(export), *flags, *common, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["counts"]["dropped"] == 3
+    moved = {Path(m["src"]).name for m in summary["moves"]}
+    assert moved == wanted
+    assert {p.name for p in export.glob("faceset_00*/crops/_dropped/*.png")} == wanted
+    assert assert_fsz_match_folders(export) == 4
+    undone = run_facesets("occlusion", str(export), "--undo", "--json", env=env)
+    assert undone.returncode == 0, undone.stderr[-3000:]
+    assert len(json.loads(undone.stdout)["restored"]) == 3
+    assert snapshot(export) == before

@@ -35,3 +35,13 @@ class ExportClient:
         yield from rerun_on_restart(
             self.channel, SERVICE, lambda: self.stub.Report(request), "Report"
         )
+
+    def occlusion(self, request: export_pb2.OcclusionRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Occlusion(request), "Occlusion"
+        )
+
+    def restore(self, request: export_pb2.RestoreRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Restore(request), "Restore"
+        )

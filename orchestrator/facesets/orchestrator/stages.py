@@ -24,6 +24,7 @@ from facesets.clustering.params import (
     RouteParams,
 )
 from facesets.common.params import LinkMode
+from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator.connect import Services
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2
@@ -244,6 +245,48 @@ class ExportJob:
         )
 
 
+@dataclass(frozen=True)
+class OcclusionJob:
+    out: Path
+    params: OcclusionParams = field(default_factory=OcclusionParams)
+    undo: bool = False  # restore the last occlusion run instead
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self, inference_address: str) -> export_pb2.OcclusionRequest:
+        p = self.params
+        return export_pb2.OcclusionRequest(
+            out=_absolute(self.out),
+            inference_address=inference_address,
+            threshold=p.threshold,
+            faceset_fraction=p.faceset_fraction,
+            occluded_prompts=list(p.occluded_prompts),
+            clear_prompt=p.clear_prompt,
+            dry_run=p.dry_run,
+            undo=self.undo,
+        )
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    out: Path
+    run_id: str = ""
+    faceset: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.run_id) == bool(self.faceset):
+            raise ValueError("restore needs exactly one of --run ID or --faceset NAME")
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self) -> export_pb2.RestoreRequest:
+        return export_pb2.RestoreRequest(
+            out=_absolute(self.out), run_id=self.run_id, faceset=self.faceset
+        )
+
+
 ClusteringJob = ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob
 RPC_OF: dict[type, str] = {
     ClusterJob: "Cluster",
@@ -277,3 +320,15 @@ def report(opened: Services, export_dir: Path, show_progress: bool = True) -> St
     return StageSummary(
         "report", follow(opened.export().report(_absolute(export_dir)), show_progress)
     )
+
+
+def occlusion(opened: Services, job: OcclusionJob, show_progress: bool = True) -> StageSummary:
+    """Score an export's PNGs with ClipScore and move the occluded aside (or undo the last run)."""
+    address = "" if job.undo else opened.address("inference")
+    events = opened.export().occlusion(job.to_proto(address))
+    return StageSummary("occlusion", follow(events, show_progress))
+
+
+def restore(opened: Services, job: RestoreJob, show_progress: bool = True) -> StageSummary:
+    """Put back what a maintenance run (or every run, for one faceset) moved."""
+    return StageSummary("restore", follow(opened.export().restore(job.to_proto()), show_progress))

@@ -218,7 +218,13 @@ class InferenceSettings:
     clip_pretrained: str = field(
         default_factory=lambda: os.environ.get("FACESETS_CLIP_PRETRAINED", CLIP_PRETRAINED)
     )
-    clip_cache: Path | None = None  # None: model_root / CLIP_CACHE_SUBDIR
+    clip_cache: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FACESETS_CLIP_CACHE"]).expanduser()
+            if os.environ.get("FACESETS_CLIP_CACHE")
+            else None
+        )
+    )  # None: model_root / CLIP_CACHE_SUBDIR
 
     @property
     def clip_cache_dir(self) -> Path:

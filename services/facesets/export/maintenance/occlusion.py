@@ -10,7 +10,7 @@ fraction of PNGs is occluded moves whole to EXPORT/_masked/ and into the `masked
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from facesets.common.progress import ProgressFn
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
+from facesets.v1 import export_pb2
 
 # (image paths, prompts) -> (N, P) probabilities, each row summing to 1
 Scorer = Callable[[Sequence[Path], Sequence[str]], np.ndarray]
@@ -42,7 +43,6 @@ class OcclusionParams:
     occluded_prompts: tuple[str, ...] = settings.OCCLUSION_PROMPTS
     clear_prompt: str = settings.OCCLUSION_CLEAR_PROMPT
     dry_run: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         check_ranges(self, InvalidOcclusionParameter)
@@ -50,6 +50,17 @@ class OcclusionParams:
             raise InvalidOcclusionParameter(
                 "occluded_prompts", self.occluded_prompts, "one or more non-empty prompts"
             )
+
+    @classmethod
+    def from_request(cls, request: export_pb2.OcclusionRequest) -> OcclusionParams:
+        given: dict[str, Any] = {
+            name: getattr(request, name)
+            for name in ("threshold", "faceset_fraction", "clear_prompt")
+            if request.HasField(name)
+        }
+        if request.occluded_prompts:
+            given["occluded_prompts"] = tuple(request.occluded_prompts)
+        return cls(dry_run=request.dry_run, **given)
 
     @property
     def prompts(self) -> list[str]:
@@ -81,7 +92,7 @@ def occlusion_filter(
     out = Path(out).absolute()
     manifest = runs.read_manifest(out)
     facesets = dict(manifest.get("facesets") or {})
-    run = Run(KIND, {k: v for k, v in asdict(params).items() if k not in {"extra", "dry_run"}})
+    run = Run(KIND, {k: v for k, v in asdict(params).items() if k != "dry_run"})
     scores: dict[str, float] = {}
     pngs_seen = dropped = masked = 0
     occluded_columns = len(params.occluded_prompts)
@@ -136,6 +147,9 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     """Make the run's moves, rebuild the .fsz files they touch, record the run."""
     touched: set[str] = set()
     manifest = runs.read_manifest(out)
+    recorded = runs.runs_of(manifest)
+    # Recorded before anything moves: a run cut short is still known to restore.
+    runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
     for move in run.moves:
         runs.rename(out, move.src, move.dst)
         if move.kind == KIND_FILE:
@@ -147,7 +161,7 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     for set_rel in sorted(touched):
         runs.rebuild_fsz(out, out / set_rel)
         refresh_entry(out, manifest, set_rel)
-    manifest[layout.MAINTENANCE_RUNS] = [*runs.runs_of(manifest), run.as_dict()]
+    manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
     manifest[provenance_key] = {k: v for k, v in run.as_dict().items() if k != "moves"}
     runs.write_manifest(out, manifest)
 
