@@ -46,13 +46,16 @@ CLIP_PRETRAINED = "dfn2b_s39b"
 CLIP_CACHE_SUBDIR = "clip"
 CLIP_BATCH_SIZE = 16  # images per image-tower call
 
-# --- export maintenance (`facesets occlusion`, `restore`) ---------------------------------
+# --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
 # Zero-shot prompts: a PNG's occlusion probability is the summed probability of the occluding
 # prompts; the clear prompt competes with them in the softmax.
 OCCLUSION_PROMPTS = ("a face wearing a medical mask", "a face wearing sunglasses")
 OCCLUSION_CLEAR_PROMPT = "a clear unobstructed face"
 OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to crops/_dropped/
-OCCLUSION_FACESET_FRACTION = 0.4  # a faceset with at least this share occluded moves to _masked/
+OCCLUSION_FACESET_FRACTION = 0.4
+# `facesets dedup-optimize`: PNGs of one faceset at or above this embedding cosine similarity
+# collapse to the better-quality one.
+DEDUP_OPTIMIZE_SIMILARITY = 0.95  # a faceset with at least this share occluded moves to _masked/
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)

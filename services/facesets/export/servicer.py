@@ -23,7 +23,7 @@ from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.maintenance import occlusion, restore
-from facesets.export.maintenance.clip_scorer import ClipScoreScorer
+from facesets.export.maintenance.inference_calls import ClipScoreScorer
 from facesets.export.params import ExportSwapParams
 from facesets.export.records import FaceRow, read_refine_gates, read_refine_manifest
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
