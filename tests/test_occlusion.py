@@ -117,3 +117,18 @@ def test_bad_parameters_and_unknown_runs_are_refused(export: Path) -> None:
         restore(export, run_id="nope")
     with pytest.raises(ExportError, match="exactly one"):
         restore(export)
+
+
+def test_restore_command_through_the_export_service(export: Path) -> None:
+    import json
+
+    from services import run_facesets
+
+    before = snapshot(export)
+    first = occlusion_filter(export, OcclusionParams(), Scorer())
+    refused = run_facesets("restore", str(export), "--run", "no-such-run")
+    assert refused.returncode != 0 and "no maintenance run" in refused.stderr
+    done = run_facesets("restore", str(export), "--run", first.run.id, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads(done.stdout)["restored"]) == 3
+    assert snapshot(export) == before

@@ -41,6 +41,13 @@ class ExportClient:
             self.channel, SERVICE, lambda: self.stub.Occlusion(request), "Occlusion"
         )
 
+    def dedup_optimize(
+        self, request: export_pb2.DedupOptimizeRequest
+    ) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.DedupOptimize(request), "DedupOptimize"
+        )
+
     def restore(self, request: export_pb2.RestoreRequest) -> Iterator[common_pb2.JobEvent]:
         yield from rerun_on_restart(
             self.channel, SERVICE, lambda: self.stub.Restore(request), "Restore"

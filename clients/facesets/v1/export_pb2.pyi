@@ -65,6 +65,18 @@ class OcclusionRequest(_message.Message):
     undo: bool
     def __init__(self, out: _Optional[str] = ..., inference_address: _Optional[str] = ..., threshold: _Optional[float] = ..., faceset_fraction: _Optional[float] = ..., occluded_prompts: _Optional[_Iterable[str]] = ..., clear_prompt: _Optional[str] = ..., dry_run: _Optional[bool] = ..., undo: _Optional[bool] = ...) -> None: ...
 
+class DedupOptimizeRequest(_message.Message):
+    __slots__ = ("out", "inference_address", "near_duplicate_similarity", "dry_run")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    inference_address: str
+    near_duplicate_similarity: float
+    dry_run: bool
+    def __init__(self, out: _Optional[str] = ..., inference_address: _Optional[str] = ..., near_duplicate_similarity: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class RestoreRequest(_message.Message):
     __slots__ = ("out", "run_id", "faceset")
     OUT_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,11 @@ class ExportStub:
                 request_serializer=facesets_dot_v1_dot_export__pb2.OcclusionRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.DedupOptimize = channel.unary_stream(
+                '/facesets.v1.Export/DedupOptimize',
+                request_serializer=facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
         self.Restore = channel.unary_stream(
                 '/facesets.v1.Export/Restore',
                 request_serializer=facesets_dot_v1_dot_export__pb2.RestoreRequest.SerializeToString,
@@ -81,6 +86,12 @@ class ExportServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DedupOptimize(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Restore(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -103,6 +114,11 @@ def add_ExportServicer_to_server(servicer, server):
             'Occlusion': grpc.unary_stream_rpc_method_handler(
                     servicer.Occlusion,
                     request_deserializer=facesets_dot_v1_dot_export__pb2.OcclusionRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'DedupOptimize': grpc.unary_stream_rpc_method_handler(
+                    servicer.DedupOptimize,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
             'Restore': grpc.unary_stream_rpc_method_handler(
@@ -192,6 +208,33 @@ class Export:
             target,
             '/facesets.v1.Export/Occlusion',
             facesets_dot_v1_dot_export__pb2.OcclusionRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DedupOptimize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/DedupOptimize',
+            facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.jobs import print_summary
 
 DEFAULTS = OcclusionParams()
+DEDUP_DEFAULTS = DedupOptimizeParams()
 
 
 def _export_dir(args: argparse.Namespace) -> Path:
@@ -75,6 +77,31 @@ def run_occlusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "export_dir", metavar="EXPORT", type=Path, help="export folder (holding manifest.json)"
+    )
+    parser.add_argument(
+        "--similarity",
+        type=float,
+        default=DEDUP_DEFAULTS.near_duplicate_similarity,
+        help="PNGs of one faceset at or above this embedding cosine similarity collapse to the "
+        "better-quality one (default %(default)s)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="report what would move; move none")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "export", "inference")
+
+
+def run_dedup(args: argparse.Namespace) -> int:
+    params = DedupOptimizeParams(near_duplicate_similarity=args.similarity, dry_run=args.dry_run)
+    job = stages.DedupOptimizeJob(_export_dir(args), params)
+    with services(args) as opened:
+        summary = stages.dedup_optimize(opened, job)
+    print_summary(summary.as_dict(), args.json)
+    return 0
+
+
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "export_dir", metavar="EXPORT", type=Path, help="export folder (holding manifest.json)"
@@ -100,6 +127,12 @@ COMMANDS = {
         "its faceset's crops/_dropped/, mostly occluded facesets to EXPORT/_masked/; .fsz rebuilt",
         add_occlusion_arguments,
         run_occlusion,
+    ),
+    "dedup-optimize": (
+        "drop byte copies across facesets, PNGs with a face count other than 1 (re-detected) and "
+        "near-duplicates within a faceset, each to its crops/_dropped/; .fsz rebuilt",
+        add_dedup_arguments,
+        run_dedup,
     ),
     "restore": (
         "put back what a maintenance run moved (--run ID) or every move of a faceset (--faceset)",

@@ -24,6 +24,7 @@ from facesets.clustering.params import (
     RouteParams,
 )
 from facesets.common.params import LinkMode
+from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator.connect import Services
@@ -269,6 +270,23 @@ class OcclusionJob:
 
 
 @dataclass(frozen=True)
+class DedupOptimizeJob:
+    out: Path
+    params: DedupOptimizeParams = field(default_factory=DedupOptimizeParams)
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self, inference_address: str) -> export_pb2.DedupOptimizeRequest:
+        return export_pb2.DedupOptimizeRequest(
+            out=_absolute(self.out),
+            inference_address=inference_address,
+            near_duplicate_similarity=self.params.near_duplicate_similarity,
+            dry_run=self.params.dry_run,
+        )
+
+
+@dataclass(frozen=True)
 class RestoreJob:
     out: Path
     run_id: str = ""
@@ -327,6 +345,14 @@ def occlusion(opened: Services, job: OcclusionJob, show_progress: bool = True) -
     address = "" if job.undo else opened.address("inference")
     events = opened.export().occlusion(job.to_proto(address))
     return StageSummary("occlusion", follow(events, show_progress))
+
+
+def dedup_optimize(
+    opened: Services, job: DedupOptimizeJob, show_progress: bool = True
+) -> StageSummary:
+    """Byte copies, multi-face PNGs and near-duplicates of an export moved aside."""
+    events = opened.export().dedup_optimize(job.to_proto(opened.address("inference")))
+    return StageSummary("dedup-optimize", follow(events, show_progress))
 
 
 def restore(opened: Services, job: RestoreJob, show_progress: bool = True) -> StageSummary:

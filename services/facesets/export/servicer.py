@@ -22,8 +22,8 @@ from facesets.common.params import InvalidParameter
 from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
-from facesets.export.maintenance import occlusion, restore
-from facesets.export.maintenance.inference_calls import ClipScoreScorer
+from facesets.export.maintenance import dedup, occlusion, restore
+from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
 from facesets.export.params import ExportSwapParams
 from facesets.export.records import FaceRow, read_refine_gates, read_refine_manifest
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
@@ -168,6 +168,40 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         except grpc.RpcError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"ClipScore: {error.details()}")
         except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
+    def DedupOptimize(
+        self, request: export_pb2.DedupOptimizeRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        if not request.inference_address:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "DedupOptimize needs the inference address"
+            )
+        try:
+            params = dedup.DedupOptimizeParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        inference = InferenceClient(Endpoint(request.inference_address, self.token))
+        faces = InferenceFaces(inference)
+
+        def job(progress: ProgressFn) -> dict[str, Any]:
+            run = dedup.dedup_optimize(
+                out, params, faces.count_faces, faces.embed, progress=progress
+            )
+            return dedup.summary(run, params.dry_run)
+
+        try:
+            yield from job_events(
+                lambda progress: run_locked([out], lambda: job(progress), create=False)
+            )
+        except grpc.RpcError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"inference: {error.details()}")
+        except (ValueError, RuntimeError, FileNotFoundError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)

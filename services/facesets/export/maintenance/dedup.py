@@ -25,6 +25,7 @@ from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import apply_run
 from facesets.export.maintenance.runs import KIND_FILE, Move, Run
+from facesets.v1 import export_pb2
 
 # PNG paths -> face count of each
 CountFaces = Callable[[Sequence[Path]], list[int]]
@@ -49,6 +50,15 @@ class DedupOptimizeParams:
 
     def __post_init__(self) -> None:
         check_ranges(self, InvalidDedupParameter)
+
+    @classmethod
+    def from_request(cls, request: export_pb2.DedupOptimizeRequest) -> DedupOptimizeParams:
+        given = (
+            {"near_duplicate_similarity": request.near_duplicate_similarity}
+            if request.HasField("near_duplicate_similarity")
+            else {}
+        )
+        return cls(dry_run=request.dry_run, **given)
 
 
 @dataclass
@@ -158,6 +168,15 @@ def dedup_optimize(
         apply_run(out, run, provenance_key="dedup_run")
         _append_provenance(out, run, copies, near, faces)
     return run
+
+
+def summary(run: Run, dry_run: bool) -> dict[str, Any]:
+    return {
+        "run": run.id,
+        "dry_run": dry_run,
+        "counts": run.counts,
+        "moves": [m.as_dict() for m in run.moves],
+    }
 
 
 def _append_provenance(out: Path, run: Run, copies: int, near: int, faces: int) -> None:
