@@ -132,3 +132,16 @@ def test_restore_command_through_the_export_service(export: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(json.loads(done.stdout)["restored"]) == 3
     assert snapshot(export) == before
+
+
+def test_report_shows_dropped_pngs_by_reason_and_the_masked_partition(export: Path) -> None:
+    from facesets.export import report
+
+    occlusion_filter(export, OcclusionParams(), Scorer())
+    result = report.build_report(export)
+    assert result.summary["images_missing"] == 0  # the dropped PNGs are the thumbnails' source
+    pages = export / layout.REPORT_DIR
+    dropped_page = (pages / "dropped.html").read_text()
+    assert dropped_page.count("occluded") >= 2 and "a03.png" in dropped_page
+    index = (pages / layout.REPORT_INDEX).read_text()
+    assert "Masked" in index and "faceset_001" in index
