@@ -215,3 +215,15 @@ def test_occlusion_command_end_to_end_with_the_tiny_model(tiny, model_root, tmp_
     assert undone.returncode == 0, undone.stderr[-3000:]
     assert len(json.loads(undone.stdout)["restored"]) == 3
     assert snapshot(export) == before
+
+
+def test_without_open_clip_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # `import open_clip` fails
+    scorer = clip.ClipScorer(
+        clip.ClipSpec("ViT-L-14", "dfn2b_s39b", tmp_path), ["CPUExecutionProvider"]
+    )
+    with pytest.raises(clip.ClipUnavailable, match=r"pip install 'facesets\[clip\]' torch=="):
+        scorer.load()
+    assert "open_clip and torch" in scorer.unavailable
