@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 PROTOS := $(wildcard protos/facesets/v1/*.proto)
 GEN_DIR := clients
+# ClipScore (the clip extra) needs torch; pinned so pip takes the build this project tests with.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cpu]'
+	$(PY) -m pip install -q -e '.[dev,cpu,clip]' $(TORCH)
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps

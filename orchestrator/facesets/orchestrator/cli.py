@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "enrich",
     "export_cmd",
     "report_cmd",
+    "maintenance_cmd",
     "run_cmd",
     "immich_cmd",
     "video_cmd",

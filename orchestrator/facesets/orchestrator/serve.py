@@ -94,6 +94,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"free for other work (default: one per usable core, {settings.IMAGE_WORKERS} here)",
     )
     inference.add_argument(
+        "--clip-model",
+        help="open_clip architecture for ClipScore (FACESETS_CLIP_MODEL; default "
+        f"{settings.CLIP_MODEL})",
+    )
+    inference.add_argument(
+        "--clip-pretrained",
+        help="open_clip pretrained tag or a checkpoint file for ClipScore "
+        f"(FACESETS_CLIP_PRETRAINED; default {settings.CLIP_PRETRAINED})",
+    )
+    inference.add_argument(
+        "--clip-cache",
+        type=Path,
+        help="folder of CLIP weights, their exported ONNX towers and custom architecture "
+        f"configs (model_configs/NAME.json); default MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR}",
+    )
+    inference.add_argument(
         "--max-image-pixels",
         type=int,
         default=settings.MAX_IMAGE_PIXELS,
@@ -208,6 +224,9 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
     config = settings.InferenceSettings(
         **({"model_root": args.model_root} if args.model_root else {}),
         **({"model_pack": args.model_pack} if args.model_pack else {}),
+        **({"clip_model": args.clip_model} if args.clip_model else {}),
+        **({"clip_pretrained": args.clip_pretrained} if args.clip_pretrained else {}),
+        **({"clip_cache": args.clip_cache} if args.clip_cache else {}),
         providers=choice.order,
         max_image_pixels=args.max_image_pixels,
         image_workers=workers,

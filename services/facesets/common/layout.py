@@ -41,6 +41,12 @@ REPORT_PAGES_DIR = "sets"  # OUT/report/sets/<partition>/<name>.html: one page p
 REPORT_THUMBS_DIR = "thumbs"  # OUT/report/thumbs/<key>.jpg: cache keyed by crop path, size, mtime
 REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last report wrote
 
+# --- export maintenance (occlusion, restore): nothing is deleted, it is moved aside -----------
+DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/crops/_dropped/: PNGs a maintenance run took out
+MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded
+THIN_DIR = "_thin"
+MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
+
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------
 RUN_STORE = "faces.db"
 RUN_RAW_DIR = "raw"

@@ -38,6 +38,24 @@ DETECTOR_SCORE_THRESHOLD = 0.5
 DETECTOR_NMS_THRESHOLD = 0.4
 RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
 PROVIDER_ORDER = ("dml", "cuda", "cpu")
+# Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a checkpoint
+# file), as the original corpus scripts use. Weights, exported ONNX towers and custom
+# architecture configs live in the CLIP cache folder (default MODEL_ROOT/clip).
+CLIP_MODEL = "ViT-L-14"
+CLIP_PRETRAINED = "dfn2b_s39b"
+CLIP_CACHE_SUBDIR = "clip"
+CLIP_BATCH_SIZE = 16  # images per image-tower call
+
+# --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
+# Zero-shot prompts: a PNG's occlusion probability is the summed probability of the occluding
+# prompts; the clear prompt competes with them in the softmax.
+OCCLUSION_PROMPTS = ("a face wearing a medical mask", "a face wearing sunglasses")
+OCCLUSION_CLEAR_PROMPT = "a clear unobstructed face"
+OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to crops/_dropped/
+OCCLUSION_FACESET_FRACTION = 0.4
+# `facesets dedup-optimize`: PNGs of one faceset at or above this embedding cosine similarity
+# collapse to the better-quality one.
+DEDUP_OPTIMIZE_SIMILARITY = 0.95  # a faceset with at least this share occluded moves to _masked/
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
@@ -248,6 +266,23 @@ class InferenceSettings:
     image_workers: int = IMAGE_WORKERS
     intra_op_threads: int = ORT_INTRA_OP_THREADS
     max_decode_bytes: int = MAX_DECODE_BYTES
+    clip_model: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_MODEL", CLIP_MODEL)
+    )
+    clip_pretrained: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_PRETRAINED", CLIP_PRETRAINED)
+    )
+    clip_cache: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FACESETS_CLIP_CACHE"]).expanduser()
+            if os.environ.get("FACESETS_CLIP_CACHE")
+            else None
+        )
+    )  # None: model_root / CLIP_CACHE_SUBDIR
+
+    @property
+    def clip_cache_dir(self) -> Path:
+        return self.clip_cache or self.model_root / CLIP_CACHE_SUBDIR
 
     @property
     def images_in_flight(self) -> int:
