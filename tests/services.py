@@ -6,8 +6,10 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from conftest import SHARED
 
 from facesets.orchestrator import local
 
@@ -40,14 +42,26 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 class ServiceProcess:
     """`facesets serve SERVICE` on a fixed loopback port, started the way commands start their
-    local services (facesets.orchestrator.local), with crash and full-disk controls."""
+    local services (facesets.orchestrator.local), with crash and full-disk controls.
 
-    def __init__(self, service: str, port: int, log_path: Path, *extra: str) -> None:
+    The service may use the test's folder (the one holding `log_path`) and the sample data
+    (`--allow-root`), or exactly `roots` when given.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        port: int,
+        log_path: Path,
+        *extra: str,
+        roots: Sequence[Path] | None = None,
+    ) -> None:
         self.service = service
         self.port = port
         self.log_path = log_path
         self.ready_file = log_path.with_name(f"{log_path.name}.ready")
-        self.extra = list(extra)
+        allowed = [log_path.parent, SHARED] if roots is None else list(roots)
+        self.extra = [*extra, *(a for root in allowed for a in ("--allow-root", str(root)))]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

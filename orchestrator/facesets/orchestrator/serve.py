@@ -8,8 +8,9 @@ from pathlib import Path
 import structlog
 
 from facesets.common import settings
+from facesets.common.roots import Roots
 from facesets.common.security import TlsFiles, read_token
-from facesets.common.server import ServeOptions, serve_forever, start_server
+from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--allow-root",
+        metavar="DIR",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder whose files requests may name (images to read, stores, output folders); "
+        "repeat for several. Every path a request names must be absolute and resolve, symlinks "
+        "included, inside one of them. Without any, the service uses no file a request names "
+        "(commands that start their own services pass the folders they work on)",
+    )
     inference = parser.add_argument_group("inference service")
     inference.add_argument(
         "--model-root",
@@ -77,18 +89,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    roots = Roots(args.allow_root)
+    for root in roots.roots:
+        if not root.is_dir():
+            raise SystemExit(f"error: --allow-root {root} is not a folder")
+    log.info("allowed roots", roots=[str(r) for r in roots.roots] or "none")
     options = ServeOptions(
         listen=args.listen or DEFAULT_ADDRESSES[args.service],
         token=read_token(args.token_file),
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
     )
+    try:
+        return _serve(args, options, roots)
+    except PortInUseError as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+def _serve(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
     if args.service == "inference":
-        return _serve_inference(args, options)
+        return _serve_inference(args, options, roots)
     if args.service == "clustering":
         from facesets.clustering import servicer as clustering
 
-        clustering_servicer = clustering.ClusteringServicer()
+        clustering_servicer = clustering.ClusteringServicer(roots)
         running = start_server(
             options, clustering.register(clustering_servicer), [clustering.SERVICE_NAME]
         )
@@ -97,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from facesets.export import servicer as export
 
-        export_servicer = export.ExportServicer(token=options.token)
+        export_servicer = export.ExportServicer(token=options.token, roots=roots)
         running = start_server(options, export.register(export_servicer), [export.SERVICE_NAME])
         serve_forever(running)
     return 0
@@ -122,7 +146,7 @@ def _missing_dependency(error: ImportError) -> SystemExit:
     )
 
 
-def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
+def _serve_inference(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
     try:
         from facesets.inference.session import choose_providers
     except ImportError as error:
@@ -153,7 +177,7 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
         max_image_pixels=args.max_image_pixels,
         image_workers=workers,
     )
-    servicer = inference.build(config, choice=choice)
+    servicer = inference.build(config, choice=choice, roots=roots)
     problem = choice.check_in_use(servicer.pack.providers)
     if problem:
         _refuse_or_warn(problem, args.allow_cpu_fallback)

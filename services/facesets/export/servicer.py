@@ -7,6 +7,7 @@ goes to the inference service's CountFaces.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import structlog
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
 from facesets.common.folder_lock import run_locked
-from facesets.common.jobs import abort_on_os_error, job_events, required_path
+from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.layout import read_json
 from facesets.common.params import InvalidParameter
 from facesets.common.progress import ProgressFn
+from facesets.common.roots import Roots
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.params import ExportSwapParams
@@ -66,9 +68,25 @@ def singleton_face_ids(raw_manifest: Path) -> list[int]:
     )
 
 
+@dataclass(frozen=True)
+class _Paths:
+    """An export's paths, each checked against the service's roots."""
+
+    out: Path
+    refine_manifest: Path
+    raw_manifest: Path | None  # with candidates only
+    store: str
+
+
 class ExportServicer(export_pb2_grpc.ExportServicer):
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, roots: Roots | None = None) -> None:
         self.token = token  # sent to the other services when they are remote
+        self.roots = roots or Roots()  # the folders requests may name; none given: nothing
+
+    def _load_image(self, path: str | Path) -> np.ndarray:
+        """A photo the store names, read only inside the roots (the store holds what clients
+        sent)."""
+        return load_image_oriented(self.roots.check_read(path, "image path"))
 
     def _clients(
         self, request: export_pb2.ExportSwapRequest
@@ -90,13 +108,22 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = ExportSwapParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        out = required_path(context, request.out, "out")
-        required_path(context, request.refine_manifest, "refine_manifest")
+        out = required_path(context, request.out, "out", self.roots)
+        refine_manifest = required_path(
+            context, request.refine_manifest, "refine_manifest", self.roots
+        )
+        raw_manifest = (
+            allowed_path(context, self.roots, request.raw_manifest, "raw_manifest")
+            if request.candidates
+            else None
+        )
+        store = str(allowed_path(context, self.roots, request.store, "store"))
+        paths = _Paths(out, refine_manifest, raw_manifest, store)
         clustering, inference = self._clients(request)
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    [out], lambda: self._export(request, params, clustering, inference, progress)
+                    [out], lambda: self._export(paths, params, clustering, inference, progress)
                 )
             )
         except (ValueError, FileNotFoundError) as error:
@@ -107,41 +134,41 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             clustering.close()
             inference.close()
 
-    @staticmethod
     def _export(
-        request: export_pb2.ExportSwapRequest,
+        self,
+        paths: _Paths,
         params: ExportSwapParams,
         clustering: ClusteringClient,
         inference: InferenceClient,
         progress: ProgressFn,
     ) -> dict[str, Any]:
-        specs = read_refine_manifest(Path(request.refine_manifest).expanduser())
+        specs = read_refine_manifest(paths.refine_manifest)
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
-        candidate_ids = singleton_face_ids(Path(request.raw_manifest)) if request.candidates else []
+        candidate_ids = singleton_face_ids(paths.raw_manifest) if paths.raw_manifest else []
         progress("read faces", 0, len(wanted) + len(candidate_ids))
         rows = {
             r.face_id: face_row(r)
-            for r in clustering.read_faces(request.store, True, wanted + candidate_ids)
+            for r in clustering.read_faces(paths.store, True, wanted + candidate_ids)
         }
         faces_by_set = {
             spec.number: [rows[i] for i in spec.face_ids if i in rows] for spec in specs
         }
-        candidates = [rows[i] for i in candidate_ids if i in rows] if request.candidates else None
+        candidates = [rows[i] for i in candidate_ids if i in rows] if paths.raw_manifest else None
         return swap.export_swap(
             faces_by_set,
-            Path(request.out).expanduser(),
+            paths.out,
             params,
-            load_image=load_image_oriented,
+            load_image=self._load_image,
             count_faces=inference.count_faces,
             candidates=candidates,
             progress=progress,
-            gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
+            gates=read_refine_gates(paths.refine_manifest),
         )
 
     def Report(
         self, request: export_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         try:
             yield from job_events(
                 lambda progress: run_locked(

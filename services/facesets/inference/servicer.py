@@ -9,6 +9,7 @@ import grpc
 import structlog
 
 from facesets.common import settings
+from facesets.common.roots import Roots
 from facesets.common.settings import InferenceSettings
 from facesets.inference.models import ModelPack, load_pack
 from facesets.inference.pipeline import FacePipeline, FaceResult, ImageFailure, Mode, Outcome
@@ -78,12 +79,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         config: InferenceSettings,
         max_bytes: int,
         install: OrtInstall | None = None,
+        roots: Roots | None = None,
     ) -> None:
         self.pack = pack
         self.config = config
         self.max_bytes = max_bytes
         self.install = install or probe()
-        self.pipeline = FacePipeline(pack, config, max_bytes)
+        self.pipeline = FacePipeline(pack, config, max_bytes, roots or Roots())
 
     def stop(self) -> None:
         self.pipeline.stopping.set()
@@ -161,6 +163,7 @@ def build(
     config: InferenceSettings,
     max_bytes: int = settings.MAX_MESSAGE_BYTES,
     choice: ProviderChoice | None = None,
+    roots: Roots | None = None,
 ) -> InferenceServicer:
     """`choice` is the start-up check's result; without one, `config.providers` is taken as
     an explicit order."""
@@ -173,7 +176,7 @@ def build(
         config.det_threshold,
         config.intra_op_threads,
     )
-    return InferenceServicer(pack, config, max_bytes, choice.install)
+    return InferenceServicer(pack, config, max_bytes, choice.install, roots)
 
 
 def register(servicer: InferenceServicer) -> Callable[[grpc.Server], None]:

@@ -34,6 +34,7 @@ from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,7 @@ def refine(
     params: RefineParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Build OUT/faceset_NNN/ folders of one clean identity each (see the module docstring)."""
     p = params or RefineParams()
@@ -99,7 +101,7 @@ def refine(
     gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
     assert table.embedding is not None
