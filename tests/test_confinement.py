@@ -140,7 +140,7 @@ def test_a_fifo_named_as_an_image_is_refused_and_blocks_no_one(confined):
 
 def _bmp_quoting(text: bytes) -> bytes:
     """A BMP header whose bit-depth field holds two bytes of text."""
-    info = struct.pack("<IiiHH", 40, 8, 8, 1, 0) + text
+    info = struct.pack("<IiiH", 40, 8, 8, 1) + text
     return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 54) + info
 
 
