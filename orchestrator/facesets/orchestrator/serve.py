@@ -89,10 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    # A root may be a folder or one file (a store), and need not exist yet (an output folder).
     roots = Roots(args.allow_root)
-    for root in roots.roots:
-        if not root.is_dir():
-            raise SystemExit(f"error: --allow-root {root} is not a folder")
     log.info("allowed roots", roots=[str(r) for r in roots.roots] or "none")
     options = ServeOptions(
         listen=args.listen or DEFAULT_ADDRESSES[args.service],
