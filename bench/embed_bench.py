@@ -87,7 +87,7 @@ def naive_loop(photos: list[Path], model_root: Path) -> tuple[float, dict[str, l
 
 
 def facesets_embed(folder: Path, model_root: Path) -> tuple[float, dict[str, list[np.ndarray]]]:
-    from facesets.orchestrator.connect import Services
+    from facesets.orchestrator.connect import ServiceOptions, Services
     from facesets.orchestrator.embed import embed
 
     args = argparse.Namespace(
@@ -101,7 +101,7 @@ def facesets_embed(folder: Path, model_root: Path) -> tuple[float, dict[str, lis
     )
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Services(args, [folder, Path(tmp)]) as services,
+        Services(ServiceOptions.from_args(args), [folder, Path(tmp)]) as services,
     ):
         store = Path(tmp) / "faces.db"
         services.clustering()

@@ -124,7 +124,7 @@ def _run_job(job: str, store: Path, out: Path) -> dict:
 
 
 def _embed(lfw: Path, store: Path, shared: Path) -> float:
-    from facesets.orchestrator.connect import Services
+    from facesets.orchestrator.connect import ServiceOptions, Services
     from facesets.orchestrator.embed import embed
 
     args = argparse.Namespace(
@@ -137,7 +137,7 @@ def _embed(lfw: Path, store: Path, shared: Path) -> float:
         tls_ca=None,
     )
     started = time.perf_counter()
-    with Services(args, [lfw, store]) as services:
+    with Services(ServiceOptions.from_args(args), [lfw, store]) as services:
         embed(services, lfw, store, show_progress=False)
     return time.perf_counter() - started
 

@@ -71,7 +71,7 @@ def naive_loop(video: Path, model_root: Path) -> tuple[float, int]:
 
 def facesets_plan(video: Path, model_root: Path) -> tuple[float, dict]:
     from facesets.orchestrator import stages
-    from facesets.orchestrator.connect import Services
+    from facesets.orchestrator.connect import ServiceOptions, Services
 
     args = argparse.Namespace(
         model_root=str(model_root),
@@ -82,7 +82,7 @@ def facesets_plan(video: Path, model_root: Path) -> tuple[float, dict]:
         token_file=None,
         tls_ca=None,
     )
-    with tempfile.TemporaryDirectory() as tmp, Services(args) as services:
+    with tempfile.TemporaryDirectory() as tmp, Services(ServiceOptions.from_args(args)) as services:
         services.inference().info()  # both services started and warm before the clock starts
         services.export().info()
         started = time.perf_counter()

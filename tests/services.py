@@ -40,11 +40,20 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return apply
 
 
+def _test_folder(log_path: Path) -> Path:
+    """The folder of the test run a log lies in: pytest's base temporary folder (which holds
+    every tmp_path of the run) when the log is in one, else the log's own folder."""
+    for folder in log_path.parents:
+        if folder.name.startswith("pytest-") and folder.parent.name.startswith("pytest-of-"):
+            return folder
+    return log_path.parent
+
+
 class ServiceProcess:
     """`facesets serve SERVICE` on a fixed loopback port, started the way commands start their
     local services (facesets.orchestrator.local), with crash and full-disk controls.
 
-    The service may use the test's folder (the one holding `log_path`) and the sample data
+    The service may use the test run's folder (the one holding `log_path`) and the sample data
     (`--allow-root`), or exactly `roots` when given.
     """
 
@@ -66,7 +75,7 @@ class ServiceProcess:
         self.port = port
         self.log_path = log_path
         self.ready_file = log_path.with_name(f"{log_path.name}.ready")
-        allowed = [log_path.parent, SHARED] if roots is None else list(roots)
+        allowed = [_test_folder(log_path), SHARED] if roots is None else list(roots)
         self.extra = [*extra, *(a for root in allowed for a in ("--allow-root", str(root)))]
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -263,7 +263,14 @@ def test_export_paths_are_confined_to_the_roots(tmp_path):
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     service = ServiceProcess(
-        "export", free_port(), tmp_path / "export.log", roots=[allowed]
+        "export",
+        free_port(),
+        tmp_path / "export.log",
+        "--clustering",
+        "127.0.0.1:1",
+        "--inference",
+        "127.0.0.1:1",
+        roots=[allowed],
     ).start()
     try:
         with grpc.insecure_channel(service.address) as channel:
@@ -278,11 +285,7 @@ def test_export_paths_are_confined_to_the_roots(tmp_path):
                 ("refine_manifest", "/etc/passwd"),
                 ("store", str(tmp_path / "faces.db")),
             ):
-                request = export_pb2.ExportSwapRequest(
-                    **{**good, field: value},
-                    clustering_address="127.0.0.1:1",
-                    inference_address="127.0.0.1:1",
-                )
+                request = export_pb2.ExportSwapRequest(**{**good, field: value})
                 with pytest.raises(grpc.RpcError) as caught:
                     list(stub.ExportSwap(request, timeout=30))
                 assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED, field

@@ -8,10 +8,12 @@ import threading
 from pathlib import Path
 
 import grpc
+import pytest
 from conftest import MODEL_PACK, free_port
 from fuzzing import SERVICES, run_all
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facesets.v1 import inference_pb2, inference_pb2_grpc
 from services import ServiceProcess
 
 EXAMPLES_PER_TARGET = 20
@@ -35,6 +37,14 @@ def test_no_generated_request_crashes_hangs_or_leaks(
     for start in starts:
         start.join()
     try:
+        # The first ClipScore imports torch and looks for the weights (absent here): once, with
+        # time to spare, so that the generated calls meet the answer it then keeps.
+        with grpc.insecure_channel(processes["inference"].address) as channel:
+            stub = inference_pb2_grpc.InferenceStub(channel)
+            request = inference_pb2.ClipScoreRequest(prompts=["a face"])
+            with pytest.raises(grpc.RpcError) as unavailable:
+                list(stub.ClipScore(iter([request]), timeout=180))
+        assert unavailable.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         reports = run_all(
             {name: p.address for name, p in processes.items()},
             tmp_path / "sandbox",

@@ -20,7 +20,7 @@ from conftest import REPO, free_port
 from facesets.client import Endpoint, InferenceClient
 from facesets.inference.runtime import SIMULATE_ENV, OrtInstall
 from facesets.inference.session import choose_providers
-from facesets.orchestrator.connect import Services
+from facesets.orchestrator.connect import ServiceOptions, Services
 from facesets.orchestrator.local import ServiceStartError
 from facesets.v1 import inference_pb2
 from services import ServiceProcess, run_facesets
@@ -184,10 +184,13 @@ def test_embedded_default_runs_on_the_cpu_quietly(
 ) -> None:
     """An accelerator build that offers no GPU: the command's own service takes the CPU."""
     monkeypatch.setenv(SIMULATE_ENV, simulated({"onnxruntime-gpu": "1.31.1"}, [CPU]))
-    with Services(_args(None)) as services:
+    with Services(ServiceOptions.from_args(_args(None))) as services:
         info = services.inference().info()
     assert list(info.providers) == [CPU]
-    with Services(_args("cuda,cpu")) as services, pytest.raises(ServiceStartError) as raised:
+    with (
+        Services(ServiceOptions.from_args(_args("cuda,cpu"))) as services,
+        pytest.raises(ServiceStartError) as raised,
+    ):
         services.inference()
     assert "CUDA (CUDAExecutionProvider) was asked for first" in str(raised.value)
 

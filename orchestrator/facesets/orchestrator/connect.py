@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
@@ -43,6 +44,43 @@ def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> No
         local.add_argument("--providers", help="execution providers in order, e.g. dml,cuda,cpu")
 
 
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Where a command's services are and how to reach them: an address per remote service
+    (none: started locally), the credentials for remote ones, and what a local inference
+    service is started with."""
+
+    addresses: dict[str, str]
+    token_file: Path | None = None
+    tls_ca: Path | None = None
+    model_root: str | None = None
+    model_pack: str | None = None
+    providers: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
+        """From the flags `add_service_arguments` declares (FACESETS_TOKEN_FILE too)."""
+        token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
+        tls_ca = getattr(args, "tls_ca", None)
+        return cls(
+            addresses={
+                name: str(getattr(args, name))
+                for name in ("inference", "clustering", "export")
+                if getattr(args, name, None)
+            },
+            token_file=Path(token_file) if token_file else None,
+            tls_ca=Path(tls_ca) if tls_ca else None,
+            model_root=_flag(args, "model_root"),
+            model_pack=_flag(args, "model_pack"),
+            providers=_flag(args, "providers"),
+        )
+
+
+def _flag(args: argparse.Namespace, name: str) -> str | None:
+    value = getattr(args, name, None)
+    return str(value) if value else None
+
+
 class Services(contextlib.ExitStack):
     """Opens clients lazily; a local service is started the first time it is needed.
 
@@ -51,32 +89,35 @@ class Services(contextlib.ExitStack):
     a listed store holds. Remote services keep the roots they were started with.
     """
 
-    def __init__(self, args: argparse.Namespace, roots: Iterable[Path | None] = ()) -> None:
+    def __init__(self, options: ServiceOptions, roots: Iterable[Path | None] = ()) -> None:
         super().__init__()
-        self.args = args
+        self.options = options
         self.roots = list(roots)
-        token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
-        self.token_file = Path(token_file) if token_file else None
+        self.token_file = options.token_file
         self.token = read_token(self.token_file) if self.token_file else None
-        self.tls_ca = getattr(args, "tls_ca", None)
+        self.tls_ca = options.tls_ca
         self._inference: InferenceClient | None = None
         self._clustering: ClusteringClient | None = None
         self._export: ExportClient | None = None
         self.local: dict[str, LocalService] = {}
 
     def _address(self, name: str) -> str:
-        address = getattr(self.args, name, None)
+        address = self.options.addresses.get(name)
         if address:
             return address
         if name in self.local:
             return self.local[name].address
         extra: list[str] = []
         if name == "inference":
-            for flag in ("model_root", "model_pack", "providers"):
-                value = getattr(self.args, flag, None)
+            o = self.options
+            for flag, value in (
+                ("--model-root", o.model_root),
+                ("--model-pack", o.model_pack),
+                ("--providers", o.providers),
+            ):
                 if value:
-                    extra += [f"--{flag.replace('_', '-')}", str(value)]
-            if not getattr(self.args, "providers", None):
+                    extra += [flag, value]
+            if not o.providers:
                 # The embedded default runs on what the machine has, CPU included, quietly;
                 # an explicit --providers is held to its word.
                 extra.append("--allow-cpu-fallback")
@@ -143,5 +184,5 @@ class Services(contextlib.ExitStack):
 @contextlib.contextmanager
 def services(args: argparse.Namespace, roots: Iterable[Path | None]) -> Iterator[Services]:
     """The services of a command that works on `roots` (see Services)."""
-    with Services(args, roots) as opened:
+    with Services(ServiceOptions.from_args(args), roots) as opened:
         yield opened

@@ -367,12 +367,15 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         Job modules load on first use: dedup alone pulls in OpenCV's feature matching.
         """
         job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), module)
+        # Jobs that read or link the photos a store lists take the roots to check them by.
+        takes_roots = "roots" in inspect.signature(job).parameters
+        confined: dict[str, Roots] = {"roots": self.roots} if takes_roots else {}
         folders, create = writes
         try:
             yield from job_events(
                 lambda progress: run_locked(
                     folders,
-                    lambda: job(*args, progress=progress, roots=self.roots, **kwargs),
+                    lambda: job(*args, progress=progress, **confined, **kwargs),
                     create=create,
                 )
             )

@@ -45,6 +45,7 @@ CLIP_MODEL = "ViT-L-14"
 CLIP_PRETRAINED = "dfn2b_s39b"
 CLIP_CACHE_SUBDIR = "clip"
 CLIP_BATCH_SIZE = 16  # images per image-tower call
+CLIP_RETRY_S = 30.0  # a CLIP model that failed to load is tried again after this long
 
 # --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
 # Zero-shot prompts: a PNG's occlusion probability is the summed probability of the occluding

@@ -24,6 +24,7 @@ from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
+from facesets.export.errors import ExportError
 from facesets.export.maintenance import dedup, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
 from facesets.export.params import ExportSwapParams
@@ -142,7 +143,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                     [out], lambda: self._export(paths, params, clustering, inference, progress)
                 )
             )
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:  # a full disk, a folder it may not write ...
             abort_on_os_error(context, error)
@@ -225,7 +226,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             )
         except grpc.RpcError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"ClipScore: {error.details()}")
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)
@@ -303,7 +304,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
 
         try:
             yield from job_events(lambda progress: run_locked([out], job, create=False))
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)
@@ -318,7 +319,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                     [out], lambda: report.build_report(out, progress).summary, create=False
                 )
             )
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)
@@ -367,7 +368,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                     lambda: video_plan.plan_videos(src, out, params, infer, progress, match_dir),
                 )
             )
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)
@@ -385,7 +386,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                     [out], lambda: video_cut.cut_segments(out, params, progress), create=False
                 )
             )
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, ExportError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:
             abort_on_os_error(context, error)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +212,7 @@ class ClipScorer:
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self.unavailable = ""
+        self._failed_at = -math.inf  # monotonic time of the last failed load
 
     @property
     def loaded_providers(self) -> list[str]:
@@ -218,14 +221,20 @@ class ClipScorer:
     def load(self) -> _Loaded:
         with self._lock:
             if self._loaded is None:
+                # A failed load is not retried for a while: each call would otherwise pay for
+                # importing torch and looking for the weights again.
+                if time.monotonic() - self._failed_at < settings.CLIP_RETRY_S:
+                    raise ClipUnavailable(self.unavailable)
                 try:
                     self._loaded = self._load()
                     self.unavailable = ""
                 except ClipUnavailable as error:
                     self.unavailable = str(error)
+                    self._failed_at = time.monotonic()
                     raise
                 except Exception as error:  # export or session creation: say so, keep serving
                     self.unavailable = f"the CLIP model could not be prepared: {error}"
+                    self._failed_at = time.monotonic()
                     log.exception("CLIP model preparation failed", model=self.spec.model)
                     raise ClipUnavailable(self.unavailable) from error
             return self._loaded
