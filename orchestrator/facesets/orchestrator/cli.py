@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "report_cmd",
     "run_cmd",
     "immich_cmd",
+    "identity_cmd",
     "doctor",
 )
 

@@ -19,7 +19,9 @@ from facesets.clustering.params import (
     ClusterParams,
     ConsolidateParams,
     DedupParams,
+    DiscoverParams,
     ExtendParams,
+    ImportFoldersParams,
     RefineParams,
     RouteParams,
 )
@@ -208,6 +210,66 @@ class RouteJob:
 
 
 @dataclass(frozen=True)
+class ImportFoldersJob:
+    """Hand-sorted folders (label -> folder) as identities, mixed folders routed to them."""
+
+    store: Path
+    export: Path
+    trusted: Sequence[tuple[str, Path]]
+    mixed: Sequence[Path] = ()
+    params: ImportFoldersParams = field(default_factory=ImportFoldersParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.export, *(f for _, f in self.trusted), *self.mixed]
+
+    def to_proto(self) -> clustering_pb2.ImportFoldersRequest:
+        p = self.params
+        return clustering_pb2.ImportFoldersRequest(
+            store=_absolute(self.store),
+            export=_absolute(self.export),
+            trusted=[
+                clustering_pb2.TrustedFolder(label=label, folder=_absolute(folder))
+                for label, folder in self.trusted
+            ],
+            mixed=[_absolute(m) for m in self.mixed],
+            first_number=p.first_number,
+            first_pass_threshold=p.first_pass_threshold,
+            second_pass_threshold=p.second_pass_threshold,
+            match_threshold=p.match_threshold,
+            dry_run=p.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class DiscoverJob:
+    """New identities among the faces of photos under `root`, apart from the exported ones."""
+
+    store: Path
+    root: Path
+    export: Path
+    params: DiscoverParams = field(default_factory=DiscoverParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.root, self.export]
+
+    def to_proto(self) -> clustering_pb2.DiscoverRequest:
+        p = self.params
+        return clustering_pb2.DiscoverRequest(
+            store=_absolute(self.store),
+            root=_absolute(self.root),
+            export=_absolute(self.export),
+            known_threshold=p.known_threshold,
+            cluster_threshold=p.cluster_threshold,
+            outlier_threshold=p.outlier_threshold,
+            min_faces=p.min_faces,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+            dry_run=p.dry_run,
+        )
+
+
+@dataclass(frozen=True)
 class ExportJob:
     store: Path
     refine_manifest: Path
@@ -244,7 +306,16 @@ class ExportJob:
         )
 
 
-ClusteringJob = ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob
+ClusteringJob = (
+    ClusterJob
+    | RefineJob
+    | ExtendJob
+    | DedupJob
+    | ConsolidateJob
+    | RouteJob
+    | ImportFoldersJob
+    | DiscoverJob
+)
 RPC_OF: dict[type, str] = {
     ClusterJob: "Cluster",
     RefineJob: "Refine",
@@ -252,6 +323,8 @@ RPC_OF: dict[type, str] = {
     DedupJob: "Dedup",
     ConsolidateJob: "Consolidate",
     RouteJob: "Route",
+    ImportFoldersJob: "ImportFolders",
+    DiscoverJob: "Discover",
 }
 
 

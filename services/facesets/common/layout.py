@@ -30,6 +30,10 @@ EXPORT_MANIFEST = "manifest.json"  # top level of OUT, merged across runs
 FACESET_MANIFEST = "manifest.json"  # inside each OUT/faceset_NNN/
 FSZ_TOP = "faceset_{:03d}_top{}.fsz"
 FSZ_ALL = "faceset_{:03d}_all.fsz"
+FSZ_LABEL_TOP = "{}_top{}.fsz"  # a labelled faceset's bundles carry its label
+FSZ_LABEL_ALL = "{}_all.fsz"
+LABEL_MARKER = "{}.txt"  # OUT/faceset_NNN/<label>.txt names where a labelled faceset came from
+DISCOVERED_MARKER = "DISCOVERED.txt"  # OUT/faceset_NNN/DISCOVERED.txt names the folder searched
 CROPS_DIR = "crops"
 CANDIDATES_DIR = "_candidates"
 REJECTED_DIR = "_rejected"
@@ -38,6 +42,10 @@ REPORT_INDEX = "index.html"
 REPORT_PAGES_DIR = "sets"  # OUT/report/sets/<partition>/<name>.html: one page per faceset
 REPORT_THUMBS_DIR = "thumbs"  # OUT/report/thumbs/<key>.jpg: cache keyed by crop path, size, mtime
 REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last report wrote
+
+# --- `facesets import-folders` and `facesets discover` (plans kept inside EXPORT) ---------------
+IMPORT_FOLDERS_DIR = ".import-folders"  # EXPORT/.import-folders/refine_manifest.json
+DISCOVER_DIR = ".discover"  # EXPORT/.discover/refine_manifest.json
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------
 RUN_STORE = "faces.db"

@@ -54,6 +54,18 @@ class FaceRow:
             self.landmark_2d_106 = lmk.reshape(-1, 2) if lmk.size else None
 
 
+# A label or marker names a file in the faceset's folder: one plain name, nothing more.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class SetNaming:
+    """How a labelled faceset names its bundles, and the marker files it carries."""
+
+    label: str = ""  # bundles become <label>_topN.fsz and <label>_all.fsz
+    markers: tuple[tuple[str, str], ...] = ()  # (file name, text)
+
+
 @dataclass(frozen=True)
 class FacesetSpec:
     """One faceset of a refine manifest: its number and the faces it holds."""
@@ -61,6 +73,7 @@ class FacesetSpec:
     number: int
     face_ids: tuple[int, ...]
     name: str = ""
+    naming: SetNaming = SetNaming()
 
     @property
     def dirname(self) -> str:
@@ -96,7 +109,21 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         if not match:
             raise ExportInputError(f"faceset entry has no number and no numbered name: {name!r}")
         number = int(match.group(1))
-    return FacesetSpec(number=int(number), face_ids=tuple(_face_ids(entry)), name=name)
+    return FacesetSpec(
+        number=int(number), face_ids=tuple(_face_ids(entry)), name=name, naming=_naming(entry)
+    )
+
+
+def _naming(entry: Mapping[str, Any]) -> SetNaming:
+    """The entry's label and markers; a name that is not one plain file name is refused."""
+    label = str(entry.get("label") or "")
+    markers = entry.get("markers") or {}
+    if not isinstance(markers, Mapping):
+        raise ExportInputError(f"markers of {entry.get('name')!r} are not an object")
+    for name in [label, *markers] if label else list(markers):
+        if not _FILE_NAME.match(str(name)) or str(name).endswith((".", " ")):
+            raise ExportInputError(f"not a plain file name: {name!r}")
+    return SetNaming(label, tuple(sorted((str(k), str(v)) for k, v in markers.items())))
 
 
 def parse_refine_manifest(payload: Any) -> list[FacesetSpec]:

@@ -136,6 +136,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             candidates=candidates,
             progress=progress,
             gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
+            naming={spec.number: spec.naming for spec in specs},
         )
 
     def Report(

@@ -41,7 +41,7 @@ from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
 from facesets.export.params import ExportSwapParams
 from facesets.export.quality import QualityScores, quality_scores
-from facesets.export.records import FaceRow
+from facesets.export.records import FaceRow, SetNaming
 
 log = structlog.get_logger(__name__)
 
@@ -496,9 +496,10 @@ def _write_set(
     skipped: list[dict[str, Any]],
     params: _Params,
     progress: ProgressFn | None,
+    naming: SetNaming,
 ) -> _SetResult:
-    """Crops, review thumbnails, the two .fsz files and the faceset manifest; files an earlier
-    run wrote and this one did not are removed."""
+    """Crops, review thumbnails, the two .fsz files, the markers and the faceset manifest;
+    files an earlier run wrote and this one did not are removed."""
     name = faceset_name(number)
     set_dir = out / name
     manifest_path = set_dir / layout.FACESET_MANIFEST
@@ -539,8 +540,15 @@ def _write_set(
             }
         )
 
-    fsz_top = set_dir / layout.FSZ_TOP.format(number, params.top_n)
-    fsz_all = set_dir / layout.FSZ_ALL.format(number)
+    if naming.label:
+        fsz_top = set_dir / layout.FSZ_LABEL_TOP.format(naming.label, params.top_n)
+        fsz_all = set_dir / layout.FSZ_LABEL_ALL.format(naming.label)
+    else:
+        fsz_top = set_dir / layout.FSZ_TOP.format(number, params.top_n)
+        fsz_all = set_dir / layout.FSZ_ALL.format(number)
+    for marker, text in naming.markers:
+        _write_if_changed(set_dir / marker, text.encode("utf-8"))
+        written.add(_rel(out, set_dir / marker))
     fsz_files: list[str] = []
     if members:
         write_fsz(fsz_top, members[: params.top_n])
@@ -589,6 +597,12 @@ def _write_set(
     entry = {
         "number": number,
         "dir": name,
+        **({"label": naming.label} if naming.label else {}),
+        **(
+            {"markers": [_rel(out, set_dir / m) for m, _ in naming.markers]}
+            if naming.markers
+            else {}
+        ),
         "manifest": _rel(out, manifest_path),
         "fsz_top": manifest["fsz_top"],
         "fsz_all": manifest["fsz_all"],
@@ -623,6 +637,7 @@ def _export_set(
     load_image: LoadImage,
     count_faces: CountFaces,
     progress: ProgressFn | None,
+    naming: SetNaming,
 ) -> _SetResult:
     """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write."""
     gated = _gate_set(rows, params)
@@ -640,6 +655,7 @@ def _export_set(
         cropped.skipped,
         params,
         progress,
+        naming,
     )
 
 
@@ -740,12 +756,14 @@ def export_swap(
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
     gates: Mapping[str, Any] | None = None,
+    naming: Mapping[int, SetNaming] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
     (refine's per-gate counts, facesets.common.gates) go into it for the report.
-    A source photo that cannot be read is skipped and reported, never fatal.
+    A source photo that cannot be read is skipped and reported, never fatal. `naming` gives
+    a faceset a label (its bundles are named after it) and marker files.
     """
     # ExportSwapParams holds every value within its range (checked when it is made).
     p = parameters or ExportSwapParams()
@@ -770,7 +788,14 @@ def export_swap(
     for done, number in enumerate(numbers, start=1):
         results.append(
             _export_set(
-                out, number, faces_by_set[number], params, load_image, count_faces, progress
+                out,
+                number,
+                faces_by_set[number],
+                params,
+                load_image,
+                count_faces,
+                progress,
+                (naming or {}).get(number, SetNaming()),
             )
         )
         if progress:

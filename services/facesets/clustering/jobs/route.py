@@ -19,13 +19,13 @@ import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
+from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
     check_model,
     model_identity,
-    ordered_groups,
     report,
     sorted_ids,
     store_identity,
@@ -100,19 +100,18 @@ def route(
     new_entries: list[dict[str, Any]] = []
     unassigned = outliers = 0
     if rest.size:
-        emb = table.embedding[rest]
-        result = linkage.cluster_average_linkage(emb, p.cluster_threshold)
-        labels = linkage.reject_outliers(
-            emb, result.labels, p.outlier_threshold, p.outlier_min_cluster
+        found = new_identities(
+            table,
+            rest,
+            cluster_threshold=p.cluster_threshold,
+            outlier_threshold=p.outlier_threshold,
+            outlier_min_cluster=p.outlier_min_cluster,
+            min_photos=p.min_faces,
         )
-        outliers = int(np.sum((np.asarray(result.labels) >= 0) & (np.asarray(labels) < 0)))
+        outliers, unassigned = found.outliers, found.unassigned
         next_number = max((int(e["number"]) for e in facesets), default=0) + 1
-        rest_ids = table.face_id[rest]
-        for group in ordered_groups(np.asarray(labels), rest_ids):
-            if len({table.sha256[rest[r]] for r in group}) >= p.min_faces:
-                new_entries.append(faceset_entry(next_number, sorted_ids(rest_ids[group]), table))
-                next_number += 1
-        unassigned = int(rest.size - sum(len(e["face_ids"]) for e in new_entries))
+        for number, group in enumerate(found.groups, start=next_number):
+            new_entries.append(faceset_entry(number, sorted_ids(table.face_id[group]), table))
     report(progress, "discover", 1, 1)
     facesets.extend(new_entries)
 
