@@ -135,7 +135,12 @@ IMPORT_HELP = "hand-sorted folders as identities (folders.toml), exported into E
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store (photos not in it are embedded)")
-    parser.add_argument("export", type=Path, help="export folder; its manifest.json is merged")
+    parser.add_argument(
+        "export_dir",
+        metavar="EXPORT",
+        type=Path,
+        help="export folder; its manifest.json is merged",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -162,7 +167,7 @@ def import_folders_job(args: argparse.Namespace) -> tuple[stages.ImportFoldersJo
         dry_run=args.dry_run,
     )
     job = stages.ImportFoldersJob(
-        args.store.resolve(), args.export.resolve(), config.trusted, config.mixed, params
+        args.store.resolve(), args.export_dir.resolve(), config.trusted, config.mixed, params
     )
     return job, config
 
@@ -201,7 +206,12 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DiscoverParams()
     parser.add_argument("store", type=Path, help="face store (photos not in it are embedded)")
     parser.add_argument("root", type=Path, help="folder whose photos are searched")
-    parser.add_argument("export", type=Path, help="export folder; its facesets are the known")
+    parser.add_argument(
+        "export_dir",
+        metavar="EXPORT",
+        type=Path,
+        help="export folder; its facesets are the known identities",
+    )
     for name, text in DISCOVER_FLOATS:
         parser.add_argument(
             f"--{name.replace('_', '-')}",
@@ -237,7 +247,7 @@ def discover_job(args: argparse.Namespace) -> stages.DiscoverJob:
         dry_run=args.dry_run,
     )
     return stages.DiscoverJob(
-        args.store.resolve(), args.root.resolve(), args.export.resolve(), params
+        args.store.resolve(), args.root.resolve(), args.export_dir.resolve(), params
     )
 
 
