@@ -11,23 +11,47 @@ import hashlib
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+from conftest import free_port
 from PIL import Image
 from store_fixtures import copy_photos, lfw_slice
 
 from facesets.clustering.store import FaceStore
 from facesets.common.layout import read_json
-from services import run_facesets
+from services import ServiceProcess, run_facesets
 
 KNOWN = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
 STRANGER = "Gerhard_Schroeder"
 PER_PERSON = 6
 
 
-def facesets(*args: str) -> subprocess.CompletedProcess[str]:
-    done = run_facesets(*args)
+@pytest.fixture(scope="module")
+def addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """The three services, started once for the module's commands."""
+    logs = tmp_path_factory.mktemp("services")
+    started = [
+        ServiceProcess(name, free_port(), logs / f"{name}.log")
+        for name in ("inference", "clustering", "export")
+    ]
+    try:
+        for service in started:
+            service.start(wait=False)
+        for service in started:
+            service.wait_serving()
+        yield [f"--{s.service}={s.address}" for s in started]
+    finally:
+        for service in started:
+            service.stop()
+
+
+def facesets(addresses: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    if args[0] == "embed":  # embed talks to two of the three
+        addresses = [a for a in addresses if not a.startswith("--export")]
+    done = run_facesets(*args, *addresses)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -87,7 +111,9 @@ def central_embeddings(store_path: Path) -> dict[str, np.ndarray]:
     return {sizes[sha][2]: emb for sha, (_, emb) in by_sha.items()}
 
 
-def test_import_folders_makes_one_faceset_per_folder_and_routes_group_photos(lfw_dir, tmp_path):
+def test_import_folders_makes_one_faceset_per_folder_and_routes_group_photos(
+    addresses, lfw_dir, tmp_path
+):
     people = lfw_slice(lfw_dir, [*KNOWN, STRANGER], PER_PERSON + 3)
     sorted_dir = tmp_path / "sorted"
     trusted = copy_photos({p: people[p][:PER_PERSON] for p in KNOWN}, sorted_dir)
@@ -111,7 +137,7 @@ def test_import_folders_makes_one_faceset_per_folder_and_routes_group_photos(lfw
     store, export = tmp_path / "faces.db", tmp_path / "export"
     assert trusted  # copies made
     run = ("import-folders", str(store), str(export), "--config", str(config), "--json")
-    first = json.loads(facesets(*run).stdout)
+    first = json.loads(facesets(addresses, *run).stdout)
     assert first["empty_folders"] == []
 
     # Every trusted folder is one faceset, named after its label.
@@ -150,7 +176,7 @@ def test_import_folders_makes_one_faceset_per_folder_and_routes_group_photos(lfw
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export / crop["file"], target)
             copied[str(target)] = (label, crop["source"])
-    facesets("embed", str(crops_dir), str(crops_store))
+    facesets(addresses, "embed", str(crops_dir), str(crops_store))
     crops = central_embeddings(crops_store)
     centroids = {k: np.asarray(e["identity_centroid"], np.float32) for k, e in by_label.items()}
     names = sorted(centroids)
@@ -165,10 +191,72 @@ def test_import_folders_makes_one_faceset_per_folder_and_routes_group_photos(lfw
     assert from_groups >= 4 and {label for label, _ in copied.values()} == set(labels)
 
     # Re-running changes nothing; a dry run writes nothing.
-    again = json.loads(facesets(*run).stdout)
-    assert again["changed"] is False and again["facesets"] == first["facesets"]
+    again = json.loads(facesets(addresses, *run).stdout)
+    assert again["changed"] is False and again["numbers"] == first["numbers"]
     assert read_json(export / "manifest.json")["facesets"].keys() == top["facesets"].keys()
     before = tree_hash(export)
-    dry = json.loads(facesets(*run, "--dry-run").stdout)
+    dry = json.loads(facesets(addresses, *run, "--dry-run").stdout)
     assert dry["dry_run"] is True and dry["changed"] is False
     assert tree_hash(export) == before
+
+
+def enlarged_copies(people: dict[str, list[Path]], dest: Path) -> dict[str, list[Path]]:
+    """Copies at 1.6x under dest/<Person>/ (faces the size of a phone photo's)."""
+    copied: dict[str, list[Path]] = {}
+    for person, photos in people.items():
+        (dest / person).mkdir(parents=True, exist_ok=True)
+        copied[person] = []
+        for photo in photos:
+            with Image.open(photo) as image:
+                w, h = image.size
+                image.convert("RGB").resize((w * 8 // 5, h * 8 // 5)).save(
+                    dest / person / photo.name, "JPEG", quality=95
+                )
+            copied[person].append(dest / person / photo.name)
+    return copied
+
+
+def test_discover_finds_new_people_only_and_dry_run_writes_nothing(addresses, lfw_dir, tmp_path):
+    known, new, few = ("Colin_Powell", "Tony_Blair"), ("Donald_Rumsfeld", STRANGER), "Ariel_Sharon"
+    store, export = tmp_path / "faces.db", tmp_path / "export"
+    sorted_dir = tmp_path / "sorted"
+    enlarged_copies(lfw_slice(lfw_dir, known, PER_PERSON), sorted_dir)
+    config = write_config(tmp_path / "folders.toml", {p: sorted_dir / p for p in known}, [])
+    facesets(addresses, "import-folders", str(store), str(export), "--config", str(config))
+    top_before = read_json(export / "manifest.json")
+    assert len(top_before["facesets"]) == 2
+
+    root = tmp_path / "inbox"
+    inbox = enlarged_copies(lfw_slice(lfw_dir, known, PER_PERSON, skip=PER_PERSON), root)
+    inbox |= enlarged_copies(lfw_slice(lfw_dir, new, PER_PERSON), root)
+    inbox |= enlarged_copies(lfw_slice(lfw_dir, [few], 2), root)
+    person_of = {sha256_of(p): person for person, photos in inbox.items() for p in photos}
+    run = ("discover", str(store), str(root), str(export), "--min-faces", "4", "--json")
+
+    # A dry run plans from what the store holds: embed the inbox first.
+    facesets(addresses, "embed", str(root), str(store))
+    before = tree_hash(export)
+    dry = json.loads(facesets(addresses, *run, "--dry-run").stdout)
+    assert tree_hash(export) == before
+    assert dry["new_facesets"] == len(new) and not dry["written"]
+    assert not (export / ".discover").exists()
+    kept = [c for c in dry["clusters"] if c["kept"]]
+    assert len(kept) == len(new) and all(c["survivors"] <= c["size"] for c in dry["clusters"])
+    assert dry["faces_known"] >= len(known) * (PER_PERSON - 2)
+
+    found = json.loads(facesets(addresses, *run).stdout)
+    assert found["new_facesets"] == len(new)
+    top = read_json(export / "manifest.json")
+    for name, entry in top_before["facesets"].items():
+        assert top["facesets"][name] == entry  # existing entries untouched
+    plan = read_json(export / ".discover" / "refine_manifest.json")
+    assert sorted(e["number"] for e in plan["facesets"]) == [3, 4]  # past the maximum
+    shown = [{person_of[sha] for sha in e["photos"]} for e in plan["facesets"]]
+    assert sorted(map(sorted, shown)) == [[p] for p in sorted(new)]  # one new person each
+    for entry in plan["facesets"]:
+        marker = export / entry["name"] / "DISCOVERED.txt"
+        assert str(root) in marker.read_text(encoding="utf-8")
+        assert entry["name"] in top["facesets"]
+
+    again = json.loads(facesets(addresses, *run).stdout)
+    assert again["new_facesets"] == 0

@@ -183,7 +183,7 @@ def run_import(args: argparse.Namespace) -> int:
         )
         planned = stages.clustering_job(opened, job).as_dict()
         exported: dict[str, Any] = {}
-        if not job.params.dry_run and planned.get("facesets"):
+        if not job.params.dry_run and planned.get("numbers"):
             plan = job.export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
             exported = export_plan(opened, job.store, plan, job.export, config.export)
     print_summary({"embed": embedded, **planned, "export": exported}, args.json)

@@ -211,7 +211,7 @@ def import_folders(
             1 for r in mixed_rows if any(int(r) in j for j in joined.values())
         ),
         "mixed_photos_in_several": sum(1 for n in photo_sets.values() if len(n) > 1),
-        "facesets": {e["label"]: int(e["number"]) for e in facesets},
+        "numbers": {e["label"]: int(e["number"]) for e in facesets},
         "changed": changed,
         "dry_run": p.dry_run,
     }
