@@ -260,3 +260,36 @@ def test_discover_finds_new_people_only_and_dry_run_writes_nothing(addresses, lf
 
     again = json.loads(facesets(addresses, *run).stdout)
     assert again["new_facesets"] == 0
+
+
+def test_folders_config_and_parameters_are_checked_before_any_service_starts(tmp_path):
+    (tmp_path / "alice").mkdir()
+    bad_threshold = tmp_path / "bad.toml"
+    bad_threshold.write_text(
+        "[thresholds]\nfirst_pass = 0.4\nsecond_pass = 0.5\n"
+        '[[trusted]]\nlabel = "Alice"\nfolder = "alice"\n',
+        encoding="utf-8",
+    )
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[[trusted]]\nlabel = "Bob"\nfolder = "bob"\n', encoding="utf-8")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('treshold = 1\n[[trusted]]\nlabel = "A"\nfolder = "alice"\n')
+    for config, said in (
+        (bad_threshold, "second_pass_threshold must be at most first_pass_threshold"),
+        (missing, "is not a folder"),
+        (unknown, "unknown key(s) treshold"),
+    ):
+        done = run_facesets(
+            "import-folders", str(tmp_path / "s.db"), str(tmp_path / "e"), "--config", str(config)
+        )
+        assert done.returncode == 1 and said in done.stderr, done.stderr
+    done = run_facesets(
+        "discover",
+        str(tmp_path / "s.db"),
+        str(tmp_path),
+        str(tmp_path / "e"),
+        "--known-threshold",
+        "0",
+    )
+    assert done.returncode == 1 and "known_threshold must be a cosine distance" in done.stderr
+    assert not (tmp_path / "e").exists() and not (tmp_path / "s.db").exists()

@@ -271,7 +271,7 @@ def run_discover(args: argparse.Namespace) -> int:
         embedded = {} if job.params.dry_run else embed_folders(opened, [job.root], job.store)
         found = stages.clustering_job(opened, job).as_dict()
         exported: dict[str, Any] = {}
-        if found.get("written"):
+        if found.get("export_needed"):
             plan = job.export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
             exported = export_plan(opened, job.store, plan, job.export, export_params)
     if not args.json:

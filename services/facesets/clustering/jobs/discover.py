@@ -124,6 +124,8 @@ def discover(
             "min_faces": p.min_faces,
         },
     )
+    # Facesets an earlier run planned whose export did not finish: the export is resumed.
+    unexported = [e["name"] for e in facesets if e["name"] not in view.canonical]
     written = bool(new_entries) and not p.dry_run
     if written:
         payload = {
@@ -155,6 +157,7 @@ def discover(
         "discover_gates": gates,
         "dry_run": p.dry_run,
         "written": written,
+        "export_needed": (written or bool(unexported)) and not p.dry_run,
     }
     log.info("discover done", new=len(new_entries), known=known, dry_run=p.dry_run)
     return JobOutcome(summary=summary, manifest_path=plan_path if written else None)
