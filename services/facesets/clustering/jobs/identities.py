@@ -139,7 +139,8 @@ class ExportView:
                     if isinstance(e, dict) and isinstance(e.get("number"), int)
                 ]
         if export.is_dir():
-            for child in export.rglob("faceset_*"):
+            # Faceset folders at the top or one level down (`_thin/`, `_merged/` ...).
+            for child in [*export.glob("faceset_*"), *export.glob("*/faceset_*")]:
                 digits = child.name.removeprefix("faceset_")[:3]
                 if child.is_dir() and digits.isdigit():
                     numbers.append(int(digits))
