@@ -12,6 +12,10 @@ embeddings read with sqlite3, dense average linkage with scikit-learn at the sam
 and the same quality gates and faceset size in plain numpy (no outlier pass, no merge, no
 output files). Ratios are facesets' time over the baseline's.
 
+Cannot-link: `cluster` and `refine` also run with the constraint off (`-free`); the bench
+reports, for both, the pairwise F on the labelled faces (within 0.002 of each other), the
+groups that hold two faces of one photo (none with the constraint) and the merges prevented.
+
 Usage: python bench/lfw_jobs_bench.py [--shared ../shared] [--quick]
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+FREE = "-free"  # job name suffix: the cannot-link constraint off
 OUT = REPO / "bench" / "out"
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -42,10 +47,13 @@ def _worker(job: str, store_path: str, out: str) -> None:
 
     store = FaceStore(Path(store_path))
     started = time.perf_counter()
-    if job == "cluster":
-        outcome = cluster(store, Path(out), ClusterParams(link_mode=LinkMode.SYMLINK))
+    cannot_link = not job.endswith(FREE)  # "cluster-free": the constraint turned off
+    if job.startswith("cluster"):
+        params = ClusterParams(link_mode=LinkMode.SYMLINK, cannot_link=cannot_link)
+        outcome = cluster(store, Path(out), params)
     else:
-        outcome = refine(store, Path(out), RefineParams(link_mode=LinkMode.SYMLINK))
+        refine_params = RefineParams(link_mode=LinkMode.SYMLINK, cannot_link=cannot_link)
+        outcome = refine(store, Path(out), refine_params)
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -153,7 +161,7 @@ def main(shared: Path, quick: bool) -> dict:
         store_path = OUT / ("lfw_faces_quick.db" if quick else "lfw_faces.db")
         embed_s = _embed(source, store_path, shared)
         results = {"embed_s_incremental": round(embed_s, 1)}
-        for job in ("cluster", "refine"):
+        for job in ("cluster", "refine", "cluster" + FREE, "refine" + FREE):
             results[job] = _run_job(job, store_path, Path(tmp) / job)
         done = subprocess.run(
             [sys.executable, __file__, "--baseline", str(store_path)],
@@ -189,6 +197,7 @@ def main(shared: Path, quick: bool) -> dict:
         }
         pairs = [(person_of[sha], in_set[face]) for sha, face in labelled.items() if face in in_set]
         purity = metrics.purity(np.array([t for t, _ in pairs]), np.array([s for _, s in pairs]))
+        results["cannot_link"] = _cannot_link_report(Path(tmp), labelled, truth, results)
     base_labels = {int(k): v for k, v in baseline.pop("labels").items()}
     base_pred = np.array(
         [base_labels.get(face, -1 - i) for i, face in enumerate(labelled.values())]
@@ -245,7 +254,65 @@ def main(shared: Path, quick: bool) -> dict:
         f"baseline: cluster {results['cluster_time_vs_baseline']}x, refine "
         f"{results['refine_time_vs_baseline']}x"
     )
+    c = results["cannot_link"]
+    for job in ("cluster", "refine"):
+        print(
+            f"cannot-link {job}: pairwise F {c[job]['pairwise_f']} vs {c[job]['pairwise_f_free']} "
+            f"without (delta {c[job]['f_delta']:+.4f}, within 0.002: {c[job]['f_within_0_002']}); "
+            f"groups holding two faces of one photo {c[job]['groups_sharing_a_photo']} "
+            f"(without: {c[job]['groups_sharing_a_photo_free']}); merges prevented "
+            f"{c[job]['merges_prevented']}"
+            + (f"; look-alike pairs {c[job]['lookalikes']}" if job == "refine" else "")
+        )
     return results
+
+
+def _groups(manifest: dict, job: str) -> dict[int, int]:
+    """Face id -> group number: cluster's persons, refine's facesets."""
+    if job == "cluster":
+        return {f: int(p["number"]) for p in manifest["persons"] for f in p["face_ids"]}
+    return {f: int(e["number"]) for e in manifest["facesets"] for f in e["face_ids"]}
+
+
+def _cannot_link_report(
+    tmp: Path, labelled: dict[str, int], truth: np.ndarray, results: dict
+) -> dict:
+    """Per job, with and without the constraint: pairwise F on each photo's labelled face
+    (faces in no group count as singletons), groups holding two faces of one photo, and the
+    merges the constraint prevented."""
+    from facesets.clustering import metrics
+
+    names = {"cluster": "manifest.json", "refine": "refine_manifest.json"}
+    out: dict[str, dict] = {}
+    for job, name in names.items():
+        row: dict = {}
+        for suffix in ("", FREE):
+            manifest = json.loads((tmp / (job + suffix) / name).read_text())
+            group = _groups(manifest, job)
+            predicted = np.array(
+                [group.get(face, -1 - i) for i, face in enumerate(labelled.values())]
+            )
+            f = metrics.pairwise_prf(truth, predicted)[2]
+            sha_of: dict[int, str] = {}
+            if job == "cluster":
+                sha_of = {int(x["face_id"]): x["sha256"] for x in manifest["faces"]}
+                members = [p["face_ids"] for p in manifest["persons"]]
+                shared = sum(len({sha_of[i] for i in ids}) < len(ids) for ids in members)
+            else:
+                shared = sum(len(e["photos"]) < len(e["face_ids"]) for e in manifest["facesets"])
+            key = "" if not suffix else "_free"
+            row["pairwise_f" + key] = round(f, 4)
+            row["groups_sharing_a_photo" + key] = int(shared)
+            if not suffix:
+                row["merges_prevented"] = manifest["cannot_link"]["merges_prevented"]
+                if job == "refine":
+                    row["lookalikes"] = len(manifest["lookalikes"])
+        row["f_delta"] = round(row["pairwise_f"] - row["pairwise_f_free"], 4)
+        row["f_within_0_002"] = abs(row["pairwise_f"] - row["pairwise_f_free"]) <= 0.002
+        row["seconds"] = round(results[job]["seconds"], 2)
+        row["seconds_free"] = round(results[job + FREE]["seconds"], 2)
+        out[job] = row
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark of facesets, each reporting ratios measured in one run.
 
-Usage: python bench/run.py [--shared ../shared] [--quick] [--only embed,heic,clustering,immich]
+Usage: python bench/run.py [--shared ../shared] [--quick] [--only embed,replicas,...]
 Results are printed and written to bench/out/results.json.
 """
 
@@ -15,7 +15,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-BENCHES = ("embed", "heic", "clustering", "lfw_jobs", "jobs", "export", "immich", "sharpness")
+BENCHES = (
+    "embed",
+    "replicas",
+    "heic",
+    "clustering",
+    "lfw_jobs",
+    "jobs",
+    "export",
+    "immich",
+    "sharpness",
+    "video",
+)
 
 
 def main() -> int:

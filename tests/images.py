@@ -140,3 +140,17 @@ def heif_burst(primary: Path, others: list[Image.Image], primary_index: int = 1)
         quality=95,
     )
     return buffer.getvalue()
+
+
+def side_by_side(left: Path, right: Path, dest: Path) -> Path:
+    """A group photo: two photos joined side by side (heights matched), saved as JPEG."""
+    with Image.open(left) as a, Image.open(right) as b:
+        a, b = a.convert("RGB"), b.convert("RGB")
+        if b.height != a.height:
+            b = b.resize((round(b.width * a.height / b.height), a.height))
+        joined = Image.new("RGB", (a.width + b.width, a.height))
+        joined.paste(a, (0, 0))
+        joined.paste(b, (a.width, 0))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    joined.save(dest, "JPEG", quality=95)
+    return dest

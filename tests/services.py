@@ -6,7 +6,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from facesets.orchestrator import local
@@ -42,8 +42,15 @@ class ServiceProcess:
     """`facesets serve SERVICE` on a fixed loopback port, started the way commands start their
     local services (facesets.orchestrator.local), with crash and full-disk controls."""
 
-    def __init__(self, service: str, port: int, log_path: Path, *extra: str) -> None:
+    def __init__(
+        self, service: str, port: int, log_path: Path, *extra: str, host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """`host`: the address it serves on; `prefix`: a command it runs under (e.g.
+        `ip netns exec NS`, to run it in another network namespace)."""
         self.service = service
+        self.host = host
+        self.prefix = list(prefix)
         self.port = port
         self.log_path = log_path
         self.ready_file = log_path.with_name(f"{log_path.name}.ready")
@@ -52,14 +59,14 @@ class ServiceProcess:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(
         self, listen: str | None = None, wait: bool = True, file_size_limit: int | None = None
     ) -> ServiceProcess:
         """`file_size_limit` (bytes, RLIMIT_FSIZE) makes the process's writes past that size
         fail as they do on a full disk."""
-        command = local.serve_command(
+        command = self.prefix + local.serve_command(
             self.service, listen or self.address, self.ready_file, self.extra, log_level="debug"
         )
         self.process = local.launch(

@@ -33,10 +33,15 @@ PER_PERSON = 6
 def addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """The three services, started once for the module's commands."""
     logs = tmp_path_factory.mktemp("services")
-    started = [
+    inference, clustering = (
         ServiceProcess(name, free_port(), logs / f"{name}.log")
-        for name in ("inference", "clustering", "export")
-    ]
+        for name in ("inference", "clustering")
+    )
+    export = ServiceProcess(
+        "export", free_port(), logs / "export.log",
+        "--clustering", clustering.address, "--inference", inference.address,
+    )  # fmt: skip  # the export service calls the other two
+    started = [inference, clustering, export]
     try:
         for service in started:
             service.start(wait=False)

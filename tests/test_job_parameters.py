@@ -58,7 +58,10 @@ def world(
     store.close()
     clustering = ServiceProcess("clustering", free_port(), root / "clustering.log").start()
     inference = ServiceProcess("inference", free_port(), root / "inference.log").start()
-    export = ServiceProcess("export", free_port(), root / "export.log").start()
+    export = ServiceProcess(
+        "export", free_port(), root / "export.log",
+        "--clustering", clustering.address, "--inference", inference.address,
+    ).start()  # fmt: skip
     client = ClusteringClient(Endpoint(clustering.address))
     world = World(
         root, str(root / "faces.db"), root / "raw", root / "refined", clustering, inference,
@@ -285,8 +288,6 @@ def test_an_out_of_range_parameter_is_refused_naming_the_field(
             store=world.store,
             refine_manifest=str(world.refined / layout.REFINE_MANIFEST),
             out=str(out),
-            clustering_address=world.clustering.address,
-            inference_address=world.inference.address,
             **fields,
         )
         client = ExportClient(Endpoint(world.export.address))

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from store_fixtures import add_photos, new_store
 
 from facesets.clustering import linkage, neighbours
-from facesets.clustering.cluster_job import cluster
+from facesets.clustering.jobs.cluster import cluster
 from facesets.clustering.linkage import cluster_average_linkage, nearest_centroid
 from facesets.clustering.neighbours import SearchParams
 from facesets.common import layout, settings

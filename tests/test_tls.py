@@ -31,14 +31,16 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return key, cert
 
 
-def make_server_cert(folder: Path, ca_key: Path, ca_cert: Path) -> tuple[Path, Path]:
+def make_server_cert(
+    folder: Path, ca_key: Path, ca_cert: Path, san: str = "DNS:localhost,IP:127.0.0.1"
+) -> tuple[Path, Path]:
     key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
     _openssl(
         "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
         "-keyout", str(key), "-out", str(csr),
     )  # fmt: skip
     extensions = folder / "san.ext"
-    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    extensions.write_text(f"subjectAltName={san}\n")
     _openssl(
         "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
         "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(cert),

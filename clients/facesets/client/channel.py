@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,13 +83,91 @@ class _Details(grpc.ClientCallDetails):
         self.compression = compression
 
 
-def open_channel(endpoint: Endpoint) -> grpc.Channel:
-    options = channel_options()
+def replica_addresses(address: str) -> list[str]:
+    """The HOST:PORT parts of `a:p,b:q,...`."""
+    parts = [part.strip() for part in address.split(",") if part.strip()]
+    if not parts:
+        raise ValueError(f"no address in {address!r}")
+    return parts
+
+
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    return host.strip("[]"), port
+
+
+def _ip_version(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def balanced_target(address: str) -> str:
+    """The gRPC target of one address or several: `ipv4:a:p,b:q` for several literal addresses
+    (gRPC's own resolver then hands all of them to the balancer); one name stays as it is, and
+    the DNS resolver gives the balancer every address it resolves to."""
+    parts = replica_addresses(address)
+    if len(parts) == 1:
+        return parts[0]
+    versions = {_ip_version(_host_port(part)[0]) for part in parts}
+    if versions == {4}:
+        return "ipv4:" + ",".join(parts)
+    if versions == {6}:
+        return "ipv6:" + ",".join(parts)
+    raise ValueError(
+        f"several replicas ({address}) are given as IP addresses of one kind "
+        "(10.0.0.5:50051,10.0.0.6:50051), or as one DNS name that resolves to all of them"
+    )
+
+
+def replica_count(address: str) -> int:
+    """How many replicas an address names: its parts, or the addresses one name resolves to."""
+    parts = replica_addresses(address)
+    if len(parts) > 1:
+        return len(parts)
+    host, port = _host_port(parts[0])
+    if _ip_version(host) is not None:
+        return 1
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return 1  # the channel reports the failure itself
+    return max(1, len({info[4][:2] for info in found}))
+
+
+def balancing_options(health_service: str) -> list[tuple[str, Any]]:
+    """Round-robin over every address of the target, each checked with the health service:
+    a replica that stops serving (or goes away) gets no new calls until it serves again."""
+    config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": health_service},
+    }
+    return [
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.max_reconnect_backoff_ms", defaults.MAX_RECONNECT_BACKOFF_MS),
+    ]
+
+
+def open_channel(endpoint: Endpoint, balance: str | None = None) -> grpc.Channel:
+    """A channel to the endpoint; with `balance` (a service name), round-robin over all the
+    replicas the address names, health-checked with that service's name."""
+    options: list[tuple[str, Any]] = [*channel_options()]
+    target = endpoint.address
+    if balance is not None:
+        target = balanced_target(endpoint.address)
+        options += balancing_options(balance)
+    parts = replica_addresses(endpoint.address)
     if endpoint.tls_ca is not None:
+        if len(parts) > 1:
+            # One name to check every replica's certificate against: the first address's host.
+            options.append(("grpc.ssl_target_name_override", _host_port(parts[0])[0]))
         credentials = grpc.ssl_channel_credentials(root_certificates=endpoint.tls_ca.read_bytes())
-        channel = grpc.secure_channel(endpoint.address, credentials, options=options)
+        channel = grpc.secure_channel(target, credentials, options=options)
     else:
-        channel = grpc.insecure_channel(endpoint.address, options=options)
+        channel = grpc.insecure_channel(target, options=options)
     if endpoint.token:
         channel = grpc.intercept_channel(channel, _BearerToken(endpoint.token))
     return channel

@@ -21,6 +21,13 @@ JOB_RERUNS = 3
 KEEPALIVE_MS = 30_000
 STORE_COMMIT_BATCH = 64  # images per store transaction during ingestion
 EMBED_INFLIGHT = 64  # images sent ahead of acknowledged results
+# Several inference replicas: gRPC balances calls, not messages, so images go over this many
+# streams per replica at once, each call carrying at most REPLICA_CALL_IMAGES images before it
+# ends and the next call is balanced again (a replica that comes back is picked up that way).
+REPLICA_STREAMS = 2
+REPLICA_CALL_IMAGES = 8
+# How soon a channel tries a replica that went away again (gRPC backs off to 120 s by default).
+MAX_RECONNECT_BACKOFF_MS = 2_000
 
 
 def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from facesets.client import defaults
-from facesets.client.channel import Endpoint, open_channel, wait_until_serving
+from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
 from facesets.client.resumable import rerun_on_restart
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
@@ -34,4 +34,25 @@ class ExportClient:
         request = export_pb2.ReportRequest(out=out)
         yield from rerun_on_restart(
             self.channel, SERVICE, lambda: self.stub.Report(request), "Report"
+        )
+
+    def info(self) -> export_pb2.MediaInfo:
+        """The media tools the service runs with (ffmpeg path, version and source)."""
+        return call_with_retry(
+            lambda: self.stub.GetInfo(
+                export_pb2.GetMediaInfoRequest(), timeout=defaults.RPC_TIMEOUT_S
+            ),
+            self.channel,
+            SERVICE,
+        )
+
+    def plan_videos(self, request: export_pb2.PlanVideosRequest) -> Iterator[common_pb2.JobEvent]:
+        """Progress, then the plan's summary; a rerun after a restart resumes from frame logs."""
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.PlanVideos(request), "PlanVideos"
+        )
+
+    def cut_segments(self, request: export_pb2.CutSegmentsRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.CutSegments(request), "CutSegments"
         )

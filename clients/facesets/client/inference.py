@@ -11,9 +11,15 @@ import grpc
 import numpy as np
 
 from facesets.client import defaults
-from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
+from facesets.client.channel import (
+    Endpoint,
+    call_with_retry,
+    open_channel,
+    replica_count,
+    wait_until_serving,
+)
 from facesets.client.png import encode_png
-from facesets.client.resumable import ResumableStream
+from facesets.client.resumable import ResumableStream, run_parallel
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 SERVICE = "facesets.v1.Inference"
@@ -43,7 +49,9 @@ class InferenceClient:
         self, endpoint: Endpoint, max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
     ) -> None:
         self.endpoint = endpoint
-        self.channel = open_channel(endpoint)
+        self.channel = open_channel(endpoint, balance=SERVICE)
+        # Calls are what gRPC balances: with several replicas, several streams at once.
+        self.replicas = replica_count(endpoint.address)
         self.stub = inference_pb2_grpc.InferenceStub(self.channel)
         self.max_bytes = max_message_bytes - 4096  # room for the message's own fields
         self.restarts = 0
@@ -101,22 +109,30 @@ class InferenceClient:
         self, method: str, images: Iterable[ImageInput], by_path: bool, max_inflight: int
     ) -> Iterator:
         refused: list = []
-        stream = ResumableStream(
-            self.channel,
-            SERVICE,
-            getattr(self.stub, method),
-            key=lambda request: request.id,
-            answers=lambda result: (result.id,),
-            final=lambda result: result.error.reason != common_pb2.ERROR_REASON_NOT_DONE,
-            max_inflight=max_inflight,
-            closed=self._closed,
-        )
-        for result in stream.run(self._requests(images, by_path, refused)):
+        several = self.replicas > 1
+        streams = [
+            ResumableStream(
+                self.channel,
+                SERVICE,
+                getattr(self.stub, method),
+                key=lambda request: request.id,
+                answers=lambda result: (result.id,),
+                final=lambda result: result.error.reason != common_pb2.ERROR_REASON_NOT_DONE,
+                max_inflight=max_inflight,
+                closed=self._closed,
+                per_call=defaults.REPLICA_CALL_IMAGES if several else None,
+            )
+            for _ in range(self.replicas * defaults.REPLICA_STREAMS if several else 1)
+        ]
+        try:
+            for result in run_parallel(streams, self._requests(images, by_path, refused)):
+                while refused:
+                    yield refused.pop()
+                yield result
             while refused:
                 yield refused.pop()
-            yield result
-        yield from refused
-        self.restarts += stream.restarts
+        finally:
+            self.restarts += sum(stream.restarts for stream in streams)
 
     def embed(
         self,

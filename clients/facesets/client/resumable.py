@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 import grpc
@@ -75,6 +76,7 @@ class ResumableStream(Generic[Req, Resp]):
         window_s: float = defaults.RETRY_WINDOW_S,
         prologue: Callable[[], Iterable[Req]] = tuple,
         closed: threading.Event | None = None,
+        per_call: int | None = None,
     ) -> None:
         self.channel = channel
         self.service = service
@@ -86,6 +88,9 @@ class ResumableStream(Generic[Req, Resp]):
         self.window_s = window_s
         self.prologue = prologue  # sent first on every attempt (e.g. a header message)
         self.closed = closed or threading.Event()  # set by the client's close(): no resuming
+        # New requests one call carries before it ends and the next call starts (so that a
+        # balancing channel picks a replica again); None: one call for everything.
+        self.per_call = per_call
         self.restarts = 0
 
     def run(self, requests: Iterable[Req]) -> Iterator[Resp]:
@@ -99,6 +104,8 @@ class ResumableStream(Generic[Req, Resp]):
                 continue
             if run.finished():
                 return
+            if run.call_full and not run.pending:
+                continue  # the call carried its share; the next one is balanced afresh
             # The server ended the stream with work unanswered (it is shutting down).
             time.sleep(defaults.RETRY_BACKOFF_S)
 
@@ -121,6 +128,7 @@ class _StreamRun(Generic[Req, Resp]):
         self.exhausted = False
         self.source_errors: list[Exception] = []  # what the caller's own iterator raised
         self.failing_since: float | None = None
+        self.call_full = False  # the latest call took its `per_call` share of new requests
 
     def finished(self) -> bool:
         """All requests answered: the end, or the caller's error once its answers are out."""
@@ -154,7 +162,12 @@ class _StreamRun(Generic[Req, Resp]):
     def _outgoing(self, generation: int, resend: list[Req]) -> Iterator[Req]:
         yield from self.stream.prologue()
         yield from resend
+        taken = 0
+        self.call_full = False
         while True:
+            if self.stream.per_call is not None and taken >= self.stream.per_call:
+                self.call_full = True
+                return
             self.slots.acquire()
             with self.lock:
                 if self.generation != generation:
@@ -174,6 +187,7 @@ class _StreamRun(Generic[Req, Resp]):
                     self.slots.release()
                     return
                 self.pending[self.stream.key(request)] = request
+            taken += 1
             yield request
 
     def recover(self, error: grpc.RpcError) -> None:
@@ -196,3 +210,75 @@ class _StreamRun(Generic[Req, Resp]):
         )
         remaining = max(1.0, stream.window_s - (time.monotonic() - self.failing_since))
         wait_until_serving(stream.channel, stream.service, remaining)
+
+
+class _SharedSource(Generic[Req]):
+    """One iterator drawn from by several streams' threads."""
+
+    def __init__(self, source: Iterator[Req]) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _SharedSource[Req]:
+        return self
+
+    def __next__(self) -> Req:
+        with self._lock:
+            return next(self._source)
+
+
+_END = object()
+
+
+def run_parallel(
+    streams: Sequence[ResumableStream[Req, Resp]], requests: Iterable[Req]
+) -> Iterator[Resp]:
+    """Several resumable streams drawing from one source, their answers merged as they come.
+
+    Over a balancing channel each stream's calls go to the replica the balancer picks; the
+    requests a broken call leaves unanswered are sent again on that stream's next call, which
+    the balancer gives to a replica that serves. The first error ends the whole run.
+    """
+    if len(streams) == 1:
+        yield from streams[0].run(requests)
+        return
+    source = _SharedSource(iter(requests))
+    answers: queue.Queue = queue.Queue(maxsize=256)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def drive(stream: ResumableStream[Req, Resp]) -> None:
+        try:
+            for answer in stream.run(source):
+                while not stop.is_set():
+                    try:
+                        answers.put(answer, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # raised in the caller's thread
+            errors.append(error)
+            stop.set()
+        finally:
+            answers.put(_END)
+
+    threads = [
+        threading.Thread(target=drive, args=(stream,), name=f"stream-{i}", daemon=True)
+        for i, stream in enumerate(streams)
+    ]
+    for thread in threads:
+        thread.start()
+    ended = 0
+    try:
+        while ended < len(threads):
+            answer = answers.get()
+            if errors:
+                raise errors[0]
+            if answer is _END:
+                ended += 1
+            else:
+                yield answer
+    finally:
+        stop.set()  # threads still driving a stream stop at their next answer

@@ -271,19 +271,21 @@ class StoreStats(_message.Message):
     def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
 
 class ClusterRequest(_message.Message):
-    __slots__ = ("store", "out", "threshold", "link_mode")
+    __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     threshold: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class RefineRequest(_message.Message):
-    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +296,7 @@ class RefineRequest(_message.Message):
     MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
     MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     initial_threshold: float
@@ -304,21 +307,24 @@ class RefineRequest(_message.Message):
     min_blur: float
     min_det_score: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class ExtendRequest(_message.Message):
-    __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode")
+    __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     RAW_OUT_FIELD_NUMBER: _ClassVar[int]
     REFINE_OUT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     raw_out: str
     refine_out: str
     threshold: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DedupRequest(_message.Message):
     __slots__ = ("store", "near_threshold")
@@ -345,7 +351,7 @@ class ConsolidateRequest(_message.Message):
     def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode")
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +362,7 @@ class RouteRequest(_message.Message):
     MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
     MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     facesets_dir: str
     sha256: _containers.RepeatedScalarFieldContainer[str]
@@ -366,7 +373,54 @@ class RouteRequest(_message.Message):
     min_blur: float
     min_det_score: float
     link_mode: LinkMode
-    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+
+class AgeProbeRequest(_message.Message):
+    __slots__ = ("store", "export_dir", "faceset", "sub_threshold", "anchor_min_faces", "era_years")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    SUB_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    ERA_YEARS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    export_dir: str
+    faceset: str
+    sub_threshold: float
+    anchor_min_faces: int
+    era_years: int
+    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., sub_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ...) -> None: ...
+
+class AgeSplitRequest(_message.Message):
+    __slots__ = ("store", "export_dir", "faceset", "dry_run", "recover_threshold", "tighten_threshold", "sub_threshold", "join_threshold", "anchor_min_faces", "era_years", "min_short", "min_blur", "min_det_score")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DIR_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    RECOVER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TIGHTEN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SUB_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    JOIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    ERA_YEARS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    export_dir: str
+    faceset: str
+    dry_run: bool
+    recover_threshold: float
+    tighten_threshold: float
+    sub_threshold: float
+    join_threshold: float
+    anchor_min_faces: int
+    era_years: int
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., dry_run: _Optional[bool] = ..., recover_threshold: _Optional[float] = ..., tighten_threshold: _Optional[float] = ..., sub_threshold: _Optional[float] = ..., join_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ...) -> None: ...
 
 class TrustedFolder(_message.Message):
     __slots__ = ("label", "folder")
@@ -377,7 +431,7 @@ class TrustedFolder(_message.Message):
     def __init__(self, label: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
 
 class ImportFoldersRequest(_message.Message):
-    __slots__ = ("store", "export", "trusted", "mixed", "first_number", "first_pass_threshold", "second_pass_threshold", "match_threshold", "dry_run")
+    __slots__ = ("store", "export", "trusted", "mixed", "first_number", "first_pass_threshold", "second_pass_threshold", "match_threshold", "dry_run", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_FIELD_NUMBER: _ClassVar[int]
@@ -387,6 +441,7 @@ class ImportFoldersRequest(_message.Message):
     SECOND_PASS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     export: str
     trusted: _containers.RepeatedCompositeFieldContainer[TrustedFolder]
@@ -396,10 +451,11 @@ class ImportFoldersRequest(_message.Message):
     second_pass_threshold: float
     match_threshold: float
     dry_run: bool
-    def __init__(self, store: _Optional[str] = ..., export: _Optional[str] = ..., trusted: _Optional[_Iterable[_Union[TrustedFolder, _Mapping]]] = ..., mixed: _Optional[_Iterable[str]] = ..., first_number: _Optional[int] = ..., first_pass_threshold: _Optional[float] = ..., second_pass_threshold: _Optional[float] = ..., match_threshold: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., export: _Optional[str] = ..., trusted: _Optional[_Iterable[_Union[TrustedFolder, _Mapping]]] = ..., mixed: _Optional[_Iterable[str]] = ..., first_number: _Optional[int] = ..., first_pass_threshold: _Optional[float] = ..., second_pass_threshold: _Optional[float] = ..., match_threshold: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DiscoverRequest(_message.Message):
-    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "dry_run")
+    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "dry_run", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
@@ -411,6 +467,7 @@ class DiscoverRequest(_message.Message):
     MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
     MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
     root: str
     export: str
@@ -422,4 +479,5 @@ class DiscoverRequest(_message.Message):
     min_blur: float
     min_det_score: float
     dry_run: bool
-    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...

@@ -132,6 +132,21 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.AgeProbe = channel.unary_stream(
+                '/facesets.v1.Clustering/AgeProbe',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.AgeProbeRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.AgeSplit = channel.unary_stream(
+                '/facesets.v1.Clustering/AgeSplit',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.AgeExtend = channel.unary_stream(
+                '/facesets.v1.Clustering/AgeExtend',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ClusteringServicer:
@@ -270,6 +285,26 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AgeProbe(self, request, context):
+        """Era splits of one exported faceset: the probe reports; split and extend write the era
+        plan (EXPORT/_eras/<faceset>.json) that the export service then exports.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AgeSplit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AgeExtend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusteringServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +401,21 @@ def add_ClusteringServicer_to_server(servicer, server):
             'Discover': grpc.unary_stream_rpc_method_handler(
                     servicer.Discover,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'AgeProbe': grpc.unary_stream_rpc_method_handler(
+                    servicer.AgeProbe,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.AgeProbeRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'AgeSplit': grpc.unary_stream_rpc_method_handler(
+                    servicer.AgeSplit,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'AgeExtend': grpc.unary_stream_rpc_method_handler(
+                    servicer.AgeExtend,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -883,6 +933,87 @@ class Clustering:
             target,
             '/facesets.v1.Clustering/Discover',
             facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AgeProbe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/AgeProbe',
+            facesets_dot_v1_dot_clustering__pb2.AgeProbeRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AgeSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/AgeSplit',
+            facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AgeExtend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/AgeExtend',
+            facesets_dot_v1_dot_clustering__pb2.AgeSplitRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

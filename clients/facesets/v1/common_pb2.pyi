@@ -101,20 +101,22 @@ class ImageError(_message.Message):
     def __init__(self, reason: _Optional[_Union[ErrorReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ImageResult(_message.Message):
-    __slots__ = ("id", "width", "height", "faces", "error", "capture_time")
+    __slots__ = ("id", "width", "height", "faces", "error", "capture_time", "replica")
     ID_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     id: str
     width: int
     height: int
     faces: _containers.RepeatedCompositeFieldContainer[Face]
     error: ImageError
     capture_time: str
-    def __init__(self, id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[ImageError, _Mapping]] = ..., capture_time: _Optional[str] = ...) -> None: ...
+    replica: str
+    def __init__(self, id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[ImageError, _Mapping]] = ..., capture_time: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("progress", "done")

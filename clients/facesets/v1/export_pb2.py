@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from facesets.v1 import common_pb2 as facesets_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65sets/v1/export.proto\x12\x0b\x66\x61\x63\x65sets.v1\x1a\x18\x66\x61\x63\x65sets/v1/common.proto\"\xf7\x03\n\x11\x45xportSwapRequest\x12\r\n\x05store\x18\x01 \x01(\t\x12\x17\n\x0frefine_manifest\x18\x02 \x01(\t\x12\x0b\n\x03out\x18\x03 \x01(\t\x12\x14\n\x0craw_manifest\x18\x04 \x01(\t\x12\x12\n\ncandidates\x18\x05 \x01(\x08\x12\x12\n\x05top_n\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11outlier_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tpad_ratio\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12\x15\n\x08out_size\x18\t \x01(\x05H\x03\x88\x01\x01\x12\x1b\n\x0emin_face_short\x18\n \x01(\x02H\x04\x88\x01\x01\x12&\n\x19\x63\x61ndidate_match_threshold\x18\x0b \x01(\x02H\x05\x88\x01\x01\x12 \n\x13\x63\x61ndidate_min_score\x18\x0c \x01(\x02H\x06\x88\x01\x01\x12\x1a\n\x12\x63lustering_address\x18\r \x01(\t\x12\x19\n\x11inference_address\x18\x0e \x01(\tB\x08\n\x06_top_nB\x14\n\x12_outlier_thresholdB\x0c\n\n_pad_ratioB\x0b\n\t_out_sizeB\x11\n\x0f_min_face_shortB\x1c\n\x1a_candidate_match_thresholdB\x16\n\x14_candidate_min_score\"\x1c\n\rReportRequest\x12\x0b\n\x03out\x18\x01 \x01(\t2\x8e\x01\n\x06\x45xport\x12\x45\n\nExportSwap\x12\x1e.facesets.v1.ExportSwapRequest\x1a\x15.facesets.v1.JobEvent0\x01\x12=\n\x06Report\x12\x1a.facesets.v1.ReportRequest\x1a\x15.facesets.v1.JobEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65sets/v1/export.proto\x12\x0b\x66\x61\x63\x65sets.v1\x1a\x18\x66\x61\x63\x65sets/v1/common.proto\"\xf3\x03\n\x11\x45xportSwapRequest\x12\r\n\x05store\x18\x01 \x01(\t\x12\x17\n\x0frefine_manifest\x18\x02 \x01(\t\x12\x0b\n\x03out\x18\x03 \x01(\t\x12\x14\n\x0craw_manifest\x18\x04 \x01(\t\x12\x12\n\ncandidates\x18\x05 \x01(\x08\x12\x12\n\x05top_n\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11outlier_threshold\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tpad_ratio\x18\x08 \x01(\x02H\x02\x88\x01\x01\x12\x15\n\x08out_size\x18\t \x01(\x05H\x03\x88\x01\x01\x12\x1b\n\x0emin_face_short\x18\n \x01(\x02H\x04\x88\x01\x01\x12&\n\x19\x63\x61ndidate_match_threshold\x18\x0b \x01(\x02H\x05\x88\x01\x01\x12 \n\x13\x63\x61ndidate_min_score\x18\x0c \x01(\x02H\x06\x88\x01\x01\x42\x08\n\x06_top_nB\x14\n\x12_outlier_thresholdB\x0c\n\n_pad_ratioB\x0b\n\t_out_sizeB\x11\n\x0f_min_face_shortB\x1c\n\x1a_candidate_match_thresholdB\x16\n\x14_candidate_min_scoreJ\x04\x08\r\x10\x0eJ\x04\x08\x0e\x10\x0fR\x12\x63lustering_addressR\x11inference_address\"\x1c\n\rReportRequest\x12\x0b\n\x03out\x18\x01 \x01(\t\"\x15\n\x13GetMediaInfoRequest\"\x82\x01\n\tMediaInfo\x12\x13\n\x0b\x66\x66mpeg_path\x18\x01 \x01(\t\x12\x16\n\x0e\x66\x66mpeg_version\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x66probe_path\x18\x03 \x01(\t\x12\x15\n\rffmpeg_source\x18\x04 \x01(\t\x12\x1b\n\x13scenedetect_version\x18\x05 \x01(\t\"\xa9\x05\n\x11PlanVideosRequest\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03out\x18\x02 \x01(\t\x12\x11\n\tmatch_dir\x18\x04 \x01(\t\x12\x1b\n\x0eshot_threshold\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\nmin_shot_s\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\nsample_fps\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x14\n\x07max_yaw\x18\x08 \x01(\x02H\x03\x88\x01\x01\x12\x1b\n\x0emin_face_short\x18\t \x01(\x02H\x04\x88\x01\x01\x12\x1a\n\rmin_det_score\x18\n \x01(\x02H\x05\x88\x01\x01\x12\x1a\n\rmin_pass_rate\x18\x0b \x01(\x02H\x06\x88\x01\x01\x12\x1a\n\rmin_segment_s\x18\x0c \x01(\x02H\x07\x88\x01\x01\x12\x1a\n\rmax_segment_s\x18\r \x01(\x02H\x08\x88\x01\x01\x12\x18\n\x0bmerge_gap_s\x18\x0e \x01(\x02H\t\x88\x01\x01\x12\x1a\n\rtrack_min_iou\x18\x0f \x01(\x02H\n\x88\x01\x01\x12!\n\x14track_min_similarity\x18\x10 \x01(\x02H\x0b\x88\x01\x01\x12\x1c\n\x0fmatch_threshold\x18\x11 \x01(\x02H\x0c\x88\x01\x01\x42\x11\n\x0f_shot_thresholdB\r\n\x0b_min_shot_sB\r\n\x0b_sample_fpsB\n\n\x08_max_yawB\x11\n\x0f_min_face_shortB\x10\n\x0e_min_det_scoreB\x10\n\x0e_min_pass_rateB\x10\n\x0e_min_segment_sB\x10\n\x0e_max_segment_sB\x0e\n\x0c_merge_gap_sB\x10\n\x0e_track_min_iouB\x17\n\x15_track_min_similarityB\x12\n\x10_match_thresholdJ\x04\x08\x03\x10\x04R\x11inference_address\"J\n\x12\x43utSegmentsRequest\x12\x0b\n\x03out\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63urate\x18\x02 \x01(\x08\x12\x15\n\rwrite_sidecar\x18\x03 \x01(\x08\x32\xe3\x02\n\x06\x45xport\x12\x45\n\nExportSwap\x12\x1e.facesets.v1.ExportSwapRequest\x1a\x15.facesets.v1.JobEvent0\x01\x12=\n\x06Report\x12\x1a.facesets.v1.ReportRequest\x1a\x15.facesets.v1.JobEvent0\x01\x12\x43\n\x07GetInfo\x12 .facesets.v1.GetMediaInfoRequest\x1a\x16.facesets.v1.MediaInfo\x12\x45\n\nPlanVideos\x12\x1e.facesets.v1.PlanVideosRequest\x1a\x15.facesets.v1.JobEvent0\x01\x12G\n\x0b\x43utSegments\x12\x1f.facesets.v1.CutSegmentsRequest\x1a\x15.facesets.v1.JobEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facesets.v1.export_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPORTSWAPREQUEST']._serialized_start=68
-  _globals['_EXPORTSWAPREQUEST']._serialized_end=571
-  _globals['_REPORTREQUEST']._serialized_start=573
-  _globals['_REPORTREQUEST']._serialized_end=601
-  _globals['_EXPORT']._serialized_start=604
-  _globals['_EXPORT']._serialized_end=746
+  _globals['_EXPORTSWAPREQUEST']._serialized_end=567
+  _globals['_REPORTREQUEST']._serialized_start=569
+  _globals['_REPORTREQUEST']._serialized_end=597
+  _globals['_GETMEDIAINFOREQUEST']._serialized_start=599
+  _globals['_GETMEDIAINFOREQUEST']._serialized_end=620
+  _globals['_MEDIAINFO']._serialized_start=623
+  _globals['_MEDIAINFO']._serialized_end=753
+  _globals['_PLANVIDEOSREQUEST']._serialized_start=756
+  _globals['_PLANVIDEOSREQUEST']._serialized_end=1437
+  _globals['_CUTSEGMENTSREQUEST']._serialized_start=1439
+  _globals['_CUTSEGMENTSREQUEST']._serialized_end=1513
+  _globals['_EXPORT']._serialized_start=1516
+  _globals['_EXPORT']._serialized_end=1871
 # @@protoc_insertion_point(module_scope)

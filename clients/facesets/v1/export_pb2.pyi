@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExportSwapRequest(_message.Message):
-    __slots__ = ("store", "refine_manifest", "out", "raw_manifest", "candidates", "top_n", "outlier_threshold", "pad_ratio", "out_size", "min_face_short", "candidate_match_threshold", "candidate_min_score", "clustering_address", "inference_address")
+    __slots__ = ("store", "refine_manifest", "out", "raw_manifest", "candidates", "top_n", "outlier_threshold", "pad_ratio", "out_size", "min_face_short", "candidate_match_threshold", "candidate_min_score")
     STORE_FIELD_NUMBER: _ClassVar[int]
     REFINE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
@@ -19,8 +19,6 @@ class ExportSwapRequest(_message.Message):
     MIN_FACE_SHORT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
-    CLUSTERING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
-    INFERENCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     store: str
     refine_manifest: str
     out: str
@@ -33,12 +31,74 @@ class ExportSwapRequest(_message.Message):
     min_face_short: float
     candidate_match_threshold: float
     candidate_min_score: float
-    clustering_address: str
-    inference_address: str
-    def __init__(self, store: _Optional[str] = ..., refine_manifest: _Optional[str] = ..., out: _Optional[str] = ..., raw_manifest: _Optional[str] = ..., candidates: _Optional[bool] = ..., top_n: _Optional[int] = ..., outlier_threshold: _Optional[float] = ..., pad_ratio: _Optional[float] = ..., out_size: _Optional[int] = ..., min_face_short: _Optional[float] = ..., candidate_match_threshold: _Optional[float] = ..., candidate_min_score: _Optional[float] = ..., clustering_address: _Optional[str] = ..., inference_address: _Optional[str] = ...) -> None: ...
+    def __init__(self, store: _Optional[str] = ..., refine_manifest: _Optional[str] = ..., out: _Optional[str] = ..., raw_manifest: _Optional[str] = ..., candidates: _Optional[bool] = ..., top_n: _Optional[int] = ..., outlier_threshold: _Optional[float] = ..., pad_ratio: _Optional[float] = ..., out_size: _Optional[int] = ..., min_face_short: _Optional[float] = ..., candidate_match_threshold: _Optional[float] = ..., candidate_min_score: _Optional[float] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("out",)
     OUT_FIELD_NUMBER: _ClassVar[int]
     out: str
     def __init__(self, out: _Optional[str] = ...) -> None: ...
+
+class GetMediaInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MediaInfo(_message.Message):
+    __slots__ = ("ffmpeg_path", "ffmpeg_version", "ffprobe_path", "ffmpeg_source", "scenedetect_version")
+    FFMPEG_PATH_FIELD_NUMBER: _ClassVar[int]
+    FFMPEG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FFPROBE_PATH_FIELD_NUMBER: _ClassVar[int]
+    FFMPEG_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SCENEDETECT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ffmpeg_path: str
+    ffmpeg_version: str
+    ffprobe_path: str
+    ffmpeg_source: str
+    scenedetect_version: str
+    def __init__(self, ffmpeg_path: _Optional[str] = ..., ffmpeg_version: _Optional[str] = ..., ffprobe_path: _Optional[str] = ..., ffmpeg_source: _Optional[str] = ..., scenedetect_version: _Optional[str] = ...) -> None: ...
+
+class PlanVideosRequest(_message.Message):
+    __slots__ = ("src", "out", "match_dir", "shot_threshold", "min_shot_s", "sample_fps", "max_yaw", "min_face_short", "min_det_score", "min_pass_rate", "min_segment_s", "max_segment_s", "merge_gap_s", "track_min_iou", "track_min_similarity", "match_threshold")
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    MATCH_DIR_FIELD_NUMBER: _ClassVar[int]
+    SHOT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHOT_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_YAW_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACE_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MIN_PASS_RATE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEGMENT_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEGMENT_S_FIELD_NUMBER: _ClassVar[int]
+    MERGE_GAP_S_FIELD_NUMBER: _ClassVar[int]
+    TRACK_MIN_IOU_FIELD_NUMBER: _ClassVar[int]
+    TRACK_MIN_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    src: str
+    out: str
+    match_dir: str
+    shot_threshold: float
+    min_shot_s: float
+    sample_fps: float
+    max_yaw: float
+    min_face_short: float
+    min_det_score: float
+    min_pass_rate: float
+    min_segment_s: float
+    max_segment_s: float
+    merge_gap_s: float
+    track_min_iou: float
+    track_min_similarity: float
+    match_threshold: float
+    def __init__(self, src: _Optional[str] = ..., out: _Optional[str] = ..., match_dir: _Optional[str] = ..., shot_threshold: _Optional[float] = ..., min_shot_s: _Optional[float] = ..., sample_fps: _Optional[float] = ..., max_yaw: _Optional[float] = ..., min_face_short: _Optional[float] = ..., min_det_score: _Optional[float] = ..., min_pass_rate: _Optional[float] = ..., min_segment_s: _Optional[float] = ..., max_segment_s: _Optional[float] = ..., merge_gap_s: _Optional[float] = ..., track_min_iou: _Optional[float] = ..., track_min_similarity: _Optional[float] = ..., match_threshold: _Optional[float] = ...) -> None: ...
+
+class CutSegmentsRequest(_message.Message):
+    __slots__ = ("out", "accurate", "write_sidecar")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    ACCURATE_FIELD_NUMBER: _ClassVar[int]
+    WRITE_SIDECAR_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    accurate: bool
+    write_sidecar: bool
+    def __init__(self, out: _Optional[str] = ..., accurate: _Optional[bool] = ..., write_sidecar: _Optional[bool] = ...) -> None: ...

@@ -46,6 +46,21 @@ class ExportStub:
                 request_serializer=facesets_dot_v1_dot_export__pb2.ReportRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.GetInfo = channel.unary_unary(
+                '/facesets.v1.Export/GetInfo',
+                request_serializer=facesets_dot_v1_dot_export__pb2.GetMediaInfoRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_export__pb2.MediaInfo.FromString,
+                _registered_method=True)
+        self.PlanVideos = channel.unary_stream(
+                '/facesets.v1.Export/PlanVideos',
+                request_serializer=facesets_dot_v1_dot_export__pb2.PlanVideosRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.CutSegments = channel.unary_stream(
+                '/facesets.v1.Export/CutSegments',
+                request_serializer=facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ExportServicer:
@@ -64,6 +79,24 @@ class ExportServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanVideos(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CutSegments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +108,21 @@ def add_ExportServicer_to_server(servicer, server):
             'Report': grpc.unary_stream_rpc_method_handler(
                     servicer.Report,
                     request_deserializer=facesets_dot_v1_dot_export__pb2.ReportRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'GetInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInfo,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.GetMediaInfoRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_export__pb2.MediaInfo.SerializeToString,
+            ),
+            'PlanVideos': grpc.unary_stream_rpc_method_handler(
+                    servicer.PlanVideos,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.PlanVideosRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'CutSegments': grpc.unary_stream_rpc_method_handler(
+                    servicer.CutSegments,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -132,6 +180,87 @@ class Export:
             target,
             '/facesets.v1.Export/Report',
             facesets_dot_v1_dot_export__pb2.ReportRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesets.v1.Export/GetInfo',
+            facesets_dot_v1_dot_export__pb2.GetMediaInfoRequest.SerializeToString,
+            facesets_dot_v1_dot_export__pb2.MediaInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanVideos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/PlanVideos',
+            facesets_dot_v1_dot_export__pb2.PlanVideosRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CutSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/CutSegments',
+            facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

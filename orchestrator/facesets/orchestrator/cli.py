@@ -23,7 +23,9 @@ COMMAND_MODULES = (
     "run_cmd",
     "immich_cmd",
     "identity_cmd",
+    "video_cmd",
     "doctor",
+    "age_cmd",
 )
 
 

@@ -20,6 +20,14 @@ def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> No
         "service itself on a free loopback port and stops it at the end.",
     )
     for name in services:
+        if name == "inference":
+            group.add_argument(
+                "--inference",
+                metavar="HOST:PORT[,HOST:PORT...]",
+                help="address of the inference service; several addresses (or a name that "
+                "resolves to several) are replicas that share the images round-robin",
+            )
+            continue
         group.add_argument(f"--{name}", metavar="HOST:PORT", help=f"address of the {name} service")
     group.add_argument(
         "--token-file",
@@ -41,7 +49,8 @@ class Services(contextlib.ExitStack):
         super().__init__()
         self.args = args
         token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
-        self.token = read_token(Path(token_file)) if token_file else None
+        self.token_file = Path(token_file) if token_file else None
+        self.token = read_token(self.token_file) if self.token_file else None
         self.tls_ca = getattr(args, "tls_ca", None)
         self._inference: InferenceClient | None = None
         self._clustering: ClusteringClient | None = None
@@ -64,11 +73,26 @@ class Services(contextlib.ExitStack):
                 # The embedded default runs on what the machine has, CPU included, quietly;
                 # an explicit --providers is held to its word.
                 extra.append("--allow-cpu-fallback")
+        if name == "export":
+            extra += self._peer_arguments()
         service = LocalService(name, extra)
         self.callback(service.stop)
         address = service.start()
         self.local[name] = service
         return address
+
+    def _peer_arguments(self) -> list[str]:
+        """What a local export service is started with: where the services it calls listen
+        (local ones started first) and, for remote ones, the credentials this command has."""
+        arguments: list[str] = []
+        for peer in ("clustering", "inference"):
+            endpoint = self.endpoint(peer)
+            arguments += [f"--{peer}", endpoint.address]
+            if endpoint.token and self.token_file:
+                arguments += [f"--{peer}-token-file", str(self.token_file.resolve())]
+            if endpoint.tls_ca:
+                arguments += [f"--{peer}-tls-ca", str(Path(endpoint.tls_ca).resolve())]
+        return arguments
 
     def is_local(self, name: str) -> bool:
         return name in self.local

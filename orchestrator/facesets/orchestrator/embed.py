@@ -47,9 +47,20 @@ class EmbedSummary:
     seconds: float = 0.0
     restarts: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # files not photos, by extension
+    replicas: Counter = field(default_factory=Counter)  # images answered, by inference replica
+    inference_seconds: float = 0.0  # from the first image sent to the last result
+
+    def replica_rates(self) -> dict[str, dict[str, float]]:
+        """Images each inference replica answered, and its images per second over the run."""
+        seconds = max(self.inference_seconds, 1e-9)
+        return {
+            name or "(unnamed)": {"images": count, "per_s": round(count / seconds, 2)}
+            for name, count in sorted(self.replicas.items())
+        }
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "errors": dict(self.errors)}
+        fields = {k: v for k, v in self.__dict__.items() if k != "replicas"}
+        return {**fields, "errors": dict(self.errors), "replicas": self.replica_rates()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,11 +272,14 @@ def _embed_pending(
 
     def items() -> Iterator[clustering_pb2.IngestItem]:
         while (result := results.get()) is not _DONE:
+            summary.replicas[result.replica] += 1
+            summary.inference_seconds = round(time.monotonic() - started, 2)
             if result.HasField("error"):
                 summary.errors[common_pb2.ErrorReason.Name(result.error.reason)] += 1
             summary.faces_found += len(result.faces)
             yield clustering_pb2.IngestItem(file=entries[result.id], result=result)
 
+    started = time.monotonic()
     worker = threading.Thread(target=infer, name="inference", daemon=True)
     worker.start()
     try:
@@ -306,6 +320,10 @@ def format_summary(summary: EmbedSummary) -> str:
     ]
     for reason, count in sorted(store.get("errors_by_reason", {}).items()):
         lines.append(f"  errors {reason.removeprefix('ERROR_REASON_').lower():<12} {count}")
+    if summary.replicas:
+        lines.append(f"inference replicas  {len(summary.replicas)}")
+        for name, rate in summary.replica_rates().items():
+            lines.append(f"  {name:<24} {rate['images']:>6} images  {rate['per_s']:.2f}/s")
     if summary.restarts:
         lines.append(f"service restarts survived  {summary.restarts}")
     lines.append(f"time                {summary.seconds:.1f} s")

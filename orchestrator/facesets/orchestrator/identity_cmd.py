@@ -21,7 +21,7 @@ from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
-from facesets.orchestrator.jobs import print_summary
+from facesets.orchestrator.jobs import add_cannot_link_argument, print_summary
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +153,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the plan from what the store holds; embed, write and export nothing",
     )
+    add_cannot_link_argument(parser, ImportFoldersParams().cannot_link)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
@@ -164,6 +165,7 @@ def import_folders_job(args: argparse.Namespace) -> tuple[stages.ImportFoldersJo
         second_pass_threshold=config.params.second_pass_threshold,
         match_threshold=config.params.match_threshold,
         first_number=config.params.first_number,
+        cannot_link=not args.allow_same_photo,
         dry_run=args.dry_run,
     )
     job = stages.ImportFoldersJob(
@@ -236,6 +238,7 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print cluster sizes and survivors from what the store holds; write nothing",
     )
+    add_cannot_link_argument(parser, defaults.cannot_link)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
@@ -244,6 +247,7 @@ def discover_job(args: argparse.Namespace) -> stages.DiscoverJob:
     params = DiscoverParams(
         **{name: getattr(args, name) for name, _ in DISCOVER_FLOATS},
         min_faces=args.min_faces,
+        cannot_link=not args.allow_same_photo,
         dry_run=args.dry_run,
     )
     return stages.DiscoverJob(

@@ -18,6 +18,7 @@ from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
+from facesets.orchestrator.jobs import add_cannot_link_argument
 
 
 class NothingStagedError(RuntimeError):
@@ -101,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=export.top_n,
         help="crops in each _topN bundle (default %(default)s)",
     )
+    add_cannot_link_argument(parser, route.cannot_link)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
@@ -116,6 +118,7 @@ def import_request(args: argparse.Namespace) -> ImportRequest:
             match_threshold=args.match_threshold,
             cluster_threshold=args.cluster_threshold,
             min_faces=args.min_faces,
+            cannot_link=not args.allow_same_photo,
         ),
         export=ExportSwapParams(top_n=args.top_n),
     )

@@ -49,6 +49,18 @@ def add_link_mode_argument(parser: argparse.ArgumentParser, keep: bool = False) 
     )
 
 
+def add_cannot_link_argument(parser: argparse.ArgumentParser, default: bool) -> None:
+    """`--allow-same-photo`: turn off the cannot-link constraint (default from the params)."""
+    parser.add_argument(
+        "--allow-same-photo",
+        dest="allow_same_photo",
+        action="store_true",
+        default=not default,
+        help="let two faces of one photo join one identity (by default they never do: two "
+        "faces in one photo are two people; the manifest counts the merges this prevented)",
+    )
+
+
 def _float_flags(
     parser: argparse.ArgumentParser, defaults: object, flags: tuple[tuple[str, str], ...]
 ) -> None:
@@ -72,11 +84,16 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         parser, ClusterParams(), (("threshold", "cosine distance cut of average linkage"),)
     )
     add_link_mode_argument(parser)
+    add_cannot_link_argument(parser, ClusterParams().cannot_link)
     _common(parser)
 
 
 def cluster_job(args: argparse.Namespace) -> stages.ClusterJob:
-    params = ClusterParams(threshold=args.threshold, link_mode=LinkMode(args.link_mode))
+    params = ClusterParams(
+        threshold=args.threshold,
+        link_mode=LinkMode(args.link_mode),
+        cannot_link=not args.allow_same_photo,
+    )
     return stages.ClusterJob(args.store, args.out, params)
 
 
@@ -105,6 +122,7 @@ def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
         help="unique photos a faceset needs (default %(default)s)",
     )
     add_link_mode_argument(parser)
+    add_cannot_link_argument(parser, defaults.cannot_link)
     _common(parser)
 
 
@@ -113,6 +131,7 @@ def refine_job(args: argparse.Namespace) -> stages.RefineJob:
         **{name: getattr(args, name) for name, _ in REFINE_FLAGS},
         min_faces=args.min_faces,
         link_mode=LinkMode(args.link_mode),
+        cannot_link=not args.allow_same_photo,
     )
     return stages.RefineJob(args.store, args.out, params)
 
@@ -124,13 +143,16 @@ def add_extend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-out", type=Path, help="output folder of `facesets refine`")
     _float_flags(parser, ExtendParams(), (("threshold", "largest distance to a known centroid"),))
     add_link_mode_argument(parser, keep=True)
+    add_cannot_link_argument(parser, ExtendParams().cannot_link)
     _common(parser)
 
 
 def extend_job(args: argparse.Namespace) -> stages.ExtendJob:
     mode = LinkMode(args.link_mode)
     params = ExtendParams(
-        threshold=args.threshold, link_mode=None if mode is LinkMode.AUTO else mode
+        threshold=args.threshold,
+        link_mode=None if mode is LinkMode.AUTO else mode,
+        cannot_link=not args.allow_same_photo,
     )
     return stages.ExtendJob(args.store, args.raw_out, args.refine_out, params)
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import socket
 from pathlib import Path
 
 import structlog
 
+from facesets.client import Endpoint
 from facesets.common import settings
 from facesets.common.security import TlsFiles, read_token
 from facesets.common.server import ServeOptions, serve_forever, start_server
 
 log = structlog.get_logger(__name__)
 
+PEERS = ("inference", "clustering")  # the services the export service calls
 DEFAULT_ADDRESSES = {
     "inference": settings.DEFAULT_INFERENCE_ADDRESS,
     "clustering": settings.DEFAULT_CLUSTERING_ADDRESS,
@@ -36,7 +40,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    peers = parser.add_argument_group(
+        "export service: the services it calls",
+        "The export service reads faces from the clustering service and checks each crop with "
+        "the inference service, at these addresses only (a request cannot name others). Each "
+        "peer gets its own credentials: a token file and/or the CA of its TLS certificate.",
+    )
+    for peer in PEERS:
+        peers.add_argument(
+            f"--{peer}",
+            metavar="HOST:PORT" + ("[,HOST:PORT...]" if peer == "inference" else ""),
+            help=f"address of the {peer} service"
+            + (" (several: replicas, balanced round-robin)" if peer == "inference" else ""),
+        )
+        peers.add_argument(
+            f"--{peer}-token-file", type=Path, help=f"bearer token sent to the {peer} service"
+        )
+        peers.add_argument(
+            f"--{peer}-tls-ca", type=Path, help=f"CA certificate (PEM) of the {peer} service"
+        )
     inference = parser.add_argument_group("inference service")
+    inference.add_argument(
+        "--replica-name",
+        help="this replica's name in results and summaries (default: HOST:PORT it serves on)",
+    )
     inference.add_argument(
         "--model-root",
         type=Path,
@@ -97,10 +124,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         from facesets.export import servicer as export
 
-        export_servicer = export.ExportServicer(token=options.token)
+        export_servicer = export.ExportServicer(
+            clustering=_peer(args, "clustering"), inference=_peer(args, "inference")
+        )
         running = start_server(options, export.register(export_servicer), [export.SERVICE_NAME])
         serve_forever(running)
     return 0
+
+
+def _peer(args: argparse.Namespace, name: str) -> Endpoint | None:
+    """Where the export service finds a peer, with the credentials given for it."""
+    address = getattr(args, name)
+    token_file = getattr(args, f"{name}_token_file")
+    tls_ca = getattr(args, f"{name}_tls_ca")
+    if not address:
+        if token_file or tls_ca:
+            raise SystemExit(f"--{name}-token-file and --{name}-tls-ca need --{name}")
+        return None
+    return Endpoint(address, read_token(token_file), tls_ca)
+
+
+def replica_name(address: str) -> str:
+    """HOST:PORT a replica serves on; a wildcard host is replaced by the machine's name."""
+    host, port = address.rsplit(":", 1)
+    if host.strip("[]") in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"{host}:{port}"
 
 
 def _refuse_or_warn(problem: str, allow_cpu_fallback: bool) -> None:
@@ -154,6 +203,11 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
         image_workers=workers,
     )
     servicer = inference.build(config, choice=choice)
+
+    def name_replica(address: str) -> None:
+        servicer.replica = args.replica_name or replica_name(address)
+
+    options = dataclasses.replace(options, on_bound=name_replica)
     problem = choice.check_in_use(servicer.pack.providers)
     if problem:
         _refuse_or_warn(problem, args.allow_cpu_fallback)

@@ -16,6 +16,8 @@ from typing import Any
 from tqdm import tqdm
 
 from facesets.clustering.params import (
+    AgeProbeParams,
+    AgeSplitParams,
     ClusterParams,
     ConsolidateParams,
     DedupParams,
@@ -27,6 +29,8 @@ from facesets.clustering.params import (
 )
 from facesets.common.params import LinkMode
 from facesets.export.params import ExportSwapParams
+from facesets.export.video.params import PLAN_FIELDS as VIDEO_PLAN_FIELDS
+from facesets.export.video.params import VideoCutParams, VideoPlanParams
 from facesets.orchestrator.connect import Services
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2
 
@@ -62,8 +66,13 @@ class StageSummary:
         return out
 
 
-def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) -> dict[str, Any]:
-    """Show a progress bar per stage; return the job's summary (with its manifest path)."""
+def follow(
+    events: Iterator[common_pb2.JobEvent],
+    show_progress: bool = True,
+    units: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Show a progress bar per stage (rate and ETA in `units[stage]` where given); return the
+    job's summary (with its manifest path)."""
     bars: dict[str, tqdm] = {}
     try:
         for event in events:
@@ -74,7 +83,7 @@ def follow(events: Iterator[common_pb2.JobEvent], show_progress: bool = True) ->
                     bar = bars[progress.stage] = tqdm(
                         total=progress.total or None,
                         desc=progress.stage,
-                        unit="",
+                        unit=(units or {}).get(progress.stage, ""),
                         disable=not show_progress,
                         leave=False,
                         position=len(bars),
@@ -115,6 +124,7 @@ class ClusterJob:
             out=_absolute(self.out),
             threshold=self.params.threshold,
             link_mode=_link_mode(self.params.link_mode),
+            cannot_link=self.params.cannot_link,
         )
 
 
@@ -137,6 +147,7 @@ class RefineJob:
             min_blur=p.min_blur,
             min_det_score=p.min_det_score,
             link_mode=_link_mode(p.link_mode),
+            cannot_link=p.cannot_link,
         )
 
 
@@ -154,6 +165,7 @@ class ExtendJob:
             refine_out=_absolute(self.refine_out),
             threshold=self.params.threshold,
             link_mode=_link_mode(self.params.link_mode),
+            cannot_link=self.params.cannot_link,
         )
 
 
@@ -206,6 +218,7 @@ class RouteJob:
             min_blur=p.min_blur,
             min_det_score=p.min_det_score,
             link_mode=_link_mode(p.link_mode),
+            cannot_link=p.cannot_link,
         )
 
 
@@ -236,6 +249,7 @@ class ImportFoldersJob:
             first_pass_threshold=p.first_pass_threshold,
             second_pass_threshold=p.second_pass_threshold,
             match_threshold=p.match_threshold,
+            cannot_link=p.cannot_link,
             dry_run=p.dry_run,
         )
 
@@ -265,6 +279,7 @@ class DiscoverJob:
             min_short=p.min_short,
             min_blur=p.min_blur,
             min_det_score=p.min_det_score,
+            cannot_link=p.cannot_link,
             dry_run=p.dry_run,
         )
 
@@ -284,9 +299,7 @@ class ExportJob:
                 "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
             )
 
-    def to_proto(
-        self, clustering_address: str, inference_address: str
-    ) -> export_pb2.ExportSwapRequest:
+    def to_proto(self) -> export_pb2.ExportSwapRequest:
         p = self.params
         return export_pb2.ExportSwapRequest(
             store=_absolute(self.store),
@@ -301,9 +314,110 @@ class ExportJob:
             min_face_short=p.min_face_short,
             candidate_match_threshold=p.candidate_match_threshold,
             candidate_min_score=p.candidate_min_score,
-            clustering_address=clustering_address,
-            inference_address=inference_address,
         )
+
+
+@dataclass(frozen=True)
+class VideoPlanJob:
+    src: Path
+    out: Path
+    match_dir: Path | None = None  # keep only tracks of the person of this faceset's images
+    params: VideoPlanParams = field(default_factory=VideoPlanParams)
+
+    def roots(self) -> list[Path]:
+        return [self.src, self.out, *([self.match_dir] if self.match_dir else [])]
+
+    def to_proto(self) -> export_pb2.PlanVideosRequest:
+        p = self.params
+        return export_pb2.PlanVideosRequest(
+            src=_absolute(self.src),
+            out=_absolute(self.out),
+            match_dir=_absolute(self.match_dir),
+            **{name: getattr(p, name) for name in VIDEO_PLAN_FIELDS},
+        )
+
+
+@dataclass(frozen=True)
+class VideoCutJob:
+    out: Path
+    params: VideoCutParams = field(default_factory=VideoCutParams)
+    sources: Sequence[Path] = ()  # the planned videos, read by ffmpeg
+
+    def roots(self) -> list[Path]:
+        return [self.out, *self.sources]
+
+    def to_proto(self) -> export_pb2.CutSegmentsRequest:
+        return export_pb2.CutSegmentsRequest(
+            out=_absolute(self.out),
+            accurate=self.params.accurate,
+            write_sidecar=self.params.write_sidecar,
+        )
+
+
+ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan (jobs/age_split.py)
+THIN_DIR = "_thin"
+
+
+def era_plan_path(export_dir: Path, faceset: str) -> Path:
+    """Where `age split` keeps the era plan of a faceset (named or numbered)."""
+    name = faceset.strip()
+    name = f"faceset_{int(name):03d}" if name.isdigit() else name
+    return Path(export_dir) / ERAS_DIR / f"{name}.json"
+
+
+@dataclass(frozen=True)
+class AgeProbeJob:
+    store: Path
+    export_dir: Path
+    faceset: str
+    params: AgeProbeParams = field(default_factory=AgeProbeParams)
+
+    def to_proto(self) -> clustering_pb2.AgeProbeRequest:
+        p = self.params
+        return clustering_pb2.AgeProbeRequest(
+            store=_absolute(self.store),
+            export_dir=_absolute(self.export_dir),
+            faceset=self.faceset,
+            sub_threshold=p.sub_threshold,
+            anchor_min_faces=p.anchor_min_faces,
+            era_years=p.era_years,
+        )
+
+    def roots(self) -> list[Path]:
+        return [Path(self.store), Path(self.export_dir)]
+
+
+@dataclass(frozen=True)
+class AgeSplitJob:
+    """`age split` (extend False) or `age extend` of one faceset of an export."""
+
+    store: Path
+    export_dir: Path
+    faceset: str
+    extend: bool = False
+    params: AgeSplitParams = field(default_factory=AgeSplitParams)
+
+    def to_proto(self) -> clustering_pb2.AgeSplitRequest:
+        p = self.params
+        return clustering_pb2.AgeSplitRequest(
+            store=_absolute(self.store),
+            export_dir=_absolute(self.export_dir),
+            faceset=self.faceset,
+            dry_run=p.dry_run,
+            recover_threshold=p.recover_threshold,
+            tighten_threshold=p.tighten_threshold,
+            sub_threshold=p.sub_threshold,
+            join_threshold=p.join_threshold,
+            anchor_min_faces=p.anchor_min_faces,
+            era_years=p.era_years,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+        )
+
+    def roots(self) -> list[Path]:
+        """The store, and the export (read, and its _eras/, _thin/ and era folders written)."""
+        return [Path(self.store), Path(self.export_dir)]
 
 
 ClusteringJob = (
@@ -315,8 +429,10 @@ ClusteringJob = (
     | RouteJob
     | ImportFoldersJob
     | DiscoverJob
+    | AgeProbeJob
 )
 RPC_OF: dict[type, str] = {
+    AgeProbeJob: "AgeProbe",
     ClusterJob: "Cluster",
     RefineJob: "Refine",
     ExtendJob: "Extend",
@@ -340,8 +456,7 @@ def clustering_job(
 
 def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) -> StageSummary:
     """Export the facesets of a refine manifest, then write the review report."""
-    request = job.to_proto(opened.address("clustering"), opened.address("inference"))
-    summary = follow(opened.export().export_swap(request), show_progress)
+    summary = follow(opened.export().export_swap(job.to_proto()), show_progress)
     return StageSummary("export", {**summary, **report(opened, job.out, show_progress).as_dict()})
 
 
@@ -349,4 +464,60 @@ def report(opened: Services, export_dir: Path, show_progress: bool = True) -> St
     """(Re)write the review report of an export folder from its manifests."""
     return StageSummary(
         "report", follow(opened.export().report(_absolute(export_dir)), show_progress)
+    )
+
+
+VIDEO_UNITS = {"plan: sampled frames": "frame", "plan: videos": "video", "cut: segments": "clip"}
+
+
+def video_plan(opened: Services, job: VideoPlanJob, show_progress: bool = True) -> StageSummary:
+    """Shots, sampled frames, tracks and kept segments of every video into OUT/plan.json."""
+    request = job.to_proto()
+    summary = follow(opened.export().plan_videos(request), show_progress, VIDEO_UNITS)
+    return StageSummary("video plan", summary)
+
+
+def video_cut(opened: Services, job: VideoCutJob, show_progress: bool = True) -> StageSummary:
+    """Cut every planned segment with the media service's ffmpeg."""
+    summary = follow(opened.export().cut_segments(job.to_proto()), show_progress, VIDEO_UNITS)
+    return StageSummary("video cut", summary)
+
+
+def media_info(opened: Services) -> dict[str, str]:
+    info = opened.export().info()
+    return {
+        "ffmpeg": info.ffmpeg_version,
+        "ffmpeg_path": info.ffmpeg_path,
+        "ffmpeg_source": info.ffmpeg_source,
+        "ffprobe": info.ffprobe_path,
+        "scenedetect": info.scenedetect_version,
+    }
+
+
+def age_split(
+    opened: Services,
+    job: AgeSplitJob,
+    export: ExportSwapParams | None = None,
+    show_progress: bool = True,
+) -> StageSummary:
+    """Plan the eras of a faceset (clustering service), then export them like facesets (export
+    service) and rewrite the report; a dry run only plans and writes nothing."""
+    rpc = "AgeExtend" if job.extend else "AgeSplit"
+    plan = follow(opened.clustering().job(rpc, job.to_proto()), show_progress)
+    stage = "age extend" if job.extend else "age split"
+    if job.params.dry_run:
+        return StageSummary(stage, plan)
+    exported = export_swap(
+        opened,
+        ExportJob(
+            job.store,
+            era_plan_path(job.export_dir, job.faceset),
+            job.export_dir,
+            params=export or ExportSwapParams(),
+        ),
+        show_progress,
+    )
+    keep = ("facesets", "kept", "top", "dropped", "skipped_sources", "report")
+    return StageSummary(
+        stage, {**plan, "export": {k: exported.get(k) for k in keep if k in exported.values}}
     )

@@ -17,6 +17,15 @@ Inputs are (n, d) arrays of embeddings (normalised here in float64 for the linka
 Similarities of the neighbour search are computed in the input's dtype: float32 input gives
 pairwise similarities rounded to float32 (about 1e-6), float64 input reproduces scipy's
 float64 distances.
+
+Cannot-link: an optional per-face group array (`photo`: faces with one value come from one
+photo) or explicit row pairs (`cannot`) name faces that are never one cluster. A linkage that
+would merge two clusters holding such a pair skips that merge and goes on with the next best
+ones: the pair counts as infinitely far apart, and so does every cluster either side later
+joins. Average linkage stays reducible under that distance (a union is never nearer to a third
+cluster than the nearer of its parts), so the reciprocal-nearest-neighbour rounds of the sparse
+method still give the greedy result; components holding a constrained pair take that method.
+Where no pair is constrained the result is the same as without the constraint.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ class ClusterResult:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per label
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     search: SearchReport | None = None  # how the neighbour graph was found (and its recall)
+    prevented: int = 0  # merges skipped because the two clusters shared a photo
 
     @property
     def n_singletons(self) -> int:
@@ -163,6 +173,61 @@ def _roots(parent: np.ndarray) -> np.ndarray:
         if np.array_equal(grand, parent):
             return parent
         parent = grand
+
+
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+def _empty_pairs() -> Pairs:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+
+def photo_codes(photo: np.ndarray, n: int, name: str = "photo") -> np.ndarray:
+    """Dense int64 codes of a per-face group array (one value per face)."""
+    arr = np.asarray(photo)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must hold one value per face: {arr.shape} for {n} faces")
+    return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(n)
+
+
+def cannot_link_pairs(photo: np.ndarray | None, n: int) -> Pairs:
+    """Row pairs i < j with the same `photo` value (faces of one photo): never one cluster."""
+    if photo is None or n < 2:
+        return _empty_pairs()
+    codes = photo_codes(photo, n)
+    counts = np.bincount(codes)
+    rows = np.flatnonzero(counts[codes] > 1)
+    if rows.size == 0:
+        return _empty_pairs()
+    rows = rows[np.argsort(codes[rows], kind="stable")]
+    bounds = np.flatnonzero(np.diff(codes[rows], prepend=-1, append=-1))
+    found_i: list[np.ndarray] = []
+    found_j: list[np.ndarray] = []
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        a, b = np.triu_indices(int(e - s), 1)
+        found_i.append(rows[s + a])
+        found_j.append(rows[s + b])
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+def _check_pairs(cannot: Pairs | None, n: int) -> Pairs:
+    """Explicit cannot-link pairs as (i, j) with i < j, distinct, within range."""
+    if cannot is None:
+        return _empty_pairs()
+    a = np.asarray(cannot[0], np.int64).reshape(-1)
+    b = np.asarray(cannot[1], np.int64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError("cannot-link pairs must be two arrays of one length")
+    if a.size and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n):
+        raise ValueError(f"cannot-link pairs must name rows in [0, {n})")
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    key = np.unique(lo * max(n, 1) + hi)
+    return key // max(n, 1), key % max(n, 1)
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, m: int) -> np.ndarray:
+    return np.minimum(a, b).astype(np.int64) * m + np.maximum(a, b)
 
 
 # --- neighbour graph ---------------------------------------------------------------------------
@@ -302,9 +367,11 @@ def _sparse_average_linkage(
     dist: np.ndarray,
     threshold: float,
     *,
+    cannot: Pairs | None = None,
     on_round: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Exact average linkage over a sparse graph; returns local cluster ids of `unit[rows]`.
+) -> tuple[np.ndarray, int]:
+    """Exact average linkage over a sparse graph: (local cluster ids of `unit[rows]`, merges
+    the cannot-link pairs prevented).
 
     `u`, `v`, `dist`: the pairs (local ids, u < v) with distance below or near threshold.
     Rounds of reciprocal-nearest-neighbour merges: average linkage is reducible (merging A
@@ -314,6 +381,8 @@ def _sparse_average_linkage(
     later merges of either, so only pairs below threshold are kept; a cluster left with no
     such pair is final. Distances of new clusters are exact: summed similarities of the old
     pairs (Lance-Williams), or from sum vectors where an old pair is not in the graph.
+    `cannot` (local ids): pairs of rows never in one cluster; a cluster pair holding one is
+    dropped whenever it comes below threshold (counted once per pair of cluster ids).
     `on_round(fraction)` reports the share of the graph's pairs resolved so far.
     """
     m = rows.size
@@ -329,6 +398,21 @@ def _sparse_average_linkage(
     dist = dist.astype(np.float64, copy=False)
     keep = dist < threshold
     u, v, dist = u[keep], v[keep], dist[keep]
+    bu, bv = cannot if cannot is not None else _empty_pairs()
+    blocked = np.unique(_pair_keys(bu, bv, m))
+    prevented: list[np.ndarray] = []
+
+    def allowed(pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
+        """Mask of the candidate pairs that hold no cannot-link pair (the rest are counted)."""
+        if blocked.size == 0:
+            return np.ones(pu.size, bool)
+        key = _pair_keys(pu, pv, m)
+        hit = np.isin(key, blocked)
+        prevented.append(key[hit])
+        return ~hit
+
+    ok = allowed(u, v)
+    u, v, dist = u[ok], v[ok], dist[ok]
     initial = max(1, u.size)
     rounds = 0
     unset = np.iinfo(np.int64).max
@@ -381,14 +465,21 @@ def _sparse_average_linkage(
         partial = count < (1 + grew[tu]) * (1 + grew[tv])
         td = 1.0 - sim / (sizes[tu] * sizes[tv])
         td[partial] = _pair_distances(sums, sizes, tu[partial], tv[partial])
-        near = td < threshold
+        if blocked.size:  # cluster pairs that share a photo: relabel, then keep out
+            bu, bv = rep[bu], rep[bv]
+            blocked = np.unique(_pair_keys(bu, bv, m))
+            near = td < threshold
+            near[near] = allowed(tu[near], tv[near])
+        else:
+            near = td < threshold
         u = np.concatenate([u, tu[near]])
         v = np.concatenate([v, tv[near]])
         dist = np.concatenate([dist, td[near]])
         if on_round is not None:
             on_round(1.0 - u.size / initial)
-    log.debug("sparse linkage done", faces=m, rounds=rounds)
-    return _roots(parent)
+    n_prevented = int(np.unique(np.concatenate(prevented)).size) if prevented else 0
+    log.debug("sparse linkage done", faces=m, rounds=rounds, prevented=n_prevented)
+    return _roots(parent), n_prevented
 
 
 # --- the clustering ------------------------------------------------------------------------
@@ -401,8 +492,14 @@ def cluster_average_linkage(
     dense_max: int = settings.DENSE_COMPONENT_MAX,
     search: SearchParams | None = None,
     progress: Progress | None = None,
+    photo: np.ndarray | None = None,
+    cannot: Pairs | None = None,
 ) -> ClusterResult:
     """Average-linkage clusters at cosine distance `threshold` (merge while below it).
+
+    `photo` (one value per face; faces with one value come from one photo) and `cannot` (row
+    pairs) name faces that never end in one cluster: a merge that would join them is skipped
+    and the next best merges go on; the result's `prevented` counts the skipped merges.
 
     Components of the neighbour graph of up to `dense_max` faces are clustered with scipy's
     dense linkage; larger ones with the exact sparse method. The graph comes from
@@ -418,6 +515,10 @@ def cluster_average_linkage(
     if n == 0:
         return ClusterResult(np.zeros(0, np.int64), [], 0, 0)
     unit = _as_unit_rows(x)
+    cu, cv = cannot_link_pairs(photo, n)
+    if cannot is not None:
+        eu, ev = _check_pairs(cannot, n)
+        cu, cv = _check_pairs((np.concatenate([cu, eu]), np.concatenate([cv, ev])), n)
     search_blocks = 100  # the search reports in hundredths, then the second stage
     total = search_blocks + 100
 
@@ -439,8 +540,15 @@ def cluster_average_linkage(
     starts = np.concatenate([[0], np.cumsum(comp_sizes)])
     infos: list[ComponentInfo] = []
     multi = np.flatnonzero(comp_sizes > 1)
-    big = multi[comp_sizes[multi] > dense_max]
-    small = multi[comp_sizes[multi] <= dense_max]
+    inside = comp[cu] == comp[cv]  # pairs in different components never meet
+    cu, cv = cu[inside], cv[inside]
+    # Components holding a cannot-link pair take the sparse method, which honours it.
+    constrained = np.zeros(n_comp, bool)
+    constrained[comp[cu]] = True
+    sparse = (comp_sizes[multi] > dense_max) | constrained[multi]
+    big = multi[sparse]
+    small = multi[~sparse]
+    prevented = 0
     stage_faces = max(1, int(comp_sizes[multi].sum()))
     reported = 0
 
@@ -468,14 +576,16 @@ def cluster_average_linkage(
         sel = in_big[ei]  # both ends share a component
         bu, bv = local_of[ei[sel]], local_of[ej[sel]]
         bd = 1.0 - es[sel].astype(np.float64)
+        local_cannot = (local_of[cu], local_of[cv])
         del ei, ej, es, sel, local_of  # the graph's other pairs are done with
-        roots = _sparse_average_linkage(
+        roots, prevented = _sparse_average_linkage(
             unit,
             idx,
             bu,
             bv,
             bd,
             t,
+            cannot=local_cannot,
             on_round=lambda part: stage_progress(faces_done + part * idx.size),
         )
         del bu, bv, bd
@@ -493,9 +603,12 @@ def cluster_average_linkage(
         progress(total, total)
     finished = time.perf_counter()
     seconds = {"search": searched - started, "linkage": finished - searched}
-    result = ClusterResult(labels, infos, int(sizes.size), n_edges, sizes, seconds, report)
+    result = ClusterResult(
+        labels, infos, int(sizes.size), n_edges, sizes, seconds, report, prevented
+    )
     log.info(
         "clustered",
+        prevented=prevented,
         faces=n,
         search=report.backend,
         recall=report.recall,
@@ -544,21 +657,52 @@ def centroids(emb: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): mat[i] for i, k in enumerate(ids)}
 
 
-def merge_by_centroid(emb: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+@dataclass(frozen=True)
+class MergeResult:
+    labels: np.ndarray  # renumbered by size as `canonical_labels` does; -1 stays -1
+    prevented: int  # cluster merges skipped because the two clusters shared a photo
+    n_before: int  # clusters before the merge
+
+
+def merge_centroids(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    *,
+    photo: np.ndarray | None = None,
+) -> MergeResult:
     """Merge over-split clusters: average linkage of cluster centroids at `threshold`.
 
-    Returns new labels (renumbered by size as `canonical_labels` does); -1 stays -1.
+    With `photo` (one value per face), two clusters holding faces of one photo never merge,
+    nor do clusters that would come to hold two such faces through a chain of merges.
     """
     t = _check_threshold(threshold)
     lab = np.asarray(labels)
     ids, mat = _centroid_matrix(emb, lab)
     out = np.full(lab.shape[0], -1, np.int64)
     if ids.size == 0:
-        return out
-    groups = cluster_average_linkage(mat, t)
+        return MergeResult(out, 0, 0)
+    cannot: Pairs | None = None
+    if photo is not None:
+        fu, fv = cannot_link_pairs(photo, lab.shape[0])
+        both = (lab[fu] >= 0) & (lab[fv] >= 0)
+        fu, fv = fu[both], fv[both]
+        cannot = (np.searchsorted(ids, lab[fu]), np.searchsorted(ids, lab[fv]))
+    groups = cluster_average_linkage(mat, t, cannot=cannot)
     valid = lab >= 0
     out[valid] = groups.labels[np.searchsorted(ids, lab[valid])]
-    return canonical_labels(out)[0]
+    return MergeResult(canonical_labels(out)[0], groups.prevented, int(ids.size))
+
+
+def merge_by_centroid(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    *,
+    photo: np.ndarray | None = None,
+) -> np.ndarray:
+    """`merge_centroids`' labels: new labels (renumbered by size); -1 stays -1."""
+    return merge_centroids(emb, labels, threshold, photo=photo).labels
 
 
 def reject_outliers(
@@ -627,18 +771,50 @@ def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> lis
     return groups
 
 
+@dataclass(frozen=True)
+class Assignment:
+    rows: np.ndarray  # int64 per face: the centroid row it joins, or -1
+    distances: np.ndarray  # float32 per face: cosine distance to the nearest allowed centroid
+    prevented: int  # faces kept from their nearest centroid within threshold by the constraint
+
+
 def nearest_centroid(
     emb: np.ndarray,
     centroids: np.ndarray,
     threshold: float,
     search: SearchParams | None = None,
+    *,
+    photo: np.ndarray | None = None,
+    held: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each face, the row of its nearest centroid, or -1 when farther than `threshold`.
 
     Returns (rows int64, cosine distances to the nearest centroid as float32; inf without
     centroids). `search` picks the way by the number of centroids: the blocked exact products
     ("exact", memory ROWS_AT_ONCE x centroids), a flat faiss index (exact) or an IVF index
-    over the centroids at or above `search.ann_min_faces` of them.
+    over the centroids at or above `search.ann_min_faces` of them. `photo` and `held`: see
+    `assign_nearest`.
+    """
+    found = assign_nearest(emb, centroids, threshold, search, photo=photo, held=held)
+    return found.rows, found.distances
+
+
+def assign_nearest(
+    emb: np.ndarray,
+    centroids: np.ndarray,
+    threshold: float,
+    search: SearchParams | None = None,
+    *,
+    photo: np.ndarray | None = None,
+    held: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Assignment:
+    """Nearest-centroid assignment under the cannot-link constraint.
+
+    `photo`: one value per face (faces with one value come from one photo); `held`: pairs
+    (centroid row, photo value) of the photos each centroid's cluster already holds. A face
+    never joins a centroid that holds its photo, and two faces of one photo never join one
+    centroid: among them the closest face-centroid pairs are taken first, the others go to
+    their next nearest allowed centroid within threshold, or to none.
     """
     t = _check_threshold(threshold)
     x = _check_embeddings(emb)
@@ -647,7 +823,7 @@ def nearest_centroid(
     best = np.full(n, -1, np.int64)
     dist = np.full(n, np.inf, np.float32)
     if c.shape[0] == 0 or n == 0:
-        return best, dist
+        return Assignment(best, dist, 0)
     if c.shape[1] != x.shape[1]:
         raise ValueError(f"dimension mismatch: faces {x.shape[1]}, centroids {c.shape[1]}")
     cu = _unit_rows(c, np.float32)
@@ -665,4 +841,58 @@ def nearest_centroid(
         best[found] = rows[found]
         dist[found] = 1.0 - sims[found]
     best[dist > t] = -1
-    return best, dist
+    if photo is None:
+        return Assignment(best, dist, 0)
+    return _constrained_assignment(x, cu, t, best, dist, photo, held)
+
+
+def _constrained_assignment(
+    x: np.ndarray,
+    cu: np.ndarray,
+    t: float,
+    best: np.ndarray,
+    dist: np.ndarray,
+    photo: np.ndarray,
+    held: tuple[np.ndarray, np.ndarray] | None,
+) -> Assignment:
+    """Re-decide the faces whose photo a centroid holds or another face shares (see above)."""
+    n, k = x.shape[0], cu.shape[0]
+    values = np.asarray(photo)
+    if values.shape != (n,):
+        raise ValueError(f"photo must hold one value per face: {values.shape} for {n} faces")
+    held_rows = np.zeros(0, np.int64) if held is None else np.asarray(held[0], np.int64)
+    held_values = values[:0] if held is None else np.asarray(held[1])
+    if held_rows.shape != held_values.shape or held_rows.ndim != 1:
+        raise ValueError("held must be two arrays of one length: centroid rows, photo values")
+    if held_rows.size and (held_rows.min() < 0 or held_rows.max() >= k):
+        raise ValueError(f"held centroid rows must lie in [0, {k})")
+    codes = photo_codes(np.concatenate([values, held_values]), n + held_values.size)
+    face_code, held_code = codes[:n], codes[n:]
+    risky_code = np.bincount(face_code, minlength=codes.max() + 1) > 1
+    risky_code[held_code] = True
+    risky = np.flatnonzero(risky_code[face_code])
+    if risky.size == 0:
+        return Assignment(best, dist, 0)
+    rows_out, dist_out = best.copy(), dist.copy()
+    held_order = np.argsort(held_code, kind="stable")
+    held_sorted = held_code[held_order]
+    risky = risky[np.argsort(face_code[risky], kind="stable")]
+    bounds = np.flatnonzero(np.diff(face_code[risky], prepend=-1, append=-1))
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        faces = risky[s:e]
+        code = face_code[faces[0]]
+        lo, hi = np.searchsorted(held_sorted, [code, code + 1])
+        sims = _unit_rows(x[faces], np.float32) @ cu.T
+        sims[:, held_rows[held_order[lo:hi]]] = -np.inf  # centroids holding this photo
+        dist_out[faces] = 1.0 - sims.max(axis=1)
+        rows_out[faces] = -1
+        for _ in range(faces.size):  # closest face-centroid pairs first
+            f, col = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            if not 1.0 - sims[f, col] <= t:
+                break
+            rows_out[faces[f]] = col
+            dist_out[faces[f]] = 1.0 - sims[f, col]
+            sims[f, :] = -np.inf
+            sims[:, col] = -np.inf
+    prevented = int(np.count_nonzero((best >= 0) & (rows_out != best)))
+    return Assignment(rows_out, dist_out, prevented)

@@ -54,13 +54,17 @@ class ClusterParams:
     threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
     link_mode: LinkMode = LinkMode.AUTO
     dense_max: int = bounded(settings.DENSE_COMPONENT_MAX, POSITIVE_COUNT)
+    cannot_link: bool = settings.CANNOT_LINK  # faces of one photo never share a cluster
 
     def __post_init__(self) -> None:
         _validate(self)
 
     @classmethod
     def from_request(cls, request: clustering_pb2.ClusterRequest) -> ClusterParams:
-        return cls(**_given(request, "threshold"), link_mode=LinkMode.from_proto(request.link_mode))
+        return cls(
+            **_given(request, "threshold", "cannot_link"),
+            link_mode=LinkMode.from_proto(request.link_mode),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class RefineParams:
     min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
     outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
     link_mode: LinkMode = LinkMode.AUTO
+    cannot_link: bool = settings.CANNOT_LINK
+    lookalike_margin: float = bounded(settings.LOOKALIKE_MARGIN, NON_NEGATIVE)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -82,7 +88,12 @@ class RefineParams:
     def from_request(cls, request: clustering_pb2.RefineRequest) -> RefineParams:
         return cls(
             **_given(
-                request, "initial_threshold", "merge_threshold", "outlier_threshold", *GATE_FIELDS
+                request,
+                "initial_threshold",
+                "merge_threshold",
+                "outlier_threshold",
+                *GATE_FIELDS,
+                "cannot_link",
             ),
             link_mode=LinkMode.from_proto(request.link_mode),
         )
@@ -92,6 +103,7 @@ class RefineParams:
 class ExtendParams:
     threshold: float = bounded(settings.EXTEND_THRESHOLD, COSINE_DISTANCE)
     link_mode: LinkMode | None = None  # None keeps the mode each output was made with
+    cannot_link: bool = settings.CANNOT_LINK
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -100,7 +112,7 @@ class ExtendParams:
     def from_request(cls, request: clustering_pb2.ExtendRequest) -> ExtendParams:
         mode = LinkMode.from_proto(request.link_mode)
         return cls(
-            **_given(request, "threshold"),
+            **_given(request, "threshold", "cannot_link"),
             # AUTO, the proto's zero, keeps the mode the outputs were made with.
             link_mode=None if mode is LinkMode.AUTO else mode,
         )
@@ -167,6 +179,7 @@ class RouteParams:
     outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
     outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
     link_mode: LinkMode = LinkMode.AUTO
+    cannot_link: bool = settings.CANNOT_LINK
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -174,8 +187,58 @@ class RouteParams:
     @classmethod
     def from_request(cls, request: clustering_pb2.RouteRequest) -> RouteParams:
         return cls(
-            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS),
+            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS, "cannot_link"),
             link_mode=LinkMode.from_proto(request.link_mode),
+        )
+
+
+_AGE_FIELDS = ("sub_threshold", "anchor_min_faces", "era_years")
+
+
+@dataclass(frozen=True)
+class AgeProbeParams:
+    sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
+    anchor_min_faces: int = bounded(settings.AGE_ANCHOR_MIN_FACES, POSITIVE_COUNT)
+    era_years: int = bounded(settings.AGE_ERA_YEARS, COUNT)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.AgeProbeRequest) -> AgeProbeParams:
+        return cls(**_given(request, *_AGE_FIELDS))
+
+
+@dataclass(frozen=True)
+class AgeSplitParams:
+    recover_threshold: float = bounded(settings.AGE_RECOVER_THRESHOLD, COSINE_DISTANCE)
+    tighten_threshold: float = bounded(settings.AGE_TIGHTEN_THRESHOLD, COSINE_DISTANCE)
+    sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
+    join_threshold: float = bounded(settings.AGE_JOIN_THRESHOLD, COSINE_DISTANCE)
+    anchor_min_faces: int = bounded(settings.AGE_ANCHOR_MIN_FACES, POSITIVE_COUNT)
+    era_years: int = bounded(settings.AGE_ERA_YEARS, COUNT)
+    min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
+    min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
+    min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.AgeSplitRequest) -> AgeSplitParams:
+        return cls(
+            **_given(
+                request,
+                "recover_threshold",
+                "tighten_threshold",
+                "join_threshold",
+                *_AGE_FIELDS,
+                "min_short",
+                "min_blur",
+                "min_det_score",
+            ),
+            dry_run=request.dry_run,
         )
 
 
@@ -185,6 +248,7 @@ class ImportFoldersParams:
     second_pass_threshold: float = bounded(settings.IMPORT_SECOND_PASS_THRESHOLD, COSINE_DISTANCE)
     match_threshold: float = bounded(settings.IMPORT_MATCH_THRESHOLD, COSINE_DISTANCE)
     first_number: int = bounded(0, COUNT)  # 0: past the export's current maximum
+    cannot_link: bool = settings.CANNOT_LINK
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -205,6 +269,7 @@ class ImportFoldersParams:
                 "second_pass_threshold",
                 "match_threshold",
                 "first_number",
+                "cannot_link",
             ),
             dry_run=request.dry_run,
         )
@@ -220,6 +285,7 @@ class DiscoverParams:
     min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
     min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
     min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    cannot_link: bool = settings.CANNOT_LINK
     dry_run: bool = False
 
     def __post_init__(self) -> None:
@@ -229,7 +295,12 @@ class DiscoverParams:
     def from_request(cls, request: clustering_pb2.DiscoverRequest) -> DiscoverParams:
         return cls(
             **_given(
-                request, "known_threshold", "cluster_threshold", "outlier_threshold", *GATE_FIELDS
+                request,
+                "known_threshold",
+                "cluster_threshold",
+                "outlier_threshold",
+                *GATE_FIELDS,
+                "cannot_link",
             ),
             dry_run=request.dry_run,
         )

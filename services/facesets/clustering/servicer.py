@@ -16,6 +16,8 @@ import structlog
 from facesets.clustering import enrich
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
 from facesets.clustering.params import (
+    AgeProbeParams,
+    AgeSplitParams,
     ClusterParams,
     ConsolidateParams,
     DedupParams,
@@ -403,6 +405,43 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         plan_dir = export / layout.DISCOVER_DIR
         writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
         yield from self._job("discover", context, writes, store, root, export, params)
+
+    def AgeProbe(
+        self, request: clustering_pb2.AgeProbeRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(AgeProbeParams.from_request, request, context)
+        store = self.stores.get(request.store, context)
+        export_dir = required_path(context, request.export_dir, "export_dir")
+        faceset = _faceset(request.faceset, context)
+        yield from self._job("age_probe", context, ([], False), store, export_dir, faceset, params)
+
+    def _age(
+        self, module: str, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(AgeSplitParams.from_request, request, context)
+        store = self.stores.get(request.store, context)
+        export_dir = required_path(context, request.export_dir, "export_dir")
+        faceset = _faceset(request.faceset, context)
+        writes: Writes = ([], False) if params.dry_run else ([export_dir], False)
+        yield from self._job(module, context, writes, store, export_dir, faceset, params)
+
+    def AgeSplit(
+        self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        yield from self._age("age_split", request, context)
+
+    def AgeExtend(
+        self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        yield from self._age("age_extend", request, context)
+
+
+def _faceset(value: str, context: grpc.ServicerContext) -> str:
+    """A faceset of an export by name (faceset_NNN) or number; never a path."""
+    name = value.strip()
+    if not name or "/" in name or name.startswith("."):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"faceset must name one, not {value!r}")
+    return name
 
 
 def register(servicer: ClusteringServicer) -> Callable[[grpc.Server], None]:

@@ -30,10 +30,10 @@ EXPORT_MANIFEST = "manifest.json"  # top level of OUT, merged across runs
 FACESET_MANIFEST = "manifest.json"  # inside each OUT/faceset_NNN/
 FSZ_TOP = "faceset_{:03d}_top{}.fsz"
 FSZ_ALL = "faceset_{:03d}_all.fsz"
-FSZ_LABEL_TOP = "{}_top{}.fsz"  # a labelled faceset's bundles carry its label
-FSZ_LABEL_ALL = "{}_all.fsz"
 LABEL_MARKER = "{}.txt"  # OUT/faceset_NNN/<label>.txt names where a labelled faceset came from
 DISCOVERED_MARKER = "DISCOVERED.txt"  # OUT/faceset_NNN/DISCOVERED.txt names the folder searched
+FSZ_TOP_OF = "{}_top{}.fsz"  # by bundle name: a label when given, else the set's name
+FSZ_ALL_OF = "{}_all.fsz"
 CROPS_DIR = "crops"
 CANDIDATES_DIR = "_candidates"
 REJECTED_DIR = "_rejected"
@@ -52,6 +52,11 @@ RUN_STORE = "faces.db"
 RUN_RAW_DIR = "raw"
 RUN_REFINE_DIR = "refined"
 RUN_EXPORT_DIR = "export"
+
+# --- `facesets video` (OUT of plan and cut) -------------------------------------------------
+VIDEO_PLAN = "plan.json"  # OUT/plan.json: every planned segment of the batch
+VIDEO_FRAMES_DIR = "_frames"  # OUT/_frames/<video key>.jsonl: append-only frame results
+VIDEO_CUT_PART = ".{}.part{}"  # a clip being written; renamed once its duration checks out
 
 # --- every job that writes an output folder -----------------------------------------------------
 WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder

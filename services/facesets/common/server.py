@@ -30,6 +30,8 @@ class ServeOptions:
     ready_file: Path | None = None  # receives the bound address once serving
     max_workers: int = 16
     max_message_bytes: int = settings.MAX_MESSAGE_BYTES
+    # Told the bound address before the server says it serves (e.g. to name a replica).
+    on_bound: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -73,8 +75,10 @@ def start_server(
         port = server.add_insecure_port(options.listen)
     if port == 0:
         raise OSError(f"cannot listen on {options.listen}")
-    server.start()
     address = f"{options.listen.rsplit(':', 1)[0]}:{port}"
+    if options.on_bound:
+        options.on_bound(address)
+    server.start()
     for name in (*service_names, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if options.ready_file:

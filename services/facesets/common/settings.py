@@ -95,6 +95,21 @@ SHARPNESS_SIGMA = 1.0
 QUALITY_MIN_BLUR = 4.0  # smallest sharpness the quality gate keeps
 QUALITY_MIN_DET_SCORE = 0.6
 EXTEND_THRESHOLD = 0.55
+# Cannot-link: two faces detected in one photo are two people, so cluster, refine, extend and
+# route never put them in one identity (the jobs' `cannot_link` parameter turns it off).
+CANNOT_LINK = True
+# Look-alike review list of refine: facesets whose centroids lie within the merge threshold
+# plus this margin although they share a photo (so the constraint kept them apart).
+LOOKALIKE_MARGIN = 0.1
+LOOKALIKE_CROPS = 4  # crops of each faceset the export lists per look-alike pair
+# --- era splits (`facesets age`) -----------------------------------------------------------
+AGE_RECOVER_THRESHOLD = 0.55  # wide recovery: store faces this close to the seed centroid
+AGE_TIGHTEN_THRESHOLD = 0.50  # after one re-centroid, faces this close stay
+AGE_SUB_THRESHOLD = 0.35  # average-linkage sub-clusters (candidate eras)
+AGE_JOIN_THRESHOLD = 0.40  # a fragment joins its nearest anchor within this centroid distance
+AGE_ANCHOR_MIN_FACES = 20  # sub-clusters this large are anchors; smaller eras are thin
+AGE_ERA_YEARS = 5  # a fragment's dominant year within this many years of its anchor's
+AGE_PROBE_THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
 CONSOLIDATE_CANDIDATE_SIM = 0.55
 CONSOLIDATE_CONFIDENT_SIM = 0.65
 # Largest component clustered with a dense matrix; larger ones get the exact sparse method,
@@ -157,6 +172,28 @@ EXPORT_DUPLICATE_SIM = 0.95  # embedding cosine similarity of a re-encoded copy 
 EXPORT_DUPLICATE_HASH_BITS = 12  # ... at most this many differing bits of the crop's 64-bit pHash
 EXPORT_DUPLICATE_PREFER_LARGER = 1.1  # a copy whose face is this much larger replaces the kept one
 EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and dropped faces
+
+# --- video targets (`facesets video`; export/media service) ------------------------------------
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+VIDEO_SHOT_THRESHOLD = 27.0  # PySceneDetect ContentDetector threshold (its own default)
+VIDEO_MIN_SHOT_S = 0.5  # shortest shot the content detector reports
+VIDEO_SAMPLE_FPS = 2.0  # frames sampled per second within each shot
+VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (boxes map back)
+VIDEO_JPEG_QUALITY = 92  # sampled frames travel as JPEG, never written to disk
+VIDEO_MAX_YAW = 75.0  # degrees; a frame's face passes the gate within this yaw ...
+VIDEO_MIN_FACE_SHORT = 80.0  # ... with a box short edge of at least this many source pixels ...
+VIDEO_MIN_DET_SCORE = 0.5  # ... and at least this detector score
+VIDEO_MIN_PASS_RATE = 0.7  # share of a track segment's sampled frames that pass the gate
+VIDEO_MIN_SEGMENT_S = 1.0
+VIDEO_MAX_SEGMENT_S = 120.0  # longer tracks are cut into pieces of at most this length
+VIDEO_MERGE_GAP_S = 2.0  # segments of the same face in one shot closer than this are merged
+VIDEO_TRACK_MIN_IOU = 0.2  # box overlap with a track's last box that links a face ...
+VIDEO_TRACK_MIN_SIMILARITY = 0.35  # ... when it also looks like the track's face (cosine)
+VIDEO_TRACK_REID_SIMILARITY = 0.6  # a face this similar links even without box overlap
+VIDEO_SAME_FACE_SIMILARITY = 0.5  # mean embeddings of two tracks of the same face (merging)
+VIDEO_MATCH_THRESHOLD = 0.45  # --match: cosine distance of a track's mean to the centroid
+VIDEO_CUT_TOLERANCE_S = 0.25  # a clip whose duration is this far off its plan is redone
+VIDEO_ACCURATE_CRF = 18  # --accurate re-encodes with libx264 at this quality
 EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
 
 # --- review report ----------------------------------------------------------------------------

@@ -54,26 +54,39 @@ class FaceRow:
             self.landmark_2d_106 = lmk.reshape(-1, 2) if lmk.size else None
 
 
-# A label or marker names a file in the faceset's folder: one plain name, nothing more.
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+# A marker or a bundle label names a file in the set's folder: one plain name, nothing more.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.-]{0,150}")
 
 
-@dataclass(frozen=True)
-class SetNaming:
-    """How a labelled faceset names its bundles, and the marker files it carries."""
-
-    label: str = ""  # bundles become <label>_topN.fsz and <label>_all.fsz
-    markers: tuple[tuple[str, str], ...] = ()  # (file name, text)
+def _plain_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and _FILE_NAME.fullmatch(name) is not None
+        and not name.endswith((".", " "))
+    )
 
 
 @dataclass(frozen=True)
 class FacesetSpec:
-    """One faceset of a refine manifest: its number and the faces it holds."""
+    """One faceset of a refine manifest: its number and the faces it holds.
+
+    Where a set other than a plain faceset goes (an era, say): `dir`, its folder relative to
+    OUT; `partition`, the top-level manifest key listing it; `group`, the group whose entries
+    this run replaces (entries of the group that it no longer exports are retired). Empty:
+    faceset_NNN in `facesets`. Any set may carry `markers` (file name, text), plain text files
+    written into its folder, and a `label` its .fsz bundles are named after
+    (`<label>_topN.fsz`; empty: the set's name). A refine manifest entry gives them as `dir`,
+    `partition`, `group`, `markers` ({file name: text}) and `bundle`.
+    """
 
     number: int
     face_ids: tuple[int, ...]
     name: str = ""
-    naming: SetNaming = SetNaming()
+    dir: str = ""
+    partition: str = ""
+    markers: tuple[tuple[str, str], ...] = ()
+    group: str = ""
+    label: str = ""
 
     @property
     def dirname(self) -> str:
@@ -81,6 +94,7 @@ class FacesetSpec:
 
 
 _NUMBER = re.compile(r"(\d+)\s*$")
+_SAFE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,150}")  # one part of a set's dir
 
 
 def _face_ids(entry: Mapping[str, Any]) -> list[int]:
@@ -109,21 +123,27 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         if not match:
             raise ExportInputError(f"faceset entry has no number and no numbered name: {name!r}")
         number = int(match.group(1))
-    return FacesetSpec(
-        number=int(number), face_ids=tuple(_face_ids(entry)), name=name, naming=_naming(entry)
-    )
-
-
-def _naming(entry: Mapping[str, Any]) -> SetNaming:
-    """The entry's label and markers; a name that is not one plain file name is refused."""
-    label = str(entry.get("label") or "")
     markers = entry.get("markers") or {}
-    if not isinstance(markers, Mapping):
-        raise ExportInputError(f"markers of {entry.get('name')!r} are not an object")
-    for name in [label, *markers] if label else list(markers):
-        if not _FILE_NAME.match(str(name)) or str(name).endswith((".", " ")):
-            raise ExportInputError(f"not a plain file name: {name!r}")
-    return SetNaming(label, tuple(sorted((str(k), str(v)) for k, v in markers.items())))
+    if not isinstance(markers, Mapping) or not all(
+        _plain_name(k) and isinstance(v, str) for k, v in markers.items()
+    ):
+        raise ExportInputError(f"faceset {name!r}: markers must map plain file names to text")
+    label = entry.get("bundle") or ""
+    if label and not _plain_name(label):
+        raise ExportInputError(f"faceset {name!r}: bundle must be a plain file name: {label!r}")
+    folder = str(entry.get("dir") or "")
+    if folder and not all(_SAFE_FILE.fullmatch(part) for part in folder.split("/")):
+        raise ExportInputError(f"faceset {name!r}: dir must be a plain relative folder")
+    return FacesetSpec(
+        number=int(number),
+        face_ids=tuple(_face_ids(entry)),
+        name=name,
+        dir=folder,
+        partition=str(entry.get("partition") or ""),
+        markers=tuple(sorted(markers.items())),
+        group=str(entry.get("group") or ""),
+        label=str(label),
+    )
 
 
 def parse_refine_manifest(payload: Any) -> list[FacesetSpec]:
@@ -171,6 +191,24 @@ def read_refine_gates(path: Path) -> dict[str, Any]:
         return {}
     gates = payload.get("gates") if isinstance(payload, dict) else None
     return dict(gates) if isinstance(gates, dict) else {}
+
+
+def read_refine_lookalikes(path: Path) -> list[dict[str, Any]] | None:
+    """The look-alike pairs refine recorded (`lookalikes`); None when it recorded none."""
+    try:
+        payload = layout.read_json(Path(path), default={})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    pairs = payload.get("lookalikes") if isinstance(payload, dict) else None
+    if not isinstance(pairs, list):
+        return None
+    return [
+        dict(pair)
+        for pair in pairs
+        if isinstance(pair, dict)
+        and isinstance(pair.get("facesets"), list)
+        and len(pair["facesets"]) == 2
+    ]
 
 
 def group_faces(

@@ -6,7 +6,7 @@ goes to the inference service's CountFaces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import structlog
 
-from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.client import ClusteringClient, Endpoint, ImageInput, InferenceClient
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
 from facesets.common.layout import read_json
@@ -23,7 +23,16 @@ from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.params import ExportSwapParams
-from facesets.export.records import FaceRow, read_refine_gates, read_refine_manifest
+from facesets.export.records import (
+    FaceRow,
+    read_refine_gates,
+    read_refine_lookalikes,
+    read_refine_manifest,
+)
+from facesets.export.video import cut as video_cut
+from facesets.export.video import plan as video_plan
+from facesets.export.video.params import VideoCutParams, VideoPlanParams
+from facesets.export.video.probe import tools as media_tools
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -67,32 +76,32 @@ def singleton_face_ids(raw_manifest: Path) -> list[int]:
 
 
 class ExportServicer(export_pb2_grpc.ExportServicer):
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token  # sent to the other services when they are remote
+    """The clustering and inference services it calls are fixed when it starts (`facesets serve
+    export --clustering ... --inference ...`, each with its own credentials)."""
 
-    def _clients(
-        self, request: export_pb2.ExportSwapRequest
-    ) -> tuple[ClusteringClient, InferenceClient]:
-        return (
-            ClusteringClient(Endpoint(request.clustering_address, self.token)),
-            InferenceClient(Endpoint(request.inference_address, self.token)),
-        )
+    def __init__(self, clustering: Endpoint | None, inference: Endpoint | None) -> None:
+        self.clustering = clustering
+        self.inference = inference
 
     def ExportSwap(
         self, request: export_pb2.ExportSwapRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        if not request.clustering_address or not request.inference_address:
+        peers = self.clustering, self.inference
+        if peers[0] is None or peers[1] is None:
             context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "ExportSwap needs the clustering and inference service addresses",
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this export service was started without the clustering and inference "
+                "services it calls (facesets serve export --clustering HOST:PORT "
+                "--inference HOST:PORT)",
             )
+            return
         try:
             params = ExportSwapParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         out = required_path(context, request.out, "out")
         required_path(context, request.refine_manifest, "refine_manifest")
-        clustering, inference = self._clients(request)
+        clustering, inference = ClusteringClient(peers[0]), InferenceClient(peers[1])
         try:
             yield from job_events(
                 lambda progress: run_locked(
@@ -136,7 +145,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             candidates=candidates,
             progress=progress,
             gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
-            naming={spec.number: spec.naming for spec in specs},
+            lookalikes=read_refine_lookalikes(Path(request.refine_manifest).expanduser()),
+            targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
         )
 
     def Report(
@@ -147,6 +157,73 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             yield from job_events(
                 lambda progress: run_locked(
                     [out], lambda: report.build_report(out, progress).summary, create=False
+                )
+            )
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+
+    # --- media: video targets -------------------------------------------------------------
+    def GetInfo(
+        self, request: export_pb2.GetMediaInfoRequest, context: grpc.ServicerContext
+    ) -> export_pb2.MediaInfo:
+        import scenedetect
+
+        t = media_tools()
+        return export_pb2.MediaInfo(
+            ffmpeg_path=t.ffmpeg,
+            ffmpeg_version=t.version,
+            ffprobe_path=t.ffprobe or "",
+            ffmpeg_source=t.source,
+            scenedetect_version=scenedetect.__version__,
+        )
+
+    def PlanVideos(
+        self, request: export_pb2.PlanVideosRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        if self.inference is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this media service was started without the inference service it calls "
+                "(facesets serve export --inference HOST:PORT)",
+            )
+            return
+        try:
+            params = VideoPlanParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        src = required_path(context, request.src, "src")
+        out = required_path(context, request.out, "out")
+        match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
+        inference = InferenceClient(self.inference)
+
+        def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
+            return inference.embed(ImageInput(id=i, data=data) for i, data in items)
+
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out],
+                    lambda: video_plan.plan_videos(src, out, params, infer, progress, match_dir),
+                )
+            )
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
+    def CutSegments(
+        self, request: export_pb2.CutSegmentsRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        params = VideoCutParams.from_request(request)
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out], lambda: video_cut.cut_segments(out, params, progress), create=False
                 )
             )
         except (ValueError, FileNotFoundError) as error:

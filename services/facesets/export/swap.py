@@ -41,7 +41,7 @@ from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
 from facesets.export.params import ExportSwapParams
 from facesets.export.quality import QualityScores, quality_scores
-from facesets.export.records import FaceRow, SetNaming
+from facesets.export.records import FaceRow, FacesetSpec
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +73,51 @@ def crop_name(row: FaceRow) -> str:
 
 def faceset_name(number: int) -> str:
     return layout.FACESET_DIR.format(number)
+
+
+PARTITION_FACESETS = "facesets"
+
+
+@dataclass(frozen=True)
+class SetTarget:
+    """Where one exported set goes: a plain faceset (faceset_NNN in `facesets`) unless told.
+
+    `name` keys its top-level manifest entry; `dir` is its folder relative to OUT; `partition`
+    the top-level manifest key listing it; `markers` plain text files (name, text) written into
+    its folder; `group` ties entries that one run replaces together; `label` names its .fsz
+    files (`bundle`: the label when given, else the set's name).
+    """
+
+    name: str
+    dir: str
+    partition: str = PARTITION_FACESETS
+    markers: tuple[tuple[str, str], ...] = ()
+    group: str = ""
+    label: str = ""
+
+    @property
+    def bundle(self) -> str:
+        """What the set's .fsz files are named after: `<bundle>_topN.fsz`, `<bundle>_all.fsz`."""
+        return self.label or self.name
+
+    @classmethod
+    def faceset(cls, number: int) -> SetTarget:
+        return cls(faceset_name(number), faceset_name(number))
+
+    @classmethod
+    def of(cls, spec: FacesetSpec) -> SetTarget:
+        """A refine manifest entry's set: a plain faceset unless it names its own folder."""
+        if spec.dir:
+            return cls(
+                spec.name,
+                spec.dir,
+                spec.partition or PARTITION_FACESETS,
+                spec.markers,
+                spec.group,
+                spec.label,
+            )
+        plain = cls.faceset(spec.number)
+        return cls(plain.name, plain.dir, markers=spec.markers, label=spec.label)
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -162,6 +207,7 @@ class _Params:
 @dataclass
 class _SetResult:
     number: int
+    target: SetTarget
     entry: dict[str, Any]  # the top-level manifest entry
     centroid: np.ndarray | None
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -490,18 +536,18 @@ def _rank(kept: Sequence[_Checked]) -> list[_Ranked]:
 def _write_set(
     out: Path,
     number: int,
+    target: SetTarget,
     gated: _Gated,
     ranked: Sequence[_Ranked],
     drops: Sequence[_Drop],
     skipped: list[dict[str, Any]],
     params: _Params,
     progress: ProgressFn | None,
-    naming: SetNaming,
 ) -> _SetResult:
-    """Crops, review thumbnails, the two .fsz files, the markers and the faceset manifest;
-    files an earlier run wrote and this one did not are removed."""
-    name = faceset_name(number)
-    set_dir = out / name
+    """Crops, review thumbnails, the two .fsz files and the faceset manifest; files an earlier
+    run wrote and this one did not are removed."""
+    name = target.name
+    set_dir = out / target.dir
     manifest_path = set_dir / layout.FACESET_MANIFEST
     previous = _read_manifest(manifest_path, required=False)
     written: set[str] = set()
@@ -540,15 +586,12 @@ def _write_set(
             }
         )
 
-    if naming.label:
-        fsz_top = set_dir / layout.FSZ_LABEL_TOP.format(naming.label, params.top_n)
-        fsz_all = set_dir / layout.FSZ_LABEL_ALL.format(naming.label)
-    else:
-        fsz_top = set_dir / layout.FSZ_TOP.format(number, params.top_n)
-        fsz_all = set_dir / layout.FSZ_ALL.format(number)
-    for marker, text in naming.markers:
+    for marker, text in target.markers:
         _write_if_changed(set_dir / marker, text.encode("utf-8"))
         written.add(_rel(out, set_dir / marker))
+
+    fsz_top = set_dir / layout.FSZ_TOP_OF.format(target.bundle, params.top_n)
+    fsz_all = set_dir / layout.FSZ_ALL_OF.format(target.bundle)
     fsz_files: list[str] = []
     if members:
         write_fsz(fsz_top, members[: params.top_n])
@@ -596,13 +639,7 @@ def _write_set(
 
     entry = {
         "number": number,
-        "dir": name,
-        **({"label": naming.label} if naming.label else {}),
-        **(
-            {"markers": [_rel(out, set_dir / m) for m, _ in naming.markers]}
-            if naming.markers
-            else {}
-        ),
+        "dir": target.dir,
         "manifest": _rel(out, manifest_path),
         "fsz_top": manifest["fsz_top"],
         "fsz_all": manifest["fsz_all"],
@@ -612,10 +649,17 @@ def _write_set(
         "top": [c["file"] for c in crops[: params.top_n]],
         "skipped": skipped,
     }
+    if target.group:
+        entry["group"] = target.group
+    if target.label:
+        entry["label"] = target.label
+    if target.markers:
+        entry["markers"] = [_rel(out, set_dir / marker) for marker, _ in target.markers]
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))
     kept_rows = [item.checked.face.row for item in ranked]
     return _SetResult(
         number=number,
+        target=target,
         entry=entry,
         centroid=unit_mean(np.stack([r.embedding for r in kept_rows]))
         if kept_rows
@@ -632,31 +676,75 @@ def _write_set(
 def _export_set(
     out: Path,
     number: int,
+    target: SetTarget,
     rows: Sequence[FaceRow],
     params: _Params,
     load_image: LoadImage,
     count_faces: CountFaces,
     progress: ProgressFn | None,
-    naming: SetNaming,
 ) -> _SetResult:
     """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write."""
     gated = _gate_set(rows, params)
     rejected = _rejected_drops(gated.rejected, params, load_image)
-    cropped = _crop_and_check(
-        faceset_name(number), gated.passed, params, load_image, count_faces, progress
-    )
+    cropped = _crop_and_check(target.name, gated.passed, params, load_image, count_faces, progress)
     kept, duplicates = _collapse_duplicates(cropped.checked)
     return _write_set(
         out,
         number,
+        target,
         gated,
         _rank(kept),
         [*rejected, *cropped.dropped, *duplicates],
         cropped.skipped,
         params,
         progress,
-        naming,
     )
+
+
+def _retire(out: Path, entry: Mapping[str, Any]) -> None:
+    """Remove the files an exported set's own manifest says it wrote, and its emptied folder."""
+    folder = entry.get("dir")
+    manifest = entry.get("manifest")
+    if not isinstance(folder, str) or not folder or not isinstance(manifest, str):
+        return
+    previous = _read_manifest(out / manifest, required=False)
+    _remove_stale(out, out / folder, previous.get("files", []), set())
+    for empty in (out / folder, (out / folder).parent):
+        if empty != out:
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+
+
+def _merge_entries(
+    out: Path, top_manifest: Mapping[str, Any], results: Sequence[_SetResult]
+) -> dict[str, Any]:
+    """The top-level manifest with this run's entries in their partitions.
+
+    An entry of a group this run exported that it no longer lists (or lists under another
+    partition or folder) leaves its partition, and its old folder is removed.
+    """
+    merged: dict[str, Any] = dict(top_manifest)
+    groups = {r.target.group for r in results if r.target.group}
+    current = {(r.target.partition, r.target.name): r.target.dir for r in results}
+    dirs = set(current.values())
+    for key, section in list(merged.items()):
+        if not groups or not isinstance(section, dict):
+            continue
+        for name, entry in list(section.items()):
+            if not isinstance(entry, dict) or entry.get("group") not in groups:
+                continue
+            if (key, name) in current and current[(key, name)] == entry.get("dir"):
+                continue
+            if entry.get("dir") not in dirs:
+                _retire(out, entry)
+            del section[name]
+    for result in results:  # this run's entries replace theirs
+        section = dict(merged.get(result.target.partition) or {})
+        section[result.target.name] = result.entry
+        merged[result.target.partition] = dict(sorted(section.items()))
+    merged["version"] = MANIFEST_VERSION
+    merged.setdefault(PARTITION_FACESETS, {})
+    return merged
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -743,6 +831,33 @@ def _export_candidates(
     }
 
 
+# --- look-alikes ------------------------------------------------------------------------------
+
+
+def _lookalike_section(
+    pairs: Sequence[Mapping[str, Any]], facesets: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Refine's look-alike pairs with a few top crops of each faceset, for the report."""
+    out: list[dict[str, Any]] = []
+    for pair in pairs:
+        names = [str(name) for name in pair.get("facesets", [])][:2]
+        if len(names) != 2:
+            continue
+        crops = {
+            name: list(facesets.get(name, {}).get("top", []))[: settings.LOOKALIKE_CROPS]
+            for name in names
+        }
+        out.append(
+            {
+                "facesets": names,
+                "distance": pair.get("distance"),
+                "shared_photos": list(pair.get("shared_photos", [])),
+                "crops": crops,
+            }
+        )
+    return out
+
+
 # --- the job ----------------------------------------------------------------------------------
 
 
@@ -756,14 +871,19 @@ def export_swap(
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
     gates: Mapping[str, Any] | None = None,
-    naming: Mapping[int, SetNaming] | None = None,
+    lookalikes: Sequence[Mapping[str, Any]] | None = None,
+    targets: Mapping[int, SetTarget] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
+    `lookalikes` (refine's pairs of facesets that share a photo yet lie close) go into the
+    top-level manifest under `lookalikes`, each with a few top crops of both facesets.
+
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
-    (refine's per-gate counts, facesets.common.gates) go into it for the report.
-    A source photo that cannot be read is skipped and reported, never fatal. `naming` gives
-    a faceset a label (its bundles are named after it) and marker files.
+    (refine's per-gate counts, facesets.common.gates) go into it for the report. `targets`
+    places sets elsewhere than faceset_NNN (era buckets); a set's group replaces the entries
+    an earlier run exported for that group, and retires the folders of those it no longer has.
+    A source photo that cannot be read is skipped and reported, never fatal.
     """
     # ExportSwapParams holds every value within its range (checked when it is made).
     p = parameters or ExportSwapParams()
@@ -790,26 +910,22 @@ def export_swap(
             _export_set(
                 out,
                 number,
+                (targets or {}).get(number) or SetTarget.faceset(number),
                 faces_by_set[number],
                 params,
                 load_image,
                 count_faces,
                 progress,
-                (naming or {}).get(number, SetNaming()),
             )
         )
         if progress:
             progress("facesets", done, len(numbers), faceset_name(number))
 
-    facesets = dict(top_manifest.get("facesets") or {})
-    for result in results:
-        facesets[faceset_name(result.number)] = result.entry  # this run's entries replace theirs
-    merged: dict[str, Any] = dict(top_manifest) | {
-        "version": MANIFEST_VERSION,
-        "facesets": dict(sorted(facesets.items())),
-    }
+    merged = _merge_entries(out, top_manifest, results)
     if gates:
         merged["gates"] = dict(gates)
+    if lookalikes is not None:
+        merged["lookalikes"] = _lookalike_section(lookalikes, merged["facesets"])
     candidate_section: dict[str, Any] | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}

@@ -51,9 +51,10 @@ def _error(failure: ImageFailure) -> common_pb2.ImageError:
     return common_pb2.ImageError(reason=failure.reason, message=failure.message)  # type: ignore[arg-type]  # the pipeline keeps ErrorReason values as ints
 
 
-def _result(outcome: Outcome) -> common_pb2.ImageResult:
+def _result(outcome: Outcome, replica: str) -> common_pb2.ImageResult:
     result = common_pb2.ImageResult(
         id=outcome.id,
+        replica=replica,
         width=outcome.width,
         height=outcome.height,
         faces=[_face(face) for face in outcome.faces],
@@ -84,6 +85,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.max_bytes = max_bytes
         self.install = install or probe()
         self.pipeline = FacePipeline(pack, config, max_bytes)
+        self.replica = ""  # named once the server is bound (serve.py)
 
     def stop(self) -> None:
         self.pipeline.stopping.set()
@@ -92,7 +94,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.ImageResult]:
         for outcome in self.pipeline.run(request_iterator, Mode.DETECT):
-            yield _result(outcome)
+            yield _result(outcome, self.replica)
 
     def Embed(
         self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
@@ -103,7 +105,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 f"model pack '{self.pack.name}' has no recognition model",
             )
         for outcome in self.pipeline.run(request_iterator, Mode.EMBED):
-            yield _result(outcome)
+            yield _result(outcome, self.replica)
 
     def CountFaces(
         self, request_iterator: Iterator[common_pb2.ImageRequest], context: grpc.ServicerContext
@@ -154,6 +156,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             onnxruntime_version=self.install.version,
             onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
             available_providers=list(self.install.available),
+            replica=self.replica,
         )
 
 

@@ -21,6 +21,7 @@ from facesets.clustering.jobs.job import (
     ProgressFn,
     model_identity,
     ordered_groups,
+    photo_codes_of,
     report,
     sorted_ids,
     store_identity,
@@ -83,6 +84,11 @@ def components_json(result: ClusterResult, face_ids: np.ndarray) -> dict[str, An
         "multi_face": multi,
         "single_face": sum(1 for info in result.components if info.size == 1),
     }
+
+
+def cannot_link_json(enabled: bool, prevented: int) -> dict[str, Any]:
+    """The manifest's record of the constraint: on or off, and the merges it prevented."""
+    return {"enabled": bool(enabled), "merges_prevented": int(prevented)}
 
 
 def layout_from_labels(
@@ -176,12 +182,18 @@ def cluster(
         params.threshold,
         dense_max=params.dense_max,
         progress=linkage_progress(progress, "cluster"),
+        photo=photo_codes_of(table, rows, params.cannot_link),
     )
     raw = layout_from_labels(result.labels, face_ids)
     wanted, sections = raw_outputs(raw, table, photos)
     payload = {
         "command": "cluster",
-        "parameters": {"threshold": float(params.threshold), "link_mode": link_mode},
+        "parameters": {
+            "threshold": float(params.threshold),
+            "link_mode": link_mode,
+            "cannot_link": params.cannot_link,
+        },
+        "cannot_link": cannot_link_json(params.cannot_link, result.prevented),
         "store": store_identity(store),
         "model": model_identity(store),
         "components": components_json(result, face_ids),
@@ -200,6 +212,7 @@ def cluster(
         "missing_paths": len(photos.missing_paths),
         "errors": sections["errors"],
         "components": payload["components"]["methods"],
+        "merges_prevented": result.prevented,
         **sync.summary(),
     }
     log.info(

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from facesets.clustering import gate_counts, linkage
+from facesets.clustering.jobs.cluster import cannot_link_json
 from facesets.clustering.jobs.identities import (
     ExportView,
     new_identities,
@@ -99,6 +100,7 @@ def discover(
         outlier_min_cluster=p.outlier_min_cluster,
         min_photos=p.min_faces,
         passes=passes,
+        cannot_link=p.cannot_link,
     )
     report(progress, "discover", 1, 1)
     first = max(view.max_number, *(int(e["number"]) for e in facesets), 0) + 1
@@ -140,6 +142,7 @@ def discover(
                     "known_threshold": p.known_threshold,
                     "cluster_threshold": p.cluster_threshold,
                     "new": [e["name"] for e in new_entries],
+                    "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
                 },
             ],
         }
@@ -154,6 +157,7 @@ def discover(
         "new_facesets": len(new_entries),
         "new": {e["name"]: len(e["face_ids"]) for e in new_entries},
         "faces_unassigned": found.unassigned,
+        "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
         "discover_gates": gates,
         "dry_run": p.dry_run,
         "written": written,

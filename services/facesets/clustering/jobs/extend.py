@@ -4,7 +4,9 @@ Existing numbers never change. A new face joins the nearest existing person (fac
 centroid lies within the threshold; the remaining new faces are clustered among themselves, and
 clusters of two or more become persons numbered past the current maximum, the rest singletons.
 Faceset centroids are the ones recorded when each faceset was made, so repeated runs compare
-new faces against the same references and decide the same way.
+new faces against the same references and decide the same way. A new face never joins a person
+or faceset that already holds a face of its photo, and two new faces of one photo never join
+one (cannot-link, unless turned off).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import structlog
 from facesets.clustering import linkage
 from facesets.clustering.jobs.cluster import (
     RawLayout,
+    cannot_link_json,
     components_json,
     layout_from_labels,
     linkage_progress,
@@ -31,7 +34,10 @@ from facesets.clustering.jobs.job import (
     centroid_of,
     check_model,
     face_index_by_id,
+    held_photos,
     normalise,
+    photo_codes_of,
+    photo_of,
     report,
     usable_faces,
 )
@@ -66,12 +72,19 @@ def _check_known(face_ids: set[int], table: FaceTable, where: Path) -> None:
         )
 
 
-def _nearest(emb: np.ndarray, centroids: np.ndarray, threshold: float) -> np.ndarray:
-    """Per row of emb, the index of the nearest centroid within threshold, else -1."""
+def _nearest(
+    emb: np.ndarray,
+    centroids: np.ndarray,
+    threshold: float,
+    photo: np.ndarray | None,
+    held: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, int]:
+    """Per row of emb, the index of the nearest allowed centroid within threshold, else -1;
+    and the faces the cannot-link constraint kept from their nearest (`photo` None: off)."""
     if emb.shape[0] == 0 or centroids.shape[0] == 0:
-        return np.full(emb.shape[0], -1, dtype=np.int64)
-    index, _ = linkage.nearest_centroid(emb, centroids, threshold)
-    return np.asarray(index, dtype=np.int64).reshape(emb.shape[0])
+        return np.full(emb.shape[0], -1, dtype=np.int64), 0
+    found = linkage.assign_nearest(emb, centroids, threshold, photo=photo, held=held)
+    return np.asarray(found.rows, dtype=np.int64).reshape(emb.shape[0]), found.prevented
 
 
 def _extend_raw(
@@ -79,6 +92,7 @@ def _extend_raw(
     table: FaceTable,
     new_rows: np.ndarray,
     threshold: float,
+    cannot_link: bool,
     progress: ProgressFn | None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     assert table.embedding is not None
@@ -87,7 +101,16 @@ def _extend_raw(
     centroids = np.array(
         [centroid_of(table.embedding[[row_of[f] for f in raw.persons[n]]]) for n in numbers]
     ).reshape(len(numbers), table.embedding.shape[1])
-    nearest = _nearest(table.embedding[new_rows], centroids, threshold)
+    persons = [
+        {"photos": sorted({table.sha256[row_of[f]] for f in raw.persons[n]})} for n in numbers
+    ]
+    nearest, prevented = _nearest(
+        table.embedding[new_rows],
+        centroids,
+        threshold,
+        photo_of(table, new_rows, cannot_link),
+        held_photos(persons),
+    )
     joined = 0
     for row, index in zip(new_rows, nearest, strict=True):
         if index >= 0:
@@ -101,8 +124,12 @@ def _extend_raw(
     new_persons = new_singletons = 0
     if rest.size:
         result = linkage.cluster_average_linkage(
-            table.embedding[rest], threshold, progress=linkage_progress(progress, "cluster")
+            table.embedding[rest],
+            threshold,
+            progress=linkage_progress(progress, "cluster"),
+            photo=photo_codes_of(table, rest, cannot_link),
         )
+        prevented += result.prevented
         first = max(raw.persons, default=0) + 1
         fresh = layout_from_labels(result.labels, table.face_id[rest], first_number=first)
         raw.persons.update(fresh.persons)
@@ -114,6 +141,7 @@ def _extend_raw(
         "joined_persons": joined,
         "new_persons": new_persons,
         "new_singletons": new_singletons,
+        "merges_prevented": prevented,
     }
     return stats, components
 
@@ -123,6 +151,7 @@ def _extend_refine(
     table: FaceTable,
     rows: np.ndarray,
     threshold: float,
+    cannot_link: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Facesets with the new faces that pass refine's quality gate and match a faceset."""
     assert table.embedding is not None
@@ -140,7 +169,13 @@ def _extend_refine(
             len(facesets), table.embedding.shape[1]
         )
     )
-    nearest = _nearest(table.embedding[good], centroids, threshold)
+    nearest, prevented = _nearest(
+        table.embedding[good],
+        centroids,
+        threshold,
+        photo_of(table, good, cannot_link),
+        held_photos(facesets),
+    )
     row_of = face_index_by_id(table)
     joined = 0
     for row, index in zip(good, nearest, strict=True):
@@ -154,6 +189,7 @@ def _extend_refine(
         "candidate_faces": int(candidates.size),
         "below_quality": int(candidates.size - good.size),
         "joined_facesets": joined,
+        "faceset_joins_prevented": prevented,
     }
     return facesets, stats
 
@@ -192,14 +228,22 @@ def extend(
     held = raw.held()
     _check_known(held, table, raw_out / layout.CLUSTER_MANIFEST)
     new_rows = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
-    raw_stats, components = _extend_raw(raw, table, new_rows, threshold, progress)
+    raw_stats, components = _extend_raw(
+        raw, table, new_rows, threshold, params.cannot_link, progress
+    )
 
     wanted, sections = raw_outputs(raw, table, photos)
     payload = {
         **{k: v for k, v in raw_manifest.items() if k not in ("written", "pending")},
         **sections,
-        "extend": {"threshold": float(threshold), "link_mode": raw_mode},
+        "extend": {
+            "threshold": float(threshold),
+            "link_mode": raw_mode,
+            "cannot_link": cannot_link_json(params.cannot_link, raw_stats["merges_prevented"]),
+        },
     }
+    if not raw_stats["new_faces"] and "cannot_link" in raw_manifest.get("extend", {}):
+        payload["extend"]["cannot_link"] = raw_manifest["extend"]["cannot_link"]  # a re-run
     if components is not None:
         payload["extend"]["components"] = components
     elif "components" in raw_manifest.get("extend", {}):
@@ -217,7 +261,9 @@ def extend(
         refine_out = Path(refine_out)
         faceset_ids = {int(f) for e in refine_manifest.get("facesets", []) for f in e["face_ids"]}
         _check_known(faceset_ids, table, refine_out / layout.REFINE_MANIFEST)
-        facesets, refine_stats = _extend_refine(refine_manifest, table, rows, threshold)
+        facesets, refine_stats = _extend_refine(
+            refine_manifest, table, rows, threshold, params.cannot_link
+        )
         refine_mode = check_link_mode(
             link_mode or refine_manifest.get("parameters", {}).get("link_mode", "auto")
         )
@@ -225,7 +271,15 @@ def extend(
             **{k: v for k, v in refine_manifest.items() if k not in ("written", "pending")},
             "facesets": facesets,
             "missing_sources": photos.missing_report(),
+            "extend": {
+                "threshold": float(threshold),
+                "cannot_link": cannot_link_json(
+                    params.cannot_link, refine_stats["faceset_joins_prevented"]
+                ),
+            },
         }
+        if not refine_stats["candidate_faces"] and "extend" in refine_manifest:
+            refine_payload["extend"] = refine_manifest["extend"]  # a re-run changes nothing
         refine_sync = sync_outputs(
             refine_out,
             layout.REFINE_MANIFEST,

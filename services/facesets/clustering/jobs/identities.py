@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from facesets.clustering import linkage
-from facesets.clustering.jobs.job import JobError, Photos, face_index_by_id, ordered_groups
+from facesets.clustering.jobs.job import (
+    JobError,
+    Photos,
+    face_index_by_id,
+    ordered_groups,
+    photo_codes_of,
+)
 from facesets.clustering.store import FaceTable
 from facesets.common import layout
 
@@ -28,9 +34,13 @@ def read_plan(path: Path) -> dict[str, Any]:
     return plan
 
 
-def cluster_faces(emb: np.ndarray, threshold: float) -> np.ndarray:
-    """Average-linkage labels of these faces at cosine distance `threshold`."""
-    return np.asarray(linkage.cluster_average_linkage(emb, threshold).labels)
+def cluster_faces(
+    emb: np.ndarray, threshold: float, photo: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """Average-linkage labels of these faces at cosine distance `threshold`, and the merges
+    the cannot-link constraint prevented (`photo`: one photo code per face; None: off)."""
+    result = linkage.cluster_average_linkage(emb, threshold, photo=photo)
+    return np.asarray(result.labels), int(result.prevented)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class NewIdentities:
     clusters: list[ClusterOutcome]  # every cluster, largest first
     outliers: int  # faces the outlier gate removed
     unassigned: int  # faces of `rows` in no new identity
+    prevented: int = 0  # merges the cannot-link constraint prevented
 
 
 def new_identities(
@@ -69,6 +80,7 @@ def new_identities(
     outlier_min_cluster: int,
     min_photos: int,
     passes: np.ndarray | None = None,
+    cannot_link: bool = True,
 ) -> NewIdentities:
     """Cluster the faces `rows` (face-table rows); in each cluster keep the faces that pass
     the quality gate (`passes`, one flag per row; None: all) and drop the outliers among them
@@ -79,7 +91,9 @@ def new_identities(
         return NewIdentities([], [], 0, 0)
     assert table.embedding is not None
     emb = table.embedding[rows]
-    labels = cluster_faces(emb, cluster_threshold)
+    labels, prevented = cluster_faces(
+        emb, cluster_threshold, photo_codes_of(table, rows, cannot_link)
+    )
     gated = labels.copy()
     if passes is not None:
         gated[~np.asarray(passes, dtype=bool)] = -1
@@ -99,7 +113,7 @@ def new_identities(
             groups.append(rows[survivors])
     groups.sort(key=lambda g: (-len(g), int(table.face_id[g].min())))
     unassigned = int(rows.size - sum(len(g) for g in groups))
-    return NewIdentities(groups, clusters, outliers, unassigned)
+    return NewIdentities(groups, clusters, outliers, unassigned, prevented)
 
 
 def under(path: str, folder: Path) -> bool:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import structlog
 
+from facesets.clustering import linkage
+from facesets.clustering.jobs.cluster import cannot_link_json
 from facesets.clustering.jobs.identities import ExportView, photos_under, read_plan
 from facesets.clustering.jobs.job import (
     JobError,
@@ -30,6 +32,7 @@ from facesets.clustering.jobs.job import (
     centroid_of,
     check_model,
     model_identity,
+    photo_of,
     report,
     sorted_ids,
     store_identity,
@@ -154,12 +157,25 @@ def import_folders(
     mixed_photos: set[str] = set().union(*(photos_under(photos, f) for f in mixed))
     mixed_rows = rows[[table.sha256[r] in mixed_photos for r in rows]] if rows.size else rows
     joined: dict[int, list[int]] = {number: [] for _, number, _, _ in identities}
+    prevented = 0
     if identities and mixed_rows.size:
-        centroids = np.stack([c for *_, c in identities])
-        distances = 1.0 - table.embedding[mixed_rows] @ centroids.T
-        for row, row_distances in zip(mixed_rows, distances, strict=True):
-            for column in np.flatnonzero(row_distances <= p.match_threshold):
-                joined[identities[column][1]].append(int(row))
+        # Each identity on its own (a face may join several): under cannot-link, a face does
+        # not join an identity whose folder holds its photo, and of two faces of one photo
+        # only the closer joins (route's nearest-centroid rule, one centroid at a time).
+        mixed_emb = table.embedding[mixed_rows]
+        photo = photo_of(table, mixed_rows, p.cannot_link)
+        for _, number, kept, centroid in identities:
+            kept_photos = np.asarray(sorted({table.sha256[r] for r in kept}), dtype=str)
+            held = (np.zeros(kept_photos.size, np.int64), kept_photos.reshape(-1))
+            found = linkage.assign_nearest(
+                mixed_emb,
+                centroid[None, :],
+                p.match_threshold,
+                photo=photo,
+                held=held if photo is not None else None,
+            )
+            prevented += found.prevented
+            joined[number] = [int(r) for r in mixed_rows[found.rows >= 0]]
     report(progress, "route", 1, 1)
     photo_sets: dict[str, set[int]] = {}
     for number, joined_rows in joined.items():
@@ -174,6 +190,7 @@ def import_folders(
         entry = faceset_entry(number, members, table)
         entries[item.label] = entry | {
             "label": item.label,
+            "bundle": item.label,  # the export names the .fsz bundles after it
             "folder": str(item.folder),
             "identity_centroid": vector_json(centroid),
             "from_mixed": sorted_ids(table.face_id[joined[number]]),
@@ -198,6 +215,7 @@ def import_folders(
             "second_pass_threshold": p.second_pass_threshold,
             "match_threshold": p.match_threshold,
             "mixed": sorted(str(f) for f in mixed),
+            "cannot_link": p.cannot_link,
         },
     }
     changed = payload != plan
@@ -211,6 +229,7 @@ def import_folders(
             1 for r in mixed_rows if any(int(r) in j for j in joined.values())
         ),
         "mixed_photos_in_several": sum(1 for n in photo_sets.values() if len(n) > 1),
+        "cannot_link": cannot_link_json(p.cannot_link, prevented),
         "numbers": {e["label"]: int(e["number"]) for e in facesets},
         "changed": changed,
         "dry_run": p.dry_run,

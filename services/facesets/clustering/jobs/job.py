@@ -145,3 +145,27 @@ def ordered_groups(labels: np.ndarray, face_ids: np.ndarray) -> list[np.ndarray]
 
 def sorted_ids(values: Sequence[int] | np.ndarray) -> list[int]:
     return sorted({int(v) for v in values})
+
+
+def photo_of(table: FaceTable, rows: np.ndarray, cannot_link: bool) -> np.ndarray | None:
+    """Per face of `rows`, its photo (sha256) for the cannot-link constraint; None when off."""
+    if not cannot_link:
+        return None
+    return np.array([table.sha256[r] for r in rows], dtype=str).reshape(-1)
+
+
+def photo_codes_of(table: FaceTable, rows: np.ndarray, cannot_link: bool) -> np.ndarray | None:
+    """`photo_of` as int64 codes (one per distinct photo): compact for a whole store."""
+    if not cannot_link:
+        return None
+    code: dict[str, int] = {}
+    return np.fromiter(
+        (code.setdefault(table.sha256[r], len(code)) for r in rows), np.int64, count=len(rows)
+    )
+
+
+def held_photos(facesets: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(faceset row, photo) for every photo each faceset entry (its `photos`) holds."""
+    rows = [i for i, entry in enumerate(facesets) for _ in entry.get("photos", [])]
+    shas = [str(sha) for entry in facesets for sha in entry.get("photos", [])]
+    return np.asarray(rows, np.int64), np.asarray(shas, dtype=str).reshape(-1)

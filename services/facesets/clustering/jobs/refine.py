@@ -3,7 +3,9 @@
 Initial average-linkage clustering, then a centroid merge of over-split clusters, a quality gate
 on each face, outlier rejection against each cluster's centroid and a size filter on unique
 photos. What survives goes to OUT/faceset_NNN/ with OUT/refine_manifest.json, which also lists
-every face each gate removed (extend reads it to leave those faces out).
+every face each gate removed (extend reads it to leave those faces out). Faces of one photo never
+share a cluster (cannot-link, unless turned off); facesets kept apart only by that, whose
+centroids lie within the merge threshold plus a margin, are listed as `lookalikes` for review.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
-from facesets.clustering.jobs.cluster import linkage_progress
+from facesets.clustering.jobs.cluster import cannot_link_json, linkage_progress
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
@@ -24,6 +26,7 @@ from facesets.clustering.jobs.job import (
     centroid_of,
     model_identity,
     ordered_groups,
+    photo_codes_of,
     report,
     sorted_ids,
     store_identity,
@@ -31,6 +34,7 @@ from facesets.clustering.jobs.job import (
     vector_json,
 )
 from facesets.clustering.jobs.materialize import add_file, sync_outputs
+from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
@@ -106,12 +110,18 @@ def refine(
     emb = table.embedding[rows]
     face_ids = table.face_id[rows]
 
+    photo = photo_codes_of(table, rows, p.cannot_link)
     initial = linkage.cluster_average_linkage(
-        emb, p.initial_threshold, progress=linkage_progress(progress, "cluster")
+        emb, p.initial_threshold, progress=linkage_progress(progress, "cluster"), photo=photo
     )
     report(progress, "refine", 0, 4)
-    labels = np.asarray(linkage.merge_by_centroid(emb, initial.labels, p.merge_threshold))
+    merge = linkage.merge_centroids(emb, initial.labels, p.merge_threshold, photo=photo)
+    labels = np.asarray(merge.labels)
     merged_clusters = initial.n_clusters - len(np.unique(labels[labels >= 0]))
+    prevented = {
+        "linkage": initial.prevented,
+        "centroid_merge": merge.prevented,
+    }
     report(progress, "refine", 1, 4)
 
     passed = gate.passes(table, rows)
@@ -150,7 +160,10 @@ def refine(
         "min_blur": float(p.min_blur),
         "min_det_score": float(p.min_det_score),
         "link_mode": link_mode,
+        "cannot_link": p.cannot_link,
+        "lookalike_margin": float(p.lookalike_margin),
     }
+    lookalikes = lookalike_pairs(facesets, p.merge_threshold + p.lookalike_margin)
     removed = {
         "merged_clusters": int(merged_clusters),
         "quality": len(quality_rejected),
@@ -176,6 +189,9 @@ def refine(
         "model": model_identity(store),
         "removed": removed,
         "search": initial.search.as_json() if initial.search else None,
+        "cannot_link": cannot_link_json(p.cannot_link, sum(prevented.values()))
+        | {"by_stage": prevented},
+        "lookalikes": lookalikes,
         "gates": gates,
         "rejected": {
             "quality": quality_rejected,
@@ -191,6 +207,8 @@ def refine(
         "faces_in_facesets": sum(len(f["face_ids"]) for f in facesets),
         "faces_considered": int(rows.size),
         "removed": removed,
+        "merges_prevented": sum(prevented.values()),
+        "lookalikes": len(lookalikes),
         "gates": gates,
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),

@@ -4,9 +4,10 @@ built (an Immich import, say).
 Faces that pass refine's quality gate and lie within `match_threshold` of an existing
 faceset's centroid join that faceset; the rest are clustered among themselves, cleaned by
 refine's outlier and size gates, and become new facesets numbered past the current maximum.
-Existing numbers never change. The facesets folder is a refine output: its
-refine_manifest.json is updated in place (atomically) and photos are materialised as refine
-does. Re-running with the same store changes nothing.
+Existing numbers never change. Faces of one photo never share a faceset (cannot-link, unless
+turned off): a face does not join a faceset holding another face of its photo. The facesets
+folder is a refine output: its refine_manifest.json is updated in place (atomically) and photos
+are materialised as refine does. Re-running with the same store changes nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
+from facesets.clustering.jobs.cluster import cannot_link_json
 from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
     check_model,
+    held_photos,
     model_identity,
+    photo_of,
     report,
     sorted_ids,
     store_identity,
@@ -80,11 +84,18 @@ def route(
     # 1. Faces of known identities join them.
     matched: dict[int, list[int]] = {}
     rest = passing
+    prevented = 0
     if facesets and passing.size:
         centroids = np.asarray([entry["centroid"] for entry in facesets], dtype=np.float32)
-        nearest, _ = linkage.nearest_centroid(
-            table.embedding[passing], centroids, p.match_threshold
+        found = linkage.assign_nearest(
+            table.embedding[passing],
+            centroids,
+            p.match_threshold,
+            photo=photo_of(table, passing, p.cannot_link),
+            held=held_photos(facesets),
         )
+        nearest = found.rows
+        prevented += found.prevented
         for row, target in zip(passing, nearest, strict=True):
             if target >= 0:
                 matched.setdefault(int(target), []).append(int(table.face_id[row]))
@@ -100,17 +111,19 @@ def route(
     new_entries: list[dict[str, Any]] = []
     unassigned = outliers = 0
     if rest.size:
-        found = new_identities(
+        identities = new_identities(
             table,
             rest,
             cluster_threshold=p.cluster_threshold,
             outlier_threshold=p.outlier_threshold,
             outlier_min_cluster=p.outlier_min_cluster,
             min_photos=p.min_faces,
+            cannot_link=p.cannot_link,
         )
-        outliers, unassigned = found.outliers, found.unassigned
+        outliers, unassigned = identities.outliers, identities.unassigned
+        prevented += identities.prevented
         next_number = max((int(e["number"]) for e in facesets), default=0) + 1
-        for number, group in enumerate(found.groups, start=next_number):
+        for number, group in enumerate(identities.groups, start=next_number):
             new_entries.append(faceset_entry(number, sorted_ids(table.face_id[group]), table))
     report(progress, "discover", 1, 1)
     facesets.extend(new_entries)
@@ -153,6 +166,8 @@ def route(
         ),
         "missing_sources": photos.missing_report(),
     }
+    # The last route's count; a re-run prevents the same merges, so the manifest stays as is.
+    payload["route_cannot_link"] = cannot_link_json(p.cannot_link, prevented)
     if matched or new_entries or "gates" not in manifest:  # a re-run leaves the manifest as is
         payload["gates"] = gates
     if matched or new_entries:
@@ -163,6 +178,7 @@ def route(
                 "cluster_threshold": float(p.cluster_threshold),
                 "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
                 "new": [entry["name"] for entry in new_entries],
+                "cannot_link": cannot_link_json(p.cannot_link, prevented),
             },
         ]
     sync = sync_outputs(
@@ -181,6 +197,7 @@ def route(
         "new_facesets": len(new_entries),
         "faces_new": sum(len(e["face_ids"]) for e in new_entries),
         "faces_unassigned": unassigned,
+        "merges_prevented": prevented,
         "facesets": len(facesets),
         "gates": gates,
         **sync.summary(),

@@ -1,0 +1,187 @@
+"""`facesets video plan|cut|status|run`: face-swap target clips from a folder of videos.
+
+Planning and cutting run on the export/media service (it owns ffmpeg and the video decode);
+sampled frames go from there to the inference service. `status` reads OUT's files here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from facesets.export.video.params import PLAN_FIELDS, VideoCutParams, VideoPlanParams
+from facesets.export.video.plan import find_videos
+from facesets.export.video.status import video_status
+from facesets.orchestrator import stages
+from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.jobs import print_summary
+
+PLAN_HELP = {
+    "shot_threshold": "PySceneDetect content-detector threshold (lower finds more cuts)",
+    "min_shot_s": "shortest shot, seconds",
+    "sample_fps": "frames sampled per second within each shot",
+    "max_yaw": "quality gate: largest |yaw| of a passing face, degrees",
+    "min_face_short": "quality gate: smallest face box short edge, source pixels",
+    "min_det_score": "quality gate: smallest detector score",
+    "min_pass_rate": "share of a segment's sampled frames that must pass the gate",
+    "min_segment_s": "shortest kept segment, seconds",
+    "max_segment_s": "longest segment, seconds (longer tracks are split)",
+    "merge_gap_s": "segments of the same face in a shot closer than this are merged, seconds",
+    "track_min_iou": "box overlap (IoU) with a track's last box that links a face to it",
+    "track_min_similarity": "embedding cosine similarity a linked face needs as well",
+    "match_threshold": "--match: largest cosine distance of a track's mean to the centroid",
+}
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--match",
+        type=Path,
+        metavar="FACESET_DIR",
+        help="keep only tracks of the person of this faceset's images (their centroid)",
+    )
+    defaults = VideoPlanParams()
+    group = parser.add_argument_group("planning thresholds")
+    for name in PLAN_FIELDS:
+        default = getattr(defaults, name)
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=default,
+            metavar="N",
+            help=f"{PLAN_HELP[name]} (default {default:g})",
+        )
+
+
+def _cut_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accurate",
+        action="store_true",
+        help="re-encode (libx264) for exact boundaries instead of stream copy from a keyframe",
+    )
+    parser.add_argument(
+        "--write-sidecar", action="store_true", help="write <uuid>.json provenance beside clips"
+    )
+
+
+def _plan_job(args: argparse.Namespace) -> stages.VideoPlanJob:
+    params = VideoPlanParams(**{name: getattr(args, name) for name in PLAN_FIELDS})
+    match = args.match.expanduser().resolve() if args.match else None
+    if match is not None and not match.is_dir():
+        raise ValueError(f"no faceset folder at {match}")
+    return stages.VideoPlanJob(args.src.expanduser().resolve(), _out(args), match, params)
+
+
+def _cut_job(args: argparse.Namespace, sources: list[Path]) -> stages.VideoCutJob:
+    params = VideoCutParams(accurate=args.accurate, write_sidecar=args.write_sidecar)
+    return stages.VideoCutJob(_out(args), params, sources)
+
+
+def _out(args: argparse.Namespace) -> Path:
+    return Path(args.out).expanduser().resolve()
+
+
+def _planned_sources(out: Path) -> list[Path]:
+    plan_path = out / "plan.json"
+    if not plan_path.exists():
+        return []
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    return sorted({Path(s["source"]) for s in plan.get("segments", [])})
+
+
+def _run_plan(args: argparse.Namespace) -> dict[str, Any]:
+    job = _plan_job(args)
+    if not job.src.exists():
+        raise ValueError(f"no videos at {job.src}")
+    with services(args) as opened:
+        return stages.video_plan(opened, job, not args.json).as_dict()
+
+
+def _run_cut(args: argparse.Namespace) -> dict[str, Any]:
+    out = _out(args)
+    with services(args) as opened:
+        job = _cut_job(args, _planned_sources(out))
+        return {**stages.video_cut(opened, job, not args.json).as_dict(), **_media(opened)}
+
+
+def _run_both(args: argparse.Namespace) -> dict[str, Any]:
+    plan_job = _plan_job(args)
+    if not plan_job.src.exists():
+        raise ValueError(f"no videos at {plan_job.src}")
+    with services(args) as opened:
+        planned = stages.video_plan(opened, plan_job, not args.json)
+        cut_job = _cut_job(args, find_videos(plan_job.src))
+        cut = stages.video_cut(opened, cut_job, not args.json)
+        return {"plan": planned.as_dict(), "cut": cut.as_dict(), **_media(opened)}
+
+
+def _media(opened: Any) -> dict[str, Any]:
+    info = stages.media_info(opened)
+    return {"ffmpeg": info["ffmpeg"], "ffmpeg_source": info["ffmpeg_source"]}
+
+
+def _status(args: argparse.Namespace) -> dict[str, Any]:
+    return video_status(_out(args))
+
+
+SUBCOMMANDS = {
+    "plan": (
+        "find shots, sample frames at 2 fps, track faces and plan the segments to keep "
+        "(OUT/plan.json; resumable)",
+        ["src", "out", "plan"],
+        _run_plan,
+    ),
+    "cut": (
+        "cut every planned segment into OUT/<source name>/<uuid>.mp4 with ffmpeg",
+        ["out", "cut"],
+        _run_cut,
+    ),
+    "status": (
+        "per video: sampled frames, faces, tracks, planned and cut segments, errors",
+        ["out"],
+        _status,
+    ),
+    "run": (
+        "plan, then cut; a progress bar per stage (sampled frames, then clips: rate and ETA)",
+        ["src", "out", "plan", "cut"],
+        _run_both,
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="video_command", required=True, metavar="COMMAND")
+    for name, (help_text, parts, handler) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if "src" in parts:
+            sub.add_argument("src", type=Path, help="a video or a folder of videos (recursive)")
+        sub.add_argument("out", type=Path, help="output folder (plan.json, clips)")
+        if "plan" in parts:
+            _plan_arguments(sub)
+        if "cut" in parts:
+            _cut_arguments(sub)
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+        if name != "status":
+            add_service_arguments(sub, "export", "inference")
+        sub.set_defaults(video_handler=handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = args.video_handler(args)
+    if args.video_command == "status" and not args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print_summary(summary, args.json)
+    return 0  # bad videos are listed under "errors"; the others were planned and cut
+
+
+COMMANDS = {
+    "video": (
+        "face-swap target clips from videos: plan (shots, face tracks, kept segments), "
+        "cut (ffmpeg), status, run (plan then cut)",
+        add_arguments,
+        run,
+    )
+}

@@ -1,0 +1,492 @@
+"""`facesets age split|extend EXPORT FACESET`: one exported identity split into eras.
+
+Split: the centroid of the curated faceset seeds a wide recovery of the store's faces within
+`recover_threshold` whose photo lies under one of the faceset's source folders; the quality
+gate drops small, blurred and doubtful faces; one re-centroid keeps the faces within
+`tighten_threshold`. Those faces are clustered (average linkage) at `sub_threshold`.
+
+The anchor rule: a sub-cluster of at least `anchor_min_faces` faces is an anchor (an era of
+its own). A smaller fragment joins its single nearest anchor only when the centroid distance
+is at most `join_threshold` AND its dominant capture year lies within `era_years` of the
+anchor's; otherwise it stays a standalone era. Fragments are compared with the anchors as
+they were found, never with what joined them (no transitive merging: a chain of fragments
+drifts across the years). A fragment without any dated photo cannot pass the year rule and
+stays standalone.
+
+Eras are named `<faceset>_era_NN` (earliest dominant year first). The plan goes to
+EXPORT/_eras/<faceset>.json, shaped like a refine manifest for the export service, which
+exports each era like a faceset: eras under `anchor_min_faces` faces go to EXPORT/_thin/ with
+a THIN.txt, and the top-level manifest lists them under `thin_eras`, the others under `eras`.
+
+Extend: faces recovered since the split (same roots, gate and recorded centroid) are clustered
+among themselves and slot into existing anchors by the same rule; a new fragment of anchor
+size, or one that joins no anchor, becomes a new era numbered past the largest. Nothing is
+renumbered.
+
+Capture years come from the store (`images.capture_time`, read once per photo from EXIF at
+ingestion); photos without one are reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from facesets.clustering import linkage
+from facesets.clustering.jobs.job import (
+    JobError,
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    centroid_of,
+    check_model,
+    face_index_by_id,
+    model_identity,
+    report,
+    usable_faces,
+    vector_json,
+)
+from facesets.clustering.jobs.materialize import read_manifest, write_json_if_changed
+from facesets.clustering.jobs.refine import QualityGate
+from facesets.clustering.params import AgeSplitParams
+from facesets.clustering.store import FaceStore, FaceTable
+from facesets.common import layout
+
+log = structlog.get_logger(__name__)
+
+ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan of one faceset
+THIN_DIR = "_thin"  # EXPORT/_thin/<era>/: eras under anchor_min_faces faces
+THIN_MARKER = "THIN.txt"
+ERA_NAME = "{}_era_{:02d}"
+PARTITION_ERAS = "eras"
+PARTITION_THIN = "thin_eras"
+COMMAND = "age split"
+
+
+# --- shared with the probe ----------------------------------------------------------------------
+
+
+def subclusters(
+    embeddings: np.ndarray, threshold: float, photo_groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Average-linkage labels at `threshold`: every era job clusters through here.
+
+    `photo_groups` (one photo id per face) is the cannot-link constraint: two faces of one
+    photo never share a cluster.
+    """
+    if embeddings.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    result = linkage.cluster_average_linkage(embeddings, threshold, photo=photo_groups)
+    return np.asarray(result.labels, np.int64)
+
+
+def capture_year(capture_time: str) -> int | None:
+    """The year of an ISO capture time as the store keeps it; None when there is none."""
+    text = capture_time.strip()
+    if len(text) >= 4 and text[:4].isdigit():
+        year = int(text[:4])
+        return year if year > 0 else None
+    return None
+
+
+def photo_years(photos: Photos) -> dict[str, int | None]:
+    """Capture year per photo (sha256), from the store's record of each photo's EXIF."""
+    return {sha: capture_year(row.capture_time) for sha, row in photos.rows.items()}
+
+
+def dominant_year(years: Iterable[int | None]) -> int | None:
+    """The most frequent capture year (the earliest among ties); None when none is known."""
+    counts = Counter(y for y in years if y is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min(y for y, c in counts.items() if c == best)
+
+
+def year_spread(years: Sequence[int | None]) -> dict[str, Any]:
+    known = [y for y in years if y is not None]
+    return {
+        "first": min(known) if known else None,
+        "last": max(known) if known else None,
+        "dominant": dominant_year(known),
+        "dated": len(known),
+        "undated": len(years) - len(known),
+    }
+
+
+def faceset_key(faceset: str) -> str:
+    """`faceset_007` from `faceset_007`, `7` or `007`."""
+    text = faceset.strip().rstrip("/")
+    return layout.FACESET_DIR.format(int(text)) if text.isdigit() else text
+
+
+@dataclass(frozen=True)
+class Curated:
+    """The faces a person kept in an exported faceset, with the folders they came from."""
+
+    name: str
+    face_ids: list[int]
+    roots: list[str]
+
+
+def read_curated(export_dir: Path, faceset: str) -> Curated:
+    name = faceset_key(faceset)
+    top = read_manifest(export_dir / layout.EXPORT_MANIFEST)
+    entry = (top.get("facesets") or {}).get(name)
+    if not isinstance(entry, dict) or not entry.get("manifest"):
+        known = ", ".join(sorted(top.get("facesets") or {})) or "none"
+        raise JobError(f"{export_dir} holds no exported faceset {name!r} (facesets: {known})")
+    manifest = read_manifest(export_dir / str(entry["manifest"]))
+    crops = [c for c in manifest.get("crops", []) if isinstance(c, dict)]
+    if not crops:
+        raise JobError(f"{name} in {export_dir} keeps no crops; nothing to seed eras from")
+    roots: set[str] = set()
+    for crop in crops:
+        for path in [crop.get("source", ""), *crop.get("aliases", [])]:
+            if path:
+                roots.add(os.path.dirname(os.path.abspath(str(path))))
+    return Curated(name, sorted({int(c["face_id"]) for c in crops}), sorted(roots))
+
+
+def curated_rows(curated: Curated, table: FaceTable, usable: np.ndarray) -> np.ndarray:
+    row_of = face_index_by_id(table)
+    usable_set = {int(r) for r in usable}
+    rows = [row_of[f] for f in curated.face_ids if f in row_of and row_of[f] in usable_set]
+    if not rows:
+        raise JobError(f"the store holds none of {curated.name}'s faces; was it made from it?")
+    return np.array(rows, dtype=np.int64)
+
+
+# --- the split ----------------------------------------------------------------------------------
+
+
+def _under(paths: Iterable[str], roots: Sequence[str]) -> bool:
+    return any(
+        os.path.abspath(p).startswith(root.rstrip(os.sep) + os.sep) for p in paths for root in roots
+    )
+
+
+def _recover(
+    table: FaceTable,
+    photos: Photos,
+    rows: np.ndarray,
+    roots: Sequence[str],
+    centroid: np.ndarray,
+    threshold: float,
+    gate: QualityGate,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows under the roots within threshold of the centroid that pass the quality gate."""
+    assert table.embedding is not None
+    under = np.array(
+        [r for r in rows if _under(photos.existing.get(table.sha256[r], []), roots)],
+        dtype=np.int64,
+    )
+    if under.size == 0:
+        return under, {"under_roots": 0, "within": 0, "passed_gate": 0}
+    near = under[1.0 - table.embedding[under] @ centroid <= threshold]
+    good = near[gate.passes(table, near)] if near.size else near
+    return good, {
+        "under_roots": int(under.size),
+        "within": int(near.size),
+        "passed_gate": int(good.size),
+    }
+
+
+@dataclass
+class _Group:
+    rows: np.ndarray
+    centroid: np.ndarray
+    year: int | None
+
+
+def _groups(
+    table: FaceTable, rows: np.ndarray, years: list[int | None], threshold: float
+) -> list[_Group]:
+    """Sub-clusters of rows at threshold, largest first (ties by smallest face id)."""
+    assert table.embedding is not None
+    labels = subclusters(
+        table.embedding[rows], threshold, np.array([table.sha256[r] for r in rows])
+    )
+    by_label: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_label.setdefault(int(label), []).append(index)
+    groups = []
+    for members in by_label.values():
+        local = np.array(members, dtype=np.int64)
+        groups.append(
+            _Group(
+                rows[local],
+                centroid_of(table.embedding[rows[local]]),
+                dominant_year(years[i] for i in members),
+            )
+        )
+    groups.sort(key=lambda g: (-len(g.rows), int(table.face_id[g.rows].min())))
+    return groups
+
+
+@dataclass
+class _Anchor:
+    name: str | None  # None until numbered (split); an existing era's name (extend)
+    centroid: np.ndarray
+    year: int | None
+    face_ids: list[int]
+    joined: list[dict[str, Any]]
+
+
+def _apply_anchor_rule(
+    fragment: _Group,
+    anchors: Sequence[_Anchor],
+    params: AgeSplitParams,
+    table: FaceTable,
+) -> tuple[int | None, dict[str, Any]]:
+    """The anchor a fragment joins (index) or None, with the decision as the plan records it."""
+    record: dict[str, Any] = {
+        "faces": int(len(fragment.rows)),
+        "first_face_id": int(table.face_id[fragment.rows].min()),
+        "year": fragment.year,
+    }
+    if not anchors:
+        return None, record | {"decision": "standalone", "why": "no anchor"}
+    distances = np.array([1.0 - float(a.centroid @ fragment.centroid) for a in anchors])
+    nearest = int(np.argmin(distances))
+    anchor = anchors[nearest]
+    record |= {"nearest_anchor_distance": round(float(distances[nearest]), 4)}
+    if distances[nearest] > params.join_threshold:
+        why = f"centroid distance {distances[nearest]:.3f} > {params.join_threshold:.2f}"
+        return None, record | {"decision": "standalone", "why": why}
+    if fragment.year is None or anchor.year is None:
+        return None, record | {"decision": "standalone", "why": "no capture year to compare"}
+    if abs(fragment.year - anchor.year) > params.era_years:
+        why = f"dominant year {fragment.year} vs anchor's {anchor.year}: > {params.era_years} years"
+        return None, record | {"decision": "standalone", "why": why}
+    return nearest, record | {"decision": "joined"}
+
+
+def _era_entry(
+    name: str,
+    number: int,
+    face_ids: list[int],
+    years_of: dict[int, int | None],
+    params: AgeSplitParams,
+    faceset: str,
+    anchor: _Anchor | None,
+) -> dict[str, Any]:
+    spread = year_spread([years_of[f] for f in face_ids])
+    thin = len(face_ids) < params.anchor_min_faces
+    first, last = spread["first"], spread["last"]
+    span = (
+        "no capture years"
+        if first is None
+        else (f"{first}" if first == last else f"{first}-{last}")
+    )
+    text = (
+        f"{name}: an era of {faceset}, capture years {span}"
+        f" (dominant {spread['dominant'] or 'unknown'}); {len(face_ids)} faces,"
+        f" {spread['undated']} without a capture date\n"
+    )
+    markers = {f"{name}.txt": text}
+    if thin:
+        markers[THIN_MARKER] = (
+            f"{name} holds {len(face_ids)} faces, fewer than {params.anchor_min_faces}:"
+            " too thin to stand as a faceset; kept for review\n"
+        )
+    entry: dict[str, Any] = {
+        "name": name,
+        "number": number,
+        "dir": f"{THIN_DIR}/{name}" if thin else name,
+        "partition": PARTITION_THIN if thin else PARTITION_ERAS,
+        "group": faceset,
+        "face_ids": sorted(face_ids),
+        "years": spread,
+        "label": span,
+        "markers": markers,
+        "anchor": anchor is not None,
+    }
+    if anchor is not None:
+        entry["anchor_centroid"] = vector_json(anchor.centroid)
+        entry["anchor_year"] = anchor.year
+        entry["joined"] = anchor.joined
+    return entry
+
+
+def _plan_path(export_dir: Path, name: str) -> Path:
+    return export_dir / ERAS_DIR / f"{name}.json"
+
+
+def age_split(
+    store: FaceStore,
+    export_dir: Path,
+    faceset: str,
+    params: AgeSplitParams | None = None,
+    *,
+    extend: bool = False,
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    """Write (or, with dry_run, only report) the era plan of one exported faceset."""
+    params = params or AgeSplitParams()
+    export_dir = Path(export_dir)
+    curated = read_curated(export_dir, faceset)
+    plan_path = _plan_path(export_dir, curated.name)
+    previous = read_manifest(plan_path)
+    if extend and not previous:
+        raise JobError(f"{curated.name} has no era plan in {export_dir}; run `age split` first")
+    if previous:
+        check_model(previous, store, plan_path)
+
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    assert table.embedding is not None
+    photos = Photos.scan(store)
+    usable = usable_faces(table, photos)
+    years_by_photo = photo_years(photos)
+    report(progress, "load", 1, 1)
+
+    gate = QualityGate(params.min_short, params.min_blur, params.min_det_score)
+    seed_rows = curated_rows(curated, table, usable)
+    seed = centroid_of(table.embedding[seed_rows])
+    roots = list(previous.get("roots", curated.roots)) if extend else curated.roots
+    if extend:
+        centroid = np.asarray(previous["centroid"], dtype=np.float32)
+        recovery: dict[str, int] = {}
+    else:
+        wide, recovery = _recover(
+            table, photos, usable, roots, seed, params.recover_threshold, gate
+        )
+        if wide.size == 0:
+            raise JobError(f"no face of {curated.name} passes the gate under {roots}")
+        centroid = centroid_of(table.embedding[wide])
+    tight, tight_counts = _recover(
+        table, photos, usable, roots, centroid, params.tighten_threshold, gate
+    )
+    recovery["tightened"] = tight_counts["passed_gate"]
+    report(progress, "recover", 1, 1)
+
+    eras: list[dict[str, Any]] = [dict(e) for e in previous.get("facesets", [])] if extend else []
+    held = {int(f) for e in eras for f in e["face_ids"]}
+    todo = np.array([r for r in tight if int(table.face_id[r]) not in held], dtype=np.int64)
+    years = [years_by_photo.get(table.sha256[r]) for r in todo]
+    groups = _groups(table, todo, years, params.sub_threshold)
+    report(progress, "subclusters", 1, 1)
+
+    anchors: list[_Anchor] = [
+        _Anchor(
+            e["name"],
+            np.asarray(e["anchor_centroid"], np.float32),
+            e.get("anchor_year"),
+            list(e["face_ids"]),
+            list(e.get("joined", [])),
+        )
+        for e in eras
+        if e.get("anchor")
+    ]
+    existing_anchors = len(anchors)
+    new_anchors = [g for g in groups if len(g.rows) >= params.anchor_min_faces]
+    anchors += [
+        _Anchor(None, g.centroid, g.year, [int(f) for f in table.face_id[g.rows]], [])
+        for g in new_anchors
+    ]
+    standalone: list[_Group] = []
+    decisions: list[dict[str, Any]] = []
+    for group in groups:
+        if len(group.rows) >= params.anchor_min_faces:
+            continue
+        index, record = _apply_anchor_rule(group, anchors, params, table)
+        decisions.append(record)
+        if index is None:
+            standalone.append(group)
+        else:
+            anchor = anchors[index]
+            anchor.face_ids += [int(f) for f in table.face_id[group.rows]]
+            anchor.joined.append(record)
+
+    row_of = face_index_by_id(table)
+    years_of: dict[int, int | None] = {}
+    for face_id in {int(f) for f in table.face_id[tight]} | held:
+        row = row_of.get(face_id)
+        years_of[face_id] = None if row is None else years_by_photo.get(table.sha256[row])
+
+    # Existing eras keep their names and numbers; new ones follow, earliest year first.
+    by_name = {e["name"]: e for e in eras}
+    for anchor in anchors[:existing_anchors]:
+        old = by_name[str(anchor.name)]
+        by_name[old["name"]] = _era_entry(
+            old["name"], int(old["number"]), anchor.face_ids, years_of, params, curated.name, anchor
+        )
+    fresh: list[tuple[list[int], _Anchor | None, int | None]] = [
+        (a.face_ids, a, a.year) for a in anchors[existing_anchors:]
+    ] + [([int(f) for f in table.face_id[g.rows]], None, g.year) for g in standalone]
+    fresh.sort(key=lambda item: (item[2] is None, item[2] or 0, -len(item[0]), min(item[0])))
+    number = max((int(e["number"]) for e in eras), default=0)
+    for face_ids, found, _ in fresh:
+        number += 1
+        name = ERA_NAME.format(curated.name, number)
+        by_name[name] = _era_entry(name, number, face_ids, years_of, params, curated.name, found)
+    result = sorted(by_name.values(), key=lambda e: int(e["number"]))
+
+    undated = sorted(
+        {
+            photos.rows[table.sha256[row_of[f]]].path
+            for e in result
+            for f in e["face_ids"]
+            if f in row_of and years_by_photo.get(table.sha256[row_of[f]]) is None
+        }
+    )
+    plan = {
+        "command": COMMAND,
+        "faceset": curated.name,
+        "model": model_identity(store),
+        "store": str(store.path.resolve()),
+        "parameters": {k: v for k, v in vars(params).items() if k != "dry_run"},
+        "roots": roots,
+        "seed_centroid": previous.get("seed_centroid") if extend else vector_json(seed),
+        "centroid": vector_json(centroid),
+        "facesets": result,
+        "fragments": [*previous.get("fragments", []), *decisions] if extend else decisions,
+        "no_capture_time": undated,
+    }
+    changed = plan != previous
+    written = False
+    if not params.dry_run:
+        written = write_json_if_changed(plan_path, plan)
+    summary: dict[str, Any] = {
+        "faceset": curated.name,
+        "plan": str(plan_path),
+        "dry_run": params.dry_run,
+        "changed": changed,
+        "plan_written": written,
+        **recovery,
+        "new_faces": int(todo.size),
+        "subclusters": [int(len(g.rows)) for g in groups],
+        "anchors": sum(1 for e in result if e["anchor"]),
+        "eras": {
+            e["name"]: {
+                "faces": len(e["face_ids"]),
+                "years": e["label"],
+                "thin": e["partition"] == PARTITION_THIN,
+            }
+            for e in result
+        },
+        "fragments": decisions,
+        "no_capture_time": len(undated),
+        "no_capture_time_photos": undated[:20],
+    }
+    log.info("age split done", faceset=curated.name, eras=len(result), extend=extend)
+    return JobOutcome(summary=summary, manifest_path=None if params.dry_run else plan_path)
+
+
+def age_extend(
+    store: FaceStore,
+    export_dir: Path,
+    faceset: str,
+    params: AgeSplitParams | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    return age_split(store, export_dir, faceset, params, extend=True, progress=progress)

@@ -1,0 +1,335 @@
+"""`facesets video plan`: from a folder of videos to OUT/plan.json, resumable per frame.
+
+Per video: shots (PySceneDetect), sampled frames streamed to the inference service (faces,
+poses and embeddings back; frames never touch the disk), each result appended to the video's
+frame log as it arrives, then tracks, the quality gate and the kept segments. A video whose
+frame log is complete is planned again without any inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scenedetect
+import structlog
+
+from facesets.common import layout, settings
+from facesets.common.progress import ProgressFn
+from facesets.common.vectors import unit_mean
+from facesets.export.video import frames as frame_io
+from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json
+from facesets.export.video.params import VideoPlanParams
+from facesets.export.video.probe import VideoError, media_facts
+from facesets.export.video.segments import (
+    Segment,
+    kept,
+    merge_same_face,
+    passes,
+    quality,
+    track_segments,
+)
+from facesets.export.video.shots import Shot, detect_shots
+from facesets.export.video.tracks import FaceObs, link_tracks
+from facesets.v1 import common_pb2
+
+log = structlog.get_logger(__name__)
+
+# Frames in, one result per frame out (any order): the inference service's Embed.
+InferFn = Callable[[Iterable[tuple[str, bytes]]], Iterator[common_pb2.ImageResult]]
+
+
+def find_videos(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src]
+    return sorted(
+        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in settings.VIDEO_EXTENSIONS
+    )
+
+
+def video_name(src: Path, video: Path) -> str:
+    """The clip folder's name: the path under SRC, flattened, without its extension."""
+    relative = video.relative_to(src) if src.is_dir() else Path(video.name)
+    return "__".join(relative.with_suffix("").parts)
+
+
+def segment_id(source: Path, shot: int, start_s: float, end_s: float) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}|{shot}|{start_s:.3f}|{end_s:.3f}"))
+
+
+def faces_of(result: common_pb2.ImageResult, sample: frame_io.Sample, scale: float) -> list:
+    rows = []
+    for face in result.faces:
+        if not face.embedding:
+            continue
+        obs = FaceObs(
+            frame=sample.frame,
+            time_s=sample.time_s,
+            bbox=tuple(v * scale for v in face.bbox),  # type: ignore[arg-type]  # four values
+            det_score=face.det_score,
+            yaw=face.pose.yaw if face.HasField("pose") else 0.0,
+            face_short=face.face_short * scale,
+            embedding=np.frombuffer(face.embedding, "<f4"),
+        )
+        rows.append(face_to_json(obs))
+    return rows
+
+
+@dataclass
+class VideoOutcome:
+    name: str
+    source: str
+    duration_s: float = 0.0
+    fps: float = 0.0
+    shots: list[dict[str, Any]] = field(default_factory=list)
+    sampled_frames: int = 0
+    inferred_frames: int = 0  # sent to the inference service in this run
+    reused_frames: int = 0  # read back from the frame log
+    frame_errors: int = 0
+    faces: int = 0
+    tracks: int = 0
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    dropped_segments: int = 0
+    error: str = ""
+
+
+class VideoPlanner:
+    def __init__(
+        self,
+        out: Path,
+        params: VideoPlanParams,
+        infer: InferFn,
+        progress: ProgressFn,
+        centroid: np.ndarray | None = None,
+    ) -> None:
+        self.out = out
+        self.params = params
+        self.infer = infer
+        self.progress = progress
+        self.centroid = centroid
+        self.frames_done = 0
+        self.frames_total = 0
+        self.stream_frames = 0  # of the video being planned
+        self.stream_fps = 0.0
+
+    def plan(self, video: Path, name: str) -> VideoOutcome:
+        outcome = VideoOutcome(name=name, source=str(video))
+        try:
+            self._plan(video, outcome)
+        except VideoError as error:
+            outcome.error = str(error)
+            log.warning("video skipped", video=str(video), reason=str(error))
+        return outcome
+
+    def _plan(self, video: Path, outcome: VideoOutcome) -> None:
+        p = self.params
+        facts = media_facts(video)
+        if not facts.has_video:
+            raise VideoError("no video stream")
+        stream = frame_io.open_stream(video)
+        stat = video.stat()
+        identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "path": str(video)}
+        key = f"{outcome.name}.{hashlib.sha1(str(video).encode()).hexdigest()[:8]}"
+        frame_log = FrameLog(self.out / layout.VIDEO_FRAMES_DIR / f"{key}.jsonl", identity)
+        detection = {"threshold": p.shot_threshold, "min_shot_s": p.min_shot_s}
+        header = frame_log.header
+        if header is None or header.get("detection") != detection:
+            shots = detect_shots(
+                video, stream.fps, stream.frame_count, p.shot_threshold, p.min_shot_s
+            )
+            frame_log.start(
+                {"detection": detection, "fps": stream.fps, "shots": [s.as_dict() for s in shots]}
+            )
+        else:
+            shots = [Shot(**s) for s in header["shots"]]
+        self.stream_frames, self.stream_fps = stream.frame_count, stream.fps
+        outcome.duration_s = facts.duration_s or stream.frame_count / stream.fps
+        outcome.fps = stream.fps
+        outcome.shots = [s.as_dict() for s in shots]
+        samples = frame_io.sample_plan(shots, stream.fps, p.sample_fps)
+        todo = [s for s in samples if s.frame not in frame_log.frames]
+        outcome.sampled_frames = len(samples)
+        outcome.reused_frames = len(samples) - len(todo)
+        self.frames_total += len(samples)
+        self.frames_done += outcome.reused_frames
+        self.progress("plan: sampled frames", self.frames_done, self.frames_total)
+        if todo:
+            self._infer(video, todo, frame_log, outcome)
+        self._segments(video, shots, samples, frame_log, outcome)
+
+    def _infer(
+        self, video: Path, todo: list[frame_io.Sample], frame_log: FrameLog, outcome: VideoOutcome
+    ) -> None:
+        by_id: dict[str, tuple[frame_io.Sample, float]] = {}
+        failure: list[VideoError] = []
+
+        def requests() -> Iterator[tuple[str, bytes]]:
+            try:
+                ends_near = int(self.stream_frames - self.stream_fps)  # the last second
+                for sample, image in frame_io.read_samples(video, todo, ends_near):
+                    data, scale = frame_io.encode_for_inference(
+                        image, settings.VIDEO_SEND_MAX_SIDE, settings.VIDEO_JPEG_QUALITY
+                    )
+                    by_id[str(sample.frame)] = (sample, scale)
+                    yield str(sample.frame), data
+            except VideoError as error:  # frames up to here still count; the reason is kept
+                failure.append(error)
+
+        for result in self.infer(requests()):
+            sample, scale = by_id[result.id]
+            row: dict[str, Any] = {"frame": sample.frame, "t": sample.time_s, "shot": sample.shot}
+            if result.error.reason:
+                row["error"] = result.error.message or common_pb2.ErrorReason.Name(
+                    result.error.reason
+                )
+                outcome.frame_errors += 1
+            else:
+                row["faces"] = faces_of(result, sample, scale)
+            frame_log.append(row)
+            outcome.inferred_frames += 1
+            self.frames_done += 1
+            self.progress("plan: sampled frames", self.frames_done, self.frames_total)
+        if failure:
+            raise failure[0]
+
+    def _segments(
+        self,
+        video: Path,
+        shots: list[Shot],
+        samples: list[frame_io.Sample],
+        frame_log: FrameLog,
+        outcome: VideoOutcome,
+    ) -> None:
+        p = self.params
+        by_shot: dict[int, list[list[FaceObs]]] = {s.index: [] for s in shots}
+        for sample in samples:
+            row = frame_log.frames.get(sample.frame, {})
+            faces = [face_from_json(f, sample.frame, sample.time_s) for f in row.get("faces", [])]
+            outcome.faces += len(faces)
+            by_shot[sample.shot].append(faces)
+        candidates: list[Segment] = []
+        track_id = 0
+        for shot in shots:
+            tracks = link_tracks(
+                shot.index,
+                by_shot[shot.index],
+                p.track_min_iou,
+                p.track_min_similarity,
+                settings.VIDEO_TRACK_REID_SIMILARITY,
+            )
+            for track in tracks:
+                if self.centroid is not None:
+                    distance = 1.0 - float(np.dot(track.mean_embedding, self.centroid))
+                    if distance > p.match_threshold:
+                        track_id += 1
+                        continue
+                candidates += track_segments(track, track_id, shot.end_s, p)
+                track_id += 1
+        outcome.tracks = track_id
+        merged = merge_same_face(
+            candidates, settings.VIDEO_SAME_FACE_SIMILARITY, p.merge_gap_s, p.max_segment_s
+        )
+        for segment in merged:
+            if kept(segment, p) is not None:
+                outcome.dropped_segments += 1
+                continue
+            mean = segment.mean_embedding
+            outcome.segments.append(
+                {
+                    "id": segment_id(video, segment.shot, segment.start_s, segment.end_s),
+                    "source": str(video),
+                    "name": outcome.name,
+                    "shot": segment.shot,
+                    "tracks": segment.tracks,
+                    "requested_start_s": round(segment.start_s, 3),
+                    "requested_end_s": round(segment.end_s, 3),
+                    "frames": len(segment.faces),
+                    "pass_rate": round(segment.pass_rate, 3),
+                    "mean_quality": round(
+                        float(np.mean([quality(f, p) for f in segment.faces if passes(f, p)])), 3
+                    ),
+                    "match_distance": None
+                    if self.centroid is None
+                    else round(1.0 - float(np.dot(mean, self.centroid)), 4),
+                }
+            )
+
+
+def match_centroid(images: list[Path], infer: InferFn) -> np.ndarray:
+    """The unit mean of the largest face's embedding in each image of a faceset folder."""
+    embeddings = []
+    requests = ((str(i), path.read_bytes()) for i, path in enumerate(images))
+    for result in infer(requests):
+        faces = [f for f in result.faces if f.embedding]
+        if faces:
+            face = max(faces, key=lambda f: f.face_short)
+            embeddings.append(np.frombuffer(face.embedding, "<f4"))
+    if not embeddings:
+        raise ValueError("no face found in the --match faceset's images")
+    return unit_mean(np.stack(embeddings))
+
+
+def faceset_images(folder: Path) -> list[Path]:
+    suffixes = {".png", ".jpg", ".jpeg", ".webp"}
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+    if not images:
+        raise ValueError(f"no images in the --match faceset {folder}")
+    return images
+
+
+def plan_videos(
+    src: Path,
+    out: Path,
+    params: VideoPlanParams,
+    infer: InferFn,
+    progress: ProgressFn,
+    match_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Plan every video under SRC into OUT/plan.json; a bad video is reported, the rest go on."""
+    if not src.exists():
+        raise FileNotFoundError(f"no videos at {src}")
+    videos = find_videos(src)
+    centroid = match_centroid(faceset_images(match_dir), infer) if match_dir else None
+    planner = VideoPlanner(out, params, infer, progress, centroid)
+    outcomes = []
+    for i, video in enumerate(videos):
+        progress("plan: videos", i, len(videos))
+        outcomes.append(planner.plan(video, video_name(src, video)))
+    progress("plan: videos", len(videos), len(videos))
+    previous = layout.read_json(out / layout.VIDEO_PLAN, {}) or {}
+    cuts = {s["id"]: s.get("cut") for s in previous.get("segments", []) if s.get("cut")}
+    segments = [s for o in outcomes for s in o.segments]
+    for segment in segments:
+        if segment["id"] in cuts:  # what an earlier `cut` did, kept with the same segment
+            segment["cut"] = cuts[segment["id"]]
+    plan = {
+        "version": 1,
+        "src": str(src),
+        "match_dir": str(match_dir) if match_dir else None,
+        "params": asdict(params),
+        "scenedetect": scenedetect.__version__,
+        "videos": [{k: v for k, v in asdict(o).items() if k != "segments"} for o in outcomes],
+        "segments": segments,
+    }
+    layout.atomic_write_json(out / layout.VIDEO_PLAN, plan)
+    errors = {o.name: o.error for o in outcomes if o.error}
+    return {
+        "videos": len(videos),
+        "planned_videos": len(videos) - len(errors),
+        "errors": errors,
+        "shots": sum(len(o.shots) for o in outcomes),
+        "sampled_frames": sum(o.sampled_frames for o in outcomes),
+        "inferred_frames": sum(o.inferred_frames for o in outcomes),
+        "reused_frames": sum(o.reused_frames for o in outcomes),
+        "faces": sum(o.faces for o in outcomes),
+        "tracks": sum(o.tracks for o in outcomes),
+        "segments": len(segments),
+        "dropped_segments": sum(o.dropped_segments for o in outcomes),
+        "video_seconds": round(sum(o.duration_s for o in outcomes if not o.error), 2),
+        "plan": str(out / layout.VIDEO_PLAN),
+    }
