@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 PROTOS := $(wildcard protos/facesets/v1/*.proto)
 GEN_DIR := clients
+# ClipScore (the clip extra) needs torch; pinned so pip takes the build this project tests with.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install protos check-protos test demo bench lint lint-checks clean system-deps
+.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cpu]'
+	$(PY) -m pip install -q -e '.[dev,cpu,clip]' $(TORCH)
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps
@@ -50,6 +52,13 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py --shared $(SHARED) $(BENCH_ARGS)
+
+# Every RPC of the three services (real processes) and the decoder, FUZZ_SECONDS per target;
+# prints executions per second and each finding, exits 1 on any. `make test` runs a short pass.
+FUZZ_SECONDS ?= 30
+fuzz: install
+	FACESETS_MODEL_ROOT=$(abspath $(SHARED)) FACESETS_MODEL_PACK=facepack-mini \
+	  $(PY) tests/fuzzing.py --shared $(abspath $(SHARED)) --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 # ruff over the repository, mypy over the three source trees (generated stubs are read for
 # their types through the .pyi files, never checked; see [tool.mypy] in pyproject.toml).

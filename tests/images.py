@@ -154,3 +154,28 @@ def side_by_side(left: Path, right: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     joined.save(dest, "JPEG", quality=95)
     return dest
+
+
+def flat_png(width: int, height: int, colour: tuple[int, int, int] = (90, 140, 200)) -> bytes:
+    """A valid RGB PNG of one flat colour: tiny on disk, width x height pixels when decoded.
+    Compressed row by row, so making it never holds the pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    # Filter "up" (2) on every row after the first: each is all zeros, which deflates to nothing.
+    first = b"\x00" + bytes(colour) * width
+    following = b"\x02" + b"\x00" * (3 * width)
+    compressor = zlib.compressobj(9)
+    parts = [compressor.compress(first)]
+    parts.extend(compressor.compress(following) for _ in range(height - 1))
+    parts.append(compressor.flush())
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )

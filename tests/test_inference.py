@@ -241,9 +241,10 @@ def test_serve_runs_as_many_workers_as_asked(tmp_path):
     assert refused.returncode != 0 and "--workers must be at least 1" in refused.stderr
 
 
-def test_clip_score_is_declared_but_unavailable(client):
+def test_clip_score_without_prompts_is_refused(client):
     from facesets.v1 import inference_pb2
 
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.ClipScore(iter([inference_pb2.ClipScoreRequest()])))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt" in caught.value.details()

@@ -56,3 +56,20 @@ class ExportClient:
         yield from rerun_on_restart(
             self.channel, SERVICE, lambda: self.stub.CutSegments(request), "CutSegments"
         )
+
+    def occlusion(self, request: export_pb2.OcclusionRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Occlusion(request), "Occlusion"
+        )
+
+    def dedup_optimize(
+        self, request: export_pb2.DedupOptimizeRequest
+    ) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.DedupOptimize(request), "DedupOptimize"
+        )
+
+    def restore(self, request: export_pb2.RestoreRequest) -> Iterator[common_pb2.JobEvent]:
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Restore(request), "Restore"
+        )

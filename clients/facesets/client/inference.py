@@ -171,6 +171,45 @@ class InferenceClient:
             counts[int(result.id)] = result.count
         return counts
 
+    def clip_scores(
+        self,
+        images: list[ImageInput],
+        prompts: list[str],
+        max_inflight: int = defaults.EMBED_INFLIGHT,
+    ) -> np.ndarray:
+        """(images, prompts) probabilities, each row a softmax over the prompts (ClipScore);
+        survives service restarts (every request carries the prompts)."""
+
+        def requests() -> Iterator[inference_pb2.ClipScoreRequest]:
+            for image in images:
+                data = image.data
+                if data is None and image.path is not None:
+                    with open(image.path, "rb") as handle:
+                        data = handle.read()
+                yield inference_pb2.ClipScoreRequest(
+                    image=common_pb2.ImageRequest(id=image.id, data=data or b""), prompts=prompts
+                )
+
+        stream = ResumableStream(
+            self.channel,
+            SERVICE,
+            self.stub.ClipScore,
+            key=lambda request: request.image.id,
+            answers=lambda result: (result.id,),
+            final=lambda result: result.error.reason != common_pb2.ERROR_REASON_NOT_DONE,
+            max_inflight=max_inflight,
+            closed=self._closed,
+        )
+        scores: dict[str, list[float]] = {}
+        for result in stream.run(requests()):
+            if result.HasField("error"):
+                raise RuntimeError(f"ClipScore failed for {result.id}: {result.error.message}")
+            scores[result.id] = list(result.scores)
+        self.restarts += stream.restarts
+        return np.array([scores[image.id] for image in images], dtype=np.float32).reshape(
+            len(images), len(prompts)
+        )
+
 
 def rpc_error_text(error: grpc.RpcError) -> str:
     return f"{error.code().name}: {error.details()}"

@@ -1,6 +1,8 @@
 from facesets.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -102,3 +104,41 @@ class CutSegmentsRequest(_message.Message):
     accurate: bool
     write_sidecar: bool
     def __init__(self, out: _Optional[str] = ..., accurate: _Optional[bool] = ..., write_sidecar: _Optional[bool] = ...) -> None: ...
+
+class OcclusionRequest(_message.Message):
+    __slots__ = ("out", "threshold", "faceset_fraction", "occluded_prompts", "clear_prompt", "dry_run", "undo")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    OCCLUDED_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    UNDO_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    threshold: float
+    faceset_fraction: float
+    occluded_prompts: _containers.RepeatedScalarFieldContainer[str]
+    clear_prompt: str
+    dry_run: bool
+    undo: bool
+    def __init__(self, out: _Optional[str] = ..., threshold: _Optional[float] = ..., faceset_fraction: _Optional[float] = ..., occluded_prompts: _Optional[_Iterable[str]] = ..., clear_prompt: _Optional[str] = ..., dry_run: _Optional[bool] = ..., undo: _Optional[bool] = ...) -> None: ...
+
+class DedupOptimizeRequest(_message.Message):
+    __slots__ = ("out", "near_duplicate_similarity", "dry_run")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    near_duplicate_similarity: float
+    dry_run: bool
+    def __init__(self, out: _Optional[str] = ..., near_duplicate_similarity: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("out", "run_id", "faceset")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    run_id: str
+    faceset: str
+    def __init__(self, out: _Optional[str] = ..., run_id: _Optional[str] = ..., faceset: _Optional[str] = ...) -> None: ...

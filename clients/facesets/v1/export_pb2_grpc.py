@@ -61,6 +61,21 @@ class ExportStub:
                 request_serializer=facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.Occlusion = channel.unary_stream(
+                '/facesets.v1.Export/Occlusion',
+                request_serializer=facesets_dot_v1_dot_export__pb2.OcclusionRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.DedupOptimize = channel.unary_stream(
+                '/facesets.v1.Export/DedupOptimize',
+                request_serializer=facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.Restore = channel.unary_stream(
+                '/facesets.v1.Export/Restore',
+                request_serializer=facesets_dot_v1_dot_export__pb2.RestoreRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ExportServicer:
@@ -97,6 +112,25 @@ class ExportServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Occlusion(self, request, context):
+        """Maintenance of an export folder; every run is recorded in OUT/manifest.json and reversible.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DedupOptimize(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Restore(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +157,21 @@ def add_ExportServicer_to_server(servicer, server):
             'CutSegments': grpc.unary_stream_rpc_method_handler(
                     servicer.CutSegments,
                     request_deserializer=facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Occlusion': grpc.unary_stream_rpc_method_handler(
+                    servicer.Occlusion,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.OcclusionRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'DedupOptimize': grpc.unary_stream_rpc_method_handler(
+                    servicer.DedupOptimize,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Restore': grpc.unary_stream_rpc_method_handler(
+                    servicer.Restore,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.RestoreRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -261,6 +310,87 @@ class Export:
             target,
             '/facesets.v1.Export/CutSegments',
             facesets_dot_v1_dot_export__pb2.CutSegmentsRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Occlusion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/Occlusion',
+            facesets_dot_v1_dot_export__pb2.OcclusionRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DedupOptimize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/DedupOptimize',
+            facesets_dot_v1_dot_export__pb2.DedupOptimizeRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/Restore',
+            facesets_dot_v1_dot_export__pb2.RestoreRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

@@ -20,12 +20,14 @@ COMMAND_MODULES = (
     "enrich",
     "export_cmd",
     "report_cmd",
+    "maintenance_cmd",
     "run_cmd",
     "immich_cmd",
     "identity_cmd",
     "video_cmd",
     "doctor",
     "age_cmd",
+    "store_cmd",
 )
 
 

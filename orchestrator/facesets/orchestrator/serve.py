@@ -94,10 +94,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"free for other work (default: one per usable core, {settings.IMAGE_WORKERS} here)",
     )
     inference.add_argument(
+        "--clip-model",
+        help="open_clip architecture for ClipScore (FACESETS_CLIP_MODEL; default "
+        f"{settings.CLIP_MODEL})",
+    )
+    inference.add_argument(
+        "--clip-pretrained",
+        help="open_clip pretrained tag or a checkpoint file for ClipScore "
+        f"(FACESETS_CLIP_PRETRAINED; default {settings.CLIP_PRETRAINED})",
+    )
+    inference.add_argument(
+        "--clip-cache",
+        type=Path,
+        help="folder of CLIP weights, their exported ONNX towers and custom architecture "
+        f"configs (model_configs/NAME.json); default MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR}",
+    )
+    inference.add_argument(
         "--max-image-pixels",
         type=int,
         default=settings.MAX_IMAGE_PIXELS,
         help="refuse images with more pixels than this (decompression bombs)",
+    )
+    inference.add_argument(
+        "--max-decode-bytes",
+        type=int,
+        default=settings.MAX_DECODE_BYTES,
+        help="memory (bytes) that image decodes may hold at once, estimated from each image's "
+        "header: a large decode waits for room, an image whose decode alone needs more is "
+        f"refused with an error result (default {settings.MAX_DECODE_BYTES:,})",
     )
 
 
@@ -195,12 +219,18 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
     workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
+    if args.max_decode_bytes < 1:
+        raise SystemExit("--max-decode-bytes must be at least 1")
     config = settings.InferenceSettings(
         **({"model_root": args.model_root} if args.model_root else {}),
         **({"model_pack": args.model_pack} if args.model_pack else {}),
+        **({"clip_model": args.clip_model} if args.clip_model else {}),
+        **({"clip_pretrained": args.clip_pretrained} if args.clip_pretrained else {}),
+        **({"clip_cache": args.clip_cache} if args.clip_cache else {}),
         providers=choice.order,
         max_image_pixels=args.max_image_pixels,
         image_workers=workers,
+        max_decode_bytes=args.max_decode_bytes,
     )
     servicer = inference.build(config, choice=choice)
 

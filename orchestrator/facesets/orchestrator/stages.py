@@ -28,6 +28,8 @@ from facesets.clustering.params import (
     RouteParams,
 )
 from facesets.common.params import LinkMode
+from facesets.export.maintenance.dedup import DedupOptimizeParams
+from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
 from facesets.export.video.params import PLAN_FIELDS as VIDEO_PLAN_FIELDS
 from facesets.export.video.params import VideoCutParams, VideoPlanParams
@@ -420,6 +422,63 @@ class AgeSplitJob:
         return [Path(self.store), Path(self.export_dir)]
 
 
+@dataclass(frozen=True)
+class OcclusionJob:
+    out: Path
+    params: OcclusionParams = field(default_factory=OcclusionParams)
+    undo: bool = False  # restore the last occlusion run instead
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self) -> export_pb2.OcclusionRequest:
+        p = self.params
+        return export_pb2.OcclusionRequest(
+            out=_absolute(self.out),
+            threshold=p.threshold,
+            faceset_fraction=p.faceset_fraction,
+            occluded_prompts=list(p.occluded_prompts),
+            clear_prompt=p.clear_prompt,
+            dry_run=p.dry_run,
+            undo=self.undo,
+        )
+
+
+@dataclass(frozen=True)
+class DedupOptimizeJob:
+    out: Path
+    params: DedupOptimizeParams = field(default_factory=DedupOptimizeParams)
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self) -> export_pb2.DedupOptimizeRequest:
+        return export_pb2.DedupOptimizeRequest(
+            out=_absolute(self.out),
+            near_duplicate_similarity=self.params.near_duplicate_similarity,
+            dry_run=self.params.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    out: Path
+    run_id: str = ""
+    faceset: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.run_id) == bool(self.faceset):
+            raise ValueError("restore needs exactly one of --run ID or --faceset NAME")
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self) -> export_pb2.RestoreRequest:
+        return export_pb2.RestoreRequest(
+            out=_absolute(self.out), run_id=self.run_id, faceset=self.faceset
+        )
+
+
 ClusteringJob = (
     ClusterJob
     | RefineJob
@@ -521,3 +580,22 @@ def age_split(
     return StageSummary(
         stage, {**plan, "export": {k: exported.get(k) for k in keep if k in exported.values}}
     )
+
+
+def occlusion(opened: Services, job: OcclusionJob, show_progress: bool = True) -> StageSummary:
+    """Score an export's PNGs with ClipScore and move the occluded aside (or undo the last run)."""
+    events = opened.export().occlusion(job.to_proto())
+    return StageSummary("occlusion", follow(events, show_progress))
+
+
+def dedup_optimize(
+    opened: Services, job: DedupOptimizeJob, show_progress: bool = True
+) -> StageSummary:
+    """Byte copies, multi-face PNGs and near-duplicates of an export moved aside."""
+    events = opened.export().dedup_optimize(job.to_proto())
+    return StageSummary("dedup-optimize", follow(events, show_progress))
+
+
+def restore(opened: Services, job: RestoreJob, show_progress: bool = True) -> StageSummary:
+    """Put back what a maintenance run (or every run, for one faceset) moved."""
+    return StageSummary("restore", follow(opened.export().restore(job.to_proto()), show_progress))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 import inspect
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +29,14 @@ from facesets.clustering.params import (
     RefineParams,
     RouteParams,
 )
-from facesets.clustering.store import FaceStore, StoreMismatchError, StoreWriteError
+from facesets.clustering.store import (
+    FaceStore,
+    StoreMismatchError,
+    StoreProblem,
+    StoreWriteError,
+    corrupt_store,
+    is_corruption,
+)
 from facesets.common import layout, settings
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, job_events, required_path
@@ -59,25 +68,56 @@ def _capabilities(target: clustering_pb2.EnrichTarget) -> enrich.Capabilities:
     return enrich.Capabilities(target.has_landmark_2d_106, target.has_landmark_3d_68)
 
 
+# The store the current call works on, for messages about errors raised deep in SQLite.
+_call_store: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "call_store", default=None
+)
+
+
+def _abort_on_store_error(context: grpc.ServicerContext, error: BaseException) -> None:
+    """End the call with a status and a message that names the store and what to do; an
+    error that is no store's is raised again."""
+    if isinstance(error, StoreWriteError):
+        abort_on_os_error(context, error)
+    if isinstance(error, StoreProblem):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+    if is_corruption(error):
+        path = _call_store.get()
+        log.error("damaged store", store=str(path), error=str(error))
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(corrupt_store(path or "", error)))
+    if isinstance(error, OSError):  # a store path naming a folder, a missing parent ...
+        abort_on_os_error(context, error)
+    if isinstance(error, ValueError):  # a request whose contents the service cannot use
+        log.info("unusable request", error=str(error))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unusable request: {error}")
+    raise error
+
+
+_STORE_ERRORS = (StoreWriteError, StoreProblem, sqlite3.DatabaseError, OSError, ValueError)
+
+
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A failed store write ends the call with a status and a message saying what to do."""
+    """A store that cannot be used ends the call with a status and a message saying what
+    to do (never UNKNOWN)."""
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            _call_store.set(None)
             try:
                 yield from method(self, request, context)
-            except StoreWriteError as error:
-                abort_on_os_error(context, error)
+            except _STORE_ERRORS as error:
+                _abort_on_store_error(context, error)
 
         return streaming
 
     @functools.wraps(method)
     def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        _call_store.set(None)
         try:
             return method(self, request, context)
-        except StoreWriteError as error:
-            abort_on_os_error(context, error)
+        except _STORE_ERRORS as error:
+            _abort_on_store_error(context, error)
 
     return unary
 
@@ -93,8 +133,18 @@ class StoreRegistry:
         if not path:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no store path given")
         resolved = Path(path).expanduser().resolve()
+        _call_store.set(resolved)
         with self._lock:
             store = self._stores.get(resolved)
+            if store is not None:
+                try:
+                    store.check_still_there()
+                except StoreProblem as problem:
+                    # Refused once; the next call opens whatever file is there then.
+                    del self._stores[resolved]
+                    store.retire()
+                    log.error("store file changed under the service", store=str(resolved))
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(problem))
             if store is None:
                 if not create and not resolved.exists():
                     context.abort(grpc.StatusCode.NOT_FOUND, f"no store at {resolved}")
@@ -154,6 +204,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             aliases_added=aliases,
         )
 
+    @_store_errors
     def LookupPaths(
         self, request: clustering_pb2.LookupPathsRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.LookupPathsResponse:
@@ -167,6 +218,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             ]
         )
 
+    @_store_errors
     def KnownContent(
         self, request: clustering_pb2.KnownContentRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.KnownContentResponse:
@@ -206,6 +258,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return clustering_pb2.IngestAck(committed_sha256=committed)
 
+    @_store_errors
     def ReadFaces(
         self, request: clustering_pb2.ReadFacesRequest, context: grpc.ServicerContext
     ) -> Iterator[clustering_pb2.FaceRecord]:
@@ -214,6 +267,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         for row in store.iter_face_rows(request.with_embeddings, list(request.face_ids)):
             yield face_record(row, aliases.get(row["sha256"], []))
 
+    @_store_errors
     def ReadImages(
         self, request: clustering_pb2.ReadImagesRequest, context: grpc.ServicerContext
     ) -> Iterator[clustering_pb2.ImageRecord]:
@@ -255,6 +309,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             updated += store.update_faces(pending)
         return clustering_pb2.UpdateFacesResponse(updated=updated)
 
+    @_store_errors
     def LackingFaces(
         self, request: clustering_pb2.EnrichTarget, context: grpc.ServicerContext
     ) -> Iterator[clustering_pb2.LackingImage]:
@@ -286,6 +341,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             image_errors=counts.image_errors,
         )
 
+    @_store_errors
     def GetStats(
         self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
     ) -> clustering_pb2.StoreStats:
@@ -313,11 +369,14 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
                     folders, lambda: job(*args, progress=progress, **kwargs), create=create
                 )
             )
+        except (StoreWriteError, StoreProblem, sqlite3.DatabaseError) as error:
+            _abort_on_store_error(context, error)
         except (ValueError, FileNotFoundError, StoreMismatchError) as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except OSError as error:  # a full disk, a folder it may not write ...
             abort_on_os_error(context, error)
 
+    @_store_errors
     def Cluster(
         self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -326,6 +385,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         out = required_path(context, request.out, "out")
         yield from self._job("cluster", context, ([out], True), store, out, params)
 
+    @_store_errors
     def Refine(
         self, request: clustering_pb2.RefineRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -334,6 +394,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         out = required_path(context, request.out, "out")
         yield from self._job("refine", context, ([out], True), store, out, params)
 
+    @_store_errors
     def Extend(
         self, request: clustering_pb2.ExtendRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -351,6 +412,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             params,
         )
 
+    @_store_errors
     def Dedup(
         self, request: clustering_pb2.DedupRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -358,6 +420,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store = self.stores.get(request.store, context)
         yield from self._job("dedup", context, ([], False), store, params)
 
+    @_store_errors
     def Consolidate(
         self, request: clustering_pb2.ConsolidateRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -366,6 +429,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         folder = required_path(context, request.facesets_dir, "facesets_dir")
         yield from self._job("consolidate", context, ([folder], False), folder, store, params)
 
+    @_store_errors
     def Route(
         self, request: clustering_pb2.RouteRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:

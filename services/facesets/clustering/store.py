@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import os
 import sqlite3
 import threading
 import time
@@ -64,15 +67,76 @@ class StoreMismatchError(ValueError):
     """The store holds embeddings of another model than the one offered."""
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# SQLite's answers that mean the service's user may not write the store or its folder.
+_PERMISSION_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
+
+
 class StoreWriteError(OSError):
     """A write to the store failed (a full disk, an I/O error, a read-only file); the
     transaction was rolled back and everything committed before it is kept."""
 
     def __init__(self, path: Path, error: sqlite3.Error) -> None:
-        self.disk_full = getattr(error, "sqlite_errorname", "") == "SQLITE_FULL"
+        name = getattr(error, "sqlite_errorname", "")
+        self.disk_full = name == "SQLITE_FULL"
+        if name.startswith(_PERMISSION_ERRORS) or "readonly" in str(error):
+            advice = (
+                f"the service's user ({getpass.getuser()}) has no permission to write it: "
+                f"SQLite writes the store and, beside it, {path.name}-wal and {path.name}-shm, "
+                "so give that user write access to the store and its folder (or name another "
+                "store) and run the command again"
+            )
+        elif self.disk_full:
+            advice = "free disk space and run the command again"
+        else:
+            advice = "fix the disk (or name another store) and run the command again"
         super().__init__(
             f"cannot write the face store {path}: {error}. Everything committed before is "
-            "kept: free disk space (or fix the disk) and run the command again"
+            f"kept: {advice}"
+        )
+
+
+class StoreProblem(Exception):
+    """The store file cannot be used as it is (deleted or replaced under the service, not a
+    facesets store, damaged); the message names it and says what to do."""
+
+
+def corrupt_store(path: Path | str, error: BaseException) -> StoreProblem:
+    return StoreProblem(
+        f"the face store {path} is damaged ({error}); nothing was written. See what is wrong "
+        f"with `facesets store check {path}`, then restore the store from a backup "
+        "(`facesets store backup` makes one) or move it aside and run the command again to "
+        "build a new one"
+    )
+
+
+def is_corruption(error: BaseException) -> bool:
+    """SQLite's damaged-file answers (as opposed to locks, full disks and permissions)."""
+    return isinstance(error, sqlite3.DatabaseError) and (
+        getattr(error, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+        or "malformed" in str(error)
+        or "not a database" in str(error)
+    )
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+def refuse_foreign_file(path: Path) -> None:
+    """An existing file given as a store must be one: it is never turned into one."""
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if not header:
+        raise StoreProblem(
+            f"{path} is an empty file, not a facesets store; refusing to turn it into one. "
+            "Name a path where no file is (the store is created there) or an existing store"
+        )
+    if header != _SQLITE_HEADER:
+        raise StoreProblem(
+            f"{path} is not a facesets store (not an SQLite database); refusing to change it. "
+            "Name a path where no file is (the store is created there) or an existing store"
         )
 
 
@@ -166,23 +230,81 @@ class FaceStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        existed = self.path.exists()
+        if existed:
+            refuse_foreign_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as error:
             raise StoreWriteError(self.path, error) from error
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        with self._transaction():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
-            self._migrate()
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
+        try:
+            self._open(existed)
+        except BaseException:
+            self._db.close()
+            raise
+        # The file this connection writes: checked on every call (see check_still_there).
+        self._identity = _file_identity(self.path)
+
+    def _open(self, existed: bool) -> None:
+        try:
+            if existed:
+                self._refuse_foreign_database()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.DatabaseError as error:
+            if is_corruption(error):
+                raise corrupt_store(self.path, error) from error
+            raise StoreWriteError(self.path, error) from error
+        try:
+            with self._transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._migrate()
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+        except sqlite3.DatabaseError as error:
+            if is_corruption(error):
+                raise corrupt_store(self.path, error) from error
+            raise
+
+    def _refuse_foreign_database(self) -> None:
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        version = (
+            self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if "meta" in tables
+            else None
+        )
+        if version is None:
+            raise StoreProblem(
+                f"{self.path} is an SQLite database but not a facesets store (no facesets "
+                "metadata); refusing to change it. Name a path where no file is (the store is "
+                "created there) or an existing store"
             )
+
+    def check_still_there(self) -> None:
+        """Raise StoreProblem when the file this store writes was deleted or replaced since it
+        was opened: SQLite would go on writing into the unlinked file, lost when it closes."""
+        try:
+            identity = _file_identity(self.path)
+        except FileNotFoundError:
+            identity = None
+        if identity == self._identity:
+            return
+        what = "deleted or moved away" if identity is None else "replaced by another file"
+        raise StoreProblem(
+            f"the face store {self.path} was {what} while the clustering service had it open; "
+            "nothing more is written to the old file. Run the command again: it opens "
+            + (
+                "a new store there (restore the old one from a backup first to keep its faces)"
+                if identity is None
+                else "the file now there"
+            )
+        )
 
     def _migrate(self) -> None:
         """Bring a store made by an earlier version up to this schema, in place."""
@@ -195,6 +317,15 @@ class FaceStore:
 
     def close(self) -> None:
         with self._lock:
+            self._db.close()
+
+    def retire(self) -> None:
+        """Close a store whose file was deleted or replaced. Its write-ahead log is emptied
+        into the old file first: SQLite keeps the log of an unlinked file on close, and the
+        next store opened at this path would replay those pages onto itself."""
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):  # closing still releases the old file
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     # --- metadata ----------------------------------------------------------------------------

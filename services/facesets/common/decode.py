@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -162,6 +165,59 @@ _JPEG_REDUCTIONS = (
 _JPEG_END = b"\xff\xd9"
 
 
+def _jpeg_reduction(min_scale: float) -> tuple[int, int]:
+    """(factor, OpenCV flag) of the smallest reduction keeping at least min_scale."""
+    return next((factor, f) for factor, f in _JPEG_REDUCTIONS if 1 / factor >= min_scale)
+
+
+def decode_cost(image: Image.Image, min_scale: float) -> int:
+    """Bytes a decode of `image` holds at its peak, estimated from the header: a JPEG decodes
+    straight to BGR at its reduction; any other format decodes at full size in its own mode,
+    then is converted to RGB, copied into an array and converted to BGR."""
+    width, height = image.size
+    if image.format in ("JPEG", "MPO"):
+        factor, _ = _jpeg_reduction(min_scale)
+        return -(-width // factor) * -(-height // factor) * 3
+    mode_bytes = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I": 4, "F": 4}.get(
+        image.mode, len(image.getbands())
+    )
+    converted = 0 if image.mode == "RGB" else 3
+    return width * height * (mode_bytes + converted + 3 + 3)
+
+
+class DecodeBudget:
+    """The bytes image decodes may hold at once: a decode waits until its estimated cost fits,
+    and a decode whose cost alone is over the whole budget is refused."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        with self._changed:
+            return self._used
+
+    @contextmanager
+    def reserve(self, need: int, what: str) -> Iterator[None]:
+        if need > self.total:
+            raise DecodeError(
+                common_pb2.ERROR_REASON_TOO_MANY_PIXELS,
+                f"decoding {what} needs about {need / (1 << 20):,.0f} MiB, more than the whole "
+                f"decode budget of {self.total / (1 << 20):,.0f} MiB (--max-decode-bytes)",
+            )
+        with self._changed:
+            self._changed.wait_for(lambda: self._used + need <= self.total)
+            self._used += need
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= need
+                self._changed.notify_all()
+
+
 def _decode_jpeg(data: bytes, min_scale: float) -> np.ndarray:
     # OpenCV fills a cut-off JPEG with grey instead of failing; a JPEG whose end-of-image
     # marker is missing from its second half (the first may hold an EXIF thumbnail's) is cut.
@@ -169,7 +225,7 @@ def _decode_jpeg(data: bytes, min_scale: float) -> np.ndarray:
         raise DecodeError(
             common_pb2.ERROR_REASON_CORRUPT, "damaged image data: the JPEG is cut off"
         )
-    flag = next(f for factor, f in _JPEG_REDUCTIONS if 1 / factor >= min_scale)
+    _, flag = _jpeg_reduction(min_scale)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if bgr is None:
         raise DecodeError(common_pb2.ERROR_REASON_CORRUPT, "damaged image data")
@@ -177,16 +233,42 @@ def _decode_jpeg(data: bytes, min_scale: float) -> np.ndarray:
 
 
 def decode(
-    data: bytes, max_pixels: int, min_scale: float = 1.0, long_side: int | None = None
+    data: bytes,
+    max_pixels: int,
+    min_scale: float = 1.0,
+    long_side: int | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Decoded:
     """Decode at the smallest JPEG reduction (1, 1/2, 1/4, 1/8) that keeps >= min_scale.
 
     With `long_side`, the scale only needs to keep the long side at least that many pixels.
+    With a `budget`, the decode first reserves its estimated cost there (waiting for room).
     """
     image = _open(data, max_pixels)
     full_w, full_h = image.size
     if long_side:
         min_scale = min(min_scale, long_side / max(full_w, full_h))
+    if budget is None:
+        return _decode_checked(image, data, min_scale)
+    with budget.reserve(decode_cost(image, min_scale), f"this {full_w}x{full_h} image"):
+        return _decode_checked(image, data, min_scale)
+
+
+def _decode_checked(image: Image.Image, data: bytes, min_scale: float) -> Decoded:
+    """Damaged data surfaces from Pillow and OpenCV as assorted exceptions; each is a
+    DecodeError here, so no input ends as an internal error."""
+    try:
+        return _decode_opened(image, data, min_scale)
+    except DecodeError:
+        raise
+    except Exception as error:
+        raise DecodeError(
+            common_pb2.ERROR_REASON_CORRUPT, f"damaged image data: {error}"
+        ) from error
+
+
+def _decode_opened(image: Image.Image, data: bytes, min_scale: float) -> Decoded:
+    full_w, full_h = image.size
     capture_time = _capture_time(image)
     transposed = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
     width, height = (full_h, full_w) if transposed else (full_w, full_h)

@@ -46,6 +46,11 @@ REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last repor
 # --- `facesets import-folders` and `facesets discover` (plans kept inside EXPORT) ---------------
 IMPORT_FOLDERS_DIR = ".import-folders"  # EXPORT/.import-folders/refine_manifest.json
 DISCOVER_DIR = ".discover"  # EXPORT/.discover/refine_manifest.json
+# --- export maintenance (occlusion, restore): nothing is deleted, it is moved aside -----------
+DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/crops/_dropped/: PNGs a maintenance run took out
+MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded
+THIN_DIR = "_thin"
+MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------
 RUN_STORE = "faces.db"

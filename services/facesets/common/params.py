@@ -114,7 +114,11 @@ class LinkMode(str, Enum):
 
     @classmethod
     def from_proto(cls, value: int) -> LinkMode:
-        return cls[clustering_pb2.LinkMode.Name(value).removeprefix("LINK_MODE_")]
+        try:
+            return cls[clustering_pb2.LinkMode.Name(value).removeprefix("LINK_MODE_")]
+        except (ValueError, KeyError):  # a number no LinkMode has (proto3 enums are open)
+            names = ", ".join(clustering_pb2.LinkMode.keys())
+            raise InvalidParameter("link_mode", value, f"one of {names}") from None
 
     def to_proto(self) -> clustering_pb2.LinkMode:
         return clustering_pb2.LinkMode.Value(f"LINK_MODE_{self.name}")  # type: ignore[return-value]  # the stubs type Value() as int

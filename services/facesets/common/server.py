@@ -18,6 +18,7 @@ from facesets.client.defaults import channel_options
 from facesets.common import settings
 from facesets.common.layout import atomic_write_bytes
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
+from facesets.common.stream_limit import StreamLimit
 
 log = structlog.get_logger(__name__)
 
@@ -28,10 +29,22 @@ class ServeOptions:
     token: str | None = None
     tls: TlsFiles | None = None
     ready_file: Path | None = None  # receives the bound address once serving
-    max_workers: int = 16
-    max_message_bytes: int = settings.MAX_MESSAGE_BYTES
+    max_streams: int = settings.MAX_CONCURRENT_STREAMS
+    unary_threads: int = settings.RPC_THREADS_UNARY
+    max_message_bytes: int = settings.MAX_MESSAGE_BYTES  # the per-image limit
     # Told the bound address before the server says it serves (e.g. to name a replica).
     on_bound: Callable[[str], None] | None = None
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel options of a server: it receives up to TRANSPORT_LIMIT_FACTOR times the
+    per-image limit, so an image over that limit meets the per-image check (an error result
+    for that image) rather than the transport's (the end of the stream)."""
+    receive = settings.TRANSPORT_LIMIT_FACTOR * max_message_bytes
+    return [
+        (key, receive if key == "grpc.max_receive_message_length" else value)
+        for key, value in channel_options(max_message_bytes)
+    ]
 
 
 @dataclass
@@ -54,11 +67,15 @@ def start_server(
 ) -> RunningServer:
     """Start a server with the given services registered; returns once it listens."""
     check_listen_policy(options.listen, options.token, options.tls)
-    interceptors = [TokenInterceptor(options.token)] if options.token else []
+    interceptors: list[grpc.ServerInterceptor] = (
+        [TokenInterceptor(options.token)] if options.token else []
+    )
+    interceptors.append(StreamLimit(options.max_streams))
+    # Streams hold at most max_streams threads; the rest always answer unary calls.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=options.max_workers),
+        futures.ThreadPoolExecutor(max_workers=options.max_streams + options.unary_threads),
         interceptors=interceptors,
-        options=channel_options(options.max_message_bytes),
+        options=server_options(options.max_message_bytes),
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

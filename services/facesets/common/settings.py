@@ -38,6 +38,24 @@ DETECTOR_SCORE_THRESHOLD = 0.5
 DETECTOR_NMS_THRESHOLD = 0.4
 RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
 PROVIDER_ORDER = ("dml", "cuda", "cpu")
+# Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a checkpoint
+# file), as the original corpus scripts use. Weights, exported ONNX towers and custom
+# architecture configs live in the CLIP cache folder (default MODEL_ROOT/clip).
+CLIP_MODEL = "ViT-L-14"
+CLIP_PRETRAINED = "dfn2b_s39b"
+CLIP_CACHE_SUBDIR = "clip"
+CLIP_BATCH_SIZE = 16  # images per image-tower call
+
+# --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
+# Zero-shot prompts: a PNG's occlusion probability is the summed probability of the occluding
+# prompts; the clear prompt competes with them in the softmax.
+OCCLUSION_PROMPTS = ("a face wearing a medical mask", "a face wearing sunglasses")
+OCCLUSION_CLEAR_PROMPT = "a clear unobstructed face"
+OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to crops/_dropped/
+OCCLUSION_FACESET_FRACTION = 0.4
+# `facesets dedup-optimize`: PNGs of one faceset at or above this embedding cosine similarity
+# collapse to the better-quality one.
+DEDUP_OPTIMIZE_SIMILARITY = 0.95  # a faceset with at least this share occluded moves to _masked/
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
@@ -68,6 +86,19 @@ IMAGES_IN_FLIGHT_MIN = 16
 ORT_INTRA_OP_THREADS = 1
 
 # --- services ------------------------------------------------------------------------------
+# Every streaming call holds one RPC thread for as long as it is open, an idle one too; so a
+# service runs at most this many streams at once (beyond it a call is answered
+# RESOURCE_EXHAUSTED at once) and keeps RPC_THREADS_UNARY more threads that no stream can take,
+# for health checks, GetInfo and the other unary calls.
+MAX_CONCURRENT_STREAMS = 64
+RPC_THREADS_UNARY = 16
+# The transport accepts messages up to this many times the per-image byte limit, so that an
+# image just over that limit reaches the per-image check and gets an error result of its own
+# (the stream goes on); one message beyond the transport limit ends the stream.
+TRANSPORT_LIMIT_FACTOR = 2
+# Bytes that image decodes may hold at once (estimated from each header); a decode waits until
+# the budget has room, and an image whose decode alone needs more is refused.
+MAX_DECODE_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
 DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
 DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
@@ -243,6 +274,24 @@ class InferenceSettings:
     recognition_batch: int = RECOGNITION_BATCH_SIZE
     image_workers: int = IMAGE_WORKERS
     intra_op_threads: int = ORT_INTRA_OP_THREADS
+    max_decode_bytes: int = MAX_DECODE_BYTES
+    clip_model: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_MODEL", CLIP_MODEL)
+    )
+    clip_pretrained: str = field(
+        default_factory=lambda: os.environ.get("FACESETS_CLIP_PRETRAINED", CLIP_PRETRAINED)
+    )
+    clip_cache: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FACESETS_CLIP_CACHE"]).expanduser()
+            if os.environ.get("FACESETS_CLIP_CACHE")
+            else None
+        )
+    )  # None: model_root / CLIP_CACHE_SUBDIR
+
+    @property
+    def clip_cache_dir(self) -> Path:
+        return self.clip_cache or self.model_root / CLIP_CACHE_SUBDIR
 
     @property
     def images_in_flight(self) -> int:

@@ -22,6 +22,8 @@ from facesets.common.params import InvalidParameter
 from facesets.common.progress import ProgressFn
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
+from facesets.export.maintenance import dedup, occlusion, restore
+from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
 from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
     FaceRow,
@@ -148,6 +150,121 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             lookalikes=read_refine_lookalikes(Path(request.refine_manifest).expanduser()),
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
         )
+
+    def Occlusion(
+        self, request: export_pb2.OcclusionRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        if request.undo:
+            yield from self._restore(context, out, undo_kind=occlusion.KIND)
+            return
+        if self.inference is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this export service was started without the inference service it calls "
+                "(facesets serve export --inference HOST:PORT)",
+            )
+            return
+        try:
+            params = occlusion.OcclusionParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        inference = InferenceClient(self.inference)
+        scorer = ClipScoreScorer(inference)
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out],
+                    lambda: occlusion.occlusion_filter(
+                        out, params, scorer, progress=progress
+                    ).summary(),
+                    create=False,
+                )
+            )
+        except grpc.RpcError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"ClipScore: {error.details()}")
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
+    def DedupOptimize(
+        self, request: export_pb2.DedupOptimizeRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        if self.inference is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this export service was started without the inference service it calls "
+                "(facesets serve export --inference HOST:PORT)",
+            )
+            return
+        try:
+            params = dedup.DedupOptimizeParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        inference = InferenceClient(self.inference)
+        faces = InferenceFaces(inference)
+
+        def job(progress: ProgressFn) -> dict[str, Any]:
+            run = dedup.dedup_optimize(
+                out, params, faces.count_faces, faces.embed, progress=progress
+            )
+            return dedup.summary(run, params.dry_run)
+
+        try:
+            yield from job_events(
+                lambda progress: run_locked([out], lambda: job(progress), create=False)
+            )
+        except grpc.RpcError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"inference: {error.details()}")
+        except (ValueError, RuntimeError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
+    def Restore(
+        self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out")
+        if bool(request.run_id) == bool(request.faceset):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Restore needs a run id or a faceset")
+        yield from self._restore(
+            context, out, run_id=request.run_id or None, faceset=request.faceset or None
+        )
+
+    @staticmethod
+    def _restore(
+        context: grpc.ServicerContext,
+        out: Path,
+        *,
+        run_id: str | None = None,
+        faceset: str | None = None,
+        undo_kind: str | None = None,
+    ) -> Iterator[common_pb2.JobEvent]:
+        def job() -> dict[str, Any]:
+            chosen = run_id
+            if undo_kind is not None:
+                chosen = restore.last_run(out, undo_kind)
+                if chosen is None:
+                    return {"runs": [], "restored": [], "conflicts": [], "note": "nothing to undo"}
+            outcome = restore.restore(out, run_id=chosen, faceset=faceset)
+            return {
+                "runs": outcome.runs,
+                "restored": outcome.restored,
+                "conflicts": outcome.conflicts,
+            }
+
+        try:
+            yield from job_events(lambda progress: run_locked([out], job, create=False))
+        except (ValueError, FileNotFoundError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
 
     def Report(
         self, request: export_pb2.ReportRequest, context: grpc.ServicerContext

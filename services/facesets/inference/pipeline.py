@@ -17,7 +17,7 @@ import numpy as np
 import structlog
 
 from facesets.common import settings
-from facesets.common.decode import Decoded, DecodeError, decode, read_source
+from facesets.common.decode import DecodeBudget, Decoded, DecodeError, decode, read_source
 from facesets.common.settings import InferenceSettings
 from facesets.inference.models import Detection, ModelPack
 from facesets.inference.pose import pose_from_keypoints
@@ -240,6 +240,7 @@ class FacePipeline:
         self.config = config
         self.max_bytes = max_bytes
         self.stopping = threading.Event()
+        self.decode_budget = DecodeBudget(config.max_decode_bytes)
         self._workers = ThreadPoolExecutor(config.image_workers, thread_name_prefix="image")
         eye = settings.ALIGN_EYE_DISTANCE_AT_112
         size = pack.recognizer.input_size if pack.recognizer else 112
@@ -277,7 +278,12 @@ class FacePipeline:
         outcome = Outcome(request.id)
         try:
             data = read_source(request, self.max_bytes)
-            decoded = decode(data, self.config.max_image_pixels, long_side=2 * self.config.det_size)
+            decoded = decode(
+                data,
+                self.config.max_image_pixels,
+                long_side=2 * self.config.det_size,
+                budget=self.decode_budget,
+            )
             outcome.width, outcome.height = decoded.width, decoded.height
             outcome.capture_time = decoded.capture_time
             with self.pack.model_calls:
@@ -316,7 +322,12 @@ class FacePipeline:
         needed = max(decoded.scale * self._align_eye_px / max(gap, 1e-3) for gap in eye_gaps)
         if needed <= decoded.scale * 1.001:
             return decoded
-        return decode(decoded.data, self.config.max_image_pixels, min_scale=min(1.0, needed))
+        return decode(
+            decoded.data,
+            self.config.max_image_pixels,
+            min_scale=min(1.0, needed),
+            budget=self.decode_budget,
+        )
 
     def _describe(
         self, detection: Detection, decoded: Decoded, aligned: Decoded, mode: Mode

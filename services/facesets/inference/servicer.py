@@ -6,10 +6,13 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 
 import grpc
+import numpy as np
 import structlog
 
 from facesets.common import settings
+from facesets.common.decode import DecodeError, open_image, read_source
 from facesets.common.settings import InferenceSettings
+from facesets.inference import clip
 from facesets.inference.models import ModelPack, load_pack
 from facesets.inference.pipeline import FacePipeline, FaceResult, ImageFailure, Mode, Outcome
 from facesets.inference.runtime import OrtInstall, probe
@@ -79,8 +82,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         config: InferenceSettings,
         max_bytes: int,
         install: OrtInstall | None = None,
+        scorer: clip.ClipScorer | None = None,
     ) -> None:
         self.pack = pack
+        self.scorer = scorer or clip.build(config, pack.providers)
         self.config = config
         self.max_bytes = max_bytes
         self.install = install or probe()
@@ -121,8 +126,45 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         request_iterator: Iterator[inference_pb2.ClipScoreRequest],
         context: grpc.ServicerContext,
     ) -> Iterator[inference_pb2.ClipScoreResult]:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "ClipScore is not available in this release")
-        yield from ()
+        prompts: list[str] = []
+        batch: list[tuple[str, np.ndarray]] = []
+        for request in request_iterator:
+            if not prompts:
+                prompts = [p for p in request.prompts if p.strip()]
+                if not prompts:
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "the first ClipScoreRequest must carry at least one prompt",
+                    )
+                self._load_clip(context)
+            try:
+                data = read_source(request.image, self.max_bytes)
+                with open_image(data, self.config.max_image_pixels) as image:
+                    batch.append((request.image.id, self.scorer.pixels(image)))
+            except DecodeError as error:
+                yield inference_pb2.ClipScoreResult(
+                    id=request.image.id,
+                    error=common_pb2.ImageError(reason=error.reason, message=error.message),  # type: ignore[arg-type]  # DecodeError keeps ErrorReason values as ints
+                )
+                continue
+            if len(batch) >= settings.CLIP_BATCH_SIZE:
+                yield from self._clip_results(batch, prompts)
+                batch = []
+        if batch:
+            yield from self._clip_results(batch, prompts)
+
+    def _load_clip(self, context: grpc.ServicerContext) -> None:
+        try:
+            self.scorer.load()
+        except clip.ClipUnavailable as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+
+    def _clip_results(
+        self, batch: list[tuple[str, np.ndarray]], prompts: list[str]
+    ) -> Iterator[inference_pb2.ClipScoreResult]:
+        scores = self.scorer.score(np.stack([pixels for _, pixels in batch]), prompts)
+        for (image_id, _), row in zip(batch, scores, strict=True):
+            yield inference_pb2.ClipScoreResult(id=image_id, scores=row.tolist())
 
     def GetInfo(
         self, request: inference_pb2.GetInfoRequest, context: grpc.ServicerContext
@@ -142,6 +184,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     "numpy",
                     "opencv-python",
                     "grpcio",
+                    "open_clip_torch",
+                    "torch",
                 )
                 if _version(name) != "not installed"
             },
@@ -157,6 +201,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
             available_providers=list(self.install.available),
             replica=self.replica,
+            clip_model=self.scorer.spec.model,
+            clip_pretrained=self.scorer.spec.pretrained,
+            clip_loaded=bool(self.scorer.loaded_providers),
+            clip_providers=self.scorer.loaded_providers,
+            clip_unavailable=self.scorer.unavailable,
         )
 
 

@@ -1,0 +1,199 @@
+"""`facesets occlusion EXPORT`: PNGs of faces behind masks, sunglasses or hands move aside.
+
+Each PNG of each faceset is scored with zero-shot prompts (a scorer: ClipScore on the
+inference service, or any function giving per-image prompt probabilities). A PNG whose
+occlusion probability (the summed probability of the occluding prompts) reaches the threshold
+moves to crops/_dropped/ and its .fsz files are rebuilt; a faceset where at least the faceset
+fraction of PNGs is occluded moves whole to EXPORT/_masked/ and into the `masked` partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesets.common import layout, settings
+from facesets.common.params import SCORE, InvalidParameter, bounded, check_ranges
+from facesets.common.progress import ProgressFn
+from facesets.export.errors import ExportError
+from facesets.export.maintenance import runs
+from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
+from facesets.v1 import export_pb2
+
+# (image paths, prompts) -> (N, P) probabilities, each row summing to 1
+Scorer = Callable[[Sequence[Path], Sequence[str]], np.ndarray]
+KIND = "occlusion"
+PROVENANCE_KEY = "occlusion_filter_run"
+REASON = "occluded"
+MASKED_PARTITION = "masked"
+
+
+class InvalidOcclusionParameter(InvalidParameter, ExportError):
+    """An occlusion parameter outside its range."""
+
+
+@dataclass(frozen=True)
+class OcclusionParams:
+    threshold: float = bounded(settings.OCCLUSION_THRESHOLD, SCORE)
+    faceset_fraction: float = bounded(settings.OCCLUSION_FACESET_FRACTION, SCORE)
+    occluded_prompts: tuple[str, ...] = settings.OCCLUSION_PROMPTS
+    clear_prompt: str = settings.OCCLUSION_CLEAR_PROMPT
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self, InvalidOcclusionParameter)
+        if not self.occluded_prompts or not all(p.strip() for p in self.occluded_prompts):
+            raise InvalidOcclusionParameter(
+                "occluded_prompts", self.occluded_prompts, "one or more non-empty prompts"
+            )
+
+    @classmethod
+    def from_request(cls, request: export_pb2.OcclusionRequest) -> OcclusionParams:
+        given: dict[str, Any] = {
+            name: getattr(request, name)
+            for name in ("threshold", "faceset_fraction", "clear_prompt")
+            if request.HasField(name)
+        }
+        if request.occluded_prompts:
+            given["occluded_prompts"] = tuple(request.occluded_prompts)
+        return cls(dry_run=request.dry_run, **given)
+
+    @property
+    def prompts(self) -> list[str]:
+        return [*self.occluded_prompts, self.clear_prompt]
+
+
+@dataclass
+class OcclusionOutcome:
+    run: Run
+    scores: dict[str, float]  # PNG (relative to OUT) -> occlusion probability
+    dry_run: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run": self.run.id,
+            "dry_run": self.dry_run,
+            "counts": self.run.counts,
+            "moves": [m.as_dict() for m in self.run.moves],
+        }
+
+
+def occlusion_filter(
+    out: Path,
+    params: OcclusionParams,
+    scorer: Scorer,
+    *,
+    progress: ProgressFn | None = None,
+) -> OcclusionOutcome:
+    out = Path(out).absolute()
+    manifest = runs.read_manifest(out)
+    facesets = dict(manifest.get("facesets") or {})
+    run = Run(KIND, {k: v for k, v in asdict(params).items() if k != "dry_run"})
+    scores: dict[str, float] = {}
+    pngs_seen = dropped = masked = 0
+    occluded_columns = len(params.occluded_prompts)
+    names = sorted(facesets)
+    for done, name in enumerate(names, start=1):
+        entry = facesets[name]
+        set_rel = str(entry.get("dir") or name)
+        set_dir = out / set_rel
+        pngs = runs.crop_pngs(set_dir)
+        if progress:
+            progress("facesets", done, len(names), name)
+        if not pngs:
+            continue
+        probabilities = np.asarray(scorer(pngs, params.prompts), dtype=np.float64)
+        if probabilities.shape != (len(pngs), len(params.prompts)):
+            raise ExportError(
+                f"the scorer gave {probabilities.shape} scores for {len(pngs)} images and "
+                f"{len(params.prompts)} prompts"
+            )
+        occlusion = probabilities[:, :occluded_columns].sum(axis=1)
+        hits = occlusion >= params.threshold
+        pngs_seen += len(pngs)
+        for png, value in zip(pngs, occlusion, strict=True):
+            scores[png.relative_to(out).as_posix()] = round(float(value), 6)
+        fraction = float(hits.mean())
+        if fraction >= params.faceset_fraction:
+            masked += 1
+            run.moves.append(
+                Move(
+                    set_rel,
+                    f"{layout.MASKED_DIR}/{Path(set_rel).name}",
+                    KIND_FACESET,
+                    REASON,
+                    f"{int(hits.sum())} of {len(pngs)} PNGs occluded",
+                    MASKED_PARTITION,
+                )
+            )
+            continue
+        for png, value, hit in zip(pngs, occlusion, hits, strict=True):
+            if hit:
+                dropped += 1
+                rel = png.relative_to(out).as_posix()
+                dst = f"{set_rel}/{layout.CROPS_DIR}/{layout.DROPPED_DIR}/{png.name}"
+                run.moves.append(Move(rel, dst, KIND_FILE, REASON, f"occlusion {value:.3f}"))
+    run.counts = {"facesets": len(names), "pngs": pngs_seen, "dropped": dropped, "masked": masked}
+    if not params.dry_run and run.moves:
+        apply_run(out, run, provenance_key=PROVENANCE_KEY)
+    return OcclusionOutcome(run, scores, params.dry_run)
+
+
+def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
+    """Make the run's moves, rebuild the .fsz files they touch, record the run."""
+    touched: set[str] = set()
+    manifest = runs.read_manifest(out)
+    recorded = runs.runs_of(manifest)
+    # Recorded before anything moves: a run cut short is still known to restore.
+    runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
+    for move in run.moves:
+        runs.rename(out, move.src, move.dst)
+        if move.kind == KIND_FILE:
+            set_rel = move.src.split(f"/{layout.CROPS_DIR}/")[0]
+            runs.note_dropped(out / set_rel, move, run.id)
+            touched.add(set_rel)
+        else:
+            move_entry(out, manifest, move.src, move.dst, "facesets", move.partition)
+    for set_rel in sorted(touched):
+        runs.rebuild_fsz(out, out / set_rel)
+        refresh_entry(out, manifest, set_rel)
+    manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
+    manifest[provenance_key] = {k: v for k, v in run.as_dict().items() if k != "moves"}
+    runs.write_manifest(out, manifest)
+
+
+def move_entry(
+    out: Path, manifest: dict[str, Any], src: str, dst: str, source: str, target: str
+) -> None:
+    """A faceset's entry moves between partitions, its paths (and its own manifest's) follow."""
+    name = Path(src).name
+    entries = dict(manifest.get(source) or {})
+    entry = entries.pop(name, None)
+    manifest[source] = entries
+    set_manifest = out / dst / layout.FACESET_MANIFEST
+    inner = layout.read_json(set_manifest)
+    if isinstance(inner, dict):
+        layout.atomic_write_json(set_manifest, runs.reprefix(inner, src, dst))
+    if entry is not None:
+        moved = runs.reprefix(entry, src, dst) | {"dir": dst}
+        manifest[target] = dict(sorted({**(manifest.get(target) or {}), name: moved}.items()))
+
+
+def refresh_entry(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
+    """The top-level entry's counts and best crops, from the faceset manifest."""
+    inner = layout.read_json(out / set_rel / layout.FACESET_MANIFEST)
+    if not isinstance(inner, dict):
+        return
+    for _, entries in runs.partitions(manifest):
+        entry = entries.get(Path(set_rel).name)
+        if isinstance(entry, dict) and str(entry.get("dir") or Path(set_rel).name) == set_rel:
+            top_n = int((inner.get("params") or {}).get("top_n") or 0)
+            entry["counts"] = inner.get("counts", entry.get("counts"))
+            entry["top"] = [c["file"] for c in inner.get("crops", [])[:top_n] if "file" in c]
+            left = bool(runs.crop_pngs(out / set_rel))
+            entry["fsz_top"] = inner.get("fsz_top") if left else None
+            entry["fsz_all"] = inner.get("fsz_all") if left else None

@@ -1,0 +1,104 @@
+"""dedup-optimize on an export built here from LFW faces, with real CountFaces and Embed on the
+mini pack: planted byte copies, near-duplicates and two-face PNGs are each found and moved,
+nothing else moves, a re-run changes nothing, restore puts every byte back."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from conftest import lfw_people
+from maintenance_export import assert_fsz_match_folders, build_export, snapshot
+from PIL import Image
+
+from facesets.client import Endpoint, InferenceClient
+from facesets.common.server import ServeOptions, start_server
+from facesets.common.settings import InferenceSettings
+from facesets.export.maintenance import runs
+from facesets.export.maintenance.dedup import DedupOptimizeParams, dedup_optimize
+from facesets.export.maintenance.inference_calls import InferenceFaces
+from facesets.export.maintenance.restore import restore
+from facesets.inference import servicer as inference
+
+
+@pytest.fixture(scope="module")
+def faces(model_root):
+    config = InferenceSettings(
+        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+    )
+    running = start_server(
+        ServeOptions(listen="127.0.0.1:0"),
+        inference.register(inference.build(config)),
+        [inference.SERVICE_NAME],
+    )
+    client = InferenceClient(Endpoint(running.address))
+    yield InferenceFaces(client)
+    client.close()
+    running.stop(0)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _crop(photo: Path) -> Image.Image:
+    return Image.open(photo).convert("RGB")  # LFW photos: one central face with a margin
+
+
+def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, tmp_path):
+    found = lfw_people(lfw_dir, 6, 5, min_photos=5)
+    # photos the detector finds exactly one face in, three per person
+    people: dict[str, list[Path]] = {}
+    for person, photos in found.items():
+        counts = faces.count_faces(photos)
+        ones = [p for p, c in zip(photos, counts, strict=True) if c == 1]
+        if len(ones) >= 3:
+            people[person] = ones[:3]
+    names = sorted(people)[:4]
+    assert len(names) == 4
+    sets: dict[int, list[tuple[str, bytes]]] = {}
+    for number, person in enumerate(names[:3]):
+        sets[number] = [(f"{person}_{i}.png", _png(_crop(p))) for i, p in enumerate(people[person])]
+    # a byte copy across facesets: faceset 0's best PNG, planted in faceset 1
+    copied_name, copied = sets[0][0]
+    sets[1].append(("copy_of_0.png", copied))
+    # a near-duplicate: faceset 2's best crop, re-encoded as JPEG and resized
+    base = _crop(people[names[2]][0])
+    buffer = io.BytesIO()
+    base.crop((6, 6, 244, 244)).resize((200, 200)).save(buffer, format="JPEG", quality=90)
+    sets[2].append(("near.png", _png(Image.open(buffer).convert("RGB").resize((240, 240)))))
+    # a two-face PNG: two people side by side
+    pair = Image.new("RGB", (500, 250))
+    pair.paste(_crop(people[names[0]][1]), (0, 0))
+    pair.paste(_crop(people[names[3]][0]), (250, 0))
+    sets[1].append(("two_faces.png", _png(pair)))
+    export = build_export(tmp_path / "export", sets)
+    before = snapshot(export)
+
+    run = dedup_optimize(export, DedupOptimizeParams(), faces.count_faces, faces.embed)
+    moved = {(Path(m.src).name, m.reason) for m in run.moves}
+    assert moved == {
+        ("copy_of_0.png", "byte_copy"),
+        ("two_faces.png", "face_count"),
+        ("near.png", "near_duplicate"),
+    }, [m.as_dict() for m in run.moves]
+    after = snapshot(export)
+    for rel, data in before.items():
+        if rel.endswith(".png") and Path(rel).name not in {m[0] for m in moved}:
+            assert after[rel] == data, rel  # nothing else moved
+    assert (export / "faceset_000" / "crops" / copied_name).exists()  # one copy stays
+    assert assert_fsz_match_folders(export) == 6
+    manifest = runs.read_manifest(export)
+    assert manifest["dedup_runs"][-1]["counts"] == {"byte_copies": 1, "near": 1}
+    assert manifest["multiface_runs"][-1]["counts"] == {"face_count": 1}
+
+    again = dedup_optimize(export, DedupOptimizeParams(), faces.count_faces, faces.embed)
+    assert again.moves == [] and snapshot(export) == after
+
+    restored = restore(export, run_id=run.id)
+    assert restored.conflicts == [] and len(restored.restored) == 3
+    assert snapshot(export) == before
+    assert assert_fsz_match_folders(export) == 6
