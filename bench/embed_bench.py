@@ -99,7 +99,10 @@ def facesets_embed(folder: Path, model_root: Path) -> tuple[float, dict[str, lis
         token_file=None,
         tls_ca=None,
     )
-    with tempfile.TemporaryDirectory() as tmp, Services(args) as services:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Services(args, [folder, Path(tmp)]) as services,
+    ):
         store = Path(tmp) / "faces.db"
         services.clustering()
         services.inference().info()  # started and warm before the clock starts

@@ -137,7 +137,7 @@ def _embed(lfw: Path, store: Path, shared: Path) -> float:
         tls_ca=None,
     )
     started = time.perf_counter()
-    with Services(args) as services:
+    with Services(args, [lfw, store]) as services:
         embed(services, lfw, store, show_progress=False)
     return time.perf_counter() - started
 

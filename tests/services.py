@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from conftest import SHARED
+
 from facesets.orchestrator import local
 
 # The `facesets` command, run by the interpreter that runs the tests.
@@ -40,12 +42,22 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 
 class ServiceProcess:
     """`facesets serve SERVICE` on a fixed loopback port, started the way commands start their
-    local services (facesets.orchestrator.local), with crash and full-disk controls."""
+    local services (facesets.orchestrator.local), with crash and full-disk controls.
+
+    The service may use the test's folder (the one holding `log_path`) and the sample data
+    (`--allow-root`), or exactly `roots` when given.
+    """
 
     def __init__(
-        self, service: str, port: int, log_path: Path, *extra: str, host: str = "127.0.0.1",
+        self,
+        service: str,
+        port: int,
+        log_path: Path,
+        *extra: str,
+        roots: Sequence[Path] | None = None,
+        host: str = "127.0.0.1",
         prefix: Sequence[str] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`host`: the address it serves on; `prefix`: a command it runs under (e.g.
         `ip netns exec NS`, to run it in another network namespace)."""
         self.service = service
@@ -54,7 +66,8 @@ class ServiceProcess:
         self.port = port
         self.log_path = log_path
         self.ready_file = log_path.with_name(f"{log_path.name}.ready")
-        self.extra = list(extra)
+        allowed = [log_path.parent, SHARED] if roots is None else list(roots)
+        self.extra = [*extra, *(a for root in allowed for a in ("--allow-root", str(root)))]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

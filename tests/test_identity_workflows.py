@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import SHARED, free_port
 from PIL import Image
 from store_fixtures import copy_photos, lfw_slice
 
@@ -31,15 +31,17 @@ PER_PERSON = 6
 
 @pytest.fixture(scope="module")
 def addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """The three services, started once for the module's commands."""
+    """The three services, started once for the module's commands (which work in their own
+    temporary folders: the services may use every one of them, and the sample data)."""
     logs = tmp_path_factory.mktemp("services")
+    roots = [tmp_path_factory.getbasetemp(), SHARED]
     inference, clustering = (
-        ServiceProcess(name, free_port(), logs / f"{name}.log")
+        ServiceProcess(name, free_port(), logs / f"{name}.log", roots=roots)
         for name in ("inference", "clustering")
     )
     export = ServiceProcess(
         "export", free_port(), logs / "export.log",
-        "--clustering", clustering.address, "--inference", inference.address,
+        "--clustering", clustering.address, "--inference", inference.address, roots=roots,
     )  # fmt: skip  # the export service calls the other two
     started = [inference, clustering, export]
     try:

@@ -109,7 +109,9 @@ def freeze_mid_job(pid: int, out: Path) -> None:
 
 def test_a_job_runs_again_when_its_service_is_restarted(big_store, undisturbed, tmp_path):
     out = tmp_path / "out"
-    service = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
+    service = ServiceProcess(
+        "clustering", free_port(), tmp_path / "clustering.log", roots=[tmp_path, big_store.parent]
+    ).start()
     run = subprocess.Popen(
         cluster_command(big_store, out, "--clustering", service.address),
         stdout=subprocess.PIPE,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -32,6 +33,13 @@ class ImageInput:
     id: str
     path: str | None = None
     data: bytes | None = None
+
+
+def _duplicate(image_id: str) -> ValueError:
+    return ValueError(
+        f"two inputs share the id {image_id!r} in one call; each input needs its own id "
+        "(answers are matched to inputs by id)"
+    )
 
 
 def _too_large(image_id: str, size: int, limit: int) -> common_pb2.ImageResult:
@@ -76,7 +84,13 @@ class InferenceClient:
     def _requests(
         self, images: Iterable[ImageInput], by_path: bool, refused: list[common_pb2.ImageResult]
     ) -> Iterator[common_pb2.ImageRequest]:
+        seen: set[str] = set()
         for image in images:
+            if image.id in seen:
+                # Answers are matched to inputs by id: a second input with the same id would
+                # take the first one's place and one of them would go unanswered.
+                raise _duplicate(image.id)
+            seen.add(image.id)
             if by_path and image.path is not None:
                 yield common_pb2.ImageRequest(id=image.id, path=image.path)
                 continue
@@ -108,6 +122,11 @@ class InferenceClient:
     def _stream(
         self, method: str, images: Iterable[ImageInput], by_path: bool, max_inflight: int
     ) -> Iterator:
+        if isinstance(images, Collection):  # known up front: refused before anything is sent
+            counts = Counter(image.id for image in images)
+            repeated = next((i for i, n in counts.items() if n > 1), None)
+            if repeated is not None:
+                raise _duplicate(repeated)
         refused: list = []
         several = self.replicas > 1
         streams = [
@@ -140,7 +159,11 @@ class InferenceClient:
         by_path: bool = False,
         max_inflight: int = defaults.EMBED_INFLIGHT,
     ) -> Iterator[common_pb2.ImageResult]:
-        """One result per image, in completion order; survives service restarts."""
+        """One result per image, in completion order; survives service restarts.
+
+        Each input needs its own id: a list with a repeated id is refused with ValueError
+        before anything is sent; from a lazy iterable, the repeated input raises ValueError
+        (once the inputs before it are answered) and is never sent."""
         return self._stream("Embed", images, by_path, max_inflight)
 
     def detect(

@@ -126,7 +126,7 @@ def split_job(args: argparse.Namespace, extend: bool) -> stages.AgeSplitJob:
 
 def run_probe(args: argparse.Namespace) -> int:
     job = probe_job(args)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.clustering_job(opened, job)
     print_summary(summary.as_dict(), args.json)
     if not args.json:
@@ -137,7 +137,7 @@ def run_probe(args: argparse.Namespace) -> int:
 def _run_split(args: argparse.Namespace, extend: bool) -> int:
     job = split_job(args, extend)
     export = ExportSwapParams(top_n=args.top_n)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.age_split(opened, job, export)
     print_summary(summary.as_dict(), args.json)
     return 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
 from facesets.common.security import read_token
 from facesets.orchestrator.local import LocalService
+from facesets.orchestrator.roots import command_roots
 
 
 def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> None:
@@ -43,11 +44,17 @@ def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> No
 
 
 class Services(contextlib.ExitStack):
-    """Opens clients lazily; a local service is started the first time it is needed."""
+    """Opens clients lazily; a local service is started the first time it is needed.
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    `roots`: the files and folders the command works on (sources, store, outputs); a local
+    service may use those alone (`facesets serve --allow-root`), plus the folders of the photos
+    a listed store holds. Remote services keep the roots they were started with.
+    """
+
+    def __init__(self, args: argparse.Namespace, roots: Iterable[Path | None] = ()) -> None:
         super().__init__()
         self.args = args
+        self.roots = list(roots)
         token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
         self.token_file = Path(token_file) if token_file else None
         self.token = read_token(self.token_file) if self.token_file else None
@@ -75,6 +82,8 @@ class Services(contextlib.ExitStack):
                 extra.append("--allow-cpu-fallback")
         if name == "export":
             extra += self._peer_arguments()
+        for root in command_roots(self.roots):
+            extra += ["--allow-root", str(root)]
         service = LocalService(name, extra)
         self.callback(service.stop)
         address = service.start()
@@ -132,6 +141,7 @@ class Services(contextlib.ExitStack):
 
 
 @contextlib.contextmanager
-def services(args: argparse.Namespace) -> Iterator[Services]:
-    with Services(args) as opened:
+def services(args: argparse.Namespace, roots: Iterable[Path | None]) -> Iterator[Services]:
+    """The services of a command that works on `roots` (see Services)."""
+    with Services(args, roots) as opened:
         yield opened

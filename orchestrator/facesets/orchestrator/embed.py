@@ -95,7 +95,7 @@ def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with services(args) as opened:
+    with services(args, [args.src, args.store]) as opened:
         summary = embed(
             opened, args.src, args.store, send=args.send, rehash=args.rehash, verbose=args.verbose
         )

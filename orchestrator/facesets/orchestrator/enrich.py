@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with services(args) as opened:
+    with services(args, [args.store]) as opened:
         summary = enrich(opened, args.store)
     print(
         json.dumps(summary, indent=2)

@@ -72,7 +72,7 @@ def export_job(args: argparse.Namespace) -> stages.ExportJob:
 
 def run(args: argparse.Namespace) -> int:
     job = export_job(args)  # parameters are checked before any service starts
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.export_swap(opened, job)
     print_summary(summary.as_dict(), args.json)
     return 0

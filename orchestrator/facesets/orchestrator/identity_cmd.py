@@ -177,7 +177,7 @@ def import_folders_job(args: argparse.Namespace) -> tuple[stages.ImportFoldersJo
 def run_import(args: argparse.Namespace) -> int:
     job, config = import_folders_job(args)  # the config is checked before any service starts
     _check_store(job.store, job.params.dry_run)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         embedded = (
             {}
             if job.params.dry_run
@@ -271,7 +271,7 @@ def run_discover(args: argparse.Namespace) -> int:
     if not job.root.is_dir():
         raise ConfigError(f"{job.root} is not a folder")
     _check_store(job.store, job.params.dry_run)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         embedded = {} if job.params.dry_run else embed_folders(opened, [job.root], job.store)
         found = stages.clustering_job(opened, job).as_dict()
         exported: dict[str, Any] = {}

@@ -53,6 +53,10 @@ class ImportRequest:
     def user_dir(self) -> Path:
         return (self.staging_root / self.user).resolve()
 
+    def roots(self) -> list[Path]:
+        """The staged photos, the store and the output folders."""
+        return [self.user_dir, *(p for p in (self.store, self.facesets_dir, self.out) if p)]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     route, export = RouteParams(), ExportSwapParams()
@@ -176,7 +180,7 @@ def format_summary(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     request = import_request(args)  # parameters are checked before any service starts
     try:
-        with services(args) as opened:
+        with services(args, request.roots()) as opened:
             result = import_user(opened, request)
     except NothingStagedError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -206,7 +206,7 @@ def consolidate_job(args: argparse.Namespace) -> stages.ConsolidateJob:
 def _runner(make_job: Callable[[argparse.Namespace], stages.ClusteringJob]) -> Any:
     def run(args: argparse.Namespace) -> int:
         job = make_job(args)  # parameters are checked before any service starts
-        with services(args) as opened:
+        with services(args, job.roots()) as opened:
             summary = stages.clustering_job(opened, job)
         print_summary(summary.as_dict(), args.json)
         return 0

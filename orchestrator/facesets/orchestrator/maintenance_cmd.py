@@ -71,7 +71,7 @@ def run_occlusion(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     job = stages.OcclusionJob(_export_dir(args), params, undo=args.undo)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.occlusion(opened, job)
     print_summary(summary.as_dict(), args.json)
     return 0
@@ -96,7 +96,7 @@ def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
 def run_dedup(args: argparse.Namespace) -> int:
     params = DedupOptimizeParams(near_duplicate_similarity=args.similarity, dry_run=args.dry_run)
     job = stages.DedupOptimizeJob(_export_dir(args), params)
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.dedup_optimize(opened, job)
     print_summary(summary.as_dict(), args.json)
     return 0
@@ -115,7 +115,7 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_restore(args: argparse.Namespace) -> int:
     job = stages.RestoreJob(_export_dir(args), args.run_id or "", args.faceset or "")
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         summary = stages.restore(opened, job)
     print_summary(summary.as_dict(), args.json)
     return 0

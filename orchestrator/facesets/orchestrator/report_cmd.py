@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     export = args.export_dir.expanduser().resolve()
     if not export.is_dir():
         raise ValueError(f"no export folder at {export}")
-    with services(args) as opened:
+    with services(args, [export]) as opened:
         summary = stages.report(opened, export)
     print_summary(summary.as_dict(), args.json)
     return 0

@@ -38,6 +38,9 @@ class RunRequest:
     candidates: bool = True
     verbose: bool = False  # list every skipped file
 
+    def roots(self) -> list[Path]:
+        return [self.src, self.out]
+
     def __post_init__(self) -> None:
         # Checked before anything runs: a bad value stops the run at its start.
         RefineParams(min_faces=self.min_faces)
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         candidates=not args.no_candidates,
         verbose=args.verbose,
     )
-    results = run_pipeline(request, lambda: services(args))
+    results = run_pipeline(request, lambda: services(args, request.roots()))
     print(json.dumps(results.as_dict(), indent=2, default=str) if args.json else results.format())
     return 0
 

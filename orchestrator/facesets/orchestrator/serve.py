@@ -11,8 +11,9 @@ import structlog
 
 from facesets.client import Endpoint
 from facesets.common import settings
+from facesets.common.roots import Roots
 from facesets.common.security import TlsFiles, read_token
-from facesets.common.server import ServeOptions, serve_forever, start_server
+from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         peers.add_argument(
             f"--{peer}-tls-ca", type=Path, help=f"CA certificate (PEM) of the {peer} service"
         )
+    parser.add_argument(
+        "--allow-root",
+        metavar="DIR",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder whose files requests may name (images to read, stores, output folders); "
+        "repeat for several. Every path a request names must be absolute and resolve, symlinks "
+        "included, inside one of them. Without any, the service uses no file a request names "
+        "(commands that start their own services pass the folders they work on)",
+    )
     inference = parser.add_argument_group("inference service")
     inference.add_argument(
         "--replica-name",
@@ -128,18 +140,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
+    # A root may be a folder or one file (a store), and need not exist yet (an output folder).
+    roots = Roots(args.allow_root)
+    log.info("allowed roots", roots=[str(r) for r in roots.roots] or "none")
     options = ServeOptions(
         listen=args.listen or DEFAULT_ADDRESSES[args.service],
         token=read_token(args.token_file),
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
     )
+    try:
+        return _serve(args, options, roots)
+    except PortInUseError as error:
+        raise SystemExit(f"error: {error}") from error
+
+
+def _serve(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
     if args.service == "inference":
-        return _serve_inference(args, options)
+        return _serve_inference(args, options, roots)
     if args.service == "clustering":
         from facesets.clustering import servicer as clustering
 
-        clustering_servicer = clustering.ClusteringServicer()
+        clustering_servicer = clustering.ClusteringServicer(roots)
         running = start_server(
             options, clustering.register(clustering_servicer), [clustering.SERVICE_NAME]
         )
@@ -149,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         from facesets.export import servicer as export
 
         export_servicer = export.ExportServicer(
-            clustering=_peer(args, "clustering"), inference=_peer(args, "inference")
+            clustering=_peer(args, "clustering"), inference=_peer(args, "inference"), roots=roots
         )
         running = start_server(options, export.register(export_servicer), [export.SERVICE_NAME])
         serve_forever(running)
@@ -195,7 +217,7 @@ def _missing_dependency(error: ImportError) -> SystemExit:
     )
 
 
-def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
+def _serve_inference(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
     try:
         from facesets.inference.session import choose_providers
     except ImportError as error:
@@ -232,7 +254,7 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions) -> int:
         image_workers=workers,
         max_decode_bytes=args.max_decode_bytes,
     )
-    servicer = inference.build(config, choice=choice)
+    servicer = inference.build(config, choice=choice, roots=roots)
 
     def name_replica(address: str) -> None:
         servicer.replica = args.replica_name or replica_name(address)

@@ -120,6 +120,9 @@ class ClusterJob:
     out: Path
     params: ClusterParams = field(default_factory=ClusterParams)
 
+    def roots(self) -> list[Path]:
+        return [self.store, self.out]
+
     def to_proto(self) -> clustering_pb2.ClusterRequest:
         return clustering_pb2.ClusterRequest(
             store=_absolute(self.store),
@@ -135,6 +138,9 @@ class RefineJob:
     store: Path
     out: Path
     params: RefineParams = field(default_factory=RefineParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.out]
 
     def to_proto(self) -> clustering_pb2.RefineRequest:
         p = self.params
@@ -160,6 +166,9 @@ class ExtendJob:
     refine_out: Path | None = None
     params: ExtendParams = field(default_factory=ExtendParams)
 
+    def roots(self) -> list[Path]:
+        return [self.store, self.raw_out, *([self.refine_out] if self.refine_out else [])]
+
     def to_proto(self) -> clustering_pb2.ExtendRequest:
         return clustering_pb2.ExtendRequest(
             store=_absolute(self.store),
@@ -176,6 +185,9 @@ class DedupJob:
     store: Path
     params: DedupParams = field(default_factory=DedupParams)
 
+    def roots(self) -> list[Path]:
+        return [self.store]
+
     def to_proto(self) -> clustering_pb2.DedupRequest:
         return clustering_pb2.DedupRequest(
             store=_absolute(self.store), near_threshold=self.params.near_threshold
@@ -187,6 +199,9 @@ class ConsolidateJob:
     facesets_dir: Path
     store: Path
     params: ConsolidateParams = field(default_factory=ConsolidateParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.facesets_dir]
 
     def to_proto(self) -> clustering_pb2.ConsolidateRequest:
         p = self.params
@@ -206,6 +221,9 @@ class RouteJob:
     facesets_dir: Path
     sha256: Sequence[str] = ()  # empty: every face no faceset holds
     params: RouteParams = field(default_factory=RouteParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.facesets_dir]
 
     def to_proto(self) -> clustering_pb2.RouteRequest:
         p = self.params
@@ -300,6 +318,10 @@ class ExportJob:
             raise ValueError(
                 "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
             )
+
+    def roots(self) -> list[Path]:
+        extra = [self.raw_manifest] if self.raw_manifest else []
+        return [self.store, self.refine_manifest, self.out, *extra]
 
     def to_proto(self) -> export_pb2.ExportSwapRequest:
         p = self.params

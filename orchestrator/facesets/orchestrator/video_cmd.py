@@ -95,14 +95,14 @@ def _run_plan(args: argparse.Namespace) -> dict[str, Any]:
     job = _plan_job(args)
     if not job.src.exists():
         raise ValueError(f"no videos at {job.src}")
-    with services(args) as opened:
+    with services(args, job.roots()) as opened:
         return stages.video_plan(opened, job, not args.json).as_dict()
 
 
 def _run_cut(args: argparse.Namespace) -> dict[str, Any]:
     out = _out(args)
-    with services(args) as opened:
-        job = _cut_job(args, _planned_sources(out))
+    job = _cut_job(args, _planned_sources(out))
+    with services(args, job.roots()) as opened:
         return {**stages.video_cut(opened, job, not args.json).as_dict(), **_media(opened)}
 
 
@@ -110,9 +110,9 @@ def _run_both(args: argparse.Namespace) -> dict[str, Any]:
     plan_job = _plan_job(args)
     if not plan_job.src.exists():
         raise ValueError(f"no videos at {plan_job.src}")
-    with services(args) as opened:
+    cut_job = _cut_job(args, find_videos(plan_job.src))
+    with services(args, [*plan_job.roots(), *cut_job.roots()]) as opened:
         planned = stages.video_plan(opened, plan_job, not args.json)
-        cut_job = _cut_job(args, find_videos(plan_job.src))
         cut = stages.video_cut(opened, cut_job, not args.json)
         return {"plan": planned.as_dict(), "cut": cut.as_dict(), **_media(opened)}
 

@@ -39,8 +39,9 @@ from facesets.clustering.store import (
 )
 from facesets.common import layout, settings
 from facesets.common.folder_lock import run_locked
-from facesets.common.jobs import abort_on_os_error, job_events, required_path
+from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.params import InvalidParameter
+from facesets.common.roots import Roots
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
@@ -123,16 +124,20 @@ def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class StoreRegistry:
-    """One open FaceStore per store path, shared by every call."""
+    """One open FaceStore per store path, shared by every call; only paths the roots allow."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Roots) -> None:
+        self.roots = roots
         self._stores: dict[Path, FaceStore] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: str, context: grpc.ServicerContext, create: bool = False) -> FaceStore:
+    def allowed(self, path: str, context: grpc.ServicerContext) -> Path:
         if not path:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no store path given")
-        resolved = Path(path).expanduser().resolve()
+        return allowed_path(context, self.roots, path, "store")
+
+    def get(self, path: str, context: grpc.ServicerContext, create: bool = False) -> FaceStore:
+        resolved = self.allowed(path, context)
         _call_store.set(resolved)
         with self._lock:
             store = self._stores.get(resolved)
@@ -159,8 +164,10 @@ class StoreRegistry:
 
 
 class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
-    def __init__(self) -> None:
-        self.stores = StoreRegistry()
+    def __init__(self, roots: Roots | None = None) -> None:
+        """`roots`: the folders requests may name (none given: no store, no output folder)."""
+        self.roots = roots or Roots()
+        self.stores = StoreRegistry(self.roots)
 
     # --- store ---------------------------------------------------------------------------
     @_store_errors
@@ -208,7 +215,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     def LookupPaths(
         self, request: clustering_pb2.LookupPathsRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.LookupPathsResponse:
-        if not Path(request.store).expanduser().exists():
+        if not self.stores.allowed(request.store, context).exists():
             return clustering_pb2.LookupPathsResponse()  # a store not made yet knows no path
         records = self.stores.get(request.store, context).path_records(request.paths)
         return clustering_pb2.LookupPathsResponse(
@@ -222,7 +229,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     def KnownContent(
         self, request: clustering_pb2.KnownContentRequest, context: grpc.ServicerContext
     ) -> clustering_pb2.KnownContentResponse:
-        if not Path(request.store).expanduser().exists():
+        if not self.stores.allowed(request.store, context).exists():
             return clustering_pb2.KnownContentResponse()  # a store not made yet holds nothing
         store = self.stores.get(request.store, context)
         return clustering_pb2.KnownContentResponse(
@@ -366,7 +373,9 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    folders, lambda: job(*args, progress=progress, **kwargs), create=create
+                    folders,
+                    lambda: job(*args, progress=progress, roots=self.roots, **kwargs),
+                    create=create,
                 )
             )
         except (StoreWriteError, StoreProblem, sqlite3.DatabaseError) as error:
@@ -382,7 +391,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(ClusterParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         yield from self._job("cluster", context, ([out], True), store, out, params)
 
     @_store_errors
@@ -391,7 +400,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(RefineParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         yield from self._job("refine", context, ([out], True), store, out, params)
 
     @_store_errors
@@ -400,8 +409,12 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(ExtendParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        raw_out = required_path(context, request.raw_out, "raw_out")
-        refine_out = Path(request.refine_out) if request.refine_out else None
+        raw_out = required_path(context, request.raw_out, "raw_out", self.roots)
+        refine_out = (
+            allowed_path(context, self.roots, request.refine_out, "refine_out")
+            if request.refine_out
+            else None
+        )
         yield from self._job(
             "extend",
             context,
@@ -426,7 +439,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(ConsolidateParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        folder = required_path(context, request.facesets_dir, "facesets_dir")
+        folder = required_path(context, request.facesets_dir, "facesets_dir", self.roots)
         yield from self._job("consolidate", context, ([folder], False), folder, store, params)
 
     @_store_errors
@@ -435,7 +448,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(RouteParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        folder = required_path(context, request.facesets_dir, "facesets_dir")
+        folder = required_path(context, request.facesets_dir, "facesets_dir", self.roots)
         yield from self._job(
             "route", context, ([folder], True), store, folder, params, sha256=list(request.sha256)
         )
@@ -447,12 +460,15 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
 
         params = _params(ImportFoldersParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        export = required_path(context, request.export, "export")
+        export = required_path(context, request.export, "export", self.roots)
         trusted = [
-            Trusted(t.label, required_path(context, t.folder, f"trusted folder of {t.label!r}"))
+            Trusted(
+                t.label,
+                required_path(context, t.folder, f"trusted folder of {t.label!r}", self.roots),
+            )
             for t in request.trusted
         ]
-        mixed = [required_path(context, m, "mixed folder") for m in request.mixed]
+        mixed = [required_path(context, m, "mixed folder", self.roots) for m in request.mixed]
         plan_dir = export / layout.IMPORT_FOLDERS_DIR
         writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
         yield from self._job(
@@ -464,8 +480,8 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(DiscoverParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        root = required_path(context, request.root, "root")
-        export = required_path(context, request.export, "export")
+        root = required_path(context, request.root, "root", self.roots)
+        export = required_path(context, request.export, "export", self.roots)
         plan_dir = export / layout.DISCOVER_DIR
         writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
         yield from self._job("discover", context, writes, store, root, export, params)
@@ -475,7 +491,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(AgeProbeParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        export_dir = required_path(context, request.export_dir, "export_dir")
+        export_dir = required_path(context, request.export_dir, "export_dir", self.roots)
         faceset = _faceset(request.faceset, context)
         yield from self._job("age_probe", context, ([], False), store, export_dir, faceset, params)
 
@@ -484,7 +500,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         params = _params(AgeSplitParams.from_request, request, context)
         store = self.stores.get(request.store, context)
-        export_dir = required_path(context, request.export_dir, "export_dir")
+        export_dir = required_path(context, request.export_dir, "export_dir", self.roots)
         faceset = _faceset(request.faceset, context)
         writes: Writes = ([], False) if params.dry_run else ([export_dir], False)
         yield from self._job(module, context, writes, store, export_dir, faceset, params)

@@ -19,6 +19,7 @@ import pillow_heif
 from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 
 from facesets.common import photo_formats, settings
+from facesets.common.roots import PathRefused, Roots, open_regular
 from facesets.v1 import common_pb2
 
 # Limits are checked here against the header, before any pixel is decoded.
@@ -57,13 +58,23 @@ class Decoded:
     capture_time: str
 
 
-def read_source(request: common_pb2.ImageRequest, max_bytes: int) -> bytes:
+def read_source(
+    request: common_pb2.ImageRequest, max_bytes: int, roots: Roots | None = None
+) -> bytes:
+    """The bytes of one image: sent inline, or read from a path the service's roots allow (no
+    roots: an in-process caller that trusts its own paths). Only regular files are read."""
     if request.WhichOneof("source") == "path":
         try:
-            with open(request.path, "rb") as handle:
+            if roots is not None:
+                handle = roots.open_regular(request.path)
+            else:
+                handle = open_regular(Path(request.path))
+            with handle:
                 # Reading max_bytes + 1 would allocate the whole limit for every photo.
                 size = os.fstat(handle.fileno()).st_size
                 data = handle.read((size if 0 < size <= max_bytes else max_bytes) + 1)
+        except PathRefused as error:
+            raise DecodeError(common_pb2.ERROR_REASON_UNREADABLE, str(error)) from error
         except OSError as error:
             raise DecodeError(
                 common_pb2.ERROR_REASON_UNREADABLE, f"cannot read {request.path}: {error.strerror}"
@@ -95,6 +106,12 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+def _kind(error: BaseException) -> str:
+    """What went wrong, without the decoder's own words: those may quote the file's bytes
+    (a header field, a chunk name), and error messages never carry file contents."""
+    return type(error).__name__
+
+
 def _signature(data: bytes) -> str | None:
     return next((name for at, magic, name in _SIGNATURES if data[at:].startswith(magic)), None)
 
@@ -107,8 +124,10 @@ def open_image(
     if isinstance(source, bytes):
         return _open(source, max_pixels)
     try:
-        with open(source, "rb") as handle:
+        with open_regular(Path(source)) as handle:
             return _open(handle.read(), max_pixels)
+    except PathRefused as error:
+        raise DecodeError(common_pb2.ERROR_REASON_UNREADABLE, str(error)) from error
     except OSError as error:
         raise DecodeError(
             common_pb2.ERROR_REASON_UNREADABLE, f"cannot read {source}: {error.strerror}"
@@ -131,7 +150,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         ) from error
     except Exception as error:  # damaged headers surface as assorted errors
         raise DecodeError(
-            common_pb2.ERROR_REASON_CORRUPT, f"unreadable image header: {error}"
+            common_pb2.ERROR_REASON_CORRUPT, f"unreadable image header ({_kind(error)})"
         ) from error
     width, height = image.size
     if width * height > max_pixels:
@@ -284,6 +303,6 @@ def _decode_opened(image: Image.Image, data: bytes, min_scale: float) -> Decoded
             bgr = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)
         except Exception as error:  # truncated data, bad chunks, ...
             raise DecodeError(
-                common_pb2.ERROR_REASON_CORRUPT, f"damaged image data: {error}"
+                common_pb2.ERROR_REASON_CORRUPT, f"damaged image data ({_kind(error)})"
             ) from error
     return Decoded(data, bgr, bgr.shape[1] / width, width, height, capture_time)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
+from facesets.common.roots import OutsideRootsError, PathRefused, Roots
 from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
@@ -79,8 +80,22 @@ def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
     context.abort(code, str(error))
 
 
-def required_path(context: grpc.ServicerContext, value: str, field: str) -> Path:
-    """A path field a job cannot run without: empty would mean the service's own folder."""
+def required_path(context: grpc.ServicerContext, value: str, field: str, roots: Roots) -> Path:
+    """A path field a job cannot run without (empty would mean the service's own folder),
+    checked against the service's roots."""
     if not value.strip():
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} is required")
-    return Path(value).expanduser()
+    return allowed_path(context, roots, value, field)
+
+
+def allowed_path(context: grpc.ServicerContext, roots: Roots, value: str, field: str) -> Path:
+    """`value` resolved, once the roots allow it: PERMISSION_DENIED outside them,
+    INVALID_ARGUMENT for a relative path; both name the path and the flag."""
+    try:
+        return roots.check(value, field)
+    except OutsideRootsError as error:
+        log.warning("path refused", field=field, path=value)
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
+    except PathRefused as error:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    raise AssertionError("abort raises")  # for the type checker: abort never returns

@@ -23,6 +23,10 @@ from facesets.common.stream_limit import StreamLimit
 log = structlog.get_logger(__name__)
 
 
+class PortInUseError(OSError):
+    """The address asked for cannot be bound: another process holds the port."""
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     listen: str
@@ -75,7 +79,9 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_streams + options.unary_threads),
         interceptors=interceptors,
-        options=server_options(options.max_message_bytes),
+        # Exclusive ports: with gRPC's default SO_REUSEPORT a second service would start on a
+        # port another process listens on, and the two would split the traffic.
+        options=[*server_options(options.max_message_bytes), ("grpc.so_reuseport", 0)],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -83,15 +89,21 @@ def start_server(
     reflection.enable_server_reflection(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if options.tls:
-        credentials = grpc.ssl_server_credentials(
-            [(options.tls.key.read_bytes(), options.tls.cert.read_bytes())]
-        )
-        port = server.add_secure_port(options.listen, credentials)
-    else:
-        port = server.add_insecure_port(options.listen)
+    try:
+        if options.tls:
+            credentials = grpc.ssl_server_credentials(
+                [(options.tls.key.read_bytes(), options.tls.cert.read_bytes())]
+            )
+            port = server.add_secure_port(options.listen, credentials)
+        else:
+            port = server.add_insecure_port(options.listen)
+    except RuntimeError:  # grpcio raises where older releases returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {options.listen}")
+        raise PortInUseError(
+            f"cannot listen on {options.listen}: another process listens on that port (or the "
+            "address is not one of this machine's); stop it or choose another --listen"
+        )
     address = f"{options.listen.rsplit(':', 1)[0]}:{port}"
     if options.on_bound:
         options.on_bound(address)

@@ -17,6 +17,7 @@ import numpy as np
 
 from facesets.common import settings
 from facesets.common.decode import DecodeError, decode
+from facesets.common.roots import open_regular
 
 CountFaces = Callable[[list[np.ndarray]], list[int]]
 Box = tuple[float, float, float, float]
@@ -37,7 +38,8 @@ def load_image_oriented(
     """A photo as BGR uint8 with its EXIF orientation applied (the frame boxes refer to)."""
     source = Path(path)
     try:
-        data = source.read_bytes()
+        with open_regular(source) as handle:  # a FIFO or a device is refused, never waited on
+            data = handle.read()
     except FileNotFoundError as exc:
         raise SourceImageError(f"{source}: file not found") from exc
     except OSError as exc:

@@ -7,6 +7,7 @@ goes to the inference service's CountFaces.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import structlog
 
 from facesets.client import ClusteringClient, Endpoint, ImageInput, InferenceClient
 from facesets.common.folder_lock import run_locked
-from facesets.common.jobs import abort_on_os_error, job_events, required_path
+from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.layout import read_json
 from facesets.common.params import InvalidParameter
 from facesets.common.progress import ProgressFn
+from facesets.common.roots import Roots
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.maintenance import dedup, occlusion, restore
@@ -77,13 +79,34 @@ def singleton_face_ids(raw_manifest: Path) -> list[int]:
     )
 
 
+@dataclass(frozen=True)
+class _Paths:
+    """An export's paths, each checked against the service's roots."""
+
+    out: Path
+    refine_manifest: Path
+    raw_manifest: Path | None  # with candidates only
+    store: str
+
+
 class ExportServicer(export_pb2_grpc.ExportServicer):
     """The clustering and inference services it calls are fixed when it starts (`facesets serve
     export --clustering ... --inference ...`, each with its own credentials)."""
 
-    def __init__(self, clustering: Endpoint | None, inference: Endpoint | None) -> None:
+    def _load_image(self, path: str | Path) -> np.ndarray:
+        """A photo the store names, read only inside the roots (the store holds what clients
+        sent)."""
+        return load_image_oriented(self.roots.check_read(path, "image path"))
+
+    def __init__(
+        self,
+        clustering: Endpoint | None,
+        inference: Endpoint | None,
+        roots: Roots | None = None,
+    ) -> None:
         self.clustering = clustering
         self.inference = inference
+        self.roots = roots or Roots()  # the folders requests may name; none given: nothing
 
     def ExportSwap(
         self, request: export_pb2.ExportSwapRequest, context: grpc.ServicerContext
@@ -101,13 +124,22 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = ExportSwapParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        out = required_path(context, request.out, "out")
-        required_path(context, request.refine_manifest, "refine_manifest")
+        out = required_path(context, request.out, "out", self.roots)
+        refine_manifest = required_path(
+            context, request.refine_manifest, "refine_manifest", self.roots
+        )
+        raw_manifest = (
+            allowed_path(context, self.roots, request.raw_manifest, "raw_manifest")
+            if request.candidates
+            else None
+        )
+        store = str(allowed_path(context, self.roots, request.store, "store"))
+        paths = _Paths(out, refine_manifest, raw_manifest, store)
         clustering, inference = ClusteringClient(peers[0]), InferenceClient(peers[1])
         try:
             yield from job_events(
                 lambda progress: run_locked(
-                    [out], lambda: self._export(request, params, clustering, inference, progress)
+                    [out], lambda: self._export(paths, params, clustering, inference, progress)
                 )
             )
         except (ValueError, FileNotFoundError) as error:
@@ -118,43 +150,43 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             clustering.close()
             inference.close()
 
-    @staticmethod
     def _export(
-        request: export_pb2.ExportSwapRequest,
+        self,
+        paths: _Paths,
         params: ExportSwapParams,
         clustering: ClusteringClient,
         inference: InferenceClient,
         progress: ProgressFn,
     ) -> dict[str, Any]:
-        specs = read_refine_manifest(Path(request.refine_manifest).expanduser())
+        specs = read_refine_manifest(paths.refine_manifest)
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
-        candidate_ids = singleton_face_ids(Path(request.raw_manifest)) if request.candidates else []
+        candidate_ids = singleton_face_ids(paths.raw_manifest) if paths.raw_manifest else []
         progress("read faces", 0, len(wanted) + len(candidate_ids))
         rows = {
             r.face_id: face_row(r)
-            for r in clustering.read_faces(request.store, True, wanted + candidate_ids)
+            for r in clustering.read_faces(paths.store, True, wanted + candidate_ids)
         }
         faces_by_set = {
             spec.number: [rows[i] for i in spec.face_ids if i in rows] for spec in specs
         }
-        candidates = [rows[i] for i in candidate_ids if i in rows] if request.candidates else None
+        candidates = [rows[i] for i in candidate_ids if i in rows] if paths.raw_manifest else None
         return swap.export_swap(
             faces_by_set,
-            Path(request.out).expanduser(),
+            paths.out,
             params,
-            load_image=load_image_oriented,
+            load_image=self._load_image,
             count_faces=inference.count_faces,
             candidates=candidates,
             progress=progress,
-            gates=read_refine_gates(Path(request.refine_manifest).expanduser()),
-            lookalikes=read_refine_lookalikes(Path(request.refine_manifest).expanduser()),
+            gates=read_refine_gates(paths.refine_manifest),
+            lookalikes=read_refine_lookalikes(paths.refine_manifest),
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
         )
 
     def Occlusion(
         self, request: export_pb2.OcclusionRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         if request.undo:
             yield from self._restore(context, out, undo_kind=occlusion.KIND)
             return
@@ -193,7 +225,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def DedupOptimize(
         self, request: export_pb2.DedupOptimizeRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         if self.inference is None:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -230,7 +262,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         if bool(request.run_id) == bool(request.faceset):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Restore needs a run id or a faceset")
         yield from self._restore(
@@ -269,7 +301,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def Report(
         self, request: export_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         try:
             yield from job_events(
                 lambda progress: run_locked(
@@ -310,8 +342,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = VideoPlanParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        src = required_path(context, request.src, "src")
-        out = required_path(context, request.out, "out")
+        src = required_path(context, request.src, "src", self.roots)
+        out = required_path(context, request.out, "out", self.roots)
         match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
         inference = InferenceClient(self.inference)
 
@@ -335,7 +367,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def CutSegments(
         self, request: export_pb2.CutSegmentsRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        out = required_path(context, request.out, "out")
+        out = required_path(context, request.out, "out", self.roots)
         params = VideoCutParams.from_request(request)
         try:
             yield from job_events(

@@ -18,6 +18,7 @@ import structlog
 
 from facesets.common import settings
 from facesets.common.decode import DecodeBudget, Decoded, DecodeError, decode, read_source
+from facesets.common.roots import Roots
 from facesets.common.settings import InferenceSettings
 from facesets.inference.models import Detection, ModelPack
 from facesets.inference.pose import pose_from_keypoints
@@ -182,7 +183,8 @@ class RecognitionBatcher:
                 if prepared.crops:
                     prepared.outcome.faces.clear()
                     prepared.outcome.error = ImageFailure(
-                        common_pb2.ERROR_REASON_INTERNAL, str(error)
+                        common_pb2.ERROR_REASON_INTERNAL,
+                        f"recognition failed ({type(error).__name__}); see the service log",
                     )
             return
         row = 0
@@ -235,10 +237,18 @@ class FacePipeline:
     batching policy (PerImage on CPU, AcrossImages on an accelerator whose recognizer takes a
     dynamic batch). Results are plain dataclasses; the servicer turns them into messages."""
 
-    def __init__(self, pack: ModelPack, config: InferenceSettings, max_bytes: int) -> None:
+    def __init__(
+        self,
+        pack: ModelPack,
+        config: InferenceSettings,
+        max_bytes: int,
+        roots: Roots | None = None,
+    ) -> None:
+        """`roots`: the folders image paths may name (None: in-process, paths trusted)."""
         self.pack = pack
         self.config = config
         self.max_bytes = max_bytes
+        self.roots = roots
         self.stopping = threading.Event()
         self.decode_budget = DecodeBudget(config.max_decode_bytes)
         self._workers = ThreadPoolExecutor(config.image_workers, thread_name_prefix="image")
@@ -277,7 +287,7 @@ class FacePipeline:
     def _prepare(self, request: common_pb2.ImageRequest, mode: Mode) -> _Prepared:
         outcome = Outcome(request.id)
         try:
-            data = read_source(request, self.max_bytes)
+            data = read_source(request, self.max_bytes, self.roots)
             decoded = decode(
                 data,
                 self.config.max_image_pixels,
@@ -308,8 +318,10 @@ class FacePipeline:
             outcome.error = ImageFailure(error.reason, error.message)
         except Exception as error:
             log.exception("image failed", id=request.id)
+            # The exception's words stay in the service log: they may quote the file's bytes.
             outcome.error = ImageFailure(
-                common_pb2.ERROR_REASON_INTERNAL, f"{type(error).__name__}: {error}"
+                common_pb2.ERROR_REASON_INTERNAL,
+                f"internal error ({type(error).__name__}); the service log has the details",
             )
         outcome.faces.clear()
         return _Prepared(outcome)

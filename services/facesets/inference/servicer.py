@@ -11,6 +11,7 @@ import structlog
 
 from facesets.common import settings
 from facesets.common.decode import DecodeError, open_image, read_source
+from facesets.common.roots import Roots
 from facesets.common.settings import InferenceSettings
 from facesets.inference import clip
 from facesets.inference.models import ModelPack, load_pack
@@ -83,13 +84,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         max_bytes: int,
         install: OrtInstall | None = None,
         scorer: clip.ClipScorer | None = None,
+        roots: Roots | None = None,
     ) -> None:
         self.pack = pack
         self.scorer = scorer or clip.build(config, pack.providers)
         self.config = config
         self.max_bytes = max_bytes
         self.install = install or probe()
-        self.pipeline = FacePipeline(pack, config, max_bytes)
+        self.roots = roots or Roots()
+        self.pipeline = FacePipeline(pack, config, max_bytes, self.roots)
         self.replica = ""  # named once the server is bound (serve.py)
 
     def stop(self) -> None:
@@ -138,7 +141,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     )
                 self._load_clip(context)
             try:
-                data = read_source(request.image, self.max_bytes)
+                data = read_source(request.image, self.max_bytes, self.roots)
                 with open_image(data, self.config.max_image_pixels) as image:
                     batch.append((request.image.id, self.scorer.pixels(image)))
             except DecodeError as error:
@@ -213,6 +216,7 @@ def build(
     config: InferenceSettings,
     max_bytes: int = settings.MAX_MESSAGE_BYTES,
     choice: ProviderChoice | None = None,
+    roots: Roots | None = None,
 ) -> InferenceServicer:
     """`choice` is the start-up check's result; without one, `config.providers` is taken as
     an explicit order."""
@@ -225,7 +229,7 @@ def build(
         config.det_threshold,
         config.intra_op_threads,
     )
-    return InferenceServicer(pack, config, max_bytes, choice.install)
+    return InferenceServicer(pack, config, max_bytes, choice.install, roots=roots)
 
 
 def register(servicer: InferenceServicer) -> Callable[[grpc.Server], None]:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     try:
-        with services(args) as opened:
+        with services(args, [args.store]) as opened:
             known = store_known_content(opened, args.store) if args.store is not None else None
             summary = stage(config, known)
     except FolderBusyError as exc:

@@ -32,6 +32,7 @@ from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
 from facesets.clustering.params import ClusterParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +165,7 @@ def cluster(
     params: ClusterParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Cluster every readable face of the store into OUT (see the module docstring)."""
     params = params or ClusterParams()
@@ -171,7 +173,7 @@ def cluster(
     out = Path(out)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
 

@@ -42,6 +42,7 @@ from facesets.clustering.jobs.materialize import (
     add_file,
     check_link_mode,
     encode_json,
+    inside_or_fail,
     matches,
     place,
     read_manifest,
@@ -51,6 +52,7 @@ from facesets.clustering.jobs.materialize import (
 from facesets.clustering.params import ConsolidateParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -164,7 +166,7 @@ class _Folder:
         for merge in reversed(top["merges"]):
             remove_owned(self.root, set(merge["added_files"]))
             for name, moved in merge["moved"].items():
-                source, target = self.root / moved, self.root / name
+                source, target = inside_or_fail(self.root, moved), inside_or_fail(self.root, name)
                 if source.exists() and not target.exists():
                     os.replace(source, target)
         before = top["refine_before"].encode("utf-8")
@@ -209,7 +211,7 @@ class _Folder:
                         add_file(gained, target["name"], path)
             added: dict[str, str] = {}
             for relpath, source in gained.items():
-                destination = self.root / relpath
+                destination = inside_or_fail(self.root, relpath)
                 if relpath in own:
                     continue
                 if destination.exists() or destination.is_symlink():
@@ -247,7 +249,7 @@ class _Folder:
             if merge["moved"]:
                 merged_root.mkdir(exist_ok=True)
             for name, moved in merge["moved"].items():
-                os.replace(self.root / name, self.root / moved)
+                os.replace(inside_or_fail(self.root, name), inside_or_fail(self.root, moved))
             for relpath in merge["added_files"]:
                 place(Path(sources_of[relpath]), self.root / relpath, link_mode)
                 done += 1
@@ -280,6 +282,7 @@ def consolidate(
     params: ConsolidateParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Merge duplicate identities among the facesets of a refine output, or undo the last merge."""
     params = params or ConsolidateParams()
@@ -319,7 +322,7 @@ def consolidate(
     check_model(base, store, folder.refine_path)
 
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     mode = check_link_mode(link_mode or base.get("parameters", {}).get("link_mode", "auto"))
     parameters = {
         "candidate_similarity": float(candidate_similarity),

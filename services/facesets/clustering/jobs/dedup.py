@@ -51,6 +51,7 @@ from facesets.clustering.params import DedupParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
 from facesets.common.decode import DecodeError, open_image
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -275,12 +276,13 @@ def dedup(
     params: DedupParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Write <store>.duplicates.json: identical and near-duplicate groups (see module docstring)."""
     p = params or DedupParams()
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
 

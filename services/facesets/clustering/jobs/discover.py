@@ -39,6 +39,7 @@ from facesets.clustering.jobs.refine import QualityGate, faceset_entry
 from facesets.clustering.params import DiscoverParams
 from facesets.clustering.store import FaceStore
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,7 @@ def discover(
     params: DiscoverParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """New identities under ROOT, apart from EXPORT's known ones (see above)."""
     p = params or DiscoverParams()
@@ -60,7 +62,7 @@ def discover(
         check_model(plan, store, plan_path.parent)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
     assert table.embedding is not None

@@ -50,6 +50,7 @@ from facesets.clustering.jobs.refine import QualityGate, faceset_files
 from facesets.clustering.params import ExtendParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -201,6 +202,7 @@ def extend(
     params: ExtendParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Add new faces to OUT of `cluster` (and of `refine`); link_mode None keeps each output's."""
     params = params or ExtendParams()
@@ -217,7 +219,7 @@ def extend(
 
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
 

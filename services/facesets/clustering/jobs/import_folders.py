@@ -43,6 +43,7 @@ from facesets.clustering.jobs.refine import faceset_entry
 from facesets.clustering.params import ImportFoldersParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +95,7 @@ def import_folders(
     params: ImportFoldersParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Plan one faceset per trusted folder into EXPORT/.import-folders/ (see above)."""
     p = params or ImportFoldersParams()
@@ -107,7 +109,7 @@ def import_folders(
         check_model(plan, store, plan_path.parent)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
     assert table.embedding is not None

@@ -13,6 +13,7 @@ import numpy as np
 from facesets.clustering.jobs.errors import JobError as JobError  # re-exported for the jobs
 from facesets.clustering.store import FaceStore, FaceTable, ImageRow
 from facesets.common.progress import ProgressFn
+from facesets.common.roots import PathRefused, Roots
 from facesets.common.vectors import unit_rows as normalise
 
 __all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
@@ -61,6 +62,15 @@ def vector_json(vector: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in vector]
 
 
+def _readable(path: str, roots: Roots | None) -> bool:
+    if roots is not None:
+        try:
+            roots.check_read(path)
+        except PathRefused:
+            return False
+    return os.path.isfile(path)
+
+
 @dataclass
 class Photos:
     """The photos of a store with the paths that still exist on disk.
@@ -74,7 +84,9 @@ class Photos:
     missing_paths: list[str] = field(default_factory=list)
 
     @classmethod
-    def scan(cls, store: FaceStore) -> Photos:
+    def scan(cls, store: FaceStore, roots: Roots | None = None) -> Photos:
+        """`roots`: where a service may read; a path outside them (the store holds what its
+        clients sent) counts as missing and is never linked or copied. None: all paths."""
         rows: dict[str, ImageRow] = {}
         existing: dict[str, list[str]] = {}
         missing: list[str] = []
@@ -84,7 +96,7 @@ class Photos:
                 continue
             found: list[str] = []
             for path in [row.path, *row.aliases]:
-                (found if os.path.isfile(path) else missing).append(path)
+                (found if _readable(path, roots) else missing).append(path)
             existing[row.sha256] = found
         return cls(rows, existing, sorted(missing))
 

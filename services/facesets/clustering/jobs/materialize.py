@@ -157,9 +157,43 @@ class SyncReport:
         }
 
 
-def owned_files(manifest: dict[str, Any]) -> set[str]:
-    """Files a previous run says it wrote, including those of a run that stopped half-way."""
-    return set(manifest.get("written", [])) | set(manifest.get("pending", []))
+def inside(out: Path, relpath: object) -> Path | None:
+    """`out / relpath` when it provably lies inside `out`: a relative path without `..` whose
+    folder resolves (symlinks included) within `out`; None for anything else."""
+    if not isinstance(relpath, str) or not relpath or "\x00" in relpath:
+        return None
+    parts = Path(relpath).parts
+    if os.path.isabs(relpath) or not parts or any(part in ("..", ".") for part in parts):
+        return None
+    target = out / relpath
+    base = out.resolve()
+    folder = target.parent.resolve()
+    if folder != base and base not in folder.parents:
+        return None
+    return target
+
+
+def inside_or_fail(out: Path, relpath: object) -> Path:
+    """`inside`, or a JobError naming the entry (a name taken from an edited manifest)."""
+    target = inside(out, relpath)
+    if target is None:
+        raise JobError(f"{relpath!r} is not a path inside {out}; refusing to write there")
+    return target
+
+
+def owned_files(manifest: dict[str, Any], out: Path) -> set[str]:
+    """Files a previous run says it wrote, including those of a run that stopped half-way.
+
+    Only entries that name a file inside `out` count: a manifest is a file anyone who can
+    write the folder may edit, so an entry such as `../x` or `/home/me/x` is ignored (and
+    logged), never removed or replaced.
+    """
+    listed = [*manifest.get("written", []), *manifest.get("pending", [])]
+    owned = {p for p in listed if inside(out, p) is not None}
+    foreign = sorted(str(p) for p in listed if p not in owned)
+    if foreign:
+        log.warning("manifest entries outside the folder ignored", out=str(out), paths=foreign)
+    return owned
 
 
 def _prune_empty(folder: Path, out: Path) -> None:
@@ -172,9 +206,13 @@ def _prune_empty(folder: Path, out: Path) -> None:
 
 
 def remove_owned(out: Path, relpaths: set[str]) -> int:
+    """Remove these files of `out`; an entry naming anything outside `out` is skipped."""
     removed = 0
     for relpath in sorted(relpaths):
-        target = out / relpath
+        target = inside(out, relpath)
+        if target is None:
+            log.warning("not removing a path outside the folder", out=str(out), path=relpath)
+            continue
         if _exists(target):
             target.unlink()
             removed += 1
@@ -206,12 +244,12 @@ def sync_outputs(
             f"{manifest_path} belongs to another command ({previous.get('command', 'unknown')!r}); "
             f"choose another output folder for {payload.get('command')!r}"
         )
-    owned = owned_files(previous)
+    owned = owned_files(previous, out)
     sync = SyncReport()
     todo: list[tuple[str, Path, Path]] = []
     final: set[str] = set()
     for relpath, source in sorted(wanted.items()):
-        target = out / relpath
+        target = inside_or_fail(out, relpath)
         if matches(Path(source), target, link_mode):
             sync.kept += 1
             final.add(relpath)

@@ -38,6 +38,7 @@ from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +96,7 @@ def refine(
     params: RefineParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Build OUT/faceset_NNN/ folders of one clean identity each (see the module docstring)."""
     p = params or RefineParams()
@@ -103,7 +105,7 @@ def refine(
     gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
     assert table.embedding is not None

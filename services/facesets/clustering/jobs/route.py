@@ -40,6 +40,7 @@ from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_
 from facesets.clustering.params import RouteParams
 from facesets.clustering.store import FaceStore
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,7 @@ def route(
     *,
     sha256: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Route faces of `sha256` (every unheld face when empty) into FACESETS_DIR (see above)."""
     p = params or RouteParams()
@@ -63,7 +65,7 @@ def route(
     facesets: list[dict[str, Any]] = list(manifest.get("facesets", []))
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = usable_faces(table, photos)
     report(progress, "load", 1, 1)
     assert table.embedding is not None
