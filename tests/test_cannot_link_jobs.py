@@ -18,9 +18,16 @@ from store_fixtures import add_photos, lfw_slice, new_store, sha256_of
 
 from facesets.clustering.jobs.cluster import cluster
 from facesets.clustering.jobs.extend import extend
+from facesets.clustering.jobs.import_folders import Trusted, import_folders
 from facesets.clustering.jobs.refine import refine
 from facesets.clustering.jobs.route import route
-from facesets.clustering.params import ClusterParams, ExtendParams, RefineParams, RouteParams
+from facesets.clustering.params import (
+    ClusterParams,
+    ExtendParams,
+    ImportFoldersParams,
+    RefineParams,
+    RouteParams,
+)
 from facesets.clustering.store import FaceStore
 from facesets.common import layout
 from services import run_facesets
@@ -207,6 +214,29 @@ def test_extend_sends_one_face_of_a_new_photo_to_a_person_not_both(
         "enabled": True,
         "merges_prevented": summary["merges_prevented"],
     }
+
+
+def test_import_folders_sends_one_face_of_a_group_photo_to_an_identity_not_both(
+    scene: Scene, store: FaceStore, tmp_path: Path
+) -> None:
+    trusted = [Trusted(p, scene.root / "photos" / p) for p in (A, B, C)]
+    mixed = [scene.g_aa.parent]
+    plans = {}
+    for allowed in (False, True):
+        export = tmp_path / f"export_{allowed}"
+        params = ImportFoldersParams(match_threshold=0.6, cannot_link=not allowed)
+        summary = import_folders(store, export, trusted, mixed, params).summary
+        plan = read(export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST)
+        plans[allowed] = ({e["label"]: set(e["face_ids"]) for e in plan["facesets"]}, summary)
+    left, right = halves(store, scene.g_aa)
+    free, summary = plans[True]
+    assert {left, right} <= free[A]
+    assert summary["cannot_link"] == {"enabled": False, "merges_prevented": 0}
+    kept, summary = plans[False]
+    assert len({left, right} & kept[A]) == 1  # the closer of the two joins A
+    assert summary["cannot_link"]["merges_prevented"] >= 1
+    a_face, b_face = halves(store, scene.g_ab)  # two people: each joins their own
+    assert a_face in kept[A] and b_face in kept[B] and a_face not in kept[B]
 
 
 def test_export_and_report_show_the_lookalike_pairs_with_crops(

@@ -421,3 +421,63 @@ class AgeSplitRequest(_message.Message):
     min_blur: float
     min_det_score: float
     def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., dry_run: _Optional[bool] = ..., recover_threshold: _Optional[float] = ..., tighten_threshold: _Optional[float] = ..., sub_threshold: _Optional[float] = ..., join_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ...) -> None: ...
+
+class TrustedFolder(_message.Message):
+    __slots__ = ("label", "folder")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    folder: str
+    def __init__(self, label: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class ImportFoldersRequest(_message.Message):
+    __slots__ = ("store", "export", "trusted", "mixed", "first_number", "first_pass_threshold", "second_pass_threshold", "match_threshold", "dry_run", "cannot_link")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    MIXED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PASS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SECOND_PASS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    export: str
+    trusted: _containers.RepeatedCompositeFieldContainer[TrustedFolder]
+    mixed: _containers.RepeatedScalarFieldContainer[str]
+    first_number: int
+    first_pass_threshold: float
+    second_pass_threshold: float
+    match_threshold: float
+    dry_run: bool
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., export: _Optional[str] = ..., trusted: _Optional[_Iterable[_Union[TrustedFolder, _Mapping]]] = ..., mixed: _Optional[_Iterable[str]] = ..., first_number: _Optional[int] = ..., first_pass_threshold: _Optional[float] = ..., second_pass_threshold: _Optional[float] = ..., match_threshold: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+
+class DiscoverRequest(_message.Message):
+    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "dry_run", "cannot_link")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    root: str
+    export: str
+    known_threshold: float
+    cluster_threshold: float
+    outlier_threshold: float
+    min_faces: int
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    dry_run: bool
+    cannot_link: bool
+    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...

@@ -122,6 +122,16 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.RouteRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.ImportFolders = channel.unary_stream(
+                '/facesets.v1.Clustering/ImportFolders',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.ImportFoldersRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.Discover = channel.unary_stream(
+                '/facesets.v1.Clustering/Discover',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
         self.AgeProbe = channel.unary_stream(
                 '/facesets.v1.Clustering/AgeProbe',
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.AgeProbeRequest.SerializeToString,
@@ -259,6 +269,22 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportFolders(self, request, context):
+        """Hand-sorted folders as identities; faces of mixed folders join every identity they match.
+        Writes the plan (a refine manifest) under EXPORT/.import-folders/ for the export service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Discover(self, request, context):
+        """New identities among the faces of photos under a folder, apart from the exported ones.
+        Writes the plan (a refine manifest) under EXPORT/.discover/ for the export service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AgeProbe(self, request, context):
         """Era splits of one exported faceset: the probe reports; split and extend write the era
         plan (EXPORT/_eras/<faceset>.json) that the export service then exports.
@@ -365,6 +391,16 @@ def add_ClusteringServicer_to_server(servicer, server):
             'Route': grpc.unary_stream_rpc_method_handler(
                     servicer.Route,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.RouteRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'ImportFolders': grpc.unary_stream_rpc_method_handler(
+                    servicer.ImportFolders,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.ImportFoldersRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Discover': grpc.unary_stream_rpc_method_handler(
+                    servicer.Discover,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
             'AgeProbe': grpc.unary_stream_rpc_method_handler(
@@ -843,6 +879,60 @@ class Clustering:
             target,
             '/facesets.v1.Clustering/Route',
             facesets_dot_v1_dot_clustering__pb2.RouteRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportFolders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/ImportFolders',
+            facesets_dot_v1_dot_clustering__pb2.ImportFoldersRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Discover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Clustering/Discover',
+            facesets_dot_v1_dot_clustering__pb2.DiscoverRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "maintenance_cmd",
     "run_cmd",
     "immich_cmd",
+    "identity_cmd",
     "video_cmd",
     "doctor",
     "age_cmd",

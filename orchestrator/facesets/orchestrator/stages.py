@@ -21,7 +21,9 @@ from facesets.clustering.params import (
     ClusterParams,
     ConsolidateParams,
     DedupParams,
+    DiscoverParams,
     ExtendParams,
+    ImportFoldersParams,
     RefineParams,
     RouteParams,
 )
@@ -241,6 +243,68 @@ class RouteJob:
 
 
 @dataclass(frozen=True)
+class ImportFoldersJob:
+    """Hand-sorted folders (label -> folder) as identities, mixed folders routed to them."""
+
+    store: Path
+    export: Path
+    trusted: Sequence[tuple[str, Path]]
+    mixed: Sequence[Path] = ()
+    params: ImportFoldersParams = field(default_factory=ImportFoldersParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.export, *(f for _, f in self.trusted), *self.mixed]
+
+    def to_proto(self) -> clustering_pb2.ImportFoldersRequest:
+        p = self.params
+        return clustering_pb2.ImportFoldersRequest(
+            store=_absolute(self.store),
+            export=_absolute(self.export),
+            trusted=[
+                clustering_pb2.TrustedFolder(label=label, folder=_absolute(folder))
+                for label, folder in self.trusted
+            ],
+            mixed=[_absolute(m) for m in self.mixed],
+            first_number=p.first_number,
+            first_pass_threshold=p.first_pass_threshold,
+            second_pass_threshold=p.second_pass_threshold,
+            match_threshold=p.match_threshold,
+            cannot_link=p.cannot_link,
+            dry_run=p.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class DiscoverJob:
+    """New identities among the faces of photos under `root`, apart from the exported ones."""
+
+    store: Path
+    root: Path
+    export: Path
+    params: DiscoverParams = field(default_factory=DiscoverParams)
+
+    def roots(self) -> list[Path]:
+        return [self.store, self.root, self.export]
+
+    def to_proto(self) -> clustering_pb2.DiscoverRequest:
+        p = self.params
+        return clustering_pb2.DiscoverRequest(
+            store=_absolute(self.store),
+            root=_absolute(self.root),
+            export=_absolute(self.export),
+            known_threshold=p.known_threshold,
+            cluster_threshold=p.cluster_threshold,
+            outlier_threshold=p.outlier_threshold,
+            min_faces=p.min_faces,
+            min_short=p.min_short,
+            min_blur=p.min_blur,
+            min_det_score=p.min_det_score,
+            cannot_link=p.cannot_link,
+            dry_run=p.dry_run,
+        )
+
+
+@dataclass(frozen=True)
 class ExportJob:
     store: Path
     refine_manifest: Path
@@ -438,7 +502,15 @@ class RestoreJob:
 
 
 ClusteringJob = (
-    ClusterJob | RefineJob | ExtendJob | DedupJob | ConsolidateJob | RouteJob | AgeProbeJob
+    ClusterJob
+    | RefineJob
+    | ExtendJob
+    | DedupJob
+    | ConsolidateJob
+    | RouteJob
+    | ImportFoldersJob
+    | DiscoverJob
+    | AgeProbeJob
 )
 RPC_OF: dict[type, str] = {
     AgeProbeJob: "AgeProbe",
@@ -448,6 +520,8 @@ RPC_OF: dict[type, str] = {
     DedupJob: "Dedup",
     ConsolidateJob: "Consolidate",
     RouteJob: "Route",
+    ImportFoldersJob: "ImportFolders",
+    DiscoverJob: "Discover",
 }
 
 

@@ -240,3 +240,67 @@ class AgeSplitParams:
             ),
             dry_run=request.dry_run,
         )
+
+
+@dataclass(frozen=True)
+class ImportFoldersParams:
+    first_pass_threshold: float = bounded(settings.IMPORT_FIRST_PASS_THRESHOLD, COSINE_DISTANCE)
+    second_pass_threshold: float = bounded(settings.IMPORT_SECOND_PASS_THRESHOLD, COSINE_DISTANCE)
+    match_threshold: float = bounded(settings.IMPORT_MATCH_THRESHOLD, COSINE_DISTANCE)
+    first_number: int = bounded(0, COUNT)  # 0: past the export's current maximum
+    cannot_link: bool = settings.CANNOT_LINK
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.second_pass_threshold > self.first_pass_threshold:
+            raise InvalidJobParameter(
+                "second_pass_threshold",
+                self.second_pass_threshold,
+                f"at most first_pass_threshold ({self.first_pass_threshold:g})",
+            )
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.ImportFoldersRequest) -> ImportFoldersParams:
+        return cls(
+            **_given(
+                request,
+                "first_pass_threshold",
+                "second_pass_threshold",
+                "match_threshold",
+                "first_number",
+                "cannot_link",
+            ),
+            dry_run=request.dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class DiscoverParams:
+    known_threshold: float = bounded(settings.DISCOVER_KNOWN_THRESHOLD, COSINE_DISTANCE)
+    cluster_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
+    outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
+    outlier_min_cluster: int = bounded(settings.REFINE_OUTLIER_MIN_CLUSTER, COUNT)
+    min_faces: int = bounded(settings.REFINE_MIN_FACES, POSITIVE_COUNT)
+    min_short: float = bounded(float(settings.QUALITY_MIN_SHORT), NON_NEGATIVE)
+    min_blur: float = bounded(settings.QUALITY_MIN_BLUR, NON_NEGATIVE)
+    min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
+    cannot_link: bool = settings.CANNOT_LINK
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_request(cls, request: clustering_pb2.DiscoverRequest) -> DiscoverParams:
+        return cls(
+            **_given(
+                request,
+                "known_threshold",
+                "cluster_threshold",
+                "outlier_threshold",
+                *GATE_FIELDS,
+                "cannot_link",
+            ),
+            dry_run=request.dry_run,
+        )

@@ -23,7 +23,9 @@ from facesets.clustering.params import (
     ClusterParams,
     ConsolidateParams,
     DedupParams,
+    DiscoverParams,
     ExtendParams,
+    ImportFoldersParams,
     RefineParams,
     RouteParams,
 )
@@ -35,7 +37,7 @@ from facesets.clustering.store import (
     corrupt_store,
     is_corruption,
 )
-from facesets.common import settings
+from facesets.common import layout, settings
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.params import InvalidParameter
@@ -453,6 +455,39 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         yield from self._job(
             "route", context, ([folder], True), store, folder, params, sha256=list(request.sha256)
         )
+
+    def ImportFolders(
+        self, request: clustering_pb2.ImportFoldersRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        from facesets.clustering.jobs.import_folders import Trusted
+
+        params = _params(ImportFoldersParams.from_request, request, context)
+        store = self.stores.get(request.store, context)
+        export = required_path(context, request.export, "export", self.roots)
+        trusted = [
+            Trusted(
+                t.label,
+                required_path(context, t.folder, f"trusted folder of {t.label!r}", self.roots),
+            )
+            for t in request.trusted
+        ]
+        mixed = [required_path(context, m, "mixed folder", self.roots) for m in request.mixed]
+        plan_dir = export / layout.IMPORT_FOLDERS_DIR
+        writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
+        yield from self._job(
+            "import_folders", context, writes, store, export, trusted, mixed, params
+        )
+
+    def Discover(
+        self, request: clustering_pb2.DiscoverRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        params = _params(DiscoverParams.from_request, request, context)
+        store = self.stores.get(request.store, context)
+        root = required_path(context, request.root, "root", self.roots)
+        export = required_path(context, request.export, "export", self.roots)
+        plan_dir = export / layout.DISCOVER_DIR
+        writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
+        yield from self._job("discover", context, writes, store, root, export, params)
 
     def AgeProbe(
         self, request: clustering_pb2.AgeProbeRequest, context: grpc.ServicerContext

@@ -30,7 +30,9 @@ EXPORT_MANIFEST = "manifest.json"  # top level of OUT, merged across runs
 FACESET_MANIFEST = "manifest.json"  # inside each OUT/faceset_NNN/
 FSZ_TOP = "faceset_{:03d}_top{}.fsz"
 FSZ_ALL = "faceset_{:03d}_all.fsz"
-FSZ_TOP_OF = "{}_top{}.fsz"  # by set name: faceset_NNN or an era's name
+LABEL_MARKER = "{}.txt"  # OUT/faceset_NNN/<label>.txt names where a labelled faceset came from
+DISCOVERED_MARKER = "DISCOVERED.txt"  # OUT/faceset_NNN/DISCOVERED.txt names the folder searched
+FSZ_TOP_OF = "{}_top{}.fsz"  # by bundle name: a label when given, else the set's name
 FSZ_ALL_OF = "{}_all.fsz"
 CROPS_DIR = "crops"
 CANDIDATES_DIR = "_candidates"
@@ -41,6 +43,9 @@ REPORT_PAGES_DIR = "sets"  # OUT/report/sets/<partition>/<name>.html: one page p
 REPORT_THUMBS_DIR = "thumbs"  # OUT/report/thumbs/<key>.jpg: cache keyed by crop path, size, mtime
 REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last report wrote
 
+# --- `facesets import-folders` and `facesets discover` (plans kept inside EXPORT) ---------------
+IMPORT_FOLDERS_DIR = ".import-folders"  # EXPORT/.import-folders/refine_manifest.json
+DISCOVER_DIR = ".discover"  # EXPORT/.discover/refine_manifest.json
 # --- export maintenance (occlusion, restore): nothing is deleted, it is moved aside -----------
 DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/crops/_dropped/: PNGs a maintenance run took out
 MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded

@@ -167,6 +167,15 @@ NEAR_DUPLICATE_CANDIDATE_DISTANCE = 0.35  # DCT-hash cosine distance: faceless c
 NEAR_DUPLICATE_MIN_OVERLAP = 0.7  # share of the larger photo the aligned other one covers
 NEAR_DUPLICATE_MIN_INLIERS = 10  # ORB matches agreeing on one transform (the pixels decide)
 
+# --- identity workflows: `import-folders` and `discover` -------------------------------------
+# A hand-sorted folder's identity: the centroid of its faces, recomputed after dropping the faces
+# farther than the first pass, then again after the second (bystanders of group photos go).
+IMPORT_FIRST_PASS_THRESHOLD = 0.55
+IMPORT_SECOND_PASS_THRESHOLD = 0.45
+IMPORT_MATCH_THRESHOLD = 0.45  # a mixed folder's face joins every identity this close
+# `discover`: faces this close to an exported faceset's centroid belong to a known person.
+DISCOVER_KNOWN_THRESHOLD = 0.45
+
 # --- export (issue: export service) --------------------------------------------------------
 EXPORT_TOP_N = 30
 EXPORT_OUTLIER_THRESHOLD = 0.45

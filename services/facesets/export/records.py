@@ -54,21 +54,39 @@ class FaceRow:
             self.landmark_2d_106 = lmk.reshape(-1, 2) if lmk.size else None
 
 
+# A marker or a bundle label names a file in the set's folder: one plain name, nothing more.
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9 _.-]{0,150}")
+
+
+def _plain_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and _FILE_NAME.fullmatch(name) is not None
+        and not name.endswith((".", " "))
+    )
+
+
 @dataclass(frozen=True)
 class FacesetSpec:
-    """One faceset of a refine manifest: its number and the faces it holds."""
+    """One faceset of a refine manifest: its number and the faces it holds.
+
+    Where a set other than a plain faceset goes (an era, say): `dir`, its folder relative to
+    OUT; `partition`, the top-level manifest key listing it; `group`, the group whose entries
+    this run replaces (entries of the group that it no longer exports are retired). Empty:
+    faceset_NNN in `facesets`. Any set may carry `markers` (file name, text), plain text files
+    written into its folder, and a `label` its .fsz bundles are named after
+    (`<label>_topN.fsz`; empty: the set's name). A refine manifest entry gives them as `dir`,
+    `partition`, `group`, `markers` ({file name: text}) and `bundle`.
+    """
 
     number: int
     face_ids: tuple[int, ...]
     name: str = ""
-    # Where a set other than a plain faceset goes (an era, say): its folder relative to OUT,
-    # the top-level manifest partition listing it, marker files (name -> text) written into
-    # its folder, and the group whose entries this run replaces (entries of the group that it
-    # no longer exports are retired). Empty: faceset_NNN in `facesets`.
     dir: str = ""
     partition: str = ""
     markers: tuple[tuple[str, str], ...] = ()
     group: str = ""
+    label: str = ""
 
     @property
     def dirname(self) -> str:
@@ -76,7 +94,7 @@ class FacesetSpec:
 
 
 _NUMBER = re.compile(r"(\d+)\s*$")
-_SAFE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,150}")
+_SAFE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,150}")  # one part of a set's dir
 
 
 def _face_ids(entry: Mapping[str, Any]) -> list[int]:
@@ -107,10 +125,12 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         number = int(match.group(1))
     markers = entry.get("markers") or {}
     if not isinstance(markers, Mapping) or not all(
-        isinstance(k, str) and _SAFE_FILE.fullmatch(k) and isinstance(v, str)
-        for k, v in markers.items()
+        _plain_name(k) and isinstance(v, str) for k, v in markers.items()
     ):
         raise ExportInputError(f"faceset {name!r}: markers must map plain file names to text")
+    label = entry.get("bundle") or ""
+    if label and not _plain_name(label):
+        raise ExportInputError(f"faceset {name!r}: bundle must be a plain file name: {label!r}")
     folder = str(entry.get("dir") or "")
     if folder and not all(_SAFE_FILE.fullmatch(part) for part in folder.split("/")):
         raise ExportInputError(f"faceset {name!r}: dir must be a plain relative folder")
@@ -122,6 +142,7 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         partition=str(entry.get("partition") or ""),
         markers=tuple(sorted(markers.items())),
         group=str(entry.get("group") or ""),
+        label=str(label),
     )
 
 

@@ -181,17 +181,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             progress=progress,
             gates=read_refine_gates(paths.refine_manifest),
             lookalikes=read_refine_lookalikes(paths.refine_manifest),
-            targets={
-                spec.number: swap.SetTarget(
-                    spec.name,
-                    spec.dir,
-                    spec.partition or swap.PARTITION_FACESETS,
-                    spec.markers,
-                    spec.group,
-                )
-                for spec in specs
-                if spec.dir
-            },
+            targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
         )
 
     def Occlusion(

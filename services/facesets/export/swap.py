@@ -41,7 +41,7 @@ from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
 from facesets.export.params import ExportSwapParams
 from facesets.export.quality import QualityScores, quality_scores
-from facesets.export.records import FaceRow
+from facesets.export.records import FaceRow, FacesetSpec
 
 log = structlog.get_logger(__name__)
 
@@ -82,9 +82,10 @@ PARTITION_FACESETS = "facesets"
 class SetTarget:
     """Where one exported set goes: a plain faceset (faceset_NNN in `facesets`) unless told.
 
-    `name` keys its top-level manifest entry and prefixes its .fsz files; `dir` is its folder
-    relative to OUT; `partition` the top-level manifest key listing it; `markers` plain text
-    files written into its folder; `group` ties entries that one run replaces together.
+    `name` keys its top-level manifest entry; `dir` is its folder relative to OUT; `partition`
+    the top-level manifest key listing it; `markers` plain text files (name, text) written into
+    its folder; `group` ties entries that one run replaces together; `label` names its .fsz
+    files (`bundle`: the label when given, else the set's name).
     """
 
     name: str
@@ -92,10 +93,31 @@ class SetTarget:
     partition: str = PARTITION_FACESETS
     markers: tuple[tuple[str, str], ...] = ()
     group: str = ""
+    label: str = ""
+
+    @property
+    def bundle(self) -> str:
+        """What the set's .fsz files are named after: `<bundle>_topN.fsz`, `<bundle>_all.fsz`."""
+        return self.label or self.name
 
     @classmethod
     def faceset(cls, number: int) -> SetTarget:
         return cls(faceset_name(number), faceset_name(number))
+
+    @classmethod
+    def of(cls, spec: FacesetSpec) -> SetTarget:
+        """A refine manifest entry's set: a plain faceset unless it names its own folder."""
+        if spec.dir:
+            return cls(
+                spec.name,
+                spec.dir,
+                spec.partition or PARTITION_FACESETS,
+                spec.markers,
+                spec.group,
+                spec.label,
+            )
+        plain = cls.faceset(spec.number)
+        return cls(plain.name, plain.dir, markers=spec.markers, label=spec.label)
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -568,8 +590,8 @@ def _write_set(
         _write_if_changed(set_dir / marker, text.encode("utf-8"))
         written.add(_rel(out, set_dir / marker))
 
-    fsz_top = set_dir / layout.FSZ_TOP_OF.format(name, params.top_n)
-    fsz_all = set_dir / layout.FSZ_ALL_OF.format(name)
+    fsz_top = set_dir / layout.FSZ_TOP_OF.format(target.bundle, params.top_n)
+    fsz_all = set_dir / layout.FSZ_ALL_OF.format(target.bundle)
     fsz_files: list[str] = []
     if members:
         write_fsz(fsz_top, members[: params.top_n])
@@ -629,6 +651,8 @@ def _write_set(
     }
     if target.group:
         entry["group"] = target.group
+    if target.label:
+        entry["label"] = target.label
     if target.markers:
         entry["markers"] = [_rel(out, set_dir / marker) for marker, _ in target.markers]
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))

@@ -28,6 +28,7 @@ from facesets.clustering.jobs.job import JobOutcome, Photos, ProgressFn, report,
 from facesets.clustering.params import AgeProbeParams
 from facesets.clustering.store import FaceStore
 from facesets.common import settings
+from facesets.common.roots import Roots
 
 HISTOGRAM_BINS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # the last bin takes all above 0.95
 
@@ -67,13 +68,14 @@ def age_probe(
     params: AgeProbeParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     params = params or AgeProbeParams()
     curated = read_curated(export_dir, faceset)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
     assert table.embedding is not None
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     rows = curated_rows(curated, table, usable_faces(table, photos))
     years_by_photo = photo_years(photos)
     report(progress, "load", 1, 1)

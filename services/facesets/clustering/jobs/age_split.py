@@ -58,6 +58,7 @@ from facesets.clustering.jobs.refine import QualityGate
 from facesets.clustering.params import AgeSplitParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common import layout
+from facesets.common.roots import Roots
 
 log = structlog.get_logger(__name__)
 
@@ -328,6 +329,7 @@ def age_split(
     *,
     extend: bool = False,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
     """Write (or, with dry_run, only report) the era plan of one exported faceset."""
     params = params or AgeSplitParams()
@@ -343,7 +345,7 @@ def age_split(
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
     assert table.embedding is not None
-    photos = Photos.scan(store)
+    photos = Photos.scan(store, roots)
     usable = usable_faces(table, photos)
     years_by_photo = photo_years(photos)
     report(progress, "load", 1, 1)
@@ -351,19 +353,19 @@ def age_split(
     gate = QualityGate(params.min_short, params.min_blur, params.min_det_score)
     seed_rows = curated_rows(curated, table, usable)
     seed = centroid_of(table.embedding[seed_rows])
-    roots = list(previous.get("roots", curated.roots)) if extend else curated.roots
+    folders = list(previous.get("roots", curated.roots)) if extend else curated.roots
     if extend:
         centroid = np.asarray(previous["centroid"], dtype=np.float32)
         recovery: dict[str, int] = {}
     else:
         wide, recovery = _recover(
-            table, photos, usable, roots, seed, params.recover_threshold, gate
+            table, photos, usable, folders, seed, params.recover_threshold, gate
         )
         if wide.size == 0:
-            raise JobError(f"no face of {curated.name} passes the gate under {roots}")
+            raise JobError(f"no face of {curated.name} passes the gate under {folders}")
         centroid = centroid_of(table.embedding[wide])
     tight, tight_counts = _recover(
-        table, photos, usable, roots, centroid, params.tighten_threshold, gate
+        table, photos, usable, folders, centroid, params.tighten_threshold, gate
     )
     recovery["tightened"] = tight_counts["passed_gate"]
     report(progress, "recover", 1, 1)
@@ -444,7 +446,7 @@ def age_split(
         "model": model_identity(store),
         "store": str(store.path.resolve()),
         "parameters": {k: v for k, v in vars(params).items() if k != "dry_run"},
-        "roots": roots,
+        "roots": folders,
         "seed_centroid": previous.get("seed_centroid") if extend else vector_json(seed),
         "centroid": vector_json(centroid),
         "facesets": result,
@@ -488,5 +490,8 @@ def age_extend(
     params: AgeSplitParams | None = None,
     *,
     progress: ProgressFn | None = None,
+    roots: Roots | None = None,
 ) -> JobOutcome:
-    return age_split(store, export_dir, faceset, params, extend=True, progress=progress)
+    return age_split(
+        store, export_dir, faceset, params, extend=True, progress=progress, roots=roots
+    )

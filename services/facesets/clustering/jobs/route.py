@@ -21,6 +21,7 @@ import structlog
 
 from facesets.clustering import gate_counts, linkage
 from facesets.clustering.jobs.cluster import cannot_link_json
+from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
@@ -28,8 +29,6 @@ from facesets.clustering.jobs.job import (
     check_model,
     held_photos,
     model_identity,
-    ordered_groups,
-    photo_codes_of,
     photo_of,
     report,
     sorted_ids,
@@ -114,22 +113,20 @@ def route(
     new_entries: list[dict[str, Any]] = []
     unassigned = outliers = 0
     if rest.size:
-        emb = table.embedding[rest]
-        result = linkage.cluster_average_linkage(
-            emb, p.cluster_threshold, photo=photo_codes_of(table, rest, p.cannot_link)
+        identities = new_identities(
+            table,
+            rest,
+            cluster_threshold=p.cluster_threshold,
+            outlier_threshold=p.outlier_threshold,
+            outlier_min_cluster=p.outlier_min_cluster,
+            min_photos=p.min_faces,
+            cannot_link=p.cannot_link,
         )
-        prevented += result.prevented
-        labels = linkage.reject_outliers(
-            emb, result.labels, p.outlier_threshold, p.outlier_min_cluster
-        )
-        outliers = int(np.sum((np.asarray(result.labels) >= 0) & (np.asarray(labels) < 0)))
+        outliers, unassigned = identities.outliers, identities.unassigned
+        prevented += identities.prevented
         next_number = max((int(e["number"]) for e in facesets), default=0) + 1
-        rest_ids = table.face_id[rest]
-        for group in ordered_groups(np.asarray(labels), rest_ids):
-            if len({table.sha256[rest[r]] for r in group}) >= p.min_faces:
-                new_entries.append(faceset_entry(next_number, sorted_ids(rest_ids[group]), table))
-                next_number += 1
-        unassigned = int(rest.size - sum(len(e["face_ids"]) for e in new_entries))
+        for number, group in enumerate(identities.groups, start=next_number):
+            new_entries.append(faceset_entry(number, sorted_ids(table.face_id[group]), table))
     report(progress, "discover", 1, 1)
     facesets.extend(new_entries)
 

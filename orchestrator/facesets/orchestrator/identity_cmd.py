@@ -1,0 +1,290 @@
+"""`facesets import-folders` and `facesets discover`: identities asserted by hand-sorted folders,
+and new identities found in a mixed folder, both exported into an existing export folder.
+
+Both embed the photos the store does not hold yet (as `facesets embed` does), run their
+clustering-service job (which plans the facesets), then export the plan through the export
+service, whose entries are merged into EXPORT/manifest.json beside the ones already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facesets.clustering.params import DiscoverParams, ImportFoldersParams
+from facesets.common import layout
+from facesets.common.params import InvalidParameter
+from facesets.export.params import ExportSwapParams
+from facesets.orchestrator import stages
+from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.embed import embed
+from facesets.orchestrator.jobs import add_cannot_link_argument, print_summary
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A folders.toml that cannot be used as written."""
+
+
+# --- folders.toml ------------------------------------------------------------------------------
+THRESHOLD_KEYS = {
+    "first_pass": "first_pass_threshold",
+    "second_pass": "second_pass_threshold",
+    "match": "match_threshold",
+}
+
+
+@dataclass(frozen=True)
+class FoldersConfig:
+    """A folders.toml: trusted folders (label -> folder), mixed folders and parameters."""
+
+    trusted: list[tuple[str, Path]]
+    mixed: list[Path] = field(default_factory=list)
+    params: ImportFoldersParams = field(default_factory=ImportFoldersParams)
+    export: ExportSwapParams = field(default_factory=ExportSwapParams)
+
+
+def _unknown(section: str, given: dict[str, Any], known: set[str]) -> None:
+    extra = sorted(set(given) - known)
+    if extra:
+        raise ConfigError(f"{section}: unknown key(s) {', '.join(extra)}; known: {sorted(known)}")
+
+
+def read_config(path: Path) -> FoldersConfig:
+    """Parse folders.toml; relative folders are taken from the file's own folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"no config at {path}") from error
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    base = path.resolve().parent
+    _unknown(str(path), raw, {"trusted", "mixed", "first_number", "top_n", "thresholds"})
+
+    def folder(value: Any, where: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: {where} needs a folder (text)")
+        resolved = (base / Path(value).expanduser()).resolve()
+        if not resolved.is_dir():
+            raise ConfigError(f"{path}: {where}: {resolved} is not a folder")
+        return resolved
+
+    trusted: list[tuple[str, Path]] = []
+    for index, item in enumerate(raw.get("trusted", []), start=1):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: [[trusted]] entries are tables with label and folder")
+        _unknown(f"{path} [[trusted]] #{index}", item, {"label", "folder"})
+        label = item.get("label")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{path}: [[trusted]] #{index} needs a label")
+        trusted.append((label, folder(item.get("folder"), f"trusted {label!r}")))
+    if not trusted:
+        raise ConfigError(f"{path}: name at least one [[trusted]] folder with its label")
+    mixed_raw = raw.get("mixed", [])
+    if not isinstance(mixed_raw, list):
+        raise ConfigError(f"{path}: mixed is a list of folders")
+    mixed = [folder(m, "mixed") for m in mixed_raw]
+    thresholds = raw.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ConfigError(f"{path}: [thresholds] is a table")
+    _unknown(f"{path} [thresholds]", thresholds, set(THRESHOLD_KEYS))
+    try:
+        params = ImportFoldersParams(
+            first_number=raw.get("first_number", 0),
+            **{THRESHOLD_KEYS[k]: v for k, v in thresholds.items()},
+        )
+        export = ExportSwapParams(top_n=raw.get("top_n", ExportSwapParams().top_n))
+    except InvalidParameter as error:
+        raise ConfigError(f"{path}: {error}") from error
+    return FoldersConfig(trusted, mixed, params, export)
+
+
+# --- shared steps ------------------------------------------------------------------------------
+def embed_folders(opened: Services, folders: list[Path], store: Path) -> dict[str, Any]:
+    """Embed what the store does not hold yet of each folder; counts per folder."""
+    done: dict[str, Any] = {}
+    for folder in folders:
+        print(f"embed {folder}", file=sys.stderr, flush=True)
+        summary = embed(opened, folder, store, show_progress=False)
+        done[str(folder)] = {"embedded": summary.embedded, "known": summary.known}
+    return done
+
+
+def export_plan(
+    opened: Services, store: Path, plan: Path, out: Path, params: ExportSwapParams
+) -> dict[str, Any]:
+    print(f"export into {out}", file=sys.stderr, flush=True)
+    return stages.export_swap(opened, stages.ExportJob(store, plan, out, params=params)).as_dict()
+
+
+def _check_store(store: Path, dry_run: bool) -> None:
+    if dry_run and not store.is_file():
+        raise ConfigError(f"no store at {store}: a dry run plans from what it holds")
+
+
+# --- import-folders ----------------------------------------------------------------------------
+IMPORT_HELP = "hand-sorted folders as identities (folders.toml), exported into EXPORT"
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", type=Path, help="face store (photos not in it are embedded)")
+    parser.add_argument(
+        "export_dir",
+        metavar="EXPORT",
+        type=Path,
+        help="export folder; its manifest.json is merged",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="folders.toml: [[trusted]] label/folder tables, mixed = [folders], first_number, "
+        "top_n, [thresholds] first_pass/second_pass/match (see the README)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan from what the store holds; embed, write and export nothing",
+    )
+    add_cannot_link_argument(parser, ImportFoldersParams().cannot_link)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "inference", "clustering", "export")
+
+
+def import_folders_job(args: argparse.Namespace) -> tuple[stages.ImportFoldersJob, FoldersConfig]:
+    config = read_config(args.config)
+    params = ImportFoldersParams(
+        first_pass_threshold=config.params.first_pass_threshold,
+        second_pass_threshold=config.params.second_pass_threshold,
+        match_threshold=config.params.match_threshold,
+        first_number=config.params.first_number,
+        cannot_link=not args.allow_same_photo,
+        dry_run=args.dry_run,
+    )
+    job = stages.ImportFoldersJob(
+        args.store.resolve(), args.export_dir.resolve(), config.trusted, config.mixed, params
+    )
+    return job, config
+
+
+def run_import(args: argparse.Namespace) -> int:
+    job, config = import_folders_job(args)  # the config is checked before any service starts
+    _check_store(job.store, job.params.dry_run)
+    with services(args, job.roots()) as opened:
+        embedded = (
+            {}
+            if job.params.dry_run
+            else embed_folders(opened, [f for _, f in job.trusted] + list(job.mixed), job.store)
+        )
+        planned = stages.clustering_job(opened, job).as_dict()
+        exported: dict[str, Any] = {}
+        if not job.params.dry_run and planned.get("numbers"):
+            plan = job.export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
+            exported = export_plan(opened, job.store, plan, job.export, config.export)
+    print_summary({"embed": embedded, **planned, "export": exported}, args.json)
+    return 0
+
+
+# --- discover ----------------------------------------------------------------------------------
+DISCOVER_HELP = "new identities among the photos under ROOT, apart from those EXPORT knows"
+DISCOVER_FLOATS = (
+    ("known_threshold", "largest distance to a known faceset's centroid that drops a face"),
+    ("cluster_threshold", "average-linkage cut of the remaining faces"),
+    ("outlier_threshold", "distance to its cluster's centroid that drops a face"),
+    ("min_short", "smallest face short edge, pixels"),
+    ("min_blur", "smallest sharpness"),
+    ("min_det_score", "smallest detector score"),
+)
+
+
+def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = DiscoverParams()
+    parser.add_argument("store", type=Path, help="face store (photos not in it are embedded)")
+    parser.add_argument("root", type=Path, help="folder whose photos are searched")
+    parser.add_argument(
+        "export_dir",
+        metavar="EXPORT",
+        type=Path,
+        help="export folder; its facesets are the known identities",
+    )
+    for name, text in DISCOVER_FLOATS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(defaults, name),
+            help=f"{text} (default %(default)s)",
+        )
+    parser.add_argument(
+        "--min-faces",
+        type=int,
+        default=defaults.min_faces,
+        help="distinct photos a new faceset needs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--top-n",
+        type=int,
+        default=ExportSwapParams().top_n,
+        help="crops in each _topN bundle (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print cluster sizes and survivors from what the store holds; write nothing",
+    )
+    add_cannot_link_argument(parser, defaults.cannot_link)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "inference", "clustering", "export")
+
+
+def discover_job(args: argparse.Namespace) -> stages.DiscoverJob:
+    params = DiscoverParams(
+        **{name: getattr(args, name) for name, _ in DISCOVER_FLOATS},
+        min_faces=args.min_faces,
+        cannot_link=not args.allow_same_photo,
+        dry_run=args.dry_run,
+    )
+    return stages.DiscoverJob(
+        args.store.resolve(), args.root.resolve(), args.export_dir.resolve(), params
+    )
+
+
+def format_clusters(summary: dict[str, Any]) -> list[str]:
+    lines = [f"{'cluster':>7} {'faces':>6} {'survivors':>9} {'photos':>6}  kept"]
+    for index, cluster in enumerate(summary.get("clusters", []), start=1):
+        lines.append(
+            f"{index:>7} {cluster['size']:>6} {cluster['survivors']:>9} {cluster['photos']:>6}"
+            f"  {'yes' if cluster['kept'] else 'no'}"
+        )
+    return lines
+
+
+def run_discover(args: argparse.Namespace) -> int:
+    job = discover_job(args)  # parameters are checked before any service starts
+    export_params = ExportSwapParams(top_n=args.top_n)
+    if not job.root.is_dir():
+        raise ConfigError(f"{job.root} is not a folder")
+    _check_store(job.store, job.params.dry_run)
+    with services(args, job.roots()) as opened:
+        embedded = {} if job.params.dry_run else embed_folders(opened, [job.root], job.store)
+        found = stages.clustering_job(opened, job).as_dict()
+        exported: dict[str, Any] = {}
+        if found.get("export_needed"):
+            plan = job.export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
+            exported = export_plan(opened, job.store, plan, job.export, export_params)
+    if not args.json:
+        print("\n".join(format_clusters(found)))
+    print_summary({"embed": embedded, **found, "export": exported}, args.json)
+    return 0
+
+
+COMMANDS = {
+    "import-folders": (IMPORT_HELP, add_import_arguments, run_import),
+    "discover": (DISCOVER_HELP, add_discover_arguments, run_discover),
+}

@@ -1,0 +1,169 @@
+"""`discover`: new identities among the faces of photos under ROOT.
+
+Faces of photos with a path or alias under ROOT that no earlier discover run placed are
+considered. Those within `known_threshold` of a canonical faceset's centroid (the export's
+`facesets` partition; era splits and quarantined sets live elsewhere) belong to known people
+and are dropped; the rest pass refine's quality gate and are clustered, cleaned and kept as
+`route` does it (the shared core in identities.py). New facesets are numbered past the
+export's maximum, carry a marker naming ROOT, and are added to the plan (a refine manifest)
+in EXPORT/.discover/ for the export service. With `dry_run` nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from facesets.clustering import gate_counts, linkage
+from facesets.clustering.jobs.cluster import cannot_link_json
+from facesets.clustering.jobs.identities import (
+    ExportView,
+    new_identities,
+    photos_under,
+    read_plan,
+)
+from facesets.clustering.jobs.job import (
+    JobOutcome,
+    Photos,
+    ProgressFn,
+    check_model,
+    model_identity,
+    report,
+    sorted_ids,
+    store_identity,
+    usable_faces,
+)
+from facesets.clustering.jobs.refine import QualityGate, faceset_entry
+from facesets.clustering.params import DiscoverParams
+from facesets.clustering.store import FaceStore
+from facesets.common import layout
+from facesets.common.roots import Roots
+
+log = structlog.get_logger(__name__)
+
+
+def discover(
+    store: FaceStore,
+    root: Path,
+    export: Path,
+    params: DiscoverParams | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    roots: Roots | None = None,
+) -> JobOutcome:
+    """New identities under ROOT, apart from EXPORT's known ones (see above)."""
+    p = params or DiscoverParams()
+    root, export = Path(root), Path(export)
+    plan_path = export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
+    plan = read_plan(plan_path)
+    if plan:
+        check_model(plan, store, plan_path.parent)
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store, roots)
+    rows = usable_faces(table, photos)
+    report(progress, "load", 1, 1)
+    assert table.embedding is not None
+
+    facesets: list[dict[str, Any]] = list(plan.get("facesets", []))
+    held = {int(f) for entry in facesets for f in entry["face_ids"]}
+    wanted = photos_under(photos, root)
+    in_root = (
+        rows[[table.sha256[r] in wanted and int(table.face_id[r]) not in held for r in rows]]
+        if rows.size
+        else rows
+    )
+
+    # 1. Faces of known people go.
+    view = ExportView.read(export)
+    names, centroids = view.centroids(table)
+    unknown = in_root
+    if names and in_root.size:
+        nearest, _ = linkage.nearest_centroid(
+            table.embedding[in_root], centroids, p.known_threshold
+        )
+        unknown = in_root[nearest < 0]
+    known = int(in_root.size - unknown.size)
+    report(progress, "known", 1, 1)
+
+    # 2. Clustered at the cluster threshold; refine's gates in each cluster (the core route
+    # shares).
+    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
+    passes = gate.passes(table, unknown)
+    by_test = gate_counts.quality_removed(table, unknown, p.min_short, p.min_blur, p.min_det_score)
+    below_gate = int(unknown.size - int(passes.sum()))
+    found = new_identities(
+        table,
+        unknown,
+        cluster_threshold=p.cluster_threshold,
+        outlier_threshold=p.outlier_threshold,
+        outlier_min_cluster=p.outlier_min_cluster,
+        min_photos=p.min_faces,
+        passes=passes,
+        cannot_link=p.cannot_link,
+    )
+    report(progress, "discover", 1, 1)
+    first = max(view.max_number, *(int(e["number"]) for e in facesets), 0) + 1
+    marker = f"discovered under {root}\n"
+    new_entries = [
+        faceset_entry(number, sorted_ids(table.face_id[group]), table)
+        | {"discovered_under": str(root), "markers": {layout.DISCOVERED_MARKER: marker}}
+        for number, group in enumerate(found.groups, start=first)
+    ]
+    gates = gate_counts.summary(
+        "discover",
+        table,
+        unknown,
+        by_test,
+        outliers=found.outliers,
+        cluster_size=found.unassigned - found.outliers - below_gate,
+        kept=sum(len(g) for g in found.groups),
+        parameters={
+            "min_short": p.min_short,
+            "min_blur": p.min_blur,
+            "min_det_score": p.min_det_score,
+            "outlier_threshold": p.outlier_threshold,
+            "min_faces": p.min_faces,
+        },
+    )
+    # Facesets an earlier run planned whose export did not finish: the export is resumed.
+    unexported = [e["name"] for e in facesets if e["name"] not in view.canonical]
+    written = bool(new_entries) and not p.dry_run
+    if written:
+        payload = {
+            "command": "discover",
+            "facesets": [*facesets, *new_entries],
+            "store": store_identity(store),
+            "model": model_identity(store),
+            "runs": [
+                *plan.get("runs", []),
+                {
+                    "root": str(root),
+                    "known_threshold": p.known_threshold,
+                    "cluster_threshold": p.cluster_threshold,
+                    "new": [e["name"] for e in new_entries],
+                    "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
+                },
+            ],
+        }
+        layout.atomic_write_json(plan_path, payload)
+    summary = {
+        "root": str(root),
+        "faces_under_root": int(in_root.size),
+        "faces_known": known,
+        "known_facesets": len(names),
+        "faces_below_quality_gate": below_gate,
+        "clusters": [c.as_dict() for c in found.clusters],
+        "new_facesets": len(new_entries),
+        "new": {e["name"]: len(e["face_ids"]) for e in new_entries},
+        "faces_unassigned": found.unassigned,
+        "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
+        "discover_gates": gates,
+        "dry_run": p.dry_run,
+        "written": written,
+        "export_needed": (written or bool(unexported)) and not p.dry_run,
+    }
+    log.info("discover done", new=len(new_entries), known=known, dry_run=p.dry_run)
+    return JobOutcome(summary=summary, manifest_path=plan_path if written else None)
