@@ -12,10 +12,13 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+NETNS_ETC = Path("/etc/netns")  # per-namespace files `ip netns exec` mounts over /etc
 
 
 def netns_missing() -> str | None:
@@ -49,6 +52,25 @@ class Hosts:
     def address(host: int) -> str:
         """Host i's address (i >= 1), reachable from host 0."""
         return f"10.77.{host}.1"
+
+    @contextmanager
+    def resolving(self, host: int, names: dict[str, list[str]]) -> Iterator[None]:
+        """Host i resolves each name to its addresses (several lines for one name in its own
+        /etc/hosts: `ip netns exec` mounts /etc/netns/NS/hosts over /etc/hosts for what it
+        runs); the file and its folder are removed at the end."""
+        folder = NETNS_ETC / self.names[host]
+        made_etc = not NETNS_ETC.exists()
+        folder.mkdir(parents=True)
+        try:
+            lines = ["127.0.0.1 localhost", "::1 localhost"]
+            lines += [f"{address} {name}" for name, found in names.items() for address in found]
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+            yield
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            if made_etc:
+                with suppress(OSError):
+                    NETNS_ETC.rmdir()  # only when no other run's folder is left in it
 
     def set_link(self, host: int, up: bool) -> None:
         """Cut or restore host i's cable to host 0."""

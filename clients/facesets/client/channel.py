@@ -83,8 +83,13 @@ class _Details(grpc.ClientCallDetails):
         self.compression = compression
 
 
+DNS_SCHEME = "dns:"
+
+
 def replica_addresses(address: str) -> list[str]:
-    """The HOST:PORT parts of `a:p,b:q,...`."""
+    """The HOST:PORT parts of `a:p,b:q,...` (a `dns:` target is one part)."""
+    if address.strip().startswith(DNS_SCHEME):
+        return [address.strip()]
     parts = [part.strip() for part in address.split(",") if part.strip()]
     if not parts:
         raise ValueError(f"no address in {address!r}")
@@ -92,10 +97,21 @@ def replica_addresses(address: str) -> list[str]:
 
 
 def _host_port(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
+    host, _, port = _dns_name(address).rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"{address!r} is not HOST:PORT")
     return host.strip("[]"), port
+
+
+def _dns_name(address: str) -> str:
+    """HOST:PORT of a gRPC `dns:` target (`dns:NAME:PORT`, `dns:///NAME:PORT`, or
+    `dns://SERVER/NAME:PORT`); any other address as it is."""
+    if not address.startswith(DNS_SCHEME):
+        return address
+    rest = address[len(DNS_SCHEME) :]
+    if rest.startswith("//"):
+        rest = rest[2:].partition("/")[2]
+    return rest
 
 
 def _ip_version(host: str) -> int | None:
@@ -107,11 +123,19 @@ def _ip_version(host: str) -> int | None:
 
 def balanced_target(address: str) -> str:
     """The gRPC target of one address or several: `ipv4:a:p,b:q` for several literal addresses
-    (gRPC's own resolver then hands all of them to the balancer); one name stays as it is, and
-    the DNS resolver gives the balancer every address it resolves to."""
+    (gRPC's own resolver then hands all of them to the balancer); one name becomes
+    `dns:///NAME:PORT`, and gRPC's DNS resolver gives the balancer every address the name
+    resolves to (A and AAAA records, or several lines for it in /etc/hosts)."""
     parts = replica_addresses(address)
     if len(parts) == 1:
-        return parts[0]
+        part = parts[0]
+        if part.startswith(DNS_SCHEME):
+            return part
+        try:
+            host, _ = _host_port(part)
+        except ValueError:
+            return part  # not HOST:PORT: gRPC reads it as a target of its own
+        return part if _ip_version(host) is not None else f"dns:///{part}"
     versions = {_ip_version(_host_port(part)[0]) for part in parts}
     if versions == {4}:
         return "ipv4:" + ",".join(parts)
@@ -124,11 +148,15 @@ def balanced_target(address: str) -> str:
 
 
 def replica_count(address: str) -> int:
-    """How many replicas an address names: its parts, or the addresses one name resolves to."""
+    """How many replicas an address names: its parts, or the addresses one name resolves to
+    (through this machine's resolver, as gRPC's resolvers see the same /etc/hosts and DNS)."""
     parts = replica_addresses(address)
     if len(parts) > 1:
         return len(parts)
-    host, port = _host_port(parts[0])
+    try:
+        host, port = _host_port(parts[0])
+    except ValueError:
+        return 1  # a target of gRPC's own (unix:...): the channel reports what is wrong
     if _ip_version(host) is not None:
         return 1
     try:
