@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from dated_photos import dated_copy, snapshot
 
 from facesets.clustering.jobs.age_probe import age_probe
 from facesets.clustering.jobs.age_split import age_extend, age_split
@@ -272,24 +272,6 @@ def test_unknown_faceset_is_refused(synthetic: Synthetic) -> None:
 
 
 # --- end to end on dated copies of LFW photos ---------------------------------------------------
-
-
-def dated_copy(photo: Path, target: Path, capture_time: str | None) -> None:
-    """A copy of an LFW photo carrying an EXIF DateTimeOriginal (or none)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(photo) as image:
-        exif = Image.Exif()
-        if capture_time:
-            exif.get_ifd(0x8769)[36867] = capture_time
-        image.save(target, "JPEG", quality=95, exif=exif.tobytes())
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and layout.REPORT_DIR not in p.relative_to(folder).parts
-    }
 
 
 def test_age_commands_end_to_end_on_dated_lfw_photos(lfw_dir: Path, tmp_path: Path) -> None:

@@ -27,6 +27,11 @@ SPLIT_FLOATS = (
     ("min_blur", "smallest sharpness"),
     ("min_det_score", "smallest detector score"),
 )
+# The export's own gates on each era's crops (as `facesets export-swap` takes them).
+EXPORT_FLOATS = (
+    ("outlier_threshold", "era export: distance to the era's centroid that rejects a crop"),
+    ("min_face_short", "era export: smallest face short edge of a crop, pixels"),
+)
 
 
 def _positional(parser: argparse.ArgumentParser) -> None:
@@ -93,12 +98,20 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{text} (default %(default)s)",
         )
     _years_flags(parser, defaults)
+    export = ExportSwapParams()
     parser.add_argument(
         "--top-n",
         type=int,
-        default=ExportSwapParams().top_n,
+        default=export.top_n,
         help="crops in each era's _topN bundle (default %(default)s)",
     )
+    for name, text in EXPORT_FLOATS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(export, name),
+            help=f"{text} (default %(default)s)",
+        )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the eras it would make; write nothing"
     )
@@ -136,7 +149,9 @@ def run_probe(args: argparse.Namespace) -> int:
 
 def _run_split(args: argparse.Namespace, extend: bool) -> int:
     job = split_job(args, extend)
-    export = ExportSwapParams(top_n=args.top_n)
+    export = ExportSwapParams(
+        top_n=args.top_n, **{name: getattr(args, name) for name, _ in EXPORT_FLOATS}
+    )
     with services(args, job.roots()) as opened:
         summary = stages.age_split(opened, job, export)
     print_summary(summary.as_dict(), args.json)
