@@ -2,7 +2,8 @@
 
 `facesets run`, `facesets immich import` and the single-job commands all call these; none of
 them sees the command line. A request carries paths and the job's parameters object (the same
-class the service validates with), and becomes the job's proto here.
+class the service validates with), and becomes the job's proto here: its paths one by one, its
+parameters by field name (`request_fields`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from facesets.clustering.params import (
     RefineParams,
     RouteParams,
 )
-from facesets.common.params import LinkMode
+from facesets.common.params import request_fields
 from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
-from facesets.export.video.params import PLAN_FIELDS as VIDEO_PLAN_FIELDS
 from facesets.export.video.params import VideoCutParams, VideoPlanParams
 from facesets.orchestrator.connect import Services
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2
@@ -109,10 +109,6 @@ def _absolute(path: Path | None) -> str:
     return str(Path(path).resolve()) if path else ""
 
 
-def _link_mode(mode: LinkMode | None) -> clustering_pb2.LinkMode:
-    return (mode or LinkMode.AUTO).to_proto()
-
-
 # --- requests ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClusterJob:
@@ -127,9 +123,7 @@ class ClusterJob:
         return clustering_pb2.ClusterRequest(
             store=_absolute(self.store),
             out=_absolute(self.out),
-            threshold=self.params.threshold,
-            link_mode=_link_mode(self.params.link_mode),
-            cannot_link=self.params.cannot_link,
+            **request_fields(self.params, clustering_pb2.ClusterRequest),
         )
 
 
@@ -143,19 +137,10 @@ class RefineJob:
         return [self.store, self.out]
 
     def to_proto(self) -> clustering_pb2.RefineRequest:
-        p = self.params
         return clustering_pb2.RefineRequest(
             store=_absolute(self.store),
             out=_absolute(self.out),
-            initial_threshold=p.initial_threshold,
-            merge_threshold=p.merge_threshold,
-            outlier_threshold=p.outlier_threshold,
-            min_faces=p.min_faces,
-            min_short=p.min_short,
-            min_blur=p.min_blur,
-            min_det_score=p.min_det_score,
-            link_mode=_link_mode(p.link_mode),
-            cannot_link=p.cannot_link,
+            **request_fields(self.params, clustering_pb2.RefineRequest),
         )
 
 
@@ -174,9 +159,7 @@ class ExtendJob:
             store=_absolute(self.store),
             raw_out=_absolute(self.raw_out),
             refine_out=_absolute(self.refine_out),
-            threshold=self.params.threshold,
-            link_mode=_link_mode(self.params.link_mode),
-            cannot_link=self.params.cannot_link,
+            **request_fields(self.params, clustering_pb2.ExtendRequest),
         )
 
 
@@ -190,7 +173,7 @@ class DedupJob:
 
     def to_proto(self) -> clustering_pb2.DedupRequest:
         return clustering_pb2.DedupRequest(
-            store=_absolute(self.store), near_threshold=self.params.near_threshold
+            store=_absolute(self.store), **request_fields(self.params, clustering_pb2.DedupRequest)
         )
 
 
@@ -204,14 +187,10 @@ class ConsolidateJob:
         return [self.store, self.facesets_dir]
 
     def to_proto(self) -> clustering_pb2.ConsolidateRequest:
-        p = self.params
         return clustering_pb2.ConsolidateRequest(
             facesets_dir=_absolute(self.facesets_dir),
             store=_absolute(self.store),
-            candidate_similarity=p.candidate_similarity,
-            confident_similarity=p.confident_similarity,
-            undo=p.undo,
-            dry_run=p.dry_run,
+            **request_fields(self.params, clustering_pb2.ConsolidateRequest),
         )
 
 
@@ -226,19 +205,11 @@ class RouteJob:
         return [self.store, self.facesets_dir]
 
     def to_proto(self) -> clustering_pb2.RouteRequest:
-        p = self.params
         return clustering_pb2.RouteRequest(
             store=_absolute(self.store),
             facesets_dir=_absolute(self.facesets_dir),
             sha256=sorted(self.sha256),
-            match_threshold=p.match_threshold,
-            cluster_threshold=p.cluster_threshold,
-            min_faces=p.min_faces,
-            min_short=p.min_short,
-            min_blur=p.min_blur,
-            min_det_score=p.min_det_score,
-            link_mode=_link_mode(p.link_mode),
-            cannot_link=p.cannot_link,
+            **request_fields(self.params, clustering_pb2.RouteRequest),
         )
 
 
@@ -256,7 +227,6 @@ class ImportFoldersJob:
         return [self.store, self.export, *(f for _, f in self.trusted), *self.mixed]
 
     def to_proto(self) -> clustering_pb2.ImportFoldersRequest:
-        p = self.params
         return clustering_pb2.ImportFoldersRequest(
             store=_absolute(self.store),
             export=_absolute(self.export),
@@ -265,12 +235,7 @@ class ImportFoldersJob:
                 for label, folder in self.trusted
             ],
             mixed=[_absolute(m) for m in self.mixed],
-            first_number=p.first_number,
-            first_pass_threshold=p.first_pass_threshold,
-            second_pass_threshold=p.second_pass_threshold,
-            match_threshold=p.match_threshold,
-            cannot_link=p.cannot_link,
-            dry_run=p.dry_run,
+            **request_fields(self.params, clustering_pb2.ImportFoldersRequest),
         )
 
 
@@ -287,20 +252,11 @@ class DiscoverJob:
         return [self.store, self.root, self.export]
 
     def to_proto(self) -> clustering_pb2.DiscoverRequest:
-        p = self.params
         return clustering_pb2.DiscoverRequest(
             store=_absolute(self.store),
             root=_absolute(self.root),
             export=_absolute(self.export),
-            known_threshold=p.known_threshold,
-            cluster_threshold=p.cluster_threshold,
-            outlier_threshold=p.outlier_threshold,
-            min_faces=p.min_faces,
-            min_short=p.min_short,
-            min_blur=p.min_blur,
-            min_det_score=p.min_det_score,
-            cannot_link=p.cannot_link,
-            dry_run=p.dry_run,
+            **request_fields(self.params, clustering_pb2.DiscoverRequest),
         )
 
 
@@ -324,20 +280,13 @@ class ExportJob:
         return [self.store, self.refine_manifest, self.out, *extra]
 
     def to_proto(self) -> export_pb2.ExportSwapRequest:
-        p = self.params
         return export_pb2.ExportSwapRequest(
             store=_absolute(self.store),
             refine_manifest=_absolute(self.refine_manifest),
             out=_absolute(self.out),
             raw_manifest=_absolute(self.raw_manifest),
             candidates=self.candidates,
-            top_n=p.top_n,
-            outlier_threshold=p.outlier_threshold,
-            pad_ratio=p.pad_ratio,
-            out_size=p.out_size,
-            min_face_short=p.min_face_short,
-            candidate_match_threshold=p.candidate_match_threshold,
-            candidate_min_score=p.candidate_min_score,
+            **request_fields(self.params, export_pb2.ExportSwapRequest),
         )
 
 
@@ -352,12 +301,11 @@ class VideoPlanJob:
         return [self.src, self.out, *([self.match_dir] if self.match_dir else [])]
 
     def to_proto(self) -> export_pb2.PlanVideosRequest:
-        p = self.params
         return export_pb2.PlanVideosRequest(
             src=_absolute(self.src),
             out=_absolute(self.out),
             match_dir=_absolute(self.match_dir),
-            **{name: getattr(p, name) for name in VIDEO_PLAN_FIELDS},
+            **request_fields(self.params, export_pb2.PlanVideosRequest),
         )
 
 
@@ -372,9 +320,7 @@ class VideoCutJob:
 
     def to_proto(self) -> export_pb2.CutSegmentsRequest:
         return export_pb2.CutSegmentsRequest(
-            out=_absolute(self.out),
-            accurate=self.params.accurate,
-            write_sidecar=self.params.write_sidecar,
+            out=_absolute(self.out), **request_fields(self.params, export_pb2.CutSegmentsRequest)
         )
 
 
@@ -397,14 +343,11 @@ class AgeProbeJob:
     params: AgeProbeParams = field(default_factory=AgeProbeParams)
 
     def to_proto(self) -> clustering_pb2.AgeProbeRequest:
-        p = self.params
         return clustering_pb2.AgeProbeRequest(
             store=_absolute(self.store),
             export_dir=_absolute(self.export_dir),
             faceset=self.faceset,
-            sub_threshold=p.sub_threshold,
-            anchor_min_faces=p.anchor_min_faces,
-            era_years=p.era_years,
+            **request_fields(self.params, clustering_pb2.AgeProbeRequest),
         )
 
     def roots(self) -> list[Path]:
@@ -422,21 +365,11 @@ class AgeSplitJob:
     params: AgeSplitParams = field(default_factory=AgeSplitParams)
 
     def to_proto(self) -> clustering_pb2.AgeSplitRequest:
-        p = self.params
         return clustering_pb2.AgeSplitRequest(
             store=_absolute(self.store),
             export_dir=_absolute(self.export_dir),
             faceset=self.faceset,
-            dry_run=p.dry_run,
-            recover_threshold=p.recover_threshold,
-            tighten_threshold=p.tighten_threshold,
-            sub_threshold=p.sub_threshold,
-            join_threshold=p.join_threshold,
-            anchor_min_faces=p.anchor_min_faces,
-            era_years=p.era_years,
-            min_short=p.min_short,
-            min_blur=p.min_blur,
-            min_det_score=p.min_det_score,
+            **request_fields(self.params, clustering_pb2.AgeSplitRequest),
         )
 
     def roots(self) -> list[Path]:
@@ -454,15 +387,10 @@ class OcclusionJob:
         return [self.out]
 
     def to_proto(self) -> export_pb2.OcclusionRequest:
-        p = self.params
         return export_pb2.OcclusionRequest(
             out=_absolute(self.out),
-            threshold=p.threshold,
-            faceset_fraction=p.faceset_fraction,
-            occluded_prompts=list(p.occluded_prompts),
-            clear_prompt=p.clear_prompt,
-            dry_run=p.dry_run,
             undo=self.undo,
+            **request_fields(self.params, export_pb2.OcclusionRequest),
         )
 
 
@@ -476,9 +404,7 @@ class DedupOptimizeJob:
 
     def to_proto(self) -> export_pb2.DedupOptimizeRequest:
         return export_pb2.DedupOptimizeRequest(
-            out=_absolute(self.out),
-            near_duplicate_similarity=self.params.near_duplicate_similarity,
-            dry_run=self.params.dry_run,
+            out=_absolute(self.out), **request_fields(self.params, export_pb2.DedupOptimizeRequest)
         )
 
 

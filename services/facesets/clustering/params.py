@@ -8,7 +8,9 @@ given (zero included) or refused with an `InvalidJobParameter` naming the field 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
+
+from google.protobuf.message import Message
 
 from facesets.clustering.jobs.errors import JobError
 from facesets.common import settings
@@ -25,17 +27,13 @@ from facesets.common.params import (
     Range,
     bounded,
     check_ranges,
+    given_fields,
 )
 from facesets.v1 import clustering_pb2
 
 
 class InvalidJobParameter(InvalidParameter, JobError):
     """A clustering job parameter outside its range (INVALID_ARGUMENT over gRPC)."""
-
-
-def _given(message: Any, *names: str) -> dict[str, Any]:
-    """The proto3 `optional` fields the sender set, by name: the others keep their defaults."""
-    return {name: getattr(message, name) for name in names if message.HasField(name)}
 
 
 def _validate(params: Any) -> None:
@@ -46,29 +44,31 @@ def _validate(params: Any) -> None:
     check_ranges(params, InvalidJobParameter)
 
 
-GATE_FIELDS = ("min_faces", "min_short", "min_blur", "min_det_score")
+Request = TypeVar("Request", bound=Message)
 
 
-@dataclass(frozen=True)
-class ClusterParams:
-    threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
-    link_mode: LinkMode = LinkMode.AUTO
-    dense_max: int = bounded(settings.DENSE_COMPONENT_MAX, POSITIVE_COUNT)
-    cannot_link: bool = settings.CANNOT_LINK  # faces of one photo never share a cluster
+class JobParams(Generic[Request]):
+    """What every clustering job's parameters object shares: its check, and its reading of the
+    job's request, where each field takes the request field of its name (`given_fields`)."""
 
     def __post_init__(self) -> None:
         _validate(self)
 
     @classmethod
-    def from_request(cls, request: clustering_pb2.ClusterRequest) -> ClusterParams:
-        return cls(
-            **_given(request, "threshold", "cannot_link"),
-            link_mode=LinkMode.from_proto(request.link_mode),
-        )
+    def from_request(cls, request: Request) -> Self:
+        return cls(**given_fields(cls, request))
 
 
 @dataclass(frozen=True)
-class RefineParams:
+class ClusterParams(JobParams[clustering_pb2.ClusterRequest]):
+    threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
+    link_mode: LinkMode = LinkMode.AUTO
+    dense_max: int = bounded(settings.DENSE_COMPONENT_MAX, POSITIVE_COUNT)
+    cannot_link: bool = settings.CANNOT_LINK  # faces of one photo never share a cluster
+
+
+@dataclass(frozen=True)
+class RefineParams(JobParams[clustering_pb2.RefineRequest]):
     initial_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
     merge_threshold: float = bounded(settings.REFINE_MERGE_THRESHOLD, COSINE_DISTANCE)
     outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
@@ -81,45 +81,17 @@ class RefineParams:
     cannot_link: bool = settings.CANNOT_LINK
     lookalike_margin: float = bounded(settings.LOOKALIKE_MARGIN, NON_NEGATIVE)
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.RefineRequest) -> RefineParams:
-        return cls(
-            **_given(
-                request,
-                "initial_threshold",
-                "merge_threshold",
-                "outlier_threshold",
-                *GATE_FIELDS,
-                "cannot_link",
-            ),
-            link_mode=LinkMode.from_proto(request.link_mode),
-        )
-
 
 @dataclass(frozen=True)
-class ExtendParams:
+class ExtendParams(JobParams[clustering_pb2.ExtendRequest]):
     threshold: float = bounded(settings.EXTEND_THRESHOLD, COSINE_DISTANCE)
-    link_mode: LinkMode | None = None  # None keeps the mode each output was made with
+    # None keeps the mode each output was made with; so does the request's AUTO, its zero.
+    link_mode: LinkMode | None = None
     cannot_link: bool = settings.CANNOT_LINK
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.ExtendRequest) -> ExtendParams:
-        mode = LinkMode.from_proto(request.link_mode)
-        return cls(
-            **_given(request, "threshold", "cannot_link"),
-            # AUTO, the proto's zero, keeps the mode the outputs were made with.
-            link_mode=None if mode is LinkMode.AUTO else mode,
-        )
-
 
 @dataclass(frozen=True)
-class DedupParams:
+class DedupParams(JobParams[clustering_pb2.DedupRequest]):
     near_threshold: float = bounded(
         settings.NEAR_DUPLICATE_THRESHOLD,
         Range(0.0, 2.0, low_open=True, high_open=True, what="a cosine distance"),
@@ -130,16 +102,9 @@ class DedupParams:
     # A similarity transform needs two point matches.
     min_inliers: int = bounded(settings.NEAR_DUPLICATE_MIN_INLIERS, Range(2, integer=True))
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.DedupRequest) -> DedupParams:
-        return cls(**_given(request, "near_threshold"))
-
 
 @dataclass(frozen=True)
-class ConsolidateParams:
+class ConsolidateParams(JobParams[clustering_pb2.ConsolidateRequest]):
     candidate_similarity: float = bounded(settings.CONSOLIDATE_CANDIDATE_SIM, COSINE_SIMILARITY)
     # Complete linkage needs a similarity below 1 to cut at.
     confident_similarity: float = bounded(
@@ -151,7 +116,7 @@ class ConsolidateParams:
     link_mode: LinkMode | None = None  # None keeps the refine output's mode
 
     def __post_init__(self) -> None:
-        _validate(self)
+        super().__post_init__()
         if self.candidate_similarity > self.confident_similarity:
             raise InvalidJobParameter(
                 "candidate_similarity",
@@ -159,17 +124,9 @@ class ConsolidateParams:
                 f"at most confident_similarity ({self.confident_similarity:g})",
             )
 
-    @classmethod
-    def from_request(cls, request: clustering_pb2.ConsolidateRequest) -> ConsolidateParams:
-        return cls(
-            **_given(request, "candidate_similarity", "confident_similarity"),
-            undo=request.undo,
-            dry_run=request.dry_run,
-        )
-
 
 @dataclass(frozen=True)
-class RouteParams:
+class RouteParams(JobParams[clustering_pb2.RouteRequest]):
     match_threshold: float = bounded(settings.IMMICH_MATCH_THRESHOLD, COSINE_DISTANCE)
     cluster_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
     min_faces: int = bounded(settings.REFINE_MIN_FACES, POSITIVE_COUNT)
@@ -181,36 +138,16 @@ class RouteParams:
     link_mode: LinkMode = LinkMode.AUTO
     cannot_link: bool = settings.CANNOT_LINK
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.RouteRequest) -> RouteParams:
-        return cls(
-            **_given(request, "match_threshold", "cluster_threshold", *GATE_FIELDS, "cannot_link"),
-            link_mode=LinkMode.from_proto(request.link_mode),
-        )
-
-
-_AGE_FIELDS = ("sub_threshold", "anchor_min_faces", "era_years")
-
 
 @dataclass(frozen=True)
-class AgeProbeParams:
+class AgeProbeParams(JobParams[clustering_pb2.AgeProbeRequest]):
     sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
     anchor_min_faces: int = bounded(settings.AGE_ANCHOR_MIN_FACES, POSITIVE_COUNT)
     era_years: int = bounded(settings.AGE_ERA_YEARS, COUNT)
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.AgeProbeRequest) -> AgeProbeParams:
-        return cls(**_given(request, *_AGE_FIELDS))
-
 
 @dataclass(frozen=True)
-class AgeSplitParams:
+class AgeSplitParams(JobParams[clustering_pb2.AgeSplitRequest]):
     recover_threshold: float = bounded(settings.AGE_RECOVER_THRESHOLD, COSINE_DISTANCE)
     tighten_threshold: float = bounded(settings.AGE_TIGHTEN_THRESHOLD, COSINE_DISTANCE)
     sub_threshold: float = bounded(settings.AGE_SUB_THRESHOLD, COSINE_DISTANCE)
@@ -222,28 +159,9 @@ class AgeSplitParams:
     min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
     dry_run: bool = False
 
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.AgeSplitRequest) -> AgeSplitParams:
-        return cls(
-            **_given(
-                request,
-                "recover_threshold",
-                "tighten_threshold",
-                "join_threshold",
-                *_AGE_FIELDS,
-                "min_short",
-                "min_blur",
-                "min_det_score",
-            ),
-            dry_run=request.dry_run,
-        )
-
 
 @dataclass(frozen=True)
-class ImportFoldersParams:
+class ImportFoldersParams(JobParams[clustering_pb2.ImportFoldersRequest]):
     first_pass_threshold: float = bounded(settings.IMPORT_FIRST_PASS_THRESHOLD, COSINE_DISTANCE)
     second_pass_threshold: float = bounded(settings.IMPORT_SECOND_PASS_THRESHOLD, COSINE_DISTANCE)
     match_threshold: float = bounded(settings.IMPORT_MATCH_THRESHOLD, COSINE_DISTANCE)
@@ -252,7 +170,7 @@ class ImportFoldersParams:
     dry_run: bool = False
 
     def __post_init__(self) -> None:
-        _validate(self)
+        super().__post_init__()
         if self.second_pass_threshold > self.first_pass_threshold:
             raise InvalidJobParameter(
                 "second_pass_threshold",
@@ -260,23 +178,9 @@ class ImportFoldersParams:
                 f"at most first_pass_threshold ({self.first_pass_threshold:g})",
             )
 
-    @classmethod
-    def from_request(cls, request: clustering_pb2.ImportFoldersRequest) -> ImportFoldersParams:
-        return cls(
-            **_given(
-                request,
-                "first_pass_threshold",
-                "second_pass_threshold",
-                "match_threshold",
-                "first_number",
-                "cannot_link",
-            ),
-            dry_run=request.dry_run,
-        )
-
 
 @dataclass(frozen=True)
-class DiscoverParams:
+class DiscoverParams(JobParams[clustering_pb2.DiscoverRequest]):
     known_threshold: float = bounded(settings.DISCOVER_KNOWN_THRESHOLD, COSINE_DISTANCE)
     cluster_threshold: float = bounded(settings.CLUSTER_THRESHOLD, COSINE_DISTANCE)
     outlier_threshold: float = bounded(settings.REFINE_OUTLIER_THRESHOLD, COSINE_DISTANCE)
@@ -287,20 +191,3 @@ class DiscoverParams:
     min_det_score: float = bounded(settings.QUALITY_MIN_DET_SCORE, SCORE)
     cannot_link: bool = settings.CANNOT_LINK
     dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def from_request(cls, request: clustering_pb2.DiscoverRequest) -> DiscoverParams:
-        return cls(
-            **_given(
-                request,
-                "known_threshold",
-                "cluster_threshold",
-                "outlier_threshold",
-                *GATE_FIELDS,
-                "cannot_link",
-            ),
-            dry_run=request.dry_run,
-        )

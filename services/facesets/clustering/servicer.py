@@ -365,19 +365,17 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         **kwargs: Any,
     ) -> Iterator[common_pb2.JobEvent]:
         """Run the job of that name in jobs/; `writes` names the output folders it holds locked.
+        Every job takes the service's roots: it reads or links only the store's photos under them.
 
         Job modules load on first use: dedup alone pulls in OpenCV's feature matching.
         """
         job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), module)
-        # Jobs that read or link the photos a store lists take the roots to check them by.
-        takes_roots = "roots" in inspect.signature(job).parameters
-        confined: dict[str, Roots] = {"roots": self.roots} if takes_roots else {}
         folders, create = writes
         try:
             yield from job_events(
                 lambda progress: run_locked(
                     folders,
-                    lambda: job(*args, progress=progress, **confined, **kwargs),
+                    lambda: job(*args, progress=progress, roots=self.roots, **kwargs),
                     create=create,
                 )
             )

@@ -4,6 +4,8 @@ Each service has a small params module of frozen dataclasses, one per job, whose
 from settings and whose fields declare the range the job accepts (`bounded`). `check_ranges`
 runs in each dataclass's `__post_init__`, so no parameters object exists outside its ranges,
 and the servicer turns an `InvalidParameter` into INVALID_ARGUMENT with its message.
+A params field and its request field share a name: `given_fields` reads a request into a params
+object's arguments, `request_fields` writes one back (the orchestrator's stage requests).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from facesets.v1 import clustering_pb2
 
@@ -128,3 +132,47 @@ LINK_MODE_HELP = (
     "how photos appear in output folders (auto: hardlink where the filesystem allows, copy "
     "otherwise)"
 )
+
+
+# --- requests <-> params objects ------------------------------------------------------------
+def given_fields(params_type: type, request: Message) -> dict[str, Any]:
+    """The keyword arguments a params dataclass takes from a request: each of its fields that
+    the request declares and the sender gave. An `optional` field is given when set. A field
+    without presence (a plain bool, an enum, a repeated field) is given when not zero or empty,
+    since proto3 cannot tell those from unset: there the dataclass default stays. Repeated
+    fields become tuples, link modes `LinkMode`."""
+    declared = request.DESCRIPTOR.fields_by_name
+    given: dict[str, Any] = {}
+    for field in dataclasses.fields(params_type):
+        proto = declared.get(field.name)
+        if proto is None or (proto.has_presence and not request.HasField(field.name)):
+            continue
+        value = getattr(request, field.name)
+        if not proto.has_presence and not value:
+            continue
+        if proto.is_repeated:
+            value = tuple(value)
+        elif proto.enum_type is not None:
+            value = _link_mode(proto.enum_type.full_name, value)
+        given[field.name] = value
+    return given
+
+
+def request_fields(params: Any, request_type: type[Message]) -> dict[str, Any]:
+    """The fields of a params dataclass that a request message declares, as keyword arguments
+    of that message (the inverse of `given_fields`): None stays unset, so the service takes
+    its default, and link modes become the proto enum."""
+    declared = request_type.DESCRIPTOR.fields_by_name
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if field.name in declared and value is not None:
+            fields[field.name] = value.to_proto() if isinstance(value, LinkMode) else value
+    return fields
+
+
+def _link_mode(enum: str, value: int) -> LinkMode:
+    """A request's enum value as a params object holds it: LinkMode is the only such enum."""
+    if enum != clustering_pb2.LinkMode.DESCRIPTOR.full_name:
+        raise TypeError(f"no params type for the enum {enum}")
+    return LinkMode.from_proto(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -42,6 +42,13 @@ from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc
 
 log = structlog.get_logger(__name__)
 SERVICE_NAME = export_pb2.DESCRIPTOR.services_by_name["Export"].full_name
+
+Request = TypeVar("Request")
+Params = TypeVar("Params")
+# A job that calls the inference service: its parameters, a client, progress -> its summary.
+InferenceJob = Callable[[Params, InferenceClient, ProgressFn], dict[str, Any]]
+# What such a job raises when the request or the export cannot be used (FAILED_PRECONDITION).
+JOB_FAILURES: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, ExportError)
 
 
 def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
@@ -184,6 +191,54 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
         )
 
+    def _inference_job(
+        self,
+        context: grpc.ServicerContext,
+        build: Callable[[Request], Params],
+        request: Request,
+        out: Path,
+        job: InferenceJob[Params],
+        *,
+        create: bool = True,
+        service: str = "export",
+        calls: str | None = None,
+        failures: tuple[type[Exception], ...] = JOB_FAILURES,
+    ) -> Iterator[common_pb2.JobEvent]:
+        """Run a job that calls the inference service, holding `out` locked; a service started
+        without one refuses it before its parameters are read (`build`).
+
+        A failed inference call (`calls` names it in the message; None lets it through), an
+        error in `failures` and a file system error end the call with a status that says so.
+        """
+        if self.inference is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this {service} service was started without the inference service it calls "
+                "(facesets serve export --inference HOST:PORT)",
+            )
+            return
+        try:
+            params = build(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            raise  # abort raises; this line tells type checkers so
+        inference = InferenceClient(self.inference)
+        inference_failures = (grpc.RpcError,) if calls is not None else ()
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out], lambda: job(params, inference, progress), create=create
+                )
+            )
+        except inference_failures as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{calls}: {error.details()}")
+        except failures as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
+        finally:
+            inference.close()
+
     def Occlusion(
         self, request: export_pb2.OcclusionRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -191,74 +246,48 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         if request.undo:
             yield from self._restore(context, out, undo_kind=occlusion.KIND)
             return
-        if self.inference is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this export service was started without the inference service it calls "
-                "(facesets serve export --inference HOST:PORT)",
-            )
-            return
-        try:
-            params = occlusion.OcclusionParams.from_request(request)
-        except InvalidParameter as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        inference = InferenceClient(self.inference)
-        scorer = ClipScoreScorer(inference)
-        try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out],
-                    lambda: occlusion.occlusion_filter(
-                        out, params, scorer, progress=progress
-                    ).summary(),
-                    create=False,
-                )
-            )
-        except grpc.RpcError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"ClipScore: {error.details()}")
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
-        finally:
-            inference.close()
+
+        def job(
+            params: occlusion.OcclusionParams, inference: InferenceClient, progress: ProgressFn
+        ) -> dict[str, Any]:
+            scorer = ClipScoreScorer(inference)
+            return occlusion.occlusion_filter(out, params, scorer, progress=progress).summary()
+
+        yield from self._inference_job(
+            context,
+            occlusion.OcclusionParams.from_request,
+            request,
+            out,
+            job,
+            create=False,
+            calls="ClipScore",
+        )
 
     def DedupOptimize(
         self, request: export_pb2.DedupOptimizeRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         out = required_path(context, request.out, "out", self.roots)
-        if self.inference is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this export service was started without the inference service it calls "
-                "(facesets serve export --inference HOST:PORT)",
-            )
-            return
-        try:
-            params = dedup.DedupOptimizeParams.from_request(request)
-        except InvalidParameter as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        inference = InferenceClient(self.inference)
-        faces = InferenceFaces(inference)
 
-        def job(progress: ProgressFn) -> dict[str, Any]:
+        def job(
+            params: dedup.DedupOptimizeParams, inference: InferenceClient, progress: ProgressFn
+        ) -> dict[str, Any]:
+            faces = InferenceFaces(inference)
             run = dedup.dedup_optimize(
                 out, params, faces.count_faces, faces.embed, progress=progress
             )
             return dedup.summary(run, params.dry_run)
 
-        try:
-            yield from job_events(
-                lambda progress: run_locked([out], lambda: job(progress), create=False)
-            )
-        except grpc.RpcError as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"inference: {error.details()}")
-        except (ValueError, RuntimeError, FileNotFoundError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
-        finally:
-            inference.close()
+        yield from self._inference_job(
+            context,
+            dedup.DedupOptimizeParams.from_request,
+            request,
+            out,
+            job,
+            create=False,
+            calls="inference",
+            # InferenceFaces reports a face it could not count or embed as a RuntimeError.
+            failures=(ValueError, RuntimeError, FileNotFoundError),
+        )
 
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
@@ -332,38 +361,21 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     def PlanVideos(
         self, request: export_pb2.PlanVideosRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        if self.inference is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this media service was started without the inference service it calls "
-                "(facesets serve export --inference HOST:PORT)",
-            )
-            return
-        try:
-            params = VideoPlanParams.from_request(request)
-        except InvalidParameter as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         src = required_path(context, request.src, "src", self.roots)
         out = required_path(context, request.out, "out", self.roots)
         match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
-        inference = InferenceClient(self.inference)
 
-        def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
-            return inference.embed(ImageInput(id=i, data=data) for i, data in items)
+        def job(
+            params: VideoPlanParams, inference: InferenceClient, progress: ProgressFn
+        ) -> dict[str, Any]:
+            def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
+                return inference.embed(ImageInput(id=i, data=data) for i, data in items)
 
-        try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out],
-                    lambda: video_plan.plan_videos(src, out, params, infer, progress, match_dir),
-                )
-            )
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
-        finally:
-            inference.close()
+            return video_plan.plan_videos(src, out, params, infer, progress, match_dir)
+
+        yield from self._inference_job(
+            context, VideoPlanParams.from_request, request, out, job, service="media"
+        )
 
     def CutSegments(
         self, request: export_pb2.CutSegmentsRequest, context: grpc.ServicerContext

@@ -1,0 +1,73 @@
+"""A job's request and its parameters object meet by field name (common/params.py
+`given_fields` and `request_fields`): a renamed field on either side must not go unnoticed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+
+from facesets.clustering import params as clustering
+from facesets.common.params import LinkMode, request_fields
+from facesets.export.maintenance.dedup import DedupOptimizeParams
+from facesets.export.maintenance.occlusion import OcclusionParams
+from facesets.export.params import ExportSwapParams
+from facesets.export.video.params import VideoCutParams, VideoPlanParams
+from facesets.v1 import clustering_pb2, export_pb2
+
+PAIRS = [
+    (clustering.ClusterParams, clustering_pb2.ClusterRequest),
+    (clustering.RefineParams, clustering_pb2.RefineRequest),
+    (clustering.ExtendParams, clustering_pb2.ExtendRequest),
+    (clustering.DedupParams, clustering_pb2.DedupRequest),
+    (clustering.ConsolidateParams, clustering_pb2.ConsolidateRequest),
+    (clustering.RouteParams, clustering_pb2.RouteRequest),
+    (clustering.ImportFoldersParams, clustering_pb2.ImportFoldersRequest),
+    (clustering.DiscoverParams, clustering_pb2.DiscoverRequest),
+    (clustering.AgeProbeParams, clustering_pb2.AgeProbeRequest),
+    (clustering.AgeSplitParams, clustering_pb2.AgeSplitRequest),
+    (ExportSwapParams, export_pb2.ExportSwapRequest),
+    (VideoPlanParams, export_pb2.PlanVideosRequest),
+    (VideoCutParams, export_pb2.CutSegmentsRequest),
+    (OcclusionParams, export_pb2.OcclusionRequest),
+    (DedupOptimizeParams, export_pb2.DedupOptimizeRequest),
+]
+
+
+@pytest.mark.parametrize("params, request_type", PAIRS, ids=lambda p: p.__name__)
+def test_every_optional_request_field_is_a_params_field(params, request_type):
+    fields = {field.name for field in dataclasses.fields(params)}
+    optional = {
+        f.name
+        for f in request_type.DESCRIPTOR.fields
+        if f.has_presence and f.type != FieldDescriptor.TYPE_MESSAGE
+    }
+    assert optional <= fields, optional - fields
+
+
+CLUSTERING_PAIRS = [pair for pair in PAIRS if pair[0].__module__ == clustering.__name__]
+
+
+@pytest.mark.parametrize("params, request_type", CLUSTERING_PAIRS, ids=lambda p: p.__name__)
+def test_clustering_parameters_survive_their_request(params, request_type):
+    """Every field the request declares, changed from its default, comes back as sent."""
+    declared = request_type.DESCRIPTOR.fields_by_name
+    changed = {}
+    for field in dataclasses.fields(params):
+        if field.name not in declared:
+            continue
+        default = getattr(params(), field.name)
+        if isinstance(default, bool):
+            changed[field.name] = not default
+        elif field.name == "link_mode":
+            changed[field.name] = LinkMode.COPY
+        elif isinstance(default, int):
+            changed[field.name] = default + 1
+        else:  # in every float's range, and exact in the proto's float32
+            changed[field.name] = 0.5 if default == 0.25 else 0.25
+    sent = params(**changed)
+    assert sent != params()
+    request = request_type(**request_fields(sent, request_type))
+    assert params.from_request(request) == sent
+    assert params.from_request(request_type()) == params()
