@@ -293,6 +293,14 @@ def test_export_paths_are_confined_to_the_roots(tmp_path):
             with pytest.raises(grpc.RpcError) as caught:
                 list(stub.Report(export_pb2.ReportRequest(out=str(tmp_path)), timeout=30))
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            # the faceset a video plan matches against is read: it is confined too
+            plan = export_pb2.PlanVideosRequest(
+                src=str(allowed), out=str(allowed / "plan"), match_dir=str(tmp_path)
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                list(stub.PlanVideos(plan, timeout=30))
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "match_dir" in caught.value.details()
     finally:
         service.stop()
 

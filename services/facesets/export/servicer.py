@@ -363,7 +363,11 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         src = required_path(context, request.src, "src", self.roots)
         out = required_path(context, request.out, "out", self.roots)
-        match_dir = Path(request.match_dir).expanduser() if request.match_dir else None
+        match_dir = (
+            allowed_path(context, self.roots, request.match_dir, "match_dir")
+            if request.match_dir
+            else None
+        )
 
         def job(
             params: VideoPlanParams, inference: InferenceClient, progress: ProgressFn
