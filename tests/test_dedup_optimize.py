@@ -13,6 +13,7 @@ from maintenance_export import assert_fsz_match_folders, build_export, snapshot
 from PIL import Image
 
 from facesets.client import Endpoint, InferenceClient
+from facesets.common import layout
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
 from facesets.export.maintenance import runs
@@ -89,7 +90,7 @@ def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, 
     for rel, data in before.items():
         if rel.endswith(".png") and Path(rel).name not in {m[0] for m in moved}:
             assert after[rel] == data, rel  # nothing else moved
-    assert (export / "faceset_000" / "crops" / copied_name).exists()  # one copy stays
+    assert (export / "faceset_000" / layout.CROPS_DIR / copied_name).exists()  # one copy stays
     assert assert_fsz_match_folders(export) == 6
     manifest = runs.read_manifest(export)
     assert manifest["dedup_runs"][-1]["counts"] == {"byte_copies": 1, "near": 1}
