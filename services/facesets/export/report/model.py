@@ -4,9 +4,9 @@ The top-level manifest keeps its facesets in partitions (`facesets`, era buckets
 `masked`, `merged`, ...), each a mapping of name → entry (or a list of entries with a `name`)
 shaped like an export-swap faceset entry: `manifest`, `counts`, `mean_quality`, `sources`,
 `fsz_top`, `fsz_all` (a merged one also `into`: the faceset it joined). Known partitions get
-a title and a flag from `PARTITIONS`; any other
-top-level mapping whose entries look like faceset entries is shown under its own key, so a
-partition added later appears without a change here. Beside them: `candidates`, a look-alike
+a title and a flag from `PARTITIONS`; any other top-level mapping whose entries look like
+faceset entries is shown under its own key, so a partition added later appears without a
+change here. Beside them: `candidates`, a look-alike
 review list (`lookalikes`) and an explanation of an empty or thin result (`explanation`).
 """
 
