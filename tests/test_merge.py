@@ -131,3 +131,50 @@ def test_an_export_with_crops_folders_is_still_maintained(export: Path) -> None:
     assert assert_fsz_match_folders(export) == 4
     restore(export, run_id=outcome.run.id)
     assert snapshot(export) == before
+
+
+def test_merge_command_end_to_end(export: Path) -> None:
+    """`facesets merge` and `facesets restore` through a local export service: the merge, a
+    re-run that changes no file, refusals, and a restore that brings every byte back."""
+    import hashlib
+    import json
+
+    from services import run_facesets
+
+    def hashes() -> dict[str, str]:
+        return {
+            p.relative_to(export).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(export.rglob("*"))
+            if p.is_file() and p.name != layout.WRITER_LOCK
+        }
+
+    before = snapshot(export)
+    manifests = {n: inner(export, n) for n in ("faceset_000", "faceset_001")}
+    command = ("merge", str(export), "faceset_001", "--into", "faceset_000", "--json")
+    done = run_facesets(*command)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["counts"] == {"pngs": 3, "renamed": 1}
+    assert len(list((export / "faceset_000" / layout.CROPS_DIR).glob("*.png"))) == 8
+    assert (export / layout.MERGED_DIR / "faceset_001").is_dir()
+    assert runs.read_manifest(export)["merged"]["faceset_001"]["into"] == "faceset_000"
+    assert assert_fsz_match_folders(export) == 4
+    merged = hashes()
+
+    again = run_facesets(*command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["moves"] == [] and hashes() == merged
+
+    for args, message in (
+        (("faceset_002", "--into", "faceset_002"), "other than faceset_002"),
+        (("faceset_007", "--into", "faceset_000"), "no faceset 'faceset_007'"),
+    ):
+        refused = run_facesets("merge", str(export), *args)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr[-2000:]
+    assert hashes() == merged
+
+    back = run_facesets("restore", str(export), "--run", summary["run"], "--json")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert snapshot(export) == before
+    assert {n: inner(export, n) for n in manifests} == manifests
+    assert assert_fsz_match_folders(export) == 6
