@@ -165,6 +165,8 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
         run.moves.append(Move(src, dst, KIND_FILE, REASON, f"into {params.into}"))
     pngs = len(run.moves) - 2
     quarantine = f"{layout.MERGED_DIR}/{PurePosixPath(source_rel).name}"
+    if (out / quarantine).exists():
+        raise ExportError(f"cannot merge {params.faceset}: {out / quarantine} exists already")
     run.moves.append(
         Move(
             source_rel,
@@ -182,7 +184,7 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
 
 
 def _joined_crops(
-    out: Path, target: dict[str, Any], source: dict[str, Any], files: dict[str, str]
+    target: dict[str, Any], source: dict[str, Any], files: dict[str, str]
 ) -> list[dict[str, Any]]:
     """The target's crop records and the source's (at their new paths), ranked best first by
     composite quality, the target's before the source's at equal quality."""
@@ -222,7 +224,7 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
             runs.rename(out, move.src, move.dst)
             files[move.src] = move.dst
     if target:
-        crops = _joined_crops(out, target, source, files)
+        crops = _joined_crops(target, source, files)
         counts = dict(target.get("counts") or {})
         source_counts = source.get("counts") or {}
         counts["faces"] = int(counts.get("faces", 0)) + int(source_counts.get("faces", 0))
