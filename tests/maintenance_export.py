@@ -77,7 +77,7 @@ def assert_fsz_match_folders(out: Path) -> int:
             names = archive.namelist()
             assert names and all("/" not in n and n.endswith(".png") for n in names), fsz
             assert all(archive.read(n).startswith(PNG_SIGNATURE) for n in names), fsz
-        crops = sorted(p.name for p in (fsz.parent / layout.CROPS_DIR).glob("*.png"))
+        crops = sorted(p.name for p in layout.faces_dir(fsz.parent).glob("*.png"))
         if fsz.name.endswith("_all.fsz"):
             assert sorted(names) == crops, fsz
         else:

@@ -222,6 +222,22 @@ def test_extend_slots_new_faces_without_renumbering(synthetic: Synthetic) -> Non
     after = {e["name"]: e for e in plan["facesets"]}
     groups = eras_by_group(s, plan)
 
+    # The run is recorded in the export's top-level manifest, with the faces slotted per era.
+    top = json.loads((s.export / layout.EXPORT_MANIFEST).read_text())
+    assert "faceset_001" in top["facesets"]  # the rest of the manifest is kept
+    (block,) = top[layout.AGE_EXTEND_RUNS]
+    assert block["faceset"] == "faceset_001" and block["time"]
+    assert block["parameters"] == plan["parameters"]
+    per_era = block["counts"]["per_era"]
+    gained = {
+        n: len(set(e["face_ids"]) - set(before.get(n, {}).get("face_ids", [])))
+        for n, e in after.items()
+    }
+    assert per_era == {n: c for n, c in gained.items() if c} == outcome.summary["slotted"]
+    assert per_era["faceset_001_era_01"] == 5  # G1 joined A
+    assert sum(per_era.values()) == block["counts"]["slotted"] == 32
+    assert block["counts"]["new_faces"] == 32 and block["counts"]["eras"] == len(after)
+
     for name, era in before.items():  # nothing renumbered, nothing lost
         assert after[name]["number"] == era["number"]
         assert set(era["face_ids"]) <= set(after[name]["face_ids"])
@@ -237,6 +253,7 @@ def test_extend_slots_new_faces_without_renumbering(synthetic: Synthetic) -> Non
     # Nothing new: nothing changes.
     again = age_extend(s.store, s.export, "1", AgeSplitParams())
     assert again.summary["new_faces"] == 0 and not again.summary["plan_written"]
+    assert json.loads((s.export / layout.EXPORT_MANIFEST).read_text()) == top
 
 
 def test_probe_verdicts(synthetic: Synthetic, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from conftest import free_port
 from PIL import Image
 
+from facesets.common import layout
 from facesets.common.settings import InferenceSettings
 from facesets.inference import clip
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -191,7 +192,7 @@ def test_occlusion_command_end_to_end_with_the_tiny_model(tiny, model_root, tmp_
     before = snapshot(export)
     prompts = ["a face wearing a medical mask", "a face wearing sunglasses"]
     clear = "a clear unobstructed face"
-    files = sorted(export.glob("faceset_00*/crops/*.png"))
+    files = sorted(export.glob(f"faceset_00*/{layout.CROPS_DIR}/*.png"))
     expected = tiny.probabilities([Image.open(p) for p in files], [*prompts, clear])
     occlusion = expected[:, :2].sum(axis=1)
     ordered = np.sort(occlusion)
@@ -213,7 +214,9 @@ def test_occlusion_command_end_to_end_with_the_tiny_model(tiny, model_root, tmp_
     assert summary["counts"]["dropped"] == 3
     moved = {Path(m["src"]).name for m in summary["moves"]}
     assert moved == wanted
-    assert {p.name for p in export.glob("faceset_00*/crops/_dropped/*.png")} == wanted
+    assert {
+        p.name for p in export.glob(f"faceset_00*/{layout.CROPS_DIR}/{layout.DROPPED_DIR}/*.png")
+    } == wanted
     assert assert_fsz_match_folders(export) == 4
     undone = run_facesets("occlusion", str(export), "--undo", "--json", env=env)
     assert undone.returncode == 0, undone.stderr[-3000:]

@@ -4,7 +4,9 @@ nothing else moves, a re-run changes nothing, restore puts every byte back."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from maintenance_export import assert_fsz_match_folders, build_export, snapshot
 from PIL import Image
 
 from facesets.client import Endpoint, InferenceClient
+from facesets.common import layout
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
 from facesets.export.maintenance import runs
@@ -20,6 +23,7 @@ from facesets.export.maintenance.dedup import DedupOptimizeParams, dedup_optimiz
 from facesets.export.maintenance.inference_calls import InferenceFaces
 from facesets.export.maintenance.restore import restore
 from facesets.inference import servicer as inference
+from services import run_facesets
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,10 @@ def _crop(photo: Path) -> Image.Image:
     return Image.open(photo).convert("RGB")  # LFW photos: one central face with a margin
 
 
-def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, tmp_path):
+def planted_export(faces: InferenceFaces, lfw_dir: Path, out: Path) -> Path:
+    """Three facesets of LFW photos the detector finds one face in, with planted problems: a
+    byte copy across facesets (copy_of_0.png), a near-duplicate re-encoded and resized
+    (near.png) and a two-face PNG (two_faces.png)."""
     found = lfw_people(lfw_dir, 6, 5, min_photos=5)
     # photos the detector finds exactly one face in, three per person
     people: dict[str, list[Path]] = {}
@@ -75,21 +82,30 @@ def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, 
     pair.paste(_crop(people[names[0]][1]), (0, 0))
     pair.paste(_crop(people[names[3]][0]), (250, 0))
     sets[1].append(("two_faces.png", _png(pair)))
-    export = build_export(tmp_path / "export", sets)
+    return build_export(out, sets)
+
+
+PLANTED = {
+    ("copy_of_0.png", "byte_copy"),
+    ("two_faces.png", "face_count"),
+    ("near.png", "near_duplicate"),
+}
+
+
+def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, tmp_path):
+    export = planted_export(faces, lfw_dir, tmp_path / "export")
+    best = layout.read_json(export / "faceset_000" / layout.FACESET_MANIFEST)["crops"][0]
+    copied_name = Path(best["file"]).name  # its byte copy is planted in faceset_001
     before = snapshot(export)
 
     run = dedup_optimize(export, DedupOptimizeParams(), faces.count_faces, faces.embed)
     moved = {(Path(m.src).name, m.reason) for m in run.moves}
-    assert moved == {
-        ("copy_of_0.png", "byte_copy"),
-        ("two_faces.png", "face_count"),
-        ("near.png", "near_duplicate"),
-    }, [m.as_dict() for m in run.moves]
+    assert moved == PLANTED, [m.as_dict() for m in run.moves]
     after = snapshot(export)
     for rel, data in before.items():
         if rel.endswith(".png") and Path(rel).name not in {m[0] for m in moved}:
             assert after[rel] == data, rel  # nothing else moved
-    assert (export / "faceset_000" / "crops" / copied_name).exists()  # one copy stays
+    assert (export / "faceset_000" / layout.CROPS_DIR / copied_name).exists()  # one copy stays
     assert assert_fsz_match_folders(export) == 6
     manifest = runs.read_manifest(export)
     assert manifest["dedup_runs"][-1]["counts"] == {"byte_copies": 1, "near": 1}
@@ -100,5 +116,53 @@ def test_dedup_optimize_finds_each_planted_problem_and_restores(faces, lfw_dir, 
 
     restored = restore(export, run_id=run.id)
     assert restored.conflicts == [] and len(restored.restored) == 3
+    assert snapshot(export) == before
+    assert assert_fsz_match_folders(export) == 6
+
+
+def file_hashes(out: Path) -> dict[str, str]:
+    """Every file under OUT (manifests included) by its sha256; the writer's lock aside."""
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != layout.WRITER_LOCK
+    }
+
+
+def test_dedup_optimize_command_end_to_end(faces, lfw_dir, model_root, tmp_path):
+    """`facesets dedup-optimize` and `facesets restore` through local export and inference
+    services: each planted problem moves to faces/_dropped/, nothing else moves, a re-run
+    changes no file, restore brings every file back; the .fsz match their folders throughout."""
+    export = planted_export(faces, lfw_dir, tmp_path / "export")
+    before = snapshot(export)
+    models = ["--model-root", str(model_root), "--model-pack", "facepack-mini"]
+
+    done = run_facesets("dedup-optimize", str(export), *models, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert {(Path(m["src"]).name, m["reason"]) for m in summary["moves"]} == PLANTED
+    for move in summary["moves"]:
+        assert move["dst"] == runs.dropped_path(move["src"])
+        assert f"/{layout.CROPS_DIR}/{layout.DROPPED_DIR}/" in move["dst"]
+        assert (export / move["dst"]).read_bytes() == before[move["src"]]
+    after = snapshot(export)
+    planted = {name for name, _ in PLANTED}
+    pngs_before = {r: d for r, d in before.items() if r.endswith(".png")}
+    assert {r for r in pngs_before if Path(r).name not in planted} == {
+        r for r in after if r.endswith(".png") and f"/{layout.DROPPED_DIR}/" not in r
+    }  # nothing else moved
+    assert all(after[r] == d for r, d in pngs_before.items() if Path(r).name not in planted)
+    assert assert_fsz_match_folders(export) == 6
+    hashes = file_hashes(export)
+
+    again = run_facesets("dedup-optimize", str(export), *models, "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["moves"] == []
+    assert file_hashes(export) == hashes
+    assert assert_fsz_match_folders(export) == 6
+
+    back = run_facesets("restore", str(export), "--run", summary["run"], "--json")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert len(json.loads(back.stdout)["restored"]) == 3
     assert snapshot(export) == before
     assert assert_fsz_match_folders(export) == 6

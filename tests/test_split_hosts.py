@@ -20,6 +20,7 @@ from netns import Hosts, namespace_hosts
 from store_fixtures import copy_photos, lfw_slice
 from test_tls import make_ca, make_server_cert
 
+from facesets.common import layout
 from services import FACESETS, ServiceProcess, run_facesets
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,9 @@ def hosts() -> Iterator[Hosts]:
 def export_contents(out: Path) -> dict[str, str]:
     """Every faceset's crops (and rejected crops), by path inside the export: their SHA-256."""
     export = out / "export"
-    files = sorted(export.glob("faceset_*/crops/*")) + sorted(export.glob("faceset_*/_rejected/*"))
+    files = sorted(export.glob(f"faceset_*/{layout.CROPS_DIR}/*")) + sorted(
+        export.glob("faceset_*/_rejected/*")
+    )
     contents = {
         str(p.relative_to(export)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
     }

@@ -73,3 +73,9 @@ class ExportClient:
         yield from rerun_on_restart(
             self.channel, SERVICE, lambda: self.stub.Restore(request), "Restore"
         )
+
+    def merge(self, request: export_pb2.MergeRequest) -> Iterator[common_pb2.JobEvent]:
+        """One faceset joins another (reversible with restore); a re-run changes nothing."""
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: self.stub.Merge(request), "Merge"
+        )

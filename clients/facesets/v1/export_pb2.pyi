@@ -133,6 +133,18 @@ class DedupOptimizeRequest(_message.Message):
     dry_run: bool
     def __init__(self, out: _Optional[str] = ..., near_duplicate_similarity: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
+class MergeRequest(_message.Message):
+    __slots__ = ("out", "faceset", "into", "dry_run")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    INTO_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    faceset: str
+    into: str
+    dry_run: bool
+    def __init__(self, out: _Optional[str] = ..., faceset: _Optional[str] = ..., into: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class RestoreRequest(_message.Message):
     __slots__ = ("out", "run_id", "faceset")
     OUT_FIELD_NUMBER: _ClassVar[int]

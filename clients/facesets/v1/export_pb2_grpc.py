@@ -76,6 +76,11 @@ class ExportStub:
                 request_serializer=facesets_dot_v1_dot_export__pb2.RestoreRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.Merge = channel.unary_stream(
+                '/facesets.v1.Export/Merge',
+                request_serializer=facesets_dot_v1_dot_export__pb2.MergeRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ExportServicer:
@@ -131,6 +136,12 @@ class ExportServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Merge(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +183,11 @@ def add_ExportServicer_to_server(servicer, server):
             'Restore': grpc.unary_stream_rpc_method_handler(
                     servicer.Restore,
                     request_deserializer=facesets_dot_v1_dot_export__pb2.RestoreRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Merge': grpc.unary_stream_rpc_method_handler(
+                    servicer.Merge,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.MergeRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -391,6 +407,33 @@ class Export:
             target,
             '/facesets.v1.Export/Restore',
             facesets_dot_v1_dot_export__pb2.RestoreRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Merge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/Merge',
+            facesets_dot_v1_dot_export__pb2.MergeRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

@@ -1,4 +1,4 @@
-"""`facesets occlusion EXPORT` and `facesets restore EXPORT`: maintenance of an export folder.
+"""`facesets occlusion|dedup-optimize|merge|restore EXPORT`: maintenance of an export folder.
 
 Every run is recorded in EXPORT/manifest.json and can be put back; nothing is deleted."""
 
@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from facesets.export.maintenance.dedup import DedupOptimizeParams
+from facesets.export.maintenance.merge import MergeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
@@ -33,7 +34,7 @@ def add_occlusion_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULTS.threshold,
         help="a PNG whose occlusion probability (summed over the occluding prompts) is at "
-        "least this moves to crops/_dropped/ (default %(default)s)",
+        "least this moves to faces/_dropped/ (default %(default)s)",
     )
     parser.add_argument(
         "--faceset-fraction",
@@ -102,6 +103,28 @@ def run_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "export_dir", metavar="EXPORT", type=Path, help="export folder (holding manifest.json)"
+    )
+    parser.add_argument("faceset", help="the faceset that goes (faceset_NNN)")
+    parser.add_argument(
+        "--into", required=True, metavar="TARGET", help="the faceset it joins (faceset_NNN)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="report what would move; move none")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_service_arguments(parser, "export")
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    params = MergeParams(args.faceset, args.into, dry_run=args.dry_run)
+    job = stages.MergeJob(_export_dir(args), params)
+    with services(args, job.roots()) as opened:
+        summary = stages.merge(opened, job)
+    print_summary(summary.as_dict(), args.json)
+    return 0
+
+
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "export_dir", metavar="EXPORT", type=Path, help="export folder (holding manifest.json)"
@@ -124,15 +147,21 @@ def run_restore(args: argparse.Namespace) -> int:
 COMMANDS = {
     "occlusion": (
         "move PNGs of occluded faces (masks, sunglasses, hands) aside, scored by CLIP: each to "
-        "its faceset's crops/_dropped/, mostly occluded facesets to EXPORT/_masked/; .fsz rebuilt",
+        "its faceset's faces/_dropped/, mostly occluded facesets to EXPORT/_masked/; .fsz rebuilt",
         add_occlusion_arguments,
         run_occlusion,
     ),
     "dedup-optimize": (
         "drop byte copies across facesets, PNGs with a face count other than 1 (re-detected) and "
-        "near-duplicates within a faceset, each to its crops/_dropped/; .fsz rebuilt",
+        "near-duplicates within a faceset, each to its faces/_dropped/; .fsz rebuilt",
         add_dedup_arguments,
         run_dedup,
+    ),
+    "merge": (
+        "merge a faceset into another (one person in two facesets): its PNGs join the target's "
+        "faces/, the target's .fsz are rebuilt, the source folder goes to EXPORT/_merged/",
+        add_merge_arguments,
+        run_merge,
     ),
     "restore": (
         "put back what a maintenance run moved (--run ID) or every move of a faceset (--faceset)",

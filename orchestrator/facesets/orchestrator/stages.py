@@ -30,6 +30,7 @@ from facesets.clustering.params import (
 )
 from facesets.common.params import request_fields
 from facesets.export.maintenance.dedup import DedupOptimizeParams
+from facesets.export.maintenance.merge import MergeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
 from facesets.export.video.params import VideoCutParams, VideoPlanParams
@@ -409,6 +410,21 @@ class DedupOptimizeJob:
 
 
 @dataclass(frozen=True)
+class MergeJob:
+    out: Path
+    params: MergeParams
+
+    def roots(self) -> list[Path]:
+        return [self.out]
+
+    def to_proto(self) -> export_pb2.MergeRequest:
+        p = self.params
+        return export_pb2.MergeRequest(
+            out=_absolute(self.out), faceset=p.faceset, into=p.into, dry_run=p.dry_run
+        )
+
+
+@dataclass(frozen=True)
 class RestoreJob:
     out: Path
     run_id: str = ""
@@ -547,3 +563,8 @@ def dedup_optimize(
 def restore(opened: Services, job: RestoreJob, show_progress: bool = True) -> StageSummary:
     """Put back what a maintenance run (or every run, for one faceset) moved."""
     return StageSummary("restore", follow(opened.export().restore(job.to_proto()), show_progress))
+
+
+def merge(opened: Services, job: MergeJob, show_progress: bool = True) -> StageSummary:
+    """One faceset of an export joins another; the source goes to _merged/."""
+    return StageSummary("merge", follow(opened.export().merge(job.to_proto()), show_progress))

@@ -34,7 +34,8 @@ LABEL_MARKER = "{}.txt"  # OUT/faceset_NNN/<label>.txt names where a labelled fa
 DISCOVERED_MARKER = "DISCOVERED.txt"  # OUT/faceset_NNN/DISCOVERED.txt names the folder searched
 FSZ_TOP_OF = "{}_top{}.fsz"  # by bundle name: a label when given, else the set's name
 FSZ_ALL_OF = "{}_all.fsz"
-CROPS_DIR = "crops"
+CROPS_DIR = "faces"  # OUT/faceset_NNN/faces/*.png: the PNGs of a faceset
+LEGACY_CROPS_DIR = "crops"  # where exports made before faces/ keep them (still read)
 CANDIDATES_DIR = "_candidates"
 REJECTED_DIR = "_rejected"
 REPORT_DIR = "report"
@@ -47,10 +48,12 @@ REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last repor
 IMPORT_FOLDERS_DIR = ".import-folders"  # EXPORT/.import-folders/refine_manifest.json
 DISCOVER_DIR = ".discover"  # EXPORT/.discover/refine_manifest.json
 # --- export maintenance (occlusion, restore): nothing is deleted, it is moved aside -----------
-DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/crops/_dropped/: PNGs a maintenance run took out
+DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/faces/_dropped/: PNGs a maintenance run took out
 MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded
 THIN_DIR = "_thin"
+MERGED_RUNS_DIR = ".runs"  # OUT/_merged/.runs/<run>/: the manifests a merge rewrote, as were
 MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
+AGE_EXTEND_RUNS = "age_extend_runs"  # top-level manifest key: a block per `age extend` that wrote
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------
 RUN_STORE = "faces.db"
@@ -70,6 +73,13 @@ WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder
 IMMICH_STATE = "state.json"
 IMMICH_QUEUE = "queue.json"
 IMMICH_STORE = "faces.db"
+
+
+def faces_dir(set_dir: Path) -> Path:
+    """The folder holding a faceset's PNGs: faces/, or crops/ in an export made before it."""
+    faces = set_dir / CROPS_DIR
+    legacy = set_dir / LEGACY_CROPS_DIR
+    return legacy if not faces.is_dir() and legacy.is_dir() else faces
 
 
 def duplicates_path(store: Path) -> Path:

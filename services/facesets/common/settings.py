@@ -52,7 +52,7 @@ CLIP_RETRY_S = 30.0  # a CLIP model that failed to load is tried again after thi
 # prompts; the clear prompt competes with them in the softmax.
 OCCLUSION_PROMPTS = ("a face wearing a medical mask", "a face wearing sunglasses")
 OCCLUSION_CLEAR_PROMPT = "a clear unobstructed face"
-OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to crops/_dropped/
+OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to faces/_dropped/
 OCCLUSION_FACESET_FRACTION = 0.4
 # `facesets dedup-optimize`: PNGs of one faceset at or above this embedding cosine similarity
 # collapse to the better-quality one.

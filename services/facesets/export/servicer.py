@@ -25,7 +25,7 @@ from facesets.common.roots import Roots
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import dedup, occlusion, restore
+from facesets.export.maintenance import dedup, merge, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
 from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
@@ -288,6 +288,25 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             # InferenceFaces reports a face it could not count or embed as a RuntimeError.
             failures=(ValueError, RuntimeError, FileNotFoundError),
         )
+
+    def Merge(
+        self, request: export_pb2.MergeRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, request.out, "out", self.roots)
+        try:
+            params = merge.MergeParams.from_request(request)
+        except InvalidParameter as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        try:
+            yield from job_events(
+                lambda progress: run_locked(
+                    [out], lambda: merge.merge(out, params).summary(), create=False
+                )
+            )
+        except (ValueError, FileNotFoundError, ExportError) as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except OSError as error:
+            abort_on_os_error(context, error)
 
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext

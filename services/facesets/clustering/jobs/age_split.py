@@ -21,7 +21,9 @@ a THIN.txt, and the top-level manifest lists them under `thin_eras`, the others 
 Extend: faces recovered since the split (same roots, gate and recorded centroid) are clustered
 among themselves and slot into existing anchors by the same rule; a new fragment of anchor
 size, or one that joins no anchor, becomes a new era numbered past the largest. Nothing is
-renumbered.
+renumbered. An extend that changes the plan appends a block to the top-level manifest's
+`age_extend_runs` (parameters, faces slotted per era, time); one that finds nothing new
+changes nothing.
 
 Capture years come from the store (`images.capture_time`, read once per photo from EXIF at
 ingestion); photos without one are reported, never guessed.
@@ -30,6 +32,7 @@ ingestion); photos without one are reported, never guessed.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -457,6 +460,9 @@ def age_split(
     written = False
     if not params.dry_run:
         written = write_json_if_changed(plan_path, plan)
+    slotted = _slotted(eras, result)
+    if extend and written:
+        _record_extend_run(export_dir, plan, plan_path, int(todo.size), slotted)
     summary: dict[str, Any] = {
         "faceset": curated.name,
         "plan": str(plan_path),
@@ -465,6 +471,7 @@ def age_split(
         "plan_written": written,
         **recovery,
         "new_faces": int(todo.size),
+        **({"slotted": slotted} if extend else {}),
         "subclusters": [int(len(g.rows)) for g in groups],
         "anchors": sum(1 for e in result if e["anchor"]),
         "eras": {
@@ -481,6 +488,41 @@ def age_split(
     }
     log.info("age split done", faceset=curated.name, eras=len(result), extend=extend)
     return JobOutcome(summary=summary, manifest_path=None if params.dry_run else plan_path)
+
+
+def _slotted(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Faces each era gained (new eras included), by era name; eras that gained none left out."""
+    held = {str(e["name"]): {int(f) for f in e["face_ids"]} for e in before}
+    gained = {
+        str(e["name"]): len({int(f) for f in e["face_ids"]} - held.get(str(e["name"]), set()))
+        for e in after
+    }
+    return {name: count for name, count in gained.items() if count}
+
+
+def _record_extend_run(
+    export_dir: Path, plan: dict[str, Any], plan_path: Path, new_faces: int, slotted: dict[str, int]
+) -> None:
+    """One `age_extend_runs` block in the top-level manifest (read, appended, written whole)."""
+    top_path = export_dir / layout.EXPORT_MANIFEST
+    top = layout.read_json(top_path, {})
+    if not isinstance(top, dict):
+        raise JobError(f"{top_path} is not an export manifest")
+    block = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "faceset": plan["faceset"],
+        "plan": plan_path.relative_to(export_dir).as_posix(),
+        "parameters": plan["parameters"],
+        "counts": {
+            "new_faces": new_faces,
+            "slotted": sum(slotted.values()),
+            "per_era": slotted,
+            "eras": len(plan["facesets"]),
+        },
+    }
+    previous = top.get(layout.AGE_EXTEND_RUNS)
+    top[layout.AGE_EXTEND_RUNS] = [*(previous if isinstance(previous, list) else []), block]
+    layout.atomic_write_json(top_path, top)
 
 
 def age_extend(

@@ -5,7 +5,7 @@
     than 1 is dropped, since roop-unleashed averages every face it finds in every PNG;
 (c) within a faceset, near-duplicates (embedding cosine similarity at or above the threshold)
     collapse to the better-quality one (the crop record's composite score, then its rank).
-Dropped PNGs move to crops/_dropped/, .fsz files are rebuilt, the run is recorded.
+Dropped PNGs move to faces/_dropped/, .fsz files are rebuilt, the run is recorded.
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ def _pngs_of(out: Path, manifest: dict[str, Any]) -> list[_Png]:
 
 
 def _drop(png: _Png, reason: str, detail: str) -> Move:
-    dst = f"{png.faceset}/{layout.CROPS_DIR}/{layout.DROPPED_DIR}/{png.path.name}"
-    return Move(png.rel, dst, KIND_FILE, reason, detail)
+    return Move(png.rel, runs.dropped_path(png.rel), KIND_FILE, reason, detail)
 
 
 def dedup_optimize(

@@ -3,7 +3,7 @@
 Each PNG of each faceset is scored with zero-shot prompts (a scorer: ClipScore on the
 inference service, or any function giving per-image prompt probabilities). A PNG whose
 occlusion probability (the summed probability of the occluding prompts) reaches the threshold
-moves to crops/_dropped/ and its .fsz files are rebuilt; a faceset where at least the faceset
+moves to faces/_dropped/ and its .fsz files are rebuilt; a faceset where at least the faceset
 fraction of PNGs is occluded moves whole to EXPORT/_masked/ and into the `masked` partition.
 """
 
@@ -135,7 +135,7 @@ def occlusion_filter(
             if hit:
                 dropped += 1
                 rel = png.relative_to(out).as_posix()
-                dst = f"{set_rel}/{layout.CROPS_DIR}/{layout.DROPPED_DIR}/{png.name}"
+                dst = runs.dropped_path(rel)
                 run.moves.append(Move(rel, dst, KIND_FILE, REASON, f"occlusion {value:.3f}"))
     run.counts = {"facesets": len(names), "pngs": pngs_seen, "dropped": dropped, "masked": masked}
     if not params.dry_run and run.moves:
@@ -153,7 +153,7 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     for move in run.moves:
         runs.rename(out, move.src, move.dst)
         if move.kind == KIND_FILE:
-            set_rel = move.src.split(f"/{layout.CROPS_DIR}/")[0]
+            set_rel = runs.set_of(move.src)
             runs.note_dropped(out / set_rel, move, run.id)
             touched.add(set_rel)
         else:

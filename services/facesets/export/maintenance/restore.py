@@ -9,7 +9,7 @@ from typing import Any
 
 from facesets.common import layout
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import runs
+from facesets.export.maintenance import merge, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
 from facesets.export.maintenance.runs import KIND_FILE, Move
 
@@ -33,7 +33,7 @@ def last_run(out: Path, kind: str) -> str | None:
 def _concerns(move: Move, faceset: str) -> bool:
     names = {Path(move.src).name} if move.kind != KIND_FILE else set()
     first = move.src.split("/")[0]
-    return faceset in names | {first, Path(move.src.split(f"/{layout.CROPS_DIR}/")[0]).name}
+    return faceset in names | {first, Path(runs.set_of(move.src)).name}
 
 
 def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None) -> RestoreOutcome:
@@ -49,6 +49,9 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     touched: set[str] = set()
     for raw in reversed(recorded):
         moves = [Move.from_dict(m) for m in raw.get("moves", [])]
+        if raw.get("kind") == merge.KIND:
+            _restore_merge(out, manifest, raw, moves, run_id, faceset, outcome)
+            continue
         chosen = [
             m
             for m in moves
@@ -61,7 +64,7 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
                 continue
             runs.rename(out, move.dst, move.src)
             if move.kind == KIND_FILE:
-                set_rel = move.src.split(f"/{layout.CROPS_DIR}/")[0]
+                set_rel = runs.set_of(move.src)
                 runs.note_restored(out / set_rel, move)
                 touched.add(set_rel)
             else:
@@ -78,3 +81,31 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     manifest[layout.MAINTENANCE_RUNS] = recorded
     runs.write_manifest(out, manifest)
     return outcome
+
+
+def _restore_merge(
+    out: Path,
+    manifest: dict[str, Any],
+    raw: dict[str, Any],
+    moves: list[Move],
+    run_id: str | None,
+    faceset: str | None,
+    outcome: RestoreOutcome,
+) -> None:
+    """A merge comes back whole (both facesets, their manifests and bundles) or not at all."""
+    named = raw.get("parameters") or {}
+    wanted = (
+        raw.get("id") == run_id
+        if run_id is not None
+        else faceset in {named.get("faceset"), named.get("into")}
+    )
+    left = [m for m in moves if not m.restored]
+    if not wanted or not left:
+        return
+    conflicts = merge.undo(out, manifest, moves)
+    if conflicts:
+        outcome.conflicts.extend(conflicts)
+        return
+    outcome.restored.extend(m.as_dict() for m in left)
+    raw["moves"] = [m.as_dict() for m in moves]
+    outcome.runs.append(str(raw.get("id")))

@@ -1,5 +1,5 @@
 """Maintenance runs: the files they move, recorded in the master manifest so any run can be put
-back (`restore`). Nothing is deleted: PNGs move to crops/_dropped/, facesets to a quarantine
+back (`restore`). Nothing is deleted: PNGs move to faces/_dropped/, facesets to a quarantine
 folder (_masked/, ...), and each move is one rename recorded as (src, dst) relative to OUT.
 """
 
@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facesets.common import layout
@@ -116,8 +116,20 @@ def reprefix(value: Any, old: str, new: str) -> Any:
 
 
 def crop_pngs(set_dir: Path) -> list[Path]:
-    """The PNGs a faceset holds (crops/*.png; the _dropped/ folder below it excluded)."""
-    return sorted((set_dir / layout.CROPS_DIR).glob("*.png"))
+    """The PNGs a faceset holds (faces/*.png, or crops/*.png in an export made before faces/;
+    the _dropped/ folder below it excluded)."""
+    return sorted(layout.faces_dir(set_dir).glob("*.png"))
+
+
+def dropped_path(png_rel: str) -> str:
+    """Where a PNG (relative to OUT) goes when a run drops it: _dropped/ beside it."""
+    png = PurePosixPath(png_rel)
+    return (png.parent / layout.DROPPED_DIR / png.name).as_posix()
+
+
+def set_of(png_rel: str) -> str:
+    """The faceset folder (relative to OUT) of a PNG in its faces/ (or legacy crops/) folder."""
+    return PurePosixPath(png_rel).parent.parent.as_posix()
 
 
 def _faceset_manifest(set_dir: Path) -> dict[str, Any]:
@@ -126,7 +138,7 @@ def _faceset_manifest(set_dir: Path) -> dict[str, Any]:
 
 
 def rebuild_fsz(out: Path, set_dir: Path) -> list[Path]:
-    """Rewrite the faceset's .fsz files from the PNGs its crops folder holds now, best rank
+    """Rewrite the faceset's .fsz files from the PNGs its faces folder holds now, best rank
     first; with no PNG left they are removed (they are derived and rebuilt on restore)."""
     manifest = _faceset_manifest(set_dir)
     ranks = {

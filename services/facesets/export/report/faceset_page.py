@@ -38,6 +38,7 @@ def entry_meta(links: Links, entry: Entry) -> str:
         + quality_bar(entry.mean_quality)
         + f"<span>re-cropped {e(entry.recropped)}</span>"
         f"<span>dropped: {e(dropped_text(entry))}</span>"
+        + (f"<span class='into'>merged into {e(entry.into)}</span>" if entry.into else "")
         + (f"<span class='reason'>{skipped} unreadable sources</span>" if skipped else "")
         + f"<span>{fsz_links(links, entry)}</span></div>"
     )

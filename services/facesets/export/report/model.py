@@ -3,9 +3,10 @@
 The top-level manifest keeps its facesets in partitions (`facesets`, era buckets, `thin_eras`,
 `masked`, `merged`, ...), each a mapping of name → entry (or a list of entries with a `name`)
 shaped like an export-swap faceset entry: `manifest`, `counts`, `mean_quality`, `sources`,
-`fsz_top`, `fsz_all`. Known partitions get a title and a flag from `PARTITIONS`; any other
-top-level mapping whose entries look like faceset entries is shown under its own key, so a
-partition added later appears without a change here. Beside them: `candidates`, a look-alike
+`fsz_top`, `fsz_all` (a merged one also `into`: the faceset it joined). Known partitions get
+a title and a flag from `PARTITIONS`; any other top-level mapping whose entries look like
+faceset entries is shown under its own key, so a partition added later appears without a
+change here. Beside them: `candidates`, a look-alike
 review list (`lookalikes`) and an explanation of an empty or thin result (`explanation`).
 """
 
@@ -112,6 +113,7 @@ class Entry:
     fsz: list[str]
     skipped: list[dict[str, Any]]
     page: str  # relative to OUT/report
+    into: str | None = None  # a merged faceset: the one it joined
 
     @property
     def top_crops(self) -> list[Crop]:
@@ -324,6 +326,7 @@ def _entry(
         if isinstance(skipped, list)
         else [],
         page=page_name(key, name),
+        into=str(into) if (into := entry.get("into") or entry.get("merged_into")) else None,
     )
 
 

@@ -1,0 +1,328 @@
+"""`facesets merge EXPORT FACESET --into TARGET`: two facesets a person judges to be one.
+
+The source's PNGs (and their crop records) join the target's faces/ (a clashing name gets a
+distinct one), the joined crops are ranked by quality as the export ranks them and the
+target's .fsz files are rebuilt; the source folder moves whole to EXPORT/_merged/<name>/ and
+its master-manifest entry to the `merged` partition (`into`: the target). Both faceset
+manifests, as they were, are kept under EXPORT/_merged/.runs/<run>/ so that `restore` puts
+every byte back. The run is recorded in `maintenance_runs` and as the `merge_run` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from facesets.common import layout
+from facesets.common.params import InvalidParameter
+from facesets.export.errors import ExportError
+from facesets.export.maintenance import runs
+from facesets.export.maintenance.occlusion import move_entry, refresh_entry
+from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
+from facesets.v1 import export_pb2
+
+KIND = "merge"
+PROVENANCE_KEY = "merge_run"
+REASON = "merged"
+MERGED_PARTITION = "merged"
+FACESETS = "facesets"
+KIND_SAVED = "saved_manifest"  # a faceset manifest the run rewrote, copied aside as it was
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+class InvalidMergeParameter(InvalidParameter, ExportError):
+    """A merge parameter that names no faceset, or the same one twice."""
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    faceset: str  # the faceset that goes (a name in the `facesets` partition)
+    into: str  # the faceset it joins
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        for field_name in ("faceset", "into"):
+            value = getattr(self, field_name)
+            if not _NAME.fullmatch(value):
+                raise InvalidMergeParameter(field_name, value, "a faceset name, never a path")
+        if self.faceset == self.into:
+            raise InvalidMergeParameter("into", self.into, f"a faceset other than {self.faceset}")
+
+    @classmethod
+    def from_request(cls, request: export_pb2.MergeRequest) -> MergeParams:
+        return cls(request.faceset, request.into, dry_run=request.dry_run)
+
+
+@dataclass
+class MergeOutcome:
+    run: Run
+    dry_run: bool
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        found = {
+            "run": self.run.id,
+            "dry_run": self.dry_run,
+            "counts": self.run.counts,
+            "moves": [m.as_dict() for m in self.run.moves],
+        }
+        return found | ({"note": self.note} if self.note else {})
+
+
+def _partition_of(manifest: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+    for key, entries in runs.partitions(manifest):
+        entry = entries.get(name)
+        if isinstance(entry, dict):
+            return key, entry
+    for key, value in manifest.items():  # era buckets and any other partition
+        if isinstance(value, dict) and isinstance(value.get(name), dict) and key != FACESETS:
+            entry = value[name]
+            if "dir" in entry or "manifest" in entry:
+                return key, entry
+    return None
+
+
+def _faceset_entry(manifest: dict[str, Any], name: str, role: str, out: Path) -> dict[str, Any]:
+    found = _partition_of(manifest, name)
+    if found is None:
+        known = ", ".join(sorted(manifest.get(FACESETS) or {})) or "none"
+        raise ExportError(f"no faceset {name!r} in {out} (facesets: {known})")
+    key, entry = found
+    if key != FACESETS:
+        raise ExportError(
+            f"{role} {name} is in the {key!r} partition, not in 'facesets': only facesets merge "
+            f"(put it back first with `facesets restore {out} --faceset {name}`)"
+        )
+    return entry
+
+
+def _distinct_name(name: str, taken: set[str], source: str) -> str:
+    if name not in taken:
+        return name
+    stem, suffix = os.path.splitext(name)
+    candidate = f"{stem}__{source}{suffix}"
+    number = 2
+    while candidate in taken:
+        candidate = f"{stem}__{source}_{number}{suffix}"
+        number += 1
+    return candidate
+
+
+def _read_inner(out: Path, set_rel: str) -> dict[str, Any]:
+    inner = layout.read_json(out / set_rel / layout.FACESET_MANIFEST, {})
+    return inner if isinstance(inner, dict) else {}
+
+
+def _saved_rel(run_id: str, name: str) -> str:
+    return f"{layout.MERGED_DIR}/{layout.MERGED_RUNS_DIR}/{run_id}/{name}.{layout.FACESET_MANIFEST}"
+
+
+def merge(out: Path, params: MergeParams) -> MergeOutcome:
+    out = Path(out).absolute()
+    manifest = runs.read_manifest(out)
+    run = Run(KIND, {"faceset": params.faceset, "into": params.into})
+    merged = manifest.get(MERGED_PARTITION) or {}
+    done = merged.get(params.faceset) if isinstance(merged, dict) else None
+    if isinstance(done, dict) and done.get("into") == params.into:
+        run.counts = {"pngs": 0, "renamed": 0}
+        return MergeOutcome(run, params.dry_run, f"{params.faceset} is merged into {params.into}")
+    source = _faceset_entry(manifest, params.faceset, "faceset", out)
+    target = _faceset_entry(manifest, params.into, "target", out)
+    source_rel = str(source.get("dir") or params.faceset)
+    target_rel = str(target.get("dir") or params.into)
+    for rel in (source_rel, target_rel):
+        if not (out / rel / layout.FACESET_MANIFEST).is_file():
+            raise ExportError(f"{out / rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
+    target_faces = layout.faces_dir(out / target_rel)
+    taken = {p.name for p in target_faces.glob("*")}
+    run.moves.append(
+        Move(
+            f"{target_rel}/{layout.FACESET_MANIFEST}",
+            _saved_rel(run.id, params.into),
+            KIND_SAVED,
+            REASON,
+        )
+    )
+    run.moves.append(
+        Move(
+            f"{source_rel}/{layout.FACESET_MANIFEST}",
+            _saved_rel(run.id, params.faceset),
+            KIND_SAVED,
+            REASON,
+        )
+    )
+    renamed = 0
+    for png in runs.crop_pngs(out / source_rel):
+        name = _distinct_name(png.name, taken, params.faceset)
+        taken.add(name)
+        renamed += name != png.name
+        dst = (target_faces / name).relative_to(out).as_posix()
+        src = png.relative_to(out).as_posix()
+        run.moves.append(Move(src, dst, KIND_FILE, REASON, f"into {params.into}"))
+    pngs = len(run.moves) - 2
+    quarantine = f"{layout.MERGED_DIR}/{PurePosixPath(source_rel).name}"
+    if (out / quarantine).exists():
+        raise ExportError(f"cannot merge {params.faceset}: {out / quarantine} exists already")
+    run.moves.append(
+        Move(
+            source_rel,
+            quarantine,
+            KIND_FACESET,
+            REASON,
+            f"{pngs} PNGs into {params.into}",
+            MERGED_PARTITION,
+        )
+    )
+    run.counts = {"pngs": pngs, "renamed": renamed}
+    if not params.dry_run:
+        _apply(out, run, params, source_rel, target_rel)
+    return MergeOutcome(run, params.dry_run)
+
+
+def _joined_crops(
+    target: dict[str, Any], source: dict[str, Any], files: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The target's crop records and the source's (at their new paths), ranked best first by
+    composite quality, the target's before the source's at equal quality."""
+    own = [dict(c) for c in target.get("crops", []) if isinstance(c, dict)]
+    joined = [
+        dict(c) | {"file": files[str(c["file"])]}
+        for c in source.get("crops", [])
+        if isinstance(c, dict) and str(c.get("file")) in files
+    ]
+    ordered = sorted(
+        enumerate([*own, *joined]),
+        key=lambda item: (-float(item[1].get("composite", 0.0)), item[0]),
+    )
+    top_n = int((target.get("params") or {}).get("top_n") or 0)
+    crops = []
+    for rank, (_, crop) in enumerate(ordered, start=1):
+        crop["rank"] = rank
+        crop["in_top"] = rank <= top_n if top_n else True
+        crops.append(crop)
+    return crops
+
+
+def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel: str) -> None:
+    manifest = runs.read_manifest(out)
+    recorded = runs.runs_of(manifest)
+    # Recorded before anything moves: a run cut short is still known to restore.
+    runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
+    target = _read_inner(out, target_rel)
+    source = _read_inner(out, source_rel)
+    files: dict[str, str] = {}
+    for move in run.moves:
+        if move.kind == KIND_SAVED:
+            saved = out / move.src
+            if saved.exists():
+                layout.atomic_write_bytes(out / move.dst, saved.read_bytes())
+        elif move.kind == KIND_FILE:
+            runs.rename(out, move.src, move.dst)
+            files[move.src] = move.dst
+    if target:
+        crops = _joined_crops(target, source, files)
+        counts = dict(target.get("counts") or {})
+        source_counts = source.get("counts") or {}
+        counts["faces"] = int(counts.get("faces", 0)) + int(source_counts.get("faces", 0))
+        counts["kept"] = len(crops)
+        top_n = int((target.get("params") or {}).get("top_n") or len(crops))
+        counts["top"] = min(top_n, len(crops))
+        target["crops"] = crops
+        target["counts"] = counts
+        target["merged_from"] = sorted({*target.get("merged_from", []), params.faceset})
+        composites = [float(c["composite"]) for c in crops if "composite" in c]
+        if composites and len(composites) == len(crops):
+            target["mean_quality"] = round(sum(composites) / len(composites), 6)
+        sources = {*target.get("sources", []), *source.get("sources", [])}
+        target["sources"] = sorted(str(s) for s in sources)
+        layout.atomic_write_json(out / target_rel / layout.FACESET_MANIFEST, target)
+    runs.rebuild_fsz(out, out / target_rel)
+    refresh_entry(out, manifest, target_rel)
+    entry = manifest.get(FACESETS, {}).get(params.into)
+    if isinstance(entry, dict) and target:
+        for key in ("mean_quality", "sources"):
+            if key in target:
+                entry[key] = target[key]
+        entry["merged_from"] = target["merged_from"]
+
+    quarantine = run.moves[-1].dst
+    runs.rename(out, source_rel, quarantine)
+    move_entry(out, manifest, source_rel, quarantine, FACESETS, MERGED_PARTITION)
+    inner = _read_inner(out, quarantine)
+    if inner:
+        moved = {runs.reprefix(src, source_rel, quarantine): dst for src, dst in files.items()}
+        inner["crops"] = [
+            c | {"file": moved.get(str(c.get("file")), c.get("file"))}
+            for c in inner.get("crops", [])
+            if isinstance(c, dict)
+        ]
+        inner["merged_into"] = params.into
+        layout.atomic_write_json(out / quarantine / layout.FACESET_MANIFEST, inner)
+    runs.rebuild_fsz(out, out / quarantine)  # its PNGs are gone: its bundles go with them
+    refresh_entry(out, manifest, quarantine)
+    gone = manifest[MERGED_PARTITION].get(params.faceset)
+    if isinstance(gone, dict):
+        gone["into"] = params.into
+        gone["merged_into"] = params.into
+        gone["top"] = [files.get(rel, rel) for rel in gone.get("top", [])]
+    if inner:
+        gone_manifest = out / quarantine / layout.FACESET_MANIFEST
+        inner = _read_inner(out, quarantine)
+        inner["fsz_top"] = inner["fsz_all"] = None
+        layout.atomic_write_json(gone_manifest, inner)
+    manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
+    manifest[PROVENANCE_KEY] = run.as_dict()
+    runs.write_manifest(out, manifest)
+
+
+def undo(out: Path, manifest: dict[str, Any], moves: list[Move]) -> list[str]:
+    """Put a merge run back, newest move first; the conflicts when it cannot (nothing moves
+    then). Both faceset manifests come back as they were; the .fsz files are rebuilt."""
+    conflicts = [
+        f"{m.dst} -> {m.src}"
+        for m in moves
+        if not m.restored
+        and (not (out / m.dst).exists() or (m.kind != KIND_SAVED and (out / m.src).exists()))
+    ]
+    if conflicts:
+        return conflicts
+    folder = next(m for m in moves if m.kind == KIND_FACESET)
+    if not folder.restored:
+        runs.rename(out, folder.dst, folder.src)
+        move_entry(out, manifest, folder.dst, folder.src, MERGED_PARTITION, FACESETS)
+        entry = manifest[FACESETS].get(PurePosixPath(folder.src).name)
+        if isinstance(entry, dict):
+            for key in ("into", "merged_into"):
+                entry.pop(key, None)
+        folder.restored = True
+    touched: list[str] = []
+    for move in reversed(moves):
+        if move.restored:
+            continue
+        if move.kind == KIND_FILE:
+            runs.rename(out, move.dst, move.src)
+        elif move.kind == KIND_SAVED:
+            os.replace(out / move.dst, out / move.src)
+            touched.append(str(PurePosixPath(move.src).parent))
+        move.restored = True
+    saved = {str(PurePosixPath(m.dst).parent) for m in moves if m.kind == KIND_SAVED}
+    for folder_rel in sorted(saved, reverse=True):  # the run's saved-manifest folder, if empty
+        for empty in (out / folder_rel, (out / folder_rel).parent):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+    for set_rel in touched:
+        runs.rebuild_fsz(out, out / set_rel)
+        refresh_entry(out, manifest, set_rel)
+        entry = manifest[FACESETS].get(PurePosixPath(set_rel).name)
+        inner = _read_inner(out, set_rel)
+        if isinstance(entry, dict):
+            for key in ("mean_quality", "sources", "merged_from"):
+                if key in inner:
+                    entry[key] = inner[key]
+                else:
+                    entry.pop(key, None)
+    return []
