@@ -90,14 +90,6 @@ def check_ranges(params: Any, error: type[InvalidParameter] = InvalidParameter) 
             raise error(field.name, value, allowed.describe())
 
 
-def present(message: Any, name: str, default: T) -> T:
-    """A proto3 `optional` field's value when the sender set it, else the default."""
-    if not message.HasField(name):
-        return default
-    value: T = getattr(message, name)
-    return value
-
-
 class LinkMode(str, Enum):
     """How a job places photos into its output folders."""
 
