@@ -82,14 +82,15 @@ def facesets_plan(video: Path, model_root: Path) -> tuple[float, dict]:
         token_file=None,
         tls_ca=None,
     )
-    with tempfile.TemporaryDirectory() as tmp, Services(ServiceOptions.from_args(args)) as services:
-        services.inference().info()  # both services started and warm before the clock starts
-        services.export().info()
-        started = time.perf_counter()
-        summary = stages.video_plan(
-            services, stages.VideoPlanJob(video, Path(tmp) / "out"), show_progress=False
-        )
-        return time.perf_counter() - started, summary.values
+    with tempfile.TemporaryDirectory() as tmp:
+        job = stages.VideoPlanJob(video, Path(tmp) / "out")
+        # the services are confined to the job's own folders, as the CLI starts them
+        with Services(ServiceOptions.from_args(args), job.roots()) as services:
+            services.inference().info()  # both started and warm before the clock starts
+            services.export().info()
+            started = time.perf_counter()
+            summary = stages.video_plan(services, job, show_progress=False)
+            return time.perf_counter() - started, summary.values
 
 
 def main(shared: Path, quick: bool) -> dict:
