@@ -87,16 +87,23 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     add_service_arguments(parser, "clustering")
 
 
-def add_split_arguments(parser: argparse.ArgumentParser) -> None:
-    _positional(parser)
-    defaults = AgeSplitParams()
-    for name, text in SPLIT_FLOATS:
+def _float_flags(
+    parser: argparse.ArgumentParser, flags: tuple[tuple[str, str], ...], defaults: object
+) -> None:
+    """One `--name` float flag per (field, help) pair, its default read from `defaults`."""
+    for name, text in flags:
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=float,
             default=getattr(defaults, name),
             help=f"{text} (default %(default)s)",
         )
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    _positional(parser)
+    defaults = AgeSplitParams()
+    _float_flags(parser, SPLIT_FLOATS, defaults)
     _years_flags(parser, defaults)
     export = ExportSwapParams()
     parser.add_argument(
@@ -105,13 +112,7 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
         default=export.top_n,
         help="crops in each era's _topN bundle (default %(default)s)",
     )
-    for name, text in EXPORT_FLOATS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=getattr(export, name),
-            help=f"{text} (default %(default)s)",
-        )
+    _float_flags(parser, EXPORT_FLOATS, export)
     parser.add_argument(
         "--dry-run", action="store_true", help="print the eras it would make; write nothing"
     )
