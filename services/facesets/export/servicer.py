@@ -51,6 +51,27 @@ InferenceJob = Callable[[Params, InferenceClient, ProgressFn], dict[str, Any]]
 JOB_FAILURES: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, ExportError)
 
 
+def locked_job(
+    context: grpc.ServicerContext,
+    out: Path,
+    job: Callable[[ProgressFn], Any],
+    *,
+    create: bool = False,
+    failures: tuple[type[Exception], ...] = JOB_FAILURES,
+) -> Iterator[common_pb2.JobEvent]:
+    """The events of `job(progress)` run while it holds `out` locked (`create`: the folder may
+    be made). An error in `failures` ends the call with FAILED_PRECONDITION; a file system
+    error (a full disk, a folder it may not write) with the status that says which."""
+    try:
+        yield from job_events(
+            lambda progress: run_locked([out], lambda: job(progress), create=create)
+        )
+    except failures as error:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+    except OSError as error:
+        abort_on_os_error(context, error)
+
+
 def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
     face = record.face
     has_pose = face.HasField("pose")
@@ -145,15 +166,12 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         paths = _Paths(out, refine_manifest, raw_manifest, store)
         clustering, inference = ClusteringClient(peers[0]), InferenceClient(peers[1])
         try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out], lambda: self._export(paths, params, clustering, inference, progress)
-                )
+            yield from locked_job(
+                context,
+                out,
+                lambda progress: self._export(paths, params, clustering, inference, progress),
+                create=True,
             )
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:  # a full disk, a folder it may not write ...
-            abort_on_os_error(context, error)
         finally:
             clustering.close()
             inference.close()
@@ -225,17 +243,15 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         inference = InferenceClient(self.inference)
         inference_failures = (grpc.RpcError,) if calls is not None else ()
         try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out], lambda: job(params, inference, progress), create=create
-                )
+            yield from locked_job(
+                context,
+                out,
+                lambda progress: job(params, inference, progress),
+                create=create,
+                failures=failures,
             )
         except inference_failures as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{calls}: {error.details()}")
-        except failures as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
         finally:
             inference.close()
 
@@ -297,16 +313,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = merge.MergeParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out], lambda: merge.merge(out, params).summary(), create=False
-                )
-            )
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
+        yield from locked_job(context, out, lambda progress: merge.merge(out, params).summary())
 
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
@@ -340,27 +347,15 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 "conflicts": outcome.conflicts,
             }
 
-        try:
-            yield from job_events(lambda progress: run_locked([out], job, create=False))
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
+        yield from locked_job(context, out, lambda progress: job())
 
     def Report(
         self, request: export_pb2.ReportRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         out = required_path(context, request.out, "out", self.roots)
-        try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out], lambda: report.build_report(out, progress).summary, create=False
-                )
-            )
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
+        yield from locked_job(
+            context, out, lambda progress: report.build_report(out, progress).summary
+        )
 
     # --- media: video targets -------------------------------------------------------------
     def GetInfo(
@@ -405,16 +400,9 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
     ) -> Iterator[common_pb2.JobEvent]:
         out = required_path(context, request.out, "out", self.roots)
         params = VideoCutParams.from_request(request)
-        try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    [out], lambda: video_cut.cut_segments(out, params, progress), create=False
-                )
-            )
-        except (ValueError, FileNotFoundError, ExportError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:
-            abort_on_os_error(context, error)
+        yield from locked_job(
+            context, out, lambda progress: video_cut.cut_segments(out, params, progress)
+        )
 
 
 def register(servicer: ExportServicer) -> Callable[[grpc.Server], None]:
