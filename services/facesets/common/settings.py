@@ -209,6 +209,10 @@ EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and drop
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 VIDEO_SHOT_THRESHOLD = 27.0  # PySceneDetect ContentDetector threshold (its own default)
 VIDEO_MIN_SHOT_S = 0.5  # shortest shot the content detector reports
+VIDEO_SHOT_DETECT_WIDTH = 256  # frames are compared this wide (PySceneDetect's own choice)
+# ffmpeg threads of the decode pass. Inference beside it keeps the cores busy, and ffmpeg's own
+# threading cost about 1.8x the CPU of one thread for the same frames on a 2-core machine.
+VIDEO_DECODE_THREADS = 1
 VIDEO_SAMPLE_FPS = 2.0  # frames sampled per second within each shot
 VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (boxes map back)
 VIDEO_JPEG_QUALITY = 92  # sampled frames travel as JPEG, never written to disk

@@ -1,9 +1,10 @@
 """The append-only frame log of one video: OUT/_frames/<key>.jsonl.
 
-Its first line says which file it describes (size, mtime) and holds the shots; each further line
-is one sampled frame's inference result, appended and flushed as it arrives. A run stopped
-half-way leaves at most one broken last line, which is dropped; a log of a file that changed
-since is started over.
+Its first line says which file it describes (size, mtime) and how shots are detected; each
+further line is one sampled frame's inference result, appended and flushed as it arrives, and
+the shots follow as one line once the decode pass has seen every frame. A run stopped half-way
+leaves at most one broken last line, which is dropped; a log of a file that changed since is
+started over.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class FrameLog:
         self.identity = identity
         self.header: dict[str, Any] | None = None
         self.frames: dict[int, dict[str, Any]] = {}
+        self.shots: list[dict[str, Any]] | None = None  # None until a pass has found them
         self._load()
 
     def _load(self) -> None:
@@ -64,10 +66,13 @@ class FrameLog:
                 good_end += len(raw)
                 if self.header is None:
                     self.header = row
+                    self.shots = row.get("shots")  # where earlier versions kept them
+                elif "shots" in row:
+                    self.shots = row["shots"]
                 else:
                     self.frames[int(row["frame"])] = row
         if self.header is None or self.header.get("identity") != self.identity:
-            self.header, self.frames = None, {}
+            self.header, self.frames, self.shots = None, {}, None
             self.path.unlink(missing_ok=True)
         elif good_end < self.path.stat().st_size:
             with self.path.open("r+b") as handle:
@@ -76,14 +81,22 @@ class FrameLog:
     def start(self, header: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.header = {"identity": self.identity, **header}
-        self.frames = {}
+        self.frames, self.shots = {}, None
         with self.path.open("wb") as handle:
             handle.write(json.dumps(self.header, sort_keys=True).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
 
     def append(self, row: dict[str, Any]) -> None:
+        self._write(row)
+        self.frames[int(row["frame"])] = row
+
+    def set_shots(self, shots: list[dict[str, Any]]) -> None:
+        if shots != self.shots:
+            self._write({"shots": shots})
+            self.shots = shots
+
+    def _write(self, row: dict[str, Any]) -> None:
         with self.path.open("ab") as handle:
             handle.write(json.dumps(row, sort_keys=True).encode() + b"\n")
             handle.flush()
-        self.frames[int(row["frame"])] = row

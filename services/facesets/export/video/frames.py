@@ -1,23 +1,23 @@
-"""Frames sampled within each shot, decoded only as far as they are needed.
+"""Which frames are sampled, and how a sampled frame travels to the inference service.
 
-One sequential pass with OpenCV: `grab()` moves past a frame without converting it to BGR,
-`retrieve()` converts only the sampled ones, and the pass stops after the last frame still to
-infer (frames already in the frame log are skipped, a resumed video stops early). Sampled
-frames are shrunk to at most `send_max_side` a side and JPEG-encoded in memory; nothing is
-written to disk.
+Frames are sampled on the video's own timeline at `sample_fps`: frame n is sampled when it is
+the first of a new 1 / sample_fps interval, computed with integers so that the decode pass's
+ffmpeg `select` filter and this module agree on every frame. Each sampled frame belongs to the
+shot it falls in. Sampled frames arrive at most `send_max_side` a side (ffmpeg scales them) and
+travel JPEG-encoded in memory; nothing is written to disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from facesets.export.video.probe import VideoError
-from facesets.export.video.shots import Shot
+from facesets.export.video.shots import Shot, shot_of
 
 
 @dataclass(frozen=True)
@@ -51,63 +51,40 @@ def open_stream(path: Path) -> VideoStream:
     return VideoStream(fps, count, width, height)
 
 
-def sample_plan(shots: list[Shot], fps: float, sample_fps: float) -> list[Sample]:
-    """Frames at `sample_fps` from each shot's first frame to its last."""
-    step = fps / sample_fps
-    samples: list[Sample] = []
-    for shot in shots:
-        k = 0
-        while (frame := shot.start_frame + int(round(k * step))) < shot.end_frame:
-            samples.append(Sample(frame, frame / fps, shot.index))
-            k += 1
-    return samples
+def sampling_ratio(fps: float, sample_fps: float) -> Fraction:
+    """Sampled frames per frame as a fraction (a 29.97 fps stream's rate is 30000/1001)."""
+    rate = Fraction(fps).limit_denominator(1001)
+    return min(Fraction(1), Fraction(sample_fps).limit_denominator(1000) / rate)
 
 
-def read_samples(
-    path: Path, wanted: list[Sample], ends_near: int | None = None
-) -> Iterator[tuple[Sample, np.ndarray]]:
-    """The wanted frames (BGR) in order; VideoError when the video ends before them.
-
-    Containers that only estimate their frame count may end a little early: a stream that ends
-    at or past `ends_near` (a frame index) is taken as complete."""
-    if not wanted:
-        return
-    capture = cv2.VideoCapture(str(path))
-    try:
-        todo = iter(sorted(wanted, key=lambda s: s.frame))
-        target = next(todo)
-        frame = 0
-        while True:
-            if not capture.grab():
-                if ends_near is not None and frame >= ends_near:
-                    return
-                raise VideoError(
-                    f"truncated: the video stream ended at frame {frame}, "
-                    f"before sampled frame {target.frame}"
-                )
-            if frame == target.frame:
-                ok, image = capture.retrieve()
-                if not ok or image is None:
-                    raise VideoError(f"corrupt: frame {frame} did not decode")
-                yield target, image
-                nxt = next(todo, None)
-                if nxt is None:
-                    return
-                target = nxt
-            frame += 1
-    finally:
-        capture.release()
+def sample_grid(frame_count: int, fps: float, sample_fps: float) -> list[int]:
+    """The sampled frame numbers of a video of frame_count frames, ascending."""
+    r = sampling_ratio(fps, sample_fps)
+    a, b = r.numerator, r.denominator
+    return [n for n in range(frame_count) if n == 0 or (n * a) // b > ((n - 1) * a) // b]
 
 
-def encode_for_inference(image: np.ndarray, max_side: int, quality: int) -> tuple[bytes, float]:
-    """JPEG bytes of the frame shrunk to max_side, and the factor that maps boxes back."""
-    height, width = image.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        image = cv2.resize(
-            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-        )
+def select_expression(fps: float, sample_fps: float) -> str:
+    """ffmpeg's `select` expression for `sample_grid`'s frames. Exact in ffmpeg's doubles:
+    n * a is an integer far below 2**53, and a quotient that is not whole stays 1 / b away."""
+    r = sampling_ratio(fps, sample_fps)
+    a, b = r.numerator, r.denominator
+    return f"eq(n\\,0)+gt(floor(n*{a}/{b})\\,floor((n-1)*{a}/{b}))"
+
+
+def samples_in_shots(grid: list[int], shots: list[Shot], fps: float) -> list[Sample]:
+    return [Sample(frame, frame / fps, shot_of(frame, shots)) for frame in grid]
+
+
+def send_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(w, h) of a sampled frame as sent: at most max_side a side, even, the aspect kept."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def encode_for_inference(image: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of a sampled frame."""
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise VideoError("a sampled frame could not be encoded")
-    return data.tobytes(), 1.0 / scale
+    return data.tobytes()

@@ -1,9 +1,10 @@
 """`facesets video plan`: from a folder of videos to OUT/plan.json, resumable per frame.
 
-Per video: shots (PySceneDetect), sampled frames streamed to the inference service (faces,
-poses and embeddings back; frames never touch the disk), each result appended to the video's
-frame log as it arrives, then tracks, the quality gate and the kept segments. A video whose
-frame log is complete is planned again without any inference.
+Per video: one decode pass (`decode.py`) finds the shots (PySceneDetect) while the sampled
+frames stream to the inference service (faces, poses and embeddings back; frames never touch
+the disk), each result appended to the video's frame log as it arrives; then tracks, the
+quality gate and the kept segments. A video whose frame log is complete is planned again
+without decoding or inference.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from facesets.common import layout, settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import unit_mean
 from facesets.export.video import frames as frame_io
+from facesets.export.video.decode import DecodePass
 from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json
 from facesets.export.video.params import VideoPlanParams
 from facesets.export.video.probe import VideoError, media_facts
@@ -34,7 +36,7 @@ from facesets.export.video.segments import (
     quality,
     track_segments,
 )
-from facesets.export.video.shots import Shot, detect_shots
+from facesets.export.video.shots import Shot, ShotDetector
 from facesets.export.video.tracks import FaceObs, link_tracks
 from facesets.v1 import common_pb2
 
@@ -62,14 +64,14 @@ def segment_id(source: Path, shot: int, start_s: float, end_s: float) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}|{shot}|{start_s:.3f}|{end_s:.3f}"))
 
 
-def faces_of(result: common_pb2.ImageResult, sample: frame_io.Sample, scale: float) -> list:
+def faces_of(result: common_pb2.ImageResult, frame: int, time_s: float, scale: float) -> list:
     rows = []
     for face in result.faces:
         if not face.embedding:
             continue
         obs = FaceObs(
-            frame=sample.frame,
-            time_s=sample.time_s,
+            frame=frame,
+            time_s=time_s,
             bbox=tuple(v * scale for v in face.bbox),  # type: ignore[arg-type]  # four values
             det_score=face.det_score,
             yaw=face.pose.yaw if face.HasField("pose") else 0.0,
@@ -137,65 +139,70 @@ class VideoPlanner:
         key = f"{outcome.name}.{hashlib.sha1(str(video).encode()).hexdigest()[:8]}"
         frame_log = FrameLog(self.out / layout.VIDEO_FRAMES_DIR / f"{key}.jsonl", identity)
         detection = {"threshold": p.shot_threshold, "min_shot_s": p.min_shot_s}
-        header = frame_log.header
-        if header is None or header.get("detection") != detection:
-            shots = detect_shots(
-                video, stream.fps, stream.frame_count, p.shot_threshold, p.min_shot_s
-            )
-            frame_log.start(
-                {"detection": detection, "fps": stream.fps, "shots": [s.as_dict() for s in shots]}
-            )
-        else:
-            shots = [Shot(**s) for s in header["shots"]]
-        self.stream_frames, self.stream_fps = stream.frame_count, stream.fps
+        if frame_log.header is None or frame_log.header.get("detection") != detection:
+            frame_log.start({"detection": detection, "fps": stream.fps})
         outcome.duration_s = facts.duration_s or stream.frame_count / stream.fps
         outcome.fps = stream.fps
-        outcome.shots = [s.as_dict() for s in shots]
-        samples = frame_io.sample_plan(shots, stream.fps, p.sample_fps)
-        todo = [s for s in samples if s.frame not in frame_log.frames]
-        outcome.sampled_frames = len(samples)
-        outcome.reused_frames = len(samples) - len(todo)
-        self.frames_total += len(samples)
+        grid = frame_io.sample_grid(stream.frame_count, stream.fps, p.sample_fps)
+        todo = [frame for frame in grid if frame not in frame_log.frames]
+        outcome.sampled_frames = len(grid)
+        outcome.reused_frames = len(grid) - len(todo)
+        self.frames_total += len(grid)
         self.frames_done += outcome.reused_frames
         self.progress("plan: sampled frames", self.frames_done, self.frames_total)
-        if todo:
-            self._infer(video, todo, frame_log, outcome)
+        if todo or frame_log.shots is None:
+            self._decode(video, stream, grid, set(todo), frame_log, outcome)
+        assert frame_log.shots is not None  # the pass sets them or raises
+        shots = [Shot(**s) for s in frame_log.shots]
+        outcome.shots = [s.as_dict() for s in shots]
+        samples = frame_io.samples_in_shots(grid, shots, stream.fps)
         self._segments(video, shots, samples, frame_log, outcome)
 
-    def _infer(
-        self, video: Path, todo: list[frame_io.Sample], frame_log: FrameLog, outcome: VideoOutcome
+    def _decode(
+        self,
+        video: Path,
+        stream: frame_io.VideoStream,
+        grid: list[int],
+        wanted: set[int],
+        frame_log: FrameLog,
+        outcome: VideoOutcome,
     ) -> None:
-        by_id: dict[str, tuple[frame_io.Sample, float]] = {}
+        """One decode pass: the shots, and inference on the wanted sampled frames."""
+        p = self.params
+        detector = ShotDetector(stream.fps, p.shot_threshold, p.min_shot_s)
+        decoding = DecodePass(video, stream, p.sample_fps, settings.VIDEO_SEND_MAX_SIDE, detector)
         failure: list[VideoError] = []
 
         def requests() -> Iterator[tuple[str, bytes]]:
             try:
-                ends_near = int(self.stream_frames - self.stream_fps)  # the last second
-                for sample, image in frame_io.read_samples(video, todo, ends_near):
-                    data, scale = frame_io.encode_for_inference(
-                        image, settings.VIDEO_SEND_MAX_SIDE, settings.VIDEO_JPEG_QUALITY
+                for frame, image in decoding.frames(grid, wanted):
+                    yield (
+                        str(frame),
+                        frame_io.encode_for_inference(image, settings.VIDEO_JPEG_QUALITY),
                     )
-                    by_id[str(sample.frame)] = (sample, scale)
-                    yield str(sample.frame), data
             except VideoError as error:  # frames up to here still count; the reason is kept
                 failure.append(error)
 
-        for result in self.infer(requests()):
-            sample, scale = by_id[result.id]
-            row: dict[str, Any] = {"frame": sample.frame, "t": sample.time_s, "shot": sample.shot}
+        if not wanted:  # every frame is logged: the pass only finds the shots
+            for _ in requests():
+                pass
+        for result in self.infer(requests()) if wanted else ():
+            frame = int(result.id)
+            row: dict[str, Any] = {"frame": frame, "t": frame / stream.fps}
             if result.error.reason:
                 row["error"] = result.error.message or common_pb2.ErrorReason.Name(
                     result.error.reason
                 )
                 outcome.frame_errors += 1
             else:
-                row["faces"] = faces_of(result, sample, scale)
+                row["faces"] = faces_of(result, frame, frame / stream.fps, decoding.scale)
             frame_log.append(row)
             outcome.inferred_frames += 1
             self.frames_done += 1
             self.progress("plan: sampled frames", self.frames_done, self.frames_total)
         if failure:
             raise failure[0]
+        frame_log.set_shots([s.as_dict() for s in detector.shots(stream.frame_count)])
 
     def _segments(
         self,
@@ -228,7 +235,7 @@ class VideoPlanner:
                     if distance > p.match_threshold:
                         track_id += 1
                         continue
-                candidates += track_segments(track, track_id, shot.end_s, p)
+                candidates += track_segments(track, track_id, (shot.start_s, shot.end_s), p)
                 track_id += 1
         outcome.tracks = track_id
         merged = merge_same_face(

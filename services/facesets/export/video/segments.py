@@ -55,19 +55,26 @@ class Segment:
 
 
 def track_segments(
-    track: Track, track_id: int, shot_end_s: float, params: VideoPlanParams
+    track: Track, track_id: int, shot: tuple[float, float], params: VideoPlanParams
 ) -> list[Segment]:
+    """A track's segments: each sampled face stands for the interval up to the next sample,
+    and a face at a shot's first sample stands for the time since the cut too."""
+    shot_start_s, shot_end_s = shot
     step = 1.0 / params.sample_fps
+
+    def begins(face: FaceObs) -> float:
+        return shot_start_s if face.time_s - step < shot_start_s else face.time_s
+
     pieces: list[list[FaceObs]] = [[]]
     for face in track.faces:
-        if pieces[-1] and face.time_s + step - pieces[-1][0].time_s > params.max_segment_s:
+        if pieces[-1] and face.time_s + step - begins(pieces[-1][0]) > params.max_segment_s:
             pieces.append([])
         pieces[-1].append(face)
     return [
         Segment(
             track.shot,
             [track_id],
-            faces[0].time_s,
+            begins(faces[0]),
             min(shot_end_s, faces[-1].time_s + step),
             faces,
             sum(passes(f, params) for f in faces),

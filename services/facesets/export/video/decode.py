@@ -1,0 +1,135 @@
+"""One decode of a video serves both the shot detector and the sampled frames.
+
+A single ffmpeg process decodes the first video stream on its own threads and writes two raw
+BGR streams: every frame shrunk to the shot detector's size (a pipe read by a thread feeding
+`ShotDetector`), and only the sampled frames (ffmpeg's `select`), shrunk to the send size (a
+second pipe, read by the caller as it streams frames to inference). Shots are therefore known
+when the pass ends, and frames are assigned to them afterwards. Frames already in the frame
+log pass through without being yielded. No frame is decoded twice or converted at full size.
+
+The small frames are shrunk without smoothing (`fast_bilinear`), as PySceneDetect shrinks its
+own (linear interpolation); the sampled frames with area averaging, for the faces' sake.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from facesets.common import settings
+from facesets.export.video.frames import VideoStream, select_expression, send_size
+from facesets.export.video.probe import VideoError, tools
+from facesets.export.video.shots import ShotDetector, detection_size
+
+
+def _read_frames(pipe: IO[bytes], size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Whole (h, w, 3) frames from a raw BGR pipe until it ends."""
+    w, h = size
+    frame_bytes = w * h * 3
+    while len(data := pipe.read(frame_bytes)) == frame_bytes:  # whole unless the pipe ended
+        yield np.frombuffer(data, np.uint8).reshape(h, w, 3)
+
+
+class DecodePass:
+    """`frames()` yields the wanted sampled frames; afterwards `detector` holds every frame."""
+
+    def __init__(
+        self,
+        path: Path,
+        stream: VideoStream,
+        sample_fps: float,
+        send_max_side: int,
+        detector: ShotDetector,
+    ) -> None:
+        self.path = path
+        self.stream = stream
+        self.detector = detector
+        self.small = detection_size(stream.width, stream.height)
+        self.sent = send_size(stream.width, stream.height, send_max_side)
+        self.sample_fps = sample_fps
+        self.scale = stream.width / self.sent[0]  # maps boxes on a sent frame back
+        self.decoded = 0  # frames the detector saw: where the stream really ended
+
+    def _command(self, sampled_fd: int) -> list[str]:
+        (sw, sh), (bw, bh) = self.small, self.sent
+        select = select_expression(self.stream.fps, self.sample_fps)
+        threads = str(settings.VIDEO_DECODE_THREADS)
+        graph = (
+            f"[0:v:0]split=2[a][b];"
+            f"[a]scale={sw}:{sh}:flags=fast_bilinear,format=bgr24[small];"
+            f"[b]select='{select}',scale={bw}:{bh}:flags=area,format=bgr24[sampled]"
+        )
+        return [
+            tools().ffmpeg, "-nostdin", "-v", "error", "-threads", threads, "-i", str(self.path),
+            "-filter_threads", threads, "-filter_complex", graph, "-vsync", "passthrough",
+            "-map", "[small]", "-f", "rawvideo", "pipe:1",
+            "-map", "[sampled]", "-f", "rawvideo", f"pipe:{sampled_fd}",
+        ]  # fmt: skip
+
+    def frames(self, grid: list[int], wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame number, BGR at the send size) of each wanted frame of the grid, in order.
+
+        VideoError when ffmpeg decodes nothing, or when the stream ends more than a second
+        before its stated frame count (the frames before still come out)."""
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+        with tempfile.TemporaryFile() as messages:
+            try:
+                decoder = subprocess.Popen(
+                    self._command(write_fd),
+                    stdout=subprocess.PIPE,
+                    stderr=messages,  # a damaged stream can say more than a pipe holds
+                    pass_fds=(write_fd,),
+                )
+            finally:
+                os.close(write_fd)
+            with decoder, os.fdopen(read_fd, "rb") as sampled:
+                assert decoder.stdout is not None
+                shots = threading.Thread(target=self._detect, args=(decoder, failure), daemon=True)
+                shots.start()
+                finished = False
+                try:
+                    found = _read_frames(sampled, self.sent)
+                    for frame, image in zip(grid, found, strict=False):
+                        if frame in wanted:
+                            yield frame, image
+                    for _ in found:  # frames past the stated count: drained so ffmpeg ends
+                        pass
+                    finished = True
+                finally:
+                    if not finished:  # the consumer stopped early: the detector sees the end
+                        decoder.kill()
+                    shots.join()
+            messages.seek(0)
+            said = messages.read().decode(errors="replace").strip()
+        if failure:
+            raise failure[0]
+        self._check_end(grid, said)
+
+    def _detect(self, decoder: subprocess.Popen[bytes], failure: list[BaseException]) -> None:
+        assert decoder.stdout is not None
+        try:
+            for image in _read_frames(decoder.stdout, self.small):
+                self.detector.feed(image)
+                self.decoded += 1
+        except BaseException as error:  # reported by the caller's thread
+            failure.append(error)
+            decoder.kill()  # else ffmpeg waits on this pipe and the sampled frames stop
+
+    def _check_end(self, grid: list[int], said: str) -> None:
+        if self.decoded == 0:
+            raise VideoError(f"unreadable: {said.splitlines()[-1] if said else 'no frame decoded'}")
+        ends_near = self.stream.frame_count - self.stream.fps  # containers estimate the count
+        missing = [f for f in grid if f >= self.decoded]
+        if self.decoded < ends_near and missing:
+            raise VideoError(
+                f"truncated: the video stream ended at frame {self.decoded}, "
+                f"before sampled frame {missing[0]}"
+            )
