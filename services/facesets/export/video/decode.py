@@ -17,7 +17,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -73,7 +73,9 @@ class DecodePass:
             "-map", "[sampled]", "-f", "rawvideo", f"pipe:{sampled_fd}",
         ]  # fmt: skip
 
-    def frames(self, grid: list[int], wanted: set[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(
+        self, grid: list[int], wanted: set[int]
+    ) -> Generator[tuple[int, np.ndarray], None, None]:
         """(frame number, BGR at the send size) of each wanted frame of the grid, in order.
 
         VideoError when ffmpeg decodes nothing, or when the stream ends more than a second
