@@ -54,15 +54,26 @@ def ntsc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def decode_pass(path: Path, sample_fps: float = 2.0) -> tuple[DecodePass, list[int]]:
+def decode_pass(
+    path: Path, sample_fps: float = 2.0, one_process: bool = True
+) -> tuple[DecodePass, list[int]]:
     stream = frame_io.open_stream(path)
     detector = ShotDetector(stream.fps, threshold=27.0, min_shot_s=0.5)
     grid = frame_io.sample_grid(stream.frame_count, stream.fps, sample_fps)
-    return DecodePass(path, stream, sample_fps, 64, detector), grid
+    decoding = DecodePass(path, stream, sample_fps, 64, detector)
+    decoding.one_process = one_process
+    return decoding, grid
 
 
-def test_the_pass_yields_exactly_the_sampled_frames_at_a_fractional_rate(ntsc: Path) -> None:
-    decoding, grid = decode_pass(ntsc, sample_fps=7.0)
+# One ffmpeg writing both streams (POSIX), or two ffmpeg processes (how Windows runs it).
+LAYOUTS = pytest.mark.parametrize("one_process", [True, False], ids=["one-ffmpeg", "two-ffmpeg"])
+
+
+@LAYOUTS
+def test_the_pass_yields_exactly_the_sampled_frames_at_a_fractional_rate(
+    ntsc: Path, one_process: bool
+) -> None:
+    decoding, grid = decode_pass(ntsc, sample_fps=7.0, one_process=one_process)
     # 7 samples a second at 29.97 fps: steps of 4 and 5 frames, from frame 0
     assert grid[:3] == [0, 5, 9] and len(grid) == 35
     assert set(np.diff(grid)) == {4, 5}
@@ -73,8 +84,9 @@ def test_the_pass_yields_exactly_the_sampled_frames_at_a_fractional_rate(ntsc: P
     assert decoding.scale == pytest.approx(W / 64)
 
 
-def test_the_detector_sees_every_frame_and_finds_the_cut(ntsc: Path) -> None:
-    decoding, grid = decode_pass(ntsc)
+@LAYOUTS
+def test_the_detector_sees_every_frame_and_finds_the_cut(ntsc: Path, one_process: bool) -> None:
+    decoding, grid = decode_pass(ntsc, one_process=one_process)
     wanted = set(grid[3:5])  # a resumed video: most frames already logged
     assert [frame for frame, _ in decoding.frames(grid, wanted)] == grid[3:5]
     assert decoding.decoded == 150
@@ -84,8 +96,9 @@ def test_the_detector_sees_every_frame_and_finds_the_cut(ntsc: Path) -> None:
     assert all((s.frame >= CUT) == (s.shot == 1) for s in samples)
 
 
-def test_a_consumer_that_stops_early_ends_the_decoder(ntsc: Path) -> None:
-    decoding, grid = decode_pass(ntsc, sample_fps=10.0)
+@LAYOUTS
+def test_a_consumer_that_stops_early_ends_the_decoder(ntsc: Path, one_process: bool) -> None:
+    decoding, grid = decode_pass(ntsc, sample_fps=10.0, one_process=one_process)
     frames = decoding.frames(grid, set(grid))
     assert next(frames)[0] == 0
     started = time.monotonic()
