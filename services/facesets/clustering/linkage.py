@@ -55,6 +55,7 @@ ROW_BLOCK = 2048  # rows of one block of the neighbour search
 COL_BLOCK = 8192  # columns of one block: ROW_BLOCK x COL_BLOCK similarities at a time (64 MiB)
 EDGE_MARGIN = 1e-4  # candidate edges reach this far past the threshold, against rounding
 GATHER_FLOATS = 1 << 23  # float64 values gathered at once when rescoring cluster pairs
+BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this, against rounding
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -354,7 +355,7 @@ def _pair_distances(
     step = max(1, GATHER_FLOATS // max(1, sums.shape[1]))
     for s in range(0, a.size, step):
         aa, bb = a[s : s + step], b[s : s + step]
-        dots = np.einsum("ij,ij->i", sums[aa], sums[bb])
+        dots = np.einsum("ij,ij->i", np.take(sums, aa, 0), np.take(sums, bb, 0))
         out[s : s + step] = 1.0 - dots / (sizes[aa] * sizes[bb])
     return out
 
@@ -413,16 +414,45 @@ def _sparse_average_linkage(
 
     ok = allowed(u, v)
     u, v, dist = u[ok], v[ok], dist[ok]
+    # Face pairs of each cluster pair whose similarity is not in its sum yet (0: `dist` is the
+    # exact distance; else `dist` is its lower bound, every unknown similarity taken as 1).
+    unknown = np.zeros(u.size)
     initial = max(1, u.size)
     rounds = 0
+    rescored = 0
     unset = np.iinfo(np.int64).max
     while u.size:
         rounds += 1
         # Each cluster's nearest neighbour, ties to the smallest id: the globally closest
         # pair (ties to the smallest ids) is then always mutual, so every round merges.
+        # A cluster's nearest distance is at most `cap`: its nearest exact distance or the
+        # smallest upper bound of its bounded pairs. A bounded pair whose lower bound is not
+        # past the cap of either end is made exact; the bounds left lie strictly above both
+        # ends' nearest distance, so they neither are nor tie with it.
+        exact = unknown == 0
         best = np.full(m, np.inf)
-        np.minimum.at(best, u, dist)
-        np.minimum.at(best, v, dist)
+        np.minimum.at(best, u[exact], dist[exact])
+        np.minimum.at(best, v[exact], dist[exact])
+        loose = np.flatnonzero(~exact)
+        del exact
+        if loose.size:
+            lu, lv, ld = u[loose], v[loose], dist[loose]
+            upper = ld + 2.0 * unknown[loose] / (sizes[lu] * sizes[lv]) + BOUND_SLACK
+            cap = best.copy()
+            np.minimum.at(cap, lu, upper)
+            np.minimum.at(cap, lv, upper)
+            ld = ld - BOUND_SLACK
+            loose = loose[(ld <= cap[lu]) | (ld <= cap[lv])]
+            del lu, lv, ld, upper, cap
+            if loose.size:
+                lu, lv = u[loose], v[loose]
+                dist[loose] = _pair_distances(sums, sizes, lu, lv)
+                unknown[loose] = 0
+                rescored += loose.size
+                np.minimum.at(best, lu, dist[loose])
+                np.minimum.at(best, lv, dist[loose])
+                del lu, lv
+        del loose
         nearest = np.full(m, unset)
         tie = dist == best[u]
         np.minimum.at(nearest, u[tie], v[tie])
@@ -441,30 +471,46 @@ def _sparse_average_linkage(
         touched = grew[ru] | grew[rv]
         tix = np.flatnonzero(touched)
         # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
-        # where an old pair is absent (no edge below threshold) the sum vectors give it.
-        tsim = sizes[u[tix]] * sizes[v[tix]] * (1.0 - dist[tix])
+        # face pairs of an old pair absent from the graph (or not summed yet) stay unknown.
+        area = sizes[u[tix]] * sizes[v[tix]]
+        tmiss = unknown[tix]
+        tsim = area * (1.0 - dist[tix]) - tmiss  # the known part of the similarity sum
+        tcover = area - tmiss  # face pairs summed (exact integers in float64)
         tu, tv = ru[tix], rv[tix]
-        del tix
+        del tix, area, tmiss
         np.logical_not(touched, out=touched)
         u, v, dist = ru[touched], rv[touched], dist[touched]  # pairs of unchanged clusters
+        unknown = unknown[touched]
         del ru, rv, touched
         inner = tu != tv  # drops the merged pair itself
-        tsim, tu, tv = tsim[inner], tu[inner], tv[inner]
+        tsim, tcover, tu, tv = tsim[inner], tcover[inner], tu[inner], tv[inner]
         key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
         del tu, tv, inner
         order = np.argsort(key)
         key = key[order]
         first = np.flatnonzero(np.diff(key, prepend=-1))
         sim = np.add.reduceat(tsim[order], first) if key.size else np.zeros(0)
-        count = np.diff(np.append(first, key.size))
+        cover = np.add.reduceat(tcover[order], first) if key.size else np.zeros(0)
         tu, tv = (key[first] // m).astype(np.int32), (key[first] % m).astype(np.int32)
-        del key, order, tsim, first
+        del key, order, tsim, tcover, first
         sizes[a] += sizes[b]
         sums[a] += sums[b]
         parent[b] = a
-        partial = count < (1 + grew[tu]) * (1 + grew[tv])
-        td = 1.0 - sim / (sizes[tu] * sizes[tv])
-        td[partial] = _pair_distances(sums, sizes, tu[partial], tv[partial])
+        full = sizes[tu] * sizes[tv]
+        tmiss = full - cover
+        del cover
+        td = 1.0 - (sim + tmiss) / full  # exact where nothing is missing, else a lower bound
+        # Decide against the threshold as the exact distance would: a bound at or past it
+        # drops the pair, an upper bound below it keeps it; only pairs in between are summed
+        # from the sum vectors now.
+        unsure = np.flatnonzero((tmiss > 0) & (td - BOUND_SLACK < threshold))
+        upper = 1.0 - (sim[unsure] - tmiss[unsure]) / full[unsure]
+        unsure = unsure[upper + BOUND_SLACK >= threshold]
+        del upper
+        td[unsure] = _pair_distances(sums, sizes, tu[unsure], tv[unsure])
+        tmiss[unsure] = 0
+        rescored += unsure.size
+        del sim, full, unsure
         if blocked.size:  # cluster pairs that share a photo: relabel, then keep out
             bu, bv = rep[bu], rep[bv]
             blocked = np.unique(_pair_keys(bu, bv, m))
@@ -475,10 +521,13 @@ def _sparse_average_linkage(
         u = np.concatenate([u, tu[near]])
         v = np.concatenate([v, tv[near]])
         dist = np.concatenate([dist, td[near]])
+        unknown = np.concatenate([unknown, tmiss[near]])
         if on_round is not None:
             on_round(1.0 - u.size / initial)
     n_prevented = int(np.unique(np.concatenate(prevented)).size) if prevented else 0
-    log.debug("sparse linkage done", faces=m, rounds=rounds, prevented=n_prevented)
+    log.debug(
+        "sparse linkage done", faces=m, rounds=rounds, rescored=rescored, prevented=n_prevented
+    )
     return _roots(parent), n_prevented
 
 
