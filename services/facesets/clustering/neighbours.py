@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,17 +219,31 @@ def _self_join_knn(
     probing //= nprobe  # the query (row of x) of each position
     heap = faiss.ResultHeap(n, k, keep_max=True)
     heap.D.fill(np.nextafter(np.float32(min_sim), np.float32(-np.inf)))
-    for lst in range(nlist):
-        mem = members[member_bounds[lst] : member_bounds[lst + 1]]
-        queries = probing[query_bounds[lst] : query_bounds[lst + 1]]
-        if mem.size and queries.size:
-            stored = np.take(x, mem, axis=0).T.copy()
-            rows = max(1, settings.ANN_JOIN_BLOCK // mem.size)  # queries per product
-            for s in range(0, queries.size, rows):
-                sub = queries[s : s + rows]
-                heap.add_result_subset(sub, np.take(x, sub, axis=0) @ stored, mem)
-        if progress is not None and ((lst + 1) % JOIN_PROGRESS == 0 or lst + 1 == nlist):
-            progress(lst + 1, nlist)
+    # One thread feeds the heaps (faiss releases the GIL) while the next product runs on BLAS's
+    # threads: the heaps take a quarter of the time the products do. One feed at a time, so a
+    # face's heap is never written by two threads.
+    faiss.omp_set_num_threads(1)
+    pending: Future[None] | None = None
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="ivf-heaps") as feeder:
+            for lst in range(nlist):
+                mem = members[member_bounds[lst] : member_bounds[lst + 1]]
+                queries = probing[query_bounds[lst] : query_bounds[lst + 1]]
+                if mem.size and queries.size:
+                    stored = np.take(x, mem, axis=0).T.copy()
+                    rows = max(1, settings.ANN_JOIN_BLOCK // mem.size)  # queries per product
+                    for s in range(0, queries.size, rows):
+                        sub = queries[s : s + rows]
+                        block = np.take(x, sub, axis=0) @ stored
+                        if pending is not None:
+                            pending.result()
+                        pending = feeder.submit(heap.add_result_subset, sub, block, mem)
+                if progress is not None and ((lst + 1) % JOIN_PROGRESS == 0 or lst + 1 == nlist):
+                    progress(lst + 1, nlist)
+            if pending is not None:
+                pending.result()
+    finally:
+        use_cores()
     heap.finalize()  # each row sorted, most similar first
     return heap.D, heap.I
 
