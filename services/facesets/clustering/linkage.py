@@ -11,7 +11,10 @@ distance is below t. Two facts make it scale:
 2. For unit vectors the average cosine similarity of clusters A and B is S_A.S_B / (|A| |B|),
    S being the sum of a cluster's vectors. So the exact average-linkage distance of any two
    clusters costs one dot product, and large components are clustered over their sparse
-   graph alone (`_sparse_average_linkage`), with memory O(edges + faces x dim).
+   graph alone (`_sparse_average_linkage`), with memory O(edges + faces x dim). A merged
+   pair that lacks some of its old pairs carries bounds (each missing face pair's similarity
+   in [-1, 1]) and is summed from the sum vectors only when the bounds leave its nearness to
+   the threshold or to either cluster's nearest neighbour open, so the merges stay exact.
 
 Inputs are (n, d) arrays of embeddings (normalised here in float64 for the linkage itself).
 Similarities of the neighbour search are computed in the input's dtype: float32 input gives
@@ -30,9 +33,11 @@ Where no pair is constrained the result is the same as without the constraint.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -354,14 +359,57 @@ def _dense_average_linkage(x: np.ndarray, threshold: float) -> np.ndarray:
 def _pair_distances(
     sums: np.ndarray, sizes: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
-    """Exact average cosine distances of cluster pairs from their sum vectors."""
+    """Exact average cosine distances of cluster pairs from their sum vectors.
+
+    Gathering the sum vectors is bound by memory latency, so many pairs are split over the
+    usable cores (numpy releases the GIL in the gathers and products).
+    """
     out = np.empty(a.size, np.float64)
-    step = PAIR_CHUNK
-    for s in range(0, a.size, step):
-        aa, bb = a[s : s + step], b[s : s + step]
-        dots = np.einsum("ij,ij->i", np.take(sums, aa, 0), np.take(sums, bb, 0))
-        out[s : s + step] = 1.0 - dots / (sizes[aa] * sizes[bb])
+
+    def part(lo: int, hi: int) -> None:
+        for s in range(lo, hi, PAIR_CHUNK):
+            aa, bb = a[s : min(hi, s + PAIR_CHUNK)], b[s : min(hi, s + PAIR_CHUNK)]
+            dots = np.einsum("ij,ij->i", np.take(sums, aa, 0), np.take(sums, bb, 0))
+            out[s : s + aa.size] = 1.0 - dots / (sizes[aa] * sizes[bb])
+
+    workers = min(settings.usable_cores(), a.size // (4 * PAIR_CHUNK))
+    if workers < 2:
+        part(0, a.size)
+        return out
+    bounds = np.linspace(0, a.size, workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers, thread_name_prefix="rescore") as pool:
+        for done in [pool.submit(part, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+            done.result()
     return out
+
+
+def _candidates(
+    u: np.ndarray,
+    v: np.ndarray,
+    dist: np.ndarray,
+    unknown: np.ndarray,
+    sizes: np.ndarray,
+    loose: np.ndarray,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the pairs that may be the nearest of their u end and of their v end.
+
+    `dist` is exact where `unknown` is 0 and a lower bound at the `loose` pairs, whose
+    upper bound is 2 unknown / (|u| |v|) above it; bounds are widened by BOUND_SLACK.
+    """
+    high = dist.copy()
+    lu, lv = u[loose], v[loose]
+    high[loose] += 2.0 * unknown[loose] / (sizes[lu] * sizes[lv]) + BOUND_SLACK
+    cap = np.full(m, np.inf)
+    np.minimum.at(cap, u, high)
+    np.minimum.at(cap, v, high)
+    del high
+    cand_u = dist <= cap[u]
+    cand_v = dist <= cap[v]
+    low = dist[loose] - BOUND_SLACK
+    cand_u[loose] = low <= cap[lu]
+    cand_v[loose] = low <= cap[lv]
+    return cand_u, cand_v
 
 
 def _sparse_average_linkage(
@@ -427,42 +475,40 @@ def _sparse_average_linkage(
     unset = np.iinfo(np.int64).max
     while u.size:
         rounds += 1
-        # Each cluster's nearest neighbour, ties to the smallest id: the globally closest
-        # pair (ties to the smallest ids) is then always mutual, so every round merges.
-        # A cluster's nearest distance is at most `cap`: its nearest exact distance or the
-        # smallest upper bound of its bounded pairs. A bounded pair whose lower bound is not
-        # past the cap of either end is made exact; the bounds left lie strictly above both
-        # ends' nearest distance, so they neither are nor tie with it.
-        exact = unknown == 0
-        best = np.full(m, np.inf)
-        np.minimum.at(best, u[exact], dist[exact])
-        np.minimum.at(best, v[exact], dist[exact])
-        loose = np.flatnonzero(~exact)
-        del exact
+        # Nearest neighbours under bounds: a cluster's nearest distance is at most its cap,
+        # the smallest upper bound (or exact distance) of its pairs, and its candidates are
+        # the pairs whose lower bound is not past the cap. A single candidate is the nearest
+        # whatever its exact distance; where there are several, the bounded ones are summed
+        # from the sum vectors and the nearest is the exact minimum, ties to the smallest id.
+        # The globally closest pair (ties to the smallest ids) is then always mutual, so
+        # every round merges.
+        loose = np.flatnonzero(unknown > 0)
+        cand_u, cand_v = _candidates(u, v, dist, unknown, sizes, loose, m)
         if loose.size:
-            lu, lv, ld = u[loose], v[loose], dist[loose]
-            upper = ld + 2.0 * unknown[loose] / (sizes[lu] * sizes[lv]) + BOUND_SLACK
-            cap = best.copy()
-            np.minimum.at(cap, lu, upper)
-            np.minimum.at(cap, lv, upper)
-            ld = ld - BOUND_SLACK
-            loose = loose[(ld <= cap[lu]) | (ld <= cap[lv])]
-            del lu, lv, ld, upper, cap
+            count = np.bincount(u[cand_u], minlength=m) + np.bincount(v[cand_v], minlength=m)
+            lu, lv = u[loose], v[loose]
+            need = (cand_u[loose] & (count[lu] > 1)) | (cand_v[loose] & (count[lv] > 1))
+            loose, lu, lv = loose[need], lu[need], lv[need]
+            del count, need
             if loose.size:
-                lu, lv = u[loose], v[loose]
                 dist[loose] = _pair_distances(sums, sizes, lu, lv)
                 unknown[loose] = 0
                 rescored += loose.size
-                np.minimum.at(best, lu, dist[loose])
-                np.minimum.at(best, lv, dist[loose])
-                del lu, lv
+                del cand_u, cand_v
+                cand_u, cand_v = _candidates(
+                    u, v, dist, unknown, sizes, np.flatnonzero(unknown > 0), m
+                )
+            del lu, lv
         del loose
+        best = np.full(m, np.inf)
+        np.minimum.at(best, u[cand_u], dist[cand_u])
+        np.minimum.at(best, v[cand_v], dist[cand_v])
         nearest = np.full(m, unset)
-        tie = dist == best[u]
+        tie = cand_u & (dist == best[u])
         np.minimum.at(nearest, u[tie], v[tie])
-        tie = dist == best[v]
+        tie = cand_v & (dist == best[v])
         np.minimum.at(nearest, v[tie], u[tie])
-        del tie
+        del tie, cand_u, cand_v
         a = np.flatnonzero(nearest != unset)
         b = nearest[a]
         mutual = (nearest[b] == a) & (a < b)
