@@ -59,7 +59,6 @@ Progress = Callable[[int, int], None]
 ROW_BLOCK = 2048  # rows of one block of the neighbour search
 COL_BLOCK = 8192  # columns of one block: ROW_BLOCK x COL_BLOCK similarities at a time (64 MiB)
 EDGE_MARGIN = 1e-4  # candidate edges reach this far past the threshold, against rounding
-GATHER_FLOATS = 1 << 23  # float64 values gathered at once when rescoring cluster pairs
 # Pairs whose dot products are gathered at once: small enough that both gathered blocks stay in
 # cache for the product (1,024 pairs of 512-d float64 rows, 8 MiB; 16,384 at once is ~6x slower).
 PAIR_CHUNK = 1024
@@ -109,7 +108,7 @@ class ClusterResult:
 def _row_norms(x: np.ndarray) -> np.ndarray:
     """Float64 row norms, in chunks so no full-size temporary is made."""
     out = np.empty(x.shape[0], np.float64)
-    step = max(1, GATHER_FLOATS // max(1, x.shape[1]))
+    step = PAIR_CHUNK  # rows converted at a time: cache-sized
     for s in range(0, x.shape[0], step):
         block = x[s : s + step].astype(np.float64)
         out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
@@ -440,9 +439,9 @@ def _sparse_average_linkage(
     """
     m = rows.size
     sums = np.empty((m, unit.shape[1]), np.float64)  # per cluster: the sum of its unit rows
-    step = max(1, GATHER_FLOATS // max(1, unit.shape[1]))
+    step = PAIR_CHUNK  # rows gathered at a time: cache-sized
     for s in range(0, m, step):
-        block = unit[rows[s : s + step]].astype(np.float64)
+        block = np.take(unit, rows[s : s + step], 0).astype(np.float64)
         sums[s : s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
     sizes = np.ones(m, np.float64)
     parent = np.arange(m)
