@@ -80,6 +80,35 @@ def test_ivf_index_clusters_as_the_exact_search_and_measures_recall() -> None:
     assert 0 < ann.n_edges <= exact.n_edges
 
 
+def _within(sims: np.ndarray, ids: np.ndarray, row: int, min_sim: float) -> set[int]:
+    """A k-nearest row's neighbours (not the face itself) within min_sim."""
+    return {int(i) for i, s in zip(ids[row], sims[row], strict=True) if s >= min_sim and i != row}
+
+
+def test_ivf_self_join_finds_the_ivf_index_search_and_all_lists_the_exact_nearest() -> None:
+    emb, _ = identities(300, 25, seed=7)  # about 4,000 faces
+    n, nlist, k, min_sim = emb.shape[0], 32, 12, 0.45
+    index = neighbours.build_ivf(emb, nlist, 32, seed=0)
+    index.nprobe = 8
+    want_sims, want_ids = index.search(emb, k + 1)
+    probes = neighbours._probes(index.quantizer, emb, 8, batch=1000)
+    sims, ids = neighbours._self_join_knn(emb, probes, nlist, k + 1, min_sim, None)
+    assert sims.shape == ids.shape == (n, k + 1)
+    # the same candidates as faiss's IVFFlat search with the same lists and probes
+    same = [
+        _within(sims, ids, q, min_sim) == _within(want_sims, want_ids, q, min_sim) for q in range(n)
+    ]
+    assert sum(same) == n
+    assert (ids[sims < min_sim] == -1).all()  # slots past the distance stay empty
+    # probing every list is the exact k-nearest search within the distance
+    every = neighbours._probes(index.quantizer, emb, nlist, batch=1000)
+    sims, ids = neighbours._self_join_knn(emb, every, nlist, k + 1, min_sim, None)
+    truth = neighbours.exact_knn_within(emb, np.arange(n), k, min_sim)
+    assert all(_within(sims, ids, q, min_sim) == set(truth[q].tolist()) for q in range(n))
+    recall, measured = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
+    assert recall == 1.0 and measured == n
+
+
 def test_recall_counts_the_neighbours_an_index_misses() -> None:
     emb, _ = identities(50, 10, seed=4)
     k = 5

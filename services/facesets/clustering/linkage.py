@@ -11,7 +11,10 @@ distance is below t. Two facts make it scale:
 2. For unit vectors the average cosine similarity of clusters A and B is S_A.S_B / (|A| |B|),
    S being the sum of a cluster's vectors. So the exact average-linkage distance of any two
    clusters costs one dot product, and large components are clustered over their sparse
-   graph alone (`_sparse_average_linkage`), with memory O(edges + faces x dim).
+   graph alone (`_sparse_average_linkage`), with memory O(edges + faces x dim). A merged
+   pair that lacks some of its old pairs carries bounds (each missing face pair's similarity
+   in [-1, 1]) and is summed from the sum vectors only when the bounds leave its nearness to
+   the threshold or to either cluster's nearest neighbour open, so the merges stay exact.
 
 Inputs are (n, d) arrays of embeddings (normalised here in float64 for the linkage itself).
 Similarities of the neighbour search are computed in the input's dtype: float32 input gives
@@ -30,9 +33,11 @@ Where no pair is constrained the result is the same as without the constraint.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +59,10 @@ Progress = Callable[[int, int], None]
 ROW_BLOCK = 2048  # rows of one block of the neighbour search
 COL_BLOCK = 8192  # columns of one block: ROW_BLOCK x COL_BLOCK similarities at a time (64 MiB)
 EDGE_MARGIN = 1e-4  # candidate edges reach this far past the threshold, against rounding
-GATHER_FLOATS = 1 << 23  # float64 values gathered at once when rescoring cluster pairs
+# Pairs whose dot products are gathered at once: small enough that both gathered blocks stay in
+# cache for the product (1,024 pairs of 512-d float64 rows, 8 MiB; 16,384 at once is ~6x slower).
+PAIR_CHUNK = 1024
+BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this, against rounding
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -100,7 +108,7 @@ class ClusterResult:
 def _row_norms(x: np.ndarray) -> np.ndarray:
     """Float64 row norms, in chunks so no full-size temporary is made."""
     out = np.empty(x.shape[0], np.float64)
-    step = max(1, GATHER_FLOATS // max(1, x.shape[1]))
+    step = PAIR_CHUNK  # rows converted at a time: cache-sized
     for s in range(0, x.shape[0], step):
         block = x[s : s + step].astype(np.float64)
         out[s : s + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
@@ -318,9 +326,10 @@ def search_graph(
 def _pair_similarities(unit: np.ndarray, ei: np.ndarray, ej: np.ndarray) -> np.ndarray:
     """Dot products of the row pairs (ei, ej) in the rows' dtype, in bounded chunks."""
     out = np.empty(ei.size, unit.dtype)
-    step = max(1, GATHER_FLOATS // max(1, unit.shape[1]))
+    step = PAIR_CHUNK
     for s in range(0, ei.size, step):
-        out[s : s + step] = np.einsum("ij,ij->i", unit[ei[s : s + step]], unit[ej[s : s + step]])
+        a, b = np.take(unit, ei[s : s + step], 0), np.take(unit, ej[s : s + step], 0)
+        out[s : s + step] = np.einsum("ij,ij->i", a, b)
     return out
 
 
@@ -349,14 +358,57 @@ def _dense_average_linkage(x: np.ndarray, threshold: float) -> np.ndarray:
 def _pair_distances(
     sums: np.ndarray, sizes: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
-    """Exact average cosine distances of cluster pairs from their sum vectors."""
+    """Exact average cosine distances of cluster pairs from their sum vectors.
+
+    Gathering the sum vectors is bound by memory latency, so many pairs are split over the
+    usable cores (numpy releases the GIL in the gathers and products).
+    """
     out = np.empty(a.size, np.float64)
-    step = max(1, GATHER_FLOATS // max(1, sums.shape[1]))
-    for s in range(0, a.size, step):
-        aa, bb = a[s : s + step], b[s : s + step]
-        dots = np.einsum("ij,ij->i", sums[aa], sums[bb])
-        out[s : s + step] = 1.0 - dots / (sizes[aa] * sizes[bb])
+
+    def part(lo: int, hi: int) -> None:
+        for s in range(lo, hi, PAIR_CHUNK):
+            aa, bb = a[s : min(hi, s + PAIR_CHUNK)], b[s : min(hi, s + PAIR_CHUNK)]
+            dots = np.einsum("ij,ij->i", np.take(sums, aa, 0), np.take(sums, bb, 0))
+            out[s : s + aa.size] = 1.0 - dots / (sizes[aa] * sizes[bb])
+
+    workers = min(settings.usable_cores(), a.size // (4 * PAIR_CHUNK))
+    if workers < 2:
+        part(0, a.size)
+        return out
+    bounds = np.linspace(0, a.size, workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers, thread_name_prefix="rescore") as pool:
+        for done in [pool.submit(part, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]:
+            done.result()
     return out
+
+
+def _candidates(
+    u: np.ndarray,
+    v: np.ndarray,
+    dist: np.ndarray,
+    unknown: np.ndarray,
+    sizes: np.ndarray,
+    loose: np.ndarray,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the pairs that may be the nearest of their u end and of their v end.
+
+    `dist` is exact where `unknown` is 0 and a lower bound at the `loose` pairs, whose
+    upper bound is 2 unknown / (|u| |v|) above it; bounds are widened by BOUND_SLACK.
+    """
+    high = dist.copy()
+    lu, lv = u[loose], v[loose]
+    high[loose] += 2.0 * unknown[loose] / (sizes[lu] * sizes[lv]) + BOUND_SLACK
+    cap = np.full(m, np.inf)
+    np.minimum.at(cap, u, high)
+    np.minimum.at(cap, v, high)
+    del high
+    cand_u = dist <= cap[u]
+    cand_v = dist <= cap[v]
+    low = dist[loose] - BOUND_SLACK
+    cand_u[loose] = low <= cap[lu]
+    cand_v[loose] = low <= cap[lv]
+    return cand_u, cand_v
 
 
 def _sparse_average_linkage(
@@ -387,9 +439,9 @@ def _sparse_average_linkage(
     """
     m = rows.size
     sums = np.empty((m, unit.shape[1]), np.float64)  # per cluster: the sum of its unit rows
-    step = max(1, GATHER_FLOATS // max(1, unit.shape[1]))
+    step = PAIR_CHUNK  # rows gathered at a time: cache-sized
     for s in range(0, m, step):
-        block = unit[rows[s : s + step]].astype(np.float64)
+        block = np.take(unit, rows[s : s + step], 0).astype(np.float64)
         sums[s : s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
     sizes = np.ones(m, np.float64)
     parent = np.arange(m)
@@ -413,22 +465,49 @@ def _sparse_average_linkage(
 
     ok = allowed(u, v)
     u, v, dist = u[ok], v[ok], dist[ok]
+    # Face pairs of each cluster pair whose similarity is not in its sum yet (0: `dist` is the
+    # exact distance; else `dist` is its lower bound, every unknown similarity taken as 1).
+    unknown = np.zeros(u.size)
     initial = max(1, u.size)
     rounds = 0
+    rescored = 0
     unset = np.iinfo(np.int64).max
     while u.size:
         rounds += 1
-        # Each cluster's nearest neighbour, ties to the smallest id: the globally closest
-        # pair (ties to the smallest ids) is then always mutual, so every round merges.
+        # Nearest neighbours under bounds: a cluster's nearest distance is at most its cap,
+        # the smallest upper bound (or exact distance) of its pairs, and its candidates are
+        # the pairs whose lower bound is not past the cap. A single candidate is the nearest
+        # whatever its exact distance; where there are several, the bounded ones are summed
+        # from the sum vectors and the nearest is the exact minimum, ties to the smallest id.
+        # The globally closest pair (ties to the smallest ids) is then always mutual, so
+        # every round merges.
+        loose = np.flatnonzero(unknown > 0)
+        cand_u, cand_v = _candidates(u, v, dist, unknown, sizes, loose, m)
+        if loose.size:
+            count = np.bincount(u[cand_u], minlength=m) + np.bincount(v[cand_v], minlength=m)
+            lu, lv = u[loose], v[loose]
+            need = (cand_u[loose] & (count[lu] > 1)) | (cand_v[loose] & (count[lv] > 1))
+            loose, lu, lv = loose[need], lu[need], lv[need]
+            del count, need
+            if loose.size:
+                dist[loose] = _pair_distances(sums, sizes, lu, lv)
+                unknown[loose] = 0
+                rescored += loose.size
+                del cand_u, cand_v
+                cand_u, cand_v = _candidates(
+                    u, v, dist, unknown, sizes, np.flatnonzero(unknown > 0), m
+                )
+            del lu, lv
+        del loose
         best = np.full(m, np.inf)
-        np.minimum.at(best, u, dist)
-        np.minimum.at(best, v, dist)
+        np.minimum.at(best, u[cand_u], dist[cand_u])
+        np.minimum.at(best, v[cand_v], dist[cand_v])
         nearest = np.full(m, unset)
-        tie = dist == best[u]
+        tie = cand_u & (dist == best[u])
         np.minimum.at(nearest, u[tie], v[tie])
-        tie = dist == best[v]
+        tie = cand_v & (dist == best[v])
         np.minimum.at(nearest, v[tie], u[tie])
-        del tie
+        del tie, cand_u, cand_v
         a = np.flatnonzero(nearest != unset)
         b = nearest[a]
         mutual = (nearest[b] == a) & (a < b)
@@ -441,30 +520,46 @@ def _sparse_average_linkage(
         touched = grew[ru] | grew[rv]
         tix = np.flatnonzero(touched)
         # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
-        # where an old pair is absent (no edge below threshold) the sum vectors give it.
-        tsim = sizes[u[tix]] * sizes[v[tix]] * (1.0 - dist[tix])
+        # face pairs of an old pair absent from the graph (or not summed yet) stay unknown.
+        area = sizes[u[tix]] * sizes[v[tix]]
+        tmiss = unknown[tix]
+        tsim = area * (1.0 - dist[tix]) - tmiss  # the known part of the similarity sum
+        tcover = area - tmiss  # face pairs summed (exact integers in float64)
         tu, tv = ru[tix], rv[tix]
-        del tix
+        del tix, area, tmiss
         np.logical_not(touched, out=touched)
         u, v, dist = ru[touched], rv[touched], dist[touched]  # pairs of unchanged clusters
+        unknown = unknown[touched]
         del ru, rv, touched
         inner = tu != tv  # drops the merged pair itself
-        tsim, tu, tv = tsim[inner], tu[inner], tv[inner]
+        tsim, tcover, tu, tv = tsim[inner], tcover[inner], tu[inner], tv[inner]
         key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
         del tu, tv, inner
         order = np.argsort(key)
         key = key[order]
         first = np.flatnonzero(np.diff(key, prepend=-1))
         sim = np.add.reduceat(tsim[order], first) if key.size else np.zeros(0)
-        count = np.diff(np.append(first, key.size))
+        cover = np.add.reduceat(tcover[order], first) if key.size else np.zeros(0)
         tu, tv = (key[first] // m).astype(np.int32), (key[first] % m).astype(np.int32)
-        del key, order, tsim, first
+        del key, order, tsim, tcover, first
         sizes[a] += sizes[b]
         sums[a] += sums[b]
         parent[b] = a
-        partial = count < (1 + grew[tu]) * (1 + grew[tv])
-        td = 1.0 - sim / (sizes[tu] * sizes[tv])
-        td[partial] = _pair_distances(sums, sizes, tu[partial], tv[partial])
+        full = sizes[tu] * sizes[tv]
+        tmiss = full - cover
+        del cover
+        td = 1.0 - (sim + tmiss) / full  # exact where nothing is missing, else a lower bound
+        # Decide against the threshold as the exact distance would: a bound at or past it
+        # drops the pair, an upper bound below it keeps it; only pairs in between are summed
+        # from the sum vectors now.
+        unsure = np.flatnonzero((tmiss > 0) & (td - BOUND_SLACK < threshold))
+        upper = 1.0 - (sim[unsure] - tmiss[unsure]) / full[unsure]
+        unsure = unsure[upper + BOUND_SLACK >= threshold]
+        del upper
+        td[unsure] = _pair_distances(sums, sizes, tu[unsure], tv[unsure])
+        tmiss[unsure] = 0
+        rescored += unsure.size
+        del sim, full, unsure
         if blocked.size:  # cluster pairs that share a photo: relabel, then keep out
             bu, bv = rep[bu], rep[bv]
             blocked = np.unique(_pair_keys(bu, bv, m))
@@ -475,10 +570,13 @@ def _sparse_average_linkage(
         u = np.concatenate([u, tu[near]])
         v = np.concatenate([v, tv[near]])
         dist = np.concatenate([dist, td[near]])
+        unknown = np.concatenate([unknown, tmiss[near]])
         if on_round is not None:
             on_round(1.0 - u.size / initial)
     n_prevented = int(np.unique(np.concatenate(prevented)).size) if prevented else 0
-    log.debug("sparse linkage done", faces=m, rounds=rounds, prevented=n_prevented)
+    log.debug(
+        "sparse linkage done", faces=m, rounds=rounds, rescored=rescored, prevented=n_prevented
+    )
     return _roots(parent), n_prevented
 
 

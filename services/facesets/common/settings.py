@@ -153,13 +153,18 @@ KNN_NEIGHBOURS = 30
 # (IVF, approximate) from there on; "exact" is the blocked numpy search, "flat" and "ivf" force
 # one index. The IVF search keeps each face's ANN_NEIGHBOURS nearest faces within the threshold,
 # scanning the ANN_NPROBE of its ANN_NLIST lists nearest to it (0 lists: about 4 sqrt(faces)).
+# Clustering's IVF search is a self-join run list by list: the faces probing one list times
+# its members is one float32 matrix product of at most ANN_JOIN_BLOCK similarities (BLAS runs
+# near peak from a few thousand rows; 4 Mi floats, 16 MiB, keeps the block in cache-friendly
+# bounds and memory flat whatever a list's size).
 NEIGHBOUR_SEARCH = "auto"
 ANN_MIN_FACES = 100_000
 ANN_NLIST = 0
 ANN_NPROBE = 16
 ANN_NEIGHBOURS = 48
 ANN_TRAIN_PER_LIST = 32  # k-means sample: faces per list (training is the index's fixed cost)
-ANN_QUERY_BATCH = 16_384  # queries per faiss call
+ANN_QUERY_BATCH = 16_384  # queries per faiss call (probe lists, extend's centroid search)
+ANN_JOIN_BLOCK = 1 << 22
 ANN_RECALL_QUERIES = 500  # sampled queries whose recall is measured against brute force
 NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
 NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # a face two candidate photos share matches this well
