@@ -193,6 +193,36 @@ def test_large_photo_decoded_reduced_finds_the_same_faces(client, reference, lfw
         assert float(np.frombuffer(face.embedding, "<f4") @ match.normed_embedding) > 0.97
 
 
+def test_a_request_detects_at_its_own_detect_size(client, model_root, lfw_dir):
+    """A 1080p frame with one face of about 100 px: the default size and any size above the
+    service's own give the same face; a size that shrinks the face below what the detector
+    sees finds none; 544 finds it where SCRFD at a 544 x 320 input does."""
+    photo = cv2.imread(str(lfw_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"))
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[400:650, 900:1150] = photo
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    sizes = {"own": 0, "huge": 5000, "tiny": 64, "video": 544}
+    results = {
+        r.id: r
+        for r in client.detect(
+            ImageInput(id=name, data=data.tobytes(), detect_size=size)
+            for name, size in sizes.items()
+        )
+    }
+    assert len(results["own"].faces) == 1
+    assert list(results["huge"].faces[0].bbox) == list(results["own"].faces[0].bbox)
+    assert len(results["tiny"].faces) == 0
+    app = FaceAnalysis(
+        name="facepack-mini", root=str(model_root), providers=["CPUExecutionProvider"]
+    )
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    boxes, _ = app.det_model.detect(frame, input_size=(544, 320))
+    [face] = results["video"].faces
+    assert len(boxes) == 1 and np.abs(boxes[0, :4] - np.array(face.bbox)).max() < 1.0
+    assert np.abs(np.array(face.bbox) - np.array(results["own"].faces[0].bbox)).max() < 12
+
+
 def test_count_faces(client, lfw_dir):
     one = cv2.imread(str(lfw_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"))
     two = np.hstack([one, one])

@@ -33,6 +33,7 @@ class ImageInput:
     id: str
     path: str | None = None
     data: bytes | None = None
+    detect_size: int = 0  # the detector's long side for this image; 0: the service's own
 
 
 def _duplicate(image_id: str) -> ValueError:
@@ -92,7 +93,9 @@ class InferenceClient:
                 raise _duplicate(image.id)
             seen.add(image.id)
             if by_path and image.path is not None:
-                yield common_pb2.ImageRequest(id=image.id, path=image.path)
+                yield common_pb2.ImageRequest(
+                    id=image.id, path=image.path, detect_size=image.detect_size
+                )
                 continue
             data = image.data
             if data is None:
@@ -117,7 +120,7 @@ class InferenceClient:
             if len(data) > self.max_bytes:
                 refused.append(_too_large(image.id, len(data), self.max_bytes))
                 continue
-            yield common_pb2.ImageRequest(id=image.id, data=data)
+            yield common_pb2.ImageRequest(id=image.id, data=data, detect_size=image.detect_size)
 
     def _stream(
         self, method: str, images: Iterable[ImageInput], by_path: bool, max_inflight: int

@@ -45,14 +45,16 @@ ERROR_REASON_NOT_DONE: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
 
 class ImageRequest(_message.Message):
-    __slots__ = ("id", "data", "path")
+    __slots__ = ("id", "data", "path", "detect_size")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    DETECT_SIZE_FIELD_NUMBER: _ClassVar[int]
     id: str
     data: bytes
     path: str
-    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
+    detect_size: int
+    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ..., path: _Optional[str] = ..., detect_size: _Optional[int] = ...) -> None: ...
 
 class Pose(_message.Message):
     __slots__ = ("yaw", "pitch", "roll", "source")

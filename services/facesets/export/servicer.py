@@ -6,7 +6,7 @@ goes to the inference service's CountFaces.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import structlog
 
-from facesets.client import ClusteringClient, Endpoint, ImageInput, InferenceClient
+from facesets.client import ClusteringClient, Endpoint, InferenceClient
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.layout import read_json
@@ -386,10 +386,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         def job(
             params: VideoPlanParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
-            def infer(items: Iterable[tuple[str, bytes]]) -> Iterator[common_pb2.ImageResult]:
-                return inference.embed(ImageInput(id=i, data=data) for i, data in items)
-
-            return video_plan.plan_videos(src, out, params, infer, progress, match_dir)
+            return video_plan.plan_videos(src, out, params, inference.embed, progress, match_dir)
 
         yield from self._inference_job(
             context, VideoPlanParams.from_request, request, out, job, service="media"

@@ -41,20 +41,28 @@ class Detector:
         self.input_size = input_size
         model.prepare(ctx_id=0, input_size=(input_size, input_size), det_thresh=threshold)
 
-    def input_for(self, height: int, width: int) -> tuple[int, int]:
-        """(w, h) fitting the image's aspect, long side `input_size`, multiples of 32.
+    def long_side(self, wanted: int = 0) -> int:
+        """The input's long side: `wanted` rounded up to a multiple of 32, at most the
+        detector's own size (which 0 means)."""
+        if wanted <= 0:
+            return self.input_size
+        return min(self.input_size, -(-wanted // 32) * 32)
+
+    def input_for(self, height: int, width: int, wanted: int = 0) -> tuple[int, int]:
+        """(w, h) fitting the image's aspect, long side `long_side(wanted)`, multiples of 32.
 
         A square input would spend a quarter of a 4:3 photo's compute on letterbox padding;
         the faces found are the same.
         """
-        scale = self.input_size / max(height, width)
+        scale = self.long_side(wanted) / max(height, width)
         return (
             max(32, int(np.ceil(width * scale / 32)) * 32),
             max(32, int(np.ceil(height * scale / 32)) * 32),
         )
 
-    def detect(self, bgr: np.ndarray) -> list[Detection]:
-        size = self.input_for(*bgr.shape[:2])
+    def detect(self, bgr: np.ndarray, wanted: int = 0) -> list[Detection]:
+        height, width = bgr.shape[:2]
+        size = self.input_for(height, width, wanted)
         boxes, kpss = self.model.detect(bgr, input_size=size)
         found = []
         for i, box in enumerate(boxes):

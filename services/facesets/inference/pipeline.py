@@ -297,7 +297,7 @@ class FacePipeline:
             outcome.width, outcome.height = decoded.width, decoded.height
             outcome.capture_time = decoded.capture_time
             with self.pack.model_calls:
-                detections = self.pack.detector.detect(decoded.bgr)
+                detections = self.pack.detector.detect(decoded.bgr, request.detect_size)
             if mode is Mode.COUNT:
                 outcome.faces = [FaceResult(det_score=d.score) for d in detections]
                 return _Prepared(outcome)

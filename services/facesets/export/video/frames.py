@@ -4,7 +4,9 @@ Frames are sampled on the video's own timeline at `sample_fps`: frame n is sampl
 the first of a new 1 / sample_fps interval, computed with integers so that the decode pass's
 ffmpeg `select` filter and this module agree on every frame. Each sampled frame belongs to the
 shot it falls in. Sampled frames arrive at most `send_max_side` a side (ffmpeg scales them) and
-travel JPEG-encoded in memory; nothing is written to disk.
+travel JPEG-encoded in memory; nothing is written to disk. Faces smaller than the quality gate
+keeps are of no use, so the detector looks at each frame at the scale the gate's smallest face
+needs (`detect_size`), not at the size it uses for photos.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesets.common import settings
 from facesets.export.video.probe import VideoError
 from facesets.export.video.shots import Shot, shot_of
 
@@ -80,6 +83,17 @@ def send_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """(w, h) of a sampled frame as sent: at most max_side a side, even, the aspect kept."""
     scale = min(1.0, max_side / max(width, height))
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def detect_size(sent_long: int, scale: float, min_face_short: float) -> int:
+    """The detector's long side for frames sent `sent_long` px long (`scale` source px each):
+    the smallest face the gate keeps (`min_face_short` source px) spans VIDEO_DETECT_FACE_PX
+    of the detector's input. 0 (the service's own size) when the gate keeps every size."""
+    if min_face_short <= 0:
+        return 0
+    face_sent = min_face_short / scale
+    side = int(np.ceil(sent_long * settings.VIDEO_DETECT_FACE_PX / face_sent / 32)) * 32
+    return max(settings.VIDEO_DETECT_MIN_SIZE, side)
 
 
 def encode_for_inference(image: np.ndarray, quality: int) -> bytes:

@@ -20,6 +20,7 @@ import numpy as np
 import scenedetect
 import structlog
 
+from facesets.client.inference import ImageInput
 from facesets.common import layout, settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import unit_mean
@@ -42,8 +43,8 @@ from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
 
-# Frames in, one result per frame out (any order): the inference service's Embed.
-InferFn = Callable[[Iterable[tuple[str, bytes]]], Iterator[common_pb2.ImageResult]]
+# Images in, one result per image out (any order): the inference service's Embed.
+InferFn = Callable[[Iterable[ImageInput]], Iterator[common_pb2.ImageResult]]
 
 
 def find_videos(src: Path) -> list[Path]:
@@ -173,13 +174,13 @@ class VideoPlanner:
         decoding = DecodePass(video, stream, p.sample_fps, settings.VIDEO_SEND_MAX_SIDE, detector)
         failure: list[VideoError] = []
 
-        def requests() -> Iterator[tuple[str, bytes]]:
+        detect_size = frame_io.detect_size(max(decoding.sent), decoding.scale, p.min_face_short)
+
+        def requests() -> Iterator[ImageInput]:
             try:
                 for frame, image in decoding.frames(grid, wanted):
-                    yield (
-                        str(frame),
-                        frame_io.encode_for_inference(image, settings.VIDEO_JPEG_QUALITY),
-                    )
+                    data = frame_io.encode_for_inference(image, settings.VIDEO_JPEG_QUALITY)
+                    yield ImageInput(str(frame), data=data, detect_size=detect_size)
             except VideoError as error:  # frames up to here still count; the reason is kept
                 failure.append(error)
 
@@ -270,7 +271,7 @@ class VideoPlanner:
 def match_centroid(images: list[Path], infer: InferFn) -> np.ndarray:
     """The unit mean of the largest face's embedding in each image of a faceset folder."""
     embeddings = []
-    requests = ((str(i), path.read_bytes()) for i, path in enumerate(images))
+    requests = (ImageInput(str(i), data=path.read_bytes()) for i, path in enumerate(images))
     for result in infer(requests):
         faces = [f for f in result.faces if f.embedding]
         if faces:
