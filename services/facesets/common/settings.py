@@ -218,7 +218,7 @@ VIDEO_SHOT_DETECT_WIDTH = 256  # frames are compared this wide (PySceneDetect's 
 # ffmpeg threads of the decode pass. Inference beside it keeps the cores busy, and ffmpeg's own
 # threading cost about 1.8x the CPU of one thread for the same frames on a 2-core machine.
 VIDEO_DECODE_THREADS = 1
-VIDEO_SAMPLE_FPS = 2.0  # frames sampled per second within each shot
+VIDEO_SAMPLE_FPS = 2.0  # frames sampled per second, on the video's own timeline
 VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (boxes map back)
 # The detector sees a sampled frame at the scale where the gate's smallest face (--min-face-short)
 # spans this many pixels, never above the service's own size: no time goes to finding faces the

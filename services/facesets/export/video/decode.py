@@ -15,6 +15,7 @@ own (linear interpolation); the sampled frames with area averaging, for the face
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ from facesets.export.video.probe import VideoError, tools
 from facesets.export.video.shots import ShotDetector, detection_size
 
 
+@functools.cache
 def passthrough_flag() -> str:
     """ffmpeg's option that keeps every frame as decoded (no duplicates, no drops)."""
     found = re.search(r"version n?(\d+)\.(\d+)", tools().version)

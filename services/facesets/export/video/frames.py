@@ -20,7 +20,7 @@ import numpy as np
 
 from facesets.common import settings
 from facesets.export.video.probe import VideoError
-from facesets.export.video.shots import Shot, shot_of
+from facesets.export.video.shots import Shot, shots_of
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,10 @@ def select_expression(fps: float, sample_fps: float) -> str:
 
 
 def samples_in_shots(grid: list[int], shots: list[Shot], fps: float) -> list[Sample]:
-    return [Sample(frame, frame / fps, shot_of(frame, shots)) for frame in grid]
+    return [
+        Sample(frame, frame / fps, shot)
+        for frame, shot in zip(grid, shots_of(grid, shots), strict=True)
+    ]
 
 
 def send_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -187,7 +187,10 @@ class VideoPlanner:
         if not wanted:  # every frame is logged: the pass only finds the shots
             for _ in requests():
                 pass
-        for result in self.infer(requests()) if wanted else ():
+            results: Iterable[common_pb2.ImageResult] = ()
+        else:
+            results = self.infer(requests())
+        for result in results:
             frame = int(result.id)
             row: dict[str, Any] = {"frame": frame, "t": frame / stream.fps}
             if result.error.reason:

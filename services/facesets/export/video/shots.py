@@ -66,7 +66,8 @@ class ShotDetector:
         return [Shot(i, a, b, a / fps, b / fps) for i, (a, b) in enumerate(spans)]
 
 
-def shot_of(frame: int, shots: list[Shot]) -> int:
-    """The index of the shot holding a frame (shots are sorted and cover the video)."""
-    starts = [s.start_frame for s in shots]
-    return shots[max(0, int(np.searchsorted(starts, frame, side="right")) - 1)].index
+def shots_of(frames: list[int], shots: list[Shot]) -> list[int]:
+    """The index of the shot holding each frame (shots are sorted and cover the video)."""
+    starts = np.array([s.start_frame for s in shots])
+    at = np.maximum(np.searchsorted(starts, frames, side="right") - 1, 0)
+    return [shots[i].index for i in at]
