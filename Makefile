@@ -3,20 +3,30 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 SHARED ?= ../shared
 PROTOS := $(wildcard protos/facesets/v1/*.proto)
 GEN_DIR := clients
-# ClipScore (the clip extra) needs torch; pinned so pip takes the build this project tests with.
-TORCH ?= torch==2.14.1 torchvision==0.29.1
+UV_VERSION := 0.13.8
+# The workspace: clients/ (facesets-client), services/ (facesets-services), orchestrator/
+# (the facesets CLI), installed editable from uv.lock with the CPU inference runtime and the
+# development tools. `make install SYNC_EXTRAS=...` picks other extras of the lock.
+SYNC_EXTRAS ?= --extra cpu --extra embedded --extra clip
+LOCKS := pyproject.toml uv.lock clients/pyproject.toml services/pyproject.toml orchestrator/pyproject.toml
 
-.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps
+.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps lock
 
-$(STAMP): pyproject.toml
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,cpu,clip]' $(TORCH)
+$(UV):
+	$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION)
+
+$(STAMP): $(LOCKS) | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --locked --all-packages $(SYNC_EXTRAS)
 	@touch $(STAMP)
+
+# Re-resolve uv.lock after a change to any pyproject.toml (the lock is committed).
+lock: | $(UV)
+	$(UV) lock
 
 install: $(STAMP) system-deps
 
@@ -69,4 +79,4 @@ lint-checks:
 	$(PY) -m mypy services orchestrator clients
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist */dist

@@ -210,7 +210,7 @@ def _worker(
     method: str, data: Path, threshold: float, labels_out: Path, labels_in: Path | None = None
 ) -> dict[str, Any]:
     """Runs in the child: load the embeddings, cluster, report time and peak memory."""
-    from facesets.common.logs import configure
+    from facesets.shared.logs import configure
 
     configure("warning")
     emb = _load_npy(data)

@@ -94,7 +94,7 @@ def _digests(out: Path) -> dict[str, str]:
 
 
 def main(shared: Path, quick: bool) -> dict:
-    from facesets.common import layout
+    from facesets.contract import layout
     from facesets.export.crops import load_image_oriented
     from facesets.export.params import ExportSwapParams
     from facesets.export.report import write_report

@@ -43,7 +43,7 @@ def _worker(job: str, store_path: str, out: str) -> None:
     from facesets.clustering.jobs.refine import refine
     from facesets.clustering.params import ClusterParams, RefineParams
     from facesets.clustering.store import FaceStore
-    from facesets.common.params import LinkMode
+    from facesets.contract.fields import LinkMode
 
     store = FaceStore(Path(store_path))
     started = time.perf_counter()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from facesets.common import layout
+from facesets.contract import layout
 
 EXIF_IFD = 0x8769  # the Exif sub-IFD
 DATE_TIME_ORIGINAL = 36867

@@ -34,7 +34,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ LIBRARY_PREFIX = f"{UPLOAD_ROOT}/library/admin/2019"
 LFW_SIZE = 250
 LFW_FACE_BOX = (79.0, 62.0, 179.0, 196.0)  # x1, y1, x2, y2 in a 250x250 LFW photo
 IMMICH_PREVIEW_SIZE = 1440  # Immich's default preview size
-_BASE_TIME = datetime(2019, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
+_BASE_TIME = datetime(2019, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 Box = tuple[float, float, float, float]
 

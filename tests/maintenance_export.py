@@ -9,7 +9,7 @@ from typing import Any
 
 from report_export import crop_png
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.fsz import PNG_SIGNATURE, write_fsz
 
 TOP_N = 3

@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.fsz import write_fsz
 
 CROP_SIDE = 320

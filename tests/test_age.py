@@ -23,7 +23,7 @@ from facesets.clustering.jobs.age_split import age_extend, age_split
 from facesets.clustering.jobs.job import JobError
 from facesets.clustering.params import AgeProbeParams, AgeSplitParams
 from facesets.clustering.store import FaceData, FaceStore, ImageData
-from facesets.common import layout
+from facesets.contract import layout
 from services import run_facesets
 
 DIM = 128

@@ -43,7 +43,7 @@ import pytest
 from dated_photos import dated_copy
 
 from facesets.clustering.store import FaceStore
-from facesets.common import layout
+from facesets.contract import layout
 from services import run_facesets
 
 A, B, C, D = "Gerhard_Schroeder", "Serena_Williams", "John_Ashcroft", "Vladimir_Putin"

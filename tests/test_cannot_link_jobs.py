@@ -29,7 +29,7 @@ from facesets.clustering.params import (
     RouteParams,
 )
 from facesets.clustering.store import FaceStore
-from facesets.common import layout
+from facesets.contract import layout
 from services import run_facesets
 
 A, B, C = "George_W_Bush", "Colin_Powell", "Tony_Blair"

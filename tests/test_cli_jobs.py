@@ -13,7 +13,7 @@ import cv2
 import pytest
 from conftest import free_port
 
-from facesets.common import layout
+from facesets.contract import layout
 from services import FACESETS, ServiceProcess, run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")

@@ -13,8 +13,8 @@ import pytest
 from conftest import free_port
 from PIL import Image
 
-from facesets.common import layout
 from facesets.common.settings import InferenceSettings
+from facesets.contract import layout
 from facesets.inference import clip
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from services import ServiceProcess

@@ -34,7 +34,8 @@ from facesets.clustering.jobs.materialize import output_name
 from facesets.clustering.jobs.refine import refine
 from facesets.clustering.params import ClusterParams, ConsolidateParams, DedupParams, RefineParams
 from facesets.clustering.store import FaceStore
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 
 PEOPLE = [
     "George_W_Bush",

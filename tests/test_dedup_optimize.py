@@ -15,9 +15,9 @@ from maintenance_export import assert_fsz_match_folders, build_export, snapshot
 from PIL import Image
 
 from facesets.client import Endpoint, InferenceClient
-from facesets.common import layout
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
+from facesets.contract import layout
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.dedup import DedupOptimizeParams, dedup_optimize
 from facesets.export.maintenance.inference_calls import InferenceFaces

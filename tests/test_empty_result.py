@@ -14,7 +14,7 @@ import pytest
 from fake_immich import FakeImmich, lfw_library
 from test_report import CHROMIUM, rendered_dom
 
-from facesets.common import gates, layout
+from facesets.contract import gates, layout
 from facesets.export.report import write_report
 from services import run_facesets
 

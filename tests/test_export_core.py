@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 from facesets.export import quality
 from facesets.export.crops import (
     REASON_EXTRA_FACES,

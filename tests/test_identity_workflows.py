@@ -21,7 +21,7 @@ from PIL import Image
 from store_fixtures import copy_photos, lfw_slice
 
 from facesets.clustering.store import FaceStore
-from facesets.common.layout import read_json
+from facesets.contract.layout import read_json
 from services import ServiceProcess, run_facesets
 
 KNOWN = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")

@@ -13,7 +13,7 @@ from collections import Counter
 
 from fake_immich import FakeImmich, lfw_library
 
-from facesets.common.layout import read_json
+from facesets.contract.layout import read_json
 from services import run_facesets
 
 KEY = "import-test-key-0001"

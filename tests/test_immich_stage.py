@@ -6,7 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -23,7 +23,7 @@ from fake_immich import (
 )
 
 from facesets.clustering.store import FaceStore, ImageData
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.orchestrator.immich.api import Face
 from facesets.orchestrator.immich.cli import add_arguments, run
 from facesets.orchestrator.immich.config import (
@@ -241,7 +241,7 @@ def test_face_filter_works_in_original_pixels_whatever_the_preview_size(
 def test_no_face_on_a_recent_upload_is_asked_again_until_immich_has_looked(
     photos: list[Path], tmp_path: Path
 ) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     fresh = lfw_asset(photos[0], index=0, faces=[])  # uploaded an hour ago, not analysed yet
     fresh.uploaded = now - timedelta(hours=1)
     old = lfw_asset(photos[1], index=1, faces=[])  # uploaded long ago: no face is final
@@ -262,7 +262,7 @@ def test_no_face_on_a_recent_upload_is_asked_again_until_immich_has_looked(
 def test_a_second_run_into_the_same_folder_is_refused(photos: list[Path], tmp_path: Path) -> None:
     from filelock import FileLock
 
-    from facesets.common.folder_lock import FolderBusyError
+    from facesets.shared.folder_lock import FolderBusyError
 
     asset = lfw_asset(photos[0], index=0)
     with FakeImmich([asset], KEY, preview_size=PREVIEW) as fake:

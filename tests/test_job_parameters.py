@@ -17,7 +17,8 @@ from conftest import free_port
 from store_fixtures import add_photos, copy_photos, lfw_slice, new_store
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 from facesets.orchestrator.stages import follow
 from facesets.v1 import clustering_pb2, export_pb2
 from services import ServiceProcess, run_facesets

@@ -17,7 +17,7 @@ import pytest
 from conftest import free_port
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
-from facesets.common import layout
+from facesets.contract import layout
 from services import FACESETS, ServiceProcess, wait_for
 
 FACES = 30_000  # a job that runs for a while; the test freezes it mid-way whatever its speed

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from maintenance_export import TOP_N, assert_fsz_match_folders, build_export, pngs, snapshot
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.merge import InvalidMergeParameter, MergeParams, merge

@@ -17,7 +17,8 @@ from facesets.clustering import linkage, neighbours
 from facesets.clustering.jobs.cluster import cluster
 from facesets.clustering.linkage import cluster_average_linkage, nearest_centroid
 from facesets.clustering.neighbours import SearchParams
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 
 
 def identities(

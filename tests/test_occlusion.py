@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from maintenance_export import assert_fsz_match_folders, build_export, pngs, snapshot
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import (

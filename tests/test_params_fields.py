@@ -9,7 +9,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
 from facesets.clustering import params as clustering
-from facesets.common.params import LinkMode, request_fields
+from facesets.contract.fields import LinkMode, request_fields
 from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams

@@ -16,10 +16,10 @@ from images import SUFFIXES, encode_as, heif_burst, heif_claiming, truncated
 from PIL import Image
 
 from facesets.client import Endpoint, ImageInput, InferenceClient
-from facesets.common import photo_formats
 from facesets.common.decode import DecodeError, decode
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
+from facesets.contract import photo_formats
 from facesets.inference import servicer as inference
 from facesets.orchestrator.scan import FOLDER_LINK, HIDDEN, list_photos
 from facesets.v1 import common_pb2

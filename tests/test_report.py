@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from test_export_core import copy_people, labelled_row, make_analyser, make_counter
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.crops import load_image_oriented
 from facesets.export.params import ExportSwapParams
 from facesets.export.report import ReportError, write_report

@@ -20,7 +20,8 @@ from PIL import Image
 from report_export import LibraryExport, build_library_export, crop_png
 from test_report import chromium, rendered_dom
 
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 from facesets.export.report import ReportError, build_report, write_report
 from facesets.export.report.model import page_name
 from services import run_facesets

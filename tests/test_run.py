@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from insightface.model_zoo import model_zoo
 
-from facesets.common import layout
+from facesets.contract import layout
 from services import run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder")

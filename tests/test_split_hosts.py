@@ -20,7 +20,7 @@ from netns import Hosts, namespace_hosts
 from store_fixtures import copy_photos, lfw_slice
 from test_tls import make_ca, make_server_cert
 
-from facesets.common import layout
+from facesets.contract import layout
 from services import FACESETS, ServiceProcess, run_facesets
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from facesets.clustering.params import AgeProbeParams, AgeSplitParams
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services

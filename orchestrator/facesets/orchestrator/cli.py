@@ -9,8 +9,8 @@ import sys
 
 import grpc
 
-from facesets.common import logs
 from facesets.orchestrator.console import AroundProgressBars
+from facesets.shared import logs
 
 # Modules that define commands: each has COMMANDS = {name: (help, add_arguments, run)}.
 COMMAND_MODULES = (

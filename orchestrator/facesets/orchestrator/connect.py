@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
-from facesets.common.security import read_token
 from facesets.orchestrator.local import LocalService
 from facesets.orchestrator.roots import command_roots
+from facesets.shared.tokens import read_token
 
 
 def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> None:

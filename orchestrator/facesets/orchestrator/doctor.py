@@ -14,7 +14,6 @@ from pathlib import Path
 import grpc
 
 from facesets.common import settings
-from facesets.common.security import read_token
 from facesets.inference.runtime import (
     ACCELERATORS,
     CPU,
@@ -23,6 +22,7 @@ from facesets.inference.runtime import (
     install_command,
     probe,
 )
+from facesets.shared.tokens import read_token
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 REMOTE_TIMEOUT_S = 5.0

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from facesets.clustering.params import DiscoverParams, ImportFoldersParams
-from facesets.common import layout
-from facesets.common.params import InvalidParameter
+from facesets.contract import layout
+from facesets.contract.fields import InvalidParameter
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
 from facesets.orchestrator.jobs import add_cannot_link_argument, print_summary
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 class ConfigError(ValueError):

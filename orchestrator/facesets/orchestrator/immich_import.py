@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from facesets.clustering.params import RouteParams
-from facesets.common import layout, settings
-from facesets.common.gates import explain_empty
-from facesets.common.layout import read_json
+from facesets.common import settings
+from facesets.contract import layout
+from facesets.contract.gates import explain_empty
+from facesets.contract.layout import read_json
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services

@@ -19,8 +19,8 @@ from facesets.clustering.params import (
     ExtendParams,
     RefineParams,
 )
-from facesets.common.gates import explain_empty
-from facesets.common.params import LINK_MODE_HELP, LinkMode
+from facesets.contract.fields import LINK_MODE_HELP, LinkMode
+from facesets.contract.gates import explain_empty
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
 

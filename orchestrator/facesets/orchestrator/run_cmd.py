@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from facesets.clustering.params import RefineParams
-from facesets.common import layout
-from facesets.common.folder_lock import run_locked
-from facesets.common.gates import explain_empty
+from facesets.contract import layout
+from facesets.contract.gates import explain_empty
 from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import add_listing_arguments, embed
 from facesets.orchestrator.enrich import enrich
+from facesets.shared.folder_lock import run_locked
 
 STAGES = ("embed", "cluster", "enrich", "refine", "export")
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from facesets.common import photo_formats
+from facesets.contract import photo_formats
 
 CHUNK = 1 << 20
 

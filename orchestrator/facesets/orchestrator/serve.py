@@ -12,8 +12,9 @@ import structlog
 from facesets.client import Endpoint
 from facesets.common import settings
 from facesets.common.roots import Roots
-from facesets.common.security import TlsFiles, read_token
+from facesets.common.security import TlsFiles
 from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
+from facesets.shared.tokens import read_token
 
 log = structlog.get_logger(__name__)
 

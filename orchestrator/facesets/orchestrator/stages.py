@@ -28,7 +28,7 @@ from facesets.clustering.params import (
     RefineParams,
     RouteParams,
 )
-from facesets.common.params import request_fields
+from facesets.contract.fields import request_fields
 from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.merge import MergeParams
 from facesets.export.maintenance.occlusion import OcclusionParams

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from facesets.clustering.store import FaceTable
-from facesets.common import gates
+from facesets.contract import gates
 from facesets.v1 import common_pb2
 
 
@@ -39,7 +39,7 @@ def summary(
     kept: int,
     parameters: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The "gates" entry of a job over `rows` (see facesets.common.gates)."""
+    """The "gates" entry of a job over `rows` (see facesets.contract.gates)."""
     thresholds = {
         "size": parameters["min_short"],
         "blur": parameters["min_blur"],

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 
 from facesets.clustering.jobs.errors import JobError
 from facesets.common import settings
-from facesets.common.params import (
+from facesets.contract.fields import (
     COSINE_DISTANCE,
     COSINE_SIMILARITY,
     COUNT,

@@ -37,11 +37,12 @@ from facesets.clustering.store import (
     corrupt_store,
     is_corruption,
 )
-from facesets.common import layout, settings
-from facesets.common.folder_lock import run_locked
+from facesets.common import settings
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
-from facesets.common.params import InvalidParameter
 from facesets.common.roots import Roots
+from facesets.contract import layout
+from facesets.contract.fields import InvalidParameter
+from facesets.shared.folder_lock import run_locked
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)

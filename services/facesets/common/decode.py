@@ -18,8 +18,9 @@ import numpy as np
 import pillow_heif
 from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 
-from facesets.common import photo_formats, settings
+from facesets.common import settings
 from facesets.common.roots import PathRefused, Roots, open_regular
+from facesets.contract import photo_formats
 from facesets.v1 import common_pb2
 
 # Limits are checked here against the header, before any pixel is decoded.

@@ -11,8 +11,6 @@ from typing import Any
 
 import grpc
 
-from facesets.common.logs import register_secret
-
 AUTH_HEADER = "authorization"
 
 
@@ -34,16 +32,6 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name or 0.0.0.0-like wildcard: treat as exposed
-
-
-def read_token(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    token = Path(path).read_text(encoding="utf-8").strip()
-    if not token:
-        raise ValueError(f"token file {path} is empty")
-    register_secret(token)
-    return token
 
 
 def check_listen_policy(address: str, token: str | None, tls: TlsFiles | None) -> None:

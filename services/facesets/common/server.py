@@ -16,9 +16,9 @@ from grpc_reflection.v1alpha import reflection
 
 from facesets.client.defaults import channel_options
 from facesets.common import settings
-from facesets.common.layout import atomic_write_bytes
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
 from facesets.common.stream_limit import StreamLimit
+from facesets.contract.layout import atomic_write_bytes
 
 log = structlog.get_logger(__name__)
 

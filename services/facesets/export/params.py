@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facesets.common import settings
-from facesets.common.params import (
+from facesets.contract.fields import (
     COSINE_DISTANCE,
     NON_NEGATIVE,
     POSITIVE_COUNT,

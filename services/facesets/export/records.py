@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from facesets.common import layout
+from facesets.contract import layout
 
 
 class ExportInputError(ValueError):

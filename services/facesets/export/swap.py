@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 import structlog
 
-from facesets.common import layout, settings
+from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
+from facesets.contract import layout
 from facesets.export.crops import (
     CheckedCrop,
     CountFaces,
@@ -880,7 +881,7 @@ def export_swap(
     top-level manifest under `lookalikes`, each with a few top crops of both facesets.
 
     Returns the run's summary; the merged top-level manifest is OUT/manifest.json. `gates`
-    (refine's per-gate counts, facesets.common.gates) go into it for the report. `targets`
+    (refine's per-gate counts, facesets.contract.gates) go into it for the report. `targets`
     places sets elsewhere than faceset_NNN (era buckets); a set's group replaces the entries
     an earlier run exported for that group, and retires the folders of those it no longer has.
     A source photo that cannot be read is skipped and reported, never fatal.

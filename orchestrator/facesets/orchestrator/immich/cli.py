@@ -9,7 +9,6 @@ from pathlib import Path
 
 from facesets.client import ServiceUnavailableError
 from facesets.common import settings
-from facesets.common.folder_lock import FolderBusyError
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.immich.config import (
     EXIT_ASSET_ERRORS,
@@ -22,6 +21,7 @@ from facesets.orchestrator.immich.config import (
 )
 from facesets.orchestrator.immich.stage import stage, store_known_content
 from facesets.orchestrator.local import ServiceStartError
+from facesets.shared.folder_lock import FolderBusyError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import queue
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -308,7 +308,7 @@ class Stager:
             age = (
                 None
                 if asset.uploaded_at is None
-                else (datetime.now(timezone.utc) - asset.uploaded_at).total_seconds()
+                else (datetime.now(UTC) - asset.uploaded_at).total_seconds()
             )
             recent = age is not None and age < settings.IMMICH_NO_FACE_FINAL_AFTER_S
             self._finish(asset, SKIPPED, NO_FACE, recheck=True if recent else None)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
-from facesets.common import layout
+from facesets.contract import layout
 
 PARTIAL_DIR = ".partial"  # downloads in progress, renamed into place when complete
 USER_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

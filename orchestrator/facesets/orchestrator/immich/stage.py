@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facesets.common.folder_lock import run_locked
 from facesets.orchestrator.connect import Services
 from facesets.orchestrator.immich.config import KnownContent, StageConfig, StageSummary
 from facesets.orchestrator.immich.downloader import Stager
+from facesets.shared.folder_lock import run_locked
 
 
 def stage(config: StageConfig, known_content: KnownContent | None = None) -> StageSummary:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facesets.common import layout
+from facesets.contract import layout
 
 STATE_VERSION = 1
 

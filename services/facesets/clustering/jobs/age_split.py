@@ -60,8 +60,8 @@ from facesets.clustering.jobs.materialize import read_manifest, write_json_if_ch
 from facesets.clustering.jobs.refine import QualityGate
 from facesets.clustering.params import AgeSplitParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

@@ -31,8 +31,8 @@ from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
 from facesets.clustering.params import ClusterParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

@@ -51,8 +51,8 @@ from facesets.clustering.jobs.materialize import (
 )
 from facesets.clustering.params import ConsolidateParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

@@ -49,9 +49,9 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.params import DedupParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.decode import DecodeError, open_image
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

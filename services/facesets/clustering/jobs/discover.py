@@ -38,8 +38,8 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.refine import QualityGate, faceset_entry
 from facesets.clustering.params import DiscoverParams
 from facesets.clustering.store import FaceStore
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

@@ -49,8 +49,8 @@ from facesets.clustering.jobs.materialize import (
 from facesets.clustering.jobs.refine import QualityGate, faceset_files
 from facesets.clustering.params import ExtendParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

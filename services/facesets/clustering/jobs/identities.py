@@ -23,7 +23,7 @@ from facesets.clustering.jobs.job import (
     photo_codes_of,
 )
 from facesets.clustering.store import FaceTable
-from facesets.common import layout
+from facesets.contract import layout
 
 
 def read_plan(path: Path) -> dict[str, Any]:

@@ -42,8 +42,8 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.refine import faceset_entry
 from facesets.clustering.params import ImportFoldersParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

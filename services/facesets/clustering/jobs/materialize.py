@@ -21,8 +21,8 @@ from typing import Any
 import structlog
 
 from facesets.clustering.jobs.job import JobError, ProgressFn, report
-from facesets.common import layout
-from facesets.common.params import LinkMode
+from facesets.contract import layout
+from facesets.contract.fields import LinkMode
 
 log = structlog.get_logger(__name__)
 

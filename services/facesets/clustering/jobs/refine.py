@@ -37,8 +37,8 @@ from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

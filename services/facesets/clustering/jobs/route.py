@@ -39,8 +39,8 @@ from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
 from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_files
 from facesets.clustering.params import RouteParams
 from facesets.clustering.store import FaceStore
-from facesets.common import layout
 from facesets.common.roots import Roots
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

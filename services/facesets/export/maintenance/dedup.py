@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from facesets.common import layout, settings
-from facesets.common.params import COSINE_SIMILARITY, InvalidParameter, bounded, check_ranges
+from facesets.common import settings
 from facesets.common.progress import ProgressFn
+from facesets.contract import layout
+from facesets.contract.fields import COSINE_SIMILARITY, InvalidParameter, bounded, check_ranges
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import apply_run

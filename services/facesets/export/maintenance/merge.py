@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from facesets.common import layout
-from facesets.common.params import InvalidParameter
+from facesets.contract import layout
+from facesets.contract.fields import InvalidParameter
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry

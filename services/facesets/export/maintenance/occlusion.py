@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from facesets.common import layout, settings
-from facesets.common.params import SCORE, InvalidParameter, bounded, check_ranges
+from facesets.common import settings
 from facesets.common.progress import ProgressFn
+from facesets.contract import layout
+from facesets.contract.fields import SCORE, InvalidParameter, bounded, check_ranges
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run

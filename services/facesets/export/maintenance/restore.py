@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import merge, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry

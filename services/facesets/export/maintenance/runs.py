@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
 

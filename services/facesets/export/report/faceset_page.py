@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.report.markup import Links, e, figure, flag_badges, page, quality_bar
 from facesets.export.report.model import Candidate, Dropped, Entry, LookalikePair, ReportModel
 

@@ -9,7 +9,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 from facesets.export.report.assets import CHECK_SCRIPT, CSS
 
 

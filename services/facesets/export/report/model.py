@@ -21,7 +21,8 @@ from typing import Any
 
 import structlog
 
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +135,7 @@ class ReportModel:
     candidates: list[Candidate] | None  # None: the export made no candidates section
     lookalikes: list[LookalikePair] | None
     explanation: Any
-    gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.common.gates)
+    gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.contract.gates)
 
     def entries(self) -> Iterator[Entry]:
         for partition in self.partitions:

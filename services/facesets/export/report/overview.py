@@ -7,8 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from facesets.common import gates as gate_text
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import gates as gate_text
+from facesets.contract import layout
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.assets import FILTER_SCRIPT
 from facesets.export.report.markup import Links, e, figure, flag_badges, page

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import structlog
 
-from facesets.common import layout, settings
+from facesets.common import settings
+from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview

@@ -16,8 +16,9 @@ from typing import Any
 
 import structlog
 
-from facesets.common import layout, settings
+from facesets.common import settings
 from facesets.common.progress import ProgressFn
+from facesets.contract import layout
 from facesets.export.video.params import VideoCutParams
 from facesets.export.video.probe import VideoError, clip_duration, keyframes, tools
 

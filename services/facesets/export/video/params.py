@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facesets.common import settings
-from facesets.common.params import (
+from facesets.contract.fields import (
     COSINE_DISTANCE,
     COSINE_SIMILARITY,
     FRACTION,

@@ -21,9 +21,10 @@ import scenedetect
 import structlog
 
 from facesets.client.inference import ImageInput
-from facesets.common import layout, settings
+from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import unit_mean
+from facesets.contract import layout
 from facesets.export.video import frames as frame_io
 from facesets.export.video.decode import DecodePass
 from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json

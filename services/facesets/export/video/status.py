@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facesets.common import layout
+from facesets.contract import layout
 
 
 def video_status(out: Path) -> dict[str, Any]:

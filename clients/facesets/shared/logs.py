@@ -1,4 +1,8 @@
-"""structlog set-up shared by every service and the CLI; secrets are redacted on the way out."""
+"""structlog set-up shared by every service and the CLI; secrets are redacted on the way out.
+
+The client library only registers secrets here (token files); structlog itself comes with the
+CLI and the services, which call `configure`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Protocol
-
-import structlog
 
 _SECRET_KEYS = re.compile(r"(token|api[_-]?key|secret|password|authorization)", re.I)
 _known_secrets: set[str] = set()
@@ -50,6 +52,8 @@ class _Stderr:
 def configure(level: str = "info", json: bool = False, stream: LogStream | None = None) -> None:
     """Log to `stream` (stderr by default): key=value lines for people, JSON lines for machines.
     The command line passes a stream that keeps log lines clear of its progress bars."""
+    import structlog
+
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)

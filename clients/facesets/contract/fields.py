@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -90,7 +90,7 @@ def check_ranges(params: Any, error: type[InvalidParameter] = InvalidParameter) 
             raise error(field.name, value, allowed.describe())
 
 
-class LinkMode(str, Enum):
+class LinkMode(StrEnum):
     """How a job places photos into its output folders."""
 
     AUTO = "auto"  # hardlink where the filesystem allows, copy otherwise

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
-from facesets.common import layout
+from facesets.contract import layout
 
 T = TypeVar("T")
 
