@@ -151,9 +151,9 @@ def placed_faces(
     """
     from insightface.app import FaceAnalysis
 
-    from facesets.common import settings
+    from facesets.contract import defaults
 
-    same_person = 1.0 - settings.CLUSTER_THRESHOLD  # cosine similarity
+    same_person = 1.0 - defaults.CLUSTER_THRESHOLD  # cosine similarity
     app = FaceAnalysis(name=MODEL_PACK, root=str(model_root), providers=["CPUExecutionProvider"])
     app.prepare(ctx_id=-1, det_size=(640, 640))
     centre = np.array([125.0, 125.0])

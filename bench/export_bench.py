@@ -95,8 +95,8 @@ def _digests(out: Path) -> dict[str, str]:
 
 def main(shared: Path, quick: bool) -> dict:
     from facesets.contract import layout
+    from facesets.contract.export import ExportSwapParams
     from facesets.export.crops import load_image_oriented
-    from facesets.export.params import ExportSwapParams
     from facesets.export.report import write_report
     from facesets.export.swap import export_swap
 

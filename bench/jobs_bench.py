@@ -80,8 +80,8 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     from facesets.clustering.jobs.job import Photos, usable_faces
     from facesets.clustering.jobs.materialize import output_name
     from facesets.clustering.jobs.refine import refine
-    from facesets.clustering.params import RefineParams
-    from facesets.common import settings
+    from facesets.contract import defaults
+    from facesets.contract.clustering import RefineParams
 
     chosen = sf.copy_photos(_choose(shared / "data" / "lfw", photos), work / "src")
     main = [p for files in chosen.values() for p in files[:-1]]
@@ -93,7 +93,7 @@ def run(shared: Path, photos: int, work: Path) -> dict[str, object]:
     table = store.face_table()
     rows = usable_faces(table, Photos.scan(store))
     _, linkage_s = _timed(
-        linkage.cluster_average_linkage, table.embedding[rows], settings.CLUSTER_THRESHOLD
+        linkage.cluster_average_linkage, table.embedding[rows], defaults.CLUSTER_THRESHOLD
     )
     raw, refined = work / "raw", work / "refined"
     first, cluster_s = _timed(cluster, store, raw)

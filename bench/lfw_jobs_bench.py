@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO / "bench"))
 def _worker(job: str, store_path: str, out: str) -> None:
     from facesets.clustering.jobs.cluster import cluster
     from facesets.clustering.jobs.refine import refine
-    from facesets.clustering.params import ClusterParams, RefineParams
     from facesets.clustering.store import FaceStore
+    from facesets.contract.clustering import ClusterParams, RefineParams
     from facesets.contract.fields import LinkMode
 
     store = FaceStore(Path(store_path))
@@ -69,7 +69,7 @@ def _baseline_worker(store_path: str) -> None:
 
     from sklearn.cluster import AgglomerativeClustering
 
-    from facesets.common import settings
+    from facesets.contract import defaults
 
     started = time.perf_counter()
     with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True) as db:
@@ -82,20 +82,20 @@ def _baseline_worker(store_path: str) -> None:
         n_clusters=None,
         metric="cosine",
         linkage="average",
-        distance_threshold=settings.CLUSTER_THRESHOLD,
+        distance_threshold=defaults.CLUSTER_THRESHOLD,
     ).fit_predict(emb)
     cluster_s = time.perf_counter() - started
     short, blur, det = (np.array([r[k] for r in rows]) for k in (3, 4, 5))
     good = (
-        (short >= settings.QUALITY_MIN_SHORT)
-        & (blur >= settings.QUALITY_MIN_BLUR)
-        & (det >= settings.QUALITY_MIN_DET_SCORE)
+        (short >= defaults.QUALITY_MIN_SHORT)
+        & (blur >= defaults.QUALITY_MIN_BLUR)
+        & (det >= defaults.QUALITY_MIN_DET_SCORE)
     )
     sha = np.array([r[1] for r in rows])
     facesets = {}
     for label in np.unique(labels[good]):
         members = np.flatnonzero(good & (labels == label))
-        if np.unique(sha[members]).size >= settings.REFINE_MIN_FACES:
+        if np.unique(sha[members]).size >= defaults.REFINE_MIN_FACES:
             facesets[int(label)] = [int(rows[i][0]) for i in members]
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

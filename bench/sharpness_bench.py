@@ -3,7 +3,7 @@
 Every face the detector finds in LFW (the mini pack's SCRFD, as the inference service runs it)
 is measured both ways: the earlier Laplacian variance over the box at the photo's own
 resolution (gate 40) and `inference/sharpness.face_sharpness` (gate
-`settings.QUALITY_MIN_BLUR`). Reported: the share of faces each gate keeps and the difference
+`defaults.QUALITY_MIN_BLUR`). Reported: the share of faces each gate keeps and the difference
 (the default was recalibrated so that it stays within 5 percentage points), the same for the
 whole quality gate (size, sharpness, detector score), the thresholds of the new measure that
 would keep exactly the earlier shares, and the mean sharpness term of the composite quality
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from facesets.contract import defaults
 
 if TYPE_CHECKING:
     from facesets.inference.models import ModelPack
@@ -129,10 +131,10 @@ def main(shared: Path, quick: bool) -> dict:
     np.save(OUT / ("sharpness_lfw_quick.npy" if quick else "sharpness_lfw.npy"), faces)
     old, new, short, score = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3]
     kept_old = float(np.mean(old >= LEGACY_MIN_BLUR))
-    kept_new = float(np.mean(new >= settings.QUALITY_MIN_BLUR))
-    others = (short >= settings.QUALITY_MIN_SHORT) & (score >= settings.QUALITY_MIN_DET_SCORE)
+    kept_new = float(np.mean(new >= defaults.QUALITY_MIN_BLUR))
+    others = (short >= defaults.QUALITY_MIN_SHORT) & (score >= defaults.QUALITY_MIN_DET_SCORE)
     gate_old = float(np.mean(others & (old >= LEGACY_MIN_BLUR)))
-    gate_new = float(np.mean(others & (new >= settings.QUALITY_MIN_BLUR)))
+    gate_new = float(np.mean(others & (new >= defaults.QUALITY_MIN_BLUR)))
     below = lambda values, limit: float(np.mean(values < limit))  # noqa: E731
     results = {
         "photos": len(photos),
@@ -145,7 +147,7 @@ def main(shared: Path, quick: bool) -> dict:
         "quality_gate_kept_new": round(gate_new, 4),
         "quality_gate_difference_pp": round(100 * (gate_new - gate_old), 2),
         "threshold_old": LEGACY_MIN_BLUR,
-        "threshold_new": settings.QUALITY_MIN_BLUR,
+        "threshold_new": defaults.QUALITY_MIN_BLUR,
         # New-measure values at the quantiles of the earlier gate and log range.
         "matching_threshold_new": round(float(np.quantile(new, below(old, LEGACY_MIN_BLUR))), 2),
         "matching_low_new": round(float(np.quantile(new, below(old, LEGACY_BLUR_LOW))), 2),
@@ -164,7 +166,7 @@ def main(shared: Path, quick: bool) -> dict:
     print(
         f"{results['faces']} faces in {results['photos']} photos ({seconds:.0f} s)\n"
         f"blur gate keeps    old {kept_old:.1%} (>= {LEGACY_MIN_BLUR:g}), "
-        f"new {kept_new:.1%} (>= {settings.QUALITY_MIN_BLUR:g}): "
+        f"new {kept_new:.1%} (>= {defaults.QUALITY_MIN_BLUR:g}): "
         f"{results['blur_gate_difference_pp']:+.2f} pp\n"
         f"quality gate keeps old {gate_old:.1%}, new {gate_new:.1%}: "
         f"{results['quality_gate_difference_pp']:+.2f} pp\n"

@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesets.contract.video import VideoPlanRequest
+
 MODEL_PACK = "facepack-mini"
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 SHOT_S = 10
@@ -83,7 +85,7 @@ def facesets_plan(video: Path, model_root: Path) -> tuple[float, dict]:
         tls_ca=None,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        job = stages.VideoPlanJob(video, Path(tmp) / "out")
+        job = VideoPlanRequest(video, Path(tmp) / "out")
         # the services are confined to the job's own folders, as the CLI starts them
         with Services(ServiceOptions.from_args(args), job.roots()) as services:
             services.inference().info()  # both started and warm before the clock starts
@@ -101,12 +103,12 @@ def gate_edge_faces(shared: Path, people: int = 80) -> dict:
     detect size; the two embeddings' cosine is set beside the cosine between the full-size
     detection and the same detection on the frame shifted by 2 and 3 pixels (the jitter any
     detection has)."""
-    from facesets.common import settings
+    from facesets.contract import defaults
     from facesets.export.video.frames import detect_size
     from facesets.inference.models import load_pack
 
     pack = load_pack(shared, MODEL_PACK, ["CPUExecutionProvider"], 640, 0.5, 1)
-    video_size = detect_size(1280, WIDTH / 1280, settings.VIDEO_MIN_FACE_SHORT)
+    video_size = detect_size(1280, WIDTH / 1280, defaults.VIDEO_MIN_FACE_SHORT)
     assert pack.recognizer is not None
     rng = np.random.default_rng(1)
     lfw = shared / "data" / "lfw"

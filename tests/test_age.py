@@ -21,9 +21,9 @@ from dated_photos import dated_copy, snapshot
 from facesets.clustering.jobs.age_probe import age_probe
 from facesets.clustering.jobs.age_split import age_extend, age_split
 from facesets.clustering.jobs.job import JobError
-from facesets.clustering.params import AgeProbeParams, AgeSplitParams
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.contract import layout
+from facesets.contract.clustering import AgeProbeParams, AgeSplitParams
 from services import run_facesets
 
 DIM = 128

@@ -175,7 +175,7 @@ def test_the_ivf_neighbour_graph_feeds_the_constraint_too() -> None:
 def test_the_constraint_is_on_unless_a_request_or_flag_turns_it_off() -> None:
     import argparse
 
-    from facesets.clustering.params import ClusterParams, ExtendParams, RefineParams, RouteParams
+    from facesets.contract.clustering import ClusterParams, ExtendParams, RefineParams, RouteParams
     from facesets.orchestrator import immich_import, jobs
     from facesets.v1 import clustering_pb2
 

@@ -21,15 +21,15 @@ from facesets.clustering.jobs.extend import extend
 from facesets.clustering.jobs.import_folders import Trusted, import_folders
 from facesets.clustering.jobs.refine import refine
 from facesets.clustering.jobs.route import route
-from facesets.clustering.params import (
+from facesets.clustering.store import FaceStore
+from facesets.contract import layout
+from facesets.contract.clustering import (
     ClusterParams,
     ExtendParams,
     ImportFoldersParams,
     RefineParams,
     RouteParams,
 )
-from facesets.clustering.store import FaceStore
-from facesets.contract import layout
 from services import run_facesets
 
 A, B, C = "George_W_Bush", "Colin_Powell", "Tony_Blair"

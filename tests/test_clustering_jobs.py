@@ -32,10 +32,9 @@ from facesets.clustering.jobs.extend import extend
 from facesets.clustering.jobs.job import JobError, centroid_of, vector_json
 from facesets.clustering.jobs.materialize import output_name
 from facesets.clustering.jobs.refine import refine
-from facesets.clustering.params import ClusterParams, ConsolidateParams, DedupParams, RefineParams
 from facesets.clustering.store import FaceStore
-from facesets.common import settings
-from facesets.contract import layout
+from facesets.contract import defaults, layout
+from facesets.contract.clustering import ClusterParams, ConsolidateParams, DedupParams, RefineParams
 
 PEOPLE = [
     "George_W_Bush",
@@ -184,7 +183,7 @@ def test_cluster_puts_each_person_in_one_folder_with_every_alias(
     assert outcome.manifest_path == out / layout.CLUSTER_MANIFEST
     assert data["model"] == {"model_pack": "facepack-mini", "embedding_dim": 128}
     assert data["store"] == str(world.store.path.resolve())
-    assert data["parameters"]["threshold"] == settings.CLUSTER_THRESHOLD
+    assert data["parameters"]["threshold"] == defaults.CLUSTER_THRESHOLD
     assert set(data["components"]["methods"]) <= {"dense", "sparse-exact", "singleton"}
     assert sum(c["size"] for c in data["components"]["multi_face"]) >= len(PEOPLE) * PER_PERSON
     placed = {f["face_id"]: f["folder"] for f in data["faces"]}
@@ -355,9 +354,9 @@ def test_refine_makes_pure_facesets_and_reruns_unchanged(world: World, tmp_path:
         assert entry["name"] == layout.FACESET_DIR.format(number) and entry["number"] == number
         rows = [row[f] for f in entry["face_ids"]]
         assert len({table.sha256[r] for r in rows}) >= 5
-        assert (table.face_short[rows] >= settings.QUALITY_MIN_SHORT).all()
-        assert (table.blur[rows] >= settings.QUALITY_MIN_BLUR).all()
-        assert (table.det_score[rows] >= settings.QUALITY_MIN_DET_SCORE).all()
+        assert (table.face_short[rows] >= defaults.QUALITY_MIN_SHORT).all()
+        assert (table.blur[rows] >= defaults.QUALITY_MIN_BLUR).all()
+        assert (table.det_score[rows] >= defaults.QUALITY_MIN_DET_SCORE).all()
         # The centroid is the unit mean of the faces' embeddings, as the store holds them.
         with sqlite3.connect(f"file:{world.store.path}?mode=ro", uri=True) as db:
             blobs = [
@@ -372,9 +371,9 @@ def test_refine_makes_pure_facesets_and_reruns_unchanged(world: World, tmp_path:
     assert kept.isdisjoint(rejected) and len(kept) + len(rejected) == len(table)
     assert data["removed"]["quality"] == len(data["rejected"]["quality"]) > 0
     failing = (
-        (table.face_short < settings.QUALITY_MIN_SHORT)
-        | (table.blur < settings.QUALITY_MIN_BLUR)
-        | (table.det_score < settings.QUALITY_MIN_DET_SCORE)
+        (table.face_short < defaults.QUALITY_MIN_SHORT)
+        | (table.blur < defaults.QUALITY_MIN_BLUR)
+        | (table.det_score < defaults.QUALITY_MIN_DET_SCORE)
     )
     assert set(data["rejected"]["quality"]) == {int(f) for f in table.face_id[failing]}
 
@@ -447,9 +446,9 @@ def test_extend_keeps_numbers_and_files_new_faces(
     passing = {
         table.sha256[i]
         for i in range(len(table))
-        if table.face_short[i] >= settings.QUALITY_MIN_SHORT
-        and table.blur[i] >= settings.QUALITY_MIN_BLUR
-        and table.det_score[i] >= settings.QUALITY_MIN_DET_SCORE
+        if table.face_short[i] >= defaults.QUALITY_MIN_SHORT
+        and table.blur[i] >= defaults.QUALITY_MIN_BLUR
+        and table.det_score[i] >= defaults.QUALITY_MIN_DET_SCORE
     }
     expected = {
         layout.flattened_name(p) for p in world.extra["Tony_Blair"] if sha256_of(p) in passing
@@ -521,7 +520,7 @@ def test_consolidate_merges_a_split_identity_and_undo_restores_it(
     assert [(m["target"], m["sources"]) for m in outcome.summary["merges"]] == [
         ("faceset_001", [split])
     ]
-    assert outcome.summary["merges"][0]["min_similarity"] >= settings.CONSOLIDATE_CONFIDENT_SIM
+    assert outcome.summary["merges"][0]["min_similarity"] >= defaults.CONSOLIDATE_CONFIDENT_SIM
     assert {(c["a"], c["b"]) for c in outcome.summary["candidates"] if c["merged"]} == {
         ("faceset_001", split)
     }
@@ -640,7 +639,7 @@ def test_dedup_groups_copies_but_not_other_photos_of_the_person(
     for group in data["near"]:
         # The member to keep is the unedited photo: the most pixels, then the most bytes.
         assert group["keep"] in {sha256_of(o) for o in copies}
-        assert all(p["distance"] <= settings.NEAR_DUPLICATE_THRESHOLD for p in group["pairs"])
+        assert all(p["distance"] <= defaults.NEAR_DUPLICATE_THRESHOLD for p in group["pairs"])
 
     stamp = path.stat().st_mtime_ns
     again = dedup(world.store)

@@ -22,6 +22,7 @@ from conftest import free_port
 from PIL import Image
 
 from facesets.client import ClusteringClient, Endpoint, ImageInput, InferenceClient
+from facesets.contract.clustering import ClusterRequest
 from facesets.v1 import (
     clustering_pb2,
     common_pb2,
@@ -193,7 +194,7 @@ def clustering(tmp_path: Path) -> Iterator[tuple[ClusteringClient, Path]]:
 
 
 def _cluster(client: ClusteringClient, store: str, out: str) -> dict:
-    events = list(client.job("Cluster", clustering_pb2.ClusterRequest(store=store, out=out)))
+    events = list(client.run(ClusterRequest(Path(store), Path(out))))
     return json.loads(events[-1].done.summary_json)
 
 

@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from facesets.common import settings
-from facesets.contract import layout
+from facesets.contract import defaults, layout
+from facesets.contract.export import ExportSwapParams
 from facesets.export import quality
 from facesets.export.crops import (
     REASON_EXTRA_FACES,
@@ -33,7 +34,6 @@ from facesets.export.crops import (
     load_image_oriented,
 )
 from facesets.export.fsz import FszError, write_fsz
-from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
     ExportInputError,
     FaceRow,
@@ -246,7 +246,7 @@ def test_every_fsz_is_a_flat_zip_of_single_face_pngs(exported: dict, analyser) -
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
             assert (info.external_attr >> 16) == 0o100644
             image = decode_png(data)
-            assert image.shape == (settings.EXPORT_OUT_SIZE, settings.EXPORT_OUT_SIZE, 3)
+            assert image.shape == (defaults.EXPORT_OUT_SIZE, defaults.EXPORT_OUT_SIZE, 3)
             faces = analyser.get(image)
             assert len(faces) == 1, f"{fsz.name}/{info.filename}: {len(faces)} faces"
 
@@ -347,8 +347,8 @@ def test_candidates_near_a_faceset_are_offered_for_review(exported: dict, corpus
     for face_id, item in offered.items():
         assert face_id in bush_ids
         assert item["nearest"] == "faceset_001"
-        assert item["distance"] <= settings.CANDIDATE_MATCH_THRESHOLD
-        assert item["composite"] >= settings.CANDIDATE_MIN_SCORE
+        assert item["distance"] <= defaults.CANDIDATE_MATCH_THRESHOLD
+        assert item["composite"] >= defaults.CANDIDATE_MIN_SCORE
         path = out / item["file"]
         assert path.parent.name == layout.CANDIDATES_DIR and path.name.startswith("faceset_001__")
         assert path.is_file()
@@ -557,7 +557,7 @@ def test_crop_with_a_bystander_is_recut_tighter_or_dropped(
         assert len(faces) == 2, "the canvas must show two detectable faces"
         row = make_row(face_id, path, faces[0], canvas)
         # Precondition: at the default padding the crop does hold the bystander.
-        assert count_faces([crop_square(canvas, row.bbox, settings.EXPORT_PAD_RATIO, 512)]) == [2]
+        assert count_faces([crop_square(canvas, row.bbox, defaults.EXPORT_PAD_RATIO, 512)]) == [2]
         rows.append(row)
 
     out = tmp_path / "out"
@@ -575,13 +575,13 @@ def test_crop_with_a_bystander_is_recut_tighter_or_dropped(
     for face_id in canvases:
         if face_id in kept:
             crop = kept[face_id]
-            assert crop["recropped"] and crop["pad_ratio"] < settings.EXPORT_PAD_RATIO
-            assert crop["attempts"][0] == [settings.EXPORT_PAD_RATIO, 2]
+            assert crop["recropped"] and crop["pad_ratio"] < defaults.EXPORT_PAD_RATIO
+            assert crop["attempts"][0] == [defaults.EXPORT_PAD_RATIO, 2]
             assert count_faces([cv2.imread(str(out / crop["file"]))]) == [1]
             recut += 1
         else:
             assert dropped[face_id]["reason"] == REASON_EXTRA_FACES
-            assert dropped[face_id]["attempts"][0] == [settings.EXPORT_PAD_RATIO, 2]
+            assert dropped[face_id]["attempts"][0] == [defaults.EXPORT_PAD_RATIO, 2]
             assert (out / dropped[face_id]["thumbnail"]).is_file()
     assert manifest["counts"]["recropped"] == recut
     assert manifest["counts"]["dropped"].get(REASON_EXTRA_FACES, 0) == 2 - recut

@@ -17,8 +17,7 @@ from conftest import free_port
 from store_fixtures import add_photos, copy_photos, lfw_slice, new_store
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient
-from facesets.common import settings
-from facesets.contract import layout
+from facesets.contract import defaults, layout
 from facesets.orchestrator.stages import follow
 from facesets.v1 import clustering_pb2, export_pb2
 from services import ServiceProcess, run_facesets
@@ -39,7 +38,8 @@ class World:
     client: ClusteringClient
 
     def job(self, rpc: str, request: Any) -> dict[str, Any]:
-        return follow(self.client.job(rpc, request), show_progress=False)
+        # The raw stub: these tests send request fields exactly as given, zeros included.
+        return follow(getattr(self.client.stub, rpc)(request), show_progress=False)
 
     def fresh(self, name: str) -> Path:
         """A folder no test has used yet."""
@@ -103,7 +103,7 @@ def test_refine_gates_set_to_zero_reach_the_job_as_zero(world: World) -> None:
     )
     assert parameters["min_faces"] == 1
     # Fields left unset take the defaults from settings.
-    assert parameters["merge_threshold"] == pytest.approx(settings.REFINE_MERGE_THRESHOLD)
+    assert parameters["merge_threshold"] == pytest.approx(defaults.REFINE_MERGE_THRESHOLD)
 
 
 def test_refine_min_blur_zero_through_the_cli_reaches_the_job(world: World) -> None:
@@ -115,7 +115,7 @@ def test_refine_min_blur_zero_through_the_cli_reaches_the_job(world: World) -> N
     assert done.returncode == 0, done.stderr
     parameters = manifest(out / layout.REFINE_MANIFEST)["parameters"]
     assert parameters["min_blur"] == 0.0 and parameters["min_short"] == 0.0
-    assert parameters["min_det_score"] == pytest.approx(settings.QUALITY_MIN_DET_SCORE)
+    assert parameters["min_det_score"] == pytest.approx(defaults.QUALITY_MIN_DET_SCORE)
 
 
 def test_route_gates_set_to_zero_reach_the_job_as_zero(world: World) -> None:
@@ -139,7 +139,7 @@ def test_route_gates_set_to_zero_reach_the_job_as_zero(world: World) -> None:
         0.0,
     )
     route = manifest(out / layout.REFINE_MANIFEST)["routes"][-1]
-    assert route["match_threshold"] == pytest.approx(settings.IMMICH_MATCH_THRESHOLD)
+    assert route["match_threshold"] == pytest.approx(defaults.IMMICH_MATCH_THRESHOLD)
 
 
 def test_consolidate_candidate_similarity_zero_reaches_the_job(world: World) -> None:
@@ -206,7 +206,7 @@ def test_a_zero_distance_is_refused_not_replaced_by_the_default(
         request = make(world, out)
         request.ClearField(field)
         world.job(rpc, request)
-        assert recorded(out) == pytest.approx(settings.CLUSTER_THRESHOLD)
+        assert recorded(out) == pytest.approx(defaults.CLUSTER_THRESHOLD)
 
 
 def test_dedup_near_threshold_set_reaches_the_job(world: World) -> None:
@@ -227,7 +227,7 @@ def test_export_pad_ratio_and_min_face_short_zero_reach_the_job(world: World) ->
     assert json.loads(done.stdout)["facesets"] == len(PEOPLE)
     params = manifest(out / layout.FACESET_DIR.format(1) / layout.FACESET_MANIFEST)["params"]
     assert params["pad_ratio"] == 0.0 and params["min_face_short"] == 0.0
-    assert params["top_n"] == 2 and params["out_size"] == settings.EXPORT_OUT_SIZE
+    assert params["top_n"] == 2 and params["out_size"] == defaults.EXPORT_OUT_SIZE
 
 
 # --- out of range is refused ------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_an_out_of_range_parameter_is_refused_naming_the_field(
         client = ExportClient(Endpoint(world.export.address))
         try:
             with pytest.raises(grpc.RpcError) as refused:
-                follow(client.export_swap(request), show_progress=False)
+                follow(client.stub.ExportSwap(request), show_progress=False)
         finally:
             client.close()
     else:

@@ -188,7 +188,7 @@ def test_a_job_that_takes_its_service_down_every_time_ends_with_a_clear_error() 
     from facesets.clustering.servicer import ClusteringServicer, register
     from facesets.common import settings
     from facesets.common.server import ServeOptions, start_server
-    from facesets.v1 import clustering_pb2
+    from facesets.contract.clustering import ClusterRequest
 
     calls = []
 
@@ -202,10 +202,10 @@ def test_a_job_that_takes_its_service_down_every_time_ends_with_a_clear_error() 
     )
     client = ClusteringClient(Endpoint(running.address))
     try:
-        request = clustering_pb2.ClusterRequest(store="s.db", out="out")
+        request = ClusterRequest(Path("s.db"), Path("out"))
         times = settings.JOB_RERUNS + 1
         with pytest.raises(ServiceUnavailableError, match=f"went away {times} times during"):
-            list(client.job("Cluster", request))
+            list(client.run(request))
     finally:
         client.close()
         running.stop(grace=0)

@@ -10,9 +10,11 @@ import pytest
 from maintenance_export import TOP_N, assert_fsz_match_folders, build_export, pngs, snapshot
 
 from facesets.contract import layout
+from facesets.contract.export import MergeParams
+from facesets.contract.fields import InvalidParameter
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
-from facesets.export.maintenance.merge import InvalidMergeParameter, MergeParams, merge
+from facesets.export.maintenance.merge import merge
 from facesets.export.maintenance.restore import restore
 
 
@@ -89,9 +91,9 @@ def test_dry_run_and_restore_by_faceset_name(export: Path) -> None:
 
 
 def test_refusals(export: Path) -> None:
-    with pytest.raises(InvalidMergeParameter, match="other than"):
+    with pytest.raises(InvalidParameter, match="other than"):
         MergeParams("faceset_001", "faceset_001")
-    with pytest.raises(InvalidMergeParameter, match="never a path"):
+    with pytest.raises(InvalidParameter, match="never a path"):
         MergeParams("../faceset_001", "faceset_000")
     with pytest.raises(ExportError, match="no faceset 'faceset_009'"):
         merge(export, MergeParams("faceset_009", "faceset_000"))

@@ -11,13 +11,11 @@ import pytest
 from maintenance_export import assert_fsz_match_folders, build_export, pngs, snapshot
 
 from facesets.contract import layout
+from facesets.contract.export import OcclusionParams
+from facesets.contract.fields import InvalidParameter
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
-from facesets.export.maintenance.occlusion import (
-    InvalidOcclusionParameter,
-    OcclusionParams,
-    occlusion_filter,
-)
+from facesets.export.maintenance.occlusion import occlusion_filter
 from facesets.export.maintenance.restore import last_run, restore
 
 # occlusion probability by PNG file name; every other PNG scores 0.1
@@ -111,7 +109,7 @@ def test_undo_and_restore_bring_every_file_back_byte_identical(export: Path) -> 
 
 
 def test_bad_parameters_and_unknown_runs_are_refused(export: Path) -> None:
-    with pytest.raises(InvalidOcclusionParameter, match="threshold"):
+    with pytest.raises(InvalidParameter, match="threshold"):
         OcclusionParams(threshold=1.5)
     with pytest.raises(ExportError, match="no maintenance run"):
         restore(export, run_id="nope")

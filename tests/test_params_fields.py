@@ -1,4 +1,4 @@
-"""A job's request and its parameters object meet by field name (common/params.py
+"""A job's request and its parameters object meet by field name (contract/fields.py
 `given_fields` and `request_fields`): a renamed field on either side must not go unnoticed."""
 
 from __future__ import annotations
@@ -8,12 +8,10 @@ import dataclasses
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from facesets.clustering import params as clustering
+from facesets.contract import clustering
+from facesets.contract.export import DedupOptimizeParams, ExportSwapParams, OcclusionParams
 from facesets.contract.fields import LinkMode, request_fields
-from facesets.export.maintenance.dedup import DedupOptimizeParams
-from facesets.export.maintenance.occlusion import OcclusionParams
-from facesets.export.params import ExportSwapParams
-from facesets.export.video.params import VideoCutParams, VideoPlanParams
+from facesets.contract.video import VideoCutParams, VideoPlanParams
 from facesets.v1 import clustering_pb2, export_pb2
 
 PAIRS = [
@@ -46,11 +44,8 @@ def test_every_optional_request_field_is_a_params_field(params, request_type):
     assert optional <= fields, optional - fields
 
 
-CLUSTERING_PAIRS = [pair for pair in PAIRS if pair[0].__module__ == clustering.__name__]
-
-
-@pytest.mark.parametrize("params, request_type", CLUSTERING_PAIRS, ids=lambda p: p.__name__)
-def test_clustering_parameters_survive_their_request(params, request_type):
+@pytest.mark.parametrize("params, request_type", PAIRS, ids=lambda p: p.__name__)
+def test_parameters_survive_their_request(params, request_type):
     """Every field the request declares, changed from its default, comes back as sent."""
     declared = request_type.DESCRIPTOR.fields_by_name
     changed = {}
@@ -64,6 +59,10 @@ def test_clustering_parameters_survive_their_request(params, request_type):
             changed[field.name] = LinkMode.COPY
         elif isinstance(default, int):
             changed[field.name] = default + 1
+        elif isinstance(default, str):
+            changed[field.name] = default + " indeed"
+        elif isinstance(default, tuple):
+            changed[field.name] = (*default, "a face behind a hand")
         else:  # in every float's range, and exact in the proto's float32
             changed[field.name] = 0.5 if default == 0.25 else 0.25
     sent = params(**changed)

@@ -14,8 +14,8 @@ from PIL import Image
 from test_export_core import copy_people, labelled_row, make_analyser, make_counter
 
 from facesets.contract import layout
+from facesets.contract.export import ExportSwapParams
 from facesets.export.crops import load_image_oriented
-from facesets.export.params import ExportSwapParams
 from facesets.export.report import ReportError, write_report
 from facesets.export.swap import export_swap
 

@@ -294,7 +294,7 @@ def test_without_system_ffmpeg_the_wheel_probes_durations_and_keyframes(
 
 def test_plan_thresholds_outside_their_ranges_are_refused(tmp_path: Path) -> None:
     from facesets.contract.fields import InvalidParameter
-    from facesets.export.video.params import VideoPlanParams
+    from facesets.contract.video import VideoPlanParams
 
     with pytest.raises(InvalidParameter, match="max_yaw"):
         VideoPlanParams(max_yaw=120.0)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from facesets.client import defaults
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
 from facesets.client.resumable import ResumableStream, rerun_on_restart
+from facesets.contract.clustering import (
+    AgeProbeRequest,
+    AgeSplitRequest,
+    ClusteringJobRequest,
+    ClusterRequest,
+    ConsolidateRequest,
+    DedupRequest,
+    DiscoverRequest,
+    ExtendRequest,
+    ImportFoldersRequest,
+    RefineRequest,
+    RouteRequest,
+)
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 SERVICE = "facesets.v1.Clustering"
@@ -31,14 +44,11 @@ class ClusteringClient:
     def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
-    def _unary(self, method: str, request: object, reply: type[Reply]) -> Reply:
-        rpc = getattr(self.stub, method)
-        answer = call_with_retry(
+    def _unary(self, rpc: Callable[..., Reply], request: object) -> Reply:
+        """One unary call, retried while the service restarts."""
+        return call_with_retry(
             lambda: rpc(request, timeout=defaults.RPC_TIMEOUT_S), self.channel, SERVICE
         )
-        if not isinstance(answer, reply):
-            raise TypeError(f"{method} answered {type(answer).__name__}, not {reply.__name__}")
-        return answer
 
     def open_store(
         self, store: str, model_pack: str = "", dim: int = 0
@@ -46,7 +56,7 @@ class ClusteringClient:
         request = clustering_pb2.OpenStoreRequest(
             store=store, model_pack=model_pack, embedding_dim=dim
         )
-        return self._unary("OpenStore", request, clustering_pb2.StoreInfo)
+        return self._unary(self.stub.OpenStore, request)
 
     def register_files(
         self, store: str, files: Sequence[clustering_pb2.FileEntry]
@@ -55,11 +65,10 @@ class ClusteringClient:
         total = clustering_pb2.RegisterFilesResponse()
         for start in range(0, len(files), REGISTER_CHUNK):
             reply = self._unary(
-                "RegisterFiles",
+                self.stub.RegisterFiles,
                 clustering_pb2.RegisterFilesRequest(
                     store=store, files=files[start : start + REGISTER_CHUNK]
                 ),
-                clustering_pb2.RegisterFilesResponse,
             )
             total.pending.extend(reply.pending)
             total.known += reply.known
@@ -71,11 +80,10 @@ class ClusteringClient:
         found: dict[str, clustering_pb2.FileEntry] = {}
         for start in range(0, len(paths), REGISTER_CHUNK):
             reply = self._unary(
-                "LookupPaths",
+                self.stub.LookupPaths,
                 clustering_pb2.LookupPathsRequest(
                     store=store, paths=paths[start : start + REGISTER_CHUNK]
                 ),
-                clustering_pb2.LookupPathsResponse,
             )
             found.update((entry.path, entry) for entry in reply.files)
         return found
@@ -84,11 +92,10 @@ class ClusteringClient:
         known: set[str] = set()
         for start in range(0, len(digests), REGISTER_CHUNK):
             reply = self._unary(
-                "KnownContent",
+                self.stub.KnownContent,
                 clustering_pb2.KnownContentRequest(
                     store=store, sha256=digests[start : start + REGISTER_CHUNK]
                 ),
-                clustering_pb2.KnownContentResponse,
             )
             known.update(reply.known)
         return known
@@ -151,12 +158,42 @@ class ClusteringClient:
         return response
 
     def stats(self, store: str) -> clustering_pb2.StoreStats:
-        return self._unary(
-            "GetStats", clustering_pb2.StoreRef(store=store), clustering_pb2.StoreStats
+        return self._unary(self.stub.GetStats, clustering_pb2.StoreRef(store=store))
+
+    def run(self, request: ClusteringJobRequest) -> Iterator[common_pb2.JobEvent]:
+        """Any clustering job: progress events, then the outcome; the job runs again from the
+        start if the service restarts before it ends (every job is idempotent)."""
+        yield from rerun_on_restart(
+            self.channel, SERVICE, lambda: request.call(self.stub), request.stage
         )
 
-    def job(self, method: str, request: object) -> Iterator[common_pb2.JobEvent]:
-        """Cluster, Refine, Extend, Dedup, Consolidate or Route: progress events, then the
-        outcome; run again from the start if the service restarts before the job ends."""
-        call = getattr(self.stub, method)
-        yield from rerun_on_restart(self.channel, SERVICE, lambda: call(request), method)
+    def cluster(self, request: ClusterRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def refine(self, request: RefineRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def extend(self, request: ExtendRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def dedup(self, request: DedupRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def consolidate(self, request: ConsolidateRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def route(self, request: RouteRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def import_folders(self, request: ImportFoldersRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def discover(self, request: DiscoverRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def age_probe(self, request: AgeProbeRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def age_split(self, request: AgeSplitRequest) -> Iterator[common_pb2.JobEvent]:
+        """`age split`, or `age extend` when the request says extend."""
+        return self.run(request)

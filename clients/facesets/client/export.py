@@ -7,6 +7,15 @@ from collections.abc import Iterator
 from facesets.client import defaults
 from facesets.client.channel import Endpoint, call_with_retry, open_channel, wait_until_serving
 from facesets.client.resumable import rerun_on_restart
+from facesets.contract.export import (
+    DedupOptimizeRequest,
+    ExportSwapRequest,
+    MergeRequest,
+    OcclusionRequest,
+    ReportRequest,
+    RestoreRequest,
+)
+from facesets.contract.video import VideoCutRequest, VideoPlanRequest
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
 SERVICE = "facesets.v1.Export"
@@ -24,17 +33,37 @@ class ExportClient:
     def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
         wait_until_serving(self.channel, SERVICE, window_s)
 
-    def export_swap(self, request: export_pb2.ExportSwapRequest) -> Iterator[common_pb2.JobEvent]:
-        """Progress events, then the outcome; run again if the service restarts mid-way."""
+    def run(self, request: ExportJobRequest) -> Iterator[common_pb2.JobEvent]:
+        """Any export or media job: progress events, then the outcome; the job runs again if
+        the service restarts mid-way (a video plan resumes from its frame logs)."""
         yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.ExportSwap(request), "ExportSwap"
+            self.channel, SERVICE, lambda: request.call(self.stub), request.stage
         )
 
-    def report(self, out: str) -> Iterator[common_pb2.JobEvent]:
-        request = export_pb2.ReportRequest(out=out)
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.Report(request), "Report"
-        )
+    def export_swap(self, request: ExportSwapRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def report(self, request: ReportRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def plan_videos(self, request: VideoPlanRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def cut_segments(self, request: VideoCutRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def occlusion(self, request: OcclusionRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def dedup_optimize(self, request: DedupOptimizeRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def restore(self, request: RestoreRequest) -> Iterator[common_pb2.JobEvent]:
+        return self.run(request)
+
+    def merge(self, request: MergeRequest) -> Iterator[common_pb2.JobEvent]:
+        """One faceset joins another (reversible with restore); a re-run changes nothing."""
+        return self.run(request)
 
     def info(self) -> export_pb2.MediaInfo:
         """The media tools the service runs with (ffmpeg path, version and source)."""
@@ -46,36 +75,14 @@ class ExportClient:
             SERVICE,
         )
 
-    def plan_videos(self, request: export_pb2.PlanVideosRequest) -> Iterator[common_pb2.JobEvent]:
-        """Progress, then the plan's summary; a rerun after a restart resumes from frame logs."""
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.PlanVideos(request), "PlanVideos"
-        )
 
-    def cut_segments(self, request: export_pb2.CutSegmentsRequest) -> Iterator[common_pb2.JobEvent]:
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.CutSegments(request), "CutSegments"
-        )
-
-    def occlusion(self, request: export_pb2.OcclusionRequest) -> Iterator[common_pb2.JobEvent]:
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.Occlusion(request), "Occlusion"
-        )
-
-    def dedup_optimize(
-        self, request: export_pb2.DedupOptimizeRequest
-    ) -> Iterator[common_pb2.JobEvent]:
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.DedupOptimize(request), "DedupOptimize"
-        )
-
-    def restore(self, request: export_pb2.RestoreRequest) -> Iterator[common_pb2.JobEvent]:
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.Restore(request), "Restore"
-        )
-
-    def merge(self, request: export_pb2.MergeRequest) -> Iterator[common_pb2.JobEvent]:
-        """One faceset joins another (reversible with restore); a re-run changes nothing."""
-        yield from rerun_on_restart(
-            self.channel, SERVICE, lambda: self.stub.Merge(request), "Merge"
-        )
+ExportJobRequest = (
+    ExportSwapRequest
+    | ReportRequest
+    | VideoPlanRequest
+    | VideoCutRequest
+    | OcclusionRequest
+    | DedupOptimizeRequest
+    | RestoreRequest
+    | MergeRequest
+)

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 
@@ -76,9 +76,24 @@ COUNT = Range(0, integer=True)
 POSITIVE_COUNT = Range(1, integer=True)
 
 
-def bounded(default: T, allowed: Range) -> T:
-    """A dataclass field with a default and the range `check_ranges` holds it to."""
-    return dataclasses.field(default=default, metadata={"range": allowed})
+def bounded(default: T, allowed: Range, help: str = "") -> T:
+    """A dataclass field with a default, the range `check_ranges` holds it to, and the help
+    text of its command-line flag."""
+    return dataclasses.field(default=default, metadata={"range": allowed, "help": help})
+
+
+def described(default: T, help: str) -> T:
+    """A dataclass field without a range (a switch, a text): its default and its help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def help_of(field: dataclasses.Field[Any]) -> str:
+    """A parameter's help text with its range, as a command-line flag shows it."""
+    text = str(field.metadata.get("help", ""))
+    allowed = field.metadata.get("range")
+    if allowed is not None:
+        text = f"{text} ({allowed.describe()})" if text else allowed.describe()
+    return text
 
 
 def check_ranges(params: Any, error: type[InvalidParameter] = InvalidParameter) -> None:
@@ -124,6 +139,35 @@ LINK_MODE_HELP = (
     "how photos appear in output folders (auto: hardlink where the filesystem allows, copy "
     "otherwise)"
 )
+
+
+class Params:
+    """What every job's parameters object shares (each is a frozen dataclass deriving from it):
+    link modes given as text become LinkMode, every declared range is checked at construction,
+    a request is read by field name (`given_fields`), and the manifest records the object
+    itself (`recorded`)."""
+
+    def __post_init__(self) -> None:
+        mode = getattr(self, "link_mode", None)
+        if mode is not None:
+            object.__setattr__(self, "link_mode", LinkMode.parse(mode))
+        check_ranges(self)
+
+    @classmethod
+    def from_request(cls, request: Message) -> Self:
+        return cls(**given_fields(cls, request))
+
+    def recorded(self) -> dict[str, Any]:
+        """The parameters as a manifest records them: JSON values, link modes by name."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]  # a dataclass subclass
+            value = getattr(self, field.name)
+            if isinstance(value, LinkMode):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[field.name] = value
+        return out
 
 
 # --- requests <-> params objects ------------------------------------------------------------

@@ -50,7 +50,8 @@ DISCOVER_DIR = ".discover"  # EXPORT/.discover/refine_manifest.json
 # --- export maintenance (occlusion, restore): nothing is deleted, it is moved aside -----------
 DROPPED_DIR = "_dropped"  # OUT/faceset_NNN/faces/_dropped/: PNGs a maintenance run took out
 MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded
-THIN_DIR = "_thin"
+THIN_DIR = "_thin"  # EXPORT/_thin/<era>/: eras under anchor_min_faces faces
+ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan of one faceset
 MERGED_RUNS_DIR = ".runs"  # OUT/_merged/.runs/<run>/: the manifests a merge rewrote, as were
 MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
 AGE_EXTEND_RUNS = "age_extend_runs"  # top-level manifest key: a block per `age extend` that wrote
@@ -80,6 +81,17 @@ def faces_dir(set_dir: Path) -> Path:
     faces = set_dir / CROPS_DIR
     legacy = set_dir / LEGACY_CROPS_DIR
     return legacy if not faces.is_dir() and legacy.is_dir() else faces
+
+
+def faceset_name(faceset: str) -> str:
+    """A faceset named or numbered by a user ("7" -> faceset_007)."""
+    name = faceset.strip()
+    return FACESET_DIR.format(int(name)) if name.isdigit() else name
+
+
+def era_plan_path(export_dir: Path, faceset: str) -> Path:
+    """Where `age split` keeps the era plan of a faceset (named or numbered)."""
+    return Path(export_dir) / ERAS_DIR / f"{faceset_name(faceset)}.json"
 
 
 def duplicates_path(store: Path) -> Path:

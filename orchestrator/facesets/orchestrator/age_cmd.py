@@ -9,29 +9,25 @@ jobs' parameters classes (AgeProbeParams, AgeSplitParams).
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
-from facesets.clustering.params import AgeProbeParams, AgeSplitParams
 from facesets.contract import layout
-from facesets.export.params import ExportSwapParams
+from facesets.contract.clustering import (
+    AgeProbeParams,
+    AgeProbeRequest,
+    AgeSplitParams,
+    AgeSplitRequest,
+)
+from facesets.contract.export import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.flags import add_params_flags, params_from_args
 from facesets.orchestrator.jobs import print_summary
 
-SPLIT_FLOATS = (
-    ("recover_threshold", "wide recovery: largest distance to the seed centroid"),
-    ("tighten_threshold", "after one re-centroid: largest distance kept"),
-    ("sub_threshold", "average-linkage cut of the sub-clusters"),
-    ("join_threshold", "largest centroid distance of a fragment to its anchor"),
-    ("min_short", "smallest face short edge, pixels"),
-    ("min_blur", "smallest sharpness"),
-    ("min_det_score", "smallest detector score"),
-)
 # The export's own gates on each era's crops (as `facesets export-swap` takes them).
-EXPORT_FLOATS = (
-    ("outlier_threshold", "era export: distance to the era's centroid that rejects a crop"),
-    ("min_face_short", "era export: smallest face short edge of a crop, pixels"),
-)
+EXPORT_FLAGS = ("top_n", "outlier_threshold", "min_face_short")
+EXPORT_SKIP = tuple(f.name for f in fields(ExportSwapParams) if f.name not in EXPORT_FLAGS)
 
 
 def _positional(parser: argparse.ArgumentParser) -> None:
@@ -48,23 +44,6 @@ def _positional(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _years_flags(
-    parser: argparse.ArgumentParser, defaults: AgeProbeParams | AgeSplitParams
-) -> None:
-    parser.add_argument(
-        "--anchor-min-faces",
-        type=int,
-        default=defaults.anchor_min_faces,
-        help="sub-clusters this large are anchors; smaller eras are thin (default %(default)s)",
-    )
-    parser.add_argument(
-        "--era-years",
-        type=int,
-        default=defaults.era_years,
-        help="a fragment joins an anchor whose dominant year is this close (default %(default)s)",
-    )
-
-
 def _store(args: argparse.Namespace) -> Path:
     if args.store is not None:
         return Path(args.store)
@@ -76,66 +55,25 @@ def _store(args: argparse.Namespace) -> Path:
 
 def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     _positional(parser)
-    defaults = AgeProbeParams()
-    parser.add_argument(
-        "--sub-threshold",
-        type=float,
-        default=defaults.sub_threshold,
-        help="cut whose sub-clusters get capture-year spreads (default %(default)s)",
-    )
-    _years_flags(parser, defaults)
+    add_params_flags(parser, AgeProbeParams)
     add_service_arguments(parser, "clustering")
-
-
-def _float_flags(
-    parser: argparse.ArgumentParser, flags: tuple[tuple[str, str], ...], defaults: object
-) -> None:
-    """One `--name` float flag per (field, help) pair, its default read from `defaults`."""
-    for name, text in flags:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=getattr(defaults, name),
-            help=f"{text} (default %(default)s)",
-        )
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     _positional(parser)
-    defaults = AgeSplitParams()
-    _float_flags(parser, SPLIT_FLOATS, defaults)
-    _years_flags(parser, defaults)
-    export = ExportSwapParams()
-    parser.add_argument(
-        "--top-n",
-        type=int,
-        default=export.top_n,
-        help="crops in each era's _topN bundle (default %(default)s)",
-    )
-    _float_flags(parser, EXPORT_FLOATS, export)
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the eras it would make; write nothing"
-    )
+    add_params_flags(parser, AgeSplitParams)
+    add_params_flags(parser.add_argument_group("era export"), ExportSwapParams, EXPORT_SKIP)
     add_service_arguments(parser, "export", "clustering", "inference")
 
 
-def probe_job(args: argparse.Namespace) -> stages.AgeProbeJob:
-    params = AgeProbeParams(
-        sub_threshold=args.sub_threshold,
-        anchor_min_faces=args.anchor_min_faces,
-        era_years=args.era_years,
-    )
-    return stages.AgeProbeJob(_store(args), args.export_dir, args.faceset, params)
+def probe_job(args: argparse.Namespace) -> AgeProbeRequest:
+    params = params_from_args(AgeProbeParams, args)
+    return AgeProbeRequest(_store(args), args.export_dir, args.faceset, params)
 
 
-def split_job(args: argparse.Namespace, extend: bool) -> stages.AgeSplitJob:
-    params = AgeSplitParams(
-        **{name: getattr(args, name) for name, _ in SPLIT_FLOATS},
-        anchor_min_faces=args.anchor_min_faces,
-        era_years=args.era_years,
-        dry_run=args.dry_run,
-    )
-    return stages.AgeSplitJob(_store(args), args.export_dir, args.faceset, extend, params)
+def split_job(args: argparse.Namespace, extend: bool) -> AgeSplitRequest:
+    params = params_from_args(AgeSplitParams, args)
+    return AgeSplitRequest(_store(args), args.export_dir, args.faceset, extend, params)
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -150,9 +88,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
 def _run_split(args: argparse.Namespace, extend: bool) -> int:
     job = split_job(args, extend)
-    export = ExportSwapParams(
-        top_n=args.top_n, **{name: getattr(args, name) for name, _ in EXPORT_FLOATS}
-    )
+    export = params_from_args(ExportSwapParams, args, EXPORT_SKIP)
     with services(args, job.roots()) as opened:
         summary = stages.age_split(opened, job, export)
     print_summary(summary.as_dict(), args.json)

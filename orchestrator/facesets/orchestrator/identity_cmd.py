@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesets.clustering.params import DiscoverParams, ImportFoldersParams
 from facesets.contract import layout
+from facesets.contract.clustering import (
+    DiscoverParams,
+    DiscoverRequest,
+    ImportFoldersParams,
+    ImportFoldersRequest,
+)
+from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.fields import InvalidParameter
-from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
-from facesets.orchestrator.jobs import add_cannot_link_argument, print_summary
+from facesets.orchestrator.flags import add_params_flags, params_from_args
+from facesets.orchestrator.jobs import print_summary
 
 
 class ConfigError(ValueError):
@@ -117,7 +123,7 @@ def export_plan(
     opened: Services, store: Path, plan: Path, out: Path, params: ExportSwapParams
 ) -> dict[str, Any]:
     print(f"export into {out}", file=sys.stderr, flush=True)
-    return stages.export_swap(opened, stages.ExportJob(store, plan, out, params=params)).as_dict()
+    return stages.export_swap(opened, ExportSwapRequest(store, plan, out, params=params)).as_dict()
 
 
 def _check_store(store: Path, dry_run: bool) -> None:
@@ -127,6 +133,13 @@ def _check_store(store: Path, dry_run: bool) -> None:
 
 # --- import-folders ----------------------------------------------------------------------------
 IMPORT_HELP = "hand-sorted folders as identities (folders.toml), exported into EXPORT"
+IMPORT_FROM_CONFIG = (
+    "first_pass_threshold",
+    "second_pass_threshold",
+    "match_threshold",
+    "first_number",
+    "dry_run",
+)
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,22 +162,17 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the plan from what the store holds; embed, write and export nothing",
     )
-    add_cannot_link_argument(parser, ImportFoldersParams().cannot_link)
+    # Thresholds and numbering come from folders.toml; the constraint from a flag.
+    add_params_flags(parser, ImportFoldersParams, skip=IMPORT_FROM_CONFIG)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
-def import_folders_job(args: argparse.Namespace) -> tuple[stages.ImportFoldersJob, FoldersConfig]:
+def import_folders_job(args: argparse.Namespace) -> tuple[ImportFoldersRequest, FoldersConfig]:
     config = read_config(args.config)
-    params = ImportFoldersParams(
-        first_pass_threshold=config.params.first_pass_threshold,
-        second_pass_threshold=config.params.second_pass_threshold,
-        match_threshold=config.params.match_threshold,
-        first_number=config.params.first_number,
-        cannot_link=not args.allow_same_photo,
-        dry_run=args.dry_run,
-    )
-    job = stages.ImportFoldersJob(
+    given = {name: getattr(config.params, name) for name in IMPORT_FROM_CONFIG}
+    params = params_from_args(ImportFoldersParams, args, **given)
+    job = ImportFoldersRequest(
         args.store.resolve(), args.export_dir.resolve(), config.trusted, config.mixed, params
     )
     return job, config
@@ -190,18 +198,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 # --- discover ----------------------------------------------------------------------------------
 DISCOVER_HELP = "new identities among the photos under ROOT, apart from those EXPORT knows"
-DISCOVER_FLOATS = (
-    ("known_threshold", "largest distance to a known faceset's centroid that drops a face"),
-    ("cluster_threshold", "average-linkage cut of the remaining faces"),
-    ("outlier_threshold", "distance to its cluster's centroid that drops a face"),
-    ("min_short", "smallest face short edge, pixels"),
-    ("min_blur", "smallest sharpness"),
-    ("min_det_score", "smallest detector score"),
-)
 
 
 def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = DiscoverParams()
     parser.add_argument("store", type=Path, help="face store (photos not in it are embedded)")
     parser.add_argument("root", type=Path, help="folder whose photos are searched")
     parser.add_argument(
@@ -210,19 +209,7 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="export folder; its facesets are the known identities",
     )
-    for name, text in DISCOVER_FLOATS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=getattr(defaults, name),
-            help=f"{text} (default %(default)s)",
-        )
-    parser.add_argument(
-        "--min-faces",
-        type=int,
-        default=defaults.min_faces,
-        help="distinct photos a new faceset needs (default %(default)s)",
-    )
+    add_params_flags(parser, DiscoverParams, skip=("dry_run",))
     parser.add_argument(
         "--top-n",
         type=int,
@@ -234,19 +221,13 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print cluster sizes and survivors from what the store holds; write nothing",
     )
-    add_cannot_link_argument(parser, defaults.cannot_link)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
 
-def discover_job(args: argparse.Namespace) -> stages.DiscoverJob:
-    params = DiscoverParams(
-        **{name: getattr(args, name) for name, _ in DISCOVER_FLOATS},
-        min_faces=args.min_faces,
-        cannot_link=not args.allow_same_photo,
-        dry_run=args.dry_run,
-    )
-    return stages.DiscoverJob(
+def discover_job(args: argparse.Namespace) -> DiscoverRequest:
+    params = params_from_args(DiscoverParams, args, dry_run=args.dry_run)
+    return DiscoverRequest(
         args.store.resolve(), args.root.resolve(), args.export_dir.resolve(), params
     )
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from facesets.clustering.params import RouteParams
 from facesets.common import settings
 from facesets.contract import layout
+from facesets.contract.clustering import RouteParams, RouteRequest
+from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.gates import explain_empty
 from facesets.contract.layout import read_json
-from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
-from facesets.orchestrator.jobs import add_cannot_link_argument
+from facesets.orchestrator.flags import add_params_flags, params_from_args
 
 
 class NothingStagedError(RuntimeError):
@@ -59,8 +59,11 @@ class ImportRequest:
         return [self.user_dir, *(p for p in (self.store, self.facesets_dir, self.out) if p)]
 
 
+# RouteParams and ExportSwapParams share gate names (outlier_threshold); the export offers top_n.
+EXPORT_SKIP = tuple(f.name for f in fields(ExportSwapParams) if f.name != "top_n")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    route, export = RouteParams(), ExportSwapParams()
     parser.add_argument("--user", required=True, help="label of the library, as staged")
     parser.add_argument(
         "--staging-root",
@@ -83,31 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="export folder with the master manifest (default STAGING_ROOT/USER/export)",
     )
-    parser.add_argument(
-        "--match-threshold",
-        type=float,
-        default=route.match_threshold,
-        help="largest distance to a known identity's centroid (default %(default)s)",
-    )
-    parser.add_argument(
-        "--cluster-threshold",
-        type=float,
-        default=route.cluster_threshold,
-        help="clustering of the faces no identity claims (default %(default)s)",
-    )
-    parser.add_argument(
-        "--min-faces",
-        type=int,
-        default=route.min_faces,
-        help="unique photos a new faceset needs (default %(default)s)",
-    )
-    parser.add_argument(
-        "--top-n",
-        type=int,
-        default=export.top_n,
-        help="crops in each _topN bundle (default %(default)s)",
-    )
-    add_cannot_link_argument(parser, route.cannot_link)
+    add_params_flags(parser, RouteParams)
+    add_params_flags(parser.add_argument_group("export"), ExportSwapParams, EXPORT_SKIP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
@@ -119,13 +99,8 @@ def import_request(args: argparse.Namespace) -> ImportRequest:
         store=args.store,
         facesets_dir=args.facesets_dir,
         out=args.out,
-        route=RouteParams(
-            match_threshold=args.match_threshold,
-            cluster_threshold=args.cluster_threshold,
-            min_faces=args.min_faces,
-            cannot_link=not args.allow_same_photo,
-        ),
-        export=ExportSwapParams(top_n=args.top_n),
+        route=params_from_args(RouteParams, args),
+        export=params_from_args(ExportSwapParams, args, EXPORT_SKIP),
     )
 
 
@@ -138,7 +113,7 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
     print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
     embedded = embed_files(opened, [item["path"] for item in queue], store)
     print("[2/3] match identities", file=sys.stderr, flush=True)
-    route = stages.RouteJob(
+    route = RouteRequest(
         store, facesets_dir, sorted({item["sha256"] for item in queue}), request.route
     )
     routed = stages.clustering_job(opened, route).as_dict()
@@ -146,7 +121,7 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
     manifest = facesets_dir / layout.REFINE_MANIFEST
     if manifest.exists():
         print("[3/3] export", file=sys.stderr, flush=True)
-        export = stages.ExportJob(store, manifest, out, params=request.export)
+        export = ExportSwapRequest(store, manifest, out, params=request.export)
         exported = stages.export_swap(opened, export).as_dict()
     return {
         "staged": len(queue),

@@ -1,7 +1,8 @@
 """`facesets cluster|refine|extend|dedup|consolidate`: the command lines of the clustering jobs.
 
-Each command turns its flags into a typed request for the stage API (stages.py); flag defaults
-are read from the jobs' parameters classes, whose defaults come from settings.
+Each command turns its flags into a typed request of the contract; the flags themselves are
+built from the jobs' parameters classes (flags.py), which declare each one's default, range and
+help text.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from facesets.clustering.params import (
+from facesets.contract.clustering import (
+    ClusteringJobRequest,
     ClusterParams,
+    ClusterRequest,
     ConsolidateParams,
+    ConsolidateRequest,
     DedupParams,
+    DedupRequest,
     ExtendParams,
+    ExtendRequest,
     RefineParams,
+    RefineRequest,
 )
-from facesets.contract.fields import LINK_MODE_HELP, LinkMode
 from facesets.contract.gates import explain_empty
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.flags import add_params_flags, params_from_args
 
 
 def print_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -40,38 +47,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_service_arguments(parser, "clustering")
 
 
-def add_link_mode_argument(parser: argparse.ArgumentParser, keep: bool = False) -> None:
-    parser.add_argument(
-        "--link-mode",
-        choices=[mode.value for mode in LinkMode],
-        default=LinkMode.AUTO.value,
-        help=LINK_MODE_HELP + ("; auto keeps the mode each output was made with" if keep else ""),
-    )
-
-
-def add_cannot_link_argument(parser: argparse.ArgumentParser, default: bool) -> None:
-    """`--allow-same-photo`: turn off the cannot-link constraint (default from the params)."""
-    parser.add_argument(
-        "--allow-same-photo",
-        dest="allow_same_photo",
-        action="store_true",
-        default=not default,
-        help="let two faces of one photo join one identity (by default they never do: two "
-        "faces in one photo are two people; the manifest counts the merges this prevented)",
-    )
-
-
-def _float_flags(
-    parser: argparse.ArgumentParser, defaults: object, flags: tuple[tuple[str, str], ...]
-) -> None:
-    """Float flags named after their parameter, each defaulting to the parameters object's."""
-    for name, text in flags:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=getattr(defaults, name),
-            help=f"{text} (default %(default)s)",
-        )
+# Service-side tuning a command line does not offer.
+NOT_FLAGS = ("dense_max",)
 
 
 # --- cluster -------------------------------------------------------------------------------
@@ -80,60 +57,26 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "out", type=Path, help="output folder: person_NNN/, _singletons/, _noface/, manifest.json"
     )
-    _float_flags(
-        parser, ClusterParams(), (("threshold", "cosine distance cut of average linkage"),)
-    )
-    add_link_mode_argument(parser)
-    add_cannot_link_argument(parser, ClusterParams().cannot_link)
+    add_params_flags(parser, ClusterParams, skip=NOT_FLAGS)
     _common(parser)
 
 
-def cluster_job(args: argparse.Namespace) -> stages.ClusterJob:
-    params = ClusterParams(
-        threshold=args.threshold,
-        link_mode=LinkMode(args.link_mode),
-        cannot_link=not args.allow_same_photo,
-    )
-    return stages.ClusterJob(args.store, args.out, params)
+def cluster_job(args: argparse.Namespace) -> ClusterRequest:
+    return ClusterRequest(args.store, args.out, params_from_args(ClusterParams, args, NOT_FLAGS))
 
 
 # --- refine --------------------------------------------------------------------------------
-REFINE_FLAGS = (
-    ("initial_threshold", "cosine distance of the first clustering"),
-    ("merge_threshold", "centroid distance that merges clusters"),
-    ("outlier_threshold", "distance to centroid that rejects"),
-    ("min_short", "smallest face short edge, pixels"),
-    ("min_blur", "smallest Laplacian variance of the face"),
-    ("min_det_score", "smallest detector score"),
-)
-
-
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store written by `facesets embed`")
     parser.add_argument(
         "out", type=Path, help="output folder: faceset_NNN/ and refine_manifest.json"
     )
-    defaults = RefineParams()
-    _float_flags(parser, defaults, REFINE_FLAGS)
-    parser.add_argument(
-        "--min-faces",
-        type=int,
-        default=defaults.min_faces,
-        help="unique photos a faceset needs (default %(default)s)",
-    )
-    add_link_mode_argument(parser)
-    add_cannot_link_argument(parser, defaults.cannot_link)
+    add_params_flags(parser, RefineParams)
     _common(parser)
 
 
-def refine_job(args: argparse.Namespace) -> stages.RefineJob:
-    params = RefineParams(
-        **{name: getattr(args, name) for name, _ in REFINE_FLAGS},
-        min_faces=args.min_faces,
-        link_mode=LinkMode(args.link_mode),
-        cannot_link=not args.allow_same_photo,
-    )
-    return stages.RefineJob(args.store, args.out, params)
+def refine_job(args: argparse.Namespace) -> RefineRequest:
+    return RefineRequest(args.store, args.out, params_from_args(RefineParams, args))
 
 
 # --- extend --------------------------------------------------------------------------------
@@ -141,69 +84,40 @@ def add_extend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store, grown since the last cluster run")
     parser.add_argument("raw_out", type=Path, help="output folder of `facesets cluster`")
     parser.add_argument("--refine-out", type=Path, help="output folder of `facesets refine`")
-    _float_flags(parser, ExtendParams(), (("threshold", "largest distance to a known centroid"),))
-    add_link_mode_argument(parser, keep=True)
-    add_cannot_link_argument(parser, ExtendParams().cannot_link)
+    add_params_flags(parser, ExtendParams, keep_link_mode=True)
     _common(parser)
 
 
-def extend_job(args: argparse.Namespace) -> stages.ExtendJob:
-    mode = LinkMode(args.link_mode)
-    params = ExtendParams(
-        threshold=args.threshold,
-        link_mode=None if mode is LinkMode.AUTO else mode,
-        cannot_link=not args.allow_same_photo,
-    )
-    return stages.ExtendJob(args.store, args.raw_out, args.refine_out, params)
+def extend_job(args: argparse.Namespace) -> ExtendRequest:
+    params = params_from_args(ExtendParams, args)
+    return ExtendRequest(args.store, args.raw_out, args.refine_out, params)
 
 
 # --- dedup ---------------------------------------------------------------------------------
 def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="face store; writes STORE.duplicates.json")
-    _float_flags(
-        parser,
-        DedupParams(),
-        (("near_threshold", "descriptor distance of visual near-duplicates"),),
-    )
+    add_params_flags(parser, DedupParams)
     _common(parser)
 
 
-def dedup_job(args: argparse.Namespace) -> stages.DedupJob:
-    return stages.DedupJob(args.store, DedupParams(near_threshold=args.near_threshold))
+def dedup_job(args: argparse.Namespace) -> DedupRequest:
+    return DedupRequest(args.store, params_from_args(DedupParams, args))
 
 
 # --- consolidate ---------------------------------------------------------------------------
 def add_consolidate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("facesets_dir", type=Path, help="output folder of `facesets refine`")
     parser.add_argument("store", type=Path, help="face store the facesets came from")
-    _float_flags(
-        parser,
-        ConsolidateParams(),
-        (
-            ("candidate_similarity", "centroid similarity reported as a candidate"),
-            ("confident_similarity", "centroid similarity merged"),
-        ),
-    )
-    parser.add_argument("--undo", action="store_true", help="restore the facesets merged before")
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="report candidates and merges without changing anything",
-    )
+    add_params_flags(parser, ConsolidateParams, keep_link_mode=True)
     _common(parser)
 
 
-def consolidate_job(args: argparse.Namespace) -> stages.ConsolidateJob:
-    params = ConsolidateParams(
-        candidate_similarity=args.candidate_similarity,
-        confident_similarity=args.confident_similarity,
-        undo=args.undo,
-        dry_run=args.dry_run,
-    )
-    return stages.ConsolidateJob(args.facesets_dir, args.store, params)
+def consolidate_job(args: argparse.Namespace) -> ConsolidateRequest:
+    params = params_from_args(ConsolidateParams, args)
+    return ConsolidateRequest(args.facesets_dir, args.store, params)
 
 
-def _runner(make_job: Callable[[argparse.Namespace], stages.ClusteringJob]) -> Any:
+def _runner(make_job: Callable[[argparse.Namespace], ClusteringJobRequest]) -> Any:
     def run(args: argparse.Namespace) -> int:
         job = make_job(args)  # parameters are checked before any service starts
         with services(args, job.roots()) as opened:

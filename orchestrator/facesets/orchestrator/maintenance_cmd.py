@@ -7,6 +7,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facesets.contract.export import (
+    DedupOptimizeRequest,
+    MergeRequest,
+    OcclusionRequest,
+    RestoreRequest,
+)
 from facesets.export.maintenance.dedup import DedupOptimizeParams
 from facesets.export.maintenance.merge import MergeParams
 from facesets.export.maintenance.occlusion import OcclusionParams
@@ -71,7 +77,7 @@ def run_occlusion(args: argparse.Namespace) -> int:
         clear_prompt=args.clear_prompt,
         dry_run=args.dry_run,
     )
-    job = stages.OcclusionJob(_export_dir(args), params, undo=args.undo)
+    job = OcclusionRequest(_export_dir(args), params, undo=args.undo)
     with services(args, job.roots()) as opened:
         summary = stages.occlusion(opened, job)
     print_summary(summary.as_dict(), args.json)
@@ -96,7 +102,7 @@ def add_dedup_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_dedup(args: argparse.Namespace) -> int:
     params = DedupOptimizeParams(near_duplicate_similarity=args.similarity, dry_run=args.dry_run)
-    job = stages.DedupOptimizeJob(_export_dir(args), params)
+    job = DedupOptimizeRequest(_export_dir(args), params)
     with services(args, job.roots()) as opened:
         summary = stages.dedup_optimize(opened, job)
     print_summary(summary.as_dict(), args.json)
@@ -118,7 +124,7 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_merge(args: argparse.Namespace) -> int:
     params = MergeParams(args.faceset, args.into, dry_run=args.dry_run)
-    job = stages.MergeJob(_export_dir(args), params)
+    job = MergeRequest(_export_dir(args), params)
     with services(args, job.roots()) as opened:
         summary = stages.merge(opened, job)
     print_summary(summary.as_dict(), args.json)
@@ -137,7 +143,7 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    job = stages.RestoreJob(_export_dir(args), args.run_id or "", args.faceset or "")
+    job = RestoreRequest(_export_dir(args), args.run_id or "", args.faceset or "")
     with services(args, job.roots()) as opened:
         summary = stages.restore(opened, job)
     print_summary(summary.as_dict(), args.json)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesets.clustering.params import RefineParams
 from facesets.contract import layout
+from facesets.contract.clustering import ClusterRequest, RefineParams, RefineRequest
+from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.gates import explain_empty
-from facesets.export.params import ExportSwapParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import add_listing_arguments, embed
@@ -136,12 +136,12 @@ def _run_pipeline(opened: Services, request: RunRequest, out: Path) -> RunSummar
         results,
         lambda: embed(opened, request.src, store, verbose=request.verbose).as_dict(),
     )
-    _stage("cluster", results, lambda: stages.clustering_job(opened, stages.ClusterJob(store, raw)))
-    refine = stages.RefineJob(store, refined, RefineParams(min_faces=request.min_faces))
+    _stage("cluster", results, lambda: stages.clustering_job(opened, ClusterRequest(store, raw)))
+    refine = RefineRequest(store, refined, RefineParams(min_faces=request.min_faces))
     # Before refine: faces of an earlier version's store get the sharpness its gate reads.
     _stage("enrich", results, lambda: enrich(opened, store))
     _stage("refine", results, lambda: stages.clustering_job(opened, refine))
-    export = stages.ExportJob(
+    export = ExportSwapRequest(
         store,
         refined / layout.REFINE_MANIFEST,
         exported,

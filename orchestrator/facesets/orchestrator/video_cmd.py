@@ -11,28 +11,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facesets.export.video.params import PLAN_FIELDS, VideoCutParams, VideoPlanParams
+from facesets.contract.video import (
+    VideoCutParams,
+    VideoCutRequest,
+    VideoPlanParams,
+    VideoPlanRequest,
+)
 from facesets.export.video.plan import find_videos
 from facesets.export.video.status import video_status
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.flags import add_params_flags, params_from_args
 from facesets.orchestrator.jobs import print_summary
-
-PLAN_HELP = {
-    "shot_threshold": "PySceneDetect content-detector threshold (lower finds more cuts)",
-    "min_shot_s": "shortest shot, seconds",
-    "sample_fps": "frames sampled per second within each shot",
-    "max_yaw": "quality gate: largest |yaw| of a passing face, degrees",
-    "min_face_short": "quality gate: smallest face box short edge, source pixels",
-    "min_det_score": "quality gate: smallest detector score",
-    "min_pass_rate": "share of a segment's sampled frames that must pass the gate",
-    "min_segment_s": "shortest kept segment, seconds",
-    "max_segment_s": "longest segment, seconds (longer tracks are split)",
-    "merge_gap_s": "segments of the same face in a shot closer than this are merged, seconds",
-    "track_min_iou": "box overlap (IoU) with a track's last box that links a face to it",
-    "track_min_similarity": "embedding cosine similarity a linked face needs as well",
-    "match_threshold": "--match: largest cosine distance of a track's mean to the centroid",
-}
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,17 +32,7 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FACESET_DIR",
         help="keep only tracks of the person of this faceset's images (their centroid)",
     )
-    defaults = VideoPlanParams()
-    group = parser.add_argument_group("planning thresholds")
-    for name in PLAN_FIELDS:
-        default = getattr(defaults, name)
-        group.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=float,
-            default=default,
-            metavar="N",
-            help=f"{PLAN_HELP[name]} (default {default:g})",
-        )
+    add_params_flags(parser.add_argument_group("planning thresholds"), VideoPlanParams)
 
 
 def _cut_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,17 +46,17 @@ def _cut_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _plan_job(args: argparse.Namespace) -> stages.VideoPlanJob:
-    params = VideoPlanParams(**{name: getattr(args, name) for name in PLAN_FIELDS})
+def _plan_job(args: argparse.Namespace) -> VideoPlanRequest:
+    params = params_from_args(VideoPlanParams, args)
     match = args.match.expanduser().resolve() if args.match else None
     if match is not None and not match.is_dir():
         raise ValueError(f"no faceset folder at {match}")
-    return stages.VideoPlanJob(args.src.expanduser().resolve(), _out(args), match, params)
+    return VideoPlanRequest(args.src.expanduser().resolve(), _out(args), match, params)
 
 
-def _cut_job(args: argparse.Namespace, sources: list[Path]) -> stages.VideoCutJob:
+def _cut_job(args: argparse.Namespace, sources: list[Path]) -> VideoCutRequest:
     params = VideoCutParams(accurate=args.accurate, write_sidecar=args.write_sidecar)
-    return stages.VideoCutJob(_out(args), params, sources)
+    return VideoCutRequest(_out(args), params, tuple(sources))
 
 
 def _out(args: argparse.Namespace) -> Path:

@@ -51,6 +51,7 @@ from facesets.clustering import neighbours
 from facesets.clustering.neighbours import SearchParams, SearchReport
 from facesets.common import settings
 from facesets.common.vectors import unit_rows
+from facesets.contract import defaults
 
 log = structlog.get_logger(__name__)
 
@@ -587,7 +588,7 @@ def cluster_average_linkage(
     emb: np.ndarray,
     threshold: float,
     *,
-    dense_max: int = settings.DENSE_COMPONENT_MAX,
+    dense_max: int = defaults.DENSE_COMPONENT_MAX,
     search: SearchParams | None = None,
     progress: Progress | None = None,
     photo: np.ndarray | None = None,

@@ -17,18 +17,6 @@ import structlog
 
 from facesets.clustering import enrich
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
-from facesets.clustering.params import (
-    AgeProbeParams,
-    AgeSplitParams,
-    ClusterParams,
-    ConsolidateParams,
-    DedupParams,
-    DiscoverParams,
-    ExtendParams,
-    ImportFoldersParams,
-    RefineParams,
-    RouteParams,
-)
 from facesets.clustering.store import (
     FaceStore,
     StoreMismatchError,
@@ -41,6 +29,18 @@ from facesets.common import settings
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import (
+    AgeProbeParams,
+    AgeSplitParams,
+    ClusterParams,
+    ConsolidateParams,
+    DedupParams,
+    DiscoverParams,
+    ExtendParams,
+    ImportFoldersParams,
+    RefineParams,
+    RouteParams,
+)
 from facesets.contract.fields import InvalidParameter
 from facesets.shared.folder_lock import run_locked
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2

@@ -48,15 +48,6 @@ CLIP_BATCH_SIZE = 16  # images per image-tower call
 CLIP_RETRY_S = 30.0  # a CLIP model that failed to load is tried again after this long
 
 # --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
-# Zero-shot prompts: a PNG's occlusion probability is the summed probability of the occluding
-# prompts; the clear prompt competes with them in the softmax.
-OCCLUSION_PROMPTS = ("a face wearing a medical mask", "a face wearing sunglasses")
-OCCLUSION_CLEAR_PROMPT = "a clear unobstructed face"
-OCCLUSION_THRESHOLD = 0.7  # a PNG at or above this moves to faces/_dropped/
-OCCLUSION_FACESET_FRACTION = 0.4
-# `facesets dedup-optimize`: PNGs of one faceset at or above this embedding cosine similarity
-# collapse to the better-quality one.
-DEDUP_OPTIMIZE_SIMILARITY = 0.95  # a faceset with at least this share occluded moves to _masked/
 
 # --- decoding ------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
@@ -110,43 +101,14 @@ LOCAL_SERVICE_RESTARTS = 3
 SHUTDOWN_GRACE_S = 10.0
 
 # --- clustering (issue: clustering service) -----------------------------------------------
-CLUSTER_THRESHOLD = 0.55  # cosine distance, average linkage
-REFINE_MERGE_THRESHOLD = 0.40  # centroid merge of over-split clusters
-REFINE_OUTLIER_THRESHOLD = 0.55
-REFINE_OUTLIER_MIN_CLUSTER = 4
-REFINE_MIN_FACES = 15  # unique photos per faceset
-QUALITY_MIN_SHORT = 90  # face short edge, pixels
 # Sharpness (Face.blur): variance of the Laplacian of Gaussian (sigma SHARPNESS_SIGMA px) of the
 # face's gray levels, its box resized to a SHARPNESS_FACE_SIDE px short side; the same face
 # scores the same at any resolution (inference/sharpness.py).
 SHARPNESS_FACE_SIDE = 112
 SHARPNESS_SIGMA = 1.0
-# The gate keeps about the share of LFW's faces (native size) that the earlier measure's gate
-# of 40 kept (bench/sharpness_bench.py); LFW's median face scores ~20, a Gaussian blur of
-# sigma 2 px on such a face ~3.
-QUALITY_MIN_BLUR = 4.0  # smallest sharpness the quality gate keeps
-QUALITY_MIN_DET_SCORE = 0.6
-EXTEND_THRESHOLD = 0.55
-# Cannot-link: two faces detected in one photo are two people, so cluster, refine, extend and
-# route never put them in one identity (the jobs' `cannot_link` parameter turns it off).
-CANNOT_LINK = True
-# Look-alike review list of refine: facesets whose centroids lie within the merge threshold
-# plus this margin although they share a photo (so the constraint kept them apart).
-LOOKALIKE_MARGIN = 0.1
 LOOKALIKE_CROPS = 4  # crops of each faceset the export lists per look-alike pair
 # --- era splits (`facesets age`) -----------------------------------------------------------
-AGE_RECOVER_THRESHOLD = 0.55  # wide recovery: store faces this close to the seed centroid
-AGE_TIGHTEN_THRESHOLD = 0.50  # after one re-centroid, faces this close stay
-AGE_SUB_THRESHOLD = 0.35  # average-linkage sub-clusters (candidate eras)
-AGE_JOIN_THRESHOLD = 0.40  # a fragment joins its nearest anchor within this centroid distance
-AGE_ANCHOR_MIN_FACES = 20  # sub-clusters this large are anchors; smaller eras are thin
-AGE_ERA_YEARS = 5  # a fragment's dominant year within this many years of its anchor's
 AGE_PROBE_THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
-CONSOLIDATE_CANDIDATE_SIM = 0.55
-CONSOLIDATE_CONFIDENT_SIM = 0.65
-# Largest component clustered with a dense matrix; larger ones get the exact sparse method,
-# which gives the same clusters and is faster past a few hundred faces (bench/clustering_bench).
-DENSE_COMPONENT_MAX = 256
 KNN_NEIGHBOURS = 30
 # Neighbour search of cluster, refine and extend (clustering/neighbours.py), through faiss:
 # "auto" searches a flat (exact) index below ANN_MIN_FACES faces and an inverted-file index
@@ -166,29 +128,10 @@ ANN_TRAIN_PER_LIST = 32  # k-means sample: faces per list (training is the index
 ANN_QUERY_BATCH = 16_384  # queries per faiss call (probe lists, extend's centroid search)
 ANN_JOIN_BLOCK = 1 << 22
 ANN_RECALL_QUERIES = 500  # sampled queries whose recall is measured against brute force
-NEAR_DUPLICATE_THRESHOLD = 0.08  # cosine distance of whole-image descriptors
-NEAR_DUPLICATE_FACE_SIMILARITY = 0.90  # a face two candidate photos share matches this well
-NEAR_DUPLICATE_CANDIDATE_DISTANCE = 0.35  # DCT-hash cosine distance: faceless candidate pairs
-NEAR_DUPLICATE_MIN_OVERLAP = 0.7  # share of the larger photo the aligned other one covers
-NEAR_DUPLICATE_MIN_INLIERS = 10  # ORB matches agreeing on one transform (the pixels decide)
 
 # --- identity workflows: `import-folders` and `discover` -------------------------------------
-# A hand-sorted folder's identity: the centroid of its faces, recomputed after dropping the faces
-# farther than the first pass, then again after the second (bystanders of group photos go).
-IMPORT_FIRST_PASS_THRESHOLD = 0.55
-IMPORT_SECOND_PASS_THRESHOLD = 0.45
-IMPORT_MATCH_THRESHOLD = 0.45  # a mixed folder's face joins every identity this close
-# `discover`: faces this close to an exported faceset's centroid belong to a known person.
-DISCOVER_KNOWN_THRESHOLD = 0.45
 
 # --- export (issue: export service) --------------------------------------------------------
-EXPORT_TOP_N = 30
-EXPORT_OUTLIER_THRESHOLD = 0.45
-EXPORT_PAD_RATIO = 0.5
-EXPORT_OUT_SIZE = 512
-EXPORT_MIN_FACE_SHORT = 100
-CANDIDATE_MATCH_THRESHOLD = 0.55
-CANDIDATE_MIN_SCORE = 0.40
 QUALITY_WEIGHTS = {
     "frontality": 0.30,
     "det_score": 0.20,
@@ -212,13 +155,10 @@ EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and drop
 
 # --- video targets (`facesets video`; export/media service) ------------------------------------
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-VIDEO_SHOT_THRESHOLD = 27.0  # PySceneDetect ContentDetector threshold (its own default)
-VIDEO_MIN_SHOT_S = 0.5  # shortest shot the content detector reports
 VIDEO_SHOT_DETECT_WIDTH = 256  # frames are compared this wide (PySceneDetect's own choice)
 # ffmpeg threads of the decode pass. Inference beside it keeps the cores busy, and ffmpeg's own
 # threading cost about 1.8x the CPU of one thread for the same frames on a 2-core machine.
 VIDEO_DECODE_THREADS = 1
-VIDEO_SAMPLE_FPS = 2.0  # frames sampled per second, on the video's own timeline
 VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (boxes map back)
 # The detector sees a sampled frame at the scale where the gate's smallest face (--min-face-short)
 # spans this many pixels, never above the service's own size: no time goes to finding faces the
@@ -228,18 +168,8 @@ VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (
 VIDEO_DETECT_FACE_PX = 22
 VIDEO_DETECT_MIN_SIZE = 320
 VIDEO_JPEG_QUALITY = 92  # sampled frames travel as JPEG, never written to disk
-VIDEO_MAX_YAW = 75.0  # degrees; a frame's face passes the gate within this yaw ...
-VIDEO_MIN_FACE_SHORT = 80.0  # ... with a box short edge of at least this many source pixels ...
-VIDEO_MIN_DET_SCORE = 0.5  # ... and at least this detector score
-VIDEO_MIN_PASS_RATE = 0.7  # share of a track segment's sampled frames that pass the gate
-VIDEO_MIN_SEGMENT_S = 1.0
-VIDEO_MAX_SEGMENT_S = 120.0  # longer tracks are cut into pieces of at most this length
-VIDEO_MERGE_GAP_S = 2.0  # segments of the same face in one shot closer than this are merged
-VIDEO_TRACK_MIN_IOU = 0.2  # box overlap with a track's last box that links a face ...
-VIDEO_TRACK_MIN_SIMILARITY = 0.35  # ... when it also looks like the track's face (cosine)
 VIDEO_TRACK_REID_SIMILARITY = 0.6  # a face this similar links even without box overlap
 VIDEO_SAME_FACE_SIMILARITY = 0.5  # mean embeddings of two tracks of the same face (merging)
-VIDEO_MATCH_THRESHOLD = 0.45  # --match: cosine distance of a track's mean to the centroid
 VIDEO_CUT_TOLERANCE_S = 0.25  # a clip whose duration is this far off its plan is redone
 VIDEO_ACCURATE_CRF = 18  # --accurate re-encodes with libx264 at this quality
 EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
@@ -259,7 +189,6 @@ IMMICH_MIN_FACE_SHORT = 90
 # Immich finds faces in a background job after upload: "no face" on an asset uploaded less
 # than this long ago may only mean "not looked at yet", so the next run asks again.
 IMMICH_NO_FACE_FINAL_AFTER_S = 7 * 24 * 3600
-IMMICH_MATCH_THRESHOLD = 0.45
 IMMICH_BREAKER_ERRORS = 12
 IMMICH_RETRIES = 5
 IMMICH_TIMEOUT_S = 60.0

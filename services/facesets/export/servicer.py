@@ -19,14 +19,15 @@ from facesets.client import ClusteringClient, Endpoint, InferenceClient
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
+from facesets.contract.export import ExportSwapParams
 from facesets.contract.fields import InvalidParameter
 from facesets.contract.layout import read_json
+from facesets.contract.video import VideoCutParams, VideoPlanParams
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import dedup, merge, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
-from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
     FaceRow,
     read_refine_gates,
@@ -35,7 +36,6 @@ from facesets.export.records import (
 )
 from facesets.export.video import cut as video_cut
 from facesets.export.video import plan as video_plan
-from facesets.export.video.params import VideoCutParams, VideoPlanParams
 from facesets.export.video.probe import tools as media_tools
 from facesets.shared.folder_lock import run_locked
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2, export_pb2_grpc

@@ -29,6 +29,7 @@ from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
+from facesets.contract.export import ExportSwapParams
 from facesets.export.crops import (
     CheckedCrop,
     CountFaces,
@@ -40,7 +41,6 @@ from facesets.export.crops import (
 )
 from facesets.export.errors import ExportError
 from facesets.export.fsz import write_fsz
-from facesets.export.params import ExportSwapParams
 from facesets.export.quality import QualityScores, quality_scores
 from facesets.export.records import FaceRow, FacesetSpec
 

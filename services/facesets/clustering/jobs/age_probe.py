@@ -25,10 +25,10 @@ from facesets.clustering.jobs.age_split import (
     year_spread,
 )
 from facesets.clustering.jobs.job import JobOutcome, Photos, ProgressFn, report, usable_faces
-from facesets.clustering.params import AgeProbeParams
 from facesets.clustering.store import FaceStore
 from facesets.common import settings
 from facesets.common.roots import Roots
+from facesets.contract.clustering import AgeProbeParams
 
 HISTOGRAM_BINS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # the last bin takes all above 0.95
 

@@ -58,15 +58,13 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.jobs.materialize import read_manifest, write_json_if_changed
 from facesets.clustering.jobs.refine import QualityGate
-from facesets.clustering.params import AgeSplitParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import AgeSplitParams
 
 log = structlog.get_logger(__name__)
 
-ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan of one faceset
-THIN_DIR = "_thin"  # EXPORT/_thin/<era>/: eras under anchor_min_faces faces
 THIN_MARKER = "THIN.txt"
 ERA_NAME = "{}_era_{:02d}"
 PARTITION_ERAS = "eras"
@@ -304,7 +302,7 @@ def _era_entry(
     entry: dict[str, Any] = {
         "name": name,
         "number": number,
-        "dir": f"{THIN_DIR}/{name}" if thin else name,
+        "dir": f"{layout.THIN_DIR}/{name}" if thin else name,
         "partition": PARTITION_THIN if thin else PARTITION_ERAS,
         "group": faceset,
         "face_ids": sorted(face_ids),
@@ -321,7 +319,7 @@ def _era_entry(
 
 
 def _plan_path(export_dir: Path, name: str) -> Path:
-    return export_dir / ERAS_DIR / f"{name}.json"
+    return layout.era_plan_path(export_dir, name)
 
 
 def age_split(

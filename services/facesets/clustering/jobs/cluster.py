@@ -29,10 +29,10 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
-from facesets.clustering.params import ClusterParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import ClusterParams
 
 log = structlog.get_logger(__name__)
 

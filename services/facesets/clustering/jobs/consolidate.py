@@ -49,10 +49,10 @@ from facesets.clustering.jobs.materialize import (
     remove_owned,
     write_json_if_changed,
 )
-from facesets.clustering.params import ConsolidateParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import ConsolidateParams
 
 log = structlog.get_logger(__name__)
 

@@ -47,11 +47,11 @@ from facesets.clustering.jobs.job import (
     usable_faces,
 )
 from facesets.clustering.jobs.materialize import write_json_if_changed
-from facesets.clustering.params import DedupParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.decode import DecodeError, open_image
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import DedupParams
 
 log = structlog.get_logger(__name__)
 

@@ -36,10 +36,10 @@ from facesets.clustering.jobs.job import (
     usable_faces,
 )
 from facesets.clustering.jobs.refine import QualityGate, faceset_entry
-from facesets.clustering.params import DiscoverParams
 from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import DiscoverParams
 
 log = structlog.get_logger(__name__)
 

@@ -47,10 +47,10 @@ from facesets.clustering.jobs.materialize import (
     sync_outputs,
 )
 from facesets.clustering.jobs.refine import QualityGate, faceset_files
-from facesets.clustering.params import ExtendParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import ExtendParams
 
 log = structlog.get_logger(__name__)
 

@@ -40,10 +40,10 @@ from facesets.clustering.jobs.job import (
     vector_json,
 )
 from facesets.clustering.jobs.refine import faceset_entry
-from facesets.clustering.params import ImportFoldersParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import ImportFoldersParams
 
 log = structlog.get_logger(__name__)
 

@@ -35,10 +35,10 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.jobs.materialize import add_file, sync_outputs
 from facesets.clustering.lookalikes import lookalike_pairs
-from facesets.clustering.params import RefineParams
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import RefineParams
 
 log = structlog.get_logger(__name__)
 

@@ -37,10 +37,10 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
 from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_files
-from facesets.clustering.params import RouteParams
 from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
+from facesets.contract.clustering import RouteParams
 
 log = structlog.get_logger(__name__)
 

@@ -18,15 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
-from facesets.contract.fields import COSINE_SIMILARITY, InvalidParameter, bounded, check_ranges
-from facesets.export.errors import ExportError
+from facesets.contract.export import DedupOptimizeParams
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import apply_run
 from facesets.export.maintenance.runs import KIND_FILE, Move, Run
-from facesets.v1 import export_pb2
 
 # PNG paths -> face count of each
 CountFaces = Callable[[Sequence[Path]], list[int]]
@@ -37,29 +34,6 @@ REASON_COPY = "byte_copy"
 REASON_FACES = "face_count"
 REASON_NEAR = "near_duplicate"
 
-
-class InvalidDedupParameter(InvalidParameter, ExportError):
-    """A dedup-optimize parameter outside its range."""
-
-
-@dataclass(frozen=True)
-class DedupOptimizeParams:
-    near_duplicate_similarity: float = bounded(
-        settings.DEDUP_OPTIMIZE_SIMILARITY, COSINE_SIMILARITY
-    )
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        check_ranges(self, InvalidDedupParameter)
-
-    @classmethod
-    def from_request(cls, request: export_pb2.DedupOptimizeRequest) -> DedupOptimizeParams:
-        given = (
-            {"near_duplicate_similarity": request.near_duplicate_similarity}
-            if request.HasField("near_duplicate_similarity")
-            else {}
-        )
-        return cls(dry_run=request.dry_run, **given)
 
 
 @dataclass

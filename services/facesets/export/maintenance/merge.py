@@ -18,12 +18,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facesets.contract import layout
-from facesets.contract.fields import InvalidParameter
+from facesets.contract.export import MergeParams
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
-from facesets.v1 import export_pb2
 
 KIND = "merge"
 PROVENANCE_KEY = "merge_run"
@@ -33,28 +32,6 @@ FACESETS = "facesets"
 KIND_SAVED = "saved_manifest"  # a faceset manifest the run rewrote, copied aside as it was
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
-
-class InvalidMergeParameter(InvalidParameter, ExportError):
-    """A merge parameter that names no faceset, or the same one twice."""
-
-
-@dataclass(frozen=True)
-class MergeParams:
-    faceset: str  # the faceset that goes (a name in the `facesets` partition)
-    into: str  # the faceset it joins
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        for field_name in ("faceset", "into"):
-            value = getattr(self, field_name)
-            if not _NAME.fullmatch(value):
-                raise InvalidMergeParameter(field_name, value, "a faceset name, never a path")
-        if self.faceset == self.into:
-            raise InvalidMergeParameter("into", self.into, f"a faceset other than {self.faceset}")
-
-    @classmethod
-    def from_request(cls, request: export_pb2.MergeRequest) -> MergeParams:
-        return cls(request.faceset, request.into, dry_run=request.dry_run)
 
 
 @dataclass

@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
-from facesets.contract.fields import SCORE, InvalidParameter, bounded, check_ranges
+from facesets.contract.export import OcclusionParams
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
-from facesets.v1 import export_pb2
 
 # (image paths, prompts) -> (N, P) probabilities, each row summing to 1
 Scorer = Callable[[Sequence[Path], Sequence[str]], np.ndarray]
@@ -32,40 +30,6 @@ PROVENANCE_KEY = "occlusion_filter_run"
 REASON = "occluded"
 MASKED_PARTITION = "masked"
 
-
-class InvalidOcclusionParameter(InvalidParameter, ExportError):
-    """An occlusion parameter outside its range."""
-
-
-@dataclass(frozen=True)
-class OcclusionParams:
-    threshold: float = bounded(settings.OCCLUSION_THRESHOLD, SCORE)
-    faceset_fraction: float = bounded(settings.OCCLUSION_FACESET_FRACTION, SCORE)
-    occluded_prompts: tuple[str, ...] = settings.OCCLUSION_PROMPTS
-    clear_prompt: str = settings.OCCLUSION_CLEAR_PROMPT
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        check_ranges(self, InvalidOcclusionParameter)
-        if not self.occluded_prompts or not all(p.strip() for p in self.occluded_prompts):
-            raise InvalidOcclusionParameter(
-                "occluded_prompts", self.occluded_prompts, "one or more non-empty prompts"
-            )
-
-    @classmethod
-    def from_request(cls, request: export_pb2.OcclusionRequest) -> OcclusionParams:
-        given: dict[str, Any] = {
-            name: getattr(request, name)
-            for name in ("threshold", "faceset_fraction", "clear_prompt")
-            if request.HasField(name)
-        }
-        if request.occluded_prompts:
-            given["occluded_prompts"] = tuple(request.occluded_prompts)
-        return cls(dry_run=request.dry_run, **given)
-
-    @property
-    def prompts(self) -> list[str]:
-        return [*self.occluded_prompts, self.clear_prompt]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import structlog
 from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
-from facesets.export.video.params import VideoCutParams
+from facesets.contract.video import VideoCutParams
 from facesets.export.video.probe import VideoError, clip_duration, keyframes, tools
 
 log = structlog.get_logger(__name__)

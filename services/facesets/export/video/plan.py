@@ -25,10 +25,10 @@ from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import unit_mean
 from facesets.contract import layout
+from facesets.contract.video import VideoPlanParams
 from facesets.export.video import frames as frame_io
 from facesets.export.video.decode import DecodePass
 from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json
-from facesets.export.video.params import VideoPlanParams
 from facesets.export.video.probe import VideoError, media_facts
 from facesets.export.video.segments import (
     Segment,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facesets.common.vectors import unit_mean
-from facesets.export.video.params import VideoPlanParams
+from facesets.contract.video import VideoPlanParams
 from facesets.export.video.tracks import FaceObs, Track
 
 
