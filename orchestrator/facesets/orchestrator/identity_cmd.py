@@ -138,7 +138,6 @@ IMPORT_FROM_CONFIG = (
     "second_pass_threshold",
     "match_threshold",
     "first_number",
-    "dry_run",
 )
 
 
@@ -163,7 +162,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the plan from what the store holds; embed, write and export nothing",
     )
     # Thresholds and numbering come from folders.toml; the constraint from a flag.
-    add_params_flags(parser, ImportFoldersParams, skip=IMPORT_FROM_CONFIG)
+    add_params_flags(parser, ImportFoldersParams, skip=(*IMPORT_FROM_CONFIG, "dry_run"))
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_service_arguments(parser, "inference", "clustering", "export")
 
@@ -171,7 +170,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 def import_folders_job(args: argparse.Namespace) -> tuple[ImportFoldersRequest, FoldersConfig]:
     config = read_config(args.config)
     given = {name: getattr(config.params, name) for name in IMPORT_FROM_CONFIG}
-    params = params_from_args(ImportFoldersParams, args, **given)
+    params = params_from_args(ImportFoldersParams, args, dry_run=args.dry_run, **given)
     job = ImportFoldersRequest(
         args.store.resolve(), args.export_dir.resolve(), config.trusted, config.mixed, params
     )

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import importlib
 import inspect
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import structlog
 
 from facesets.clustering import enrich
 from facesets.clustering.convert import face_from_proto, face_record, image_from_item
+from facesets.clustering.jobs import registry
+from facesets.clustering.jobs.context import ClusteringJob, JobContext
+from facesets.clustering.jobs.job import JobOutcome
 from facesets.clustering.store import (
     FaceStore,
     StoreMismatchError,
@@ -26,44 +28,14 @@ from facesets.clustering.store import (
     is_corruption,
 )
 from facesets.common import settings
-from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
+from facesets.common.jobs import abort_on_os_error, allowed_path, job_events
+from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
-from facesets.contract import layout
-from facesets.contract.clustering import (
-    AgeProbeParams,
-    AgeSplitParams,
-    ClusterParams,
-    ConsolidateParams,
-    DedupParams,
-    DiscoverParams,
-    ExtendParams,
-    ImportFoldersParams,
-    RefineParams,
-    RouteParams,
-)
-from facesets.contract.fields import InvalidParameter
 from facesets.shared.folder_lock import run_locked
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 log = structlog.get_logger(__name__)
 SERVICE_NAME = clustering_pb2.DESCRIPTOR.services_by_name["Clustering"].full_name
-
-# The output folders a job writes, and whether the job may create them.
-Writes = tuple[list[Path], bool]
-
-Request = TypeVar("Request")
-Params = TypeVar("Params")
-
-
-def _params(
-    build: Callable[[Request], Params], request: Request, context: grpc.ServicerContext
-) -> Params:
-    """The job's parameters object; a value outside its range ends the call, naming it."""
-    try:
-        return build(request)
-    except InvalidParameter as error:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        raise  # abort raises; this line tells type checkers so
 
 
 def _capabilities(target: clustering_pb2.EnrichTarget) -> enrich.Capabilities:
@@ -77,8 +49,8 @@ _call_store: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 
 
 def _abort_on_store_error(context: grpc.ServicerContext, error: BaseException) -> None:
-    """End the call with a status and a message that names the store and what to do; an
-    error that is no store's is raised again."""
+    """End the call with a status and a message that names the store and what to do; any
+    other error is raised again."""
     if isinstance(error, StoreWriteError):
         abort_on_os_error(context, error)
     if isinstance(error, StoreProblem):
@@ -87,15 +59,10 @@ def _abort_on_store_error(context: grpc.ServicerContext, error: BaseException) -
         path = _call_store.get()
         log.error("damaged store", store=str(path), error=str(error))
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(corrupt_store(path or "", error)))
-    if isinstance(error, OSError):  # a store path naming a folder, a missing parent ...
-        abort_on_os_error(context, error)
-    if isinstance(error, ValueError):  # a request whose contents the service cannot use
-        log.info("unusable request", error=str(error))
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unusable request: {error}")
-    raise error
+    raise error  # the error policy answers the rest (common/error_policy.py)
 
 
-_STORE_ERRORS = (StoreWriteError, StoreProblem, sqlite3.DatabaseError, OSError, ValueError)
+_STORE_ERRORS = (StoreWriteError, StoreProblem, sqlite3.DatabaseError)
 
 
 def _store_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -357,173 +324,59 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]  # a dict of the message's own fields
 
     # --- jobs ----------------------------------------------------------------------------
-    def _job(
-        self,
-        module: str,
-        context: grpc.ServicerContext,
-        writes: Writes,
-        *args: Any,
-        **kwargs: Any,
+    def _run(
+        self, job: ClusteringJob[Any, Any], request: Any, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
-        """Run the job of that name in jobs/; `writes` names the output folders it holds locked.
-        Every job takes the service's roots: it reads or links only the store's photos under them.
+        """Run a job of the registry the same way for every RPC: its parameters read (refused
+        before anything opens), its store opened, its output folders locked while it runs.
+        Every job takes the service's roots: it reads or links only the store's photos under
+        them. Failures end the call through the error policy."""
+        params = job.params.from_request(request)
+        ctx = JobContext(request, self.roots, lambda path: self.stores.get(path, context))
+        ctx.store  # noqa: B018  # opened here: a missing or foreign store ends the call now
+        writes = job.writes(ctx, params)
 
-        Job modules load on first use: dedup alone pulls in OpenCV's feature matching.
-        """
-        job = getattr(importlib.import_module(f"facesets.clustering.jobs.{module}"), module)
-        folders, create = writes
+        def run(progress: ProgressFn) -> JobOutcome:
+            ctx.progress = progress
+            return run_locked(writes.folders, lambda: job.run(ctx, params), create=writes.create)
+
         try:
-            yield from job_events(
-                lambda progress: run_locked(
-                    folders,
-                    lambda: job(*args, progress=progress, roots=self.roots, **kwargs),
-                    create=create,
-                )
-            )
+            yield from job_events(run)
         except (StoreWriteError, StoreProblem, sqlite3.DatabaseError) as error:
             _abort_on_store_error(context, error)
-        except (ValueError, FileNotFoundError, StoreMismatchError) as error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except OSError as error:  # a full disk, a folder it may not write ...
-            abort_on_os_error(context, error)
 
-    @_store_errors
-    def Cluster(
-        self, request: clustering_pb2.ClusterRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(ClusterParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        out = required_path(context, request.out, "out", self.roots)
-        yield from self._job("cluster", context, ([out], True), store, out, params)
+    def Cluster(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.CLUSTER, request, context)
 
-    @_store_errors
-    def Refine(
-        self, request: clustering_pb2.RefineRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(RefineParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        out = required_path(context, request.out, "out", self.roots)
-        yield from self._job("refine", context, ([out], True), store, out, params)
+    def Refine(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.REFINE, request, context)
 
-    @_store_errors
-    def Extend(
-        self, request: clustering_pb2.ExtendRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(ExtendParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        raw_out = required_path(context, request.raw_out, "raw_out", self.roots)
-        refine_out = (
-            allowed_path(context, self.roots, request.refine_out, "refine_out")
-            if request.refine_out
-            else None
-        )
-        yield from self._job(
-            "extend",
-            context,
-            ([raw_out, *([refine_out] if refine_out else [])], False),
-            store,
-            raw_out,
-            refine_out,
-            params,
-        )
+    def Extend(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.EXTEND, request, context)
 
-    @_store_errors
-    def Dedup(
-        self, request: clustering_pb2.DedupRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(DedupParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        yield from self._job("dedup", context, ([], False), store, params)
+    def Dedup(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.DEDUP, request, context)
 
-    @_store_errors
-    def Consolidate(
-        self, request: clustering_pb2.ConsolidateRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(ConsolidateParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        folder = required_path(context, request.facesets_dir, "facesets_dir", self.roots)
-        yield from self._job("consolidate", context, ([folder], False), folder, store, params)
+    def Consolidate(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.CONSOLIDATE, request, context)
 
-    @_store_errors
-    def Route(
-        self, request: clustering_pb2.RouteRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(RouteParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        folder = required_path(context, request.facesets_dir, "facesets_dir", self.roots)
-        yield from self._job(
-            "route", context, ([folder], True), store, folder, params, sha256=list(request.sha256)
-        )
+    def Route(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.ROUTE, request, context)
 
-    def ImportFolders(
-        self, request: clustering_pb2.ImportFoldersRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        from facesets.clustering.jobs.import_folders import Trusted
+    def ImportFolders(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.IMPORT_FOLDERS, request, context)
 
-        params = _params(ImportFoldersParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        export = required_path(context, request.export, "export", self.roots)
-        trusted = [
-            Trusted(
-                t.label,
-                required_path(context, t.folder, f"trusted folder of {t.label!r}", self.roots),
-            )
-            for t in request.trusted
-        ]
-        mixed = [required_path(context, m, "mixed folder", self.roots) for m in request.mixed]
-        plan_dir = export / layout.IMPORT_FOLDERS_DIR
-        writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
-        yield from self._job(
-            "import_folders", context, writes, store, export, trusted, mixed, params
-        )
+    def Discover(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.DISCOVER, request, context)
 
-    def Discover(
-        self, request: clustering_pb2.DiscoverRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(DiscoverParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        root = required_path(context, request.root, "root", self.roots)
-        export = required_path(context, request.export, "export", self.roots)
-        plan_dir = export / layout.DISCOVER_DIR
-        writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
-        yield from self._job("discover", context, writes, store, root, export, params)
+    def AgeProbe(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.AGE_PROBE, request, context)
 
-    def AgeProbe(
-        self, request: clustering_pb2.AgeProbeRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(AgeProbeParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        export_dir = required_path(context, request.export_dir, "export_dir", self.roots)
-        faceset = _faceset(request.faceset, context)
-        yield from self._job("age_probe", context, ([], False), store, export_dir, faceset, params)
+    def AgeSplit(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.AGE_SPLIT, request, context)
 
-    def _age(
-        self, module: str, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        params = _params(AgeSplitParams.from_request, request, context)
-        store = self.stores.get(request.store, context)
-        export_dir = required_path(context, request.export_dir, "export_dir", self.roots)
-        faceset = _faceset(request.faceset, context)
-        writes: Writes = ([], False) if params.dry_run else ([export_dir], False)
-        yield from self._job(module, context, writes, store, export_dir, faceset, params)
-
-    def AgeSplit(
-        self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        yield from self._age("age_split", request, context)
-
-    def AgeExtend(
-        self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.JobEvent]:
-        yield from self._age("age_extend", request, context)
-
-
-def _faceset(value: str, context: grpc.ServicerContext) -> str:
-    """A faceset of an export by name (faceset_NNN) or number; never a path."""
-    name = value.strip()
-    if not name or "/" in name or name.startswith("."):
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"faceset must name one, not {value!r}")
-    return name
+    def AgeExtend(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._run(registry.AGE_EXTEND, request, context)
 
 
 def register(servicer: ClusteringServicer) -> Callable[[grpc.Server], None]:

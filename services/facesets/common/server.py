@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from facesets.client.defaults import channel_options
 from facesets.common import settings
+from facesets.common.error_policy import ErrorPolicy
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
 from facesets.common.stream_limit import StreamLimit
 from facesets.contract.layout import atomic_write_bytes
@@ -75,6 +76,7 @@ def start_server(
         [TokenInterceptor(options.token)] if options.token else []
     )
     interceptors.append(StreamLimit(options.max_streams))
+    interceptors.append(ErrorPolicy())  # last: closest to the servicers, around every handler
     # Streams hold at most max_streams threads; the rest always answer unary calls.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_streams + options.unary_threads),

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from facesets.clustering.jobs.age_split import (
+from facesets.clustering.jobs.context import ClusteringJob, JobContext
+from facesets.clustering.jobs.eras import (
     curated_rows,
     photo_years,
     read_curated,
@@ -29,6 +30,7 @@ from facesets.clustering.store import FaceStore
 from facesets.common import settings
 from facesets.common.roots import Roots
 from facesets.contract.clustering import AgeProbeParams
+from facesets.v1 import clustering_pb2
 
 HISTOGRAM_BINS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # the last bin takes all above 0.95
 
@@ -118,3 +120,19 @@ def age_probe(
         "no_capture_time_photos": undated[:20],
     }
     return JobOutcome(summary=summary, manifest_path=None)
+
+
+Request = clustering_pb2.AgeProbeRequest
+
+
+class AgeProbe(ClusteringJob[Request, AgeProbeParams]):
+    """Reads the export; writes nothing."""
+
+    params = AgeProbeParams
+
+    def run(self, ctx: JobContext[Request], params: AgeProbeParams) -> JobOutcome:
+        export_dir = ctx.required(ctx.request.export_dir, "export_dir")
+        faceset = ctx.faceset(ctx.request.faceset)
+        return age_probe(
+            ctx.store, export_dir, faceset, params, progress=ctx.progress, roots=ctx.roots
+        )

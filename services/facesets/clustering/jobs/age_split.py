@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,20 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering import linkage
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.eras import (
+    ERA_NAME,
+    PARTITION_ERAS,
+    PARTITION_THIN,
+    THIN_MARKER,
+    curated_rows,
+    dominant_year,
+    photo_years,
+    read_curated,
+    subclusters,
+    year_spread,
+)
+from facesets.clustering.jobs.facesets import QualityGate
 from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
@@ -57,113 +69,18 @@ from facesets.clustering.jobs.job import (
     vector_json,
 )
 from facesets.clustering.jobs.materialize import read_manifest, write_json_if_changed
-from facesets.clustering.jobs.refine import QualityGate
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import AgeSplitParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
-THIN_MARKER = "THIN.txt"
-ERA_NAME = "{}_era_{:02d}"
-PARTITION_ERAS = "eras"
-PARTITION_THIN = "thin_eras"
 COMMAND = "age split"
 
 
 # --- shared with the probe ----------------------------------------------------------------------
-
-
-def subclusters(
-    embeddings: np.ndarray, threshold: float, photo_groups: np.ndarray | None = None
-) -> np.ndarray:
-    """Average-linkage labels at `threshold`: every era job clusters through here.
-
-    `photo_groups` (one photo id per face) is the cannot-link constraint: two faces of one
-    photo never share a cluster.
-    """
-    if embeddings.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    result = linkage.cluster_average_linkage(embeddings, threshold, photo=photo_groups)
-    return np.asarray(result.labels, np.int64)
-
-
-def capture_year(capture_time: str) -> int | None:
-    """The year of an ISO capture time as the store keeps it; None when there is none."""
-    text = capture_time.strip()
-    if len(text) >= 4 and text[:4].isdigit():
-        year = int(text[:4])
-        return year if year > 0 else None
-    return None
-
-
-def photo_years(photos: Photos) -> dict[str, int | None]:
-    """Capture year per photo (sha256), from the store's record of each photo's EXIF."""
-    return {sha: capture_year(row.capture_time) for sha, row in photos.rows.items()}
-
-
-def dominant_year(years: Iterable[int | None]) -> int | None:
-    """The most frequent capture year (the earliest among ties); None when none is known."""
-    counts = Counter(y for y in years if y is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    return min(y for y, c in counts.items() if c == best)
-
-
-def year_spread(years: Sequence[int | None]) -> dict[str, Any]:
-    known = [y for y in years if y is not None]
-    return {
-        "first": min(known) if known else None,
-        "last": max(known) if known else None,
-        "dominant": dominant_year(known),
-        "dated": len(known),
-        "undated": len(years) - len(known),
-    }
-
-
-def faceset_key(faceset: str) -> str:
-    """`faceset_007` from `faceset_007`, `7` or `007`."""
-    text = faceset.strip().rstrip("/")
-    return layout.FACESET_DIR.format(int(text)) if text.isdigit() else text
-
-
-@dataclass(frozen=True)
-class Curated:
-    """The faces a person kept in an exported faceset, with the folders they came from."""
-
-    name: str
-    face_ids: list[int]
-    roots: list[str]
-
-
-def read_curated(export_dir: Path, faceset: str) -> Curated:
-    name = faceset_key(faceset)
-    top = read_manifest(export_dir / layout.EXPORT_MANIFEST)
-    entry = (top.get("facesets") or {}).get(name)
-    if not isinstance(entry, dict) or not entry.get("manifest"):
-        known = ", ".join(sorted(top.get("facesets") or {})) or "none"
-        raise JobError(f"{export_dir} holds no exported faceset {name!r} (facesets: {known})")
-    manifest = read_manifest(export_dir / str(entry["manifest"]))
-    crops = [c for c in manifest.get("crops", []) if isinstance(c, dict)]
-    if not crops:
-        raise JobError(f"{name} in {export_dir} keeps no crops; nothing to seed eras from")
-    roots: set[str] = set()
-    for crop in crops:
-        for path in [crop.get("source", ""), *crop.get("aliases", [])]:
-            if path:
-                roots.add(os.path.dirname(os.path.abspath(str(path))))
-    return Curated(name, sorted({int(c["face_id"]) for c in crops}), sorted(roots))
-
-
-def curated_rows(curated: Curated, table: FaceTable, usable: np.ndarray) -> np.ndarray:
-    row_of = face_index_by_id(table)
-    usable_set = {int(r) for r in usable}
-    rows = [row_of[f] for f in curated.face_ids if f in row_of and row_of[f] in usable_set]
-    if not rows:
-        raise JobError(f"the store holds none of {curated.name}'s faces; was it made from it?")
-    return np.array(rows, dtype=np.int64)
 
 
 # --- the split ----------------------------------------------------------------------------------
@@ -535,3 +452,36 @@ def age_extend(
     return age_split(
         store, export_dir, faceset, params, extend=True, progress=progress, roots=roots
     )
+
+
+Request = clustering_pb2.AgeSplitRequest
+
+
+class AgeSplit(ClusteringJob[Request, AgeSplitParams]):
+    """The era plan and thin eras go into the export (a dry run writes nothing)."""
+
+    params = AgeSplitParams
+    extend = False
+
+    def writes(self, ctx: JobContext[Request], params: AgeSplitParams) -> Writes:
+        export_dir = ctx.required(ctx.request.export_dir, "export_dir")
+        return Writes() if params.dry_run else Writes([export_dir])
+
+    def run(self, ctx: JobContext[Request], params: AgeSplitParams) -> JobOutcome:
+        export_dir = ctx.required(ctx.request.export_dir, "export_dir")
+        faceset = ctx.faceset(ctx.request.faceset)
+        return age_split(
+            ctx.store,
+            export_dir,
+            faceset,
+            params,
+            extend=self.extend,
+            progress=ctx.progress,
+            roots=ctx.roots,
+        )
+
+
+class AgeExtend(AgeSplit):
+    """New photos of a split identity slotted into its eras, nothing renumbered."""
+
+    extend = True

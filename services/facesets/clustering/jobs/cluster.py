@@ -7,156 +7,35 @@ OUT/manifest.json says which face of which photo went where.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import structlog
 
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.job import (
     JobOutcome,
-    Photos,
     ProgressFn,
     model_identity,
-    ordered_groups,
+    open_faces,
     photo_codes_of,
-    report,
-    sorted_ids,
     store_identity,
-    usable_faces,
 )
-from facesets.clustering.jobs.materialize import add_file, sync_outputs
-from facesets.clustering.linkage import ClusterResult, cluster_average_linkage
-from facesets.clustering.store import FaceStore, FaceTable
+from facesets.clustering.jobs.materialize import sync_outputs
+from facesets.clustering.jobs.raw import (
+    cannot_link_json,
+    components_json,
+    layout_from_labels,
+    linkage_progress,
+    raw_outputs,
+)
+from facesets.clustering.linkage import cluster_average_linkage
+from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ClusterParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class RawLayout:
-    """Where each face of the raw output goes: person numbers and singletons."""
-
-    persons: dict[int, list[int]] = field(default_factory=dict)  # number -> face ids
-    singletons: list[int] = field(default_factory=list)
-
-    def held(self) -> set[int]:
-        ids = set(self.singletons)
-        for faces in self.persons.values():
-            ids.update(faces)
-        return ids
-
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> RawLayout:
-        return cls(
-            persons={
-                int(p["number"]): [int(f) for f in p["face_ids"]]
-                for p in manifest.get("persons", [])
-            },
-            singletons=[int(f) for f in manifest.get("singletons", {}).get("face_ids", [])],
-        )
-
-
-def linkage_progress(progress: ProgressFn | None, stage: str) -> Callable[[int, int], None] | None:
-    """linkage reports (done, total); jobs report (stage, done, total)."""
-    if progress is None:
-        return None
-    return lambda done, total: report(progress, stage, done, total)
-
-
-def components_json(result: ClusterResult, face_ids: np.ndarray) -> dict[str, Any]:
-    """Per component of two or more faces: its first face, size, clusters and method."""
-    multi = [
-        {
-            "first_face_id": int(face_ids[info.first]),
-            "size": info.size,
-            "clusters": info.clusters,
-            "method": info.method,
-        }
-        for info in result.components
-        if info.size > 1
-    ]
-    return {
-        "methods": dict(sorted(result.method_counts().items())),
-        "multi_face": multi,
-        "single_face": sum(1 for info in result.components if info.size == 1),
-    }
-
-
-def cannot_link_json(enabled: bool, prevented: int) -> dict[str, Any]:
-    """The manifest's record of the constraint: on or off, and the merges it prevented."""
-    return {"enabled": bool(enabled), "merges_prevented": int(prevented)}
-
-
-def layout_from_labels(
-    labels: np.ndarray, face_ids: np.ndarray, first_number: int = 1
-) -> RawLayout:
-    raw = RawLayout()
-    number = first_number
-    for rows in ordered_groups(labels, face_ids):
-        ids = sorted_ids(face_ids[rows])
-        if len(ids) >= 2:
-            raw.persons[number] = ids
-            number += 1
-        else:
-            raw.singletons.extend(ids)
-    raw.singletons.sort()
-    return raw
-
-
-def raw_outputs(
-    raw: RawLayout, table: FaceTable, photos: Photos
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """The files the raw output should hold and the manifest sections describing them."""
-    row_of = {int(f): i for i, f in enumerate(table.face_id)}
-    wanted: dict[str, str] = {}
-    faces: list[dict[str, Any]] = []
-
-    def place(folder: str, face_ids: list[int]) -> list[str]:
-        shas: set[str] = set()
-        for face_id in face_ids:
-            row = row_of[face_id]
-            sha = table.sha256[row]
-            faces.append(
-                {
-                    "face_id": face_id,
-                    "sha256": sha,
-                    "face_index": int(table.face_index[row]),
-                    "folder": folder,
-                }
-            )
-            if sha not in shas:
-                shas.add(sha)
-                for path in photos.existing.get(sha, []):
-                    add_file(wanted, folder, path)
-        return sorted(shas)
-
-    persons = []
-    for number in sorted(raw.persons):
-        name = layout.PERSON_DIR.format(number)
-        shas = place(name, raw.persons[number])
-        persons.append(
-            {"name": name, "number": number, "face_ids": raw.persons[number], "photos": shas}
-        )
-    singleton_photos = place(layout.SINGLETONS_DIR, raw.singletons)
-    noface = photos.noface()
-    for sha in noface:
-        for path in photos.existing[sha]:
-            add_file(wanted, layout.NOFACE_DIR, path)
-    faces.sort(key=lambda f: (f["face_id"], f["folder"]))
-    sections = {
-        "persons": persons,
-        "singletons": {"face_ids": raw.singletons, "photos": singleton_photos},
-        "noface": noface,
-        "faces": faces,
-        "missing_sources": photos.missing_report(),
-        "errors": photos.errors(),
-    }
-    return wanted, sections
 
 
 def cluster(
@@ -171,11 +50,7 @@ def cluster(
     params = params or ClusterParams()
     link_mode = params.link_mode.value
     out = Path(out)
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
 
     face_ids = table.face_id[rows]
     assert table.embedding is not None
@@ -223,3 +98,17 @@ def cluster(
         **{k: v for k, v in summary.items() if k != "foreign_conflicts"},
     )
     return JobOutcome(summary=summary, manifest_path=manifest_path)
+
+
+Request = clustering_pb2.ClusterRequest
+
+
+class Cluster(ClusteringJob[Request, ClusterParams]):
+    params = ClusterParams
+
+    def writes(self, ctx: JobContext[Request], params: ClusterParams) -> Writes:
+        return Writes([ctx.required(ctx.request.out, "out")], create=True)
+
+    def run(self, ctx: JobContext[Request], params: ClusterParams) -> JobOutcome:
+        out = ctx.required(ctx.request.out, "out")
+        return cluster(ctx.store, out, params, progress=ctx.progress, roots=ctx.roots)

@@ -27,6 +27,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
@@ -53,6 +54,7 @@ from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ConsolidateParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -363,3 +365,17 @@ def consolidate(
         candidates=len(plan["candidates"]),
     )
     return JobOutcome(summary, folder.path)
+
+
+Request = clustering_pb2.ConsolidateRequest
+
+
+class Consolidate(ClusteringJob[Request, ConsolidateParams]):
+    params = ConsolidateParams
+
+    def writes(self, ctx: JobContext[Request], params: ConsolidateParams) -> Writes:
+        return Writes([ctx.required(ctx.request.facesets_dir, "facesets_dir")])
+
+    def run(self, ctx: JobContext[Request], params: ConsolidateParams) -> JobOutcome:
+        folder = ctx.required(ctx.request.facesets_dir, "facesets_dir")
+        return consolidate(folder, ctx.store, params, progress=ctx.progress, roots=ctx.roots)

@@ -36,15 +36,16 @@ import structlog
 from PIL import Image, ImageOps
 
 from facesets.clustering import linkage
+from facesets.clustering.jobs.context import ClusteringJob, JobContext
 from facesets.clustering.jobs.job import (
     JobOutcome,
     Photos,
     ProgressFn,
     model_identity,
     normalise,
+    open_faces,
     report,
     store_identity,
-    usable_faces,
 )
 from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.store import FaceStore, FaceTable
@@ -52,6 +53,7 @@ from facesets.common.decode import DecodeError, open_image
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import DedupParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -280,11 +282,7 @@ def dedup(
 ) -> JobOutcome:
     """Write <store>.duplicates.json: identical and near-duplicate groups (see module docstring)."""
     p = params or DedupParams()
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
 
     identical = [
         {"sha256": sha, "paths": [row.path, *row.aliases]}
@@ -367,3 +365,15 @@ def dedup(
     }
     log.info("dedup done", store=str(store.path), **summary)
     return JobOutcome(summary=summary, manifest_path=path)
+
+
+Request = clustering_pb2.DedupRequest
+
+
+class Dedup(ClusteringJob[Request, DedupParams]):
+    """Writes STORE.duplicates.json beside the store."""
+
+    params = DedupParams
+
+    def run(self, ctx: JobContext[Request], params: DedupParams) -> JobOutcome:
+        return dedup(ctx.store, params, progress=ctx.progress, roots=ctx.roots)

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 
 from facesets.clustering import gate_counts, linkage
-from facesets.clustering.jobs.cluster import cannot_link_json
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.facesets import QualityGate, faceset_entry
 from facesets.clustering.jobs.identities import (
     ExportView,
     new_identities,
@@ -26,20 +27,20 @@ from facesets.clustering.jobs.identities import (
 )
 from facesets.clustering.jobs.job import (
     JobOutcome,
-    Photos,
     ProgressFn,
     check_model,
     model_identity,
+    open_faces,
     report,
     sorted_ids,
     store_identity,
-    usable_faces,
 )
-from facesets.clustering.jobs.refine import QualityGate, faceset_entry
+from facesets.clustering.jobs.raw import cannot_link_json
 from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import DiscoverParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +61,7 @@ def discover(
     plan = read_plan(plan_path)
     if plan:
         check_model(plan, store, plan_path.parent)
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
     facesets: list[dict[str, Any]] = list(plan.get("facesets", []))
@@ -167,3 +164,21 @@ def discover(
     }
     log.info("discover done", new=len(new_entries), known=known, dry_run=p.dry_run)
     return JobOutcome(summary=summary, manifest_path=plan_path if written else None)
+
+
+Request = clustering_pb2.DiscoverRequest
+
+
+class Discover(ClusteringJob[Request, DiscoverParams]):
+    """A dry run writes nothing; otherwise the plan goes into EXPORT/.discover/."""
+
+    params = DiscoverParams
+
+    def writes(self, ctx: JobContext[Request], params: DiscoverParams) -> Writes:
+        export = ctx.required(ctx.request.export, "export")
+        return Writes() if params.dry_run else Writes([export / layout.DISCOVER_DIR], True)
+
+    def run(self, ctx: JobContext[Request], params: DiscoverParams) -> JobOutcome:
+        root = ctx.required(ctx.request.root, "root")
+        export = ctx.required(ctx.request.export, "export")
+        return discover(ctx.store, root, export, params, progress=ctx.progress, roots=ctx.roots)

@@ -18,7 +18,27 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.jobs.cluster import (
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.facesets import QualityGate, faceset_files
+from facesets.clustering.jobs.job import (
+    JobError,
+    JobOutcome,
+    ProgressFn,
+    centroid_of,
+    check_model,
+    face_index_by_id,
+    held_photos,
+    normalise,
+    open_faces,
+    photo_codes_of,
+    photo_of,
+)
+from facesets.clustering.jobs.materialize import (
+    check_link_mode,
+    read_manifest,
+    sync_outputs,
+)
+from facesets.clustering.jobs.raw import (
     RawLayout,
     cannot_link_json,
     components_json,
@@ -26,31 +46,11 @@ from facesets.clustering.jobs.cluster import (
     linkage_progress,
     raw_outputs,
 )
-from facesets.clustering.jobs.job import (
-    JobError,
-    JobOutcome,
-    Photos,
-    ProgressFn,
-    centroid_of,
-    check_model,
-    face_index_by_id,
-    held_photos,
-    normalise,
-    photo_codes_of,
-    photo_of,
-    report,
-    usable_faces,
-)
-from facesets.clustering.jobs.materialize import (
-    check_link_mode,
-    read_manifest,
-    sync_outputs,
-)
-from facesets.clustering.jobs.refine import QualityGate, faceset_files
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ExtendParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -217,11 +217,7 @@ def extend(
         link_mode or raw_manifest.get("parameters", {}).get("link_mode", "auto")
     )
 
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
 
     try:
         raw = RawLayout.from_manifest(raw_manifest)
@@ -294,3 +290,24 @@ def extend(
         summary["refine"] = refine_sync.summary()
     log.info("extend done", raw_out=str(raw_out), **raw_stats)
     return JobOutcome(summary=summary, manifest_path=raw_out / layout.CLUSTER_MANIFEST)
+
+
+Request = clustering_pb2.ExtendRequest
+
+
+class Extend(ClusteringJob[Request, ExtendParams]):
+    """The raw output and, when given, the refine output grow; neither is made here."""
+
+    params = ExtendParams
+
+    def writes(self, ctx: JobContext[Request], params: ExtendParams) -> Writes:
+        raw_out = ctx.required(ctx.request.raw_out, "raw_out")
+        refine_out = ctx.optional(ctx.request.refine_out, "refine_out")
+        return Writes([raw_out, *([refine_out] if refine_out else [])])
+
+    def run(self, ctx: JobContext[Request], params: ExtendParams) -> JobOutcome:
+        raw_out = ctx.required(ctx.request.raw_out, "raw_out")
+        refine_out = ctx.optional(ctx.request.refine_out, "refine_out")
+        return extend(
+            ctx.store, raw_out, refine_out, params, progress=ctx.progress, roots=ctx.roots
+        )

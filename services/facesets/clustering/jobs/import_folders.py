@@ -22,28 +22,29 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
-from facesets.clustering.jobs.cluster import cannot_link_json
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.facesets import faceset_entry
 from facesets.clustering.jobs.identities import ExportView, photos_under, read_plan
 from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
-    Photos,
     ProgressFn,
     centroid_of,
     check_model,
     model_identity,
+    open_faces,
     photo_of,
     report,
     sorted_ids,
     store_identity,
-    usable_faces,
     vector_json,
 )
-from facesets.clustering.jobs.refine import faceset_entry
+from facesets.clustering.jobs.raw import cannot_link_json
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ImportFoldersParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -107,11 +108,7 @@ def import_folders(
     plan = read_plan(plan_path)
     if plan:
         check_model(plan, store, plan_path.parent)
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
     previous = {str(e.get("label")): e for e in plan.get("facesets", [])}
@@ -238,3 +235,27 @@ def import_folders(
     }
     log.info("import-folders done", identities=len(identities), changed=changed)
     return JobOutcome(summary=summary, manifest_path=None if p.dry_run else plan_path)
+
+
+Request = clustering_pb2.ImportFoldersRequest
+
+
+class ImportFolders(ClusteringJob[Request, ImportFoldersParams]):
+    """A dry run writes nothing; otherwise the plan goes into EXPORT/.import-folders/."""
+
+    params = ImportFoldersParams
+
+    def writes(self, ctx: JobContext[Request], params: ImportFoldersParams) -> Writes:
+        export = ctx.required(ctx.request.export, "export")
+        return Writes() if params.dry_run else Writes([export / layout.IMPORT_FOLDERS_DIR], True)
+
+    def run(self, ctx: JobContext[Request], params: ImportFoldersParams) -> JobOutcome:
+        export = ctx.required(ctx.request.export, "export")
+        trusted = [
+            Trusted(t.label, ctx.required(t.folder, f"trusted folder of {t.label!r}"))
+            for t in ctx.request.trusted
+        ]
+        mixed = [ctx.required(m, "mixed folder") for m in ctx.request.mixed]
+        return import_folders(
+            ctx.store, export, trusted, mixed, params, progress=ctx.progress, roots=ctx.roots
+        )

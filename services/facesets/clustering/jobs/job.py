@@ -181,3 +181,16 @@ def held_photos(facesets: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndar
     rows = [i for i, entry in enumerate(facesets) for _ in entry.get("photos", [])]
     shas = [str(sha) for entry in facesets for sha in entry.get("photos", [])]
     return np.asarray(rows, np.int64), np.asarray(shas, dtype=str).reshape(-1)
+
+
+def open_faces(
+    store: FaceStore, roots: Roots | None, progress: ProgressFn | None
+) -> tuple[FaceTable, Photos, np.ndarray]:
+    """The opening most jobs share: the store's faces with their embeddings, its photos (those
+    the roots let the job read), and the rows of the faces that are usable."""
+    report(progress, "load", 0, 1)
+    table = store.face_table(with_embeddings=True)
+    photos = Photos.scan(store, roots)
+    rows = usable_faces(table, photos)
+    report(progress, "load", 1, 1)
+    return table, photos, rows

@@ -10,84 +10,39 @@ centroids lie within the merge threshold plus a margin, are listed as `lookalike
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
-from facesets.clustering.jobs.cluster import cannot_link_json, linkage_progress
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.facesets import (
+    QualityGate,
+    faceset_entry,
+    faceset_files,
+)
 from facesets.clustering.jobs.job import (
     JobOutcome,
-    Photos,
     ProgressFn,
-    centroid_of,
     model_identity,
+    open_faces,
     ordered_groups,
     photo_codes_of,
     report,
     sorted_ids,
     store_identity,
-    usable_faces,
-    vector_json,
 )
-from facesets.clustering.jobs.materialize import add_file, sync_outputs
+from facesets.clustering.jobs.materialize import sync_outputs
+from facesets.clustering.jobs.raw import cannot_link_json, linkage_progress
 from facesets.clustering.lookalikes import lookalike_pairs
-from facesets.clustering.store import FaceStore, FaceTable
+from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import RefineParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class QualityGate:
-    min_short: float
-    min_blur: float
-    min_det_score: float
-
-    def passes(self, table: FaceTable, rows: np.ndarray) -> np.ndarray:
-        return (
-            (table.face_short[rows] >= self.min_short)
-            & (table.blur[rows] >= self.min_blur)
-            & (table.det_score[rows] >= self.min_det_score)
-        )
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, Any]) -> QualityGate:
-        """The gate a refine manifest records (refine's defaults where it records none)."""
-        default = RefineParams()
-        return cls(
-            min_short=float(parameters.get("min_short", default.min_short)),
-            min_blur=float(parameters.get("min_blur", default.min_blur)),
-            min_det_score=float(parameters.get("min_det_score", default.min_det_score)),
-        )
-
-
-def faceset_entry(number: int, face_ids: list[int], table: FaceTable) -> dict[str, Any]:
-    """One faceset as the manifest lists it (the export service reads name, number, face_ids)."""
-    row_of = {int(f): i for i, f in enumerate(table.face_id)}
-    rows = [row_of[f] for f in face_ids]
-    assert table.embedding is not None
-    return {
-        "name": layout.FACESET_DIR.format(number),
-        "number": number,
-        "face_ids": face_ids,
-        "photos": sorted({table.sha256[r] for r in rows}),
-        "centroid": vector_json(centroid_of(table.embedding[rows])),
-    }
-
-
-def faceset_files(facesets: list[dict[str, Any]], photos: Photos) -> dict[str, str]:
-    wanted: dict[str, str] = {}
-    for entry in facesets:
-        for sha in entry["photos"]:
-            for path in photos.existing.get(sha, []):
-                add_file(wanted, entry["name"], path)
-    return wanted
 
 
 def refine(
@@ -103,11 +58,7 @@ def refine(
     link_mode = p.link_mode.value
     out = Path(out)
     gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
     emb = table.embedding[rows]
     face_ids = table.face_id[rows]
@@ -218,3 +169,17 @@ def refine(
     }
     log.info("refine done", out=str(out), facesets=len(facesets), **removed)
     return JobOutcome(summary=summary, manifest_path=out / layout.REFINE_MANIFEST)
+
+
+Request = clustering_pb2.RefineRequest
+
+
+class Refine(ClusteringJob[Request, RefineParams]):
+    params = RefineParams
+
+    def writes(self, ctx: JobContext[Request], params: RefineParams) -> Writes:
+        return Writes([ctx.required(ctx.request.out, "out")], create=True)
+
+    def run(self, ctx: JobContext[Request], params: RefineParams) -> JobOutcome:
+        out = ctx.required(ctx.request.out, "out")
+        return refine(ctx.store, out, params, progress=ctx.progress, roots=ctx.roots)

@@ -20,27 +20,28 @@ import numpy as np
 import structlog
 
 from facesets.clustering import gate_counts, linkage
-from facesets.clustering.jobs.cluster import cannot_link_json
+from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
+from facesets.clustering.jobs.facesets import QualityGate, faceset_entry, faceset_files
 from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
-    Photos,
     ProgressFn,
     check_model,
     held_photos,
     model_identity,
+    open_faces,
     photo_of,
     report,
     sorted_ids,
     store_identity,
-    usable_faces,
 )
 from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
-from facesets.clustering.jobs.refine import QualityGate, faceset_entry, faceset_files
+from facesets.clustering.jobs.raw import cannot_link_json
 from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams
+from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -63,11 +64,7 @@ def route(
     if manifest:
         check_model(manifest, store, facesets_dir)
     facesets: list[dict[str, Any]] = list(manifest.get("facesets", []))
-    report(progress, "load", 0, 1)
-    table = store.face_table(with_embeddings=True)
-    photos = Photos.scan(store, roots)
-    rows = usable_faces(table, photos)
-    report(progress, "load", 1, 1)
+    table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
     held = {int(f) for entry in facesets for f in entry["face_ids"]}
@@ -206,3 +203,24 @@ def route(
     }
     log.info("route done", **{k: v for k, v in summary.items() if isinstance(v, int)})
     return JobOutcome(summary=summary, manifest_path=manifest_path)
+
+
+Request = clustering_pb2.RouteRequest
+
+
+class Route(ClusteringJob[Request, RouteParams]):
+    params = RouteParams
+
+    def writes(self, ctx: JobContext[Request], params: RouteParams) -> Writes:
+        return Writes([ctx.required(ctx.request.facesets_dir, "facesets_dir")], create=True)
+
+    def run(self, ctx: JobContext[Request], params: RouteParams) -> JobOutcome:
+        folder = ctx.required(ctx.request.facesets_dir, "facesets_dir")
+        return route(
+            ctx.store,
+            folder,
+            params,
+            sha256=list(ctx.request.sha256),
+            progress=ctx.progress,
+            roots=ctx.roots,
+        )
