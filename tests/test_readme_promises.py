@@ -28,6 +28,7 @@ from PIL import Image
 from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.common import settings
 from facesets.orchestrator import cli
+from facesets.orchestrator.settings import SETTINGS
 from facesets.v1 import common_pb2
 from services import ServiceProcess, run_facesets
 
@@ -286,7 +287,7 @@ def test_immich_breaker_pings_after_12_consecutive_errors_then_stops(
     pings = [i for i, r in enumerate(log) if r.endpoint == "ping"]
     assert pings, "the breaker never probed /api/server/ping"
     before = Counter(r.status for r in log[: pings[0]] if r.endpoint != "ping")
-    threshold = settings.IMMICH_BREAKER_ERRORS
+    threshold = SETTINGS.immich.breaker_errors
     assert threshold == 12  # the README's figure
     # The probe comes once `threshold` requests in a row have failed, not before ...
     assert before[503] >= threshold, before

@@ -160,6 +160,15 @@ class ClusteringClient:
     def stats(self, store: str) -> clustering_pb2.StoreStats:
         return self._unary(self.stub.GetStats, clustering_pb2.StoreRef(store=store))
 
+    def check_store(self, store: str) -> clustering_pb2.StoreCheckReply:
+        """SQLite's integrity check and facesets' invariants, one entry per check."""
+        return self._unary(self.stub.CheckStore, clustering_pb2.StoreRef(store=store))
+
+    def backup_store(self, store: str, dest: str) -> str:
+        """A consistent copy of the store at `dest` (a file, or a folder to put it in)."""
+        request = clustering_pb2.BackupStoreRequest(store=store, dest=dest)
+        return self._unary(self.stub.BackupStore, request).dest
+
     def run(self, request: ClusteringJobRequest) -> Iterator[common_pb2.JobEvent]:
         """Any clustering job: progress events, then the outcome; the job runs again from the
         start if the service restarts before it ends (every job is idempotent)."""

@@ -481,3 +481,35 @@ class DiscoverRequest(_message.Message):
     dry_run: bool
     cannot_link: bool
     def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+
+class StoreCheck(_message.Message):
+    __slots__ = ("name", "ok", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class StoreCheckReply(_message.Message):
+    __slots__ = ("store", "checks")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    checks: _containers.RepeatedCompositeFieldContainer[StoreCheck]
+    def __init__(self, store: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[StoreCheck, _Mapping]]] = ...) -> None: ...
+
+class BackupStoreRequest(_message.Message):
+    __slots__ = ("store", "dest")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DEST_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    dest: str
+    def __init__(self, store: _Optional[str] = ..., dest: _Optional[str] = ...) -> None: ...
+
+class BackupStoreReply(_message.Message):
+    __slots__ = ("dest",)
+    DEST_FIELD_NUMBER: _ClassVar[int]
+    dest: str
+    def __init__(self, dest: _Optional[str] = ...) -> None: ...

@@ -92,6 +92,16 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.StoreRef.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_clustering__pb2.StoreStats.FromString,
                 _registered_method=True)
+        self.CheckStore = channel.unary_unary(
+                '/facesets.v1.Clustering/CheckStore',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.StoreRef.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.StoreCheckReply.FromString,
+                _registered_method=True)
+        self.BackupStore = channel.unary_unary(
+                '/facesets.v1.Clustering/BackupStore',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.FromString,
+                _registered_method=True)
         self.Cluster = channel.unary_stream(
                 '/facesets.v1.Clustering/Cluster',
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.ClusterRequest.SerializeToString,
@@ -231,6 +241,22 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckStore(self, request, context):
+        """SQLite's integrity check and facesets' own invariants, one line per check; answers a
+        damaged store too (that is when it is wanted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackupStore(self, request, context):
+        """A consistent copy of the store (SQLite's online backup, safe while jobs write), checked
+        and renamed into place; dest is a file or an existing folder inside the service's roots.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cluster(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -362,6 +388,16 @@ def add_ClusteringServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.StoreRef.FromString,
                     response_serializer=facesets_dot_v1_dot_clustering__pb2.StoreStats.SerializeToString,
+            ),
+            'CheckStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckStore,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.StoreRef.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.StoreCheckReply.SerializeToString,
+            ),
+            'BackupStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackupStore,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.SerializeToString,
             ),
             'Cluster': grpc.unary_stream_rpc_method_handler(
                     servicer.Cluster,
@@ -718,6 +754,60 @@ class Clustering:
             '/facesets.v1.Clustering/GetStats',
             facesets_dot_v1_dot_clustering__pb2.StoreRef.SerializeToString,
             facesets_dot_v1_dot_clustering__pb2.StoreStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesets.v1.Clustering/CheckStore',
+            facesets_dot_v1_dot_clustering__pb2.StoreRef.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.StoreCheckReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesets.v1.Clustering/BackupStore',
+            facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.FromString,
             options,
             channel_credentials,
             insecure,

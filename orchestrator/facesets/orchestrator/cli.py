@@ -3,32 +3,72 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
+from facesets.orchestrator import (
+    age_cmd,
+    doctor,
+    embed,
+    enrich,
+    export_cmd,
+    identity_cmd,
+    immich_cmd,
+    jobs,
+    maintenance_cmd,
+    report_cmd,
+    run_cmd,
+    store_cmd,
+    video_cmd,
+)
 from facesets.orchestrator.console import AroundProgressBars
 from facesets.shared import logs
 
-# Modules that define commands: each has COMMANDS = {name: (help, add_arguments, run)}.
-COMMAND_MODULES = (
-    "serve",
-    "embed",
-    "jobs",
-    "enrich",
-    "export_cmd",
-    "report_cmd",
-    "maintenance_cmd",
-    "run_cmd",
-    "immich_cmd",
-    "identity_cmd",
-    "video_cmd",
-    "doctor",
-    "age_cmd",
-    "store_cmd",
-)
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]
+
+# Every command: name -> (help, add_arguments, run), from the modules that define them.
+COMMANDS: dict[str, Command] = {
+    **embed.COMMANDS,
+    **jobs.COMMANDS,
+    **enrich.COMMANDS,
+    **export_cmd.COMMANDS,
+    **report_cmd.COMMANDS,
+    **maintenance_cmd.COMMANDS,
+    **run_cmd.COMMANDS,
+    **immich_cmd.COMMANDS,
+    **identity_cmd.COMMANDS,
+    **video_cmd.COMMANDS,
+    **doctor.COMMANDS,
+    **age_cmd.COMMANDS,
+    **store_cmd.COMMANDS,
+}
+SERVE_HELP = "run one service (inference, clustering or export) in the foreground"
+
+
+def serve_command() -> Command:
+    """`facesets serve` comes with the services distribution (the `embedded` extra)."""
+    try:
+        from facesets import serve
+    except ImportError as missing:
+        problem = str(missing)
+
+        def refuse(args: argparse.Namespace) -> int:
+            print(
+                f"error: the services are not installed here ({problem}); install them with "
+                "`pip install 'facesets[embedded]'`, or pass the addresses of running ones",
+                file=sys.stderr,
+            )
+            return 2
+
+        def any_arguments(parser: argparse.ArgumentParser) -> None:
+            parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+        return SERVE_HELP, any_arguments, refuse
+    return serve.COMMANDS["serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,12 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        loaded = importlib.import_module(f"facesets.orchestrator.{module}")
-        for name, (help_text, add_arguments, run) in loaded.COMMANDS.items():
-            sub = commands.add_parser(name, help=help_text, description=help_text)
-            add_arguments(sub)
-            sub.set_defaults(handler=run)
+    for name, (help_text, add_arguments, run) in {"serve": serve_command(), **COMMANDS}.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=run)
     return parser
 
 

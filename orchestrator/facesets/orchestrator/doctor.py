@@ -10,18 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
-from facesets.common import settings
-from facesets.inference.runtime import (
-    ACCELERATORS,
-    CPU,
-    OrtInstall,
-    accelerator_by_provider,
-    install_command,
-    probe,
-)
+if TYPE_CHECKING:
+    from facesets.inference.runtime import OrtInstall
+from facesets.orchestrator.settings import SETTINGS
 from facesets.shared.tokens import read_token
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
@@ -46,6 +41,8 @@ def _version(package: str) -> str | None:
 
 
 def _fix_target(install: OrtInstall) -> str:
+    from facesets.inference.runtime import ACCELERATORS
+
     names = {name for name, _ in install.distributions}
     for accelerator in ACCELERATORS:
         if accelerator.distribution in names:
@@ -56,6 +53,13 @@ def _fix_target(install: OrtInstall) -> str:
 def onnxruntime_checks(install: OrtInstall, local_level: str) -> Iterator[Check]:
     """`local_level` is what a problem of the local inference install counts as: an error
     where the local service would run, a warning where inference is remote."""
+    from facesets.inference.runtime import (
+        ACCELERATORS,
+        CPU,
+        accelerator_by_provider,
+        install_command,
+    )
+
     fix = f"fix: {install_command(_fix_target(install))}"
     if not install.distributions:
         yield Check(local_level, "onnxruntime", f"no ONNX Runtime distribution installed; {fix}")
@@ -92,6 +96,8 @@ def onnxruntime_checks(install: OrtInstall, local_level: str) -> Iterator[Check]
 
 
 def insightface_check(install: OrtInstall, local_level: str) -> Check:
+    from facesets.inference.runtime import install_command
+
     version = _version("insightface")
     if version is None:
         fix = install_command(_fix_target(install))
@@ -169,7 +175,7 @@ def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Itera
                 f"{detail}; {len(info.onnxruntime_distributions)} ONNX Runtime distributions "
                 f"installed there ({', '.join(info.onnxruntime_distributions)})",
             )
-        elif not any(accelerator_by_provider(p) for p in in_use):
+        elif all(p == "CPUExecutionProvider" for p in in_use):
             yield Check(WARN, "remote providers", f"{detail}: runs on the CPU only")
         else:
             yield Check(OK, "remote providers", detail)
@@ -177,16 +183,30 @@ def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Itera
         channel.close()
 
 
-def checks(args: argparse.Namespace) -> Iterator[Check]:
-    remote = bool(args.inference)
-    local_level = WARN if remote else ERROR
+def local_inference_checks(local_level: str) -> Iterator[Check]:
+    """The inference install of this machine, which the embedded default runs on: it comes
+    with the services distribution, which a machine that only calls remote services lacks."""
+    try:
+        from facesets.inference.runtime import probe
+    except ImportError as missing:
+        yield Check(
+            local_level,
+            "services",
+            f"not installed here ({missing}); the embedded default needs them: "
+            "pip install 'facesets[embedded]' (or pass the addresses of running services)",
+        )
+        return
     install = probe()
     yield from onnxruntime_checks(install, local_level)
     yield insightface_check(install, local_level)
-    model_root = args.model_root or Path(
-        os.environ.get("FACESETS_MODEL_ROOT", settings.DEFAULT_MODEL_ROOT)
-    )
-    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", settings.DEFAULT_MODEL_PACK)
+
+
+def checks(args: argparse.Namespace) -> Iterator[Check]:
+    remote = bool(args.inference)
+    local_level = WARN if remote else ERROR
+    yield from local_inference_checks(local_level)
+    model_root = args.model_root or Path(os.environ.get("FACESETS_MODEL_ROOT", SETTINGS.model_root))
+    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", SETTINGS.model_pack)
     yield model_pack_check(Path(model_root), pack, local_level)
     yield clip_check()
     yield ffmpeg_check()

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from facesets.common import settings
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams, RouteRequest
 from facesets.contract.export import ExportSwapParams, ExportSwapRequest
@@ -20,6 +19,7 @@ from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
 from facesets.orchestrator.flags import add_params_flags, params_from_args
+from facesets.orchestrator.settings import SETTINGS
 
 
 class NothingStagedError(RuntimeError):
@@ -43,7 +43,7 @@ class ImportRequest:
     """One user's staged photos into their store, facesets and export folder."""
 
     user: str
-    staging_root: Path = Path(settings.IMMICH_STAGING_ROOT)
+    staging_root: Path = Path(SETTINGS.immich.staging_root)
     store: Path | None = None  # default STAGING_ROOT/USER/IMMICH_STORE
     facesets_dir: Path | None = None  # default STAGING_ROOT/USER/facesets
     out: Path | None = None  # default STAGING_ROOT/USER/export

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from facesets.common import settings
+from facesets.orchestrator.settings import SETTINGS
 
 log = structlog.get_logger(__name__)
 START_TIMEOUT_S = 180.0
@@ -107,7 +107,7 @@ class LocalService:
     """`facesets serve NAME` in a child process, listening on 127.0.0.1 at a free port.
 
     A child that exits unasked (a crash, the OOM killer) is started again on the same port, so
-    the clients' retries find it there; at most settings.LOCAL_SERVICE_RESTARTS times.
+    the clients' retries find it there; at most SETTINGS.local_service_restarts times.
     """
 
     def __init__(self, name: str, extra_args: list[str] | None = None) -> None:
@@ -141,7 +141,7 @@ class LocalService:
             code = process.poll() if process else None
             if code is None or self._stopping.is_set():
                 continue
-            if self.restarts >= settings.LOCAL_SERVICE_RESTARTS:
+            if self.restarts >= SETTINGS.local_service_restarts:
                 log.error(
                     "local service exited; not starting it again",
                     service=self.name,

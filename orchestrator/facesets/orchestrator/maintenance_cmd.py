@@ -8,14 +8,14 @@ import argparse
 from pathlib import Path
 
 from facesets.contract.export import (
+    DedupOptimizeParams,
     DedupOptimizeRequest,
+    MergeParams,
     MergeRequest,
+    OcclusionParams,
     OcclusionRequest,
     RestoreRequest,
 )
-from facesets.export.maintenance.dedup import DedupOptimizeParams
-from facesets.export.maintenance.merge import MergeParams
-from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.jobs import print_summary

@@ -1,9 +1,8 @@
 """`facesets store check STORE` and `facesets store backup STORE DEST`.
 
-They work on the store file where it lies, not through the clustering service: a check is
-wanted most when the service refuses a damaged store (or is down), and a backup lands where
-the person running it asks; SQLite's locking keeps the backup consistent while a service on
-the same machine writes. For a store on another machine, run them there.
+Both run in the clustering service that owns the store (a local one, started for the command,
+when no address is given): the check reads the file read-only, so it answers for a store the
+jobs refuse; the backup is SQLite's online backup, consistent while jobs write.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from facesets.clustering.store import StoreProblem
-from facesets.clustering.store_tools import backup_store, check_store
+import grpc
+
+from facesets.orchestrator.connect import add_service_arguments, services
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     check = actions.add_parser("check", help=check_help, description=check_help)
     check.add_argument("store", type=Path, help="the store file (e.g. OUT/faces.db)")
+    add_service_arguments(check, "clustering")
     backup_help = (
         "a consistent copy of the store (SQLite's online backup: safe while services write), "
         "checked and renamed into place"
@@ -31,22 +32,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backup = actions.add_parser("backup", help=backup_help, description=backup_help)
     backup.add_argument("store", type=Path, help="the store file")
     backup.add_argument("dest", type=Path, help="the copy to write, or a folder to write it in")
+    add_service_arguments(backup, "clustering")
 
 
 def run(args: argparse.Namespace) -> int:
+    store = Path(args.store).expanduser().absolute()
+    if args.store_action == "check":
+        roots = [store]
+    else:
+        dest = Path(args.dest).expanduser().absolute()
+        roots = [store, dest if dest.is_dir() else dest.parent]
     try:
-        if args.store_action == "check":
-            lines = check_store(args.store)
-            for line in lines:
-                print(line)
-            problems = sum(not line.ok for line in lines)
-            print(f"{args.store}: " + (f"{problems} problem(s)" if problems else "sound"))
-            return 1 if problems else 0
-        dest = backup_store(args.store, args.dest)
-    except StoreProblem as problem:
-        print(f"error: {problem}", file=sys.stderr)
+        with services(args, roots) as opened:
+            client = opened.clustering()
+            if args.store_action == "check":
+                reply = client.check_store(str(store))
+                for line in reply.checks:
+                    print(f"{'ok     ' if line.ok else 'PROBLEM'}  {line.name}: {line.detail}")
+                problems = sum(not line.ok for line in reply.checks)
+                print(f"{args.store}: " + (f"{problems} problem(s)" if problems else "sound"))
+                return 1 if problems else 0
+            written = client.backup_store(str(store), str(dest))
+    except grpc.RpcError as error:
+        print(f"error: {error.details()}", file=sys.stderr)
         return 2
-    print(f"backed up {args.store} to {dest}")
+    print(f"backed up {args.store} to {written}")
     return 0
 
 

@@ -17,12 +17,11 @@ from facesets.contract.video import (
     VideoPlanParams,
     VideoPlanRequest,
 )
-from facesets.export.video.plan import find_videos
-from facesets.export.video.status import video_status
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.flags import add_params_flags, params_from_args
 from facesets.orchestrator.jobs import print_summary
+from facesets.orchestrator.video_status import video_status
 
 
 def _plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +89,7 @@ def _run_both(args: argparse.Namespace) -> dict[str, Any]:
     plan_job = _plan_job(args)
     if not plan_job.src.exists():
         raise ValueError(f"no videos at {plan_job.src}")
-    cut_job = _cut_job(args, find_videos(plan_job.src))
+    cut_job = _cut_job(args, [plan_job.src])  # ffmpeg reads the planned videos under SRC
     with services(args, [*plan_job.roots(), *cut_job.roots()]) as opened:
         planned = stages.video_plan(opened, plan_job, not args.json)
         cut = stages.video_cut(opened, cut_job, not args.json)

@@ -27,7 +27,9 @@ from facesets.clustering.store import (
     corrupt_store,
     is_corruption,
 )
+from facesets.clustering.store_tools import backup_store, check_store
 from facesets.common import settings
+from facesets.common.error_policy import MissingField
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
@@ -322,6 +324,33 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
     ) -> clustering_pb2.StoreStats:
         stats = self.stores.get(request.store, context).stats()
         return clustering_pb2.StoreStats(**stats)  # type: ignore[arg-type]  # a dict of the message's own fields
+
+    @_store_errors
+    def CheckStore(
+        self, request: clustering_pb2.StoreRef, context: grpc.ServicerContext
+    ) -> clustering_pb2.StoreCheckReply:
+        path = self.stores.allowed(request.store, context)
+        _call_store.set(path)
+        if not path.exists():
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no store at {path}")
+        checks = [
+            clustering_pb2.StoreCheck(name=line.name, ok=line.ok, detail=line.detail)
+            for line in check_store(path)
+        ]
+        return clustering_pb2.StoreCheckReply(store=str(path), checks=checks)
+
+    @_store_errors
+    def BackupStore(
+        self, request: clustering_pb2.BackupStoreRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.BackupStoreReply:
+        path = self.stores.allowed(request.store, context)
+        _call_store.set(path)
+        if not path.exists():
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no store at {path}")
+        if not request.dest.strip():
+            raise MissingField("dest")
+        dest = self.roots.check(request.dest, "dest")
+        return clustering_pb2.BackupStoreReply(dest=str(backup_store(path, dest)))
 
     # --- jobs ----------------------------------------------------------------------------
     def _run(

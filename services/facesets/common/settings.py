@@ -95,9 +95,6 @@ DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
 DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
 DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
 # Timeouts, retries, keepalive and the message limit: facesets.client.defaults (imported above).
-# A local service (the embedded default) that exits unasked is started again on its port, at
-# most this many times per command.
-LOCAL_SERVICE_RESTARTS = 3
 SHUTDOWN_GRACE_S = 10.0
 
 # --- clustering (issue: clustering service) -----------------------------------------------
@@ -181,27 +178,6 @@ REPORT_THUMB_WORKERS = 4  # threads decoding crops and encoding thumbnails (Open
 REPORT_ROW_THUMBS = 8  # best crops shown in a faceset's row of the overview
 REPORT_INLINE_ITEMS = 120  # candidates or dropped faces shown on the overview itself up to this
 REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin
-
-# --- Immich (issue: Immich import) ---------------------------------------------------------
-IMMICH_WORKERS = 8
-IMMICH_PAGE_SIZE = 250
-IMMICH_MIN_FACE_SHORT = 90
-# Immich finds faces in a background job after upload: "no face" on an asset uploaded less
-# than this long ago may only mean "not looked at yet", so the next run asks again.
-IMMICH_NO_FACE_FINAL_AFTER_S = 7 * 24 * 3600
-IMMICH_BREAKER_ERRORS = 12
-IMMICH_RETRIES = 5
-IMMICH_TIMEOUT_S = 60.0
-IMMICH_CONNECT_TIMEOUT_S = 10.0
-IMMICH_PING_TIMEOUT_S = 5.0  # the circuit breaker's probe
-IMMICH_BACKOFF_S = 0.5  # first retry delay; doubles per attempt, with jitter
-IMMICH_BACKOFF_MAX_S = 30.0
-IMMICH_RETRY_AFTER_MAX_S = 300.0  # longest Retry-After (429/503) honoured
-IMMICH_STATE_SAVE_S = 5.0  # state.json / queue.json rewritten at most this often while staging
-IMMICH_STAGING_ROOT = "immich-staging"
-# NAS thumbnail folders that external libraries pick up as photos (Synology, QNAP, desktop).
-IMMICH_EXCLUDE_GLOBS = ("*/@eaDir/*", "*/.@__thumb/*", "*/.thumbnails/*")
-
 
 @dataclass(frozen=True)
 class InferenceSettings:

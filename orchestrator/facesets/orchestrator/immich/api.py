@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import structlog
 
-from facesets.common import settings
+from facesets.orchestrator.settings import SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -212,10 +212,10 @@ def _positive(value: Any) -> int | None:
 # --- retry policy and circuit breaker ---------------------------------------------------------
 @dataclass(frozen=True)
 class RetryPolicy:
-    retries: int = settings.IMMICH_RETRIES  # attempts after the first
-    backoff_s: float = settings.IMMICH_BACKOFF_S
-    backoff_max_s: float = settings.IMMICH_BACKOFF_MAX_S
-    retry_after_max_s: float = settings.IMMICH_RETRY_AFTER_MAX_S
+    retries: int = SETTINGS.immich.retries  # attempts after the first
+    backoff_s: float = SETTINGS.immich.backoff_s
+    backoff_max_s: float = SETTINGS.immich.backoff_max_s
+    retry_after_max_s: float = SETTINGS.immich.retry_after_max_s
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, so workers that failed together do not retry
@@ -314,11 +314,11 @@ class ImmichClient:
         api_key: str,
         *,
         retry: RetryPolicy | None = None,
-        breaker_errors: int = settings.IMMICH_BREAKER_ERRORS,
-        timeout_s: float = settings.IMMICH_TIMEOUT_S,
-        connect_timeout_s: float = settings.IMMICH_CONNECT_TIMEOUT_S,
-        ping_timeout_s: float = settings.IMMICH_PING_TIMEOUT_S,
-        max_connections: int = settings.IMMICH_WORKERS + 2,
+        breaker_errors: int = SETTINGS.immich.breaker_errors,
+        timeout_s: float = SETTINGS.immich.timeout_s,
+        connect_timeout_s: float = SETTINGS.immich.connect_timeout_s,
+        ping_timeout_s: float = SETTINGS.immich.ping_timeout_s,
+        max_connections: int = SETTINGS.immich.workers + 2,
         cancel: threading.Event | None = None,
     ) -> None:
         if not api_key:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from facesets.client import ServiceUnavailableError
-from facesets.common import settings
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.immich.config import (
     EXIT_ASSET_ERRORS,
@@ -21,6 +20,7 @@ from facesets.orchestrator.immich.config import (
 )
 from facesets.orchestrator.immich.stage import stage, store_known_content
 from facesets.orchestrator.local import ServiceStartError
+from facesets.orchestrator.settings import SETTINGS
 from facesets.shared.folder_lock import FolderBusyError
 
 
@@ -39,19 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--staging-root",
         type=Path,
-        default=Path(settings.IMMICH_STAGING_ROOT),
+        default=Path(SETTINGS.immich.staging_root),
         help="photos go to STAGING_ROOT/USER/ (default: %(default)s)",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=settings.IMMICH_WORKERS,
+        default=SETTINGS.immich.workers,
         help="downloads at once (default: %(default)s)",
     )
     parser.add_argument(
         "--min-face-short",
         type=float,
-        default=settings.IMMICH_MIN_FACE_SHORT,
+        default=SETTINGS.immich.min_face_short,
         help="keep photos with a face whose short edge reaches this, in original pixels",
     )
     parser.add_argument(
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--page-size",
         type=int,
-        default=settings.IMMICH_PAGE_SIZE,
+        default=SETTINGS.immich.page_size,
         help="assets asked for per search request (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

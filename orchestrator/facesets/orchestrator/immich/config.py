@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facesets.common import settings
+from facesets.orchestrator.settings import SETTINGS
 
 # Which of these SHA-256 digests the face store already holds.
 KnownContent = Callable[[list[str]], set[str]]
@@ -30,18 +30,18 @@ class StageConfig:
     api_key: str = field(repr=False)
     user: str
     staging_root: Path
-    workers: int = settings.IMMICH_WORKERS
-    min_face_short: float = settings.IMMICH_MIN_FACE_SHORT
+    workers: int = SETTINGS.immich.workers
+    min_face_short: float = SETTINGS.immich.min_face_short
     excludes: tuple[str, ...] = ()
-    default_excludes: tuple[str, ...] = settings.IMMICH_EXCLUDE_GLOBS
-    page_size: int = settings.IMMICH_PAGE_SIZE
-    retries: int = settings.IMMICH_RETRIES
-    backoff_s: float = settings.IMMICH_BACKOFF_S
-    backoff_max_s: float = settings.IMMICH_BACKOFF_MAX_S
-    retry_after_max_s: float = settings.IMMICH_RETRY_AFTER_MAX_S
-    breaker_errors: int = settings.IMMICH_BREAKER_ERRORS
-    timeout_s: float = settings.IMMICH_TIMEOUT_S
-    state_save_interval_s: float = settings.IMMICH_STATE_SAVE_S
+    default_excludes: tuple[str, ...] = SETTINGS.immich.exclude_globs
+    page_size: int = SETTINGS.immich.page_size
+    retries: int = SETTINGS.immich.retries
+    backoff_s: float = SETTINGS.immich.backoff_s
+    backoff_max_s: float = SETTINGS.immich.backoff_max_s
+    retry_after_max_s: float = SETTINGS.immich.retry_after_max_s
+    breaker_errors: int = SETTINGS.immich.breaker_errors
+    timeout_s: float = SETTINGS.immich.timeout_s
+    state_save_interval_s: float = SETTINGS.immich.state_save_s
     progress: bool = True
 
     @property

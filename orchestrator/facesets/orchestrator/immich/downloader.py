@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 from tqdm import tqdm
 
-from facesets.common import settings
 from facesets.orchestrator.immich.api import (
     Asset,
     ImmichAuthError,
@@ -54,6 +53,7 @@ from facesets.orchestrator.immich.state import (
     StateBook,
     is_done,
 )
+from facesets.orchestrator.settings import SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -310,7 +310,7 @@ class Stager:
                 if asset.uploaded_at is None
                 else (datetime.now(UTC) - asset.uploaded_at).total_seconds()
             )
-            recent = age is not None and age < settings.IMMICH_NO_FACE_FINAL_AFTER_S
+            recent = age is not None and age < SETTINGS.immich.no_face_final_after_s
             self._finish(asset, SKIPPED, NO_FACE, recheck=True if recent else None)
             return
         size = (asset.width, asset.height) if asset.width and asset.height else None

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from facesets.common.decode import open_image
+import pillow_heif
+from PIL import Image
+
+from facesets.contract.photo_formats import DECODED_FORMATS
 from facesets.orchestrator.immich.api import Face
 
 
@@ -26,9 +29,14 @@ def biggest_face_short(
     return best
 
 
+# HEIC/HEIF originals open as their primary image; Pillow reads AVIF itself.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
 def decoded_size(path: Path) -> tuple[int, int] | None:
+    """An original's pixel size from its header (nothing is decoded); None when unknown."""
     try:
-        with open_image(path) as image:  # HEIF and AVIF too; only the header is read
+        with Image.open(path, formats=DECODED_FORMATS) as image:
             width, height = image.size
     except Exception:  # any format or decoder failure means "unknown", decided by the caller
         return None

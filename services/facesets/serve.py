@@ -277,3 +277,21 @@ COMMANDS = {
         run,
     )
 }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`facesets-serve SERVICE ...`: the same as `facesets serve`, for machines that run the
+    services without the command line tool."""
+    from facesets.shared import logs
+
+    parser = argparse.ArgumentParser(prog="facesets-serve", description=COMMANDS["serve"][0])
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, json=args.log_json)
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""`facesets video status`: what a video OUT holds and what remains, read from its files."""
+"""`facesets video status`: what a video OUT holds and what remains, read from its files
+(plan.json and the clips it names, as contract/layout.py lays them out); no service is needed."""
 
 from __future__ import annotations
 

@@ -1,0 +1,50 @@
+"""The `facesets` command's own settings: one typed object, every field overridable by an
+environment variable with the FACESETS_ prefix (nested groups with `__`, e.g.
+FACESETS_IMMICH__WORKERS=4). The job parameters' defaults are the contract's
+(facesets.contract.defaults); the services have settings of their own.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ImmichSettings(BaseModel):
+    """`facesets immich stage` and `immich import` against an Immich server."""
+
+    workers: int = 8  # downloads at once
+    page_size: int = 250  # assets per search page
+    min_face_short: int = 90  # assets whose largest face is smaller are not staged
+    # Immich finds faces in a background job after upload: "no face" on an asset uploaded less
+    # than this long ago may only mean "not looked at yet", so the next run asks again.
+    no_face_final_after_s: int = 7 * 24 * 3600
+    breaker_errors: int = 12  # consecutive failures that open the circuit breaker
+    retries: int = 5  # attempts after the first
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    ping_timeout_s: float = 5.0  # the circuit breaker's probe
+    backoff_s: float = 0.5  # first retry delay; doubles per attempt, with jitter
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 300.0  # longest Retry-After (429/503) honoured
+    state_save_s: float = 5.0  # state.json / queue.json rewritten at most this often
+    staging_root: str = "immich-staging"
+    # NAS thumbnail folders that external libraries pick up as photos (Synology, QNAP, desktop).
+    exclude_globs: tuple[str, ...] = ("*/@eaDir/*", "*/.@__thumb/*", "*/.thumbnails/*")
+
+
+class CliSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACESETS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # The model pack a local inference service loads (`doctor` checks it is there).
+    model_root: str = "~/.insightface"
+    model_pack: str = "buffalo_l"
+    # A local service (the embedded default) that exits unasked is started again on its port,
+    # at most this many times per command.
+    local_service_restarts: int = 3
+    immich: ImmichSettings = ImmichSettings()
+
+
+SETTINGS = CliSettings()
