@@ -96,7 +96,7 @@ class StoreWriteError(OSError):
         )
 
 
-class StoreProblem(Exception):
+class StoreProblem(ValueError):
     """The store file cannot be used as it is (deleted or replaced under the service, not a
     facesets store, damaged); the message names it and says what to do."""
 
