@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from facesets.common import layout
+from facesets.export.video.clips import unplanned_clips
 
 
 def video_status(out: Path) -> dict[str, Any]:
@@ -30,6 +31,10 @@ def video_status(out: Path) -> dict[str, Any]:
         row["cut_segments"] += bool(cut and Path(cut["clip"]).exists())
     planned = sum(v["planned_segments"] for v in per_video.values())
     cut_count = sum(v["cut_segments"] for v in per_video.values())
+    unplanned = unplanned_clips(out, plan)
+    remains = [f"{planned - cut_count} segments to cut"] if planned > cut_count else []
+    if unplanned:
+        remains.append(f"{len(unplanned)} clips not in the plan (from an earlier plan)")
     return {
         "planned": True,
         "videos": per_video,
@@ -42,5 +47,6 @@ def video_status(out: Path) -> dict[str, Any]:
             "planned_segments": planned,
             "cut_segments": cut_count,
         },
-        "remains": f"{planned - cut_count} segments to cut" if planned > cut_count else "nothing",
+        "unplanned_clips": unplanned,
+        "remains": "; ".join(remains) or "nothing",
     }
