@@ -178,6 +178,10 @@ NEAR_DUPLICATE_MIN_INLIERS = 10  # ORB matches agreeing on one transform (the pi
 IMPORT_FIRST_PASS_THRESHOLD = 0.55
 IMPORT_SECOND_PASS_THRESHOLD = 0.45
 IMPORT_MATCH_THRESHOLD = 0.45  # a mixed folder's face joins every identity this close
+# A hand-sorted folder is flagged as mixing people when its kept faces' largest cluster (at
+# CLUSTER_THRESHOLD) holds less than this share of them, and the rest at least this many faces.
+IMPORT_MIN_PURITY = 0.8
+IMPORT_MIXED_MIN_FACES = 2
 # `discover`: faces this close to an exported faceset's centroid belong to a known person.
 DISCOVER_KNOWN_THRESHOLD = 0.45
 
