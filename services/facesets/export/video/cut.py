@@ -13,6 +13,7 @@ checks out is not redone.
 
 from __future__ import annotations
 
+import bisect
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,27 +39,33 @@ class CopySpan:
     frames: int  # video packets copied, in decode order
 
 
+class PacketIndex:
+    """A video's packets in decode order, and its keyframes by time (found by bisection)."""
+
+    def __init__(self, packets: list[Packet]) -> None:
+        self.packets = packets
+        keys = sorted((p.pts_s, i) for i, p in enumerate(packets) if p.key)
+        self.key_times = [t for t, _ in keys]
+        self.key_rows = [i for _, i in keys]
+
+
 def copy_span(
-    packets: list[Packet], start_s: float, end_s: float, shot_start_s: float
+    index: PacketIndex, start_s: float, end_s: float, shot_start_s: float
 ) -> CopySpan | None:
     """What a stream copy of start_s..end_s holds, or None when it would hold a frame of
     another shot at its head (the last keyframe at or before the start is in an earlier shot)."""
-    starts = [i for i, p in enumerate(packets) if p.key and p.pts_s <= start_s + EPSILON_S]
-    if not starts:
+    at = bisect.bisect_right(index.key_times, start_s + EPSILON_S) - 1
+    if at < 0 or index.key_times[at] < shot_start_s - EPSILON_S:
         return None
-    first = max(starts, key=lambda i: packets[i].pts_s)
-    if packets[first].pts_s < shot_start_s - EPSILON_S:
+    packets = index.packets
+    first = last = index.key_rows[at]
+    while last < len(packets) and packets[last].pts_s < end_s - EPSILON_S:
+        last += 1  # shown before the end; the first shown at or after it stops the copy
+    if last == first:
         return None
-    count = 0
-    for packet in packets[first:]:
-        if packet.pts_s >= end_s - EPSILON_S:  # shown at or after the end: stop before it
-            break
-        count += 1
-    if count == 0:
-        return None
-    taken = packets[first : first + count]
-    last = max(p.pts_s + p.duration_s for p in taken)
-    return CopySpan(packets[first].pts_s, min(end_s, last), count)
+    taken = packets[first:last]
+    ends = max(p.pts_s + p.duration_s for p in taken)
+    return CopySpan(packets[first].pts_s, min(end_s, ends), last - first)
 
 
 def ffmpeg_command(
@@ -93,7 +100,7 @@ def cut_segment(
     segment: dict[str, Any],
     out: Path,
     params: VideoCutParams,
-    packets: list[Packet],
+    packets: PacketIndex,
     shot_start_s: float,
 ) -> tuple[dict[str, Any], bool]:
     """The segment's cut record, and whether ffmpeg ran for it."""
@@ -164,7 +171,7 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
     if plan is None:
         raise FileNotFoundError(f"no plan at {plan_path}; run `facesets video plan` first")
     segments: list[dict[str, Any]] = plan.get("segments", [])
-    packets_of: dict[str, list[Packet]] = {}
+    packets_of: dict[str, PacketIndex] = {}
     starts = shot_starts(plan)
     written = skipped = reencoded = 0
     errors: dict[str, str] = {}
@@ -173,7 +180,8 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
         try:
             source = segment["source"]
             if source not in packets_of:
-                packets_of[source] = [] if params.accurate else video_packets(Path(source))
+                packets = [] if params.accurate else video_packets(Path(source))
+                packets_of[source] = PacketIndex(packets)
             shot_start = starts.get((source, segment["shot"]), float(segment["requested_start_s"]))
             record, ran = cut_segment(segment, out, params, packets_of[source], shot_start)
         except (VideoError, OSError) as error:
