@@ -293,6 +293,11 @@ def test_without_system_ffmpeg_the_wheel_probes_durations_and_keyframes(
         facts = probe.media_facts(main)
         assert facts.has_video and abs(facts.duration_s - 14.0) < 0.2
         assert probe.keyframes(main) == keyframe_times(main)
+        # The packet listing the cut goes by comes from ffmpeg itself, so the wheel reads it.
+        packets = probe.video_packets(main)
+        assert len(packets) == 140 and sorted(p.pts_s for p in packets if p.key) == keyframe_times(
+            main
+        )
         assert not probe.media_facts(library["src"] / "sound.mp4").has_video
         with pytest.raises(probe.VideoError, match="unreadable"):
             probe.media_facts(library["src"] / "truncated.mkv")
