@@ -20,7 +20,8 @@ class ShotSpec:
     face: Path | None = None  # an LFW still, or no face
     face_size: int = 300  # side of the still on screen (LFW's 250 px scaled)
     then: Path | None = None  # another person cross-fades in half-way (same shot)
-    motion: str = "zoom"  # "zoom" or "pan"
+    motion: str = "zoom"  # "zoom", "pan", or anything else for a still face
+    beside: Path | None = None  # a second person in the same shot, the two side by side
 
 
 def _still(path: Path, size: int) -> np.ndarray:
@@ -51,6 +52,9 @@ def _frames(spec: ShotSpec) -> list[np.ndarray]:
             if spec.motion == "zoom":
                 size = int(spec.face_size * (1.0 + 0.15 * progress))
             cx = WIDTH / 2 + (40 * (progress - 0.5) if spec.motion == "pan" else 0)
+            if spec.beside is not None:
+                cx -= WIDTH / 4
+                _place(frame, _still(spec.beside, size), cx + WIDTH / 2, HEIGHT / 2)
             still = _still(spec.face, size)
             if spec.then is not None:
                 other = _still(spec.then, size)
@@ -67,13 +71,15 @@ def make_video(
     keyframe_s: float = 1.0,
     keyframes_at_cuts: bool = True,
     index_first: bool = False,
+    preset: str = "ultrafast",
 ) -> list[int]:
-    """Write the video; return the first frame of each shot after the first (the cuts)."""
+    """Write the video; return the first frame of each shot after the first (the cuts).
+    Presets slower than ultrafast use B-frames (frames shown before later-decoded ones)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     command = [
         "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
         "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-", "-c:v", "libx264",
-        "-preset", "ultrafast", "-g", str(int(FPS * keyframe_s)), "-pix_fmt", "yuv420p",
+        "-preset", preset, "-g", str(int(FPS * keyframe_s)), "-pix_fmt", "yuv420p",
         *([] if keyframes_at_cuts else ["-sc_threshold", "0"]),
         *(["-movflags", "+faststart"] if index_first else []), str(path),
     ]  # fmt: skip

@@ -66,6 +66,7 @@ RUN_EXPORT_DIR = "export"
 VIDEO_PLAN = "plan.json"  # OUT/plan.json: every planned segment of the batch
 VIDEO_FRAMES_DIR = "_frames"  # OUT/_frames/<video key>.jsonl: append-only frame results
 VIDEO_CUT_PART = ".{}.part{}"  # a clip being written; renamed once its duration checks out
+VIDEO_SET_ASIDE_DIR = "_superseded"  # OUT/_superseded/<name>/: clips a re-plan no longer holds
 
 # --- every job that writes an output folder -----------------------------------------------------
 WRITER_LOCK = ".facesets.lock"  # held by the one job writing the folder

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from facesets.contract import layout
+from facesets.contract.video_outputs import unplanned_clips
 
 
 def video_status(out: Path) -> dict[str, Any]:
@@ -31,6 +32,10 @@ def video_status(out: Path) -> dict[str, Any]:
         row["cut_segments"] += bool(cut and Path(cut["clip"]).exists())
     planned = sum(v["planned_segments"] for v in per_video.values())
     cut_count = sum(v["cut_segments"] for v in per_video.values())
+    unplanned = unplanned_clips(out, plan)
+    remains = [f"{planned - cut_count} segments to cut"] if planned > cut_count else []
+    if unplanned:
+        remains.append(f"{len(unplanned)} clips not in the plan (from an earlier plan)")
     return {
         "planned": True,
         "videos": per_video,
@@ -43,5 +48,6 @@ def video_status(out: Path) -> dict[str, Any]:
             "planned_segments": planned,
             "cut_segments": cut_count,
         },
-        "remains": f"{planned - cut_count} segments to cut" if planned > cut_count else "nothing",
+        "unplanned_clips": unplanned,
+        "remains": "; ".join(remains) or "nothing",
     }

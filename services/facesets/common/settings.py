@@ -127,6 +127,10 @@ ANN_JOIN_BLOCK = 1 << 22
 ANN_RECALL_QUERIES = 500  # sampled queries whose recall is measured against brute force
 
 # --- identity workflows: `import-folders` and `discover` -------------------------------------
+# A hand-sorted folder is flagged as mixing people when its kept faces' largest cluster (at
+# the clustering threshold) holds less than this share of them, and the rest at least this many.
+IMPORT_MIN_PURITY = 0.8
+IMPORT_MIXED_MIN_FACES = 2
 
 # --- export (issue: export service) --------------------------------------------------------
 QUALITY_WEIGHTS = {

@@ -87,6 +87,7 @@ class FacesetSpec:
     markers: tuple[tuple[str, str], ...] = ()
     group: str = ""
     label: str = ""
+    flags: tuple[str, ...] = ()  # shown by the review report (e.g. "mixed-people")
 
     @property
     def dirname(self) -> str:
@@ -131,6 +132,9 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
     label = entry.get("bundle") or ""
     if label and not _plain_name(label):
         raise ExportInputError(f"faceset {name!r}: bundle must be a plain file name: {label!r}")
+    flags = entry.get("flags") or []
+    if not isinstance(flags, list) or not all(isinstance(f, str) and f for f in flags):
+        raise ExportInputError(f"faceset {name!r}: flags must be a list of words")
     folder = str(entry.get("dir") or "")
     if folder and not all(_SAFE_FILE.fullmatch(part) for part in folder.split("/")):
         raise ExportInputError(f"faceset {name!r}: dir must be a plain relative folder")
@@ -143,6 +147,7 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         markers=tuple(sorted(markers.items())),
         group=str(entry.get("group") or ""),
         label=str(label),
+        flags=tuple(flags),
     )
 
 

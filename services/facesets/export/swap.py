@@ -95,6 +95,7 @@ class SetTarget:
     markers: tuple[tuple[str, str], ...] = ()
     group: str = ""
     label: str = ""
+    flags: tuple[str, ...] = ()  # carried into its manifest entry, for the review report
 
     @property
     def bundle(self) -> str:
@@ -116,9 +117,10 @@ class SetTarget:
                 spec.markers,
                 spec.group,
                 spec.label,
+                spec.flags,
             )
         plain = cls.faceset(spec.number)
-        return cls(plain.name, plain.dir, markers=spec.markers, label=spec.label)
+        return cls(plain.name, plain.dir, markers=spec.markers, label=spec.label, flags=spec.flags)
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -656,6 +658,8 @@ def _write_set(
         entry["label"] = target.label
     if target.markers:
         entry["markers"] = [_rel(out, set_dir / marker) for marker, _ in target.markers]
+    if target.flags:
+        entry["flags"] = list(target.flags)
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))
     kept_rows = [item.checked.face.row for item in ranked]
     return _SetResult(

@@ -3,11 +3,14 @@
 Each trusted folder is one identity, whatever the clustering would say. Its centroid comes from
 two passes of outlier rejection (faces farther than the first threshold from the centroid of
 all its faces go, the centroid is recomputed, then the second threshold), so the bystanders of
-group photos drop out. Every face of a mixed folder then joins every identity whose centroid
-lies within the match threshold: a group photo may feed several facesets, each with its own
-face of it. The plan is a refine manifest in EXPORT/.import-folders/ (the export service
-exports it); a label keeps its number across runs, new labels are numbered past the export's
-maximum (or from `first_number`). Re-running with the same store and folders changes nothing.
+group photos drop out; under cannot-link each photo gives at most one face, the one nearest the
+centroid, however near its bystanders are. A folder whose kept faces cluster into two people
+is flagged (`mixed` in its summary, a `mixed-people` flag on its faceset). Every face of a
+mixed folder then joins every identity whose centroid lies within the match threshold: a group
+photo may feed several facesets, each with its own face of it. The plan is a refine manifest
+in EXPORT/.import-folders/ (the export service exports it); a label keeps its number across
+runs, new labels are numbered past the export's maximum (or from `first_number`). Re-running
+with the same store and folders changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import structlog
 from facesets.clustering import linkage
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.facesets import faceset_entry
+from facesets.clustering.jobs.folder_checks import Purity, folder_purity, nearest_per_photo
 from facesets.clustering.jobs.identities import ExportView, photos_under, read_plan
 from facesets.clustering.jobs.job import (
     JobError,
@@ -50,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 # A label names files (`<label>_all.fsz`, `<label>.txt`): letters, digits, space, _ . -
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+MIXED_FLAG = "mixed-people"  # on a faceset whose hand-sorted folder holds two people (report)
 
 
 @dataclass(frozen=True)
@@ -72,20 +77,27 @@ def check_labels(trusted: Sequence[Trusted]) -> None:
 
 
 def identity_rows(
-    table: FaceTable, rows: np.ndarray, first: float, second: float
-) -> tuple[np.ndarray, list[int]]:
-    """The rows that survive both passes and the count left after each pass."""
+    table: FaceTable, rows: np.ndarray, first: float, second: float, one_per_photo: bool
+) -> tuple[np.ndarray, list[int], int]:
+    """The rows that survive both passes, the count left after each pass, and how many faces
+    the one-face-per-photo rule dropped (when on: of a photo's faces only the nearest stays)."""
     assert table.embedding is not None
     kept = rows
     left: list[int] = []
+    same_photo = 0
     for threshold in (first, second):
         if not kept.size:
             left.append(0)
             continue
         centroid = centroid_of(table.embedding[kept])
         kept = kept[1.0 - table.embedding[kept] @ centroid <= threshold]
+        if one_per_photo and kept.size:
+            photos = [table.sha256[r] for r in kept]
+            before = int(kept.size)
+            kept = nearest_per_photo(kept, table.embedding[kept], photos, centroid)
+            same_photo += before - int(kept.size)
         left.append(int(kept.size))
-    return kept, left
+    return kept, left, same_photo
 
 
 def import_folders(
@@ -120,12 +132,14 @@ def import_folders(
     # 1. One identity per trusted folder.
     identities: list[tuple[Trusted, int, np.ndarray, np.ndarray]] = []
     folders: list[dict[str, Any]] = []
+    purities: dict[str, Purity] = {}
     for done, item in enumerate(trusted, start=1):
         in_folder = photos_under(photos, item.folder)
         folder_rows = rows[[table.sha256[r] in in_folder for r in rows]] if rows.size else rows
-        kept, left = identity_rows(
-            table, folder_rows, p.first_pass_threshold, p.second_pass_threshold
+        kept, left, same_photo = identity_rows(
+            table, folder_rows, p.first_pass_threshold, p.second_pass_threshold, p.cannot_link
         )
+        purity = folder_purity(table.embedding[kept], [table.sha256[r] for r in kept])
         record: dict[str, Any] = {
             "label": item.label,
             "folder": str(item.folder),
@@ -133,7 +147,10 @@ def import_folders(
             "faces": int(folder_rows.size),
             "after_first_pass": left[0],
             "after_second_pass": left[1],
+            "same_photo_dropped": same_photo,  # bystanders: a photo gives one face at most
+            **purity.as_json(),
         }
+        purities[item.label] = purity
         if kept.size:
             if item.label in previous:
                 number = int(previous[item.label]["number"])
@@ -187,6 +204,13 @@ def import_folders(
     for item, number, kept, centroid in identities:
         members = sorted_ids(table.face_id[[*kept, *joined[number]]])
         entry = faceset_entry(number, members, table)
+        purity = purities[item.label]
+        mixed_note = (
+            f"looks like more than one person: its faces form clusters of "
+            f"{' + '.join(str(c) for c in purity.clusters[:5])} (purity {purity.share:.2f})\n"
+            if purity.mixed
+            else ""
+        )
         entries[item.label] = entry | {
             "label": item.label,
             "bundle": item.label,  # the export names the .fsz bundles after it
@@ -196,9 +220,11 @@ def import_folders(
             "markers": {
                 layout.LABEL_MARKER.format(item.label): (
                     f"{item.label}\nhand-sorted folder: {item.folder}\n"
-                    f"faces from mixed folders: {len(joined[number])}\n"
+                    f"faces from mixed folders: {len(joined[number])}\n{mixed_note}"
                 )
             },
+            "purity": round(purity.share, 2),
+            **({"flags": [MIXED_FLAG]} if purity.mixed else {}),
         }
     for record in folders:
         if "number" in record:
@@ -228,6 +254,8 @@ def import_folders(
             1 for r in mixed_rows if any(int(r) in j for j in joined.values())
         ),
         "mixed_photos_in_several": sum(1 for n in photo_sets.values() if len(n) > 1),
+        # Hand-sorted folders whose faces look like more than one person: check them.
+        "mixed_people_folders": [r["label"] for r in folders if r.get("mixed")],
         "cannot_link": cannot_link_json(p.cannot_link, prevented),
         "numbers": {e["label"]: int(e["number"]) for e in facesets},
         "changed": changed,

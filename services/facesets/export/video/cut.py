@@ -1,16 +1,21 @@
 """`facesets video cut`: every planned segment into OUT/<source name>/<uuid>.mp4 with ffmpeg.
 
 Stream copy (the default) cannot start between keyframes: the clip starts at the last keyframe
-at or before the requested start, and the plan records both times. `accurate` re-encodes
-(libx264) from the exact requested start instead. A clip is written under a temporary name,
-its duration checked with ffprobe, then renamed: a killed ffmpeg leaves only a part file, which
-the next run removes and redoes. A clip that exists with the planned duration is not redone.
+at or before the requested start, and the plan records both times. No clip holds a frame of
+another shot: when that keyframe lies in an earlier shot the clip is re-encoded from its exact
+start instead, and a copied clip takes only the packets (in decode order) up to the first one
+shown at or after the end, so that B-frames past a cut stay out. `accurate` re-encodes
+(libx264) every clip from the exact requested start. A clip is written under a temporary name,
+checked (its frame count for a copy, its duration for a re-encode), then renamed: a killed
+ffmpeg leaves only a part file, which the next run removes and redoes. A clip that exists and
+checks out is not redone.
 """
 
 from __future__ import annotations
 
 import bisect
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +25,52 @@ from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
 from facesets.contract.video import VideoCutParams
-from facesets.export.video.probe import VideoError, clip_duration, keyframes, tools
+from facesets.export.video.probe import Packet, VideoError, clip_duration, tools, video_packets
 
 log = structlog.get_logger(__name__)
 
 
-def snapped_start(keys: list[float], start_s: float) -> float:
-    """The last keyframe at or before start_s (stream copy starts there)."""
-    i = bisect.bisect_right(keys, start_s + 1e-3) - 1
-    return keys[max(0, i)]
+EPSILON_S = 1e-3  # plan times are rounded to milliseconds
+
+
+@dataclass(frozen=True)
+class CopySpan:
+    start_s: float  # the keyframe the copy starts at
+    end_s: float  # where its last frame ends
+    frames: int  # video packets copied, in decode order
+
+
+class PacketIndex:
+    """A video's packets in decode order, and its keyframes by time (found by bisection)."""
+
+    def __init__(self, packets: list[Packet]) -> None:
+        self.packets = packets
+        keys = sorted((p.pts_s, i) for i, p in enumerate(packets) if p.key)
+        self.key_times = [t for t, _ in keys]
+        self.key_rows = [i for _, i in keys]
+
+
+def copy_span(
+    index: PacketIndex, start_s: float, end_s: float, shot_start_s: float
+) -> CopySpan | None:
+    """What a stream copy of start_s..end_s holds, or None when it would hold a frame of
+    another shot at its head (the last keyframe at or before the start is in an earlier shot)."""
+    at = bisect.bisect_right(index.key_times, start_s + EPSILON_S) - 1
+    if at < 0 or index.key_times[at] < shot_start_s - EPSILON_S:
+        return None
+    packets = index.packets
+    first = last = index.key_rows[at]
+    while last < len(packets) and packets[last].pts_s < end_s - EPSILON_S:
+        last += 1  # shown before the end; the first shown at or after it stops the copy
+    if last == first:
+        return None
+    taken = packets[first:last]
+    ends = max(p.pts_s + p.duration_s for p in taken)
+    return CopySpan(packets[first].pts_s, min(end_s, ends), last - first)
 
 
 def ffmpeg_command(
-    source: Path, target: Path, start_s: float, end_s: float, accurate: bool
+    source: Path, target: Path, start_s: float, end_s: float, accurate: bool, frames: int = 0
 ) -> list[str]:
     base = [tools().ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if accurate:
@@ -40,56 +78,92 @@ def ffmpeg_command(
                  "-c:a", "aac"]  # fmt: skip
     else:
         codec = ["-c", "copy", "-avoid_negative_ts", "make_zero"]
+        if frames:
+            codec = ["-frames:v", str(frames), *codec]
     return [
         *base, "-ss", f"{start_s:.3f}", "-i", str(source), "-t", f"{end_s - start_s:.3f}",
         "-map", "0:v:0", "-map", "0:a:0?", *codec, "-f", "mp4", str(target),
     ]  # fmt: skip
 
 
-def clip_matches(clip: Path, expected_s: float) -> bool:
+def clip_matches(clip: Path, expected_s: float, frames: int | None) -> bool:
+    """A copy is checked by its frame count, a re-encode by its duration."""
+    if frames:
+        try:
+            return len(video_packets(clip)) == frames
+        except VideoError:
+            return False
     duration = clip_duration(clip)
     return duration is not None and abs(duration - expected_s) <= settings.VIDEO_CUT_TOLERANCE_S
 
 
 def cut_segment(
-    segment: dict[str, Any], out: Path, params: VideoCutParams, keys: list[float]
+    segment: dict[str, Any],
+    out: Path,
+    params: VideoCutParams,
+    packets: PacketIndex,
+    shot_start_s: float,
 ) -> tuple[dict[str, Any], bool]:
     """The segment's cut record, and whether ffmpeg ran for it."""
     source = Path(segment["source"])
     start, end = float(segment["requested_start_s"]), float(segment["requested_end_s"])
-    actual_start = start if params.accurate else snapped_start(keys, start)
+    span = None if params.accurate else copy_span(packets, start, end, shot_start_s)
     folder = out / segment["name"]
     clip = folder / f"{segment['id']}.mp4"
-    mode = "accurate" if params.accurate else "copy"
-    expected = end - actual_start
-    record = {
+    mode = "copy" if span else "accurate"
+    actual_start, actual_end = (span.start_s, span.end_s) if span else (start, end)
+    expected = actual_end - actual_start
+    frames = span.frames if span else None
+    record: dict[str, Any] = {
         "clip": str(clip),
         "mode": mode,
         "requested_start_s": start,
         "requested_end_s": end,
         "actual_start_s": round(actual_start, 3),
-        "actual_end_s": round(end, 3),
+        "actual_end_s": round(actual_end, 3),
     }
+    if span:
+        record["frames"] = span.frames
+    elif not params.accurate:
+        record["reencoded"] = "the keyframe before the start lies in an earlier shot"
     previous = segment.get("cut") or {}
-    if previous.get("mode") == mode and clip.exists() and clip_matches(clip, expected):
+    if (
+        previous.get("mode") == mode
+        and previous.get("frames") == frames
+        and clip.exists()
+        and clip_matches(clip, expected, frames)
+    ):
         return {**previous, **record, "duration_s": previous.get("duration_s")}, False
     folder.mkdir(parents=True, exist_ok=True)
     part = folder / layout.VIDEO_CUT_PART.format(segment["id"], ".mp4")
     part.unlink(missing_ok=True)
     done = subprocess.run(
-        ffmpeg_command(source, part, actual_start, end, params.accurate),
+        ffmpeg_command(source, part, actual_start, end, span is None, frames or 0),
         capture_output=True,
         text=True,
         check=False,
     )
     duration = clip_duration(part) if done.returncode == 0 else None
-    if duration is None or abs(duration - expected) > settings.VIDEO_CUT_TOLERANCE_S:
+    if duration is None or not clip_matches(part, expected, frames):
         part.unlink(missing_ok=True)
-        reason = done.stderr.strip().splitlines()[-1:] or [f"duration {duration} != {expected:.3f}"]
+        reason = done.stderr.strip().splitlines()[-1:] or [
+            f"duration {duration} != {expected:.3f}"
+            if frames is None
+            else f"the clip does not hold the {frames} frames planned"
+        ]
         raise VideoError(f"cut failed: {reason[0]}")
     part.replace(clip)
     record["duration_s"] = round(duration, 3)
     return record, True
+
+
+def shot_starts(plan: dict[str, Any]) -> dict[tuple[str, int], float]:
+    """(source, shot index) -> the shot's start, seconds."""
+    return {
+        (video["source"], shot["index"]): float(shot["start_s"])
+        for video in plan.get("videos", [])
+        for shot in video.get("shots", [])
+    }
 
 
 def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dict[str, Any]:
@@ -98,16 +172,19 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
     if plan is None:
         raise FileNotFoundError(f"no plan at {plan_path}; run `facesets video plan` first")
     segments: list[dict[str, Any]] = plan.get("segments", [])
-    keys_of: dict[str, list[float]] = {}
-    written = skipped = 0
+    packets_of: dict[str, PacketIndex] = {}
+    starts = shot_starts(plan)
+    written = skipped = reencoded = 0
     errors: dict[str, str] = {}
     progress("cut: segments", 0, len(segments))
     for i, segment in enumerate(segments):
         try:
             source = segment["source"]
-            if source not in keys_of:
-                keys_of[source] = [] if params.accurate else keyframes(Path(source))
-            record, ran = cut_segment(segment, out, params, keys_of[source])
+            if source not in packets_of:
+                packets = [] if params.accurate else video_packets(Path(source))
+                packets_of[source] = PacketIndex(packets)
+            shot_start = starts.get((source, segment["shot"]), float(segment["requested_start_s"]))
+            record, ran = cut_segment(segment, out, params, packets_of[source], shot_start)
         except (VideoError, OSError) as error:
             errors[segment["id"]] = str(error)
             log.warning("cut failed", segment=segment["id"], reason=str(error))
@@ -115,6 +192,7 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
             segment["cut"] = record
             written += ran
             skipped += not ran
+            reencoded += "reencoded" in record
             if params.write_sidecar:
                 sidecar = {k: v for k, v in segment.items() if k != "cut"} | {"cut": record}
                 layout.atomic_write_json(Path(record["clip"]).with_suffix(".json"), sidecar)
@@ -125,6 +203,7 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
         "segments": len(segments),
         "written": written,
         "already_cut": skipped,
+        "reencoded": reencoded,  # copy clips whose head would have held an earlier shot
         "errors": errors,
         "mode": "accurate" if params.accurate else "copy",
         "ffmpeg": t.version,

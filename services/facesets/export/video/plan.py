@@ -27,6 +27,7 @@ from facesets.common.vectors import unit_mean
 from facesets.contract import layout
 from facesets.contract.video import VideoPlanParams
 from facesets.export.video import frames as frame_io
+from facesets.export.video.clips import set_aside_stale
 from facesets.export.video.decode import DecodePass
 from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json
 from facesets.export.video.probe import VideoError, media_facts
@@ -62,8 +63,11 @@ def video_name(src: Path, video: Path) -> str:
     return "__".join(relative.with_suffix("").parts)
 
 
-def segment_id(source: Path, shot: int, start_s: float, end_s: float) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}|{shot}|{start_s:.3f}|{end_s:.3f}"))
+def segment_id(source: Path, shot: int, tracks: list[int], start_s: float, end_s: float) -> str:
+    """Stable across re-plans; the tracks tell apart two faces over the same span of a shot."""
+    tracked = "+".join(str(t) for t in tracks)
+    key = f"{source}|{shot}|{tracked}|{start_s:.3f}|{end_s:.3f}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
 
 def faces_of(result: common_pb2.ImageResult, frame: int, time_s: float, scale: float) -> list:
@@ -253,7 +257,9 @@ class VideoPlanner:
             mean = segment.mean_embedding
             outcome.segments.append(
                 {
-                    "id": segment_id(video, segment.shot, segment.start_s, segment.end_s),
+                    "id": segment_id(
+                        video, segment.shot, segment.tracks, segment.start_s, segment.end_s
+                    ),
                     "source": str(video),
                     "name": outcome.name,
                     "shot": segment.shot,
@@ -329,6 +335,7 @@ def plan_videos(
         "segments": segments,
     }
     layout.atomic_write_json(out / layout.VIDEO_PLAN, plan)
+    set_aside = set_aside_stale(out, plan, previous)
     errors = {o.name: o.error for o in outcomes if o.error}
     return {
         "videos": len(videos),
@@ -344,4 +351,5 @@ def plan_videos(
         "dropped_segments": sum(o.dropped_segments for o in outcomes),
         "video_seconds": round(sum(o.duration_s for o in outcomes if not o.error), 2),
         "plan": str(out / layout.VIDEO_PLAN),
+        "set_aside_clips": set_aside,  # clips of an earlier plan, moved out of the clip folders
     }

@@ -115,3 +115,39 @@ def clip_duration(path: Path) -> float | None:
     except VideoError:
         return None
     return facts.duration_s if facts.has_video and facts.duration_s > 0 else None
+
+
+@dataclass(frozen=True)
+class Packet:
+    pts_s: float  # presentation time, on ffmpeg's timeline (the file's start is 0)
+    duration_s: float
+    key: bool
+
+
+def video_packets(path: Path) -> list[Packet]:
+    """The first video stream's packets in decode order, read by ffmpeg without decoding
+    (its framecrc listing, so that the imageio-ffmpeg wheel without ffprobe reads them too)."""
+    out = subprocess.run(
+        [tools().ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
+         "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise VideoError(f"unreadable: {_last_line(out.stderr)}")
+    timebase = re.search(r"^#tb 0: (\d+)/(\d+)", out.stdout, re.MULTILINE)
+    if timebase is None:
+        raise VideoError("no video packets")
+    unit = int(timebase.group(1)) / int(timebase.group(2))
+    packets = []
+    for line in out.stdout.splitlines():
+        if line.startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 6 or fields[0] != "0":
+            continue
+        pts = int(fields[2])
+        if pts == -(2**63):  # no presentation time: nothing to place it by
+            continue
+        flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
+        packets.append(Packet(round(pts * unit, 6), int(fields[3]) * unit, bool(flags & 1)))
+    return packets

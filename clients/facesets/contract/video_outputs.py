@@ -1,0 +1,46 @@
+"""Clips in a video OUT and the plan that holds them: which clips a plan no longer holds (left by
+an earlier plan). The media service sets such clips aside on a re-plan; `facesets video status`
+lists any that are still in place. Clips are named by their segment's uuid.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from facesets.contract import layout
+
+# Clips are named by their segment's uuid; nothing else in a clip folder is touched.
+CLIP_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RESERVED = {layout.VIDEO_FRAMES_DIR, layout.VIDEO_SET_ASIDE_DIR}
+
+
+def clip_folders(out: Path, *plans: dict[str, Any]) -> set[Path]:
+    folders = {out / video["name"] for plan in plans for video in plan.get("videos", [])}
+    for plan in plans:
+        for segment in plan.get("segments", []):
+            folders.add(out / segment["name"])
+            if segment.get("cut"):
+                folders.add(Path(segment["cut"]["clip"]).parent)
+    return {f for f in folders if f.name not in RESERVED}
+
+
+def stale_clips(folders: set[Path], plan: dict[str, Any]) -> list[Path]:
+    """Clips (uuid-named .mp4) in the folders whose id the plan does not hold."""
+    current = {s["id"] for s in plan.get("segments", [])}
+    return sorted(
+        clip
+        for folder in folders
+        if folder.is_dir()
+        for clip in folder.glob("*.mp4")
+        if CLIP_NAME.match(clip.stem) and clip.stem not in current
+    )
+
+
+def unplanned_clips(out: Path, plan: dict[str, Any]) -> list[str]:
+    """Clips in OUT's clip folders that the plan does not hold."""
+    folders = clip_folders(out, plan)
+    if out.is_dir():
+        folders |= {d for d in out.iterdir() if d.is_dir() and d.name not in RESERVED}
+    return [str(clip) for clip in stale_clips(folders, plan)]
