@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from importlib import metadata
 
 import grpc
 
@@ -28,7 +29,15 @@ COMMAND_MODULES = (
     "doctor",
     "age_cmd",
     "store_cmd",
+    "clip_cmd",
 )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("facesets")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug, info, warning or error (default warning)",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument("--version", action="version", version=f"facesets {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         loaded = importlib.import_module(f"facesets.orchestrator.{module}")
