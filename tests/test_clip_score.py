@@ -145,7 +145,7 @@ def test_clip_score_without_torch_equals_open_clip_through_the_service(
     assert not {"torch", "open_clip"} & set(tried_in_service), tried_in_service
 
 
-@pytest.mark.parametrize("ftfy", [True, False], ids=["with-ftfy", "without-ftfy"])
+@pytest.mark.parametrize("ftfy", [True, False], ids=["ftfy-if-installed", "without-ftfy"])
 def test_tokenizer_gives_open_clips_token_ids(ftfy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not ftfy:
         monkeypatch.setitem(sys.modules, "ftfy", None)  # `import ftfy` fails
