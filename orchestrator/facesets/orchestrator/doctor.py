@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -123,8 +124,10 @@ def clip_check(model_root: Path, clip_dir: Path | None, local_level: str) -> Che
         spec_of,
     )
 
-    chosen = {"clip_dir": clip_dir.expanduser().resolve()} if clip_dir else {}
-    spec = spec_of(settings.InferenceSettings(model_root=model_root.expanduser(), **chosen))
+    config = settings.InferenceSettings(model_root=model_root.expanduser())
+    if clip_dir is not None:  # as `serve inference --clip-dir` takes it
+        config = dataclasses.replace(config, clip_dir=clip_dir.expanduser().resolve())
+    spec = spec_of(config)
     folder = spec.export_dir()
     level = WARN if local_level == ERROR else INFO  # occlusion alone needs it
     if not folder.is_dir() or not any(folder.iterdir()):
