@@ -12,10 +12,10 @@ UV_VERSION := 0.13.8
 # The workspace: clients/ (facesets-client), services/ (facesets-services), orchestrator/
 # (the facesets CLI), installed editable from uv.lock with the CPU inference runtime and the
 # development tools. `make install SYNC_EXTRAS=...` picks other extras of the lock.
-SYNC_EXTRAS ?= --extra cpu --extra embedded --extra clip
+SYNC_EXTRAS ?= --extra cpu --extra embedded
 LOCKS := pyproject.toml uv.lock clients/pyproject.toml services/pyproject.toml orchestrator/pyproject.toml
 
-.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps lock
+.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps lock test-clip-export
 
 $(UV):
 	$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION)
@@ -23,6 +23,16 @@ $(UV):
 $(STAMP): $(LOCKS) | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --locked --all-packages $(SYNC_EXTRAS)
 	@touch $(STAMP)
+
+# `facesets clip export` and the tests that compare it with open_clip need torch: a separate
+# environment (.venv-clip), never the default one (torch's default wheel brings CUDA).
+CLIP_VENV := .venv-clip
+$(CLIP_VENV)/.installed: $(LOCKS) | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CLIP_VENV) $(UV) sync -q --locked --all-packages $(SYNC_EXTRAS) --extra clip-export
+	@touch $@
+
+test-clip-export: $(CLIP_VENV)/.installed
+	FACESETS_SHARED=$(abspath $(SHARED)) $(CLIP_VENV)/bin/python -m pytest -q tests/test_clip_score.py
 
 # Re-resolve uv.lock after a change to any pyproject.toml (the lock is committed).
 lock: | $(UV)
@@ -79,4 +89,4 @@ lint-checks:
 	$(PY) -m mypy services orchestrator clients
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist */dist
+	rm -rf $(VENV) $(CLIP_VENV) .pytest_cache build dist */dist

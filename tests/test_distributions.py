@@ -31,10 +31,10 @@ SERVICE_PACKAGES = (
     "facesets.export",
 )
 SERVICE_MODULES = (*SERVICE_PACKAGES, "facesets.serve")
-# The CLI reaches the services' code only to run them here: `facesets serve` (cli.py) and the
-# check of this machine's inference install (doctor.py); both import it when used, so every
-# other command works where the services are not installed.
-CLI_MAY_RUN_SERVICES = {"cli.py", "doctor.py"}
+# The CLI reaches the services' code only to run it on this machine: `facesets serve` (cli.py),
+# the check of this machine's inference install (doctor.py) and `facesets clip export`
+# (clip_cmd.py); each imports it when used, so every other command works without the services.
+CLI_MAY_RUN_SERVICES = {"cli.py", "doctor.py", "clip_cmd.py"}
 HEAVY = ("opencv-python", "scipy", "scikit-learn", "faiss-cpu", "onnxruntime", "insightface")
 
 

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MODEL_PACK, free_port
@@ -56,7 +57,11 @@ def test_doctor_all_good(model_root: Path) -> None:
     assert pack.startswith("OK") and "det_scrfd_2.5g_bnkps.onnx" in pack
     assert "rec_mobilefacenet.onnx" in pack
     assert line_of(lines, "insightface").startswith("OK")
-    assert line_of(lines, "CLIP").startswith("INFO")
+    # no exported CLIP model under the sample model root: a warning with the command to make it
+    clip = line_of(lines, "CLIP")
+    folder = model_root / "clip" / "onnx" / "ViT-L-14--dfn2b_s39b"
+    assert clip.startswith("WARN") and "`facesets occlusion` needs one" in clip
+    assert f"`facesets clip export ViT-L-14 dfn2b_s39b --out {folder}`" in clip
     assert line_of(lines, "ffmpeg").split()[0] in ("OK", "WARN")
     assert not any(line.startswith("ERROR") for line in lines)
 
@@ -144,3 +149,30 @@ def test_doctor_unreachable_inference_service(tmp_path: Path) -> None:
     assert line_of(lines, f"inference at {address}").startswith("ERROR")
     assert "not reachable" in line_of(lines, f"inference at {address}")
     assert not any(line.split(None, 1)[1].startswith("token:") for line in lines)
+
+
+def test_doctor_reports_the_clip_folder_in_use(model_root: Path, tmp_path: Path) -> None:
+    from clip_fixtures import TINY_FOLDER
+
+    ok: dict[str, Any] = {"distributions": {"onnxruntime": "1.32.0"}, "providers": [CPU]}
+    code, lines = doctor(model_root, "--clip-dir", str(TINY_FOLDER), **ok)
+    assert code == 0, lines
+    assert line_of(lines, "CLIP") == (
+        f"OK     CLIP: facesets-small-vocab-clip / tiny-clip.pt in {TINY_FOLDER} (0.3 MB)"
+    )
+    # a folder cut short (no meta.json) is not taken for an export
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "image.onnx").write_bytes(b"x")
+    code, lines = doctor(model_root, "--clip-dir", str(partial), **ok)
+    clip = line_of(lines, "CLIP")
+    assert code == 0 and clip.startswith("WARN") and f"no meta.json in {partial}" in clip
+    assert f"--out {partial}`" in clip
+
+
+def test_version() -> None:
+    from importlib import metadata
+
+    done = run_facesets("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"facesets {metadata.version('facesets')}"

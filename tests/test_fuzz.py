@@ -37,8 +37,8 @@ def test_no_generated_request_crashes_hangs_or_leaks(
     for start in starts:
         start.join()
     try:
-        # The first ClipScore imports torch and looks for the weights (absent here): once, with
-        # time to spare, so that the generated calls meet the answer it then keeps.
+        # The first ClipScore looks for the exported CLIP folder (absent here): once, with time
+        # to spare, so that the generated calls meet the answer it then keeps.
         with grpc.insecure_channel(processes["inference"].address) as channel:
             stub = inference_pb2_grpc.InferenceStub(channel)
             request = inference_pb2.ClipScoreRequest(prompts=["a face"])

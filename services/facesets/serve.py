@@ -107,20 +107,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"free for other work (default: one per usable core, {settings.IMAGE_WORKERS} here)",
     )
     inference.add_argument(
+        "--clip-dir",
+        type=Path,
+        help="the CLIP folder ClipScore runs from, made by `facesets clip export` "
+        "(FACESETS_CLIP_DIR; default CLIP_CACHE/onnx/CLIP_MODEL--CLIP_PRETRAINED)",
+    )
+    inference.add_argument(
         "--clip-model",
-        help="open_clip architecture for ClipScore (FACESETS_CLIP_MODEL; default "
+        help="open_clip architecture of the default CLIP folder (FACESETS_CLIP_MODEL; default "
         f"{settings.CLIP_MODEL})",
     )
     inference.add_argument(
         "--clip-pretrained",
-        help="open_clip pretrained tag or a checkpoint file for ClipScore "
+        help="open_clip pretrained tag or checkpoint file of the default CLIP folder "
         f"(FACESETS_CLIP_PRETRAINED; default {settings.CLIP_PRETRAINED})",
     )
     inference.add_argument(
         "--clip-cache",
         type=Path,
-        help="folder of CLIP weights, their exported ONNX towers and custom architecture "
-        f"configs (model_configs/NAME.json); default MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR}",
+        help="folder holding exported CLIP folders under onnx/ (FACESETS_CLIP_CACHE; default "
+        f"MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR})",
     )
     inference.add_argument(
         "--max-image-pixels",
@@ -250,6 +256,7 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions, roots: Roo
         **({"clip_model": args.clip_model} if args.clip_model else {}),
         **({"clip_pretrained": args.clip_pretrained} if args.clip_pretrained else {}),
         **({"clip_cache": args.clip_cache} if args.clip_cache else {}),
+        **({"clip_dir": args.clip_dir.expanduser().resolve()} if args.clip_dir else {}),
         providers=choice.order,
         max_image_pixels=args.max_image_pixels,
         image_workers=workers,

@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import grpc
 
 from facesets.orchestrator import (
     age_cmd,
+    clip_cmd,
     doctor,
     embed,
     enrich,
@@ -45,6 +47,7 @@ COMMANDS: dict[str, Command] = {
     **doctor.COMMANDS,
     **age_cmd.COMMANDS,
     **store_cmd.COMMANDS,
+    **clip_cmd.COMMANDS,
 }
 SERVE_HELP = "run one service (inference, clustering or export) in the foreground"
 
@@ -71,6 +74,13 @@ def serve_command() -> Command:
     return serve.COMMANDS["serve"]
 
 
+def _version() -> str:
+    try:
+        return metadata.version("facesets")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesets",
@@ -83,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug, info, warning or error (default warning)",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument("--version", action="version", version=f"facesets {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in {"serve": serve_command(), **COMMANDS}.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

@@ -42,6 +42,10 @@ def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> No
         local.add_argument("--model-root", help="folder holding models/PACK (FACESETS_MODEL_ROOT)")
         local.add_argument("--model-pack", help="model pack name (FACESETS_MODEL_PACK)")
         local.add_argument("--providers", help="execution providers in order, e.g. dml,cuda,cpu")
+        local.add_argument(
+            "--clip-dir",
+            help="exported CLIP folder for ClipScore (`facesets clip export`; FACESETS_CLIP_DIR)",
+        )
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ServiceOptions:
     model_root: str | None = None
     model_pack: str | None = None
     providers: str | None = None
+    clip_dir: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
@@ -73,6 +78,7 @@ class ServiceOptions:
             model_root=_flag(args, "model_root"),
             model_pack=_flag(args, "model_pack"),
             providers=_flag(args, "providers"),
+            clip_dir=_flag(args, "clip_dir"),
         )
 
 
@@ -114,6 +120,10 @@ class Services(contextlib.ExitStack):
                 ("--model-root", o.model_root),
                 ("--model-pack", o.model_pack),
                 ("--providers", o.providers),
+                (
+                    "--clip-dir",
+                    str(Path(o.clip_dir).expanduser().resolve()) if o.clip_dir else None,
+                ),
             ):
                 if value:
                     extra += [flag, value]

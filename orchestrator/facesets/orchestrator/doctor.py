@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -120,11 +121,46 @@ def model_pack_check(model_root: Path, pack: str, local_level: str) -> Check:
     return Check(OK, "model pack", f"{pack} in {folder}: {listed}")
 
 
-def clip_check() -> Check:
-    version = _version("open_clip_torch")
-    if version is None:
-        return Check(INFO, "CLIP", "not configured (open_clip_torch not installed)")
-    return Check(INFO, "CLIP", f"open_clip_torch {version} installed; no CLIP model configured")
+def clip_check(model_root: Path, clip_dir: Path | None, local_level: str) -> Check:
+    """The exported CLIP folder a local inference service would score with (`occlusion`)."""
+    from facesets.common import settings
+    from facesets.inference.clip_folder import (
+        ClipUnavailable,
+        export_command,
+        read_meta,
+        spec_of,
+    )
+
+    config = settings.InferenceSettings(model_root=model_root.expanduser())
+    if clip_dir is not None:  # as `serve inference --clip-dir` takes it
+        config = dataclasses.replace(config, clip_dir=clip_dir.expanduser().resolve())
+    spec = spec_of(config)
+    folder = spec.export_dir()
+    level = WARN if local_level == ERROR else INFO  # occlusion alone needs it
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return Check(
+            level,
+            "CLIP",
+            f"no exported CLIP model in {folder}: `facesets occlusion` needs one. Make it on a "
+            f"machine with torch (pip install 'facesets[clip-export]') with "
+            f"`{export_command(spec.model, spec.pretrained, folder)}` and copy the folder here, "
+            "or name another with --clip-dir / FACESETS_CLIP_DIR",
+        )
+    try:
+        meta = read_meta(folder)
+    except ClipUnavailable as error:
+        return Check(
+            level,
+            "CLIP",
+            f"{error}; `facesets occlusion` needs a whole export "
+            f"(`{export_command(spec.model, spec.pretrained, folder)}`)",
+        )
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return Check(
+        OK,
+        "CLIP",
+        f"{meta.get('model')} / {meta.get('pretrained')} in {folder} ({size / 1e6:.1f} MB)",
+    )
 
 
 def ffmpeg_check() -> Check:
@@ -183,9 +219,10 @@ def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Itera
         channel.close()
 
 
-def local_inference_checks(local_level: str) -> Iterator[Check]:
-    """The inference install of this machine, which the embedded default runs on: it comes
-    with the services distribution, which a machine that only calls remote services lacks."""
+def local_inference_checks(args: argparse.Namespace, local_level: str) -> Iterator[Check]:
+    """The inference install of this machine, which the embedded default runs on (runtime,
+    model pack, CLIP folder): it comes with the services distribution, which a machine that
+    only calls remote services lacks."""
     try:
         from facesets.inference.runtime import probe
     except ImportError as missing:
@@ -199,16 +236,16 @@ def local_inference_checks(local_level: str) -> Iterator[Check]:
     install = probe()
     yield from onnxruntime_checks(install, local_level)
     yield insightface_check(install, local_level)
+    model_root = args.model_root or Path(os.environ.get("FACESETS_MODEL_ROOT", SETTINGS.model_root))
+    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", SETTINGS.model_pack)
+    yield model_pack_check(Path(model_root), pack, local_level)
+    yield clip_check(Path(model_root), args.clip_dir, local_level)
 
 
 def checks(args: argparse.Namespace) -> Iterator[Check]:
     remote = bool(args.inference)
     local_level = WARN if remote else ERROR
-    yield from local_inference_checks(local_level)
-    model_root = args.model_root or Path(os.environ.get("FACESETS_MODEL_ROOT", SETTINGS.model_root))
-    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", SETTINGS.model_pack)
-    yield model_pack_check(Path(model_root), pack, local_level)
-    yield clip_check()
+    yield from local_inference_checks(args, local_level)
     yield ffmpeg_check()
     if remote:
         token_file = args.token_file or os.environ.get("FACESETS_TOKEN_FILE")
@@ -224,6 +261,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) of a TLS service")
     parser.add_argument("--model-root", type=Path, help="folder holding models/PACK")
     parser.add_argument("--model-pack", help="model pack name")
+    parser.add_argument(
+        "--clip-dir", type=Path, help="the exported CLIP folder to check (FACESETS_CLIP_DIR)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

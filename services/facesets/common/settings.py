@@ -39,8 +39,9 @@ DETECTOR_NMS_THRESHOLD = 0.4
 RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
 PROVIDER_ORDER = ("dml", "cuda", "cpu")
 # Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a checkpoint
-# file), as the original corpus scripts use. Weights, exported ONNX towers and custom
-# architecture configs live in the CLIP cache folder (default MODEL_ROOT/clip).
+# file), as the original corpus scripts use, exported once by `facesets clip export` to a folder
+# of ONNX towers, tokenizer vocabulary and meta.json (default MODEL_ROOT/clip/onnx/MODEL--TAG);
+# weights and custom architecture configs for the export live in the CLIP cache folder.
 CLIP_MODEL = "ViT-L-14"
 CLIP_PRETRAINED = "dfn2b_s39b"
 CLIP_CACHE_SUBDIR = "clip"
@@ -214,6 +215,13 @@ class InferenceSettings:
             else None
         )
     )  # None: model_root / CLIP_CACHE_SUBDIR
+    clip_dir: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["FACESETS_CLIP_DIR"]).expanduser()
+            if os.environ.get("FACESETS_CLIP_DIR")
+            else None
+        )
+    )  # an exported CLIP folder; None: CACHE/onnx/MODEL--TAG (where `facesets clip export` writes)
 
     @property
     def clip_cache_dir(self) -> Path:

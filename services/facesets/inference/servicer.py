@@ -187,8 +187,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     "numpy",
                     "opencv-python",
                     "grpcio",
-                    "open_clip_torch",
-                    "torch",
+                    "ftfy",
                 )
                 if _version(name) != "not installed"
             },
@@ -204,8 +203,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
             available_providers=list(self.install.available),
             replica=self.replica,
-            clip_model=self.scorer.spec.model,
-            clip_pretrained=self.scorer.spec.pretrained,
+            # once loaded, what the folder was exported from; before, what it is expected to be
+            clip_model=str(self.scorer.loaded_meta.get("model", self.scorer.spec.model)),
+            clip_pretrained=str(
+                self.scorer.loaded_meta.get("pretrained", self.scorer.spec.pretrained)
+            ),
             clip_loaded=bool(self.scorer.loaded_providers),
             clip_providers=self.scorer.loaded_providers,
             clip_unavailable=self.scorer.unavailable,
