@@ -30,10 +30,11 @@ from facesets.contract.clustering import (
     RefineParams,
     RouteParams,
 )
+from facesets.contract.quality import QualityGate
 from services import run_facesets
 
 A, B, C = "George_W_Bush", "Colin_Powell", "Tony_Blair"
-OPEN_GATES = {"min_short": 0.0, "min_blur": 0.0, "min_det_score": 0.0}
+OPEN_GATES = {"gate": QualityGate(min_short=0.0, min_blur=0.0, min_det_score=0.0)}
 
 
 @dataclass

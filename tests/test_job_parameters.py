@@ -19,7 +19,7 @@ from store_fixtures import add_photos, copy_photos, lfw_slice, new_store
 from facesets.client import ClusteringClient, Endpoint, ExportClient
 from facesets.contract import defaults, layout
 from facesets.orchestrator.stages import follow
-from facesets.v1 import clustering_pb2, export_pb2
+from facesets.v1 import clustering_pb2, common_pb2, export_pb2
 from services import ServiceProcess, run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -87,13 +87,14 @@ def manifest(path: Path) -> dict[str, Any]:
 
 
 # --- zero reaches the job ---------------------------------------------------------------------
+ZERO_GATE = common_pb2.QualityGate(min_short=0, min_blur=0, min_det_score=0)
+
+
 def test_refine_gates_set_to_zero_reach_the_job_as_zero(world: World) -> None:
     out = world.fresh("refine_zero")
     world.job(
         "Refine",
-        clustering_pb2.RefineRequest(
-            store=world.store, out=str(out), min_faces=1, min_short=0, min_blur=0, min_det_score=0
-        ),
+        clustering_pb2.RefineRequest(store=world.store, out=str(out), min_faces=1, gate=ZERO_GATE),
     )
     parameters = manifest(out / layout.REFINE_MANIFEST)["parameters"]
     assert (parameters["min_short"], parameters["min_blur"], parameters["min_det_score"]) == (
@@ -126,9 +127,7 @@ def test_route_gates_set_to_zero_reach_the_job_as_zero(world: World) -> None:
             store=world.store,
             facesets_dir=str(out),
             min_faces=2,
-            min_short=0,
-            min_blur=0,
-            min_det_score=0,
+            gate=ZERO_GATE,
         ),
     )
     assert summary["faces_below_quality_gate"] == 0  # nothing fails a gate of zero
@@ -235,7 +234,12 @@ NAN, INF = math.nan, math.inf
 BAD = [
     ("Cluster", clustering_pb2.ClusterRequest, {"threshold": NAN}, "threshold"),
     ("Cluster", clustering_pb2.ClusterRequest, {"threshold": 2.5}, "threshold"),
-    ("Refine", clustering_pb2.RefineRequest, {"min_blur": -1}, "min_blur"),
+    (
+        "Refine",
+        clustering_pb2.RefineRequest,
+        {"gate": common_pb2.QualityGate(min_blur=-1)},
+        "min_blur",
+    ),
     ("Refine", clustering_pb2.RefineRequest, {"min_faces": 0}, "min_faces"),
     ("Refine", clustering_pb2.RefineRequest, {"merge_threshold": INF}, "merge_threshold"),
     ("Extend", clustering_pb2.ExtendRequest, {"threshold": -0.1}, "threshold"),
@@ -259,7 +263,12 @@ BAD = [
         "confident_similarity",
     ),
     ("Route", clustering_pb2.RouteRequest, {"match_threshold": 3.0}, "match_threshold"),
-    ("Route", clustering_pb2.RouteRequest, {"min_det_score": 1.5}, "min_det_score"),
+    (
+        "Route",
+        clustering_pb2.RouteRequest,
+        {"gate": common_pb2.QualityGate(min_det_score=1.5)},
+        "min_det_score",
+    ),
     ("ExportSwap", export_pb2.ExportSwapRequest, {"pad_ratio": -0.5}, "pad_ratio"),
     ("ExportSwap", export_pb2.ExportSwapRequest, {"out_size": 8}, "out_size"),
     ("ExportSwap", export_pb2.ExportSwapRequest, {"top_n": 0}, "top_n"),

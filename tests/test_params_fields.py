@@ -7,10 +7,11 @@ import dataclasses
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message_factory import GetMessageClass
 
 from facesets.contract import clustering
 from facesets.contract.export import DedupOptimizeParams, ExportSwapParams, OcclusionParams
-from facesets.contract.fields import LinkMode, request_fields
+from facesets.contract.fields import LinkMode, Params, request_fields
 from facesets.contract.video import VideoCutParams, VideoPlanParams
 from facesets.v1 import clustering_pb2, export_pb2
 
@@ -47,13 +48,26 @@ def test_every_optional_request_field_is_a_params_field(params, request_type):
 @pytest.mark.parametrize("params, request_type", PAIRS, ids=lambda p: p.__name__)
 def test_parameters_survive_their_request(params, request_type):
     """Every field the request declares, changed from its default, comes back as sent."""
+    sent = _changed(params, request_type)
+    assert sent != params()
+    request = request_type(**request_fields(sent, request_type))
+    assert params.from_request(request) == sent
+    assert params.from_request(request_type()) == params()
+
+
+def _changed(params, request_type):
+    """A params object with every field the request declares changed from its default (the
+    fields of a parameter group inside their own message)."""
     declared = request_type.DESCRIPTOR.fields_by_name
     changed = {}
     for field in dataclasses.fields(params):
         if field.name not in declared:
             continue
         default = getattr(params(), field.name)
-        if isinstance(default, bool):
+        if isinstance(default, Params):
+            group = GetMessageClass(declared[field.name].message_type)
+            changed[field.name] = _changed(type(default), group)
+        elif isinstance(default, bool):
             changed[field.name] = not default
         elif field.name == "link_mode":
             changed[field.name] = LinkMode.COPY
@@ -65,8 +79,4 @@ def test_parameters_survive_their_request(params, request_type):
             changed[field.name] = (*default, "a face behind a hand")
         else:  # in every float's range, and exact in the proto's float32
             changed[field.name] = 0.5 if default == 0.25 else 0.25
-    sent = params(**changed)
-    assert sent != params()
-    request = request_type(**request_fields(sent, request_type))
-    assert params.from_request(request) == sent
-    assert params.from_request(request_type()) == params()
+    return params(**changed)

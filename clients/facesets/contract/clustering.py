@@ -20,7 +20,6 @@ from facesets.contract.fields import (
     FRACTION,
     NON_NEGATIVE,
     POSITIVE_COUNT,
-    SCORE,
     InvalidParameter,
     LinkMode,
     Params,
@@ -29,6 +28,7 @@ from facesets.contract.fields import (
     described,
     request_fields,
 )
+from facesets.contract.quality import QualityGate
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 
@@ -70,21 +70,7 @@ class RefineParams(Params):
         POSITIVE_COUNT,
         "unique photos a faceset needs",
     )
-    min_short: float = bounded(
-        float(defaults.QUALITY_MIN_SHORT),
-        NON_NEGATIVE,
-        "quality gate: smallest face short edge, pixels",
-    )
-    min_blur: float = bounded(
-        defaults.QUALITY_MIN_BLUR,
-        NON_NEGATIVE,
-        "quality gate: smallest sharpness of the face",
-    )
-    min_det_score: float = bounded(
-        defaults.QUALITY_MIN_DET_SCORE,
-        SCORE,
-        "quality gate: smallest detector score",
-    )
+    gate: QualityGate = field(default_factory=QualityGate)
     outlier_min_cluster: int = bounded(
         defaults.REFINE_OUTLIER_MIN_CLUSTER,
         COUNT,
@@ -184,21 +170,7 @@ class RouteParams(Params):
         POSITIVE_COUNT,
         "unique photos a faceset needs",
     )
-    min_short: float = bounded(
-        float(defaults.QUALITY_MIN_SHORT),
-        NON_NEGATIVE,
-        "quality gate: smallest face short edge, pixels",
-    )
-    min_blur: float = bounded(
-        defaults.QUALITY_MIN_BLUR,
-        NON_NEGATIVE,
-        "quality gate: smallest sharpness of the face",
-    )
-    min_det_score: float = bounded(
-        defaults.QUALITY_MIN_DET_SCORE,
-        SCORE,
-        "quality gate: smallest detector score",
-    )
+    gate: QualityGate = field(default_factory=QualityGate)
     outlier_threshold: float = bounded(
         defaults.REFINE_OUTLIER_THRESHOLD,
         COSINE_DISTANCE,
@@ -264,21 +236,7 @@ class AgeSplitParams(Params):
         COUNT,
         "a fragment's dominant year within this many years of its anchor's",
     )
-    min_short: float = bounded(
-        float(defaults.QUALITY_MIN_SHORT),
-        NON_NEGATIVE,
-        "quality gate: smallest face short edge, pixels",
-    )
-    min_blur: float = bounded(
-        defaults.QUALITY_MIN_BLUR,
-        NON_NEGATIVE,
-        "quality gate: smallest sharpness of the face",
-    )
-    min_det_score: float = bounded(
-        defaults.QUALITY_MIN_DET_SCORE,
-        SCORE,
-        "quality gate: smallest detector score",
-    )
+    gate: QualityGate = field(default_factory=QualityGate)
     dry_run: bool = described(False, "report what would change without changing anything")
 
 
@@ -340,21 +298,7 @@ class DiscoverParams(Params):
         POSITIVE_COUNT,
         "unique photos a faceset needs",
     )
-    min_short: float = bounded(
-        float(defaults.QUALITY_MIN_SHORT),
-        NON_NEGATIVE,
-        "quality gate: smallest face short edge, pixels",
-    )
-    min_blur: float = bounded(
-        defaults.QUALITY_MIN_BLUR,
-        NON_NEGATIVE,
-        "quality gate: smallest sharpness of the face",
-    )
-    min_det_score: float = bounded(
-        defaults.QUALITY_MIN_DET_SCORE,
-        SCORE,
-        "quality gate: smallest detector score",
-    )
+    gate: QualityGate = field(default_factory=QualityGate)
     cannot_link: bool = defaults.CANNOT_LINK
     dry_run: bool = described(False, "report what would change without changing anything")
 

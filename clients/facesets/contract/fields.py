@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from facesets.v1 import clustering_pb2
 
@@ -162,6 +163,9 @@ class Params:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]  # a dataclass subclass
             value = getattr(self, field.name)
+            if isinstance(value, Params):  # a parameter group: its fields, flat
+                out.update(value.recorded())
+                continue
             if isinstance(value, LinkMode):
                 value = value.value
             elif isinstance(value, tuple):
@@ -184,6 +188,10 @@ def given_fields(params_type: type, request: Message) -> dict[str, Any]:
         if proto is None or (proto.has_presence and not request.HasField(field.name)):
             continue
         value = getattr(request, field.name)
+        group = _group_type(field)
+        if group is not None:  # a parameter group, sent as a message of its own
+            given[field.name] = group(**given_fields(group, value))
+            continue
         if not proto.has_presence and not value:
             continue
         if proto.is_repeated:
@@ -202,9 +210,24 @@ def request_fields(params: Any, request_type: type[Message]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
-        if field.name in declared and value is not None:
+        if field.name not in declared or value is None:
+            continue
+        if isinstance(value, Params):
+            message_type = declared[field.name].message_type
+            assert message_type is not None, f"{field.name} is a parameter group, not a message"
+            group = GetMessageClass(message_type)  # type: ignore[arg-type]  # upb and Python descriptors are one type at run time
+            fields[field.name] = group(**request_fields(value, group))
+        else:
             fields[field.name] = value.to_proto() if isinstance(value, LinkMode) else value
     return fields
+
+
+def _group_type(field: dataclasses.Field[Any]) -> type[Params] | None:
+    """The Params class of a parameter-group field (one with a default factory), else None."""
+    if field.default_factory is dataclasses.MISSING:
+        return None
+    made = field.default_factory()
+    return type(made) if isinstance(made, Params) else None
 
 
 def _link_mode(enum: str, value: int) -> LinkMode:

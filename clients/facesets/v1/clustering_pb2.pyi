@@ -285,16 +285,14 @@ class ClusterRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class RefineRequest(_message.Message):
-    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
+    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "gate", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MERGE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MIN_FACES_FIELD_NUMBER: _ClassVar[int]
-    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
-    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
-    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
@@ -303,12 +301,10 @@ class RefineRequest(_message.Message):
     merge_threshold: float
     outlier_threshold: float
     min_faces: int
-    min_short: float
-    min_blur: float
-    min_det_score: float
+    gate: _common_pb2.QualityGate
     link_mode: LinkMode
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class ExtendRequest(_message.Message):
     __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode", "cannot_link")
@@ -351,16 +347,14 @@ class ConsolidateRequest(_message.Message):
     def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "link_mode", "cannot_link")
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "gate", "link_mode", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     MATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MIN_FACES_FIELD_NUMBER: _ClassVar[int]
-    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
-    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
-    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
@@ -369,12 +363,10 @@ class RouteRequest(_message.Message):
     match_threshold: float
     cluster_threshold: float
     min_faces: int
-    min_short: float
-    min_blur: float
-    min_det_score: float
+    gate: _common_pb2.QualityGate
     link_mode: LinkMode
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class AgeProbeRequest(_message.Message):
     __slots__ = ("store", "export_dir", "faceset", "sub_threshold", "anchor_min_faces", "era_years")
@@ -393,7 +385,7 @@ class AgeProbeRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., sub_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ...) -> None: ...
 
 class AgeSplitRequest(_message.Message):
-    __slots__ = ("store", "export_dir", "faceset", "dry_run", "recover_threshold", "tighten_threshold", "sub_threshold", "join_threshold", "anchor_min_faces", "era_years", "min_short", "min_blur", "min_det_score")
+    __slots__ = ("store", "export_dir", "faceset", "dry_run", "recover_threshold", "tighten_threshold", "sub_threshold", "join_threshold", "anchor_min_faces", "era_years", "gate")
     STORE_FIELD_NUMBER: _ClassVar[int]
     EXPORT_DIR_FIELD_NUMBER: _ClassVar[int]
     FACESET_FIELD_NUMBER: _ClassVar[int]
@@ -404,9 +396,7 @@ class AgeSplitRequest(_message.Message):
     JOIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_MIN_FACES_FIELD_NUMBER: _ClassVar[int]
     ERA_YEARS_FIELD_NUMBER: _ClassVar[int]
-    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
-    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
-    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
     store: str
     export_dir: str
     faceset: str
@@ -417,10 +407,8 @@ class AgeSplitRequest(_message.Message):
     join_threshold: float
     anchor_min_faces: int
     era_years: int
-    min_short: float
-    min_blur: float
-    min_det_score: float
-    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., dry_run: _Optional[bool] = ..., recover_threshold: _Optional[float] = ..., tighten_threshold: _Optional[float] = ..., sub_threshold: _Optional[float] = ..., join_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ...) -> None: ...
+    gate: _common_pb2.QualityGate
+    def __init__(self, store: _Optional[str] = ..., export_dir: _Optional[str] = ..., faceset: _Optional[str] = ..., dry_run: _Optional[bool] = ..., recover_threshold: _Optional[float] = ..., tighten_threshold: _Optional[float] = ..., sub_threshold: _Optional[float] = ..., join_threshold: _Optional[float] = ..., anchor_min_faces: _Optional[int] = ..., era_years: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ...) -> None: ...
 
 class TrustedFolder(_message.Message):
     __slots__ = ("label", "folder")
@@ -455,7 +443,7 @@ class ImportFoldersRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., export: _Optional[str] = ..., trusted: _Optional[_Iterable[_Union[TrustedFolder, _Mapping]]] = ..., mixed: _Optional[_Iterable[str]] = ..., first_number: _Optional[int] = ..., first_pass_threshold: _Optional[float] = ..., second_pass_threshold: _Optional[float] = ..., match_threshold: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DiscoverRequest(_message.Message):
-    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "min_short", "min_blur", "min_det_score", "dry_run", "cannot_link")
+    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "gate", "dry_run", "cannot_link")
     STORE_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
@@ -463,9 +451,7 @@ class DiscoverRequest(_message.Message):
     CLUSTER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MIN_FACES_FIELD_NUMBER: _ClassVar[int]
-    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
-    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
-    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     store: str
@@ -475,12 +461,10 @@ class DiscoverRequest(_message.Message):
     cluster_threshold: float
     outlier_threshold: float
     min_faces: int
-    min_short: float
-    min_blur: float
-    min_det_score: float
+    gate: _common_pb2.QualityGate
     dry_run: bool
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class StoreCheck(_message.Message):
     __slots__ = ("name", "ok", "detail")

@@ -147,3 +147,13 @@ class JobDone(_message.Message):
     summary_json: str
     manifest_path: str
     def __init__(self, summary_json: _Optional[str] = ..., manifest_path: _Optional[str] = ...) -> None: ...
+
+class QualityGate(_message.Message):
+    __slots__ = ("min_short", "min_blur", "min_det_score")
+    MIN_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_BLUR_FIELD_NUMBER: _ClassVar[int]
+    MIN_DET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    min_short: float
+    min_blur: float
+    min_det_score: float
+    def __init__(self, min_short: _Optional[float] = ..., min_blur: _Optional[float] = ..., min_det_score: _Optional[float] = ...) -> None: ...

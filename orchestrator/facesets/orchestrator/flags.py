@@ -1,7 +1,8 @@
 """Command-line flags built from the contract's parameters classes, so a parameter is declared
 once: its name, type, default, range and help text come from its field (contract/fields.py).
 
-A field `min_blur` becomes `--min-blur`; a switch that is off by default (`dry_run`) becomes
+A field `min_faces` becomes `--min-faces`; a parameter group (the quality gate) gives the
+flags of its own fields; a switch that is off by default (`dry_run`) becomes
 `--dry-run`; `cannot_link` (on by default) becomes `--allow-same-photo`, its inverse; a link
 mode offers its choices; a tuple of texts takes one or more values.
 """
@@ -13,7 +14,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-from facesets.contract.fields import LINK_MODE_HELP, LinkMode, help_of
+from facesets.contract.fields import LINK_MODE_HELP, LinkMode, Params, help_of
 
 P = TypeVar("P")
 
@@ -47,7 +48,9 @@ def add_params_flags(
             continue
         default = _default(field)
         flag = f"--{field.name.replace('_', '-')}"
-        if field.name == "link_mode":
+        if isinstance(default, Params):
+            add_params_flags(parser, type(default), skip, keep_link_mode)
+        elif field.name == "link_mode":
             parser.add_argument(
                 flag,
                 choices=[mode.value for mode in LinkMode],
@@ -93,7 +96,10 @@ def params_from_args(
     for field in dataclasses.fields(params_type):  # type: ignore[arg-type]  # a dataclass type
         if field.name in skip or field.name in given:
             continue
-        if field.name == "cannot_link":
+        default = _default(field)
+        if isinstance(default, Params):
+            values[field.name] = params_from_args(type(default), args, skip)
+        elif field.name == "cannot_link":
             values["cannot_link"] = not getattr(args, ALLOW_SAME_PHOTO)
         elif field.name == "link_mode":
             mode = LinkMode(args.link_mode)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.eras import (
     ERA_NAME,
@@ -54,7 +55,6 @@ from facesets.clustering.jobs.eras import (
     subclusters,
     year_spread,
 )
-from facesets.clustering.jobs.facesets import QualityGate
 from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
@@ -73,6 +73,7 @@ from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import AgeSplitParams
+from facesets.contract.quality import QualityGate
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -110,7 +111,7 @@ def _recover(
     if under.size == 0:
         return under, {"under_roots": 0, "within": 0, "passed_gate": 0}
     near = under[1.0 - table.embedding[under] @ centroid <= threshold]
-    good = near[gate.passes(table, near)] if near.size else near
+    good = near[quality.passes(gate, table, near)] if near.size else near
     return good, {
         "under_roots": int(under.size),
         "within": int(near.size),
@@ -268,7 +269,7 @@ def age_split(
     years_by_photo = photo_years(photos)
     report(progress, "load", 1, 1)
 
-    gate = QualityGate(params.min_short, params.min_blur, params.min_det_score)
+    gate = params.gate
     seed_rows = curated_rows(curated, table, usable)
     seed = centroid_of(table.embedding[seed_rows])
     folders = list(previous.get("roots", curated.roots)) if extend else curated.roots

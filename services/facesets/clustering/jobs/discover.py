@@ -16,9 +16,10 @@ from typing import Any
 
 import structlog
 
-from facesets.clustering import gate_counts, linkage
+from facesets.clustering import linkage
+from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
-from facesets.clustering.jobs.facesets import QualityGate, faceset_entry
+from facesets.clustering.jobs.facesets import faceset_entry
 from facesets.clustering.jobs.identities import (
     ExportView,
     new_identities,
@@ -87,9 +88,8 @@ def discover(
 
     # 2. Clustered at the cluster threshold; refine's gates in each cluster (the core route
     # shares).
-    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
-    passes = gate.passes(table, unknown)
-    by_test = gate_counts.quality_removed(table, unknown, p.min_short, p.min_blur, p.min_det_score)
+    passes = quality.passes(p.gate, table, unknown)
+    by_test = quality.removed(p.gate, table, unknown)
     below_gate = int(unknown.size - int(passes.sum()))
     found = new_identities(
         table,
@@ -109,7 +109,7 @@ def discover(
         | {"discovered_under": str(root), "markers": {layout.DISCOVERED_MARKER: marker}}
         for number, group in enumerate(found.groups, start=first)
     ]
-    gates = gate_counts.summary(
+    gates = quality.summary(
         "discover",
         table,
         unknown,
@@ -117,13 +117,9 @@ def discover(
         outliers=found.outliers,
         cluster_size=found.unassigned - found.outliers - below_gate,
         kept=sum(len(g) for g in found.groups),
-        parameters={
-            "min_short": p.min_short,
-            "min_blur": p.min_blur,
-            "min_det_score": p.min_det_score,
-            "outlier_threshold": p.outlier_threshold,
-            "min_faces": p.min_faces,
-        },
+        gate=p.gate,
+        outlier_threshold=p.outlier_threshold,
+        min_faces=p.min_faces,
     )
     # Facesets an earlier run planned whose export did not finish: the export is resumed.
     unexported = [e["name"] for e in facesets if e["name"] not in view.canonical]

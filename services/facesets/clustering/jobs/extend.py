@@ -18,8 +18,9 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
+from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
-from facesets.clustering.jobs.facesets import QualityGate, faceset_files
+from facesets.clustering.jobs.facesets import faceset_files
 from facesets.clustering.jobs.job import (
     JobError,
     JobOutcome,
@@ -163,8 +164,8 @@ def _extend_refine(
     for ids in manifest.get("rejected", {}).values():
         held.update(int(f) for f in ids)
     candidates = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
-    gate = QualityGate.from_parameters(manifest.get("parameters", {}))
-    good = candidates[gate.passes(table, candidates)] if candidates.size else candidates
+    gate = quality.recorded_gate(manifest.get("parameters", {}))
+    good = candidates[quality.passes(gate, table, candidates)] if candidates.size else candidates
     centroids = normalise(
         np.array([entry["centroid"] for entry in facesets], dtype=np.float32).reshape(
             len(facesets), table.embedding.shape[1]

@@ -1,12 +1,9 @@
-"""What makes a faceset, shared by the jobs that write facesets: the quality gate, a faceset's
-manifest entry and the files it names."""
+"""What makes a faceset, shared by the jobs that write facesets: a faceset's manifest entry
+and the files it names (the quality gate: quality.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from facesets.clustering.jobs.job import (
     Photos,
@@ -16,31 +13,6 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.materialize import add_file
 from facesets.clustering.store import FaceTable
 from facesets.contract import layout
-from facesets.contract.clustering import RefineParams
-
-
-@dataclass(frozen=True)
-class QualityGate:
-    min_short: float
-    min_blur: float
-    min_det_score: float
-
-    def passes(self, table: FaceTable, rows: np.ndarray) -> np.ndarray:
-        return (
-            (table.face_short[rows] >= self.min_short)
-            & (table.blur[rows] >= self.min_blur)
-            & (table.det_score[rows] >= self.min_det_score)
-        )
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, Any]) -> QualityGate:
-        """The gate a refine manifest records (refine's defaults where it records none)."""
-        default = RefineParams()
-        return cls(
-            min_short=float(parameters.get("min_short", default.min_short)),
-            min_blur=float(parameters.get("min_blur", default.min_blur)),
-            min_det_score=float(parameters.get("min_det_score", default.min_det_score)),
-        )
 
 
 def faceset_entry(number: int, face_ids: list[int], table: FaceTable) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from facesets.clustering import gate_counts, linkage
+from facesets.clustering import linkage
+from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.facesets import (
-    QualityGate,
     faceset_entry,
     faceset_files,
 )
@@ -57,7 +57,6 @@ def refine(
     p = params or RefineParams()
     link_mode = p.link_mode.value
     out = Path(out)
-    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
     emb = table.embedding[rows]
@@ -77,8 +76,8 @@ def refine(
     }
     report(progress, "refine", 1, 4)
 
-    passed = gate.passes(table, rows)
-    by_test = gate_counts.quality_removed(table, rows, p.min_short, p.min_blur, p.min_det_score)
+    passed = quality.passes(p.gate, table, rows)
+    by_test = quality.removed(p.gate, table, rows)
     quality_rejected = sorted_ids(face_ids[~passed])
     labels = np.where(passed, labels, -1)
     report(progress, "refine", 2, 4)
@@ -103,19 +102,7 @@ def refine(
     report(progress, "refine", 4, 4)
 
     facesets = [faceset_entry(n, ids, table) for n, ids in enumerate(kept, start=1)]
-    parameters = {
-        "initial_threshold": float(p.initial_threshold),
-        "merge_threshold": float(p.merge_threshold),
-        "outlier_threshold": float(p.outlier_threshold),
-        "outlier_min_cluster": int(p.outlier_min_cluster),
-        "min_faces": int(p.min_faces),
-        "min_short": float(p.min_short),
-        "min_blur": float(p.min_blur),
-        "min_det_score": float(p.min_det_score),
-        "link_mode": link_mode,
-        "cannot_link": p.cannot_link,
-        "lookalike_margin": float(p.lookalike_margin),
-    }
+    parameters = p.recorded()
     lookalikes = lookalike_pairs(facesets, p.merge_threshold + p.lookalike_margin)
     removed = {
         "merged_clusters": int(merged_clusters),
@@ -124,15 +111,17 @@ def refine(
         "small_clusters": small_clusters,
         "small_cluster_faces": len(small),
     }
-    gates = gate_counts.summary(
+    gates = quality.summary(
         "refine",
         table,
         rows,
         by_test,
+        gate=p.gate,
+        outlier_threshold=p.outlier_threshold,
+        min_faces=p.min_faces,
         outliers=len(outliers),
         cluster_size=len(small),
         kept=sum(len(ids) for ids in kept),
-        parameters=parameters,
     )
     payload = {
         "command": "refine",

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import structlog
 
-from facesets.clustering import gate_counts, linkage
+from facesets.clustering import linkage
+from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
-from facesets.clustering.jobs.facesets import QualityGate, faceset_entry, faceset_files
+from facesets.clustering.jobs.facesets import faceset_entry, faceset_files
 from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
@@ -69,16 +70,15 @@ def route(
 
     held = {int(f) for entry in facesets for f in entry["face_ids"]}
     wanted_photos = set(sha256)
-    gate = QualityGate(p.min_short, p.min_blur, p.min_det_score)
     ids = table.face_id[rows]
     in_scope = np.array(
         [(not wanted_photos or table.sha256[r] in wanted_photos) for r in rows], dtype=bool
     ).reshape(-1)
     unheld = ~np.isin(ids, np.fromiter(held, dtype=np.int64, count=len(held)))
     scoped = rows[in_scope & unheld]
-    passing = scoped[gate.passes(table, scoped)] if scoped.size else scoped
+    passing = scoped[quality.passes(p.gate, table, scoped)] if scoped.size else scoped
     below_gate = int(scoped.size - passing.size)
-    by_test = gate_counts.quality_removed(table, scoped, p.min_short, p.min_blur, p.min_det_score)
+    by_test = quality.removed(p.gate, table, scoped)
 
     # 1. Faces of known identities join them.
     matched: dict[int, list[int]] = {}
@@ -130,22 +130,17 @@ def route(
     faces_kept = sum(len(v) for v in matched.values()) + sum(
         len(e["face_ids"]) for e in new_entries
     )
-    thresholds = {
-        "min_short": p.min_short,
-        "min_blur": p.min_blur,
-        "min_det_score": p.min_det_score,
-        "outlier_threshold": p.outlier_threshold,
-        "min_faces": p.min_faces,
-    }
-    gates = gate_counts.summary(
+    gates = quality.summary(
         "route",
         table,
         scoped,
         by_test,
+        gate=p.gate,
+        outlier_threshold=p.outlier_threshold,
+        min_faces=p.min_faces,
         outliers=outliers,
         cluster_size=unassigned - outliers,
         kept=faces_kept,
-        parameters=thresholds,
     )
     payload = {
         **manifest,
@@ -155,13 +150,7 @@ def route(
         "model": model_identity(store),
         "parameters": manifest.get(
             "parameters",
-            {
-                "min_faces": int(p.min_faces),
-                "min_short": float(p.min_short),
-                "min_blur": float(p.min_blur),
-                "min_det_score": float(p.min_det_score),
-                "link_mode": link_mode,
-            },
+            {"min_faces": int(p.min_faces), **p.gate.recorded(), "link_mode": link_mode},
         ),
         "missing_sources": photos.missing_report(),
     }
