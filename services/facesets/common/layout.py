@@ -53,6 +53,7 @@ MASKED_DIR = "_masked"  # OUT/_masked/faceset_NNN/: facesets mostly occluded
 THIN_DIR = "_thin"
 MERGED_RUNS_DIR = ".runs"  # OUT/_merged/.runs/<run>/: the manifests a merge rewrote, as were
 MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
+MAINTENANCE_JOURNAL = ".maintenance-journal.json"  # OUT/...: a restore under way, for recovery
 AGE_EXTEND_RUNS = "age_extend_runs"  # top-level manifest key: a block per `age extend` that wrote
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from facesets.export.crops import load_image_oriented
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import dedup, merge, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
+from facesets.export.maintenance.report_refresh import refresh_report
 from facesets.export.params import ExportSwapParams
 from facesets.export.records import (
     FaceRow,
@@ -267,7 +268,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params: occlusion.OcclusionParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
             scorer = ClipScoreScorer(inference)
-            return occlusion.occlusion_filter(out, params, scorer, progress=progress).summary()
+            outcome = occlusion.occlusion_filter(out, params, scorer, progress=progress)
+            return refresh_report(out, outcome.summary())
 
         yield from self._inference_job(
             context,
@@ -291,7 +293,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             run = dedup.dedup_optimize(
                 out, params, faces.count_faces, faces.embed, progress=progress
             )
-            return dedup.summary(run, params.dry_run)
+            return refresh_report(out, dedup.summary(run, params.dry_run))
 
         yield from self._inference_job(
             context,
@@ -313,7 +315,9 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = merge.MergeParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        yield from locked_job(context, out, lambda progress: merge.merge(out, params).summary())
+        yield from locked_job(
+            context, out, lambda progress: refresh_report(out, merge.merge(out, params).summary())
+        )
 
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
@@ -341,11 +345,12 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 if chosen is None:
                     return {"runs": [], "restored": [], "conflicts": [], "note": "nothing to undo"}
             outcome = restore.restore(out, run_id=chosen, faceset=faceset)
-            return {
+            found = {
                 "runs": outcome.runs,
                 "restored": outcome.restored,
                 "conflicts": outcome.conflicts,
             }
+            return refresh_report(out, found)
 
         yield from locked_job(context, out, lambda progress: job())
 

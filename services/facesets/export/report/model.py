@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from facesets.common import layout, settings
+from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative
 
 log = structlog.get_logger(__name__)
 
@@ -160,22 +161,22 @@ class ReportModel:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A manifest as a dict; {} (and a warning) when it is missing or unreadable."""
+def read_manifest(out: Path, rel: str) -> dict[str, Any]:
+    """A manifest inside OUT as a dict; {} (and a warning) when it is missing or unreadable.
+    No symbolic link is followed on the way (a SymlinkRefusedError says where one lies)."""
     try:
-        payload = layout.read_json(path, default={})
+        payload = Beneath(out).read_json(rel, default={})
+    except SymlinkRefusedError:
+        raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        log.warning("report.manifest_unreadable", path=str(path), error=str(exc))
+        log.warning("report.manifest_unreadable", path=str(out / rel), error=str(exc))
         return {}
     return payload if isinstance(payload, dict) else {}
 
 
-def _inside(out: Path, rel: Any) -> Path | None:
-    """OUT/rel when it lies inside OUT: a manifest names nothing beyond the export."""
-    if not isinstance(rel, str) or not rel:
-        return None
-    path = (out / rel).resolve()
-    return path if path.is_relative_to(out.resolve()) else None
+def _inside(rel: Any) -> str | None:
+    """`rel` when it is a plain path inside OUT: a manifest names nothing beyond the export."""
+    return rel if is_relative(rel) else None
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -292,8 +293,8 @@ def _entry(
     out: Path, kind: PartitionKind | None, key: str, name: str, entry: Mapping[str, Any]
 ) -> Entry:
     manifest_rel = entry.get("manifest") or f"{entry.get('dir') or name}/{layout.FACESET_MANIFEST}"
-    manifest_path = _inside(out, manifest_rel)
-    detail = read_manifest(manifest_path) if manifest_path else {}
+    manifest_path = _inside(manifest_rel)
+    detail = read_manifest(out, manifest_path) if manifest_path else {}
     counts = entry.get("counts") or detail.get("counts") or {}
     counts = counts if isinstance(counts, Mapping) else {}
     crops = _crops(entry, detail)
@@ -394,7 +395,7 @@ def _lookalikes(top: Mapping[str, Any]) -> list[LookalikePair] | None:
 def read_model(out: Path) -> ReportModel:
     """The report's content for the export in `out`; ReportError when there is no export."""
     out = Path(out).absolute()
-    top = read_manifest(out / layout.EXPORT_MANIFEST)
+    top = read_manifest(out, layout.EXPORT_MANIFEST)
     known = {k: kind for kind in PARTITIONS for k in (kind.key, *kind.aliases)}
     explanation = next((top[k] for k in EXPLANATION_KEYS if top.get(k)), None)
     partitions: list[Partition] = []
