@@ -16,6 +16,7 @@ import numpy as np
 import structlog
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.common.beneath import Beneath
 from facesets.common.folder_lock import run_locked
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.layout import read_json
@@ -185,6 +186,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         inference: InferenceClient,
         progress: ProgressFn,
     ) -> dict[str, Any]:
+        # A symbolic link inside OUT is refused before any face is read (swap checks again).
+        Beneath(paths.out).refuse_links()
         specs = read_refine_manifest(paths.refine_manifest)
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
         candidate_ids = singleton_face_ids(paths.raw_manifest) if paths.raw_manifest else []

@@ -29,7 +29,9 @@ class RestoreOutcome:
 def last_run(out: Path, kind: str) -> str | None:
     """The newest run of `kind` with a move not yet restored."""
     recorded = runs.runs_of(runs.read_manifest(Path(out).absolute()))
-    for raw, moves in reversed(_parse(recorded)):
+    for raw, moves, error in reversed(_parse(recorded)):
+        if error and raw.get("kind", kind) == kind:
+            raise _unusable(error)
         if raw.get("kind") == kind and any(not m.restored for m in moves):
             return str(raw["id"])
     return None
@@ -70,31 +72,38 @@ def _overlap(a: Claim, b: Claim) -> bool:
     )
 
 
-def _parse(recorded: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[Move]]]:
-    parsed = []
+Parsed = tuple[dict[str, Any], list[Move], str | None]  # a run, its moves, why it is unusable
+
+
+def _parse(recorded: list[dict[str, Any]]) -> list[Parsed]:
+    """Every recorded run with its moves; a run whose moves leave the export (or are not
+    moves) is kept with the reason, and refuses any restore it would take part in."""
+    parsed: list[Parsed] = []
     for raw in recorded:
         if not isinstance(raw, dict):
-            raise ExportError(f"a maintenance run is not an object: {raw!r}; nothing was restored")
+            parsed.append(({}, [], f"a maintenance run is not an object: {raw!r}"))
+            continue
         try:
-            moves = [Move.from_dict(m) for m in raw.get("moves", [])]
-        except UnsafePathError as error:
-            raise ExportError(
-                f"maintenance run {raw.get('id')!r}: {error}; nothing was restored"
-            ) from None
-        parsed.append((raw, moves))
+            parsed.append((raw, [Move.from_dict(m) for m in raw.get("moves", [])], None))
+        except (UnsafePathError, KeyError, TypeError, ValueError) as error:
+            parsed.append((raw, [], f"maintenance run {raw.get('id')!r}: {error}"))
     return parsed
 
 
-def _check_later_runs(
-    out: Path, parsed: list[tuple[dict[str, Any], list[Move]]], chosen: list[_Chosen]
-) -> None:
+def _unusable(error: str) -> ExportError:
+    return ExportError(f"{error}; nothing was restored")
+
+
+def _check_later_runs(out: Path, parsed: list[Parsed], chosen: list[_Chosen]) -> None:
     """Refuse when a later run, not put back too, moved files this restore would put back or
     rewrite (its records would silently go): that run is named, to be restored first."""
     picked = {c.index: {id(m) for m in c.picked} for c in chosen}
     for item in chosen:
         mine = [claim for m in item.picked for claim in _claims(m)]
         for index in range(item.index + 1, len(parsed)):
-            later, moves = parsed[index]
+            later, moves, error = parsed[index]
+            if error:
+                raise _unusable(f"a later run cannot be checked: {error}")
             for move in moves:
                 if move.restored or id(move) in picked.get(index, set()):
                     continue
@@ -187,7 +196,11 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
         raise ExportError(f"no maintenance run {run_id!r} in {out} (runs: {known})")
     parsed = _parse(recorded)
     chosen: list[_Chosen] = []
-    for index, (raw, moves) in enumerate(parsed):
+    for index, (raw, moves, error) in enumerate(parsed):
+        if error:
+            if run_id is None or raw.get("id") == run_id:
+                raise _unusable(error)
+            continue
         if raw.get("kind") == merge.KIND:
             named = raw.get("parameters") or {}
             wanted = (

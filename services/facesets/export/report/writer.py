@@ -19,6 +19,7 @@ import structlog
 
 from facesets.common import layout
 from facesets.common.beneath import Beneath, is_relative
+from facesets.export.maintenance.runs import guard
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview
@@ -84,7 +85,9 @@ def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
     """Write OUT/report from the export manifests; what it wrote, as a summary."""
     out = Path(out).absolute()
     disk = Beneath(out)
-    disk.refuse_links()  # report/ or a faceset linked elsewhere: nothing is written through it
+    # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
+    # a crash cut short is rolled back before the report reads the export.
+    guard(out)
     model = read_model(out)  # ReportError before anything is written
     report_dir = out / layout.REPORT_DIR
     cache = ThumbnailCache(out, report_dir / layout.REPORT_THUMBS_DIR)
