@@ -210,16 +210,16 @@ def scores_title(item: Mapping[str, Any], lead: str = "") -> str:
     return " · ".join(part for part in shown if part)
 
 
-def _years(entry: Mapping[str, Any]) -> str | None:
-    """The capture years of an era bucket (`years`: first and last), or its label."""
+def _years(key: str, entry: Mapping[str, Any]) -> str | None:
+    """The capture years of an era bucket: its `years` (first and last), else the label
+    `age split` gave it (export-swap keeps it as the entry's `label`)."""
     years = entry.get("years")
     if isinstance(years, Mapping) and years.get("first") is not None:
         first, last = years.get("first"), years.get("last")
         return str(first) if last in (None, first) else f"{first}-{last}"
-    if entry.get("partition") in ("eras", "thin_eras") or "era" in str(entry.get("group", "")):
-        label = entry.get("label")
-        return str(label) if label else None
-    return None
+    era = {k for kind in PARTITIONS[1:3] for k in (kind.key, *kind.aliases)}  # era buckets
+    label = entry.get("label")
+    return str(label) if key in era and label else None
 
 
 def thin_threshold(kept: Sequence[int]) -> int:
@@ -366,7 +366,7 @@ def _entry(
         else [],
         page=page_name(key, name),
         into=str(into) if (into := entry.get("into") or entry.get("merged_into")) else None,
-        years=_years(entry),
+        years=_years(key, entry),
         small_px=_number(small) if isinstance(small, int | float) else None,
     )
 
