@@ -270,7 +270,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         def job(
             params: occlusion.OcclusionParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
-            scorer = ClipScoreScorer(inference)
+            scorer = ClipScoreScorer(inference, out)
             outcome = occlusion.occlusion_filter(out, params, scorer, progress=progress)
             return refresh_report(out, outcome.summary())
 
@@ -292,7 +292,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         def job(
             params: dedup.DedupOptimizeParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
-            faces = InferenceFaces(inference)
+            faces = InferenceFaces(inference, out)
             run = dedup.dedup_optimize(
                 out, params, faces.count_faces, faces.embed, progress=progress
             )
