@@ -60,8 +60,13 @@ class Journal:
         return cls(renames, manifests, sets)
 
 
-def begin(out: Path, manifests: Iterable[str], sets: Sequence[str]) -> Journal:
-    """A journal holding the current bytes of `manifests` (relative to OUT), written to disk."""
+def begin(
+    out: Path, manifests: Iterable[str], sets: Sequence[str], renames: Sequence[Rename]
+) -> Journal:
+    """A journal holding the current bytes of `manifests` (relative to OUT) and the renames
+    the job plans, in order, written to disk once before the first of them. Which renames
+    were made is read back from the folder (the source gone, the target there), so the
+    journal is not rewritten per rename."""
     disk = Beneath(out)
     saved: dict[str, str | None] = {}
     for rel in sorted(set(manifests)):
@@ -69,16 +74,18 @@ def begin(out: Path, manifests: Iterable[str], sets: Sequence[str]) -> Journal:
             saved[rel] = disk.read_bytes(rel).decode("utf-8")
         except FileNotFoundError:
             saved[rel] = None
-    journal = Journal([], saved, sorted(set(sets)))
+    journal = Journal(list(renames), saved, sorted(set(sets)))
     disk.write_json(layout.MAINTENANCE_JOURNAL, journal.as_dict())
     return journal
 
 
 def rename(out: Path, journal: Journal, src: str, dst: str, *, replace: bool = False) -> None:
-    """A rename, recorded in the journal on disk before it is made."""
-    journal.renames.append(Rename(src, dst, replace))
+    """One of the journal's renames (one it did not plan is added to it on disk first)."""
+    step = Rename(src, dst, replace)
     disk = Beneath(out)
-    disk.write_json(layout.MAINTENANCE_JOURNAL, journal.as_dict())
+    if step not in journal.renames:
+        journal.renames.append(step)
+        disk.write_json(layout.MAINTENANCE_JOURNAL, journal.as_dict())
     if replace:
         disk.rename(src, dst, replace=True)
     else:

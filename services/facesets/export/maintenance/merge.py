@@ -230,6 +230,10 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
             *saved,
         ],
         [target_rel, source_rel],
+        [
+            *(journal.Rename(m.src, m.dst) for m in run.moves if m.kind == KIND_FILE),
+            journal.Rename(source_rel, run.moves[-1].dst),
+        ],
     )
     files: dict[str, str] = {}
     for move in run.moves:

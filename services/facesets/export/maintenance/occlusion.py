@@ -154,6 +154,7 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
         out,
         [layout.EXPORT_MANIFEST, *(f"{s}/{layout.FACESET_MANIFEST}" for s in sets)],
         sorted(sets),
+        [journal.Rename(m.src, m.dst) for m in run.moves],
     )
     for move in run.moves:
         journal.rename(out, log, move.src, move.dst)

@@ -147,10 +147,12 @@ def _steps(item: _Chosen) -> list[tuple[Move, bool]]:
     return [(m, m.kind == merge.KIND_SAVED) for m in [*folder, *rest]]
 
 
-def _plan(out: Path, chosen: list[_Chosen]) -> tuple[list[str], list[str]]:
+def _plan(out: Path, chosen: list[_Chosen]) -> tuple[list[str], list[str], list[journal.Rename]]:
     """Check every move first; the conflicts refuse the whole restore. Returns the faceset
-    folders it touches as they lie now, and the manifests it rewrites (for the journal)."""
+    folders it touches as they lie now, the manifests it rewrites and its renames in order
+    (for the journal)."""
     virtual = _Virtual(out)
+    planned: list[journal.Rename] = []
     conflicts: list[str] = []
     sets: set[str] = set()
     for item in reversed(chosen):
@@ -162,6 +164,7 @@ def _plan(out: Path, chosen: list[_Chosen]) -> tuple[list[str], list[str]]:
                 conflicts.append(f"{move.dst} -> {move.src}: {move.src} exists already")
                 continue
             virtual.renames.append((move.dst, move.src))
+            planned.append(journal.Rename(move.dst, move.src, replaces))
             if move.kind == KIND_FILE:
                 sets.add(runs.set_of(move.src))
             elif move.kind == KIND_FACESET:
@@ -177,7 +180,7 @@ def _plan(out: Path, chosen: list[_Chosen]) -> tuple[list[str], list[str]]:
         )
     now = sorted({p for p in (virtual.physical(s) for s in sets) if p})
     manifests = [layout.EXPORT_MANIFEST, *(f"{s}/{layout.FACESET_MANIFEST}" for s in now)]
-    return now, manifests
+    return now, manifests, planned
 
 
 def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None) -> RestoreOutcome:
@@ -226,8 +229,8 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     if not chosen:
         return outcome
     _check_later_runs(out, parsed, chosen)
-    sets, manifests = _plan(out, chosen)
-    log = journal.begin(out, manifests, sets)
+    sets, manifests, planned = _plan(out, chosen)
+    log = journal.begin(out, manifests, sets, planned)
     touched: set[str] = set()
     for item in reversed(chosen):
         if item.whole:
