@@ -10,7 +10,7 @@ from typing import Any
 from report_export import crop_png
 
 from facesets.contract import layout
-from facesets.export.fsz import PNG_SIGNATURE, write_fsz
+from facesets.export.fsz import PNG_SIGNATURE, member_name, write_fsz
 
 TOP_N = 3
 
@@ -29,8 +29,9 @@ def build_export(out: Path, sets: dict[int, list[tuple[str, bytes]]]) -> Path:
             crops.append({"file": f"{name}/{layout.CROPS_DIR}/{file_name}", "rank": rank})
         top = layout.FSZ_TOP.format(number, TOP_N)
         everything = layout.FSZ_ALL.format(number)
-        write_fsz(set_dir / top, pngs[:TOP_N])
-        write_fsz(set_dir / everything, pngs)
+        members = [(member_name(rank, data), data) for rank, (_, data) in enumerate(pngs, 1)]
+        write_fsz(set_dir / top, members[:TOP_N])
+        write_fsz(set_dir / everything, members)
         counts = {"faces": len(pngs), "kept": len(pngs), "top": min(TOP_N, len(pngs))}
         manifest = {
             "faceset": name,
@@ -70,17 +71,20 @@ def snapshot(out: Path) -> dict[str, bytes]:
 
 
 def assert_fsz_match_folders(out: Path) -> int:
-    """Every .fsz is a flat zip of PNGs; the _all one holds exactly its faceset's crops."""
+    """Every .fsz is a flat zip of PNGs under neutral names (rank and a short hash); the _all
+    one holds exactly its faceset's crops."""
     checked = 0
     for fsz in out.rglob("*.fsz"):
         with zipfile.ZipFile(fsz) as archive:
             names = archive.namelist()
             assert names and all("/" not in n and n.endswith(".png") for n in names), fsz
-            assert all(archive.read(n).startswith(PNG_SIGNATURE) for n in names), fsz
-        crops = sorted(p.name for p in layout.faces_dir(fsz.parent).glob("*.png"))
+            datas = [archive.read(n) for n in names]
+            assert all(d.startswith(PNG_SIGNATURE) for d in datas), fsz
+            assert names == [member_name(i, d) for i, d in enumerate(datas, 1)], fsz
+        crops = sorted(p.read_bytes() for p in layout.faces_dir(fsz.parent).glob("*.png"))
         if fsz.name.endswith("_all.fsz"):
-            assert sorted(names) == crops, fsz
+            assert sorted(datas) == crops, fsz
         else:
-            assert len(names) == min(TOP_N, len(crops)) and set(names) <= set(crops), fsz
+            assert len(datas) == min(TOP_N, len(crops)) and set(datas) <= set(crops), fsz
         checked += 1
     return checked

@@ -33,7 +33,7 @@ from facesets.export.crops import (
     crop_square,
     load_image_oriented,
 )
-from facesets.export.fsz import FszError, write_fsz
+from facesets.export.fsz import FszError, member_name, write_fsz
 from facesets.export.records import (
     ExportInputError,
     FaceRow,
@@ -271,12 +271,12 @@ def test_top_n_follows_the_composite_score(exported: dict) -> None:
         composites = [c["composite"] for c in crops]
         assert composites == sorted(composites, reverse=True)
         assert [c["rank"] for c in crops] == list(range(1, len(crops) + 1))
-        top = [Path(c["file"]).name for c in crops if c["in_top"]]
+        # Members are named by rank and a short hash of the PNG, never after the source.
+        names = [member_name(c["rank"], (out / c["file"]).read_bytes()) for c in crops]
+        top = [name for name, c in zip(names, crops, strict=True) if c["in_top"]]
         assert len(top) == min(TOP_N, len(crops))
         assert [info.filename for info, _ in read_fsz(out / manifest["fsz_top"])] == top
-        assert [info.filename for info, _ in read_fsz(out / manifest["fsz_all"])] == [
-            Path(c["file"]).name for c in crops
-        ]
+        assert [info.filename for info, _ in read_fsz(out / manifest["fsz_all"])] == names
         weights = settings.QUALITY_WEIGHTS
         for c in crops:  # the composite is the weighted mean of the components
             assert set(c["scores"]) == set(weights)
@@ -302,7 +302,8 @@ def test_manifests_agree_with_files_on_disk(exported: dict) -> None:
             assert (out / rel).is_file(), rel
         members = dict((info.filename, data) for info, data in read_fsz(out / manifest["fsz_all"]))
         for crop in manifest["crops"]:
-            assert (out / crop["file"]).read_bytes() == members[Path(crop["file"]).name]
+            data = (out / crop["file"]).read_bytes()
+            assert members[member_name(crop["rank"], data)] == data
             assert Path(crop["file"]).name.endswith(f"_f{crop['face_id']}.png")
         for item in manifest["dropped"]:
             if "thumbnail" in item:

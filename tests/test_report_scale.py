@@ -275,10 +275,10 @@ def test_report_rewrite_is_atomic_and_removes_what_it_no_longer_shows(
     # A failure while the overview is written (a full disk) leaves the old one whole.
     real_replace = os.replace
 
-    def failing(source: str, target: str) -> None:
+    def failing(source: str, target: str, **dir_fds: int) -> None:
         if Path(target).name == layout.REPORT_INDEX:
             raise OSError(28, "No space left on device")
-        real_replace(source, target)
+        real_replace(source, target, **dir_fds)
 
     monkeypatch.setattr(os, "replace", failing)
     with pytest.raises(OSError, match="No space"):

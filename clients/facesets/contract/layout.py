@@ -54,6 +54,7 @@ THIN_DIR = "_thin"  # EXPORT/_thin/<era>/: eras under anchor_min_faces faces
 ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan of one faceset
 MERGED_RUNS_DIR = ".runs"  # OUT/_merged/.runs/<run>/: the manifests a merge rewrote, as were
 MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
+MAINTENANCE_JOURNAL = ".maintenance-journal.json"  # OUT/...: a restore under way, for recovery
 AGE_EXTEND_RUNS = "age_extend_runs"  # top-level manifest key: a block per `age extend` that wrote
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------

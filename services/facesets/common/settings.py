@@ -182,7 +182,9 @@ REPORT_THUMB_QUALITY = 82  # JPEG quality of the thumbnails
 REPORT_THUMB_WORKERS = 4  # threads decoding crops and encoding thumbnails (OpenCV frees the GIL)
 REPORT_ROW_THUMBS = 8  # best crops shown in a faceset's row of the overview
 REPORT_INLINE_ITEMS = 120  # candidates or dropped faces shown on the overview itself up to this
-REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin
+REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin (at most this) ...
+REPORT_THIN_FRACTION = 0.25  # ... relative: fewer than this fraction of the median faceset's ...
+REPORT_THIN_MIN_CROPS = 3  # ... and never fewer than this (the report shows the figure used)
 
 @dataclass(frozen=True)
 class InferenceSettings:

@@ -7,11 +7,14 @@ directory entries, no comment; written to a temporary file and renamed into plac
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip can hold
 FILE_MODE = 0o100644  # regular file, rw-r--r--
@@ -38,6 +41,31 @@ def _check(members: Sequence[tuple[str, bytes]]) -> None:
         seen.add(name)
 
 
+def member_name(rank: int, data: bytes) -> str:
+    """A neutral member name: the PNG's place in the bundle and a short hash of its bytes.
+    A bundle is shared; the source photo's path (folder names, people's names) stays in the
+    faceset manifest, never in the file."""
+    return f"{rank:04d}_{hashlib.sha256(data).hexdigest()[:10]}.png"
+
+
+def fsz_bytes(members: Sequence[tuple[str, bytes]]) -> bytes:
+    """The bytes of a faceset file holding `members` ((file name, PNG bytes), in order)."""
+    _check(members)
+    buffer = io.BytesIO()
+    _write_zip(buffer, members)
+    return buffer.getvalue()
+
+
+def _write_zip(handle: BinaryIO, members: Sequence[tuple[str, bytes]]) -> None:
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # Unix, so the mode below is honoured everywhere
+            info.external_attr = FILE_MODE << 16
+            archive.writestr(info, data)
+
+
 def write_fsz(path: Path, members: Sequence[tuple[str, bytes]]) -> None:
     """Write `members` ((file name, PNG bytes), in order) as a faceset file at `path`."""
     _check(members)
@@ -46,13 +74,7 @@ def write_fsz(path: Path, members: Sequence[tuple[str, bytes]]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-                for name, data in members:
-                    info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
-                    info.compress_type = zipfile.ZIP_STORED
-                    info.create_system = 3  # Unix, so the mode below is honoured everywhere
-                    info.external_attr = FILE_MODE << 16
-                    archive.writestr(info, data)
+            _write_zip(handle, members)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)

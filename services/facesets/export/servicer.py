@@ -16,6 +16,7 @@ import numpy as np
 import structlog
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
+from facesets.common.beneath import Beneath
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
@@ -28,6 +29,7 @@ from facesets.export.crops import load_image_oriented
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import dedup, merge, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
+from facesets.export.maintenance.report_refresh import refresh_report
 from facesets.export.records import (
     FaceRow,
     read_refine_gates,
@@ -184,6 +186,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         inference: InferenceClient,
         progress: ProgressFn,
     ) -> dict[str, Any]:
+        # A symbolic link inside OUT is refused before any face is read (swap checks again).
+        Beneath(paths.out).refuse_links()
         specs = read_refine_manifest(paths.refine_manifest)
         wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
         candidate_ids = singleton_face_ids(paths.raw_manifest) if paths.raw_manifest else []
@@ -266,8 +270,9 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         def job(
             params: occlusion.OcclusionParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
-            scorer = ClipScoreScorer(inference)
-            return occlusion.occlusion_filter(out, params, scorer, progress=progress).summary()
+            scorer = ClipScoreScorer(inference, out)
+            outcome = occlusion.occlusion_filter(out, params, scorer, progress=progress)
+            return refresh_report(out, outcome.summary())
 
         yield from self._inference_job(
             context,
@@ -287,11 +292,11 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         def job(
             params: dedup.DedupOptimizeParams, inference: InferenceClient, progress: ProgressFn
         ) -> dict[str, Any]:
-            faces = InferenceFaces(inference)
+            faces = InferenceFaces(inference, out)
             run = dedup.dedup_optimize(
                 out, params, faces.count_faces, faces.embed, progress=progress
             )
-            return dedup.summary(run, params.dry_run)
+            return refresh_report(out, dedup.summary(run, params.dry_run))
 
         yield from self._inference_job(
             context,
@@ -313,7 +318,9 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             params = merge.MergeParams.from_request(request)
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        yield from locked_job(context, out, lambda progress: merge.merge(out, params).summary())
+        yield from locked_job(
+            context, out, lambda progress: refresh_report(out, merge.merge(out, params).summary())
+        )
 
     def Restore(
         self, request: export_pb2.RestoreRequest, context: grpc.ServicerContext
@@ -341,11 +348,12 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 if chosen is None:
                     return {"runs": [], "restored": [], "conflicts": [], "note": "nothing to undo"}
             outcome = restore.restore(out, run_id=chosen, faceset=faceset)
-            return {
+            found = {
                 "runs": outcome.runs,
                 "restored": outcome.restored,
                 "conflicts": outcome.conflicts,
             }
+            return refresh_report(out, found)
 
         yield from locked_job(context, out, lambda progress: job())
 

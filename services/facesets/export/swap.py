@@ -12,7 +12,6 @@ The job is a plain function so the gRPC servicer and the CLI stay thin wrappers:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections import Counter
@@ -26,6 +25,7 @@ import numpy as np
 import structlog
 
 from facesets.common import settings
+from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative, parent_of
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
@@ -40,7 +40,7 @@ from facesets.export.crops import (
     phash,
 )
 from facesets.export.errors import ExportError
-from facesets.export.fsz import write_fsz
+from facesets.export.fsz import fsz_bytes, member_name
 from facesets.export.quality import QualityScores, quality_scores
 from facesets.export.records import FaceRow, FacesetSpec
 
@@ -127,24 +127,29 @@ def _rel(out: Path, path: Path) -> str:
     return path.relative_to(out).as_posix()
 
 
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Atomic write, skipped when the file already holds these bytes (idempotent re-runs)."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except FileNotFoundError:
-        pass
-    layout.atomic_write_bytes(path, data)
+def _write_if_changed(out: Path, path: Path, data: bytes) -> None:
+    """Atomic write, skipped when the file already holds these bytes (idempotent re-runs);
+    resolved below OUT without following a link."""
+    disk, rel = Beneath(out), _rel(out, path)
+    info = disk.lstat(rel)
+    if info is not None and info.st_size == len(data) and disk.read_bytes(rel) == data:
+        return
+    disk.write_bytes(rel, data)
 
 
-def _read_manifest(path: Path, *, required: bool) -> dict[str, Any]:
+def _read_manifest(path: Path, *, required: bool, out: Path | None = None) -> dict[str, Any]:
     """A manifest export wrote earlier; {} when absent.
 
     An unreadable top-level manifest stops the export (merging would lose its entries);
     an unreadable per-faceset one only costs the clean-up of that faceset's stale files.
     """
     try:
-        payload = layout.read_json(path, default={})
+        if out is None:
+            payload = layout.read_json(path, default={})
+        else:
+            payload = Beneath(out).read_json(_rel(out, path), default={})
+    except SymlinkRefusedError:
+        raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         if required:
             raise ExportError(
@@ -162,29 +167,28 @@ def _read_manifest(path: Path, *, required: bool) -> dict[str, Any]:
 def _remove_stale(out: Path, owned_root: Path, previous: Sequence[str], written: set[str]) -> int:
     """Delete files the previous run wrote under owned_root that this run did not write."""
     removed = 0
-    root = owned_root.resolve()
+    disk = Beneath(out)
+    root = _rel(out, owned_root)
     if not isinstance(previous, list):  # a hand-edited manifest: own nothing rather than guess
         previous = []
+    owned = [
+        rel
+        for rel in previous
+        if isinstance(rel, str) and is_relative(rel) and rel.startswith(root + "/")
+    ]
     for rel in previous:
-        if not isinstance(rel, str) or rel in written:
-            continue
-        target = (out / rel).resolve()
-        if not target.is_relative_to(root) or target == root:
+        if isinstance(rel, str) and rel not in written and rel not in owned:
             log.warning("export.stale_path_ignored", path=rel)
-            continue
-        if target.is_file():
-            target.unlink()
+    for rel in owned:
+        if rel not in written and disk.is_file(rel):
+            disk.unlink(rel)
             removed += 1
     for folder in sorted(
-        {(out / rel).parent for rel in previous if isinstance(rel, str)},
-        key=lambda p: len(p.parts),
-        reverse=True,
+        {parent_of(rel) for rel in owned}, key=lambda p: p.count("/"), reverse=True
     ):
         # Folders export created and left empty go too; a folder holding anything stays.
-        resolved = folder.resolve()
-        if resolved.is_relative_to(root) and resolved != root and resolved.is_dir():
-            with contextlib.suppress(OSError):
-                resolved.rmdir()
+        if folder.startswith(root + "/") and disk.is_dir(folder):
+            disk.rmdir(folder)
     return removed
 
 
@@ -552,7 +556,7 @@ def _write_set(
     name = target.name
     set_dir = out / target.dir
     manifest_path = set_dir / layout.FACESET_MANIFEST
-    previous = _read_manifest(manifest_path, required=False)
+    previous = _read_manifest(manifest_path, required=False, out=out)
     written: set[str] = set()
 
     dropped: list[dict[str, Any]] = []
@@ -561,7 +565,7 @@ def _write_set(
         record = _face_record(drop.face) | {"reason": drop.reason, "detail": drop.detail}
         if drop.thumbnail is not None:
             path = set_dir / layout.REJECTED_DIR / crop_name(drop.face.row)
-            _write_if_changed(path, encode_png(drop.thumbnail))
+            _write_if_changed(out, path, encode_png(drop.thumbnail))
             written.add(_rel(out, path))
             record["thumbnail"] = _rel(out, path)
         if drop.attempts is not None:
@@ -574,9 +578,10 @@ def _write_set(
     for item in ranked:
         checked = item.checked.crop
         path = set_dir / layout.CROPS_DIR / item.file_name
-        _write_if_changed(path, item.png)
+        _write_if_changed(out, path, item.png)
         written.add(_rel(out, path))
-        members.append((item.file_name, item.png))
+        # Neutral member names: a shared bundle names no source folder (the manifest does).
+        members.append((member_name(item.rank, item.png), item.png))
         crops.append(
             _face_record(item.checked.face)
             | {
@@ -590,15 +595,16 @@ def _write_set(
         )
 
     for marker, text in target.markers:
-        _write_if_changed(set_dir / marker, text.encode("utf-8"))
+        _write_if_changed(out, set_dir / marker, text.encode("utf-8"))
         written.add(_rel(out, set_dir / marker))
 
     fsz_top = set_dir / layout.FSZ_TOP_OF.format(target.bundle, params.top_n)
     fsz_all = set_dir / layout.FSZ_ALL_OF.format(target.bundle)
     fsz_files: list[str] = []
     if members:
-        write_fsz(fsz_top, members[: params.top_n])
-        write_fsz(fsz_all, members)
+        disk = Beneath(out)
+        disk.write_bytes(_rel(out, fsz_top), fsz_bytes(members[: params.top_n]))
+        disk.write_bytes(_rel(out, fsz_all), fsz_bytes(members))
         fsz_files = [_rel(out, fsz_top), _rel(out, fsz_all)]
         written.update(fsz_files)
     if progress:
@@ -638,7 +644,7 @@ def _write_set(
         "files": files,
     }
     _remove_stale(out, set_dir, previous.get("files", []), set(files))
-    layout.atomic_write_json(manifest_path, manifest)
+    Beneath(out).write_json(_rel(out, manifest_path), manifest)
 
     entry = {
         "number": number,
@@ -710,14 +716,15 @@ def _retire(out: Path, entry: Mapping[str, Any]) -> None:
     """Remove the files an exported set's own manifest says it wrote, and its emptied folder."""
     folder = entry.get("dir")
     manifest = entry.get("manifest")
-    if not isinstance(folder, str) or not folder or not isinstance(manifest, str):
+    if not is_relative(folder) or not is_relative(manifest):
+        log.warning("export.retire_path_ignored", dir=folder, manifest=manifest)
         return
-    previous = _read_manifest(out / manifest, required=False)
+    assert isinstance(folder, str) and isinstance(manifest, str)  # is_relative says so
+    previous = _read_manifest(out / manifest, required=False, out=out)
     _remove_stale(out, out / folder, previous.get("files", []), set())
-    for empty in (out / folder, (out / folder).parent):
-        if empty != out:
-            with contextlib.suppress(OSError):
-                empty.rmdir()
+    for empty in (folder, parent_of(folder)):
+        if empty:
+            Beneath(out).rmdir(empty)
 
 
 def _merge_entries(
@@ -820,7 +827,7 @@ def _export_candidates(
                 dropped.append(record | {"reason": checked.reason})
                 continue
             path = cand_dir / f"{faceset_name(number)}__{crop_name(row)}"
-            _write_if_changed(path, encode_png(checked.image))
+            _write_if_changed(out, path, encode_png(checked.image))
             written.add(_rel(out, path))
             items.append(record | {"file": _rel(out, path), "pad_ratio": checked.pad_ratio})
         if progress:
@@ -904,8 +911,11 @@ def export_swap(
 
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
+    # A faceset, faces/ or report/ linked elsewhere would take this run's files (and its
+    # clean-up) out of OUT: refused before anything is written.
+    Beneath(out).refuse_links()
     top_path = out / layout.EXPORT_MANIFEST
-    top_manifest = _read_manifest(top_path, required=True)  # before anything is written
+    top_manifest = _read_manifest(top_path, required=True, out=out)  # before anything is written
     params = _Params(top_n, outlier_threshold, pad_ratio, out_size, min_face_short)
 
     results: list[_SetResult] = []
@@ -948,7 +958,7 @@ def export_swap(
             progress,
         )
         merged["candidates"] = candidate_section
-    layout.atomic_write_json(top_path, merged)
+    Beneath(out).write_json(layout.EXPORT_MANIFEST, merged)
 
     reasons: Counter[str] = Counter()
     for result in results:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from facesets.common.beneath import Beneath
 from facesets.common.progress import ProgressFn
-from facesets.contract import layout
 from facesets.contract.export import DedupOptimizeParams
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import apply_run
@@ -52,19 +52,19 @@ class _Png:
 def _pngs_of(out: Path, manifest: dict[str, Any]) -> list[_Png]:
     found: list[_Png] = []
     for name, entry in sorted((manifest.get("facesets") or {}).items()):
-        set_rel = str(entry.get("dir") or name)
-        inner = layout.read_json(out / set_rel / layout.FACESET_MANIFEST, {}) or {}
+        set_rel = runs.set_rel_of(entry, name)
+        inner = runs.faceset_manifest(out, set_rel)
         records = {
             Path(str(c.get("file", ""))).name: c
             for c in inner.get("crops", [])
             if isinstance(c, dict)
         }
-        for path in runs.crop_pngs(out / set_rel):
-            record = records.get(path.name, {})
+        for rel in runs.crop_pngs(out, set_rel):
+            record = records.get(Path(rel).name, {})
             found.append(
                 _Png(
-                    path,
-                    path.relative_to(out).as_posix(),
+                    out / rel,
+                    rel,
                     set_rel,
                     int(record.get("rank", 1 << 30)),
                     float(record.get("composite", 0.0)),
@@ -86,15 +86,17 @@ def dedup_optimize(
     progress: ProgressFn | None = None,
 ) -> Run:
     out = Path(out).absolute()
+    runs.guard(out)
     manifest = runs.read_manifest(out)
     pngs = _pngs_of(out, manifest)
+    disk = Beneath(out)
     run = Run(KIND, {"near_duplicate_similarity": params.near_duplicate_similarity})
 
     # (a) byte copies across facesets
     first: dict[str, _Png] = {}
     left: list[_Png] = []
     for png in sorted(pngs, key=lambda p: (p.faceset, p.rank, p.rel)):
-        digest = hashlib.sha256(png.path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(disk.read_bytes(png.rel)).hexdigest()
         if digest in first and first[digest].faceset != png.faceset:
             run.moves.append(_drop(png, REASON_COPY, f"same bytes as {first[digest].rel}"))
         else:

@@ -8,29 +8,38 @@ from pathlib import Path
 import numpy as np
 
 from facesets.client import ImageInput, InferenceClient
+from facesets.common.beneath import Beneath
+
+
+def _read(root: Path | None, path: Path) -> bytes:
+    """A PNG's bytes; inside an export (`root`) read without following any link."""
+    if root is None:
+        return Path(path).read_bytes()
+    return Beneath(root).read_bytes(Path(path).absolute().relative_to(root).as_posix())
 
 
 class ClipScoreScorer:
     """(PNG paths, prompts) -> probabilities, the PNGs sent as bytes (the inference service
     may run on another machine)."""
 
-    def __init__(self, inference: InferenceClient) -> None:
+    def __init__(self, inference: InferenceClient, root: Path | None = None) -> None:
         self.inference = inference
+        self.root = root
 
     def __call__(self, paths: Sequence[Path], prompts: Sequence[str]) -> np.ndarray:
-        images = [ImageInput(id=str(i), data=Path(p).read_bytes()) for i, p in enumerate(paths)]
+        images = [ImageInput(id=str(i), data=_read(self.root, p)) for i, p in enumerate(paths)]
         return self.inference.clip_scores(images, list(prompts))
 
 
 class InferenceFaces:
     """dedup-optimize's face count and embeddings, from CountFaces and Embed."""
 
-    def __init__(self, inference: InferenceClient) -> None:
+    def __init__(self, inference: InferenceClient, root: Path | None = None) -> None:
         self.inference = inference
+        self.root = root
 
-    @staticmethod
-    def _inputs(paths: Sequence[Path]) -> list[ImageInput]:
-        return [ImageInput(id=str(i), data=Path(p).read_bytes()) for i, p in enumerate(paths)]
+    def _inputs(self, paths: Sequence[Path]) -> list[ImageInput]:
+        return [ImageInput(id=str(i), data=_read(self.root, p)) for i, p in enumerate(paths)]
 
     def count_faces(self, paths: Sequence[Path]) -> list[int]:
         counts = [0] * len(paths)

@@ -10,17 +10,17 @@ every byte back. The run is recorded in `maintenance_runs` and as the `merge_run
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from facesets.common.beneath import Beneath
 from facesets.contract import layout
 from facesets.contract.export import MergeParams
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import runs
+from facesets.export.maintenance import journal, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
 
@@ -90,8 +90,7 @@ def _distinct_name(name: str, taken: set[str], source: str) -> str:
 
 
 def _read_inner(out: Path, set_rel: str) -> dict[str, Any]:
-    inner = layout.read_json(out / set_rel / layout.FACESET_MANIFEST, {})
-    return inner if isinstance(inner, dict) else {}
+    return runs.faceset_manifest(out, set_rel)
 
 
 def _saved_rel(run_id: str, name: str) -> str:
@@ -100,6 +99,8 @@ def _saved_rel(run_id: str, name: str) -> str:
 
 def merge(out: Path, params: MergeParams) -> MergeOutcome:
     out = Path(out).absolute()
+    runs.guard(out)
+    disk = Beneath(out)
     manifest = runs.read_manifest(out)
     run = Run(KIND, {"faceset": params.faceset, "into": params.into})
     merged = manifest.get(MERGED_PARTITION) or {}
@@ -109,13 +110,15 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
         return MergeOutcome(run, params.dry_run, f"{params.faceset} is merged into {params.into}")
     source = _faceset_entry(manifest, params.faceset, "faceset", out)
     target = _faceset_entry(manifest, params.into, "target", out)
-    source_rel = str(source.get("dir") or params.faceset)
-    target_rel = str(target.get("dir") or params.into)
+    source_rel = runs.set_rel_of(source, params.faceset)
+    target_rel = runs.set_rel_of(target, params.into)
     for rel in (source_rel, target_rel):
-        if not (out / rel / layout.FACESET_MANIFEST).is_file():
+        if not disk.is_file(f"{rel}/{layout.FACESET_MANIFEST}"):
             raise ExportError(f"{out / rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
-    target_faces = layout.faces_dir(out / target_rel)
-    taken = {p.name for p in target_faces.glob("*")}
+    if source_rel == target_rel:
+        raise ExportError(f"{params.faceset} and {params.into} name one folder: {source_rel}")
+    target_faces = runs.faces_rel(out, target_rel)
+    taken = {name for name, _ in disk.entries(target_faces)}
     run.moves.append(
         Move(
             f"{target_rel}/{layout.FACESET_MANIFEST}",
@@ -133,16 +136,16 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
         )
     )
     renamed = 0
-    for png in runs.crop_pngs(out / source_rel):
-        name = _distinct_name(png.name, taken, params.faceset)
+    for src in runs.crop_pngs(out, source_rel):
+        png_name = PurePosixPath(src).name
+        name = _distinct_name(png_name, taken, params.faceset)
         taken.add(name)
-        renamed += name != png.name
-        dst = (target_faces / name).relative_to(out).as_posix()
-        src = png.relative_to(out).as_posix()
+        renamed += name != png_name
+        dst = f"{target_faces}/{name}"
         run.moves.append(Move(src, dst, KIND_FILE, REASON, f"into {params.into}"))
     pngs = len(run.moves) - 2
     quarantine = f"{layout.MERGED_DIR}/{PurePosixPath(source_rel).name}"
-    if (out / quarantine).exists():
+    if disk.exists(quarantine):
         raise ExportError(f"cannot merge {params.faceset}: {out / quarantine} exists already")
     run.moves.append(
         Move(
@@ -191,14 +194,31 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
     runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
     target = _read_inner(out, target_rel)
     source = _read_inner(out, source_rel)
+    disk = Beneath(out)
+    saved = [m.dst for m in run.moves if m.kind == KIND_SAVED]
+    # Before the first move: what a crash half-way needs to be rolled back (the saved copies
+    # are new files, listed as absent).
+    log = journal.begin(
+        out,
+        [
+            layout.EXPORT_MANIFEST,
+            f"{target_rel}/{layout.FACESET_MANIFEST}",
+            f"{source_rel}/{layout.FACESET_MANIFEST}",
+            *saved,
+        ],
+        [target_rel, source_rel],
+        [
+            *(journal.Rename(m.src, m.dst) for m in run.moves if m.kind == KIND_FILE),
+            journal.Rename(source_rel, run.moves[-1].dst),
+        ],
+    )
     files: dict[str, str] = {}
     for move in run.moves:
         if move.kind == KIND_SAVED:
-            saved = out / move.src
-            if saved.exists():
-                layout.atomic_write_bytes(out / move.dst, saved.read_bytes())
+            if disk.exists(move.src):
+                disk.write_bytes(move.dst, disk.read_bytes(move.src))
         elif move.kind == KIND_FILE:
-            runs.rename(out, move.src, move.dst)
+            journal.rename(out, log, move.src, move.dst)
             files[move.src] = move.dst
     if target:
         crops = _joined_crops(target, source, files)
@@ -216,8 +236,8 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
             target["mean_quality"] = round(sum(composites) / len(composites), 6)
         sources = {*target.get("sources", []), *source.get("sources", [])}
         target["sources"] = sorted(str(s) for s in sources)
-        layout.atomic_write_json(out / target_rel / layout.FACESET_MANIFEST, target)
-    runs.rebuild_fsz(out, out / target_rel)
+        runs.write_faceset_manifest(out, target_rel, target)
+    runs.rebuild_fsz(out, target_rel)
     refresh_entry(out, manifest, target_rel)
     entry = manifest.get(FACESETS, {}).get(params.into)
     if isinstance(entry, dict) and target:
@@ -227,7 +247,7 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
         entry["merged_from"] = target["merged_from"]
 
     quarantine = run.moves[-1].dst
-    runs.rename(out, source_rel, quarantine)
+    journal.rename(out, log, source_rel, quarantine)
     move_entry(out, manifest, source_rel, quarantine, FACESETS, MERGED_PARTITION)
     inner = _read_inner(out, quarantine)
     if inner:
@@ -238,40 +258,33 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
             if isinstance(c, dict)
         ]
         inner["merged_into"] = params.into
-        layout.atomic_write_json(out / quarantine / layout.FACESET_MANIFEST, inner)
-    runs.rebuild_fsz(out, out / quarantine)  # its PNGs are gone: its bundles go with them
+        runs.write_faceset_manifest(out, quarantine, inner)
+    runs.rebuild_fsz(out, quarantine)  # its PNGs are gone: its bundles go with them
     refresh_entry(out, manifest, quarantine)
-    gone = manifest[MERGED_PARTITION].get(params.faceset)
+    gone = (manifest.get(MERGED_PARTITION) or {}).get(params.faceset)
     if isinstance(gone, dict):
         gone["into"] = params.into
         gone["merged_into"] = params.into
         gone["top"] = [files.get(rel, rel) for rel in gone.get("top", [])]
     if inner:
-        gone_manifest = out / quarantine / layout.FACESET_MANIFEST
         inner = _read_inner(out, quarantine)
         inner["fsz_top"] = inner["fsz_all"] = None
-        layout.atomic_write_json(gone_manifest, inner)
+        runs.write_faceset_manifest(out, quarantine, inner)
     manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
     manifest[PROVENANCE_KEY] = run.as_dict()
     runs.write_manifest(out, manifest)
+    journal.finish(out)
 
 
-def undo(out: Path, manifest: dict[str, Any], moves: list[Move]) -> list[str]:
-    """Put a merge run back, newest move first; the conflicts when it cannot (nothing moves
-    then). Both faceset manifests come back as they were; the .fsz files are rebuilt."""
-    conflicts = [
-        f"{m.dst} -> {m.src}"
-        for m in moves
-        if not m.restored
-        and (not (out / m.dst).exists() or (m.kind != KIND_SAVED and (out / m.src).exists()))
-    ]
-    if conflicts:
-        return conflicts
+def undo(out: Path, manifest: dict[str, Any], moves: list[Move], log: journal.Journal) -> None:
+    """Put a merge run back, newest move first (restore checked every move can be made).
+    Both faceset manifests come back as they were; the .fsz files are rebuilt."""
+    disk = Beneath(out)
     folder = next(m for m in moves if m.kind == KIND_FACESET)
     if not folder.restored:
-        runs.rename(out, folder.dst, folder.src)
+        journal.rename(out, log, folder.dst, folder.src)
         move_entry(out, manifest, folder.dst, folder.src, MERGED_PARTITION, FACESETS)
-        entry = manifest[FACESETS].get(PurePosixPath(folder.src).name)
+        entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(folder.src).name)
         if isinstance(entry, dict):
             for key in ("into", "merged_into"):
                 entry.pop(key, None)
@@ -281,20 +294,20 @@ def undo(out: Path, manifest: dict[str, Any], moves: list[Move]) -> list[str]:
         if move.restored:
             continue
         if move.kind == KIND_FILE:
-            runs.rename(out, move.dst, move.src)
+            journal.rename(out, log, move.dst, move.src)
         elif move.kind == KIND_SAVED:
-            os.replace(out / move.dst, out / move.src)
+            journal.rename(out, log, move.dst, move.src, replace=True)
             touched.append(str(PurePosixPath(move.src).parent))
         move.restored = True
     saved = {str(PurePosixPath(m.dst).parent) for m in moves if m.kind == KIND_SAVED}
     for folder_rel in sorted(saved, reverse=True):  # the run's saved-manifest folder, if empty
-        for empty in (out / folder_rel, (out / folder_rel).parent):
-            with contextlib.suppress(OSError):
-                empty.rmdir()
+        for empty in (folder_rel, str(PurePosixPath(folder_rel).parent)):
+            if empty not in ("", "."):
+                disk.rmdir(empty)
     for set_rel in touched:
-        runs.rebuild_fsz(out, out / set_rel)
+        runs.rebuild_fsz(out, set_rel)
         refresh_entry(out, manifest, set_rel)
-        entry = manifest[FACESETS].get(PurePosixPath(set_rel).name)
+        entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
         inner = _read_inner(out, set_rel)
         if isinstance(entry, dict):
             for key in ("mean_quality", "sources", "merged_from"):
@@ -302,4 +315,3 @@ def undo(out: Path, manifest: dict[str, Any], moves: list[Move]) -> list[str]:
                     entry[key] = inner[key]
                 else:
                     entry.pop(key, None)
-    return []

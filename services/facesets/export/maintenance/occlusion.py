@@ -20,7 +20,7 @@ from facesets.common.progress import ProgressFn
 from facesets.contract import layout
 from facesets.contract.export import OcclusionParams
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import runs
+from facesets.export.maintenance import journal, runs
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
 
 # (image paths, prompts) -> (N, P) probabilities, each row summing to 1
@@ -55,6 +55,7 @@ def occlusion_filter(
     progress: ProgressFn | None = None,
 ) -> OcclusionOutcome:
     out = Path(out).absolute()
+    runs.guard(out)
     manifest = runs.read_manifest(out)
     facesets = dict(manifest.get("facesets") or {})
     run = Run(KIND, {k: v for k, v in asdict(params).items() if k != "dry_run"})
@@ -63,10 +64,9 @@ def occlusion_filter(
     occluded_columns = len(params.occluded_prompts)
     names = sorted(facesets)
     for done, name in enumerate(names, start=1):
-        entry = facesets[name]
-        set_rel = str(entry.get("dir") or name)
-        set_dir = out / set_rel
-        pngs = runs.crop_pngs(set_dir)
+        set_rel = runs.set_rel_of(facesets[name], name)
+        rels = runs.crop_pngs(out, set_rel)
+        pngs = [out / rel for rel in rels]
         if progress:
             progress("facesets", done, len(names), name)
         if not pngs:
@@ -80,8 +80,8 @@ def occlusion_filter(
         occlusion = probabilities[:, :occluded_columns].sum(axis=1)
         hits = occlusion >= params.threshold
         pngs_seen += len(pngs)
-        for png, value in zip(pngs, occlusion, strict=True):
-            scores[png.relative_to(out).as_posix()] = round(float(value), 6)
+        for rel, value in zip(rels, occlusion, strict=True):
+            scores[rel] = round(float(value), 6)
         fraction = float(hits.mean())
         if fraction >= params.faceset_fraction:
             masked += 1
@@ -96,10 +96,9 @@ def occlusion_filter(
                 )
             )
             continue
-        for png, value, hit in zip(pngs, occlusion, hits, strict=True):
+        for rel, value, hit in zip(rels, occlusion, hits, strict=True):
             if hit:
                 dropped += 1
-                rel = png.relative_to(out).as_posix()
                 dst = runs.dropped_path(rel)
                 run.moves.append(Move(rel, dst, KIND_FILE, REASON, f"occlusion {value:.3f}"))
     run.counts = {"facesets": len(names), "pngs": pngs_seen, "dropped": dropped, "masked": masked}
@@ -115,20 +114,28 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     recorded = runs.runs_of(manifest)
     # Recorded before anything moves: a run cut short is still known to restore.
     runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
+    sets = {runs.set_of(m.src) if m.kind == KIND_FILE else m.src for m in run.moves}
+    log = journal.begin(
+        out,
+        [layout.EXPORT_MANIFEST, *(f"{s}/{layout.FACESET_MANIFEST}" for s in sets)],
+        sorted(sets),
+        [journal.Rename(m.src, m.dst) for m in run.moves],
+    )
     for move in run.moves:
-        runs.rename(out, move.src, move.dst)
+        journal.rename(out, log, move.src, move.dst)
         if move.kind == KIND_FILE:
             set_rel = runs.set_of(move.src)
-            runs.note_dropped(out / set_rel, move, run.id)
+            runs.note_dropped(out, set_rel, move, run.id)
             touched.add(set_rel)
         else:
             move_entry(out, manifest, move.src, move.dst, "facesets", move.partition)
     for set_rel in sorted(touched):
-        runs.rebuild_fsz(out, out / set_rel)
+        runs.rebuild_fsz(out, set_rel)
         refresh_entry(out, manifest, set_rel)
     manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
     manifest[provenance_key] = {k: v for k, v in run.as_dict().items() if k != "moves"}
     runs.write_manifest(out, manifest)
+    journal.finish(out)
 
 
 def move_entry(
@@ -139,10 +146,9 @@ def move_entry(
     entries = dict(manifest.get(source) or {})
     entry = entries.pop(name, None)
     manifest[source] = entries
-    set_manifest = out / dst / layout.FACESET_MANIFEST
-    inner = layout.read_json(set_manifest)
-    if isinstance(inner, dict):
-        layout.atomic_write_json(set_manifest, runs.reprefix(inner, src, dst))
+    inner = runs.faceset_manifest(out, dst)
+    if inner:
+        runs.write_faceset_manifest(out, dst, runs.reprefix(inner, src, dst))
     if entry is not None:
         moved = runs.reprefix(entry, src, dst) | {"dir": dst}
         manifest[target] = dict(sorted({**(manifest.get(target) or {}), name: moved}.items()))
@@ -150,8 +156,8 @@ def move_entry(
 
 def refresh_entry(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
     """The top-level entry's counts and best crops, from the faceset manifest."""
-    inner = layout.read_json(out / set_rel / layout.FACESET_MANIFEST)
-    if not isinstance(inner, dict):
+    inner = runs.faceset_manifest(out, set_rel)
+    if not inner:
         return
     for _, entries in runs.partitions(manifest):
         entry = entries.get(Path(set_rel).name)
@@ -159,6 +165,6 @@ def refresh_entry(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
             top_n = int((inner.get("params") or {}).get("top_n") or 0)
             entry["counts"] = inner.get("counts", entry.get("counts"))
             entry["top"] = [c["file"] for c in inner.get("crops", [])[:top_n] if "file" in c]
-            left = bool(runs.crop_pngs(out / set_rel))
+            left = bool(runs.crop_pngs(out, set_rel))
             entry["fsz_top"] = inner.get("fsz_top") if left else None
             entry["fsz_all"] = inner.get("fsz_all") if left else None

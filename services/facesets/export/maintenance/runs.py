@@ -5,7 +5,6 @@ folder (_masked/, ...), and each move is one rename recorded as (src, dst) relat
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -13,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from facesets.common.beneath import Beneath, UnsafePathError, parts_of, relative
 from facesets.contract import layout
 from facesets.export.errors import ExportError
-from facesets.export.fsz import write_fsz
+from facesets.export.fsz import fsz_bytes, member_name
+from facesets.export.maintenance import journal
 
 KIND_FILE = "file"
 KIND_FACESET = "faceset"
@@ -44,9 +45,13 @@ class Move:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Move:
+        """A recorded move; both ends must be plain paths inside OUT (the manifest is a file
+        anyone who can write the export may edit)."""
+        if not isinstance(raw, Mapping):
+            raise UnsafePathError(f"a recorded move is not an object: {raw!r}")
         return cls(
-            src=str(raw["src"]),
-            dst=str(raw["dst"]),
+            src=relative(raw.get("src"), "a recorded move's src"),
+            dst=relative(raw.get("dst"), "a recorded move's dst"),
             kind=str(raw["kind"]),
             reason=str(raw.get("reason", "")),
             detail=str(raw.get("detail", "")),
@@ -77,14 +82,28 @@ class Run:
 
 def read_manifest(out: Path) -> dict[str, Any]:
     path = out / layout.EXPORT_MANIFEST
-    manifest = layout.read_json(path)
+    manifest = Beneath(out).read_json(layout.EXPORT_MANIFEST)
     if not isinstance(manifest, dict):
         raise ExportError(f"{out} holds no export: {path} is missing or not a manifest")
     return manifest
 
 
 def write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
-    layout.atomic_write_json(out / layout.EXPORT_MANIFEST, dict(manifest))
+    Beneath(out).write_json(layout.EXPORT_MANIFEST, dict(manifest))
+
+
+def guard(out: Path) -> None:
+    """Refuse an export holding a symbolic link anywhere below it (a faceset, its faces/ or
+    report/ linked elsewhere): nothing is read or moved through one. A maintenance job a crash
+    cut short (its journal is still there) is rolled back first."""
+    Beneath(out).refuse_links()
+    journal.recover(out)
+
+
+def set_rel_of(entry: object, name: str) -> str:
+    """The folder (relative to OUT) of a faceset's manifest entry: its `dir`, confined."""
+    folder = entry.get("dir") if isinstance(entry, dict) else None
+    return relative(folder or name, f"faceset {name}'s dir")
 
 
 def runs_of(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -93,12 +112,11 @@ def runs_of(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def rename(out: Path, src: str, dst: str) -> None:
-    """One rename inside OUT; refuses to overwrite."""
-    source, target = out / src, out / dst
-    if target.exists():
-        raise ExportError(f"cannot move {src} to {dst}: {dst} exists already")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(source, target)
+    """One rename inside OUT (no link followed at either end); refuses to overwrite."""
+    try:
+        Beneath(out).rename(src, dst)
+    except FileExistsError:
+        raise ExportError(f"cannot move {src} to {dst}: {dst} exists already") from None
 
 
 def reprefix(value: Any, old: str, new: str) -> Any:
@@ -115,10 +133,17 @@ def reprefix(value: Any, old: str, new: str) -> Any:
 # --- one faceset folder -------------------------------------------------------------------------
 
 
-def crop_pngs(set_dir: Path) -> list[Path]:
+def faces_rel(out: Path, set_rel: str) -> str:
+    """The folder of a faceset's PNGs: faces/, or crops/ in an export made before it."""
+    disk = Beneath(out)
+    faces, legacy = f"{set_rel}/{layout.CROPS_DIR}", f"{set_rel}/{layout.LEGACY_CROPS_DIR}"
+    return legacy if not disk.is_dir(faces) and disk.is_dir(legacy) else faces
+
+
+def crop_pngs(out: Path, set_rel: str) -> list[str]:
     """The PNGs a faceset holds (faces/*.png, or crops/*.png in an export made before faces/;
-    the _dropped/ folder below it excluded)."""
-    return sorted(layout.faces_dir(set_dir).glob("*.png"))
+    the _dropped/ folder below it excluded), relative to OUT."""
+    return Beneath(out).files(faces_rel(out, set_rel), ".png")
 
 
 def dropped_path(png_rel: str) -> str:
@@ -132,40 +157,58 @@ def set_of(png_rel: str) -> str:
     return PurePosixPath(png_rel).parent.parent.as_posix()
 
 
-def _faceset_manifest(set_dir: Path) -> dict[str, Any]:
-    manifest = layout.read_json(set_dir / layout.FACESET_MANIFEST, {})
+def faceset_manifest(out: Path, set_rel: str) -> dict[str, Any]:
+    manifest = Beneath(out).read_json(f"{set_rel}/{layout.FACESET_MANIFEST}", {})
     return manifest if isinstance(manifest, dict) else {}
 
 
-def rebuild_fsz(out: Path, set_dir: Path) -> list[Path]:
-    """Rewrite the faceset's .fsz files from the PNGs its faces folder holds now, best rank
-    first; with no PNG left they are removed (they are derived and rebuilt on restore)."""
-    manifest = _faceset_manifest(set_dir)
+def write_faceset_manifest(out: Path, set_rel: str, manifest: Mapping[str, Any]) -> None:
+    Beneath(out).write_json(f"{set_rel}/{layout.FACESET_MANIFEST}", dict(manifest))
+
+
+def bundle_members(out: Path, set_rel: str) -> list[tuple[str, bytes]]:
+    """The faceset's PNGs as .fsz members, best rank first, each under a neutral name (its
+    place in the bundle and a short hash of its bytes: no source folder is named)."""
+    manifest = faceset_manifest(out, set_rel)
     ranks = {
-        Path(str(c.get("file", ""))).name: int(c.get("rank", 0))
+        PurePosixPath(str(c.get("file", ""))).name: int(c.get("rank", 0))
         for c in manifest.get("crops", [])
         if isinstance(c, dict)
     }
-    pngs = sorted(crop_pngs(set_dir), key=lambda p: (ranks.get(p.name, 1 << 30), p.name))
-    members = [(p.name, p.read_bytes()) for p in pngs]
+    disk = Beneath(out)
+    pngs = sorted(
+        crop_pngs(out, set_rel),
+        key=lambda p: (ranks.get(PurePosixPath(p).name, 1 << 30), PurePosixPath(p).name),
+    )
+    datas = [disk.read_bytes(p) for p in pngs]
+    return [(member_name(rank, data), data) for rank, data in enumerate(datas, start=1)]
+
+
+def rebuild_fsz(out: Path, set_rel: str) -> list[str]:
+    """Rewrite the faceset's .fsz files from the PNGs its faces folder holds now, best rank
+    first; with no PNG left they are removed (they are derived and rebuilt on restore)."""
+    manifest = faceset_manifest(out, set_rel)
+    members = bundle_members(out, set_rel)
     top_n = int((manifest.get("params") or {}).get("top_n") or len(members) or 1)
-    written: list[Path] = []
+    written: list[str] = []
+    disk = Beneath(out)
     for key, count in (("fsz_top", top_n), ("fsz_all", len(members))):
         rel = manifest.get(key)
         if not isinstance(rel, str):
             continue
-        path = set_dir / Path(rel).name
+        name = parts_of(rel, f"{set_rel}'s {key}")[-1]
+        path = f"{set_rel}/{name}"
         if members:
-            write_fsz(path, members[:count])
+            disk.write_bytes(path, fsz_bytes(members[:count]))
             written.append(path)
         else:
-            path.unlink(missing_ok=True)
+            disk.unlink(path)
     return written
 
 
-def note_dropped(set_dir: Path, move: Move, run_id: str) -> None:
+def note_dropped(out: Path, set_rel: str, move: Move, run_id: str) -> None:
     """The faceset manifest lists a dropped PNG under `dropped` (the report shows it there)."""
-    manifest = _faceset_manifest(set_dir)
+    manifest = faceset_manifest(out, set_rel)
     if not manifest:
         return
     crops = [c for c in manifest.get("crops", []) if isinstance(c, dict)]
@@ -174,11 +217,11 @@ def note_dropped(set_dir: Path, move: Move, run_id: str) -> None:
     dropped = {**record, "file": move.dst, "thumbnail": move.dst, "kept_file": move.src}
     dropped |= {"reason": move.reason, "detail": move.detail, "run": run_id}
     manifest["dropped"] = [*manifest.get("dropped", []), dropped]
-    _write_counts(set_dir, manifest)
+    _write_counts(out, set_rel, manifest)
 
 
-def note_restored(set_dir: Path, move: Move) -> None:
-    manifest = _faceset_manifest(set_dir)
+def note_restored(out: Path, set_rel: str, move: Move) -> None:
+    manifest = faceset_manifest(out, set_rel)
     if not manifest:
         return
     dropped = [d for d in manifest.get("dropped", []) if isinstance(d, dict)]
@@ -190,14 +233,20 @@ def note_restored(set_dir: Path, move: Move) -> None:
     crop = {k: v for k, v in crop.items() if k not in {"reason", "detail"}} | {"file": move.src}
     crops = [*manifest.get("crops", []), crop]
     manifest["crops"] = sorted(crops, key=lambda c: (int(c.get("rank", 0)), str(c["file"])))
-    _write_counts(set_dir, manifest)
+    _write_counts(out, set_rel, manifest)
 
 
-def _write_counts(set_dir: Path, manifest: dict[str, Any]) -> None:
+def _write_counts(out: Path, set_rel: str, manifest: dict[str, Any]) -> None:
     counts = dict(manifest.get("counts") or {})
     counts["kept"] = len(manifest.get("crops", []))
+    dropped = [d for d in manifest.get("dropped", []) if isinstance(d, dict)]
+    reasons: dict[str, int] = {}
+    for record in dropped:
+        reason = str(record.get("reason") or "dropped")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    counts["dropped"] = dict(sorted(reasons.items()))  # the page header lists what is listed
     manifest["counts"] = counts
-    layout.atomic_write_json(set_dir / layout.FACESET_MANIFEST, manifest)
+    write_faceset_manifest(out, set_rel, manifest)
 
 
 def partitions(manifest: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -206,3 +255,7 @@ def partitions(manifest: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any
         value = manifest.get(key)
         if isinstance(value, dict):
             yield key, value
+
+
+def parent_rel(rel: str) -> str:
+    return PurePosixPath(rel).parent.as_posix()

@@ -25,8 +25,26 @@ def fsz_links(links: Links, entry: Entry) -> str:
     return found or "<span class=none>no .fsz</span>"
 
 
+def reason_text(reason: str, small_px: float | None) -> str:
+    """A drop reason as a person reads it: "small" says below which face size."""
+    if reason == "small" and small_px is not None:
+        return f"small (face under {small_px:.0f}px)"
+    return reason
+
+
 def dropped_text(entry: Entry) -> str:
-    return ", ".join(f"{k} {v}" for k, v in entry.dropped_counts.items()) or "none"
+    return (
+        ", ".join(
+            f"{reason_text(k, entry.small_px)} {v}" for k, v in entry.dropped_counts.items()
+        )
+        or "none"
+    )
+
+
+def small_px_of(model: ReportModel) -> float | None:
+    """The "small" gate's face size when every faceset of the export used the same one."""
+    sizes = {entry.small_px for entry in model.entries() if entry.small_px is not None}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def entry_meta(links: Links, entry: Entry) -> str:
@@ -37,6 +55,8 @@ def entry_meta(links: Links, entry: Entry) -> str:
         f"<span>top {e(entry.top)}</span>"
         + quality_bar(entry.mean_quality)
         + f"<span>re-cropped {e(entry.recropped)}</span>"
+        + (f"<span class='years'>years {e(entry.years)}</span>" if entry.years else "")
+        + ""
         f"<span>dropped: {e(dropped_text(entry))}</span>"
         + (f"<span class='into'>merged into {e(entry.into)}</span>" if entry.into else "")
         + (f"<span class='reason'>{skipped} unreadable sources</span>" if skipped else "")
@@ -44,7 +64,12 @@ def entry_meta(links: Links, entry: Entry) -> str:
     )
 
 
-def dropped_section(links: Links, rows: Sequence[tuple[str, Dropped]], by_reason: bool) -> str:
+def dropped_section(
+    links: Links,
+    rows: Sequence[tuple[str, Dropped]],
+    by_reason: bool,
+    small_px: float | None = None,
+) -> str:
     """Dropped and rejected faces with their reasons: thumbnails where the export kept one,
     a line of text where it could not (an unreadable photo)."""
     groups: dict[str, list[tuple[str, Dropped]]] = defaultdict(list)
@@ -63,7 +88,8 @@ def dropped_section(links: Links, rows: Sequence[tuple[str, Dropped]], by_reason
                     f"<li><span class='reason'>{e(item.reason)}</span> {e(name)} "
                     f"face {e(item.face_id)}: {e(item.source)} ({e(item.detail)})</li>"
                 )
-        head = f'<h3 class="reason">{e(reason)}: {len(groups[reason])}</h3>' if reason else ""
+        label = reason_text(reason, small_px)
+        head = f'<h3 class="reason">{e(label)}: {len(groups[reason])}</h3>' if reason else ""
         sheet = f'<div class="sheet">{"".join(figures)}</div>' if figures else ""
         parts.append(head + sheet + (f"<ul>{''.join(listed)}</ul>" if listed else ""))
     body = "".join(parts) or '<p class="none">none</p>'
@@ -149,7 +175,7 @@ def entry_page(model: ReportModel, entry: Entry, thumbs: dict[str, str]) -> str:
         + entry_meta(links, entry)
         + f"<h2>Contact sheet</h2>{crops}"
         + "<h2>Dropped and rejected</h2>"
-        + dropped_section(links, [("", d) for d in entry.dropped], by_reason=True)
+        + dropped_section(links, [("", d) for d in entry.dropped], True, entry.small_px)
         + f'<h2>Source folders</h2><ul class="sources">{sources}</ul>'
         + (f"<h2>Unreadable sources</h2><ul>{skipped}</ul>" if skipped else "")
         + (f"<h2>Look-alikes</h2>{lookalikes_section(links, model, pairs, False)}" if pairs else "")
@@ -167,7 +193,7 @@ def dropped_page(model: ReportModel, thumbs: dict[str, str]) -> str:
     body = (
         _back(links)
         + "<h1>Rejected and dropped faces</h1>"
-        + dropped_section(links, all_dropped(model), by_reason=True)
+        + dropped_section(links, all_dropped(model), True, small_px_of(model))
     )
     return page("dropped · facesets export", body)
 

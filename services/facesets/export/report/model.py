@@ -13,15 +13,19 @@ review list (`lookalikes`) and an explanation of an empty or thin result (`expla
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 
 from facesets.common import settings
+from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative
 from facesets.contract import layout
 
 log = structlog.get_logger(__name__)
@@ -115,6 +119,8 @@ class Entry:
     skipped: list[dict[str, Any]]
     page: str  # relative to OUT/report
     into: str | None = None  # a merged faceset: the one it joined
+    years: str | None = None  # an era bucket: the capture years it spans
+    small_px: float | None = None  # the face size (short edge, pixels) the "small" gate kept
 
     @property
     def top_crops(self) -> list[Crop]:
@@ -136,6 +142,7 @@ class ReportModel:
     lookalikes: list[LookalikePair] | None
     explanation: Any
     gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.contract.gates)
+    thin_below: int = settings.REPORT_THIN_CROPS  # the "thin" flag: fewer kept crops than this
 
     def entries(self) -> Iterator[Entry]:
         for partition in self.partitions:
@@ -161,22 +168,22 @@ class ReportModel:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A manifest as a dict; {} (and a warning) when it is missing or unreadable."""
+def read_manifest(out: Path, rel: str) -> dict[str, Any]:
+    """A manifest inside OUT as a dict; {} (and a warning) when it is missing or unreadable.
+    No symbolic link is followed on the way (a SymlinkRefusedError says where one lies)."""
     try:
-        payload = layout.read_json(path, default={})
+        payload = Beneath(out).read_json(rel, default={})
+    except SymlinkRefusedError:
+        raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        log.warning("report.manifest_unreadable", path=str(path), error=str(exc))
+        log.warning("report.manifest_unreadable", path=str(out / rel), error=str(exc))
         return {}
     return payload if isinstance(payload, dict) else {}
 
 
-def _inside(out: Path, rel: Any) -> Path | None:
-    """OUT/rel when it lies inside OUT: a manifest names nothing beyond the export."""
-    if not isinstance(rel, str) or not rel:
-        return None
-    path = (out / rel).resolve()
-    return path if path.is_relative_to(out.resolve()) else None
+def _inside(rel: Any) -> str | None:
+    """`rel` when it is a plain path inside OUT: a manifest names nothing beyond the export."""
+    return rel if is_relative(rel) else None
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -186,14 +193,43 @@ def _number(value: Any, default: float = 0.0) -> float:
         return default
 
 
-def scores_title(item: Mapping[str, Any]) -> str:
+def scores_title(item: Mapping[str, Any], lead: str = "") -> str:
+    """A crop's tooltip: what is known of it, nothing for what is not."""
     scores = item.get("scores") or {}
     parts = (
         [f"{k} {_number(v):.2f}" for k, v in sorted(scores.items())]
         if isinstance(scores, Mapping)
         else []
     )
-    return f"face {item.get('face_id')} · {item.get('source', '')} · " + ", ".join(parts)
+    face_id = item.get("face_id")
+    shown = [
+        lead,
+        f"face {face_id}" if face_id is not None else "",
+        str(item.get("source") or ""),
+        ", ".join(parts),
+    ]
+    return " · ".join(part for part in shown if part)
+
+
+def _years(key: str, entry: Mapping[str, Any]) -> str | None:
+    """The capture years of an era bucket: its `years` (first and last), else the label
+    `age split` gave it (export-swap keeps it as the entry's `label`)."""
+    years = entry.get("years")
+    if isinstance(years, Mapping) and years.get("first") is not None:
+        first, last = years.get("first"), years.get("last")
+        return str(first) if last in (None, first) else f"{first}-{last}"
+    era = {k for kind in PARTITIONS[1:3] for k in (kind.key, *kind.aliases)}  # era buckets
+    label = entry.get("label")
+    return str(label) if key in era and label else None
+
+
+def thin_threshold(kept: Sequence[int]) -> int:
+    """Fewer kept crops than this flag a faceset thin: a fraction of the export's median
+    faceset, within [REPORT_THIN_MIN_CROPS, REPORT_THIN_CROPS]."""
+    if not kept:
+        return settings.REPORT_THIN_CROPS
+    relative = math.ceil(settings.REPORT_THIN_FRACTION * float(np.median(kept)))
+    return min(settings.REPORT_THIN_CROPS, max(settings.REPORT_THIN_MIN_CROPS, relative))
 
 
 def page_name(partition: str, name: str) -> str:
@@ -265,7 +301,7 @@ def _dropped(detail: Mapping[str, Any]) -> list[Dropped]:
             face_id=d.get("face_id"),
             source=str(d.get("source", "")),
             thumbnail=d["thumbnail"] if isinstance(d.get("thumbnail"), str) else None,
-            title=f"{d.get('detail', '')} · {scores_title(d)}",
+            title=scores_title(d, str(d.get("detail") or "")),
         )
         for d in (items if isinstance(items, list) else [])
         if isinstance(d, Mapping)
@@ -282,8 +318,6 @@ def _flags(kind: PartitionKind | None, entry: Mapping[str, Any], kept: int) -> s
     flags.update(f for f in BOOLEAN_FLAGS if entry.get(f) is True)
     if entry.get("merged_into") or entry.get("merged_from"):
         flags.add("merged")
-    if kept < settings.REPORT_THIN_CROPS:
-        flags.add(FLAG_THIN)
     if entry.get("skipped"):
         flags.add("unreadable")
     return flags
@@ -293,14 +327,19 @@ def _entry(
     out: Path, kind: PartitionKind | None, key: str, name: str, entry: Mapping[str, Any]
 ) -> Entry:
     manifest_rel = entry.get("manifest") or f"{entry.get('dir') or name}/{layout.FACESET_MANIFEST}"
-    manifest_path = _inside(out, manifest_rel)
-    detail = read_manifest(manifest_path) if manifest_path else {}
+    manifest_path = _inside(manifest_rel)
+    detail = read_manifest(out, manifest_path) if manifest_path else {}
     counts = entry.get("counts") or detail.get("counts") or {}
     counts = counts if isinstance(counts, Mapping) else {}
     crops = _crops(entry, detail)
     kept = int(_number(counts.get("kept"), len(crops)))
+    dropped = _dropped(detail)
     dropped_counts = counts.get("dropped") if isinstance(counts.get("dropped"), Mapping) else {}
+    if dropped:  # the header counts what the page lists (a maintenance run adds to the list)
+        dropped_counts = dict(Counter(d.reason or "dropped" for d in dropped))
     sources = entry.get("sources") or detail.get("sources") or []
+    params = detail.get("params") if isinstance(detail.get("params"), Mapping) else {}
+    small = params.get("min_face_short") if params else None
     skipped = entry.get("skipped") or []
     return Entry(
         partition=key,
@@ -313,7 +352,7 @@ def _entry(
         sources=[str(s) for s in sources] if isinstance(sources, list) else [],
         flags=sorted(_flags(kind, entry, kept)),
         crops=crops,
-        dropped=_dropped(detail),
+        dropped=dropped,
         dropped_counts={str(k): int(_number(v)) for k, v in sorted((dropped_counts or {}).items())},
         fsz=[
             str(rel)
@@ -328,6 +367,8 @@ def _entry(
         else [],
         page=page_name(key, name),
         into=str(into) if (into := entry.get("into") or entry.get("merged_into")) else None,
+        years=_years(key, entry),
+        small_px=_number(small) if isinstance(small, int | float) else None,
     )
 
 
@@ -395,7 +436,7 @@ def _lookalikes(top: Mapping[str, Any]) -> list[LookalikePair] | None:
 def read_model(out: Path) -> ReportModel:
     """The report's content for the export in `out`; ReportError when there is no export."""
     out = Path(out).absolute()
-    top = read_manifest(out / layout.EXPORT_MANIFEST)
+    top = read_manifest(out, layout.EXPORT_MANIFEST)
     known = {k: kind for kind in PARTITIONS for k in (kind.key, *kind.aliases)}
     explanation = next((top[k] for k in EXPLANATION_KEYS if top.get(k)), None)
     partitions: list[Partition] = []
@@ -423,6 +464,11 @@ def read_model(out: Path) -> ReportModel:
         explanation,
         gates if isinstance(gates, Mapping) else None,
     )
+    plain = [e.kept for p in partitions if p.key == "facesets" for e in p.entries]
+    model.thin_below = thin_threshold(plain or [e.kept for e in model.entries()])
+    for entry in model.entries():
+        if entry.kept < model.thin_below and FLAG_THIN not in entry.flags:
+            entry.flags = sorted({*entry.flags, FLAG_THIN})
     _add_derived_flags(model)
     return model
 

@@ -140,6 +140,18 @@ def _partition_list(links: Links, model: ReportModel, dropped: int) -> str:
     return f'<ul class="parts">{"".join(items)}</ul>'
 
 
+def _legend(model: ReportModel) -> str:
+    """What the flags that come from a threshold mean in this export."""
+    thin = (
+        f"thin: fewer than {model.thin_below} kept crops (a "
+        f"{settings.REPORT_THIN_FRACTION:g} fraction of the median faceset, between "
+        f"{settings.REPORT_THIN_MIN_CROPS} and {settings.REPORT_THIN_CROPS})"
+    )
+    small = pages.small_px_of(model)
+    dropped = f" · small: a face under {small:.0f}px on its short edge" if small else ""
+    return f'<p class="legend" data-thin-below="{model.thin_below}">{e(thin + dropped)}</p>'
+
+
 def _more(section: str, count: int, noun: str, href: str) -> str:
     return (
         f'<section class="card" data-section="{section}"><h3>{noun}: {count}</h3>'
@@ -164,6 +176,7 @@ def overview(model: ReportModel, thumbs: dict[str, str]) -> str:
         + _partition_list(links, model, len(dropped))
         + "<h2>Facesets</h2>"
         + _filters(model)
+        + _legend(model)
         + f'<div id="rows">{rows or "<p class=none>no facesets</p>"}</div>'
         + ("" if empty or model.gates is None else _gates(model.gates, False))
     )

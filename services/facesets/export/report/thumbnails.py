@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import structlog
 
 from facesets.common import settings
-from facesets.contract import layout
+from facesets.common.beneath import Beneath, is_relative
 
 log = structlog.get_logger(__name__)
 
@@ -60,36 +61,38 @@ class ThumbnailCache:
         quality: int = settings.REPORT_THUMB_QUALITY,
         workers: int = settings.REPORT_THUMB_WORKERS,
     ) -> None:
-        self.out = Path(out).resolve()
+        self.out = Path(out).absolute()
         self.folder = Path(folder)
+        # Every access goes through OUT's descriptor, one component at a time (no link).
+        self.disk = Beneath(self.out)
+        self.folder_rel = self.folder.absolute().relative_to(self.out).as_posix()
         self.size = size
         self.quality = quality
         self.workers = max(1, workers)
         self.stats = ThumbnailStats()
 
-    def _key(self, rel: str, source: Path) -> str | None:
-        """The thumbnail's file name for the crop as it is now; None if there is no such crop."""
+    def _key(self, rel: str) -> str | None:
+        """The thumbnail's file name for the crop as it is now; None if there is no such crop
+        (or it is not a regular file inside OUT: no link is followed)."""
         try:
-            stat = source.stat()
-        except OSError:
+            info = self.disk.lstat(rel) if is_relative(rel) else None
+        except (OSError, ValueError):
             return None
-        key = f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.size}\0{self.quality}"
+        if info is None or not stat.S_ISREG(info.st_mode):
+            return None
+        key = f"{rel}\0{info.st_size}\0{info.st_mtime_ns}\0{self.size}\0{self.quality}"
         return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24] + THUMB_SUFFIX
 
-    def _source(self, rel: str) -> Path | None:
-        path = (self.out / rel).resolve()
-        return path if path.is_relative_to(self.out) and path.is_file() else None
-
-    def _make(self, source: Path, target: Path) -> bool:
+    def _make(self, source: str, name: str) -> bool:
         try:
-            thumb = make_thumbnail(source.read_bytes(), self.size, self.quality)
-        except OSError as exc:
-            log.warning("report.crop_unreadable", path=str(source), error=str(exc))
+            thumb = make_thumbnail(self.disk.read_bytes(source), self.size, self.quality)
+        except (OSError, ValueError) as exc:
+            log.warning("report.crop_unreadable", path=str(self.out / source), error=str(exc))
             return False
         if thumb is None:
-            log.warning("report.crop_undecodable", path=str(source))
+            log.warning("report.crop_undecodable", path=str(self.out / source))
             return False
-        layout.atomic_write_bytes(target, thumb)
+        self.disk.write_bytes(f"{self.folder_rel}/{name}", thumb)
         return True
 
     def build(self, rels: Sequence[str], progress: Progress | None = None) -> dict[str, str]:
@@ -98,25 +101,24 @@ class ThumbnailCache:
         Returns crop → thumbnail file name (inside the folder) for every crop that has one.
         """
         ready: dict[str, str] = {}
-        todo: list[tuple[str, Path, str]] = []
+        todo: list[tuple[str, str]] = []
         for rel in rels:
-            source = self._source(rel)
-            name = self._key(rel, source) if source else None
-            if source is None or name is None:
+            name = self._key(rel)
+            if name is None:
                 self.stats.failed += 1
-            elif (self.folder / name).is_file() and (self.folder / name).stat().st_size > 0:
+                continue
+            cached = self.disk.lstat(f"{self.folder_rel}/{name}")
+            if cached is not None and stat.S_ISREG(cached.st_mode) and cached.st_size > 0:
                 ready[rel] = name
                 self.stats.reused += 1
             else:
-                todo.append((rel, source, name))
-        if todo:
-            self.folder.mkdir(parents=True, exist_ok=True)
+                todo.append((rel, name))
         total = len(todo)
         if progress and total:
             progress("thumbnails", 0, total)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="thumbs") as pool:
-            made = pool.map(lambda job: self._make(job[1], self.folder / job[2]), todo)
-            for done, ((rel, _, name), ok) in enumerate(zip(todo, made, strict=True), 1):
+            made = pool.map(lambda job: self._make(job[0], job[1]), todo)
+            for done, ((rel, name), ok) in enumerate(zip(todo, made, strict=True), 1):
                 if ok:
                     ready[rel] = name
                     self.stats.made += 1
@@ -129,12 +131,9 @@ class ThumbnailCache:
     def prune(self, keep: set[str]) -> int:
         """Remove thumbnails (and interrupted writes of them) not in `keep`; how many went."""
         removed = 0
-        if not self.folder.is_dir():
-            return 0
-        for path in self.folder.iterdir():
-            name = path.name
+        for name, info in self.disk.entries(self.folder_rel):
             stale = _THUMB_NAME.fullmatch(name) and name not in keep
-            if (stale or _TEMP_NAME.fullmatch(name)) and path.is_file():
-                path.unlink(missing_ok=True)
+            if (stale or _TEMP_NAME.fullmatch(name)) and stat.S_ISREG(info.st_mode):
+                self.disk.unlink(f"{self.folder_rel}/{name}")
                 removed += 1
         return removed

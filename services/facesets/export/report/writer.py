@@ -9,6 +9,7 @@ ever removed.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 
 import structlog
 
+from facesets.common.beneath import Beneath, is_relative
 from facesets.contract import layout
+from facesets.export.maintenance.runs import guard
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview
@@ -34,14 +37,12 @@ class ReportResult:
     summary: dict[str, Any]
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
+def _write_if_changed(disk: Beneath, rel: str, text: str) -> bool:
     data = text.encode("utf-8")
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    layout.atomic_write_bytes(path, data)
+    info = disk.lstat(rel)
+    if info is not None and info.st_size == len(data) and disk.read_bytes(rel) == data:
+        return False
+    disk.write_bytes(rel, data)
     return True
 
 
@@ -56,31 +57,37 @@ def _pages(model: ReportModel, thumbs: dict[str, str]) -> dict[str, str]:
     return written
 
 
-def _owned(report_dir: Path) -> list[str]:
-    state = read_manifest(report_dir / layout.REPORT_STATE)
+def _owned(out: Path) -> list[str]:
+    state = read_manifest(out, f"{layout.REPORT_DIR}/{layout.REPORT_STATE}")
     files = state.get("files")
     return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
-def _remove_stale(report_dir: Path, previous: list[str], current: set[str]) -> int:
+def _remove_stale(disk: Beneath, previous: list[str], current: set[str]) -> int:
+    """Files the previous report wrote that this one did not; only plain paths inside
+    OUT/report count (report.json is a file anyone who can write the folder may edit)."""
     removed = 0
-    root = report_dir.resolve()
     for rel in previous:
-        if rel in current:
+        if rel in current or not is_relative(rel):
             continue
-        path = (report_dir / rel).resolve()
-        if path.is_relative_to(root) and path != root and path.is_file():
-            path.unlink()
+        path = f"{layout.REPORT_DIR}/{rel}"
+        if disk.is_file(path):
+            disk.unlink(path)
             removed += 1
-    for folder in sorted((report_dir / layout.REPORT_PAGES_DIR).glob("*"), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # a partition that no longer exists
+    pages_dir = f"{layout.REPORT_DIR}/{layout.REPORT_PAGES_DIR}"
+    for name, info in reversed(disk.entries(pages_dir)):
+        if stat.S_ISDIR(info.st_mode):
+            disk.rmdir(f"{pages_dir}/{name}")  # a partition that no longer exists, if empty
     return removed
 
 
 def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
     """Write OUT/report from the export manifests; what it wrote, as a summary."""
     out = Path(out).absolute()
+    disk = Beneath(out)
+    # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
+    # a crash cut short is rolled back before the report reads the export.
+    guard(out)
     model = read_model(out)  # ReportError before anything is written
     report_dir = out / layout.REPORT_DIR
     cache = ThumbnailCache(out, report_dir / layout.REPORT_THUMBS_DIR)
@@ -88,23 +95,21 @@ def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
 
     written = _pages(model, thumbs)
     index_text = overview(model, thumbs)
-    previous = _owned(report_dir)
+    previous = _owned(out)
     current = set(written) | {layout.REPORT_INDEX}
     # Owned before written: an interrupted run still knows which files to clean up later.
-    state_path = report_dir / layout.REPORT_STATE
-    layout.atomic_write_json(
-        state_path, {"version": STATE_VERSION, "files": sorted(current | set(previous))}
-    )
+    state_rel = f"{layout.REPORT_DIR}/{layout.REPORT_STATE}"
+    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current | set(previous))})
     changed = 0
     for done, (rel, text) in enumerate(sorted(written.items()), 1):
-        changed += _write_if_changed(report_dir / rel, text)
+        changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{rel}", text)
         if progress and (done % 32 == 0 or done == len(written)):
             progress("pages", done, len(written))
     index = report_dir / layout.REPORT_INDEX
-    changed += _write_if_changed(index, index_text)
-    removed = _remove_stale(report_dir, previous, current)
+    changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_INDEX}", index_text)
+    removed = _remove_stale(disk, previous, current)
     pruned = cache.prune(set(thumbs.values()))
-    layout.atomic_write_json(state_path, {"version": STATE_VERSION, "files": sorted(current)})
+    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current)})
     summary = {
         "report": str(index),
         "report_entries": sum(1 for _ in model.entries()),
