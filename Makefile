@@ -15,7 +15,7 @@ UV_VERSION := 0.13.8
 SYNC_EXTRAS ?= --extra cpu --extra embedded
 LOCKS := pyproject.toml uv.lock clients/pyproject.toml services/pyproject.toml orchestrator/pyproject.toml
 
-.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps lock test-clip-export
+.PHONY: install protos check-protos test demo bench fuzz lint lint-checks clean system-deps lock check-locks size test-clip-export
 
 $(UV):
 	$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION)
@@ -34,9 +34,21 @@ $(CLIP_VENV)/.installed: $(LOCKS) | $(UV)
 test-clip-export: $(CLIP_VENV)/.installed
 	FACESETS_SHARED=$(abspath $(SHARED)) $(CLIP_VENV)/bin/python -m pytest -q tests/test_clip_score.py
 
-# Re-resolve uv.lock after a change to any pyproject.toml (the lock is committed).
+# The lock files, one per target (locks/README.md): uv.lock (Linux services + CLI + CPU
+# inference + dev tools), locks/linux-cuda.txt, locks/windows-directml.txt, locks/client.txt.
+# Re-resolve them after a change to any pyproject.toml or locks/*.in (they are committed);
+# versions already locked are kept unless an input demands otherwise, or LOCK_ARGS=--upgrade.
 lock: | $(UV)
-	$(UV) lock
+	$(PY) scripts/locks.py lock $(LOCK_ARGS)
+
+# Exits 1 naming each lock that re-resolving from the repository would change (tests/test_locks.py).
+check-locks: | $(UV)
+	$(PY) scripts/locks.py check
+
+# Each target's environment built from its lock in a fresh folder: size on disk, distributions,
+# against the budgets (README, "Install size"); SIZE_ARGS=--time-install also times make install.
+size: | $(UV)
+	$(PY) bench/install_size.py $(SIZE_ARGS)
 
 install: $(STAMP) system-deps
 

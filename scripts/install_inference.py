@@ -1,17 +1,18 @@
-"""Install facesets with the inference service's dependencies and exactly one ONNX Runtime.
+"""Install the inference machine's set from its lock file, with exactly one ONNX Runtime.
 
 Run it with the Python of the environment to install into (cmd, PowerShell or a POSIX shell):
 
     .\\facesets-venv\\Scripts\\python scripts\\install_inference.py directml   (Windows, DirectML)
     .venv/bin/python scripts/install_inference.py cuda                      (Linux, CUDA)
-    .venv/bin/python scripts/install_inference.py cpu                       (anywhere, CPU)
+    python scripts/install_inference.py cpu                                 (anywhere, CPU)
 
-Why a script: InsightFace requires `onnxruntime` unconditionally. Installed beside
-onnxruntime-directml or onnxruntime-gpu, both write the same `onnxruntime` package and whichever
-lands last wins, often leaving only the CPU. So for an accelerator this installs the project with
-the `directml` or `gpu` extra (which lists InsightFace's other requirements), then InsightFace
-alone with --no-deps. Any other ONNX Runtime distribution found first is removed. Re-running it
-is safe; it also repairs an environment that holds two distributions.
+It installs locks/windows-directml.txt, locks/linux-cuda.txt or locks/cpu.txt as it is
+(`pip install --no-deps -r LOCK`): the versions the tests ran with, InsightFace included and no
+`onnxruntime` beside an accelerator build (scripts/locks.py says why and how the locks are
+made). Any other ONNX Runtime distribution found first is removed: both write the same
+`onnxruntime` package. Then it checks that the one wanted is left and offers its provider.
+Re-running it is safe; it also repairs an environment that holds two distributions.
+(`make install` is the CPU set with the dev tools.)
 
 Standard library only: it runs before anything else is installed.
 """
@@ -19,40 +20,31 @@ Standard library only: it runs before anything else is installed.
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import locks  # noqa: E402  (scripts/locks.py: the targets and their lock files)
+
+PROJECT = locks.REPO
 
 
 @dataclass(frozen=True)
 class Target:
-    extra: str  # of pyproject.toml
-    distribution: str  # the one ONNX Runtime distribution wanted
-    provider: str  # the provider it must offer
-    platform: str  # "win32", "linux" or "" for any
-    insightface_without_deps: bool
+    lock: locks.Target
+    provider: str  # the provider its ONNX Runtime must offer
+    platform: str  # sys.platform prefix it installs on, "" for any
 
 
 TARGETS = {
-    "directml": Target("directml", "onnxruntime-directml", "DmlExecutionProvider", "win32", True),
-    "cuda": Target("gpu", "onnxruntime-gpu", "CUDAExecutionProvider", "linux", True),
-    # The plain build is the one InsightFace asks for: one ordinary install.
-    "cpu": Target("cpu", "onnxruntime", "CPUExecutionProvider", "", False),
+    "directml": Target(locks.TARGETS["directml"], "DmlExecutionProvider", "win32"),
+    "cuda": Target(locks.TARGETS["cuda"], "CUDAExecutionProvider", "linux"),
+    "cpu": Target(locks.TARGETS["cpu"], "CPUExecutionProvider", ""),
 }
-
-
-def insightface_requirement(project: Path = PROJECT) -> str:
-    """The InsightFace pin, read from the `cpu` extra of pyproject.toml (its one source)."""
-    text = (project / "pyproject.toml").read_text(encoding="utf-8")
-    found = re.search(r'"(insightface==[^";\s]+)"', text)
-    if found is None:
-        raise SystemExit(f"no insightface==VERSION pin in {project / 'pyproject.toml'}")
-    return found.group(1)
 
 
 def installed_ort() -> list[str]:
@@ -69,35 +61,24 @@ def installed_ort() -> list[str]:
     return sorted(names)
 
 
-def plan(
-    target_name: str,
-    installed: list[str],
-    project: Path = PROJECT,
-    editable: bool = False,
-    extras: tuple[str, ...] = (),
-) -> list[list[str]]:
-    """The pip commands (arguments after `python -m pip`) that make the install, in order."""
+def plan(target_name: str, installed: list[str]) -> list[list[str]]:
+    """The pip commands (arguments after `python -m pip`, run in the repository root)."""
     target = TARGETS[target_name]
     steps: list[list[str]] = []
-    if installed and installed != [target.distribution]:
+    if installed and installed != [target.lock.ort]:
         # Remove every one: files the two share would be left half-deleted otherwise.
         steps.append(["uninstall", "-y", *installed])
-    spec = f"{project}[{','.join((target.extra, *extras))}]"
-    steps.append(["install", *(["-e"] if editable else []), spec])
-    if target.insightface_without_deps:
-        steps.append(["install", "--no-deps", insightface_requirement(project)])
+    steps.append(["install", "--no-deps", "-r", target.lock.lock])
     return steps
 
 
 def _check_platform(target_name: str) -> None:
     wanted = TARGETS[target_name].platform
-    if wanted and not sys.platform.startswith(wanted):
+    if not sys.platform.startswith(wanted):
         raise SystemExit(
             f"'{target_name}' installs for {'Windows' if wanted == 'win32' else 'Linux'}; "
             f"this is {sys.platform}. Choose one of: "
-            + ", ".join(
-                n for n, t in TARGETS.items() if not t.platform or sys.platform == t.platform
-            )
+            + ", ".join(n for n, t in TARGETS.items() if sys.platform.startswith(t.platform))
         )
 
 
@@ -109,12 +90,12 @@ def _verify(target: Target) -> int:
     providers = probe.stdout.split(",") if probe.returncode == 0 else []
     print(f"ONNX Runtime distributions: {', '.join(found) or 'none'}")
     print(f"providers: {', '.join(providers) or probe.stderr.strip()}")
-    if found != [target.distribution]:
-        print(f"error: expected only {target.distribution}", file=sys.stderr)
+    if found != [target.lock.ort]:
+        print(f"error: expected only {target.lock.ort}", file=sys.stderr)
         return 1
     if target.provider not in providers:
         print(
-            f"error: {target.distribution} is installed but does not offer {target.provider}; "
+            f"error: {target.lock.ort} is installed but does not offer {target.provider}; "
             "check the GPU driver (DirectX 12 for DirectML; CUDA and cuDNN for CUDA)",
             file=sys.stderr,
         )
@@ -125,15 +106,11 @@ def _verify(target: Target) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Install facesets for the inference service with exactly one ONNX Runtime "
+        description="Install the inference set from its lock file with exactly one ONNX Runtime "
         "distribution: directml (Windows, AMD/Intel/NVIDIA GPUs through DirectX 12), cuda "
         "(Linux, NVIDIA) or cpu.",
     )
-    parser.add_argument("target", choices=sorted(TARGETS), help="which ONNX Runtime to install")
-    parser.add_argument("--editable", action="store_true", help="install the checkout with -e")
-    parser.add_argument(
-        "--extra", action="append", default=[], help="another extra of facesets, e.g. dev, clip"
-    )
+    parser.add_argument("target", choices=sorted(TARGETS), help="which lock to install")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser
 
@@ -142,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.dry_run:
         _check_platform(args.target)
-    steps = plan(args.target, installed_ort(), PROJECT, args.editable, tuple(args.extra))
-    for step in steps:
+    os.chdir(PROJECT)  # the locks name the local projects as ./clients, ./services, ...
+    for step in plan(args.target, installed_ort()):
         command = [sys.executable, "-m", "pip", *step]
         print("+ " + subprocess.list2cmdline(command), flush=True)
         if not args.dry_run and subprocess.run(command).returncode != 0:

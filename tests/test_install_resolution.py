@@ -1,9 +1,12 @@
-"""The documented inference installs resolve to exactly one ONNX Runtime distribution.
+"""The documented inference installs hold exactly one ONNX Runtime distribution.
 
 The install commands are read from the README's Windows section; the pip steps they run come
-from scripts/install_inference.py itself; each step is resolved with `uv pip compile` for the
-target platform, which evaluates environment markers for that platform (pip's --platform does
-not). Needs the package registry; skipped, saying so, only where it cannot be reached.
+from scripts/install_inference.py itself (`pip install --no-deps -r LOCK`), so what lands on the
+machine is the lock file's list as it is. That list is checked: one ONNX Runtime (the
+accelerator build), InsightFace, and everything InsightFace needs for that platform (resolved
+with `uv pip compile --python-platform`, which evaluates markers for it; pip's --platform does
+not). tests/test_locks.py checks that the locks reproduce from the repository. The resolution
+needs the package registry; skipped, saying so, only where it cannot be reached.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -26,6 +28,7 @@ WINDOWS_HEADING = "## Running the inference service on a Windows machine"
 # Distributions that write the `onnxruntime` package.
 ORT = re.compile(r"^(onnxruntime(-[a-z]+)?|ort-nightly(-[a-z]+)?)$")
 NOT_ORT = {"onnxruntime-extensions", "onnxruntime-genai", "onnxruntime-tools"}
+LOCAL_PROJECTS = {"./clients", "./services", "./orchestrator"}
 
 
 def load_script() -> ModuleType:
@@ -62,6 +65,17 @@ def ort_names(names: set[str]) -> set[str]:
     return {n for n in names if ORT.match(n) and n not in NOT_ORT}
 
 
+def installed_by(steps: list[list[str]]) -> set[str]:
+    """What the pip steps install: the requirement lines of each `-r LOCK` (all --no-deps)."""
+    script = load_script()
+    names: set[str] = set()
+    for step in steps:
+        if step[0] == "install":
+            assert "--no-deps" in step, step  # the lock is taken as it is, nothing added
+            names |= script.locks.requirement_names(REPO / step[step.index("-r") + 1])
+    return names
+
+
 def registry_reachable() -> str | None:
     index = os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL")
     url = (index or "https://pypi.org/simple").rstrip("/") + "/pip/"
@@ -73,125 +87,63 @@ def registry_reachable() -> str | None:
         return f"package registry {url} unreachable ({error})"
 
 
-@pytest.fixture(scope="module")
-def uv() -> list[str]:
-    why = registry_reachable()
-    if why:
-        pytest.skip(why)
-    command = [sys.executable, "-m", "uv"]
-    probe = subprocess.run([*command, "--version"], capture_output=True, text=True)
-    assert probe.returncode == 0, "uv is missing: pip install -e '.[dev]' brings it"
-    return command
-
-
-def compile_names(
-    uv: list[str], tmp: Path, platform: str, args: list[str], stdin: str | None = None
-) -> set[str]:
+def compile_names(platform: str, requirement: str) -> set[str]:
+    script = load_script()
     result = subprocess.run(
-        [
-            *uv,
-            "pip",
-            "compile",
-            *args,
-            "--python-platform",
-            platform,
-            "--python-version",
-            "3.11",
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-            "--cache-dir",
-            str(tmp / "uv-cache"),
-        ],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
+        [*script.locks.uv_command(), "pip", "compile", "-", "--python-platform", platform,
+         "--python-version", script.locks.PYTHON, "--no-header", "--no-annotate", "--quiet"],
+        input=requirement + "\n", capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    names = set()
-    for line in result.stdout.splitlines():
-        line = line.split("#")[0].strip()
-        if line and "==" in line:
-            names.add(line.split("==")[0].strip().lower().replace("_", "-"))
-    return names
+    return {
+        line.split("==")[0].strip().lower().replace("_", "-")
+        for line in result.stdout.splitlines()
+        if "==" in line
+    }
 
 
-def resolve_steps(uv: list[str], tmp: Path, platform: str, steps: list[list[str]]) -> set[str]:
-    """What the pip steps leave installed, as far as resolution tells: each install step
-    resolved alone (with --no-deps where the step has it), uninstall steps dropped."""
-    installed: set[str] = set()
-    for step in steps:
-        if step[0] != "install":
-            continue
-        words = [w for w in step[1:] if w != "-e"]
-        no_deps = "--no-deps" in words
-        requirements = [w for w in words if not w.startswith("-")]
-        for requirement in requirements:
-            project = re.fullmatch(r"(.+)\[([^\]]*)\]", requirement)
-            if project and Path(project.group(1)).is_dir():
-                extras = [e for e in project.group(2).split(",") if e]
-                args = [str(Path(project.group(1)) / "pyproject.toml")]
-                args += [a for e in extras for a in ("--extra", e)]
-                installed |= compile_names(uv, tmp, platform, args)
-            else:
-                args = ["-", *(["--no-deps"] if no_deps else [])]
-                installed |= compile_names(uv, tmp, platform, args, stdin=requirement + "\n")
-    return installed
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize(
-    ("target", "platform", "expected"),
-    [
-        ("directml", "windows", "onnxruntime-directml"),
-        ("cuda", "x86_64-manylinux_2_28", "onnxruntime-gpu"),
-    ],
+    ("target", "expected"), [("directml", "onnxruntime-directml"), ("cuda", "onnxruntime-gpu")]
 )
-def test_documented_install_holds_exactly_one_onnxruntime(
-    uv: list[str], tmp_path: Path, target: str, platform: str, expected: str
-) -> None:
+def test_documented_install_holds_exactly_one_onnxruntime(target: str, expected: str) -> None:
+    if why := registry_reachable():
+        pytest.skip(why)
     script = load_script()
     installs = documented_installs()
     assert target in installs, f"the README's Windows section shows no `{target}` install"
     args = script.build_parser().parse_args(installs[target])
-    steps = script.plan(args.target, [], REPO, args.editable, tuple(args.extra))
-    installed = resolve_steps(uv, tmp_path, platform, steps)
+    installed = installed_by(script.plan(args.target, []))
 
     assert ort_names(installed) == {expected}
+    assert installed >= LOCAL_PROJECTS
     assert "insightface" in installed
-    # Everything InsightFace needs, but its onnxruntime, comes with the install.
-    insightface = script.insightface_requirement(REPO)
-    needs = compile_names(uv, tmp_path, platform, ["-"], stdin=insightface + "\n")
+    # Everything InsightFace needs on that platform, but its onnxruntime, comes with the lock.
+    pin = next(
+        line.split(";")[0].strip()
+        for line in (REPO / script.TARGETS[target].lock.lock).read_text().splitlines()
+        if line.startswith("insightface==")
+    )
+    needs = compile_names(script.TARGETS[target].lock.platform, pin)
     assert needs - ort_names(needs) <= installed, sorted(needs - installed)
-
-
-@pytest.mark.slow
-def test_cpu_install_holds_only_onnxruntime(uv: list[str], tmp_path: Path) -> None:
-    script = load_script()
-    steps = script.plan("cpu", [], REPO, True, ("dev",))
-    installed = resolve_steps(uv, tmp_path, "x86_64-manylinux_2_28", steps)
-    assert ort_names(installed) == {"onnxruntime"}
-    assert "insightface" in installed
 
 
 def test_install_plan_removes_every_other_distribution_first() -> None:
     script = load_script()
     both = ["onnxruntime", "onnxruntime-directml"]
-    steps = script.plan("directml", both, REPO)
+    steps = script.plan("directml", both)
     assert steps[0] == ["uninstall", "-y", *both]
-    assert steps[1] == ["install", f"{REPO}[directml]"]
-    assert steps[2] == ["install", "--no-deps", script.insightface_requirement(REPO)]
+    assert steps[1] == ["install", "--no-deps", "-r", "locks/windows-directml.txt"]
     # Already right: nothing removed, the same install run again.
-    assert script.plan("directml", ["onnxruntime-directml"], REPO)[0][0] == "install"
+    assert script.plan("directml", ["onnxruntime-directml"])[0][0] == "install"
 
 
 def test_install_script_dry_run_prints_the_pip_steps() -> None:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "cuda", "--dry-run"], capture_output=True, text=True
+        [sys.executable, str(SCRIPT), "cuda", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "tests",  # the steps run in the repository root wherever it is started
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
-    assert any(f"{REPO}[gpu]" in line for line in lines)
-    assert "--no-deps insightface==" in lines[-1]
+    assert lines[-1].endswith("-m pip install --no-deps -r locks/linux-cuda.txt"), lines
