@@ -486,7 +486,7 @@ def export_swap(opened: Services, job: ExportJob, show_progress: bool = True) ->
 def report(opened: Services, export_dir: Path, show_progress: bool = True) -> StageSummary:
     """(Re)write the review report of an export folder from its manifests."""
     return StageSummary(
-        "report", follow(opened.export().report(_absolute(export_dir)), show_progress)
+        "report", follow(opened.export(peers=False).report(_absolute(export_dir)), show_progress)
     )
 
 
@@ -502,12 +502,13 @@ def video_plan(opened: Services, job: VideoPlanJob, show_progress: bool = True) 
 
 def video_cut(opened: Services, job: VideoCutJob, show_progress: bool = True) -> StageSummary:
     """Cut every planned segment with the media service's ffmpeg."""
-    summary = follow(opened.export().cut_segments(job.to_proto()), show_progress, VIDEO_UNITS)
+    events = opened.export(peers=False).cut_segments(job.to_proto())
+    summary = follow(events, show_progress, VIDEO_UNITS)
     return StageSummary("video cut", summary)
 
 
 def media_info(opened: Services) -> dict[str, str]:
-    info = opened.export().info()
+    info = opened.export(peers=False).info()
     return {
         "ffmpeg": info.ffmpeg_version,
         "ffmpeg_path": info.ffmpeg_path,
@@ -562,9 +563,11 @@ def dedup_optimize(
 
 def restore(opened: Services, job: RestoreJob, show_progress: bool = True) -> StageSummary:
     """Put back what a maintenance run (or every run, for one faceset) moved."""
-    return StageSummary("restore", follow(opened.export().restore(job.to_proto()), show_progress))
+    events = opened.export(peers=False).restore(job.to_proto())
+    return StageSummary("restore", follow(events, show_progress))
 
 
 def merge(opened: Services, job: MergeJob, show_progress: bool = True) -> StageSummary:
     """One faceset of an export joins another; the source goes to _merged/."""
-    return StageSummary("merge", follow(opened.export().merge(job.to_proto()), show_progress))
+    events = opened.export(peers=False).merge(job.to_proto())
+    return StageSummary("merge", follow(events, show_progress))

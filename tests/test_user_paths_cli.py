@@ -1,0 +1,182 @@
+"""The paths a new user walks through the `facesets` command (and the client library), on real
+LFW photos: hostile files in a photo folder, commands that need no model pack, counts that
+agree, summaries and progress a person can read, and hints where a user is stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import SHARED
+
+from facesets.client import ImageInput, InferenceClient
+from facesets.client.channel import Endpoint
+from facesets.common import layout
+from facesets.v1 import common_pb2
+from services import ServiceProcess, run_facesets
+
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
+PER_PERSON = 6
+
+
+def _copy_people(lfw: Path, dest: Path, people: tuple[str, ...] = PEOPLE) -> Path:
+    for person in people:
+        (dest / person).mkdir(parents=True, exist_ok=True)
+        for photo in sorted((lfw / person).glob("*.jpg"))[:PER_PERSON]:
+            shutil.copy(photo, dest / person / photo.name)
+    return dest
+
+
+def _without_model_pack() -> dict[str, str]:
+    """The environment of a user who never set up a model pack: none can be found or fetched."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESETS_MODEL")}
+    env["FACESETS_MODEL_ROOT"] = "/nonexistent/models"
+    env["FACESETS_MODEL_PACK"] = "buffalo_l"
+    env["INSIGHTFACE_HOME"] = "/nonexistent/insightface"
+    return env
+
+
+@pytest.fixture(scope="module")
+def pipeline(lfw_dir, tmp_path_factory):
+    """`facesets run` over three LFW people: OUT with faces.db, refined/ and export/."""
+    src = _copy_people(lfw_dir, tmp_path_factory.mktemp("photos"))
+    out = tmp_path_factory.mktemp("out")
+    result = run_facesets("run", str(src), str(out), "--min-faces", "3", "--json", timeout=900)
+    assert result.returncode == 0, result.stderr
+    return src, out, json.loads(result.stdout)
+
+
+# --- 1 and the acceptance: hostile files in a photo folder --------------------------------
+def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_like_a_photo(
+    lfw_dir, tmp_path
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    real = sorted((lfw_dir / PEOPLE[0]).glob("*.jpg"))[:2]
+    shutil.copy(real[0], photos / real[0].name)
+    os.mkfifo(photos / "pipe.jpg")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(photos / "sock.jpg"))
+    (photos / "zero.jpg").symlink_to("/dev/zero")
+    (photos / "x.jpg").mkdir()  # a folder named like a photo: walked like any folder
+    shutil.copy(real[1], photos / "x.jpg" / real[1].name)
+    store = tmp_path / "faces.db"
+    try:
+        result = run_facesets("embed", str(photos), str(store), "--json", timeout=180)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] == 2 and summary["unreadable"] == 3
+    reasons = {Path(item["path"]).name: item["error"] for item in summary["unreadable_files"]}
+    assert "FIFO" in reasons["pipe.jpg"]
+    assert "socket" in reasons["sock.jpg"]
+    assert "character device" in reasons["zero.jpg"]
+    for name in ("pipe.jpg", "sock.jpg", "zero.jpg"):
+        assert f"unreadable {photos / name}" in result.stderr  # each said to the user
+    assert summary["store"]["images"] == 2
+    assert summary["store"]["errors_by_reason"] == {"ERROR_REASON_UNREADABLE": 3}
+
+
+def test_embed_of_a_fifo_alone_does_not_block(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    os.mkfifo(photos / "pipe.jpg")
+    result = run_facesets("embed", str(photos), str(tmp_path / "faces.db"), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "unreadable        1" in result.stdout
+    assert "is a FIFO (named pipe), not a regular file" in result.stderr
+
+
+# --- 9: the counts of an embed agree -------------------------------------------------------
+def test_embed_counts_a_fake_photo_as_failed_not_embedded(lfw_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = sorted((lfw_dir / PEOPLE[1]).glob("*.jpg"))[0]
+    shutil.copy(good, photos / good.name)
+    (photos / "fake.jpg").write_bytes(b"hi")
+    result = run_facesets("embed", str(photos), str(tmp_path / "faces.db"))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert lines["embedded"].split()[2] == "1", result.stdout
+    assert lines["failed"].split()[1] == "1" and "not_an_image 1" in lines["failed"]
+    assert lines["unreadable"].split()[1] == "0"
+    again = run_facesets("embed", str(photos), str(tmp_path / "other.db"), "--json")
+    summary = json.loads(again.stdout)
+    assert summary["embedded"] + summary["failed"] == 2
+    assert summary["failed"] == sum(summary["errors"].values()) == 1
+
+
+# --- 10: the client library answers a missing file and goes on ----------------------------
+def test_client_embed_answers_a_missing_file_and_the_photos_after_it(lfw_dir, tmp_path):
+    from conftest import free_port
+
+    photos = sorted((lfw_dir / PEOPLE[2]).glob("*.jpg"))[:3]
+    os.mkfifo(tmp_path / "pipe.jpg")
+    service = ServiceProcess(
+        "inference", free_port(), tmp_path / "inference.log", roots=[tmp_path, SHARED]
+    )
+    service.start()
+    client = InferenceClient(Endpoint(service.address))
+    try:
+        client.wait_ready()
+        inputs = [
+            ImageInput(id="first", path=str(photos[0])),
+            ImageInput(id="missing", path=str(tmp_path / "gone.jpg")),
+            ImageInput(id="pipe", path=str(tmp_path / "pipe.jpg")),
+            ImageInput(id="second", path=str(photos[1])),
+            ImageInput(id="third", path=str(photos[2])),
+        ]
+        done = threading.Event()
+        results: dict[str, common_pb2.ImageResult] = {}
+
+        def consume() -> None:
+            for result in client.embed(iter(inputs)):
+                results[result.id] = result
+            done.set()
+
+        threading.Thread(target=consume, daemon=True).start()
+        assert done.wait(120), "the stream did not end"
+    finally:
+        client.close()
+        service.stop()
+    assert set(results) == {"first", "missing", "pipe", "second", "third"}
+    for bad in ("missing", "pipe"):
+        assert results[bad].error.reason == common_pb2.ERROR_REASON_UNREADABLE
+    assert "gone.jpg" in results["missing"].error.message
+    assert "FIFO" in results["pipe"].error.message
+    for good in ("first", "second", "third"):
+        assert not results[good].HasField("error") and len(results[good].faces) >= 1
+
+
+# --- 8: commands that run no inference need no model pack ---------------------------------
+def test_report_merge_and_restore_run_without_a_model_pack(pipeline, tmp_path):
+    _, out, _ = pipeline
+    export = tmp_path / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    env = _without_model_pack()
+    sets = sorted(p.name for p in export.glob("faceset_*") if p.is_dir())
+    assert len(sets) >= 2
+
+    report = run_facesets("report", str(export), "--json", env=env, timeout=180)
+    assert report.returncode == 0, report.stderr
+    assert (export / layout.REPORT_DIR / layout.REPORT_INDEX).is_file()
+
+    dry = run_facesets("merge", str(export), sets[1], "--into", sets[0], "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert (export / sets[1]).is_dir()  # a dry run moves nothing
+
+    merged = run_facesets("merge", str(export), sets[1], "--into", sets[0], "--json", env=env)
+    assert merged.returncode == 0, merged.stderr
+    assert not (export / sets[1]).exists()
+    run_id = json.loads(merged.stdout)["run"]
+    restored = run_facesets("restore", str(export), "--run", run_id, env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert (export / sets[1]).is_dir()
+    for result in (report, dry, merged, restored):
+        assert "model pack" not in result.stderr
