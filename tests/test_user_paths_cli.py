@@ -180,3 +180,83 @@ def test_report_merge_and_restore_run_without_a_model_pack(pipeline, tmp_path):
     assert (export / sets[1]).is_dir()
     for result in (report, dry, merged, restored):
         assert "model pack" not in result.stderr
+
+
+# --- 11: summaries list what they found -----------------------------------------------------
+def _section(stdout: str, key: str) -> str:
+    """The lines a text summary prints below `key` (indented)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [key]) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def _columns(stdout: str, key: str, *names: str) -> list[int]:
+    """Where the named columns are in the table below `key`."""
+    header = _section(stdout, key).splitlines()[0].split()
+    return [header.index(name) for name in names]
+
+
+def _table_row(stdout: str, *cells: str) -> str:
+    """The one line of a text summary that holds every cell."""
+    rows = [line for line in stdout.splitlines() if all(c in line.split() for c in cells)]
+    assert len(rows) == 1, f"no single row with {cells} in:\n{stdout}"
+    return rows[0]
+
+
+def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, tmp_path):
+    src, out, _ = pipeline
+    store = out / layout.RUN_STORE
+    config = tmp_path / "folders.toml"
+    config.write_text(
+        "mixed = []\n\n"
+        + "".join(f'[[trusted]]\nlabel = "{p}"\nfolder = "{src / p}"\n\n' for p in PEOPLE)
+    )
+    args = ("import-folders", str(store), str(tmp_path / "export"), "--config", str(config))
+    plan = json.loads(run_facesets(*args, "--dry-run", "--json").stdout)
+    text = run_facesets(*args, "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert "entries; see the manifest" not in text.stdout
+    assert len(plan["folders"]) == len(PEOPLE)
+    for folder in plan["folders"]:  # each folder's faces, on its own row
+        row = _table_row(_section(text.stdout, "folders"), folder["label"])
+        assert [str(folder["faces"]), str(folder["photos"])] == [
+            row.split()[i] for i in _columns(text.stdout, "folders", "faces", "photos")
+        ]
+
+    args = ("consolidate", str(out / layout.RUN_REFINE_DIR), str(store), "--dry-run")
+    args += ("--candidate-similarity", "0", "--confident-similarity", "0")
+    merges = json.loads(run_facesets(*args, "--json").stdout)["merges"]
+    text = run_facesets(*args)
+    assert text.returncode == 0, text.stderr
+    assert merges, "every faceset merges at similarity 0"
+    for merge in merges:  # which sets would merge into which
+        row = _table_row(_section(text.stdout, "merges"), merge["target"])
+        assert all(source in row for source in merge["sources"])
+
+    args = ("age", "probe", str(out / layout.RUN_EXPORT_DIR), "faceset_001")
+    probe = json.loads(run_facesets(*args, "--json").stdout)
+    text = run_facesets(*args)
+    assert text.returncode == 0, text.stderr
+    histogram = probe["histogram"]
+    assert _table_row(text.stdout, "bins").split()[1:] == histogram["bins"]
+    assert _table_row(text.stdout, "counts").split()[1:] == [str(c) for c in histogram["counts"]]
+
+
+# --- 12: progress into a file or a pipe is plain lines --------------------------------------
+def test_progress_into_a_pipe_is_plain_periodic_lines(pipeline, lfw_dir, tmp_path):
+    _, out, _ = pipeline
+    photos = _copy_people(lfw_dir, tmp_path / "photos", PEOPLE[:1])
+    env = {**os.environ, "FACESETS_PROGRESS_INTERVAL_S": "0"}  # a line at every step
+    embedded = run_facesets("embed", str(photos), str(tmp_path / "faces.db"), env=env)
+    export = tmp_path / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    shutil.rmtree(export / layout.REPORT_DIR)
+    report = run_facesets("report", str(export), env=env)
+    for result in (embedded, report):
+        assert result.returncode == 0, result.stderr
+        assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    hashing = [line for line in embedded.stderr.splitlines() if line.startswith("hashing: ")]
+    assert len(hashing) >= 2 and hashing[-1].startswith(f"hashing: {PER_PERSON}/{PER_PERSON} ")
+    assert any(line.startswith("embedding: ") for line in embedded.stderr.splitlines())
+    assert any(": " in line and "/" in line for line in report.stderr.splitlines())

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from tqdm import tqdm
 
 from facesets.client import ClusteringClient, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.scan import (
     PhotoListing,
     ScannedFile,
@@ -303,7 +303,7 @@ def _embed_pending(
     worker.start()
     try:
         # Exact once the listing is complete; until then, every file not known yet counts.
-        with tqdm(
+        with progress_bar(
             total=summary.files - summary.known - summary.unreadable,
             desc="embedding",
             unit="img",

@@ -13,10 +13,9 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Protocol
 
-from tqdm import tqdm
-
 from facesets.client.files import open_regular
 from facesets.common import photo_formats
+from facesets.orchestrator.console import progress_bar
 
 CHUNK = 1 << 20
 
@@ -151,7 +150,7 @@ def scan_files(
     known = known or {}
     with (
         ThreadPoolExecutor(workers) as pool,
-        tqdm(
+        progress_bar(
             total=len(paths), desc="hashing", unit="file", disable=not show_progress, leave=False
         ) as bar,
     ):

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from facesets.clustering.params import (
     AgeProbeParams,
     AgeSplitParams,
@@ -35,6 +33,7 @@ from facesets.export.maintenance.occlusion import OcclusionParams
 from facesets.export.params import ExportSwapParams
 from facesets.export.video.params import VideoCutParams, VideoPlanParams
 from facesets.orchestrator.connect import Services
+from facesets.orchestrator.console import progress_bar, summary_lines
 from facesets.v1 import clustering_pb2, common_pb2, export_pb2
 
 
@@ -58,15 +57,8 @@ class StageSummary:
         return {**timing, **self.values}
 
     def lines(self) -> list[str]:
-        """Human-readable `key  value` lines; long nested values point to the manifest."""
-        out = []
-        for key, value in self.values.items():
-            if isinstance(value, dict | list) and len(json.dumps(value, default=str)) > 100:
-                value = f"({len(value)} entries; see the manifest)"
-            elif isinstance(value, dict | list):
-                value = json.dumps(value, default=str)
-            out.append(f"{key:<28} {value}")
-        return out
+        """Human-readable `key  value` lines, with tables of the records a value lists."""
+        return summary_lines(self.values)
 
 
 def follow(
@@ -76,14 +68,14 @@ def follow(
 ) -> dict[str, Any]:
     """Show a progress bar per stage (rate and ETA in `units[stage]` where given); return the
     job's summary (with its manifest path)."""
-    bars: dict[str, tqdm] = {}
+    bars: dict[str, Any] = {}  # a tqdm bar, or plain lines where stderr is no terminal
     try:
         for event in events:
             if event.HasField("progress"):
                 progress = event.progress
                 bar = bars.get(progress.stage)
                 if bar is None:
-                    bar = bars[progress.stage] = tqdm(
+                    bar = bars[progress.stage] = progress_bar(
                         total=progress.total or None,
                         desc=progress.stage,
                         unit=(units or {}).get(progress.stage, ""),

@@ -108,6 +108,9 @@ DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
 # most this many times per command.
 LOCAL_SERVICE_RESTARTS = 3
 SHUTDOWN_GRACE_S = 10.0
+# Where stderr is a file or a pipe, progress is a plain line this often (and one at the end);
+# FACESETS_PROGRESS_INTERVAL_S overrides it.
+PLAIN_PROGRESS_INTERVAL_S = 10.0
 
 # --- clustering (issue: clustering service) -----------------------------------------------
 CLUSTER_THRESHOLD = 0.55  # cosine distance, average linkage
