@@ -260,3 +260,96 @@ def test_progress_into_a_pipe_is_plain_periodic_lines(pipeline, lfw_dir, tmp_pat
     assert len(hashing) >= 2 and hashing[-1].startswith(f"hashing: {PER_PERSON}/{PER_PERSON} ")
     assert any(line.startswith("embedding: ") for line in embedded.stderr.splitlines())
     assert any(": " in line and "/" in line for line in report.stderr.splitlines())
+
+
+# --- 13: hints where a user is stuck --------------------------------------------------------
+def test_a_dry_run_on_a_missing_store_says_to_embed_first(pipeline, tmp_path):
+    src, out, _ = pipeline
+    missing = tmp_path / "faces.db"
+    config = tmp_path / "folders.toml"
+    config.write_text(f'mixed = []\n\n[[trusted]]\nlabel = "a"\nfolder = "{src / PEOPLE[0]}"\n')
+    export = out / layout.RUN_EXPORT_DIR
+    for args in (
+        ("import-folders", str(missing), str(tmp_path / "e"), "--config", str(config)),
+        ("discover", str(missing), str(src), str(tmp_path / "e")),
+        ("consolidate", str(out / layout.RUN_REFINE_DIR), str(missing)),
+        ("age", "split", str(export), "faceset_001", "--store", str(missing)),
+    ):
+        result = run_facesets(*args, "--dry-run")
+        assert result.returncode == 1, result.stdout
+        assert f"`facesets embed PHOTOS {missing}`" in result.stderr, result.stderr
+    assert not missing.exists()
+
+
+def test_discover_dry_run_over_photos_the_store_lacks_says_so(pipeline, lfw_dir, tmp_path):
+    _, out, _ = pipeline
+    store = tmp_path / "faces.db"
+    shutil.copy(out / layout.RUN_STORE, store)
+    elsewhere = _copy_people(lfw_dir, tmp_path / "new", ("Gerhard_Schroeder",))
+    export = out / layout.RUN_EXPORT_DIR
+    result = run_facesets("discover", str(store), str(elsewhere), str(export), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "faces_under_root             0" in result.stdout
+    assert f"the store holds no face of a photo under {elsewhere}" in result.stderr
+    assert f"`facesets embed {elsewhere} {store}`" in result.stderr
+
+
+WIDE = ("--recover-threshold", "1.5", "--tighten-threshold", "1.5", "--sub-threshold", "0.6")
+WIDE += ("--min-short", "10", "--min-blur", "0", "--min-det-score", "0.1")
+
+
+def test_age_split_refuses_an_identity_without_capture_dates(pipeline):
+    _, out, _ = pipeline
+    export = out / layout.RUN_EXPORT_DIR
+    result = run_facesets("age", "split", str(export), "faceset_001", *WIDE, "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert "cannot be split by age" in result.stderr
+    assert "has a capture date" in result.stderr
+
+
+def test_age_extend_with_photos_outside_the_source_folders_says_where_they_must_be(
+    lfw_dir, tmp_path
+):
+    from dated_photos import dated_copy
+
+    photos = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))
+    src = tmp_path / "photos"
+    for i, photo in enumerate(photos[:10]):
+        dated_copy(photo, src / "blair" / photo.name, f"{1999 + 6 * (i % 2)}:05:10 12:00:00")
+    out = tmp_path / "run"
+    made = run_facesets("run", str(src), str(out), "--min-faces", "3", "--json")
+    assert made.returncode == 0, made.stderr
+    export = out / layout.RUN_EXPORT_DIR
+    era = ("--anchor-min-faces", "3", "--era-years", "3")
+    split = run_facesets("age", "split", str(export), "faceset_001", *WIDE, *era)
+    assert split.returncode == 0, split.stderr
+    elsewhere = tmp_path / "later"
+    for photo in photos[10:14]:
+        dated_copy(photo, elsewhere / photo.name, "2010:01:01 12:00:00")
+    embedded = run_facesets("embed", str(elsewhere), str(out / layout.RUN_STORE))
+    assert embedded.returncode == 0, embedded.stderr
+    extend = run_facesets("age", "extend", str(export), "faceset_001", *WIDE, *era)
+    assert extend.returncode == 0, extend.stderr
+    assert "no new faces of faceset_001 to slot in" in extend.stderr
+    assert f"source folders: {src / 'blair'}" in extend.stderr
+
+
+def test_video_status_prints_text_unless_json(lfw_dir, tmp_path):
+    from videos import ShotSpec, make_video
+
+    face = sorted((lfw_dir / "Aaron_Peirsol").glob("*.jpg"))[0]
+    src = tmp_path / "videos"
+    make_video(src / "clip.mp4", [ShotSpec(3, (40, 40, 160), face), ShotSpec(2, (160, 60, 40))])
+    out = tmp_path / "out"
+    ran = run_facesets("video", "run", str(src), str(out), "--json", timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    facts = json.loads(run_facesets("video", "status", str(out), "--json").stdout)
+    text = run_facesets("video", "status", str(out))
+    assert text.returncode == 0, text.stderr
+    assert not text.stdout.lstrip().startswith("{")
+    [(name, video)] = facts["videos"].items()
+    row = _table_row(_section(text.stdout, "videos"), name)
+    for column in ("planned_segments", "cut_segments", "tracks", "faces"):
+        index = _columns(text.stdout, "videos", column)[0]
+        assert row.split()[index] == str(video[column])
+    assert f"remains                      {facts['remains']}" in text.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 from facesets.clustering.params import AgeProbeParams, AgeSplitParams
 from facesets.common import layout
 from facesets.export.params import ExportSwapParams
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.jobs import print_summary
 
@@ -140,6 +140,7 @@ def split_job(args: argparse.Namespace, extend: bool) -> stages.AgeSplitJob:
 
 def run_probe(args: argparse.Namespace) -> int:
     job = probe_job(args)
+    hints.require_store(job.store)
     with services(args, job.roots()) as opened:
         summary = stages.clustering_job(opened, job)
     print_summary(summary.as_dict(), args.json)
@@ -150,12 +151,16 @@ def run_probe(args: argparse.Namespace) -> int:
 
 def _run_split(args: argparse.Namespace, extend: bool) -> int:
     job = split_job(args, extend)
+    hints.require_store(job.store, job.params.dry_run)
     export = ExportSwapParams(
         top_n=args.top_n, **{name: getattr(args, name) for name, _ in EXPORT_FLOATS}
     )
     with services(args, job.roots()) as opened:
         summary = stages.age_split(opened, job, export)
     print_summary(summary.as_dict(), args.json)
+    if extend:
+        plan = stages.era_plan_path(job.export_dir, summary.get("faceset") or job.faceset)
+        hints.say(hints.age_extend(summary.values, plan))
     return 0
 
 

@@ -156,8 +156,8 @@ def _compact(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        text = "-"
+    if value is None or value == "" or value == []:
+        text = "-"  # a cell is never blank: each row splits into its columns
     elif isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
         text = ", ".join(str(v) for v in value)
     elif isinstance(value, dict | list):

@@ -18,7 +18,7 @@ from facesets.clustering.params import DiscoverParams, ImportFoldersParams
 from facesets.common import layout
 from facesets.common.params import InvalidParameter
 from facesets.export.params import ExportSwapParams
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
 from facesets.orchestrator.jobs import add_cannot_link_argument, print_summary
@@ -126,7 +126,7 @@ def export_plan(
 
 def _check_store(store: Path, dry_run: bool) -> None:
     if dry_run and not store.is_file():
-        raise ConfigError(f"no store at {store}: a dry run plans from what it holds")
+        raise ConfigError(hints.no_store(store, dry_run=True))
 
 
 # --- import-folders ----------------------------------------------------------------------------
@@ -281,6 +281,7 @@ def run_discover(args: argparse.Namespace) -> int:
     if not args.json:
         print("\n".join(format_clusters(found)))
     print_summary({"embed": embedded, **found, "export": exported}, args.json)
+    hints.say(hints.discover(found, job.root, job.store))
     return 0
 
 

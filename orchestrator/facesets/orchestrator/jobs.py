@@ -21,7 +21,7 @@ from facesets.clustering.params import (
 )
 from facesets.common.gates import explain_empty
 from facesets.common.params import LINK_MODE_HELP, LinkMode
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import add_service_arguments, services
 
 
@@ -206,6 +206,7 @@ def consolidate_job(args: argparse.Namespace) -> stages.ConsolidateJob:
 def _runner(make_job: Callable[[argparse.Namespace], stages.ClusteringJob]) -> Any:
     def run(args: argparse.Namespace) -> int:
         job = make_job(args)  # parameters are checked before any service starts
+        hints.require_store(job.store, getattr(job.params, "dry_run", False))
         with services(args, job.roots()) as opened:
             summary = stages.clustering_job(opened, job)
         print_summary(summary.as_dict(), args.json)
