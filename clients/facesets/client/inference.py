@@ -154,10 +154,10 @@ class InferenceClient:
         try:
             for result in run_parallel(streams, self._requests(images, by_path, refused)):
                 while refused:
-                    yield refused.pop()
+                    yield refused.pop(0)  # in the order the images came
                 yield result
             while refused:
-                yield refused.pop()
+                yield refused.pop(0)  # in the order the images came
         finally:
             self.restarts += sum(stream.restarts for stream in streams)
 
