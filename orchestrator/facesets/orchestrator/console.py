@@ -163,7 +163,7 @@ def _cell(value: Any) -> str:
     elif isinstance(value, dict | list):
         text = _compact(value)
     else:
-        text = str(value)
+        text = _plain(value)
     if len(text) <= CELL_CHARS:
         return text
     if "/" in text and not text.startswith(("{", "[")):
@@ -243,7 +243,14 @@ def _more(shown: int, total: int) -> list[str]:
     return [f"... and {total - shown} more (--json shows all)"] if total > shown else []
 
 
-def value_lines(value: Any) -> tuple[str, list[str]]:
+def _plain(value: Any) -> str:
+    """A plain value as text; a float to 6 significant digits (0.6, not 0.6000000238418579)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def value_lines(value: Any, width: int = KEY_WIDTH) -> tuple[str, list[str]]:
     """A summary value as the text on its key's line and the lines below it (indented by the
     caller): tables for lists of records and mappings of records, rows across for parallel
     lists, the first TABLE_ROWS entries of anything long."""
@@ -266,17 +273,19 @@ def value_lines(value: Any) -> tuple[str, list[str]]:
             lines = table(down) + _more(min(length, TABLE_ROWS), length)
         return head, lines
     if not isinstance(value, dict | list):
-        return str(value), []
+        return _plain(value), []
     if len(_compact(value)) <= INLINE_CHARS:
         return _compact(value), []
     if isinstance(value, list):
         shown = value[:TABLE_ROWS]
-        return str(len(value)), [_cell(v) for v in shown] + _more(len(shown), len(value))
+        items = [_plain(v) if not isinstance(v, dict | list) else _compact(v) for v in shown]
+        return str(len(value)), items + _more(len(shown), len(value))
     keys = list(value)[:TABLE_ROWS]
     lines = []
     for key in keys:
-        text, below = value_lines(value[key])
-        lines.append(f"{key:<{KEY_WIDTH - 2}} {text}".rstrip())
+        # Indented two more than its parent, so the values still line up in one column.
+        text, below = value_lines(value[key], width - 2)
+        lines.append(f"{key:<{width - 2}} {text}".rstrip())
         lines += [f"  {line}" for line in below]
     return "", lines + _more(len(keys), len(value))
 
