@@ -32,7 +32,10 @@ class AroundProgressBars:
 
 # --- progress ------------------------------------------------------------------------------
 def _interval_s() -> float:
-    return float(os.environ.get("FACESETS_PROGRESS_INTERVAL_S", PLAIN_PROGRESS_INTERVAL_S))
+    try:
+        return float(os.environ.get("FACESETS_PROGRESS_INTERVAL_S", PLAIN_PROGRESS_INTERVAL_S))
+    except ValueError:  # a malformed override must not stop the work it reports on
+        return PLAIN_PROGRESS_INTERVAL_S
 
 
 def _duration(seconds: float) -> str:
