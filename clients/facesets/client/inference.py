@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
@@ -19,6 +18,7 @@ from facesets.client.channel import (
     replica_count,
     wait_until_serving,
 )
+from facesets.client.files import open_regular, regular_size
 from facesets.client.png import encode_png
 from facesets.client.resumable import ResumableStream, run_parallel
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -49,6 +49,16 @@ def _too_large(image_id: str, size: int, limit: int) -> common_pb2.ImageResult:
         error=common_pb2.ImageError(
             reason=common_pb2.ERROR_REASON_TOO_LARGE,
             message=f"{size:,} bytes is over the {limit:,}-byte message limit",
+        ),
+    )
+
+
+def _unreadable(image_id: str, path: str, error: OSError) -> common_pb2.ImageResult:
+    text = f"{path}: {error.strerror}" if error.strerror else str(error)
+    return common_pb2.ImageResult(
+        id=image_id,
+        error=common_pb2.ImageError(
+            reason=common_pb2.ERROR_REASON_UNREADABLE, message=f"cannot read {text}"
         ),
     )
 
@@ -100,22 +110,17 @@ class InferenceClient:
             data = image.data
             if data is None:
                 assert image.path is not None
-                size = os.path.getsize(image.path)
-                if size > self.max_bytes:
-                    refused.append(_too_large(image.id, size, self.max_bytes))
-                    continue
                 try:
-                    with open(image.path, "rb") as handle:
+                    # A missing, unreadable or non-regular file is this image's error result;
+                    # the stream goes on with the images after it.
+                    size = regular_size(image.path)
+                    if size > self.max_bytes:
+                        refused.append(_too_large(image.id, size, self.max_bytes))
+                        continue
+                    with open_regular(image.path) as handle:
                         data = handle.read()
                 except OSError as error:
-                    refused.append(
-                        common_pb2.ImageResult(
-                            id=image.id,
-                            error=common_pb2.ImageError(
-                                reason=common_pb2.ERROR_REASON_UNREADABLE, message=str(error)
-                            ),
-                        )
-                    )
+                    refused.append(_unreadable(image.id, image.path, error))
                     continue
             if len(data) > self.max_bytes:
                 refused.append(_too_large(image.id, len(data), self.max_bytes))
@@ -149,10 +154,10 @@ class InferenceClient:
         try:
             for result in run_parallel(streams, self._requests(images, by_path, refused)):
                 while refused:
-                    yield refused.pop()
+                    yield refused.pop(0)  # in the order the images came
                 yield result
             while refused:
-                yield refused.pop()
+                yield refused.pop(0)  # in the order the images came
         finally:
             self.restarts += sum(stream.restarts for stream in streams)
 

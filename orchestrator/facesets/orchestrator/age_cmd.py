@@ -20,7 +20,7 @@ from facesets.contract.clustering import (
     AgeSplitRequest,
 )
 from facesets.contract.export import ExportSwapParams
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.flags import add_params_flags, params_from_args
 from facesets.orchestrator.jobs import print_summary
@@ -78,6 +78,7 @@ def split_job(args: argparse.Namespace, extend: bool) -> AgeSplitRequest:
 
 def run_probe(args: argparse.Namespace) -> int:
     job = probe_job(args)
+    hints.require_store(job.store)
     with services(args, job.roots()) as opened:
         summary = stages.clustering_job(opened, job)
     print_summary(summary.as_dict(), args.json)
@@ -88,10 +89,14 @@ def run_probe(args: argparse.Namespace) -> int:
 
 def _run_split(args: argparse.Namespace, extend: bool) -> int:
     job = split_job(args, extend)
+    hints.require_store(job.store, job.params.dry_run)
     export = params_from_args(ExportSwapParams, args, EXPORT_SKIP)
     with services(args, job.roots()) as opened:
         summary = stages.age_split(opened, job, export)
     print_summary(summary.as_dict(), args.json)
+    if extend:
+        plan = layout.era_plan_path(job.export_dir, summary.get("faceset") or job.faceset)
+        hints.say(hints.age_extend(summary.values, plan))
     return 0
 
 

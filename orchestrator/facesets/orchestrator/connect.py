@@ -105,13 +105,14 @@ class Services(contextlib.ExitStack):
         self._inference: InferenceClient | None = None
         self._clustering: ClusteringClient | None = None
         self._export: ExportClient | None = None
+        self._export_peers = False  # whether the local export service was given its peers
         self.local: dict[str, LocalService] = {}
 
-    def _address(self, name: str) -> str:
+    def _address(self, name: str, peers: bool = True) -> str:
         address = self.options.addresses.get(name)
         if address:
             return address
-        if name in self.local:
+        if name in self.local and (name != "export" or self._export_peers or not peers):
             return self.local[name].address
         extra: list[str] = []
         if name == "inference":
@@ -131,7 +132,7 @@ class Services(contextlib.ExitStack):
                 # The embedded default runs on what the machine has, CPU included, quietly;
                 # an explicit --providers is held to its word.
                 extra.append("--allow-cpu-fallback")
-        if name == "export":
+        if name == "export" and peers:
             extra += self._peer_arguments()
         for root in command_roots(self.roots):
             extra += ["--allow-root", str(root)]
@@ -139,6 +140,8 @@ class Services(contextlib.ExitStack):
         self.callback(service.stop)
         address = service.start()
         self.local[name] = service
+        if name == "export":
+            self._export_peers = peers
         return address
 
     def _peer_arguments(self) -> list[str]:
@@ -157,8 +160,8 @@ class Services(contextlib.ExitStack):
     def is_local(self, name: str) -> bool:
         return name in self.local
 
-    def endpoint(self, name: str) -> Endpoint:
-        address = self._address(name)
+    def endpoint(self, name: str, peers: bool = True) -> Endpoint:
+        address = self._address(name, peers)
         local = name in self.local
         return Endpoint(address, None if local else self.token, None if local else self.tls_ca)
 
@@ -182,9 +185,13 @@ class Services(contextlib.ExitStack):
         """The address of a service, starting it locally if need be."""
         return self.endpoint(name).address
 
-    def export(self) -> ExportClient:
-        if self._export is None:
-            client = ExportClient(self.endpoint("export"))
+    def export(self, peers: bool = True) -> ExportClient:
+        """The export service's client. `peers` False: the job calls neither the clustering
+        nor the inference service (report, merge, restore, cut), so a local export service
+        is started without them, and no model pack is needed; a later job that calls them
+        gets a local export service that has them."""
+        if self._export is None or (peers and self.is_local("export") and not self._export_peers):
+            client = ExportClient(self.endpoint("export", peers))
             self.callback(client.close)
             client.wait_ready()
             self._export = client

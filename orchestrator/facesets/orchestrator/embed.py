@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from tqdm import tqdm
 
 from facesets.client import ClusteringClient, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.scan import (
     PhotoListing,
     ScannedFile,
@@ -40,7 +40,8 @@ class EmbedSummary:
     unreadable: int = 0
     known: int = 0
     aliases_added: int = 0
-    embedded: int = 0
+    embedded: int = 0  # sent to inference now and read as a photo (with or without faces)
+    failed: int = 0  # sent to inference now and refused (not a photo, corrupt...): `errors`
     faces_found: int = 0
     errors: Counter = field(default_factory=Counter)
     store: dict = field(default_factory=dict)
@@ -49,6 +50,7 @@ class EmbedSummary:
     skipped: dict[str, int] = field(default_factory=dict)  # files not photos, by extension
     replicas: Counter = field(default_factory=Counter)  # images answered, by inference replica
     inference_seconds: float = 0.0  # from the first image sent to the last result
+    unreadable_files: list[dict[str, str]] = field(default_factory=list)  # path, error
 
     def replica_rates(self) -> dict[str, dict[str, float]]:
         """Images each inference replica answered, and its images per second over the run."""
@@ -118,7 +120,22 @@ def embed(
     report_skipped(listing, verbose)
     summary = embed_files(opened, listing.photos, store_path, send, show_progress, rehash)
     summary.skipped = listing.skipped_by_kind()
+    report_unreadable(summary, verbose)
     return summary
+
+
+UNREADABLE_SHOWN = 20  # unreadable files named on stderr without --verbose
+
+
+def report_unreadable(summary: EmbedSummary, verbose: bool = False) -> None:
+    """Each file that could not be read (FIFO, socket, device, permission...) on stderr, the
+    first UNREADABLE_SHOWN of them without `verbose`."""
+    files = summary.unreadable_files
+    for item in files if verbose else files[:UNREADABLE_SHOWN]:
+        print(f"unreadable {item['path']}  ({item['error']})", file=sys.stderr)
+    if not verbose and len(files) > UNREADABLE_SHOWN:
+        rest = len(files) - UNREADABLE_SHOWN
+        print(f"... and {rest} more unreadable files (--verbose lists them)", file=sys.stderr)
 
 
 def report_skipped(listing: PhotoListing, verbose: bool = False) -> None:
@@ -222,6 +239,7 @@ class _Listing:
         )
         if scanned.error:
             self.summary.unreadable += 1
+            self.summary.unreadable_files.append({"path": scanned.path, "error": scanned.error})
             entry.error.CopyFrom(
                 common_pb2.ImageError(
                     reason=common_pb2.ERROR_REASON_UNREADABLE, message=scanned.error
@@ -276,6 +294,7 @@ def _embed_pending(
             summary.inference_seconds = round(time.monotonic() - started, 2)
             if result.HasField("error"):
                 summary.errors[common_pb2.ErrorReason.Name(result.error.reason)] += 1
+                summary.failed += 1
             summary.faces_found += len(result.faces)
             yield clustering_pb2.IngestItem(file=entries[result.id], result=result)
 
@@ -284,7 +303,7 @@ def _embed_pending(
     worker.start()
     try:
         # Exact once the listing is complete; until then, every file not known yet counts.
-        with tqdm(
+        with progress_bar(
             total=summary.files - summary.known - summary.unreadable,
             desc="embedding",
             unit="img",
@@ -303,6 +322,8 @@ def _embed_pending(
     worker.join()
     if failure:
         raise failure[0]
+    # Committed counts every answered image; those refused are `failed`, not embedded.
+    summary.embedded -= summary.failed
 
 
 def format_summary(summary: EmbedSummary) -> str:
@@ -312,6 +333,8 @@ def format_summary(summary: EmbedSummary) -> str:
         f"unchanged {summary.files - summary.hashed - summary.unreadable})",
         f"  already in store  {summary.known}  (new aliases {summary.aliases_added})",
         f"  embedded now      {summary.embedded}  ({summary.faces_found} faces)",
+        f"  failed            {summary.failed}"
+        + (f"  ({_reasons(summary.errors)})" if summary.errors else ""),
         f"  unreadable        {summary.unreadable}",
         f"  skipped           {sum(summary.skipped.values())}  "
         f"({', '.join(f'{kind} {count}' for kind, count in summary.skipped.items())})",
@@ -328,6 +351,13 @@ def format_summary(summary: EmbedSummary) -> str:
         lines.append(f"service restarts survived  {summary.restarts}")
     lines.append(f"time                {summary.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _reasons(counts: Counter) -> str:
+    return ", ".join(
+        f"{reason.removeprefix('ERROR_REASON_').lower()} {count}"
+        for reason, count in sorted(counts.items())
+    )
 
 
 COMMANDS = {

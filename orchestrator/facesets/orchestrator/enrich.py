@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from facesets.client import ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
+from facesets.orchestrator.console import progress_bar
 from facesets.v1 import clustering_pb2, common_pb2
 
 
@@ -49,7 +48,9 @@ def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> di
         return summary
     images = (ImageInput(id=image.sha256, path=image.path) for image in lacking)
     by_path = opened.is_local("inference")
-    with tqdm(total=len(lacking), desc="enriching", unit="img", disable=not show_progress) as bar:
+    with progress_bar(
+        total=len(lacking), desc="enriching", unit="img", disable=not show_progress
+    ) as bar:
 
         def detected() -> Iterator[common_pb2.ImageResult]:
             for result in opened.inference().detect(images, by_path=by_path):

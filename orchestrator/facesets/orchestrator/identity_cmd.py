@@ -24,7 +24,7 @@ from facesets.contract.clustering import (
 )
 from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.fields import InvalidParameter
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed
 from facesets.orchestrator.flags import add_params_flags, params_from_args
@@ -128,7 +128,7 @@ def export_plan(
 
 def _check_store(store: Path, dry_run: bool) -> None:
     if dry_run and not store.is_file():
-        raise ConfigError(f"no store at {store}: a dry run plans from what it holds")
+        raise ConfigError(hints.no_store(store, dry_run=True))
 
 
 # --- import-folders ----------------------------------------------------------------------------
@@ -257,6 +257,7 @@ def run_discover(args: argparse.Namespace) -> int:
     if not args.json:
         print("\n".join(format_clusters(found)))
     print_summary({"embed": embedded, **found, "export": exported}, args.json)
+    hints.say(hints.discover(found, job.root, job.store))
     return 0
 
 

@@ -27,7 +27,7 @@ from facesets.contract.clustering import (
     RefineRequest,
 )
 from facesets.contract.gates import explain_empty
-from facesets.orchestrator import stages
+from facesets.orchestrator import hints, stages
 from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.flags import add_params_flags, params_from_args
 
@@ -120,6 +120,7 @@ def consolidate_job(args: argparse.Namespace) -> ConsolidateRequest:
 def _runner(make_job: Callable[[argparse.Namespace], ClusteringJobRequest]) -> Any:
     def run(args: argparse.Namespace) -> int:
         job = make_job(args)  # parameters are checked before any service starts
+        hints.require_store(job.store, getattr(job.params, "dry_run", False))
         with services(args, job.roots()) as opened:
             summary = stages.clustering_job(opened, job)
         print_summary(summary.as_dict(), args.json)

@@ -10,11 +10,12 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Protocol
 
-from tqdm import tqdm
-
+from facesets.client.files import open_regular
 from facesets.contract import photo_formats
+from facesets.orchestrator.console import progress_bar
 
 CHUNK = 1 << 20
 
@@ -111,7 +112,9 @@ def hash_file(path: str) -> ScannedFile:
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(path, "rb") as handle:
+        # Regular files alone: a FIFO named like a photo would block a plain open() forever,
+        # and a link to /dev/zero would never end; they are reported as unreadable instead.
+        with open_regular(path) as handle:
             # The time before reading: a change while hashing shows up as a newer time later.
             mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
             while chunk := handle.read(CHUNK):
@@ -130,7 +133,8 @@ def scan_file(path: str, known: Known | None) -> ScannedFile:
             stat = os.stat(path)
         except OSError:
             return hash_file(path)  # reports why it cannot be read
-        if stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns:
+        unchanged = stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns
+        if unchanged and S_ISREG(stat.st_mode):
             return ScannedFile(path, known.sha256, known.size, mtime_ns=known.mtime_ns)
     return hash_file(path)
 
@@ -146,7 +150,7 @@ def scan_files(
     known = known or {}
     with (
         ThreadPoolExecutor(workers) as pool,
-        tqdm(
+        progress_bar(
             total=len(paths), desc="hashing", unit="file", disable=not show_progress, leave=False
         ) as bar,
     ):

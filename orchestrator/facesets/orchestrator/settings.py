@@ -44,6 +44,8 @@ class CliSettings(BaseSettings):
     # A local service (the embedded default) that exits unasked is started again on its port,
     # at most this many times per command.
     local_service_restarts: int = 3
+    # Where stderr is a file or a pipe, progress is a plain line this often (and one at the end).
+    progress_interval_s: float = 10.0
     immich: ImmichSettings = ImmichSettings()
 
 

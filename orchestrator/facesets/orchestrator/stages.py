@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from facesets.contract import layout
 from facesets.contract.clustering import AgeSplitRequest, ClusteringJobRequest
 from facesets.contract.export import (
@@ -29,6 +27,7 @@ from facesets.contract.export import (
 )
 from facesets.contract.video import VideoCutRequest, VideoPlanRequest
 from facesets.orchestrator.connect import Services
+from facesets.orchestrator.console import progress_bar, summary_lines
 from facesets.v1 import common_pb2
 
 
@@ -52,15 +51,8 @@ class StageSummary:
         return {**timing, **self.values}
 
     def lines(self) -> list[str]:
-        """Human-readable `key  value` lines; long nested values point to the manifest."""
-        out = []
-        for key, value in self.values.items():
-            if isinstance(value, dict | list) and len(json.dumps(value, default=str)) > 100:
-                value = f"({len(value)} entries; see the manifest)"
-            elif isinstance(value, dict | list):
-                value = json.dumps(value, default=str)
-            out.append(f"{key:<28} {value}")
-        return out
+        """Human-readable `key  value` lines, with tables of the records a value lists."""
+        return summary_lines(self.values)
 
 
 def follow(
@@ -70,14 +62,14 @@ def follow(
 ) -> dict[str, Any]:
     """Show a progress bar per stage (rate and ETA in `units[stage]` where given); return the
     job's summary (with its manifest path)."""
-    bars: dict[str, tqdm] = {}
+    bars: dict[str, Any] = {}  # a tqdm bar, or plain lines where stderr is no terminal
     try:
         for event in events:
             if event.HasField("progress"):
                 progress = event.progress
                 bar = bars.get(progress.stage)
                 if bar is None:
-                    bar = bars[progress.stage] = tqdm(
+                    bar = bars[progress.stage] = progress_bar(
                         total=progress.total or None,
                         desc=progress.stage,
                         unit=(units or {}).get(progress.stage, ""),
@@ -119,7 +111,7 @@ def export_swap(
 def report(opened: Services, export_dir: Path, show_progress: bool = True) -> StageSummary:
     """(Re)write the review report of an export folder from its manifests."""
     return StageSummary(
-        "report", follow(opened.export().run(ReportRequest(export_dir)), show_progress)
+        "report", follow(opened.export(peers=False).run(ReportRequest(export_dir)), show_progress)
     )
 
 
@@ -134,12 +126,12 @@ def video_plan(opened: Services, job: VideoPlanRequest, show_progress: bool = Tr
 
 def video_cut(opened: Services, job: VideoCutRequest, show_progress: bool = True) -> StageSummary:
     """Cut every planned segment with the media service's ffmpeg."""
-    summary = follow(opened.export().run(job), show_progress, VIDEO_UNITS)
+    summary = follow(opened.export(peers=False).run(job), show_progress, VIDEO_UNITS)
     return StageSummary("video cut", summary)
 
 
 def media_info(opened: Services) -> dict[str, str]:
-    info = opened.export().info()
+    info = opened.export(peers=False).info()
     return {
         "ffmpeg": info.ffmpeg_version,
         "ffmpeg_path": info.ffmpeg_path,
@@ -191,9 +183,9 @@ def dedup_optimize(
 
 def restore(opened: Services, job: RestoreRequest, show_progress: bool = True) -> StageSummary:
     """Put back what a maintenance run (or every run, for one faceset) moved."""
-    return StageSummary(job.stage, follow(opened.export().run(job), show_progress))
+    return StageSummary(job.stage, follow(opened.export(peers=False).run(job), show_progress))
 
 
 def merge(opened: Services, job: MergeRequest, show_progress: bool = True) -> StageSummary:
     """One faceset of an export joins another; the source goes to _merged/."""
-    return StageSummary(job.stage, follow(opened.export().run(job), show_progress))
+    return StageSummary(job.stage, follow(opened.export(peers=False).run(job), show_progress))

@@ -149,10 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     summary = args.video_handler(args)
-    if args.video_command == "status" and not args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
-    else:
-        print_summary(summary, args.json)
+    print_summary(summary, args.json)  # status too: a table per video unless --json
     return 0  # bad videos are listed under "errors"; the others were planned and cut
 
 

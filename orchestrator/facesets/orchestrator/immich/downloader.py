@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import structlog
-from tqdm import tqdm
 
+from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.immich.api import (
     Asset,
     ImmichAuthError,
@@ -104,7 +104,7 @@ class Stager:
         self.paths: dict[str, str] = {}
         self.owner_id: str | None = None
         self.labels: tuple[str, ...] = ()
-        self.progress: tqdm | None = None
+        self.progress: Any = None  # a tqdm bar, or plain lines where stderr is no terminal
 
     # --- whole run -----------------------------------------------------------------------------
     def run(self) -> StageSummary:
@@ -124,7 +124,7 @@ class Stager:
             workers=self.config.workers,
             already_recorded=len(self.book.records),
         )
-        self.progress = tqdm(
+        self.progress = progress_bar(
             unit="asset", desc=f"immich {self.config.user}", disable=not self.config.progress
         )
         work: queue.Queue[Asset | None] = queue.Queue(maxsize=self.config.workers * 4)

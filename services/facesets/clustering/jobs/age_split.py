@@ -287,6 +287,16 @@ def age_split(
         table, photos, usable, folders, centroid, params.tighten_threshold, gate
     )
     recovery["tightened"] = tight_counts["passed_gate"]
+    if (
+        not extend
+        and tight.size
+        and all(years_by_photo.get(table.sha256[r]) is None for r in tight)
+    ):
+        # Eras are made from capture years: with none known there is nothing to split by.
+        raise JobError(
+            f"{curated.name} cannot be split by age: none of the photos of its {tight.size} "
+            f"faces under {', '.join(folders)} has a capture date (EXIF DateTimeOriginal)"
+        )
     report(progress, "recover", 1, 1)
 
     eras: list[dict[str, Any]] = [dict(e) for e in previous.get("facesets", [])] if extend else []

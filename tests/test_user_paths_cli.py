@@ -1,0 +1,355 @@
+"""The paths a new user walks through the `facesets` command (and the client library), on real
+LFW photos: hostile files in a photo folder, commands that need no model pack, counts that
+agree, summaries and progress a person can read, and hints where a user is stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import SHARED
+
+from facesets.client import ImageInput, InferenceClient
+from facesets.client.channel import Endpoint
+from facesets.common import layout
+from facesets.v1 import common_pb2
+from services import ServiceProcess, run_facesets
+
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
+PER_PERSON = 6
+
+
+def _copy_people(lfw: Path, dest: Path, people: tuple[str, ...] = PEOPLE) -> Path:
+    for person in people:
+        (dest / person).mkdir(parents=True, exist_ok=True)
+        for photo in sorted((lfw / person).glob("*.jpg"))[:PER_PERSON]:
+            shutil.copy(photo, dest / person / photo.name)
+    return dest
+
+
+def _without_model_pack() -> dict[str, str]:
+    """The environment of a user who never set up a model pack: none can be found or fetched."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESETS_MODEL")}
+    env["FACESETS_MODEL_ROOT"] = "/nonexistent/models"
+    env["FACESETS_MODEL_PACK"] = "buffalo_l"
+    env["INSIGHTFACE_HOME"] = "/nonexistent/insightface"
+    return env
+
+
+@pytest.fixture(scope="module")
+def pipeline(lfw_dir, tmp_path_factory):
+    """`facesets run` over three LFW people: OUT with faces.db, refined/ and export/."""
+    src = _copy_people(lfw_dir, tmp_path_factory.mktemp("photos"))
+    out = tmp_path_factory.mktemp("out")
+    result = run_facesets("run", str(src), str(out), "--min-faces", "3", "--json", timeout=900)
+    assert result.returncode == 0, result.stderr
+    return src, out, json.loads(result.stdout)
+
+
+# --- 1 and the acceptance: hostile files in a photo folder --------------------------------
+def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_like_a_photo(
+    lfw_dir, tmp_path
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    real = sorted((lfw_dir / PEOPLE[0]).glob("*.jpg"))[:2]
+    shutil.copy(real[0], photos / real[0].name)
+    os.mkfifo(photos / "pipe.jpg")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(photos / "sock.jpg"))
+    (photos / "zero.jpg").symlink_to("/dev/zero")
+    (photos / "x.jpg").mkdir()  # a folder named like a photo: walked like any folder
+    shutil.copy(real[1], photos / "x.jpg" / real[1].name)
+    store = tmp_path / "faces.db"
+    try:
+        result = run_facesets("embed", str(photos), str(store), "--json", timeout=180)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] == 2 and summary["unreadable"] == 3
+    reasons = {Path(item["path"]).name: item["error"] for item in summary["unreadable_files"]}
+    assert "FIFO" in reasons["pipe.jpg"]
+    assert "socket" in reasons["sock.jpg"]
+    assert "character device" in reasons["zero.jpg"]
+    for name in ("pipe.jpg", "sock.jpg", "zero.jpg"):
+        assert f"unreadable {photos / name}" in result.stderr  # each said to the user
+    assert summary["store"]["images"] == 2
+    assert summary["store"]["errors_by_reason"] == {"ERROR_REASON_UNREADABLE": 3}
+
+
+def test_embed_of_a_fifo_alone_does_not_block(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    os.mkfifo(photos / "pipe.jpg")
+    result = run_facesets("embed", str(photos), str(tmp_path / "faces.db"), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "unreadable        1" in result.stdout
+    assert "is a FIFO (named pipe), not a regular file" in result.stderr
+
+
+# --- 9: the counts of an embed agree -------------------------------------------------------
+def test_embed_counts_a_fake_photo_as_failed_not_embedded(lfw_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = sorted((lfw_dir / PEOPLE[1]).glob("*.jpg"))[0]
+    shutil.copy(good, photos / good.name)
+    (photos / "fake.jpg").write_bytes(b"hi")
+    result = run_facesets("embed", str(photos), str(tmp_path / "faces.db"))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert lines["embedded"].split()[2] == "1", result.stdout
+    assert lines["failed"].split()[1] == "1" and "not_an_image 1" in lines["failed"]
+    assert lines["unreadable"].split()[1] == "0"
+    again = run_facesets("embed", str(photos), str(tmp_path / "other.db"), "--json")
+    summary = json.loads(again.stdout)
+    assert summary["embedded"] + summary["failed"] == 2
+    assert summary["failed"] == sum(summary["errors"].values()) == 1
+
+
+# --- 10: the client library answers a missing file and goes on ----------------------------
+def test_client_embed_answers_a_missing_file_and_the_photos_after_it(lfw_dir, tmp_path):
+    from conftest import free_port
+
+    photos = sorted((lfw_dir / PEOPLE[2]).glob("*.jpg"))[:3]
+    os.mkfifo(tmp_path / "pipe.jpg")
+    service = ServiceProcess(
+        "inference", free_port(), tmp_path / "inference.log", roots=[tmp_path, SHARED]
+    )
+    service.start()
+    client = InferenceClient(Endpoint(service.address))
+    try:
+        client.wait_ready()
+        inputs = [
+            ImageInput(id="first", path=str(photos[0])),
+            ImageInput(id="missing", path=str(tmp_path / "gone.jpg")),
+            ImageInput(id="pipe", path=str(tmp_path / "pipe.jpg")),
+            ImageInput(id="second", path=str(photos[1])),
+            ImageInput(id="third", path=str(photos[2])),
+        ]
+        done = threading.Event()
+        results: dict[str, common_pb2.ImageResult] = {}
+
+        def consume() -> None:
+            for result in client.embed(iter(inputs)):
+                results[result.id] = result
+            done.set()
+
+        threading.Thread(target=consume, daemon=True).start()
+        assert done.wait(120), "the stream did not end"
+    finally:
+        client.close()
+        service.stop()
+    assert set(results) == {"first", "missing", "pipe", "second", "third"}
+    for bad in ("missing", "pipe"):
+        assert results[bad].error.reason == common_pb2.ERROR_REASON_UNREADABLE
+    assert "gone.jpg" in results["missing"].error.message
+    assert "FIFO" in results["pipe"].error.message
+    for good in ("first", "second", "third"):
+        assert not results[good].HasField("error") and len(results[good].faces) >= 1
+
+
+# --- 8: commands that run no inference need no model pack ---------------------------------
+def test_report_merge_and_restore_run_without_a_model_pack(pipeline, tmp_path):
+    _, out, _ = pipeline
+    export = tmp_path / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    env = _without_model_pack()
+    sets = sorted(p.name for p in export.glob("faceset_*") if p.is_dir())
+    assert len(sets) >= 2
+
+    report = run_facesets("report", str(export), "--json", env=env, timeout=180)
+    assert report.returncode == 0, report.stderr
+    assert (export / layout.REPORT_DIR / layout.REPORT_INDEX).is_file()
+
+    dry = run_facesets("merge", str(export), sets[1], "--into", sets[0], "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert (export / sets[1]).is_dir()  # a dry run moves nothing
+
+    merged = run_facesets("merge", str(export), sets[1], "--into", sets[0], "--json", env=env)
+    assert merged.returncode == 0, merged.stderr
+    assert not (export / sets[1]).exists()
+    run_id = json.loads(merged.stdout)["run"]
+    restored = run_facesets("restore", str(export), "--run", run_id, env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert (export / sets[1]).is_dir()
+    for result in (report, dry, merged, restored):
+        assert "model pack" not in result.stderr
+
+
+# --- 11: summaries list what they found -----------------------------------------------------
+def _section(stdout: str, key: str) -> str:
+    """The lines a text summary prints below `key` (indented)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [key]) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def _columns(stdout: str, key: str, *names: str) -> list[int]:
+    """Where the named columns are in the table below `key`."""
+    header = _section(stdout, key).splitlines()[0].split()
+    return [header.index(name) for name in names]
+
+
+def _table_row(stdout: str, *cells: str) -> str:
+    """The one line of a text summary that holds every cell."""
+    rows = [line for line in stdout.splitlines() if all(c in line.split() for c in cells)]
+    assert len(rows) == 1, f"no single row with {cells} in:\n{stdout}"
+    return rows[0]
+
+
+def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, tmp_path):
+    src, out, _ = pipeline
+    store = out / layout.RUN_STORE
+    config = tmp_path / "folders.toml"
+    config.write_text(
+        "mixed = []\n\n"
+        + "".join(f'[[trusted]]\nlabel = "{p}"\nfolder = "{src / p}"\n\n' for p in PEOPLE)
+    )
+    args = ("import-folders", str(store), str(tmp_path / "export"), "--config", str(config))
+    plan = json.loads(run_facesets(*args, "--dry-run", "--json").stdout)
+    text = run_facesets(*args, "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert "entries; see the manifest" not in text.stdout
+    assert len(plan["folders"]) == len(PEOPLE)
+    for folder in plan["folders"]:  # each folder's faces, on its own row
+        row = _table_row(_section(text.stdout, "folders"), folder["label"])
+        assert [str(folder["faces"]), str(folder["photos"])] == [
+            row.split()[i] for i in _columns(text.stdout, "folders", "faces", "photos")
+        ]
+
+    args = ("consolidate", str(out / layout.RUN_REFINE_DIR), str(store), "--dry-run")
+    args += ("--candidate-similarity", "0", "--confident-similarity", "0")
+    merges = json.loads(run_facesets(*args, "--json").stdout)["merges"]
+    text = run_facesets(*args)
+    assert text.returncode == 0, text.stderr
+    assert merges, "every faceset merges at similarity 0"
+    for merge in merges:  # which sets would merge into which
+        row = _table_row(_section(text.stdout, "merges"), merge["target"])
+        assert all(source in row for source in merge["sources"])
+
+    args = ("age", "probe", str(out / layout.RUN_EXPORT_DIR), "faceset_001")
+    probe = json.loads(run_facesets(*args, "--json").stdout)
+    text = run_facesets(*args)
+    assert text.returncode == 0, text.stderr
+    histogram = probe["histogram"]
+    assert _table_row(text.stdout, "bins").split()[1:] == histogram["bins"]
+    assert _table_row(text.stdout, "counts").split()[1:] == [str(c) for c in histogram["counts"]]
+
+
+# --- 12: progress into a file or a pipe is plain lines --------------------------------------
+def test_progress_into_a_pipe_is_plain_periodic_lines(pipeline, lfw_dir, tmp_path):
+    _, out, _ = pipeline
+    photos = _copy_people(lfw_dir, tmp_path / "photos", PEOPLE[:1])
+    env = {**os.environ, "FACESETS_PROGRESS_INTERVAL_S": "0"}  # a line at every step
+    embedded = run_facesets("embed", str(photos), str(tmp_path / "faces.db"), env=env)
+    export = tmp_path / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    shutil.rmtree(export / layout.REPORT_DIR)
+    report = run_facesets("report", str(export), env=env)
+    for result in (embedded, report):
+        assert result.returncode == 0, result.stderr
+        assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    hashing = [line for line in embedded.stderr.splitlines() if line.startswith("hashing: ")]
+    assert len(hashing) >= 2 and hashing[-1].startswith(f"hashing: {PER_PERSON}/{PER_PERSON} ")
+    assert any(line.startswith("embedding: ") for line in embedded.stderr.splitlines())
+    assert any(": " in line and "/" in line for line in report.stderr.splitlines())
+
+
+# --- 13: hints where a user is stuck --------------------------------------------------------
+def test_a_dry_run_on_a_missing_store_says_to_embed_first(pipeline, tmp_path):
+    src, out, _ = pipeline
+    missing = tmp_path / "faces.db"
+    config = tmp_path / "folders.toml"
+    config.write_text(f'mixed = []\n\n[[trusted]]\nlabel = "a"\nfolder = "{src / PEOPLE[0]}"\n')
+    export = out / layout.RUN_EXPORT_DIR
+    for args in (
+        ("import-folders", str(missing), str(tmp_path / "e"), "--config", str(config)),
+        ("discover", str(missing), str(src), str(tmp_path / "e")),
+        ("consolidate", str(out / layout.RUN_REFINE_DIR), str(missing)),
+        ("age", "split", str(export), "faceset_001", "--store", str(missing)),
+    ):
+        result = run_facesets(*args, "--dry-run")
+        assert result.returncode == 1, result.stdout
+        assert f"`facesets embed PHOTOS {missing}`" in result.stderr, result.stderr
+    assert not missing.exists()
+
+
+def test_discover_dry_run_over_photos_the_store_lacks_says_so(pipeline, lfw_dir, tmp_path):
+    _, out, _ = pipeline
+    store = tmp_path / "faces.db"
+    shutil.copy(out / layout.RUN_STORE, store)
+    elsewhere = _copy_people(lfw_dir, tmp_path / "new", ("Gerhard_Schroeder",))
+    export = out / layout.RUN_EXPORT_DIR
+    result = run_facesets("discover", str(store), str(elsewhere), str(export), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "faces_under_root             0" in result.stdout
+    assert f"the store holds no face of a photo under {elsewhere}" in result.stderr
+    assert f"`facesets embed {elsewhere} {store}`" in result.stderr
+
+
+WIDE = ("--recover-threshold", "1.5", "--tighten-threshold", "1.5", "--sub-threshold", "0.6")
+WIDE += ("--min-short", "10", "--min-blur", "0", "--min-det-score", "0.1")
+
+
+def test_age_split_refuses_an_identity_without_capture_dates(pipeline):
+    _, out, _ = pipeline
+    export = out / layout.RUN_EXPORT_DIR
+    result = run_facesets("age", "split", str(export), "faceset_001", *WIDE, "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert "cannot be split by age" in result.stderr
+    assert "has a capture date" in result.stderr
+
+
+def test_age_extend_with_photos_outside_the_source_folders_says_where_they_must_be(
+    lfw_dir, tmp_path
+):
+    from dated_photos import dated_copy
+
+    photos = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))
+    src = tmp_path / "photos"
+    for i, photo in enumerate(photos[:10]):
+        dated_copy(photo, src / "blair" / photo.name, f"{1999 + 6 * (i % 2)}:05:10 12:00:00")
+    out = tmp_path / "run"
+    made = run_facesets("run", str(src), str(out), "--min-faces", "3", "--json")
+    assert made.returncode == 0, made.stderr
+    export = out / layout.RUN_EXPORT_DIR
+    era = ("--anchor-min-faces", "3", "--era-years", "3")
+    split = run_facesets("age", "split", str(export), "faceset_001", *WIDE, *era)
+    assert split.returncode == 0, split.stderr
+    elsewhere = tmp_path / "later"
+    for photo in photos[10:14]:
+        dated_copy(photo, elsewhere / photo.name, "2010:01:01 12:00:00")
+    embedded = run_facesets("embed", str(elsewhere), str(out / layout.RUN_STORE))
+    assert embedded.returncode == 0, embedded.stderr
+    extend = run_facesets("age", "extend", str(export), "faceset_001", *WIDE, *era)
+    assert extend.returncode == 0, extend.stderr
+    assert "no new faces of faceset_001 to slot in" in extend.stderr
+    assert f"source folders: {src / 'blair'}" in extend.stderr
+
+
+def test_video_status_prints_text_unless_json(lfw_dir, tmp_path):
+    from videos import ShotSpec, make_video
+
+    face = sorted((lfw_dir / "Aaron_Peirsol").glob("*.jpg"))[0]
+    src = tmp_path / "videos"
+    make_video(src / "clip.mp4", [ShotSpec(3, (40, 40, 160), face), ShotSpec(2, (160, 60, 40))])
+    out = tmp_path / "out"
+    ran = run_facesets("video", "run", str(src), str(out), "--json", timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    facts = json.loads(run_facesets("video", "status", str(out), "--json").stdout)
+    text = run_facesets("video", "status", str(out))
+    assert text.returncode == 0, text.stderr
+    assert not text.stdout.lstrip().startswith("{")
+    [(name, video)] = facts["videos"].items()
+    row = _table_row(_section(text.stdout, "videos"), name)
+    for column in ("planned_segments", "cut_segments", "tracks", "faces"):
+        index = _columns(text.stdout, "videos", column)[0]
+        assert row.split()[index] == str(video[column])
+    assert f"remains                      {facts['remains']}" in text.stdout
