@@ -16,7 +16,7 @@ from conftest import SHARED
 
 from facesets.client import ImageInput, InferenceClient
 from facesets.client.channel import Endpoint
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.v1 import common_pb2
 from services import ServiceProcess, run_facesets
 
