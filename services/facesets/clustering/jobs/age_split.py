@@ -374,7 +374,7 @@ def age_split(
         "faceset": curated.name,
         "model": model_identity(store),
         "store": str(store.path.resolve()),
-        "parameters": {k: v for k, v in vars(params).items() if k != "dry_run"},
+        "parameters": {k: v for k, v in params.recorded().items() if k != "dry_run"},
         "roots": folders,
         "seed_centroid": previous.get("seed_centroid") if extend else vector_json(seed),
         "centroid": vector_json(centroid),
