@@ -325,3 +325,51 @@ def test_the_cli_wheel_without_the_services_says_what_serve_needs(installed, tmp
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["planned"] is False
+
+
+def test_a_venv_from_the_cpu_lock_scores_clip_without_torch(wheels, tmp_path):
+    """The services installed from their lock (locks/cpu.txt) hold no torch, and ClipScore
+    works end to end through the RPC on the committed tiny exported model: the probabilities
+    open_clip computed for the sample images, to 1e-4."""
+    checkout = wheels["clients"].parent.parent / "checkout"
+    venv = tmp_path / "from-lock"
+    _uv("venv", "--quiet", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}", str(venv))
+    python = venv / "bin" / "python"
+    _uv("pip", "install", "--quiet", "--python", str(python), "-r", "locks/cpu.txt",
+        cwd=checkout, timeout=900)  # fmt: skip
+    tried = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
+    assert tried.returncode != 0 and "No module named 'torch'" in tried.stderr
+    check = json.loads((checkout / "tests" / "data" / "tiny-clip-check.json").read_text())
+    port, ready = free_port(), tmp_path / "ready"
+    process = _start(
+        [str(venv / "bin" / "facesets-serve"), "inference", "--listen", f"127.0.0.1:{port}",
+         "--ready-file", str(ready), "--allow-cpu-fallback",
+         "--clip-dir", str(checkout / "tests" / "data" / "tiny-clip")],
+        ready, tmp_path / "inference.log", _env(),
+    )  # fmt: skip
+    images = [str(checkout / "tests" / "data" / "tiny-clip-images" / n) for n in check["images"]]
+    probe = textwrap.dedent(
+        f"""
+        import json
+        from pathlib import Path
+        from facesets.client import Endpoint, ImageInput, InferenceClient
+        client = InferenceClient(Endpoint("127.0.0.1:{port}"))
+        paths = {images!r}
+        images = [ImageInput(id=str(i), data=Path(p).read_bytes()) for i, p in enumerate(paths)]
+        scores = client.clip_scores(images, {check["prompts"]!r})
+        client.close()
+        print(json.dumps(scores.tolist()))
+        """
+    )
+    try:
+        done = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(scores) == len(check["probabilities"])
+    for got, expected in zip(scores, check["probabilities"], strict=True):
+        assert got == pytest.approx(expected, abs=1e-4)
