@@ -249,7 +249,7 @@ def test_link_modes(world: World, tmp_path: Path) -> None:
     cluster(world.store, out, ClusterParams(link_mode="hardlink"))
     assert placed.samefile(bush)
 
-    with pytest.raises(JobError, match="link mode"):
+    with pytest.raises(InvalidParameter, match="link mode"):
         cluster(world.store, out, ClusterParams(link_mode="teleport"))
     assert placed.samefile(bush)
 

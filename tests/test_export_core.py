@@ -738,7 +738,7 @@ def test_bad_parameters_and_unreadable_manifest_are_refused(tmp_path: Path) -> N
     def never(_: list[np.ndarray]) -> list[int]:
         raise AssertionError("nothing should be counted")
 
-    with pytest.raises(ExportError, match="top_n"):
+    with pytest.raises(InvalidParameter, match="top_n"):
         export_swap(
             {},
             tmp_path,
