@@ -26,9 +26,9 @@ from facesets.contract.fields import (
     Range,
     bounded,
     described,
-    request_fields,
 )
 from facesets.contract.quality import QualityGate
+from facesets.contract.requests import JobRequest, absolute
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
 
@@ -304,145 +304,88 @@ class DiscoverParams(Params):
 
 
 # --- requests ------------------------------------------------------------------------------
-def absolute(path: Path | None) -> str:
-    """A path as a request carries it: absolute (the service resolves nothing against its own
-    working folder), "" for none."""
-    return str(Path(path).resolve()) if path else ""
-
-
 JobEvents = Iterator[common_pb2.JobEvent]
 Stub = clustering_pb2_grpc.ClusteringStub
 
 
 @dataclass(frozen=True)
-class ClusterRequest:
+class ClusterRequest(JobRequest):
     store: Path
     out: Path
     params: ClusterParams = field(default_factory=ClusterParams)
+    proto = clustering_pb2.ClusterRequest
     stage = "cluster"
-
-    def roots(self) -> list[Path]:
-        return [self.store, self.out]
-
-    def to_proto(self) -> clustering_pb2.ClusterRequest:
-        return clustering_pb2.ClusterRequest(
-            store=absolute(self.store),
-            out=absolute(self.out),
-            **request_fields(self.params, clustering_pb2.ClusterRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Cluster(self.to_proto())
 
 
 @dataclass(frozen=True)
-class RefineRequest:
+class RefineRequest(JobRequest):
     store: Path
     out: Path
     params: RefineParams = field(default_factory=RefineParams)
+    proto = clustering_pb2.RefineRequest
     stage = "refine"
-
-    def roots(self) -> list[Path]:
-        return [self.store, self.out]
-
-    def to_proto(self) -> clustering_pb2.RefineRequest:
-        return clustering_pb2.RefineRequest(
-            store=absolute(self.store),
-            out=absolute(self.out),
-            **request_fields(self.params, clustering_pb2.RefineRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Refine(self.to_proto())
 
 
 @dataclass(frozen=True)
-class ExtendRequest:
+class ExtendRequest(JobRequest):
     store: Path
     raw_out: Path
     refine_out: Path | None = None
     params: ExtendParams = field(default_factory=ExtendParams)
+    proto = clustering_pb2.ExtendRequest
     stage = "extend"
-
-    def roots(self) -> list[Path]:
-        return [self.store, self.raw_out, *([self.refine_out] if self.refine_out else [])]
-
-    def to_proto(self) -> clustering_pb2.ExtendRequest:
-        return clustering_pb2.ExtendRequest(
-            store=absolute(self.store),
-            raw_out=absolute(self.raw_out),
-            refine_out=absolute(self.refine_out),
-            **request_fields(self.params, clustering_pb2.ExtendRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Extend(self.to_proto())
 
 
 @dataclass(frozen=True)
-class DedupRequest:
+class DedupRequest(JobRequest):
     store: Path
     params: DedupParams = field(default_factory=DedupParams)
+    proto = clustering_pb2.DedupRequest
     stage = "dedup"
-
-    def roots(self) -> list[Path]:
-        return [self.store]
-
-    def to_proto(self) -> clustering_pb2.DedupRequest:
-        return clustering_pb2.DedupRequest(
-            store=absolute(self.store), **request_fields(self.params, clustering_pb2.DedupRequest)
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Dedup(self.to_proto())
 
 
 @dataclass(frozen=True)
-class ConsolidateRequest:
+class ConsolidateRequest(JobRequest):
     facesets_dir: Path
     store: Path
     params: ConsolidateParams = field(default_factory=ConsolidateParams)
+    proto = clustering_pb2.ConsolidateRequest
     stage = "consolidate"
-
-    def roots(self) -> list[Path]:
-        return [self.store, self.facesets_dir]
-
-    def to_proto(self) -> clustering_pb2.ConsolidateRequest:
-        return clustering_pb2.ConsolidateRequest(
-            facesets_dir=absolute(self.facesets_dir),
-            store=absolute(self.store),
-            **request_fields(self.params, clustering_pb2.ConsolidateRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Consolidate(self.to_proto())
 
 
 @dataclass(frozen=True)
-class RouteRequest:
+class RouteRequest(JobRequest):
     store: Path
     facesets_dir: Path
     sha256: Sequence[str] = ()  # empty: every face no faceset holds
     params: RouteParams = field(default_factory=RouteParams)
+    proto = clustering_pb2.RouteRequest
     stage = "route"
 
-    def roots(self) -> list[Path]:
-        return [self.store, self.facesets_dir]
-
     def to_proto(self) -> clustering_pb2.RouteRequest:
-        return clustering_pb2.RouteRequest(
-            store=absolute(self.store),
-            facesets_dir=absolute(self.facesets_dir),
-            sha256=sorted(self.sha256),
-            **request_fields(self.params, clustering_pb2.RouteRequest),
-        )
+        return clustering_pb2.RouteRequest(**{**self.proto_fields(), "sha256": sorted(self.sha256)})
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Route(self.to_proto())
 
 
 @dataclass(frozen=True)
-class ImportFoldersRequest:
+class ImportFoldersRequest(JobRequest):
     """Hand-sorted folders (label -> folder) as identities, mixed folders routed to them."""
 
     store: Path
@@ -450,100 +393,63 @@ class ImportFoldersRequest:
     trusted: Sequence[tuple[str, Path]]
     mixed: Sequence[Path] = ()
     params: ImportFoldersParams = field(default_factory=ImportFoldersParams)
+    proto = clustering_pb2.ImportFoldersRequest
     stage = "importfolders"
 
-    def roots(self) -> list[Path]:
-        return [self.store, self.export, *(f for _, f in self.trusted), *self.mixed]
-
     def to_proto(self) -> clustering_pb2.ImportFoldersRequest:
-        return clustering_pb2.ImportFoldersRequest(
-            store=absolute(self.store),
-            export=absolute(self.export),
-            trusted=[
-                clustering_pb2.TrustedFolder(label=label, folder=absolute(folder))
-                for label, folder in self.trusted
-            ],
-            mixed=[absolute(m) for m in self.mixed],
-            **request_fields(self.params, clustering_pb2.ImportFoldersRequest),
-        )
+        trusted = [
+            clustering_pb2.TrustedFolder(label=label, folder=absolute(folder))
+            for label, folder in self.trusted
+        ]
+        return clustering_pb2.ImportFoldersRequest(**{**self.proto_fields(), "trusted": trusted})
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.ImportFolders(self.to_proto())
 
 
 @dataclass(frozen=True)
-class DiscoverRequest:
+class DiscoverRequest(JobRequest):
     """New identities among the faces of photos under `root`, apart from the exported ones."""
 
     store: Path
     root: Path
     export: Path
     params: DiscoverParams = field(default_factory=DiscoverParams)
+    proto = clustering_pb2.DiscoverRequest
     stage = "discover"
-
-    def roots(self) -> list[Path]:
-        return [self.store, self.root, self.export]
-
-    def to_proto(self) -> clustering_pb2.DiscoverRequest:
-        return clustering_pb2.DiscoverRequest(
-            store=absolute(self.store),
-            root=absolute(self.root),
-            export=absolute(self.export),
-            **request_fields(self.params, clustering_pb2.DiscoverRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Discover(self.to_proto())
 
 
 @dataclass(frozen=True)
-class AgeProbeRequest:
+class AgeProbeRequest(JobRequest):
     store: Path
     export_dir: Path
     faceset: str
     params: AgeProbeParams = field(default_factory=AgeProbeParams)
+    proto = clustering_pb2.AgeProbeRequest
     stage = "ageprobe"
-
-    def roots(self) -> list[Path]:
-        return [Path(self.store), Path(self.export_dir)]
-
-    def to_proto(self) -> clustering_pb2.AgeProbeRequest:
-        return clustering_pb2.AgeProbeRequest(
-            store=absolute(self.store),
-            export_dir=absolute(self.export_dir),
-            faceset=self.faceset,
-            **request_fields(self.params, clustering_pb2.AgeProbeRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.AgeProbe(self.to_proto())
 
 
 @dataclass(frozen=True)
-class AgeSplitRequest:
-    """`age split` (extend False) or `age extend` of one faceset of an export."""
+class AgeSplitRequest(JobRequest):
+    """`age split` (extend False) or `age extend` of one faceset of an export: the store, and
+    the export (read, and its _eras/, _thin/ and era folders written)."""
 
     store: Path
     export_dir: Path
     faceset: str
     extend: bool = False
     params: AgeSplitParams = field(default_factory=AgeSplitParams)
+    proto = clustering_pb2.AgeSplitRequest
 
     @property
-    def stage(self) -> str:
+    def stage(self) -> str:  # type: ignore[override]  # the base's is a class attribute
         return "age extend" if self.extend else "age split"
-
-    def roots(self) -> list[Path]:
-        """The store, and the export (read, and its _eras/, _thin/ and era folders written)."""
-        return [Path(self.store), Path(self.export_dir)]
-
-    def to_proto(self) -> clustering_pb2.AgeSplitRequest:
-        return clustering_pb2.AgeSplitRequest(
-            store=absolute(self.store),
-            export_dir=absolute(self.export_dir),
-            faceset=self.faceset,
-            **request_fields(self.params, clustering_pb2.AgeSplitRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         request = self.to_proto()

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesets.contract import defaults
-from facesets.contract.clustering import absolute
 from facesets.contract.fields import (
     COSINE_DISTANCE,
     COSINE_SIMILARITY,
@@ -25,8 +24,8 @@ from facesets.contract.fields import (
     Range,
     bounded,
     described,
-    request_fields,
 )
+from facesets.contract.requests import JobRequest
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
 JobEvents = Iterator[common_pb2.JobEvent]
@@ -124,13 +123,14 @@ class MergeParams(Params):
 
 # --- requests ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ExportSwapRequest:
+class ExportSwapRequest(JobRequest):
     store: Path
     refine_manifest: Path
     out: Path
     raw_manifest: Path | None = None  # needed by candidates
     candidates: bool = False
     params: ExportSwapParams = field(default_factory=ExportSwapParams)
+    proto = export_pb2.ExportSwapRequest
     stage = "export"
 
     def __post_init__(self) -> None:
@@ -139,116 +139,67 @@ class ExportSwapRequest:
                 "candidates need the raw manifest of `facesets cluster` (--raw-manifest)"
             )
 
-    def roots(self) -> list[Path]:
-        extra = [self.raw_manifest] if self.raw_manifest else []
-        return [self.store, self.refine_manifest, self.out, *extra]
-
-    def to_proto(self) -> export_pb2.ExportSwapRequest:
-        return export_pb2.ExportSwapRequest(
-            store=absolute(self.store),
-            refine_manifest=absolute(self.refine_manifest),
-            out=absolute(self.out),
-            raw_manifest=absolute(self.raw_manifest),
-            candidates=self.candidates,
-            **request_fields(self.params, export_pb2.ExportSwapRequest),
-        )
-
     def call(self, stub: Stub) -> JobEvents:
         return stub.ExportSwap(self.to_proto())
 
 
 @dataclass(frozen=True)
-class ReportRequest:
+class ReportRequest(JobRequest):
     """(Re)write the review report of an export folder from its manifests."""
 
     out: Path
+    proto = export_pb2.ReportRequest
     stage = "report"
-
-    def roots(self) -> list[Path]:
-        return [self.out]
-
-    def to_proto(self) -> export_pb2.ReportRequest:
-        return export_pb2.ReportRequest(out=absolute(self.out))
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Report(self.to_proto())
 
 
 @dataclass(frozen=True)
-class OcclusionRequest:
+class OcclusionRequest(JobRequest):
     out: Path
     params: OcclusionParams = field(default_factory=OcclusionParams)
     undo: bool = False  # restore the last occlusion run instead
+    proto = export_pb2.OcclusionRequest
     stage = "occlusion"
-
-    def roots(self) -> list[Path]:
-        return [self.out]
-
-    def to_proto(self) -> export_pb2.OcclusionRequest:
-        return export_pb2.OcclusionRequest(
-            out=absolute(self.out),
-            undo=self.undo,
-            **request_fields(self.params, export_pb2.OcclusionRequest),
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Occlusion(self.to_proto())
 
 
 @dataclass(frozen=True)
-class DedupOptimizeRequest:
+class DedupOptimizeRequest(JobRequest):
     out: Path
     params: DedupOptimizeParams = field(default_factory=DedupOptimizeParams)
+    proto = export_pb2.DedupOptimizeRequest
     stage = "dedup-optimize"
-
-    def roots(self) -> list[Path]:
-        return [self.out]
-
-    def to_proto(self) -> export_pb2.DedupOptimizeRequest:
-        return export_pb2.DedupOptimizeRequest(
-            out=absolute(self.out), **request_fields(self.params, export_pb2.DedupOptimizeRequest)
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.DedupOptimize(self.to_proto())
 
 
 @dataclass(frozen=True)
-class MergeRequest:
+class MergeRequest(JobRequest):
     out: Path
     params: MergeParams
+    proto = export_pb2.MergeRequest
     stage = "merge"
-
-    def roots(self) -> list[Path]:
-        return [self.out]
-
-    def to_proto(self) -> export_pb2.MergeRequest:
-        return export_pb2.MergeRequest(
-            out=absolute(self.out), **request_fields(self.params, export_pb2.MergeRequest)
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Merge(self.to_proto())
 
 
 @dataclass(frozen=True)
-class RestoreRequest:
+class RestoreRequest(JobRequest):
     out: Path
     run_id: str = ""
     faceset: str = ""
+    proto = export_pb2.RestoreRequest
     stage = "restore"
 
     def __post_init__(self) -> None:
         if bool(self.run_id) == bool(self.faceset):
             raise ValueError("restore needs exactly one of --run ID or --faceset NAME")
-
-    def roots(self) -> list[Path]:
-        return [self.out]
-
-    def to_proto(self) -> export_pb2.RestoreRequest:
-        return export_pb2.RestoreRequest(
-            out=absolute(self.out), run_id=self.run_id, faceset=self.faceset
-        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Restore(self.to_proto())

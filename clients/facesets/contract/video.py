@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesets.contract import defaults
-from facesets.contract.clustering import absolute
 from facesets.contract.fields import (
     COSINE_DISTANCE,
     COSINE_SIMILARITY,
@@ -20,8 +19,8 @@ from facesets.contract.fields import (
     Range,
     bounded,
     described,
-    request_fields,
 )
+from facesets.contract.requests import JobRequest
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
 SECONDS = Range(0.0, what="a number of seconds")
@@ -113,42 +112,25 @@ class VideoCutParams(Params):
 
 
 @dataclass(frozen=True)
-class VideoPlanRequest:
+class VideoPlanRequest(JobRequest):
     src: Path
     out: Path
     match_dir: Path | None = None  # keep only tracks of the person of this faceset's images
     params: VideoPlanParams = field(default_factory=VideoPlanParams)
+    proto = export_pb2.PlanVideosRequest
     stage = "video plan"
-
-    def roots(self) -> list[Path]:
-        return [self.src, self.out, *([self.match_dir] if self.match_dir else [])]
-
-    def to_proto(self) -> export_pb2.PlanVideosRequest:
-        return export_pb2.PlanVideosRequest(
-            src=absolute(self.src),
-            out=absolute(self.out),
-            match_dir=absolute(self.match_dir),
-            **request_fields(self.params, export_pb2.PlanVideosRequest),
-        )
 
     def call(self, stub: export_pb2_grpc.ExportStub) -> Iterator[common_pb2.JobEvent]:
         return stub.PlanVideos(self.to_proto())
 
 
 @dataclass(frozen=True)
-class VideoCutRequest:
+class VideoCutRequest(JobRequest):
     out: Path
     params: VideoCutParams = field(default_factory=VideoCutParams)
-    sources: tuple[Path, ...] = ()  # the planned videos, read by ffmpeg
+    sources: tuple[Path, ...] = ()  # the planned videos (or their folders), read by ffmpeg
+    proto = export_pb2.CutSegmentsRequest
     stage = "video cut"
-
-    def roots(self) -> list[Path]:
-        return [self.out, *self.sources]
-
-    def to_proto(self) -> export_pb2.CutSegmentsRequest:
-        return export_pb2.CutSegmentsRequest(
-            out=absolute(self.out), **request_fields(self.params, export_pb2.CutSegmentsRequest)
-        )
 
     def call(self, stub: export_pb2_grpc.ExportStub) -> Iterator[common_pb2.JobEvent]:
         return stub.CutSegments(self.to_proto())
