@@ -35,6 +35,7 @@ from facesets.clustering.jobs.refine import refine
 from facesets.clustering.store import FaceStore
 from facesets.contract import defaults, layout
 from facesets.contract.clustering import ClusterParams, ConsolidateParams, DedupParams, RefineParams
+from facesets.contract.fields import InvalidParameter
 
 PEOPLE = [
     "George_W_Bush",

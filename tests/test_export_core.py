@@ -25,6 +25,7 @@ from PIL import Image
 from facesets.common import settings
 from facesets.contract import defaults, layout
 from facesets.contract.export import ExportSwapParams
+from facesets.contract.fields import InvalidParameter
 from facesets.export import quality
 from facesets.export.crops import (
     REASON_EXTRA_FACES,
