@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import socket
+import ssl
 from pathlib import Path
 
 import structlog
@@ -12,7 +13,12 @@ import structlog
 from facesets.client import Endpoint
 from facesets.common import settings
 from facesets.common.roots import Roots
-from facesets.common.security import TlsFiles
+from facesets.common.security import (
+    InsecureListenError,
+    TlsFiles,
+    check_listen_policy,
+    check_tls_files,
+)
 from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
 from facesets.shared.tokens import read_token
 
@@ -156,6 +162,14 @@ def run(args: argparse.Namespace) -> int:
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
     )
+    # Before any model is read: a refused address or unreadable TLS files end at once, not
+    # after the seconds a model load takes.
+    try:
+        check_listen_policy(options.listen, options.token, options.tls)
+        if options.tls is not None:
+            check_tls_files(options.tls)
+    except (InsecureListenError, ssl.SSLError, OSError) as error:
+        raise SystemExit(f"error: {error}") from error
     try:
         return _serve(args, options, roots)
     except PortInUseError as error:
