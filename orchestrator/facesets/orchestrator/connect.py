@@ -8,10 +8,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
 from facesets.orchestrator.local import LocalService
 from facesets.orchestrator.roots import command_roots
+from facesets.orchestrator.settings import SETTINGS
 from facesets.shared.tokens import read_token
 
 
@@ -154,6 +156,18 @@ class Services(contextlib.ExitStack):
                 arguments += [f"--{peer}-tls-ca", str(Path(endpoint.tls_ca).resolve())]
         return arguments
 
+    def _client_options(self, name: str) -> dict[str, Any]:
+        """A client's endpoint, and how long its first contact may take: a local service is
+        known to be starting (the long window); a remote one that does not answer in
+        SETTINGS.connect_timeout_s is reported with what is wrong."""
+        endpoint = self.endpoint(name)
+        local = name in self.local
+        return {
+            "endpoint": endpoint,
+            "timeout": SETTINGS.connect_timeout_s,
+            "wait_for_ready": local,
+        }
+
     def is_local(self, name: str) -> bool:
         return name in self.local
 
@@ -164,7 +178,7 @@ class Services(contextlib.ExitStack):
 
     def inference(self) -> InferenceClient:
         if self._inference is None:
-            client = InferenceClient(self.endpoint("inference"))
+            client = InferenceClient(**self._client_options("inference"))
             self.callback(client.close)
             client.wait_ready()
             self._inference = client
@@ -172,7 +186,7 @@ class Services(contextlib.ExitStack):
 
     def clustering(self) -> ClusteringClient:
         if self._clustering is None:
-            client = ClusteringClient(self.endpoint("clustering"))
+            client = ClusteringClient(**self._client_options("clustering"))
             self.callback(client.close)
             client.wait_ready()
             self._clustering = client
@@ -184,7 +198,7 @@ class Services(contextlib.ExitStack):
 
     def export(self) -> ExportClient:
         if self._export is None:
-            client = ExportClient(self.endpoint("export"))
+            client = ExportClient(**self._client_options("export"))
             self.callback(client.close)
             client.wait_ready()
             self._export = client

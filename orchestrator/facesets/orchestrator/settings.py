@@ -44,6 +44,9 @@ class CliSettings(BaseSettings):
     # A local service (the embedded default) that exits unasked is started again on its port,
     # at most this many times per command.
     local_service_restarts: int = 3
+    # How long a remote service may take to answer a command's first call before the command
+    # says what is wrong (address, TLS, token, protocol); FACESETS_CONNECT_TIMEOUT_S.
+    connect_timeout_s: float = 10.0
     immich: ImmichSettings = ImmichSettings()
 
 
