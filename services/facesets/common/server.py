@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from facesets.client.defaults import channel_options
-from facesets.common import settings
+from facesets.common import children, settings
 from facesets.common.error_policy import ErrorPolicy
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
 from facesets.common.stream_limit import StreamLimit
@@ -124,12 +124,16 @@ def start_server(
 
 
 def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = None) -> None:
-    """Block until SIGINT/SIGTERM, then let in-flight calls finish within the grace period."""
+    """Block until SIGINT/SIGTERM/SIGHUP, then let in-flight calls finish within the grace
+    period; the processes its jobs started (ffmpeg) are killed first, so that none goes on
+    writing after the service."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     log.info("shutting down", grace_s=settings.SHUTDOWN_GRACE_S)
+    children.stop_all()
     if on_stop:
         on_stop()
     running.stop()
