@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import socket
 import ssl
+import sys
+import threading
+import time
 from pathlib import Path
 
 import structlog
@@ -20,6 +25,7 @@ from facesets.common.security import (
     check_tls_files,
 )
 from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
+from facesets.shared.config import Config, ConfigError
 from facesets.shared.tokens import read_token
 
 log = structlog.get_logger(__name__)
@@ -48,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    # A command's local service: flags only (no facesets.toml, no FACESETS_* keys), and it
+    # stops when the command that started it is gone.
+    parser.add_argument("--no-config", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     peers = parser.add_argument_group(
         "export service: the services it calls",
         "The export service reads faces from the clustering service and checks each crop with "
@@ -151,6 +161,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.exit_with_parent:
+        exit_with_parent(args.exit_with_parent)
+    if not args.no_config:
+        try:
+            apply_config(args, Config.load(getattr(args, "config", None)))
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from error
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
     # A root may be a folder or one file (a store), and need not exist yet (an output folder).
@@ -174,6 +191,72 @@ def run(args: argparse.Namespace) -> int:
         return _serve(args, options, roots)
     except PortInUseError as error:
         raise SystemExit(f"error: {error}") from error
+
+
+def apply_config(args: argparse.Namespace, config: Config) -> None:
+    """Fill what no flag gave from the environment (FACESETS_*) or facesets.toml."""
+
+    def path(value: object) -> Path | None:
+        return Path(str(value)) if value else None
+
+    args.listen = config.get(f"{args.service}_listen", args.listen)
+    args.token_file = path(config.get("token_file", args.token_file))
+    args.tls_cert = path(config.get("tls_cert", args.tls_cert))
+    args.tls_key = path(config.get("tls_key", args.tls_key))
+    if not args.allow_root:
+        args.allow_root = [Path(root) for root in config.get("roots") or []]
+    if args.service == "inference":
+        args.model_root = path(config.get("model_root", args.model_root))
+        args.model_pack = config.get("model_pack", args.model_pack)
+        args.providers = config.get("providers", args.providers)
+        args.clip_dir = path(config.get("clip_dir", args.clip_dir))
+        args.workers = config.get("workers", args.workers)
+    if args.service == "export":
+        # The peers a household's export service calls share its token file and CA.
+        for peer in PEERS:
+            setattr(args, peer, config.get(peer, getattr(args, peer)))
+            if not getattr(args, peer):
+                continue
+            for suffix, key in (("token_file", "token_file"), ("tls_ca", "tls_ca")):
+                name = f"{peer}_{suffix}"
+                setattr(args, name, path(config.get(key, getattr(args, name))))
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if sys.platform.startswith("linux"):
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    if os.name == "nt":
+        return True  # os.kill would terminate it: the parent-pid check alone applies
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """SIGTERM to this process (a clean stop) once process `parent`, the command that started
+    it, is gone: it no longer runs, or this process was re-parented. Works whichever thread of
+    the parent started it, and where PR_SET_PDEATHSIG does not exist."""
+    direct = os.getppid() == parent
+
+    def gone() -> bool:
+        return (direct and os.getppid() != parent) or not _running(parent)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(poll_s)
+        log.warning("the command that started this service is gone; stopping", parent=parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _serve(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
@@ -308,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facesets-serve", description=COMMANDS["serve"][0])
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder)",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_level, json=args.log_json)

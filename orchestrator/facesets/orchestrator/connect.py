@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
+from facesets.orchestrator import settings as _settings
 from facesets.orchestrator.local import LocalService
 from facesets.orchestrator.roots import command_roots
 from facesets.orchestrator.settings import SETTINGS
+from facesets.shared.config import Config
 from facesets.shared.tokens import read_token
+
+
+def _config() -> Config:
+    """The loaded config, read at call time: main() loads it after the modules are imported."""
+    return _settings.CONFIG
 
 
 def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> None:
@@ -66,22 +72,29 @@ class ServiceOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
-        """From the flags `add_service_arguments` declares (FACESETS_TOKEN_FILE too)."""
-        token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
-        tls_ca = getattr(args, "tls_ca", None)
+        """From the flags `add_service_arguments` declares, else the environment (FACESETS_*),
+        else facesets.toml (facesets.shared.config)."""
+        config = _config()
+        token_file = config.get("token_file", getattr(args, "token_file", None))
+        tls_ca = config.get("tls_ca", getattr(args, "tls_ca", None))
+        addresses = {
+            name: str(config.get(name, getattr(args, name, None)))
+            for name in ("inference", "clustering", "export")
+            if config.get(name, getattr(args, name, None))
+        }
         return cls(
-            addresses={
-                name: str(getattr(args, name))
-                for name in ("inference", "clustering", "export")
-                if getattr(args, name, None)
-            },
+            addresses=addresses,
             token_file=Path(token_file) if token_file else None,
             tls_ca=Path(tls_ca) if tls_ca else None,
-            model_root=_flag(args, "model_root"),
-            model_pack=_flag(args, "model_pack"),
-            providers=_flag(args, "providers"),
-            clip_dir=_flag(args, "clip_dir"),
+            model_root=_str(config.get("model_root", _flag(args, "model_root"))),
+            model_pack=_str(config.get("model_pack", _flag(args, "model_pack"))),
+            providers=_str(config.get("providers", _flag(args, "providers"))),
+            clip_dir=_str(config.get("clip_dir", _flag(args, "clip_dir"))),
         )
+
+
+def _str(value: object) -> str | None:
+    return str(value) if value else None
 
 
 def _flag(args: argparse.Namespace, name: str) -> str | None:

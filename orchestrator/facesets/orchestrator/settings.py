@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facesets.shared.config import Config
+
 
 class ImmichSettings(BaseModel):
     """`facesets immich stage` and `immich import` against an Immich server."""
@@ -51,3 +53,14 @@ class CliSettings(BaseSettings):
 
 
 SETTINGS = CliSettings()
+# facesets.toml and the environment (facesets.shared.config); main() loads the one --config
+# names. Service addresses, credentials and the local inference service's model come from it.
+CONFIG = Config(None)
+
+
+def use_config(config: Config) -> None:
+    global CONFIG
+    CONFIG = config
+    timeout = config.get("connect_timeout_s")
+    if timeout is not None:
+        SETTINGS.connect_timeout_s = float(timeout)
