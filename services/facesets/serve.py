@@ -26,6 +26,7 @@ from facesets.common.security import (
 )
 from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
 from facesets.shared.config import Config, ConfigError
+from facesets.shared.config import find as find_config
 from facesets.shared.tokens import read_token
 
 log = structlog.get_logger(__name__)
@@ -54,6 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--install-task",
+        nargs="?",
+        const="register",
+        metavar="FILE",
+        help="Windows: register a scheduled task that starts this service at logon (or boot, "
+        "--task-trigger) with the config file in use, restarted when it fails; with FILE, "
+        "write the task definition (XML) there instead (- prints it), to register it with "
+        "`schtasks /Create /TN facesets\\inference /XML FILE`",
+    )
+    parser.add_argument(
+        "--task-trigger", choices=("logon", "boot"), default="logon",
+        help="when the scheduled task starts the service (default logon: DirectML runs in "
+        "the user's session)",
+    )  # fmt: skip
     # A command's local service: flags only (no facesets.toml, no FACESETS_* keys), and it
     # stops when the command that started it is gone.
     parser.add_argument("--no-config", action="store_true", help=argparse.SUPPRESS)
@@ -161,6 +177,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.install_task:
+        from facesets import windows_task
+
+        try:
+            found = find_config(getattr(args, "config", None))
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from error
+        xml = windows_task.task_xml(found, args.service, args.task_trigger)
+        return windows_task.install(xml, args.install_task)
     if args.exit_with_parent:
         exit_with_parent(args.exit_with_parent)
     if not args.no_config:

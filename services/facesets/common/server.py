@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -65,6 +67,22 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
+def notify_systemd(state: str) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (set by systemd for a
+    Type=notify unit; absent otherwise, and then nothing is sent)."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target or not hasattr(socket, "AF_UNIX"):
+        return
+    if target.startswith("@"):  # an abstract socket
+        target = "\0" + target[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(target)
+            sock.sendall(state.encode())
+    except OSError as error:
+        log.warning("could not notify systemd", state=state, error=str(error))
+
+
 def start_server(
     options: ServeOptions,
     register: Callable[[grpc.Server], None],
@@ -114,6 +132,7 @@ def start_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if options.ready_file:
         atomic_write_bytes(options.ready_file, address.encode())
+    notify_systemd("READY=1")  # Type=notify units start their dependants now
     log.info(
         "serving",
         address=address,
@@ -133,6 +152,7 @@ def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = N
             signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     log.info("shutting down", grace_s=settings.SHUTDOWN_GRACE_S)
+    notify_systemd("STOPPING=1")
     children.stop_all()
     if on_stop:
         on_stop()
