@@ -11,9 +11,8 @@ from facesets.shared import config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser(
-        "show", help="print every key, its value and where it came from (secrets redacted)"
-    )
+    about = "print every key, its value and where it came from (secrets redacted)"
+    show = actions.add_parser("show", help=about, description=about)
     show.add_argument("--json", action="store_true", help="print JSON")
 
 
