@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, free_port
-from netns import namespace_hosts
+from netns import Hosts, namespace_hosts
+from store_fixtures import copy_photos, lfw_slice
+from test_split_hosts import PEOPLE, PER_PERSON, export_contents
 
 from services import FACESETS, run_facesets
 
@@ -180,3 +182,117 @@ def test_the_windows_task_starts_inference_with_its_config_and_restarts_it(
     if sys.platform != "win32":
         refused = run_facesets("serve", "inference", "--install-task", timeout=60)
         assert refused.returncode != 0 and "needs Windows" in refused.stderr
+
+
+WAIT_ALL = """
+import sys
+from pathlib import Path
+from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
+from facesets.shared.config import Config
+config = Config.load(Path(sys.argv[1]))
+token = Path(config.get("token_file"))
+for name, kind in (("clustering", ClusteringClient), ("export", ExportClient),
+                   ("inference", InferenceClient)):
+    kind(Endpoint(config.get(name), token_file=token), wait_for_ready=True).wait_ready(180)
+"""
+
+
+def _route_through_host_0(hosts: Hosts, count: int) -> None:
+    """Hosts 1..count-1 reach each other through host 0 (each is wired to host 0 only)."""
+    subprocess.run(
+        [*hosts.exec_prefix(0), "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=30
+    )
+    for i in range(1, count):
+        subprocess.run(
+            ["ip", "-n", hosts.names[i], "route", "add", "10.77.0.0/16", "via", f"10.77.{i}.2"],
+            check=True, timeout=30,
+        )  # fmt: skip
+
+
+def _start_unit(
+    hosts: Hosts, host: int, name: str, config: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    command = shlex.split(unit(name)["Service"]["ExecStart"])
+    command[0] = str(SERVE)
+    command[command.index("--config") + 1] = str(config)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*hosts.exec_prefix(host), *command], stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+@pytest.fixture(scope="module")
+def photos(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("photos")
+    copy_photos(lfw_slice(lfw_dir, PEOPLE, PER_PERSON), src)
+    return src
+
+
+@pytest.fixture(scope="module")
+def one_host(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The export of `facesets run` with every service on this host, started by the command."""
+    out = tmp_path_factory.mktemp("one-host")
+    done = run_facesets("run", str(photos), str(out), "--min-faces", "3", "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    return export_contents(out)
+
+
+@pytest.mark.slow
+def test_a_household_from_config_files_alone_exports_as_one_host_does(
+    photos: Path, one_host: dict[str, str], tmp_path: Path, model_root: Path
+) -> None:
+    """Inference on host 1, clustering and export on host 2, each from its unit's ExecStart and
+    a config file; `facesets --config FILE run` on host 0 with no address flag."""
+    with namespace_hosts(3) as hosts:
+        _route_through_host_0(hosts, 3)
+        a, b = hosts.address(1), hosts.address(2)
+        ports = {name: free_port() for name in SERVICES}
+        (tmp_path / "token").write_text(TOKEN + "\n")
+        shared = (
+            f'token_file = "{tmp_path / "token"}"\nroots = ["{photos}", "{tmp_path}"]\n'
+            f'inference = "{a}:{ports["inference"]}"\nclustering = "{b}:{ports["clustering"]}"\n'
+        )
+        host_a = tmp_path / "host-a.toml"
+        host_a.write_text(
+            shared + f'inference_listen = "{a}:{ports["inference"]}"\n'
+            f'model_root = "{model_root}"\nmodel_pack = "facepack-mini"\n'
+        )
+        host_b = tmp_path / "host-b.toml"
+        host_b.write_text(
+            shared + f'clustering_listen = "{b}:{ports["clustering"]}"\n'
+            f'export_listen = "{b}:{ports["export"]}"\n'
+        )
+        client = tmp_path / "client.toml"
+        client.write_text(shared + f'export = "{b}:{ports["export"]}"\n')
+        started = [
+            _start_unit(hosts, 1, "inference", host_a, tmp_path / "inference.log"),
+            _start_unit(hosts, 2, "clustering", host_b, tmp_path / "clustering.log"),
+            _start_unit(hosts, 2, "export", host_b, tmp_path / "export.log"),
+        ]
+        try:
+            # As systemd's ordering would: the command runs once the three serve.
+            waited = subprocess.run(
+                [*hosts.exec_prefix(0), sys.executable, "-c", WAIT_ALL, str(client)],
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            logs = "\n".join((tmp_path / f"{n}.log").read_text() for n in SERVICES)
+            assert waited.returncode == 0, waited.stderr + logs
+            out = tmp_path / "out"
+            done = subprocess.run(
+                [*hosts.exec_prefix(0), *FACESETS, "--config", str(client),
+                 "run", str(photos), str(out), "--min-faces", "3", "--json"],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            logs = "\n".join((tmp_path / f"{n}.log").read_text() for n in SERVICES)
+            assert done.returncode == 0, done.stderr + logs
+            assert export_contents(out) == one_host
+            # Every service was one of the three (none started locally by the command).
+            assert "serving" in (tmp_path / "export.log").read_text()
+        finally:
+            for process in started:
+                process.terminate()
+            for process in started:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
