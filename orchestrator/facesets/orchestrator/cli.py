@@ -123,14 +123,19 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals() -> dict[int, Any]:
+    """Handlers that raise Stopped; the ones they replace, to put back at the end (main() may
+    run inside another program, a test)."""
+
     def stop(signum: int, _frame: Any) -> None:
         raise Stopped(signum)
 
+    previous: dict[int, Any] = {}
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            signal.signal(sig, stop)
+            previous[sig] = signal.signal(sig, stop)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,8 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    previous: dict[int, Any] = {}
     if args.command != "serve" and threading.current_thread() is threading.main_thread():
-        _stop_on_signals()  # `serve` stops on these signals its own way
+        previous = _stop_on_signals()  # `serve` stops on these signals its own way
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except Stopped as stopped:
