@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         from facesets import windows_task
 
         try:
-            found = find_config(getattr(args, "config", None))
+            found = find_config(getattr(args, "facesets_config", None))
         except ConfigError as error:
             raise SystemExit(f"error: {error}") from error
         xml = windows_task.task_xml(found, args.service, args.task_trigger)
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         exit_with_parent(args.exit_with_parent)
     if not args.no_config:
         try:
-            apply_config(args, Config.load(getattr(args, "config", None)))
+            apply_config(args, Config.load(getattr(args, "facesets_config", None)))
         except ConfigError as error:
             raise SystemExit(f"error: {error}") from error
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     parser.add_argument(
         "--config",
+        dest="facesets_config",
         type=Path,
         help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder)",
     )

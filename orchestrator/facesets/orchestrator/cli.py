@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
     parser.add_argument(
         "--config",
+        dest="facesets_config",  # `import-folders --config` is its own folders file
         type=Path,
         help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder: "
         f"{config.user_config_file()})",
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     level = "info" if args.command == "serve" and args.log_level == "warning" else args.log_level
     logs.configure(level, json=args.log_json, stream=AroundProgressBars())
     try:
-        settings.use_config(config.Config.load(args.config))
+        settings.use_config(config.Config.load(args.facesets_config))
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
