@@ -182,3 +182,11 @@ def test_the_command_fails_fast_with_the_cause_and_the_fix(
     assert len(errors) == 1, result.stderr
     assert cause in errors[0] and fix in errors[0], result.stderr
     assert address in errors[0]
+
+
+def test_doctor_names_tls_as_the_cause(setups: WrongSetups) -> None:
+    started = time.monotonic()
+    done = run_facesets("doctor", "--inference", setups.tls, timeout=120)
+    assert time.monotonic() - started < 30  # its local checks included
+    line = next(line for line in done.stdout.splitlines() if f"inference at {setups.tls}" in line)
+    assert line.startswith("ERROR") and "speaks TLS" in line and "--tls-ca" in line, line
