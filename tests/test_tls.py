@@ -60,7 +60,8 @@ def test_tls_service_beyond_loopback_serves_clients_that_trust_its_ca(tmp_path: 
     # No token: TLS alone allows an address beyond loopback.
     service.start(listen=f"0.0.0.0:{port}", wait=False)
     store = tmp_path / "faces.db"
-    trusted = ClusteringClient(Endpoint(service.address, tls_ca=ca_cert))
+    # The service is starting: its client waits for it (wait_for_ready).
+    trusted = ClusteringClient(Endpoint(service.address, tls_ca=ca_cert), wait_for_ready=True)
     try:
 
         def serving() -> bool:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import socket
+import ssl
+import sys
+import threading
+import time
 from pathlib import Path
 
 import structlog
@@ -12,8 +18,15 @@ import structlog
 from facesets.client import Endpoint
 from facesets.common import settings
 from facesets.common.roots import Roots
-from facesets.common.security import TlsFiles
+from facesets.common.security import (
+    InsecureListenError,
+    TlsFiles,
+    check_listen_policy,
+    check_tls_files,
+)
 from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
+from facesets.shared.config import Config, ConfigError
+from facesets.shared.config import find as find_config
 from facesets.shared.tokens import read_token
 
 log = structlog.get_logger(__name__)
@@ -42,6 +55,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--install-task",
+        nargs="?",
+        const="register",
+        metavar="FILE",
+        help="Windows: register a scheduled task that starts this service at logon (or boot, "
+        "--task-trigger) with the config file in use, restarted when it fails; with FILE, "
+        "write the task definition (XML) there instead (- prints it), to register it with "
+        "`schtasks /Create /TN facesets\\inference /XML FILE`",
+    )
+    parser.add_argument(
+        "--task-trigger", choices=("logon", "boot"), default="logon",
+        help="when the scheduled task starts the service (default logon: DirectML runs in "
+        "the user's session)",
+    )  # fmt: skip
+    # A command's local service: flags only (no facesets.toml, no FACESETS_* keys), and it
+    # stops when the command that started it is gone.
+    parser.add_argument("--no-config", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     peers = parser.add_argument_group(
         "export service: the services it calls",
         "The export service reads faces from the clustering service and checks each crop with "
@@ -145,6 +177,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.install_task:
+        from facesets import windows_task
+
+        try:
+            found = find_config(getattr(args, "facesets_config", None))
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from error
+        xml = windows_task.task_xml(found, args.service, args.task_trigger)
+        return windows_task.install(xml, args.install_task)
+    if args.exit_with_parent:
+        exit_with_parent(args.exit_with_parent)
+    if not args.no_config:
+        try:
+            apply_config(args, Config.load(getattr(args, "facesets_config", None)))
+        except ConfigError as error:
+            raise SystemExit(f"error: {error}") from error
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
     # A root may be a folder or one file (a store), and need not exist yet (an output folder).
@@ -156,10 +204,84 @@ def run(args: argparse.Namespace) -> int:
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
     )
+    # Before any model is read: a refused address or unreadable TLS files end at once, not
+    # after the seconds a model load takes.
+    try:
+        check_listen_policy(options.listen, options.token, options.tls)
+        if options.tls is not None:
+            check_tls_files(options.tls)
+    except (InsecureListenError, ssl.SSLError, OSError) as error:
+        raise SystemExit(f"error: {error}") from error
     try:
         return _serve(args, options, roots)
     except PortInUseError as error:
         raise SystemExit(f"error: {error}") from error
+
+
+def apply_config(args: argparse.Namespace, config: Config) -> None:
+    """Fill what no flag gave from the environment (FACESETS_*) or facesets.toml."""
+
+    def path(value: object) -> Path | None:
+        return Path(str(value)) if value else None
+
+    args.listen = config.get(f"{args.service}_listen", args.listen)
+    args.token_file = path(config.get("token_file", args.token_file))
+    args.tls_cert = path(config.get("tls_cert", args.tls_cert))
+    args.tls_key = path(config.get("tls_key", args.tls_key))
+    if not args.allow_root:
+        args.allow_root = [Path(root) for root in config.get("roots") or []]
+    if args.service == "inference":
+        args.model_root = path(config.get("model_root", args.model_root))
+        args.model_pack = config.get("model_pack", args.model_pack)
+        args.providers = config.get("providers", args.providers)
+        args.clip_dir = path(config.get("clip_dir", args.clip_dir))
+        args.workers = config.get("workers", args.workers)
+    if args.service == "export":
+        # The peers a household's export service calls share its token file and CA.
+        for peer in PEERS:
+            setattr(args, peer, config.get(peer, getattr(args, peer)))
+            if not getattr(args, peer):
+                continue
+            for suffix, key in (("token_file", "token_file"), ("tls_ca", "tls_ca")):
+                name = f"{peer}_{suffix}"
+                setattr(args, name, path(config.get(key, getattr(args, name))))
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if sys.platform.startswith("linux"):
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    if os.name == "nt":
+        return True  # os.kill would terminate it: the parent-pid check alone applies
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """SIGTERM to this process (a clean stop) once process `parent`, the command that started
+    it, is gone: it no longer runs, or this process was re-parented. Works whichever thread of
+    the parent started it, and where PR_SET_PDEATHSIG does not exist."""
+    direct = os.getppid() == parent
+
+    def gone() -> bool:
+        return (direct and os.getppid() != parent) or not _running(parent)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(poll_s)
+        log.warning("the command that started this service is gone; stopping", parent=parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _serve(args: argparse.Namespace, options: ServeOptions, roots: Roots) -> int:
@@ -294,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="facesets-serve", description=COMMANDS["serve"][0])
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument(
+        "--config",
+        dest="facesets_config",
+        type=Path,
+        help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder)",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_level, json=args.log_json)

@@ -1,15 +1,22 @@
 """Typed Python clients of the facesets services."""
 
-from facesets.client.channel import Endpoint, ServiceUnavailableError
+from facesets.client.channel import (
+    ConnectionProblem,
+    Endpoint,
+    ServiceUnavailableError,
+    TokenRefusedError,
+)
 from facesets.client.clustering import ClusteringClient
 from facesets.client.export import ExportClient
 from facesets.client.inference import ImageInput, InferenceClient
 
 __all__ = [
     "ClusteringClient",
+    "ConnectionProblem",
     "Endpoint",
     "ExportClient",
     "ImageInput",
     "InferenceClient",
     "ServiceUnavailableError",
+    "TokenRefusedError",
 ]

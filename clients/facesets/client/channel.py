@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +17,74 @@ import grpc
 
 from facesets.client import defaults, health
 from facesets.client.defaults import channel_options
+from facesets.shared.tokens import read_token
 
 
 class ServiceUnavailableError(ConnectionError):
-    """A service stayed unreachable for the whole retry window."""
+    """A service stayed unreachable for the whole retry window, or could not be reached at
+    all; `reason` names why (see ConnectionProblem)."""
+
+    reason = "unavailable"
+
+
+class ConnectionProblem(ServiceUnavailableError):
+    """A set-up that does not work however long one waits. `reason` is one of UNRESOLVED,
+    REFUSED, UNREACHABLE, TLS, PROTOCOL, TOKEN, WRONG_SERVICE, NOT_SERVING; `cause` says what
+    was found, `fix` what to do."""
+
+    UNRESOLVED = "unresolved"  # the host name does not resolve
+    REFUSED = "refused"  # nothing listens on the port
+    UNREACHABLE = "unreachable"  # no answer at all (firewall, wrong network)
+    TLS = "tls"  # TLS on one end only, or a certificate the CA did not sign
+    PROTOCOL = "protocol"  # something else than gRPC answers (an HTTP/1 server)
+    TOKEN = "token"  # the bearer token is missing or wrong
+    WRONG_SERVICE = "wrong_service"  # a gRPC server without this service (another port's)
+    NOT_SERVING = "not_serving"  # reached, but it did not say SERVING in time
+
+    def __init__(self, address: str, reason: str, cause: str, fix: str) -> None:
+        super().__init__(f"{address}: {cause}; {fix}")
+        self.address = address
+        self.reason = reason
+        self.cause = cause
+        self.fix = fix
+
+
+class TokenRefusedError(ConnectionProblem, grpc.RpcError):
+    """The service refused the bearer token (UNAUTHENTICATED); an RpcError too, so that code
+    that looks at the status code keeps working."""
+
+    def __init__(self, address: str, has_token: bool) -> None:
+        super().__init__(
+            address,
+            ConnectionProblem.TOKEN,
+            "the service refused the bearer token (UNAUTHENTICATED)"
+            if has_token
+            else "the service needs a bearer token (UNAUTHENTICATED)",
+            "pass the token file the service was started with (--token-file or "
+            "FACESETS_TOKEN_FILE)",
+        )
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAUTHENTICATED
+
+    def details(self) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where a service listens and how to reach it: a bearer token (or the file holding it)
+    and the CA of its TLS certificate."""
+
     address: str
     token: str | None = None
     tls_ca: Path | None = None  # PEM of the CA (or self-signed cert) to trust
+    token_file: Path | None = None  # read when `token` is not given
+
+    def bearer_token(self) -> str | None:
+        if self.token is not None:
+            return self.token
+        return read_token(Path(self.token_file)) if self.token_file else None
 
 
 class _BearerToken(
@@ -179,9 +238,34 @@ def balancing_options(health_service: str) -> list[tuple[str, Any]]:
     ]
 
 
-def open_channel(endpoint: Endpoint, balance: str | None = None) -> grpc.Channel:
+@dataclass
+class _Contact:
+    """What a channel's first contact is checked against (see wait_until_serving)."""
+
+    endpoint: Endpoint
+    timeout_s: float
+    wait_for_ready: bool
+    reached: bool = False
+
+
+_CONTACTS: weakref.WeakKeyDictionary[Any, _Contact] = weakref.WeakKeyDictionary()
+
+
+def open_channel(
+    endpoint: Endpoint,
+    balance: str | None = None,
+    *,
+    timeout: float | None = None,
+    wait_for_ready: bool = False,
+) -> grpc.Channel:
     """A channel to the endpoint; with `balance` (a service name), round-robin over all the
-    replicas the address names, health-checked with that service's name."""
+    replicas the address names, health-checked with that service's name.
+
+    Until the service has answered once, waiting for it ends after `timeout` seconds
+    (defaults.CONNECT_TIMEOUT_S) with a ConnectionProblem that says what is wrong; a problem
+    that waiting cannot mend (a name that does not resolve, TLS on one end only, another
+    protocol, a refused token) ends it at once. `wait_for_ready`: the service is known to be
+    starting, so the first contact gets the long retry window too."""
     options: list[tuple[str, Any]] = [*channel_options()]
     target = endpoint.address
     if balance is not None:
@@ -196,30 +280,212 @@ def open_channel(endpoint: Endpoint, balance: str | None = None) -> grpc.Channel
         channel = grpc.secure_channel(target, credentials, options=options)
     else:
         channel = grpc.insecure_channel(target, options=options)
-    if endpoint.token:
-        channel = grpc.intercept_channel(channel, _BearerToken(endpoint.token))
+    token = endpoint.bearer_token()
+    if token:
+        channel = grpc.intercept_channel(channel, _BearerToken(token))
+    _CONTACTS[channel] = _Contact(
+        endpoint, defaults.CONNECT_TIMEOUT_S if timeout is None else timeout, wait_for_ready
+    )
     return channel
 
 
 def wait_until_serving(
     channel: grpc.Channel, service: str = "", window_s: float = defaults.RETRY_WINDOW_S
 ) -> None:
-    """Block until the service's health check says SERVING, with backoff, or give up."""
-    deadline = time.monotonic() + window_s
+    """Block until the service's health check says SERVING, with backoff, or give up.
+
+    A channel from open_channel that has not reached its service yet waits its connect timeout
+    at most, and a ConnectionProblem says why it failed (see open_channel)."""
+    contact = _CONTACTS.get(channel)
+    first = contact is not None and not contact.reached and not contact.wait_for_ready
+    if first:
+        assert contact is not None
+        window_s = min(window_s, contact.timeout_s)
+    started = time.monotonic()
+    deadline = started + window_s
     delay = defaults.RETRY_BACKOFF_S
     last = "no answer"
+    problem: ConnectionProblem | None = None
     while True:
         try:
-            status = health.check(channel, service, timeout=5)
-            if status == health.SERVING:
-                return
+            left = max(0.5, deadline - time.monotonic())
+            status = health.check(channel, service, timeout=min(5.0, left) if first else 5.0)
             last = health.STATUS_NAMES.get(status, str(status))
         except grpc.RpcError as error:
             last = f"{error.code().name}: {error.details()}"
+            if first and contact is not None:
+                if error.code() is grpc.StatusCode.NOT_FOUND:
+                    raise ConnectionProblem(
+                        contact.endpoint.address,
+                        ConnectionProblem.WRONG_SERVICE,
+                        f"a gRPC server answers there, but not the {service or 'asked'} service",
+                        "check the port: each facesets service listens on its own",
+                    ) from error
+                problem = diagnose(contact.endpoint, deadline)
+                if problem is not None and problem.reason != ConnectionProblem.UNREACHABLE:
+                    raise problem from error
+        else:
+            if status == health.SERVING:
+                if contact is not None:
+                    if not contact.reached:
+                        check_token(channel, contact.endpoint)  # outside the try: it raises
+                    contact.reached = True
+                return
         if time.monotonic() + delay > deadline:
+            if first and contact is not None:
+                raise problem or ConnectionProblem(
+                    contact.endpoint.address,
+                    ConnectionProblem.NOT_SERVING,
+                    f"no serving answer within {window_s:g}s ({last})",
+                    "check that the service runs and has finished starting (its log says "
+                    "when it serves), or allow it longer (timeout / FACESETS_CONNECT_TIMEOUT_S)",
+                )
             raise ServiceUnavailableError(f"service not serving after {window_s:.0f}s ({last})")
         time.sleep(delay)
         delay = min(delay * 2, defaults.RETRY_BACKOFF_MAX_S)
+
+
+_REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+_LIST_SERVICES = b"\x3a\x00"  # ServerReflectionRequest {list_services: ""}
+
+
+def check_token(channel: grpc.Channel, endpoint: Endpoint) -> None:
+    """TokenRefusedError when the service refuses this channel's token (or its lack of one).
+    Health checks need no token, so one reflection call (which does) asks."""
+    call = channel.stream_stream(
+        _REFLECTION, request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    try:
+        for _ in call(iter([_LIST_SERVICES]), timeout=5):
+            break
+    except grpc.RpcError as error:
+        if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+            raise TokenRefusedError(
+                endpoint.address, endpoint.bearer_token() is not None
+            ) from error
+        # Anything else (no reflection there, a slow answer) leaves the verdict to real calls.
+
+
+_PROBE_S = 2.0
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def diagnose(endpoint: Endpoint, deadline: float | None = None) -> ConnectionProblem | None:
+    """What is wrong with reaching the endpoint, found with plain sockets: the name, the port,
+    TLS on one end only or a certificate its CA did not sign, or another protocol. None when
+    nothing is found (a gRPC server answers as it should)."""
+    for part in replica_addresses(endpoint.address):
+        try:
+            host, port = _host_port(part)
+        except ValueError:
+            return None  # a target of gRPC's own (unix:...)
+        left = (
+            _PROBE_S if deadline is None else max(0.2, min(_PROBE_S, deadline - time.monotonic()))
+        )
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except OSError as error:
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.UNRESOLVED,
+                f"the name {host} does not resolve ({error.strerror or error})",
+                "check the address (HOST:PORT) and this machine's DNS or hosts file",
+            )
+        try:
+            kind, detail = _speaks(host, int(port), endpoint.tls_ca, left)
+        except ConnectionRefusedError:
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.REFUSED,
+                "connection refused: nothing listens on that port",
+                "check the address and that the service runs there",
+            )
+        except OSError as error:
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.UNREACHABLE,
+                f"no answer ({error.strerror or type(error).__name__})",
+                "check the address, the network and the firewall",
+            )
+        if kind == "tls" and endpoint.tls_ca is None:
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.TLS,
+                "the service speaks TLS and no CA certificate was given",
+                "pass its CA certificate with --tls-ca (FACESETS_TLS_CA, Endpoint(tls_ca=...))",
+            )
+        if kind == "untrusted":
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.TLS,
+                f"its TLS certificate is not trusted by {endpoint.tls_ca} ({detail})",
+                "pass the CA that issued the service's certificate with --tls-ca, or a "
+                "certificate whose name matches the address",
+            )
+        if kind == "http1":
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.PROTOCOL,
+                f"an HTTP/1 server answers there, not a facesets service ({detail})",
+                "check the port",
+            )
+        if kind == "h2" and endpoint.tls_ca is not None:
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.TLS,
+                "the service does not speak TLS, but a CA certificate was given",
+                "drop --tls-ca, or start the service with --tls-cert/--tls-key",
+            )
+        if kind == "other":
+            return ConnectionProblem(
+                part,
+                ConnectionProblem.PROTOCOL,
+                f"something that is not a gRPC service answers there ({detail})",
+                "check the port",
+            )
+    return None
+
+
+def _speaks(host: str, port: int, tls_ca: Path | None, timeout: float) -> tuple[str, str]:
+    """What answers at HOST:PORT: "tls" (a TLS server), "untrusted" (TLS, with a certificate
+    `tls_ca` does not verify), "h2" (plain HTTP/2, as gRPC), "http1" or "other"."""
+    loose = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    loose.check_hostname = False
+    loose.verify_mode = ssl.CERT_NONE
+    loose.set_alpn_protocols(["h2"])
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        try:
+            with loose.wrap_socket(raw, server_hostname=host):
+                pass
+            is_tls = True
+        except (ssl.SSLError, OSError):
+            is_tls = False
+    if is_tls:
+        if tls_ca is None:
+            return "tls", ""
+        strict = ssl.create_default_context(cafile=str(tls_ca))
+        strict.set_alpn_protocols(["h2"])
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            try:
+                with strict.wrap_socket(raw, server_hostname=host):
+                    return "tls", ""
+            except ssl.SSLCertVerificationError as error:
+                return "untrusted", str(error.verify_message or error)
+            except (ssl.SSLError, OSError):
+                return "tls", ""
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        try:
+            raw.sendall(_H2_PREFACE)
+            answer = raw.recv(64)
+        except OSError:
+            return "other", "it closed the connection"
+    if answer.startswith(b"HTTP/"):
+        return "http1", answer.split(b"\r\n", 1)[0].decode("latin-1")
+    if answer.lstrip().startswith(b"<"):  # an HTML error page without a status line
+        return "http1", f"it answered {answer.lstrip()[:15]!r}"
+    if len(answer) >= 9 and answer[3] in (0x04, 0x07):  # an HTTP/2 SETTINGS or GOAWAY frame
+        return "h2", ""
+    return "other", f"first bytes {answer[:16]!r}" if answer else "it closed the connection"
 
 
 RETRYABLE = {
@@ -249,6 +515,11 @@ def call_with_retry(call: Callable[[], Any], channel: grpc.Channel, service: str
         try:
             return call()
         except grpc.RpcError as error:
+            contact = _CONTACTS.get(channel)
+            if error.code() is grpc.StatusCode.UNAUTHENTICATED and contact is not None:
+                raise TokenRefusedError(
+                    contact.endpoint.address, contact.endpoint.bearer_token() is not None
+                ) from error
             if not is_transient(error) or time.monotonic() > deadline:
                 raise
             wait_until_serving(channel, service, max(1.0, deadline - time.monotonic()))

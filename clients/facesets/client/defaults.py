@@ -14,6 +14,10 @@ RETRY_ATTEMPTS = 8
 RETRY_BACKOFF_S = 0.25
 RETRY_BACKOFF_MAX_S = 5.0
 RETRY_WINDOW_S = 120.0  # how long a client waits for a restarting service before giving up
+# How long the first contact with a service may take before the client says what is wrong (a
+# wrong address, TLS, token or protocol); the long window above is for a service known to be
+# (re)starting: one reached before, or one the caller started (wait_for_ready).
+CONNECT_TIMEOUT_S = 10.0
 # A job (cluster, refine, export ...) whose service restarts mid-way is run again from the start
 # (every job is idempotent), at most this many times: a job that brings its service down each
 # time must end.

@@ -22,9 +22,18 @@ SERVICE = "facesets.v1.Export"
 
 
 class ExportClient:
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
+    ) -> None:
+        """`timeout`: how long the first contact may take (defaults.CONNECT_TIMEOUT_S) before a
+        ConnectionProblem says what is wrong; `wait_for_ready`: the service is known to be
+        starting, so the first contact waits as long as a restart (defaults.RETRY_WINDOW_S)."""
         self.endpoint = endpoint
-        self.channel = open_channel(endpoint)
+        self.channel = open_channel(endpoint, timeout=timeout, wait_for_ready=wait_for_ready)
         self.stub = export_pb2_grpc.ExportStub(self.channel)
 
     def close(self) -> None:

@@ -65,10 +65,20 @@ def _unreadable(image_id: str, path: str, error: OSError) -> common_pb2.ImageRes
 
 class InferenceClient:
     def __init__(
-        self, endpoint: Endpoint, max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
+        self,
+        endpoint: Endpoint,
+        max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
     ) -> None:
+        """`timeout`: how long the first contact may take (defaults.CONNECT_TIMEOUT_S) before a
+        ConnectionProblem says what is wrong; `wait_for_ready`: the service is known to be
+        starting, so the first contact waits as long as a restart (defaults.RETRY_WINDOW_S)."""
         self.endpoint = endpoint
-        self.channel = open_channel(endpoint, balance=SERVICE)
+        self.channel = open_channel(
+            endpoint, balance=SERVICE, timeout=timeout, wait_for_ready=wait_for_ready
+        )
         # Calls are what gRPC balances: with several replicas, several streams at once.
         self.replicas = replica_count(endpoint.address)
         self.stub = inference_pb2_grpc.InferenceStub(self.channel)

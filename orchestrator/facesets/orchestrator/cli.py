@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,6 +17,7 @@ import grpc
 from facesets.orchestrator import (
     age_cmd,
     clip_cmd,
+    config_cmd,
     doctor,
     embed,
     enrich,
@@ -24,11 +28,12 @@ from facesets.orchestrator import (
     maintenance_cmd,
     report_cmd,
     run_cmd,
+    settings,
     store_cmd,
     video_cmd,
 )
 from facesets.orchestrator.console import AroundProgressBars
-from facesets.shared import logs
+from facesets.shared import config, logs
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]
 
@@ -48,6 +53,7 @@ COMMANDS: dict[str, Command] = {
     **age_cmd.COMMANDS,
     **store_cmd.COMMANDS,
     **clip_cmd.COMMANDS,
+    **config_cmd.COMMANDS,
 }
 SERVE_HELP = "run one service (inference, clustering or export) in the foreground"
 
@@ -93,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug, info, warning or error (default warning)",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON lines")
+    parser.add_argument(
+        "--config",
+        dest="facesets_config",  # `import-folders --config` is its own folders file
+        type=Path,
+        help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder: "
+        f"{config.user_config_file()})",
+    )
     parser.add_argument("--version", action="version", version=f"facesets {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in {"serve": serve_command(), **COMMANDS}.items():
@@ -102,12 +115,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds the command as Ctrl-C does, so that the services and
+    processes it started are stopped on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Handlers that raise Stopped; the ones they replace, to put back at the end (main() may
+    run inside another program, a test)."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, stop)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = "info" if args.command == "serve" and args.log_level == "warning" else args.log_level
     logs.configure(level, json=args.log_json, stream=AroundProgressBars())
     try:
+        settings.use_config(config.Config.load(args.facesets_config))
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    previous: dict[int, Any] = {}
+    if args.command != "serve" and threading.current_thread() is threading.main_thread():
+        previous = _stop_on_signals()  # `serve` stops on these signals its own way
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return int(args.handler(args) or 0)
+    except Stopped as stopped:
+        print(
+            f"stopped by {signal.Signals(stopped.signum).name}; re-run the same command to "
+            "carry on",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to carry on", file=sys.stderr)
         return 130

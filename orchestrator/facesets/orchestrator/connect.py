@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
+from facesets.orchestrator import settings as _settings
 from facesets.orchestrator.local import LocalService
 from facesets.orchestrator.roots import command_roots
+from facesets.orchestrator.settings import SETTINGS
+from facesets.shared.config import Config
 from facesets.shared.tokens import read_token
+
+
+def _config() -> Config:
+    """The loaded config, read at call time: main() loads it after the modules are imported."""
+    return _settings.CONFIG
 
 
 def add_service_arguments(parser: argparse.ArgumentParser, *services: str) -> None:
@@ -64,22 +72,29 @@ class ServiceOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
-        """From the flags `add_service_arguments` declares (FACESETS_TOKEN_FILE too)."""
-        token_file = getattr(args, "token_file", None) or os.environ.get("FACESETS_TOKEN_FILE")
-        tls_ca = getattr(args, "tls_ca", None)
+        """From the flags `add_service_arguments` declares, else the environment (FACESETS_*),
+        else facesets.toml (facesets.shared.config)."""
+        config = _config()
+        token_file = config.get("token_file", getattr(args, "token_file", None))
+        tls_ca = config.get("tls_ca", getattr(args, "tls_ca", None))
+        addresses = {
+            name: str(config.get(name, getattr(args, name, None)))
+            for name in ("inference", "clustering", "export")
+            if config.get(name, getattr(args, name, None))
+        }
         return cls(
-            addresses={
-                name: str(getattr(args, name))
-                for name in ("inference", "clustering", "export")
-                if getattr(args, name, None)
-            },
+            addresses=addresses,
             token_file=Path(token_file) if token_file else None,
             tls_ca=Path(tls_ca) if tls_ca else None,
-            model_root=_flag(args, "model_root"),
-            model_pack=_flag(args, "model_pack"),
-            providers=_flag(args, "providers"),
-            clip_dir=_flag(args, "clip_dir"),
+            model_root=_str(config.get("model_root", _flag(args, "model_root"))),
+            model_pack=_str(config.get("model_pack", _flag(args, "model_pack"))),
+            providers=_str(config.get("providers", _flag(args, "providers"))),
+            clip_dir=_str(config.get("clip_dir", _flag(args, "clip_dir"))),
         )
+
+
+def _str(value: object) -> str | None:
+    return str(value) if value else None
 
 
 def _flag(args: argparse.Namespace, name: str) -> str | None:
@@ -157,6 +172,18 @@ class Services(contextlib.ExitStack):
                 arguments += [f"--{peer}-tls-ca", str(Path(endpoint.tls_ca).resolve())]
         return arguments
 
+    def _client_options(self, name: str, peers: bool = True) -> dict[str, Any]:
+        """A client's endpoint, and how long its first contact may take: a local service is
+        known to be starting (the long window); a remote one that does not answer in
+        SETTINGS.connect_timeout_s is reported with what is wrong."""
+        endpoint = self.endpoint(name, peers)
+        local = name in self.local
+        return {
+            "endpoint": endpoint,
+            "timeout": SETTINGS.connect_timeout_s,
+            "wait_for_ready": local,
+        }
+
     def is_local(self, name: str) -> bool:
         return name in self.local
 
@@ -167,7 +194,7 @@ class Services(contextlib.ExitStack):
 
     def inference(self) -> InferenceClient:
         if self._inference is None:
-            client = InferenceClient(self.endpoint("inference"))
+            client = InferenceClient(**self._client_options("inference"))
             self.callback(client.close)
             client.wait_ready()
             self._inference = client
@@ -175,7 +202,7 @@ class Services(contextlib.ExitStack):
 
     def clustering(self) -> ClusteringClient:
         if self._clustering is None:
-            client = ClusteringClient(self.endpoint("clustering"))
+            client = ClusteringClient(**self._client_options("clustering"))
             self.callback(client.close)
             client.wait_ready()
             self._clustering = client
@@ -191,7 +218,7 @@ class Services(contextlib.ExitStack):
         is started without them, and no model pack is needed; a later job that calls them
         gets a local export service that has them."""
         if self._export is None or (peers and self.is_local("export") and not self._export_peers):
-            client = ExportClient(self.endpoint("export", peers))
+            client = ExportClient(**self._client_options("export", peers))
             self.callback(client.close)
             client.wait_ready()
             self._export = client

@@ -177,7 +177,12 @@ def ffmpeg_check() -> Check:
 
 
 def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Iterator[Check]:
-    from facesets.client.channel import Endpoint, open_channel, wait_until_serving
+    from facesets.client.channel import (
+        Endpoint,
+        TokenRefusedError,
+        open_channel,
+        wait_until_serving,
+    )
     from facesets.v1 import inference_pb2, inference_pb2_grpc
 
     name = f"inference at {address}"
@@ -185,6 +190,11 @@ def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Itera
     try:
         try:
             wait_until_serving(channel, "facesets.v1.Inference", REMOTE_TIMEOUT_S)
+        except TokenRefusedError as error:
+            yield Check(OK, name, "reachable, serving")
+            why = "refused" if token else "needed: pass --token-file"
+            yield Check(ERROR, "token", f"{why} ({error.cause})")
+            return
         except ConnectionError as error:
             yield Check(ERROR, name, f"not reachable: {error}")
             return

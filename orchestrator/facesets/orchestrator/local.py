@@ -28,7 +28,7 @@ def serve_command(
     name: str, listen: str, ready_file: Path, extra: Sequence[str] = (), *, log_level: str = ""
 ) -> list[str]:
     """`facesets serve NAME` run by this interpreter; the service writes its bound address to
-    `ready_file` once it serves."""
+    `ready_file` once it serves, and stops when the process that started it is gone."""
     return [
         sys.executable,
         "-m",
@@ -40,6 +40,9 @@ def serve_command(
         listen,
         "--ready-file",
         str(ready_file),
+        "--exit-with-parent",
+        str(os.getpid()),
+        "--no-config",
         *extra,
     ]
 

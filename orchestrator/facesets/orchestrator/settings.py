@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facesets.shared.config import Config
+
 
 class ImmichSettings(BaseModel):
     """`facesets immich stage` and `immich import` against an Immich server."""
@@ -46,7 +48,21 @@ class CliSettings(BaseSettings):
     local_service_restarts: int = 3
     # Where stderr is a file or a pipe, progress is a plain line this often (and one at the end).
     progress_interval_s: float = 10.0
+    # How long a remote service may take to answer a command's first call before the command
+    # says what is wrong (address, TLS, token, protocol); FACESETS_CONNECT_TIMEOUT_S.
+    connect_timeout_s: float = 10.0
     immich: ImmichSettings = ImmichSettings()
 
 
 SETTINGS = CliSettings()
+# facesets.toml and the environment (facesets.shared.config); main() loads the one --config
+# names. Service addresses, credentials and the local inference service's model come from it.
+CONFIG = Config(None)
+
+
+def use_config(config: Config) -> None:
+    global CONFIG
+    CONFIG = config
+    timeout = config.get("connect_timeout_s")
+    if timeout is not None:
+        SETTINGS.connect_timeout_s = float(timeout)

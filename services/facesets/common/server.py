@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -15,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from facesets.client.defaults import channel_options
-from facesets.common import settings
+from facesets.common import children, settings
 from facesets.common.error_policy import ErrorPolicy
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
 from facesets.common.stream_limit import StreamLimit
@@ -63,6 +65,22 @@ class RunningServer:
         for name in (*self.service_names, ""):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+
+
+def notify_systemd(state: str) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (set by systemd for a
+    Type=notify unit; absent otherwise, and then nothing is sent)."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target or not hasattr(socket, "AF_UNIX"):
+        return
+    if target.startswith("@"):  # an abstract socket
+        target = "\0" + target[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(target)
+            sock.sendall(state.encode())
+    except OSError as error:
+        log.warning("could not notify systemd", state=state, error=str(error))
 
 
 def start_server(
@@ -114,6 +132,7 @@ def start_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if options.ready_file:
         atomic_write_bytes(options.ready_file, address.encode())
+    notify_systemd("READY=1")  # Type=notify units start their dependants now
     log.info(
         "serving",
         address=address,
@@ -124,12 +143,17 @@ def start_server(
 
 
 def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = None) -> None:
-    """Block until SIGINT/SIGTERM, then let in-flight calls finish within the grace period."""
+    """Block until SIGINT/SIGTERM/SIGHUP, then let in-flight calls finish within the grace
+    period; the processes its jobs started (ffmpeg) are killed first, so that none goes on
+    writing after the service."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     log.info("shutting down", grace_s=settings.SHUTDOWN_GRACE_S)
+    notify_systemd("STOPPING=1")
+    children.stop_all()
     if on_stop:
         on_stop()
     running.stop()

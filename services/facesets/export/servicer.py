@@ -166,7 +166,9 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         )
         store = str(allowed_path(context, self.roots, request.store, "store"))
         paths = _Paths(out, refine_manifest, raw_manifest, store)
-        clustering, inference = ClusteringClient(peers[0]), InferenceClient(peers[1])
+        # Configured peers, known to run: a job waits for one that restarts (or boots).
+        clustering = ClusteringClient(peers[0], wait_for_ready=True)
+        inference = InferenceClient(peers[1], wait_for_ready=True)
         try:
             yield from locked_job(
                 context,
@@ -244,7 +246,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         except InvalidParameter as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             raise  # abort raises; this line tells type checkers so
-        inference = InferenceClient(self.inference)
+        inference = InferenceClient(self.inference, wait_for_ready=True)
         inference_failures = (grpc.RpcError,) if calls is not None else ()
         try:
             yield from locked_job(

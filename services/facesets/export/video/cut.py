@@ -14,14 +14,13 @@ checks out is not redone.
 from __future__ import annotations
 
 import bisect
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from facesets.common import settings
+from facesets.common import children, settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
 from facesets.contract.video import VideoCutParams
@@ -137,12 +136,8 @@ def cut_segment(
     folder.mkdir(parents=True, exist_ok=True)
     part = folder / layout.VIDEO_CUT_PART.format(segment["id"], ".mp4")
     part.unlink(missing_ok=True)
-    done = subprocess.run(
-        ffmpeg_command(source, part, actual_start, end, span is None, frames or 0),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # Tracked: a service told to stop kills it, and the part file goes below.
+    done = children.run(ffmpeg_command(source, part, actual_start, end, span is None, frames or 0))
     duration = clip_duration(part) if done.returncode == 0 else None
     if duration is None or not clip_matches(part, expected, frames):
         part.unlink(missing_ok=True)
