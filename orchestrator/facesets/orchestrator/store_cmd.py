@@ -42,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
             problems = sum(not line.ok for line in lines)
             print(f"{args.store}: " + (f"{problems} problem(s)" if problems else "sound"))
             return 1 if problems else 0
-        dest = backup_store(args.store, args.dest)
     except StoreProblem as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:
+        dest = backup_store(args.store, args.dest)
+    except StoreProblem as problem:  # no backup made: one line, like a failed check
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     print(f"backed up {args.store} to {dest}")
     return 0
 
