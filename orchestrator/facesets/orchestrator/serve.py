@@ -13,7 +13,14 @@ from facesets.client import Endpoint
 from facesets.common import settings
 from facesets.common.roots import Roots
 from facesets.common.security import TlsFiles, read_token
-from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
+from facesets.common.server import (
+    PortInUseError,
+    ServeOptions,
+    TlsMaterialError,
+    serve_forever,
+    start_server,
+    tls_credentials,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -150,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
     )
     try:
+        if options.tls:  # before any model loads: bad material is told at once
+            tls_credentials(options.tls)
         return _serve(args, options, roots)
-    except PortInUseError as error:
+    except (PortInUseError, TlsMaterialError) as error:
         raise SystemExit(f"error: {error}") from error
 
 
