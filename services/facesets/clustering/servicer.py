@@ -454,6 +454,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "route", context, ([folder], True), store, folder, params, sha256=list(request.sha256)
         )
 
+    @_store_errors
     def ImportFolders(
         self, request: clustering_pb2.ImportFoldersRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -476,6 +477,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             "import_folders", context, writes, store, export, trusted, mixed, params
         )
 
+    @_store_errors
     def Discover(
         self, request: clustering_pb2.DiscoverRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -487,6 +489,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         writes: Writes = ([], False) if params.dry_run else ([plan_dir], True)
         yield from self._job("discover", context, writes, store, root, export, params)
 
+    @_store_errors
     def AgeProbe(
         self, request: clustering_pb2.AgeProbeRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
@@ -506,11 +509,13 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         writes: Writes = ([], False) if params.dry_run else ([export_dir], False)
         yield from self._job(module, context, writes, store, export_dir, faceset, params)
 
+    @_store_errors
     def AgeSplit(
         self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
         yield from self._age("age_split", request, context)
 
+    @_store_errors
     def AgeExtend(
         self, request: clustering_pb2.AgeSplitRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.JobEvent]:
