@@ -33,6 +33,7 @@ from report_export import crop_png
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.common import layout
+from facesets.v1 import clustering_pb2, clustering_pb2_grpc
 
 SECRET = b"FACESETS-PLANTED-SECRET-51c2e8"
 PLANTED_TARGETS = {
@@ -287,9 +288,13 @@ class PlantedSetup:
     pngs: list[bytes]
     store_template: Path
     photo: Path
+    refine_manifest: str  # a real refine manifest of the template store ("" without one)
 
 
-def prepare(root: Path, outside: Path, photo: Path) -> PlantedSetup:
+def prepare(root: Path, outside: Path, photo: Path, clustering: str | None = None) -> PlantedSetup:
+    """The sentinel tree, a store template and, through the clustering service at
+    `clustering`, a refine manifest of it: ExportSwap then writes real facesets into the
+    planted export folders."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "planted-photo.jpg").write_bytes(photo.read_bytes())
     template = root / "planted-template.db"
@@ -297,7 +302,18 @@ def prepare(root: Path, outside: Path, photo: Path) -> PlantedSetup:
         synthetic_store(template, root / "planted-photo.jpg")
     pngs = [crop_png(900 + i, side=48) for i in range(6)]
     build_outside(outside, pngs[0], template)
-    return PlantedSetup(root, outside, pngs, template, root / "planted-photo.jpg")
+    refine = ""
+    if clustering:
+        base, refined = root / "planted-base.db", root / "planted-refined"
+        shutil.copy(template, base)
+        request = clustering_pb2.RefineRequest(
+            store=str(base), out=str(refined), min_faces=2, cannot_link=False
+        )
+        with grpc.insecure_channel(clustering) as channel:
+            for _ in clustering_pb2_grpc.ClusteringStub(channel).Refine(request, timeout=120):
+                pass
+        refine = str(refined / "refine_manifest.json")
+    return PlantedSetup(root, outside, pngs, template, root / "planted-photo.jpg", refine)
 
 
 def planted_targets(services: dict[str, Any]) -> list[tuple[str, MethodDescriptor]]:
@@ -340,8 +356,14 @@ def fuzz_planted(
         "run_id": st.sampled_from([*RUN_IDS, ""]),
         "faceset": st.sampled_from([*FACESETS, "", "../faceset_001", "/faceset_001"]),
         "into": st.sampled_from([*FACESETS, "", "faceset_001/.."]),
-        "store": st.sampled_from(strings[1:7]),
+        # The refine manifest's own store, which no example replaces, or a planted one.
+        "store": st.sampled_from(
+            [str(setup.root / "planted-base.db")] * 2 * bool(setup.refine_manifest) + strings[1:7]
+        ),
         "src": st.sampled_from(strings),
+        "refine_manifest": st.sampled_from(
+            [setup.refine_manifest] * 3 + [strings[8], ""] if setup.refine_manifest else strings
+        ),
     }
     started = time.monotonic()
     for round_seed in range(1_000_000):

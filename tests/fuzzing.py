@@ -528,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         processes = start_services(work, args.shared)
         try:
             planted = (
-                prepare(work / "root", work / "outside", photo) if args.mode != "fields" else None
+                prepare(work / "root", work / "outside", photo, processes["clustering"].address)
+                if args.mode != "fields"
+                else None
             )
             reports = run_all(
                 {name: p.address for name, p in processes.items()},

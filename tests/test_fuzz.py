@@ -31,6 +31,11 @@ KNOWN_OPEN = {
     f"export.{name}": _EXPORT_ESCAPES
     for name in ("Report", "Occlusion", "DedupOptimize", "Restore", "Merge")
 }
+KNOWN_OPEN["export.ExportSwap"] = (
+    _EXPORT_ESCAPES + "; and a clustering refusal met during the export (a store replaced "
+    "under it) ends the call UNKNOWN instead of passing the status on (the error policy of "
+    "issue 25)"
+)
 
 PHOTO = Path("George_W_Bush") / "George_W_Bush_0001.jpg"
 
@@ -50,8 +55,10 @@ def fuzzed(
 
 @pytest.fixture(scope="module")
 def planted(fuzzed, lfw_dir: Path) -> PlantedSetup:
-    work, _ = fuzzed
-    return prepare(work / "root", work / "outside", lfw_dir / PHOTO)
+    work, processes = fuzzed
+    return prepare(
+        work / "root", work / "outside", lfw_dir / PHOTO, processes["clustering"].address
+    )
 
 
 def _dead(processes: dict[str, ServiceProcess]) -> list[str]:
