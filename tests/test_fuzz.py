@@ -12,8 +12,17 @@ from pathlib import Path
 import grpc
 import pytest
 from fuzz_planted import PlantedSetup, prepare
-from fuzzing import SERVICES, planted_targets, run_all, run_planted, start_services
+from fuzzing import (
+    SERVICES,
+    RequestStrategies,
+    planted_targets,
+    run_all,
+    run_planted,
+    start_services,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services import ServiceProcess
 
@@ -72,6 +81,32 @@ def _serving(processes: dict[str, ServiceProcess]) -> None:
                 health_pb2.HealthCheckRequest(), timeout=10
             )
         assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def test_requests_of_every_rpc_build_with_each_number_in_its_fields_range() -> None:
+    """The fuzzer itself: 100 requests per RPC build (a uint32 field once drew -1 and the
+    inference targets crashed before sending anything)."""
+    strategies = RequestStrategies(st.just("/nowhere"), st.binary(max_size=8))
+    failed = []
+    for service in SERVICES.values():
+        for method in service.methods:
+
+            @settings(
+                max_examples=100,
+                database=None,
+                deadline=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(strategies.message(method.input_type))
+            def build(message) -> None:
+                message.SerializeToString()
+
+            try:
+                build()
+            except ValueError as error:
+                failed.append(f"{method.full_name}: {error}")
+    assert not failed, failed
 
 
 def test_no_generated_request_crashes_hangs_or_leaks(fuzzed, lfw_dir: Path) -> None:
