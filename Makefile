@@ -85,7 +85,8 @@ demo: install
 bench: install
 	$(PY) bench/run.py --shared $(SHARED) $(BENCH_ARGS)
 
-# Every RPC of the three services (real processes) and the decoder, FUZZ_SECONDS per target;
+# Every RPC of the three services (real processes) and the decoder, then the planted mode (hostile
+# files on disk, a sentinel tree outside the root), FUZZ_SECONDS per target;
 # prints executions per second and each finding, exits 1 on any. `make test` runs a short pass.
 FUZZ_SECONDS ?= 30
 fuzz: install

@@ -9,8 +9,15 @@ UNAVAILABLE (a dead service); an answer or error that holds bytes of a file the 
 a decoder error other than DecodeError. Every string a request holds is an absolute path inside
 the sandbox, so nothing is written elsewhere.
 
-`make fuzz` runs it (FUZZ_SECONDS per target), `make test` runs a short deterministic pass
-(tests/test_fuzz.py). Run by hand: python tests/fuzzing.py --seconds 30 [--only NAME].
+The planted mode (tests/fuzz_planted.py; targets named `planted:SERVICE.METHOD`) plants hostile
+files instead: export folders and stores with manifests pointing out of the root, symlinked
+subfolders, FIFOs, hard links, truncated files; every maintenance, report, export and
+clustering RPC runs over them, and a sentinel tree beside the root must not change. The
+services may use one root only (--allow-root), which the sentinel tree is not in.
+
+`make fuzz` runs both (FUZZ_SECONDS per target), `make test` runs a short deterministic pass
+(tests/test_fuzz.py). Run by hand: python tests/fuzzing.py --seconds 30 [--only NAME]
+[--mode fields|planted|both].
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
@@ -33,7 +40,12 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from facesets.common.decode import DecodeBudget, DecodeError, decode
-from facesets.v1 import clustering_pb2, export_pb2, inference_pb2
+from facesets.v1 import clustering_pb2, export_pb2, inference_pb2, inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from fuzz_planted import PlantedSetup
+
+    from services import ServiceProcess
 
 SECRET = b"FACESETS-FUZZ-SECRET-7f3a9c"
 CALL_TIMEOUT_S = 20.0
@@ -138,7 +150,8 @@ class RequestStrategies:
     def _scalar(self, f: FieldDescriptor) -> st.SearchStrategy[Any]:
         if f.type in _INTS:
             low, high = _INTS[f.type]
-            return st.one_of(st.integers(-3, 100), st.sampled_from([low, high]))
+            # Small values near the edges, within the field's range (a uint32 takes no -3).
+            return st.one_of(st.integers(max(low, -3), 100), st.sampled_from([low, high]))
         if f.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
             return st.floats(allow_nan=True, allow_infinity=True, width=32)
         if f.type == FieldDescriptor.TYPE_BOOL:
@@ -335,6 +348,50 @@ def image_samples(photo: Path) -> list[bytes]:
 
 
 # --- running against services ----------------------------------------------------------------
+def start_services(work: Path, shared: Path) -> dict[str, ServiceProcess]:
+    """The three services, started in parallel, allowed WORK/root only (the sandbox and the
+    planted folders lie there; the planted mode's sentinel tree lies beside it, outside). The
+    export service calls the other two, so that maintenance jobs run through."""
+    from conftest import free_port  # the tests' helpers start real services
+
+    from services import ServiceProcess
+
+    root = work / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in SERVICES}
+    peers = {name: f"127.0.0.1:{ports[name]}" for name in ("inference", "clustering")}
+    extra = {
+        "inference": ("--model-root", str(shared), "--model-pack", "facepack-mini",
+                      "--workers", "2"),
+        "clustering": (),
+        "export": ("--inference", peers["inference"], "--clustering", peers["clustering"]),
+    }  # fmt: skip
+    processes = {
+        name: ServiceProcess(name, ports[name], work / f"{name}.log", *extra[name], roots=[root])
+        for name in SERVICES
+    }
+    threads = [threading.Thread(target=p.start) for p in processes.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    warm_up(processes["inference"].address)
+    return processes
+
+
+def warm_up(inference: str) -> None:
+    """The first ClipScore imports torch and looks for the weights (absent here): once, with
+    time to spare, so that the generated calls meet the answer it then keeps."""
+    with grpc.insecure_channel(inference) as channel:
+        stub = inference_pb2_grpc.InferenceStub(channel)
+        request = inference_pb2.ClipScoreRequest(prompts=["a face"])
+        try:
+            list(stub.ClipScore(iter([request]), timeout=180))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:  # type: ignore[attr-defined]
+                raise
+
+
 def run_all(
     addresses: dict[str, str],
     sandbox: Path,
@@ -344,9 +401,80 @@ def run_all(
     only: str = "",
     alive: Callable[[], list[str]] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    planted: PlantedSetup | None = None,
+    fields: bool = True,
 ) -> list[Report]:
     """Every target for `seconds` each (in batches of `batch` examples, seeds 0, 1, ...);
-    `alive` names the services that died, checked after each target."""
+    `alive` names the services that died, checked after each target. With `planted`, the
+    planted targets run after the field targets (`fields=False`: only they)."""
+    reports = []
+    if fields:
+        reports += _run_fields(addresses, sandbox, photo, seconds, batch, only, alive, echo)
+    if planted is not None:
+        for service, method in planted_targets():
+            target = f"{service}.{method.name}"
+            if only and only not in (service, target, f"planted:{target}", "planted"):
+                continue
+            reports.append(
+                run_planted(addresses[service], service, method, planted, seconds, batch, alive)
+            )
+            echo(_line(reports[-1]))
+    return reports
+
+
+def planted_targets() -> list[tuple[str, MethodDescriptor]]:
+    from fuzz_planted import planted_targets as targets
+
+    return targets(SERVICES)
+
+
+def run_planted(
+    address: str,
+    service: str,
+    method: MethodDescriptor,
+    setup: PlantedSetup,
+    seconds: float,
+    batch: int,
+    alive: Callable[[], list[str]] | None = None,
+) -> Report:
+    """One planted target: `batch` examples per seed until `seconds` pass."""
+    from fuzz_planted import fuzz_planted
+
+    report = Report(f"planted:{service}.{method.name}")
+    data = _bytes_strategy(setup.photo.read_bytes())
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1)])
+    started = time.monotonic()
+    try:
+        fuzz_planted(
+            channel,
+            service,
+            method,
+            setup,
+            lambda strings: RequestStrategies(strings, data),
+            call_once,
+            report,
+            Finding,
+            seconds,
+            batch,
+        )
+    finally:
+        channel.close()
+    report.seconds = time.monotonic() - started
+    for dead in alive() if alive else []:
+        report.findings.append(Finding(report.target, "service died", dead))
+    return report
+
+
+def _run_fields(
+    addresses: dict[str, str],
+    sandbox: Path,
+    photo: Path,
+    seconds: float,
+    batch: int,
+    only: str,
+    alive: Callable[[], list[str]] | None,
+    echo: Callable[[str], None],
+) -> list[Report]:
     paths = _path_strategy(sandbox, make_sandbox(sandbox, photo))
     strategies = RequestStrategies(paths, _bytes_strategy(photo.read_bytes()))
     reports = []
@@ -362,6 +490,10 @@ def run_all(
                 target = f"{service}.{method.name}"
                 if only and only not in (service, target):
                     continue
+                if target == "inference.ClipScore":
+                    # Without weights every load fails, and a failed load is tried again on a
+                    # call CLIP_RETRY_S later, which takes its time; start inside that window.
+                    warm_up(addresses[service])
                 report = fuzz_rpc(channel, service, method, strategies, seconds, batch)
                 for dead in alive() if alive else []:
                     report.findings.append(Finding(target, "service died", dead))
@@ -384,41 +516,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="per target")
     parser.add_argument("--batch", type=int, default=20, help="examples per seed")
-    parser.add_argument("--only", default="", help="one service, SERVICE.METHOD, or decoder")
+    parser.add_argument(
+        "--only", default="", help="one service, SERVICE.METHOD, planted:SERVICE.METHOD, "
+        "planted or decoder"
+    )  # fmt: skip
+    parser.add_argument("--mode", choices=("fields", "planted", "both"), default="both")
     parser.add_argument("--shared", type=Path, default=Path(__file__).parents[2] / "shared")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import free_port  # the tests' helpers start real services
-
-    from services import ServiceProcess
+    from fuzz_planted import prepare
 
     photo = args.shared / "data/lfw/George_W_Bush/George_W_Bush_0001.jpg"
     with tempfile.TemporaryDirectory(prefix="facesets-fuzz-") as temporary:
-        root = Path(temporary)
-        processes = {
-            name: ServiceProcess(name, free_port(), root / f"{name}.log", *extra)
-            for name, extra in {
-                "inference": (
-                    "--model-root",
-                    str(args.shared),
-                    "--model-pack",
-                    "facepack-mini",
-                    "--workers",
-                    "2",
-                ),
-                "clustering": (),
-                "export": (),
-            }.items()
-        }
-        threads = [threading.Thread(target=p.start) for p in processes.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        work = Path(temporary)
+        processes = start_services(work, args.shared)
         try:
+            planted = (
+                prepare(work / "root", work / "outside", photo, processes["clustering"].address)
+                if args.mode != "fields"
+                else None
+            )
             reports = run_all(
                 {name: p.address for name, p in processes.items()},
-                root / "sandbox",
+                work / "root" / "sandbox",
                 photo,
                 args.seconds,
                 args.batch,
@@ -427,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                     n for n, p in processes.items() if p.process and p.process.poll() is not None
                 ],
                 echo=print,
+                planted=planted,
+                fields=args.mode != "planted",
             )
         finally:
             for process in processes.values():

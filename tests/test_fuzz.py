@@ -1,72 +1,163 @@
 """A short, deterministic fuzzing pass over every RPC of the three services (real processes on
-loopback) and the decoder: one batch of generated requests per target, seed 0. `make fuzz`
-runs the same targets for longer (tests/fuzzing.py)."""
+loopback, allowed one root) and the decoder: one batch of generated requests per target, seed 0;
+then the planted mode, one batch of hostile export folders and stores per maintenance, report,
+export and clustering RPC, after each of which nothing outside the root may have changed.
+`make fuzz` runs the same targets for longer (tests/fuzzing.py)."""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import MODEL_PACK, free_port
-from fuzzing import SERVICES, run_all
+from fuzz_planted import PlantedSetup, prepare
+from fuzzing import (
+    SERVICES,
+    RequestStrategies,
+    planted_targets,
+    run_all,
+    run_planted,
+    start_services,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from facesets.v1 import inference_pb2, inference_pb2_grpc
 from services import ServiceProcess
 
 EXAMPLES_PER_TARGET = 20
+PLANTED_EXAMPLES_PER_TARGET = 10
+# Planted targets whose escapes are fixed on another branch (export confinement, issue 26
+# findings 1-3: moves read from manifests, faceset dirs, symlinked subfolders). The check is
+# not weakened: once merged with that fix these pass, and the marks go.
+_EXPORT_ESCAPES = (
+    "the export service still follows paths read from disk out of its root (manifest moves, "
+    "faceset dirs, symlinked subfolders, FIFOs among PNGs): issue 26 findings 1-3, fixed on the "
+    "export confinement branch"
+)
+KNOWN_OPEN = {
+    f"export.{name}": _EXPORT_ESCAPES
+    for name in ("Report", "Occlusion", "DedupOptimize", "Restore", "Merge")
+}
+KNOWN_OPEN["export.ExportSwap"] = (
+    _EXPORT_ESCAPES + "; and a clustering refusal met during the export (a store replaced "
+    "under it) ends the call UNKNOWN instead of passing the status on (the error policy of "
+    "issue 25)"
+)
+
+PHOTO = Path("George_W_Bush") / "George_W_Bush_0001.jpg"
 
 
-def test_no_generated_request_crashes_hangs_or_leaks(
-    model_root: Path, lfw_dir: Path, tmp_path: Path
-) -> None:
-    inference_args = ("--model-root", str(model_root), "--model-pack", MODEL_PACK)
-    processes = {
-        name: ServiceProcess(name, free_port(), tmp_path / f"{name}.log", *extra)
-        for name, extra in (
-            ("inference", (*inference_args, "--workers", "2")),
-            ("clustering", ()),
-            ("export", ()),
-        )
-    }
-    starts = [threading.Thread(target=p.start) for p in processes.values()]
-    for start in starts:
-        start.start()
-    for start in starts:
-        start.join()
+@pytest.fixture(scope="module")
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory, shared_dir: Path
+) -> Iterator[tuple[Path, dict[str, ServiceProcess]]]:
+    work = tmp_path_factory.mktemp("fuzz")
+    processes = start_services(work, shared_dir)  # also waits out ClipScore's first answer
     try:
-        # The first ClipScore looks for the exported CLIP folder (absent here): once, with time
-        # to spare, so that the generated calls meet the answer it then keeps.
-        with grpc.insecure_channel(processes["inference"].address) as channel:
-            stub = inference_pb2_grpc.InferenceStub(channel)
-            request = inference_pb2.ClipScoreRequest(prompts=["a face"])
-            with pytest.raises(grpc.RpcError) as unavailable:
-                list(stub.ClipScore(iter([request]), timeout=180))
-        assert unavailable.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        reports = run_all(
-            {name: p.address for name, p in processes.items()},
-            tmp_path / "sandbox",
-            lfw_dir / "George_W_Bush" / "George_W_Bush_0001.jpg",
-            seconds=0,  # one batch per target
-            batch=EXAMPLES_PER_TARGET,
-            echo=print,
-            alive=lambda: [
-                n for n, p in processes.items() if p.process and p.process.poll() is not None
-            ],
-        )
-        expected = 1 + sum(len(service.methods) for service in SERVICES.values())
-        assert len(reports) == expected
-        assert all(report.executions >= 1 for report in reports)
-        findings = [str(finding) for report in reports for finding in report.findings]
-        assert not findings, "\n".join(findings)
-        for name, process in processes.items():  # each still answers after the run
-            with grpc.insecure_channel(process.address) as channel:
-                health = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=10
-                )
-            assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+        yield work, processes
     finally:
         for process in processes.values():
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def planted(fuzzed, lfw_dir: Path) -> PlantedSetup:
+    work, processes = fuzzed
+    return prepare(
+        work / "root", work / "outside", lfw_dir / PHOTO, processes["clustering"].address
+    )
+
+
+def _dead(processes: dict[str, ServiceProcess]) -> list[str]:
+    return [n for n, p in processes.items() if p.process and p.process.poll() is not None]
+
+
+def _serving(processes: dict[str, ServiceProcess]) -> None:
+    for name, process in processes.items():  # each still answers after the run
+        with grpc.insecure_channel(process.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def test_requests_of_every_rpc_build_with_each_number_in_its_fields_range() -> None:
+    """The fuzzer itself: 100 requests per RPC build (a uint32 field once drew -1 and the
+    inference targets crashed before sending anything)."""
+    strategies = RequestStrategies(st.just("/nowhere"), st.binary(max_size=8))
+    failed = []
+    for service in SERVICES.values():
+        for method in service.methods:
+
+            @settings(
+                max_examples=100,
+                database=None,
+                deadline=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(strategies.message(method.input_type))
+            def build(message) -> None:
+                message.SerializeToString()
+
+            try:
+                build()
+            except ValueError as error:
+                failed.append(f"{method.full_name}: {error}")
+    assert not failed, failed
+
+
+def test_no_generated_request_crashes_hangs_or_leaks(fuzzed, lfw_dir: Path) -> None:
+    work, processes = fuzzed
+    reports = run_all(
+        {name: p.address for name, p in processes.items()},
+        work / "root" / "sandbox",
+        lfw_dir / PHOTO,
+        seconds=0,  # one batch per target
+        batch=EXAMPLES_PER_TARGET,
+        echo=print,
+        alive=lambda: _dead(processes),
+    )
+    expected = 1 + sum(len(service.methods) for service in SERVICES.values())
+    assert len(reports) == expected
+    assert all(report.executions >= 1 for report in reports)
+    # The inference targets ran too (building their requests once crashed the fuzzer).
+    assert {r.target for r in reports} >= {
+        f"inference.{m.name}" for m in SERVICES["inference"].methods
+    }
+    findings = [str(finding) for report in reports for finding in report.findings]
+    assert not findings, "\n".join(findings)
+    _serving(processes)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(
+            f"{service}.{method.name}",
+            marks=[pytest.mark.xfail(reason=KNOWN_OPEN[f"{service}.{method.name}"])]
+            if f"{service}.{method.name}" in KNOWN_OPEN
+            else [],
+        )
+        for service, method in planted_targets()
+    ],
+)
+def test_planted_files_change_nothing_outside_the_root(fuzzed, planted, target: str) -> None:
+    _, processes = fuzzed
+    service, name = target.split(".")
+    method = SERVICES[service].methods_by_name[name]
+    report = run_planted(
+        processes[service].address,
+        service,
+        method,
+        planted,
+        seconds=0,
+        batch=PLANTED_EXAMPLES_PER_TARGET,
+        alive=lambda: _dead(processes),
+    )
+    print(f"{report.target}: {report.executions} runs, {len(report.findings)} finding(s)")
+    assert report.executions == PLANTED_EXAMPLES_PER_TARGET
+    findings = [str(finding) for finding in report.findings]
+    assert not findings, "\n".join(findings)

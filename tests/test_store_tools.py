@@ -106,6 +106,7 @@ def test_backups_taken_while_the_service_writes_are_consistent(tmp_path: Path) -
     images = 300
     store = tmp_path / "faces.db"
     backups = tmp_path / "backups"
+    backups.mkdir()  # a backup creates no folder
     service = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
     channel = grpc.insecure_channel(service.address)
     try:

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -22,9 +21,15 @@ from facesets.common.security import (
     InsecureListenError,
     TlsFiles,
     check_listen_policy,
-    check_tls_files,
 )
-from facesets.common.server import PortInUseError, ServeOptions, serve_forever, start_server
+from facesets.common.server import (
+    PortInUseError,
+    ServeOptions,
+    TlsMaterialError,
+    serve_forever,
+    start_server,
+    tls_credentials,
+)
 from facesets.shared.config import Config, ConfigError
 from facesets.shared.config import find as find_config
 from facesets.shared.tokens import read_token
@@ -204,17 +209,14 @@ def run(args: argparse.Namespace) -> int:
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
     )
-    # Before any model is read: a refused address or unreadable TLS files end at once, not
-    # after the seconds a model load takes.
+    # Before any model is read: a refused address or TLS material that does not load end at
+    # once, not after the seconds a model load takes.
     try:
         check_listen_policy(options.listen, options.token, options.tls)
         if options.tls is not None:
-            check_tls_files(options.tls)
-    except (InsecureListenError, ssl.SSLError, OSError) as error:
-        raise SystemExit(f"error: {error}") from error
-    try:
+            tls_credentials(options.tls)
         return _serve(args, options, roots)
-    except PortInUseError as error:
+    except (InsecureListenError, PortInUseError, TlsMaterialError) as error:
         raise SystemExit(f"error: {error}") from error
 
 

@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{args.store}: " + (f"{problems} problem(s)" if problems else "sound"))
                 return 1 if problems else 0
             written = client.backup_store(str(store), str(dest))
-    except grpc.RpcError as error:
+    except grpc.RpcError as error:  # one line; no backup is made (exit 1, as a failed check)
         print(f"error: {error.details()}", file=sys.stderr)
-        return 2
+        return 2 if args.store_action == "check" else 1
     print(f"backed up {args.store} to {written}")
     return 0
 

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +230,7 @@ class FaceStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._identity: tuple[int, int] | None = None  # set once opened; checked at each commit
         existed = self.path.exists()
         if existed:
             refuse_foreign_file(self.path)
@@ -289,6 +290,8 @@ class FaceStore:
     def check_still_there(self) -> None:
         """Raise StoreProblem when the file this store writes was deleted or replaced since it
         was opened: SQLite would go on writing into the unlinked file, lost when it closes."""
+        if self._identity is None:  # still opening: the file is the one just connected
+            return
         try:
             identity = _file_identity(self.path)
         except FileNotFoundError:
@@ -330,7 +333,7 @@ class FaceStore:
 
     # --- metadata ----------------------------------------------------------------------------
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._lock, self.path)
+        return _Transaction(self._db, self._lock, self.path, self.check_still_there)
 
     def meta(self) -> dict[str, str]:
         with self._lock:
@@ -656,13 +659,22 @@ class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT under the store's lock; ROLLBACK on any error.
 
     SQLite's operational errors (disk full, I/O error, read-only file) become
-    StoreWriteError, which names the store and what to do.
+    StoreWriteError, which names the store and what to do. Just before COMMIT the store file's
+    identity is checked (`check`): a store renamed over or deleted while a stream writes is
+    rolled back with StoreProblem instead of committing into a file no one can see.
     """
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: Path) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: threading.RLock,
+        path: Path,
+        check: Callable[[], None] = lambda: None,
+    ) -> None:
         self._db = db
         self._lock = lock
         self._path = path
+        self._check = check
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
@@ -680,6 +692,15 @@ class _Transaction:
         try:
             failure = exc if isinstance(exc, sqlite3.OperationalError) else None
             if exc is None:
+                try:
+                    self._check()
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    # Empty the old file's log into it (as FaceStore.retire does): left beside
+                    # the file now at the path, it would replay onto that file when opened.
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    raise
                 try:
                     self._db.execute("COMMIT")
                     return

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from facesets.clustering.store import SCHEMA_VERSION, StoreProblem, refuse_foreign_file
+from facesets.clustering.store import (
+    SCHEMA_VERSION,
+    StoreProblem,
+    is_corruption,
+    refuse_foreign_file,
+)
 
 
 @dataclass(frozen=True)
@@ -155,15 +161,33 @@ def _checks(db: sqlite3.Connection) -> list[CheckLine]:
 
 def backup_store(path: Path, dest: Path) -> Path:
     """A consistent copy of the store at `dest` (a file, or a folder to put it in), made with
-    SQLite's online backup while services may write, checked, then renamed into place."""
+    SQLite's online backup while services may write, checked, then renamed into place with the
+    store's own mode. Raises StoreProblem, with one line saying why, when no backup is made: a
+    damaged store, a missing folder (none is created: a typo would scatter backups), a disk
+    that refuses the copy."""
     source = _read_only(path)
-    if dest.is_dir():
-        dest = dest / path.name
-    if dest.resolve() == path.resolve():
+    try:
+        if dest.is_dir():
+            dest = dest / path.name
+        if dest.resolve() == path.resolve():
+            raise StoreProblem(f"the backup of {path} cannot be the store itself")
+        if not dest.parent.is_dir():
+            raise StoreProblem(
+                f"cannot back up {path}: the folder {dest.parent} does not exist (a backup "
+                "creates no folder); create it or name another"
+            )
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        _backup_into(source, path, dest, mode)
+    finally:
         source.close()
-        raise StoreProblem(f"the backup of {path} cannot be the store itself")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    return dest
+
+
+def _backup_into(source: sqlite3.Connection, path: Path, dest: Path, mode: int) -> None:
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    except OSError as error:
+        raise StoreProblem(f"cannot write a backup in {dest.parent}: {error.strerror}") from error
     os.close(handle)
     try:
         copy = sqlite3.connect(temporary)
@@ -174,13 +198,24 @@ def backup_store(path: Path, dest: Path) -> Path:
         finally:
             copy.close()
         if verdict != "ok":
-            raise StoreProblem(f"the copy of {path} fails SQLite's check: {verdict}")
+            raise StoreProblem(
+                f"the face store {path} is damaged (SQLite's check: {verdict}); no backup was "
+                f"written. See what is wrong with `facesets store check {path}`"
+            )
+        os.chmod(temporary, mode)  # mkstemp makes 0600; the backup reads as the store does
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, dest)
+    except sqlite3.Error as error:
+        Path(temporary).unlink(missing_ok=True)
+        what = "is damaged" if is_corruption(error) else "cannot be copied"
+        raise StoreProblem(
+            f"the face store {path} {what} ({error}); no backup was written. See what is wrong "
+            f"with `facesets store check {path}`"
+        ) from error
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise StoreProblem(f"cannot write the backup {dest}: {error.strerror}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    finally:
-        source.close()
-    return dest

@@ -6,7 +6,9 @@ without any --allow-root reads and writes no client-named file at all: safe by d
 commands that start their own services pass the folders they work on.
 
 Images are opened without blocking and read only when they are regular files, so a FIFO or a
-device named as an image is refused instead of holding a worker.
+device named as an image is refused instead of holding a worker. Where an opened image really
+lies is checked once more on the open descriptor, so a folder swapped for a symlink between the
+check and the open cannot hand out a file outside the roots.
 """
 
 from __future__ import annotations
@@ -66,16 +68,19 @@ class Roots:
             )
         resolved = Path(os.path.realpath(text))
         if not self.contains(resolved):
-            allowed = (
-                f"the roots it may use are {self.describe()}"
-                if self.roots
-                else "it was started without any root, so it uses no files"
-            )
-            raise OutsideRootsError(
-                f"permission denied: {field} {text} is outside the folders this service may use "
-                f"({allowed}); start the service with {FLAG} DIR to allow one"
-            )
+            raise self._outside(field, text)
         return resolved
+
+    def _outside(self, field: str, text: str) -> OutsideRootsError:
+        allowed = (
+            f"the roots it may use are {self.describe()}"
+            if self.roots
+            else "it was started without any root, so it uses no files"
+        )
+        return OutsideRootsError(
+            f"permission denied: {field} {text} is outside the folders this service may use "
+            f"({allowed}); start the service with {FLAG} DIR to allow one"
+        )
 
     def check_read(self, path: str | Path, field: str = "path") -> Path:
         return self.check(path, field)
@@ -85,9 +90,23 @@ class Roots:
 
     def open_regular(self, path: str | Path, field: str = "path") -> BinaryIO:
         """The file opened for reading, once checked; only a regular file is opened, and a FIFO
-        swapped in after the check cannot block (O_NONBLOCK, then fstat)."""
+        swapped in after the check cannot block (O_NONBLOCK, then fstat).
+
+        The check resolves the path before the open does, so a folder swapped for a symlink
+        between the two would open a file outside the roots. The opened descriptor is checked
+        again: where it really lies (/proc/self/fd) must be inside a root, else the file is
+        closed unread and the answer is the same refusal as for a path outside."""
+        text = os.fspath(path)
         resolved = self.check_read(path, field)
-        return open_regular(resolved, display=os.fspath(path))
+        handle = open_regular(resolved, display=text)
+        try:
+            opened = _opened_path(handle.fileno(), text)
+            if opened is None or not self.contains(opened):
+                raise self._outside(field, text)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
 
 def open_regular(path: Path, display: str | None = None) -> BinaryIO:
@@ -105,3 +124,24 @@ def open_regular(path: Path, display: str | None = None) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _opened_path(fd: int, text: str) -> Path | None:
+    """Where the file behind `fd` lies, as the kernel resolved it at open time; None when it
+    cannot be told (a file deleted since): then it is not read. Without /proc (not Linux) the
+    path is resolved again and must still name the opened file, which narrows the window to
+    two swaps in a row."""
+    if os.path.isdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        if not target.startswith("/") or target.endswith(" (deleted)"):
+            return None
+        return Path(target)
+    again = Path(os.path.realpath(text))
+    try:
+        named, opened = os.stat(again), os.fstat(fd)
+    except OSError:
+        return None
+    return again if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino) else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,21 +32,6 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name or 0.0.0.0-like wildcard: treat as exposed
-
-
-def check_tls_files(tls: TlsFiles) -> None:
-    """The certificate and key are readable PEM that belong together (ssl.SSLError or OSError
-    naming the file otherwise)."""
-    for path in (tls.cert, tls.key):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"TLS file {path} does not exist")
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls.cert, tls.key)
-    except ssl.SSLError as error:
-        raise ssl.SSLError(
-            f"--tls-cert {tls.cert} and --tls-key {tls.key} are not a PEM certificate and its "
-            f"key ({error.reason or error})"
-        ) from error
 
 
 def check_listen_policy(address: str, token: str | None, tls: TlsFiles | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -28,6 +29,38 @@ log = structlog.get_logger(__name__)
 
 class PortInUseError(OSError):
     """The address asked for cannot be bound: another process holds the port."""
+
+
+class TlsMaterialError(ValueError):
+    """--tls-cert / --tls-key cannot be read or are no PEM certificate and matching key."""
+
+
+def tls_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """The server credentials of `tls`, loaded by Python's ssl first: gRPC only answers a
+    failed bind for bad material, which would read as a port in use."""
+    try:
+        cert, key = tls.cert.read_bytes(), tls.key.read_bytes()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # An encrypted key is refused (gRPC takes no passphrase) instead of prompting for one.
+        context.load_cert_chain(tls.cert, tls.key, password=lambda: b"")
+    except OSError as error:  # ssl.SSLError included
+        raise TlsMaterialError(
+            f"cannot use the TLS certificate {tls.cert} with the key {tls.key}: "
+            f"{_tls_reason(error, tls)}. "
+            "--tls-cert takes the server's PEM certificate (chain), --tls-key its PEM private "
+            "key, unencrypted"
+        ) from error
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def _tls_reason(error: OSError, tls: TlsFiles) -> str:
+    if not isinstance(error, ssl.SSLError):
+        return f"{error.strerror or error} ({error.filename or tls.cert})"
+    if b"-----BEGIN CERTIFICATE-----" not in tls.cert.read_bytes():
+        return "the certificate file holds no PEM certificate"
+    if b"PRIVATE KEY-----" not in tls.key.read_bytes():
+        return "the key file holds no PEM private key"
+    return "the key is not the certificate's, or one of them is damaged or encrypted"
 
 
 @dataclass(frozen=True)
@@ -111,10 +144,7 @@ def start_server(
     )
     try:
         if options.tls:
-            credentials = grpc.ssl_server_credentials(
-                [(options.tls.key.read_bytes(), options.tls.cert.read_bytes())]
-            )
-            port = server.add_secure_port(options.listen, credentials)
+            port = server.add_secure_port(options.listen, tls_credentials(options.tls))
         else:
             port = server.add_insecure_port(options.listen)
     except RuntimeError:  # grpcio raises where older releases returned 0

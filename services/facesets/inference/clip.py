@@ -74,6 +74,7 @@ class ClipScorer:
         self._loaded: _Loaded | None = None
         self.unavailable = ""
         self._failed_at = -math.inf  # monotonic time of the last failed load
+        self._retrying = False  # a retry runs in the background
 
     @property
     def loaded_providers(self) -> list[str]:
@@ -84,26 +85,47 @@ class ClipScorer:
         return dict(self._loaded.meta) if self._loaded else {}
 
     def load(self) -> _Loaded:
+        """The loaded model. The first use loads it (callers wait); after a failed load every
+        call is answered ClipUnavailable at once, and once CLIP_RETRY_S has passed a call
+        starts one retry in the background: a retry (importing torch, looking for the weights)
+        can take longer than a call may wait, and no call waits for it."""
         with self._lock:
-            if self._loaded is None:
-                # A failed load is not retried for a while: each call would otherwise look for
-                # the folder and build sessions again.
-                if time.monotonic() - self._failed_at < settings.CLIP_RETRY_S:
-                    raise ClipUnavailable(self.unavailable)
+            if self._loaded is not None:
+                return self._loaded
+            if self._failed_at == -math.inf:  # the first use
                 try:
                     self._loaded = self._load()
                     self.unavailable = ""
-                except ClipUnavailable as error:
-                    self.unavailable = str(error)
-                    self._failed_at = time.monotonic()
-                    raise
-                except Exception as error:  # a damaged folder or session creation: keep serving
-                    folder = self.spec.export_dir()
-                    self.unavailable = f"the CLIP model in {folder} could not be loaded: {error}"
-                    self._failed_at = time.monotonic()
-                    log.exception("CLIP model load failed", folder=str(folder))
-                    raise ClipUnavailable(self.unavailable) from error
-            return self._loaded
+                except Exception as error:
+                    raise self._failed(error) from error
+                return self._loaded
+            if not self._retrying and time.monotonic() - self._failed_at >= settings.CLIP_RETRY_S:
+                self._retrying = True
+                threading.Thread(target=self._retry, name="clip-retry", daemon=True).start()
+            raise ClipUnavailable(self.unavailable)
+
+    def _retry(self) -> None:
+        try:
+            loaded = self._load()
+        except Exception as error:
+            with self._lock:
+                self._failed(error)
+                self._retrying = False
+            return
+        with self._lock:
+            self._loaded, self.unavailable, self._retrying = loaded, "", False
+
+    def _failed(self, error: Exception) -> ClipUnavailable:
+        """Record a failed load (not tried again for CLIP_RETRY_S); the error to answer."""
+        self._failed_at = time.monotonic()
+        if isinstance(error, ClipUnavailable):
+            self.unavailable = str(error)
+            return error
+        # A damaged folder or session creation: say so, keep serving.
+        folder = self.spec.export_dir()
+        self.unavailable = f"the CLIP model in {folder} could not be loaded: {error}"
+        log.exception("CLIP model load failed", folder=str(folder))
+        return ClipUnavailable(self.unavailable)
 
     def _load(self) -> _Loaded:
         folder = self.spec.export_dir()

@@ -1,0 +1,72 @@
+"""`facesets store backup` on a damaged store, into a folder that does not exist, and of a
+store whose mode is not the temporary file's: a one-line reason and exit 1 when no backup is
+made, no folder created, and a backup that keeps the store's mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+
+from facesets.clustering.store import FaceData, FaceStore, ImageData
+from services import run_facesets
+
+
+def _store(path: Path, images: int) -> None:
+    store = FaceStore(path)
+    store.bind_model("facepack-mini", 128)
+    rng = np.random.default_rng(1)
+    items = []
+    for i in range(images):
+        sha = f"{i:064x}"
+        store.register_files([(f"/photos/{i}.jpg", sha, 10)])
+        face = FaceData(
+            bbox=(1, 2, 30, 40),
+            kps=np.zeros((5, 2), np.float32),
+            det_score=0.9,
+            embedding=rng.standard_normal(128).astype(np.float32),
+            face_short=28.0,
+            blur=10.0,
+        )
+        items.append(ImageData(sha256=sha, path=f"/photos/{i}.jpg", size=10, faces=[face]))
+    store.add_images(items)
+    store.close()
+
+
+def _one_line_refusal(result, *words: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_a_damaged_store_is_refused_in_one_line_and_no_backup_is_left(tmp_path: Path) -> None:
+    store, backups = tmp_path / "faces.db", tmp_path / "backups"
+    backups.mkdir()
+    _store(store, images=200)
+    data = bytearray(store.read_bytes())
+    data[8192:] = b"\x5a" * (len(data) - 8192)
+    store.write_bytes(bytes(data))
+    result = run_facesets("store", "backup", str(store), str(backups), timeout=60)
+    _one_line_refusal(result, str(store), "damaged", "facesets store check")
+    assert list(backups.iterdir()) == []  # neither a backup nor a temporary file
+
+
+def test_a_backup_creates_no_folder_and_keeps_the_stores_mode(tmp_path: Path) -> None:
+    store = tmp_path / "faces.db"
+    _store(store, images=3)
+    missing = tmp_path / "no-such-folder" / "deeper"
+    result = run_facesets("store", "backup", str(store), str(missing / "faces.db"), timeout=60)
+    _one_line_refusal(result, str(missing), "does not exist")
+    assert not (tmp_path / "no-such-folder").exists()
+
+    for mode in (0o644, 0o640):
+        os.chmod(store, mode)
+        dest = tmp_path / f"backup-{mode:o}.db"
+        made = run_facesets("store", "backup", str(store), str(dest), timeout=60)
+        assert made.returncode == 0, made.stderr
+        assert stat.S_IMODE(dest.stat().st_mode) == mode
