@@ -41,7 +41,7 @@ def main() -> int:
     if not (shared / "models" / "facepack-mini").is_dir():
         print(f"benchmarks need the sample data and mini model pack in {shared}", file=sys.stderr)
         return 2
-    from facesets.common import logs
+    from facesets.shared import logs
 
     logs.configure("warning")
     results: dict[str, object] = {}

@@ -32,7 +32,7 @@ from maintenance_export import build_export
 from report_export import crop_png
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
-from facesets.common import layout
+from facesets.contract import layout
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc
 
 SECRET = b"FACESETS-PLANTED-SECRET-51c2e8"

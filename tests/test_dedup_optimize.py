@@ -18,8 +18,9 @@ from facesets.client import Endpoint, InferenceClient
 from facesets.common.server import ServeOptions, start_server
 from facesets.common.settings import InferenceSettings
 from facesets.contract import layout
+from facesets.contract.export import DedupOptimizeParams
 from facesets.export.maintenance import runs
-from facesets.export.maintenance.dedup import DedupOptimizeParams, dedup_optimize
+from facesets.export.maintenance.dedup import dedup_optimize
 from facesets.export.maintenance.inference_calls import InferenceFaces
 from facesets.export.maintenance.restore import restore
 from facesets.inference import servicer as inference

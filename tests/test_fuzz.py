@@ -28,23 +28,8 @@ from services import ServiceProcess
 
 EXAMPLES_PER_TARGET = 20
 PLANTED_EXAMPLES_PER_TARGET = 10
-# Planted targets whose escapes are fixed on another branch (export confinement, issue 26
-# findings 1-3: moves read from manifests, faceset dirs, symlinked subfolders). The check is
-# not weakened: once merged with that fix these pass, and the marks go.
-_EXPORT_ESCAPES = (
-    "the export service still follows paths read from disk out of its root (manifest moves, "
-    "faceset dirs, symlinked subfolders, FIFOs among PNGs): issue 26 findings 1-3, fixed on the "
-    "export confinement branch"
-)
-KNOWN_OPEN = {
-    f"export.{name}": _EXPORT_ESCAPES
-    for name in ("Report", "Occlusion", "DedupOptimize", "Restore", "Merge")
-}
-KNOWN_OPEN["export.ExportSwap"] = (
-    _EXPORT_ESCAPES + "; and a clustering refusal met during the export (a store replaced "
-    "under it) ends the call UNKNOWN instead of passing the status on (the error policy of "
-    "issue 25)"
-)
+# Planted targets expected to fail, each with its reason (none: every target holds).
+KNOWN_OPEN: dict[str, str] = {}
 
 PHOTO = Path("George_W_Bush") / "George_W_Bush_0001.jpg"
 
