@@ -1,8 +1,8 @@
 """Child processes a service starts (ffmpeg): they end with the service.
 
-A service told to stop kills the children its jobs still wait on (`stop_all`), and on Linux each
-child also gets SIGKILL from the kernel when the thread that started it dies (PR_SET_PDEATHSIG),
-so that not even a service killed with SIGKILL leaves an ffmpeg writing behind it.
+A service told to stop kills the children its jobs still wait on (`stop_all`). `popen` can also
+ask the kernel to SIGKILL a child when the thread that started it dies (PR_SET_PDEATHSIG); `run`,
+which cuts clips, does not (see there).
 """
 
 from __future__ import annotations
@@ -60,8 +60,18 @@ def forget(process: subprocess.Popen[Any]) -> None:
 
 def run(command: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """subprocess.run(..., capture_output=True, text=True), the process tracked while it runs
-    (a stop kills it: the caller sees its non-zero exit)."""
-    process = popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    (a stop kills it: the caller sees its non-zero exit). No death signal is asked of the
+    kernel here: with it, the video tests' stream-copied clips failed their frame check after
+    an earlier job in the same service (cause not found), so a service killed with SIGKILL
+    can leave its last ffmpeg to finish alone."""
+    process = popen(
+        command,
+        die_with_thread=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
     try:
         out, err = process.communicate()
     except BaseException:
