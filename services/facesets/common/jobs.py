@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import queue
 import threading
@@ -14,6 +13,7 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
+from facesets.common.error_policy import is_disk_full
 from facesets.common.roots import OutsideRootsError, PathRefused, Roots
 from facesets.v1 import common_pb2
 
@@ -75,7 +75,7 @@ def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
     """End a call that failed on the file system with a status that says what happened:
     RESOURCE_EXHAUSTED for a full disk, FAILED_PRECONDITION for the rest."""
     log.error("file system error", error=str(error))
-    full = error.errno == errno.ENOSPC or bool(getattr(error, "disk_full", False))
+    full = is_disk_full(error)
     code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.FAILED_PRECONDITION
     context.abort(code, str(error))
 
