@@ -15,6 +15,12 @@ from facesets.contract.export import (
     ReportRequest,
     RestoreRequest,
 )
+from facesets.contract.review import (
+    MarkDifferentRequest,
+    NameRequest,
+    RejectCropsRequest,
+    SplitRequest,
+)
 from facesets.contract.video import VideoCutRequest, VideoPlanRequest
 from facesets.v1 import common_pb2, export_pb2, export_pb2_grpc
 
@@ -74,6 +80,10 @@ class ExportClient:
         """One faceset joins another (reversible with restore); a re-run changes nothing."""
         return self.run(request)
 
+    def review(self, request: ReviewRequest) -> Iterator[common_pb2.JobEvent]:
+        """A review decision (reject, split, name, mark different): a maintenance run."""
+        return self.run(request)
+
     def info(self) -> export_pb2.MediaInfo:
         """The media tools the service runs with (ffmpeg path, version and source)."""
         return call_with_retry(
@@ -94,4 +104,9 @@ ExportJobRequest = (
     | DedupOptimizeRequest
     | RestoreRequest
     | MergeRequest
+    | RejectCropsRequest
+    | SplitRequest
+    | NameRequest
+    | MarkDifferentRequest
 )
+ReviewRequest = RejectCropsRequest | SplitRequest | NameRequest | MarkDifferentRequest

@@ -55,6 +55,10 @@ ERAS_DIR = "_eras"  # EXPORT/_eras/<faceset>.json: the era plan of one faceset
 MERGED_RUNS_DIR = ".runs"  # OUT/_merged/.runs/<run>/: the manifests a merge rewrote, as were
 MAINTENANCE_RUNS = "maintenance_runs"  # top-level manifest key: every run's moves, for restore
 MAINTENANCE_JOURNAL = ".maintenance-journal.json"  # OUT/...: a restore under way, for recovery
+REVIEW_DIR = "_review"  # OUT/_review/: what `facesets review` records beside the facesets
+REVIEW_RUNS_DIR = "_review/.runs"  # OUT/_review/.runs/<run>/: manifests a review run rewrote
+DIFFERENT_PEOPLE = "_review/different_people.json"  # OUT/...: pairs marked as two people
+CANNOT_LINK_SUFFIX = ".cannot_link.json"  # STORE.cannot_link.json: face groups kept apart
 AGE_EXTEND_RUNS = "age_extend_runs"  # top-level manifest key: a block per `age extend` that wrote
 
 # --- `facesets run SRC OUT` ---------------------------------------------------------------------

@@ -154,3 +154,47 @@ class RestoreRequest(_message.Message):
     run_id: str
     faceset: str
     def __init__(self, out: _Optional[str] = ..., run_id: _Optional[str] = ..., faceset: _Optional[str] = ...) -> None: ...
+
+class RejectCropsRequest(_message.Message):
+    __slots__ = ("out", "faceset", "crops")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    faceset: str
+    crops: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, out: _Optional[str] = ..., faceset: _Optional[str] = ..., crops: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SplitRequest(_message.Message):
+    __slots__ = ("out", "faceset", "crops", "into")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    INTO_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    faceset: str
+    crops: _containers.RepeatedScalarFieldContainer[str]
+    into: str
+    def __init__(self, out: _Optional[str] = ..., faceset: _Optional[str] = ..., crops: _Optional[_Iterable[str]] = ..., into: _Optional[str] = ...) -> None: ...
+
+class NameRequest(_message.Message):
+    __slots__ = ("out", "faceset", "name")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    faceset: str
+    name: str
+    def __init__(self, out: _Optional[str] = ..., faceset: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class MarkDifferentRequest(_message.Message):
+    __slots__ = ("out", "faceset", "other", "store")
+    OUT_FIELD_NUMBER: _ClassVar[int]
+    FACESET_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    out: str
+    faceset: str
+    other: str
+    store: str
+    def __init__(self, out: _Optional[str] = ..., faceset: _Optional[str] = ..., other: _Optional[str] = ..., store: _Optional[str] = ...) -> None: ...

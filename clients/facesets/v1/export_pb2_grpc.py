@@ -81,6 +81,26 @@ class ExportStub:
                 request_serializer=facesets_dot_v1_dot_export__pb2.MergeRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.RejectCrops = channel.unary_stream(
+                '/facesets.v1.Export/RejectCrops',
+                request_serializer=facesets_dot_v1_dot_export__pb2.RejectCropsRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.Split = channel.unary_stream(
+                '/facesets.v1.Export/Split',
+                request_serializer=facesets_dot_v1_dot_export__pb2.SplitRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.Name = channel.unary_stream(
+                '/facesets.v1.Export/Name',
+                request_serializer=facesets_dot_v1_dot_export__pb2.NameRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.MarkDifferent = channel.unary_stream(
+                '/facesets.v1.Export/MarkDifferent',
+                request_serializer=facesets_dot_v1_dot_export__pb2.MarkDifferentRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ExportServicer:
@@ -142,6 +162,31 @@ class ExportServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RejectCrops(self, request, context):
+        """Review decisions (`facesets review`): each is a maintenance run, put back by Restore.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Split(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Name(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkDifferent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExportServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +233,26 @@ def add_ExportServicer_to_server(servicer, server):
             'Merge': grpc.unary_stream_rpc_method_handler(
                     servicer.Merge,
                     request_deserializer=facesets_dot_v1_dot_export__pb2.MergeRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'RejectCrops': grpc.unary_stream_rpc_method_handler(
+                    servicer.RejectCrops,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.RejectCropsRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Split': grpc.unary_stream_rpc_method_handler(
+                    servicer.Split,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.SplitRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'Name': grpc.unary_stream_rpc_method_handler(
+                    servicer.Name,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.NameRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
+            ),
+            'MarkDifferent': grpc.unary_stream_rpc_method_handler(
+                    servicer.MarkDifferent,
+                    request_deserializer=facesets_dot_v1_dot_export__pb2.MarkDifferentRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_common__pb2.JobEvent.SerializeToString,
             ),
     }
@@ -434,6 +499,114 @@ class Export:
             target,
             '/facesets.v1.Export/Merge',
             facesets_dot_v1_dot_export__pb2.MergeRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectCrops(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/RejectCrops',
+            facesets_dot_v1_dot_export__pb2.RejectCropsRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Split(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/Split',
+            facesets_dot_v1_dot_export__pb2.SplitRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Name(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/Name',
+            facesets_dot_v1_dot_export__pb2.NameRequest.SerializeToString,
+            facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkDifferent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facesets.v1.Export/MarkDifferent',
+            facesets_dot_v1_dot_export__pb2.MarkDifferentRequest.SerializeToString,
             facesets_dot_v1_dot_common__pb2.JobEvent.FromString,
             options,
             channel_credentials,

@@ -769,11 +769,13 @@ def merge_centroids(
     threshold: float,
     *,
     photo: np.ndarray | None = None,
+    cannot: Pairs | None = None,
 ) -> MergeResult:
     """Merge over-split clusters: average linkage of cluster centroids at `threshold`.
 
     With `photo` (one value per face), two clusters holding faces of one photo never merge,
-    nor do clusters that would come to hold two such faces through a chain of merges.
+    nor do clusters that would come to hold two such faces through a chain of merges; `cannot`
+    (face row pairs) keeps the clusters of each pair's faces apart the same way.
     """
     t = _check_threshold(threshold)
     lab = np.asarray(labels)
@@ -781,13 +783,16 @@ def merge_centroids(
     out = np.full(lab.shape[0], -1, np.int64)
     if ids.size == 0:
         return MergeResult(out, 0, 0)
-    cannot: Pairs | None = None
-    if photo is not None:
+    clusters: Pairs | None = None
+    if photo is not None or cannot is not None:
         fu, fv = cannot_link_pairs(photo, lab.shape[0])
+        if cannot is not None:
+            eu, ev = _check_pairs(cannot, lab.shape[0])
+            fu, fv = np.concatenate([fu, eu]), np.concatenate([fv, ev])
         both = (lab[fu] >= 0) & (lab[fv] >= 0)
         fu, fv = fu[both], fv[both]
-        cannot = (np.searchsorted(ids, lab[fu]), np.searchsorted(ids, lab[fv]))
-    groups = cluster_average_linkage(mat, t, cannot=cannot)
+        clusters = (np.searchsorted(ids, lab[fu]), np.searchsorted(ids, lab[fv]))
+    groups = cluster_average_linkage(mat, t, cannot=clusters)
     valid = lab >= 0
     out[valid] = groups.labels[np.searchsorted(ids, lab[valid])]
     return MergeResult(canonical_labels(out)[0], groups.prevented, int(ids.size))

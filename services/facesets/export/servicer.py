@@ -20,6 +20,7 @@ from facesets.common.beneath import Beneath
 from facesets.common.jobs import abort_on_os_error, allowed_path, job_events, required_path
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
+from facesets.contract import review as review_contract
 from facesets.contract.export import ExportSwapParams
 from facesets.contract.fields import InvalidParameter
 from facesets.contract.layout import read_json
@@ -27,7 +28,7 @@ from facesets.contract.video import VideoCutParams, VideoPlanParams
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import dedup, merge, occlusion, restore
+from facesets.export.maintenance import dedup, merge, occlusion, restore, review_actions
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
 from facesets.export.maintenance.report_refresh import refresh_report
 from facesets.export.records import (
@@ -322,6 +323,69 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         yield from locked_job(
             context, out, lambda progress: refresh_report(out, merge.merge(out, params).summary())
+        )
+
+    # --- review decisions (`facesets review`): each a maintenance run -----------------------
+    def _review(
+        self,
+        context: grpc.ServicerContext,
+        out_field: str,
+        check: Callable[[], Any],
+        action: Callable[[Path], dict[str, Any]],
+    ) -> Iterator[common_pb2.JobEvent]:
+        out = required_path(context, out_field, "out", self.roots)
+        try:
+            check()
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        yield from locked_job(context, out, lambda progress: refresh_report(out, action(out)))
+
+    def RejectCrops(
+        self, request: export_pb2.RejectCropsRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        crops = tuple(request.crops)
+        yield from self._review(
+            context,
+            request.out,
+            lambda: (
+                review_contract.check_faceset(request.faceset),
+                review_contract.check_crops(crops),
+            ),
+            lambda out: review_actions.reject(out, request.faceset, crops),
+        )
+
+    def Split(
+        self, request: export_pb2.SplitRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        crops = tuple(request.crops)
+        yield from self._review(
+            context,
+            request.out,
+            lambda: review_contract.SplitRequest(Path(), request.faceset, crops, request.into),
+            lambda out: review_actions.split(out, request.faceset, crops, request.into),
+        )
+
+    def Name(
+        self, request: export_pb2.NameRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        yield from self._review(
+            context,
+            request.out,
+            lambda: review_contract.NameRequest(Path(), request.faceset, request.name),
+            lambda out: review_actions.name(out, request.faceset, request.name),
+        )
+
+    def MarkDifferent(
+        self, request: export_pb2.MarkDifferentRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.JobEvent]:
+        store = (
+            allowed_path(context, self.roots, request.store, "store") if request.store else None
+        )
+        yield from self._review(
+            context,
+            request.out,
+            lambda: review_contract.MarkDifferentRequest(Path(), request.faceset, request.other),
+            lambda out: review_actions.mark_different(out, request.faceset, request.other, store),
         )
 
     def Restore(

@@ -16,6 +16,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
+from facesets.clustering.different_people import cannot_pairs
 from facesets.clustering.jobs import quality
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.facesets import (
@@ -63,11 +64,18 @@ def refine(
     face_ids = table.face_id[rows]
 
     photo = photo_codes_of(table, rows, p.cannot_link)
+    different = cannot_pairs(store.path, face_ids)  # facesets a person marked as two people
     initial = linkage.cluster_average_linkage(
-        emb, p.initial_threshold, progress=linkage_progress(progress, "cluster"), photo=photo
+        emb,
+        p.initial_threshold,
+        progress=linkage_progress(progress, "cluster"),
+        photo=photo,
+        cannot=different,
     )
     report(progress, "refine", 0, 4)
-    merge = linkage.merge_centroids(emb, initial.labels, p.merge_threshold, photo=photo)
+    merge = linkage.merge_centroids(
+        emb, initial.labels, p.merge_threshold, photo=photo, cannot=different
+    )
     labels = np.asarray(merge.labels)
     merged_clusters = initial.n_clusters - len(np.unique(labels[labels >= 0]))
     prevented = {

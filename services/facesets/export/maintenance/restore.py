@@ -14,7 +14,7 @@ from typing import Any
 from facesets.common.beneath import Beneath, UnsafePathError
 from facesets.contract import layout
 from facesets.export.errors import ExportError
-from facesets.export.maintenance import journal, merge, runs
+from facesets.export.maintenance import journal, merge, review_actions, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move
 
@@ -204,16 +204,16 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
             if run_id is None or raw.get("id") == run_id:
                 raise _unusable(error)
             continue
-        if raw.get("kind") == merge.KIND:
+        if raw.get("kind") in (merge.KIND, *review_actions.WHOLE_KINDS):
             named = raw.get("parameters") or {}
             wanted = (
                 raw.get("id") == run_id
                 if run_id is not None
-                else faceset in {named.get("faceset"), named.get("into")}
+                else faceset in {named.get("faceset"), named.get("into"), named.get("other")}
             )
             left = [m for m in moves if not m.restored]
             if wanted and left:
-                if not any(m.kind == KIND_FACESET for m in moves):
+                if raw.get("kind") == merge.KIND and not any(m.kind == KIND_FACESET for m in moves):
                     raise ExportError(f"merge run {raw.get('id')} records no faceset move")
                 chosen.append(_Chosen(index, raw, moves, left, whole=True))
             continue
@@ -233,7 +233,10 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     log = journal.begin(out, manifests, sets, planned)
     touched: set[str] = set()
     for item in reversed(chosen):
-        if item.whole:
+        if item.whole and item.raw.get("kind") != merge.KIND:
+            review_actions.undo(out, manifest, item.raw, item.moves, log)
+            outcome.restored.extend(m.as_dict() for m in item.picked)
+        elif item.whole:
             merge.undo(out, manifest, item.moves, log)
             outcome.restored.extend(m.as_dict() for m in item.picked)
         else:
@@ -256,4 +259,5 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     manifest[layout.MAINTENANCE_RUNS] = recorded
     runs.write_manifest(out, manifest)
     journal.finish(out)
+    review_actions.after_restore(out, [item.raw for item in chosen])
     return outcome
