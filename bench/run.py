@@ -26,6 +26,7 @@ BENCHES = (
     "immich",
     "sharpness",
     "video",
+    "review",
 )
 
 

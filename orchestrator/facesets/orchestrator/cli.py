@@ -33,6 +33,7 @@ from facesets.orchestrator import (
     video_cmd,
 )
 from facesets.orchestrator.console import AroundProgressBars
+from facesets.orchestrator.review import command as review_command
 from facesets.shared import config, logs
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]
@@ -54,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     **store_cmd.COMMANDS,
     **clip_cmd.COMMANDS,
     **config_cmd.COMMANDS,
+    **review_command.COMMANDS,
 }
 SERVE_HELP = "run one service (inference, clustering or export) in the foreground"
 

@@ -121,6 +121,7 @@ class Entry:
     into: str | None = None  # a merged faceset: the one it joined
     years: str | None = None  # an era bucket: the capture years it spans
     small_px: float | None = None  # the face size (short edge, pixels) the "small" gate kept
+    label: str = ""  # a person's name given in `facesets review` (or the export's label)
 
     @property
     def top_crops(self) -> list[Crop]:
@@ -369,6 +370,7 @@ def _entry(
         into=str(into) if (into := entry.get("into") or entry.get("merged_into")) else None,
         years=_years(key, entry),
         small_px=_number(small) if isinstance(small, int | float) else None,
+        label=str(entry.get("label") or detail.get("label") or ""),
     )
 
 

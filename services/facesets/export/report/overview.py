@@ -38,7 +38,9 @@ def _row(links: Links, entry: Entry) -> str:
         f'data-partition="{e(entry.partition)}" data-flags="{e(" ".join(entry.flags))}" '
         f'data-size="{entry.kept}" data-quality="{entry.mean_quality:.4f}">'
         f'<div class="row-head"><h3 class="find"><a href="{e(links.report(entry.page))}">'
-        f"{e(entry.name)}</a></h3>"
+        f"{e(entry.name)}</a>"
+        + (f' <span class="label">{e(entry.label)}</span>' if entry.label else "")
+        + "</h3>"
         f'<span class="part">{e(entry.partition)}</span>{flag_badges(entry.flags)}</div>'
         + pages.entry_meta(links, entry)
         + (f'<div class="strip">{strip}</div>' if strip else "")
