@@ -114,3 +114,14 @@ def test_refusals_name_no_path(export: Path) -> None:
             call()
     with pytest.raises(ValueError, match="usable name"):
         review_actions.name(export, "faceset_000", "../etc")
+
+
+def test_consolidate_groups_keep_facesets_marked_different_apart() -> None:
+    from facesets.clustering.different_people import apart
+
+    faces = [{1, 2}, {3, 4}, {5}, {6}]
+    groups = [[0, 1, 2], [3]]
+    assert apart(groups, faces, []) == groups
+    # 0 and 1 are two people: 2 stays with 0, 1 is left alone (not a merge)
+    assert apart(groups, faces, [([2], [4])]) == [[0, 2]]
+    assert apart([[1, 0, 2]], faces, [([1], [3])]) == [[1, 2]]

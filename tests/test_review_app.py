@@ -126,6 +126,11 @@ def assert_agree(export: Path, one_face: set[bytes]) -> None:
         assert others == {Path(record["fsz_top"]).name, Path(record["fsz_all"]).name}, name
 
 
+def clear(page: Any) -> None:
+    """Empty the message line, so that flash() waits for the next action's message."""
+    page.evaluate("document.querySelector('#flash').textContent = ''")
+
+
 def flash(page: Any) -> str:
     page.wait_for_selector("#flash:not(:empty)", timeout=60_000)
     return str(page.inner_text("#flash"))
@@ -182,6 +187,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
 
         # Mark the look-alike pair as different people; a refine keeps them apart.
         page.goto(app.base + "/lookalikes")
+        clear(page)
         page.click("button[data-action=different]")
         assert "done" in flash(page)
         assert page.locator("section.pair").count() == 0
@@ -200,6 +206,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         crops.nth(2).click(modifiers=["Shift"])
         assert page.inner_text("#selected-count") == "3 selected"
         crops.nth(1).click()  # a plain click toggles one off again
+        clear(page)
         page.keyboard.press("r")
         assert "reject: done" in flash(page)
         gone = {names[0], names[2]}
@@ -207,6 +214,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         assert {d["reason"] for d in inner(export, "faceset_000")["dropped"]} == {"rejected"}
         assert all((export / "faceset_000/faces/_dropped" / n).is_file() for n in gone)
         assert_agree(export, one_face)
+        clear(page)
         page.click("#undo")
         assert "put back" in flash(page)
         assert snapshot(export) == before
@@ -215,6 +223,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         # Merge faceset_002 into faceset_000, then split that person out again.
         page.goto(app.base + "/faceset/faceset_002")
         page.select_option("#merge-into", "faceset_000")
+        clear(page)
         page.click("button[data-action=merge]")
         page.wait_for_url("**/faceset/faceset_000")
         assert "merge: done" in flash(page)
@@ -225,6 +234,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         for i in range(crops.count()):
             if third in (crops.nth(i).get_attribute("data-crop") or ""):
                 crops.nth(i).click()
+        clear(page)
         page.click("button[data-action=split]")
         assert "split: done" in flash(page)
         split = manifest(export)["facesets"]["faceset_003"]
@@ -236,6 +246,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         # Name a faceset: manifests, report and .fsz file names.
         page.goto(app.base + "/faceset/faceset_001")
         page.fill("#person-name", "Jane Q. Doe")
+        clear(page)
         page.click("button[data-action=name]")
         assert "name: done" in flash(page)
         assert page.locator("h1").inner_text().startswith("Jane Q. Doe")
@@ -286,6 +297,7 @@ def test_two_tabs_csrf_and_stale_views(library: dict, browser: Any) -> None:
         lock = FileLock(str(export / layout.WRITER_LOCK), timeout=0)
         with lock:
             a.locator("#crops .crop").nth(0).click()
+            clear(a)
             a.click("button[data-action=reject]")
             assert "another action on this export is running" in flash(a)
         assert snapshot(export) == held
@@ -309,9 +321,11 @@ def test_two_tabs_csrf_and_stale_views(library: dict, browser: Any) -> None:
         a.goto(app.base + "/faceset/faceset_000")
         stale = b.locator("#crops .crop").nth(0).get_attribute("data-crop")
         a.locator("#crops .crop").nth(0).click()
+        clear(a)
         a.click("button[data-action=reject]")
         assert "reject: done" in flash(a)
         b.locator("#crops .crop").nth(0).click()
+        clear(b)
         b.click("button[data-action=reject]")
         assert f"{stale!r} is not a crop of faceset_000" in flash(b)
 

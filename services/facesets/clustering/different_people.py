@@ -4,6 +4,7 @@ out of any cluster holding a face of the other (a cannot-link between identities
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,33 @@ def cannot_pairs(store_path: Path, face_ids: np.ndarray) -> Pairs | None:
         return None
     log.info("refine.different_people", groups=len(groups))
     return np.concatenate(us), np.concatenate(vs)
+
+
+def apart(
+    groups: list[list[int]],
+    faces: list[set[int]],
+    different: Sequence[tuple[list[int], list[int]]],
+) -> list[list[int]]:
+    """Merge groups of facesets (rows) split so that no group holds two facesets whose faces
+    were marked as different people: each member joins the first part it conflicts with none
+    of, in order."""
+    if not different:
+        return groups
+    marks = [(set(a), set(b)) for a, b in different]
+
+    def conflict(i: int, j: int) -> bool:
+        return any(
+            (faces[i] & a and faces[j] & b) or (faces[i] & b and faces[j] & a) for a, b in marks
+        )
+
+    result: list[list[int]] = []
+    for group in groups:
+        parts: list[list[int]] = []
+        for member in group:
+            home = next((p for p in parts if not any(conflict(member, o) for o in p)), None)
+            if home is None:
+                parts.append([member])
+            else:
+                home.append(member)
+        result.extend(p for p in parts if len(p) > 1)
+    return result

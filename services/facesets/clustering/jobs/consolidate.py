@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import structlog
 
 from facesets.clustering import linkage
+from facesets.clustering.different_people import apart, marked_groups
 from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.job import (
     JobError,
@@ -71,8 +73,10 @@ def _plan(
     table: FaceTable,
     candidate_similarity: float,
     confident_similarity: float,
+    different: Sequence[tuple[list[int], list[int]]] = (),
 ) -> dict[str, Any]:
-    """Which facesets merge into which, and the candidate pairs, from one refine manifest."""
+    """Which facesets merge into which, and the candidate pairs, from one refine manifest.
+    `different`: face-id groups marked as two people (`facesets review`), never merged."""
     assert table.embedding is not None
     facesets = base.get("facesets", [])
     row_of = face_index_by_id(table)
@@ -95,6 +99,7 @@ def _plan(
         if len(facesets) > 1
         else []
     )
+    groups = apart(groups, [set(e["face_ids"]) for e in facesets], different)
     merges = []
     merged_pairs: set[tuple[int, int]] = set()
     for group in groups:
@@ -331,7 +336,9 @@ def consolidate(
         "confident_similarity": float(confident_similarity),
         "link_mode": mode,
     }
-    plan = _plan(base, table, candidate_similarity, confident_similarity)
+    plan = _plan(
+        base, table, candidate_similarity, confident_similarity, marked_groups(store.path)
+    )
     summary: dict[str, Any] = {
         "facesets_before": len(base.get("facesets", [])),
         "merges": [
