@@ -199,12 +199,12 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
 
         # Reject a range of crops (click, shift-click), then undo.
         page.goto(app.base + "/faceset/faceset_000")
-        page.screenshot(path=str(artifacts_dir / "review_faceset.png"), full_page=True)
         crops = page.locator("#crops .crop")
         names = [crops.nth(i).get_attribute("data-crop") for i in range(crops.count())]
         crops.nth(0).click()
         crops.nth(2).click(modifiers=["Shift"])
         assert page.inner_text("#selected-count") == "3 selected"
+        page.screenshot(path=str(artifacts_dir / "review_faceset.png"), full_page=True)
         crops.nth(1).click()  # a plain click toggles one off again
         clear(page)
         page.keyboard.press("r")

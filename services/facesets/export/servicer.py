@@ -332,13 +332,17 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         out_field: str,
         check: Callable[[], Any],
         action: Callable[[Path], dict[str, Any]],
+        touched: set[str],
     ) -> Iterator[common_pb2.JobEvent]:
+        """A review decision: its run, then the report pages of the facesets it touched."""
         out = required_path(context, out_field, "out", self.roots)
         try:
             check()
         except ValueError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        yield from locked_job(context, out, lambda progress: refresh_report(out, action(out)))
+        yield from locked_job(
+            context, out, lambda progress: refresh_report(out, action(out), touched - {""})
+        )
 
     def RejectCrops(
         self, request: export_pb2.RejectCropsRequest, context: grpc.ServicerContext
@@ -352,6 +356,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 review_contract.check_crops(crops),
             ),
             lambda out: review_actions.reject(out, request.faceset, crops),
+            {request.faceset},
         )
 
     def Split(
@@ -363,6 +368,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             request.out,
             lambda: review_contract.SplitRequest(Path(), request.faceset, crops, request.into),
             lambda out: review_actions.split(out, request.faceset, crops, request.into),
+            {request.faceset, request.into},
         )
 
     def Name(
@@ -373,6 +379,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             request.out,
             lambda: review_contract.NameRequest(Path(), request.faceset, request.name),
             lambda out: review_actions.name(out, request.faceset, request.name),
+            {request.faceset},
         )
 
     def MarkDifferent(
@@ -386,6 +393,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             request.out,
             lambda: review_contract.MarkDifferentRequest(Path(), request.faceset, request.other),
             lambda out: review_actions.mark_different(out, request.faceset, request.other, store),
+            {request.faceset, request.other},
         )
 
     def Restore(
@@ -419,7 +427,7 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
                 "restored": outcome.restored,
                 "conflicts": outcome.conflicts,
             }
-            return refresh_report(out, found)
+            return refresh_report(out, found, review_actions.touched_by(out, outcome.runs))
 
         yield from locked_job(context, out, lambda progress: job())
 

@@ -164,6 +164,8 @@ def build_app(config: AppConfig) -> Starlette:
     if not config.csrf_token:
         config.csrf_token = secrets.token_urlsafe(32)
     env = _templates()
+    for name in env.list_templates():  # compiled once, before the first request
+        env.get_template(name)
     view = config.view
 
     def render(name: str, **values: Any) -> HTMLResponse:

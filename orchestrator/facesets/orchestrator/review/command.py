@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # a browser opening the printed address waits in the backlog
         bound = sock.getsockname()[1]
         allowed = {f"127.0.0.1:{bound}", f"localhost:{bound}"} if is_loopback(host) else set()
         if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         app = build_app(
             AppConfig(view, make_actions(opened, export, view, store), allowed, access)
         )
+        view.snapshot()  # the first screen is served warm: manifests read, pages compiled
         scheme = "https" if tls_cert else "http"
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         address = f"{scheme}://{shown}:{bound}/" + (f"?token={access}" if access else "")

@@ -11,9 +11,12 @@ from facesets.common.beneath import Beneath
 from facesets.contract import layout
 
 
-def refresh_report(out: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+def refresh_report(
+    out: Path, summary: Mapping[str, Any], touched: set[str] | None = None
+) -> dict[str, Any]:
     """`summary` with `report` (what the rebuild wrote) when the run moved anything and OUT
-    holds a report/; a dry run or a run that moved nothing leaves the report alone."""
+    holds a report/; a dry run or a run that moved nothing leaves the report alone.
+    `touched`: the facesets the run changed, whose pages alone are rendered again."""
     found = dict(summary)
     moved = found.get("restored") if "restored" in found else found.get("moves")
     if found.get("dry_run") or not moved or not Beneath(out).is_dir(layout.REPORT_DIR):
@@ -21,7 +24,7 @@ def refresh_report(out: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
     from facesets.export.report import build_report  # the report pulls in cv2 and the pages
 
     try:
-        found["report"] = build_report(Path(out)).summary
+        found["report"] = build_report(Path(out), touched=touched).summary
     except (ValueError, OSError) as error:  # the run stands; the report says why it is old
         found["report_error"] = f"the report was not rebuilt: {error}"
     return found

@@ -510,3 +510,18 @@ def after_restore(out: Path, restored: list[dict[str, Any]]) -> None:
         listed = bool(store) and Path(str(store) + layout.CANNOT_LINK_SUFFIX).exists()
         if raw.get("kind") == KIND_DIFFERENT and listed:
             sync_store(out, Path(str(store)))
+
+
+def touched_by(out: Path, run_ids: list[str]) -> set[str] | None:
+    """The facesets review runs named (their report pages are all a restore of them changes);
+    None when another kind of run is among them (the whole report is rebuilt)."""
+    wanted = set(run_ids)
+    names: set[str] = set()
+    for raw in runs.runs_of(runs.read_manifest(Path(out).absolute())):
+        if not isinstance(raw, dict) or raw.get("id") not in wanted:
+            continue
+        if raw.get("kind") not in (KIND_REJECT, *WHOLE_KINDS):
+            return None
+        named = raw.get("parameters") or {}
+        names |= {str(named[k]) for k in ("faceset", "into", "other") if named.get(k)}
+    return names if wanted else None

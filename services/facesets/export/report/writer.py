@@ -21,7 +21,7 @@ from facesets.common.beneath import Beneath, is_relative
 from facesets.contract import layout
 from facesets.export.maintenance.runs import guard
 from facesets.export.report import faceset_page as pages
-from facesets.export.report.model import ReportModel, read_manifest, read_model
+from facesets.export.report.model import Entry, ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview
 from facesets.export.report.thumbnails import ThumbnailCache
 
@@ -46,9 +46,16 @@ def _write_if_changed(disk: Beneath, rel: str, text: str) -> bool:
     return True
 
 
-def _pages(model: ReportModel, thumbs: dict[str, str]) -> dict[str, str]:
-    """Every page but the overview, by path inside OUT/report."""
-    written = {entry.page: pages.entry_page(model, entry, thumbs) for entry in model.entries()}
+def _pages(
+    model: ReportModel, thumbs: dict[str, str], only: Callable[[Entry], bool] | None = None
+) -> dict[str, str]:
+    """Every page but the overview, by path inside OUT/report (`only`: the entry pages to
+    render; the others are left as they are)."""
+    written = {
+        entry.page: pages.entry_page(model, entry, thumbs)
+        for entry in model.entries()
+        if only is None or only(entry)
+    }
     written[pages.DROPPED_PAGE] = pages.dropped_page(model, thumbs)
     if model.candidates is not None:
         written[pages.CANDIDATES_PAGE] = pages.candidates_page(model, thumbs)
@@ -81,8 +88,30 @@ def _remove_stale(disk: Beneath, previous: list[str], current: set[str]) -> int:
     return removed
 
 
-def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
-    """Write OUT/report from the export manifests; what it wrote, as a summary."""
+def _touched_images(model: ReportModel, names: set[str]) -> list[str]:
+    """The images an update for the facesets `names` shows: their crops and drops, every
+    entry's top crops (the overview), and the drop, candidate and look-alike pages' images."""
+    files: dict[str, None] = {}
+    for entry in model.entries():
+        crops = entry.crops if entry.name in names else entry.top_crops
+        files.update((c.file, None) for c in crops)
+        files.update((d.thumbnail, None) for d in entry.dropped if d.thumbnail)
+    for candidate in model.candidates or []:
+        files[candidate.file] = None
+    for pair in model.lookalikes or []:
+        for rels in pair.crops.values():
+            files.update((rel, None) for rel in rels)
+    return list(files)
+
+
+def build_report(
+    out: Path, progress: Progress | None = None, touched: set[str] | None = None
+) -> ReportResult:
+    """Write OUT/report from the export manifests; what it wrote, as a summary.
+
+    `touched`: the facesets a review action changed: only their pages are rendered again
+    (with the overview and the drop, candidate and look-alike pages, and any page missing);
+    thumbnails no page uses any more stay until the next full report."""
     out = Path(out).absolute()
     disk = Beneath(out)
     # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
@@ -91,12 +120,17 @@ def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
     model = read_model(out)  # ReportError before anything is written
     report_dir = out / layout.REPORT_DIR
     cache = ThumbnailCache(out, report_dir / layout.REPORT_THUMBS_DIR)
-    thumbs = cache.build(model.image_files(), progress)
+    images = model.image_files() if touched is None else _touched_images(model, touched)
+    thumbs = cache.build(images, progress)
 
-    written = _pages(model, thumbs)
+    def stale(entry: Entry) -> bool:
+        assert touched is not None
+        return entry.name in touched or not disk.is_file(f"{layout.REPORT_DIR}/{entry.page}")
+
+    written = _pages(model, thumbs, None if touched is None else stale)
     index_text = overview(model, thumbs)
     previous = _owned(out)
-    current = set(written) | {layout.REPORT_INDEX}
+    current = set(written) | {layout.REPORT_INDEX} | {e.page for e in model.entries()}
     # Owned before written: an interrupted run still knows which files to clean up later.
     state_rel = f"{layout.REPORT_DIR}/{layout.REPORT_STATE}"
     disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current | set(previous))})
@@ -108,7 +142,7 @@ def build_report(out: Path, progress: Progress | None = None) -> ReportResult:
     index = report_dir / layout.REPORT_INDEX
     changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_INDEX}", index_text)
     removed = _remove_stale(disk, previous, current)
-    pruned = cache.prune(set(thumbs.values()))
+    pruned = cache.prune(set(thumbs.values())) if touched is None else 0
     disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current)})
     summary = {
         "report": str(index),
