@@ -42,6 +42,15 @@ LOOKALIKES = "lookalikes"
 BEFORE = "before"  # a run's copy of the master-manifest values it changed
 
 
+def _guard(out: Path, *sets: str) -> None:
+    """No link in the facesets the action touches (every file
+    operation goes through Beneath, which follows none, so the rest of OUT is not walked)."""
+    disk = Beneath(out)
+    for name in sets:
+        if name and disk.is_dir(name):
+            disk.refuse_links(name)
+
+
 def _saved(run_id: str, name: str) -> str:
     return f"{layout.REVIEW_RUNS_DIR}/{run_id}/{name}"
 
@@ -105,9 +114,10 @@ def _entries_before(manifest: dict[str, Any], names: list[str]) -> dict[str, Any
 
 def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> dict[str, Any]:
     out = Path(out).absolute()
-    runs.guard(out)
+    journal.recover(out)  # a run a crash cut short is rolled back before reading
     manifest = runs.read_manifest(out)
     set_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    _guard(out, set_rel)
     run = Run(KIND_REJECT, {"faceset": faceset, "crops": list(crops)})
     for rel in _crop_files(out, set_rel, crops):
         run.moves.append(
@@ -163,10 +173,11 @@ def _with_crops(inner: dict[str, Any], crops: list[dict[str, Any]]) -> dict[str,
 
 def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> dict[str, Any]:
     out = Path(out).absolute()
-    runs.guard(out)
+    journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
     manifest = runs.read_manifest(out)
     source_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    _guard(out, source_rel, layout.REVIEW_DIR)
     files = _crop_files(out, source_rel, crops)
     source = runs.faceset_manifest(out, source_rel)
     if len(files) >= len(runs.crop_pngs(out, source_rel)):
@@ -179,6 +190,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
         if target_rel == source_rel:
             raise ExportError(f"{faceset} and {into} name one folder")
         target_name = into
+        _guard(out, target_rel)
     else:
         number = _next_number(manifest, out)
         target_name = layout.FACESET_DIR.format(number)
@@ -283,11 +295,12 @@ def _copy_quality(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
 
 def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
     out = Path(out).absolute()
+    journal.recover(out)  # a run a crash cut short is rolled back before reading
     person = check_person_name(person)
-    runs.guard(out)
     disk = Beneath(out)
     manifest = runs.read_manifest(out)
     set_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    _guard(out, set_rel, layout.REVIEW_DIR)
     inner = runs.faceset_manifest(out, set_rel)
     if not inner:
         raise ExportError(f"{out / set_rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
@@ -367,9 +380,10 @@ def mark_different(
     out: Path, faceset: str, other: str, store: Path | None = None
 ) -> dict[str, Any]:
     out = Path(out).absolute()
-    runs.guard(out)
+    journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
     manifest = runs.read_manifest(out)
+    _guard(out, layout.REVIEW_DIR)
     rels = [
         runs.set_rel_of(_faceset_entry(manifest, n, role, out), n)
         for n, role in ((faceset, "faceset"), (other, "other"))

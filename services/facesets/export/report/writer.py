@@ -17,8 +17,10 @@ from typing import Any
 
 import structlog
 
+from facesets.common import settings
 from facesets.common.beneath import Beneath, is_relative
 from facesets.contract import layout
+from facesets.export.maintenance import journal
 from facesets.export.maintenance.runs import guard
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import Entry, ReportModel, read_manifest, read_model
@@ -93,7 +95,11 @@ def _touched_images(model: ReportModel, names: set[str]) -> list[str]:
     entry's top crops (the overview), and the drop, candidate and look-alike pages' images."""
     files: dict[str, None] = {}
     for entry in model.entries():
-        crops = entry.crops if entry.name in names else entry.top_crops
+        crops = (
+            entry.crops
+            if entry.name in names
+            else entry.top_crops[: settings.REPORT_ROW_THUMBS]
+        )
         files.update((c.file, None) for c in crops)
         files.update((d.thumbnail, None) for d in entry.dropped if d.thumbnail)
     for candidate in model.candidates or []:
@@ -116,7 +122,13 @@ def build_report(
     disk = Beneath(out)
     # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
     # a crash cut short is rolled back before the report reads the export.
-    guard(out)
+    if touched is None:
+        guard(out)
+    else:  # every read goes through Beneath (no link followed); the touched folders are walked
+        journal.recover(out)
+        for rel in [layout.REPORT_DIR, *sorted(touched)]:
+            if disk.is_dir(rel):
+                disk.refuse_links(rel)
     model = read_model(out)  # ReportError before anything is written
     report_dir = out / layout.REPORT_DIR
     cache = ThumbnailCache(out, report_dir / layout.REPORT_THUMBS_DIR)
