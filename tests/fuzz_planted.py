@@ -37,7 +37,18 @@ from facesets.v1 import clustering_pb2, clustering_pb2_grpc
 
 SECRET = b"FACESETS-PLANTED-SECRET-51c2e8"
 PLANTED_TARGETS = {
-    "export": ("ExportSwap", "Report", "Occlusion", "DedupOptimize", "Restore", "Merge"),
+    "export": (
+        "ExportSwap",
+        "Report",
+        "Occlusion",
+        "DedupOptimize",
+        "Restore",
+        "Merge",
+        "RejectCrops",
+        "Split",
+        "Name",
+        "MarkDifferent",
+    ),
     "clustering": None,  # every RPC
 }
 FACESETS = ("faceset_001", "faceset_002", "faceset_003")
