@@ -300,6 +300,8 @@ class ExportView:
         name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24] + ".jpg"
         thumb = self.out / layout.REPORT_DIR / layout.REPORT_THUMBS_DIR / name
         for path, kind in ((thumb, "image/jpeg"), (self.out / rel, "image/png")):
+            if not path.resolve().is_relative_to(self.out):  # a folder linked elsewhere
+                continue
             data = _read_plain(path)
             if data is not None:
                 return data, kind
