@@ -80,14 +80,6 @@ def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
     context.abort(code, str(error))
 
 
-def required_path(context: grpc.ServicerContext, value: str, field: str, roots: Roots) -> Path:
-    """A path field a job cannot run without (empty would mean the service's own folder),
-    checked against the service's roots."""
-    if not value.strip():
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} is required")
-    return allowed_path(context, roots, value, field)
-
-
 def allowed_path(context: grpc.ServicerContext, roots: Roots, value: str, field: str) -> Path:
     """`value` resolved, once the roots allow it: PERMISSION_DENIED outside them,
     INVALID_ARGUMENT for a relative path; both name the path and the flag."""

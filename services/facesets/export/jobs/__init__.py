@@ -1,0 +1,1 @@
+"""The export service's jobs: each works in an export (or video plan) folder."""

@@ -1,0 +1,126 @@
+"""ExportSwap: roop-ready facesets from a refine manifest, faces read from the clustering
+service, each crop's one-face check from the inference service's CountFaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facesets.common.beneath import Beneath
+from facesets.contract.export import ExportSwapParams
+from facesets.contract.layout import read_json
+from facesets.export import swap
+from facesets.export.crops import load_image_oriented
+from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
+from facesets.export.records import (
+    FaceRow,
+    read_refine_gates,
+    read_refine_lookalikes,
+    read_refine_manifest,
+)
+from facesets.v1 import clustering_pb2, export_pb2
+
+Request = export_pb2.ExportSwapRequest
+
+
+def face_row(record: clustering_pb2.FaceRecord) -> FaceRow:
+    face = record.face
+    has_pose = face.HasField("pose")
+    return FaceRow(
+        face_id=record.face_id,
+        sha256=record.sha256,
+        path=record.path,
+        bbox=tuple(face.bbox),  # type: ignore[arg-type]  # four values; a repeated field has no length
+        kps=np.asarray(face.kps, np.float32).reshape(5, 2),
+        det_score=face.det_score,
+        embedding=np.frombuffer(face.embedding, "<f4"),
+        face_short=face.face_short,
+        blur=face.blur,
+        image_width=record.image_width,
+        image_height=record.image_height,
+        aliases=list(record.aliases),
+        yaw=face.pose.yaw if has_pose else None,
+        pitch=face.pose.pitch if has_pose else None,
+        roll=face.pose.roll if has_pose else None,
+        landmark_2d_106=np.asarray(face.landmark_2d_106, np.float32).reshape(-1, 2)
+        if face.landmark_2d_106
+        else None,
+    )
+
+
+def singleton_face_ids(raw_manifest: Path) -> list[int]:
+    """Faces `facesets cluster` left on their own: the pool --candidates rescues from."""
+    manifest = read_json(raw_manifest)
+    if manifest is None:
+        raise FileNotFoundError(f"no raw manifest at {raw_manifest}")
+    singles = manifest.get("singletons", {})
+    return sorted(
+        int(i) for i in (singles.get("face_ids", []) if isinstance(singles, dict) else singles)
+    )
+
+
+class ExportSwap(ExportJob[Request, ExportSwapParams]):
+    request = Request
+    params = ExportSwapParams
+    needs = (Peer.CLUSTERING, Peer.INFERENCE)
+
+    @staticmethod
+    def _refine_manifest(ctx: JobContext[Request]) -> Path:
+        return ctx.required(ctx.request.refine_manifest, "refine_manifest")
+
+    @staticmethod
+    def _raw_manifest(ctx: JobContext[Request]) -> Path | None:
+        request = ctx.request
+        return ctx.roots.check(request.raw_manifest, "raw_manifest") if request.candidates else None
+
+    @staticmethod
+    def _store(ctx: JobContext[Request]) -> str:
+        return str(ctx.roots.check(ctx.request.store, "store"))
+
+    def check(self, ctx: JobContext[Request], params: ExportSwapParams) -> None:
+        ctx.out  # noqa: B018  # checked first: the folder the job writes
+        self._refine_manifest(ctx)
+        self._raw_manifest(ctx)
+        self._store(ctx)
+
+    def writes(self, ctx: JobContext[Request], params: ExportSwapParams) -> Writes:
+        return Writes([ctx.out], create=True)
+
+    def run(self, ctx: JobContext[Request], params: ExportSwapParams) -> dict[str, Any]:
+        out, refine_manifest = ctx.out, self._refine_manifest(ctx)
+        raw_manifest, store = self._raw_manifest(ctx), self._store(ctx)
+        progress = ctx.progress
+        # A symbolic link inside OUT is refused before any face is read (swap checks again).
+        Beneath(out).refuse_links()
+        specs = read_refine_manifest(refine_manifest)
+        wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
+        candidate_ids = singleton_face_ids(raw_manifest) if raw_manifest else []
+        progress("read faces", 0, len(wanted) + len(candidate_ids))
+        rows = {
+            r.face_id: face_row(r)
+            for r in ctx.clustering.read_faces(store, True, wanted + candidate_ids)
+        }
+        faces_by_set = {
+            spec.number: [rows[i] for i in spec.face_ids if i in rows] for spec in specs
+        }
+        candidates = [rows[i] for i in candidate_ids if i in rows] if raw_manifest else None
+
+        def load_image(path: str | Path) -> np.ndarray:
+            """A photo the store names, read only inside the roots (the store holds what
+            clients sent)."""
+            return load_image_oriented(ctx.roots.check_read(path, "image path"))
+
+        return swap.export_swap(
+            faces_by_set,
+            out,
+            params,
+            load_image=load_image,
+            count_faces=ctx.inference.count_faces,
+            candidates=candidates,
+            progress=progress,
+            gates=read_refine_gates(refine_manifest),
+            lookalikes=read_refine_lookalikes(refine_manifest),
+            targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
+        )

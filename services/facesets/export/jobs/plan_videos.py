@@ -1,0 +1,38 @@
+"""PlanVideos: the segments of each video under SRC worth cutting, written as a plan in OUT
+(tracks matched against a faceset's images by the inference service's Embed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from facesets.contract.video import VideoPlanParams
+from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
+from facesets.export.video import plan
+from facesets.v1 import export_pb2
+
+Request = export_pb2.PlanVideosRequest
+
+
+class PlanVideos(ExportJob[Request, VideoPlanParams]):
+    request = Request
+    params = VideoPlanParams
+    needs = (Peer.INFERENCE,)
+
+    @staticmethod
+    def _src(ctx: JobContext[Request]) -> Path:
+        return ctx.required(ctx.request.src, "src")
+
+    def check(self, ctx: JobContext[Request], params: VideoPlanParams) -> None:
+        self._src(ctx)
+        ctx.out  # noqa: B018  # the folder the job writes
+        ctx.optional(ctx.request.match_dir, "match_dir")
+
+    def writes(self, ctx: JobContext[Request], params: VideoPlanParams) -> Writes:
+        return Writes([ctx.out], create=True)
+
+    def run(self, ctx: JobContext[Request], params: VideoPlanParams) -> dict[str, Any]:
+        match_dir = ctx.optional(ctx.request.match_dir, "match_dir")
+        return plan.plan_videos(
+            self._src(ctx), ctx.out, params, ctx.inference.embed, ctx.progress, match_dir
+        )
