@@ -441,6 +441,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds of each side")
     options = parser.parse_args()
+    from facesets.shared import logs
+
+    logs.configure("warning")  # as bench/run.py does: the services' start-up lines are noise here
     main(
         options.shared.resolve(),
         options.quick,
