@@ -26,6 +26,8 @@ from facesets.contract.layout import read_json
 from facesets.contract.video import VideoCutParams, VideoPlanParams
 from facesets.export import report, swap
 from facesets.export.crops import load_image_oriented
+from facesets.export.disagreements import face_ids as disagreement_face_ids
+from facesets.export.disagreements import read_refine_disagreements
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import dedup, merge, occlusion, restore
 from facesets.export.maintenance.inference_calls import ClipScoreScorer, InferenceFaces
@@ -191,7 +193,11 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
         # A symbolic link inside OUT is refused before any face is read (swap checks again).
         Beneath(paths.out).refuse_links()
         specs = read_refine_manifest(paths.refine_manifest)
-        wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
+        disagreements = read_refine_disagreements(paths.refine_manifest)
+        wanted = sorted(
+            {face_id for spec in specs for face_id in spec.face_ids}
+            | set(disagreement_face_ids(disagreements or []))
+        )
         candidate_ids = singleton_face_ids(paths.raw_manifest) if paths.raw_manifest else []
         progress("read faces", 0, len(wanted) + len(candidate_ids))
         rows = {
@@ -213,6 +219,8 @@ class ExportServicer(export_pb2_grpc.ExportServicer):
             gates=read_refine_gates(paths.refine_manifest),
             lookalikes=read_refine_lookalikes(paths.refine_manifest),
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
+            disagreements=disagreements,
+            disagreement_rows=rows,
         )
 
     def _inference_job(

@@ -65,6 +65,7 @@ class StageSummary:
     excluded: int = 0
     partner: int = 0
     errors: int = 0
+    people: int = 0  # Immich people read (named or not, hidden included)
     elapsed_s: float = 0.0
     min_face_short: float = 0.0
     outage: bool = False
@@ -103,6 +104,7 @@ class StageSummary:
             ("skipped: excluded", self.excluded),
             ("skipped: a partner's assets", self.partner),
             ("errors", self.errors),
+            ("people in Immich", self.people),
         ]
         lines = [
             f"Immich staging for '{self.user}' ({self.server}): {self.seen} assets seen in "

@@ -1,0 +1,182 @@
+"""Immich's named people through `facesets immich stage` and `facesets immich import --people`,
+against a fake Immich server and real services.
+
+The fake serves people and asset faces as Immich does; the shapes were checked against
+immich-app/immich server/src/dtos/person.dto.ts at commit 003b40b8 (PersonResponseDto,
+AssetFaceResponseDto with boundingBoxX1..Y2 in imageWidth x imageHeight, PeopleResponseDto
+{total, hidden, people, hasNextPage}, PersonSearchDto withHidden/page/size).
+
+The library: four named people in "Immich": 'Colin Powell' wrongly holding Hugo Chavez's
+faces too (a merge), 'Tony Blair', and Donald Rumsfeld named twice ('Donald Rumsfeld' and
+'Rummy'); Gerhard Schroeder is an unnamed Immich person, Hugo Chavez's other photos have none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fake_immich import FakeImmich, FakePerson, lfw_asset
+
+from facesets.contract.layout import read_json
+from services import run_facesets
+
+KEY = "people-test-key-0001"
+PER = 7
+
+
+def facesets(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMMICH_URL": url, "IMMICH_API_KEY": KEY}
+    return run_facesets("immich", *args, env=env)
+
+
+def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
+    """The fake library: assets with their Immich person, and the people (named or not)."""
+
+    def photos(person: str, start: int, count: int) -> list[Path]:
+        return sorted((lfw / person).glob("*.jpg"))[start : start + count]
+
+    plan = [  # (LFW person, first photo, photos, Immich person key)
+        ("Colin_Powell", 0, PER, "colin"),
+        ("Hugo_Chavez", 0, 4, "colin"),  # Immich merged Hugo Chavez into Colin Powell
+        ("Hugo_Chavez", 4, PER - 1, None),
+        ("Tony_Blair", 0, PER, "tony"),
+        ("Donald_Rumsfeld", 0, PER, "donald"),
+        ("Donald_Rumsfeld", PER, PER, "rummy"),  # the same man named a second time
+        ("Gerhard_Schroeder", 0, PER, "gerhard"),  # an unnamed Immich person
+    ]
+    assets = []
+    for person, start, count, key in plan:
+        for photo in photos(person, start, count):
+            assets.append(lfw_asset(photo, index=len(assets), person=key if named else None))
+    names = {"colin": "Colin Powell", "tony": "Tony Blair", "donald": "Donald Rumsfeld"}
+    names["rummy"] = "Rummy"
+    people = [FakePerson(key, name) for key, name in names.items()] + [FakePerson("gerhard")]
+    return assets, people
+
+
+def import_json(*args: str) -> dict[str, Any]:
+    done = facesets("http://127.0.0.1:9", "import", *args, "--min-faces", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def exported(out: Path) -> dict[str, dict[str, Any]]:
+    """Exported faceset entry name -> its own manifest."""
+    top = read_json(out / "manifest.json")
+    return {name: read_json(out / entry["manifest"]) for name, entry in top["facesets"].items()}
+
+
+def labels(manifest: dict[str, Any]) -> Counter[str]:
+    """LFW people of an exported faceset's crops (each staged under its LFW folder)."""
+    return Counter(Path(crop["source"]).parent.name for crop in manifest["crops"])
+
+
+def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
+    staging = tmp_path / "staging"
+    store = tmp_path / "faces.db"
+    common = ["--staging-root", str(staging), "--store", str(store)]
+    stage = ["--staging-root", str(staging)]
+    assets, people = library(lfw_dir, named=True)
+    keys = {"Colin Powell": "colin", "Tony Blair": "tony", "Donald Rumsfeld": "donald"}
+    keys["Rummy"] = "rummy"
+    with FakeImmich(assets, KEY, people=people) as fake:
+        staged = facesets(fake.url, "stage", "--user", "alice", *stage, "--no-progress")
+        assert staged.returncode == 0, staged.stderr
+        assert fake.requests["people"] == 1
+        state = read_json(staging / "alice" / "state.json")
+        assert {p["name"] for p in state["people"].values()} == {
+            "Colin Powell",
+            "Tony Blair",
+            "Donald Rumsfeld",
+            "Rummy",
+            "",
+        }
+        faces = [f for r in state["assets"].values() for f in r.get("faces", [])]
+        assert len(faces) == len(assets) and all(f["image_width"] > 0 for f in faces)
+
+        result = import_json("--user", "alice", *common)
+        out = staging / "alice" / "export"
+        sets = exported(out)
+        named = {m["name"]: (n, m) for n, m in sets.items() if m.get("name")}
+        # 1. Named facesets carry their names: folder, manifest, .fsz files.
+        assert set(named) == {"Colin Powell", "Tony Blair", "Donald Rumsfeld", "Rummy"}
+        for person, (name, manifest) in named.items():
+            slug = person.lower().replace(" ", "-")
+            assert name.endswith("_" + slug) and name.startswith("faceset_")
+            assert (out / name).is_dir()
+            assert Path(manifest["fsz_all"]).name == f"{name}_all.fsz"
+            assert manifest["immich_person_id"] == fake.person_of(keys[person]).id
+        # 2. Purity of the named sets by LFW label.
+        for _, manifest in named.values():
+            counts = labels(manifest)
+            assert counts and counts.most_common(1)[0][1] / sum(counts.values()) >= 0.99, counts
+        assert set(labels(named["Colin Powell"][1])) == {"Colin_Powell"}
+        # 3. The merge and the double naming are reported, with strips of crops.
+        found = result["immich_disagreements"]
+        kinds = Counter(item["kind"] for item in found)
+        merged = [i for i in found if i["kind"] == "immich_merged"]
+        assert [i["person"] for i in merged] == ["Colin Powell"], found
+        assert len(merged[0]["face_ids"]) == 4
+        twice = [i for i in found if i["kind"] == "immich_named_twice"]
+        assert [sorted(i["people"]) for i in twice] == [["Donald Rumsfeld", "Rummy"]], kinds
+        top = read_json(out / "manifest.json")
+        assert top["immich_disagreements"] == found
+        for item in found:
+            assert (out / item["file"]).is_file()
+        page = (out / "report" / "index.html").read_text()
+        assert "Immich disagreements" in page and "named twice" in page
+        assert all(item["file"] in page for item in found)
+        done = facesets(
+            "http://127.0.0.1:9", "import", "--user", "alice", *common, "--min-faces", "4"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "merged: 'Colin Powell' has 4 face(s)" in done.stdout
+        # Hugo Chavez's faces, left out of Colin Powell's set, make an identity of their own.
+        hugo = [m for m in sets.values() if labels(m).most_common(1)[0][0] == "Hugo_Chavez"]
+        assert len(hugo) == 1 and not hugo[0].get("name")
+
+        # 4. A rename in Immich, then stage and import again: renamed, not renumbered.
+        tony_name, tony = named["Tony Blair"]
+        fake.people["tony"].name = "Tony B. Blair"
+        again = facesets(fake.url, "stage", "--user", "alice", *stage, "--no-progress")
+        assert again.returncode == 0, again.stderr
+    import_json("--user", "alice", *common)
+    after = exported(out)
+    renamed = {m["name"]: (n, m) for n, m in after.items() if m.get("name")}
+    new_name, new_manifest = renamed["Tony B. Blair"]
+    assert new_manifest["number"] == tony["number"]
+    assert new_name == f"faceset_{tony['number']:03d}_tony-b-blair"
+    assert new_manifest["immich_person_id"] == tony["immich_person_id"]
+    assert not (out / tony_name).exists() and (out / new_name).is_dir()
+    assert {n: m["number"] for n, m in after.items() if n != new_name} == {
+        n: m["number"] for n, m in sets.items() if n != tony_name
+    }
+    assert sorted(labels(new_manifest)) == sorted(labels(tony))
+
+    # 5. --people none gives what the import gave before Immich's people were read: the same
+    # photos staged with no people at all, imported as before.
+    none_out, none_sets = tmp_path / "none-out", tmp_path / "none-sets"
+    ignored = import_json(
+        "--user", "alice", *common, "--people", "none",
+        "--facesets-dir", str(none_sets), "--out", str(none_out),
+    )  # fmt: skip
+    plain_assets, _ = library(lfw_dir, named=False)
+    with FakeImmich(plain_assets, KEY) as fake:
+        staged = facesets(fake.url, "stage", "--user", "bob", *stage, "--no-progress")
+        assert staged.returncode == 0, staged.stderr
+    plain = import_json("--user", "bob", *common)
+    assert ignored["immich_disagreements"] == plain["immich_disagreements"] == []
+    refine = read_json(none_sets / "refine_manifest.json")
+    before = read_json(staging / "bob" / "facesets" / "refine_manifest.json")
+    assert [(e["name"], e["face_ids"]) for e in refine["facesets"]] == [
+        (e["name"], e["face_ids"]) for e in before["facesets"]
+    ]
+    assert "immich_disagreements" not in read_json(none_out / "manifest.json")
+    assert sorted(p.name for p in none_out.rglob("*.fsz")) == sorted(
+        p.name for p in (staging / "bob" / "export").rglob("*.fsz")
+    )
