@@ -165,6 +165,25 @@ def lfw_asset(
     return FakeAsset(**values)
 
 
+def lfw_pair_asset(left: Path, right: Path, *, index: int = 0, **changes: Any) -> FakeAsset:
+    """Two LFW photos side by side (500x250): two faces in one photo, boxed as Immich would."""
+    with Image.open(left) as first, Image.open(right) as second:
+        both = Image.new("RGB", (2 * LFW_SIZE, LFW_SIZE))
+        both.paste(first.convert("RGB"), (0, 0))
+        both.paste(second.convert("RGB"), (LFW_SIZE, 0))
+    x1, y1, x2, y2 = LFW_FACE_BOX
+    values: dict[str, Any] = {
+        "original_path": f"{LIBRARY_PREFIX}/{left.parent.name}/pair_{left.stem}_{right.stem}.jpg",
+        "data": _jpeg(both),
+        "width": 2 * LFW_SIZE,
+        "height": LFW_SIZE,
+        "faces": [LFW_FACE_BOX, (x1 + LFW_SIZE, y1, x2 + LFW_SIZE, y2)],
+        "taken": _BASE_TIME + timedelta(minutes=index),
+    }
+    values.update(changes)
+    return FakeAsset(**values)
+
+
 def scenery_asset(name: str, *, index: int = 0, size: tuple[int, int] = (320, 240)) -> FakeAsset:
     """A photo without a face: a smooth colour gradient."""
     width, height = size

@@ -8,7 +8,8 @@ AssetFaceResponseDto with boundingBoxX1..Y2 in imageWidth x imageHeight, PeopleR
 
 The library: four named people in "Immich": 'Colin Powell' wrongly holding Hugo Chavez's
 faces too (a merge), 'Tony Blair', and Donald Rumsfeld named twice ('Donald Rumsfeld' and
-'Rummy'); Gerhard Schroeder is an unnamed Immich person, Hugo Chavez's other photos have none.
+'Rummy'); Gerhard Schroeder is named but hidden, Hugo Chavez's other photos have no person.
+One photo shows Colin Powell twice, both faces given to him (split by cannot-link).
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fake_immich import FakeImmich, FakePerson, lfw_asset
+import pytest
+from fake_immich import FakeImmich, FakePerson, lfw_asset, lfw_pair_asset
 
 from facesets.contract.layout import read_json
 from services import run_facesets
 
 KEY = "people-test-key-0001"
-PER = 7
+PER = 5
 
 
-def facesets(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IMMICH_URL": url, "IMMICH_API_KEY": KEY}
+def facesets(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMMICH_URL": url, "IMMICH_API_KEY": KEY, **env}
     return run_facesets("immich", *args, env=env)
 
 
@@ -43,7 +45,7 @@ def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
     plan = [  # (LFW person, first photo, photos, Immich person key)
         ("Colin_Powell", 0, PER, "colin"),
         ("Hugo_Chavez", 0, 4, "colin"),  # Immich merged Hugo Chavez into Colin Powell
-        ("Hugo_Chavez", 4, PER - 1, None),
+        ("Hugo_Chavez", 4, PER, None),
         ("Tony_Blair", 0, PER, "tony"),
         ("Donald_Rumsfeld", 0, PER, "donald"),
         ("Donald_Rumsfeld", PER, PER, "rummy"),  # the same man named a second time
@@ -53,9 +55,13 @@ def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
     for person, start, count, key in plan:
         for photo in photos(person, start, count):
             assets.append(lfw_asset(photo, index=len(assets), person=key if named else None))
+    left, right = sorted((lfw / "Colin_Powell").glob("*.jpg"))[PER : PER + 2]
+    pair = ["colin", "colin"] if named else None
+    assets.append(lfw_pair_asset(left, right, index=len(assets), people=pair))
     names = {"colin": "Colin Powell", "tony": "Tony Blair", "donald": "Donald Rumsfeld"}
     names["rummy"] = "Rummy"
-    people = [FakePerson(key, name) for key, name in names.items()] + [FakePerson("gerhard")]
+    people = [FakePerson(key, name) for key, name in names.items()]
+    people.append(FakePerson("gerhard", "Gerhard Schroeder", is_hidden=True))  # never seeds
     return assets, people
 
 
@@ -76,6 +82,49 @@ def labels(manifest: dict[str, Any]) -> Counter[str]:
     return Counter(Path(crop["source"]).parent.name for crop in manifest["crops"])
 
 
+def test_stage_reads_people_and_faces_resumably(lfw_dir, tmp_path):
+    """People page by page (hidden ones too), each staged asset's faces with their person and
+    their box in the preview's pixels; a state from before faces were kept gets them on the
+    next run without a download."""
+    colin = sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))
+    assets = [lfw_asset(p, index=i, person="colin") for i, p in enumerate(colin[:2])]
+    assets.append(lfw_pair_asset(colin[2], colin[3], index=2, people=["colin", "other"]))
+    people = [FakePerson("colin", "Colin Powell"), FakePerson("other", "", is_hidden=True)]
+    stage = ["stage", "--user", "alice", "--staging-root", str(tmp_path), "--no-progress"]
+    with FakeImmich(assets, KEY, people=people, preview_size=100) as fake:
+        done = facesets(fake.url, *stage, FACESETS_IMMICH__PEOPLE_PAGE_SIZE="1")
+        assert done.returncode == 0, done.stderr
+        assert "people in Immich                2" in done.stdout
+        assert fake.requests["people"] == 2  # one person a page, hasNextPage followed
+        state_path = tmp_path / "alice" / "state.json"
+        state = read_json(state_path)
+        assert state["people"] == {
+            fake.person_of("colin").id: {
+                "name": "Colin Powell",
+                "is_hidden": False,
+                "birth_date": None,
+            },
+            fake.person_of("other").id: {"name": "", "is_hidden": True, "birth_date": None},
+        }
+        pair = next(r for r in state["assets"].values() if len(r["faces"]) == 2)
+        # The preview of a 500x250 photo whose short edge is 100: boxes in 200x100.
+        assert [f["image_width"] for f in pair["faces"]] == [200, 200]
+        assert pair["faces"][1]["box"] == [132.0, 25.0, 172.0, 78.0]
+        assert [f["person_id"] for f in pair["faces"]] == [
+            fake.person_of("colin").id,
+            fake.person_of("other").id,
+        ]
+        # A state written before faces were kept: the next run asks for faces only.
+        faces = {asset_id: r.pop("faces") for asset_id, r in state["assets"].items()}
+        state_path.write_text(json.dumps(state))
+        downloads = sum(fake.original_requests.values())
+        again = facesets(fake.url, *stage)
+        assert again.returncode == 0, again.stderr
+        assert {a: r["faces"] for a, r in read_json(state_path)["assets"].items()} == faces
+        assert sum(fake.original_requests.values()) == downloads
+
+
+@pytest.mark.slow
 def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
     staging = tmp_path / "staging"
     store = tmp_path / "faces.db"
@@ -94,12 +143,15 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
             "Tony Blair",
             "Donald Rumsfeld",
             "Rummy",
-            "",
+            "Gerhard Schroeder",
         }
         faces = [f for r in state["assets"].values() for f in r.get("faces", [])]
-        assert len(faces) == len(assets) and all(f["image_width"] > 0 for f in faces)
+        assert len(faces) == len(assets) + 1 and all(f["image_width"] > 0 for f in faces)
 
-        result = import_json("--user", "alice", *common)
+        first = facesets(
+            "http://127.0.0.1:9", "import", "--user", "alice", *common, "--min-faces", "4"
+        )
+        assert first.returncode == 0, first.stderr
         out = staging / "alice" / "export"
         sets = exported(out)
         named = {m["name"]: (n, m) for n, m in sets.items() if m.get("name")}
@@ -117,25 +169,26 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
             assert counts and counts.most_common(1)[0][1] / sum(counts.values()) >= 0.99, counts
         assert set(labels(named["Colin Powell"][1])) == {"Colin_Powell"}
         # 3. The merge and the double naming are reported, with strips of crops.
-        found = result["immich_disagreements"]
+        top = read_json(out / "manifest.json")
+        found = top["immich_disagreements"]
         kinds = Counter(item["kind"] for item in found)
         merged = [i for i in found if i["kind"] == "immich_merged"]
         assert [i["person"] for i in merged] == ["Colin Powell"], found
         assert len(merged[0]["face_ids"]) == 4
         twice = [i for i in found if i["kind"] == "immich_named_twice"]
         assert [sorted(i["people"]) for i in twice] == [["Donald Rumsfeld", "Rummy"]], kinds
-        top = read_json(out / "manifest.json")
-        assert top["immich_disagreements"] == found
+        split = [i for i in found if i["kind"] == "immich_split"]
+        assert [(i["person"], len(i["face_ids"])) for i in split] == [("Colin Powell", 1)]
         for item in found:
             assert (out / item["file"]).is_file()
         page = (out / "report" / "index.html").read_text()
         assert "Immich disagreements" in page and "named twice" in page
         assert all(item["file"] in page for item in found)
-        done = facesets(
-            "http://127.0.0.1:9", "import", "--user", "alice", *common, "--min-faces", "4"
-        )
-        assert done.returncode == 0, done.stderr
-        assert "merged: 'Colin Powell' has 4 face(s)" in done.stdout
+        # The import's summary lists them, each with its strip.
+        assert "disagreements with Immich  3" in first.stdout
+        assert "merged: 'Colin Powell' has 4 face(s)" in first.stdout
+        assert "named twice: 'Donald Rumsfeld' and 'Rummy'" in first.stdout
+        assert all(item["file"] in first.stdout for item in found)
         # Hugo Chavez's faces, left out of Colin Powell's set, make an identity of their own.
         hugo = [m for m in sets.values() if labels(m).most_common(1)[0][0] == "Hugo_Chavez"]
         assert len(hugo) == 1 and not hugo[0].get("name")

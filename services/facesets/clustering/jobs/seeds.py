@@ -114,11 +114,7 @@ def apply_seeds(
             None,
         )
         rows = np.asarray(
-            sorted(
-                index[f]
-                for f in set(seed.face_ids)
-                if f in index and index[f] in usable_set
-            ),
+            sorted(index[f] for f in set(seed.face_ids) if f in index and index[f] in usable_set),
             dtype=np.int64,
         )
         if rows.size:
@@ -130,18 +126,8 @@ def apply_seeds(
         _, distances = _core(emb, p.outlier_threshold)
         inside = distances <= p.outlier_threshold
         label = seed.name or seed.key
-        if (~inside).any():
-            out.disagreements.append(
-                {
-                    "kind": MERGED,
-                    "person": label,
-                    "person_id": seed.key,
-                    "face_ids": [int(f) for f in ids[~inside]],
-                    "distances": [round(float(d), 4) for d in distances[~inside]],
-                    "reference_face_ids": _references(ids, distances, inside),
-                    "threshold": float(p.outlier_threshold),
-                }
-            )
+        outliers = ~inside
+        splits: list[dict[str, Any]] = []
         if p.cannot_link:
             by_photo: dict[str, list[int]] = {}
             for i in np.flatnonzero(inside):
@@ -152,7 +138,7 @@ def apply_seeds(
                 members.sort(key=lambda i: (float(distances[i]), int(ids[i])))
                 for other in members[1:]:
                     inside[other] = False
-                out.disagreements.append(
+                splits.append(
                     {
                         "kind": SPLIT,
                         "person": label,
@@ -162,6 +148,19 @@ def apply_seeds(
                         "reference_face_ids": [int(ids[members[0]])],
                     }
                 )
+        if outliers.any():
+            out.disagreements.append(
+                {
+                    "kind": MERGED,
+                    "person": label,
+                    "person_id": seed.key,
+                    "face_ids": [int(f) for f in ids[outliers]],
+                    "distances": [round(float(d), 4) for d in distances[outliers]],
+                    "reference_face_ids": _references(ids, distances, inside),
+                    "threshold": float(p.outlier_threshold),
+                }
+            )
+        out.disagreements += splits
         # A face another faceset holds stays there (it still counts in the checks above).
         inside &= np.array([holder.get(int(f), at) == at for f in ids], dtype=bool)
         kept = sorted_ids(ids[inside])
