@@ -121,6 +121,17 @@ def test_stage_reads_people_and_faces_resumably(lfw_dir, tmp_path):
         again = facesets(fake.url, *stage)
         assert again.returncode == 0, again.stderr
         assert {a: r["faces"] for a, r in read_json(state_path)["assets"].items()} == faces
+        # Faces given to another person in Immich: read again on --refresh-faces only.
+        for asset in fake.assets.values():
+            if asset.person == "colin":
+                asset.person = "other"
+        assert facesets(fake.url, *stage).returncode == 0
+        assert {a: r["faces"] for a, r in read_json(state_path)["assets"].items()} == faces
+        assert facesets(fake.url, *stage, "--refresh-faces").returncode == 0
+        persons = [
+            f["person_id"] for r in read_json(state_path)["assets"].values() for f in r["faces"]
+        ]
+        assert persons.count(fake.person_of("other").id) == 3  # two photos moved, one was there
         assert sum(fake.original_requests.values()) == downloads
 
 
@@ -233,3 +244,20 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
     assert sorted(p.name for p in none_out.rglob("*.fsz")) == sorted(
         p.name for p in (staging / "bob" / "export").rglob("*.fsz")
     )
+
+    # 6. People named after an import: the facesets that hold their faces take their names,
+    # numbers kept (stage --refresh-faces reads the faces' people again).
+    bob_out = staging / "bob" / "export"
+    plain_sets = exported(bob_out)
+    tony_plain = next(n for n, m in plain_sets.items() if set(labels(m)) == {"Tony_Blair"})
+    with FakeImmich(assets, KEY, people=people) as fake:
+        again = facesets(
+            fake.url, "stage", "--user", "bob", *stage, "--no-progress", "--refresh-faces"
+        )
+        assert again.returncode == 0, again.stderr
+    import_json("--user", "bob", *common)
+    adopted = exported(bob_out)
+    tony_named = next(n for n, m in adopted.items() if m.get("name") == "Tony Blair")
+    assert tony_named == tony_plain + "_tony-blair"
+    assert not (bob_out / tony_plain).exists()
+    assert {m["number"] for m in adopted.values()} >= {m["number"] for m in plain_sets.values()}

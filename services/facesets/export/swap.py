@@ -748,7 +748,8 @@ def _merge_entries(
     """The top-level manifest with this run's entries in their partitions.
 
     An entry of a group this run exported that it no longer lists (or lists under another
-    partition or folder) leaves its partition, and its old folder is removed.
+    partition or folder) leaves its partition, and its old folder is removed; so does a faceset
+    whose number this run exported under another name.
     """
     merged: dict[str, Any] = dict(top_manifest)
     groups = {r.target.group for r in results if r.target.group}
@@ -762,6 +763,15 @@ def _merge_entries(
                 continue
             if (key, name) in current and current[(key, name)] == entry.get("dir"):
                 continue
+            if entry.get("dir") not in dirs:
+                _retire(out, entry)
+            del section[name]
+    # A faceset number exported under a new name (a person renamed): its old entry retires.
+    renamed = {r.number: r.target.name for r in results if r.target.partition == PARTITION_FACESETS}
+    section = merged.get(PARTITION_FACESETS)
+    for name, entry in list(section.items() if isinstance(section, dict) else ()):
+        number = entry.get("number") if isinstance(entry, dict) else None
+        if number in renamed and renamed[number] != name and isinstance(section, dict):
             if entry.get("dir") not in dirs:
                 _retire(out, entry)
             del section[name]

@@ -43,6 +43,7 @@ class StageConfig:
     timeout_s: float = SETTINGS.immich.timeout_s
     state_save_interval_s: float = SETTINGS.immich.state_save_s
     progress: bool = True
+    refresh_faces: bool = False  # read the faces (and their people) of staged assets again
 
     @property
     def user_dir(self) -> Path:

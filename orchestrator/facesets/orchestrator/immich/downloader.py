@@ -105,6 +105,7 @@ class Stager:
         self.by_sha: dict[str, str] = {}
         self.by_checksum: dict[str, str] = {}
         self.paths: dict[str, str] = {}
+        self.faces_only: set[str] = set()  # staged assets whose faces this run reads again
         self.owner_id: str | None = None
         self.labels: tuple[str, ...] = ()
         self.progress: Any = None  # a tqdm bar, or plain lines where stderr is no terminal
@@ -278,7 +279,9 @@ class Stager:
                     self._finish(asset, SKIPPED, PARTNER)
                 elif is_excluded(relative, asset.original_path, self.globs):
                     self._finish(asset, SKIPPED, EXCLUDED)
-                elif lacks_faces(self.book.get(asset.id)):
+                elif self._faces_only(self.book.get(asset.id)):
+                    with self.lock:
+                        self.faces_only.add(asset.id)
                     self._submit(work, asset)
                 elif is_done(self.book.get(asset.id), self.config.min_face_short):
                     with self.lock:
@@ -289,6 +292,13 @@ class Stager:
             page = result.next_page
         if self.cancel.is_set() and self.client.outage.is_set():
             self.client.breaker.check()
+
+    def _faces_only(self, record: dict[str, Any] | None) -> bool:
+        """A staged asset whose faces are read again, without a download: one staged before
+        faces were kept, or every staged one with --refresh-faces (people merged in Immich)."""
+        if record is None or lacks_faces(record):
+            return record is not None
+        return self.config.refresh_faces and record.get("status") == STAGED
 
     def _submit(self, work: queue.Queue[Asset | None], asset: Asset) -> None:
         while True:
@@ -331,7 +341,9 @@ class Stager:
                 return
         faces = self.client.faces(asset.id)
         earlier = self.book.get(asset.id)
-        if lacks_faces(earlier) and earlier is not None:
+        with self.lock:
+            faces_only = asset.id in self.faces_only
+        if faces_only and earlier is not None:
             self.book.put(asset.id, {**earlier, "faces": [face.as_json() for face in faces]})
             with self.lock:
                 self.summary.already_done += 1

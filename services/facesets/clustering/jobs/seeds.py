@@ -15,11 +15,14 @@ user gave it. Per seed:
   reported (`immich_named_twice`): both stay as they are.
 
 A faceset seeded earlier (same key) keeps its number: its name, folder and .fsz names follow the
-person's current name. Faces another faceset already holds stay where they are.
+person's current name. So does a faceset without a person that already holds most of a new
+person's faces (an import made before the name was given): it takes the person and the name.
+Faces another faceset already holds stay where they are.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +37,6 @@ from facesets.common import settings
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams
 from facesets.contract.immich import MERGED, NAMED_TWICE, SPLIT
-
-IMMICH_GROUP = "immich"  # export group of named facesets: a rename retires the old folder
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,13 @@ def person_of(entry: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def named_entry(number: int, face_ids: list[int], table: FaceTable, key: str, name: str) -> dict:
-    """A seeded faceset: named ones go to faceset_NNN_<slug> (folder and .fsz names), in the
-    export group that retires the old folder when the name changes."""
+    """A seeded faceset: named ones go to faceset_NNN_<slug> (folder and .fsz names); the
+    export retires the old folder of a number exported under a new name."""
     entry = faceset_entry(number, face_ids, table)
     folder = layout.named_faceset_dir(number, name)
     entry["immich_person"] = {"id": key, "name": name}
     if folder != entry["name"]:
-        entry.update(name=folder, dir=folder, bundle=folder, group=IMMICH_GROUP)
+        entry.update(name=folder, dir=folder, bundle=folder)
     return entry
 
 
@@ -161,6 +162,8 @@ def apply_seeds(
                 }
             )
         out.disagreements += splits
+        if at is None:
+            at = _adoptable(facesets, [holder.get(int(f)) for f in ids[inside]])
         # A face another faceset holds stays there (it still counts in the checks above).
         inside &= np.array([holder.get(int(f), at) == at for f in ids], dtype=bool)
         kept = sorted_ids(ids[inside])
@@ -193,6 +196,16 @@ def apply_seeds(
             holder[int(f)] = at
     out.disagreements += _named_twice(facesets)
     return out
+
+
+def _adoptable(facesets: Sequence[dict[str, Any]], holders: list[int | None]) -> int | None:
+    """The faceset a person's faces already make up (an import before its name was known):
+    one without a person that holds most of them; None when there is none."""
+    counts = Counter(h for h in holders if h is not None and person_of(facesets[h]) is None)
+    if not counts:
+        return None
+    best, held = min(counts.items(), key=lambda item: (-item[1], item[0]))
+    return best if 2 * held > len(holders) else None
 
 
 def _named_twice(facesets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
