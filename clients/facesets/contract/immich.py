@@ -22,6 +22,8 @@ def describe(item: Mapping[str, Any]) -> str:
     kind = str(item.get("kind", ""))
     if kind == NAMED_TWICE:
         people = " and ".join(f"'{p}'" for p in item.get("people", []))
+        if item.get("held_by"):
+            return f"named twice: {people} (the first one's faces are in {item['held_by']})"
         return (
             f"named twice: {people} (centroids {item.get('distance')} apart, "
             f"<= {item.get('threshold')})"

@@ -110,7 +110,7 @@ def apply_seeds(
     holder = {int(f): i for i, entry in enumerate(facesets) for f in entry["face_ids"]}
     next_number = max((int(e["number"]) for e in facesets), default=0) + 1
     for seed in sorted(seeds, key=lambda s: (s.name == "", s.name.casefold(), s.key)):
-        at = next(
+        at: int | None = next(
             (i for i, e in enumerate(facesets) if (person_of(e) or {}).get("id") == seed.key),
             None,
         )
@@ -163,7 +163,12 @@ def apply_seeds(
             )
         out.disagreements += splits
         if at is None:
-            at = _adoptable(facesets, [holder.get(int(f)) for f in ids[inside]])
+            holders = [holder.get(int(f)) for f in ids[inside]]
+            at = _adoptable(facesets, holders)
+            owner = _majority(holders)
+            if at is None and seed.name and owner is not None:
+                # Its faces already make up another person's faceset: named twice.
+                out.disagreements.append(_held_twice(seed, facesets[owner], ids[inside]))
         # A face another faceset holds stays there (it still counts in the checks above).
         inside &= np.array([holder.get(int(f), at) == at for f in ids], dtype=bool)
         kept = sorted_ids(ids[inside])
@@ -198,14 +203,34 @@ def apply_seeds(
     return out
 
 
-def _adoptable(facesets: Sequence[dict[str, Any]], holders: list[int | None]) -> int | None:
-    """The faceset a person's faces already make up (an import before its name was known):
-    one without a person that holds most of them; None when there is none."""
-    counts = Counter(h for h in holders if h is not None and person_of(facesets[h]) is None)
+def _majority(holders: list[int | None]) -> int | None:
+    """The faceset holding more than half of a person's faces; None when none does."""
+    counts = Counter(h for h in holders if h is not None)
     if not counts:
         return None
     best, held = min(counts.items(), key=lambda item: (-item[1], item[0]))
     return best if 2 * held > len(holders) else None
+
+
+def _adoptable(facesets: Sequence[dict[str, Any]], holders: list[int | None]) -> int | None:
+    """The faceset a person's faces already make up (an import before its name was known):
+    one without a person that holds most of them; None when there is none."""
+    best = _majority(holders)
+    return best if best is not None and person_of(facesets[best]) is None else None
+
+
+def _held_twice(seed: Seed, holder: dict[str, Any], faces: np.ndarray) -> dict[str, Any]:
+    """A named person whose faces another person's faceset already holds."""
+    person = person_of(holder) or {}
+    shown = settings.IMMICH_REFERENCE_FACES
+    return {
+        "kind": NAMED_TWICE,
+        "people": [seed.name, str(person.get("name") or "")],
+        "person_ids": [seed.key, str(person.get("id") or "")],
+        "facesets": [str(holder["name"])],
+        "held_by": str(holder["name"]),
+        "face_ids": [[int(f) for f in faces[:shown]], [int(f) for f in holder["face_ids"][:shown]]],
+    }
 
 
 def _named_twice(facesets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
