@@ -179,6 +179,14 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
             counts = labels(manifest)
             assert counts and counts.most_common(1)[0][1] / sum(counts.values()) >= 0.99, counts
         assert set(labels(named["Colin Powell"][1])) == {"Colin_Powell"}
+        # ... and of every face the named facesets hold (most crops fall to export's size gate).
+        label_of = {a.sha256: a.original_path.split("/")[-2] for a in assets}
+        refine = read_json(staging / "alice" / "facesets" / "refine_manifest.json")
+        for entry in refine["facesets"]:
+            if entry.get("immich_person", {}).get("name"):
+                held = Counter(label_of[sha] for sha in entry["photos"])
+                assert held.most_common(1)[0][1] / sum(held.values()) >= 0.99, (entry["name"], held)
+                assert sum(held.values()) >= PER - 1
         # 3. The merge and the double naming are reported, with strips of crops.
         top = read_json(out / "manifest.json")
         found = top["immich_disagreements"]
