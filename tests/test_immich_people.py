@@ -8,7 +8,7 @@ AssetFaceResponseDto with boundingBoxX1..Y2 in imageWidth x imageHeight, PeopleR
 
 The library: four named people in "Immich": 'Colin Powell' wrongly holding Hugo Chavez's
 faces too (a merge), 'Tony Blair', and Donald Rumsfeld named twice ('Donald Rumsfeld' and
-'Rummy'); Gerhard Schroeder is named but hidden, Hugo Chavez's other photos have no person.
+'Rummy'); Gerhard Schroeder is named but hidden, Hugo Chavez's other photos an unnamed person.
 One photo shows Colin Powell twice, both faces given to him (split by cannot-link).
 """
 
@@ -45,7 +45,7 @@ def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
     plan = [  # (LFW person, first photo, photos, Immich person key)
         ("Colin_Powell", 0, PER, "colin"),
         ("Hugo_Chavez", 0, 4, "colin"),  # Immich merged Hugo Chavez into Colin Powell
-        ("Hugo_Chavez", 4, PER, None),
+        ("Hugo_Chavez", 4, PER, "hugo"),  # an unnamed person: a hint with --people all
         ("Tony_Blair", 0, PER, "tony"),
         ("Donald_Rumsfeld", 0, PER, "donald"),
         ("Donald_Rumsfeld", PER, PER, "rummy"),  # the same man named a second time
@@ -62,6 +62,7 @@ def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
     names["rummy"] = "Rummy"
     people = [FakePerson(key, name) for key, name in names.items()]
     people.append(FakePerson("gerhard", "Gerhard Schroeder", is_hidden=True))  # never seeds
+    people.append(FakePerson("hugo"))
     return assets, people
 
 
@@ -155,6 +156,7 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
             "Donald Rumsfeld",
             "Rummy",
             "Gerhard Schroeder",
+            "",
         }
         faces = [f for r in state["assets"].values() for f in r.get("faces", [])]
         assert len(faces) == len(assets) + 1 and all(f["image_width"] > 0 for f in faces)
@@ -263,8 +265,14 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path):
             fake.url, "stage", "--user", "bob", *stage, "--no-progress", "--refresh-faces"
         )
         assert again.returncode == 0, again.stderr
-    import_json("--user", "bob", *common)
+    import_json("--user", "bob", *common, "--people", "all")
     adopted = exported(bob_out)
+    # --people all: the unnamed person takes the faceset of its faces too, its name still plain.
+    hugo_id = fake.person_of("hugo").id
+    hugo_sets = [(n, m) for n, m in adopted.items() if m.get("immich_person_id") == hugo_id]
+    assert [(n, m["name"]) for n, m in hugo_sets] == [
+        (next(n for n, m in plain_sets.items() if "Hugo_Chavez" in labels(m)), "")
+    ]
     tony_named = next(n for n, m in adopted.items() if m.get("name") == "Tony B. Blair")
     assert tony_named == tony_plain + "_tony-b-blair"
     assert not (bob_out / tony_plain).exists()
