@@ -19,7 +19,7 @@ from typing import Any
 from facesets.contract import layout
 from facesets.contract.clustering import RouteSeed
 from facesets.orchestrator.connect import Services
-from facesets.orchestrator.immich.api import Face
+from facesets.orchestrator.immich.api import Face, ImmichProtocolError
 from facesets.orchestrator.settings import SETTINGS
 
 PEOPLE_MODES = ("named", "all", "none")
@@ -124,6 +124,17 @@ def read_detections(opened: Services, store: Path, sha256: Iterable[str]) -> dic
     return found
 
 
+def _faces(recorded: Any) -> list[Face]:
+    """A staged asset's faces as state.json keeps them; one that does not read is left out."""
+    faces = []
+    for item in recorded if isinstance(recorded, list) else []:
+        try:
+            faces.append(Face.from_state(item))
+        except ImmichProtocolError:
+            continue
+    return faces
+
+
 def people_seeds(opened: Services, user_dir: Path, store: Path, mode: str) -> PeopleSeeds:
     """The route job's seeds from what `immich stage` recorded in state.json."""
     if mode not in PEOPLE_MODES:
@@ -133,7 +144,7 @@ def people_seeds(opened: Services, user_dir: Path, store: Path, mode: str) -> Pe
     if not result.people:
         return result
     staged = {
-        record["sha256"]: [Face.from_state(face) for face in record.get("faces") or []]
+        record["sha256"]: _faces(record.get("faces"))
         for record in (state.get("assets") or {}).values()
         if isinstance(record, dict) and record.get("status") == "staged" and record.get("sha256")
     }

@@ -9,6 +9,7 @@ listed and this one does not.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ import numpy as np
 
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
+from facesets.contract.immich import KINDS
 from facesets.export.crops import crop_square, encode_png
 from facesets.export.records import FaceRow
 
 DISAGREEMENTS_KEY = "immich_disagreements"
 STRIP_DIR = "immich_disagreements"
+_STRIP = re.compile(STRIP_DIR + r"/\d{3}_[a-z_]+\.png")  # the only files a run removes
 TILE = 112  # pixels of each face in a strip
 GAP = 12  # the grey gap between the faces in question and those they are compared with
 
@@ -35,7 +38,19 @@ def read_refine_disagreements(path: Path) -> list[dict[str, Any]] | None:
     items = payload.get(DISAGREEMENTS_KEY) if isinstance(payload, dict) else None
     if not isinstance(items, list):
         return None
-    return [dict(item) for item in items if isinstance(item, dict) and item.get("kind")]
+    return [dict(item) for item in items if isinstance(item, dict) and _readable(item)]
+
+
+def _readable(item: Mapping[str, Any]) -> bool:
+    """A disagreement of a known kind whose faces are ids (a hand-edited manifest may hold
+    anything: what does not fit is left out, never fatal)."""
+    if item.get("kind") not in KINDS:
+        return False
+    try:
+        sides(item)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        return False
+    return True
 
 
 def sides(item: Mapping[str, Any]) -> tuple[list[int], list[int]]:
@@ -79,12 +94,12 @@ def write_section(
         tiles = [_tile(rows.get(f), load_image, pad_ratio) for f in left]
         gap = np.full((TILE, GAP, 3), 128, dtype=np.uint8)
         tiles += [gap] + [_tile(rows.get(f), load_image, pad_ratio) for f in right]
-        rel = f"{STRIP_DIR}/{number:03d}_{item.get('kind', 'disagreement')}.png"
+        rel = f"{STRIP_DIR}/{number:03d}_{item['kind']}.png"  # kinds are plain words
         disk.write_bytes(rel, encode_png(np.hstack(tiles)))
         written.add(rel)
         listed.append({**item, "file": rel})
     for old in previous if isinstance(previous, list) else []:
         stale = old.get("file") if isinstance(old, dict) else None
-        if isinstance(stale, str) and stale.startswith(STRIP_DIR + "/") and stale not in written:
+        if isinstance(stale, str) and _STRIP.fullmatch(stale) and stale not in written:
             disk.unlink(stale)
     return listed
