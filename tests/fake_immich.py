@@ -1,19 +1,27 @@
 """A faithful fake Immich server for tests and benchmarks.
 
 It follows the contract of @immich/sdk 2.7.5 for the endpoints the stager uses, under `/api`:
-GET /server/ping (public), GET /users/me, POST /search/metadata, GET /faces?id=,
-GET /assets/{id}/original. Everything but ping needs the `x-api-key` header; a missing or
-wrong key gets Immich's 401 JSON error. Shapes and field names are those of the SDK's DTOs:
-search pages carry `nextPage` as the next page number in a string, or null, and `total` /
-`count` count the page (as Immich's SearchService does); a search returns the user's assets
-and those of partners sharing their timeline; external-library assets carry Immich's
-path-based checksum (SHA-1 of "path:" + originalPath), uploaded ones the SHA-1 of their bytes.
+GET /server/ping (public), GET /users/me, POST /search/metadata, GET /faces?id=, GET /people
+(withHidden, page, size), GET /assets/{id}/original. Everything but ping needs the `x-api-key`
+header; a missing or wrong key gets Immich's 401 JSON error. Shapes and field names are those
+of the SDK's DTOs: search pages carry `nextPage` as the next page number in a string, or null,
+and `total` / `count` count the page (as Immich's SearchService does); a search returns the
+user's assets and those of partners sharing their timeline; external-library assets carry
+Immich's path-based checksum (SHA-1 of "path:" + originalPath), uploaded ones the SHA-1 of
+their bytes.
 
 Faces are reported the way Immich stores them: detected on the preview, whose short edge is
 `preview_size` unless the original is smaller (sharp's `fit: outside` without enlargement), so
 a box is in the preview's pixel space (imageWidth x imageHeight) and a client must scale it.
 LFW photos get `LFW_FACE_BOX`, the labelled face measured once with the mini pack's SCRFD
 detector: the mean box of the face nearest the centre over 40 random LFW photos.
+
+People: every face of an asset names the Immich person it belongs to (`FakeAsset.person`, a
+key, for its first face, or `FakeAsset.people` for each face). A key gets a person whose id is
+derived from it, unnamed (Immich's "") unless `FakeImmich.people` says otherwise; renaming is
+`fake.people[key].name = ...` between runs. Shapes checked against immich-app/immich
+server/src/dtos/person.dto.ts at commit 003b40b8 (PersonResponseDto, AssetFaceResponseDto,
+PeopleResponseDto {total, hidden, people, hasNextPage}, PersonSearchDto page/size <= 1000).
 
 Faults, set on `server.faults` at any time: an outage (every request answered 503, or
 connections refused, from the Nth request on until `end_outage()`), intermittent 500s and 429s
@@ -69,7 +77,8 @@ class FakeAsset:
     width: int
     height: int
     faces: list[Box] = field(default_factory=list)
-    person: str | None = None  # the name of the person of the first face
+    person: str | None = None  # the Immich person (a key) of the first face
+    people: list[str | None] | None = None  # one person key per face; overrides `person`
     type: str = "IMAGE"
     owner_id: str = OWNER_ID
     library_id: str | None = None  # external library: path-based checksum
@@ -108,6 +117,7 @@ class FakeAsset:
             "height": self.height,
             "faces": list(self.faces),
             "person": self.person,
+            "people": self.people,
             "taken": self.taken,
             "mime": self.mime,
         }
@@ -155,6 +165,25 @@ def lfw_asset(
     return FakeAsset(**values)
 
 
+def lfw_pair_asset(left: Path, right: Path, *, index: int = 0, **changes: Any) -> FakeAsset:
+    """Two LFW photos side by side (500x250): two faces in one photo, boxed as Immich would."""
+    with Image.open(left) as first, Image.open(right) as second:
+        both = Image.new("RGB", (2 * LFW_SIZE, LFW_SIZE))
+        both.paste(first.convert("RGB"), (0, 0))
+        both.paste(second.convert("RGB"), (LFW_SIZE, 0))
+    x1, y1, x2, y2 = LFW_FACE_BOX
+    values: dict[str, Any] = {
+        "original_path": f"{LIBRARY_PREFIX}/{left.parent.name}/pair_{left.stem}_{right.stem}.jpg",
+        "data": _jpeg(both),
+        "width": 2 * LFW_SIZE,
+        "height": LFW_SIZE,
+        "faces": [LFW_FACE_BOX, (x1 + LFW_SIZE, y1, x2 + LFW_SIZE, y2)],
+        "taken": _BASE_TIME + timedelta(minutes=index),
+    }
+    values.update(changes)
+    return FakeAsset(**values)
+
+
 def scenery_asset(name: str, *, index: int = 0, size: tuple[int, int] = (320, 240)) -> FakeAsset:
     """A photo without a face: a smooth colour gradient."""
     width, height = size
@@ -175,6 +204,20 @@ def lfw_library(photos: Iterable[Path], start: int = 0) -> list[FakeAsset]:
 
 
 # --- faults and counters -----------------------------------------------------------------------
+@dataclass
+class FakePerson:
+    """One Immich person; `name` "" is an unnamed one, as Immich lists them."""
+
+    key: str
+    name: str = ""
+    is_hidden: bool = False
+    birth_date: str | None = None
+
+    @property
+    def id(self) -> str:
+        return str(uuid.uuid5(NAMESPACE, "person:" + self.key))
+
+
 @dataclass
 class Faults:
     latency_s: float = 0.0  # every request waits this long first
@@ -210,8 +253,10 @@ class FakeImmich:
         preview_size: int = IMMICH_PREVIEW_SIZE,
         partner_timeline: bool = True,
         faults: Faults | None = None,
+        people: Sequence[FakePerson] = (),
     ) -> None:
         self.assets = {asset.id: asset for asset in assets}
+        self.people = {person.key: person for person in people}
         if len(self.assets) != len(assets):
             raise ValueError("two fake assets share an id")
         self.api_key = api_key
@@ -417,23 +462,66 @@ class FakeImmich:
             }
         return data
 
+    def person_of(self, key: str) -> FakePerson:
+        with self.lock:
+            return self.people.setdefault(key, FakePerson(key))
+
+    def person_json(self, person: FakePerson) -> dict[str, Any]:
+        """PersonResponseDto."""
+        return {
+            "id": person.id,
+            "name": person.name,
+            "birthDate": person.birth_date,
+            "thumbnailPath": f"{UPLOAD_ROOT}/thumbs/{OWNER_ID}/{person.id}.jpeg",
+            "isHidden": person.is_hidden,
+            "isFavorite": False,
+            "updatedAt": _iso(_BASE_TIME),
+        }
+
+    def face_keys(self, asset: FakeAsset) -> list[str | None]:
+        if asset.people is not None:
+            return [*asset.people, *[None] * (len(asset.faces) - len(asset.people))]
+        return [asset.person if i == 0 else None for i in range(len(asset.faces))]
+
+    def people_json(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """GET /people: the owner's people with at least one face, named ones first (as
+        Immich orders them), `withHidden` or not, paged by `page` and `size` (1..1000)."""
+        try:
+            page = int((query.get("page") or ["1"])[0])
+            size = int((query.get("size") or ["500"])[0])
+        except ValueError:
+            return 400, _bad_request("page and size must be integers")
+        if page < 1 or not 1 <= size <= 1000:
+            return 400, _bad_request("size must not be greater than 1000")
+        with_hidden = (query.get("withHidden") or ["false"])[0] == "true"
+        keys = {
+            key
+            for asset in self.assets.values()
+            if asset.owner_id == OWNER_ID
+            for key in self.face_keys(asset)
+            if key
+        }
+        people = sorted(
+            (self.person_of(key) for key in keys),
+            key=lambda p: (p.is_hidden, not p.name, p.name, p.id),
+        )
+        hidden = sum(1 for p in people if p.is_hidden)
+        listed = [p for p in people if with_hidden or not p.is_hidden]
+        start = (page - 1) * size
+        return 200, {
+            "total": len(people),
+            "hidden": hidden,
+            "people": [self.person_json(p) for p in listed[start : start + size]],
+            "hasNextPage": len(listed) > start + size,
+        }
+
     def faces_json(self, asset: FakeAsset) -> list[dict[str, Any]]:
         scale = self.preview_scale(asset)
         width, height = round(asset.width * scale), round(asset.height * scale)
         faces = []
-        for index, box in enumerate(asset.faces):
+        for index, (box, key) in enumerate(zip(asset.faces, self.face_keys(asset), strict=True)):
             x1, y1, x2, y2 = (round(v * scale) for v in box)
-            person = None
-            if index == 0 and asset.person:
-                person = {
-                    "id": str(uuid.uuid5(NAMESPACE, "person:" + asset.person)),
-                    "name": asset.person.replace("_", " "),
-                    "birthDate": None,
-                    "thumbnailPath": f"{UPLOAD_ROOT}/thumbs/{asset.owner_id}/{asset.person}.jpeg",
-                    "isHidden": False,
-                    "isFavorite": False,
-                    "updatedAt": _iso(_BASE_TIME),
-                }
+            person = self.person_json(self.person_of(key)) if key else None
             faces.append(
                 {
                     "id": str(uuid.uuid5(NAMESPACE, f"face:{asset.id}:{index}")),
@@ -546,7 +634,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(401, {"message": message, "error": "Unauthorized", "statusCode": 401})
                 done(401)
                 return
-        if endpoint in ("search", "faces", "original"):
+        if endpoint in ("search", "faces", "people", "original"):
             if faults.error_every and ordinal % faults.error_every == 0:
                 self._json(500, {"message": "Internal server error", "statusCode": 500})
                 done(500)
@@ -579,6 +667,9 @@ class _Handler(BaseHTTPRequestHandler):
         visible = asset is not None and (
             asset.owner_id == OWNER_ID or (fake.partner_timeline and asset.owner_id == PARTNER_ID)
         )
+        if endpoint == "people":
+            status, payload = fake.people_json(parse_qs(urlsplit(self.path).query))
+            return self._json(status, payload)
         if endpoint == "faces":
             if asset is None or asset.owner_id != OWNER_ID:
                 return self._json(
@@ -644,6 +735,8 @@ def _route(method: str, path: str, query: dict[str, list[str]]) -> tuple[str, st
         return "me", None
     if method == "POST" and path == "/api/search/metadata":
         return "search", None
+    if method == "GET" and path == "/api/people":
+        return "people", None
     if method == "GET" and path == "/api/faces":
         return "faces", (query.get("id") or [""])[0]
     segments = path.split("/")

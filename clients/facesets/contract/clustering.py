@@ -369,16 +369,33 @@ class ConsolidateRequest(JobRequest):
 
 
 @dataclass(frozen=True)
+class RouteSeed:
+    """A person curated elsewhere (Immich): `key` its stable id, `name` its name ("" for an
+    unnamed one), `face_ids` the store's faces the user gave it."""
+
+    key: str
+    name: str
+    face_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class RouteRequest(JobRequest):
     store: Path
     facesets_dir: Path
     sha256: Sequence[str] = ()  # empty: every face no faceset holds
     params: RouteParams = field(default_factory=RouteParams)
+    seeds: Sequence[RouteSeed] = ()  # identities to seed (or update) before routing
     proto = clustering_pb2.RouteRequest
     stage = "route"
 
     def to_proto(self) -> clustering_pb2.RouteRequest:
-        return clustering_pb2.RouteRequest(**{**self.proto_fields(), "sha256": sorted(self.sha256)})
+        seeds = [
+            clustering_pb2.RouteSeed(key=s.key, name=s.name, face_ids=list(s.face_ids))
+            for s in self.seeds
+        ]
+        return clustering_pb2.RouteRequest(
+            **{**self.proto_fields(), "sha256": sorted(self.sha256), "seeds": seeds}
+        )
 
     def call(self, stub: Stub) -> JobEvents:
         return stub.Route(self.to_proto())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ CLUSTER_MANIFEST = "manifest.json"
 # --- `facesets refine STORE OUT` ----------------------------------------------------------------
 FACESET_DIR = "faceset_{:03d}"
 REFINE_MANIFEST = "refine_manifest.json"
+NAMED_FACESET_DIR = "faceset_{:03d}_{}"  # a faceset with a person's name: faceset_007_mum
+NAME_SLUG_MAX = 40  # characters of the name kept in folder and .fsz names
 
 # --- `facesets consolidate` ---------------------------------------------------------------------
 MERGED_DIR = "_merged"
@@ -93,6 +97,22 @@ def faceset_name(faceset: str) -> str:
     """A faceset named or numbered by a user ("7" -> faceset_007)."""
     name = faceset.strip()
     return FACESET_DIR.format(int(name)) if name.isdigit() else name
+
+
+def name_slug(name: str) -> str:
+    """A person's name as a file-name part: ASCII letters and digits joined by '-', lower case
+    ("Zoë O'Brien" -> "zoe-o-brien"); "" when nothing of it is left."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:NAME_SLUG_MAX].rstrip("-")
+
+
+def named_faceset_dir(number: int, name: str) -> str:
+    """A faceset's folder (and .fsz prefix): faceset_NNN_<slug> for a named person, plain
+    faceset_NNN when unnamed or when its name leaves no slug. The number stays the identity,
+    the slug follows renames."""
+    slug = name_slug(name)
+    return NAMED_FACESET_DIR.format(number, slug) if slug else FACESET_DIR.format(number)
 
 
 def era_plan_path(export_dir: Path, faceset: str) -> Path:

@@ -347,7 +347,7 @@ class ConsolidateRequest(_message.Message):
     def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "gate", "link_mode", "cannot_link")
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "gate", "link_mode", "cannot_link", "seeds")
     STORE_FIELD_NUMBER: _ClassVar[int]
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,7 @@ class RouteRequest(_message.Message):
     GATE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
     store: str
     facesets_dir: str
     sha256: _containers.RepeatedScalarFieldContainer[str]
@@ -366,7 +367,18 @@ class RouteRequest(_message.Message):
     gate: _common_pb2.QualityGate
     link_mode: LinkMode
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    seeds: _containers.RepeatedCompositeFieldContainer[RouteSeed]
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., seeds: _Optional[_Iterable[_Union[RouteSeed, _Mapping]]] = ...) -> None: ...
+
+class RouteSeed(_message.Message):
+    __slots__ = ("key", "name", "face_ids")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FACE_IDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    name: str
+    face_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., face_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AgeProbeRequest(_message.Message):
     __slots__ = ("store", "export_dir", "faceset", "sub_threshold", "anchor_min_faces", "era_years")

@@ -14,11 +14,13 @@ from facesets.contract import layout
 from facesets.contract.clustering import RouteParams, RouteRequest
 from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.gates import explain_empty
+from facesets.contract.immich import describe
 from facesets.contract.layout import read_json
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import embed_files
 from facesets.orchestrator.flags import add_params_flags, params_from_args
+from facesets.orchestrator.immich_people import PEOPLE_MODES, people_seeds
 from facesets.orchestrator.settings import SETTINGS
 
 
@@ -49,6 +51,7 @@ class ImportRequest:
     out: Path | None = None  # default STAGING_ROOT/USER/export
     route: RouteParams = field(default_factory=RouteParams)
     export: ExportSwapParams = field(default_factory=ExportSwapParams)
+    people: str = "named"  # Immich's people: named | all | none (immich_people.py)
 
     @property
     def user_dir(self) -> Path:
@@ -86,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="export folder with the master manifest (default STAGING_ROOT/USER/export)",
     )
+    parser.add_argument(
+        "--people",
+        choices=PEOPLE_MODES,
+        default="named",
+        help="Immich's people: 'named' seeds a named faceset per named person (default), 'all' "
+        "also groups unnamed people's faces, 'none' ignores them",
+    )
     add_params_flags(parser, RouteParams)
     add_params_flags(parser.add_argument_group("export"), ExportSwapParams, EXPORT_SKIP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -101,6 +111,7 @@ def import_request(args: argparse.Namespace) -> ImportRequest:
         out=args.out,
         route=params_from_args(RouteParams, args),
         export=params_from_args(ExportSwapParams, args, EXPORT_SKIP),
+        people=args.people,
     )
 
 
@@ -113,8 +124,13 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
     print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
     embedded = embed_files(opened, [item["path"] for item in queue], store)
     print("[2/3] match identities", file=sys.stderr, flush=True)
+    people = people_seeds(opened, user_dir, store, request.people)
     route = RouteRequest(
-        store, facesets_dir, sorted({item["sha256"] for item in queue}), request.route
+        store,
+        facesets_dir,
+        sorted({item["sha256"] for item in queue}),
+        request.route,
+        seeds=people.seeds,
     )
     routed = stages.clustering_job(opened, route).as_dict()
     exported: dict[str, Any] = {}
@@ -123,7 +139,14 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
         print("[3/3] export", file=sys.stderr, flush=True)
         export = ExportSwapRequest(store, manifest, out, params=request.export)
         exported = stages.export_swap(opened, export).as_dict()
+        if people.seeds:  # the review report lists the disagreements beside the facesets
+            stages.report(opened, out, show_progress=False)
+    exported_list = (read_json(out / layout.EXPORT_MANIFEST) or {}).get("immich_disagreements")
     return {
+        "people": {"mode": request.people, **people.as_dict()},
+        "immich_disagreements": exported_list
+        if exported and isinstance(exported_list, list)
+        else routed.get("immich_disagreements", []),
         "staged": len(queue),
         "embed": embedded.as_dict(),
         "route": routed,
@@ -149,8 +172,29 @@ def format_summary(result: dict[str, Any]) -> str:
             f"faces left unassigned    {route.get('faces_unassigned', 0)}",
             f"export                   {result['out']}",
             *([explanation] if explanation else []),
+            *people_lines(result),
         ]
     )
+
+
+def people_lines(result: dict[str, Any]) -> list[str]:
+    """Immich's people: the facesets they named and every disagreement, each with its strip."""
+    people = result.get("people") or {}
+    if people.get("mode", "none") == "none":
+        return []
+    route = result["route"]
+    lines = [
+        f"Immich people ({people['mode']})  {len(people.get('people', {}))} seeded "
+        f"({people.get('faces_matched', 0)} faces matched, "
+        f"{people.get('faces_unmatched', 0)} without a detection)",
+        *(f"  renamed  {old} -> {new}" for old, new in route.get("immich_renamed", {}).items()),
+    ]
+    items = result.get("immich_disagreements") or []
+    lines.append(f"disagreements with Immich  {len(items)}")
+    for item in items:
+        strip = item.get("file")
+        lines.append(f"  {describe(item)}" + (f"  [{strip}]" if strip else ""))
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

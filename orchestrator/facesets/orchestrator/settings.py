@@ -17,6 +17,10 @@ class ImmichSettings(BaseModel):
 
     workers: int = 8  # downloads at once
     page_size: int = 250  # assets per search page
+    # An Immich face and a facesets detection of the staged photo are one face from this box
+    # overlap (intersection over union) on: two detectors never draw quite the same box.
+    face_match_iou: float = 0.4
+    people_page_size: int = 500  # people per GET /people page (Immich's default and limit 1000)
     min_face_short: int = 90  # assets whose largest face is smaller are not staged
     # Immich finds faces in a background job after upload: "no face" on an asset uploaded less
     # than this long ago may only mean "not looked at yet", so the next run asks again.

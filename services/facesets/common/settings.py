@@ -186,6 +186,7 @@ REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin (at mo
 REPORT_THIN_FRACTION = 0.25  # ... relative: fewer than this fraction of the median faceset's ...
 REPORT_THIN_MIN_CROPS = 3  # ... and never fewer than this (the report shows the figure used)
 
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """What the inference service needs to start; filled from flags and the environment."""
@@ -247,3 +248,10 @@ __all__ = [
     "STORE_COMMIT_BATCH",
     "STREAM_TIMEOUT_S",
 ]
+
+# --- Immich people (`facesets immich import --people`) -------------------------------------------
+# Two named people whose centroids lie this close are one person named twice (refine's merge
+# threshold: clusters this close are one identity).
+IMMICH_NAMED_TWICE_DISTANCE = 0.40
+IMMICH_REFERENCE_FACES = 3  # faces of a person's core shown beside a face that disagrees
+IMMICH_CORE_ROUNDS = 5  # re-centring rounds that find the core of a person Immich may have merged

@@ -88,6 +88,7 @@ class FacesetSpec:
     group: str = ""
     label: str = ""
     flags: tuple[str, ...] = ()  # shown by the review report (e.g. "mixed-people")
+    person: tuple[str, str] = ("", "")  # (Immich person id, name) of a seeded faceset
 
     @property
     def dirname(self) -> str:
@@ -135,6 +136,12 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
     flags = entry.get("flags") or []
     if not isinstance(flags, list) or not all(isinstance(f, str) and f for f in flags):
         raise ExportInputError(f"faceset {name!r}: flags must be a list of words")
+    seeded = entry.get("immich_person")
+    person = (
+        (str(seeded.get("id") or ""), str(seeded.get("name") or ""))
+        if isinstance(seeded, Mapping)
+        else ("", "")
+    )
     folder = str(entry.get("dir") or "")
     if folder and not all(_SAFE_FILE.fullmatch(part) for part in folder.split("/")):
         raise ExportInputError(f"faceset {name!r}: dir must be a plain relative folder")
@@ -148,6 +155,7 @@ def _spec(entry: Mapping[str, Any], key: str | None) -> FacesetSpec:
         group=str(entry.get("group") or ""),
         label=str(label),
         flags=tuple(flags),
+        person=person,
     )
 
 

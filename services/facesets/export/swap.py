@@ -30,6 +30,7 @@ from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
 from facesets.contract.export import ExportSwapParams
+from facesets.export import disagreements as immich
 from facesets.export.crops import (
     CheckedCrop,
     CountFaces,
@@ -96,6 +97,7 @@ class SetTarget:
     group: str = ""
     label: str = ""
     flags: tuple[str, ...] = ()  # carried into its manifest entry, for the review report
+    person: tuple[str, str] = ("", "")  # (Immich person id, name): manifests' `name`
 
     @property
     def bundle(self) -> str:
@@ -118,9 +120,17 @@ class SetTarget:
                 spec.group,
                 spec.label,
                 spec.flags,
+                spec.person,
             )
         plain = cls.faceset(spec.number)
-        return cls(plain.name, plain.dir, markers=spec.markers, label=spec.label, flags=spec.flags)
+        return cls(
+            plain.name,
+            plain.dir,
+            markers=spec.markers,
+            label=spec.label,
+            flags=spec.flags,
+            person=spec.person,
+        )
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -643,6 +653,9 @@ def _write_set(
         "dropped": sorted(dropped, key=lambda d: (d["reason"], d["face_id"])),
         "files": files,
     }
+    person_id, person_name = target.person
+    if person_id:  # a faceset seeded from a person the user named (or grouped) in Immich
+        manifest.update(name=person_name, immich_person_id=person_id)
     _remove_stale(out, set_dir, previous.get("files", []), set(files))
     Beneath(out).write_json(_rel(out, manifest_path), manifest)
 
@@ -666,6 +679,8 @@ def _write_set(
         entry["markers"] = [_rel(out, set_dir / marker) for marker, _ in target.markers]
     if target.flags:
         entry["flags"] = list(target.flags)
+    if person_id:  # `person`, not `name`: readers take an entry's `name` for its key
+        entry.update(person=person_name, immich_person_id=person_id)
     log.info("export.faceset", faceset=name, kept=len(crops), dropped=dict(reasons))
     kept_rows = [item.checked.face.row for item in ranked]
     return _SetResult(
@@ -733,7 +748,8 @@ def _merge_entries(
     """The top-level manifest with this run's entries in their partitions.
 
     An entry of a group this run exported that it no longer lists (or lists under another
-    partition or folder) leaves its partition, and its old folder is removed.
+    partition or folder) leaves its partition, and its old folder is removed; so does a faceset
+    whose number this run exported under another name.
     """
     merged: dict[str, Any] = dict(top_manifest)
     groups = {r.target.group for r in results if r.target.group}
@@ -747,6 +763,15 @@ def _merge_entries(
                 continue
             if (key, name) in current and current[(key, name)] == entry.get("dir"):
                 continue
+            if entry.get("dir") not in dirs:
+                _retire(out, entry)
+            del section[name]
+    # A faceset number exported under a new name (a person renamed): its old entry retires.
+    renamed = {r.number: r.target.name for r in results if r.target.partition == PARTITION_FACESETS}
+    section = merged.get(PARTITION_FACESETS)
+    for name, entry in list(section.items() if isinstance(section, dict) else ()):
+        number = entry.get("number") if isinstance(entry, dict) else None
+        if number in renamed and renamed[number] != name and isinstance(section, dict):
             if entry.get("dir") not in dirs:
                 _retire(out, entry)
             del section[name]
@@ -885,6 +910,8 @@ def export_swap(
     gates: Mapping[str, Any] | None = None,
     lookalikes: Sequence[Mapping[str, Any]] | None = None,
     targets: Mapping[int, SetTarget] | None = None,
+    disagreements: Sequence[Mapping[str, Any]] | None = None,
+    disagreement_rows: Mapping[int, FaceRow] | None = None,
 ) -> dict[str, Any]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
@@ -941,6 +968,15 @@ def export_swap(
         merged["gates"] = dict(gates)
     if lookalikes is not None:
         merged["lookalikes"] = _lookalike_section(lookalikes, merged["facesets"])
+    if disagreements is not None or top_manifest.get(immich.DISAGREEMENTS_KEY):
+        merged[immich.DISAGREEMENTS_KEY] = immich.write_section(
+            out,
+            disagreements or [],
+            disagreement_rows or {},
+            load_image,
+            top_manifest.get(immich.DISAGREEMENTS_KEY),
+            pad_ratio,
+        )
     candidate_section: dict[str, Any] | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}
@@ -981,6 +1017,11 @@ def export_swap(
         "candidates": len(candidate_section["items"]) if candidate_section else 0,
         "fsz": [str(out / rel) for r in results for rel in r.fsz],
         "gates": merged.get("gates", {}),
+        **(
+            {immich.DISAGREEMENTS_KEY: len(merged[immich.DISAGREEMENTS_KEY])}
+            if immich.DISAGREEMENTS_KEY in merged
+            else {}
+        ),
     }
     log.info(
         "export.done", facesets=summary["facesets"], kept=summary["kept"], skipped=len(skipped)

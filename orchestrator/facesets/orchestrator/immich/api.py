@@ -1,13 +1,12 @@
 """A typed client for the few Immich endpoints the stager uses.
 
 Contract: @immich/sdk 2.7.5 (`pingServer` GET /server/ping, `getMyUser` GET /users/me,
-`searchAssets` POST /search/metadata, `getFaces` GET /faces?id=, `downloadAsset`
-GET /assets/{id}/original), all under the server's `/api` prefix, authenticated with the
-`x-api-key` header. Transient failures (5xx, connection errors, timeouts, cut downloads) are
-retried with exponential backoff; 429/503 Retry-After is honoured; a circuit breaker stops
-every caller once the server looks down. The API key is held in request headers only: it is
-never part of a repr, a log event or an error message.
-"""
+`searchAssets` POST /search/metadata, `getFaces` GET /faces?id=, `getAllPeople` GET /people,
+`downloadAsset` GET /assets/{id}/original), all under the server's `/api` prefix, authenticated
+with the `x-api-key` header. Transient failures (5xx, connection errors, timeouts, cut
+downloads) are retried with exponential backoff; 429/503 Retry-After is honoured; a circuit
+breaker stops every caller once the server looks down. The API key is held in request headers
+only: it is never part of a repr, a log event or an error message."""
 
 from __future__ import annotations
 
@@ -184,6 +183,66 @@ class Face:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ImmichProtocolError(f"malformed face: {exc!r}") from None
+
+    def as_json(self) -> dict[str, Any]:
+        """The face as state.json keeps it: its person and its box in imageWidth x imageHeight."""
+        return {
+            "id": self.id,
+            "person_id": self.person_id,
+            "box": [self.x1, self.y1, self.x2, self.y2],
+            "image_width": self.image_width,
+            "image_height": self.image_height,
+        }
+
+    @classmethod
+    def from_state(cls, data: Any) -> Face:
+        try:
+            x1, y1, x2, y2 = (float(v) for v in data["box"])
+            return cls(
+                id=str(data["id"]),
+                x1=x1,
+                y1=y1,
+                x2=x2,
+                y2=y2,
+                image_width=int(data["image_width"]),
+                image_height=int(data["image_height"]),
+                person_id=data.get("person_id") or None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ImmichProtocolError(f"malformed face: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class Person:
+    """PersonResponseDto, the part the import needs (an unnamed person's name is "")."""
+
+    id: str
+    name: str
+    is_hidden: bool
+    birth_date: str | None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Person:
+        try:
+            return cls(
+                id=str(data["id"]),
+                name=str(data.get("name") or "").strip(),
+                is_hidden=bool(data.get("isHidden")),
+                birth_date=data.get("birthDate") or None,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ImmichProtocolError(f"malformed person: {exc!r}") from None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "is_hidden": self.is_hidden, "birth_date": self.birth_date}
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    """PeopleResponseDto: `hasNextPage` (Immich >= 1.110) tells whether to ask for more."""
+
+    people: list[Person]
+    has_next_page: bool
 
 
 @dataclass(frozen=True)
@@ -384,6 +443,17 @@ class ImmichClient:
             raise ImmichProtocolError(f"faces of {asset_id}: expected a list")
         return [Face.from_json(item) for item in data]
 
+    def people_page(self, page: int, size: int) -> PeoplePage:
+        """One page of the user's people, hidden ones included (they are told apart)."""
+        params = {"withHidden": "true", "page": page, "size": size}
+        data = self._json("GET", "/people", params=params, what=f"people page {page}")
+        try:
+            people = [Person.from_json(item) for item in data["people"]]
+            more = bool(data.get("hasNextPage"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ImmichProtocolError(f"malformed people response: {exc!r}") from None
+        return PeoplePage(people=people, has_next_page=more)
+
     def download_original(self, asset_id: str, sink: BinaryIO) -> Download:
         """Stream the original into `sink` (rewound and truncated on each attempt), hashing as it
         goes. A body shorter or longer than its Content-Length is a transient failure."""
@@ -490,7 +560,7 @@ class ImmichClient:
                 "the API key is wrong or revoked"
                 if status == 401
                 else "the API key lacks a permission (needs user.read, asset.read, face.read, "
-                "asset.download)"
+                "person.read, asset.download)"
             )
             raise ImmichAuthError(
                 f"Immich refused the request ({status} {message}): {hint}", status

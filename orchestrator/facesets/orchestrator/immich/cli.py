@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SETTINGS.immich.page_size,
         help="assets asked for per search request (default: %(default)s)",
     )
+    parser.add_argument(
+        "--refresh-faces",
+        action="store_true",
+        help="read the faces of staged photos again (after people were merged or faces "
+        "reassigned in Immich; names are read on every run)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_service_arguments(parser, "clustering")  # used with --store only
 
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         excludes=tuple(args.exclude),
         page_size=args.page_size,
         progress=not args.no_progress,
+        refresh_faces=args.refresh_faces,
     )
     try:
         with services(args, [args.store]) as opened:

@@ -43,6 +43,7 @@ class StageConfig:
     timeout_s: float = SETTINGS.immich.timeout_s
     state_save_interval_s: float = SETTINGS.immich.state_save_s
     progress: bool = True
+    refresh_faces: bool = False  # read the faces (and their people) of staged assets again
 
     @property
     def user_dir(self) -> Path:
@@ -65,6 +66,7 @@ class StageSummary:
     excluded: int = 0
     partner: int = 0
     errors: int = 0
+    people: int = 0  # Immich people read (named or not, hidden included)
     elapsed_s: float = 0.0
     min_face_short: float = 0.0
     outage: bool = False
@@ -103,6 +105,7 @@ class StageSummary:
             ("skipped: excluded", self.excluded),
             ("skipped: a partner's assets", self.partner),
             ("errors", self.errors),
+            ("people in Immich", self.people),
         ]
         lines = [
             f"Immich staging for '{self.user}' ({self.server}): {self.seen} assets seen in "

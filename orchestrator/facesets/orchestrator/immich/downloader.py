@@ -8,6 +8,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,6 +18,7 @@ import structlog
 from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.immich.api import (
     Asset,
+    Face,
     ImmichAuthError,
     ImmichCancelled,
     ImmichClient,
@@ -52,6 +54,7 @@ from facesets.orchestrator.immich.state import (
     STAGED,
     StateBook,
     is_done,
+    lacks_faces,
 )
 from facesets.orchestrator.settings import SETTINGS
 
@@ -102,6 +105,7 @@ class Stager:
         self.by_sha: dict[str, str] = {}
         self.by_checksum: dict[str, str] = {}
         self.paths: dict[str, str] = {}
+        self.faces_only: set[str] = set()  # staged assets whose faces this run reads again
         self.owner_id: str | None = None
         self.labels: tuple[str, ...] = ()
         self.progress: Any = None  # a tqdm bar, or plain lines where stderr is no terminal
@@ -135,6 +139,7 @@ class Stager:
         try:
             self._check_store()
             self._identify_user()
+            self._read_people()
             for thread in workers:
                 thread.start()
             self._list(work)
@@ -196,6 +201,27 @@ class Stager:
         self.owner_id = me.id
         self.labels = tuple(label for label in (me.storage_label, me.id) if label)
 
+    def _read_people(self) -> None:
+        """Every person of the user (names, hidden flags), page by page; a key without
+        person.read stages as before, without names."""
+        people: dict[str, dict[str, Any]] = {}
+        page = 1
+        try:
+            while not self.cancel.is_set():
+                result = self.client.people_page(page, SETTINGS.immich.people_page_size)
+                people.update({person.id: person.as_json() for person in result.people})
+                if not result.has_next_page or not result.people:
+                    break
+                page += 1
+        except ImmichAuthError as exc:
+            if exc.status != 403:
+                raise
+            log.warning("immich.stage.no_person_read", note="people and names are not read")
+            return
+        with self.book.lock:
+            self.book.people = people
+        self.summary.people = len(people)
+
     def _finish_workers(
         self, work: queue.Queue[Asset | None], workers: list[threading.Thread]
     ) -> None:
@@ -253,6 +279,10 @@ class Stager:
                     self._finish(asset, SKIPPED, PARTNER)
                 elif is_excluded(relative, asset.original_path, self.globs):
                     self._finish(asset, SKIPPED, EXCLUDED)
+                elif self._faces_only(self.book.get(asset.id)):
+                    with self.lock:
+                        self.faces_only.add(asset.id)
+                    self._submit(work, asset)
                 elif is_done(self.book.get(asset.id), self.config.min_face_short):
                     with self.lock:
                         self.summary.already_done += 1
@@ -262,6 +292,13 @@ class Stager:
             page = result.next_page
         if self.cancel.is_set() and self.client.outage.is_set():
             self.client.breaker.check()
+
+    def _faces_only(self, record: dict[str, Any] | None) -> bool:
+        """A staged asset whose faces are read again, without a download: one staged before
+        faces were kept, or every staged one with --refresh-faces (people merged in Immich)."""
+        if record is None or lacks_faces(record):
+            return record is not None
+        return self.config.refresh_faces and record.get("status") == STAGED
 
     def _submit(self, work: queue.Queue[Asset | None], asset: Asset) -> None:
         while True:
@@ -303,6 +340,15 @@ class Stager:
                 self._finish(asset, SKIPPED, DUPLICATE, duplicate_of=first, matched="checksum")
                 return
         faces = self.client.faces(asset.id)
+        earlier = self.book.get(asset.id)
+        with self.lock:
+            faces_only = asset.id in self.faces_only
+        if faces_only and earlier is not None:
+            self.book.put(asset.id, {**earlier, "faces": [face.as_json() for face in faces]})
+            with self.lock:
+                self.summary.already_done += 1
+            self._tick()
+            return
         if not faces:
             # A recent upload may not have been through Immich's face detection yet.
             age = (
@@ -333,7 +379,7 @@ class Stager:
                 if biggest is not None and biggest < cfg.min_face_short:
                     self._small(asset, biggest, size_source)
                     return
-            self._place(asset, tmp, download.sha256, download.size, biggest, size_source)
+            self._place(asset, tmp, download.sha256, download.size, biggest, size_source, faces)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -345,6 +391,7 @@ class Stager:
         size: int,
         biggest: float | None,
         size_source: str,
+        faces: Sequence[Face],
     ) -> None:
         with self.lock:
             first = self.by_sha.setdefault(sha256, asset.id)
@@ -379,6 +426,7 @@ class Stager:
             size=size,
             face_short=None if biggest is None else round(biggest, 1),
             size_source=size_source,
+            faces=[face.as_json() for face in faces],
         )
 
     def _claim_path(self, relative: PurePosixPath, asset_id: str) -> PurePosixPath:

@@ -36,6 +36,8 @@ class StateBook:
         self.interval_s = interval_s
         self.lock = threading.RLock()
         self.records: dict[str, dict[str, Any]] = {}
+        # Immich's people (id -> name, is_hidden, birth_date), read anew by every run.
+        self.people: dict[str, dict[str, Any]] = {}
         self._saved_at = time.monotonic()
         self._gap = interval_s
 
@@ -48,6 +50,8 @@ class StateBook:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"{self.state_path} has state version {data.get('version')!r}")
         self.records = data["assets"]
+        people = data.get("people")
+        self.people = people if isinstance(people, dict) else {}
 
     def get(self, asset_id: str) -> dict[str, Any] | None:
         with self.lock:
@@ -68,6 +72,7 @@ class StateBook:
                     "version": STATE_VERSION,
                     "user": self.user,
                     "server": self.server,
+                    "people": self.people,
                     "assets": self.records,
                 },
             )
@@ -98,6 +103,12 @@ class StateBook:
             # A big library makes each save slow: space saves so they stay a small share.
             self._gap = max(self.interval_s, 10 * (now - started))
             self._saved_at = now
+
+
+def lacks_faces(record: dict[str, Any] | None) -> bool:
+    """A staged asset recorded before faces (with their people) were kept: its faces are read
+    again, the photo is not downloaded again."""
+    return record is not None and record.get("status") == STAGED and "faces" not in record
 
 
 def is_done(record: dict[str, Any] | None, min_face_short: float) -> bool:

@@ -38,6 +38,7 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
 from facesets.clustering.jobs.raw import cannot_link_json
+from facesets.clustering.jobs.seeds import Seed, apply_seeds
 from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
@@ -55,8 +56,10 @@ def route(
     sha256: Sequence[str] = (),
     progress: ProgressFn | None = None,
     roots: Roots | None = None,
+    seeds: Sequence[Seed] = (),
 ) -> JobOutcome:
-    """Route faces of `sha256` (every unheld face when empty) into FACESETS_DIR (see above)."""
+    """Route faces of `sha256` (every unheld face when empty) into FACESETS_DIR (see above);
+    `seeds` (people curated in Immich) seed or update their facesets first (seeds.py)."""
     p = params or RouteParams()
     link_mode = p.link_mode.value
     facesets_dir = Path(facesets_dir)
@@ -67,6 +70,9 @@ def route(
     facesets: list[dict[str, Any]] = list(manifest.get("facesets", []))
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
+    seeding = apply_seeds(facesets, seeds, table, rows, p) if seeds else None
+    if seeding is not None:
+        facesets = seeding.facesets
 
     held = {int(f) for entry in facesets for f in entry["face_ids"]}
     wanted_photos = set(sha256)
@@ -156,9 +162,14 @@ def route(
     }
     # The last route's count; a re-run prevents the same merges, so the manifest stays as is.
     payload["route_cannot_link"] = cannot_link_json(p.cannot_link, prevented)
-    if matched or new_entries or "gates" not in manifest:  # a re-run leaves the manifest as is
+    if seeding is not None:
+        payload["immich_disagreements"] = seeding.disagreements
+    else:
+        payload.pop("immich_disagreements", None)
+    seeded = seeding is not None and bool(seeding.seeded or seeding.renamed)
+    if matched or new_entries or seeded or "gates" not in manifest:  # a re-run: as it is
         payload["gates"] = gates
-    if matched or new_entries:
+    if matched or new_entries or seeded:
         payload["routes"] = [
             *manifest.get("routes", []),
             {
@@ -167,6 +178,11 @@ def route(
                 "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
                 "new": [entry["name"] for entry in new_entries],
                 "cannot_link": cannot_link_json(p.cannot_link, prevented),
+                **(
+                    {"seeded": seeding.seeded, "renamed": seeding.renamed}
+                    if seeding is not None
+                    else {}
+                ),
             },
         ]
     sync = sync_outputs(
@@ -188,6 +204,16 @@ def route(
         "merges_prevented": prevented,
         "facesets": len(facesets),
         "gates": gates,
+        **(
+            {
+                "immich_seeded": {k: len(v) for k, v in seeding.seeded.items()},
+                "immich_new": seeding.new,
+                "immich_renamed": seeding.renamed,
+                "immich_disagreements": seeding.disagreements,
+            }
+            if seeding is not None
+            else {}
+        ),
         **sync.summary(),
     }
     log.info("route done", **{k: v for k, v in summary.items() if isinstance(v, int)})
@@ -212,4 +238,5 @@ class Route(ClusteringJob[Request, RouteParams]):
             sha256=list(ctx.request.sha256),
             progress=ctx.progress,
             roots=ctx.roots,
+            seeds=[Seed(s.key, s.name.strip(), tuple(s.face_ids)) for s in ctx.request.seeds],
         )

@@ -13,6 +13,8 @@ from facesets.contract.export import ExportSwapParams
 from facesets.contract.layout import read_json
 from facesets.export import swap
 from facesets.export.crops import load_image_oriented
+from facesets.export.disagreements import face_ids as disagreement_face_ids
+from facesets.export.disagreements import read_refine_disagreements
 from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
 from facesets.export.records import (
     FaceRow,
@@ -95,7 +97,11 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
         # A symbolic link inside OUT is refused before any face is read (swap checks again).
         Beneath(out).refuse_links()
         specs = read_refine_manifest(refine_manifest)
-        wanted = sorted({face_id for spec in specs for face_id in spec.face_ids})
+        disagreements = read_refine_disagreements(refine_manifest)
+        wanted = sorted(
+            {face_id for spec in specs for face_id in spec.face_ids}
+            | set(disagreement_face_ids(disagreements or []))
+        )
         candidate_ids = singleton_face_ids(raw_manifest) if raw_manifest else []
         progress("read faces", 0, len(wanted) + len(candidate_ids))
         rows = {
@@ -123,4 +129,6 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
             gates=read_refine_gates(refine_manifest),
             lookalikes=read_refine_lookalikes(refine_manifest),
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
+            disagreements=disagreements,
+            disagreement_rows=rows,
         )

@@ -144,6 +144,7 @@ class ReportModel:
     explanation: Any
     gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.contract.gates)
     thin_below: int = settings.REPORT_THIN_CROPS  # the "thin" flag: fewer kept crops than this
+    immich: list[dict[str, Any]] | None = None  # disagreements with the user's Immich people
 
     def entries(self) -> Iterator[Entry]:
         for partition in self.partitions:
@@ -466,6 +467,9 @@ def read_model(out: Path) -> ReportModel:
         explanation,
         gates if isinstance(gates, Mapping) else None,
     )
+    immich = top.get("immich_disagreements")
+    if isinstance(immich, list):
+        model.immich = [dict(item) for item in immich if isinstance(item, Mapping)]
     plain = [e.kept for p in partitions if p.key == "facesets" for e in p.entries]
     model.thin_below = thin_threshold(plain or [e.kept for e in model.entries()])
     for entry in model.entries():

@@ -11,6 +11,7 @@ from facesets.common import settings
 from facesets.contract import gates as gate_text
 from facesets.contract import layout
 from facesets.export.report import faceset_page as pages
+from facesets.export.report import immich_section
 from facesets.export.report.assets import FILTER_SCRIPT
 from facesets.export.report.markup import Links, e, figure, flag_badges, page
 from facesets.export.report.model import FLAGS, Entry, ReportModel
@@ -189,6 +190,8 @@ def overview(model: ReportModel, thumbs: dict[str, str]) -> str:
             if len(pairs) <= inline
             else _more("lookalikes", len(pairs), "look-alike pairs", pages.LOOKALIKES_PAGE)
         )
+    if model.immich is not None:
+        body += "<h2>Immich disagreements</h2>" + immich_section.section(links, model.immich)
     if model.candidates is not None:
         items = model.candidates
         body += "<h2>Candidates</h2>" + (
