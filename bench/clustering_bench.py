@@ -192,6 +192,73 @@ def synthetic_faces(
     return emb[perm], labels[perm]
 
 
+def synthetic_siblings(
+    n: int,
+    dim: int = 512,
+    *,
+    seed: int = 0,
+    large_fraction: float = 0.20,
+    large_faces: int = 10_000,
+    singleton_fraction: float = 0.40,
+    sibling_mean: float = 8.0,
+    shared: tuple[float, float] = (0.6, 0.8),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(unit embeddings float32, identity labels) of another shape than `synthetic_faces`.
+
+    A few large identities hold `large_fraction` of the faces (about `large_faces` each, at
+    least four of them: thousands of faces at a million); most other identities come as pairs
+    of siblings whose centres share a weight in `shared` of one direction (centre similarity
+    0.36 to 0.64: many of their faces lie within the threshold of the sibling's, their
+    averages do not), with geometric sizes of mean `sibling_mean`; `singleton_fraction` of the
+    faces are single faces of people seen once. No common direction of poor faces, so the
+    large components are the large identities themselves rather than chains.
+    """
+    rng = np.random.default_rng(seed)
+    n_single = int(n * singleton_fraction)
+    n_large = int(n * large_fraction)
+    n_large_ids = max(4, round(n_large / large_faces))
+    large_sizes = np.full(n_large_ids, n_large // n_large_ids)
+    large_sizes[: n_large - int(large_sizes.sum())] += 1
+    sizes: list[int] = [int(s) for s in large_sizes]
+    left = n - n_single - n_large
+    sibling_of: list[int] = list(range(n_large_ids))  # a large identity is its own family
+    family = n_large_ids
+    while left > 0:
+        for _ in range(2):  # two siblings of one family
+            size = min(left, int(rng.geometric(1.0 / sibling_mean)) + 1)
+            if size <= 0:
+                break
+            sizes.append(size)
+            sibling_of.append(family)
+            left -= size
+        family += 1
+    k = len(sizes)
+    fam = np.asarray(sibling_of)
+    base = rng.standard_normal((k, dim)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    common = rng.standard_normal((family, dim)).astype(np.float32)
+    common /= np.linalg.norm(common, axis=1, keepdims=True)
+    weight = rng.uniform(*shared, k).astype(np.float32)
+    weight[:n_large_ids] = 0.0  # large identities share nothing
+    centres = base * np.sqrt(1 - weight**2)[:, None] + common[fam] * weight[:, None]
+    ident = np.repeat(np.arange(k), sizes)
+    sigma = rng.uniform(0.6, 1.0, ident.size).astype(np.float32)
+    emb = np.empty((n, dim), np.float32)
+    for s in range(0, ident.size, 8192):
+        sl = slice(s, min(ident.size, s + 8192))
+        noise = rng.standard_normal((sl.stop - sl.start, dim)).astype(np.float32)
+        noise *= (sigma[sl] / np.sqrt(dim))[:, None]
+        emb[sl] = centres[ident[sl]] + noise
+    emb[ident.size :] = rng.standard_normal((n - ident.size, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = np.concatenate([ident, k + np.arange(n - ident.size)])
+    perm = rng.permutation(n)
+    return emb[perm], labels[perm]
+
+
+GENERATORS = {"library": synthetic_faces, "siblings": synthetic_siblings}
+
+
 # --- measured runs, each in a fresh process --------------------------------------------------
 
 THRESHOLD = 0.55
