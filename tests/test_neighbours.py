@@ -134,6 +134,12 @@ def test_recall_counts_the_neighbours_an_index_misses() -> None:
     missed = sum(1 for t in truth if t.size)
     partial, _ = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
     assert partial == pytest.approx((wanted - missed) / wanted)
+    # the graph still holds a dropped pair where the neighbour's own list (from its second
+    # slot on) holds the face
+    back = sum(1 for q, t in enumerate(truth) if t.size and q in truth[t[0]][1:].tolist())
+    listed, graph, _ = neighbours.measure_recalls(emb, ids, sims, k, min_sim, n, seed=0)
+    assert listed == partial
+    assert back > 0 and graph == pytest.approx((wanted - missed + back) / wanted)
 
 
 def centroid_case() -> tuple[np.ndarray, np.ndarray]:

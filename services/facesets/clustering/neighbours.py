@@ -103,6 +103,7 @@ class SearchReport:
     dense_nprobe: int | None = None
     dense_faces: int = 0  # faces searched again with dense_nprobe (their k nearest all within)
     recall: float | None = None  # None: exact search (recall 1 by construction)
+    graph_recall: float | None = None  # the same neighbours, found from either end
     recall_queries: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     # Faces whose k nearest all lie within the distance: they may have more neighbours than the
@@ -117,6 +118,8 @@ class SearchReport:
             out.update(dense_nprobe=self.dense_nprobe, dense_faces=self.dense_faces)
             out["completed_merges"] = self.completed
             out["recall"] = None if self.recall is None else round(self.recall, 6)
+            graph = self.graph_recall
+            out["graph_recall"] = None if graph is None else round(graph, 6)
             out["recall_queries"] = self.recall_queries
         else:
             out["recall"] = 1.0
@@ -317,18 +320,43 @@ def measure_recall(
 
     None when no sampled query has a neighbour within the distance (nothing to miss).
     """
+    recall, _, measured = measure_recalls(x, ids, sims, k, min_sim, queries, seed)
+    return recall, measured
+
+
+def measure_recalls(
+    x: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    k: int,
+    min_sim: float,
+    queries: int,
+    seed: int,
+) -> tuple[float | None, float | None, int]:
+    """(list recall, graph recall, queries measured) on a random sample of the faces.
+
+    List recall: the share of each sampled face's exact k nearest within min_sim that its own
+    list returned. Graph recall: the share that the graph holds as pairs, found from either
+    end (the sampled face's list or the neighbour's), which is what the linkage sees.
+    """
     n = x.shape[0]
     if queries == 0 or n < 2:
-        return None, 0
+        return None, None, 0
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(n, min(n, queries), replace=False))
     truth = exact_knn_within(x, sample, k, min_sim)
-    wanted = found = 0
+    wanted = found = joined = 0
     for r, q in enumerate(sample):
         got = ids[q][(sims[q] >= min_sim) & (ids[q] != q)]
         wanted += truth[r].size
-        found += np.intersect1d(truth[r], got).size
-    return (found / wanted if wanted else None), int(sample.size)
+        mine = np.isin(truth[r], got)
+        found += int(mine.sum())
+        theirs = truth[r][~mine]  # missed from q's end: did the neighbour find q?
+        back = (ids[theirs] == q) & (sims[theirs] >= min_sim)
+        joined += int(mine.sum()) + int(back.any(axis=1).sum())
+    if not wanted:
+        return None, None, int(sample.size)
+    return found / wanted, joined / wanted, int(sample.size)
 
 
 def ivf_knn_edges(
@@ -385,7 +413,7 @@ def ivf_knn_edges(
     report.dense_faces = int(dense.size) if second else 0
     report.truncated = sims[:, k - 1] >= min_sim
     searched = time.perf_counter()
-    recall, measured = measure_recall(
+    recall, graph_recall, measured = measure_recalls(
         x, ids, sims, k - 1, min_sim, params.recall_queries, params.seed
     )
     measured_at = time.perf_counter()
@@ -395,6 +423,7 @@ def ivf_knn_edges(
     report.nprobe = nprobe
     report.pairs = int(edges[0].size)
     report.recall, report.recall_queries = recall, measured
+    report.graph_recall = graph_recall
     report.seconds = {
         "index": built - started,
         "search": searched - built,
@@ -411,6 +440,7 @@ def ivf_knn_edges(
         dense_nprobe=dense_nprobe,
         pairs=report.pairs,
         recall=recall,
+        graph_recall=graph_recall,
         **{f"{key}_s": round(v, 2) for key, v in report.seconds.items()},
     )
     return edges, report
