@@ -20,8 +20,14 @@ identities), more than memory holds; the k nearest of each face, joined from bot
 the graph connected where the full graph is, and average linkage computes each cluster pair's
 distance exactly from sum vectors wherever a pair is missing.
 
+A face whose `k` nearest all lie within the distance (its list is truncated: a large identity
+spread over many lists) is searched again over `dense_nprobe` lists; the report keeps which
+faces stay truncated, so that the linkage can complete the pairs of their clusters that the
+graph lacks (`linkage._complete_truncated`).
+
 The search's recall is measured on a random sample of queries: the share of each one's `k`
-nearest faces within the distance (by exact brute force) that the search returned.
+nearest faces within the distance (by exact brute force) that the search returned (list
+recall), and the share the graph holds as pairs found from either end (graph recall).
 """
 
 from __future__ import annotations
