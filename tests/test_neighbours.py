@@ -93,7 +93,10 @@ def test_ivf_self_join_finds_the_ivf_index_search_and_all_lists_the_exact_neares
     index.nprobe = 8
     want_sims, want_ids = index.search(emb, k + 1)
     probes = neighbours._probes(index.quantizer, emb, 8, batch=1000)
-    sims, ids = neighbours._self_join_knn(emb, probes, nlist, k + 1, min_sim, None)
+    everyone = np.arange(n)
+    sims, ids = neighbours._self_join_knn(
+        emb, probes[:, 0], nlist, everyone, probes, k + 1, min_sim, None
+    )
     assert sims.shape == ids.shape == (n, k + 1)
     # the same candidates as faiss's IVFFlat search with the same lists and probes
     same = [
@@ -103,7 +106,9 @@ def test_ivf_self_join_finds_the_ivf_index_search_and_all_lists_the_exact_neares
     assert (ids[sims < min_sim] == -1).all()  # slots past the distance stay empty
     # probing every list is the exact k-nearest search within the distance
     every = neighbours._probes(index.quantizer, emb, nlist, batch=1000)
-    sims, ids = neighbours._self_join_knn(emb, every, nlist, k + 1, min_sim, None)
+    sims, ids = neighbours._self_join_knn(
+        emb, probes[:, 0], nlist, everyone, every, k + 1, min_sim, None
+    )
     truth = neighbours.exact_knn_within(emb, np.arange(n), k, min_sim)
     assert all(_within(sims, ids, q, min_sim) == set(truth[q].tolist()) for q in range(n))
     recall, measured = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
@@ -129,6 +134,12 @@ def test_recall_counts_the_neighbours_an_index_misses() -> None:
     missed = sum(1 for t in truth if t.size)
     partial, _ = neighbours.measure_recall(emb, ids, sims, k, min_sim, n, seed=0)
     assert partial == pytest.approx((wanted - missed) / wanted)
+    # the graph still holds a dropped pair where the neighbour's own list (from its second
+    # slot on) holds the face
+    back = sum(1 for q, t in enumerate(truth) if t.size and q in truth[t[0]][1:].tolist())
+    listed, graph, _ = neighbours.measure_recalls(emb, ids, sims, k, min_sim, n, seed=0)
+    assert listed == partial
+    assert back > 0 and graph == pytest.approx((wanted - missed + back) / wanted)
 
 
 def centroid_case() -> tuple[np.ndarray, np.ndarray]:
@@ -183,3 +194,67 @@ def test_cluster_manifest_records_the_index_and_its_recall(
     assert ivf["search"]["recall"] == 1.0  # every list probed: the search is exhaustive
     assert ivf["search"]["recall_queries"] == len(ivf["faces"])
     assert [p["face_ids"] for p in ivf["persons"]] == [p["face_ids"] for p in exact["persons"]]
+
+
+def large_identity(
+    faces: int, blurred: int, loose: int, dim: int = 64, seed: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """(unit float32 embeddings, blurred mask): one identity of `faces` faces, `blurred` of them
+    pulled along one common direction (they find each other first), and loose faces."""
+    rng = np.random.default_rng(seed)
+    centre = rng.standard_normal(dim)
+    centre /= np.linalg.norm(centre)
+    pull = rng.standard_normal(dim)
+    pull /= np.linalg.norm(pull)
+    sigma = rng.uniform(0.5, 0.8, faces)[:, None]
+    emb = centre + sigma * rng.standard_normal((faces, dim)) / np.sqrt(dim)
+    emb[:blurred] += pull
+    emb = np.vstack([emb, rng.standard_normal((loose, dim))])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    mask = np.zeros(emb.shape[0], bool)
+    mask[:blurred] = True
+    return emb.astype(np.float32), mask
+
+
+def test_dense_faces_searched_again_over_more_lists_reach_the_exact_nearest() -> None:
+    emb, _ = large_identity(2000, 0, 0)  # one identity over all the lists: every face dense
+    k, min_sim = 16, float(np.float32(0.45))
+    few = SearchParams(backend="ivf", nlist=32, nprobe=2, dense_nprobe=2, k=k, recall_queries=300)
+    _, alone = neighbours.ivf_knn_edges(emb, 0.55, few)
+    assert alone.dense_faces == 0 and alone.recall is not None and alone.recall < 0.9
+    more = SearchParams(backend="ivf", nlist=32, nprobe=2, dense_nprobe=32, k=k, recall_queries=300)
+    (ei, ej, _), report = neighbours.ivf_knn_edges(emb, 0.55, more)
+    assert report.dense_faces == 2000 and report.dense_nprobe == 32
+    assert report.truncated is not None and report.truncated.all()
+    assert report.recall == 1.0 and report.recall_queries == 300
+    assert report.as_json()["dense_faces"] == 2000
+    # every identity face's exact k nearest are pairs of the graph
+    pairs = set(zip(ei.tolist(), ej.tolist(), strict=True))
+    truth = neighbours.exact_knn_within(emb, np.arange(2000), k, min_sim)
+    for q, found in enumerate(truth):
+        assert found.size == k
+        assert all((min(q, j), max(q, j)) in pairs for j in found.tolist())
+
+
+def test_clusters_split_by_truncated_lists_are_completed_as_the_exact_search_joins_them() -> None:
+    emb, blurred = large_identity(300, 40, 200)
+    exact = cluster_average_linkage(emb, 0.55, search=SearchParams(backend="flat"))
+    assert np.unique(exact.labels[:300]).size == 1  # one person, blurred faces included
+    # every list probed: only the truncation to k nearest leaves pairs out
+    ivf = SearchParams(backend="ivf", nlist=4, nprobe=4, dense_nprobe=4, k=8)
+    ei, ej, _, report = linkage.search_graph(emb, 0.55 + linkage.EDGE_MARGIN, ivf)
+    crossing = blurred[ei] != blurred[ej]
+    assert not crossing[(ei < 300) & (ej < 300)].any()  # the graph splits the person in two
+    assert report.truncated is not None and report.truncated[:300].all()
+    result = cluster_average_linkage(emb, 0.55, search=ivf)
+    assert result.search is not None and result.search.completed == 1
+    assert result.search.as_json()["completed_merges"] == 1
+    np.testing.assert_array_equal(result.labels, exact.labels)
+    # cannot-link holds in the completion: a blurred and a sharp face from one photo
+    photo = np.arange(emb.shape[0])
+    photo[299] = photo[0]
+    held = cluster_average_linkage(emb, 0.55, search=ivf, photo=photo)
+    assert held.labels[0] != held.labels[299]
+    assert held.prevented >= 1 and held.search is not None and held.search.completed == 0
+    flat = cluster_average_linkage(emb, 0.55, search=SearchParams(backend="flat"), photo=photo)
+    assert flat.labels[0] != flat.labels[299]

@@ -445,6 +445,28 @@ def _sparse_average_linkage(
         block = np.take(unit, rows[s : s + step], 0).astype(np.float64)
         sums[s : s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)
     sizes = np.ones(m, np.float64)
+    return _linkage_of_clusters(
+        sums, sizes, u, v, dist, threshold, cannot=cannot, on_round=on_round
+    )
+
+
+def _linkage_of_clusters(
+    sums: np.ndarray,
+    sizes: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    dist: np.ndarray,
+    threshold: float,
+    *,
+    cannot: Pairs | None = None,
+    on_round: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """`_sparse_average_linkage` from clusters given by their sum vectors and sizes (both
+    updated in place): (root cluster of each, merges the cannot-link pairs prevented).
+
+    `dist` holds the exact average distances of the pairs (u, v), u < v.
+    """
+    m = sizes.size
     parent = np.arange(m)
     u = u.astype(np.int32, copy=False)  # ids fit: a component has fewer than 2**31 faces
     v = v.astype(np.int32, copy=False)
@@ -639,6 +661,7 @@ def cluster_average_linkage(
     starts = np.concatenate([[0], np.cumsum(comp_sizes)])
     infos: list[ComponentInfo] = []
     multi = np.flatnonzero(comp_sizes > 1)
+    every_cannot = (cu, cv)  # the completion below may join components
     inside = comp[cu] == comp[cv]  # pairs in different components never meet
     cu, cv = cu[inside], cv[inside]
     # Components holding a cannot-link pair take the sparse method, which honours it.
@@ -694,6 +717,10 @@ def cluster_average_linkage(
             k = int(np.unique(raw[cidx]).size)
             infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
 
+    if report.truncated is not None and report.truncated.any():
+        merged, skipped = _complete_truncated(unit, raw, report.truncated, t, cannot=every_cannot)
+        report.completed = merged
+        prevented += skipped
     for c in np.flatnonzero(comp_sizes == 1):
         infos.append(ComponentInfo(int(members[starts[c]]), 1, 1, METHOD_SINGLETON))
     infos.sort(key=lambda info: (-info.size, info.first))
@@ -720,6 +747,72 @@ def cluster_average_linkage(
         linkage_s=round(seconds["linkage"], 2),
     )
     return result
+
+
+def _complete_truncated(
+    unit: np.ndarray, raw: np.ndarray, truncated: np.ndarray, threshold: float, *, cannot: Pairs
+) -> tuple[int, int]:
+    """Go on merging clusters that hold truncated faces (their k nearest all lie within the
+    threshold, so the graph may lack their other pairs) while two are below the threshold:
+    (merges made, merges the cannot-link pairs prevented). `raw` is updated in place.
+
+    Two clusters whose average distance is below the threshold have a face pair below it;
+    where one of the two faces' lists is not truncated, the graph holds the pair (up to the
+    search's recall) and the linkage has decided the clusters. So only pairs of clusters that
+    both hold a truncated face may be missing, and all of those are computed here from sum
+    vectors: a store's few large identities are where they sit (a large identity's blurred
+    faces find each other first and would form a cluster of their own). Merging two clusters
+    never brings their union below the threshold to a third that neither was below
+    (reducibility), so the clusters' other pairs stay decided.
+    """
+    groups = np.unique(raw[truncated])
+    if groups.size < 2:
+        return 0, 0
+    faces = np.flatnonzero(np.isin(raw, groups))
+    slot = np.searchsorted(groups, raw[faces])
+    order = np.argsort(slot, kind="stable")
+    faces, slot = faces[order], slot[order]
+    del order
+    g, d = groups.size, unit.shape[1]
+    sums = np.zeros((g, d), np.float64)
+    for s in range(0, faces.size, ROWS_AT_ONCE):
+        block = np.take(unit, faces[s : s + ROWS_AT_ONCE], 0).astype(np.float64)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        part = slot[s : s + ROWS_AT_ONCE]
+        first = np.flatnonzero(np.diff(part, prepend=-1))
+        sums[part[first]] += np.add.reduceat(block, first)
+    sizes = np.bincount(slot, minlength=g).astype(np.float64)
+    # Candidates by float32 products of the mean vectors (average similarity = mean . mean),
+    # a margin past the threshold; then each pair's exact distance from the sums.
+    means = (sums / sizes[:, None]).astype(np.float32)
+    min_sim = np.float32(1.0 - threshold - EDGE_MARGIN)
+    found_a: list[np.ndarray] = []
+    found_b: list[np.ndarray] = []
+    for r0 in range(0, g, ROW_BLOCK):
+        for c0 in range(r0, g, COL_BLOCK):
+            sims = means[r0 : r0 + ROW_BLOCK] @ means[c0 : c0 + COL_BLOCK].T
+            ii, jj = np.nonzero(sims >= min_sim)
+            keep = jj + c0 > ii + r0
+            found_a.append(ii[keep] + r0)
+            found_b.append(jj[keep] + c0)
+    del means
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
+    dist = _pair_distances(sums, sizes, a, b)
+    near = dist < threshold
+    if not near.any():
+        return 0, 0
+    a, b, dist = a[near], b[near], dist[near]
+    at = np.full(raw.size, -1, np.int64)  # slot of each face in a completed cluster
+    at[faces] = slot
+    cu, cv = cannot
+    both = (at[cu] >= 0) & (at[cv] >= 0)
+    roots, prevented = _linkage_of_clusters(
+        sums, sizes, a, b, dist, threshold, cannot=(at[cu[both]], at[cv[both]])
+    )
+    raw[faces] = groups[roots[slot]]
+    merged = int(g - np.unique(roots).size)
+    log.info("completion of truncated clusters", clusters=g, pairs=int(a.size), merged=merged)
+    return merged, prevented
 
 
 def _first_member_ids(local: np.ndarray) -> np.ndarray:

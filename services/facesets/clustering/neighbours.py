@@ -20,8 +20,14 @@ identities), more than memory holds; the k nearest of each face, joined from bot
 the graph connected where the full graph is, and average linkage computes each cluster pair's
 distance exactly from sum vectors wherever a pair is missing.
 
+A face whose `k` nearest all lie within the distance (its list is truncated: a large identity
+spread over many lists) is searched again over `dense_nprobe` lists; the report keeps which
+faces stay truncated, so that the linkage can complete the pairs of their clusters that the
+graph lacks (`linkage._complete_truncated`).
+
 The search's recall is measured on a random sample of queries: the share of each one's `k`
-nearest faces within the distance (by exact brute force) that the search returned.
+nearest faces within the distance (by exact brute force) that the search returned (list
+recall), and the share the graph holds as pairs found from either end (graph recall).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class SearchParams:
     ann_min_faces: int = field(default_factory=lambda: settings.ANN_MIN_FACES)
     nlist: int = field(default_factory=lambda: settings.ANN_NLIST)  # 0: from the store's size
     nprobe: int = field(default_factory=lambda: settings.ANN_NPROBE)
+    # probes of the second pass over the faces whose k nearest all lie within the distance
+    dense_nprobe: int = field(default_factory=lambda: settings.ANN_DENSE_NPROBE)
     k: int = field(default_factory=lambda: settings.ANN_NEIGHBOURS)
     train_per_list: int = field(default_factory=lambda: settings.ANN_TRAIN_PER_LIST)
     recall_queries: int = field(default_factory=lambda: settings.ANN_RECALL_QUERIES)
@@ -70,7 +78,7 @@ class SearchParams:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"neighbour search must be one of {BACKENDS}, got {self.backend!r}")
-        for name in ("nprobe", "k", "train_per_list", "query_batch"):
+        for name in ("nprobe", "dense_nprobe", "k", "train_per_list", "query_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.nlist < 0 or self.recall_queries < 0 or self.ann_min_faces < 0:
@@ -98,15 +106,26 @@ class SearchReport:
     nlist: int | None = None
     nprobe: int | None = None
     k: int | None = None
+    dense_nprobe: int | None = None
+    dense_faces: int = 0  # faces searched again with dense_nprobe (their k nearest all within)
     recall: float | None = None  # None: exact search (recall 1 by construction)
+    graph_recall: float | None = None  # the same neighbours, found from either end
     recall_queries: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    # Faces whose k nearest all lie within the distance: they may have more neighbours than the
+    # graph holds (None: exact search, nothing truncated). Not in the manifest.
+    truncated: np.ndarray | None = field(default=None, repr=False)
+    completed: int = 0  # merges of the linkage's completion pass over truncated clusters
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend, "faces": self.faces, "pairs": self.pairs}
         if self.backend == BACKEND_IVF:
             out.update(nlist=self.nlist, nprobe=self.nprobe, k=self.k)
+            out.update(dense_nprobe=self.dense_nprobe, dense_faces=self.dense_faces)
+            out["completed_merges"] = self.completed
             out["recall"] = None if self.recall is None else round(self.recall, 6)
+            graph = self.graph_recall
+            out["graph_recall"] = None if graph is None else round(graph, 6)
             out["recall_queries"] = self.recall_queries
         else:
             out["recall"] = 1.0
@@ -194,30 +213,32 @@ def _probes(quantizer: faiss.Index, x: np.ndarray, nprobe: int, batch: int) -> n
 
 def _self_join_knn(
     x: np.ndarray,
-    probes: np.ndarray,
+    assign: np.ndarray,
     nlist: int,
+    queries: np.ndarray,
+    probes: np.ndarray,
     k: int,
     min_sim: float,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest of every row of x among the lists it probes: (similarities, ids).
+    """k nearest of the rows `queries` of x among the lists each probes: (similarities, ids),
+    one row per query.
 
-    The same candidates as an IVFFlat search of x against itself with these probes (a face is
-    in the list of its nearest centre, `probes[:, 0]`), found list by list: the faces probing
-    list L times L's members is one matrix product (BLAS, near the cores' peak rate, where
-    IVFFlat compares one query with one stored face at a time), whose rows go into each
+    The same candidates as an IVFFlat search of those rows against x with these probes (every
+    face is in the list of its nearest centre, `assign`), found list by list: the queries
+    probing list L times L's members is one matrix product (BLAS, near the cores' peak rate,
+    where IVFFlat compares one query with one stored face at a time), whose rows go into each
     query's running top-k heap. Heaps start at just below min_sim, so a similarity below it
     costs one comparison and never enters: slots left empty hold id -1.
     """
-    n = x.shape[0]
     nprobe = probes.shape[1]
-    members = np.argsort(probes[:, 0], kind="stable")
-    member_bounds = np.searchsorted(probes[members, 0], np.arange(nlist + 1))
+    members = np.argsort(assign, kind="stable")
+    member_bounds = np.searchsorted(assign[members], np.arange(nlist + 1))
     flat = probes.reshape(-1)
     probing = np.argsort(flat, kind="stable")  # positions in `flat`, grouped by list
     query_bounds = np.searchsorted(flat[probing], np.arange(nlist + 1))
-    probing //= nprobe  # the query (row of x) of each position
-    heap = faiss.ResultHeap(n, k, keep_max=True)
+    probing //= nprobe  # the query (row of `queries`) of each position
+    heap = faiss.ResultHeap(queries.size, k, keep_max=True)
     heap.D.fill(np.nextafter(np.float32(min_sim), np.float32(-np.inf)))
     # One thread feeds the heaps (faiss releases the GIL) while the next product runs on BLAS's
     # threads: the heaps take a quarter of the time the products do. One feed at a time, so a
@@ -228,13 +249,13 @@ def _self_join_knn(
         with ThreadPoolExecutor(1, thread_name_prefix="ivf-heaps") as feeder:
             for lst in range(nlist):
                 mem = members[member_bounds[lst] : member_bounds[lst + 1]]
-                queries = probing[query_bounds[lst] : query_bounds[lst + 1]]
-                if mem.size and queries.size:
+                local = probing[query_bounds[lst] : query_bounds[lst + 1]]
+                if mem.size and local.size:
                     stored = np.take(x, mem, axis=0).T.copy()
                     rows = max(1, settings.ANN_JOIN_BLOCK // mem.size)  # queries per product
-                    for s in range(0, queries.size, rows):
-                        sub = queries[s : s + rows]
-                        block = np.take(x, sub, axis=0) @ stored
+                    for s in range(0, local.size, rows):
+                        sub = local[s : s + rows]
+                        block = np.take(x, queries[sub], axis=0) @ stored
                         if pending is not None:
                             pending.result()
                         pending = feeder.submit(heap.add_result_subset, sub, block, mem)
@@ -305,18 +326,43 @@ def measure_recall(
 
     None when no sampled query has a neighbour within the distance (nothing to miss).
     """
+    recall, _, measured = measure_recalls(x, ids, sims, k, min_sim, queries, seed)
+    return recall, measured
+
+
+def measure_recalls(
+    x: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    k: int,
+    min_sim: float,
+    queries: int,
+    seed: int,
+) -> tuple[float | None, float | None, int]:
+    """(list recall, graph recall, queries measured) on a random sample of the faces.
+
+    List recall: the share of each sampled face's exact k nearest within min_sim that its own
+    list returned. Graph recall: the share that the graph holds as pairs, found from either
+    end (the sampled face's list or the neighbour's), which is what the linkage sees.
+    """
     n = x.shape[0]
     if queries == 0 or n < 2:
-        return None, 0
+        return None, None, 0
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(n, min(n, queries), replace=False))
     truth = exact_knn_within(x, sample, k, min_sim)
-    wanted = found = 0
+    wanted = found = joined = 0
     for r, q in enumerate(sample):
         got = ids[q][(sims[q] >= min_sim) & (ids[q] != q)]
         wanted += truth[r].size
-        found += np.intersect1d(truth[r], got).size
-    return (found / wanted if wanted else None), int(sample.size)
+        mine = np.isin(truth[r], got)
+        found += int(mine.sum())
+        theirs = truth[r][~mine]  # missed from q's end: did the neighbour find q?
+        back = (ids[theirs] == q) & (sims[theirs] >= min_sim)
+        joined += int(mine.sum()) + int(back.any(axis=1).sum())
+    if not wanted:
+        return None, None, int(sample.size)
+    return found / wanted, joined / wanted, int(sample.size)
 
 
 def ivf_knn_edges(
@@ -332,20 +378,48 @@ def ivf_knn_edges(
     report = SearchReport(BACKEND_IVF, n, nprobe=params.nprobe, k=params.k)
     if n < 2:
         report.nlist = 0
+        report.truncated = np.zeros(n, bool)
         return _empty(np.dtype(np.float32)), report
     started = time.perf_counter()
     nlist = params.lists_for(n)
     index = train_ivf(x, nlist, params.train_per_list, params.seed)
     nprobe = min(params.nprobe, nlist)
+    dense_nprobe = min(max(params.dense_nprobe, nprobe), nlist)
     probes = _probes(index.quantizer, x, nprobe, params.query_batch)
-    del index
+    assign = probes[:, 0].copy()  # each face's own list: its nearest centre
     built = time.perf_counter()
     k = min(params.k + 1, n)  # each face finds itself first
     min_sim = float(np.float32(1.0 - max_distance))
-    sims, ids = _self_join_knn(x, probes, nlist, k, min_sim, progress)
-    del probes
+    second = dense_nprobe > nprobe
+
+    def first_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, 2 * total if second else total)
+
+    everyone = np.arange(n, dtype=np.int64)
+    sims, ids = _self_join_knn(x, assign, nlist, everyone, probes, k, min_sim, first_progress)
+    del probes, everyone
+    # A face whose k nearest all lie within the distance sits where lists are dense (a large
+    # identity spread over many lists): its k nearest may lie in lists it did not probe, so it
+    # is searched again over more of them (a superset of the first probes: nearest first).
+    dense = np.flatnonzero(sims[:, k - 1] >= min_sim)
+    if second and dense.size:
+        more = _probes(index.quantizer, x[dense], dense_nprobe, params.query_batch)
+
+        def second_progress(done: int, total: int) -> None:
+            if progress is not None:
+                progress(total + done, 2 * total)
+
+        sims[dense], ids[dense] = _self_join_knn(
+            x, assign, nlist, dense, more, k, min_sim, second_progress
+        )
+        del more
+    del index, assign
+    report.dense_nprobe = dense_nprobe
+    report.dense_faces = int(dense.size) if second else 0
+    report.truncated = sims[:, k - 1] >= min_sim
     searched = time.perf_counter()
-    recall, measured = measure_recall(
+    recall, graph_recall, measured = measure_recalls(
         x, ids, sims, k - 1, min_sim, params.recall_queries, params.seed
     )
     measured_at = time.perf_counter()
@@ -355,6 +429,7 @@ def ivf_knn_edges(
     report.nprobe = nprobe
     report.pairs = int(edges[0].size)
     report.recall, report.recall_queries = recall, measured
+    report.graph_recall = graph_recall
     report.seconds = {
         "index": built - started,
         "search": searched - built,
@@ -367,8 +442,11 @@ def ivf_knn_edges(
         nlist=nlist,
         nprobe=nprobe,
         k=k - 1,
+        dense_faces=report.dense_faces,
+        dense_nprobe=dense_nprobe,
         pairs=report.pairs,
         recall=recall,
+        graph_recall=graph_recall,
         **{f"{key}_s": round(v, 2) for key, v in report.seconds.items()},
     )
     return edges, report

@@ -121,6 +121,11 @@ NEIGHBOUR_SEARCH = "auto"
 ANN_MIN_FACES = 100_000
 ANN_NLIST = 0
 ANN_NPROBE = 16
+# Faces whose ANN_NEIGHBOURS nearest all lie within the threshold (a large identity spread over
+# many lists; 44% of the 200k synthetic store) are searched again over ANN_DENSE_NPROBE lists:
+# their share of exact nearest found rises from 0.990 at 16 lists to 0.997 at 64 (bench store
+# of 200,000 faces, 1,789 lists, measured on 1,000 sampled faces).
+ANN_DENSE_NPROBE = 64
 ANN_NEIGHBOURS = 48
 ANN_TRAIN_PER_LIST = 32  # k-means sample: faces per list (training is the index's fixed cost)
 ANN_QUERY_BATCH = 16_384  # queries per faiss call (probe lists, extend's centroid search)
