@@ -102,8 +102,12 @@ class SearchReport:
     recall_queries: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.backend, "faces": self.faces, "pairs": self.pairs}
+    def as_json(self) -> dict[str, str | int | float | None]:
+        out: dict[str, str | int | float | None] = {
+            "backend": self.backend,
+            "faces": self.faces,
+            "pairs": self.pairs,
+        }
         if self.backend == BACKEND_IVF:
             out.update(nlist=self.nlist, nprobe=self.nprobe, k=self.k)
             out["recall"] = None if self.recall is None else round(self.recall, 6)
