@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
 
 STATE_VERSION = 1
+
+# One asset's outcome in state.json: scalars only (status, reason, paths, sizes, checksums).
+AssetRecord = dict[str, str | int | float | bool]
 
 # Outcomes recorded in state.json.
 STAGED = "staged"
@@ -35,7 +37,7 @@ class StateBook:
         self.server = server
         self.interval_s = interval_s
         self.lock = threading.RLock()
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, AssetRecord] = {}
         self._saved_at = time.monotonic()
         self._gap = interval_s
 
@@ -47,13 +49,13 @@ class StateBook:
             raise ValueError(f"{self.state_path} is not a staging state file")
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"{self.state_path} has state version {data.get('version')!r}")
-        self.records = data["assets"]
+        self.records = {str(k): _record(v, self.state_path) for k, v in data["assets"].items()}
 
-    def get(self, asset_id: str) -> dict[str, Any] | None:
+    def get(self, asset_id: str) -> AssetRecord | None:
         with self.lock:
             return self.records.get(asset_id)
 
-    def put(self, asset_id: str, record: dict[str, Any]) -> None:
+    def put(self, asset_id: str, record: AssetRecord) -> None:
         with self.lock:
             self.records[asset_id] = record
             if time.monotonic() - self._saved_at >= self._gap:
@@ -100,7 +102,16 @@ class StateBook:
             self._saved_at = now
 
 
-def is_done(record: dict[str, Any] | None, min_face_short: float) -> bool:
+def _record(raw: object, where: Path) -> AssetRecord:
+    """One asset's recorded outcome, checked: an object of scalars."""
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in raw.values()
+    ):
+        raise ValueError(f"{where} holds an asset record that is not an object of values: {raw!r}")
+    return {str(k): v for k, v in raw.items()}
+
+
+def is_done(record: AssetRecord | None, min_face_short: float) -> bool:
     """Whether an earlier outcome still holds; errors and exclusions are decided anew, a
     'no big face' only holds while the threshold is not lowered, and a 'no face' on a recent
     upload is asked again (Immich may not have looked for faces yet)."""
