@@ -813,7 +813,9 @@ class FacesetManifest(_Model):
     }
 
     # The keys the file held: a key an older export did not write is not added empty.
-    read_keys: set[str] = field(default_factory=lambda: set(FacesetManifest.KNOWN))
+    read_keys: set[str] = field(
+        default_factory=lambda: set(FacesetManifest.KNOWN), compare=False, repr=False
+    )
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.extra)
@@ -829,7 +831,8 @@ class FacesetManifest(_Model):
             "dropped": [dict(d) for d in self.dropped],
             "files": list(self.files),
         }
-        out |= {k: v for k, v in known.items() if k in self.read_keys or v}
+        blank = FacesetManifest(read_keys=set()).__dict__
+        out |= {k: v for k, v in known.items() if k in self.read_keys or v != blank[k]}
         out[SCHEMA_KEY] = SCHEMA_VERSION
         return out
 
