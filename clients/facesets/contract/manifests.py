@@ -101,6 +101,16 @@ def _strs(value: object, where: str, key: str) -> list[str]:
     return [_str(v, where, key) for v in _list(value, where, key)]
 
 
+def _paths(value: object, where: str, key: str) -> list[str]:
+    """The files a job says it wrote: an entry that is not a string names no file it owns and
+    is left out (as one naming a path outside the folder is, when the job reads the list)."""
+    return [v for v in _list(value, where, key) if isinstance(v, str)]
+
+
+def _records(value: object, where: str, key: str) -> list[dict[str, object]]:
+    return [_object(v, where) for v in _list(value, where, key) if isinstance(v, dict)]
+
+
 def _objects(value: object, where: str, key: str) -> list[dict[str, object]]:
     return [_object(v, f"{where}: an entry of {key!r}") for v in _list(value, where, key)]
 
@@ -338,8 +348,8 @@ class JobManifest(_Model):
             facesets=None
             if facesets is None
             else [FacesetEntry.from_json(e, where) for e in _list(facesets, where, "facesets")],
-            written=_optional(block.get("written"), _strs, where, "written"),
-            pending=_optional(block.get("pending"), _strs, where, "pending"),
+            written=_optional(block.get("written"), _paths, where, "written"),
+            pending=_optional(block.get("pending"), _paths, where, "pending"),
             extra=_rest(block, cls.KNOWN),
         )
         made._check_extra(where)
@@ -848,9 +858,11 @@ class FacesetManifest(_Model):
             fsz_top=_optional(block.get("fsz_top"), _str, where, "fsz_top"),
             fsz_all=_optional(block.get("fsz_all"), _str, where, "fsz_all"),
             counts=_object(block.get("counts") or {}, f"{where}: 'counts'"),
-            crops=_objects(block.get("crops", []), where, "crops"),
-            dropped=_objects(block.get("dropped", []), where, "dropped"),
-            files=_strs(block.get("files", []), where, "files"),
+            # Records that are not objects, and files that are not names, are left out, as
+            # the export and its maintenance jobs always left them (a hand-edited manifest).
+            crops=_records(block.get("crops", []), where, "crops"),
+            dropped=_records(block.get("dropped", []), where, "dropped"),
+            files=_paths(block.get("files", []), where, "files"),
             extra=_rest(block, cls.KNOWN),
             read_keys=set(block) & cls.KNOWN,
         )

@@ -82,7 +82,7 @@ def dedup_optimize(
 ) -> Run:
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     pngs = _pngs_of(out, manifest)
     disk = Beneath(out)
     run = Run(KIND, {"near_duplicate_similarity": params.near_duplicate_similarity})
@@ -151,7 +151,7 @@ def summary(run: Run, dry_run: bool) -> dict[str, object]:
 
 
 def _append_provenance(out: Path, run: Run, copies: int, near: int, faces: int) -> None:
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     block = {k: v for k, v in run.as_dict().items() if k != "moves"}
     manifest.extra.pop("dedup_run", None)
     dedup = {**block, "counts": {"byte_copies": copies, "near": near}}

@@ -104,7 +104,7 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
     out = Path(out).absolute()
     runs.guard(out)
     disk = Beneath(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     run = Run(KIND, {"faceset": params.faceset, "into": params.into})
     done = manifest.partitions.get(MERGED_PARTITION, {}).get(params.faceset)
     if done is not None and done.get("into") == params.into:
@@ -190,7 +190,7 @@ def _joined_crops(
 
 
 def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel: str) -> None:
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     # Recorded before anything moves: a run cut short is still known to restore.
     runs.write_manifest(

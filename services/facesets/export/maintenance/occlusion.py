@@ -55,7 +55,7 @@ def occlusion_filter(
 ) -> OcclusionOutcome:
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     facesets = dict(manifest.partitions.get("facesets", {}))
     run = Run(KIND, {k: v for k, v in asdict(params).items() if k != "dry_run"})
     scores: dict[str, float] = {}
@@ -109,7 +109,7 @@ def occlusion_filter(
 def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     """Make the run's moves, rebuild the .fsz files they touch, record the run."""
     touched: set[str] = set()
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     # Recorded before anything moves: a run cut short is still known to restore.
     runs.write_manifest(

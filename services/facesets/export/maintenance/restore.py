@@ -27,7 +27,7 @@ class RestoreOutcome:
 
 def last_run(out: Path, kind: str) -> str | None:
     """The newest run of `kind` with a move not yet restored."""
-    recorded = runs.runs_of(runs.read_manifest(Path(out).absolute()))
+    recorded = runs.runs_of(runs.read_export(Path(out).absolute()))
     for raw, moves, error in reversed(_parse(recorded)):
         if error and raw.get("kind", kind) == kind:
             raise _unusable(error)
@@ -193,7 +193,7 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
         raise ExportError("restore needs exactly one of a run id or a faceset name")
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     if run_id is not None and not any(
         isinstance(r, dict) and r.get("id") == run_id for r in recorded

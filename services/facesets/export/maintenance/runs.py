@@ -84,7 +84,8 @@ class Run:
         }
 
 
-def read_manifest(out: Path) -> ExportManifest:
+def read_manifest(out: Path) -> dict[str, object]:
+    """OUT/manifest.json as written, whole (what a reader wanting every section gets)."""
     path = out / layout.EXPORT_MANIFEST
     try:
         manifest = Beneath(out).read_json(layout.EXPORT_MANIFEST)
@@ -92,8 +93,15 @@ def read_manifest(out: Path) -> ExportManifest:
         raise ExportError(f"{path} is not a readable manifest ({exc}); move it away") from exc
     if not isinstance(manifest, dict):
         raise ExportError(f"{out} holds no export: {path} is missing or not a manifest")
+    return manifest
+
+
+def read_export(out: Path) -> ExportManifest:
+    """OUT/manifest.json as the model the maintenance jobs work on; ExportError naming the
+    file and key when it is damaged."""
+    path = out / layout.EXPORT_MANIFEST
     try:
-        return ExportManifest.from_json(manifest, str(path))
+        return ExportManifest.from_json(read_manifest(out), str(path))
     except ManifestError as exc:
         raise ExportError(str(exc)) from exc
 
