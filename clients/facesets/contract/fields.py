@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from facesets.contract.manifests import ParamValue
 from facesets.v1 import clustering_pb2
 
 T = TypeVar("T")
@@ -158,9 +159,9 @@ class Params:
     def from_request(cls, request: Message) -> Self:
         return cls(**given_fields(cls, request))
 
-    def recorded(self) -> dict[str, Any]:
+    def recorded(self) -> dict[str, ParamValue]:
         """The parameters as a manifest records them: JSON values, link modes by name."""
-        out: dict[str, Any] = {}
+        out: dict[str, ParamValue] = {}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]  # a dataclass subclass
             value = getattr(self, field.name)
             if isinstance(value, Params):  # a parameter group: its fields, flat

@@ -7,28 +7,28 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
+from facesets.contract.manifests import VideoPlan
 
 # Clips are named by their segment's uuid; nothing else in a clip folder is touched.
 CLIP_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RESERVED = {layout.VIDEO_FRAMES_DIR, layout.VIDEO_SET_ASIDE_DIR}
 
 
-def clip_folders(out: Path, *plans: dict[str, Any]) -> set[Path]:
-    folders = {out / video["name"] for plan in plans for video in plan.get("videos", [])}
+def clip_folders(out: Path, *plans: VideoPlan) -> set[Path]:
+    folders = {out / video.name for plan in plans for video in plan.videos}
     for plan in plans:
-        for segment in plan.get("segments", []):
-            folders.add(out / segment["name"])
-            if segment.get("cut"):
-                folders.add(Path(segment["cut"]["clip"]).parent)
+        for segment in plan.segments:
+            folders.add(out / segment.name)
+            if segment.cut:
+                folders.add(Path(segment.cut.clip).parent)
     return {f for f in folders if f.name not in RESERVED}
 
 
-def stale_clips(folders: set[Path], plan: dict[str, Any]) -> list[Path]:
+def stale_clips(folders: set[Path], plan: VideoPlan) -> list[Path]:
     """Clips (uuid-named .mp4) in the folders whose id the plan does not hold."""
-    current = {s["id"] for s in plan.get("segments", [])}
+    current = {s.id for s in plan.segments}
     return sorted(
         clip
         for folder in folders
@@ -38,7 +38,7 @@ def stale_clips(folders: set[Path], plan: dict[str, Any]) -> list[Path]:
     )
 
 
-def unplanned_clips(out: Path, plan: dict[str, Any]) -> list[str]:
+def unplanned_clips(out: Path, plan: VideoPlan) -> list[str]:
     """Clips in OUT's clip folders that the plan does not hold."""
     folders = clip_folders(out, plan)
     if out.is_dir():

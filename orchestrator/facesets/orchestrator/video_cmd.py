@@ -7,10 +7,11 @@ sampled frames go from there to the inference service. `status` reads OUT's file
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from facesets.contract import layout
+from facesets.contract.manifests import VideoPlan
 from facesets.contract.video import (
     VideoCutParams,
     VideoCutRequest,
@@ -63,11 +64,8 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def _planned_sources(out: Path) -> list[Path]:
-    plan_path = out / "plan.json"
-    if not plan_path.exists():
-        return []
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    return sorted({Path(s["source"]) for s in plan.get("segments", [])})
+    plan = VideoPlan.read(out / layout.VIDEO_PLAN)
+    return sorted({Path(s.source) for s in plan.segments}) if plan else []
 
 
 def _run_plan(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
-from typing import Any
 
 import numpy as np
 
+from facesets.contract.manifests import FacesetEntry, LookalikePair
 
-def lookalike_pairs(
-    facesets: Sequence[dict[str, Any]], max_distance: float
-) -> list[dict[str, Any]]:
+
+def lookalike_pairs(facesets: Sequence[FacesetEntry], max_distance: float) -> list[LookalikePair]:
     """Pairs of faceset entries (`name`, `photos`, `centroid`) that share at least one photo
     and whose centroids lie within `max_distance` (cosine), closest first.
 
@@ -25,27 +24,24 @@ def lookalike_pairs(
     """
     by_photo: dict[str, list[int]] = {}
     for i, entry in enumerate(facesets):
-        for sha in entry.get("photos", []):
-            by_photo.setdefault(str(sha), []).append(i)
+        for sha in entry.photos or []:
+            by_photo.setdefault(sha, []).append(i)
     shared: dict[tuple[int, int], list[str]] = {}
     for sha, owners in by_photo.items():
         for a, b in combinations(sorted(set(owners)), 2):
             shared.setdefault((a, b), []).append(sha)
-    pairs: list[dict[str, Any]] = []
+    pairs: list[LookalikePair] = []
     for (a, b), shas in shared.items():
-        ca = np.asarray(facesets[a]["centroid"], np.float64)
-        cb = np.asarray(facesets[b]["centroid"], np.float64)
+        ca = np.asarray(facesets[a].centroid or [], np.float64)
+        cb = np.asarray(facesets[b].centroid or [], np.float64)
+        if ca.shape != cb.shape or ca.size == 0:
+            continue
         norm = float(np.linalg.norm(ca) * np.linalg.norm(cb))
         if norm == 0.0:
             continue
         distance = 1.0 - float(ca @ cb) / norm
         if distance <= max_distance:
-            pairs.append(
-                {
-                    "facesets": [str(facesets[a]["name"]), str(facesets[b]["name"])],
-                    "distance": round(distance, 6),
-                    "shared_photos": sorted(shas),
-                }
-            )
-    pairs.sort(key=lambda p: (p["distance"], p["facesets"]))
+            names = [facesets[a].name, facesets[b].name]
+            pairs.append(LookalikePair(names, round(distance, 6), sorted(shas)))
+    pairs.sort(key=lambda p: (p.distance, p.facesets))
     return pairs

@@ -117,8 +117,12 @@ class SearchReport:
     truncated: np.ndarray | None = field(default=None, repr=False)
     completed: int = 0  # merges of the linkage's completion pass over truncated clusters
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.backend, "faces": self.faces, "pairs": self.pairs}
+    def as_json(self) -> dict[str, str | int | float | None]:
+        out: dict[str, str | int | float | None] = {
+            "backend": self.backend,
+            "faces": self.faces,
+            "pairs": self.pairs,
+        }
         if self.backend == BACKEND_IVF:
             out.update(nlist=self.nlist, nprobe=self.nprobe, k=self.k)
             out.update(dense_nprobe=self.dense_nprobe, dense_faces=self.dense_faces)

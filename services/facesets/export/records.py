@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 
 from facesets.contract import layout
+from facesets.contract.manifests import LookalikePair, ManifestError
+
+log = structlog.get_logger(__name__)
 
 
 class ExportInputError(ValueError):
@@ -196,7 +200,7 @@ def read_refine_manifest(path: Path) -> list[FacesetSpec]:
     return parse_refine_manifest(payload)
 
 
-def read_refine_gates(path: Path) -> dict[str, Any]:
+def read_refine_gates(path: Path) -> dict[str, object]:
     """The per-gate counts refine (or route) recorded in its manifest; {} when it has none."""
     try:
         payload = layout.read_json(Path(path), default={})
@@ -206,8 +210,9 @@ def read_refine_gates(path: Path) -> dict[str, Any]:
     return dict(gates) if isinstance(gates, dict) else {}
 
 
-def read_refine_lookalikes(path: Path) -> list[dict[str, Any]] | None:
-    """The look-alike pairs refine recorded (`lookalikes`); None when it recorded none."""
+def read_refine_lookalikes(path: Path) -> list[LookalikePair] | None:
+    """The look-alike pairs refine recorded (`lookalikes`); None when it recorded none. A pair
+    that does not name two facesets is left out (the export still runs without it)."""
     try:
         payload = layout.read_json(Path(path), default={})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -215,13 +220,13 @@ def read_refine_lookalikes(path: Path) -> list[dict[str, Any]] | None:
     pairs = payload.get("lookalikes") if isinstance(payload, dict) else None
     if not isinstance(pairs, list):
         return None
-    return [
-        dict(pair)
-        for pair in pairs
-        if isinstance(pair, dict)
-        and isinstance(pair.get("facesets"), list)
-        and len(pair["facesets"]) == 2
-    ]
+    found: list[LookalikePair] = []
+    for pair in pairs:
+        try:
+            found.append(LookalikePair.from_json(pair, str(path)))
+        except ManifestError as exc:
+            log.warning("export.lookalike_ignored", path=str(path), error=str(exc))
+    return found
 
 
 def group_faces(

@@ -30,6 +30,7 @@ from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
 from facesets.contract.export import ExportSwapParams
+from facesets.contract.manifests import SCHEMA_KEY, SCHEMA_VERSION, LookalikePair
 from facesets.export import disagreements as immich
 from facesets.export.crops import (
     CheckedCrop,
@@ -46,6 +47,8 @@ from facesets.export.quality import QualityScores, quality_scores
 from facesets.export.records import FaceRow, FacesetSpec
 
 log = structlog.get_logger(__name__)
+
+Skipped = dict[str, int | str]  # a source photo that could not be read: face id, path, error
 
 LoadImage = Callable[[str], np.ndarray]
 
@@ -147,7 +150,7 @@ def _write_if_changed(out: Path, path: Path, data: bytes) -> None:
     disk.write_bytes(rel, data)
 
 
-def _read_manifest(path: Path, *, required: bool, out: Path | None = None) -> dict[str, Any]:
+def _read_manifest(path: Path, *, required: bool, out: Path | None = None) -> dict[str, object]:
     """A manifest export wrote earlier; {} when absent.
 
     An unreadable top-level manifest stops the export (merging would lose its entries);
@@ -174,7 +177,7 @@ def _read_manifest(path: Path, *, required: bool, out: Path | None = None) -> di
     return payload
 
 
-def _remove_stale(out: Path, owned_root: Path, previous: Sequence[str], written: set[str]) -> int:
+def _remove_stale(out: Path, owned_root: Path, previous: object, written: set[str]) -> int:
     """Delete files the previous run wrote under owned_root that this run did not write."""
     removed = 0
     disk = Beneath(out)
@@ -225,9 +228,10 @@ class _Params:
 class _SetResult:
     number: int
     target: SetTarget
-    entry: dict[str, Any]  # the top-level manifest entry
+    entry: dict[str, object]  # the top-level manifest entry
     centroid: np.ndarray | None
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    faces: int = 0  # distinct faces asked for
+    skipped: list[Skipped] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     kept: int = 0
     top: int = 0
@@ -343,7 +347,7 @@ def _prefer(copy: FaceRow, kept: FaceRow) -> bool:
     return copy.face_short >= kept.face_short * settings.EXPORT_DUPLICATE_PREFER_LARGER
 
 
-def _face_record(face: _Face) -> dict[str, Any]:
+def _face_record(face: _Face) -> dict[str, object]:
     return {
         "face_id": face.row.face_id,
         "source": face.row.path,
@@ -401,7 +405,7 @@ class _Cropped:
 
     checked: list[_Checked] = field(default_factory=list)
     dropped: list[_Drop] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # unreadable sources
+    skipped: list[Skipped] = field(default_factory=list)  # unreadable sources
 
 
 @dataclass
@@ -557,7 +561,7 @@ def _write_set(
     gated: _Gated,
     ranked: Sequence[_Ranked],
     drops: Sequence[_Drop],
-    skipped: list[dict[str, Any]],
+    skipped: list[Skipped],
     params: _Params,
     progress: ProgressFn | None,
 ) -> _SetResult:
@@ -569,7 +573,7 @@ def _write_set(
     previous = _read_manifest(manifest_path, required=False, out=out)
     written: set[str] = set()
 
-    dropped: list[dict[str, Any]] = []
+    dropped: list[tuple[str, int, dict[str, object]]] = []  # (reason, face id, record)
     reasons: Counter[str] = Counter()
     for drop in drops:
         record = _face_record(drop.face) | {"reason": drop.reason, "detail": drop.detail}
@@ -580,10 +584,10 @@ def _write_set(
             record["thumbnail"] = _rel(out, path)
         if drop.attempts is not None:
             record["attempts"] = drop.attempts
-        dropped.append(record)
+        dropped.append((drop.reason, drop.face.row.face_id, record))
         reasons[drop.reason] += 1
 
-    crops: list[dict[str, Any]] = []
+    crops: list[dict[str, object]] = []
     members: list[tuple[str, bytes]] = []
     for item in ranked:
         checked = item.checked.crop
@@ -621,8 +625,10 @@ def _write_set(
         progress("fsz", 1, 1, name)
 
     recropped = sum(1 for c in crops if c["recropped"])
-    sources = sorted({os.path.dirname(c["source"]) for c in crops})
-    mean_quality = round(float(np.mean([c["composite"] for c in crops])), 6) if crops else 0.0
+    kept_faces = [item.checked.face for item in ranked]  # the crops' faces, in their order
+    sources = sorted({os.path.dirname(face.row.path) for face in kept_faces})
+    composites = [round(face.scores.composite, 6) for face in kept_faces]
+    mean_quality = round(float(np.mean(composites)), 6) if composites else 0.0
     top = min(len(crops), params.top_n)
     counts = {
         "faces": gated.faces,
@@ -633,6 +639,7 @@ def _write_set(
     }
     files = sorted(written | {_rel(out, manifest_path)})
     manifest = {
+        SCHEMA_KEY: SCHEMA_VERSION,  # the model maintenance jobs read it with: FacesetManifest
         "version": MANIFEST_VERSION,
         "faceset": name,
         "number": number,
@@ -650,7 +657,7 @@ def _write_set(
         "mean_quality": mean_quality,
         "sources": sources,
         "crops": crops,
-        "dropped": sorted(dropped, key=lambda d: (d["reason"], d["face_id"])),
+        "dropped": [record for _, _, record in sorted(dropped, key=lambda d: (d[0], d[1]))],
         "files": files,
     }
     person_id, person_name = target.person
@@ -659,7 +666,7 @@ def _write_set(
     _remove_stale(out, set_dir, previous.get("files", []), set(files))
     Beneath(out).write_json(_rel(out, manifest_path), manifest)
 
-    entry = {
+    entry: dict[str, object] = {
         "number": number,
         "dir": target.dir,
         "manifest": _rel(out, manifest_path),
@@ -687,6 +694,7 @@ def _write_set(
         number=number,
         target=target,
         entry=entry,
+        faces=gated.faces,
         centroid=unit_mean(np.stack([r.embedding for r in kept_rows]))
         if kept_rows
         else gated.centroid,
@@ -780,6 +788,7 @@ def _merge_entries(
         section[result.target.name] = result.entry
         merged[result.target.partition] = dict(sorted(section.items()))
     merged["version"] = MANIFEST_VERSION
+    merged[SCHEMA_KEY] = SCHEMA_VERSION  # the model the other jobs read it with: ExportManifest
     merged.setdefault(PARTITION_FACESETS, {})
     return merged
 
@@ -797,7 +806,7 @@ def _export_candidates(
     min_score: float,
     load_image: LoadImage,
     count_faces: CountFaces,
-    previous: Mapping[str, Any],
+    previous: object,  # the candidates section an earlier run wrote (anything, if edited)
     progress: ProgressFn | None,
 ) -> dict[str, Any]:
     """Singleton faces close to a faceset's centroid, cropped for a person to review."""
@@ -820,7 +829,7 @@ def _export_candidates(
 
     items: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
     written: set[str] = set()
     batch = max(1, settings.EXPORT_CHECK_BATCH)
     for start in range(0, len(chosen), batch):
@@ -857,7 +866,8 @@ def _export_candidates(
             items.append(record | {"file": _rel(out, path), "pad_ratio": checked.pad_ratio})
         if progress:
             progress("candidates", min(start + batch, len(chosen)), len(chosen), "")
-    _remove_stale(out, cand_dir, previous.get("files", []), written)
+    earlier = previous.get("files", []) if isinstance(previous, dict) else []
+    _remove_stale(out, cand_dir, earlier, written)
     return {
         "params": {"match_threshold": match_threshold, "min_score": min_score},
         "considered": len(candidates),
@@ -872,27 +882,15 @@ def _export_candidates(
 
 
 def _lookalike_section(
-    pairs: Sequence[Mapping[str, Any]], facesets: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+    pairs: Sequence[LookalikePair], facesets: Mapping[str, Mapping[str, object]]
+) -> list[dict[str, object]]:
     """Refine's look-alike pairs with a few top crops of each faceset, for the report."""
-    out: list[dict[str, Any]] = []
-    for pair in pairs:
-        names = [str(name) for name in pair.get("facesets", [])][:2]
-        if len(names) != 2:
-            continue
-        crops = {
-            name: list(facesets.get(name, {}).get("top", []))[: settings.LOOKALIKE_CROPS]
-            for name in names
-        }
-        out.append(
-            {
-                "facesets": names,
-                "distance": pair.get("distance"),
-                "shared_photos": list(pair.get("shared_photos", [])),
-                "crops": crops,
-            }
-        )
-    return out
+
+    def top(name: str) -> list[object]:
+        crops = facesets.get(name, {}).get("top", [])
+        return list(crops)[: settings.LOOKALIKE_CROPS] if isinstance(crops, list) else []
+
+    return [pair.to_json() | {"crops": {n: top(n) for n in pair.facesets}} for pair in pairs]
 
 
 # --- the job ----------------------------------------------------------------------------------
@@ -908,7 +906,7 @@ def export_swap(
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
     gates: Mapping[str, Any] | None = None,
-    lookalikes: Sequence[Mapping[str, Any]] | None = None,
+    lookalikes: Sequence[LookalikePair] | None = None,
     targets: Mapping[int, SetTarget] | None = None,
     disagreements: Sequence[Mapping[str, Any]] | None = None,
     disagreement_rows: Mapping[int, FaceRow] | None = None,
@@ -1008,7 +1006,7 @@ def export_swap(
         "out": str(out),
         "manifest": str(top_path),
         "facesets": len(results),
-        "faces": sum(r.entry["counts"]["faces"] for r in results),
+        "faces": sum(r.faces for r in results),
         "kept": sum(r.kept for r in results),
         "top": sum(r.top for r in results),
         "recropped": sum(r.recropped for r in results),

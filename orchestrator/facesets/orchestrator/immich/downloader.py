@@ -52,6 +52,7 @@ from facesets.orchestrator.immich.state import (
     PARTNER,
     SKIPPED,
     STAGED,
+    AssetRecord,
     StateBook,
     is_done,
     lacks_faces,
@@ -249,11 +250,11 @@ class Stager:
         for asset_id, record in self.book.records.items():
             if record.get("status") == STAGED or record.get("reason") == IN_STORE:
                 if record.get("sha256"):
-                    self.by_sha.setdefault(record["sha256"], asset_id)
+                    self.by_sha.setdefault(str(record["sha256"]), asset_id)
                 if record.get("checksum"):
-                    self.by_checksum.setdefault(record["checksum"], asset_id)
+                    self.by_checksum.setdefault(str(record["checksum"]), asset_id)
             if record.get("status") == STAGED:
-                self.paths[record["path"].casefold()] = asset_id
+                self.paths[str(record["path"]).casefold()] = asset_id
 
     def _clear_partial(self, remove: bool = False) -> None:
         """Downloads cut short by a crash or an exit never become staged files."""
@@ -455,7 +456,7 @@ class Stager:
 
     # --- outcomes ------------------------------------------------------------------------------
     def _finish(self, asset: Asset, status: str, reason: str = "", **extra: Any) -> None:
-        record: dict[str, Any] = {
+        record: AssetRecord = {
             "status": status,
             "original_path": asset.original_path,
             "checksum": asset.checksum,

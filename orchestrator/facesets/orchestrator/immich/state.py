@@ -11,6 +11,10 @@ from facesets.contract import layout
 
 STATE_VERSION = 1
 
+# One asset's outcome in state.json: scalars only (status, reason, paths, sizes, checksums).
+# An asset's recorded outcome: scalars, and the faces Immich found on it (a list of objects).
+AssetRecord = dict[str, Any]
+
 # Outcomes recorded in state.json.
 STAGED = "staged"
 SKIPPED = "skipped"
@@ -35,9 +39,9 @@ class StateBook:
         self.server = server
         self.interval_s = interval_s
         self.lock = threading.RLock()
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, AssetRecord] = {}
         # Immich's people (id -> name, is_hidden, birth_date), read anew by every run.
-        self.people: dict[str, dict[str, Any]] = {}
+        self.people: dict[str, AssetRecord] = {}
         self._saved_at = time.monotonic()
         self._gap = interval_s
 
@@ -49,15 +53,19 @@ class StateBook:
             raise ValueError(f"{self.state_path} is not a staging state file")
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"{self.state_path} has state version {data.get('version')!r}")
-        self.records = data["assets"]
+        self.records = {str(k): _record(v, self.state_path) for k, v in data["assets"].items()}
         people = data.get("people")
-        self.people = people if isinstance(people, dict) else {}
+        self.people = (
+            {str(k): _record(v, self.state_path) for k, v in people.items()}
+            if isinstance(people, dict)
+            else {}
+        )
 
-    def get(self, asset_id: str) -> dict[str, Any] | None:
+    def get(self, asset_id: str) -> AssetRecord | None:
         with self.lock:
             return self.records.get(asset_id)
 
-    def put(self, asset_id: str, record: dict[str, Any]) -> None:
+    def put(self, asset_id: str, record: AssetRecord) -> None:
         with self.lock:
             self.records[asset_id] = record
             if time.monotonic() - self._saved_at >= self._gap:
@@ -105,13 +113,20 @@ class StateBook:
             self._saved_at = now
 
 
-def lacks_faces(record: dict[str, Any] | None) -> bool:
+def lacks_faces(record: AssetRecord | None) -> bool:
     """A staged asset recorded before faces (with their people) were kept: its faces are read
     again, the photo is not downloaded again."""
     return record is not None and record.get("status") == STAGED and "faces" not in record
 
 
-def is_done(record: dict[str, Any] | None, min_face_short: float) -> bool:
+def _record(raw: object, where: Path) -> AssetRecord:
+    """One recorded outcome (an asset's, or a person's), checked: a JSON object."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} holds a record that is not an object: {raw!r}")
+    return {str(k): v for k, v in raw.items()}
+
+
+def is_done(record: AssetRecord | None, min_face_short: float) -> bool:
     """Whether an earlier outcome still holds; errors and exclusions are decided anew, a
     'no big face' only holds while the threshold is not lowered, and a 'no face' on a recent
     upload is asked again (Immich may not have looked for faces yet)."""

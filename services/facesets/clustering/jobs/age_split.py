@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,12 @@ from facesets.clustering.jobs.job import (
     usable_faces,
     vector_json,
 )
-from facesets.clustering.jobs.materialize import read_manifest, write_json_if_changed
+from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import AgeSplitParams
+from facesets.contract.manifests import Decision, EraEntry, EraPlan, ExportManifest, ManifestError
 from facesets.contract.quality import QualityGate
 from facesets.v1 import clustering_pb2
 
@@ -157,7 +158,7 @@ class _Anchor:
     centroid: np.ndarray
     year: int | None
     face_ids: list[int]
-    joined: list[dict[str, Any]]
+    joined: list[Decision]
 
 
 def _apply_anchor_rule(
@@ -165,9 +166,9 @@ def _apply_anchor_rule(
     anchors: Sequence[_Anchor],
     params: AgeSplitParams,
     table: FaceTable,
-) -> tuple[int | None, dict[str, Any]]:
+) -> tuple[int | None, Decision]:
     """The anchor a fragment joins (index) or None, with the decision as the plan records it."""
-    record: dict[str, Any] = {
+    record: Decision = {
         "faces": int(len(fragment.rows)),
         "first_face_id": int(table.face_id[fragment.rows].min()),
         "year": fragment.year,
@@ -197,7 +198,7 @@ def _era_entry(
     params: AgeSplitParams,
     faceset: str,
     anchor: _Anchor | None,
-) -> dict[str, Any]:
+) -> EraEntry:
     spread = year_spread([years_of[f] for f in face_ids])
     thin = len(face_ids) < params.anchor_min_faces
     first, last = spread["first"], spread["last"]
@@ -217,23 +218,21 @@ def _era_entry(
             f"{name} holds {len(face_ids)} faces, fewer than {params.anchor_min_faces}:"
             " too thin to stand as a faceset; kept for review\n"
         )
-    entry: dict[str, Any] = {
-        "name": name,
-        "number": number,
-        "dir": f"{layout.THIN_DIR}/{name}" if thin else name,
-        "partition": PARTITION_THIN if thin else PARTITION_ERAS,
-        "group": faceset,
-        "face_ids": sorted(face_ids),
-        "years": spread,
-        "label": span,
-        "markers": markers,
-        "anchor": anchor is not None,
-    }
-    if anchor is not None:
-        entry["anchor_centroid"] = vector_json(anchor.centroid)
-        entry["anchor_year"] = anchor.year
-        entry["joined"] = anchor.joined
-    return entry
+    return EraEntry(
+        name=name,
+        number=number,
+        dir=f"{layout.THIN_DIR}/{name}" if thin else name,
+        partition=PARTITION_THIN if thin else PARTITION_ERAS,
+        group=faceset,
+        face_ids=sorted(face_ids),
+        years=spread,
+        label=span,
+        markers=markers,
+        anchor=anchor is not None,
+        anchor_centroid=None if anchor is None else vector_json(anchor.centroid),
+        anchor_year=None if anchor is None else anchor.year,
+        joined=[] if anchor is None else anchor.joined,
+    )
 
 
 def _plan_path(export_dir: Path, name: str) -> Path:
@@ -255,11 +254,14 @@ def age_split(
     export_dir = Path(export_dir)
     curated = read_curated(export_dir, faceset)
     plan_path = _plan_path(export_dir, curated.name)
-    previous = read_manifest(plan_path)
-    if extend and not previous:
+    try:
+        previous = EraPlan.read(plan_path)
+    except ManifestError as exc:
+        raise JobError(f"{exc}; move it away and re-run") from exc
+    if extend and previous is None:
         raise JobError(f"{curated.name} has no era plan in {export_dir}; run `age split` first")
-    if previous:
-        check_model(previous, store, plan_path)
+    if previous is not None:
+        check_model(previous.model, store, plan_path)
 
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
@@ -272,9 +274,9 @@ def age_split(
     gate = params.gate
     seed_rows = curated_rows(curated, table, usable)
     seed = centroid_of(table.embedding[seed_rows])
-    folders = list(previous.get("roots", curated.roots)) if extend else curated.roots
-    if extend:
-        centroid = np.asarray(previous["centroid"], dtype=np.float32)
+    folders = list(previous.roots or curated.roots) if extend and previous else curated.roots
+    if extend and previous is not None:
+        centroid = np.asarray(previous.centroid, dtype=np.float32)
         recovery: dict[str, int] = {}
     else:
         wide, recovery = _recover(
@@ -299,8 +301,8 @@ def age_split(
         )
     report(progress, "recover", 1, 1)
 
-    eras: list[dict[str, Any]] = [dict(e) for e in previous.get("facesets", [])] if extend else []
-    held = {int(f) for e in eras for f in e["face_ids"]}
+    eras = [replace(e) for e in previous.facesets] if extend and previous else []
+    held = {f for e in eras for f in e.face_ids}
     todo = np.array([r for r in tight if int(table.face_id[r]) not in held], dtype=np.int64)
     years = [years_by_photo.get(table.sha256[r]) for r in todo]
     groups = _groups(table, todo, years, params.sub_threshold)
@@ -308,14 +310,14 @@ def age_split(
 
     anchors: list[_Anchor] = [
         _Anchor(
-            e["name"],
-            np.asarray(e["anchor_centroid"], np.float32),
-            e.get("anchor_year"),
-            list(e["face_ids"]),
-            list(e.get("joined", [])),
+            e.name,
+            np.asarray(e.anchor_centroid or [], np.float32),
+            e.anchor_year,
+            list(e.face_ids),
+            list(e.joined),
         )
         for e in eras
-        if e.get("anchor")
+        if e.anchor
     ]
     existing_anchors = len(anchors)
     new_anchors = [g for g in groups if len(g.rows) >= params.anchor_min_faces]
@@ -324,7 +326,7 @@ def age_split(
         for g in new_anchors
     ]
     standalone: list[_Group] = []
-    decisions: list[dict[str, Any]] = []
+    decisions: list[Decision] = []
     for group in groups:
         if len(group.rows) >= params.anchor_min_faces:
             continue
@@ -344,48 +346,48 @@ def age_split(
         years_of[face_id] = None if row is None else years_by_photo.get(table.sha256[row])
 
     # Existing eras keep their names and numbers; new ones follow, earliest year first.
-    by_name = {e["name"]: e for e in eras}
+    by_name = {e.name: e for e in eras}
     for anchor in anchors[:existing_anchors]:
         old = by_name[str(anchor.name)]
-        by_name[old["name"]] = _era_entry(
-            old["name"], int(old["number"]), anchor.face_ids, years_of, params, curated.name, anchor
+        by_name[old.name] = _era_entry(
+            old.name, old.number, anchor.face_ids, years_of, params, curated.name, anchor
         )
     fresh: list[tuple[list[int], _Anchor | None, int | None]] = [
         (a.face_ids, a, a.year) for a in anchors[existing_anchors:]
     ] + [([int(f) for f in table.face_id[g.rows]], None, g.year) for g in standalone]
     fresh.sort(key=lambda item: (item[2] is None, item[2] or 0, -len(item[0]), min(item[0])))
-    number = max((int(e["number"]) for e in eras), default=0)
+    number = max((e.number for e in eras), default=0)
     for face_ids, found, _ in fresh:
         number += 1
         name = ERA_NAME.format(curated.name, number)
         by_name[name] = _era_entry(name, number, face_ids, years_of, params, curated.name, found)
-    result = sorted(by_name.values(), key=lambda e: int(e["number"]))
+    result = sorted(by_name.values(), key=lambda e: e.number)
 
     undated = sorted(
         {
             photos.rows[table.sha256[row_of[f]]].path
             for e in result
-            for f in e["face_ids"]
+            for f in e.face_ids
             if f in row_of and years_by_photo.get(table.sha256[row_of[f]]) is None
         }
     )
-    plan = {
-        "command": COMMAND,
-        "faceset": curated.name,
-        "model": model_identity(store),
-        "store": str(store.path.resolve()),
-        "parameters": {k: v for k, v in params.recorded().items() if k != "dry_run"},
-        "roots": folders,
-        "seed_centroid": previous.get("seed_centroid") if extend else vector_json(seed),
-        "centroid": vector_json(centroid),
-        "facesets": result,
-        "fragments": [*previous.get("fragments", []), *decisions] if extend else decisions,
-        "no_capture_time": undated,
-    }
-    changed = plan != previous
+    plan = EraPlan(
+        command=COMMAND,
+        faceset=curated.name,
+        model=model_identity(store),
+        store=str(store.path.resolve()),
+        parameters={k: v for k, v in params.recorded().items() if k != "dry_run"},
+        roots=folders,
+        seed_centroid=previous.seed_centroid if extend and previous else vector_json(seed),
+        centroid=vector_json(centroid),
+        facesets=result,
+        fragments=[*previous.fragments, *decisions] if extend and previous else decisions,
+        no_capture_time=undated,
+    )
+    changed = previous is None or plan.to_json() != previous.to_json()
     written = False
     if not params.dry_run:
-        written = write_json_if_changed(plan_path, plan)
+        written = write_json_if_changed(plan_path, plan.to_json())
     slotted = _slotted(eras, result)
     if extend and written:
         _record_extend_run(export_dir, plan, plan_path, int(todo.size), slotted)
@@ -399,12 +401,12 @@ def age_split(
         "new_faces": int(todo.size),
         **({"slotted": slotted} if extend else {}),
         "subclusters": [int(len(g.rows)) for g in groups],
-        "anchors": sum(1 for e in result if e["anchor"]),
+        "anchors": sum(1 for e in result if e.anchor),
         "eras": {
-            e["name"]: {
-                "faces": len(e["face_ids"]),
-                "years": e["label"],
-                "thin": e["partition"] == PARTITION_THIN,
+            e.name: {
+                "faces": len(e.face_ids),
+                "years": e.label,
+                "thin": e.partition == PARTITION_THIN,
             }
             for e in result
         },
@@ -416,39 +418,36 @@ def age_split(
     return JobOutcome(summary=summary, manifest_path=None if params.dry_run else plan_path)
 
 
-def _slotted(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, int]:
+def _slotted(before: Sequence[EraEntry], after: Sequence[EraEntry]) -> dict[str, int]:
     """Faces each era gained (new eras included), by era name; eras that gained none left out."""
-    held = {str(e["name"]): {int(f) for f in e["face_ids"]} for e in before}
-    gained = {
-        str(e["name"]): len({int(f) for f in e["face_ids"]} - held.get(str(e["name"]), set()))
-        for e in after
-    }
+    held = {e.name: set(e.face_ids) for e in before}
+    gained = {e.name: len(set(e.face_ids) - held.get(e.name, set())) for e in after}
     return {name: count for name, count in gained.items() if count}
 
 
 def _record_extend_run(
-    export_dir: Path, plan: dict[str, Any], plan_path: Path, new_faces: int, slotted: dict[str, int]
+    export_dir: Path, plan: EraPlan, plan_path: Path, new_faces: int, slotted: dict[str, int]
 ) -> None:
     """One `age_extend_runs` block in the top-level manifest (read, appended, written whole)."""
     top_path = export_dir / layout.EXPORT_MANIFEST
-    top = layout.read_json(top_path, {})
-    if not isinstance(top, dict):
-        raise JobError(f"{top_path} is not an export manifest")
+    try:
+        top = ExportManifest.read(top_path) or ExportManifest()
+    except ManifestError as exc:
+        raise JobError(f"{exc}: not an export manifest") from exc
     block = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "faceset": plan["faceset"],
+        "faceset": plan.faceset,
         "plan": plan_path.relative_to(export_dir).as_posix(),
-        "parameters": plan["parameters"],
+        "parameters": dict(plan.parameters),
         "counts": {
             "new_faces": new_faces,
             "slotted": sum(slotted.values()),
             "per_era": slotted,
-            "eras": len(plan["facesets"]),
+            "eras": len(plan.facesets),
         },
     }
-    previous = top.get(layout.AGE_EXTEND_RUNS)
-    top[layout.AGE_EXTEND_RUNS] = [*(previous if isinstance(previous, list) else []), block]
-    layout.atomic_write_json(top_path, top)
+    top.extra[layout.AGE_EXTEND_RUNS] = [*top.runs(layout.AGE_EXTEND_RUNS), block]
+    top.write(top_path)
 
 
 def age_extend(

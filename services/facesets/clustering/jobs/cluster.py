@@ -33,6 +33,7 @@ from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ClusterParams
+from facesets.contract.manifests import ClusterManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -63,32 +64,32 @@ def cluster(
     )
     raw = layout_from_labels(result.labels, face_ids)
     wanted, sections = raw_outputs(raw, table, photos)
-    payload = {
-        "command": "cluster",
-        "parameters": {
-            "threshold": float(params.threshold),
-            "link_mode": link_mode,
-            "cannot_link": params.cannot_link,
+    components = components_json(result, face_ids)
+    manifest = ClusterManifest(
+        command="cluster",
+        parameters=params.recorded(),
+        store=store_identity(store),
+        model=model_identity(store),
+        extra={
+            "cannot_link": cannot_link_json(params.cannot_link, result.prevented),
+            "components": components,
+            "search": result.search.as_json() if result.search else None,
         },
-        "cannot_link": cannot_link_json(params.cannot_link, result.prevented),
-        "store": store_identity(store),
-        "model": model_identity(store),
-        "components": components_json(result, face_ids),
-        "search": result.search.as_json() if result.search else None,
-        **sections,
-    }
+    )
     manifest_path = out / layout.CLUSTER_MANIFEST
-    sync = sync_outputs(out, layout.CLUSTER_MANIFEST, wanted, payload, link_mode, progress)
+    sync = sync_outputs(
+        out, layout.CLUSTER_MANIFEST, wanted, sections.into(manifest), link_mode, progress
+    )
     summary = {
         "persons": len(raw.persons),
         "faces_clustered": int(rows.size),
         "faces_in_persons": sum(len(f) for f in raw.persons.values()),
         "singletons": len(raw.singletons),
-        "noface_photos": len(sections["noface"]),
+        "noface_photos": len(sections.noface),
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
-        "errors": sections["errors"],
-        "components": payload["components"]["methods"],
+        "errors": sections.errors,
+        "components": components["methods"],
         "merges_prevented": result.prevented,
         **sync.summary(),
     }

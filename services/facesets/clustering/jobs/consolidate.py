@@ -21,8 +21,8 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
@@ -48,7 +48,6 @@ from facesets.clustering.jobs.materialize import (
     inside_or_fail,
     matches,
     place,
-    read_manifest,
     remove_owned,
     write_json_if_changed,
 )
@@ -56,6 +55,15 @@ from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ConsolidateParams
+from facesets.contract.manifests import (
+    Candidate,
+    ConsolidateRound,
+    ConsolidateState,
+    ManifestError,
+    Merge,
+    ParamValue,
+    RefineManifest,
+)
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -68,19 +76,25 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass
+class _Plan:
+    merges: list[Merge]
+    candidates: list[Candidate]
+
+
 def _plan(
-    base: dict[str, Any],
+    base: RefineManifest,
     table: FaceTable,
     candidate_similarity: float,
     confident_similarity: float,
     different: Sequence[tuple[list[int], list[int]]] = (),
-) -> dict[str, Any]:
+) -> _Plan:
     """Which facesets merge into which, and the candidate pairs, from one refine manifest.
     `different`: face-id groups marked as two people (`facesets review`), never merged."""
     assert table.embedding is not None
-    facesets = base.get("facesets", [])
+    facesets = base.entries()
     row_of = face_index_by_id(table)
-    unknown = {int(f) for e in facesets for f in e["face_ids"]} - set(row_of)
+    unknown = {f for e in facesets for f in e.face_ids} - set(row_of)
     if unknown:
         raise JobError(
             f"the refine manifest lists {len(unknown)} faces the store does not hold; "
@@ -88,18 +102,18 @@ def _plan(
         )
     dim = table.embedding.shape[1]
     centroids = np.array(
-        [centroid_of(table.embedding[[row_of[int(f)] for f in e["face_ids"]]]) for e in facesets],
+        [centroid_of(table.embedding[[row_of[f] for f in e.face_ids]]) for e in facesets],
         dtype=np.float32,
     ).reshape(len(facesets), dim)
     similarity = centroids @ centroids.T
-    names = [e["name"] for e in facesets]
-    numbers = [int(e["number"]) for e in facesets]
+    names = [e.name for e in facesets]
+    numbers = [e.number for e in facesets]
     groups = (
         [sorted(g) for g in linkage.complete_linkage_groups(centroids, confident_similarity)]
         if len(facesets) > 1
         else []
     )
-    groups = apart(groups, [set(e["face_ids"]) for e in facesets], different)
+    groups = apart(groups, [set(e.face_ids) for e in facesets], different)
     merges = []
     merged_pairs: set[tuple[int, int]] = set()
     for group in groups:
@@ -109,26 +123,25 @@ def _plan(
         pair_sims = [float(similarity[i, j]) for i in group for j in group if i < j]
         merged_pairs.update((min(i, j), max(i, j)) for i in group for j in group if i != j)
         merges.append(
-            {
-                "target": names[group[0]],
-                "sources": [names[i] for i in group[1:]],
-                "min_similarity": round(min(pair_sims), 4),
-            }
+            Merge(names[group[0]], [names[i] for i in group[1:]], round(min(pair_sims), 4))
         )
-    merges.sort(key=lambda m: numbers[names.index(m["target"])])
+    merges.sort(key=lambda m: numbers[names.index(m.target)])
     candidates = [
-        {
-            "a": names[i],
-            "b": names[j],
-            "similarity": round(float(similarity[i, j]), 4),
-            "merged": (i, j) in merged_pairs,
-        }
+        Candidate(names[i], names[j], round(float(similarity[i, j]), 4), (i, j) in merged_pairs)
         for i in range(len(facesets))
         for j in range(i + 1, len(facesets))
         if similarity[i, j] >= candidate_similarity
     ]
-    candidates.sort(key=lambda c: (-c["similarity"], c["a"], c["b"]))
-    return {"merges": merges, "candidates": candidates}
+    candidates.sort(key=lambda c: (-c.similarity, c.a, c.b))
+    return _Plan(merges, candidates)
+
+
+def _parse_refine(text: str, where: Path) -> RefineManifest:
+    """The refine manifest a round starts from (the file, or the copy a round recorded)."""
+    try:
+        return RefineManifest.from_json(json.loads(text), str(where))
+    except (ManifestError, json.JSONDecodeError) as exc:
+        raise JobError(f"{where} is not a readable refine manifest ({exc}); re-run refine") from exc
 
 
 def _free_name(merged_root: Path, name: str, taken: set[str]) -> str:
@@ -150,36 +163,39 @@ class _Folder:
         if not self.refine_path.is_file():
             raise JobError(f"no {layout.REFINE_MANIFEST} in {root}; run `refine` into it first")
         self.store = store
-        self.state = read_manifest(self.path) or {"rounds": []}
+        try:
+            self.state = ConsolidateState.read(self.path) or ConsolidateState()
+        except ManifestError as exc:
+            raise JobError(f"{exc}; move it away and re-run") from exc
 
     def refine_bytes(self) -> bytes:
         return self.refine_path.read_bytes()
 
     def save_state(self) -> None:
-        if self.state["rounds"]:
-            write_json_if_changed(self.path, self.state)
+        if self.state.rounds:
+            write_json_if_changed(self.path, self.state.to_json())
         else:
             self.path.unlink(missing_ok=True)
 
     # --- reverting ----------------------------------------------------------------------------
-    def revert_top(self) -> dict[str, Any]:
+    def revert_top(self) -> ConsolidateRound:
         """Undo the last round (also one stopped half-way) and forget it."""
-        top = self.state["rounds"][-1]
-        if top["status"] == DONE and _sha(self.refine_bytes()) != top["refine_after_sha256"]:
+        top = self.state.rounds[-1]
+        if top.status == DONE and _sha(self.refine_bytes()) != top.refine_after_sha256:
             raise JobError(
                 f"{self.refine_path} changed after the last consolidation (refine or extend ran "
                 "since); undoing it would lose those changes. Re-run refine instead."
             )
-        for merge in reversed(top["merges"]):
-            remove_owned(self.root, set(merge["added_files"]))
-            for name, moved in merge["moved"].items():
+        for merge in reversed(top.merges):
+            remove_owned(self.root, set(merge.added_files))
+            for name, moved in merge.moved.items():
                 source, target = inside_or_fail(self.root, moved), inside_or_fail(self.root, name)
                 if source.exists() and not target.exists():
                     os.replace(source, target)
-        before = top["refine_before"].encode("utf-8")
+        before = top.refine_before.encode("utf-8")
         if self.refine_bytes() != before:
             layout.atomic_write_bytes(self.refine_path, before)
-        self.state["rounds"].pop()
+        self.state.rounds.pop()
         self.save_state()
         merged_root = self.root / layout.MERGED_DIR
         if merged_root.is_dir() and not any(merged_root.iterdir()):
@@ -189,8 +205,8 @@ class _Folder:
     # --- applying -----------------------------------------------------------------------------
     def apply(
         self,
-        plan: dict[str, Any],
-        parameters: dict[str, Any],
+        plan: _Plan,
+        parameters: dict[str, ParamValue],
         base_text: str,
         table: FaceTable,
         photos: Photos,
@@ -198,24 +214,24 @@ class _Folder:
         progress: ProgressFn | None,
     ) -> list[str]:
         """Carry out a plan on the folder as base_text describes it; returns foreign conflicts."""
-        base = json.loads(base_text)
-        entries = {e["name"]: e for e in base.get("facesets", [])}
+        base = _parse_refine(base_text, self.refine_path)
+        entries = {e.name: replace(e) for e in base.entries()}
         merged_root = self.root / layout.MERGED_DIR
-        merges: list[dict[str, Any]] = []
+        merges: list[Merge] = []
         sources_of: dict[str, str] = {}  # added file -> its source photo
         conflicts: list[str] = []
         taken: set[str] = set()
-        for merge in plan["merges"]:
-            target = entries[merge["target"]]
+        for merge in plan.merges:
+            target = entries[merge.target]
             own: dict[str, str] = {}
-            for sha in target["photos"]:
+            for sha in target.photos or []:
                 for path in photos.existing.get(sha, []):
-                    add_file(own, target["name"], path)
+                    add_file(own, target.name, path)
             gained: dict[str, str] = {}
-            for name in merge["sources"]:
-                for sha in entries[name]["photos"]:
+            for name in merge.sources:
+                for sha in entries[name].photos or []:
                     for path in photos.existing.get(sha, []):
-                        add_file(gained, target["name"], path)
+                        add_file(gained, target.name, path)
             added: dict[str, str] = {}
             for relpath, source in gained.items():
                 destination = inside_or_fail(self.root, relpath)
@@ -230,56 +246,53 @@ class _Folder:
             sources_of.update(added)
             moved = {
                 name: _free_name(merged_root, name, taken)
-                for name in merge["sources"]
+                for name in merge.sources
                 if (self.root / name).exists()
             }
-            merges.append({**merge, "added_files": sorted(added), "moved": moved})
+            merges.append(replace(merge, added_files=sorted(added), moved=moved))
 
-        record = {
-            "status": APPLYING,
-            "parameters": parameters,
-            "refine_before": base_text,
-            "merges": merges,
-            "candidates": plan["candidates"],
-        }
-        self.state["rounds"].append(record)
-        write_json_if_changed(self.path, self.state)  # a crash from here on can be reverted
+        record = ConsolidateRound(APPLYING, parameters, base_text, merges, plan.candidates)
+        self.state.rounds.append(record)
+        # a crash from here on can be reverted
+        write_json_if_changed(self.path, self.state.to_json())
 
-        written = set(base.get("written", []))
+        written = set(base.written or [])
         row_of = face_index_by_id(table)
         assert table.embedding is not None
-        total = sum(len(m["added_files"]) for m in merges)
+        total = sum(len(m.added_files) for m in merges)
         done = 0
         for merge in merges:
-            target = entries[merge["target"]]
-            sources = [entries[name] for name in merge["sources"]]
-            if merge["moved"]:
+            target = entries[merge.target]
+            sources = [entries[name] for name in merge.sources]
+            if merge.moved:
                 merged_root.mkdir(exist_ok=True)
-            for name, moved in merge["moved"].items():
-                os.replace(inside_or_fail(self.root, name), inside_or_fail(self.root, moved))
-            for relpath in merge["added_files"]:
+            for name, aside in merge.moved.items():
+                os.replace(inside_or_fail(self.root, name), inside_or_fail(self.root, aside))
+            for relpath in merge.added_files:
                 place(Path(sources_of[relpath]), self.root / relpath, link_mode)
                 done += 1
                 report(progress, "consolidate", done, total)
-            face_ids = sorted({int(f) for e in (target, *sources) for f in e["face_ids"]})
-            target.update(
-                face_ids=face_ids,
-                photos=sorted({table.sha256[row_of[f]] for f in face_ids}),
-                centroid=vector_json(centroid_of(table.embedding[[row_of[f] for f in face_ids]])),
-                merged_from=sorted([*target.get("merged_from", []), *merge["sources"]]),
+            face_ids = sorted({f for e in (target, *sources) for f in e.face_ids})
+            target.face_ids = face_ids
+            target.photos = sorted({table.sha256[row_of[f]] for f in face_ids})
+            target.centroid = vector_json(
+                centroid_of(table.embedding[[row_of[f] for f in face_ids]])
             )
-            written = {p for p in written if p.split("/", 1)[0] not in merge["sources"]}
-            written |= set(merge["added_files"])
+            before = target.extra.get("merged_from")
+            merged_from = [str(n) for n in before] if isinstance(before, list) else []
+            target.extra = target.extra | {"merged_from": sorted([*merged_from, *merge.sources])}
+            written = {p for p in written if p.split("/", 1)[0] not in merge.sources}
+            written |= set(merge.added_files)
 
-        gone = {name for merge in merges for name in merge["sources"]}
-        after = {
-            **base,
-            "facesets": [e for e in base.get("facesets", []) if e["name"] not in gone],
-            "written": sorted(written),
-        }
+        gone = {name for merge in merges for name in merge.sources}
+        after = replace(
+            base,
+            facesets=[entries[e.name] for e in base.entries() if e.name not in gone],
+            written=sorted(written),
+        ).to_json()
         write_json_if_changed(self.refine_path, after)
-        record.update(status=DONE, refine_after_sha256=_sha(encode_json(after)))
-        write_json_if_changed(self.path, self.state)
+        record.status, record.refine_after_sha256 = DONE, _sha(encode_json(after))
+        write_json_if_changed(self.path, self.state.to_json())
         return conflicts
 
 
@@ -298,65 +311,61 @@ def consolidate(
     undo, dry_run = params.undo, params.dry_run
     link_mode = params.link_mode.value if params.link_mode else None
     folder = _Folder(Path(facesets_dir), store)
-    rounds = folder.state["rounds"]
+    rounds = folder.state.rounds
 
     if undo:
         if not rounds:
             return JobOutcome({"undone": False, "reason": "nothing to undo"}, None)
         if dry_run:
-            return JobOutcome(
-                {"undone": False, "dry_run": True, "would_undo": rounds[-1]["merges"]}, None
-            )
+            would_undo = [m.to_json() for m in rounds[-1].merges]
+            return JobOutcome({"undone": False, "dry_run": True, "would_undo": would_undo}, None)
         reverted = folder.revert_top()
         undone = {
             "undone": True,
-            "restored": [name for m in reverted["merges"] for name in m["sources"]],
-            "rounds_left": len(folder.state["rounds"]),
+            "restored": [name for m in reverted.merges for name in m.sources],
+            "rounds_left": len(folder.state.rounds),
         }
         log.info("consolidation undone", folder=str(folder.root), **undone)
-        return JobOutcome(undone, folder.path if folder.state["rounds"] else None)
+        return JobOutcome(undone, folder.path if folder.state.rounds else None)
 
-    if rounds and rounds[-1]["status"] == APPLYING and not dry_run:
+    if rounds and rounds[-1].status == APPLYING and not dry_run:
         log.warning("reverting a consolidation that stopped half-way", folder=str(folder.root))
         folder.revert_top()
-        rounds = folder.state["rounds"]
+        rounds = folder.state.rounds
 
     current = folder.refine_bytes()
     top = rounds[-1] if rounds else None
-    replaying = top is not None and top.get("refine_after_sha256") == _sha(current)
-    base_text = top["refine_before"] if replaying and top else current.decode("utf-8")
-    base = json.loads(base_text)
-    check_model(base, store, folder.refine_path)
+    replaying = top is not None and top.refine_after_sha256 == _sha(current)
+    base_text = top.refine_before if replaying and top else current.decode("utf-8")
+    base = _parse_refine(base_text, folder.refine_path)
+    check_model(base.model, store, folder.refine_path)
 
     table = store.face_table(with_embeddings=True)
     photos = Photos.scan(store, roots)
-    mode = check_link_mode(link_mode or base.get("parameters", {}).get("link_mode", "auto"))
-    parameters = {
+    mode = check_link_mode(link_mode or str(base.param("link_mode", "auto")))
+    parameters: dict[str, ParamValue] = {
         "candidate_similarity": float(candidate_similarity),
         "confident_similarity": float(confident_similarity),
-        "link_mode": mode,
+        "link_mode": mode,  # the mode used: the refine output's where none was given
     }
     plan = _plan(
         base, table, candidate_similarity, confident_similarity, marked_groups(store.path)
     )
-    summary: dict[str, Any] = {
-        "facesets_before": len(base.get("facesets", [])),
-        "merges": [
-            {k: m[k] for k in ("target", "sources", "min_similarity")} for m in plan["merges"]
-        ],
-        "candidates": plan["candidates"],
+    merges = [m.planned() for m in plan.merges]
+    before = len(base.entries())
+    summary: dict[str, object] = {
+        "facesets_before": before,
+        "merges": merges,
+        "candidates": [c.to_json() for c in plan.candidates],
         "dry_run": dry_run,
+        "facesets_after": before - sum(len(m.sources) for m in plan.merges),
     }
-    summary["facesets_after"] = summary["facesets_before"] - sum(
-        len(m["sources"]) for m in plan["merges"]
-    )
     unchanged = (
         replaying
         and top is not None
-        and top["parameters"] == parameters
-        and [{k: m[k] for k in ("target", "sources", "min_similarity")} for m in top["merges"]]
-        == summary["merges"]
-        and top["candidates"] == plan["candidates"]
+        and top.parameters == parameters
+        and [m.planned() for m in top.merges] == merges
+        and top.candidates == plan.candidates
     )
     if dry_run or unchanged:
         summary["changed"] = False
@@ -368,8 +377,8 @@ def consolidate(
     log.info(
         "consolidated",
         folder=str(folder.root),
-        merges=len(plan["merges"]),
-        candidates=len(plan["candidates"]),
+        merges=len(plan.merges),
+        candidates=len(plan.candidates),
     )
     return JobOutcome(summary, folder.path)
 

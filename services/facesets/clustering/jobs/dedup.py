@@ -57,6 +57,8 @@ from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
+Evidence = dict[str, float | int | str]  # how a near-duplicate pair was confirmed
+
 ALIGN_SIDE = 256  # long side of the grey image ORB matches on
 COMPARE_SIDE = 96  # long side at which aligned photos are compared
 COMPARE_BLUR = 1.0  # Gaussian sigma at COMPARE_SIDE, against resampling and JPEG noise
@@ -165,7 +167,7 @@ class _Verifier:
 
     def verify(
         self, fixed_sha: str, moving_sha: str, kps_pairs: Sequence[tuple[np.ndarray, np.ndarray]]
-    ) -> dict[str, Any] | None:
+    ) -> Evidence | None:
         """The evidence that moving_sha is a near-duplicate of fixed_sha, or None."""
         fixed, moving = self.load(fixed_sha), self.load(moving_sha)
         if fixed is None or moving is None:
@@ -253,7 +255,7 @@ def _hash_candidates(
     return sorted(pairs)
 
 
-def _groups(pairs: dict[tuple[str, str], dict[str, Any]]) -> list[list[str]]:
+def _groups(pairs: dict[tuple[str, str], Evidence]) -> list[list[str]]:
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -303,7 +305,7 @@ def dedup(
 
     verifier = _Verifier(photos, p.near_threshold, p.min_overlap, p.min_inliers)
     pixels = {sha: row.width * row.height for sha, row in photos.rows.items()}
-    verified: dict[tuple[str, str], dict[str, Any]] = {}
+    verified: dict[tuple[str, str], Evidence] = {}
     for done, (a, b, kps_pairs) in enumerate(candidates, start=1):
         # Warp the smaller photo onto the larger: overlap is then measured on the original.
         if pixels[b] > pixels[a]:
@@ -314,7 +316,7 @@ def dedup(
             verified[(a, b)] = evidence
         report(progress, "verify", done, len(candidates))
 
-    def describe(sha: str) -> dict[str, Any]:
+    def describe(sha: str) -> dict[str, str | int]:
         row = photos.rows[sha]
         return {
             "sha256": sha,
@@ -324,7 +326,8 @@ def dedup(
             "size": row.size,
         }
 
-    near: list[dict[str, Any]] = []
+    groups: list[tuple[str, dict[str, object]]] = []  # (first member's path, the group)
+    extra_photos = 0
     for members in _groups(verified):
         ranked = sorted(members, key=lambda s: (-pixels[s], -photos.rows[s].size, s))
         pairs = [
@@ -332,20 +335,17 @@ def dedup(
             for (a, b), evidence in sorted(verified.items())
             if a in members
         ]
-        near.append({"keep": ranked[0], "members": [describe(s) for s in ranked], "pairs": pairs})
-    near.sort(key=lambda g: g["members"][0]["path"])
+        described = [describe(s) for s in ranked]
+        extra_photos += len(described) - 1
+        group: dict[str, object] = {"keep": ranked[0], "members": described, "pairs": pairs}
+        groups.append((str(described[0]["path"]), group))
+    near = [group for _, group in sorted(groups, key=lambda item: item[0])]
 
     payload = {
         "command": "dedup",
         "store": store_identity(store),
-        "model": model_identity(store),
-        "parameters": {
-            "near_threshold": float(p.near_threshold),
-            "face_similarity": float(p.face_similarity),
-            "candidate_distance": float(p.candidate_distance),
-            "min_overlap": float(p.min_overlap),
-            "min_inliers": int(p.min_inliers),
-        },
+        "model": model_identity(store).to_json(),
+        "parameters": p.recorded(),
         "identical": identical,
         "near": near,
         "missing_sources": photos.missing_report(),
@@ -356,7 +356,7 @@ def dedup(
         "identical_groups": len(identical),
         "identical_extra_copies": sum(len(g["paths"]) - 1 for g in identical),
         "near_groups": len(near),
-        "near_extra_photos": sum(len(g["members"]) - 1 for g in near),
+        "near_extra_photos": extra_photos,
         "candidate_pairs": len(candidates),
         "verified_pairs": len(verified),
         "missing_photos": len(photos.missing_photos()),

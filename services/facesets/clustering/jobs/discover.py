@@ -12,7 +12,6 @@ in EXPORT/.discover/ for the export service. With `dry_run` nothing is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -41,6 +40,7 @@ from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import DiscoverParams
+from facesets.contract.manifests import RefineManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -59,14 +59,13 @@ def discover(
     p = params or DiscoverParams()
     root, export = Path(root), Path(export)
     plan_path = export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
-    plan = read_plan(plan_path)
-    if plan:
-        check_model(plan, store, plan_path.parent)
+    plan = read_plan(plan_path) or RefineManifest()
+    check_model(plan.model, store, plan_path.parent)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
-    facesets: list[dict[str, Any]] = list(plan.get("facesets", []))
-    held = {int(f) for entry in facesets for f in entry["face_ids"]}
+    facesets = plan.entries()
+    held = {f for entry in facesets for f in entry.face_ids}
     wanted = photos_under(photos, root)
     in_root = (
         rows[[table.sha256[r] in wanted and int(table.face_id[r]) not in held for r in rows]]
@@ -102,13 +101,14 @@ def discover(
         cannot_link=p.cannot_link,
     )
     report(progress, "discover", 1, 1)
-    first = max(view.max_number, *(int(e["number"]) for e in facesets), 0) + 1
+    first = max(view.max_number, *(e.number for e in facesets), 0) + 1
     marker = f"discovered under {root}\n"
     new_entries = [
         faceset_entry(number, sorted_ids(table.face_id[group]), table)
-        | {"discovered_under": str(root), "markers": {layout.DISCOVERED_MARKER: marker}}
         for number, group in enumerate(found.groups, start=first)
     ]
+    for entry in new_entries:
+        entry.extra = {"discovered_under": str(root), "markers": {layout.DISCOVERED_MARKER: marker}}
     gates = quality.summary(
         "discover",
         table,
@@ -122,26 +122,23 @@ def discover(
         min_faces=p.min_faces,
     )
     # Facesets an earlier run planned whose export did not finish: the export is resumed.
-    unexported = [e["name"] for e in facesets if e["name"] not in view.canonical]
+    unexported = [e.name for e in facesets if e.name not in view.canonical]
     written = bool(new_entries) and not p.dry_run
     if written:
-        payload = {
-            "command": "discover",
-            "facesets": [*facesets, *new_entries],
-            "store": store_identity(store),
-            "model": model_identity(store),
-            "runs": [
-                *plan.get("runs", []),
-                {
-                    "root": str(root),
-                    "known_threshold": p.known_threshold,
-                    "cluster_threshold": p.cluster_threshold,
-                    "new": [e["name"] for e in new_entries],
-                    "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
-                },
-            ],
+        run = {
+            "root": str(root),
+            "known_threshold": p.known_threshold,
+            "cluster_threshold": p.cluster_threshold,
+            "new": [e.name for e in new_entries],
+            "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
         }
-        layout.atomic_write_json(plan_path, payload)
+        RefineManifest(
+            command="discover",
+            facesets=[*facesets, *new_entries],
+            store=store_identity(store),
+            model=model_identity(store),
+            extra={"runs": [*plan.records("runs"), run]},
+        ).write(plan_path)
     summary = {
         "root": str(root),
         "faces_under_root": int(in_root.size),
@@ -150,7 +147,7 @@ def discover(
         "faces_below_quality_gate": below_gate,
         "clusters": [c.as_dict() for c in found.clusters],
         "new_facesets": len(new_entries),
-        "new": {e["name"]: len(e["face_ids"]) for e in new_entries},
+        "new": {e.name: len(e.face_ids) for e in new_entries},
         "faces_unassigned": found.unassigned,
         "cannot_link": cannot_link_json(p.cannot_link, found.prevented),
         "discover_gates": gates,

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,9 +17,9 @@ from facesets.clustering.jobs.job import (
     Photos,
     face_index_by_id,
 )
-from facesets.clustering.jobs.materialize import read_manifest
 from facesets.clustering.store import FaceTable
 from facesets.contract import layout
+from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError
 
 THIN_MARKER = "THIN.txt"
 
@@ -71,7 +70,7 @@ def dominant_year(years: Iterable[int | None]) -> int | None:
     return min(y for y, c in counts.items() if c == best)
 
 
-def year_spread(years: Sequence[int | None]) -> dict[str, Any]:
+def year_spread(years: Sequence[int | None]) -> dict[str, int | None]:
     known = [y for y in years if y is not None]
     return {
         "first": min(known) if known else None,
@@ -99,21 +98,23 @@ class Curated:
 
 def read_curated(export_dir: Path, faceset: str) -> Curated:
     name = faceset_key(faceset)
-    top = read_manifest(export_dir / layout.EXPORT_MANIFEST)
-    entry = (top.get("facesets") or {}).get(name)
-    if not isinstance(entry, dict) or not entry.get("manifest"):
-        known = ", ".join(sorted(top.get("facesets") or {})) or "none"
-        raise JobError(f"{export_dir} holds no exported faceset {name!r} (facesets: {known})")
-    manifest = read_manifest(export_dir / str(entry["manifest"]))
-    crops = [c for c in manifest.get("crops", []) if isinstance(c, dict)]
-    if not crops:
-        raise JobError(f"{name} in {export_dir} keeps no crops; nothing to seed eras from")
-    roots: set[str] = set()
-    for crop in crops:
-        for path in [crop.get("source", ""), *crop.get("aliases", [])]:
-            if path:
-                roots.add(os.path.dirname(os.path.abspath(str(path))))
-    return Curated(name, sorted({int(c["face_id"]) for c in crops}), sorted(roots))
+    try:
+        top = ExportManifest.read(export_dir / layout.EXPORT_MANIFEST) or ExportManifest()
+        entry = top.partition("facesets").get(name, {})
+        if not entry.get("manifest"):
+            known = ", ".join(sorted(top.partition("facesets"))) or "none"
+            raise JobError(f"{export_dir} holds no exported faceset {name!r} (facesets: {known})")
+        manifest = FacesetManifest.read(export_dir / str(entry["manifest"])) or FacesetManifest()
+        if not manifest.crops:
+            raise JobError(f"{name} in {export_dir} keeps no crops; nothing to seed eras from")
+        roots = {
+            os.path.dirname(os.path.abspath(path))
+            for crop in manifest.crops
+            for path in manifest.sources(crop)
+        }
+        return Curated(name, sorted(set(manifest.face_ids())), sorted(roots))
+    except ManifestError as exc:
+        raise JobError(f"{exc}; move it away and re-run") from exc
 
 
 def curated_rows(curated: Curated, table: FaceTable, usable: np.ndarray) -> np.ndarray:

@@ -11,8 +11,9 @@ one (cannot-link, unless turned off).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -51,17 +52,20 @@ from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ExtendParams
+from facesets.contract.manifests import ClusterManifest, FacesetEntry, JobManifest, RefineManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
 
+M = TypeVar("M", bound=JobManifest)
 
-def _load(out: Path, name: str, store: FaceStore, command: str) -> dict[str, Any]:
+
+def _load(out: Path, name: str, store: FaceStore, command: str, model: type[M]) -> M:
     path = out / name
-    manifest = read_manifest(path)
-    if not manifest:
+    manifest = read_manifest(path, model)
+    if manifest is None:
         raise JobError(f"no {name} in {out}; run `{command}` into it first")
-    check_model(manifest, store, path)
+    check_model(manifest.model, store, path)
     return manifest
 
 
@@ -96,7 +100,7 @@ def _extend_raw(
     threshold: float,
     cannot_link: bool,
     progress: ProgressFn | None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[dict[str, int], dict[str, object] | None]:
     assert table.embedding is not None
     row_of = face_index_by_id(table)
     numbers = sorted(raw.persons)
@@ -104,7 +108,8 @@ def _extend_raw(
         [centroid_of(table.embedding[[row_of[f] for f in raw.persons[n]]]) for n in numbers]
     ).reshape(len(numbers), table.embedding.shape[1])
     persons = [
-        {"photos": sorted({table.sha256[row_of[f]] for f in raw.persons[n]})} for n in numbers
+        FacesetEntry("", n, [], photos=sorted({table.sha256[row_of[f]] for f in raw.persons[n]}))
+        for n in numbers
     ]
     nearest, prevented = _nearest(
         table.embedding[new_rows],
@@ -149,25 +154,25 @@ def _extend_raw(
 
 
 def _extend_refine(
-    manifest: dict[str, Any],
+    manifest: RefineManifest,
     table: FaceTable,
     rows: np.ndarray,
     threshold: float,
     cannot_link: bool,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[list[FacesetEntry], dict[str, int]]:
     """Facesets with the new faces that pass refine's quality gate and match a faceset."""
     assert table.embedding is not None
-    facesets = [dict(entry) for entry in manifest.get("facesets", [])]
+    facesets = [replace(entry) for entry in manifest.entries()]
     held: set[int] = set()
     for entry in facesets:
-        held.update(int(f) for f in entry["face_ids"])
-    for ids in manifest.get("rejected", {}).values():
-        held.update(int(f) for f in ids)
+        held.update(entry.face_ids)
+    for ids in manifest.rejected().values():
+        held.update(ids)
     candidates = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
-    gate = quality.recorded_gate(manifest.get("parameters", {}))
+    gate = quality.recorded_gate(manifest.parameters or {})
     good = candidates[quality.passes(gate, table, candidates)] if candidates.size else candidates
     centroids = normalise(
-        np.array([entry["centroid"] for entry in facesets], dtype=np.float32).reshape(
+        np.array([entry.centroid for entry in facesets], dtype=np.float32).reshape(
             len(facesets), table.embedding.shape[1]
         )
     )
@@ -184,8 +189,8 @@ def _extend_refine(
         if index < 0:
             continue
         entry = facesets[index]
-        entry["face_ids"] = sorted({*entry["face_ids"], int(table.face_id[row])})
-        entry["photos"] = sorted({table.sha256[row_of[f]] for f in entry["face_ids"]})
+        entry.face_ids = sorted({*entry.face_ids, int(table.face_id[row])})
+        entry.photos = sorted({table.sha256[row_of[f]] for f in entry.face_ids})
         joined += 1
     stats = {
         "candidate_faces": int(candidates.size),
@@ -210,20 +215,17 @@ def extend(
     threshold = params.threshold
     link_mode = params.link_mode.value if params.link_mode else None
     raw_out = Path(raw_out)
-    raw_manifest = _load(raw_out, layout.CLUSTER_MANIFEST, store, "cluster")
+    raw_manifest = _load(raw_out, layout.CLUSTER_MANIFEST, store, "cluster", ClusterManifest)
     refine_manifest = (
-        _load(Path(refine_out), layout.REFINE_MANIFEST, store, "refine") if refine_out else None
+        _load(Path(refine_out), layout.REFINE_MANIFEST, store, "refine", RefineManifest)
+        if refine_out
+        else None
     )
-    raw_mode = check_link_mode(
-        link_mode or raw_manifest.get("parameters", {}).get("link_mode", "auto")
-    )
+    raw_mode = check_link_mode(link_mode or str(raw_manifest.param("link_mode", "auto")))
 
     table, photos, rows = open_faces(store, roots, progress)
 
-    try:
-        raw = RawLayout.from_manifest(raw_manifest)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise JobError(f"{raw_out / layout.CLUSTER_MANIFEST} is malformed ({exc!r})") from exc
+    raw = RawLayout.from_manifest(raw_manifest)
     held = raw.held()
     _check_known(held, table, raw_out / layout.CLUSTER_MANIFEST)
     new_rows = np.array([r for r in rows if int(table.face_id[r]) not in held], dtype=np.int64)
@@ -232,23 +234,22 @@ def extend(
     )
 
     wanted, sections = raw_outputs(raw, table, photos)
-    payload = {
-        **{k: v for k, v in raw_manifest.items() if k not in ("written", "pending")},
-        **sections,
-        "extend": {
-            "threshold": float(threshold),
-            "link_mode": raw_mode,
-            "cannot_link": cannot_link_json(params.cannot_link, raw_stats["merges_prevented"]),
-        },
+    before = raw_manifest.section("extend")
+    block: dict[str, object] = {
+        "threshold": float(threshold),
+        "link_mode": raw_mode,
+        "cannot_link": cannot_link_json(params.cannot_link, raw_stats["merges_prevented"]),
     }
-    if not raw_stats["new_faces"] and "cannot_link" in raw_manifest.get("extend", {}):
-        payload["extend"]["cannot_link"] = raw_manifest["extend"]["cannot_link"]  # a re-run
+    if not raw_stats["new_faces"] and "cannot_link" in before:
+        block["cannot_link"] = before["cannot_link"]  # a re-run
     if components is not None:
-        payload["extend"]["components"] = components
-    elif "components" in raw_manifest.get("extend", {}):
-        payload["extend"]["components"] = raw_manifest["extend"]["components"]
-    raw_sync = sync_outputs(raw_out, layout.CLUSTER_MANIFEST, wanted, payload, raw_mode, progress)
-    summary: dict[str, Any] = {
+        block["components"] = components
+    elif "components" in before:
+        block["components"] = before["components"]
+    grown = sections.into(replace(raw_manifest, written=None, pending=None))
+    grown.extra = grown.extra | {"extend": block}
+    raw_sync = sync_outputs(raw_out, layout.CLUSTER_MANIFEST, wanted, grown, raw_mode, progress)
+    summary: dict[str, object] = {
         **raw_stats,
         "persons": len(raw.persons),
         "missing_photos": len(photos.missing_photos()),
@@ -258,32 +259,30 @@ def extend(
 
     if refine_manifest is not None and refine_out is not None:
         refine_out = Path(refine_out)
-        faceset_ids = {int(f) for e in refine_manifest.get("facesets", []) for f in e["face_ids"]}
+        faceset_ids = {f for e in refine_manifest.entries() for f in e.face_ids}
         _check_known(faceset_ids, table, refine_out / layout.REFINE_MANIFEST)
         facesets, refine_stats = _extend_refine(
             refine_manifest, table, rows, threshold, params.cannot_link
         )
-        refine_mode = check_link_mode(
-            link_mode or refine_manifest.get("parameters", {}).get("link_mode", "auto")
-        )
-        refine_payload = {
-            **{k: v for k, v in refine_manifest.items() if k not in ("written", "pending")},
-            "facesets": facesets,
-            "missing_sources": photos.missing_report(),
-            "extend": {
-                "threshold": float(threshold),
-                "cannot_link": cannot_link_json(
-                    params.cannot_link, refine_stats["faceset_joins_prevented"]
-                ),
-            },
+        refine_mode = check_link_mode(link_mode or str(refine_manifest.param("link_mode", "auto")))
+        extended: dict[str, object] = {
+            "threshold": float(threshold),
+            "cannot_link": cannot_link_json(
+                params.cannot_link, refine_stats["faceset_joins_prevented"]
+            ),
         }
-        if not refine_stats["candidate_faces"] and "extend" in refine_manifest:
-            refine_payload["extend"] = refine_manifest["extend"]  # a re-run changes nothing
+        if not refine_stats["candidate_faces"] and "extend" in refine_manifest.extra:
+            extended = refine_manifest.section("extend")  # a re-run changes nothing
+        refined = replace(refine_manifest, facesets=facesets, written=None, pending=None)
+        refined.extra = refined.extra | {
+            "missing_sources": photos.missing_report(),
+            "extend": extended,
+        }
         refine_sync = sync_outputs(
             refine_out,
             layout.REFINE_MANIFEST,
             faceset_files(facesets, photos),
-            refine_payload,
+            refined,
             refine_mode,
             progress,
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,14 +23,20 @@ from facesets.clustering.jobs.job import (
 )
 from facesets.clustering.store import FaceTable
 from facesets.contract import layout
+from facesets.contract.manifests import (
+    ExportManifest,
+    FacesetManifest,
+    ManifestError,
+    RefineManifest,
+)
 
 
-def read_plan(path: Path) -> dict[str, Any]:
-    """A plan (refine manifest) an earlier run wrote, or an empty one."""
-    plan = layout.read_json(path, {})
-    if not isinstance(plan, dict) or not isinstance(plan.get("facesets", []), list):
-        raise JobError(f"{path} is not a refine manifest; move it away and run again")
-    return plan
+def read_plan(path: Path) -> RefineManifest | None:
+    """A plan (refine manifest) an earlier run wrote; None when there is none."""
+    try:
+        return RefineManifest.read(path)
+    except ManifestError as exc:
+        raise JobError(f"{exc}: not a refine manifest; move it away and run again") from exc
 
 
 def cluster_faces(
@@ -53,7 +58,7 @@ class ClusterOutcome:
     photos: int
     kept: bool
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int | bool]:
         return {
             "size": self.size,
             "survivors": self.survivors,
@@ -141,17 +146,15 @@ class ExportView:
 
     @classmethod
     def read(cls, export: Path) -> ExportView:
-        manifest = layout.read_json(export / layout.EXPORT_MANIFEST, {}) or {}
-        if not isinstance(manifest, dict):
-            raise JobError(f"{export / layout.EXPORT_MANIFEST} is not a JSON object")
-        numbers: list[int] = []
-        for partition in manifest.values():
-            if isinstance(partition, dict):
-                numbers += [
-                    int(e["number"])
-                    for e in partition.values()
-                    if isinstance(e, dict) and isinstance(e.get("number"), int)
-                ]
+        try:
+            manifest = ExportManifest.read(export / layout.EXPORT_MANIFEST) or ExportManifest()
+        except ManifestError as exc:
+            raise JobError(str(exc)) from exc
+        numbers = [
+            number
+            for _, _, e in manifest.entries()
+            if isinstance(number := e.get("number"), int) and not isinstance(number, bool)
+        ]
         if export.is_dir():
             # Faceset folders at the top or one level down (`_thin/`, `_merged/` ...).
             for child in [*export.glob("faceset_*"), *export.glob("*/faceset_*")]:
@@ -159,11 +162,13 @@ class ExportView:
                 if child.is_dir() and digits.isdigit():
                     numbers.append(int(digits))
         canonical: dict[str, list[int]] = {}
-        for name, entry in sorted((manifest.get("facesets") or {}).items()):
-            set_manifest = layout.read_json(export / str(entry.get("manifest", "")), None)
-            if isinstance(set_manifest, dict):
-                crops = set_manifest.get("crops", [])
-                canonical[name] = [int(c["face_id"]) for c in crops if "face_id" in c]
+        for name, entry in sorted(manifest.partition("facesets").items()):
+            try:
+                set_manifest = FacesetManifest.read(export / str(entry.get("manifest", "")))
+            except ManifestError as exc:
+                raise JobError(str(exc)) from exc
+            if set_manifest is not None:
+                canonical[name] = set_manifest.face_ids()
         return cls(set(numbers), canonical)
 
     def centroids(self, table: FaceTable) -> tuple[list[str], np.ndarray]:

@@ -19,7 +19,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
@@ -48,6 +47,7 @@ from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import ImportFoldersParams
+from facesets.contract.manifests import FacesetEntry, RefineManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -118,20 +118,20 @@ def import_folders(
     export = Path(export)
     plan_path = export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
     plan = read_plan(plan_path)
-    if plan:
-        check_model(plan, store, plan_path.parent)
+    if plan is not None:
+        check_model(plan.model, store, plan_path.parent)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
-    previous = {str(e.get("label")): e for e in plan.get("facesets", [])}
+    previous = {str(e.extra.get("label")): e for e in plan.entries()} if plan else {}
     view = ExportView.read(export)
-    own = {int(e["number"]) for e in previous.values()}
+    own = {e.number for e in previous.values()}
     taken = view.numbers | own
     next_number = p.first_number or view.max_number + 1
 
     # 1. One identity per trusted folder.
     identities: list[tuple[Trusted, int, np.ndarray, np.ndarray]] = []
-    folders: list[dict[str, Any]] = []
+    folders: list[dict[str, object]] = []
     purities: dict[str, Purity] = {}
     for done, item in enumerate(trusted, start=1):
         in_folder = photos_under(photos, item.folder)
@@ -140,7 +140,7 @@ def import_folders(
             table, folder_rows, p.first_pass_threshold, p.second_pass_threshold, p.cannot_link
         )
         purity = folder_purity(table.embedding[kept], [table.sha256[r] for r in kept])
-        record: dict[str, Any] = {
+        record: dict[str, object] = {
             "label": item.label,
             "folder": str(item.folder),
             "photos": len(in_folder),
@@ -153,7 +153,7 @@ def import_folders(
         purities[item.label] = purity
         if kept.size:
             if item.label in previous:
-                number = int(previous[item.label]["number"])
+                number = previous[item.label].number
             else:
                 while next_number in taken:
                     if p.first_number:
@@ -198,7 +198,7 @@ def import_folders(
         for row in joined_rows:
             photo_sets.setdefault(table.sha256[row], set()).add(number)
 
-    entries: dict[str, dict[str, Any]] = {
+    entries: dict[str, FacesetEntry] = {
         label: entry for label, entry in previous.items() if label not in {t.label for t in trusted}
     }
     for item, number, kept, centroid in identities:
@@ -211,7 +211,7 @@ def import_folders(
             if purity.mixed
             else ""
         )
-        entries[item.label] = entry | {
+        entry.extra = {
             "label": item.label,
             "bundle": item.label,  # the export names the .fsz bundles after it
             "folder": str(item.folder),
@@ -226,26 +226,23 @@ def import_folders(
             "purity": round(purity.share, 2),
             **({"flags": [MIXED_FLAG]} if purity.mixed else {}),
         }
+        entries[item.label] = entry
     for record in folders:
-        if "number" in record:
-            record["from_mixed"] = len(joined[int(record["number"])])
-    facesets = sorted(entries.values(), key=lambda e: int(e["number"]))
-    payload = {
-        "command": "import-folders",
-        "facesets": facesets,
-        "store": store_identity(store),
-        "model": model_identity(store),
-        "parameters": {
-            "first_pass_threshold": p.first_pass_threshold,
-            "second_pass_threshold": p.second_pass_threshold,
-            "match_threshold": p.match_threshold,
-            "mixed": sorted(str(f) for f in mixed),
-            "cannot_link": p.cannot_link,
-        },
-    }
-    changed = payload != plan
+        made = record.get("number")
+        if isinstance(made, int):
+            record["from_mixed"] = len(joined[made])
+    facesets = sorted(entries.values(), key=lambda e: e.number)
+    recorded = {k: v for k, v in p.recorded().items() if k != "dry_run"}
+    manifest = RefineManifest(
+        command="import-folders",
+        facesets=facesets,
+        store=store_identity(store),
+        model=model_identity(store),
+        parameters=recorded | {"mixed": sorted(str(f) for f in mixed)},
+    )
+    changed = plan is None or manifest.to_json() != plan.to_json()
     if changed and not p.dry_run:
-        layout.atomic_write_json(plan_path, payload)
+        manifest.write(plan_path)
     summary = {
         "folders": folders,
         "empty_folders": [r["label"] for r in folders if "number" not in r],
@@ -257,7 +254,7 @@ def import_folders(
         # Hand-sorted folders whose faces look like more than one person: check them.
         "mixed_people_folders": [r["label"] for r in folders if r.get("mixed")],
         "cannot_link": cannot_link_json(p.cannot_link, prevented),
-        "numbers": {e["label"]: int(e["number"]) for e in facesets},
+        "numbers": {str(e.extra["label"]): e.number for e in facesets},
         "changed": changed,
         "dry_run": p.dry_run,
     }

@@ -15,6 +15,7 @@ from facesets.clustering.store import FaceStore, FaceTable, ImageRow
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import PathRefused, Roots
 from facesets.common.vectors import unit_rows as normalise
+from facesets.contract.manifests import FacesetEntry, ModelIdentity
 
 __all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
@@ -34,21 +35,17 @@ def store_identity(store: FaceStore) -> str:
     return str(store.path.resolve())
 
 
-def model_identity(store: FaceStore) -> dict[str, Any]:
+def model_identity(store: FaceStore) -> ModelIdentity:
     meta = store.meta()
-    return {
-        "model_pack": meta.get("model_pack", ""),
-        "embedding_dim": int(meta.get("embedding_dim", 0) or 0),
-    }
+    return ModelIdentity(str(meta.get("model_pack", "")), int(meta.get("embedding_dim", 0) or 0))
 
 
-def check_model(manifest: dict[str, Any], store: FaceStore, where: Path) -> None:
+def check_model(recorded: ModelIdentity | None, store: FaceStore, where: Path) -> None:
     """Refuse to mix face ids and centroids of one model with the embeddings of another."""
-    recorded = manifest.get("model")
-    if recorded and recorded != model_identity(store):
+    if recorded is not None and recorded != model_identity(store):
         raise JobError(
-            f"{where} was made with model {recorded}, but {store.path} holds "
-            f"{model_identity(store)}; run the job again from scratch into another folder"
+            f"{where} was made with model {recorded.to_json()}, but {store.path} holds "
+            f"{model_identity(store).to_json()}; run the job again from scratch into another folder"
         )
 
 
@@ -120,7 +117,7 @@ class Photos:
                 counts[row.error_reason] = counts.get(row.error_reason, 0) + 1
         return dict(sorted(counts.items()))
 
-    def missing_report(self) -> dict[str, Any]:
+    def missing_report(self) -> dict[str, list[str]]:
         return {"photos": self.missing_photos(), "paths": self.missing_paths}
 
 
@@ -176,10 +173,10 @@ def photo_codes_of(table: FaceTable, rows: np.ndarray, cannot_link: bool) -> np.
     )
 
 
-def held_photos(facesets: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def held_photos(facesets: Sequence[FacesetEntry]) -> tuple[np.ndarray, np.ndarray]:
     """(faceset row, photo) for every photo each faceset entry (its `photos`) holds."""
-    rows = [i for i, entry in enumerate(facesets) for _ in entry.get("photos", [])]
-    shas = [str(sha) for entry in facesets for sha in entry.get("photos", [])]
+    rows = [i for i, entry in enumerate(facesets) for _ in entry.photos or []]
+    shas = [sha for entry in facesets for sha in entry.photos or []]
     return np.asarray(rows, np.int64), np.asarray(shas, dtype=str).reshape(-1)
 
 

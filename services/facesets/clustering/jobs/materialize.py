@@ -14,15 +14,18 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
 from facesets.clustering.jobs.job import JobError, ProgressFn, report
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
+from facesets.contract.manifests import JobManifest, ManifestError, read_object
+
+M = TypeVar("M", bound=JobManifest)
 
 log = structlog.get_logger(__name__)
 
@@ -39,13 +42,13 @@ def check_link_mode(mode: str) -> str:
         raise JobError(f"unknown link mode {mode!r}; choose one of {choices}") from None
 
 
-def encode_json(payload: Any) -> bytes:
+def encode_json(payload: object) -> bytes:
     """The bytes layout.atomic_write_json writes, to compare before writing."""
     text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return text.encode("utf-8")
 
 
-def write_json_if_changed(path: Path, payload: Any) -> bool:
+def write_json_if_changed(path: Path, payload: object) -> bool:
     data = encode_json(payload)
     try:
         if path.read_bytes() == data:
@@ -56,16 +59,20 @@ def write_json_if_changed(path: Path, payload: Any) -> bool:
     return True
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path, model: type[M], command: str | None = None) -> M | None:
+    """The job manifest at `path` as `model`; None when there is none. One that is not JSON,
+    not an object or of the wrong shape is a JobError naming the file; so is one of another
+    command than `command` (when given), whatever its shape."""
     try:
-        payload = layout.read_json(path, {})
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JobError(
-            f"{path} is not a readable manifest ({exc}); move it away and re-run"
-        ) from exc
-    if not isinstance(payload, dict):
-        raise JobError(f"{path} is not a facesets manifest")
-    return payload
+        raw = read_object(path)
+        if raw and command is not None and raw.get("command") != command:
+            raise JobError(
+                f"{path} belongs to another command ({raw.get('command', 'unknown')!r}); "
+                f"choose another output folder for {command!r}"
+            )
+        return None if raw is None else model.from_json(raw, str(path))
+    except ManifestError as exc:
+        raise JobError(f"{exc}; move it away and re-run") from exc
 
 
 def _exists(path: Path) -> bool:
@@ -147,7 +154,7 @@ class SyncReport:
     modes: dict[str, int] = field(default_factory=dict)
     manifest_written: bool = False
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, int | list[str] | dict[str, int]]:
         return {
             "files_placed": self.placed,
             "files_unchanged": self.kept,
@@ -181,14 +188,14 @@ def inside_or_fail(out: Path, relpath: object) -> Path:
     return target
 
 
-def owned_files(manifest: dict[str, Any], out: Path) -> set[str]:
+def owned_files(manifest: JobManifest | None, out: Path) -> set[str]:
     """Files a previous run says it wrote, including those of a run that stopped half-way.
 
     Only entries that name a file inside `out` count: a manifest is a file anyone who can
     write the folder may edit, so an entry such as `../x` or `/home/me/x` is ignored (and
     logged), never removed or replaced.
     """
-    listed = [*manifest.get("written", []), *manifest.get("pending", [])]
+    listed = manifest.owned() if manifest is not None else []
     owned = {p for p in listed if inside(out, p) is not None}
     foreign = sorted(str(p) for p in listed if p not in owned)
     if foreign:
@@ -224,7 +231,7 @@ def sync_outputs(
     out: Path,
     manifest_name: str,
     wanted: dict[str, str],
-    payload: dict[str, Any],
+    manifest: JobManifest,
     link_mode: str,
     progress: ProgressFn | None = None,
 ) -> SyncReport:
@@ -238,12 +245,7 @@ def sync_outputs(
     check_link_mode(link_mode)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / manifest_name
-    previous = read_manifest(manifest_path)
-    if previous and previous.get("command") != payload.get("command"):
-        raise JobError(
-            f"{manifest_path} belongs to another command ({previous.get('command', 'unknown')!r}); "
-            f"choose another output folder for {payload.get('command')!r}"
-        )
+    previous = read_manifest(manifest_path, type(manifest), manifest.command)
     owned = owned_files(previous, out)
     sync = SyncReport()
     todo: list[tuple[str, Path, Path]] = []
@@ -265,8 +267,8 @@ def sync_outputs(
     if todo or stale:
         # Claim every path about to be touched first (a run that would change nothing skips
         # this and leaves the manifest alone).
-        claim = {**previous, "command": payload.get("command"), "pending": sorted(owned | final)}
-        layout.atomic_write_json(manifest_path, claim)
+        claim = previous or type(manifest)()
+        replace(claim, command=manifest.command, pending=sorted(owned | final)).write(manifest_path)
         for done, (_, source_path, target) in enumerate(todo, start=1):
             used = place(source_path, target, link_mode)
             sync.modes[used] = sync.modes.get(used, 0) + 1
@@ -274,6 +276,6 @@ def sync_outputs(
             report(progress, "materialise", done, len(todo))
         sync.removed = remove_owned(out, stale)
     sync.manifest_written = write_json_if_changed(
-        manifest_path, {**payload, "written": sorted(final)}
+        manifest_path, replace(manifest, written=sorted(final)).to_json()
     )
     return sync

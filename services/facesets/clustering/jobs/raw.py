@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from facesets.clustering.jobs.materialize import add_file
 from facesets.clustering.linkage import ClusterResult
 from facesets.clustering.store import FaceTable
 from facesets.contract import layout
+from facesets.contract.manifests import ClusterManifest, FacesetEntry, Singletons
 
 
 @dataclass
@@ -36,13 +36,10 @@ class RawLayout:
         return ids
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> RawLayout:
+    def from_manifest(cls, manifest: ClusterManifest) -> RawLayout:
         return cls(
-            persons={
-                int(p["number"]): [int(f) for f in p["face_ids"]]
-                for p in manifest.get("persons", [])
-            },
-            singletons=[int(f) for f in manifest.get("singletons", {}).get("face_ids", [])],
+            persons={p.number: list(p.face_ids) for p in manifest.persons},
+            singletons=list(manifest.singletons.face_ids),
         )
 
 
@@ -53,7 +50,7 @@ def linkage_progress(progress: ProgressFn | None, stage: str) -> Callable[[int, 
     return lambda done, total: report(progress, stage, done, total)
 
 
-def components_json(result: ClusterResult, face_ids: np.ndarray) -> dict[str, Any]:
+def components_json(result: ClusterResult, face_ids: np.ndarray) -> dict[str, object]:
     """Per component of two or more faces: its first face, size, clusters and method."""
     multi = [
         {
@@ -72,7 +69,7 @@ def components_json(result: ClusterResult, face_ids: np.ndarray) -> dict[str, An
     }
 
 
-def cannot_link_json(enabled: bool, prevented: int) -> dict[str, Any]:
+def cannot_link_json(enabled: bool, prevented: int) -> dict[str, object]:
     """The manifest's record of the constraint: on or off, and the merges it prevented."""
     return {"enabled": bool(enabled), "merges_prevented": int(prevented)}
 
@@ -93,13 +90,35 @@ def layout_from_labels(
     return raw
 
 
+@dataclass
+class RawSections:
+    """The manifest sections describing the raw output's folders."""
+
+    persons: list[FacesetEntry]
+    singletons: Singletons
+    noface: list[str]
+    faces: list[dict[str, int | str]]
+    missing_sources: dict[str, list[str]]
+    errors: dict[str, int]
+
+    def into(self, manifest: ClusterManifest) -> ClusterManifest:
+        manifest.persons, manifest.singletons = self.persons, self.singletons
+        manifest.extra = manifest.extra | {
+            "noface": self.noface,
+            "faces": self.faces,
+            "missing_sources": self.missing_sources,
+            "errors": self.errors,
+        }
+        return manifest
+
+
 def raw_outputs(
     raw: RawLayout, table: FaceTable, photos: Photos
-) -> tuple[dict[str, str], dict[str, Any]]:
+) -> tuple[dict[str, str], RawSections]:
     """The files the raw output should hold and the manifest sections describing them."""
     row_of = {int(f): i for i, f in enumerate(table.face_id)}
     wanted: dict[str, str] = {}
-    faces: list[dict[str, Any]] = []
+    faces: list[dict[str, int | str]] = []
 
     def place(folder: str, face_ids: list[int]) -> list[str]:
         shas: set[str] = set()
@@ -124,21 +143,19 @@ def raw_outputs(
     for number in sorted(raw.persons):
         name = layout.PERSON_DIR.format(number)
         shas = place(name, raw.persons[number])
-        persons.append(
-            {"name": name, "number": number, "face_ids": raw.persons[number], "photos": shas}
-        )
+        persons.append(FacesetEntry(name, number, raw.persons[number], photos=shas))
     singleton_photos = place(layout.SINGLETONS_DIR, raw.singletons)
     noface = photos.noface()
     for sha in noface:
         for path in photos.existing[sha]:
             add_file(wanted, layout.NOFACE_DIR, path)
-    faces.sort(key=lambda f: (f["face_id"], f["folder"]))
-    sections = {
-        "persons": persons,
-        "singletons": {"face_ids": raw.singletons, "photos": singleton_photos},
-        "noface": noface,
-        "faces": faces,
-        "missing_sources": photos.missing_report(),
-        "errors": photos.errors(),
-    }
+    faces.sort(key=lambda f: (int(f["face_id"]), str(f["folder"])))
+    sections = RawSections(
+        persons=persons,
+        singletons=Singletons(raw.singletons, singleton_photos),
+        noface=noface,
+        faces=faces,
+        missing_sources=photos.missing_report(),
+        errors=photos.errors(),
+    )
     return wanted, sections

@@ -41,6 +41,7 @@ from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import RefineParams
+from facesets.contract.manifests import RefineManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -131,17 +132,19 @@ def refine(
         cluster_size=len(small),
         kept=sum(len(ids) for ids in kept),
     )
-    payload = {
-        "command": "refine",
-        "facesets": facesets,
-        "parameters": parameters,
-        "store": store_identity(store),
-        "model": model_identity(store),
+    manifest = RefineManifest(
+        command="refine",
+        facesets=facesets,
+        parameters=parameters,
+        store=store_identity(store),
+        model=model_identity(store),
+    )
+    manifest.extra = {
         "removed": removed,
         "search": initial.search.as_json() if initial.search else None,
         "cannot_link": cannot_link_json(p.cannot_link, sum(prevented.values()))
         | {"by_stage": prevented},
-        "lookalikes": lookalikes,
+        "lookalikes": [pair.to_json() for pair in lookalikes],
         "gates": gates,
         "rejected": {
             "quality": quality_rejected,
@@ -151,10 +154,10 @@ def refine(
         "missing_sources": photos.missing_report(),
     }
     wanted = faceset_files(facesets, photos)
-    sync = sync_outputs(out, layout.REFINE_MANIFEST, wanted, payload, link_mode, progress)
+    sync = sync_outputs(out, layout.REFINE_MANIFEST, wanted, manifest, link_mode, progress)
     summary = {
         "facesets": len(facesets),
-        "faces_in_facesets": sum(len(f["face_ids"]) for f in facesets),
+        "faces_in_facesets": sum(len(f.face_ids) for f in facesets),
         "faces_considered": int(rows.size),
         "removed": removed,
         "merges_prevented": sum(prevented.values()),

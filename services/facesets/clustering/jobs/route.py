@@ -13,8 +13,8 @@ are materialised as refine does. Re-running with the same store changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
@@ -43,6 +43,7 @@ from facesets.clustering.store import FaceStore
 from facesets.common.roots import Roots
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams
+from facesets.contract.manifests import FacesetEntry, RefineManifest
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
@@ -64,17 +65,19 @@ def route(
     link_mode = p.link_mode.value
     facesets_dir = Path(facesets_dir)
     manifest_path = facesets_dir / layout.REFINE_MANIFEST
-    manifest = read_manifest(manifest_path) if manifest_path.exists() else {}
-    if manifest:
-        check_model(manifest, store, facesets_dir)
-    facesets: list[dict[str, Any]] = list(manifest.get("facesets", []))
+    previous = read_manifest(manifest_path, RefineManifest)
+    if previous is not None:
+        check_model(previous.model, store, facesets_dir)
+    manifest = previous or RefineManifest(command="refine")
+    facesets = manifest.entries()
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
-    seeding = apply_seeds(facesets, seeds, table, rows, p) if seeds else None
+    # Seeds work on the entries' JSON (they add the Immich person and the named folder).
+    seeding = apply_seeds([e.to_json() for e in facesets], seeds, table, rows, p) if seeds else None
     if seeding is not None:
-        facesets = seeding.facesets
+        facesets = [FacesetEntry.from_json(e, str(manifest_path)) for e in seeding.facesets]
 
-    held = {int(f) for entry in facesets for f in entry["face_ids"]}
+    held = {f for entry in facesets for f in entry.face_ids}
     wanted_photos = set(sha256)
     ids = table.face_id[rows]
     in_scope = np.array(
@@ -91,7 +94,7 @@ def route(
     rest = passing
     prevented = 0
     if facesets and passing.size:
-        centroids = np.asarray([entry["centroid"] for entry in facesets], dtype=np.float32)
+        centroids = np.asarray([entry.centroid for entry in facesets], dtype=np.float32)
         found = linkage.assign_nearest(
             table.embedding[passing],
             centroids,
@@ -109,11 +112,11 @@ def route(
     for target, new_ids in matched.items():
         entry = facesets[target]
         facesets[target] = faceset_entry(
-            int(entry["number"]), sorted_ids([*entry["face_ids"], *new_ids]), table
+            entry.number, sorted_ids([*entry.face_ids, *new_ids]), table
         )
 
     # 2. The rest form new identities, cleaned as refine cleans them.
-    new_entries: list[dict[str, Any]] = []
+    new_entries: list[FacesetEntry] = []
     unassigned = outliers = 0
     if rest.size:
         identities = new_identities(
@@ -127,15 +130,13 @@ def route(
         )
         outliers, unassigned = identities.outliers, identities.unassigned
         prevented += identities.prevented
-        next_number = max((int(e["number"]) for e in facesets), default=0) + 1
+        next_number = max((e.number for e in facesets), default=0) + 1
         for number, group in enumerate(identities.groups, start=next_number):
             new_entries.append(faceset_entry(number, sorted_ids(table.face_id[group]), table))
     report(progress, "discover", 1, 1)
     facesets.extend(new_entries)
 
-    faces_kept = sum(len(v) for v in matched.values()) + sum(
-        len(e["face_ids"]) for e in new_entries
-    )
+    faces_kept = sum(len(v) for v in matched.values()) + sum(len(e.face_ids) for e in new_entries)
     gates = quality.summary(
         "route",
         table,
@@ -148,35 +149,37 @@ def route(
         cluster_size=unassigned - outliers,
         kept=faces_kept,
     )
-    payload = {
-        **manifest,
-        "command": manifest.get("command", "refine"),
-        "facesets": facesets,
-        "store": store_identity(store),
-        "model": model_identity(store),
-        "parameters": manifest.get(
-            "parameters",
-            {"min_faces": int(p.min_faces), **p.gate.recorded(), "link_mode": link_mode},
-        ),
-        "missing_sources": photos.missing_report(),
-    }
+    routed = replace(
+        manifest,
+        command=manifest.command or "refine",
+        facesets=facesets,
+        store=store_identity(store),
+        model=model_identity(store),
+        # a folder route starts records the parameters refine would have recorded
+        parameters=manifest.parameters
+        if manifest.parameters is not None
+        else {"min_faces": int(p.min_faces), **p.gate.recorded(), "link_mode": link_mode},
+        written=None,
+        pending=None,
+    )
+    extra = dict(manifest.extra) | {"missing_sources": photos.missing_report()}
     # The last route's count; a re-run prevents the same merges, so the manifest stays as is.
-    payload["route_cannot_link"] = cannot_link_json(p.cannot_link, prevented)
+    extra["route_cannot_link"] = cannot_link_json(p.cannot_link, prevented)
     if seeding is not None:
-        payload["immich_disagreements"] = seeding.disagreements
+        extra["immich_disagreements"] = seeding.disagreements
     else:
-        payload.pop("immich_disagreements", None)
+        extra.pop("immich_disagreements", None)
     seeded = seeding is not None and bool(seeding.seeded or seeding.renamed)
-    if matched or new_entries or seeded or "gates" not in manifest:  # a re-run: as it is
-        payload["gates"] = gates
+    if matched or new_entries or seeded or "gates" not in extra:  # a re-run leaves it as is
+        extra["gates"] = gates
     if matched or new_entries or seeded:
-        payload["routes"] = [
-            *manifest.get("routes", []),
+        extra["routes"] = [
+            *manifest.records("routes"),
             {
                 "match_threshold": float(p.match_threshold),
                 "cluster_threshold": float(p.cluster_threshold),
-                "matched": {facesets[t]["name"]: sorted(i) for t, i in sorted(matched.items())},
-                "new": [entry["name"] for entry in new_entries],
+                "matched": {facesets[t].name: sorted(i) for t, i in sorted(matched.items())},
+                "new": [entry.name for entry in new_entries],
                 "cannot_link": cannot_link_json(p.cannot_link, prevented),
                 **(
                     {"seeded": seeding.seeded, "renamed": seeding.renamed}
@@ -185,11 +188,12 @@ def route(
                 ),
             },
         ]
+    routed.extra = extra
     sync = sync_outputs(
         facesets_dir,
         layout.REFINE_MANIFEST,
         faceset_files(facesets, photos),
-        payload,
+        routed,
         link_mode,
         progress,
     )
@@ -199,7 +203,7 @@ def route(
         "faces_matched": sum(len(v) for v in matched.values()),
         "identities_matched": len(matched),
         "new_facesets": len(new_entries),
-        "faces_new": sum(len(e["face_ids"]) for e in new_entries),
+        "faces_new": sum(len(e.face_ids) for e in new_entries),
         "faces_unassigned": unassigned,
         "merges_prevented": prevented,
         "facesets": len(facesets),

@@ -60,10 +60,12 @@ def person_of(entry: dict[str, Any]) -> dict[str, Any] | None:
     return person if isinstance(person, dict) and person.get("id") else None
 
 
-def named_entry(number: int, face_ids: list[int], table: FaceTable, key: str, name: str) -> dict:
+def named_entry(
+    number: int, face_ids: list[int], table: FaceTable, key: str, name: str
+) -> dict[str, Any]:
     """A seeded faceset: named ones go to faceset_NNN_<slug> (folder and .fsz names); the
     export retires the old folder of a number exported under a new name."""
-    entry = faceset_entry(number, face_ids, table)
+    entry = faceset_entry(number, face_ids, table).to_json()
     folder = layout.named_faceset_dir(number, name)
     entry["immich_person"] = {"id": key, "name": name}
     if folder != entry["name"]:

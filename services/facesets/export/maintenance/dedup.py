@@ -14,13 +14,13 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from facesets.common.beneath import Beneath
 from facesets.common.progress import ProgressFn
 from facesets.contract.export import DedupOptimizeParams
+from facesets.contract.manifests import ExportManifest, as_float, as_int
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.occlusion import apply_run
 from facesets.export.maintenance.runs import KIND_FILE, Move, Run
@@ -33,7 +33,6 @@ KIND = "dedup"
 REASON_COPY = "byte_copy"
 REASON_FACES = "face_count"
 REASON_NEAR = "near_duplicate"
-
 
 
 @dataclass
@@ -49,16 +48,12 @@ class _Png:
         return (-self.composite, self.rank, self.rel)
 
 
-def _pngs_of(out: Path, manifest: dict[str, Any]) -> list[_Png]:
+def _pngs_of(out: Path, manifest: ExportManifest) -> list[_Png]:
     found: list[_Png] = []
-    for name, entry in sorted((manifest.get("facesets") or {}).items()):
+    for name, entry in sorted(manifest.partitions.get("facesets", {}).items()):
         set_rel = runs.set_rel_of(entry, name)
         inner = runs.faceset_manifest(out, set_rel)
-        records = {
-            Path(str(c.get("file", ""))).name: c
-            for c in inner.get("crops", [])
-            if isinstance(c, dict)
-        }
+        records = {Path(str(c.get("file", ""))).name: c for c in (inner.crops if inner else [])}
         for rel in runs.crop_pngs(out, set_rel):
             record = records.get(Path(rel).name, {})
             found.append(
@@ -66,8 +61,8 @@ def _pngs_of(out: Path, manifest: dict[str, Any]) -> list[_Png]:
                     out / rel,
                     rel,
                     set_rel,
-                    int(record.get("rank", 1 << 30)),
-                    float(record.get("composite", 0.0)),
+                    as_int(record.get("rank"), 1 << 30),
+                    as_float(record.get("composite"), 0.0),
                 )
             )
     return found
@@ -87,7 +82,7 @@ def dedup_optimize(
 ) -> Run:
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     pngs = _pngs_of(out, manifest)
     disk = Beneath(out)
     run = Run(KIND, {"near_duplicate_similarity": params.near_duplicate_similarity})
@@ -146,7 +141,7 @@ def dedup_optimize(
     return run
 
 
-def summary(run: Run, dry_run: bool) -> dict[str, Any]:
+def summary(run: Run, dry_run: bool) -> dict[str, object]:
     return {
         "run": run.id,
         "dry_run": dry_run,
@@ -156,11 +151,11 @@ def summary(run: Run, dry_run: bool) -> dict[str, Any]:
 
 
 def _append_provenance(out: Path, run: Run, copies: int, near: int, faces: int) -> None:
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     block = {k: v for k, v in run.as_dict().items() if k != "moves"}
-    manifest.pop("dedup_run", None)
+    manifest.extra.pop("dedup_run", None)
     dedup = {**block, "counts": {"byte_copies": copies, "near": near}}
     multiface = {**block, "counts": {"face_count": faces}}
-    manifest["dedup_runs"] = [*(manifest.get("dedup_runs") or []), dedup]
-    manifest["multiface_runs"] = [*(manifest.get("multiface_runs") or []), multiface]
+    manifest.extra["dedup_runs"] = [*manifest.runs("dedup_runs"), dedup]
+    manifest.extra["multiface_runs"] = [*manifest.runs("multiface_runs"), multiface]
     runs.write_manifest(out, manifest)

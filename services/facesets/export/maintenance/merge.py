@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
 from facesets.contract.export import MergeParams
+from facesets.contract.manifests import ExportManifest, FacesetManifest, as_float, as_int
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import journal, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
@@ -33,14 +33,13 @@ KIND_SAVED = "saved_manifest"  # a faceset manifest the run rewrote, copied asid
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
-
 @dataclass
 class MergeOutcome:
     run: Run
     dry_run: bool
     note: str = ""
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         found = {
             "run": self.run.id,
             "dry_run": self.dry_run,
@@ -50,23 +49,21 @@ class MergeOutcome:
         return found | ({"note": self.note} if self.note else {})
 
 
-def _partition_of(manifest: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+def _partition_of(manifest: ExportManifest, name: str) -> tuple[str, dict[str, object]] | None:
     for key, entries in runs.partitions(manifest):
         entry = entries.get(name)
-        if isinstance(entry, dict):
+        if entry is not None:
             return key, entry
-    for key, value in manifest.items():  # era buckets and any other partition
-        if isinstance(value, dict) and isinstance(value.get(name), dict) and key != FACESETS:
-            entry = value[name]
-            if "dir" in entry or "manifest" in entry:
-                return key, entry
+    for key, listed, entry in manifest.entries():  # era buckets and any other partition
+        if listed == name and key != FACESETS and ("dir" in entry or "manifest" in entry):
+            return key, entry
     return None
 
 
-def _faceset_entry(manifest: dict[str, Any], name: str, role: str, out: Path) -> dict[str, Any]:
+def _faceset_entry(manifest: ExportManifest, name: str, role: str, out: Path) -> dict[str, object]:
     found = _partition_of(manifest, name)
     if found is None:
-        known = ", ".join(sorted(manifest.get(FACESETS) or {})) or "none"
+        known = ", ".join(sorted(manifest.partitions.get(FACESETS, {}))) or "none"
         raise ExportError(f"no faceset {name!r} in {out} (facesets: {known})")
     key, entry = found
     if key != FACESETS:
@@ -75,6 +72,12 @@ def _faceset_entry(manifest: dict[str, Any], name: str, role: str, out: Path) ->
             f"(put it back first with `facesets restore {out} --faceset {name}`)"
         )
     return entry
+
+
+def _names(record: dict[str, object], key: str) -> list[str]:
+    """A list of names or paths a record holds under `key` ([] when none)."""
+    value = record.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _distinct_name(name: str, taken: set[str], source: str) -> str:
@@ -89,7 +92,7 @@ def _distinct_name(name: str, taken: set[str], source: str) -> str:
     return candidate
 
 
-def _read_inner(out: Path, set_rel: str) -> dict[str, Any]:
+def _read_inner(out: Path, set_rel: str) -> FacesetManifest | None:
     return runs.faceset_manifest(out, set_rel)
 
 
@@ -101,11 +104,10 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
     out = Path(out).absolute()
     runs.guard(out)
     disk = Beneath(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     run = Run(KIND, {"faceset": params.faceset, "into": params.into})
-    merged = manifest.get(MERGED_PARTITION) or {}
-    done = merged.get(params.faceset) if isinstance(merged, dict) else None
-    if isinstance(done, dict) and done.get("into") == params.into:
+    done = manifest.partitions.get(MERGED_PARTITION, {}).get(params.faceset)
+    if done is not None and done.get("into") == params.into:
         run.counts = {"pngs": 0, "renamed": 0}
         return MergeOutcome(run, params.dry_run, f"{params.faceset} is merged into {params.into}")
     source = _faceset_entry(manifest, params.faceset, "faceset", out)
@@ -164,21 +166,21 @@ def merge(out: Path, params: MergeParams) -> MergeOutcome:
 
 
 def _joined_crops(
-    target: dict[str, Any], source: dict[str, Any], files: dict[str, str]
-) -> list[dict[str, Any]]:
+    target: FacesetManifest, source: FacesetManifest | None, files: dict[str, str]
+) -> list[dict[str, object]]:
     """The target's crop records and the source's (at their new paths), ranked best first by
     composite quality, the target's before the source's at equal quality."""
-    own = [dict(c) for c in target.get("crops", []) if isinstance(c, dict)]
+    own = [dict(c) for c in target.crops]
     joined = [
         dict(c) | {"file": files[str(c["file"])]}
-        for c in source.get("crops", [])
-        if isinstance(c, dict) and str(c.get("file")) in files
+        for c in (source.crops if source else [])
+        if str(c.get("file")) in files
     ]
     ordered = sorted(
         enumerate([*own, *joined]),
-        key=lambda item: (-float(item[1].get("composite", 0.0)), item[0]),
+        key=lambda item: (-as_float(item[1].get("composite"), 0.0), item[0]),
     )
-    top_n = int((target.get("params") or {}).get("top_n") or 0)
+    top_n = target.top_n()
     crops = []
     for rank, (_, crop) in enumerate(ordered, start=1):
         crop["rank"] = rank
@@ -188,10 +190,12 @@ def _joined_crops(
 
 
 def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel: str) -> None:
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     # Recorded before anything moves: a run cut short is still known to restore.
-    runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
+    runs.write_manifest(
+        out, runs.record_run(replace(manifest, extra=dict(manifest.extra)), recorded, run)
+    )
     target = _read_inner(out, target_rel)
     source = _read_inner(out, source_rel)
     disk = Beneath(out)
@@ -220,63 +224,65 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
         elif move.kind == KIND_FILE:
             journal.rename(out, log, move.src, move.dst)
             files[move.src] = move.dst
-    if target:
+    if target is not None:
         crops = _joined_crops(target, source, files)
-        counts = dict(target.get("counts") or {})
-        source_counts = source.get("counts") or {}
-        counts["faces"] = int(counts.get("faces", 0)) + int(source_counts.get("faces", 0))
+        counts = dict(target.counts)
+        source_counts = source.counts if source else {}
+        faces = as_int(counts.get("faces"), 0) + as_int(source_counts.get("faces"), 0)
+        counts["faces"] = faces
         counts["kept"] = len(crops)
-        top_n = int((target.get("params") or {}).get("top_n") or len(crops))
-        counts["top"] = min(top_n, len(crops))
-        target["crops"] = crops
-        target["counts"] = counts
-        target["merged_from"] = sorted({*target.get("merged_from", []), params.faceset})
-        composites = [float(c["composite"]) for c in crops if "composite" in c]
+        counts["top"] = min(target.top_n() or len(crops), len(crops))
+        target.crops = crops
+        target.counts = counts
+        target.extra["merged_from"] = sorted({*_names(target.extra, "merged_from"), params.faceset})
+        composites = [as_float(c["composite"], 0.0) for c in crops if "composite" in c]
         if composites and len(composites) == len(crops):
-            target["mean_quality"] = round(sum(composites) / len(composites), 6)
-        sources = {*target.get("sources", []), *source.get("sources", [])}
-        target["sources"] = sorted(str(s) for s in sources)
+            target.extra["mean_quality"] = round(sum(composites) / len(composites), 6)
+        sources = {
+            *_names(target.extra, "sources"),
+            *(_names(source.extra, "sources") if source else []),
+        }
+        target.extra["sources"] = sorted(sources)
         runs.write_faceset_manifest(out, target_rel, target)
     runs.rebuild_fsz(out, target_rel)
     refresh_entry(out, manifest, target_rel)
-    entry = manifest.get(FACESETS, {}).get(params.into)
-    if isinstance(entry, dict) and target:
+    entry = manifest.partitions.get(FACESETS, {}).get(params.into)
+    if entry is not None and target is not None:
         for key in ("mean_quality", "sources"):
-            if key in target:
-                entry[key] = target[key]
-        entry["merged_from"] = target["merged_from"]
+            if key in target.extra:
+                entry[key] = target.extra[key]
+        entry["merged_from"] = target.extra["merged_from"]
 
     quarantine = run.moves[-1].dst
     journal.rename(out, log, source_rel, quarantine)
     move_entry(out, manifest, source_rel, quarantine, FACESETS, MERGED_PARTITION)
     inner = _read_inner(out, quarantine)
-    if inner:
+    if inner is not None:
         moved = {runs.reprefix(src, source_rel, quarantine): dst for src, dst in files.items()}
-        inner["crops"] = [
-            c | {"file": moved.get(str(c.get("file")), c.get("file"))}
-            for c in inner.get("crops", [])
-            if isinstance(c, dict)
+        inner.crops = [
+            c | {"file": moved.get(str(c.get("file")), c.get("file"))} for c in inner.crops
         ]
-        inner["merged_into"] = params.into
+        inner.extra["merged_into"] = params.into
         runs.write_faceset_manifest(out, quarantine, inner)
     runs.rebuild_fsz(out, quarantine)  # its PNGs are gone: its bundles go with them
     refresh_entry(out, manifest, quarantine)
-    gone = (manifest.get(MERGED_PARTITION) or {}).get(params.faceset)
-    if isinstance(gone, dict):
+    gone = manifest.partitions.get(MERGED_PARTITION, {}).get(params.faceset)
+    if gone is not None:
         gone["into"] = params.into
         gone["merged_into"] = params.into
-        gone["top"] = [files.get(rel, rel) for rel in gone.get("top", [])]
-    if inner:
+        gone["top"] = [files.get(rel, rel) for rel in _names(gone, "top")]
+    if inner is not None:
         inner = _read_inner(out, quarantine)
-        inner["fsz_top"] = inner["fsz_all"] = None
-        runs.write_faceset_manifest(out, quarantine, inner)
-    manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
-    manifest[PROVENANCE_KEY] = run.as_dict()
+        if inner is not None:
+            inner.fsz_top = inner.fsz_all = None
+            runs.write_faceset_manifest(out, quarantine, inner)
+    runs.record_run(manifest, recorded, run)
+    manifest.extra[PROVENANCE_KEY] = run.as_dict()
     runs.write_manifest(out, manifest)
     journal.finish(out)
 
 
-def undo(out: Path, manifest: dict[str, Any], moves: list[Move], log: journal.Journal) -> None:
+def undo(out: Path, manifest: ExportManifest, moves: list[Move], log: journal.Journal) -> None:
     """Put a merge run back, newest move first (restore checked every move can be made).
     Both faceset manifests come back as they were; the .fsz files are rebuilt."""
     disk = Beneath(out)
@@ -284,8 +290,8 @@ def undo(out: Path, manifest: dict[str, Any], moves: list[Move], log: journal.Jo
     if not folder.restored:
         journal.rename(out, log, folder.dst, folder.src)
         move_entry(out, manifest, folder.dst, folder.src, MERGED_PARTITION, FACESETS)
-        entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(folder.src).name)
-        if isinstance(entry, dict):
+        entry = manifest.partitions.get(FACESETS, {}).get(PurePosixPath(folder.src).name)
+        if entry is not None:
             for key in ("into", "merged_into"):
                 entry.pop(key, None)
         folder.restored = True
@@ -307,11 +313,12 @@ def undo(out: Path, manifest: dict[str, Any], moves: list[Move], log: journal.Jo
     for set_rel in touched:
         runs.rebuild_fsz(out, set_rel)
         refresh_entry(out, manifest, set_rel)
-        entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
+        entry = manifest.partitions.get(FACESETS, {}).get(PurePosixPath(set_rel).name)
         inner = _read_inner(out, set_rel)
-        if isinstance(entry, dict):
+        kept = inner.extra if inner is not None else {}
+        if entry is not None:
             for key in ("mean_quality", "sources", "merged_from"):
-                if key in inner:
-                    entry[key] = inner[key]
+                if key in kept:
+                    entry[key] = kept[key]
                 else:
                     entry.pop(key, None)

@@ -10,15 +10,15 @@ fraction of PNGs is occluded moves whole to EXPORT/_masked/ and into the `masked
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
 from facesets.contract.export import OcclusionParams
+from facesets.contract.manifests import ExportManifest, FacesetManifest
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import journal, runs
 from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move, Run
@@ -31,14 +31,13 @@ REASON = "occluded"
 MASKED_PARTITION = "masked"
 
 
-
 @dataclass
 class OcclusionOutcome:
     run: Run
     scores: dict[str, float]  # PNG (relative to OUT) -> occlusion probability
     dry_run: bool
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {
             "run": self.run.id,
             "dry_run": self.dry_run,
@@ -56,8 +55,8 @@ def occlusion_filter(
 ) -> OcclusionOutcome:
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
-    facesets = dict(manifest.get("facesets") or {})
+    manifest = runs.read_export(out)
+    facesets = dict(manifest.partitions.get("facesets", {}))
     run = Run(KIND, {k: v for k, v in asdict(params).items() if k != "dry_run"})
     scores: dict[str, float] = {}
     pngs_seen = dropped = masked = 0
@@ -110,10 +109,12 @@ def occlusion_filter(
 def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     """Make the run's moves, rebuild the .fsz files they touch, record the run."""
     touched: set[str] = set()
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     # Recorded before anything moves: a run cut short is still known to restore.
-    runs.write_manifest(out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, run.as_dict()]})
+    runs.write_manifest(
+        out, runs.record_run(replace(manifest, extra=dict(manifest.extra)), recorded, run)
+    )
     sets = {runs.set_of(m.src) if m.kind == KIND_FILE else m.src for m in run.moves}
     log = journal.begin(
         out,
@@ -132,39 +133,41 @@ def apply_run(out: Path, run: Run, *, provenance_key: str) -> None:
     for set_rel in sorted(touched):
         runs.rebuild_fsz(out, set_rel)
         refresh_entry(out, manifest, set_rel)
-    manifest[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
-    manifest[provenance_key] = {k: v for k, v in run.as_dict().items() if k != "moves"}
+    runs.record_run(manifest, recorded, run)
+    manifest.extra[provenance_key] = {k: v for k, v in run.as_dict().items() if k != "moves"}
     runs.write_manifest(out, manifest)
     journal.finish(out)
 
 
 def move_entry(
-    out: Path, manifest: dict[str, Any], src: str, dst: str, source: str, target: str
+    out: Path, manifest: ExportManifest, src: str, dst: str, source: str, target: str
 ) -> None:
     """A faceset's entry moves between partitions, its paths (and its own manifest's) follow."""
     name = Path(src).name
-    entries = dict(manifest.get(source) or {})
+    entries = dict(manifest.partitions.get(source, {}))
     entry = entries.pop(name, None)
-    manifest[source] = entries
+    manifest.partitions[source] = entries
     inner = runs.faceset_manifest(out, dst)
-    if inner:
-        runs.write_faceset_manifest(out, dst, runs.reprefix(inner, src, dst))
+    if inner is not None:
+        moved_inner = runs.reprefix(inner.to_json(), src, dst)
+        runs.write_faceset_manifest(out, dst, FacesetManifest.from_json(moved_inner, dst))
     if entry is not None:
         moved = runs.reprefix(entry, src, dst) | {"dir": dst}
-        manifest[target] = dict(sorted({**(manifest.get(target) or {}), name: moved}.items()))
+        together = {**manifest.partitions.get(target, {}), name: moved}
+        manifest.partitions[target] = dict(sorted(together.items()))
 
 
-def refresh_entry(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
+def refresh_entry(out: Path, manifest: ExportManifest, set_rel: str) -> None:
     """The top-level entry's counts and best crops, from the faceset manifest."""
     inner = runs.faceset_manifest(out, set_rel)
-    if not inner:
+    if inner is None:
         return
     for _, entries in runs.partitions(manifest):
         entry = entries.get(Path(set_rel).name)
-        if isinstance(entry, dict) and str(entry.get("dir") or Path(set_rel).name) == set_rel:
-            top_n = int((inner.get("params") or {}).get("top_n") or 0)
-            entry["counts"] = inner.get("counts", entry.get("counts"))
-            entry["top"] = [c["file"] for c in inner.get("crops", [])[:top_n] if "file" in c]
+        if entry is not None and str(entry.get("dir") or Path(set_rel).name) == set_rel:
+            top_n = inner.top_n()
+            entry["counts"] = inner.counts if "counts" in inner.read_keys else entry.get("counts")
+            entry["top"] = [c["file"] for c in inner.crops[:top_n] if "file" in c]
             left = bool(runs.crop_pngs(out, set_rel))
-            entry["fsz_top"] = inner.get("fsz_top") if left else None
-            entry["fsz_all"] = inner.get("fsz_all") if left else None
+            entry["fsz_top"] = inner.fsz_top if left else None
+            entry["fsz_all"] = inner.fsz_all if left else None

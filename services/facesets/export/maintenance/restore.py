@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from facesets.common.beneath import Beneath, UnsafePathError
 from facesets.contract import layout
@@ -22,13 +21,13 @@ from facesets.export.maintenance.runs import KIND_FACESET, KIND_FILE, Move
 @dataclass
 class RestoreOutcome:
     runs: list[str] = field(default_factory=list)
-    restored: list[dict[str, Any]] = field(default_factory=list)
+    restored: list[dict[str, str | bool]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # moves that could not be put back
 
 
 def last_run(out: Path, kind: str) -> str | None:
     """The newest run of `kind` with a move not yet restored."""
-    recorded = runs.runs_of(runs.read_manifest(Path(out).absolute()))
+    recorded = runs.runs_of(runs.read_export(Path(out).absolute()))
     for raw, moves, error in reversed(_parse(recorded)):
         if error and raw.get("kind", kind) == kind:
             raise _unusable(error)
@@ -48,7 +47,7 @@ class _Chosen:
     """A run some of whose moves this restore puts back."""
 
     index: int  # in maintenance_runs, oldest first
-    raw: dict[str, Any]
+    raw: dict[str, object]
     moves: list[Move]  # every move of the run
     picked: list[Move]  # those put back
     whole: bool = False  # a merge: every move at once
@@ -72,10 +71,10 @@ def _overlap(a: Claim, b: Claim) -> bool:
     )
 
 
-Parsed = tuple[dict[str, Any], list[Move], str | None]  # a run, its moves, why it is unusable
+Parsed = tuple[dict[str, object], list[Move], str | None]  # a run, its moves, why unusable
 
 
-def _parse(recorded: list[dict[str, Any]]) -> list[Parsed]:
+def _parse(recorded: list[object]) -> list[Parsed]:
     """Every recorded run with its moves; a run whose moves leave the export (or are not
     moves) is kept with the reason, and refuses any restore it would take part in."""
     parsed: list[Parsed] = []
@@ -83,8 +82,12 @@ def _parse(recorded: list[dict[str, Any]]) -> list[Parsed]:
         if not isinstance(raw, dict):
             parsed.append(({}, [], f"a maintenance run is not an object: {raw!r}"))
             continue
+        moves = raw.get("moves", [])
+        if not isinstance(moves, list):
+            parsed.append((raw, [], f"maintenance run {raw.get('id')!r}: moves are not a list"))
+            continue
         try:
-            parsed.append((raw, [Move.from_dict(m) for m in raw.get("moves", [])], None))
+            parsed.append((raw, [Move.from_dict(m) for m in moves], None))
         except (UnsafePathError, KeyError, TypeError, ValueError) as error:
             parsed.append((raw, [], f"maintenance run {raw.get('id')!r}: {error}"))
     return parsed
@@ -190,7 +193,7 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
         raise ExportError("restore needs exactly one of a run id or a faceset name")
     out = Path(out).absolute()
     runs.guard(out)
-    manifest = runs.read_manifest(out)
+    manifest = runs.read_export(out)
     recorded = runs.runs_of(manifest)
     if run_id is not None and not any(
         isinstance(r, dict) and r.get("id") == run_id for r in recorded
@@ -205,7 +208,8 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
                 raise _unusable(error)
             continue
         if raw.get("kind") in (merge.KIND, *review_actions.WHOLE_KINDS):
-            named = raw.get("parameters") or {}
+            given = raw.get("parameters")
+            named = given if isinstance(given, dict) else {}
             wanted = (
                 raw.get("id") == run_id
                 if run_id is not None
@@ -256,7 +260,7 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
     for set_rel in sorted(touched):
         runs.rebuild_fsz(out, set_rel)
         refresh_entry(out, manifest, set_rel)
-    manifest[layout.MAINTENANCE_RUNS] = recorded
+    manifest.extra[layout.MAINTENANCE_RUNS] = recorded
     runs.write_manifest(out, manifest)
     journal.finish(out)
     review_actions.after_restore(out, [item.raw for item in chosen])

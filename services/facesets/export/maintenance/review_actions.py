@@ -17,12 +17,14 @@ the export's manifests, never from a request.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
+from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError
 from facesets.contract.review import bundle_name, check_person_name
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import journal, runs
@@ -40,6 +42,56 @@ REASON_REJECTED = "rejected"
 FACESETS = "facesets"
 LOOKALIKES = "lookalikes"
 BEFORE = "before"  # a run's copy of the master-manifest values it changed
+
+
+# The review actions edit manifests as JSON objects (they copy entries and crop records whole);
+# these read and write them through the typed models, which check every file on the way.
+def _read_manifest(out: Path) -> dict[str, Any]:
+    return dict(runs.read_manifest(out))
+
+
+def _typed(out: Path, manifest: dict[str, Any]) -> ExportManifest:
+    try:
+        return ExportManifest.from_json(manifest, str(out / layout.EXPORT_MANIFEST))
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    runs.write_manifest(out, _typed(out, manifest))
+
+
+def _runs_of(manifest: dict[str, Any]) -> list[Any]:
+    recorded = manifest.get(layout.MAINTENANCE_RUNS)
+    return list(recorded) if isinstance(recorded, list) else []
+
+
+def _inner(out: Path, set_rel: str) -> dict[str, Any]:
+    """A faceset's manifest as JSON ({} when it has none)."""
+    inner = runs.faceset_manifest(out, set_rel)
+    return inner.to_json() if inner is not None else {}
+
+
+def _write_inner(out: Path, set_rel: str, inner: dict[str, Any]) -> None:
+    where = f"{out / set_rel}/{layout.FACESET_MANIFEST}"
+    try:
+        typed = FacesetManifest.from_json(inner, where)
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from exc
+    runs.write_faceset_manifest(out, set_rel, typed)
+
+
+def _entry_of(out: Path, manifest: dict[str, Any], name: str, role: str) -> str:
+    """The folder (relative to OUT) of faceset `name` of the master manifest."""
+    return runs.set_rel_of(_faceset_entry(_typed(out, manifest), name, role, out), name)
+
+
+def _refresh(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
+    """The master manifest's entry of `set_rel` from its faceset manifest, in place."""
+    typed = _typed(out, manifest)
+    refresh_entry(out, typed, set_rel)
+    manifest.clear()
+    manifest.update(typed.to_json())
 
 
 def _guard(out: Path, *sets: str) -> None:
@@ -60,7 +112,7 @@ def _crop_files(out: Path, set_rel: str, crops: tuple[str, ...] | list[str]) -> 
     lists and its faces/ folder holds."""
     listed = {
         PurePosixPath(str(c.get("file"))).name: str(c.get("file"))
-        for c in runs.faceset_manifest(out, set_rel).get("crops", [])
+        for c in _inner(out, set_rel).get("crops", [])
         if isinstance(c, dict) and c.get("file")
     }
     present = set(runs.crop_pngs(out, set_rel))
@@ -75,9 +127,9 @@ def _crop_files(out: Path, set_rel: str, crops: tuple[str, ...] | list[str]) -> 
 
 def _record(out: Path, run: Run, before: dict[str, Any]) -> list[dict[str, Any]]:
     """The run recorded in the master manifest before anything moves; returns the runs."""
-    manifest = runs.read_manifest(out)
-    recorded = runs.runs_of(manifest)
-    runs.write_manifest(
+    manifest = _read_manifest(out)
+    recorded = _runs_of(manifest)
+    _write_manifest(
         out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, _as_dict(run, before)]}
     )
     return recorded
@@ -91,7 +143,7 @@ def _finish(
     out: Path, manifest: dict[str, Any], recorded: list[Any], run: Run, before: Any
 ) -> None:
     manifest[layout.MAINTENANCE_RUNS] = [*recorded, _as_dict(run, before)]
-    runs.write_manifest(out, manifest)
+    _write_manifest(out, manifest)
     journal.finish(out)
 
 
@@ -115,8 +167,8 @@ def _entries_before(manifest: dict[str, Any], names: list[str]) -> dict[str, Any
 def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> dict[str, Any]:
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
-    manifest = runs.read_manifest(out)
-    set_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    manifest = _read_manifest(out)
+    set_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, set_rel)
     run = Run(KIND_REJECT, {"faceset": faceset, "crops": list(crops)})
     for rel in _crop_files(out, set_rel, crops):
@@ -175,18 +227,18 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
-    manifest = runs.read_manifest(out)
-    source_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    manifest = _read_manifest(out)
+    source_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, source_rel, layout.REVIEW_DIR)
     files = _crop_files(out, source_rel, crops)
-    source = runs.faceset_manifest(out, source_rel)
+    source = _inner(out, source_rel)
     if len(files) >= len(runs.crop_pngs(out, source_rel)):
         raise ExportError(
             f"a split keeps at least one crop in {faceset} (to move them all, merge it instead)"
         )
     created = ""
     if into:
-        target_rel = runs.set_rel_of(_faceset_entry(manifest, into, "target", out), into)
+        target_rel = _entry_of(out, manifest, into, "target")
         if target_rel == source_rel:
             raise ExportError(f"{faceset} and {into} name one folder")
         target_name = into
@@ -241,7 +293,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
     records = {str(c.get("file")): c for c in source.get("crops", []) if isinstance(c, dict)}
     going = [dict(records[rel]) | {"file": moved[rel]} for rel in files if rel in records]
     staying = [dict(c) for f, c in records.items() if f not in moved]
-    runs.write_faceset_manifest(out, source_rel, _with_crops(source, staying))
+    _write_inner(out, source_rel, _with_crops(source, staying))
     if created:
         params = dict(source.get("params") or {})
         top_n = int(params.get("top_n") or len(going) or 1)
@@ -258,7 +310,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
             "split_from": faceset,
         }
         inner = _with_crops(inner, going)
-        runs.write_faceset_manifest(out, target_rel, inner)
+        _write_inner(out, target_rel, inner)
         entries = dict(manifest.get(FACESETS) or {})
         entries[target_name] = {
             "number": number,
@@ -272,12 +324,12 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
         }
         manifest[FACESETS] = dict(sorted(entries.items()))
     else:
-        target = runs.faceset_manifest(out, target_rel)
+        target = _inner(out, target_rel)
         joined = [dict(c) for c in target.get("crops", []) if isinstance(c, dict)] + going
-        runs.write_faceset_manifest(out, target_rel, _with_crops(target, joined))
+        _write_inner(out, target_rel, _with_crops(target, joined))
     for set_rel in sets:
         runs.rebuild_fsz(out, set_rel)
-        refresh_entry(out, manifest, set_rel)
+        _refresh(out, manifest, set_rel)
         _copy_quality(out, manifest, set_rel)
     _finish(out, manifest, recorded, run, before)
     return _summary(run, into=target_name)
@@ -285,7 +337,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
 
 def _copy_quality(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
     entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
-    inner = runs.faceset_manifest(out, set_rel)
+    inner = _inner(out, set_rel)
     if isinstance(entry, dict) and "mean_quality" in inner:
         entry["mean_quality"] = inner["mean_quality"]
 
@@ -298,10 +350,10 @@ def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     person = check_person_name(person)
     disk = Beneath(out)
-    manifest = runs.read_manifest(out)
-    set_rel = runs.set_rel_of(_faceset_entry(manifest, faceset, "faceset", out), faceset)
+    manifest = _read_manifest(out)
+    set_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, set_rel, layout.REVIEW_DIR)
-    inner = runs.faceset_manifest(out, set_rel)
+    inner = _inner(out, set_rel)
     if not inner:
         raise ExportError(f"{out / set_rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
     run = Run(KIND_NAME, {"faceset": faceset, "name": person})
@@ -324,10 +376,10 @@ def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
         "fsz_top": f"{set_rel}/{layout.FSZ_TOP_OF.format(bundle, top_n)}",
         "fsz_all": f"{set_rel}/{layout.FSZ_ALL_OF.format(bundle)}",
     }
-    runs.write_faceset_manifest(out, set_rel, renamed)
+    _write_inner(out, set_rel, renamed)
     runs.rebuild_fsz(out, set_rel)
     _remove_stale_fsz(out, set_rel, old, _fsz_names(renamed))
-    refresh_entry(out, manifest, set_rel)
+    _refresh(out, manifest, set_rel)
     entry = (manifest.get(FACESETS) or {}).get(faceset)
     if isinstance(entry, dict):
         entry["label"] = person
@@ -358,7 +410,7 @@ def read_different(out: Path) -> list[dict[str, Any]]:
 
 
 def _face_ids(out: Path, set_rel: str) -> list[int]:
-    inner = runs.faceset_manifest(out, set_rel)
+    inner = _inner(out, set_rel)
     return sorted(
         int(c["face_id"])
         for c in inner.get("crops", [])
@@ -382,10 +434,10 @@ def mark_different(
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
-    manifest = runs.read_manifest(out)
+    manifest = _read_manifest(out)
     _guard(out, layout.REVIEW_DIR)
     rels = [
-        runs.set_rel_of(_faceset_entry(manifest, n, role, out), n)
+        _entry_of(out, manifest, n, role)
         for n, role in ((faceset, "faceset"), (other, "other"))
     ]
     pair = {faceset, other}
@@ -443,6 +495,22 @@ def sync_store(out: Path, store: Path) -> Path:
 
 def undo(
     out: Path,
+    manifest: ExportManifest,
+    raw: dict[str, Any],
+    moves: list[Move],
+    log: journal.Journal,
+) -> list[str]:
+    """`_undo` on the master manifest restore holds (updated in place)."""
+    as_json = manifest.to_json()
+    touched = _undo(out, as_json, raw, moves, log)
+    updated = _typed(out, as_json)
+    for item in dataclasses.fields(manifest):
+        setattr(manifest, item.name, getattr(updated, item.name))
+    return touched
+
+
+def _undo(
+    out: Path,
     manifest: dict[str, Any],
     raw: dict[str, Any],
     moves: list[Move],
@@ -460,7 +528,7 @@ def undo(
     for move in moves:
         if move.kind == KIND_SAVED and move.src.endswith("/" + layout.FACESET_MANIFEST):
             set_rel = runs.parent_rel(move.src)
-            stale[set_rel] = _fsz_names(runs.faceset_manifest(out, set_rel))
+            stale[set_rel] = _fsz_names(_inner(out, set_rel))
     for move in reversed(moves):
         if move.restored:
             continue
@@ -472,7 +540,7 @@ def undo(
                 touched.append(runs.parent_rel(move.src))
         move.restored = True
     if created and disk.is_dir(created) and not runs.crop_pngs(out, created):
-        inner = runs.faceset_manifest(out, created)
+        inner = _inner(out, created)
         for name in _fsz_names(inner):
             disk.unlink(f"{created}/{name}")
         disk.unlink(f"{created}/{layout.FACESET_MANIFEST}")
@@ -481,7 +549,7 @@ def undo(
     for set_rel in touched:
         runs.rebuild_fsz(out, set_rel)
         _remove_stale_fsz(
-            out, set_rel, stale.get(set_rel, set()), _fsz_names(runs.faceset_manifest(out, set_rel))
+            out, set_rel, stale.get(set_rel, set()), _fsz_names(_inner(out, set_rel))
         )
     entries = dict(manifest.get(FACESETS) or {})
     for name, entry in (before.get(FACESETS) or {}).items():
@@ -497,7 +565,7 @@ def undo(
         else:
             manifest[LOOKALIKES] = before[LOOKALIKES]
     for set_rel in touched:
-        refresh_entry(out, manifest, set_rel)
+        _refresh(out, manifest, set_rel)
     run_dir = f"{layout.REVIEW_RUNS_DIR}/{raw.get('id')}"
     for folder in (run_dir, layout.REVIEW_RUNS_DIR):
         disk.rmdir(folder)
@@ -507,7 +575,7 @@ def undo(
 def last_review_run(out: Path) -> dict[str, Any] | None:
     """The newest review run with a move not yet put back (what `undo` in the app restores)."""
     kinds = {KIND_REJECT, *WHOLE_KINDS}
-    for raw in reversed(runs.runs_of(runs.read_manifest(Path(out).absolute()))):
+    for raw in reversed(_runs_of(_read_manifest(Path(out).absolute()))):
         if (
             isinstance(raw, dict)
             and raw.get("kind") in kinds
@@ -531,7 +599,7 @@ def touched_by(out: Path, run_ids: list[str]) -> set[str] | None:
     None when another kind of run is among them (the whole report is rebuilt)."""
     wanted = set(run_ids)
     names: set[str] = set()
-    for raw in runs.runs_of(runs.read_manifest(Path(out).absolute())):
+    for raw in _runs_of(_read_manifest(Path(out).absolute())):
         if not isinstance(raw, dict) or raw.get("id") not in wanted:
             continue
         if raw.get("kind") not in (KIND_REJECT, *WHOLE_KINDS):

@@ -5,18 +5,22 @@ folder (_masked/, ...), and each move is one rename recorded as (src, dst) relat
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TypeVar, cast
 
 from facesets.common.beneath import Beneath, UnsafePathError, parts_of, relative
 from facesets.contract import layout
+from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError, as_int
 from facesets.export.errors import ExportError
 from facesets.export.fsz import fsz_bytes, member_name
 from facesets.export.maintenance import journal
+
+J = TypeVar("J")
 
 KIND_FILE = "file"
 KIND_FACESET = "faceset"
@@ -32,7 +36,7 @@ class Move:
     partition: str = ""  # the partition a moved faceset went to
     restored: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | bool]:
         return {
             "src": self.src,
             "dst": self.dst,
@@ -44,7 +48,7 @@ class Move:
         }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Move:
+    def from_dict(cls, raw: object) -> Move:
         """A recorded move; both ends must be plain paths inside OUT (the manifest is a file
         anyone who can write the export may edit)."""
         if not isinstance(raw, Mapping):
@@ -63,13 +67,13 @@ class Move:
 @dataclass
 class Run:
     kind: str  # "occlusion", ...
-    parameters: dict[str, Any]
+    parameters: dict[str, object]
     id: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6])
     started: float = field(default_factory=time.time)
     moves: list[Move] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "kind": self.kind,
@@ -80,16 +84,30 @@ class Run:
         }
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
+def read_manifest(out: Path) -> dict[str, object]:
+    """OUT/manifest.json as written, whole (what a reader wanting every section gets)."""
     path = out / layout.EXPORT_MANIFEST
-    manifest = Beneath(out).read_json(layout.EXPORT_MANIFEST)
+    try:
+        manifest = Beneath(out).read_json(layout.EXPORT_MANIFEST)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path} is not a readable manifest ({exc}); move it away") from exc
     if not isinstance(manifest, dict):
         raise ExportError(f"{out} holds no export: {path} is missing or not a manifest")
     return manifest
 
 
-def write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
-    Beneath(out).write_json(layout.EXPORT_MANIFEST, dict(manifest))
+def read_export(out: Path) -> ExportManifest:
+    """OUT/manifest.json as the model the maintenance jobs work on; ExportError naming the
+    file and key when it is damaged."""
+    path = out / layout.EXPORT_MANIFEST
+    try:
+        return ExportManifest.from_json(read_manifest(out), str(path))
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def write_manifest(out: Path, manifest: ExportManifest) -> None:
+    Beneath(out).write_json(layout.EXPORT_MANIFEST, manifest.to_json())
 
 
 def guard(out: Path) -> None:
@@ -100,15 +118,22 @@ def guard(out: Path) -> None:
     journal.recover(out)
 
 
-def set_rel_of(entry: object, name: str) -> str:
+def set_rel_of(entry: Mapping[str, object] | None, name: str) -> str:
     """The folder (relative to OUT) of a faceset's manifest entry: its `dir`, confined."""
     folder = entry.get("dir") if isinstance(entry, dict) else None
     return relative(folder or name, f"faceset {name}'s dir")
 
 
-def runs_of(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
-    runs = manifest.get(layout.MAINTENANCE_RUNS)
+def runs_of(manifest: ExportManifest) -> list[object]:
+    """The recorded maintenance runs, as written (restore checks each)."""
+    runs = manifest.extra.get(layout.MAINTENANCE_RUNS)
     return list(runs) if isinstance(runs, list) else []
+
+
+def record_run(manifest: ExportManifest, recorded: list[object], run: Run) -> ExportManifest:
+    """The manifest with `run` last in its maintenance runs."""
+    manifest.extra[layout.MAINTENANCE_RUNS] = [*recorded, run.as_dict()]
+    return manifest
 
 
 def rename(out: Path, src: str, dst: str) -> None:
@@ -119,15 +144,16 @@ def rename(out: Path, src: str, dst: str) -> None:
         raise ExportError(f"cannot move {src} to {dst}: {dst} exists already") from None
 
 
-def reprefix(value: Any, old: str, new: str) -> Any:
+def reprefix(value: J, old: str, new: str) -> J:
     """Every relative path under `old`/ in a manifest value, moved under `new`/."""
+    found: object = value
     if isinstance(value, str):
-        return new + value[len(old) :] if value == old or value.startswith(old + "/") else value
-    if isinstance(value, list):
-        return [reprefix(v, old, new) for v in value]
-    if isinstance(value, dict):
-        return {k: reprefix(v, old, new) for k, v in value.items()}
-    return value
+        found = new + value[len(old) :] if value == old or value.startswith(old + "/") else value
+    elif isinstance(value, list):
+        found = [reprefix(v, old, new) for v in value]
+    elif isinstance(value, dict):
+        found = {k: reprefix(v, old, new) for k, v in value.items()}
+    return cast(J, found)  # the same shape: strings stay strings, lists lists, objects objects
 
 
 # --- one faceset folder -------------------------------------------------------------------------
@@ -157,13 +183,24 @@ def set_of(png_rel: str) -> str:
     return PurePosixPath(png_rel).parent.parent.as_posix()
 
 
-def faceset_manifest(out: Path, set_rel: str) -> dict[str, Any]:
-    manifest = Beneath(out).read_json(f"{set_rel}/{layout.FACESET_MANIFEST}", {})
-    return manifest if isinstance(manifest, dict) else {}
+def faceset_manifest(out: Path, set_rel: str) -> FacesetManifest | None:
+    """A faceset's own manifest; None when it has none (or one that is not an object, as
+    before: the maintenance jobs then leave that faceset's records alone)."""
+    rel = f"{set_rel}/{layout.FACESET_MANIFEST}"
+    try:
+        manifest = Beneath(out).read_json(rel, {})
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{out / rel} is not a readable manifest ({exc}); move it away") from exc
+    if not isinstance(manifest, dict) or not manifest:
+        return None
+    try:
+        return FacesetManifest.from_json(manifest, str(out / rel))
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from exc
 
 
-def write_faceset_manifest(out: Path, set_rel: str, manifest: Mapping[str, Any]) -> None:
-    Beneath(out).write_json(f"{set_rel}/{layout.FACESET_MANIFEST}", dict(manifest))
+def write_faceset_manifest(out: Path, set_rel: str, manifest: FacesetManifest) -> None:
+    Beneath(out).write_json(f"{set_rel}/{layout.FACESET_MANIFEST}", manifest.to_json())
 
 
 def bundle_members(out: Path, set_rel: str) -> list[tuple[str, bytes]]:
@@ -171,9 +208,8 @@ def bundle_members(out: Path, set_rel: str) -> list[tuple[str, bytes]]:
     place in the bundle and a short hash of its bytes: no source folder is named)."""
     manifest = faceset_manifest(out, set_rel)
     ranks = {
-        PurePosixPath(str(c.get("file", ""))).name: int(c.get("rank", 0))
-        for c in manifest.get("crops", [])
-        if isinstance(c, dict)
+        PurePosixPath(str(c.get("file", ""))).name: as_int(c.get("rank"), 0)
+        for c in (manifest.crops if manifest else [])
     }
     disk = Beneath(out)
     pngs = sorted(
@@ -189,12 +225,12 @@ def rebuild_fsz(out: Path, set_rel: str) -> list[str]:
     first; with no PNG left they are removed (they are derived and rebuilt on restore)."""
     manifest = faceset_manifest(out, set_rel)
     members = bundle_members(out, set_rel)
-    top_n = int((manifest.get("params") or {}).get("top_n") or len(members) or 1)
+    top_n = (manifest.top_n() if manifest else 0) or len(members) or 1
     written: list[str] = []
     disk = Beneath(out)
-    for key, count in (("fsz_top", top_n), ("fsz_all", len(members))):
-        rel = manifest.get(key)
-        if not isinstance(rel, str):
+    bundles = (manifest.fsz_top, manifest.fsz_all) if manifest else (None, None)
+    for key, rel, count in zip(("fsz_top", "fsz_all"), bundles, (top_n, len(members)), strict=True):
+        if rel is None:
             continue
         name = parts_of(rel, f"{set_rel}'s {key}")[-1]
         path = f"{set_rel}/{name}"
@@ -209,52 +245,51 @@ def rebuild_fsz(out: Path, set_rel: str) -> list[str]:
 def note_dropped(out: Path, set_rel: str, move: Move, run_id: str) -> None:
     """The faceset manifest lists a dropped PNG under `dropped` (the report shows it there)."""
     manifest = faceset_manifest(out, set_rel)
-    if not manifest:
+    if manifest is None:
         return
-    crops = [c for c in manifest.get("crops", []) if isinstance(c, dict)]
-    record = next((c for c in crops if c.get("file") == move.src), {"file": move.src})
-    manifest["crops"] = [c for c in crops if c is not record]
+    crops = manifest.crops
+    fallback: dict[str, object] = {"file": move.src}
+    record = next((c for c in crops if c.get("file") == move.src), fallback)
+    manifest.crops = [c for c in crops if c is not record]
     dropped = {**record, "file": move.dst, "thumbnail": move.dst, "kept_file": move.src}
     dropped |= {"reason": move.reason, "detail": move.detail, "run": run_id}
-    manifest["dropped"] = [*manifest.get("dropped", []), dropped]
+    manifest.dropped = [*manifest.dropped, dropped]
     _write_counts(out, set_rel, manifest)
 
 
 def note_restored(out: Path, set_rel: str, move: Move) -> None:
     manifest = faceset_manifest(out, set_rel)
-    if not manifest:
+    if manifest is None:
         return
-    dropped = [d for d in manifest.get("dropped", []) if isinstance(d, dict)]
+    dropped = manifest.dropped
     record = next((d for d in dropped if d.get("file") == move.dst), None)
     if record is None:
         return
-    manifest["dropped"] = [d for d in dropped if d is not record]
+    manifest.dropped = [d for d in dropped if d is not record]
     crop = {k: v for k, v in record.items() if k not in {"thumbnail", "kept_file", "run"}}
     crop = {k: v for k, v in crop.items() if k not in {"reason", "detail"}} | {"file": move.src}
-    crops = [*manifest.get("crops", []), crop]
-    manifest["crops"] = sorted(crops, key=lambda c: (int(c.get("rank", 0)), str(c["file"])))
+    crops = [*manifest.crops, crop]
+    manifest.crops = sorted(crops, key=lambda c: (as_int(c.get("rank"), 0), str(c["file"])))
     _write_counts(out, set_rel, manifest)
 
 
-def _write_counts(out: Path, set_rel: str, manifest: dict[str, Any]) -> None:
-    counts = dict(manifest.get("counts") or {})
-    counts["kept"] = len(manifest.get("crops", []))
-    dropped = [d for d in manifest.get("dropped", []) if isinstance(d, dict)]
+def _write_counts(out: Path, set_rel: str, manifest: FacesetManifest) -> None:
+    counts = dict(manifest.counts)
+    counts["kept"] = len(manifest.crops)
     reasons: dict[str, int] = {}
-    for record in dropped:
+    for record in manifest.dropped:
         reason = str(record.get("reason") or "dropped")
         reasons[reason] = reasons.get(reason, 0) + 1
     counts["dropped"] = dict(sorted(reasons.items()))  # the page header lists what is listed
-    manifest["counts"] = counts
+    manifest.counts = counts
     write_faceset_manifest(out, set_rel, manifest)
 
 
-def partitions(manifest: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def partitions(manifest: ExportManifest) -> Iterator[tuple[str, dict[str, dict[str, object]]]]:
     """(partition key, its mapping) for the faceset partitions a maintenance run touches."""
     for key in ("facesets", "masked", "thin_eras", "merged"):
-        value = manifest.get(key)
-        if isinstance(value, dict):
-            yield key, value
+        if key in manifest.partitions:
+            yield key, manifest.partitions[key]
 
 
 def parent_rel(rel: str) -> str:

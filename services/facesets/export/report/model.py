@@ -27,6 +27,7 @@ import structlog
 from facesets.common import settings
 from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative
 from facesets.contract import layout
+from facesets.contract.manifests import check_version
 
 log = structlog.get_logger(__name__)
 
@@ -181,6 +182,19 @@ def read_manifest(out: Path, rel: str) -> dict[str, Any]:
         log.warning("report.manifest_unreadable", path=str(out / rel), error=str(exc))
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+def _read_top(out: Path) -> dict[str, object]:
+    """The export's manifest.json; {} when there is none. One that is damaged (not JSON, not an
+    object, a newer schema) is a ReportError naming it: it is not a missing export."""
+    path = out / layout.EXPORT_MANIFEST
+    try:
+        payload = Beneath(out).read_json(layout.EXPORT_MANIFEST, default={})
+        return check_version(payload, str(path))
+    except SymlinkRefusedError:
+        raise
+    except (UnicodeDecodeError, ValueError) as exc:  # ManifestError and JSONDecodeError too
+        raise ReportError(f"{path} is not a readable export manifest ({exc})") from exc
 
 
 def _inside(rel: Any) -> str | None:
@@ -439,7 +453,7 @@ def _lookalikes(top: Mapping[str, Any]) -> list[LookalikePair] | None:
 def read_model(out: Path) -> ReportModel:
     """The report's content for the export in `out`; ReportError when there is no export."""
     out = Path(out).absolute()
-    top = read_manifest(out, layout.EXPORT_MANIFEST)
+    top = _read_top(out)
     known = {k: kind for kind in PARTITIONS for k in (kind.key, *kind.aliases)}
     explanation = next((top[k] for k in EXPLANATION_KEYS if top.get(k)), None)
     partitions: list[Partition] = []

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
+from facesets.contract.manifests import VideoPlan
 from facesets.contract.video_outputs import clip_folders, stale_clips
 
 
-def set_aside_stale(out: Path, plan: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+def set_aside_stale(out: Path, plan: VideoPlan, previous: VideoPlan) -> list[str]:
     """Move the clips (and sidecars) that the new plan no longer holds out of the clip folders;
     the paths they now have."""
     moved = []

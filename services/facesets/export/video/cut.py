@@ -14,15 +14,15 @@ checks out is not redone.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from facesets.common import children, settings
 from facesets.common.progress import ProgressFn
 from facesets.contract import layout
+from facesets.contract.manifests import ClipCut, PlannedSegment, VideoPlan
 from facesets.contract.video import VideoCutParams
 from facesets.export.video.probe import Packet, VideoError, clip_duration, tools, video_packets
 
@@ -97,44 +97,49 @@ def clip_matches(clip: Path, expected_s: float, frames: int | None) -> bool:
 
 
 def cut_segment(
-    segment: dict[str, Any],
+    segment: PlannedSegment,
     out: Path,
     params: VideoCutParams,
     packets: PacketIndex,
     shot_start_s: float,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[ClipCut, bool]:
     """The segment's cut record, and whether ffmpeg ran for it."""
-    source = Path(segment["source"])
-    start, end = float(segment["requested_start_s"]), float(segment["requested_end_s"])
+    source = Path(segment.source)
+    start, end = segment.requested_start_s, segment.requested_end_s
     span = None if params.accurate else copy_span(packets, start, end, shot_start_s)
-    folder = out / segment["name"]
-    clip = folder / f"{segment['id']}.mp4"
+    folder = out / segment.name
+    clip = folder / f"{segment.id}.mp4"
     mode = "copy" if span else "accurate"
     actual_start, actual_end = (span.start_s, span.end_s) if span else (start, end)
     expected = actual_end - actual_start
     frames = span.frames if span else None
-    record: dict[str, Any] = {
-        "clip": str(clip),
-        "mode": mode,
-        "requested_start_s": start,
-        "requested_end_s": end,
-        "actual_start_s": round(actual_start, 3),
-        "actual_end_s": round(actual_end, 3),
-    }
-    if span:
-        record["frames"] = span.frames
-    elif not params.accurate:
-        record["reencoded"] = "the keyframe before the start lies in an earlier shot"
-    previous = segment.get("cut") or {}
+    record = ClipCut(
+        clip=str(clip),
+        mode=mode,
+        requested_start_s=start,
+        requested_end_s=end,
+        actual_start_s=round(actual_start, 3),
+        actual_end_s=round(actual_end, 3),
+        frames=frames,
+        reencoded=None
+        if span or params.accurate
+        else "the keyframe before the start lies in an earlier shot",
+    )
+    previous = segment.cut
     if (
-        previous.get("mode") == mode
-        and previous.get("frames") == frames
+        previous is not None
+        and previous.mode == mode
+        and previous.frames == frames
         and clip.exists()
         and clip_matches(clip, expected, frames)
     ):
-        return {**previous, **record, "duration_s": previous.get("duration_s")}, False
+        # what the earlier cut recorded besides (a reason it re-encoded, say) stays
+        kept = replace(record, duration_s=previous.duration_s, extra=previous.extra)
+        if previous.reencoded is not None and kept.reencoded is None:
+            kept.reencoded = previous.reencoded
+        return kept, False
     folder.mkdir(parents=True, exist_ok=True)
-    part = folder / layout.VIDEO_CUT_PART.format(segment["id"], ".mp4")
+    part = folder / layout.VIDEO_CUT_PART.format(segment.id, ".mp4")
     part.unlink(missing_ok=True)
     # Tracked: a service told to stop kills it, and the part file goes below.
     done = children.run(ffmpeg_command(source, part, actual_start, end, span is None, frames or 0))
@@ -148,50 +153,41 @@ def cut_segment(
         ]
         raise VideoError(f"cut failed: {reason[0]}")
     part.replace(clip)
-    record["duration_s"] = round(duration, 3)
+    record.duration_s = round(duration, 3)
     return record, True
 
 
-def shot_starts(plan: dict[str, Any]) -> dict[tuple[str, int], float]:
-    """(source, shot index) -> the shot's start, seconds."""
-    return {
-        (video["source"], shot["index"]): float(shot["start_s"])
-        for video in plan.get("videos", [])
-        for shot in video.get("shots", [])
-    }
-
-
-def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dict[str, Any]:
+def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dict[str, object]:
     plan_path = out / layout.VIDEO_PLAN
-    plan = layout.read_json(plan_path)
+    plan = VideoPlan.read(plan_path)
     if plan is None:
         raise FileNotFoundError(f"no plan at {plan_path}; run `facesets video plan` first")
-    segments: list[dict[str, Any]] = plan.get("segments", [])
+    segments = plan.segments
     packets_of: dict[str, PacketIndex] = {}
-    starts = shot_starts(plan)
+    starts = plan.shot_starts()
     written = skipped = reencoded = 0
     errors: dict[str, str] = {}
     progress("cut: segments", 0, len(segments))
     for i, segment in enumerate(segments):
         try:
-            source = segment["source"]
+            source = segment.source
             if source not in packets_of:
                 packets = [] if params.accurate else video_packets(Path(source))
                 packets_of[source] = PacketIndex(packets)
-            shot_start = starts.get((source, segment["shot"]), float(segment["requested_start_s"]))
+            shot_start = starts.get((source, segment.shot), segment.requested_start_s)
             record, ran = cut_segment(segment, out, params, packets_of[source], shot_start)
         except (VideoError, OSError) as error:
-            errors[segment["id"]] = str(error)
-            log.warning("cut failed", segment=segment["id"], reason=str(error))
+            errors[segment.id] = str(error)
+            log.warning("cut failed", segment=segment.id, reason=str(error))
         else:
-            segment["cut"] = record
+            segment.cut = record
             written += ran
             skipped += not ran
-            reencoded += "reencoded" in record
+            reencoded += record.reencoded is not None
             if params.write_sidecar:
-                sidecar = {k: v for k, v in segment.items() if k != "cut"} | {"cut": record}
-                layout.atomic_write_json(Path(record["clip"]).with_suffix(".json"), sidecar)
-            layout.atomic_write_json(plan_path, plan)  # each finished cut is recorded at once
+                sidecar = segment.to_json()
+                layout.atomic_write_json(Path(record.clip).with_suffix(".json"), sidecar)
+            plan.write(plan_path)  # each finished cut is recorded at once
         progress("cut: segments", i + 1, len(segments))
     t = tools()
     return {

@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scenedetect
@@ -25,11 +24,18 @@ from facesets.common import settings
 from facesets.common.progress import ProgressFn
 from facesets.common.vectors import unit_mean
 from facesets.contract import layout
+from facesets.contract.manifests import PlannedSegment, PlannedVideo, PlanShot, VideoPlan
 from facesets.contract.video import VideoPlanParams
 from facesets.export.video import frames as frame_io
 from facesets.export.video.clips import set_aside_stale
 from facesets.export.video.decode import DecodePass
-from facesets.export.video.framelog import FrameLog, face_from_json, face_to_json
+from facesets.export.video.framelog import (
+    FaceJson,
+    FrameLog,
+    FrameRow,
+    face_from_json,
+    face_to_json,
+)
 from facesets.export.video.probe import VideoError, media_facts
 from facesets.export.video.segments import (
     Segment,
@@ -70,8 +76,10 @@ def segment_id(source: Path, shot: int, tracks: list[int], start_s: float, end_s
     return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
 
 
-def faces_of(result: common_pb2.ImageResult, frame: int, time_s: float, scale: float) -> list:
-    rows = []
+def faces_of(
+    result: common_pb2.ImageResult, frame: int, time_s: float, scale: float
+) -> list[FaceJson]:
+    rows: list[FaceJson] = []
     for face in result.faces:
         if not face.embedding:
             continue
@@ -94,16 +102,34 @@ class VideoOutcome:
     source: str
     duration_s: float = 0.0
     fps: float = 0.0
-    shots: list[dict[str, Any]] = field(default_factory=list)
+    shots: list[PlanShot] = field(default_factory=list)
     sampled_frames: int = 0
     inferred_frames: int = 0  # sent to the inference service in this run
     reused_frames: int = 0  # read back from the frame log
     frame_errors: int = 0
     faces: int = 0
     tracks: int = 0
-    segments: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[PlannedSegment] = field(default_factory=list)
     dropped_segments: int = 0
     error: str = ""
+
+    def planned(self) -> PlannedVideo:
+        """The video as plan.json lists it (its segments are listed apart)."""
+        return PlannedVideo(
+            name=self.name,
+            source=self.source,
+            duration_s=self.duration_s,
+            fps=self.fps,
+            shots=self.shots,
+            sampled_frames=self.sampled_frames,
+            inferred_frames=self.inferred_frames,
+            reused_frames=self.reused_frames,
+            frame_errors=self.frame_errors,
+            faces=self.faces,
+            tracks=self.tracks,
+            dropped_segments=self.dropped_segments,
+            error=self.error,
+        )
 
 
 class VideoPlanner:
@@ -141,7 +167,11 @@ class VideoPlanner:
             raise VideoError("no video stream")
         stream = frame_io.open_stream(video)
         stat = video.stat()
-        identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "path": str(video)}
+        identity: dict[str, int | str] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "path": str(video),
+        }
         key = f"{outcome.name}.{hashlib.sha1(str(video).encode()).hexdigest()[:8]}"
         frame_log = FrameLog(self.out / layout.VIDEO_FRAMES_DIR / f"{key}.jsonl", identity)
         detection = {"threshold": p.shot_threshold, "min_shot_s": p.min_shot_s}
@@ -159,8 +189,10 @@ class VideoPlanner:
         if todo or frame_log.shots is None:
             self._decode(video, stream, grid, set(todo), frame_log, outcome)
         assert frame_log.shots is not None  # the pass sets them or raises
-        shots = [Shot(**s) for s in frame_log.shots]
-        outcome.shots = [s.as_dict() for s in shots]
+        shots = frame_log.shots
+        outcome.shots = [
+            PlanShot(s.index, s.start_frame, s.end_frame, s.start_s, s.end_s) for s in shots
+        ]
         samples = frame_io.samples_in_shots(grid, shots, stream.fps)
         self._segments(video, shots, samples, frame_log, outcome)
 
@@ -197,21 +229,19 @@ class VideoPlanner:
             results = self.infer(requests())
         for result in results:
             frame = int(result.id)
-            row: dict[str, Any] = {"frame": frame, "t": frame / stream.fps}
+            row = FrameRow(frame, frame / stream.fps)
             if result.error.reason:
-                row["error"] = result.error.message or common_pb2.ErrorReason.Name(
-                    result.error.reason
-                )
+                row.error = result.error.message or common_pb2.ErrorReason.Name(result.error.reason)
                 outcome.frame_errors += 1
             else:
-                row["faces"] = faces_of(result, frame, frame / stream.fps, decoding.scale)
+                row.faces = faces_of(result, frame, frame / stream.fps, decoding.scale)
             frame_log.append(row)
             outcome.inferred_frames += 1
             self.frames_done += 1
             self.progress("plan: sampled frames", self.frames_done, self.frames_total)
         if failure:
             raise failure[0]
-        frame_log.set_shots([s.as_dict() for s in detector.shots(stream.frame_count)])
+        frame_log.set_shots(detector.shots(stream.frame_count))
 
     def _segments(
         self,
@@ -224,8 +254,10 @@ class VideoPlanner:
         p = self.params
         by_shot: dict[int, list[list[FaceObs]]] = {s.index: [] for s in shots}
         for sample in samples:
-            row = frame_log.frames.get(sample.frame, {})
-            faces = [face_from_json(f, sample.frame, sample.time_s) for f in row.get("faces", [])]
+            row = frame_log.frames.get(sample.frame)
+            faces = (
+                [face_from_json(f, sample.frame, sample.time_s) for f in row.faces] if row else []
+            )
             outcome.faces += len(faces)
             by_shot[sample.shot].append(faces)
         candidates: list[Segment] = []
@@ -256,25 +288,25 @@ class VideoPlanner:
                 continue
             mean = segment.mean_embedding
             outcome.segments.append(
-                {
-                    "id": segment_id(
+                PlannedSegment(
+                    id=segment_id(
                         video, segment.shot, segment.tracks, segment.start_s, segment.end_s
                     ),
-                    "source": str(video),
-                    "name": outcome.name,
-                    "shot": segment.shot,
-                    "tracks": segment.tracks,
-                    "requested_start_s": round(segment.start_s, 3),
-                    "requested_end_s": round(segment.end_s, 3),
-                    "frames": len(segment.faces),
-                    "pass_rate": round(segment.pass_rate, 3),
-                    "mean_quality": round(
+                    source=str(video),
+                    name=outcome.name,
+                    shot=segment.shot,
+                    tracks=segment.tracks,
+                    requested_start_s=round(segment.start_s, 3),
+                    requested_end_s=round(segment.end_s, 3),
+                    frames=len(segment.faces),
+                    pass_rate=round(segment.pass_rate, 3),
+                    mean_quality=round(
                         float(np.mean([quality(f, p) for f in segment.faces if passes(f, p)])), 3
                     ),
-                    "match_distance": None
+                    match_distance=None
                     if self.centroid is None
                     else round(1.0 - float(np.dot(mean, self.centroid)), 4),
-                }
+                )
             )
 
 
@@ -307,7 +339,7 @@ def plan_videos(
     infer: InferFn,
     progress: ProgressFn,
     match_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Plan every video under SRC into OUT/plan.json; a bad video is reported, the rest go on."""
     if not src.exists():
         raise FileNotFoundError(f"no videos at {src}")
@@ -319,22 +351,21 @@ def plan_videos(
         progress("plan: videos", i, len(videos))
         outcomes.append(planner.plan(video, video_name(src, video)))
     progress("plan: videos", len(videos), len(videos))
-    previous = layout.read_json(out / layout.VIDEO_PLAN, {}) or {}
-    cuts = {s["id"]: s.get("cut") for s in previous.get("segments", []) if s.get("cut")}
+    previous = VideoPlan.read(out / layout.VIDEO_PLAN) or VideoPlan()
+    cuts = {s.id: s.cut for s in previous.segments if s.cut}
     segments = [s for o in outcomes for s in o.segments]
     for segment in segments:
-        if segment["id"] in cuts:  # what an earlier `cut` did, kept with the same segment
-            segment["cut"] = cuts[segment["id"]]
-    plan = {
-        "version": 1,
-        "src": str(src),
-        "match_dir": str(match_dir) if match_dir else None,
-        "params": asdict(params),
-        "scenedetect": scenedetect.__version__,
-        "videos": [{k: v for k, v in asdict(o).items() if k != "segments"} for o in outcomes],
-        "segments": segments,
-    }
-    layout.atomic_write_json(out / layout.VIDEO_PLAN, plan)
+        if segment.id in cuts:  # what an earlier `cut` did, kept with the same segment
+            segment.cut = cuts[segment.id]
+    plan = VideoPlan(
+        src=str(src),
+        match_dir=str(match_dir) if match_dir else None,
+        params=params.recorded(),
+        scenedetect=scenedetect.__version__,
+        videos=[o.planned() for o in outcomes],
+        segments=segments,
+    )
+    plan.write(out / layout.VIDEO_PLAN)
     set_aside = set_aside_stale(out, plan, previous)
     errors = {o.name: o.error for o in outcomes if o.error}
     return {
