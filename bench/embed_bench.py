@@ -190,8 +190,8 @@ def work_floor(photos: list[Path], model_root: Path) -> dict:
         model_root,
         MODEL_PACK,
         ["CPUExecutionProvider"],
-        settings.DETECTOR_INPUT_SIZE,
-        settings.DETECTOR_SCORE_THRESHOLD,
+        settings.inference().detection.input_size,
+        settings.inference().detection.score_threshold,
         intra_op_threads=1,
     )
     detector, recognizer = pack.detector, pack.recognizer

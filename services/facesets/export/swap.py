@@ -310,8 +310,8 @@ class _DuplicateIndex:
         if not self.faces:
             return None
         sims = np.stack([f.embedding for f in self.faces]) @ row.embedding
-        for index in np.flatnonzero(sims >= settings.EXPORT_DUPLICATE_SIM):
-            if hamming(self.hashes[index], crop_hash) <= settings.EXPORT_DUPLICATE_HASH_BITS:
+        for index in np.flatnonzero(sims >= settings.export().duplicates.similarity):
+            if hamming(self.hashes[index], crop_hash) <= settings.export().duplicates.hash_bits:
                 return self.faces[index]
         return None
 
@@ -330,7 +330,7 @@ def _prefer(copy: FaceRow, kept: FaceRow) -> bool:
     Ranking alone could keep a downscaled copy, which can rank as high as the original;
     the swap gains more from the full-resolution original.
     """
-    return copy.face_short >= kept.face_short * settings.EXPORT_DUPLICATE_PREFER_LARGER
+    return copy.face_short >= kept.face_short * settings.export().duplicates.prefer_larger
 
 
 def _face_record(face: _Face) -> dict[str, Any]:
@@ -407,7 +407,7 @@ class _Ranked:
 def _thumbnail(crop: np.ndarray | None) -> np.ndarray | None:
     if crop is None:
         return None
-    size = settings.EXPORT_REJECTED_SIZE
+    size = settings.export().crops.rejected_size
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -451,7 +451,7 @@ def _crop_and_check(
     needed), a batch of EXPORT_CHECK_BATCH photos in memory at a time."""
     result = _Cropped()
     total = len(passed)
-    batch = max(1, settings.EXPORT_CHECK_BATCH)
+    batch = max(1, settings.export().crops.check_batch)
     for start in range(0, total, batch):
         cache: dict[str, np.ndarray] = {}
         loaded: list[tuple[_Face, np.ndarray]] = []
@@ -632,7 +632,7 @@ def _write_set(
             "pad_ratio": params.pad_ratio,
             "out_size": params.out_size,
             "min_face_short": params.min_face_short,
-            "quality_weights": dict(settings.QUALITY_WEIGHTS),
+            "quality_weights": dict(settings.export().quality.weights.as_dict()),
         },
         "fsz_top": fsz_files[0] if fsz_files else None,
         "fsz_all": fsz_files[1] if fsz_files else None,
@@ -797,7 +797,7 @@ def _export_candidates(
     dropped: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     written: set[str] = set()
-    batch = max(1, settings.EXPORT_CHECK_BATCH)
+    batch = max(1, settings.export().crops.check_batch)
     for start in range(0, len(chosen), batch):
         chunk = chosen[start : start + batch]
         cache: dict[str, np.ndarray] = {}
@@ -856,7 +856,9 @@ def _lookalike_section(
         if len(names) != 2:
             continue
         crops = {
-            name: list(facesets.get(name, {}).get("top", []))[: settings.LOOKALIKE_CROPS]
+            name: list(facesets.get(name, {}).get("top", []))[
+                : settings.export().crops.lookalike_crops
+            ]
             for name in names
         }
         out.append(
