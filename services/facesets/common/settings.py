@@ -10,7 +10,8 @@ names FACESETS_MODEL_ROOT and FACESETS_MODEL_PACK, and the CLIP folder FACESETS_
 FACESETS_CLIP_PRETRAINED, FACESETS_CLIP_CACHE and FACESETS_CLIP_DIR.
 
 Group names never reuse a facesets.toml key (FACESETS_INFERENCE is the inference service's
-address, not a group) nor another settings object's group. Each object is read once, on first
+address, not a group) nor another object's group (but `decode`: the inference object reads the
+same variables as the shared one, as the defaults of its flags). Each object is read once, on first
 use (`reset()` forgets them); `check()` reads all four, as `facesets serve` does before it
 starts, and a bad value is a `SettingsError` naming its variable.
 
