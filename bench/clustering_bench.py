@@ -2,7 +2,7 @@
 
 (a) LFW: the embedding of each photo's labelled face (the face nearest the image centre, mini
 pack), clustered at the default threshold by the component-wise method (exact neighbour search),
-through the IVF index (forced, though LFW is below ANN_MIN_FACES) and by dense average linkage;
+through the IVF index (forced: LFW is below ann_min_faces) and by dense average linkage;
 pairwise and BCubed precision / recall / F against the true identities, time and peak memory of
 each. (b) Synthetic 512-d stores: time and peak memory of the component-wise method next to the
 IVF index and dense average linkage, each only run where it fits; the full run adds a

@@ -218,8 +218,8 @@ def _floor_pack(model_root: Path) -> Any:
         model_root,
         MODEL_PACK,
         ["CPUExecutionProvider"],
-        settings.DETECTOR_INPUT_SIZE,
-        settings.DETECTOR_SCORE_THRESHOLD,
+        settings.inference().detection.input_size,
+        settings.inference().detection.score_threshold,
         intra_op_threads=1,
     )
 

@@ -52,12 +52,12 @@ def decode_rate(photos: list[Path], repeats: int) -> float:
     from facesets.common.decode import decode
 
     datas = [p.read_bytes() for p in photos]
-    long_side = 2 * settings.DETECTOR_INPUT_SIZE
+    long_side = 2 * settings.inference().detection.input_size
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         for data in datas:
-            decode(data, settings.MAX_IMAGE_PIXELS, long_side=long_side)
+            decode(data, settings.shared().decode.max_image_pixels, long_side=long_side)
         times.append(time.perf_counter() - started)
     return len(datas) / min(times)
 

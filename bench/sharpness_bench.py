@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
 # The gate and the composite's log range on the earlier measure (QUALITY_MIN_BLUR,
-# QUALITY_BLUR_LOW/HIGH before they were recalibrated).
+# quality.blur_low/high before they were recalibrated).
 LEGACY_MIN_BLUR = 40.0
 LEGACY_BLUR_LOW = 10.0
 LEGACY_BLUR_HIGH = 1000.0
@@ -56,8 +56,8 @@ def _pack(shared: Path) -> ModelPack:
         shared,
         "facepack-mini",
         ["CPUExecutionProvider"],
-        settings.DETECTOR_INPUT_SIZE,
-        settings.DETECTOR_SCORE_THRESHOLD,
+        settings.inference().detection.input_size,
+        settings.inference().detection.score_threshold,
         1,
     )
 
@@ -156,7 +156,11 @@ def main(shared: Path, quick: bool) -> dict:
             float(_log_score(old, LEGACY_BLUR_LOW, LEGACY_BLUR_HIGH).mean()), 4
         ),
         "sharpness_term_mean_new": round(
-            float(_log_score(new, settings.QUALITY_BLUR_LOW, settings.QUALITY_BLUR_HIGH).mean()),
+            float(
+                _log_score(
+                    new, settings.export().quality.blur_low, settings.export().quality.blur_high
+                ).mean()
+            ),
             4,
         ),
         "median_ratio_to_native": _scale_ratios(

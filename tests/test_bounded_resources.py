@@ -18,7 +18,7 @@ from images import flat_png
 from facesets.common import settings
 from facesets.common.decode import DecodeBudget, DecodeError, decode_cost, open_image
 from facesets.common.server import ServeOptions, start_server
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.inference import servicer as inference
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from services import ServiceProcess
@@ -79,7 +79,9 @@ def test_idle_streams_leave_health_info_and_other_streams_answering(
 
 def test_streams_beyond_the_cap_are_refused_at_once(model_root: Path) -> None:
     config = InferenceSettings(
-        model_root=model_root, model_pack="facepack-mini", providers=("cpu",), image_workers=1
+        model_root=model_root,
+        model_pack="facepack-mini",
+        runtime=RuntimeSettings(providers=("cpu",), image_workers=1),
     )
     servicer = inference.build(config)
     running = start_server(
@@ -166,7 +168,9 @@ def test_an_image_over_the_per_image_limit_is_an_error_result_and_the_stream_goe
     service: ServiceProcess, lfw_dir: Path
 ) -> None:
     photo = (lfw_dir / PHOTO).read_bytes()
-    over = settings.MAX_MESSAGE_BYTES + 1024  # over the per-image limit, under the transport's
+    over = (
+        settings.shared().server.max_message_bytes + 1024
+    )  # over the per-image limit, under the transport's
     requests = [
         common_pb2.ImageRequest(id="before", data=photo),
         common_pb2.ImageRequest(id="over", data=b"\xff" * over),

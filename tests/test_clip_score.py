@@ -32,7 +32,7 @@ from clip_fixtures import (
 from conftest import free_port
 from PIL import Image
 
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import ClipSettings, InferenceSettings, RuntimeSettings
 from facesets.contract import layout
 from facesets.inference import clip
 from facesets.inference.clip_prep import BpeTokenizer, Preprocess
@@ -159,8 +159,8 @@ def test_clip_score_without_prompts_is_invalid(model_root: Path) -> None:
     config = InferenceSettings(
         model_root=model_root,
         model_pack="facepack-mini",
-        providers=("cpu",),
-        clip_dir=TINY_FOLDER,
+        runtime=RuntimeSettings(providers=("cpu",)),
+        clip=ClipSettings(dir=TINY_FOLDER),
     )
     from facesets.common.server import ServeOptions, start_server
     from facesets.inference import servicer as inference

@@ -16,7 +16,7 @@ from PIL import Image
 
 from facesets.client import Endpoint, InferenceClient
 from facesets.common.server import ServeOptions, start_server
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.contract import layout
 from facesets.contract.export import DedupOptimizeParams
 from facesets.export.maintenance import runs
@@ -30,7 +30,9 @@ from services import run_facesets
 @pytest.fixture(scope="module")
 def faces(model_root):
     config = InferenceSettings(
-        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+        model_root=model_root,
+        model_pack="facepack-mini",
+        runtime=RuntimeSettings(providers=("cpu",)),
     )
     running = start_server(
         ServeOptions(listen="127.0.0.1:0"),

@@ -278,7 +278,7 @@ def test_top_n_follows_the_composite_score(exported: dict) -> None:
         assert len(top) == min(TOP_N, len(crops))
         assert [info.filename for info, _ in read_fsz(out / manifest["fsz_top"])] == top
         assert [info.filename for info, _ in read_fsz(out / manifest["fsz_all"])] == names
-        weights = settings.QUALITY_WEIGHTS
+        weights = settings.export().quality.weights.as_dict()
         for c in crops:  # the composite is the weighted mean of the components
             assert set(c["scores"]) == set(weights)
             expected = sum(weights[k] * c["scores"][k] for k in weights) / sum(weights.values())
@@ -675,11 +675,11 @@ def test_quality_components_rank_as_they_should() -> None:
         == 1.0
     )
     assert (
-        quality.sharpness_score(settings.QUALITY_BLUR_LOW / 2) == 0.0
-        and quality.sharpness_score(settings.QUALITY_BLUR_HIGH * 10) == 1.0
+        quality.sharpness_score(settings.export().quality.blur_low / 2) == 0.0
+        and quality.sharpness_score(settings.export().quality.blur_high * 10) == 1.0
     )
     # Log scale: the geometric mean of the ends is midway.
-    midway = (settings.QUALITY_BLUR_LOW * settings.QUALITY_BLUR_HIGH) ** 0.5
+    midway = (settings.export().quality.blur_low * settings.export().quality.blur_high) ** 0.5
     assert quality.sharpness_score(midway) == pytest.approx(0.5)
     assert quality.composite(dict.fromkeys(quality.COMPONENTS, 1.0)) == pytest.approx(1.0)
 

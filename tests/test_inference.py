@@ -17,7 +17,7 @@ from insightface.app import FaceAnalysis
 from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.common import settings
 from facesets.common.server import ServeOptions, start_server
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.inference import servicer as inference
 from facesets.v1 import common_pb2
 from services import ServiceProcess, run_facesets
@@ -28,7 +28,9 @@ PEOPLE = ["Colin_Powell", "George_W_Bush", "Tony_Blair", "Serena_Williams"]
 @pytest.fixture(scope="module")
 def server(model_root):
     config = InferenceSettings(
-        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+        model_root=model_root,
+        model_pack="facepack-mini",
+        runtime=RuntimeSettings(providers=("cpu",)),
     )
     servicer = inference.build(config)
     running = start_server(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import free_port
 
+from facesets.client import defaults
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.contract import layout
 from services import FACESETS, ServiceProcess, wait_for
@@ -181,12 +182,11 @@ def test_the_embedded_default_starts_a_dead_service_again(big_store, undisturbed
 
 def test_a_job_that_takes_its_service_down_every_time_ends_with_a_clear_error() -> None:
     """The service comes back each time (health says SERVING) but the job never finishes:
-    after settings.JOB_RERUNS reruns the command stops instead of looping."""
+    after defaults.JOB_RERUNS reruns the command stops instead of looping."""
     import grpc
 
     from facesets.client import ClusteringClient, Endpoint, ServiceUnavailableError
     from facesets.clustering.servicer import ClusteringServicer, register
-    from facesets.common import settings
     from facesets.common.server import ServeOptions, start_server
     from facesets.contract.clustering import ClusterRequest
 
@@ -203,10 +203,10 @@ def test_a_job_that_takes_its_service_down_every_time_ends_with_a_clear_error() 
     client = ClusteringClient(Endpoint(running.address))
     try:
         request = ClusterRequest(Path("s.db"), Path("out"))
-        times = settings.JOB_RERUNS + 1
+        times = defaults.JOB_RERUNS + 1
         with pytest.raises(ServiceUnavailableError, match=f"went away {times} times during"):
             list(client.run(request))
     finally:
         client.close()
         running.stop(grace=0)
-    assert len(calls) == settings.JOB_RERUNS + 1
+    assert len(calls) == defaults.JOB_RERUNS + 1

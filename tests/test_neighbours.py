@@ -181,9 +181,10 @@ def test_cluster_manifest_records_the_index_and_its_recall(
     add_photos(store, [p for ps in people.values() for p in ps], model_root)
     exact_out, ivf_out = tmp_path / "exact", tmp_path / "ivf"
     cluster(store, exact_out)
-    monkeypatch.setattr(settings, "ANN_MIN_FACES", 0)  # every store searches an IVF index
-    monkeypatch.setattr(settings, "ANN_NLIST", 2)
-    monkeypatch.setattr(settings, "ANN_NPROBE", 2)
+    neighbours = settings.clustering().neighbours
+    monkeypatch.setattr(neighbours, "ann_min_faces", 0)  # every store searches an IVF index
+    monkeypatch.setattr(neighbours, "ann_nlist", 2)
+    monkeypatch.setattr(neighbours, "ann_nprobe", 2)
     cluster(store, ivf_out)
     store.close()
     exact = json.loads((exact_out / layout.CLUSTER_MANIFEST).read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from PIL import Image
 from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.common.decode import DecodeError, decode
 from facesets.common.server import ServeOptions, start_server
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.contract import photo_formats
 from facesets.inference import servicer as inference
 from facesets.orchestrator.scan import FOLDER_LINK, HIDDEN, list_photos
@@ -139,7 +139,9 @@ def test_a_heic_of_several_images_yields_its_primary(lfw_dir):
 @pytest.fixture(scope="module")
 def client(model_root):
     config = InferenceSettings(
-        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+        model_root=model_root,
+        model_pack="facepack-mini",
+        runtime=RuntimeSettings(providers=("cpu",)),
     )
     running = start_server(
         ServeOptions(listen="127.0.0.1:0"),

@@ -182,7 +182,7 @@ def test_report_shows_its_thresholds_and_era_years(tmp_path: Path) -> None:
     assert legend, "no legend of the thin flag"
     below = int(legend.group(1))
     assert f"fewer than {below} kept crops" in legend.group(2)
-    assert below < settings.REPORT_THIN_CROPS
+    assert below < settings.export().report.thin_crops
     flagged = [
         name for name in library.partitions["facesets"] if re.search(
             rf'data-faceset="{name}" data-partition="facesets" data-flags="[^"]*thin', index

@@ -243,7 +243,7 @@ def test_thumbnails_are_made_once_and_remade_when_the_crop_changes(small: Librar
     for name in list(files)[:3]:
         with Image.open(small.out / layout.REPORT_DIR / layout.REPORT_THUMBS_DIR / name) as image:
             assert image.format == "JPEG"
-            assert max(image.size) == settings.REPORT_THUMB_SIZE
+            assert max(image.size) == settings.export().report.thumb_size
 
     again = build_report(small.out).summary
     assert again["thumbnails_made"] == 0 and again["report_pages_changed"] == 0

@@ -16,7 +16,7 @@ import pytest
 from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.common.server import ServeOptions, start_server
-from facesets.common.settings import InferenceSettings
+from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.inference import servicer as inference
 from facesets.inference.models import laplacian_blur
 from facesets.v1 import common_pb2
@@ -29,7 +29,9 @@ FACTORS = (1, 2, 4)
 @pytest.fixture(scope="module")
 def client(model_root):
     config = InferenceSettings(
-        model_root=model_root, model_pack="facepack-mini", providers=("cpu",)
+        model_root=model_root,
+        model_pack="facepack-mini",
+        runtime=RuntimeSettings(providers=("cpu",)),
     )
     running = start_server(
         ServeOptions(listen="127.0.0.1:0"),

@@ -40,7 +40,7 @@ def _other_store(path: Path) -> None:
 
 
 def test_a_store_renamed_over_during_embed_takes_no_more_commits(lfw_dir: Path, tmp_path: Path):
-    batch = settings.STORE_COMMIT_BATCH
+    batch = settings.clustering().store.commit_batch
     src = tmp_path / "photos"
     src.mkdir()
     for photo in sorted(lfw_dir.glob("*/*.jpg"))[: batch + batch // 4]:

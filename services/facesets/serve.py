@@ -37,15 +37,23 @@ from facesets.shared.tokens import read_token
 log = structlog.get_logger(__name__)
 
 PEERS = ("inference", "clustering")  # the services the export service calls
-DEFAULT_ADDRESSES = {
-    "inference": settings.DEFAULT_INFERENCE_ADDRESS,
-    "clustering": settings.DEFAULT_CLUSTERING_ADDRESS,
-    "export": settings.DEFAULT_EXPORT_ADDRESS,
-}
+SERVICES = ("clustering", "export", "inference")
+
+
+def default_address(service: str) -> str:
+    """Where `service` listens without --listen (FACESETS_SERVER__<SERVICE>_LISTEN)."""
+    return str(getattr(settings.shared().server, f"{service}_listen"))
+
+
+def _default(cls: type[settings.BaseSettings], *loc: str) -> str:
+    """A setting's built-in default for help texts (the parser is built before the
+    environment's settings are checked)."""
+    value = settings.default(cls, *loc)
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("service", choices=sorted(DEFAULT_ADDRESSES), help="which service to run")
+    parser.add_argument("service", choices=SERVICES, help="which service to run")
     parser.add_argument(
         "--listen",
         help="HOST:PORT to listen on (default: the service's "
@@ -118,19 +126,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-root",
         type=Path,
         help=f"folder holding models/PACK (FACESETS_MODEL_ROOT; default "
-        f"{settings.DEFAULT_MODEL_ROOT})",
+        f"{_default(settings.InferenceSettings, 'model_root')})",
     )
     inference.add_argument(
         "--model-pack",
-        help=f"model pack (FACESETS_MODEL_PACK; default {settings.DEFAULT_MODEL_PACK})",
+        help=f"model pack (FACESETS_MODEL_PACK; default "
+        f"{_default(settings.InferenceSettings, 'model_pack')})",
     )
     inference.add_argument(
         "--providers",
         help="execution providers in preference order, e.g. dml,cpu (default "
-        f"{','.join(settings.PROVIDER_ORDER)}); the ones this machine lacks are skipped, CPU is "
-        "the last fallback. An accelerator (dml, cuda) first, or by default an accelerator build "
-        "of ONNX Runtime installed (onnxruntime-directml, onnxruntime-gpu), asks for that "
-        "accelerator: without it the service says why and exits",
+        f"{_default(settings.InferenceSettings, 'runtime', 'providers')}); the ones this machine "
+        "lacks are skipped, CPU is the last fallback. An accelerator (dml, cuda) first, or by "
+        "default an accelerator build of ONNX Runtime installed (onnxruntime-directml, "
+        "onnxruntime-gpu), asks for that accelerator: without it the service says why and exits",
     )
     inference.add_argument(
         "--allow-cpu-fallback",
@@ -141,7 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         help="images decoded, detected and (on CPU) embedded at once; fewer leaves cores "
-        f"free for other work (default: one per usable core, {settings.IMAGE_WORKERS} here)",
+        f"free for other work (FACESETS_RUNTIME__IMAGE_WORKERS; default: one per usable core, "
+        f"{settings.usable_cores()} here)",
     )
     inference.add_argument(
         "--clip-dir",
@@ -152,36 +162,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument(
         "--clip-model",
         help="open_clip architecture of the default CLIP folder (FACESETS_CLIP_MODEL; default "
-        f"{settings.CLIP_MODEL})",
+        f"{_default(settings.InferenceSettings, 'clip', 'model')})",
     )
     inference.add_argument(
         "--clip-pretrained",
         help="open_clip pretrained tag or checkpoint file of the default CLIP folder "
-        f"(FACESETS_CLIP_PRETRAINED; default {settings.CLIP_PRETRAINED})",
+        f"(FACESETS_CLIP_PRETRAINED; default "
+        f"{_default(settings.InferenceSettings, 'clip', 'pretrained')})",
     )
     inference.add_argument(
         "--clip-cache",
         type=Path,
         help="folder holding exported CLIP folders under onnx/ (FACESETS_CLIP_CACHE; default "
-        f"MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR})",
+        f"MODEL_ROOT/{_default(settings.InferenceSettings, 'clip', 'cache_subdir')})",
     )
     inference.add_argument(
         "--max-image-pixels",
         type=int,
-        default=settings.MAX_IMAGE_PIXELS,
-        help="refuse images with more pixels than this (decompression bombs)",
+        help="refuse images with more pixels than this (decompression bombs; "
+        "FACESETS_DECODE__MAX_IMAGE_PIXELS, default "
+        f"{settings.default(settings.InferenceSettings, 'decode', 'max_image_pixels'):,})",
     )
     inference.add_argument(
         "--max-decode-bytes",
         type=int,
-        default=settings.MAX_DECODE_BYTES,
         help="memory (bytes) that image decodes may hold at once, estimated from each image's "
         "header: a large decode waits for room, an image whose decode alone needs more is "
-        f"refused with an error result (default {settings.MAX_DECODE_BYTES:,})",
+        "refused with an error result (FACESETS_DECODE__MAX_DECODE_BYTES, default "
+        f"{settings.default(settings.InferenceSettings, 'decode', 'max_decode_bytes'):,})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    # A bad FACESETS_* setting ends here, named, before anything starts.
+    try:
+        settings.check()
+    except settings.SettingsError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.install_task:
         from facesets import windows_task
 
@@ -204,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     roots = Roots(args.allow_root)
     log.info("allowed roots", roots=[str(r) for r in roots.roots] or "none")
     options = ServeOptions(
-        listen=args.listen or DEFAULT_ADDRESSES[args.service],
+        listen=args.listen or default_address(args.service),
         token=read_token(args.token_file),
         tls=TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None,
         ready_file=args.ready_file,
@@ -369,22 +386,43 @@ def _serve_inference(args: argparse.Namespace, options: ServeOptions, roots: Roo
     except ImportError as error:
         raise _missing_dependency(error) from error
 
-    workers = settings.IMAGE_WORKERS if args.workers is None else args.workers
+    base = settings.inference()
+    workers = base.runtime.image_workers if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
-    if args.max_decode_bytes < 1:
-        raise SystemExit("--max-decode-bytes must be at least 1")
-    config = settings.InferenceSettings(
-        **({"model_root": args.model_root} if args.model_root else {}),
-        **({"model_pack": args.model_pack} if args.model_pack else {}),
-        **({"clip_model": args.clip_model} if args.clip_model else {}),
-        **({"clip_pretrained": args.clip_pretrained} if args.clip_pretrained else {}),
-        **({"clip_cache": args.clip_cache} if args.clip_cache else {}),
-        **({"clip_dir": args.clip_dir.expanduser().resolve()} if args.clip_dir else {}),
-        providers=choice.order,
-        max_image_pixels=args.max_image_pixels,
-        image_workers=workers,
-        max_decode_bytes=args.max_decode_bytes,
+    for flag in ("max_image_pixels", "max_decode_bytes"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1")
+
+    def given(**values: object) -> dict[str, object]:
+        return {name: value for name, value in values.items() if value is not None}
+
+    def expanded(path: Path | None) -> Path | None:
+        return path.expanduser() if path else None
+
+    # The flags given, over the settings (FACESETS_*).
+    clip_dir = args.clip_dir.expanduser().resolve() if args.clip_dir else None
+    config = base.model_copy(
+        update={
+            **given(model_root=expanded(args.model_root), model_pack=args.model_pack or None),
+            "clip": base.clip.model_copy(
+                update=given(
+                    model=args.clip_model or None,
+                    pretrained=args.clip_pretrained or None,
+                    cache=expanded(args.clip_cache),
+                    dir=clip_dir,
+                )
+            ),
+            "runtime": base.runtime.model_copy(
+                update={"providers": choice.order, "image_workers": workers}
+            ),
+            "decode": base.decode.model_copy(
+                update=given(
+                    max_image_pixels=args.max_image_pixels,
+                    max_decode_bytes=args.max_decode_bytes,
+                )
+            ),
+        }
     )
     servicer = inference.build(config, choice=choice, roots=roots)
 

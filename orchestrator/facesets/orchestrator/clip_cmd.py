@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache or (
         Path(os.environ["FACESETS_CLIP_CACHE"])
         if os.environ.get("FACESETS_CLIP_CACHE")
-        else _model_root(args) / settings.CLIP_CACHE_SUBDIR
+        else _model_root(args) / settings.inference().clip.cache_subdir
     )
     cache = cache.expanduser()
     out = args.out or cache / clip.ONNX_SUBDIR / clip.folder_name(args.model, args.pretrained)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         f"{max(checked['image_features'], checked['text_features']):.2g}).\n"
         "Copy the folder to the inference machine and start the service with "
         f"--clip-dir {out} (FACESETS_CLIP_DIR), or put it at "
-        f"MODEL_ROOT/{settings.CLIP_CACHE_SUBDIR}/{clip.ONNX_SUBDIR}/"
+        f"MODEL_ROOT/{settings.inference().clip.cache_subdir}/{clip.ONNX_SUBDIR}/"
         f"{clip.folder_name(args.model, args.pretrained)} there (where it looks by default)."
     )
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -131,9 +130,13 @@ def clip_check(model_root: Path, clip_dir: Path | None, local_level: str) -> Che
         spec_of,
     )
 
-    config = settings.InferenceSettings(model_root=model_root.expanduser())
+    try:
+        config = settings.inference().model_copy(update={"model_root": model_root.expanduser()})
+    except settings.SettingsError as error:  # a FACESETS_* value that is not one
+        return Check(local_level, "CLIP", str(error))
     if clip_dir is not None:  # as `serve inference --clip-dir` takes it
-        config = dataclasses.replace(config, clip_dir=clip_dir.expanduser().resolve())
+        clip = config.clip.model_copy(update={"dir": clip_dir.expanduser().resolve()})
+        config = config.model_copy(update={"clip": clip})
     spec = spec_of(config)
     folder = spec.export_dir()
     level = WARN if local_level == ERROR else INFO  # occlusion alone needs it

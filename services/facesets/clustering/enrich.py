@@ -96,7 +96,7 @@ def enrich_faces(
                 continue
             counts.faces_updated += 1
             pending.append((stored.face_id, face_from_proto(match)))
-        if len(pending) >= settings.STORE_COMMIT_BATCH:
+        if len(pending) >= settings.clustering().store.commit_batch:
             store.update_faces(pending)
             pending = []
     if pending:

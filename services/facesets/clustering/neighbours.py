@@ -1,6 +1,6 @@
 """Neighbour search of clustering and extend through faiss: exact for small stores, IVF above.
 
-Small stores (below `settings.ANN_MIN_FACES` faces) search a flat inner-product index
+Small stores (below the `neighbours.ann_min_faces` setting) search a flat inner-product index
 (`IndexFlatIP`) by range: every pair within the distance, exactly as the blocked search in
 `linkage.neighbour_edges` finds it (that stays the reference). Larger stores are grouped the way
 an inverted-file index (`IndexIVFFlat`, inner product) groups them: `nlist` k-means centres,
@@ -63,16 +63,28 @@ class SearchParams:
     """How the neighbour graph is searched; defaults from settings."""
 
     # Read from settings when made (not at import), so a deployment or a test can lower them.
-    backend: str = field(default_factory=lambda: settings.NEIGHBOUR_SEARCH)
-    ann_min_faces: int = field(default_factory=lambda: settings.ANN_MIN_FACES)
-    nlist: int = field(default_factory=lambda: settings.ANN_NLIST)  # 0: from the store's size
-    nprobe: int = field(default_factory=lambda: settings.ANN_NPROBE)
+    backend: str = field(default_factory=lambda: settings.clustering().neighbours.search)
+    ann_min_faces: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_min_faces
+    )
+    nlist: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_nlist
+    )  # 0: from the store's size
+    nprobe: int = field(default_factory=lambda: settings.clustering().neighbours.ann_nprobe)
     # probes of the second pass over the faces whose k nearest all lie within the distance
-    dense_nprobe: int = field(default_factory=lambda: settings.ANN_DENSE_NPROBE)
-    k: int = field(default_factory=lambda: settings.ANN_NEIGHBOURS)
-    train_per_list: int = field(default_factory=lambda: settings.ANN_TRAIN_PER_LIST)
-    recall_queries: int = field(default_factory=lambda: settings.ANN_RECALL_QUERIES)
-    query_batch: int = field(default_factory=lambda: settings.ANN_QUERY_BATCH)
+    dense_nprobe: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_dense_nprobe
+    )
+    k: int = field(default_factory=lambda: settings.clustering().neighbours.ann_neighbours)
+    train_per_list: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_train_per_list
+    )
+    recall_queries: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_recall_queries
+    )
+    query_batch: int = field(
+        default_factory=lambda: settings.clustering().neighbours.ann_query_batch
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -256,7 +268,9 @@ def _self_join_knn(
                 local = probing[query_bounds[lst] : query_bounds[lst + 1]]
                 if mem.size and local.size:
                     stored = np.take(x, mem, axis=0).T.copy()
-                    rows = max(1, settings.ANN_JOIN_BLOCK // mem.size)  # queries per product
+                    rows = max(
+                        1, settings.clustering().neighbours.ann_join_block // mem.size
+                    )  # queries per product
                     for s in range(0, local.size, rows):
                         sub = local[s : s + rows]
                         block = np.take(x, queries[sub], axis=0) @ stored

@@ -219,7 +219,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
                 store = self.stores.get(request.store, context)
             if request.HasField("item"):
                 batch.append(image_from_item(request.item))
-            if batch and (request.flush or len(batch) >= settings.STORE_COMMIT_BATCH):
+            if batch and (request.flush or len(batch) >= settings.clustering().store.commit_batch):
                 yield self._commit(store, batch, context)
                 batch = []
         if store is not None and batch:
@@ -279,7 +279,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         for update in request_iterator:
             store = store or self.stores.get(update.store, context)
             pending.append((update.face_id, face_from_proto(update.face)))
-            if len(pending) >= settings.STORE_COMMIT_BATCH:
+            if len(pending) >= settings.clustering().store.commit_batch:
                 updated += store.update_faces(pending)
                 pending = []
         if store is not None and pending:

@@ -31,9 +31,9 @@ pillow_heif.register_heif_opener(
     thumbnails=False,
     depth_images=False,
     aux_images=False,
-    decode_threads=settings.PHOTO_DECODE_THREADS,
+    decode_threads=settings.shared().decode.photo_threads,
 )
-AvifImagePlugin.DEFAULT_MAX_THREADS = settings.PHOTO_DECODE_THREADS
+AvifImagePlugin.DEFAULT_MAX_THREADS = settings.shared().decode.photo_threads
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -118,7 +118,7 @@ def _signature(data: bytes) -> str | None:
 
 
 def open_image(
-    source: bytes | str | Path, max_pixels: int = settings.MAX_IMAGE_PIXELS
+    source: bytes | str | Path, max_pixels: int = settings.shared().decode.max_image_pixels
 ) -> Image.Image:
     """A photo opened in one of the formats read, its header checked against `max_pixels`;
     nothing decoded yet. Raises DecodeError."""

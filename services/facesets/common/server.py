@@ -9,7 +9,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -69,18 +69,23 @@ class ServeOptions:
     token: str | None = None
     tls: TlsFiles | None = None
     ready_file: Path | None = None  # receives the bound address once serving
-    max_streams: int = settings.MAX_CONCURRENT_STREAMS
-    unary_threads: int = settings.RPC_THREADS_UNARY
-    max_message_bytes: int = settings.MAX_MESSAGE_BYTES  # the per-image limit
+    # Read from settings when made, not at import: `serve` checks the settings first.
+    max_streams: int = field(
+        default_factory=lambda: settings.shared().server.max_concurrent_streams
+    )
+    unary_threads: int = field(default_factory=lambda: settings.shared().server.rpc_threads_unary)
+    max_message_bytes: int = field(  # the per-image limit
+        default_factory=lambda: settings.shared().server.max_message_bytes
+    )
     # Told the bound address before the server says it serves (e.g. to name a replica).
     on_bound: Callable[[str], None] | None = None
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Channel options of a server: it receives up to TRANSPORT_LIMIT_FACTOR times the
+    """Channel options of a server: it receives up to transport_limit_factor times the
     per-image limit, so an image over that limit meets the per-image check (an error result
     for that image) rather than the transport's (the end of the stream)."""
-    receive = settings.TRANSPORT_LIMIT_FACTOR * max_message_bytes
+    receive = settings.shared().server.transport_limit_factor * max_message_bytes
     return [
         (key, receive if key == "grpc.max_receive_message_length" else value)
         for key, value in channel_options(max_message_bytes)
@@ -94,7 +99,10 @@ class RunningServer:
     health: health.HealthServicer
     service_names: Sequence[str]
 
-    def stop(self, grace: float = settings.SHUTDOWN_GRACE_S) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """`grace`: seconds in-flight calls get (default: the server settings')."""
+        if grace is None:
+            grace = settings.shared().server.shutdown_grace_s
         for name in (*self.service_names, ""):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
@@ -181,7 +189,7 @@ def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = N
         if sig is not None:
             signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    log.info("shutting down", grace_s=settings.SHUTDOWN_GRACE_S)
+    log.info("shutting down", grace_s=settings.shared().server.shutdown_grace_s)
     notify_systemd("STOPPING=1")
     children.stop_all()
     if on_stop:

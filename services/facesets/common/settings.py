@@ -1,63 +1,46 @@
-"""Every threshold, default and limit of facesets, in one place.
+"""Every threshold, default and limit of the services: one typed settings object per service.
 
-Defaults follow the original single-script pipeline; commands expose each one as a flag whose
-default is read from here. Environment variables override a few deployment settings.
+`shared()` holds what all three services use (the gRPC server, image decoding), `inference()`,
+`clustering()` and `export()` (the export/media service) what one service uses. Each field has
+a type, a default, a range where it is a threshold and a description; each can be overridden
+by an environment variable: FACESETS_, the group and the field in capitals joined by `__`,
+e.g. FACESETS_NEIGHBOURS__ANN_NPROBE=8 or FACESETS_REPORT__THUMB_SIZE=160 (tuples and the
+quality weights as JSON: FACESETS_AGE__PROBE_THRESHOLDS='[0.3, 0.4]'). The model pack keeps its
+names FACESETS_MODEL_ROOT and FACESETS_MODEL_PACK, and the CLIP folder FACESETS_CLIP_MODEL,
+FACESETS_CLIP_PRETRAINED, FACESETS_CLIP_CACHE and FACESETS_CLIP_DIR.
+
+Group names never reuse a facesets.toml key (FACESETS_INFERENCE is the inference service's
+address, not a group) nor another object's group (but `decode`: the inference object reads the
+same variables as the shared one, as the defaults of its flags). Each object is read once, on first
+use (`reset()` forgets them); `check()` reads all four, as `facesets serve` does before it
+starts, and a bad value is a `SettingsError` naming its variable.
+
+Defaults follow the original single-script pipeline; commands expose the job parameters as
+flags whose defaults are the contract's (facesets.contract.defaults).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as _SourceError
 
 # Transport defaults live with the client library (it installs without the services).
-from facesets.client.defaults import (
-    EMBED_INFLIGHT,
-    JOB_RERUNS,
-    KEEPALIVE_MS,
-    MAX_MESSAGE_BYTES,
-    RETRY_ATTEMPTS,
-    RETRY_BACKOFF_MAX_S,
-    RETRY_BACKOFF_S,
-    RETRY_WINDOW_S,
-    RPC_TIMEOUT_S,
-    STORE_COMMIT_BATCH,
-    STREAM_TIMEOUT_S,
-)
+from facesets.client import defaults as transport
 
-
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name, default)).expanduser()
-
-
-# --- models --------------------------------------------------------------------------------
-DEFAULT_MODEL_PACK = "buffalo_l"
-DEFAULT_MODEL_ROOT = "~/.insightface"
-DETECTOR_INPUT_SIZE = 640  # SCRFD square input, pixels
-DETECTOR_SCORE_THRESHOLD = 0.5
-DETECTOR_NMS_THRESHOLD = 0.4
-RECOGNITION_BATCH_SIZE = 32  # faces per recognizer call when the graph takes a dynamic batch
-PROVIDER_ORDER = ("dml", "cuda", "cpu")
-# Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a checkpoint
-# file), as the original corpus scripts use, exported once by `facesets clip export` to a folder
-# of ONNX towers, tokenizer vocabulary and meta.json (default MODEL_ROOT/clip/onnx/MODEL--TAG);
-# weights and custom architecture configs for the export live in the CLIP cache folder.
-CLIP_MODEL = "ViT-L-14"
-CLIP_PRETRAINED = "dfn2b_s39b"
-CLIP_CACHE_SUBDIR = "clip"
-CLIP_BATCH_SIZE = 16  # images per image-tower call
-CLIP_RETRY_S = 30.0  # a CLIP model that failed to load is tried again after this long
-
-# --- export maintenance (`facesets occlusion`, `dedup-optimize`, `restore`) -------------------
-
-# --- decoding ------------------------------------------------------------------------------
-MAX_IMAGE_PIXELS = 120_000_000  # decompression-bomb limit (pixels of the full image)
-# Threads one HEIF or AVIF decode may use: the image workers (below) already decode one image
-# per core. The photo extensions and formats read live in common/photo_formats.py.
-PHOTO_DECODE_THREADS = 1
-# Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
-# ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
-ALIGN_EYE_DISTANCE_AT_112 = 35.0
+PREFIX = "FACESETS_"
+DELIMITER = "__"
 
 
 def usable_cores() -> int:
@@ -68,195 +51,566 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# Images are decoded, detected, aligned and (on CPU) recognised by this many workers at once;
-# each model call runs on its worker's thread alone (ONNX Runtime intra-op threads below),
-# which keeps every core busy across images instead of splitting one small convolution.
-IMAGE_WORKERS = usable_cores()
-# Images being decoded or detected per stream (backpressure), per worker: two keep each worker
-# fed while finished images wait to be sent.
-IMAGES_IN_FLIGHT_PER_WORKER = 2
-IMAGES_IN_FLIGHT_MIN = 16
-ORT_INTRA_OP_THREADS = 1
+UserPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+Similarity = Annotated[float, Field(ge=-1.0, le=1.0)]  # cosine similarity
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
-# --- services ------------------------------------------------------------------------------
-# Every streaming call holds one RPC thread for as long as it is open, an idle one too; so a
-# service runs at most this many streams at once (beyond it a call is answered
-# RESOURCE_EXHAUSTED at once) and keeps RPC_THREADS_UNARY more threads that no stream can take,
-# for health checks, GetInfo and the other unary calls.
-MAX_CONCURRENT_STREAMS = 64
-RPC_THREADS_UNARY = 16
-# The transport accepts messages up to this many times the per-image byte limit, so that an
-# image just over that limit reaches the per-image check and gets an error result of its own
-# (the stream goes on); one message beyond the transport limit ends the stream.
-TRANSPORT_LIMIT_FACTOR = 2
-# Bytes that image decodes may hold at once (estimated from each header); a decode waits until
-# the budget has room, and an image whose decode alone needs more is refused.
-MAX_DECODE_BYTES = 2 * 1024 * 1024 * 1024
-DEFAULT_INFERENCE_ADDRESS = "127.0.0.1:50051"
-DEFAULT_CLUSTERING_ADDRESS = "127.0.0.1:50052"
-DEFAULT_EXPORT_ADDRESS = "127.0.0.1:50053"
-# Timeouts, retries, keepalive and the message limit: facesets.client.defaults (imported above).
-SHUTDOWN_GRACE_S = 10.0
-
-# --- clustering (issue: clustering service) -----------------------------------------------
-# Sharpness (Face.blur): variance of the Laplacian of Gaussian (sigma SHARPNESS_SIGMA px) of the
-# face's gray levels, its box resized to a SHARPNESS_FACE_SIDE px short side; the same face
-# scores the same at any resolution (inference/sharpness.py).
-SHARPNESS_FACE_SIDE = 112
-SHARPNESS_SIGMA = 1.0
-LOOKALIKE_CROPS = 4  # crops of each faceset the export lists per look-alike pair
-# --- era splits (`facesets age`) -----------------------------------------------------------
-AGE_PROBE_THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
-KNN_NEIGHBOURS = 30
-# Neighbour search of cluster, refine and extend (clustering/neighbours.py), through faiss:
-# "auto" searches a flat (exact) index below ANN_MIN_FACES faces and an inverted-file index
-# (IVF, approximate) from there on; "exact" is the blocked numpy search, "flat" and "ivf" force
-# one index. The IVF search keeps each face's ANN_NEIGHBOURS nearest faces within the threshold,
-# scanning the ANN_NPROBE of its ANN_NLIST lists nearest to it (0 lists: about 4 sqrt(faces)).
-# Clustering's IVF search is a self-join run list by list: the faces probing one list times
-# its members is one float32 matrix product of at most ANN_JOIN_BLOCK similarities (BLAS runs
-# near peak from a few thousand rows; 4 Mi floats, 16 MiB, keeps the block in cache-friendly
-# bounds and memory flat whatever a list's size).
-NEIGHBOUR_SEARCH = "auto"
-ANN_MIN_FACES = 100_000
-ANN_NLIST = 0
-ANN_NPROBE = 16
-# Faces whose ANN_NEIGHBOURS nearest all lie within the threshold (a large identity spread over
-# many lists; 44% of the 200k synthetic store) are searched again over ANN_DENSE_NPROBE lists:
-# their share of exact nearest found rises from 0.990 at 16 lists to 0.997 at 64 (bench store
-# of 200,000 faces, 1,789 lists, measured on 1,000 sampled faces).
-ANN_DENSE_NPROBE = 64
-ANN_NEIGHBOURS = 48
-ANN_TRAIN_PER_LIST = 32  # k-means sample: faces per list (training is the index's fixed cost)
-ANN_QUERY_BATCH = 16_384  # queries per faiss call (probe lists, extend's centroid search)
-ANN_JOIN_BLOCK = 1 << 22
-ANN_RECALL_QUERIES = 500  # sampled queries whose recall is measured against brute force
-
-# --- identity workflows: `import-folders` and `discover` -------------------------------------
-# A hand-sorted folder is flagged as mixing people when its kept faces' largest cluster (at
-# the clustering threshold) holds less than this share of them, and the rest at least this many.
-IMPORT_MIN_PURITY = 0.8
-IMPORT_MIXED_MIN_FACES = 2
-
-# --- export (issue: export service) --------------------------------------------------------
-QUALITY_WEIGHTS = {
-    "frontality": 0.30,
-    "det_score": 0.20,
-    "symmetry": 0.20,
-    "size": 0.15,
-    "sharpness": 0.15,
-}
-QUALITY_YAW_LIMIT = 60.0  # degrees of yaw at which frontality reaches 0
-QUALITY_PITCH_LIMIT = 45.0  # degrees of pitch at which frontality reaches 0
-QUALITY_ASYMMETRY_LIMIT = 0.5  # mirror error / inter-ocular distance at which symmetry is 0
-QUALITY_SIZE_FULL = 256.0  # face short edge (px) that scores full size; roop swaps at 128
-# Sharpness term of the composite: log scale from QUALITY_BLUR_LOW (0) to QUALITY_BLUR_HIGH (1),
-# placed so that LFW's faces score about as they did on the earlier measure (median ~0.56).
-QUALITY_BLUR_LOW = 2.5
-QUALITY_BLUR_HIGH = 100.0
-EXPORT_RECROP_PADS = (0.25, 0.1)  # tighter paddings tried when a crop holds != 1 face
-EXPORT_DUPLICATE_SIM = 0.95  # embedding cosine similarity of a re-encoded copy (and ...)
-EXPORT_DUPLICATE_HASH_BITS = 12  # ... at most this many differing bits of the crop's 64-bit pHash
-EXPORT_DUPLICATE_PREFER_LARGER = 1.1  # a copy whose face is this much larger replaces the kept one
-EXPORT_REJECTED_SIZE = 256  # side of the review thumbnails of rejected and dropped faces
-
-# --- video targets (`facesets video`; export/media service) ------------------------------------
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-VIDEO_SHOT_DETECT_WIDTH = 256  # frames are compared this wide (PySceneDetect's own choice)
-# ffmpeg threads of the decode pass. Inference beside it keeps the cores busy, and ffmpeg's own
-# threading cost about 1.8x the CPU of one thread for the same frames on a 2-core machine.
-VIDEO_DECODE_THREADS = 1
-VIDEO_SEND_MAX_SIDE = 1280  # sampled frames are sent at most this long a side (boxes map back)
-# The detector sees a sampled frame at the scale where the gate's smallest face (--min-face-short)
-# spans this many pixels, never above the service's own size: no time goes to finding faces the
-# gate drops. At 22 px a gate-sized face's embedding differs from the full-size detection's no
-# more than a 2-pixel shift of the frame makes it differ (mini pack; 1080p frames detect at 544
-# instead of 640, 29% less work). Small videos detect at no less than VIDEO_DETECT_MIN_SIZE.
-VIDEO_DETECT_FACE_PX = 22
-VIDEO_DETECT_MIN_SIZE = 320
-VIDEO_JPEG_QUALITY = 92  # sampled frames travel as JPEG, never written to disk
-VIDEO_TRACK_REID_SIMILARITY = 0.6  # a face this similar links even without box overlap
-VIDEO_SAME_FACE_SIMILARITY = 0.5  # mean embeddings of two tracks of the same face (merging)
-VIDEO_CUT_TOLERANCE_S = 0.25  # a clip whose duration is this far off its plan is redone
-VIDEO_ACCURATE_CRF = 18  # --accurate re-encodes with libx264 at this quality
-EXPORT_CHECK_BATCH = 32  # faces loaded, cropped and checked together (bounds memory)
-
-# --- review report ----------------------------------------------------------------------------
-REPORT_THUMB_SIZE = 128  # longest side of the report's JPEG thumbnails, pixels
-REPORT_THUMB_QUALITY = 82  # JPEG quality of the thumbnails
-REPORT_THUMB_WORKERS = 4  # threads decoding crops and encoding thumbnails (OpenCV frees the GIL)
-REPORT_ROW_THUMBS = 8  # best crops shown in a faceset's row of the overview
-REPORT_INLINE_ITEMS = 120  # candidates or dropped faces shown on the overview itself up to this
-REPORT_THIN_CROPS = 20  # a faceset with fewer kept crops is flagged thin (at most this) ...
-REPORT_THIN_FRACTION = 0.25  # ... relative: fewer than this fraction of the median faceset's ...
-REPORT_THIN_MIN_CROPS = 3  # ... and never fewer than this (the report shows the figure used)
+_CONFIG = SettingsConfigDict(
+    env_prefix=PREFIX,
+    env_nested_delimiter=DELIMITER,
+    env_ignore_empty=True,
+    extra="ignore",
+)
 
 
-@dataclass(frozen=True)
-class InferenceSettings:
-    """What the inference service needs to start; filled from flags and the environment."""
+class _Group(BaseModel):
+    """A group of settings; read from FACESETS_GROUP__FIELD."""
 
-    model_root: Path = field(
-        default_factory=lambda: _env_path("FACESETS_MODEL_ROOT", DEFAULT_MODEL_ROOT)
+
+# --- shared: the server and image decoding ---------------------------------------------------
+class ServerSettings(_Group):
+    # Every streaming call holds one RPC thread for as long as it is open, an idle one too; so a
+    # service runs at most max_concurrent_streams streams at once (beyond it a call is answered
+    # RESOURCE_EXHAUSTED at once) and keeps rpc_threads_unary more threads that no stream can
+    # take, for health checks, GetInfo and the other unary calls.
+    max_concurrent_streams: int = Field(
+        default=64, ge=1, description="streams a service runs at once"
     )
-    model_pack: str = field(
-        default_factory=lambda: os.environ.get("FACESETS_MODEL_PACK", DEFAULT_MODEL_PACK)
+    rpc_threads_unary: int = Field(default=16, ge=1, description="RPC threads kept for unary calls")
+    # The transport accepts messages up to this many times the per-image byte limit, so that an
+    # image just over that limit reaches the per-image check and gets an error result of its own
+    # (the stream goes on); one message beyond the transport limit ends the stream.
+    transport_limit_factor: int = Field(
+        default=2, ge=1, description="transport message limit, in per-image limits"
     )
-    providers: tuple[str, ...] = PROVIDER_ORDER
-    det_size: int = DETECTOR_INPUT_SIZE
-    det_threshold: float = DETECTOR_SCORE_THRESHOLD
-    max_image_pixels: int = MAX_IMAGE_PIXELS
-    recognition_batch: int = RECOGNITION_BATCH_SIZE
-    image_workers: int = IMAGE_WORKERS
-    intra_op_threads: int = ORT_INTRA_OP_THREADS
-    max_decode_bytes: int = MAX_DECODE_BYTES
-    clip_model: str = field(
-        default_factory=lambda: os.environ.get("FACESETS_CLIP_MODEL", CLIP_MODEL)
+    max_message_bytes: int = Field(
+        default=transport.MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="bytes of one image (the per-image limit)",
     )
-    clip_pretrained: str = field(
-        default_factory=lambda: os.environ.get("FACESETS_CLIP_PRETRAINED", CLIP_PRETRAINED)
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0.0, description="seconds in-flight calls get to finish at a stop"
     )
-    clip_cache: Path | None = field(
-        default_factory=lambda: (
-            Path(os.environ["FACESETS_CLIP_CACHE"]).expanduser()
-            if os.environ.get("FACESETS_CLIP_CACHE")
-            else None
-        )
-    )  # None: model_root / CLIP_CACHE_SUBDIR
-    clip_dir: Path | None = field(
-        default_factory=lambda: (
-            Path(os.environ["FACESETS_CLIP_DIR"]).expanduser()
-            if os.environ.get("FACESETS_CLIP_DIR")
-            else None
-        )
-    )  # an exported CLIP folder; None: CACHE/onnx/MODEL--TAG (where `facesets clip export` writes)
+    inference_listen: str = Field(
+        default="127.0.0.1:50051", min_length=1, description="inference service's default address"
+    )
+    clustering_listen: str = Field(
+        default="127.0.0.1:50052", min_length=1, description="clustering service's default address"
+    )
+    export_listen: str = Field(
+        default="127.0.0.1:50053",
+        min_length=1,
+        description="export/media service's default address",
+    )
 
-    @property
-    def clip_cache_dir(self) -> Path:
-        return self.clip_cache or self.model_root / CLIP_CACHE_SUBDIR
+
+class DecodeSettings(_Group):
+    max_image_pixels: int = Field(
+        default=120_000_000, ge=1, description="decompression-bomb limit (pixels of the full image)"
+    )
+    # Bytes that image decodes may hold at once (estimated from each header); a decode waits
+    # until the budget has room, and an image whose decode alone needs more is refused.
+    max_decode_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, ge=1, description="bytes image decodes may hold at once"
+    )
+    # Threads one HEIF or AVIF decode may use: the image workers already decode one image per
+    # core. The photo extensions and formats read live in contract/photo_formats.py.
+    photo_threads: int = Field(default=1, ge=1, description="threads of one HEIF or AVIF decode")
+
+
+class SharedSettings(BaseSettings):
+    """What every service uses: FACESETS_SERVER__*, FACESETS_DECODE__*."""
+
+    model_config = _CONFIG
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+
+
+# --- inference -------------------------------------------------------------------------------
+class DetectionSettings(_Group):
+    input_size: int = Field(default=640, ge=32, le=4096, description="SCRFD square input, pixels")
+    score_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="least detector score kept"
+    )
+
+
+class RecognitionSettings(_Group):
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        description="faces per recognizer call when the graph takes a dynamic batch",
+    )
+    # Faces are aligned from pixels where the eyes lie at least this far apart, the spacing of
+    # ArcFace's 112-px template (35 px between eye centres), so the recognizer never upsamples.
+    align_eye_distance_at_112: float = Field(
+        default=35.0, gt=0.0, description="eye spacing (px) faces are aligned from, at 112 px"
+    )
+
+
+class RuntimeSettings(_Group):
+    providers: tuple[Literal["dml", "cuda", "cpu"], ...] = Field(
+        default=("dml", "cuda", "cpu"), min_length=1, description="execution providers, in order"
+    )
+    # Images are decoded, detected, aligned and (on CPU) recognised by this many workers at
+    # once; each model call runs on its worker's thread alone (intra_op_threads), which keeps
+    # every core busy across images instead of splitting one small convolution.
+    image_workers: int = Field(
+        default_factory=usable_cores, ge=1, description="images worked on at once"
+    )
+    intra_op_threads: int = Field(
+        default=1, ge=0, description="ONNX Runtime threads per model call (0: every core)"
+    )
+    # Images being decoded or detected per stream (backpressure), per worker: two keep each
+    # worker fed while finished images wait to be sent.
+    images_in_flight_per_worker: int = Field(
+        default=2, ge=1, description="images in flight per worker"
+    )
+    images_in_flight_min: int = Field(
+        default=16, ge=1, description="images in flight per stream, least"
+    )
 
     @property
     def images_in_flight(self) -> int:
-        return max(IMAGES_IN_FLIGHT_MIN, IMAGES_IN_FLIGHT_PER_WORKER * self.image_workers)
+        return max(self.images_in_flight_min, self.images_in_flight_per_worker * self.image_workers)
 
 
-__all__ = [
-    "EMBED_INFLIGHT",
-    "JOB_RERUNS",
-    "KEEPALIVE_MS",
-    "MAX_MESSAGE_BYTES",
-    "RETRY_ATTEMPTS",
-    "RETRY_BACKOFF_MAX_S",
-    "RETRY_BACKOFF_S",
-    "RETRY_WINDOW_S",
-    "RPC_TIMEOUT_S",
-    "STORE_COMMIT_BATCH",
-    "STREAM_TIMEOUT_S",
-]
+class SharpnessSettings(_Group):
+    # Sharpness (Face.blur): variance of the Laplacian of Gaussian (sigma px) of the face's
+    # gray levels, its box resized to a face_side px short side; the same face scores the same
+    # at any resolution (inference/sharpness.py).
+    face_side: int = Field(default=112, ge=16, description="short side (px) a face is measured at")
+    sigma: float = Field(
+        default=1.0, gt=0.0, description="Gaussian sigma (px) before the Laplacian"
+    )
 
-# --- Immich people (`facesets immich import --people`) -------------------------------------------
-# Two named people whose centroids lie this close are one person named twice (refine's merge
-# threshold: clusters this close are one identity).
-IMMICH_NAMED_TWICE_DISTANCE = 0.40
-IMMICH_REFERENCE_FACES = 3  # faces of a person's core shown beside a face that disagrees
-IMMICH_CORE_ROUNDS = 5  # re-centring rounds that find the core of a person Immich may have merged
+
+class ClipSettings(_Group):
+    # Zero-shot scoring (ClipScore): an open_clip architecture and pretrained tag (or a
+    # checkpoint file), as the original corpus scripts use, exported once by `facesets clip
+    # export` to a folder of ONNX towers, tokenizer vocabulary and meta.json (default
+    # MODEL_ROOT/clip/onnx/MODEL--TAG); weights and custom architecture configs for the export
+    # live in the CLIP cache folder.
+    model: str = Field(default="ViT-L-14", min_length=1, description="open_clip architecture")
+    pretrained: str = Field(
+        default="dfn2b_s39b",
+        min_length=1,
+        description="open_clip pretrained tag or checkpoint file",
+    )
+    cache: UserPath | None = Field(
+        default=None, description="CLIP cache folder (None: MODEL_ROOT/clip)"
+    )
+    dir: UserPath | None = Field(
+        default=None,
+        description="exported CLIP folder (None: CACHE/onnx/MODEL--TAG, where `facesets clip "
+        "export` writes)",
+    )
+    cache_subdir: str = Field(
+        default="clip", min_length=1, description="CLIP cache under MODEL_ROOT"
+    )
+    batch_size: int = Field(default=16, ge=1, description="images per image-tower call")
+    retry_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="a CLIP model that failed to load is tried again after this",
+    )
+
+
+class _LegacyEnv(PydanticBaseSettingsSource):
+    """The variables that named inference settings before the groups, still read (below the
+    FACESETS_GROUP__FIELD names)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads them all
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, loc in LEGACY_NAMES.items():
+            value = os.environ.get(name)
+            if value:
+                group = found
+                for key in loc[:-1]:
+                    group = group.setdefault(key, {})
+                group[loc[-1]] = value
+        return found
+
+
+class InferenceSettings(BaseSettings):
+    """The inference service's settings; `facesets serve inference` fills the flags it is given
+    into a copy."""
+
+    model_config = _CONFIG
+
+    model_root: UserPath = Field(
+        default=Path("~/.insightface"),
+        validate_default=True,
+        description="folder holding models/PACK",
+    )
+    model_pack: str = Field(default="buffalo_l", min_length=1, description="model pack name")
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    sharpness: SharpnessSettings = Field(default_factory=SharpnessSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
+    # The same variables as shared().decode; `serve inference` flags override them here.
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _LegacyEnv(settings_cls), dotenv_settings)
+
+    @property
+    def clip_cache_dir(self) -> Path:
+        return self.clip.cache or self.model_root / self.clip.cache_subdir
+
+
+# Old variable -> the field it sets (a FACESETS_GROUP__FIELD name wins over it).
+LEGACY_NAMES: dict[str, tuple[str, ...]] = {
+    "FACESETS_CLIP_MODEL": ("clip", "model"),
+    "FACESETS_CLIP_PRETRAINED": ("clip", "pretrained"),
+    "FACESETS_CLIP_CACHE": ("clip", "cache"),
+    "FACESETS_CLIP_DIR": ("clip", "dir"),
+}
+
+
+# --- clustering ------------------------------------------------------------------------------
+class NeighbourSettings(_Group):
+    # Neighbour search of cluster, refine and extend (clustering/neighbours.py), through faiss:
+    # "auto" searches a flat (exact) index below ann_min_faces faces and an inverted-file index
+    # (IVF, approximate) from there on; "exact" is the blocked numpy search, "flat" and "ivf"
+    # force one index. The IVF search keeps each face's ann_neighbours nearest faces within the
+    # threshold, scanning the ann_nprobe of its ann_nlist lists nearest to it (0 lists: about
+    # 4 sqrt(faces)).
+    search: Literal["auto", "exact", "flat", "ivf"] = Field(
+        default="auto", description="neighbour search backend"
+    )
+    ann_min_faces: int = Field(
+        default=100_000, ge=0, description="faces from which auto searches IVF"
+    )
+    ann_nlist: int = Field(default=0, ge=0, description="IVF lists (0: about 4 sqrt(faces))")
+    ann_nprobe: int = Field(default=16, ge=1, description="IVF lists scanned per face")
+    ann_neighbours: int = Field(default=48, ge=1, description="nearest faces kept per face (IVF)")
+    # Faces whose ann_neighbours nearest all lie within the threshold (a large identity spread
+    # over many lists; 44% of the 200k synthetic store) are searched again over ann_dense_nprobe
+    # lists: their share of exact nearest found rises from 0.990 at 16 lists to 0.997 at 64
+    # (bench store of 200,000 faces, 1,789 lists, measured on 1,000 sampled faces).
+    ann_dense_nprobe: int = Field(
+        default=64, ge=1, description="IVF lists scanned again for a face whose list is full"
+    )
+    ann_train_per_list: int = Field(
+        default=32, ge=1, description="k-means sample: faces per list (training is the fixed cost)"
+    )
+    ann_query_batch: int = Field(
+        default=16_384, ge=1, description="queries per faiss call (probe lists, extend's centroids)"
+    )
+    # Clustering's IVF search is a self-join run list by list: the faces probing one list times
+    # its members is one float32 matrix product of at most ann_join_block similarities (BLAS
+    # runs near peak from a few thousand rows; 4 Mi floats, 16 MiB, keeps the block in
+    # cache-friendly bounds and memory flat whatever a list's size).
+    ann_join_block: int = Field(
+        default=1 << 22, ge=1, description="similarities per self-join product"
+    )
+    ann_recall_queries: int = Field(
+        default=500,
+        ge=0,
+        description="sampled queries whose recall is measured against brute force",
+    )
+
+
+class AgeSettings(_Group):
+    # `facesets age`: an era probe reports cluster sizes at each of these thresholds.
+    probe_thresholds: tuple[Share, ...] = Field(
+        default=(0.30, 0.35, 0.40, 0.45, 0.50),
+        min_length=1,
+        description="thresholds an age probe tries",
+    )
+
+
+class ImportFolderSettings(_Group):
+    # A hand-sorted folder is flagged as mixing people when its kept faces' largest cluster (at
+    # the clustering threshold) holds less than min_purity of them, and the rest at least
+    # mixed_min_faces.
+    min_purity: Share = Field(default=0.8, description="largest cluster's share of a pure folder")
+    mixed_min_faces: int = Field(
+        default=2, ge=1, description="other faces that make a folder mixed"
+    )
+
+
+class StoreSettings(_Group):
+    commit_batch: int = Field(
+        default=transport.STORE_COMMIT_BATCH,
+        ge=1,
+        description="images per store transaction during ingestion",
+    )
+
+
+class PeopleSettings(_Group):
+    # `facesets immich import --people`: how Immich's named people are checked.
+    # Two named people whose centroids lie this close are one person named twice (refine's
+    # merge threshold: clusters this close are one identity).
+    named_twice_distance: float = Field(
+        default=0.40, ge=0.0, le=2.0, description="centroid distance of one person named twice"
+    )
+    reference_faces: int = Field(
+        default=3, ge=1, description="faces of a person's core shown beside one that disagrees"
+    )
+    core_rounds: int = Field(
+        default=5, ge=1, description="re-centring rounds finding the core of a named person"
+    )
+
+
+class ClusteringSettings(BaseSettings):
+    """The clustering service's settings."""
+
+    model_config = _CONFIG
+
+    neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)
+    age: AgeSettings = Field(default_factory=AgeSettings)
+    import_folders: ImportFolderSettings = Field(default_factory=ImportFolderSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)
+
+
+# --- export / media --------------------------------------------------------------------------
+class QualityWeights(_Group):
+    frontality: Share = Field(default=0.30, description="weight of frontality in the composite")
+    det_score: Share = Field(default=0.20, description="weight of the detector score")
+    symmetry: Share = Field(default=0.20, description="weight of landmark symmetry")
+    size: Share = Field(default=0.15, description="weight of the face's size")
+    sharpness: Share = Field(default=0.15, description="weight of sharpness")
+
+    def as_dict(self) -> dict[str, float]:
+        return self.model_dump()
+
+
+class QualitySettings(_Group):
+    weights: QualityWeights = Field(default_factory=QualityWeights)
+    yaw_limit: float = Field(
+        default=60.0, gt=0.0, le=90.0, description="yaw (deg) where frontality is 0"
+    )
+    pitch_limit: float = Field(
+        default=45.0, gt=0.0, le=90.0, description="pitch (deg) where frontality is 0"
+    )
+    asymmetry_limit: float = Field(
+        default=0.5, gt=0.0, description="mirror error / inter-ocular distance where symmetry is 0"
+    )
+    size_full: float = Field(
+        default=256.0,
+        gt=0.0,
+        description="face short edge (px) that scores full size; roop swaps at 128",
+    )
+    # Sharpness term of the composite: log scale from blur_low (0) to blur_high (1), placed so
+    # that LFW's faces score about as they did on the earlier measure (median ~0.56).
+    blur_low: float = Field(default=2.5, gt=0.0, description="sharpness that scores 0")
+    blur_high: float = Field(default=100.0, gt=0.0, description="sharpness that scores 1")
+
+
+class CropSettings(_Group):
+    recrop_pads: tuple[Annotated[float, Field(ge=0.0)], ...] = Field(
+        default=(0.25, 0.1), description="tighter paddings tried when a crop holds != 1 face"
+    )
+    rejected_size: int = Field(default=256, ge=16, description="side of rejected faces' thumbnails")
+    check_batch: int = Field(
+        default=32, ge=1, description="faces loaded, cropped and checked together (bounds memory)"
+    )
+    lookalike_crops: int = Field(default=4, ge=0, description="crops listed per look-alike pair")
+
+
+class DuplicateSettings(_Group):
+    # A re-encoded copy: embedding similarity at least `similarity` and at most `hash_bits`
+    # differing bits of the crop's 64-bit pHash.
+    similarity: Similarity = Field(default=0.95, description="embedding similarity of a copy")
+    hash_bits: int = Field(default=12, ge=0, le=64, description="pHash bits a copy may differ by")
+    prefer_larger: float = Field(
+        default=1.1, ge=1.0, description="a copy this much larger replaces the kept one"
+    )
+
+
+class VideoSettings(_Group):
+    extensions: tuple[str, ...] = Field(
+        default=(".mp4", ".mkv", ".mov", ".avi", ".webm"),
+        min_length=1,
+        description="video files read",
+    )
+    shot_detect_width: int = Field(
+        default=256, ge=16, description="frames are compared this wide (PySceneDetect's own choice)"
+    )
+    # ffmpeg threads of the decode pass. Inference beside it keeps the cores busy, and ffmpeg's
+    # own threading cost about 1.8x the CPU of one thread for the same frames on a 2-core
+    # machine.
+    decode_threads: int = Field(default=1, ge=0, description="ffmpeg threads of the decode pass")
+    send_max_side: int = Field(
+        default=1280, ge=32, description="sampled frames are sent at most this long a side"
+    )
+    # The detector sees a sampled frame at the scale where the gate's smallest face
+    # (--min-face-short) spans detect_face_px pixels, never above the service's own size: no
+    # time goes to finding faces the gate drops. At 22 px a gate-sized face's embedding differs
+    # from the full-size detection's no more than a 2-pixel shift of the frame makes it differ
+    # (mini pack; 1080p frames detect at 544 instead of 640, 29% less work). Small videos
+    # detect at no less than detect_min_size.
+    detect_face_px: int = Field(
+        default=22, ge=8, description="px the gate's smallest face is detected at"
+    )
+    detect_min_size: int = Field(default=320, ge=32, description="least detector size of a frame")
+    jpeg_quality: int = Field(
+        default=92, ge=1, le=100, description="JPEG quality of sampled frames"
+    )
+    track_reid_similarity: Similarity = Field(
+        default=0.6, description="a face this similar links to a track even without box overlap"
+    )
+    same_face_similarity: Similarity = Field(
+        default=0.5, description="mean embeddings of two tracks of the same face (merging)"
+    )
+    cut_tolerance_s: float = Field(
+        default=0.25, ge=0.0, description="a clip whose duration is this far off its plan is redone"
+    )
+    accurate_crf: int = Field(default=18, ge=0, le=51, description="libx264 CRF of --accurate cuts")
+
+
+class ReportSettings(_Group):
+    thumb_size: int = Field(default=128, ge=16, description="longest side of report thumbnails, px")
+    thumb_quality: int = Field(
+        default=82, ge=1, le=100, description="JPEG quality of the thumbnails"
+    )
+    thumb_workers: int = Field(
+        default=4, ge=1, description="threads making thumbnails (OpenCV frees the GIL)"
+    )
+    row_thumbs: int = Field(default=8, ge=0, description="best crops shown in a faceset's row")
+    inline_items: int = Field(
+        default=120,
+        ge=0,
+        description="candidates or dropped faces shown on the overview up to this",
+    )
+    # A faceset is flagged thin below thin_crops kept crops (at most), relative: fewer than
+    # thin_fraction of the median faceset's, and never fewer than thin_min_crops (the report
+    # shows the figure used).
+    thin_crops: int = Field(
+        default=20, ge=0, description="kept crops below which a faceset is thin"
+    )
+    thin_fraction: Share = Field(
+        default=0.25, description="thin: this fraction of the median faceset"
+    )
+    thin_min_crops: int = Field(
+        default=3, ge=0, description="the thin threshold is never below this"
+    )
+
+
+class ExportSettings(BaseSettings):
+    """The export/media service's settings (export, maintenance, video, the review report)."""
+
+    model_config = _CONFIG
+
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    crops: CropSettings = Field(default_factory=CropSettings)
+    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    SharedSettings,
+    InferenceSettings,
+    ClusteringSettings,
+    ExportSettings,
+)
+
+
+# --- loading ---------------------------------------------------------------------------------
+class SettingsError(ValueError):
+    """A FACESETS_* variable holds a value its setting does not take."""
+
+
+def env_name(*loc: str | int) -> str:
+    """The variable of the field at `loc` (group, field)."""
+    return PREFIX + DELIMITER.join(str(part).upper() for part in loc)
+
+
+def _names(loc: tuple[str, ...]) -> list[str]:
+    """The variables that may have set the field at `loc`: the ones set, else its own."""
+    names = [env_name(*loc[:n]) for n in range(len(loc), 0, -1)]
+    names += [old for old, at in LEGACY_NAMES.items() if at == loc]
+    return [name for name in names if os.environ.get(name)] or names[:1]
+
+
+_T = TypeVar("_T", bound=BaseSettings)
+
+
+def _load(cls: type[_T]) -> _T:
+    try:
+        return cls()
+    except ValidationError as error:
+        problems: dict[str, str] = {}  # one per variable: its first complaint
+        for item in error.errors():
+            loc = tuple(part for part in item["loc"] if isinstance(part, str))
+            names = _names(loc)
+            info = fields(cls).get(loc)
+            what = f" ({info.description})" if info is not None and info.description else ""
+            value = os.environ.get(names[0], item.get("input"))
+            problems.setdefault(" / ".join(names), f"={value!s}: {item['msg']}{what}")
+        said = "; ".join(name + problem for name, problem in problems.items())
+        raise SettingsError(f"bad setting: {said}") from None
+    except _SourceError as error:  # a tuple or group given as something that is not JSON
+        match = re.search(r'field "(\w+)"', str(error))
+        group = env_name(match.group(1)) if match else PREFIX + "*"
+        names = sorted(n for n in os.environ if n == group or n.startswith(group + DELIMITER))
+        said = ", ".join(f"{name}={os.environ[name]}" for name in names) or group
+        raise SettingsError(
+            f"bad setting: {said}: not JSON (tuples and groups are given as JSON, e.g. "
+            "'[0.3, 0.4]')"
+        ) from None
+
+
+@functools.cache
+def shared() -> SharedSettings:
+    return _load(SharedSettings)
+
+
+@functools.cache
+def inference() -> InferenceSettings:
+    return _load(InferenceSettings)
+
+
+@functools.cache
+def clustering() -> ClusteringSettings:
+    return _load(ClusteringSettings)
+
+
+@functools.cache
+def export() -> ExportSettings:
+    return _load(ExportSettings)
+
+
+def check() -> None:
+    """Read every settings object: a bad FACESETS_* value is a SettingsError now, not later."""
+    for load in (shared, inference, clustering, export):
+        load()
+
+
+def reset() -> None:
+    """Forget what was read: the next use reads the environment again."""
+    for load in (shared, inference, clustering, export):
+        load.cache_clear()
+
+
+def fields(model: type[BaseModel], loc: tuple[str, ...] = ()) -> dict[tuple[str, ...], FieldInfo]:
+    """Every setting of `model` (a settings class), by its path of group and field names."""
+    found: dict[tuple[str, ...], FieldInfo] = {}
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found.update(fields(kind, (*loc, name)))
+        else:
+            found[(*loc, name)] = info
+    return found
+
+
+def default(cls: type[BaseModel], *loc: str) -> Any:
+    """The built-in default of the field at `loc` in `cls`, whatever the environment says."""
+    return fields(cls)[loc].get_default(call_default_factory=True)

@@ -30,7 +30,7 @@ class StreamLimit(grpc.ServerInterceptor):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this service already runs its limit of {self.max_streams} streaming calls; "
-                "retry later (the limit is settings.MAX_CONCURRENT_STREAMS)",
+                "retry later (the limit is FACESETS_SERVER__MAX_CONCURRENT_STREAMS)",
             )
         released = threading.Lock()
 

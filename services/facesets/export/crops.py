@@ -33,7 +33,7 @@ class SourceImageError(OSError):
 
 
 def load_image_oriented(
-    path: str | Path, max_pixels: int = settings.MAX_IMAGE_PIXELS
+    path: str | Path, max_pixels: int = settings.shared().decode.max_image_pixels
 ) -> np.ndarray:
     """A photo as BGR uint8 with its EXIF orientation applied (the frame boxes refer to)."""
     source = Path(path)
@@ -125,7 +125,7 @@ class CheckedCrop:
 
 
 def padding_ladder(
-    pad_ratio: float, tighter: Sequence[float] = settings.EXPORT_RECROP_PADS
+    pad_ratio: float, tighter: Sequence[float] = settings.export().crops.recrop_pads
 ) -> list[float]:
     """The requested padding, then each tighter one, narrowest last."""
     return [pad_ratio, *sorted((p for p in tighter if p < pad_ratio), reverse=True)]
@@ -137,7 +137,7 @@ def checked_crops(
     *,
     pad_ratio: float,
     out_size: int,
-    tighter: Sequence[float] = settings.EXPORT_RECROP_PADS,
+    tighter: Sequence[float] = settings.export().crops.recrop_pads,
 ) -> list[CheckedCrop]:
     """Crop each (image, box) and keep the widest padding at which exactly one face is found.
 

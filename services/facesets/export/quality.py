@@ -1,8 +1,8 @@
 """Composite quality of a face for swapping: pose, detector confidence, symmetry, size, focus.
 
 Every component is normalised to [0, 1] (1 = best) and the composite is their weighted mean
-with `settings.QUALITY_WEIGHTS`. Keypoints follow InsightFace's order: left eye, right eye,
-nose, left mouth corner, right mouth corner (left/right as seen in the image).
+with the settings' `quality.weights`. Keypoints follow InsightFace's order: left eye, right
+eye, nose, left mouth corner, right mouth corner (left/right as seen in the image).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def frontality_score(
         if estimate is None:
             return 0.0
         yaw, pitch = estimate
-    distance = math.hypot(yaw / settings.QUALITY_YAW_LIMIT, pitch / settings.QUALITY_PITCH_LIMIT)
+    distance = math.hypot(
+        yaw / settings.export().quality.yaw_limit, pitch / settings.export().quality.pitch_limit
+    )
     return float(np.clip(1.0 - distance, 0.0, 1.0))
 
 
@@ -124,28 +126,33 @@ def symmetry_score(kps: np.ndarray, landmarks: np.ndarray | None = None) -> floa
         error = float(
             (np.linalg.norm(mirror(pts[0]) - pts[1]) + np.linalg.norm(mirror(pts[3]) - pts[4])) / 2
         )
-    return float(np.clip(1.0 - error / eye_dist / settings.QUALITY_ASYMMETRY_LIMIT, 0.0, 1.0))
+    return float(
+        np.clip(1.0 - error / eye_dist / settings.export().quality.asymmetry_limit, 0.0, 1.0)
+    )
 
 
 def size_score(face_short: float) -> float:
     """Linear up to QUALITY_SIZE_FULL pixels of short edge, then saturated: more pixels than
     the swapper uses add nothing."""
-    return float(np.clip(face_short / settings.QUALITY_SIZE_FULL, 0.0, 1.0))
+    return float(np.clip(face_short / settings.export().quality.size_full, 0.0, 1.0))
 
 
 def sharpness_score(blur: float) -> float:
     """The face's sharpness (inference/sharpness.py, the measure the quality gate uses) on a log
     scale between QUALITY_BLUR_LOW (0) and QUALITY_BLUR_HIGH (1): it spans orders of magnitude
     across photos, so a linear scale would saturate."""
-    if not np.isfinite(blur) or blur <= settings.QUALITY_BLUR_LOW:
+    if not np.isfinite(blur) or blur <= settings.export().quality.blur_low:
         return 0.0
-    low, high = math.log(settings.QUALITY_BLUR_LOW), math.log(settings.QUALITY_BLUR_HIGH)
+    low, high = (
+        math.log(settings.export().quality.blur_low),
+        math.log(settings.export().quality.blur_high),
+    )
     return float(np.clip((math.log(blur) - low) / (high - low), 0.0, 1.0))
 
 
 def composite(components: Mapping[str, float], weights: Mapping[str, float] | None = None) -> float:
     """Weighted mean of the components (weights need not sum to 1)."""
-    weights = settings.QUALITY_WEIGHTS if weights is None else weights
+    weights = settings.export().quality.weights.as_dict() if weights is None else weights
     total = sum(weights[key] for key in COMPONENTS)
     if total <= 0:
         raise ValueError("quality weights must have a positive sum")

@@ -324,8 +324,8 @@ class _DuplicateIndex:
         if not self.faces:
             return None
         sims = np.stack([f.embedding for f in self.faces]) @ row.embedding
-        for index in np.flatnonzero(sims >= settings.EXPORT_DUPLICATE_SIM):
-            if hamming(self.hashes[index], crop_hash) <= settings.EXPORT_DUPLICATE_HASH_BITS:
+        for index in np.flatnonzero(sims >= settings.export().duplicates.similarity):
+            if hamming(self.hashes[index], crop_hash) <= settings.export().duplicates.hash_bits:
                 return self.faces[index]
         return None
 
@@ -344,7 +344,7 @@ def _prefer(copy: FaceRow, kept: FaceRow) -> bool:
     Ranking alone could keep a downscaled copy, which can rank as high as the original;
     the swap gains more from the full-resolution original.
     """
-    return copy.face_short >= kept.face_short * settings.EXPORT_DUPLICATE_PREFER_LARGER
+    return copy.face_short >= kept.face_short * settings.export().duplicates.prefer_larger
 
 
 def _face_record(face: _Face) -> dict[str, object]:
@@ -421,7 +421,7 @@ class _Ranked:
 def _thumbnail(crop: np.ndarray | None) -> np.ndarray | None:
     if crop is None:
         return None
-    size = settings.EXPORT_REJECTED_SIZE
+    size = settings.export().crops.rejected_size
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -465,7 +465,7 @@ def _crop_and_check(
     needed), a batch of EXPORT_CHECK_BATCH photos in memory at a time."""
     result = _Cropped()
     total = len(passed)
-    batch = max(1, settings.EXPORT_CHECK_BATCH)
+    batch = max(1, settings.export().crops.check_batch)
     for start in range(0, total, batch):
         cache: dict[str, np.ndarray] = {}
         loaded: list[tuple[_Face, np.ndarray]] = []
@@ -649,7 +649,7 @@ def _write_set(
             "pad_ratio": params.pad_ratio,
             "out_size": params.out_size,
             "min_face_short": params.min_face_short,
-            "quality_weights": dict(settings.QUALITY_WEIGHTS),
+            "quality_weights": dict(settings.export().quality.weights.as_dict()),
         },
         "fsz_top": fsz_files[0] if fsz_files else None,
         "fsz_all": fsz_files[1] if fsz_files else None,
@@ -831,7 +831,7 @@ def _export_candidates(
     dropped: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
     written: set[str] = set()
-    batch = max(1, settings.EXPORT_CHECK_BATCH)
+    batch = max(1, settings.export().crops.check_batch)
     for start in range(0, len(chosen), batch):
         chunk = chosen[start : start + batch]
         cache: dict[str, np.ndarray] = {}
@@ -888,7 +888,11 @@ def _lookalike_section(
 
     def top(name: str) -> list[object]:
         crops = facesets.get(name, {}).get("top", [])
-        return list(crops)[: settings.LOOKALIKE_CROPS] if isinstance(crops, list) else []
+        return (
+            list(crops)[: settings.export().crops.lookalike_crops]
+            if isinstance(crops, list)
+            else []
+        )
 
     return [pair.to_json() | {"crops": {n: top(n) for n in pair.facesets}} for pair in pairs]
 

@@ -99,7 +99,10 @@ class ClipScorer:
                 except Exception as error:
                     raise self._failed(error) from error
                 return self._loaded
-            if not self._retrying and time.monotonic() - self._failed_at >= settings.CLIP_RETRY_S:
+            if (
+                not self._retrying
+                and time.monotonic() - self._failed_at >= settings.inference().clip.retry_s
+            ):
                 self._retrying = True
                 threading.Thread(target=self._retry, name="clip-retry", daemon=True).start()
             raise ClipUnavailable(self.unavailable)
@@ -186,4 +189,4 @@ class ClipScorer:
 
 
 def build(config: settings.InferenceSettings, providers: Sequence[str]) -> ClipScorer:
-    return ClipScorer(spec_of(config), providers, config.intra_op_threads)
+    return ClipScorer(spec_of(config), providers, config.runtime.intra_op_threads)

@@ -90,5 +90,5 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 def spec_of(config: settings.InferenceSettings) -> ClipSpec:
     return ClipSpec(
-        config.clip_model, config.clip_pretrained, config.clip_cache_dir, config.clip_dir
+        config.clip.model, config.clip.pretrained, config.clip_cache_dir, config.clip.dir
     )

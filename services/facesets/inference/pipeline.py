@@ -250,21 +250,23 @@ class FacePipeline:
         self.max_bytes = max_bytes
         self.roots = roots
         self.stopping = threading.Event()
-        self.decode_budget = DecodeBudget(config.max_decode_bytes)
-        self._workers = ThreadPoolExecutor(config.image_workers, thread_name_prefix="image")
-        eye = settings.ALIGN_EYE_DISTANCE_AT_112
+        self.decode_budget = DecodeBudget(config.decode.max_decode_bytes)
+        self._workers = ThreadPoolExecutor(config.runtime.image_workers, thread_name_prefix="image")
+        eye = settings.inference().recognition.align_eye_distance_at_112
         size = pack.recognizer.input_size if pack.recognizer else 112
         self._align_eye_px = eye * size / 112
         recognizer = pack.recognizer
         across = recognizer is not None and recognizer.dynamic_batch and pack.accelerated
-        self.policy: BatchPolicy = AcrossImages(config.recognition_batch) if across else PerImage()
+        self.policy: BatchPolicy = (
+            AcrossImages(config.recognition.batch_size) if across else PerImage()
+        )
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     def run(self, requests: Iterator[common_pb2.ImageRequest], mode: Mode) -> Iterator[Outcome]:
-        slots = threading.Semaphore(self.config.images_in_flight)
-        batcher = RecognitionBatcher(self.pack, self.policy, self.config.recognition_batch)
+        slots = threading.Semaphore(self.config.runtime.images_in_flight)
+        batcher = RecognitionBatcher(self.pack, self.policy, self.config.recognition.batch_size)
         reader = RequestReader(
             requests,
             lambda request: self._workers.submit(self._prepare, request, mode),
@@ -280,7 +282,7 @@ class FacePipeline:
                     yield prepared.outcome
         finally:
             # Unblock the reader if the consumer stopped early.
-            for _ in range(self.config.images_in_flight):
+            for _ in range(self.config.runtime.images_in_flight):
                 slots.release()
 
     # --- one image, on a worker ------------------------------------------------------------
@@ -290,8 +292,8 @@ class FacePipeline:
             data = read_source(request, self.max_bytes, self.roots)
             decoded = decode(
                 data,
-                self.config.max_image_pixels,
-                long_side=2 * self.config.det_size,
+                self.config.decode.max_image_pixels,
+                long_side=2 * self.config.detection.input_size,
                 budget=self.decode_budget,
             )
             outcome.width, outcome.height = decoded.width, decoded.height
@@ -311,7 +313,7 @@ class FacePipeline:
             recognizer = self.pack.recognizer
             if crops and recognizer is not None and self.policy.embeds_on_worker:
                 with self.pack.model_calls:
-                    _attach(outcome, recognizer.embed(crops, self.config.recognition_batch))
+                    _attach(outcome, recognizer.embed(crops, self.config.recognition.batch_size))
                 crops = []
             return _Prepared(outcome, crops)
         except DecodeError as error:
@@ -336,7 +338,7 @@ class FacePipeline:
             return decoded
         return decode(
             decoded.data,
-            self.config.max_image_pixels,
+            self.config.decode.max_image_pixels,
             min_scale=min(1.0, needed),
             budget=self.decode_budget,
         )

@@ -135,7 +135,7 @@ def wanted_accelerator(explicit: Sequence[str] | None, install: OrtInstall) -> A
         first = short_names(explicit)[0]
         return next((a for a in ACCELERATORS if a.short == first), None)
     names = {name for name, _ in install.distributions}
-    for short in settings.PROVIDER_ORDER:
+    for short in settings.inference().runtime.providers:
         accelerator = next((a for a in ACCELERATORS if a.short == short), None)
         if accelerator is not None and accelerator.distribution in names:
             return accelerator

@@ -142,7 +142,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 self._load_clip(context)
             try:
                 data = read_source(request.image, self.max_bytes, self.roots)
-                with open_image(data, self.config.max_image_pixels) as image:
+                with open_image(data, self.config.decode.max_image_pixels) as image:
                     batch.append((request.image.id, self.scorer.pixels(image)))
             except DecodeError as error:
                 yield inference_pb2.ClipScoreResult(
@@ -150,7 +150,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     error=common_pb2.ImageError(reason=error.reason, message=error.message),  # type: ignore[arg-type]  # DecodeError keeps ErrorReason values as ints
                 )
                 continue
-            if len(batch) >= settings.CLIP_BATCH_SIZE:
+            if len(batch) >= settings.inference().clip.batch_size:
                 yield from self._clip_results(batch, prompts)
                 batch = []
         if batch:
@@ -194,10 +194,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             models=[f"{task}: {file}" for task, file in sorted(self.pack.files.items())],
             has_landmark_2d_106=self.pack.landmark_2d_106 is not None,
             has_landmark_3d_68=self.pack.landmark_3d_68 is not None,
-            detector_size=self.config.det_size,
-            max_image_pixels=self.config.max_image_pixels,
+            detector_size=self.config.detection.input_size,
+            max_image_pixels=self.config.decode.max_image_pixels,
             max_message_bytes=self.max_bytes,
-            image_workers=self.config.image_workers,
+            image_workers=self.config.runtime.image_workers,
             onnxruntime_distribution=self.install.loaded_distribution,
             onnxruntime_version=self.install.version,
             onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
@@ -216,20 +216,20 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
 
 def build(
     config: InferenceSettings,
-    max_bytes: int = settings.MAX_MESSAGE_BYTES,
+    max_bytes: int = settings.shared().server.max_message_bytes,
     choice: ProviderChoice | None = None,
     roots: Roots | None = None,
 ) -> InferenceServicer:
-    """`choice` is the start-up check's result; without one, `config.providers` is taken as
+    """`choice` is the start-up check's result; without one, `config.runtime.providers` is taken as
     an explicit order."""
-    choice = choice or choose_providers(config.providers)
+    choice = choice or choose_providers(config.runtime.providers)
     pack = load_pack(
         config.model_root,
         config.model_pack,
         choice.chosen,
-        config.det_size,
-        config.det_threshold,
-        config.intra_op_threads,
+        config.detection.input_size,
+        config.detection.score_threshold,
+        config.runtime.intra_op_threads,
     )
     return InferenceServicer(pack, config, max_bytes, choice.install, roots=roots)
 

@@ -71,7 +71,7 @@ def choose_providers(
     and no accelerator at all would be used: the sessions would quietly run on the CPU.
     """
     install = install or probe()
-    order = tuple(short_names(explicit)) if explicit else settings.PROVIDER_ORDER
+    order = tuple(short_names(explicit)) if explicit else settings.inference().runtime.providers
     chosen = resolve_providers(order, install.available)
     wanted = wanted_accelerator(explicit, install)
     problem = ""

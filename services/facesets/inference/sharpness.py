@@ -2,8 +2,8 @@
 
 The variance of a Laplacian over raw pixels measures detail per pixel, so one sharp face
 enlarged 4x scores ~50x lower. Here the face box is first brought to a canonical short side
-(`settings.SHARPNESS_FACE_SIDE`, the recognizer's 112 px; INTER_AREA when shrinking, so large
-faces are averaged rather than aliased), then lightly smoothed (`settings.SHARPNESS_SIGMA`) so
+(the settings' `sharpness.face_side`, the recognizer's 112 px; INTER_AREA when shrinking, so
+large faces are averaged rather than aliased), then lightly smoothed (`sharpness.sigma`) so
 that JPEG blocks and resampling kernels do not count as detail: the score is the variance of
 the Laplacian of Gaussian of the face's gray levels at that size. A face whose own pixels are
 blurred (defocus, motion, a low-resolution face enlarged) scores low at any size.
@@ -33,7 +33,7 @@ def _face_gray(bgr: np.ndarray, bbox: np.ndarray) -> np.ndarray | None:
 
 
 def canonical_face(
-    bgr: np.ndarray, bbox: np.ndarray, side: int = settings.SHARPNESS_FACE_SIDE
+    bgr: np.ndarray, bbox: np.ndarray, side: int = settings.inference().sharpness.face_side
 ) -> np.ndarray | None:
     """The face box's gray levels (float32) resized to a short side of `side` pixels."""
     gray = _face_gray(bgr, bbox)
@@ -48,8 +48,8 @@ def canonical_face(
 def face_sharpness(
     bgr: np.ndarray,
     bbox: np.ndarray,
-    side: int = settings.SHARPNESS_FACE_SIDE,
-    sigma: float = settings.SHARPNESS_SIGMA,
+    side: int = settings.inference().sharpness.face_side,
+    sigma: float = settings.inference().sharpness.sigma,
 ) -> float:
     """Variance of the Laplacian of Gaussian over the face at the canonical size: low means
     blurred (0 for a box too small to measure)."""

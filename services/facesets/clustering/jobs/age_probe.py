@@ -1,8 +1,8 @@
 """`facesets age probe EXPORT FACESET`: whether an exported identity can be sorted by age.
 
 Over the curated faceset's faces: the histogram of pairwise cosine distances, the sub-cluster
-sizes (average linkage) at each of settings.AGE_PROBE_THRESHOLDS, and the capture-year spread
-of each sub-cluster at `sub_threshold`. Nothing is written.
+sizes (average linkage) at each of the settings' age.probe_thresholds, and the capture-year
+spread of each sub-cluster at `sub_threshold`. Nothing is written.
 
 The verdict: the identity is sortable by age when at least two sub-clusters at `sub_threshold`
 are anchors (at least `anchor_min_faces` faces each) and the dominant capture years of two of
@@ -88,7 +88,7 @@ def age_probe(
     sizes: dict[str, list[int]] = {}
     at_years: list[dict[str, Any]] = []
     at = round(params.sub_threshold, 4)  # a float32 over gRPC: 0.35 arrives as 0.34999999
-    thresholds = sorted({*settings.AGE_PROBE_THRESHOLDS, at})
+    thresholds = sorted({*settings.clustering().age.probe_thresholds, at})
     for done, threshold in enumerate(thresholds, start=1):
         labels = subclusters(emb, threshold, shas)
         members: dict[int, list[int]] = {}

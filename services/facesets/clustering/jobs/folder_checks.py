@@ -41,7 +41,10 @@ class Purity:
     def mixed(self) -> bool:
         """More than one person, by the clusters: a minor cluster too large to be noise."""
         others = sum(self.clusters[1:])
-        return self.share < settings.IMPORT_MIN_PURITY and others >= settings.IMPORT_MIXED_MIN_FACES
+        return (
+            self.share < settings.clustering().import_folders.min_purity
+            and others >= settings.clustering().import_folders.mixed_min_faces
+        )
 
     def as_json(self) -> dict[str, object]:
         return {"purity": round(self.share, 2), "clusters": self.clusters[:5], "mixed": self.mixed}

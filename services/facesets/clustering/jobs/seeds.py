@@ -79,7 +79,7 @@ def _core(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     medoid = int(np.argmax((emb @ emb.T).sum(axis=1)))
     centre = emb[medoid]
     inside = np.zeros(len(emb), dtype=bool)
-    for _ in range(settings.IMMICH_CORE_ROUNDS):
+    for _ in range(settings.clustering().people.core_rounds):
         now = (1.0 - emb @ centre) <= threshold
         if not now.any():
             now[medoid] = True
@@ -92,7 +92,7 @@ def _core(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _references(ids: np.ndarray, distances: np.ndarray, inside: np.ndarray) -> list[int]:
     order = np.argsort(distances, kind="stable")
-    return [int(ids[i]) for i in order if inside[i]][: settings.IMMICH_REFERENCE_FACES]
+    return [int(ids[i]) for i in order if inside[i]][: settings.clustering().people.reference_faces]
 
 
 def apply_seeds(
@@ -224,7 +224,7 @@ def _adoptable(facesets: Sequence[dict[str, Any]], holders: list[int | None]) ->
 def _held_twice(seed: Seed, holder: dict[str, Any], faces: np.ndarray) -> dict[str, Any]:
     """A named person whose faces another person's faceset already holds."""
     person = person_of(holder) or {}
-    shown = settings.IMMICH_REFERENCE_FACES
+    shown = settings.clustering().people.reference_faces
     return {
         "kind": NAMED_TWICE,
         "people": [seed.name, str(person.get("name") or "")],
@@ -243,7 +243,7 @@ def _named_twice(facesets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             a = np.asarray(first["centroid"], dtype=np.float32)
             b = np.asarray(second["centroid"], dtype=np.float32)
             distance = 1.0 - float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)
-            if distance <= settings.IMMICH_NAMED_TWICE_DISTANCE:
+            if distance <= settings.clustering().people.named_twice_distance:
                 pair = (first, second)
                 found.append(
                     {
@@ -252,9 +252,14 @@ def _named_twice(facesets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                         "person_ids": [str(e["immich_person"]["id"]) for e in pair],
                         "facesets": [str(e["name"]) for e in pair],
                         "distance": round(distance, 4),
-                        "threshold": settings.IMMICH_NAMED_TWICE_DISTANCE,
+                        "threshold": settings.clustering().people.named_twice_distance,
                         "face_ids": [
-                            [int(f) for f in e["face_ids"][: settings.IMMICH_REFERENCE_FACES]]
+                            [
+                                int(f)
+                                for f in e["face_ids"][
+                                    : settings.clustering().people.reference_faces
+                                ]
+                            ]
                             for e in pair
                         ],
                     }

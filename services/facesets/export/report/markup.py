@@ -48,7 +48,7 @@ def figure(links: Links, rel: str, caption: str, title: str, css_class: str = ""
     full = links.export(rel)
     thumb = links.thumb(rel)
     classes = " ".join(c for c in (css_class, "" if thumb else "missing") if c)
-    size = settings.REPORT_THUMB_SIZE
+    size = settings.export().report.thumb_size
     attr = f' class="{e(classes)}"' if classes else ""
     return (
         f'<figure{attr}><a href="{e(full)}">'

@@ -144,7 +144,9 @@ class ReportModel:
     lookalikes: list[LookalikePair] | None
     explanation: Any
     gates: Mapping[str, Any] | None = None  # faces each gate removed (facesets.contract.gates)
-    thin_below: int = settings.REPORT_THIN_CROPS  # the "thin" flag: fewer kept crops than this
+    thin_below: int = (
+        settings.export().report.thin_crops
+    )  # the "thin" flag: fewer kept crops than this
     immich: list[dict[str, Any]] | None = None  # disagreements with the user's Immich people
 
     def entries(self) -> Iterator[Entry]:
@@ -243,9 +245,11 @@ def thin_threshold(kept: Sequence[int]) -> int:
     """Fewer kept crops than this flag a faceset thin: a fraction of the export's median
     faceset, within [REPORT_THIN_MIN_CROPS, REPORT_THIN_CROPS]."""
     if not kept:
-        return settings.REPORT_THIN_CROPS
-    relative = math.ceil(settings.REPORT_THIN_FRACTION * float(np.median(kept)))
-    return min(settings.REPORT_THIN_CROPS, max(settings.REPORT_THIN_MIN_CROPS, relative))
+        return settings.export().report.thin_crops
+    relative = math.ceil(settings.export().report.thin_fraction * float(np.median(kept)))
+    return min(
+        settings.export().report.thin_crops, max(settings.export().report.thin_min_crops, relative)
+    )
 
 
 def page_name(partition: str, name: str) -> str:

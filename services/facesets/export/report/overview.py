@@ -32,7 +32,7 @@ def _sources(entry: Entry) -> str:
 def _row(links: Links, entry: Entry) -> str:
     strip = "".join(
         figure(links, c.file, f"#{c.rank} · {c.composite:.2f}", f"#{c.rank}", "top")
-        for c in entry.top_crops[: settings.REPORT_ROW_THUMBS]
+        for c in entry.top_crops[: settings.export().report.row_thumbs]
     )
     return (
         f'<section class="card" data-faceset="{e(entry.name)}" '
@@ -147,8 +147,8 @@ def _legend(model: ReportModel) -> str:
     """What the flags that come from a threshold mean in this export."""
     thin = (
         f"thin: fewer than {model.thin_below} kept crops (a "
-        f"{settings.REPORT_THIN_FRACTION:g} fraction of the median faceset, between "
-        f"{settings.REPORT_THIN_MIN_CROPS} and {settings.REPORT_THIN_CROPS})"
+        f"{settings.export().report.thin_fraction:g} fraction of the median faceset, between "
+        f"{settings.export().report.thin_min_crops} and {settings.export().report.thin_crops})"
     )
     small = pages.small_px_of(model)
     dropped = f" · small: a face under {small:.0f}px on its short edge" if small else ""
@@ -164,7 +164,7 @@ def _more(section: str, count: int, noun: str, href: str) -> str:
 
 def overview(model: ReportModel, thumbs: dict[str, str]) -> str:
     links = Links(layout.REPORT_INDEX, thumbs)
-    inline = settings.REPORT_INLINE_ITEMS
+    inline = settings.export().report.inline_items
     rows = "".join(_row(links, entry) for entry in model.entries())
     dropped = pages.all_dropped(model)
     kept = sum(entry.kept for entry in model.entries())

@@ -57,9 +57,9 @@ class ThumbnailCache:
         self,
         out: Path,
         folder: Path,
-        size: int = settings.REPORT_THUMB_SIZE,
-        quality: int = settings.REPORT_THUMB_QUALITY,
-        workers: int = settings.REPORT_THUMB_WORKERS,
+        size: int = settings.export().report.thumb_size,
+        quality: int = settings.export().report.thumb_quality,
+        workers: int = settings.export().report.thumb_workers,
     ) -> None:
         self.out = Path(out).absolute()
         self.folder = Path(folder)

@@ -98,7 +98,7 @@ def _touched_images(model: ReportModel, names: set[str]) -> list[str]:
         crops = (
             entry.crops
             if entry.name in names
-            else entry.top_crops[: settings.REPORT_ROW_THUMBS]
+            else entry.top_crops[: settings.export().report.row_thumbs]
         )
         files.update((c.file, None) for c in crops)
         files.update((d.thumbnail, None) for d in entry.dropped if d.thumbnail)

@@ -73,8 +73,8 @@ def ffmpeg_command(
 ) -> list[str]:
     base = [tools().ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if accurate:
-        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(settings.VIDEO_ACCURATE_CRF),
-                 "-c:a", "aac"]  # fmt: skip
+        crf = str(settings.export().video.accurate_crf)
+        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", crf, "-c:a", "aac"]
     else:
         codec = ["-c", "copy", "-avoid_negative_ts", "make_zero"]
         if frames:
@@ -93,7 +93,10 @@ def clip_matches(clip: Path, expected_s: float, frames: int | None) -> bool:
         except VideoError:
             return False
     duration = clip_duration(clip)
-    return duration is not None and abs(duration - expected_s) <= settings.VIDEO_CUT_TOLERANCE_S
+    return (
+        duration is not None
+        and abs(duration - expected_s) <= settings.export().video.cut_tolerance_s
+    )
 
 
 def cut_segment(

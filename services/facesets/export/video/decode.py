@@ -77,7 +77,7 @@ class DecodePass:
 
     # --- the ffmpeg command lines ----------------------------------------------------------
     def _input(self) -> list[str]:
-        threads = str(settings.VIDEO_DECODE_THREADS)
+        threads = str(settings.export().video.decode_threads)
         return [
             tools().ffmpeg, "-nostdin", "-v", "error", "-threads", threads, "-i", str(self.path),
             "-filter_threads", threads,

@@ -95,8 +95,8 @@ def detect_size(sent_long: int, scale: float, min_face_short: float) -> int:
     if min_face_short <= 0:
         return 0
     face_sent = min_face_short / scale
-    side = int(np.ceil(sent_long * settings.VIDEO_DETECT_FACE_PX / face_sent / 32)) * 32
-    return max(settings.VIDEO_DETECT_MIN_SIZE, side)
+    side = int(np.ceil(sent_long * settings.export().video.detect_face_px / face_sent / 32)) * 32
+    return max(settings.export().video.detect_min_size, side)
 
 
 def encode_for_inference(image: np.ndarray, quality: int) -> bytes:

@@ -59,7 +59,9 @@ def find_videos(src: Path) -> list[Path]:
     if src.is_file():
         return [src]
     return sorted(
-        p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in settings.VIDEO_EXTENSIONS
+        p
+        for p in src.rglob("*")
+        if p.is_file() and p.suffix.lower() in settings.export().video.extensions
     )
 
 
@@ -208,7 +210,9 @@ class VideoPlanner:
         """One decode pass: the shots, and inference on the wanted sampled frames."""
         p = self.params
         detector = ShotDetector(stream.fps, p.shot_threshold, p.min_shot_s)
-        decoding = DecodePass(video, stream, p.sample_fps, settings.VIDEO_SEND_MAX_SIDE, detector)
+        decoding = DecodePass(
+            video, stream, p.sample_fps, settings.export().video.send_max_side, detector
+        )
         failure: list[VideoError] = []
 
         detect_size = frame_io.detect_size(max(decoding.sent), decoding.scale, p.min_face_short)
@@ -216,7 +220,9 @@ class VideoPlanner:
         def requests() -> Iterator[ImageInput]:
             try:
                 for frame, image in decoding.frames(grid, wanted):
-                    data = frame_io.encode_for_inference(image, settings.VIDEO_JPEG_QUALITY)
+                    data = frame_io.encode_for_inference(
+                        image, settings.export().video.jpeg_quality
+                    )
                     yield ImageInput(str(frame), data=data, detect_size=detect_size)
             except VideoError as error:  # frames up to here still count; the reason is kept
                 failure.append(error)
@@ -268,7 +274,7 @@ class VideoPlanner:
                 by_shot[shot.index],
                 p.track_min_iou,
                 p.track_min_similarity,
-                settings.VIDEO_TRACK_REID_SIMILARITY,
+                settings.export().video.track_reid_similarity,
             )
             for track in tracks:
                 if self.centroid is not None:
@@ -280,7 +286,7 @@ class VideoPlanner:
                 track_id += 1
         outcome.tracks = track_id
         merged = merge_same_face(
-            candidates, settings.VIDEO_SAME_FACE_SIMILARITY, p.merge_gap_s, p.max_segment_s
+            candidates, settings.export().video.same_face_similarity, p.merge_gap_s, p.max_segment_s
         )
         for segment in merged:
             if kept(segment, p) is not None:

@@ -35,7 +35,7 @@ class Shot:
 
 def detection_size(width: int, height: int) -> tuple[int, int]:
     """(w, h) of the frames the detector compares: at most the detection width, even sides."""
-    small_w = max(2, min(width, settings.VIDEO_SHOT_DETECT_WIDTH) // 2 * 2)
+    small_w = max(2, min(width, settings.export().video.shot_detect_width) // 2 * 2)
     return small_w, max(2, round(height * small_w / width / 2) * 2)
 
 
