@@ -57,7 +57,7 @@ def _typed(out: Path, manifest: dict[str, Any]) -> ExportManifest:
         raise ExportError(str(exc)) from exc
 
 
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+def write_manifest_json(out: Path, manifest: dict[str, Any]) -> None:
     runs.write_manifest(out, _typed(out, manifest))
 
 
@@ -66,13 +66,13 @@ def _runs_of(manifest: dict[str, Any]) -> list[Any]:
     return list(recorded) if isinstance(recorded, list) else []
 
 
-def _inner(out: Path, set_rel: str) -> dict[str, Any]:
+def faceset_json(out: Path, set_rel: str) -> dict[str, Any]:
     """A faceset's manifest as JSON ({} when it has none)."""
     inner = runs.faceset_manifest(out, set_rel)
     return inner.to_json() if inner is not None else {}
 
 
-def _write_inner(out: Path, set_rel: str, inner: dict[str, Any]) -> None:
+def write_faceset_json(out: Path, set_rel: str, inner: dict[str, Any]) -> None:
     where = f"{out / set_rel}/{layout.FACESET_MANIFEST}"
     try:
         typed = FacesetManifest.from_json(inner, where)
@@ -112,7 +112,7 @@ def _crop_files(out: Path, set_rel: str, crops: tuple[str, ...] | list[str]) -> 
     lists and its faces/ folder holds."""
     listed = {
         PurePosixPath(str(c.get("file"))).name: str(c.get("file"))
-        for c in _inner(out, set_rel).get("crops", [])
+        for c in faceset_json(out, set_rel).get("crops", [])
         if isinstance(c, dict) and c.get("file")
     }
     present = set(runs.crop_pngs(out, set_rel))
@@ -129,7 +129,7 @@ def _record(out: Path, run: Run, before: dict[str, Any]) -> list[dict[str, Any]]
     """The run recorded in the master manifest before anything moves; returns the runs."""
     manifest = _read_manifest(out)
     recorded = _runs_of(manifest)
-    _write_manifest(
+    write_manifest_json(
         out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, _as_dict(run, before)]}
     )
     return recorded
@@ -143,7 +143,7 @@ def _finish(
     out: Path, manifest: dict[str, Any], recorded: list[Any], run: Run, before: Any
 ) -> None:
     manifest[layout.MAINTENANCE_RUNS] = [*recorded, _as_dict(run, before)]
-    _write_manifest(out, manifest)
+    write_manifest_json(out, manifest)
     journal.finish(out)
 
 
@@ -231,7 +231,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
     source_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, source_rel, layout.REVIEW_DIR)
     files = _crop_files(out, source_rel, crops)
-    source = _inner(out, source_rel)
+    source = faceset_json(out, source_rel)
     if len(files) >= len(runs.crop_pngs(out, source_rel)):
         raise ExportError(
             f"a split keeps at least one crop in {faceset} (to move them all, merge it instead)"
@@ -293,7 +293,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
     records = {str(c.get("file")): c for c in source.get("crops", []) if isinstance(c, dict)}
     going = [dict(records[rel]) | {"file": moved[rel]} for rel in files if rel in records]
     staying = [dict(c) for f, c in records.items() if f not in moved]
-    _write_inner(out, source_rel, _with_crops(source, staying))
+    write_faceset_json(out, source_rel, _with_crops(source, staying))
     if created:
         params = dict(source.get("params") or {})
         top_n = int(params.get("top_n") or len(going) or 1)
@@ -310,7 +310,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
             "split_from": faceset,
         }
         inner = _with_crops(inner, going)
-        _write_inner(out, target_rel, inner)
+        write_faceset_json(out, target_rel, inner)
         entries = dict(manifest.get(FACESETS) or {})
         entries[target_name] = {
             "number": number,
@@ -324,9 +324,9 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
         }
         manifest[FACESETS] = dict(sorted(entries.items()))
     else:
-        target = _inner(out, target_rel)
+        target = faceset_json(out, target_rel)
         joined = [dict(c) for c in target.get("crops", []) if isinstance(c, dict)] + going
-        _write_inner(out, target_rel, _with_crops(target, joined))
+        write_faceset_json(out, target_rel, _with_crops(target, joined))
     for set_rel in sets:
         runs.rebuild_fsz(out, set_rel)
         _refresh(out, manifest, set_rel)
@@ -337,7 +337,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
 
 def _copy_quality(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
     entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
-    inner = _inner(out, set_rel)
+    inner = faceset_json(out, set_rel)
     if isinstance(entry, dict) and "mean_quality" in inner:
         entry["mean_quality"] = inner["mean_quality"]
 
@@ -353,7 +353,7 @@ def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
     manifest = _read_manifest(out)
     set_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, set_rel, layout.REVIEW_DIR)
-    inner = _inner(out, set_rel)
+    inner = faceset_json(out, set_rel)
     if not inner:
         raise ExportError(f"{out / set_rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
     run = Run(KIND_NAME, {"faceset": faceset, "name": person})
@@ -376,7 +376,7 @@ def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
         "fsz_top": f"{set_rel}/{layout.FSZ_TOP_OF.format(bundle, top_n)}",
         "fsz_all": f"{set_rel}/{layout.FSZ_ALL_OF.format(bundle)}",
     }
-    _write_inner(out, set_rel, renamed)
+    write_faceset_json(out, set_rel, renamed)
     runs.rebuild_fsz(out, set_rel)
     _remove_stale_fsz(out, set_rel, old, _fsz_names(renamed))
     _refresh(out, manifest, set_rel)
@@ -410,7 +410,7 @@ def read_different(out: Path) -> list[dict[str, Any]]:
 
 
 def _face_ids(out: Path, set_rel: str) -> list[int]:
-    inner = _inner(out, set_rel)
+    inner = faceset_json(out, set_rel)
     return sorted(
         int(c["face_id"])
         for c in inner.get("crops", [])
@@ -528,7 +528,7 @@ def _undo(
     for move in moves:
         if move.kind == KIND_SAVED and move.src.endswith("/" + layout.FACESET_MANIFEST):
             set_rel = runs.parent_rel(move.src)
-            stale[set_rel] = _fsz_names(_inner(out, set_rel))
+            stale[set_rel] = _fsz_names(faceset_json(out, set_rel))
     for move in reversed(moves):
         if move.restored:
             continue
@@ -540,7 +540,7 @@ def _undo(
                 touched.append(runs.parent_rel(move.src))
         move.restored = True
     if created and disk.is_dir(created) and not runs.crop_pngs(out, created):
-        inner = _inner(out, created)
+        inner = faceset_json(out, created)
         for name in _fsz_names(inner):
             disk.unlink(f"{created}/{name}")
         disk.unlink(f"{created}/{layout.FACESET_MANIFEST}")
@@ -549,7 +549,7 @@ def _undo(
     for set_rel in touched:
         runs.rebuild_fsz(out, set_rel)
         _remove_stale_fsz(
-            out, set_rel, stale.get(set_rel, set()), _fsz_names(_inner(out, set_rel))
+            out, set_rel, stale.get(set_rel, set()), _fsz_names(faceset_json(out, set_rel))
         )
     entries = dict(manifest.get(FACESETS) or {})
     for name, entry in (before.get(FACESETS) or {}).items():
