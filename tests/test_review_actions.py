@@ -19,15 +19,22 @@ from facesets.export.maintenance.restore import restore
 def export(tmp_path: Path) -> Path:
     sets = {0: pngs(5, 1, "a"), 1: pngs(4, 2, "b"), 2: pngs(3, 3, "c")}
     out = build_export(tmp_path / "export", sets)
-    manifest = runs.read_manifest(out)
-    manifest["lookalikes"] = [{"facesets": ["faceset_000", "faceset_001"], "distance": 0.4}]
+    manifest = runs.read_export(out)
+    manifest.extra["lookalikes"] = [{"facesets": ["faceset_000", "faceset_001"], "distance": 0.4}]
     for number, name in enumerate(("faceset_000", "faceset_001", "faceset_002")):
-        inner = review_actions.faceset_json(out, name)
-        for i, crop in enumerate(inner["crops"]):
+        inner = runs.faceset_manifest(out, name)
+        assert inner is not None
+        for i, crop in enumerate(inner.crops):
             crop["face_id"] = number * 100 + i
-        review_actions.write_faceset_json(out, name, inner)
-    review_actions.write_manifest_json(out, manifest)
+        runs.write_faceset_manifest(out, name, inner)
+    runs.write_manifest(out, manifest)
     return out
+
+
+def faceset_json(out: Path, name: str) -> dict:
+    inner = runs.faceset_manifest(out, name)
+    assert inner is not None
+    return inner.to_json()
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -55,7 +62,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     restore(export, run_id=done["run"])
     assert snapshot(export) == before
     # (a restored reject leaves an empty `dropped` count behind: compare from here)
-    inners = {n: review_actions.faceset_json(export, n) for n in ("faceset_000", "faceset_001")}
+    inners = {n: faceset_json(export, n) for n in ("faceset_000", "faceset_001")}
     master = without_runs(export)
 
     done = review_actions.split(export, "faceset_000", ("a02.png", "a03.png"))
@@ -64,13 +71,13 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
         "a02.png",
         "a03.png",
     ]
-    new = review_actions.faceset_json(export, "faceset_003")
+    new = faceset_json(export, "faceset_003")
     assert [c["face_id"] for c in new["crops"]] == [2, 3]
     assert "faceset_003" in runs.read_manifest(export)["facesets"]
     assert assert_fsz_match_folders(export) == 8
     restore(export, run_id=done["run"])
     assert snapshot(export) == before and not (export / "faceset_003").exists()
-    assert {n: review_actions.faceset_json(export, n) for n in inners} == inners
+    assert {n: faceset_json(export, n) for n in inners} == inners
 
     done = review_actions.split(export, "faceset_000", ("a04.png",), into="faceset_002")
     assert (export / "faceset_002/faces/a04.png").exists()
@@ -86,7 +93,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
         "Jane_Doe_top3.fsz",
     ]
     assert runs.read_manifest(export)["facesets"]["faceset_001"]["label"] == "Jane Doe"
-    assert review_actions.faceset_json(export, "faceset_001")["label"] == "Jane Doe"
+    assert faceset_json(export, "faceset_001")["label"] == "Jane Doe"
     assert assert_fsz_match_folders(export) == 6
     restore(export, run_id=done["run"])
     assert snapshot(export) == before

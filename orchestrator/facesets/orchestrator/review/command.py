@@ -111,7 +111,7 @@ def make_actions(opened: Services, export: Path, view: ExportView, store: Path |
             last = view.last_undoable()
             if last is None:
                 raise ActionRefused("nothing to undo")
-            kind, body = "restore", {"run": last["id"]}
+            kind, body = "restore", {"run": last.id}
         try:
             request = _request(export, store, kind, body)
         except (ValueError, InvalidParameter) as error:
@@ -162,9 +162,7 @@ def run(args: argparse.Namespace) -> int:
         allowed = {f"127.0.0.1:{bound}", f"localhost:{bound}"} if is_loopback(host) else set()
         if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
             allowed |= {f"{host}:{bound}"} if allowed else set()
-        app = build_app(
-            AppConfig(view, make_actions(opened, export, view, store), allowed, access)
-        )
+        app = build_app(AppConfig(view, make_actions(opened, export, view, store), allowed, access))
         view.snapshot()  # the first screen is served warm: manifests read, pages compiled
         scheme = "https" if tls_cert else "http"
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

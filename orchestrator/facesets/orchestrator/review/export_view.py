@@ -11,7 +11,6 @@ import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from facesets.contract import layout
 
@@ -67,32 +66,61 @@ class Dropped:
 
 
 @dataclass
+class Lookalike:
+    names: tuple[str, str]
+    distance: object  # as the manifest holds it (the page shows it)
+    crops: dict[str, list[str]]  # per faceset, up to 4 crops to show
+
+
+@dataclass
+class HistoryItem:
+    """A maintenance run as the history page lists it."""
+
+    id: str
+    kind: str
+    time: str
+    parameters: str  # as JSON
+    counts: object
+    restored: bool  # every move put back
+    review: bool  # a run the app's undo puts back
+
+
+# The manifests as read: JSON objects anyone who can write the export may have edited, so
+# every value is checked where it is read (a damaged entry is left out, never an error).
+Json = dict[str, object]
+
+
+@dataclass
 class Snapshot:
     key: tuple[int, int]
-    manifest: dict[str, Any]
+    manifest: Json
     facesets: list[Faceset]
     by_name: dict[str, Faceset]
-    lookalikes: list[dict[str, Any]]
-    runs: list[dict[str, Any]]
+    lookalikes: list[Lookalike]
+    runs: list[Json]
     by_dir: dict[str, list[Faceset]] = field(default_factory=dict)
-    inner: dict[str, tuple[tuple[int, int], dict[str, Any]]] = field(default_factory=dict)
+    inner: dict[str, tuple[tuple[int, int], Json]] = field(default_factory=dict)
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
+    if not isinstance(value, int | float | str):  # a list, an object, null (JSON)
+        return 0
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (OverflowError, ValueError):  # "x", an infinite float
         return 0
 
 
-def _float(value: Any) -> float:
+def _float(value: object) -> float:
+    if not isinstance(value, int | float | str):
+        return 0.0
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return 0.0
 
 
-def _safe_rel(value: Any) -> str | None:
+def _safe_rel(value: object) -> str | None:
     """A plain relative path (no `..`, not absolute), as manifests must hold."""
     if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value:
         return None
@@ -100,7 +128,7 @@ def _safe_rel(value: Any) -> str | None:
     return value if parts and all(p not in ("..", ".", "") for p in parts) else None
 
 
-def _pair_names(item: Any) -> tuple[str, str] | None:
+def _pair_names(item: object) -> tuple[str, str] | None:
     if not isinstance(item, dict):
         return None
     for key in ("facesets", "pair", "names"):
@@ -141,9 +169,9 @@ class ExportView:
             self._snapshot = snap
         return snap
 
-    def _build(self, key: tuple[int, int], manifest: dict[str, Any]) -> Snapshot:
+    def _build(self, key: tuple[int, int], manifest: Json) -> Snapshot:
         lookalikes = self._lookalikes(manifest)
-        paired = {n for item in lookalikes for n in item["names"]}
+        paired = {n for item in lookalikes for n in item.names}
         facesets: list[Faceset] = []
         for partition, value in manifest.items():
             if not isinstance(value, dict) or partition in ("gates", "candidates"):
@@ -156,13 +184,14 @@ class ExportView:
                 if folder is None:
                     continue
                 raw_counts = entry.get("counts")
-                counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
+                counts: Json = raw_counts if isinstance(raw_counts, dict) else {}
                 kept = _int(counts.get("kept"))
                 flags = [partition] if partition != "facesets" else []
                 flags += [f for f in ("thin", "masked", "merged") if entry.get(f) is True]
                 if name in paired and partition == "facesets":
                     flags.append("lookalike")
-                top = [r for r in (entry.get("top") or []) if _safe_rel(r)]
+                listed = entry.get("top")
+                top = [r for r in listed if _safe_rel(r)] if isinstance(listed, list) else []
                 years = entry.get("years")
                 facesets.append(
                     Faceset(
@@ -181,7 +210,8 @@ class ExportView:
                         else "",
                     )
                 )
-        runs = [r for r in manifest.get(layout.MAINTENANCE_RUNS) or [] if isinstance(r, dict)]
+        recorded = manifest.get(layout.MAINTENANCE_RUNS)
+        runs = [r for r in recorded if isinstance(r, dict)] if isinstance(recorded, list) else []
         by_name: dict[str, Faceset] = {}
         for faceset in facesets:
             by_name.setdefault(faceset.name, faceset)
@@ -191,7 +221,7 @@ class ExportView:
         return Snapshot(key, manifest, facesets, by_name, lookalikes, runs, by_dir)
 
     @staticmethod
-    def _lookalikes(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    def _lookalikes(manifest: Json) -> list[Lookalike]:
         raw = manifest.get("lookalikes")
         if isinstance(raw, dict):
             raw = raw.get("pairs") or raw.get("items") or []
@@ -200,21 +230,21 @@ class ExportView:
             names = _pair_names(item)
             if names is None:
                 continue
-            crops = item.get("crops") if isinstance(item.get("crops"), dict) else {}
+            crops = item.get("crops")
             pairs.append(
-                {
-                    "names": names,
-                    "distance": item.get("distance"),
-                    "crops": {
+                Lookalike(
+                    names=names,
+                    distance=item.get("distance"),
+                    crops={
                         str(k): [r for r in v if _safe_rel(r)][:4]
-                        for k, v in crops.items()
+                        for k, v in (crops.items() if isinstance(crops, dict) else ())
                         if isinstance(v, list)
                     },
-                }
+                )
             )
         return pairs
 
-    def inner(self, faceset: Faceset) -> dict[str, Any]:
+    def inner(self, faceset: Faceset) -> Json:
         """The faceset's own manifest (cached until it changes)."""
         rel = f"{faceset.dir}/{layout.FACESET_MANIFEST}"
         key = self._stat_key(rel)
@@ -230,8 +260,10 @@ class ExportView:
     def crops(self, faceset: Faceset) -> list[Crop]:
         prefix = faceset.dir + "/"
         crops = []
-        for record in self.inner(faceset).get("crops", []):
-            rel = _safe_rel(record.get("file")) if isinstance(record, dict) else None
+        for record in _list(self.inner(faceset).get("crops")):
+            if not isinstance(record, dict):
+                continue
+            rel = _safe_rel(record.get("file"))
             if rel is None or not rel.startswith(prefix):
                 continue
             crops.append(
@@ -248,7 +280,7 @@ class ExportView:
     def dropped(self, faceset: Faceset) -> list[Dropped]:
         prefix = faceset.dir + "/"
         found = []
-        for record in self.inner(faceset).get("dropped", []):
+        for record in _list(self.inner(faceset).get("dropped")):
             if not isinstance(record, dict):
                 continue
             rel = _safe_rel(record.get("thumbnail") or record.get("file"))
@@ -308,29 +340,34 @@ class ExportView:
         return None
 
     # --- derived lists -------------------------------------------------------------------------
-    def history(self) -> list[dict[str, Any]]:
+    def history(self) -> list[HistoryItem]:
         """The maintenance runs, newest first, with whether each is put back."""
         items = []
         for raw in reversed(self.snapshot().runs):
-            moves = [m for m in raw.get("moves", []) if isinstance(m, dict)]
+            moves = [m for m in _list(raw.get("moves")) if isinstance(m, dict)]
             items.append(
-                {
-                    "id": str(raw.get("id")),
-                    "kind": str(raw.get("kind")),
-                    "time": str(raw.get("time", "")),
-                    "parameters": json.dumps(raw.get("parameters") or {}, ensure_ascii=False),
-                    "counts": raw.get("counts") or {},
-                    "restored": bool(moves) and all(m.get("restored") for m in moves),
-                    "review": raw.get("kind") in REVIEW_KINDS,
-                }
+                HistoryItem(
+                    id=str(raw.get("id")),
+                    kind=str(raw.get("kind")),
+                    time=str(raw.get("time", "")),
+                    parameters=json.dumps(raw.get("parameters") or {}, ensure_ascii=False),
+                    counts=raw.get("counts") or {},
+                    restored=bool(moves) and all(m.get("restored") for m in moves),
+                    review=raw.get("kind") in REVIEW_KINDS,
+                )
             )
         return items
 
-    def last_undoable(self) -> dict[str, Any] | None:
+    def last_undoable(self) -> HistoryItem | None:
         for item in self.history():
-            if not item["restored"] and item["review"]:
+            if not item.restored and item.review:
                 return item
         return None
+
+
+def _list(value: object) -> list[object]:
+    """A list a manifest holds ([] when absent or not a list)."""
+    return value if isinstance(value, list) else []
 
 
 def _read_plain(path: Path) -> bytes | None:

@@ -17,14 +17,12 @@ the export's manifests, never from a request.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
-from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError
+from facesets.contract.manifests import ExportManifest, FacesetManifest, as_float, as_int
 from facesets.contract.review import bundle_name, check_person_name
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import journal, runs
@@ -42,56 +40,24 @@ REASON_REJECTED = "rejected"
 FACESETS = "facesets"
 LOOKALIKES = "lookalikes"
 BEFORE = "before"  # a run's copy of the master-manifest values it changed
+# The keys a faceset made by a split writes (no `version`, no `files`: as it always wrote).
+SPLIT_KEYS = {"faceset", "number", "params", "fsz_top", "fsz_all", "counts", "crops", "dropped"}
+
+# What a review action returns: the run, its counts and moves, and a note or target name
+# (plain JSON, the job's reply).
+Summary = dict[str, object]
+# The master-manifest values a run changed (faceset entries, `lookalikes`), saved in the run.
+Before = dict[str, object]
 
 
-# The review actions edit manifests as JSON objects (they copy entries and crop records whole);
-# these read and write them through the typed models, which check every file on the way.
-def _read_manifest(out: Path) -> dict[str, Any]:
-    return dict(runs.read_manifest(out))
-
-
-def _typed(out: Path, manifest: dict[str, Any]) -> ExportManifest:
-    try:
-        return ExportManifest.from_json(manifest, str(out / layout.EXPORT_MANIFEST))
-    except ManifestError as exc:
-        raise ExportError(str(exc)) from exc
-
-
-def write_manifest_json(out: Path, manifest: dict[str, Any]) -> None:
-    runs.write_manifest(out, _typed(out, manifest))
-
-
-def _runs_of(manifest: dict[str, Any]) -> list[Any]:
-    recorded = manifest.get(layout.MAINTENANCE_RUNS)
-    return list(recorded) if isinstance(recorded, list) else []
-
-
-def faceset_json(out: Path, set_rel: str) -> dict[str, Any]:
-    """A faceset's manifest as JSON ({} when it has none)."""
-    inner = runs.faceset_manifest(out, set_rel)
-    return inner.to_json() if inner is not None else {}
-
-
-def write_faceset_json(out: Path, set_rel: str, inner: dict[str, Any]) -> None:
-    where = f"{out / set_rel}/{layout.FACESET_MANIFEST}"
-    try:
-        typed = FacesetManifest.from_json(inner, where)
-    except ManifestError as exc:
-        raise ExportError(str(exc)) from exc
-    runs.write_faceset_manifest(out, set_rel, typed)
-
-
-def _entry_of(out: Path, manifest: dict[str, Any], name: str, role: str) -> str:
+def _entry_of(out: Path, manifest: ExportManifest, name: str, role: str) -> str:
     """The folder (relative to OUT) of faceset `name` of the master manifest."""
-    return runs.set_rel_of(_faceset_entry(_typed(out, manifest), name, role, out), name)
+    return runs.set_rel_of(_faceset_entry(manifest, name, role, out), name)
 
 
-def _refresh(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
-    """The master manifest's entry of `set_rel` from its faceset manifest, in place."""
-    typed = _typed(out, manifest)
-    refresh_entry(out, typed, set_rel)
-    manifest.clear()
-    manifest.update(typed.to_json())
+def _faceset(out: Path, set_rel: str) -> FacesetManifest:
+    """A faceset's manifest (an empty one when it has none)."""
+    return runs.faceset_manifest(out, set_rel) or FacesetManifest(read_keys=set())
 
 
 def _guard(out: Path, *sets: str) -> None:
@@ -112,8 +78,8 @@ def _crop_files(out: Path, set_rel: str, crops: tuple[str, ...] | list[str]) -> 
     lists and its faces/ folder holds."""
     listed = {
         PurePosixPath(str(c.get("file"))).name: str(c.get("file"))
-        for c in faceset_json(out, set_rel).get("crops", [])
-        if isinstance(c, dict) and c.get("file")
+        for c in _faceset(out, set_rel).crops
+        if c.get("file")
     }
     present = set(runs.crop_pngs(out, set_rel))
     files: list[str] = []
@@ -125,49 +91,51 @@ def _crop_files(out: Path, set_rel: str, crops: tuple[str, ...] | list[str]) -> 
     return files
 
 
-def _record(out: Path, run: Run, before: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run recorded in the master manifest before anything moves; returns the runs."""
-    manifest = _read_manifest(out)
-    recorded = _runs_of(manifest)
-    write_manifest_json(
-        out, {**manifest, layout.MAINTENANCE_RUNS: [*recorded, _as_dict(run, before)]}
-    )
-    return recorded
-
-
-def _as_dict(run: Run, before: dict[str, Any]) -> dict[str, Any]:
+def _as_dict(run: Run, before: Before) -> dict[str, object]:
     return run.as_dict() | {BEFORE: before}
 
 
+def _record(out: Path, run: Run, before: Before) -> list[object]:
+    """The run recorded in the master manifest before anything moves; returns the runs."""
+    manifest = runs.read_export(out)
+    recorded = runs.runs_of(manifest)
+    manifest.extra[layout.MAINTENANCE_RUNS] = [*recorded, _as_dict(run, before)]
+    runs.write_manifest(out, manifest)
+    return recorded
+
+
 def _finish(
-    out: Path, manifest: dict[str, Any], recorded: list[Any], run: Run, before: Any
+    out: Path, manifest: ExportManifest, recorded: list[object], run: Run, before: Before
 ) -> None:
-    manifest[layout.MAINTENANCE_RUNS] = [*recorded, _as_dict(run, before)]
-    write_manifest_json(out, manifest)
+    manifest.extra[layout.MAINTENANCE_RUNS] = [*recorded, _as_dict(run, before)]
+    runs.write_manifest(out, manifest)
     journal.finish(out)
 
 
-def _summary(run: Run, **extra: Any) -> dict[str, Any]:
-    return {
+def _summary(run: Run, **extra: str) -> Summary:
+    summary: Summary = {
         "run": run.id,
         "kind": run.kind,
         "counts": run.counts,
         "moves": [m.as_dict() for m in run.moves],
-    } | extra
+    }
+    return summary | extra
 
 
-def _entries_before(manifest: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    entries = manifest.get(FACESETS) or {}
+def _entries_before(
+    manifest: ExportManifest, names: list[str]
+) -> dict[str, dict[str, object] | None]:
+    entries = manifest.partitions.get(FACESETS) or {}
     return {name: copy.deepcopy(entries.get(name)) for name in names}
 
 
 # --- reject --------------------------------------------------------------------------------------
 
 
-def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> dict[str, Any]:
+def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> Summary:
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
-    manifest = _read_manifest(out)
+    manifest = runs.read_export(out)
     set_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, set_rel)
     run = Run(KIND_REJECT, {"faceset": faceset, "crops": list(crops)})
@@ -183,11 +151,13 @@ def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> dict[str, Any]:
 # --- split ---------------------------------------------------------------------------------------
 
 
-def _next_number(manifest: dict[str, Any], out: Path) -> int:
+def _next_number(manifest: ExportManifest, out: Path) -> int:
+    """One past every faceset number the manifest names (in any object section)."""
     numbers = [-1]
-    for value in manifest.values():
-        if isinstance(value, dict):
-            for name, entry in value.items():
+    sections = [*manifest.partitions.values(), *manifest.extra.values()]
+    for section in sections:
+        if isinstance(section, dict):
+            for name, entry in section.items():
                 if isinstance(entry, dict) and isinstance(entry.get("number"), int):
                     numbers.append(int(entry["number"]))
                 digits = str(name).rpartition("_")[2]
@@ -199,9 +169,9 @@ def _next_number(manifest: dict[str, Any], out: Path) -> int:
     return number
 
 
-def _ranked(crops: list[dict[str, Any]], top_n: int) -> list[dict[str, Any]]:
+def _ranked(crops: list[dict[str, object]], top_n: int) -> list[dict[str, object]]:
     ordered = sorted(
-        enumerate(crops), key=lambda item: (-float(item[1].get("composite", 0.0)), item[0])
+        enumerate(crops), key=lambda item: (-as_float(item[1].get("composite", 0.0), 0.0), item[0])
     )
     ranked = []
     for rank, (_, crop) in enumerate(ordered, start=1):
@@ -209,29 +179,31 @@ def _ranked(crops: list[dict[str, Any]], top_n: int) -> list[dict[str, Any]]:
     return ranked
 
 
-def _with_crops(inner: dict[str, Any], crops: list[dict[str, Any]]) -> dict[str, Any]:
-    top_n = int((inner.get("params") or {}).get("top_n") or 0)
+def _with_crops(inner: FacesetManifest, crops: list[dict[str, object]]) -> None:
+    """`inner` holding `crops`, ranked, with its counts and mean quality to match."""
+    top_n = inner.top_n()
     ranked = _ranked(crops, top_n)
-    counts = dict(inner.get("counts") or {})
+    counts = dict(inner.counts)
     counts["kept"] = len(ranked)
-    counts["faces"] = len(ranked) + sum(1 for d in inner.get("dropped", []) if isinstance(d, dict))
+    counts["faces"] = len(ranked) + len(inner.dropped)
     counts["top"] = min(top_n or len(ranked), len(ranked))
-    composites = [float(c["composite"]) for c in ranked if "composite" in c]
-    result = inner | {"crops": ranked, "counts": counts}
+    composites = [as_float(c["composite"], 0.0) for c in ranked if "composite" in c]
+    inner.crops = ranked
+    inner.counts = counts
+    inner.read_keys |= {"crops", "counts"}
     if composites and len(composites) == len(ranked):
-        result["mean_quality"] = round(sum(composites) / len(composites), 6)
-    return result
+        inner.extra["mean_quality"] = round(sum(composites) / len(composites), 6)
 
 
-def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> dict[str, Any]:
+def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> Summary:
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
-    manifest = _read_manifest(out)
+    manifest = runs.read_export(out)
     source_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, source_rel, layout.REVIEW_DIR)
     files = _crop_files(out, source_rel, crops)
-    source = faceset_json(out, source_rel)
+    source = _faceset(out, source_rel)
     if len(files) >= len(runs.crop_pngs(out, source_rel)):
         raise ExportError(
             f"a split keeps at least one crop in {faceset} (to move them all, merge it instead)"
@@ -248,7 +220,10 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
         target_name = layout.FACESET_DIR.format(number)
         target_rel = created = target_name
     run = Run(KIND_SPLIT, {"faceset": faceset, "crops": list(crops), "into": target_name})
-    before = {FACESETS: _entries_before(manifest, [faceset, target_name]), "created": created}
+    before: Before = {
+        FACESETS: _entries_before(manifest, [faceset, target_name]),
+        "created": created,
+    }
     saved_sets = [source_rel] if created else [source_rel, target_rel]
     for set_rel in saved_sets:
         name = f"{PurePosixPath(set_rel).name}.{layout.FACESET_MANIFEST}"
@@ -290,77 +265,76 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> di
     for move in run.moves:
         if move.kind == KIND_FILE:
             journal.rename(out, log, move.src, move.dst)
-    records = {str(c.get("file")): c for c in source.get("crops", []) if isinstance(c, dict)}
+    records = {str(c.get("file")): c for c in source.crops}
     going = [dict(records[rel]) | {"file": moved[rel]} for rel in files if rel in records]
     staying = [dict(c) for f, c in records.items() if f not in moved]
-    write_faceset_json(out, source_rel, _with_crops(source, staying))
+    _with_crops(source, staying)
+    runs.write_faceset_manifest(out, source_rel, source)
     if created:
-        params = dict(source.get("params") or {})
-        top_n = int(params.get("top_n") or len(going) or 1)
+        params = dict(source.params)
+        top_n = as_int(params.get("top_n"), 0) or len(going) or 1
         number = int(target_name.rpartition("_")[2])
-        inner: dict[str, Any] = {
-            "faceset": target_name,
-            "number": number,
-            "params": params,
-            "fsz_top": f"{target_rel}/{layout.FSZ_TOP.format(number, top_n)}",
-            "fsz_all": f"{target_rel}/{layout.FSZ_ALL.format(number)}",
-            "counts": {},
-            "crops": [],
-            "dropped": [],
-            "split_from": faceset,
-        }
-        inner = _with_crops(inner, going)
-        write_faceset_json(out, target_rel, inner)
-        entries = dict(manifest.get(FACESETS) or {})
+        inner = FacesetManifest(
+            faceset=target_name,
+            number=number,
+            params=params,
+            fsz_top=f"{target_rel}/{layout.FSZ_TOP.format(number, top_n)}",
+            fsz_all=f"{target_rel}/{layout.FSZ_ALL.format(number)}",
+            extra={"split_from": faceset},
+            read_keys=set(SPLIT_KEYS),
+        )
+        _with_crops(inner, going)
+        runs.write_faceset_manifest(out, target_rel, inner)
+        entries = dict(manifest.partitions.get(FACESETS) or {})
         entries[target_name] = {
             "number": number,
             "dir": target_rel,
             "manifest": f"{target_rel}/{layout.FACESET_MANIFEST}",
-            "fsz_top": inner["fsz_top"],
-            "fsz_all": inner["fsz_all"],
-            "counts": inner["counts"],
+            "fsz_top": inner.fsz_top,
+            "fsz_all": inner.fsz_all,
+            "counts": dict(inner.counts),
             "top": [],
             "split_from": faceset,
         }
-        manifest[FACESETS] = dict(sorted(entries.items()))
+        manifest.partitions[FACESETS] = dict(sorted(entries.items()))
     else:
-        target = faceset_json(out, target_rel)
-        joined = [dict(c) for c in target.get("crops", []) if isinstance(c, dict)] + going
-        write_faceset_json(out, target_rel, _with_crops(target, joined))
+        target = _faceset(out, target_rel)
+        _with_crops(target, [dict(c) for c in target.crops] + going)
+        runs.write_faceset_manifest(out, target_rel, target)
     for set_rel in sets:
         runs.rebuild_fsz(out, set_rel)
-        _refresh(out, manifest, set_rel)
+        refresh_entry(out, manifest, set_rel)
         _copy_quality(out, manifest, set_rel)
     _finish(out, manifest, recorded, run, before)
     return _summary(run, into=target_name)
 
 
-def _copy_quality(out: Path, manifest: dict[str, Any], set_rel: str) -> None:
-    entry = (manifest.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
-    inner = faceset_json(out, set_rel)
-    if isinstance(entry, dict) and "mean_quality" in inner:
-        entry["mean_quality"] = inner["mean_quality"]
+def _copy_quality(out: Path, manifest: ExportManifest, set_rel: str) -> None:
+    entry = (manifest.partitions.get(FACESETS) or {}).get(PurePosixPath(set_rel).name)
+    inner = _faceset(out, set_rel)
+    if entry is not None and "mean_quality" in inner.extra:
+        entry["mean_quality"] = inner.extra["mean_quality"]
 
 
 # --- name ----------------------------------------------------------------------------------------
 
 
-def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
+def name(out: Path, faceset: str, person: str) -> Summary:
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     person = check_person_name(person)
     disk = Beneath(out)
-    manifest = _read_manifest(out)
+    manifest = runs.read_export(out)
     set_rel = _entry_of(out, manifest, faceset, "faceset")
     _guard(out, set_rel, layout.REVIEW_DIR)
-    inner = faceset_json(out, set_rel)
-    if not inner:
+    inner = runs.faceset_manifest(out, set_rel)
+    if inner is None:
         raise ExportError(f"{out / set_rel} holds no {layout.FACESET_MANIFEST}: not a faceset")
     run = Run(KIND_NAME, {"faceset": faceset, "name": person})
-    if inner.get("label") == person:
+    if inner.extra.get("label") == person:
         run.counts = {"renamed": 0}
         return _summary(run, note=f"{faceset} is named {person!r} already")
-    before = {FACESETS: _entries_before(manifest, [faceset])}
+    before: Before = {FACESETS: _entries_before(manifest, [faceset])}
     saved = _saved(run.id, f"{faceset}.{layout.FACESET_MANIFEST}")
     run.moves.append(Move(f"{set_rel}/{layout.FACESET_MANIFEST}", saved, KIND_SAVED, "named"))
     run.counts = {"renamed": 1}
@@ -369,30 +343,26 @@ def name(out: Path, faceset: str, person: str) -> dict[str, Any]:
     journal.begin(out, log_manifests, [set_rel], [])
     disk.write_bytes(saved, disk.read_bytes(run.moves[0].src))
     old = _fsz_names(inner)
-    top_n = int((inner.get("params") or {}).get("top_n") or 0) or len(inner.get("crops", []))
+    top_n = inner.top_n() or len(inner.crops)
     bundle = bundle_name(person)
-    renamed = inner | {
-        "label": person,
-        "fsz_top": f"{set_rel}/{layout.FSZ_TOP_OF.format(bundle, top_n)}",
-        "fsz_all": f"{set_rel}/{layout.FSZ_ALL_OF.format(bundle)}",
-    }
-    write_faceset_json(out, set_rel, renamed)
+    inner.extra["label"] = person
+    inner.fsz_top = f"{set_rel}/{layout.FSZ_TOP_OF.format(bundle, top_n)}"
+    inner.fsz_all = f"{set_rel}/{layout.FSZ_ALL_OF.format(bundle)}"
+    runs.write_faceset_manifest(out, set_rel, inner)
     runs.rebuild_fsz(out, set_rel)
-    _remove_stale_fsz(out, set_rel, old, _fsz_names(renamed))
-    _refresh(out, manifest, set_rel)
-    entry = (manifest.get(FACESETS) or {}).get(faceset)
-    if isinstance(entry, dict):
+    _remove_stale_fsz(out, set_rel, old, _fsz_names(inner))
+    refresh_entry(out, manifest, set_rel)
+    entry = (manifest.partitions.get(FACESETS) or {}).get(faceset)
+    if entry is not None:
         entry["label"] = person
     _finish(out, manifest, recorded, run, before)
     return _summary(run, name=person)
 
 
-def _fsz_names(inner: dict[str, Any]) -> set[str]:
-    return {
-        PurePosixPath(str(inner[key])).name
-        for key in ("fsz_top", "fsz_all")
-        if isinstance(inner.get(key), str)
-    }
+def _fsz_names(inner: FacesetManifest | None) -> set[str]:
+    if inner is None:
+        return set()
+    return {PurePosixPath(f).name for f in (inner.fsz_top, inner.fsz_all) if f is not None}
 
 
 def _remove_stale_fsz(out: Path, set_rel: str, old: set[str], new: set[str]) -> None:
@@ -403,22 +373,22 @@ def _remove_stale_fsz(out: Path, set_rel: str, old: set[str], new: set[str]) -> 
 # --- mark different ------------------------------------------------------------------------------
 
 
-def read_different(out: Path) -> list[dict[str, Any]]:
+def read_different(out: Path) -> list[dict[str, object]]:
+    """The pairs of OUT/_review/different_people.json, as written (records kept whole)."""
     raw = Beneath(out).read_json(layout.DIFFERENT_PEOPLE, {})
     pairs = raw.get("pairs") if isinstance(raw, dict) else None
     return [p for p in pairs if isinstance(p, dict)] if isinstance(pairs, list) else []
 
 
 def _face_ids(out: Path, set_rel: str) -> list[int]:
-    inner = faceset_json(out, set_rel)
     return sorted(
-        int(c["face_id"])
-        for c in inner.get("crops", [])
-        if isinstance(c, dict) and isinstance(c.get("face_id"), int)
+        int(face_id)
+        for c in _faceset(out, set_rel).crops
+        if isinstance(face_id := c.get("face_id"), int)
     )
 
 
-def _same_pair(item: Any, pair: set[str]) -> bool:
+def _same_pair(item: object, pair: set[str]) -> bool:
     if not isinstance(item, dict):
         return False
     for key in ("facesets", "pair", "names"):
@@ -428,29 +398,31 @@ def _same_pair(item: Any, pair: set[str]) -> bool:
     return {str(item.get("a")), str(item.get("b"))} == pair
 
 
-def mark_different(
-    out: Path, faceset: str, other: str, store: Path | None = None
-) -> dict[str, Any]:
+def _marked(item: dict[str, object], pair: set[str]) -> bool:
+    listed = item.get("facesets", [])
+    return isinstance(listed, list | tuple | set | str) and set(listed) == pair
+
+
+def mark_different(out: Path, faceset: str, other: str, store: Path | None = None) -> Summary:
     out = Path(out).absolute()
     journal.recover(out)  # a run a crash cut short is rolled back before reading
     disk = Beneath(out)
-    manifest = _read_manifest(out)
+    manifest = runs.read_export(out)
     _guard(out, layout.REVIEW_DIR)
     rels = [
-        _entry_of(out, manifest, n, role)
-        for n, role in ((faceset, "faceset"), (other, "other"))
+        _entry_of(out, manifest, n, role) for n, role in ((faceset, "faceset"), (other, "other"))
     ]
     pair = {faceset, other}
     run = Run(KIND_DIFFERENT, {"faceset": faceset, "other": other})
     if store is not None:  # restore rewrites the store's list too
         run.parameters["store"] = str(store)
     known = read_different(out)
-    if any(set(p.get("facesets", [])) == pair for p in known):
+    if any(_marked(p, pair) for p in known):
         run.counts = {"pairs": 0}
         return _summary(run, note=f"{faceset} and {other} are marked different already")
     if not disk.exists(layout.DIFFERENT_PEOPLE):  # the saved copy needs a file to put back
         disk.write_json(layout.DIFFERENT_PEOPLE, {"pairs": []})
-    before = {LOOKALIKES: copy.deepcopy(manifest.get(LOOKALIKES))}
+    before: Before = {LOOKALIKES: copy.deepcopy(manifest.extra.get(LOOKALIKES))}
     saved = _saved(run.id, PurePosixPath(layout.DIFFERENT_PEOPLE).name)
     run.moves.append(Move(layout.DIFFERENT_PEOPLE, saved, KIND_SAVED, "different"))
     run.counts = {"pairs": 1}
@@ -463,12 +435,12 @@ def mark_different(
         "run": run.id,
     }
     disk.write_json(layout.DIFFERENT_PEOPLE, {"pairs": [*known, item]})
-    lookalikes = manifest.get(LOOKALIKES)
+    lookalikes = manifest.extra.get(LOOKALIKES)
     if isinstance(lookalikes, list):
-        manifest[LOOKALIKES] = [p for p in lookalikes if not _same_pair(p, pair)]
+        manifest.extra[LOOKALIKES] = [p for p in lookalikes if not _same_pair(p, pair)]
     elif isinstance(lookalikes, dict) and isinstance(lookalikes.get("pairs"), list):
         kept = [p for p in lookalikes["pairs"] if not _same_pair(p, pair)]
-        manifest[LOOKALIKES] = lookalikes | {"pairs": kept}
+        manifest.extra[LOOKALIKES] = lookalikes | {"pairs": kept}
     _finish(out, manifest, recorded, run, before)
     linked = sync_store(out, store) if store is not None else None
     return _summary(run, store_links=str(linked) if linked else "")
@@ -493,42 +465,40 @@ def sync_store(out: Path, store: Path) -> Path:
 # --- undo (restore of a whole review run) --------------------------------------------------------
 
 
+def _restore_entries(manifest: ExportManifest, saved: object, run_id: object) -> None:
+    """The faceset entries a run saved back in the master manifest (None: the run added it)."""
+    entries = dict(manifest.partitions.get(FACESETS) or {})
+    for name, entry in (saved if isinstance(saved, dict) else {}).items():
+        if entry is None:
+            entries.pop(name, None)
+        elif isinstance(entry, dict):
+            entries[name] = entry
+        else:
+            raise ExportError(f"review run {run_id} saved no entry of {name}: {entry!r}")
+    manifest.partitions[FACESETS] = dict(sorted(entries.items()))
+
+
 def undo(
     out: Path,
     manifest: ExportManifest,
-    raw: dict[str, Any],
-    moves: list[Move],
-    log: journal.Journal,
-) -> list[str]:
-    """`_undo` on the master manifest restore holds (updated in place)."""
-    as_json = manifest.to_json()
-    touched = _undo(out, as_json, raw, moves, log)
-    updated = _typed(out, as_json)
-    for item in dataclasses.fields(manifest):
-        setattr(manifest, item.name, getattr(updated, item.name))
-    return touched
-
-
-def _undo(
-    out: Path,
-    manifest: dict[str, Any],
-    raw: dict[str, Any],
+    raw: dict[str, object],
     moves: list[Move],
     log: journal.Journal,
 ) -> list[str]:
     """Put a split, name or mark-different run back: the PNGs return, the saved manifests
     replace the rewritten ones, a faceset the run made is removed, the master-manifest values
-    it changed come back; returns the faceset folders whose .fsz were rebuilt."""
+    it changed come back (in `manifest`, which restore writes); returns the faceset folders
+    whose .fsz were rebuilt."""
     disk = Beneath(out)
     recorded = raw.get(BEFORE)
-    before: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    before: dict[str, object] = recorded if isinstance(recorded, dict) else {}
     created = str(before.get("created") or "")
     touched: list[str] = []
     stale: dict[str, set[str]] = {}
     for move in moves:
         if move.kind == KIND_SAVED and move.src.endswith("/" + layout.FACESET_MANIFEST):
             set_rel = runs.parent_rel(move.src)
-            stale[set_rel] = _fsz_names(faceset_json(out, set_rel))
+            stale[set_rel] = _fsz_names(runs.faceset_manifest(out, set_rel))
     for move in reversed(moves):
         if move.restored:
             continue
@@ -540,8 +510,7 @@ def _undo(
                 touched.append(runs.parent_rel(move.src))
         move.restored = True
     if created and disk.is_dir(created) and not runs.crop_pngs(out, created):
-        inner = faceset_json(out, created)
-        for name in _fsz_names(inner):
+        for name in _fsz_names(runs.faceset_manifest(out, created)):
             disk.unlink(f"{created}/{name}")
         disk.unlink(f"{created}/{layout.FACESET_MANIFEST}")
         for folder in (f"{created}/{layout.CROPS_DIR}", created):
@@ -549,46 +518,48 @@ def _undo(
     for set_rel in touched:
         runs.rebuild_fsz(out, set_rel)
         _remove_stale_fsz(
-            out, set_rel, stale.get(set_rel, set()), _fsz_names(faceset_json(out, set_rel))
+            out, set_rel, stale.get(set_rel, set()), _fsz_names(runs.faceset_manifest(out, set_rel))
         )
-    entries = dict(manifest.get(FACESETS) or {})
-    for name, entry in (before.get(FACESETS) or {}).items():
-        if entry is None:
-            entries.pop(name, None)
-        else:
-            entries[name] = entry
     if FACESETS in before:
-        manifest[FACESETS] = dict(sorted(entries.items()))
+        _restore_entries(manifest, before[FACESETS], raw.get("id"))
     if LOOKALIKES in before:
         if before[LOOKALIKES] is None:
-            manifest.pop(LOOKALIKES, None)
+            manifest.extra.pop(LOOKALIKES, None)
         else:
-            manifest[LOOKALIKES] = before[LOOKALIKES]
+            manifest.extra[LOOKALIKES] = before[LOOKALIKES]
     for set_rel in touched:
-        _refresh(out, manifest, set_rel)
+        refresh_entry(out, manifest, set_rel)
     run_dir = f"{layout.REVIEW_RUNS_DIR}/{raw.get('id')}"
     for folder in (run_dir, layout.REVIEW_RUNS_DIR):
         disk.rmdir(folder)
     return touched
 
 
-def last_review_run(out: Path) -> dict[str, Any] | None:
+def _recorded(out: Path) -> list[dict[str, object]]:
+    """The recorded maintenance runs that are objects, as written."""
+    found = runs.read_manifest(Path(out).absolute()).get(layout.MAINTENANCE_RUNS)
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def last_review_run(out: Path) -> dict[str, object] | None:
     """The newest review run with a move not yet put back (what `undo` in the app restores)."""
     kinds = {KIND_REJECT, *WHOLE_KINDS}
-    for raw in reversed(_runs_of(_read_manifest(Path(out).absolute()))):
+    for raw in reversed(_recorded(out)):
+        moves = raw.get("moves", [])
         if (
-            isinstance(raw, dict)
-            and raw.get("kind") in kinds
-            and any(isinstance(m, dict) and not m.get("restored") for m in raw.get("moves", []))
+            raw.get("kind") in kinds
+            and isinstance(moves, list)
+            and any(isinstance(m, dict) and not m.get("restored") for m in moves)
         ):
             return raw
     return None
 
 
-def after_restore(out: Path, restored: list[dict[str, Any]]) -> None:
+def after_restore(out: Path, restored: list[dict[str, object]]) -> None:
     """A restored mark-different run: the store's cannot-link list follows the export's."""
     for raw in restored:
-        store = (raw.get("parameters") or {}).get("store") if isinstance(raw, dict) else None
+        given = raw.get("parameters")
+        store = given.get("store") if isinstance(given, dict) else None
         listed = bool(store) and Path(str(store) + layout.CANNOT_LINK_SUFFIX).exists()
         if raw.get("kind") == KIND_DIFFERENT and listed:
             sync_store(out, Path(str(store)))
@@ -599,11 +570,12 @@ def touched_by(out: Path, run_ids: list[str]) -> set[str] | None:
     None when another kind of run is among them (the whole report is rebuilt)."""
     wanted = set(run_ids)
     names: set[str] = set()
-    for raw in _runs_of(_read_manifest(Path(out).absolute())):
-        if not isinstance(raw, dict) or raw.get("id") not in wanted:
+    for raw in _recorded(out):
+        if raw.get("id") not in wanted:
             continue
         if raw.get("kind") not in (KIND_REJECT, *WHOLE_KINDS):
             return None
-        named = raw.get("parameters") or {}
+        given = raw.get("parameters")
+        named = given if isinstance(given, dict) else {}
         names |= {str(named[k]) for k in ("faceset", "into", "other") if named.get(k)}
     return names if wanted else None
