@@ -59,14 +59,14 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     assert not (export / "faceset_000/faces/a01.png").exists()
     assert (export / "faceset_000/faces/_dropped/a01.png").exists()
     assert assert_fsz_match_folders(export) == 6
-    restore(export, run_id=done["run"])
+    restore(export, run_id=done.run.id)
     assert snapshot(export) == before
     # (a restored reject leaves an empty `dropped` count behind: compare from here)
     inners = {n: faceset_json(export, n) for n in ("faceset_000", "faceset_001")}
     master = without_runs(export)
 
     done = review_actions.split(export, "faceset_000", ("a02.png", "a03.png"))
-    assert done["into"] == "faceset_003"
+    assert done.into == "faceset_003"
     assert sorted(p.name for p in (export / "faceset_003/faces").glob("*.png")) == [
         "a02.png",
         "a03.png",
@@ -75,7 +75,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     assert [c["face_id"] for c in new["crops"]] == [2, 3]
     assert "faceset_003" in runs.read_manifest(export)["facesets"]
     assert assert_fsz_match_folders(export) == 8
-    restore(export, run_id=done["run"])
+    restore(export, run_id=done.run.id)
     assert snapshot(export) == before and not (export / "faceset_003").exists()
     assert {n: faceset_json(export, n) for n in inners} == inners
 
@@ -84,7 +84,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     assert assert_fsz_match_folders(export) == 6
     with pytest.raises(ExportError, match="at least one crop"):
         review_actions.split(export, "faceset_002", ("c00.png", "c01.png", "c02.png", "a04.png"))
-    restore(export, run_id=done["run"])
+    restore(export, run_id=done.run.id)
     assert snapshot(export) == before
 
     done = review_actions.name(export, "faceset_001", "Jane Doe")
@@ -95,7 +95,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     assert runs.read_manifest(export)["facesets"]["faceset_001"]["label"] == "Jane Doe"
     assert faceset_json(export, "faceset_001")["label"] == "Jane Doe"
     assert assert_fsz_match_folders(export) == 6
-    restore(export, run_id=done["run"])
+    restore(export, run_id=done.run.id)
     assert snapshot(export) == before
 
     store = tmp_path / "faces.db"
@@ -103,7 +103,7 @@ def test_reject_split_name_different_and_restore_each(export: Path, tmp_path: Pa
     assert runs.read_manifest(export)["lookalikes"] == []
     links = json.loads(Path(str(store) + layout.CANNOT_LINK_SUFFIX).read_text())
     assert links["exports"][str(export)] == [[[100, 101, 102, 103], [0, 1, 2, 3, 4]]]
-    restore(export, run_id=done["run"])
+    restore(export, run_id=done.run.id)
     assert len(runs.read_manifest(export)["lookalikes"]) == 1
     links = json.loads(Path(str(store) + layout.CANNOT_LINK_SUFFIX).read_text())
     assert links["exports"] == {}

@@ -31,4 +31,4 @@ class MarkDifferent(ExportJob[Request, NoParams]):
         request = ctx.request
         store = ctx.optional(request.store, "store")
         summary = review_actions.mark_different(ctx.out, request.faceset, request.other, store)
-        return refresh_report(ctx.out, summary, {request.faceset, request.other})
+        return refresh_report(ctx.out, summary.as_dict(), {request.faceset, request.other})

@@ -28,4 +28,4 @@ class Name(ExportJob[Request, NoParams]):
     def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
         request = ctx.request
         summary = review_actions.name(ctx.out, request.faceset, request.name)
-        return refresh_report(ctx.out, summary, {request.faceset})
+        return refresh_report(ctx.out, summary.as_dict(), {request.faceset})

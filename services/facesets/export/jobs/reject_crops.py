@@ -29,4 +29,4 @@ class RejectCrops(ExportJob[Request, NoParams]):
     def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
         request = ctx.request
         summary = review_actions.reject(ctx.out, request.faceset, tuple(request.crops))
-        return refresh_report(ctx.out, summary, {request.faceset})
+        return refresh_report(ctx.out, summary.as_dict(), {request.faceset})

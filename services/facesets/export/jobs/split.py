@@ -29,4 +29,4 @@ class Split(ExportJob[Request, NoParams]):
         request = ctx.request
         crops = tuple(request.crops)
         summary = review_actions.split(ctx.out, request.faceset, crops, request.into)
-        return refresh_report(ctx.out, summary, {request.faceset, request.into} - {""})
+        return refresh_report(ctx.out, summary.as_dict(), {request.faceset, request.into} - {""})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from facesets.common.beneath import Beneath
@@ -43,9 +44,6 @@ BEFORE = "before"  # a run's copy of the master-manifest values it changed
 # The keys a faceset made by a split writes (no `version`, no `files`: as it always wrote).
 SPLIT_KEYS = {"faceset", "number", "params", "fsz_top", "fsz_all", "counts", "crops", "dropped"}
 
-# What a review action returns: the run, its counts and moves, and a note or target name
-# (plain JSON, the job's reply).
-Summary = dict[str, object]
 # The master-manifest values a run changed (faceset entries, `lookalikes`), saved in the run.
 Before = dict[str, object]
 
@@ -112,14 +110,32 @@ def _finish(
     journal.finish(out)
 
 
-def _summary(run: Run, **extra: str) -> Summary:
-    summary: Summary = {
-        "run": run.id,
-        "kind": run.kind,
-        "counts": run.counts,
-        "moves": [m.as_dict() for m in run.moves],
-    }
-    return summary | extra
+@dataclass
+class Summary:
+    """What a review action did: its run, and the faceset a split filled, the name given, or
+    why nothing was done."""
+
+    run: Run
+    into: str | None = None
+    name: str | None = None
+    note: str | None = None
+    store_links: str | None = None  # a mark-different run: the store's cannot-link list
+
+    def as_dict(self) -> dict[str, object]:
+        """The job's reply: run id, kind, counts, moves, then what else the action said."""
+        found: dict[str, object] = {
+            "run": self.run.id,
+            "kind": self.run.kind,
+            "counts": self.run.counts,
+            "moves": [m.as_dict() for m in self.run.moves],
+        }
+        said = {
+            "into": self.into,
+            "name": self.name,
+            "note": self.note,
+            "store_links": self.store_links,
+        }
+        return found | {key: value for key, value in said.items() if value is not None}
 
 
 def _entries_before(
@@ -145,7 +161,7 @@ def reject(out: Path, faceset: str, crops: tuple[str, ...]) -> Summary:
         )
     run.counts = {"rejected": len(run.moves)}
     apply_run(out, run, provenance_key="review_run")
-    return _summary(run)
+    return Summary(run)
 
 
 # --- split ---------------------------------------------------------------------------------------
@@ -306,7 +322,7 @@ def split(out: Path, faceset: str, crops: tuple[str, ...], into: str = "") -> Su
         refresh_entry(out, manifest, set_rel)
         _copy_quality(out, manifest, set_rel)
     _finish(out, manifest, recorded, run, before)
-    return _summary(run, into=target_name)
+    return Summary(run, into=target_name)
 
 
 def _copy_quality(out: Path, manifest: ExportManifest, set_rel: str) -> None:
@@ -333,7 +349,7 @@ def name(out: Path, faceset: str, person: str) -> Summary:
     run = Run(KIND_NAME, {"faceset": faceset, "name": person})
     if inner.extra.get("label") == person:
         run.counts = {"renamed": 0}
-        return _summary(run, note=f"{faceset} is named {person!r} already")
+        return Summary(run, note=f"{faceset} is named {person!r} already")
     before: Before = {FACESETS: _entries_before(manifest, [faceset])}
     saved = _saved(run.id, f"{faceset}.{layout.FACESET_MANIFEST}")
     run.moves.append(Move(f"{set_rel}/{layout.FACESET_MANIFEST}", saved, KIND_SAVED, "named"))
@@ -356,7 +372,7 @@ def name(out: Path, faceset: str, person: str) -> Summary:
     if entry is not None:
         entry["label"] = person
     _finish(out, manifest, recorded, run, before)
-    return _summary(run, name=person)
+    return Summary(run, name=person)
 
 
 def _fsz_names(inner: FacesetManifest | None) -> set[str]:
@@ -419,7 +435,7 @@ def mark_different(out: Path, faceset: str, other: str, store: Path | None = Non
     known = read_different(out)
     if any(_marked(p, pair) for p in known):
         run.counts = {"pairs": 0}
-        return _summary(run, note=f"{faceset} and {other} are marked different already")
+        return Summary(run, note=f"{faceset} and {other} are marked different already")
     if not disk.exists(layout.DIFFERENT_PEOPLE):  # the saved copy needs a file to put back
         disk.write_json(layout.DIFFERENT_PEOPLE, {"pairs": []})
     before: Before = {LOOKALIKES: copy.deepcopy(manifest.extra.get(LOOKALIKES))}
@@ -443,7 +459,7 @@ def mark_different(out: Path, faceset: str, other: str, store: Path | None = Non
         manifest.extra[LOOKALIKES] = lookalikes | {"pairs": kept}
     _finish(out, manifest, recorded, run, before)
     linked = sync_store(out, store) if store is not None else None
-    return _summary(run, store_links=str(linked) if linked else "")
+    return Summary(run, store_links=str(linked) if linked else "")
 
 
 def sync_store(out: Path, store: Path) -> Path:
