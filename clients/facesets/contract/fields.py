@@ -176,14 +176,14 @@ class Params:
 
 
 # --- requests <-> params objects ------------------------------------------------------------
-def given_fields(params_type: type, request: Message) -> dict[str, Any]:
+def given_fields(params_type: type, request: Message) -> dict[str, object]:
     """The keyword arguments a params dataclass takes from a request: each of its fields that
     the request declares and the sender gave. An `optional` field is given when set. A field
     without presence (a plain bool, an enum, a repeated field) is given when not zero or empty,
     since proto3 cannot tell those from unset: there the dataclass default stays. Repeated
     fields become tuples, link modes `LinkMode`."""
     declared = request.DESCRIPTOR.fields_by_name
-    given: dict[str, Any] = {}
+    given: dict[str, object] = {}
     for field in dataclasses.fields(params_type):
         proto = declared.get(field.name)
         if proto is None or (proto.has_presence and not request.HasField(field.name)):
@@ -203,13 +203,13 @@ def given_fields(params_type: type, request: Message) -> dict[str, Any]:
     return given
 
 
-def request_fields(params: Any, request_type: type[Message]) -> dict[str, Any]:
+def request_fields(params: Params, request_type: type[Message]) -> dict[str, object]:
     """The fields of a params dataclass that a request message declares, as keyword arguments
     of that message (the inverse of `given_fields`): None stays unset, so the service takes
     its default, and link modes become the proto enum."""
     declared = request_type.DESCRIPTOR.fields_by_name
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(params):
+    fields: dict[str, object] = {}
+    for field in dataclasses.fields(params):  # type: ignore[arg-type]  # a dataclass subclass
         value = getattr(params, field.name)
         if field.name not in declared or value is None:
             continue

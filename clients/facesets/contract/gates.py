@@ -10,7 +10,7 @@ CLI and the report can say why a run produced no faceset.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 # (key, label, what removes a face given its threshold), in the order the gates apply.
 GATES: tuple[tuple[str, str, str], ...] = (
@@ -22,6 +22,17 @@ GATES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+class GateSummary(TypedDict):
+    """The "gates" entry a job writes (gate_summary)."""
+
+    stage: str
+    faces: int
+    removed: dict[str, int]  # faces each gate removed, by key of GATES
+    kept: int
+    thresholds: dict[str, float]
+    earlier_sharpness: int
+
+
 def gate_summary(
     stage: str,
     faces: int,
@@ -29,7 +40,7 @@ def gate_summary(
     kept: int,
     thresholds: Mapping[str, float],
     earlier_sharpness: int = 0,
-) -> dict[str, Any]:
+) -> GateSummary:
     """The "gates" entry of a job's summary and manifest."""
     return {
         "stage": stage,

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from facesets.client import ClusteringClient, Endpoint, ExportClient, InferenceClient
 from facesets.orchestrator import settings as _settings
@@ -102,6 +102,14 @@ def _flag(args: argparse.Namespace, name: str) -> str | None:
     return str(value) if value else None
 
 
+class ClientOptions(TypedDict):
+    """The keyword arguments every typed client takes."""
+
+    endpoint: Endpoint
+    timeout: float
+    wait_for_ready: bool
+
+
 class Services(contextlib.ExitStack):
     """Opens clients lazily; a local service is started the first time it is needed.
 
@@ -172,7 +180,7 @@ class Services(contextlib.ExitStack):
                 arguments += [f"--{peer}-tls-ca", str(Path(endpoint.tls_ca).resolve())]
         return arguments
 
-    def _client_options(self, name: str, peers: bool = True) -> dict[str, Any]:
+    def _client_options(self, name: str, peers: bool = True) -> ClientOptions:
         """A client's endpoint, and how long its first contact may take: a local service is
         known to be starting (the long window); a remote one that does not answer in
         SETTINGS.connect_timeout_s is reported with what is wrong."""

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tqdm import tqdm
@@ -176,9 +176,9 @@ def _cell(value: Any) -> str:
     return text[: CELL_CHARS - 3] + "..."
 
 
-def _flatten(row: dict[str, Any]) -> dict[str, Any]:
+def _flatten(row: Mapping[str, object]) -> dict[str, object]:
     """A row's nested mappings one level up: {"years": {"first": 2001}} -> {"years.first": ...}."""
-    flat: dict[str, Any] = {}
+    flat: dict[str, object] = {}
     for key, value in row.items():
         if isinstance(value, dict) and value and len(value) <= 8:
             for inner, item in value.items():
@@ -196,7 +196,7 @@ def _short_names(columns: list[str]) -> dict[str, str]:
     }
 
 
-def table(rows: list[dict[str, Any]], first: str | None = None) -> list[str]:
+def table(rows: Sequence[Mapping[str, object]], first: str | None = None) -> list[str]:
     """Rows (mappings) as aligned columns under a header; numbers right-aligned, long text
     (paths) in the last columns. `first`: the name of a leading column (the rows' keys)."""
     flat = [_flatten(row) for row in rows]
@@ -230,7 +230,7 @@ def _is_number(value: Any) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _parallel(value: dict[str, Any]) -> tuple[list[str], int] | None:
+def _parallel(value: Mapping[str, object]) -> tuple[list[str], int] | None:
     """The keys of a mapping's equally long lists of plain values (a histogram's bins and
     counts), and their length; None when it has fewer than two."""
     lists = {
@@ -295,7 +295,7 @@ def value_lines(value: Any, width: int = KEY_WIDTH) -> tuple[str, list[str]]:
     return "", lines + _more(len(keys), len(value))
 
 
-def summary_lines(values: dict[str, Any]) -> list[str]:
+def summary_lines(values: Mapping[str, object]) -> list[str]:
     """A job's summary for a person: `key  value` lines, tables below the keys that hold
     records (the full form is --json)."""
     out = []

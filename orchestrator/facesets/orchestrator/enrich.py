@@ -14,7 +14,6 @@ import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from facesets.client import ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
@@ -22,7 +21,7 @@ from facesets.orchestrator.console import progress_bar
 from facesets.v1 import clustering_pb2, common_pb2
 
 
-def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> dict[str, Any]:
+def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> dict[str, int]:
     """Sequence the two services: the clustering service names the images with faces lacking
     what the inference service gives now, inference re-detects them, and the clustering service
     matches the detections to the stored faces and writes them."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 
 def no_store(store: Path, dry_run: bool = False) -> str:
@@ -26,7 +26,7 @@ def require_store(store: Path | None, dry_run: bool = False) -> None:
         raise ValueError(no_store(Path(store).absolute(), dry_run))
 
 
-def discover(summary: dict[str, Any], root: Path, store: Path) -> str:
+def discover(summary: Mapping[str, object], root: Path, store: Path) -> str:
     """A dry run of discover that found no face under ROOT: the store holds none yet."""
     if not summary.get("dry_run") or summary.get("faces_under_root", 1):
         return ""
@@ -36,7 +36,7 @@ def discover(summary: dict[str, Any], root: Path, store: Path) -> str:
     )
 
 
-def age_extend(summary: dict[str, Any], plan_path: Path) -> str:
+def age_extend(summary: Mapping[str, object], plan_path: Path) -> str:
     """`age extend` found nothing new: it looks under the faceset's source folders alone."""
     if summary.get("dry_run") is None or summary.get("new_faces", 1):
         return ""

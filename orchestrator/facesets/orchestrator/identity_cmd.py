@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
 from facesets.contract.clustering import (
@@ -53,7 +53,7 @@ class FoldersConfig:
     export: ExportSwapParams = field(default_factory=ExportSwapParams)
 
 
-def _unknown(section: str, given: dict[str, Any], known: set[str]) -> None:
+def _unknown(section: str, given: Mapping[str, object], known: set[str]) -> None:
     extra = sorted(set(given) - known)
     if extra:
         raise ConfigError(f"{section}: unknown key(s) {', '.join(extra)}; known: {sorted(known)}")
@@ -70,7 +70,7 @@ def read_config(path: Path) -> FoldersConfig:
     base = path.resolve().parent
     _unknown(str(path), raw, {"trusted", "mixed", "first_number", "top_n", "thresholds"})
 
-    def folder(value: Any, where: str) -> Path:
+    def folder(value: object, where: str) -> Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {where} needs a folder (text)")
         resolved = (base / Path(value).expanduser()).resolve()
@@ -109,9 +109,9 @@ def read_config(path: Path) -> FoldersConfig:
 
 
 # --- shared steps ------------------------------------------------------------------------------
-def embed_folders(opened: Services, folders: list[Path], store: Path) -> dict[str, Any]:
+def embed_folders(opened: Services, folders: list[Path], store: Path) -> dict[str, dict[str, int]]:
     """Embed what the store does not hold yet of each folder; counts per folder."""
-    done: dict[str, Any] = {}
+    done: dict[str, dict[str, int]] = {}
     for folder in folders:
         print(f"embed {folder}", file=sys.stderr, flush=True)
         summary = embed(opened, folder, store, show_progress=False)
@@ -121,7 +121,7 @@ def embed_folders(opened: Services, folders: list[Path], store: Path) -> dict[st
 
 def export_plan(
     opened: Services, store: Path, plan: Path, out: Path, params: ExportSwapParams
-) -> dict[str, Any]:
+) -> dict[str, object]:
     print(f"export into {out}", file=sys.stderr, flush=True)
     return stages.export_swap(opened, ExportSwapRequest(store, plan, out, params=params)).as_dict()
 
@@ -187,7 +187,7 @@ def run_import(args: argparse.Namespace) -> int:
             else embed_folders(opened, [f for _, f in job.trusted] + list(job.mixed), job.store)
         )
         planned = stages.clustering_job(opened, job).as_dict()
-        exported: dict[str, Any] = {}
+        exported: dict[str, object] = {}
         if not job.params.dry_run and planned.get("numbers"):
             plan = job.export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
             exported = export_plan(opened, job.store, plan, job.export, config.export)
@@ -231,9 +231,10 @@ def discover_job(args: argparse.Namespace) -> DiscoverRequest:
     )
 
 
-def format_clusters(summary: dict[str, Any]) -> list[str]:
+def format_clusters(summary: Mapping[str, object]) -> list[str]:
     lines = [f"{'cluster':>7} {'faces':>6} {'survivors':>9} {'photos':>6}  kept"]
-    for index, cluster in enumerate(summary.get("clusters", []), start=1):
+    clusters = summary.get("clusters", [])
+    for index, cluster in enumerate(clusters if isinstance(clusters, list) else [], start=1):
         lines.append(
             f"{index:>7} {cluster['size']:>6} {cluster['survivors']:>9} {cluster['photos']:>6}"
             f"  {'yes' if cluster['kept'] else 'no'}"
@@ -250,7 +251,7 @@ def run_discover(args: argparse.Namespace) -> int:
     with services(args, job.roots()) as opened:
         embedded = {} if job.params.dry_run else embed_folders(opened, [job.root], job.store)
         found = stages.clustering_job(opened, job).as_dict()
-        exported: dict[str, Any] = {}
+        exported: dict[str, object] = {}
         if found.get("export_needed"):
             plan = job.export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
             exported = export_plan(opened, job.store, plan, job.export, export_params)

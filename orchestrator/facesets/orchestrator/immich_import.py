@@ -8,7 +8,6 @@ import json
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams, RouteRequest
@@ -18,9 +17,9 @@ from facesets.contract.immich import describe
 from facesets.contract.layout import read_json
 from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
-from facesets.orchestrator.embed import embed_files
+from facesets.orchestrator.embed import EmbedSummary, embed_files
 from facesets.orchestrator.flags import add_params_flags, params_from_args
-from facesets.orchestrator.immich_people import PEOPLE_MODES, people_seeds
+from facesets.orchestrator.immich_people import PEOPLE_MODES, PeopleSummary, people_seeds
 from facesets.orchestrator.settings import SETTINGS
 
 
@@ -28,7 +27,15 @@ class NothingStagedError(RuntimeError):
     """Nothing staged to import, or a layout that does not fit."""
 
 
-def read_queue(user_dir: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class StagedPhoto:
+    """One photo of the staging queue: its absolute path and its sha256."""
+
+    path: str
+    sha256: str
+
+
+def read_queue(user_dir: Path) -> list[StagedPhoto]:
     queue = read_json(user_dir / layout.IMMICH_QUEUE)
     if queue is None:
         raise NothingStagedError(f"nothing staged in {user_dir}: run `facesets immich stage` first")
@@ -36,8 +43,40 @@ def read_queue(user_dir: Path) -> list[dict[str, Any]]:
     items = []
     for item in queue.get("items", []):
         path = Path(item["path"])
-        items.append({**item, "path": str(path if path.is_absolute() else root / path)})
+        items.append(
+            StagedPhoto(str(path if path.is_absolute() else root / path), str(item["sha256"]))
+        )
     return items
+
+
+@dataclass
+class ImportSummary:
+    """What `immich import` did: its stages' summaries and where it wrote."""
+
+    people_mode: str
+    people: PeopleSummary
+    disagreements: list[object]  # the export's (with their strips), else route's
+    staged: int
+    embed: EmbedSummary
+    route: dict[str, object]
+    export: dict[str, object]
+    store: Path
+    facesets_dir: Path
+    out: Path
+
+    def as_dict(self) -> dict[str, object]:
+        """The --json form."""
+        return {
+            "people": {"mode": self.people_mode, **self.people},
+            "immich_disagreements": self.disagreements,
+            "staged": self.staged,
+            "embed": self.embed.as_dict(),
+            "route": self.route,
+            "export": self.export,
+            "store": str(self.store),
+            "facesets_dir": str(self.facesets_dir),
+            "out": str(self.out),
+        }
 
 
 @dataclass(frozen=True)
@@ -115,25 +154,25 @@ def import_request(args: argparse.Namespace) -> ImportRequest:
     )
 
 
-def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
+def import_user(opened: Services, request: ImportRequest) -> ImportSummary:
     user_dir = request.user_dir
     store = (request.store or user_dir / layout.IMMICH_STORE).resolve()
     facesets_dir = (request.facesets_dir or user_dir / "facesets").resolve()
     out = (request.out or user_dir / "export").resolve()
     queue = read_queue(user_dir)
     print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
-    embedded = embed_files(opened, [item["path"] for item in queue], store)
+    embedded = embed_files(opened, [item.path for item in queue], store)
     print("[2/3] match identities", file=sys.stderr, flush=True)
     people = people_seeds(opened, user_dir, store, request.people)
     route = RouteRequest(
         store,
         facesets_dir,
-        sorted({item["sha256"] for item in queue}),
+        sorted({item.sha256 for item in queue}),
         request.route,
         seeds=people.seeds,
     )
     routed = stages.clustering_job(opened, route).as_dict()
-    exported: dict[str, Any] = {}
+    exported: dict[str, object] = {}
     manifest = facesets_dir / layout.REFINE_MANIFEST
     if manifest.exists():
         print("[3/3] export", file=sys.stderr, flush=True)
@@ -142,55 +181,62 @@ def import_user(opened: Services, request: ImportRequest) -> dict[str, Any]:
         if people.seeds:  # the review report lists the disagreements beside the facesets
             stages.report(opened, out, show_progress=False)
     exported_list = (read_json(out / layout.EXPORT_MANIFEST) or {}).get("immich_disagreements")
-    return {
-        "people": {"mode": request.people, **people.as_dict()},
-        "immich_disagreements": exported_list
+    routed_list = routed.get("immich_disagreements", [])
+    return ImportSummary(
+        people_mode=request.people,
+        people=people.as_dict(),
+        disagreements=exported_list
         if exported and isinstance(exported_list, list)
-        else routed.get("immich_disagreements", []),
-        "staged": len(queue),
-        "embed": embedded.as_dict(),
-        "route": routed,
-        "export": exported,
-        "store": str(store),
-        "facesets_dir": str(facesets_dir),
-        "out": str(out),
-    }
+        else routed_list
+        if isinstance(routed_list, list)
+        else [],
+        staged=len(queue),
+        embed=embedded,
+        route=routed,
+        export=exported,
+        store=store,
+        facesets_dir=facesets_dir,
+        out=out,
+    )
 
 
-def format_summary(result: dict[str, Any]) -> str:
-    embed, route = result["embed"], result["route"]
+def format_summary(result: ImportSummary) -> str:
+    embed, route = result.embed, result.route
     explanation = explain_empty(route)
     return "\n".join(
         [
-            f"staged photos            {result['staged']}",
-            f"embedded now             {embed['embedded']} ({embed['faces_found']} faces), "
-            f"already in the store {embed['known']}",
+            f"staged photos            {result.staged}",
+            f"embedded now             {embed.embedded} ({embed.faces_found} faces), "
+            f"already in the store {embed.known}",
             f"faces matched to known   {route.get('faces_matched', 0)} "
             f"into {route.get('identities_matched', 0)} identities",
             f"new identities           {route.get('new_facesets', 0)} "
             f"({route.get('faces_new', 0)} faces)",
             f"faces left unassigned    {route.get('faces_unassigned', 0)}",
-            f"export                   {result['out']}",
+            f"export                   {result.out}",
             *([explanation] if explanation else []),
             *people_lines(result),
         ]
     )
 
 
-def people_lines(result: dict[str, Any]) -> list[str]:
+def people_lines(result: ImportSummary) -> list[str]:
     """Immich's people: the facesets they named and every disagreement, each with its strip."""
-    people = result.get("people") or {}
-    if people.get("mode", "none") == "none":
+    if result.people_mode == "none":
         return []
-    route = result["route"]
+    people = result.people
+    renamed = result.route.get("immich_renamed", {})
     lines = [
-        f"Immich people ({people['mode']})  {len(people.get('people', {}))} seeded "
-        f"({people.get('faces_matched', 0)} faces matched, "
-        f"{people.get('faces_unmatched', 0)} without a detection)",
-        *(f"  renamed  {old} -> {new}" for old, new in route.get("immich_renamed", {}).items()),
+        f"Immich people ({result.people_mode})  {len(people['people'])} seeded "
+        f"({people['faces_matched']} faces matched, "
+        f"{people['faces_unmatched']} without a detection)",
+        *(
+            f"  renamed  {old} -> {new}"
+            for old, new in (renamed.items() if isinstance(renamed, dict) else ())
+        ),
     ]
-    items = result.get("immich_disagreements") or []
-    lines.append(f"disagreements with Immich  {len(items)}")
+    items = [item for item in result.disagreements if isinstance(item, dict)]
+    lines.append(f"disagreements with Immich  {len(result.disagreements)}")
     for item in items:
         strip = item.get("file")
         lines.append(f"  {describe(item)}" + (f"  [{strip}]" if strip else ""))
@@ -205,5 +251,7 @@ def run(args: argparse.Namespace) -> int:
     except NothingStagedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, default=str) if args.json else format_summary(result))
+    print(
+        json.dumps(result.as_dict(), indent=2, default=str) if args.json else format_summary(result)
+    )
     return 0

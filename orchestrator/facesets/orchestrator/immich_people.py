@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from facesets.contract import layout
 from facesets.contract.clustering import RouteSeed
@@ -35,16 +35,27 @@ class Detection:
     height: int
 
 
+class SeededPerson(TypedDict):
+    name: str
+    faces: int  # of the seed: its faces matched to a detection
+
+
+class PeopleSummary(TypedDict):
+    people: dict[str, SeededPerson]  # Immich id -> person
+    faces_matched: int
+    faces_unmatched: int
+
+
 @dataclass
 class PeopleSeeds:
     """The seeds and what matching found: Immich faces matched to a detection, and not."""
 
     seeds: list[RouteSeed] = field(default_factory=list)
-    people: dict[str, dict[str, Any]] = field(default_factory=dict)  # Immich id -> person
+    people: dict[str, str] = field(default_factory=dict)  # Immich id -> name ("": unnamed)
     matched: int = 0
     unmatched: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PeopleSummary:
         return {
             "people": {
                 seed.key: {"name": seed.name, "faces": len(seed.face_ids)} for seed in self.seeds
@@ -92,21 +103,24 @@ def match_faces(
     return found
 
 
-def wanted_people(people: Mapping[str, Any], mode: str) -> dict[str, dict[str, Any]]:
-    """The people that seed identities in this mode (hidden ones never do)."""
+def wanted_people(people: Mapping[str, object], mode: str) -> dict[str, str]:
+    """The people that seed identities in this mode (hidden ones never do): Immich id -> name
+    (state.json's people, as `immich stage` recorded them)."""
     if mode == "none":
         return {}
-    chosen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, str] = {}
     for person_id, person in people.items():
         if not isinstance(person, dict) or person.get("is_hidden"):
             continue
         name = str(person.get("name") or "").strip()
         if name or mode == "all":
-            chosen[str(person_id)] = {**person, "name": name}
+            chosen[str(person_id)] = name
     return chosen
 
 
-def read_detections(opened: Services, store: Path, sha256: Iterable[str]) -> dict[str, list]:
+def read_detections(
+    opened: Services, store: Path, sha256: Iterable[str]
+) -> dict[str, list[Detection]]:
     """facesets' detections of these photos (sha256 -> detections), from the store."""
     wanted = set(sha256)
     found: dict[str, list[Detection]] = {}
@@ -124,7 +138,7 @@ def read_detections(opened: Services, store: Path, sha256: Iterable[str]) -> dic
     return found
 
 
-def _faces(recorded: Any) -> list[Face]:
+def _faces(recorded: object) -> list[Face]:
     """A staged asset's faces as state.json keeps them; one that does not read is left out."""
     faces = []
     for item in recorded if isinstance(recorded, list) else []:
@@ -162,7 +176,7 @@ def people_seeds(opened: Services, user_dir: Path, store: Path, mode: str) -> Pe
             if face.id in found and face.person_id is not None:
                 faces_of.setdefault(face.person_id, set()).add(found[face.id])
     result.seeds = [
-        RouteSeed(person_id, str(result.people[person_id]["name"]), tuple(sorted(ids)))
+        RouteSeed(person_id, result.people[person_id], tuple(sorted(ids)))
         for person_id, ids in sorted(faces_of.items())
     ]
     return result

@@ -32,7 +32,7 @@ from facesets.orchestrator.connect import add_service_arguments, services
 from facesets.orchestrator.flags import add_params_flags, params_from_args
 
 
-def print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def print_summary(summary: dict[str, object], as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return

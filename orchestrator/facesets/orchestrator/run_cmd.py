@@ -10,11 +10,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
 from facesets.contract.clustering import ClusterRequest, RefineParams, RefineRequest
@@ -54,7 +53,7 @@ class RunSummary:
     stages: dict[str, stages.StageSummary] = field(default_factory=dict)
     report: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             **{name: summary.as_dict() for name, summary in self.stages.items()},
             "report": self.report,
@@ -100,12 +99,12 @@ def _block(summary: stages.StageSummary) -> str:
 
 
 def _stage(
-    name: str, results: RunSummary, work: Callable[[], dict[str, Any] | stages.StageSummary]
+    name: str, results: RunSummary, work: Callable[[], Mapping[str, object] | stages.StageSummary]
 ) -> None:
     print(f"[{len(results.stages) + 1}/{len(STAGES)}] {name}", file=sys.stderr, flush=True)
     started = time.monotonic()
     value = work()
-    values = value.values if isinstance(value, stages.StageSummary) else value
+    values = value.values if isinstance(value, stages.StageSummary) else dict(value)
     results.stages[name] = stages.StageSummary(name, values, round(time.monotonic() - started, 1))
 
 

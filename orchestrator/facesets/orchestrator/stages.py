@@ -36,7 +36,7 @@ class StageSummary:
     """What one stage reports: the job's summary as its service wrote it."""
 
     stage: str
-    values: dict[str, Any]
+    values: dict[str, object]
     seconds: float | None = None
 
     def __getitem__(self, key: str) -> Any:
@@ -45,7 +45,7 @@ class StageSummary:
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """The machine-readable form (JSON-ready)."""
         timing = {} if self.seconds is None else {"seconds": self.seconds}
         return {**timing, **self.values}
@@ -59,7 +59,7 @@ def follow(
     events: Iterator[common_pb2.JobEvent],
     show_progress: bool = True,
     units: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Show a progress bar per stage (rate and ETA in `units[stage]` where given); return the
     job's summary (with its manifest path)."""
     bars: dict[str, Any] = {}  # a tqdm bar, or plain lines where stderr is no terminal
@@ -82,7 +82,7 @@ def follow(
                     bar.set_postfix_str(progress.message, refresh=False)
                 bar.update(progress.done - bar.n)  # update() honours tqdm's refresh interval
             else:
-                summary: dict[str, Any] = json.loads(event.done.summary_json or "{}")
+                summary: dict[str, object] = json.loads(event.done.summary_json or "{}")
                 if event.done.manifest_path:
                     summary.setdefault("manifest", event.done.manifest_path)
                 return summary

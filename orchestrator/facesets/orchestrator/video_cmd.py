@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from facesets.contract import layout
 from facesets.contract.manifests import VideoPlan
@@ -19,7 +18,7 @@ from facesets.contract.video import (
     VideoPlanRequest,
 )
 from facesets.orchestrator import stages
-from facesets.orchestrator.connect import add_service_arguments, services
+from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.flags import add_params_flags, params_from_args
 from facesets.orchestrator.jobs import print_summary
 from facesets.orchestrator.video_status import video_status
@@ -68,7 +67,7 @@ def _planned_sources(out: Path) -> list[Path]:
     return sorted({Path(s.source) for s in plan.segments}) if plan else []
 
 
-def _run_plan(args: argparse.Namespace) -> dict[str, Any]:
+def _run_plan(args: argparse.Namespace) -> dict[str, object]:
     job = _plan_job(args)
     if not job.src.exists():
         raise ValueError(f"no videos at {job.src}")
@@ -76,14 +75,14 @@ def _run_plan(args: argparse.Namespace) -> dict[str, Any]:
         return stages.video_plan(opened, job, not args.json).as_dict()
 
 
-def _run_cut(args: argparse.Namespace) -> dict[str, Any]:
+def _run_cut(args: argparse.Namespace) -> dict[str, object]:
     out = _out(args)
     job = _cut_job(args, _planned_sources(out))
     with services(args, job.roots()) as opened:
         return {**stages.video_cut(opened, job, not args.json).as_dict(), **_media(opened)}
 
 
-def _run_both(args: argparse.Namespace) -> dict[str, Any]:
+def _run_both(args: argparse.Namespace) -> dict[str, object]:
     plan_job = _plan_job(args)
     if not plan_job.src.exists():
         raise ValueError(f"no videos at {plan_job.src}")
@@ -94,12 +93,12 @@ def _run_both(args: argparse.Namespace) -> dict[str, Any]:
         return {"plan": planned.as_dict(), "cut": cut.as_dict(), **_media(opened)}
 
 
-def _media(opened: Any) -> dict[str, Any]:
+def _media(opened: Services) -> dict[str, str]:
     info = stages.media_info(opened)
     return {"ffmpeg": info["ffmpeg"], "ffmpeg_source": info["ffmpeg_source"]}
 
 
-def _status(args: argparse.Namespace) -> dict[str, Any]:
+def _status(args: argparse.Namespace) -> dict[str, object]:
     return video_status(_out(args))
 
 

@@ -34,33 +34,35 @@ def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent
     exception it raises is raised here, in the caller's thread.
     """
     events: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-    last: dict[str, Any] = {"at": 0.0, "stage": ""}
+    value: Any = None  # what the job returned: a summary dict, or an outcome (see above)
+    failure: BaseException | None = None  # what it raised
+    last_at, last_stage = 0.0, ""
 
     def progress(stage: str, done: int, total: int, message: str = "") -> None:
         # Throttled per stage; a stage's first and last events always go out.
+        nonlocal last_at, last_stage
         now = time.monotonic()
-        if stage == last["stage"] and done < total and now - last["at"] < 1 / EVENTS_PER_SECOND:
+        if stage == last_stage and done < total and now - last_at < 1 / EVENTS_PER_SECOND:
             return
-        last.update(at=now, stage=stage)
+        last_at, last_stage = now, stage
         events.put(
             common_pb2.JobEvent(progress=common_pb2.Progress(stage=stage, done=done, total=total))
         )
 
     def worker() -> None:
+        nonlocal value, failure
         try:
-            outcome["value"] = run(progress)
+            value = run(progress)
         except BaseException as error:  # re-raised in the caller's thread below
-            outcome["error"] = error
+            failure = error
         finally:
             events.put(None)
 
     threading.Thread(target=worker, daemon=True, name="job").start()
     while (event := events.get()) is not None:
         yield event
-    if "error" in outcome:
-        raise outcome["error"]
-    value = outcome["value"]
+    if failure is not None:
+        raise failure
     summary = value if isinstance(value, dict) else value.summary
     manifest = None if isinstance(value, dict) else value.manifest_path
     yield common_pb2.JobEvent(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,8 +27,10 @@ _STRIP = re.compile(STRIP_DIR + r"/\d{3}_[a-z_]+\.png")  # the only files a run 
 TILE = 112  # pixels of each face in a strip
 GAP = 12  # the grey gap between the faces in question and those they are compared with
 
+LoadImage = Callable[[str], np.ndarray]
 
-def read_refine_disagreements(path: Path) -> list[dict[str, Any]] | None:
+
+def read_refine_disagreements(path: Path) -> list[dict[str, object]] | None:
     """The disagreements route recorded; None when the refine manifest holds none."""
     try:
         payload = layout.read_json(Path(path), default={})
@@ -41,7 +42,7 @@ def read_refine_disagreements(path: Path) -> list[dict[str, Any]] | None:
     return [dict(item) for item in items if isinstance(item, dict) and _readable(item)]
 
 
-def _readable(item: Mapping[str, Any]) -> bool:
+def _readable(item: Mapping[str, object]) -> bool:
     """A disagreement of a known kind whose faces are ids (a hand-edited manifest may hold
     anything: what does not fit is left out, never fatal)."""
     if item.get("kind") not in KINDS:
@@ -53,20 +54,26 @@ def _readable(item: Mapping[str, Any]) -> bool:
     return True
 
 
-def sides(item: Mapping[str, Any]) -> tuple[list[int], list[int]]:
-    """(faces in question, faces they are compared with) of one disagreement."""
+def sides(item: Mapping[str, object]) -> tuple[list[int], list[int]]:
+    """(faces in question, faces they are compared with) of one disagreement; TypeError when
+    its face lists are not lists (a hand-edited manifest)."""
     ids = item.get("face_ids") or []
+    if not isinstance(ids, list):
+        raise TypeError(f"face_ids is not a list: {ids!r}")
     if ids and isinstance(ids[0], list):  # named twice: the faces of each faceset
         first, *rest = ids
         return [int(f) for f in first], [int(f) for group in rest for f in group]
-    return [int(f) for f in ids], [int(f) for f in item.get("reference_face_ids") or []]
+    references = item.get("reference_face_ids") or []
+    if not isinstance(references, list):
+        raise TypeError(f"reference_face_ids is not a list: {references!r}")
+    return [int(f) for f in ids], [int(f) for f in references]
 
 
-def face_ids(items: Sequence[Mapping[str, Any]]) -> list[int]:
+def face_ids(items: Sequence[Mapping[str, object]]) -> list[int]:
     return sorted({f for item in items for side in sides(item) for f in side})
 
 
-def _tile(row: FaceRow | None, load_image: Any, pad_ratio: float) -> np.ndarray:
+def _tile(row: FaceRow | None, load_image: LoadImage, pad_ratio: float) -> np.ndarray:
     if row is not None:
         for path in [row.path, *row.aliases]:
             try:
@@ -78,17 +85,17 @@ def _tile(row: FaceRow | None, load_image: Any, pad_ratio: float) -> np.ndarray:
 
 def write_section(
     out: Path,
-    items: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, object]],
     rows: Mapping[int, FaceRow],
-    load_image: Any,
-    previous: Any,
+    load_image: LoadImage,
+    previous: object,  # the list an earlier run wrote (anything, if edited)
     pad_ratio: float,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     """The manifest's list: each disagreement with `file`, its strip (faces in question on the
     left, a gap, the faces compared with on the right)."""
     disk = Beneath(out)
     written: set[str] = set()
-    listed: list[dict[str, Any]] = []
+    listed: list[dict[str, object]] = []
     for number, item in enumerate(items, start=1):
         left, right = sides(item)
         tiles = [_tile(rows.get(f), load_image, pad_ratio) for f in left]

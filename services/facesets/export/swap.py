@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -735,7 +735,7 @@ def _export_set(
     )
 
 
-def _retire(out: Path, entry: Mapping[str, Any]) -> None:
+def _retire(out: Path, entry: Mapping[str, object]) -> None:
     """Remove the files an exported set's own manifest says it wrote, and its emptied folder."""
     folder = entry.get("dir")
     manifest = entry.get("manifest")
@@ -751,15 +751,15 @@ def _retire(out: Path, entry: Mapping[str, Any]) -> None:
 
 
 def _merge_entries(
-    out: Path, top_manifest: Mapping[str, Any], results: Sequence[_SetResult]
-) -> dict[str, Any]:
+    out: Path, top_manifest: Mapping[str, object], results: Sequence[_SetResult]
+) -> dict[str, object]:
     """The top-level manifest with this run's entries in their partitions.
 
     An entry of a group this run exported that it no longer lists (or lists under another
     partition or folder) leaves its partition, and its old folder is removed; so does a faceset
     whose number this run exported under another name.
     """
-    merged: dict[str, Any] = dict(top_manifest)
+    merged: dict[str, object] = dict(top_manifest)
     groups = {r.target.group for r in results if r.target.group}
     current = {(r.target.partition, r.target.name): r.target.dir for r in results}
     dirs = set(current.values())
@@ -784,7 +784,8 @@ def _merge_entries(
                 _retire(out, entry)
             del section[name]
     for result in results:  # this run's entries replace theirs
-        section = dict(merged.get(result.target.partition) or {})
+        earlier = merged.get(result.target.partition)
+        section = dict(earlier) if isinstance(earlier, dict) else {}
         section[result.target.name] = result.entry
         merged[result.target.partition] = dict(sorted(section.items()))
     merged["version"] = MANIFEST_VERSION
@@ -794,6 +795,17 @@ def _merge_entries(
 
 
 # --- candidates -------------------------------------------------------------------------------
+
+
+class CandidateSection(TypedDict):
+    """The top-level manifest's `candidates`: singleton faces cropped for review."""
+
+    params: dict[str, float]
+    considered: int
+    items: list[dict[str, object]]  # face_id, source, nearest, distance, scores, file ...
+    dropped: list[dict[str, object]]  # the same, with the reason instead of the file
+    skipped: list[Skipped]
+    files: list[str]
 
 
 def _export_candidates(
@@ -808,7 +820,7 @@ def _export_candidates(
     count_faces: CountFaces,
     previous: object,  # the candidates section an earlier run wrote (anything, if edited)
     progress: ProgressFn | None,
-) -> dict[str, Any]:
+) -> CandidateSection:
     """Singleton faces close to a faceset's centroid, cropped for a person to review."""
     cand_dir = out / layout.CANDIDATES_DIR
     anchors = [(r.number, r.centroid) for r in results if r.centroid is not None]
@@ -827,8 +839,8 @@ def _export_candidates(
                 continue
             chosen.append((row, anchors[best][0], float(distances[best]), scores))
 
-    items: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
+    items: list[tuple[tuple[str, float, int], dict[str, object]]] = []  # (sort key, item)
+    dropped: list[dict[str, object]] = []
     skipped: list[Skipped] = []
     written: set[str] = set()
     batch = max(1, settings.export().crops.check_batch)
@@ -848,11 +860,12 @@ def _export_candidates(
             out_size=params.out_size,
         )
         for (row, number, distance, scores, _), checked in zip(loaded, checks, strict=True):
-            record = {
+            nearest, rounded = faceset_name(number), round(distance, 6)
+            record: dict[str, object] = {
                 "face_id": row.face_id,
                 "source": row.path,
-                "nearest": faceset_name(number),
-                "distance": round(distance, 6),
+                "nearest": nearest,
+                "distance": rounded,
                 "scores": {k: v for k, v in scores.as_dict().items() if k != "composite"},
                 "composite": round(scores.composite, 6),
                 "attempts": _attempts(checked),
@@ -863,7 +876,12 @@ def _export_candidates(
             path = cand_dir / f"{faceset_name(number)}__{crop_name(row)}"
             _write_if_changed(out, path, encode_png(checked.image))
             written.add(_rel(out, path))
-            items.append(record | {"file": _rel(out, path), "pad_ratio": checked.pad_ratio})
+            items.append(
+                (
+                    (nearest, rounded, row.face_id),
+                    record | {"file": _rel(out, path), "pad_ratio": checked.pad_ratio},
+                )
+            )
         if progress:
             progress("candidates", min(start + batch, len(chosen)), len(chosen), "")
     earlier = previous.get("files", []) if isinstance(previous, dict) else []
@@ -871,7 +889,7 @@ def _export_candidates(
     return {
         "params": {"match_threshold": match_threshold, "min_score": min_score},
         "considered": len(candidates),
-        "items": sorted(items, key=lambda i: (i["nearest"], i["distance"], i["face_id"])),
+        "items": [item for _, item in sorted(items, key=lambda i: i[0])],
         "dropped": dropped,
         "skipped": skipped,
         "files": sorted(written),
@@ -909,12 +927,12 @@ def export_swap(
     count_faces: CountFaces,
     candidates: Sequence[FaceRow] | None = None,
     progress: ProgressFn | None = None,
-    gates: Mapping[str, Any] | None = None,
+    gates: Mapping[str, object] | None = None,
     lookalikes: Sequence[LookalikePair] | None = None,
     targets: Mapping[int, SetTarget] | None = None,
-    disagreements: Sequence[Mapping[str, Any]] | None = None,
+    disagreements: Sequence[Mapping[str, object]] | None = None,
     disagreement_rows: Mapping[int, FaceRow] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
     `lookalikes` (refine's pairs of facesets that share a photo yet lie close) go into the
@@ -969,7 +987,10 @@ def export_swap(
     if gates:
         merged["gates"] = dict(gates)
     if lookalikes is not None:
-        merged["lookalikes"] = _lookalike_section(lookalikes, merged["facesets"])
+        exported = merged[PARTITION_FACESETS]
+        merged["lookalikes"] = _lookalike_section(
+            lookalikes, exported if isinstance(exported, dict) else {}
+        )
     if disagreements is not None or top_manifest.get(immich.DISAGREEMENTS_KEY):
         merged[immich.DISAGREEMENTS_KEY] = immich.write_section(
             out,
@@ -979,7 +1000,7 @@ def export_swap(
             top_manifest.get(immich.DISAGREEMENTS_KEY),
             pad_ratio,
         )
-    candidate_section: dict[str, Any] | None = None
+    candidate_section: CandidateSection | None = None
     if candidates is not None:
         taken = {row.face_id for rows in faces_by_set.values() for row in rows}
         candidate_section = _export_candidates(
@@ -1006,7 +1027,8 @@ def export_swap(
         skipped += [
             item | {"faceset": layout.CANDIDATES_DIR} for item in candidate_section["skipped"]
         ]
-    summary = {
+    shown = merged.get(immich.DISAGREEMENTS_KEY)
+    summary: dict[str, object] = {
         "out": str(out),
         "manifest": str(top_path),
         "facesets": len(results),
@@ -1020,7 +1042,7 @@ def export_swap(
         "fsz": [str(out / rel) for r in results for rel in r.fsz],
         "gates": merged.get("gates", {}),
         **(
-            {immich.DISAGREEMENTS_KEY: len(merged[immich.DISAGREEMENTS_KEY])}
+            {immich.DISAGREEMENTS_KEY: len(shown) if isinstance(shown, list) else 0}
             if immich.DISAGREEMENTS_KEY in merged
             else {}
         ),

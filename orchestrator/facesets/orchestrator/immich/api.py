@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -153,6 +153,24 @@ def _timestamp(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class FaceState(TypedDict):
+    """A face as state.json keeps it (Face.as_json)."""
+
+    id: str
+    person_id: str | None
+    box: list[float]  # x1, y1, x2, y2 in image_width x image_height
+    image_width: int
+    image_height: int
+
+
+class PersonState(TypedDict):
+    """A person as state.json keeps it (Person.as_json), under its Immich id."""
+
+    name: str
+    is_hidden: bool
+    birth_date: str | None
+
+
 @dataclass(frozen=True)
 class Face:
     """AssetFaceResponseDto: a box in the pixel space of imageWidth x imageHeight (the preview
@@ -184,7 +202,7 @@ class Face:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ImmichProtocolError(f"malformed face: {exc!r}") from None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> FaceState:
         """The face as state.json keeps it: its person and its box in imageWidth x imageHeight."""
         return {
             "id": self.id,
@@ -233,7 +251,7 @@ class Person:
         except (KeyError, TypeError, AttributeError) as exc:
             raise ImmichProtocolError(f"malformed person: {exc!r}") from None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> PersonState:
         return {"name": self.name, "is_hidden": self.is_hidden, "birth_date": self.birth_date}
 
 

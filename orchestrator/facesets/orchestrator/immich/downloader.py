@@ -8,7 +8,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -205,7 +205,7 @@ class Stager:
     def _read_people(self) -> None:
         """Every person of the user (names, hidden flags), page by page; a key without
         person.read stages as before, without names."""
-        people: dict[str, dict[str, Any]] = {}
+        people: dict[str, Mapping[str, object]] = {}  # Immich id -> PersonState
         page = 1
         try:
             while not self.cancel.is_set():
@@ -294,7 +294,7 @@ class Stager:
         if self.cancel.is_set() and self.client.outage.is_set():
             self.client.breaker.check()
 
-    def _faces_only(self, record: dict[str, Any] | None) -> bool:
+    def _faces_only(self, record: AssetRecord | None) -> bool:
         """A staged asset whose faces are read again, without a download: one staged before
         faces were kept, or every staged one with --refresh-faces (people merged in Immich)."""
         if record is None or lacks_faces(record):

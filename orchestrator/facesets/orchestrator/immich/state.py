@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ class StateBook:
         self.lock = threading.RLock()
         self.records: dict[str, AssetRecord] = {}
         # Immich's people (id -> name, is_hidden, birth_date), read anew by every run.
-        self.people: dict[str, AssetRecord] = {}
+        self.people: dict[str, Mapping[str, object]] = {}
         self._saved_at = time.monotonic()
         self._gap = interval_s
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ ROW_THUMBS = 4
 COOKIE = "facesets_review"
 BUSY_HINT = "is being written by another facesets job"
 # An action: (what the browser sent) -> the service's summary; raises ActionRefused.
-Actions = Callable[[str, dict[str, Any]], dict[str, Any]]
+Actions = Callable[[str, dict[str, object]], dict[str, object]]
 
 
 class ActionRefused(Exception):
@@ -286,13 +286,15 @@ def build_app(config: AppConfig) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(Guard, config=config)])
 
 
-def _said(kind: str, summary: dict[str, Any]) -> str:
+def _said(kind: str, summary: Mapping[str, object]) -> str:
     run = summary.get("run")
     note = summary.get("note")
     if note:
         return str(note)
     if kind == "undo":
-        return f"put back run {', '.join(summary.get('runs') or []) or '(none)'}"
+        runs = summary.get("runs")
+        listed = ", ".join(str(r) for r in runs) if isinstance(runs, list) else ""
+        return f"put back run {listed or '(none)'}"
     return f"{kind}: done (run {run})" if run else f"{kind}: done"
 
 

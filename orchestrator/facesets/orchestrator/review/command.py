@@ -11,8 +11,9 @@ import ipaddress
 import socket
 import sys
 import webbrowser
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -78,7 +79,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _request(export: Path, store: Path | None, kind: str, body: dict[str, Any]) -> JobRequest:
+def _request(export: Path, store: Path | None, kind: str, body: Mapping[str, object]) -> JobRequest:
     from facesets.orchestrator.review.app import ActionRefused
 
     faceset = str(body.get("faceset") or "")
@@ -106,7 +107,7 @@ def make_actions(opened: Services, export: Path, view: ExportView, store: Path |
 
     client = opened.export(peers=False)
 
-    def act(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def act(kind: str, body: dict[str, object]) -> dict[str, object]:
         if kind == "undo":
             last = view.last_undoable()
             if last is None:

@@ -13,7 +13,7 @@ photos: not sortable (a split would give one era plus fragments).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -35,7 +35,23 @@ from facesets.v1 import clustering_pb2
 HISTOGRAM_BINS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # the last bin takes all above 0.95
 
 
-def _histogram(embeddings: np.ndarray) -> dict[str, Any]:
+class Histogram(TypedDict):
+    """Pairwise distances of a faceset's faces, in bins of HISTOGRAM_BINS."""
+
+    bins: list[str]  # each bin's lower edge
+    counts: list[int]
+    pairs: int
+    median: float | None
+
+
+class AgeGroup(TypedDict):
+    """One sub-cluster at `sub_threshold`: its size and the capture years of its photos."""
+
+    faces: int
+    years: dict[str, int | None]  # eras.year_spread: first, last, dominant, dated, undated
+
+
+def _histogram(embeddings: np.ndarray) -> Histogram:
     n = embeddings.shape[0]
     upper = np.triu_indices(n, k=1)
     distances = (1.0 - embeddings @ embeddings.T)[upper]
@@ -49,12 +65,10 @@ def _histogram(embeddings: np.ndarray) -> dict[str, Any]:
     }
 
 
-def verdict(
-    groups: list[dict[str, Any]], anchor_min_faces: int, era_years: int
-) -> tuple[bool, str]:
+def verdict(groups: list[AgeGroup], anchor_min_faces: int, era_years: int) -> tuple[bool, str]:
     """Sortable by age, and why (the rule in the module docstring)."""
     anchors = [g for g in groups if g["faces"] >= anchor_min_faces]
-    dated = sorted({g["years"]["dominant"] for g in anchors if g["years"]["dominant"] is not None})
+    dated = sorted({y for g in anchors if (y := g["years"]["dominant"]) is not None})
     if len(anchors) < 2:
         return False, f"{len(anchors)} sub-cluster(s) of {anchor_min_faces}+ faces; need 2"
     if len(dated) < 2 or dated[-1] - dated[0] <= era_years:
@@ -86,7 +100,7 @@ def age_probe(
     years = [years_by_photo.get(sha) for sha in shas]
 
     sizes: dict[str, list[int]] = {}
-    at_years: list[dict[str, Any]] = []
+    at_years: list[AgeGroup] = []
     at = round(params.sub_threshold, 4)  # a float32 over gRPC: 0.35 arrives as 0.34999999
     thresholds = sorted({*settings.clustering().age.probe_thresholds, at})
     for done, threshold in enumerate(thresholds, start=1):

@@ -36,7 +36,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import structlog
@@ -391,7 +390,7 @@ def age_split(
     slotted = _slotted(eras, result)
     if extend and written:
         _record_extend_run(export_dir, plan, plan_path, int(todo.size), slotted)
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {
         "faceset": curated.name,
         "plan": str(plan_path),
         "dry_run": params.dry_run,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,7 +21,7 @@ __all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
 @dataclass
 class JobOutcome:
-    summary: dict[str, Any]
+    summary: Mapping[str, object]
     manifest_path: Path | None
 
 

@@ -69,7 +69,7 @@ def summary(
     outliers: int,
     cluster_size: int,
     kept: int,
-) -> dict[str, Any]:
+) -> gates.GateSummary:
     """The "gates" entry of a job over `rows` (see facesets.contract.gates)."""
     size, sharp, detected = (getattr(gate, f.name) for f in dataclasses.fields(QualityGate))
     thresholds = {

@@ -72,10 +72,10 @@ def route(
     facesets = manifest.entries()
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
-    # Seeds work on the entries' JSON (they add the Immich person and the named folder).
-    seeding = apply_seeds([e.to_json() for e in facesets], seeds, table, rows, p) if seeds else None
+    # Seeds add the Immich person and the named folder to their entries' extra fields.
+    seeding = apply_seeds(facesets, seeds, table, rows, p) if seeds else None
     if seeding is not None:
-        facesets = [FacesetEntry.from_json(e, str(manifest_path)) for e in seeding.facesets]
+        facesets = seeding.facesets
 
     held = {f for entry in facesets for f in entry.face_ids}
     wanted_photos = set(sha256)

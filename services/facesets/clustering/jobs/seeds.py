@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TypedDict
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from facesets.common import settings
 from facesets.contract import layout
 from facesets.contract.clustering import RouteParams
 from facesets.contract.immich import MERGED, NAMED_TWICE, SPLIT
+from facesets.contract.manifests import FacesetEntry
 
 
 @dataclass(frozen=True)
@@ -46,31 +47,91 @@ class Seed:
     face_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Person:
+    """The Immich person a faceset was seeded from (its entry's `immich_person`)."""
+
+    id: str
+    name: str
+
+
+class Split(TypedDict):
+    """Two faces of one photo in one seed: the farther ones leave it."""
+
+    kind: str
+    person: str
+    person_id: str
+    photo: str
+    face_ids: list[int]
+    reference_face_ids: list[int]
+
+
+class Merged(TypedDict):
+    """Faces of one seed beyond the outlier threshold of its core."""
+
+    kind: str
+    person: str
+    person_id: str
+    face_ids: list[int]
+    distances: list[float]
+    reference_face_ids: list[int]
+    threshold: float
+
+
+class HeldTwice(TypedDict):
+    """A named person whose faces another person's faceset already holds."""
+
+    kind: str
+    people: list[str]
+    person_ids: list[str]
+    facesets: list[str]
+    held_by: str
+    face_ids: list[list[int]]
+
+
+class NamedTwice(TypedDict):
+    """Two named facesets whose centroids lie within the merge threshold."""
+
+    kind: str
+    people: list[str]
+    person_ids: list[str]
+    facesets: list[str]
+    distance: float
+    threshold: float
+    face_ids: list[list[int]]
+
+
+Disagreement = Split | Merged | HeldTwice | NamedTwice
+
+
 @dataclass
 class Seeding:
-    facesets: list[dict[str, Any]]
-    disagreements: list[dict[str, Any]] = field(default_factory=list)
+    facesets: list[FacesetEntry]
+    disagreements: list[Disagreement] = field(default_factory=list)
     seeded: dict[str, list[int]] = field(default_factory=dict)  # faceset name -> faces added
     new: list[str] = field(default_factory=list)  # facesets the seeds created
     renamed: dict[str, str] = field(default_factory=dict)  # old name -> new name
 
 
-def person_of(entry: dict[str, Any]) -> dict[str, Any] | None:
-    person = entry.get("immich_person")
-    return person if isinstance(person, dict) and person.get("id") else None
+def person_of(entry: FacesetEntry) -> Person | None:
+    person = entry.extra.get("immich_person")
+    if not isinstance(person, dict) or not person.get("id"):
+        return None
+    return Person(str(person["id"]), str(person.get("name") or ""))
 
 
 def named_entry(
     number: int, face_ids: list[int], table: FaceTable, key: str, name: str
-) -> dict[str, Any]:
+) -> FacesetEntry:
     """A seeded faceset: named ones go to faceset_NNN_<slug> (folder and .fsz names); the
     export retires the old folder of a number exported under a new name."""
-    entry = faceset_entry(number, face_ids, table).to_json()
+    entry = faceset_entry(number, face_ids, table)
     folder = layout.named_faceset_dir(number, name)
-    entry["immich_person"] = {"id": key, "name": name}
-    if folder != entry["name"]:
-        entry.update(name=folder, dir=folder, bundle=folder)
-    return entry
+    extra: dict[str, object] = {"immich_person": {"id": key, "name": name}}
+    if folder != entry.name:
+        extra |= {"dir": folder, "bundle": folder}
+        return replace(entry, name=folder, extra=extra)
+    return replace(entry, extra=extra)
 
 
 def _core(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +157,7 @@ def _references(ids: np.ndarray, distances: np.ndarray, inside: np.ndarray) -> l
 
 
 def apply_seeds(
-    facesets: list[dict[str, Any]],
+    facesets: list[FacesetEntry],
     seeds: Sequence[Seed],
     table: FaceTable,
     usable: np.ndarray,
@@ -107,13 +168,13 @@ def apply_seeds(
     assert table.embedding is not None
     index = face_index_by_id(table)
     usable_set = {int(r) for r in usable}
-    facesets = [dict(entry) for entry in facesets]
+    facesets = list(facesets)
     out = Seeding(facesets)
-    holder = {int(f): i for i, entry in enumerate(facesets) for f in entry["face_ids"]}
-    next_number = max((int(e["number"]) for e in facesets), default=0) + 1
+    holder = {int(f): i for i, entry in enumerate(facesets) for f in entry.face_ids}
+    next_number = max((e.number for e in facesets), default=0) + 1
     for seed in sorted(seeds, key=lambda s: (s.name == "", s.name.casefold(), s.key)):
         at: int | None = next(
-            (i for i, e in enumerate(facesets) if (person_of(e) or {}).get("id") == seed.key),
+            (i for i, e in enumerate(facesets) if _person_id(e) == seed.key),
             None,
         )
         rows = np.asarray(
@@ -130,7 +191,7 @@ def apply_seeds(
         inside = distances <= p.outlier_threshold
         label = seed.name or seed.key
         outliers = ~inside
-        splits: list[dict[str, Any]] = []
+        splits: list[Split] = []
         if p.cannot_link:
             by_photo: dict[str, list[int]] = {}
             for i in np.flatnonzero(inside):
@@ -152,17 +213,16 @@ def apply_seeds(
                     }
                 )
         if outliers.any():
-            out.disagreements.append(
-                {
-                    "kind": MERGED,
-                    "person": label,
-                    "person_id": seed.key,
-                    "face_ids": [int(f) for f in ids[outliers]],
-                    "distances": [round(float(d), 4) for d in distances[outliers]],
-                    "reference_face_ids": _references(ids, distances, inside),
-                    "threshold": float(p.outlier_threshold),
-                }
-            )
+            merged: Merged = {
+                "kind": MERGED,
+                "person": label,
+                "person_id": seed.key,
+                "face_ids": [int(f) for f in ids[outliers]],
+                "distances": [round(float(d), 4) for d in distances[outliers]],
+                "reference_face_ids": _references(ids, distances, inside),
+                "threshold": float(p.outlier_threshold),
+            }
+            out.disagreements.append(merged)
         out.disagreements += splits
         if at is None:
             holders = [holder.get(int(f)) for f in ids[inside]]
@@ -182,24 +242,23 @@ def apply_seeds(
             facesets.append(entry)
             at = len(facesets) - 1
             next_number += 1
-            out.new.append(entry["name"])
-            out.seeded[entry["name"]] = kept
+            out.new.append(entry.name)
+            out.seeded[entry.name] = kept
         else:
             old = facesets[at]
             seeded_before = {int(f) for f in seed.face_ids}
             # Faces it holds that the person no longer has (or that now disagree) leave it;
             # faces routed to it on their own stay.
-            keep = [int(f) for f in old["face_ids"] if int(f) not in seeded_before]
-            number = int(old["number"])
-            members = sorted_ids([*keep, *kept]) or sorted_ids(old["face_ids"])
-            entry = named_entry(number, members, table, seed.key, seed.name)
-            added = sorted(set(kept) - {int(f) for f in old["face_ids"]})
+            keep = [int(f) for f in old.face_ids if int(f) not in seeded_before]
+            members = sorted_ids([*keep, *kept]) or sorted_ids(old.face_ids)
+            entry = named_entry(old.number, members, table, seed.key, seed.name)
+            added = sorted(set(kept) - {int(f) for f in old.face_ids})
             if added:
-                out.seeded[entry["name"]] = added
-            if old["name"] != entry["name"]:
-                out.renamed[old["name"]] = entry["name"]
+                out.seeded[entry.name] = added
+            if old.name != entry.name:
+                out.renamed[old.name] = entry.name
             facesets[at] = entry
-        for f in facesets[at]["face_ids"]:
+        for f in facesets[at].face_ids:
             holder[int(f)] = at
     out.disagreements += _named_twice(facesets)
     return out
@@ -214,51 +273,54 @@ def _majority(holders: list[int | None]) -> int | None:
     return best if 2 * held > len(holders) else None
 
 
-def _adoptable(facesets: Sequence[dict[str, Any]], holders: list[int | None]) -> int | None:
+def _person_id(entry: FacesetEntry) -> str | None:
+    person = person_of(entry)
+    return person.id if person is not None else None
+
+
+def _adoptable(facesets: Sequence[FacesetEntry], holders: list[int | None]) -> int | None:
     """The faceset a person's faces already make up (an import before its name was known):
     one without a person that holds most of them; None when there is none."""
     best = _majority(holders)
     return best if best is not None and person_of(facesets[best]) is None else None
 
 
-def _held_twice(seed: Seed, holder: dict[str, Any], faces: np.ndarray) -> dict[str, Any]:
+def _held_twice(seed: Seed, holder: FacesetEntry, faces: np.ndarray) -> HeldTwice:
     """A named person whose faces another person's faceset already holds."""
-    person = person_of(holder) or {}
+    person = person_of(holder) or Person("", "")
     shown = settings.clustering().people.reference_faces
     return {
         "kind": NAMED_TWICE,
-        "people": [seed.name, str(person.get("name") or "")],
-        "person_ids": [seed.key, str(person.get("id") or "")],
-        "facesets": [str(holder["name"])],
-        "held_by": str(holder["name"]),
-        "face_ids": [[int(f) for f in faces[:shown]], [int(f) for f in holder["face_ids"][:shown]]],
+        "people": [seed.name, person.name],
+        "person_ids": [seed.key, person.id],
+        "facesets": [holder.name],
+        "held_by": holder.name,
+        "face_ids": [[int(f) for f in faces[:shown]], [int(f) for f in holder.face_ids[:shown]]],
     }
 
 
-def _named_twice(facesets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    named = [e for e in facesets if (person_of(e) or {}).get("name")]
-    found: list[dict[str, Any]] = []
-    for i, first in enumerate(named):
-        for second in named[i + 1 :]:
-            a = np.asarray(first["centroid"], dtype=np.float32)
-            b = np.asarray(second["centroid"], dtype=np.float32)
+def _named_twice(facesets: Sequence[FacesetEntry]) -> list[NamedTwice]:
+    named = [(e, p) for e in facesets if (p := person_of(e)) is not None and p.name]
+    found: list[NamedTwice] = []
+    for i, (first, first_person) in enumerate(named):
+        for second, second_person in named[i + 1 :]:
+            a = np.asarray(first.centroid, dtype=np.float32)
+            b = np.asarray(second.centroid, dtype=np.float32)
             distance = 1.0 - float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)
             if distance <= settings.clustering().people.named_twice_distance:
                 pair = (first, second)
                 found.append(
                     {
                         "kind": NAMED_TWICE,
-                        "people": [str(e["immich_person"]["name"]) for e in pair],
-                        "person_ids": [str(e["immich_person"]["id"]) for e in pair],
-                        "facesets": [str(e["name"]) for e in pair],
+                        "people": [first_person.name, second_person.name],
+                        "person_ids": [first_person.id, second_person.id],
+                        "facesets": [e.name for e in pair],
                         "distance": round(distance, 4),
                         "threshold": settings.clustering().people.named_twice_distance,
                         "face_ids": [
                             [
                                 int(f)
-                                for f in e["face_ids"][
-                                    : settings.clustering().people.reference_faces
-                                ]
+                                for f in e.face_ids[: settings.clustering().people.reference_faces]
                             ]
                             for e in pair
                         ],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract.video import VideoCutParams
 from facesets.export.jobs.context import ExportJob, JobContext
 from facesets.export.video import cut
@@ -16,5 +14,5 @@ class CutSegments(ExportJob[Request, VideoCutParams]):
     request = Request
     params = VideoCutParams
 
-    def run(self, ctx: JobContext[Request], params: VideoCutParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: VideoCutParams) -> dict[str, object]:
         return cut.cut_segments(ctx.out, params, ctx.progress)

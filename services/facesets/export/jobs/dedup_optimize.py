@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract.export import DedupOptimizeParams
 from facesets.export.jobs.context import ExportJob, JobContext, Peer
 from facesets.export.maintenance import dedup
@@ -22,7 +20,7 @@ class DedupOptimize(ExportJob[Request, DedupOptimizeParams]):
     # InferenceFaces reports a face it could not count or embed as a RuntimeError.
     failures = (ValueError, RuntimeError, FileNotFoundError)
 
-    def run(self, ctx: JobContext[Request], params: DedupOptimizeParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: DedupOptimizeParams) -> dict[str, object]:
         out = ctx.out
         faces = InferenceFaces(ctx.inference, out)
         run = dedup.dedup_optimize(

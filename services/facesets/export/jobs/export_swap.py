@@ -4,7 +4,6 @@ service, each crop's one-face check from the inference service's CountFaces."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -90,7 +89,7 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
     def writes(self, ctx: JobContext[Request], params: ExportSwapParams) -> Writes:
         return Writes([ctx.out], create=True)
 
-    def run(self, ctx: JobContext[Request], params: ExportSwapParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: ExportSwapParams) -> dict[str, object]:
         out, refine_manifest = ctx.out, self._refine_manifest(ctx)
         raw_manifest, store = self._raw_manifest(ctx), self._store(ctx)
         progress = ctx.progress

@@ -3,8 +3,6 @@ refines and consolidations honour."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract import review
 from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, NoParams
 from facesets.export.maintenance import review_actions
@@ -27,7 +25,7 @@ class MarkDifferent(ExportJob[Request, NoParams]):
             raise BadRequest(str(error)) from error
         ctx.optional(request.store, "store")  # inside the roots, before anything is locked
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
         request = ctx.request
         store = ctx.optional(request.store, "store")
         summary = review_actions.mark_different(ctx.out, request.faceset, request.other, store)

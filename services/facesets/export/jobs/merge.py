@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract.export import MergeParams
 from facesets.export.jobs.context import ExportJob, JobContext
 from facesets.export.maintenance import merge
@@ -17,6 +15,6 @@ class Merge(ExportJob[Request, MergeParams]):
     request = Request
     params = MergeParams
 
-    def run(self, ctx: JobContext[Request], params: MergeParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: MergeParams) -> dict[str, object]:
         out = ctx.out
         return refresh_report(out, merge.merge(out, params).summary())

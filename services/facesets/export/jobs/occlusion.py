@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract.export import OcclusionParams
 from facesets.export.jobs.context import ExportJob, JobContext, Peer
 from facesets.export.jobs.restoring import restore_runs
@@ -24,7 +22,7 @@ class Occlusion(ExportJob[Request, OcclusionParams]):
     def calls(self, request: Request) -> tuple[Peer, ...]:
         return () if request.undo else self.needs  # an undo only moves files back
 
-    def run(self, ctx: JobContext[Request], params: OcclusionParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: OcclusionParams) -> dict[str, object]:
         out = ctx.out
         if ctx.request.undo:
             return restore_runs(out, undo_kind=occlusion.KIND)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from facesets.contract.video import VideoPlanParams
 from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
@@ -31,7 +30,7 @@ class PlanVideos(ExportJob[Request, VideoPlanParams]):
     def writes(self, ctx: JobContext[Request], params: VideoPlanParams) -> Writes:
         return Writes([ctx.out], create=True)
 
-    def run(self, ctx: JobContext[Request], params: VideoPlanParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: VideoPlanParams) -> dict[str, object]:
         match_dir = ctx.optional(ctx.request.match_dir, "match_dir")
         return plan.plan_videos(
             self._src(ctx), ctx.out, params, ctx.inference.embed, ctx.progress, match_dir

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.export.jobs.context import ExportJob, JobContext, NoParams
 from facesets.export.report import build_report
 from facesets.v1 import export_pb2
@@ -15,5 +13,5 @@ class Report(ExportJob[Request, NoParams]):
     request = Request
     params = NoParams
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
         return build_report(ctx.out, ctx.progress).summary

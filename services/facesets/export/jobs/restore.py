@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, NoParams
 from facesets.export.jobs.restoring import restore_runs
 from facesets.v1 import export_pb2
@@ -20,6 +18,6 @@ class Restore(ExportJob[Request, NoParams]):
         if bool(ctx.request.run_id) == bool(ctx.request.faceset):
             raise BadRequest("Restore needs a run id or a faceset")
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
         request = ctx.request
         return restore_runs(ctx.out, run_id=request.run_id or None, faceset=request.faceset or None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from facesets.export.maintenance import restore, review_actions
 from facesets.export.maintenance.report_refresh import refresh_report
@@ -15,7 +14,7 @@ def restore_runs(
     run_id: str | None = None,
     faceset: str | None = None,
     undo_kind: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Restore run `run_id` (or the last run of `undo_kind`), or every move of `faceset`."""
     chosen = run_id
     if undo_kind is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from facesets.contract import review
 from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, NoParams
 from facesets.export.maintenance import review_actions
@@ -25,7 +23,7 @@ class Split(ExportJob[Request, NoParams]):
         except ValueError as error:
             raise BadRequest(str(error)) from error
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, Any]:
+    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
         request = ctx.request
         crops = tuple(request.crops)
         summary = review_actions.split(ctx.out, request.faceset, crops, request.into)

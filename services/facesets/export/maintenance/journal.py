@@ -37,7 +37,7 @@ class Journal:
     manifests: dict[str, str | None] = field(default_factory=dict)  # rel -> text before
     sets: list[str] = field(default_factory=list)  # faceset folders (as before) to rebuild
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "renames": [[r.src, r.dst, r.replace] for r in self.renames],
             "manifests": self.manifests,

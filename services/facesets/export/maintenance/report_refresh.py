@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
 
 
 def refresh_report(
-    out: Path, summary: Mapping[str, Any], touched: set[str] | None = None
-) -> dict[str, Any]:
+    out: Path, summary: Mapping[str, object], touched: set[str] | None = None
+) -> dict[str, object]:
     """`summary` with `report` (what the rebuild wrote) when the run moved anything and OUT
     holds a report/; a dry run or a run that moved nothing leaves the report alone.
     `touched`: the facesets the run changed, whose pages alone are rendered again."""

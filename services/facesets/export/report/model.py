@@ -117,7 +117,7 @@ class Entry:
     dropped: list[Dropped]
     dropped_counts: dict[str, int]
     fsz: list[str]
-    skipped: list[dict[str, Any]]
+    skipped: list[dict[str, object]]  # unreadable sources as the manifest lists them
     page: str  # relative to OUT/report
     into: str | None = None  # a merged faceset: the one it joined
     years: str | None = None  # an era bucket: the capture years it spans
@@ -147,7 +147,7 @@ class ReportModel:
     thin_below: int = (
         settings.export().report.thin_crops
     )  # the "thin" flag: fewer kept crops than this
-    immich: list[dict[str, Any]] | None = None  # disagreements with the user's Immich people
+    immich: list[dict[str, object]] | None = None  # disagreements with the user's Immich people
 
     def entries(self) -> Iterator[Entry]:
         for partition in self.partitions:

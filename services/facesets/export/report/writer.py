@@ -13,7 +13,6 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -36,7 +35,7 @@ STATE_VERSION = 1
 @dataclass
 class ReportResult:
     index: Path
-    summary: dict[str, Any]
+    summary: dict[str, object]
 
 
 def _write_if_changed(disk: Beneath, rel: str, text: str) -> bool:
