@@ -94,12 +94,13 @@ def lfw_people(
 SLOW_MODULES = (
     "test_user_paths_cli.py",
     "test_export_core.py",
-    "test_fuzz.py",
-    "test_age_lfw.py",
-    "test_age.py",
     "test_occlusion.py",
-    "test_connection_failures.py",
+    "test_fuzz.py",
     "test_distributions.py",
+    "test_photo_formats.py",
+    "test_age_lfw.py",
+    "test_connection_failures.py",
+    "test_age.py",
     "test_restart.py",
 )
 
