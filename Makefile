@@ -69,8 +69,13 @@ protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
 	  --grpc_python_out=$(GEN_DIR) $(PROTOS)
 
+# Two pytest workers (pytest-xdist); each takes whole modules (--dist loadscope), so a module's
+# fixtures are built once, and the slow modules first (tests/conftest.py orders them).
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install lint-checks
-	FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=10 $(PYTEST_ARGS)
+	FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=15 \
+	  -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: install
 	@if [ ! -d "$(SHARED)/models/facepack-mini" ] || [ ! -d "$(SHARED)/data/lfw" ]; then \

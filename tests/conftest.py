@@ -86,3 +86,25 @@ def lfw_people(
         if len(chosen) == people:
             break
     return chosen
+
+
+# Modules that take the longest (a minute or more alone): `make test` runs them first, so that
+# its two workers (pytest-xdist, whole modules each) end together instead of one waiting on a
+# long module picked up last. Order only; a module missing here still runs.
+SLOW_MODULES = (
+    "test_user_paths_cli.py",
+    "test_export_core.py",
+    "test_occlusion.py",
+    "test_fuzz.py",
+    "test_distributions.py",
+    "test_photo_formats.py",
+    "test_age_lfw.py",
+    "test_connection_failures.py",
+    "test_age.py",
+    "test_restart.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
