@@ -8,20 +8,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 import structlog
 
 from facesets.common.error_policy import is_disk_full
+from facesets.common.progress import ProgressFn
 from facesets.common.roots import OutsideRootsError, PathRefused, Roots
 from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
-
-
-class ProgressFn(Protocol):
-    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None: ...
 
 
 EVENTS_PER_SECOND = 10
