@@ -150,33 +150,3 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
     done = run_facesets("embed", str(tmp_path / "nowhere"), str(tmp_path / "faces.db"))
     assert done.returncode == 1
     assert "is not a folder" in done.stderr
-
-
-def test_models_start_on_the_first_photos_while_the_rest_are_hashed(
-    photo_tree, tmp_path, monkeypatch, capsys
-):
-    """The listing registers a first small chunk of files, then chunks twice as large, so
-    that inference starts on the first photos instead of waiting for a whole chunk of 256 to
-    be read and hashed; every file is registered once and the store is complete."""
-    from facesets.client import ClusteringClient
-    from facesets.orchestrator import cli, embed
-
-    root, good, expected_errors = photo_tree
-    registered: list[int] = []
-    real = ClusteringClient.register_files
-
-    def recording(self, store, files):  # the real call, its chunk sizes noted
-        registered.append(len(files))
-        return real(self, store, files)
-
-    monkeypatch.setattr(ClusteringClient, "register_files", recording)
-    assert cli.main(["embed", str(root), str(tmp_path / "faces.db"), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    sizes = [embed.REGISTER_FIRST_CHUNK * 2**i for i in range(len(registered))]
-    assert len(registered) > 1 and registered[0] < summary["files"]
-    assert registered[:-1] == sizes[:-1] and 0 < registered[-1] <= sizes[-1]
-    assert sum(registered) == summary["files"]  # unreadable files too, with their error
-    assert summary["store"]["images"] == good and summary["store"]["aliases"] == 1
-    assert summary["store"]["errors_by_reason"] == {
-        reason: 1 for reason in expected_errors.values()
-    }

@@ -31,11 +31,6 @@ from facesets.v1 import clustering_pb2, common_pb2
 log = structlog.get_logger(__name__)
 _DONE = object()
 REGISTER_STREAM_CHUNK = 256  # files registered at a time while the listing goes on
-# The first chunk is this small and each next one twice the last, up to the chunk above: the
-# models start on the first photos while the others are hashed, instead of waiting for up to
-# 256 files to be read and hashed (on bench/embed_bench.py's 40 large photos, about 112 ms of
-# hashing CPU before the first image went out).
-REGISTER_FIRST_CHUNK = 2
 
 
 @dataclass
@@ -225,13 +220,11 @@ class _Listing:
     def run(self, scanned_files: Iterator[ScannedFile]) -> None:
         try:
             chunk: list[clustering_pb2.FileEntry] = []
-            size = REGISTER_FIRST_CHUNK
             for scanned in scanned_files:
                 chunk.append(self._entry(scanned))
-                if len(chunk) >= size:
+                if len(chunk) >= REGISTER_STREAM_CHUNK:
                     self._register(chunk)
                     chunk = []
-                    size = min(2 * size, REGISTER_STREAM_CHUNK)
             self._register(chunk)
             self.complete.set()
         except BaseException as error:  # surfaced in the main thread
