@@ -643,9 +643,14 @@ def _write_set(
         "version": MANIFEST_VERSION,
         "faceset": name,
         "number": number,
-        # The parameters object as the job got it, and the quality weights its ranking used.
-        "params": params.recorded()
-        | {"quality_weights": dict(settings.export().quality.weights.as_dict())},
+        "params": {
+            "top_n": params.top_n,
+            "outlier_threshold": params.outlier_threshold,
+            "pad_ratio": params.pad_ratio,
+            "out_size": params.out_size,
+            "min_face_short": params.min_face_short,
+            "quality_weights": dict(settings.export().quality.weights.as_dict()),
+        },
         "fsz_top": fsz_files[0] if fsz_files else None,
         "fsz_all": fsz_files[1] if fsz_files else None,
         "counts": counts,
