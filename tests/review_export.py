@@ -15,7 +15,10 @@ from facesets.contract import layout
 from services import run_facesets
 
 
-def build_lfw_export(root: Path, lfw_dir: Path, model_root: Path, per_person: int = 5) -> dict:
+def build_lfw_export(
+    root: Path, lfw_dir: Path, model_root: Path, per_person: int = 5, lookalikes: bool = True
+) -> dict:
+    """`lookalikes`: the first two facesets recorded as a look-alike pair in the plan."""
     people = lfw_people(lfw_dir, 3, per_person, min_photos=per_person)
     photos: dict[str, list[Path]] = {}
     for person, paths in people.items():
@@ -41,8 +44,10 @@ def build_lfw_export(root: Path, lfw_dir: Path, model_root: Path, per_person: in
     ]
     plan = root / "refined" / layout.REFINE_MANIFEST
     plan.parent.mkdir()
-    lookalikes = [{"facesets": ["faceset_000", "faceset_001"], "distance": 0.61}]
-    plan.write_text(json.dumps({"facesets": facesets, "lookalikes": lookalikes}))
+    pairs = [{"facesets": ["faceset_000", "faceset_001"], "distance": 0.61}] if lookalikes else []
+    plan.write_text(
+        json.dumps({"facesets": facesets, "lookalikes": pairs} if pairs else {"facesets": facesets})
+    )
     export = root / "export"
     done = run_facesets(
         "export-swap",

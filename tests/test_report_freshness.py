@@ -12,9 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import lfw_people
 from report_export import build_library_export
-from store_fixtures import add_photos, new_store, sha256_of
+from review_export import build_lfw_export
 
 from facesets.common import settings
 from facesets.contract import layout
@@ -34,36 +33,9 @@ def ok(*args: str) -> dict:
 def exported(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, model_root: Path) -> dict:
     """Three LFW people, five photos each, exported by `facesets export-swap` into one faceset
     each (the refine manifest names the largest face of each photo)."""
-    root = tmp_path_factory.mktemp("freshness")
-    people = lfw_people(lfw_dir, 3, 5, min_photos=5)
-    photos: dict[str, list[Path]] = {}
-    for person, paths in people.items():
-        folder = root / "photos" / person
-        folder.mkdir(parents=True)
-        photos[person] = [Path(shutil.copy(p, folder / p.name)) for p in paths]
-    store = new_store(root / "faces.db")
-    add_photos(store, [p for paths in photos.values() for p in paths], model_root)
-    table = store.face_table()
-    largest: dict[str, tuple[float, int]] = {}
-    for i, sha in enumerate(table.sha256):
-        box = table.bbox[i]
-        area = float((box[2] - box[0]) * (box[3] - box[1]))
-        if sha not in largest or area > largest[sha][0]:
-            largest[sha] = (area, int(table.face_id[i]))
-    facesets = [
-        {
-            "name": layout.FACESET_DIR.format(n),
-            "number": n,
-            "face_ids": [largest[sha256_of(p)][1] for p in paths if sha256_of(p) in largest],
-        }
-        for n, paths in enumerate(photos.values())
-    ]
-    plan = root / "refined" / layout.REFINE_MANIFEST
-    plan.parent.mkdir()
-    plan.write_text(json.dumps({"facesets": facesets}))
-    export = root / "export"
-    ok("export-swap", str(store.path), str(plan), str(export), "--min-face-short", "0")
-    return {"export": export, "people": list(photos), "root": root}
+    return build_lfw_export(
+        tmp_path_factory.mktemp("freshness"), lfw_dir, model_root, lookalikes=False
+    )
 
 
 @pytest.fixture

@@ -4,29 +4,25 @@ refines and consolidations honour."""
 from __future__ import annotations
 
 from facesets.contract import review
-from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, NoParams
+from facesets.export.jobs.context import JobContext
+from facesets.export.jobs.reviewing import ReviewJob
 from facesets.export.maintenance import review_actions
-from facesets.export.maintenance.report_refresh import refresh_report
+from facesets.export.maintenance.review_actions import Summary
 from facesets.v1 import export_pb2
 
 Request = export_pb2.MarkDifferentRequest
 
 
-class MarkDifferent(ExportJob[Request, NoParams]):
+class MarkDifferent(ReviewJob[Request]):
     request = Request
-    params = NoParams
 
-    def check(self, ctx: JobContext[Request], params: NoParams) -> None:
-        ctx.out  # noqa: B018  # checked first: the folder the job writes
+    def validate(self, ctx: JobContext[Request]) -> None:
         request = ctx.request
-        try:
-            review.MarkDifferentRequest(ctx.out, request.faceset, request.other)
-        except ValueError as error:
-            raise BadRequest(str(error)) from error
+        review.MarkDifferentRequest(ctx.out, request.faceset, request.other)
         ctx.optional(request.store, "store")  # inside the roots, before anything is locked
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
+    def act(self, ctx: JobContext[Request]) -> tuple[Summary, set[str]]:
         request = ctx.request
         store = ctx.optional(request.store, "store")
-        summary = review_actions.mark_different(ctx.out, request.faceset, request.other, store)
-        return refresh_report(ctx.out, summary.as_dict(), {request.faceset, request.other})
+        done = review_actions.mark_different(ctx.out, request.faceset, request.other, store)
+        return done, {request.faceset, request.other}

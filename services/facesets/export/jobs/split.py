@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from facesets.contract import review
-from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, NoParams
+from facesets.export.jobs.context import JobContext
+from facesets.export.jobs.reviewing import ReviewJob
 from facesets.export.maintenance import review_actions
-from facesets.export.maintenance.report_refresh import refresh_report
+from facesets.export.maintenance.review_actions import Summary
 from facesets.v1 import export_pb2
 
 Request = export_pb2.SplitRequest
 
 
-class Split(ExportJob[Request, NoParams]):
+class Split(ReviewJob[Request]):
     request = Request
-    params = NoParams
 
-    def check(self, ctx: JobContext[Request], params: NoParams) -> None:
-        ctx.out  # noqa: B018  # checked first: the folder the job writes
+    def validate(self, ctx: JobContext[Request]) -> None:
         request = ctx.request
-        try:
-            review.SplitRequest(ctx.out, request.faceset, tuple(request.crops), request.into)
-        except ValueError as error:
-            raise BadRequest(str(error)) from error
+        review.SplitRequest(ctx.out, request.faceset, tuple(request.crops), request.into)
 
-    def run(self, ctx: JobContext[Request], params: NoParams) -> dict[str, object]:
+    def act(self, ctx: JobContext[Request]) -> tuple[Summary, set[str]]:
         request = ctx.request
         crops = tuple(request.crops)
-        summary = review_actions.split(ctx.out, request.faceset, crops, request.into)
-        return refresh_report(ctx.out, summary.as_dict(), {request.faceset, request.into} - {""})
+        done = review_actions.split(ctx.out, request.faceset, crops, request.into)
+        return done, {request.faceset, request.into}
