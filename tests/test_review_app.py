@@ -3,8 +3,10 @@
 refine that keeps the pair apart), two tabs at once, CSRF and --listen refusals.
 
 After each action the export's manifests, its .fsz files (every member one of the PNGs
-export-swap checked to hold one face) and the static report agree; `facesets restore` brings
-back every byte."""
+export-swap checked to hold one face) and the static report agree, and every .fsz the action
+rewrote holds exactly the PNGs its faceset's manifest lists, in each of which the real
+detector (the inference service's CountFaces, through the client library) finds one face;
+`facesets restore` brings back every byte."""
 
 from __future__ import annotations
 
@@ -20,11 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import free_port
 from filelock import FileLock
 from review_export import build_lfw_export
 
+from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.contract import layout
-from services import FACESETS, run_facesets
+from services import FACESETS, ServiceProcess, run_facesets
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,6 +38,38 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no system Chromiu
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, model_root: Path) -> dict:
     return build_lfw_export(tmp_path_factory.mktemp("review"), lfw_dir, model_root)
+
+
+class FaceCounter:
+    """The inference service of the module, started while the export is built: it counts the
+    faces in .fsz members (the first count waits for it to serve)."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.service = ServiceProcess("inference", free_port(), log_path).start(wait=False)
+        self.client: InferenceClient | None = None
+
+    def count(self, pngs: list[bytes]) -> list[int]:
+        if self.client is None:
+            self.service.wait_serving()
+            self.client = InferenceClient(Endpoint(self.service.address))
+        counts = [-1] * len(pngs)
+        images = (ImageInput(id=str(i), data=data) for i, data in enumerate(pngs))
+        for result in self.client.count_faces_stream(images):
+            assert not result.HasField("error"), result.error.message
+            counts[int(result.id)] = result.count
+        return counts
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.service.stop()
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceCounter]:
+    counter = FaceCounter(tmp_path_factory.mktemp("inference") / "inference.log")
+    yield counter
+    counter.stop()
 
 
 @pytest.fixture
@@ -126,6 +162,45 @@ def assert_agree(export: Path, one_face: set[bytes]) -> None:
         assert others == {Path(record["fsz_top"]).name, Path(record["fsz_all"]).name}, name
 
 
+def bundles(export: Path) -> dict[str, str]:
+    """Every .fsz of the export's facesets, by path, as hashes."""
+    return {p: h for p, h in snapshot(export).items() if p.endswith(".fsz")}
+
+
+def assert_bundles_hold_one_face_each(
+    export: Path, faces: FaceCounter, held: dict[str, str], touched: set[str]
+) -> dict[str, str]:
+    """The .fsz files the action rewrote (new or changed since `held`) lie in the facesets
+    `touched` names and hold exactly the PNGs their faceset's manifest lists (all of them, or
+    its top N), and the detector finds one face in each member. Returns the bundles now."""
+    now = bundles(export)
+    rewritten = {p for p, h in now.items() if held.get(p) != h}
+    assert {p.split("/")[0] for p in rewritten} == touched, sorted(rewritten)
+    live = {e["dir"]: e for e in manifest(export)["facesets"].values()}
+    members: dict[bytes, str] = {}
+    for rel in sorted(rewritten):
+        folder = rel.split("/")[0]
+        assert folder in live, f"{rel}: a bundle of no faceset"
+        record = inner(export, folder)
+        listed = [(export / c["file"]).read_bytes() for c in record["crops"]]
+        with zipfile.ZipFile(export / rel) as bundle:
+            held_now = {n: bundle.read(n) for n in bundle.namelist()}
+        for name, data in held_now.items():
+            assert name.endswith(".png") and hashlib.sha256(data).hexdigest()[:10] in name, rel
+            members.setdefault(data, f"{rel}:{name}")
+        if rel == record["fsz_all"]:
+            assert sorted(held_now.values()) == sorted(listed), rel
+        else:
+            assert rel == record["fsz_top"], rel
+            top_n = int(record.get("params", {}).get("top_n") or 0) or len(listed)
+            assert len(held_now) == min(top_n, len(listed)), rel
+            assert set(held_now.values()) <= set(listed), rel
+    assert members, "no bundle to check"
+    counts = dict(zip(members.values(), faces.count(list(members)), strict=True))
+    assert all(c == 1 for c in counts.values()), {m: c for m, c in counts.items() if c != 1}
+    return now
+
+
 def clear(page: Any) -> None:
     """Empty the message line, so that flash() waits for the next action's message."""
     page.evaluate("document.querySelector('#flash').textContent = ''")
@@ -162,10 +237,13 @@ def refine_groups(store: Path, out: Path) -> list[set[int]]:
     return [set(f["face_ids"]) for f in plan["facesets"]]
 
 
-def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path) -> None:
+def test_review_in_the_browser(
+    faces: FaceCounter, library: dict, browser: Any, artifacts_dir: Path
+) -> None:
     export, store = library["export"], library["store"]
     one_face = {p.read_bytes() for p in export.rglob("faces/*.png")}
     before = snapshot(export)
+    held = bundles(export)
     ids = {
         n: {c["face_id"] for c in inner(export, n)["crops"]} for n in ("faceset_000", "faceset_001")
     }
@@ -194,6 +272,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         assert manifest(export)["lookalikes"] == []
         links = json.loads(Path(str(store) + layout.CANNOT_LINK_SUFFIX).read_text())
         assert list(links["exports"]) == [str(export)]
+        assert bundles(export) == held  # a mark rewrites no bundle
         for group in refine_groups(store, library["root"] / "r1"):
             assert not (ids["faceset_000"] & group and ids["faceset_001"] & group)
 
@@ -214,11 +293,13 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         assert {d["reason"] for d in inner(export, "faceset_000")["dropped"]} == {"rejected"}
         assert all((export / "faceset_000/faces/_dropped" / n).is_file() for n in gone)
         assert_agree(export, one_face)
+        held = assert_bundles_hold_one_face_each(export, faces, held, {"faceset_000"})
         clear(page)
         page.click("#undo")
         assert "put back" in flash(page)
         assert snapshot(export) == before
         assert_agree(export, one_face)
+        held = assert_bundles_hold_one_face_each(export, faces, held, {"faceset_000"})
 
         # Merge faceset_002 into faceset_000, then split that person out again.
         page.goto(app.base + "/faceset/faceset_002")
@@ -229,6 +310,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         assert "merge: done" in flash(page)
         assert manifest(export)["merged"]["faceset_002"]["into"] == "faceset_000"
         assert_agree(export, one_face)
+        held = assert_bundles_hold_one_face_each(export, faces, held, {"faceset_000"})
         third = library["people"][2]
         crops = page.locator("#crops .crop")
         for i in range(crops.count()):
@@ -242,6 +324,8 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         assert all(third in n for n in pngs_of(export, "faceset_003"))
         assert not any(third in n for n in pngs_of(export, "faceset_000"))
         assert_agree(export, one_face)
+        touched = {"faceset_000", "faceset_003"}
+        held = assert_bundles_hold_one_face_each(export, faces, held, touched)
 
         # Name a faceset: manifests, report and .fsz file names.
         page.goto(app.base + "/faceset/faceset_001")
@@ -257,6 +341,7 @@ def test_review_in_the_browser(library: dict, browser: Any, artifacts_dir: Path)
         }
         assert "Jane Q. Doe" in (export / "report" / "index.html").read_text()
         assert_agree(export, one_face)
+        held = assert_bundles_hold_one_face_each(export, faces, held, {"faceset_001"})
 
         page.goto(app.base + "/history")
         kinds = [
