@@ -9,6 +9,7 @@ ever removed.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ def _pages(
     if model.lookalikes is not None:
         written[pages.LOOKALIKES_PAGE] = pages.lookalikes_page(model, thumbs)
     return written
+
+
+def _write_state(disk: Beneath, rel: str, files: list[str]) -> None:
+    """report.json as Beneath.write_json writes it; left alone when it says so already (a
+    review action's refresh owns the same files as the report before it)."""
+    payload = {"version": STATE_VERSION, "files": files}
+    _write_if_changed(
+        disk, rel, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
 
 def _owned(out: Path) -> list[str]:
@@ -167,7 +177,7 @@ def build_report(
     current.add(layout.REPORT_SUMMARIES)
     # Owned before written: an interrupted run still knows which files to clean up later.
     state_rel = f"{layout.REPORT_DIR}/{layout.REPORT_STATE}"
-    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current | set(previous))})
+    _write_state(disk, state_rel, sorted(current | set(previous)))
     changed = 0
     for done, (rel, text) in enumerate(sorted(written.items()), 1):
         changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{rel}", text)
@@ -179,13 +189,14 @@ def build_report(
     changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_INDEX}", index_text)
     removed = _remove_stale(disk, previous, current)
     pruned = cache.prune(set(thumbs.values())) if touched is None else 0
-    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current)})
+    _write_state(disk, state_rel, sorted(current))
     summary = {
         "report": str(index),
         "report_entries": sum(1 for _ in model.entries()),
         "report_pages": len(written) + 1,
         "report_pages_changed": changed,
         "report_pages_removed": removed,
+        "report_rows_reused": len(summaries.reused),  # entries not read again (a refresh)
         "thumbnails": len(thumbs),
         "thumbnails_made": cache.stats.made,
         "thumbnails_removed": pruned,
