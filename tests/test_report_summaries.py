@@ -82,6 +82,9 @@ def export(
         for i, crop in enumerate(inner["crops"]):
             crop |= {"in_top": True, "composite": round(0.9 - i / 10, 2), "face_id": n * 10 + i}
         layout.atomic_write_json(path, inner)
+    master = json.loads((out / layout.EXPORT_MANIFEST).read_text())
+    master["lookalikes"] = [{"facesets": ["faceset_002", "faceset_003"], "distance": 0.5}]
+    layout.atomic_write_json(out / layout.EXPORT_MANIFEST, master)
     assert job(client, ReportRequest(out))["report_rows_reused"] == 0
     return out
 
@@ -124,10 +127,19 @@ def test_refresh_and_undo_agree_with_a_full_report(service, export: Path) -> Non
     assert refreshed == full_report_index(client, export)
 
     relabel(export, "faceset_003", "Ada Lovelace")  # not touched by the undo: its key changed
+    # The pair leaves the look-alike list (faceset_002's own entry and manifest are as they
+    # were): its reused row loses the flag the whole export gave it.
+    master = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    assert (
+        'data-faceset="faceset_002" data-partition="facesets" data-flags="look-alike"' in refreshed
+    )
+    master["lookalikes"] = []
+    layout.atomic_write_json(export / layout.EXPORT_MANIFEST, master)
     undone = job(client, RestoreRequest(export, run_id=str(done["run"])))
     assert undone["report"]["report_rows_reused"] == SETS - 2
     refreshed = (export / INDEX).read_text()
     assert "Ada Lovelace" in refreshed
+    assert 'data-faceset="faceset_002" data-partition="facesets" data-flags=""' in refreshed
     assert (
         'data-faceset="faceset_001" data-partition="facesets" data-flags="" data-size="4"'
         in refreshed

@@ -178,6 +178,7 @@ class Summaries:
         self.reused: dict[int, dict[str, Any]] = {}  # id(entry) → its row, for entries reused
         self.keys: dict[int, str] = {}  # id(entry) → its key
         self.shown: dict[int, set[str]] = {}  # id(entry) → the images its row shows
+        self.flags: dict[int, list[str]] = {}  # id(entry) → its flags as read, for its row
 
     def _load(self) -> dict[tuple[str, str], dict[str, Any]]:
         try:
@@ -245,6 +246,9 @@ class Summaries:
                 return entry
         entry = read_entry(out, kind, key, name, raw)
         self.keys[id(entry)] = digest
+        # Its own flags: those the model adds from the whole export (thin, look-alike,
+        # candidates) are added again to every row, reused or not, as the export is now.
+        self.flags[id(entry)] = list(entry.flags)
         return entry
 
     def is_read(self, entry: Entry) -> bool:
@@ -269,7 +273,7 @@ class Summaries:
         for entry in entries:
             row = self.reused.get(id(entry))
             if row is None:
-                record = _record(entry)
+                record = _record(entry) | {"flags": self.flags[id(entry)]}
                 shown = {c["file"] for c in record["crops"]}
                 shown |= {d["thumbnail"] for d in record["dropped"] if d["thumbnail"]}
                 row = {

@@ -140,9 +140,10 @@ def build_report(
 ) -> ReportResult:
     """Write OUT/report from the export manifests; what it wrote, as a summary.
 
-    `touched`: the facesets a review action changed: only their pages are rendered again
-    (with the overview and the drop, candidate and look-alike pages, and any page missing);
-    thumbnails no page uses any more stay until the next full report."""
+    `touched`: the facesets a review action changed: only they are read again from their
+    manifests, with any whose summary row no longer holds (summaries.py), and only their pages
+    are rendered again (with the overview and the drop, candidate and look-alike pages, and any
+    page missing); thumbnails no page uses any more stay until the next full report."""
     out = Path(out).absolute()
     disk = Beneath(out)
     # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
