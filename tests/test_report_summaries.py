@@ -161,8 +161,14 @@ def test_a_damaged_or_planted_summary_row_is_read_again(service, export: Path) -
     rows["faceset_004"]["entry"]["kept"] = "many"
     rows["faceset_005"]["key"] = "0" * 64  # a stale row
     (export / SUMMARIES).write_text(json.dumps(saved))
+    # A thumbnail a reused row names, swapped for a link: made again, not linked to.
+    thumb = export / layout.REPORT_DIR / layout.REPORT_THUMBS_DIR
+    thumb /= next(iter(rows["faceset_003"]["thumbs"].values()))
+    thumb.unlink()
+    thumb.symlink_to(outside)
     done = reject(client, export, "faceset_001", "p1_0.png")
     assert done["report"]["report_rows_reused"] == SETS - 4
+    assert not thumb.is_symlink() and thumb.read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
     refreshed = (export / INDEX).read_text()
     assert "Planted Label" not in refreshed and "outside.png" not in refreshed
     assert refreshed == full_report_index(client, export)

@@ -154,11 +154,14 @@ def _shown(entry: Entry) -> set[str]:
     return {c.file for c in entry.crops} | {d.thumbnail for d in entry.dropped if d.thumbnail}
 
 
-def _names(disk: Beneath, rel: str) -> set[str]:
-    """The names in a folder of OUT (none when it is missing or not a plain folder)."""
+def _names(disk: Beneath, rel: str, files: bool = False) -> set[str]:
+    """The names in a folder of OUT (none when it is missing or not a plain folder); `files`:
+    its regular files only (the kind the folder listing gives: no stat of each, no link)."""
     try:
-        with disk.dir_fd(rel) as fd:
-            return set(os.listdir(fd))
+        with disk.dir_fd(rel) as fd, os.scandir(fd) as listing:
+            return {
+                item.name for item in listing if not files or item.is_file(follow_symlinks=False)
+            }
     except (OSError, ValueError):
         return set()
 
@@ -257,7 +260,7 @@ class Summaries:
 
     def thumbnails(self) -> dict[str, str]:
         """crop → thumbnail of the reused rows' images, where the cache still holds it."""
-        held = _names(self.disk, f"{layout.REPORT_DIR}/{layout.REPORT_THUMBS_DIR}")
+        held = _names(self.disk, f"{layout.REPORT_DIR}/{layout.REPORT_THUMBS_DIR}", files=True)
         found: dict[str, str] = {}
         for entry_id, row in self.reused.items():
             shown = self.shown[entry_id]  # checked as the entry was read from its row
