@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 VERSION = 1
 LOOKALIKE_CROPS = 4  # a look-alike pair shows this many top crops of a faceset
 SUMMARIES = f"{layout.REPORT_DIR}/{layout.REPORT_SUMMARIES}"
+_HELD: tuple[tuple[object, ...], set[str]] | None = None  # the thumbnails folder, last listed
 
 
 def _crops_kept() -> int:
@@ -254,13 +255,32 @@ class Summaries:
         self.flags[id(entry)] = list(entry.flags)
         return entry
 
+    def key_of(self, entry: Entry) -> str | None:
+        """The key of the row the entry was read as (or from)."""
+        return self.keys.get(id(entry))
+
     def is_read(self, entry: Entry) -> bool:
         """Whether the entry was read from its manifests (its page can be rendered)."""
         return id(entry) not in self.reused
 
+    def _held(self) -> set[str]:
+        """The thumbnails the cache holds (regular files), listed again only when the folder
+        changed since this process last listed it (any entry added, removed or replaced)."""
+        global _HELD
+        folder = f"{layout.REPORT_DIR}/{layout.REPORT_THUMBS_DIR}"
+        info = self.disk.lstat(folder)
+        if info is None:
+            return set()
+        state = (str(self.out), info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+        if _HELD is not None and _HELD[0] == state:
+            return _HELD[1]
+        held = _names(self.disk, folder, files=True)
+        _HELD = (state, held)
+        return held
+
     def thumbnails(self) -> dict[str, str]:
         """crop → thumbnail of the reused rows' images, where the cache still holds it."""
-        held = _names(self.disk, f"{layout.REPORT_DIR}/{layout.REPORT_THUMBS_DIR}", files=True)
+        held = self._held()
         found: dict[str, str] = {}
         for entry_id, row in self.reused.items():
             shown = self.shown[entry_id]  # checked as the entry was read from its row

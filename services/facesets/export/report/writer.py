@@ -172,7 +172,7 @@ def build_report(
     thumbs = known | cache.build(images, progress)
     # A refresh renders the pages of the entries it read (touched, changed or missing).
     written = _pages(model, thumbs, None if touched is None else summaries.is_read)
-    index_text = overview(model, thumbs)
+    index_text = overview(model, thumbs, summaries.key_of)
     previous = _owned(out)
     current = set(written) | {layout.REPORT_INDEX} | {e.page for e in model.entries()}
     current.add(layout.REPORT_SUMMARIES)
