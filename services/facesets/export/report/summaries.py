@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ VERSION = 1
 LOOKALIKE_CROPS = 4  # a look-alike pair shows this many top crops of a faceset
 SUMMARIES = f"{layout.REPORT_DIR}/{layout.REPORT_SUMMARIES}"
 _HELD: tuple[tuple[object, ...], set[str]] | None = None  # the thumbnails folder, last listed
+Rows = dict[tuple[str, str], dict[str, Any]]
+_WRITTEN: tuple[tuple[object, ...], Rows] | None = None  # summaries.json as this process wrote it
 
 
 def _crops_kept() -> int:
@@ -84,10 +87,15 @@ def _dict(value: object) -> dict[str, Any]:
     return value
 
 
+@lru_cache(maxsize=1 << 16)  # a refresh checks the same few thousand paths every time
+def _plain(value: str) -> bool:
+    return is_relative(value)
+
+
 def _rel(value: object) -> str:
-    if not is_relative(value):
+    if not isinstance(value, str) or not _plain(value):
         raise ValueError("not a plain relative path")
-    return str(value)
+    return value
 
 
 def _optional(check: Any, value: object) -> Any:
@@ -177,14 +185,30 @@ class Summaries:
         self.out = out
         self.disk = Beneath(out)
         self.forced = forced
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {} if forced is None else self._load()
+        self.rows: Rows = {} if forced is None else self._load()
         self.pages: set[str] | None = None  # the entry pages on disk, listed once
         self.reused: dict[int, dict[str, Any]] = {}  # id(entry) → its row, for entries reused
         self.keys: dict[int, str] = {}  # id(entry) → its key
         self.shown: dict[int, set[str]] = {}  # id(entry) → the images its row shows
         self.flags: dict[int, list[str]] = {}  # id(entry) → its flags as read, for its row
+        self.written: Rows = {}  # the rows `text` wrote
 
-    def _load(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def _identity(self) -> tuple[object, ...] | None:
+        info = self.disk.lstat(SUMMARIES)
+        if info is None:
+            return None
+        return (str(self.out), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def remember(self) -> None:
+        """The rows just written (or found unchanged) kept in this process with the file's
+        identity: the next refresh takes them from here while the file is the same one."""
+        global _WRITTEN
+        identity = self._identity()
+        _WRITTEN = None if identity is None else (identity, self.written)
+
+    def _load(self) -> Rows:
+        if _WRITTEN is not None and _WRITTEN[0] == self._identity():
+            return _WRITTEN[1]
         try:
             raw = self.disk.read_json(SUMMARIES, default={})
         except (OSError, UnicodeDecodeError, ValueError) as error:  # a link, damaged JSON
@@ -193,7 +217,7 @@ class Summaries:
             )
             return {}
         rows = raw.get("rows") if isinstance(raw, dict) and raw.get("version") == VERSION else None
-        found: dict[tuple[str, str], dict[str, Any]] = {}
+        found: Rows = {}
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and all(
                 isinstance(row.get(k), str) for k in ("partition", "name", "key")
@@ -307,5 +331,6 @@ class Summaries:
                     "thumbs": {rel: thumbs[rel] for rel in shown if rel in thumbs},
                 }
             rows.append(row)
+        self.written = {(row["partition"], row["name"]): row for row in rows}
         payload = {"version": VERSION, "rows": rows}
         return json.dumps(payload, sort_keys=True, ensure_ascii=False, default=repr) + "\n"

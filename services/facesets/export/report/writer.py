@@ -186,6 +186,7 @@ def build_report(
             progress("pages", done, len(written))
     summaries_text = summaries.text(list(model.entries()), thumbs)
     _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_SUMMARIES}", summaries_text)
+    summaries.remember()
     index = report_dir / layout.REPORT_INDEX
     changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_INDEX}", index_text)
     removed = _remove_stale(disk, previous, current)
