@@ -47,6 +47,8 @@ REPORT_INDEX = "index.html"
 REPORT_PAGES_DIR = "sets"  # OUT/report/sets/<partition>/<name>.html: one page per faceset
 REPORT_THUMBS_DIR = "thumbs"  # OUT/report/thumbs/<key>.jpg: cache keyed by crop path, size, mtime
 REPORT_STATE = "report.json"  # OUT/report/report.json: the files the last report wrote
+# OUT/report/summaries.json: each faceset's overview row as last read, keyed by its manifests' state
+REPORT_SUMMARIES = "summaries.json"
 
 # --- `facesets import-folders` and `facesets discover` (plans kept inside EXPORT) ---------------
 IMPORT_FOLDERS_DIR = ".import-folders"  # EXPORT/.import-folders/refine_manifest.json

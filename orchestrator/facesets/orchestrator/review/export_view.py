@@ -10,6 +10,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from facesets.contract import layout
@@ -122,7 +123,12 @@ def _float(value: object) -> float:
 
 def _safe_rel(value: object) -> str | None:
     """A plain relative path (no `..`, not absolute), as manifests must hold."""
-    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value:
+    return _plain_rel(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=1 << 16)  # every snapshot checks the same thousands of crop paths again
+def _plain_rel(value: str) -> str | None:
+    if not value or value.startswith("/") or "\\" in value:
         return None
     parts = PurePosixPath(value).parts
     return value if parts and all(p not in ("..", ".", "") for p in parts) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +26,7 @@ class Links:
     page: str  # e.g. "index.html" or "sets/facesets/faceset_001.html"
     thumbs: Mapping[str, str]  # crop (relative to OUT) → thumbnail file name
 
-    @property
+    @cached_property  # once per page: every figure's links start with it
     def _up(self) -> str:
         return "../" * (len(PurePosixPath(self.page).parts) - 1)
 

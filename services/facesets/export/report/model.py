@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,11 +343,16 @@ def _flags(kind: PartitionKind | None, entry: Mapping[str, Any], kept: int) -> s
     return flags
 
 
-def _entry(
+def manifest_rel(name: str, entry: Mapping[str, Any]) -> str | None:
+    """The faceset manifest an entry of the master manifest points at (inside OUT), if any."""
+    return _inside(entry.get("manifest") or f"{entry.get('dir') or name}/{layout.FACESET_MANIFEST}")
+
+
+def read_entry(
     out: Path, kind: PartitionKind | None, key: str, name: str, entry: Mapping[str, Any]
 ) -> Entry:
-    manifest_rel = entry.get("manifest") or f"{entry.get('dir') or name}/{layout.FACESET_MANIFEST}"
-    manifest_path = _inside(manifest_rel)
+    """One entry of partition `key`, with its faceset manifest read whole."""
+    manifest_path = manifest_rel(name, entry)
     detail = read_manifest(out, manifest_path) if manifest_path else {}
     counts = entry.get("counts") or detail.get("counts") or {}
     counts = counts if isinstance(counts, Mapping) else {}
@@ -454,8 +459,12 @@ def _lookalikes(top: Mapping[str, Any]) -> list[LookalikePair] | None:
     return pairs
 
 
-def read_model(out: Path) -> ReportModel:
-    """The report's content for the export in `out`; ReportError when there is no export."""
+EntryReader = Callable[[Path, PartitionKind | None, str, str, Mapping[str, Any]], Entry]
+
+
+def read_model(out: Path, entry_of: EntryReader = read_entry) -> ReportModel:
+    """The report's content for the export in `out`; ReportError when there is no export.
+    `entry_of`: how an entry is read (a refresh reuses the rows it cached)."""
     out = Path(out).absolute()
     top = _read_top(out)
     known = {k: kind for kind in PARTITIONS for k in (kind.key, *kind.aliases)}
@@ -467,7 +476,7 @@ def read_model(out: Path) -> ReportModel:
         if pairs is None or (kind is None and not _looks_like_entries(pairs)):
             continue
         title = kind.title if kind else key.replace("_", " ").strip().capitalize()
-        entries = [_entry(out, kind, key, name, entry) for name, entry in pairs]
+        entries = [entry_of(out, kind, key, name, entry) for name, entry in pairs]
         entries.sort(key=lambda e: e.name)
         partitions.append(Partition(key, title, entries))
     order = {k: i for i, kind in enumerate(PARTITIONS) for k in (kind.key, *kind.aliases)}

@@ -4,7 +4,7 @@ find and filter, and the export's other sections (inline when small, a link when
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from facesets.common import settings
@@ -16,6 +16,7 @@ from facesets.export.report.assets import FILTER_SCRIPT
 from facesets.export.report.markup import Links, e, figure, flag_badges, page
 from facesets.export.report.model import FLAGS, Entry, ReportModel
 
+RowKey = Callable[[Entry], "str | None"]
 VISIBLE_SOURCES = 3  # source folders listed in a row before the rest fold away
 
 
@@ -162,10 +163,35 @@ def _more(section: str, count: int, noun: str, href: str) -> str:
     )
 
 
-def overview(model: ReportModel, thumbs: dict[str, str]) -> str:
+# The rows rendered last, by what each shows: a refresh after a review action renders again
+# only the rows that changed (this process's own output, never read from disk).
+_RENDERED: dict[tuple[object, ...], str] = {}
+
+
+def _rows(links: Links, model: ReportModel, row_key: RowKey | None) -> str:
+    global _RENDERED
+    rendered: dict[tuple[object, ...], str] = {}
+    rows: list[str] = []
+    count = settings.export().report.row_thumbs
+    for entry in model.entries():
+        key = row_key(entry) if row_key else None
+        if key is None:
+            rows.append(_row(links, entry))
+            continue
+        strip = tuple(links.thumbs.get(c.file) for c in entry.top_crops[:count])
+        shown = (str(model.out), key, entry.partition, entry.name, tuple(entry.flags), strip)
+        row = _RENDERED.get(shown)
+        rendered[shown] = row = row if row is not None else _row(links, entry)
+        rows.append(row)
+    _RENDERED = rendered
+    return "".join(rows)
+
+
+def overview(model: ReportModel, thumbs: dict[str, str], row_key: RowKey | None = None) -> str:
+    """`row_key`: a key that changes whenever what an entry holds does (its summary row's)."""
     links = Links(layout.REPORT_INDEX, thumbs)
     inline = settings.export().report.inline_items
-    rows = "".join(_row(links, entry) for entry in model.entries())
+    rows = _rows(links, model, row_key)
     dropped = pages.all_dropped(model)
     kept = sum(entry.kept for entry in model.entries())
     facesets = sum(len(p.entries) for p in model.partitions if p.key == "facesets")

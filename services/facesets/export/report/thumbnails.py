@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, int, int], None]
 THUMB_SUFFIX = ".jpg"
-_THUMB_NAME = re.compile(r"[0-9a-f]{24}\.jpg")
+THUMB_NAME = re.compile(r"[0-9a-f]{24}\.jpg")
 _TEMP_NAME = re.compile(r"\.[0-9a-f]{24}\.jpg\..*\.tmp")  # left by an interrupted write
 
 
@@ -132,7 +132,7 @@ class ThumbnailCache:
         """Remove thumbnails (and interrupted writes of them) not in `keep`; how many went."""
         removed = 0
         for name, info in self.disk.entries(self.folder_rel):
-            stale = _THUMB_NAME.fullmatch(name) and name not in keep
+            stale = THUMB_NAME.fullmatch(name) and name not in keep
             if (stale or _TEMP_NAME.fullmatch(name)) and stat.S_ISREG(info.st_mode):
                 self.disk.unlink(f"{self.folder_rel}/{name}")
                 removed += 1

@@ -9,6 +9,7 @@ ever removed.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from pathlib import Path
 import structlog
 
 from facesets.common import settings
-from facesets.common.beneath import Beneath, is_relative
+from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative
 from facesets.contract import layout
 from facesets.export.maintenance import journal
 from facesets.export.maintenance.runs import guard
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import Entry, ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview
+from facesets.export.report.summaries import Summaries
 from facesets.export.report.thumbnails import ThumbnailCache
 
 log = structlog.get_logger(__name__)
@@ -65,6 +67,15 @@ def _pages(
     return written
 
 
+def _write_state(disk: Beneath, rel: str, files: list[str]) -> None:
+    """report.json as Beneath.write_json writes it; left alone when it says so already (a
+    review action's refresh owns the same files as the report before it)."""
+    payload = {"version": STATE_VERSION, "files": files}
+    _write_if_changed(
+        disk, rel, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
+
+
 def _owned(out: Path) -> list[str]:
     state = read_manifest(out, f"{layout.REPORT_DIR}/{layout.REPORT_STATE}")
     files = state.get("files")
@@ -87,6 +98,21 @@ def _remove_stale(disk: Beneath, previous: list[str], current: set[str]) -> int:
         if stat.S_ISDIR(info.st_mode):
             disk.rmdir(f"{pages_dir}/{name}")  # a partition that no longer exists, if empty
     return removed
+
+
+def _refuse_linked_folders(disk: Beneath) -> None:
+    """A link among report/'s entries or its page folders: refused before anything is read.
+    (Every write goes through Beneath as well, which follows none.)"""
+    pages_dir = f"{layout.REPORT_DIR}/{layout.REPORT_PAGES_DIR}"
+    for folder in (layout.REPORT_DIR, pages_dir):
+        if not disk.is_dir(folder):
+            continue
+        for name, info in disk.entries(folder):
+            if stat.S_ISLNK(info.st_mode):
+                raise SymlinkRefusedError(
+                    f"{disk.root / folder / name} is a symbolic link inside {disk.root}; the "
+                    "report is never written through a link: replace it with the folder itself"
+                )
 
 
 def _touched_images(model: ReportModel, names: set[str]) -> list[str]:
@@ -114,53 +140,65 @@ def build_report(
 ) -> ReportResult:
     """Write OUT/report from the export manifests; what it wrote, as a summary.
 
-    `touched`: the facesets a review action changed: only their pages are rendered again
-    (with the overview and the drop, candidate and look-alike pages, and any page missing);
-    thumbnails no page uses any more stay until the next full report."""
+    `touched`: the facesets a review action changed: only they are read again from their
+    manifests, with any whose summary row no longer holds (summaries.py), and only their pages
+    are rendered again (with the overview and the drop, candidate and look-alike pages, and any
+    page missing); thumbnails no page uses any more stay until the next full report."""
     out = Path(out).absolute()
     disk = Beneath(out)
     # report/ or a faceset linked elsewhere: nothing is written through it; a maintenance run
     # a crash cut short is rolled back before the report reads the export.
     if touched is None:
         guard(out)
-    else:  # every read goes through Beneath (no link followed); the touched folders are walked
+    else:  # every access goes through Beneath (no link followed); the touched folders are
+        # walked, report/ and its folders looked at (its thumbnails are not walked one by one)
         journal.recover(out)
-        for rel in [layout.REPORT_DIR, *sorted(touched)]:
+        _refuse_linked_folders(disk)
+        for rel in sorted(touched):
             if disk.is_dir(rel):
                 disk.refuse_links(rel)
-    model = read_model(out)  # ReportError before anything is written
+    # A refresh reuses the rows of the facesets it did not touch (summaries.json).
+    summaries = Summaries(out, touched)
+    model = read_model(out, summaries.entry_of)  # ReportError before anything is written
     report_dir = out / layout.REPORT_DIR
     cache = ThumbnailCache(out, report_dir / layout.REPORT_THUMBS_DIR)
-    images = model.image_files() if touched is None else _touched_images(model, touched)
-    thumbs = cache.build(images, progress)
-
-    def stale(entry: Entry) -> bool:
-        assert touched is not None
-        return entry.name in touched or not disk.is_file(f"{layout.REPORT_DIR}/{entry.page}")
-
-    written = _pages(model, thumbs, None if touched is None else stale)
-    index_text = overview(model, thumbs)
+    if touched is None:
+        known: dict[str, str] = {}
+        images = model.image_files()
+    else:
+        known = summaries.thumbnails()
+        read = {entry.name for entry in model.entries() if summaries.is_read(entry)}
+        images = [rel for rel in _touched_images(model, read) if rel not in known]
+    thumbs = known | cache.build(images, progress)
+    # A refresh renders the pages of the entries it read (touched, changed or missing).
+    written = _pages(model, thumbs, None if touched is None else summaries.is_read)
+    index_text = overview(model, thumbs, summaries.key_of)
     previous = _owned(out)
     current = set(written) | {layout.REPORT_INDEX} | {e.page for e in model.entries()}
+    current.add(layout.REPORT_SUMMARIES)
     # Owned before written: an interrupted run still knows which files to clean up later.
     state_rel = f"{layout.REPORT_DIR}/{layout.REPORT_STATE}"
-    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current | set(previous))})
+    _write_state(disk, state_rel, sorted(current | set(previous)))
     changed = 0
     for done, (rel, text) in enumerate(sorted(written.items()), 1):
         changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{rel}", text)
         if progress and (done % 32 == 0 or done == len(written)):
             progress("pages", done, len(written))
+    summaries_text = summaries.text(list(model.entries()), thumbs)
+    _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_SUMMARIES}", summaries_text)
+    summaries.remember()
     index = report_dir / layout.REPORT_INDEX
     changed += _write_if_changed(disk, f"{layout.REPORT_DIR}/{layout.REPORT_INDEX}", index_text)
     removed = _remove_stale(disk, previous, current)
     pruned = cache.prune(set(thumbs.values())) if touched is None else 0
-    disk.write_json(state_rel, {"version": STATE_VERSION, "files": sorted(current)})
+    _write_state(disk, state_rel, sorted(current))
     summary = {
         "report": str(index),
         "report_entries": sum(1 for _ in model.entries()),
         "report_pages": len(written) + 1,
         "report_pages_changed": changed,
         "report_pages_removed": removed,
+        "report_rows_reused": len(summaries.reused),  # entries not read again (a refresh)
         "thumbnails": len(thumbs),
         "thumbnails_made": cache.stats.made,
         "thumbnails_removed": pruned,
