@@ -129,6 +129,10 @@ class ServiceProcess:
 COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "embed": ("inference", "clustering"),
     "probe": ("clustering",),
+    "merge": ("export",),
+    "restore": ("export",),
+    "report": ("export",),
+    "dedup-optimize": ("export", "inference"),
 }
 ALL_SERVICES = ("inference", "clustering", "export")
 
