@@ -6,10 +6,11 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import SHARED
+from conftest import SHARED, free_port
 
 from facesets.orchestrator import local
 
@@ -122,3 +123,46 @@ class ServiceProcess:
     def stop(self) -> None:
         if self.process is not None:
             local.terminate(self.process, timeout_s=20)
+
+
+# The services each command talks to when given their addresses (the others it does not take).
+COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
+    "embed": ("inference", "clustering"),
+    "probe": ("clustering",),
+    "merge": ("export",),
+    "restore": ("export",),
+    "report": ("export",),
+    "dedup-optimize": ("export", "inference"),
+}
+ALL_SERVICES = ("inference", "clustering", "export")
+
+
+@contextmanager
+def running_services(logs: Path, roots: Sequence[Path]) -> Iterator[dict[str, ServiceProcess]]:
+    """The three services, started at once (the export service calling the other two) and
+    stopped at the end: for a module whose commands' own start-up is not what it tests."""
+    inference, clustering = (
+        ServiceProcess(name, free_port(), logs / f"{name}.log", roots=roots)
+        for name in ("inference", "clustering")
+    )
+    export = ServiceProcess(
+        "export", free_port(), logs / "export.log",
+        "--clustering", clustering.address, "--inference", inference.address, roots=roots,
+    )  # fmt: skip
+    started = {"inference": inference, "clustering": clustering, "export": export}
+    try:
+        for service in started.values():
+            service.start(wait=False)
+        for service in started.values():
+            service.wait_serving()
+        yield started
+    finally:
+        for service in started.values():
+            service.stop()
+
+
+def service_flags(services: dict[str, ServiceProcess], *command: str) -> list[str]:
+    """`--inference=HOST:PORT ...` for the services `command` (its words, e.g. "age", "probe")
+    talks to."""
+    wanted = next((COMMAND_SERVICES[w] for w in command if w in COMMAND_SERVICES), ALL_SERVICES)
+    return [f"--{name}={services[name].address}" for name in wanted]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from facesets.clustering.jobs.job import JobError
 from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.contract import layout
 from facesets.contract.clustering import AgeProbeParams, AgeSplitParams
-from services import run_facesets
+from services import ServiceProcess, running_services, service_flags
+from services import run_facesets as run_command
 
 DIM = 128
 LEAN = 0.28  # a fragment's share of its anchor's direction
@@ -291,7 +294,20 @@ def test_unknown_faceset_is_refused(synthetic: Synthetic) -> None:
 # --- end to end on dated copies of LFW photos ---------------------------------------------------
 
 
-def test_age_commands_end_to_end_on_dated_lfw_photos(lfw_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def services(shared_dir: Path, tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
+    """The services the commands share (their own start-up is tested elsewhere)."""
+    (tmp_path / "services").mkdir()
+    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
+        yield started
+
+
+def test_age_commands_end_to_end_on_dated_lfw_photos(
+    lfw_dir: Path, tmp_path: Path, services: dict[str, ServiceProcess]
+) -> None:
+    def run_facesets(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_command(*args, *service_flags(services, *args[:2]))
+
     src = tmp_path / "photos" / "mixed"
     for i, photo in enumerate(sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:22]):
         dated_copy(photo, src / photo.name, f"1999:{1 + i % 12:02d}:10 12:00:00")

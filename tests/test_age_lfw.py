@@ -35,6 +35,7 @@ of the centroid of all 32. Hence:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from dated_photos import dated_copy
 
 from facesets.clustering.store import FaceStore
 from facesets.contract import layout
-from services import run_facesets
+from services import ServiceProcess, run_facesets, running_services, service_flags
 
 A, B, C, D = "Gerhard_Schroeder", "Serena_Williams", "John_Ashcroft", "Vladimir_Putin"
 ONE_YEAR = "Junichiro_Koizumi"
@@ -78,8 +79,8 @@ def copy_dated(lfw: Path, folder: Path, person: str, numbers: Any, years: tuple[
         dated_copy(lfw / person / name, folder / name, f"{year}:{1 + i % 12:02d}:15 12:00:00")
 
 
-def ok(*args: str) -> dict[str, Any]:
-    done = run_facesets(*args, "--json")
+def ok(services: dict[str, ServiceProcess], *args: str) -> dict[str, Any]:
+    done = run_facesets(*args, "--json", *service_flags(services, *args[:2]))
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -106,7 +107,19 @@ class Eras:
 
 
 @pytest.fixture(scope="module")
-def eras(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Eras:
+def services(
+    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceProcess]]:
+    """The services the fixture's commands share (their own start-up is not tested here)."""
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def eras(
+    lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory, services: dict[str, ServiceProcess]
+) -> Eras:
     """import-folders, both probes, split; then more photos of A embedded, and extend."""
     root = tmp_path_factory.mktemp("eras")
     decades, one_year = root / "photos" / "decades", root / "photos" / "one_year"
@@ -120,21 +133,23 @@ def eras(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Eras:
         "[thresholds]\nfirst_pass = 1.2\nsecond_pass = 1.2\n"
     )
     store, export = root / layout.RUN_STORE, root / "export"
-    imported = ok("import-folders", str(store), str(export), "--config", str(config))
+    imported = ok(services, "import-folders", str(store), str(export), "--config", str(config))
     assert imported["numbers"] == {"Decades": 1, "One year": 2}, imported
     # Its export, again past the export's own gates at the mini pack's scale.
     plan = export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
-    ok("export-swap", str(store), str(plan), str(export), *EXPORT_GATES)
+    ok(services, "export-swap", str(store), str(plan), str(export), *EXPORT_GATES)
 
-    probes = {n: ok("age", "probe", str(export), n, *PROBE) for n in (FACESET, "faceset_002")}
-    split = ok("age", "split", str(export), FACESET, *WIDE)
+    probes = {
+        n: ok(services, "age", "probe", str(export), n, *PROBE) for n in (FACESET, "faceset_002")
+    }
+    split = ok(services, "age", "split", str(export), FACESET, *WIDE)
     planned = layout.read_json(export / "_eras" / f"{FACESET}.json")
     top = layout.read_json(export / layout.EXPORT_MANIFEST)
 
     person, numbers, years = LATER
     copy_dated(lfw_dir, decades / "later", person, numbers, years)
-    ok("embed", str(decades / "later"), str(store))
-    extended = ok("age", "extend", str(export), FACESET, *WIDE)
+    ok(services, "embed", str(decades / "later"), str(store))
+    extended = ok(services, "age", "extend", str(export), FACESET, *WIDE)
     replanned = layout.read_json(export / "_eras" / f"{FACESET}.json")
 
     faces = FaceStore(store)

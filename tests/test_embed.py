@@ -11,7 +11,7 @@ from conftest import lfw_people
 from images import write_bad_files
 
 from facesets.clustering.store import SCHEMA_VERSION, FaceStore
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,14 @@ def photo_tree(lfw_dir, tmp_path_factory):
     expected_errors = write_bad_files(root / "bad", first)
     shutil.copy(first, root / "bad" / "same-bytes-other-name.jpg")
     return root, sum(len(p) for p in people.values()), expected_errors
+
+
+@pytest.fixture(scope="module")
+def services(shared_dir, tmp_path_factory):
+    """Services for the re-run tests (the first test runs the embedded default)."""
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield service_flags(started, "embed")
 
 
 def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(photo_tree, tmp_path):
@@ -72,17 +80,17 @@ def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(pho
     assert rerun["store"] == summary["store"]
 
 
-def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path):
+def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path, services):
     root, good, _ = photo_tree
     tree = tmp_path / "tree"
     shutil.copytree(root, tree, symlinks=True)
     store_path = tmp_path / "faces.db"
-    assert run_facesets("embed", str(tree), str(store_path)).returncode == 0
+    assert run_facesets("embed", str(tree), str(store_path), *services).returncode == 0
     extra = tree / "new-folder"
     extra.mkdir()
     for photo in sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:3]:
         shutil.copy(photo, extra / photo.name)
-    second = run_facesets("embed", str(tree), str(store_path), "--json")
+    second = run_facesets("embed", str(tree), str(store_path), "--json", *services)
     assert second.returncode == 0, second.stderr
     summary = json.loads(second.stdout)
     assert summary["embedded"] == 3
@@ -92,18 +100,22 @@ def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path):
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path):
+def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path, services):
     """A re-run over a big library must not read every photo again: a file whose size and
     modification time are as the store recorded them keeps its digest."""
     root, good, expected_errors = photo_tree
     tree = tmp_path / "tree"
     shutil.copytree(root, tree, symlinks=True)
     store_path = tmp_path / "faces.db"
-    first = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
+    first = json.loads(
+        run_facesets("embed", str(tree), str(store_path), "--json", *services).stdout
+    )
     readable = first["files"] - first["unreadable"]
     assert first["hashed"] == readable
 
-    again = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
+    again = json.loads(
+        run_facesets("embed", str(tree), str(store_path), "--json", *services).stdout
+    )
     assert again["hashed"] == 0 and again["embedded"] == 0
     assert again["store"] == first["store"]
 
@@ -111,10 +123,12 @@ def test_unchanged_files_are_not_read_again(photo_tree, lfw_dir, tmp_path):
     person = next(p for p in sorted(tree.iterdir()) if p.is_dir() and p.name != "bad")
     replaced = sorted(person.glob("*.jpg"))[0]
     replaced.write_bytes(next((lfw_dir / "Tony_Blair").glob("*.jpg")).read_bytes())
-    changed = json.loads(run_facesets("embed", str(tree), str(store_path), "--json").stdout)
+    changed = json.loads(
+        run_facesets("embed", str(tree), str(store_path), "--json", *services).stdout
+    )
     assert changed["hashed"] == 1 and changed["embedded"] == 1
 
-    forced = run_facesets("embed", str(tree), str(store_path), "--json", "--rehash")
+    forced = run_facesets("embed", str(tree), str(store_path), "--json", "--rehash", *services)
     assert json.loads(forced.stdout)["hashed"] == readable
 
 

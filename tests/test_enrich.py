@@ -6,16 +6,23 @@ import json
 import shutil
 import sqlite3
 
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 
-def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
+def test_enrich_fills_missing_pose_and_resumes(lfw_dir, shared_dir, tmp_path):
+    # The three commands share one pair of services (their start-up is tested elsewhere).
+    (tmp_path / "services").mkdir()
+    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
+        enrich_and_resume(lfw_dir, tmp_path, service_flags(started, "embed"))
+
+
+def enrich_and_resume(lfw_dir, tmp_path, services):
     src = tmp_path / "photos"
     src.mkdir()
     for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:6]:
         shutil.copy(photo, src / photo.name)
     store = tmp_path / "faces.db"
-    assert run_facesets("embed", str(src), str(store)).returncode == 0
+    assert run_facesets("embed", str(src), str(store), *services).returncode == 0
     with sqlite3.connect(store) as db:
         original = dict(db.execute("SELECT face_id, yaw FROM faces").fetchall())
         db.execute(
@@ -25,7 +32,7 @@ def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
         stripped = db.execute("SELECT COUNT(*) FROM faces WHERE yaw IS NULL").fetchone()[0]
     assert stripped >= 3
 
-    done = run_facesets("enrich", str(store), "--json")
+    done = run_facesets("enrich", str(store), "--json", *services)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["faces_lacking"] == stripped
@@ -38,5 +45,5 @@ def test_enrich_fills_missing_pose_and_resumes(lfw_dir, tmp_path):
     for face_id, yaw in rows.items():
         assert abs(yaw - original[face_id]) < 1e-3  # the same pose the embed step computed
 
-    again = json.loads(run_facesets("enrich", str(store), "--json").stdout)
+    again = json.loads(run_facesets("enrich", str(store), "--json", *services).stdout)
     assert again["faces_lacking"] == 0 and again["faces_updated"] == 0

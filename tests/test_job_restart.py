@@ -21,7 +21,7 @@ from facesets.clustering.store import FaceData, FaceStore, ImageData
 from facesets.contract import layout
 from services import FACESETS, ServiceProcess, wait_for
 
-FACES = 30_000  # a job that runs for a while; the test freezes it mid-way whatever its speed
+FACES = 10_000  # a job that runs for a while; the test freezes it mid-way whatever its speed
 
 
 @pytest.fixture(scope="module")

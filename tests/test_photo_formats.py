@@ -23,7 +23,7 @@ from facesets.contract import photo_formats
 from facesets.inference import servicer as inference
 from facesets.orchestrator.scan import FOLDER_LINK, HIDDEN, list_photos
 from facesets.v1 import common_pb2
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 LIMIT = 120_000_000
 CAPTURED = "2021:05:02 09:41:00"
@@ -249,6 +249,15 @@ def test_embed_reads_phone_formats_and_counts_skipped_files(mixed_folder, tmp_pa
     assert "skipped           5  (.mov 2, .txt 1, .xmp 1, hidden 1)" in listed.stdout
 
 
+@pytest.fixture(scope="module")
+def services(shared_dir, tmp_path_factory):
+    """The services the `run` and `immich import` commands share (their start-up is tested
+    elsewhere)."""
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield service_flags(started, "run")
+
+
 # --- `facesets run`: the same facesets from the JPEGs and from a mix of formats -------------------
 RUN_PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
 
@@ -267,7 +276,7 @@ def _facesets_by_photo(out: Path) -> set[frozenset[str]]:
 
 
 @pytest.mark.slow
-def test_run_on_mixed_formats_gives_the_facesets_of_the_jpegs(lfw_dir, tmp_path):
+def test_run_on_mixed_formats_gives_the_facesets_of_the_jpegs(lfw_dir, tmp_path, services):
     jpegs, mixed = tmp_path / "jpegs", tmp_path / "mixed"
     for person in RUN_PEOPLE:
         (jpegs / person).mkdir(parents=True)
@@ -284,7 +293,9 @@ def test_run_on_mixed_formats_gives_the_facesets_of_the_jpegs(lfw_dir, tmp_path)
     results = {}
     for name, src in (("jpegs", jpegs), ("mixed", mixed)):
         out = tmp_path / f"out-{name}"
-        done = run_facesets("run", str(src), str(out), "--min-faces", "4", "--json", timeout=900)
+        done = run_facesets(
+            "run", str(src), str(out), "--min-faces", "4", "--json", *services, timeout=900
+        )
         assert done.returncode == 0, done.stderr
         results[name] = (json.loads(done.stdout), _facesets_by_photo(out), done.stderr)
     jpeg_summary, jpeg_sets, _ = results["jpegs"]
@@ -300,7 +311,9 @@ def test_run_on_mixed_formats_gives_the_facesets_of_the_jpegs(lfw_dir, tmp_path)
 IMMICH_KEY = "phone-formats-key-0001"
 
 
-def test_immich_heic_and_avif_originals_are_staged_unchanged_and_embedded(lfw_dir, tmp_path):
+def test_immich_heic_and_avif_originals_are_staged_unchanged_and_embedded(
+    lfw_dir, tmp_path, services
+):
     from fake_immich import LIBRARY_PREFIX, FakeImmich, lfw_asset
 
     assets, originals = [], {}
@@ -344,6 +357,7 @@ def test_immich_heic_and_avif_originals_are_staged_unchanged_and_embedded(lfw_di
         "--min-faces",
         "3",
         "--json",
+        *services,
         env={**env, "IMMICH_URL": "http://127.0.0.1:9"},
     )
     assert imported.returncode == 0, imported.stderr

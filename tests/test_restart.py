@@ -44,9 +44,12 @@ def _copy_people(lfw_dir, photos, **chosen: int) -> int:
 
 
 @pytest.mark.slow
-def test_services_restart_mid_run(lfw_dir, tmp_path):
+def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
     photos = tmp_path / "photos"
-    total = _copy_people(lfw_dir, photos, people=40, per_person=6, min_photos=3)
+    total = _copy_people(lfw_dir, photos, people=30, per_person=6, min_photos=3)
+    # Commits of 16 images: the progress the kills wait for shows within a few seconds, and
+    # over 60 images are still to come when the second service is killed.
+    monkeypatch.setenv("FACESETS_STORE__COMMIT_BATCH", "16")
     store = tmp_path / "faces.db"
     inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
@@ -156,14 +159,23 @@ def test_graceful_shutdown_finishes_or_reports_every_image(lfw_dir, tmp_path):
     assert "shutting down" in (tmp_path / "inference.log").read_text()
 
 
-def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path):
+# A small disk and few photos (63), committed 16 at a time: the store's write-ahead log holds
+# about 104 KiB once the files are registered, 152 KiB after the first commit and 213 KiB after
+# the second, so the disk fills up with 16 photos stored.
+FULL_DISK_BYTES = 184 * 1024
+FULL_DISK_PEOPLE = 20
+FULL_DISK_COMMIT_BATCH = "16"
+
+
+def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path, monkeypatch):
     """The store's disk fills up mid-run (the clustering service may not grow a file past
-    384 KiB): embed stops with a message that says what to do, what was committed is intact,
+    FULL_DISK_BYTES): embed stops with a message that says what to do, what was committed is intact,
     and once there is room a re-run embeds only the rest."""
     photos = tmp_path / "photos"
-    total = _copy_people(lfw_dir, photos, people=60, per_person=5, min_photos=2)
+    total = _copy_people(lfw_dir, photos, people=FULL_DISK_PEOPLE, per_person=5, min_photos=2)
     store = tmp_path / "faces.db"
     log = tmp_path / "clustering.log"
+    monkeypatch.setenv("FACESETS_STORE__COMMIT_BATCH", FULL_DISK_COMMIT_BATCH)
     clustering = ServiceProcess("clustering", free_port(), log)
     command = [
         *FACESETS,
@@ -174,7 +186,7 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path)
         "--clustering",
         clustering.address,
     ]
-    clustering.start(file_size_limit=384 * 1024)
+    clustering.start(file_size_limit=FULL_DISK_BYTES)
     try:
         full = subprocess.run(command, capture_output=True, text=True, timeout=600)
     finally:

@@ -20,7 +20,7 @@ from facesets.common.settings import InferenceSettings, RuntimeSettings
 from facesets.inference import servicer as inference
 from facesets.inference.models import laplacian_blur
 from facesets.v1 import common_pb2
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 PEOPLE = ("Colin_Powell", "Serena_Williams", "Tony_Blair", "Gerhard_Schroeder")
 FACTORS = (1, 2, 4)
@@ -146,18 +146,29 @@ def test_a_store_of_the_earlier_version_opens_and_its_faces_take_the_new_measure
     store.close()
 
 
-def test_enrich_measures_faces_of_the_earlier_measure_again_exactly_once(lfw_dir, tmp_path):
+@pytest.fixture
+def services(shared_dir: Path, tmp_path: Path):
+    """A pair of services the embed and enrich commands share (their start-up is tested
+    elsewhere)."""
+    (tmp_path / "services").mkdir()
+    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
+        yield service_flags(started, "embed")
+
+
+def test_enrich_measures_faces_of_the_earlier_measure_again_exactly_once(
+    lfw_dir, tmp_path, services
+):
     src = tmp_path / "photos"
     src.mkdir()
     for photo in sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:5]:
         shutil.copy(photo, src / photo.name)
     store = tmp_path / "faces.db"
-    assert run_facesets("embed", str(src), str(store)).returncode == 0
+    assert run_facesets("embed", str(src), str(store), *services).returncode == 0
     with sqlite3.connect(store) as db:
         measured = dict(db.execute("SELECT face_id, blur FROM faces").fetchall())
         # As an earlier version stored them: the size-dependent measure, flagged as such.
         db.execute("UPDATE faces SET blur = blur * 10 + 1, blur_measure = 0")
-    first = run_facesets("enrich", str(store), "--json")
+    first = run_facesets("enrich", str(store), "--json", *services)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["faces_earlier_sharpness"] == len(measured)
@@ -167,5 +178,5 @@ def test_enrich_measures_faces_of_the_earlier_measure_again_exactly_once(lfw_dir
     for face_id, blur, measure in rows:
         assert measure == common_pb2.BLUR_MEASURE_CANONICAL
         assert blur == pytest.approx(measured[face_id], rel=1e-5)
-    again = json.loads(run_facesets("enrich", str(store), "--json").stdout)
+    again = json.loads(run_facesets("enrich", str(store), "--json", *services).stdout)
     assert again["faces_lacking"] == 0 and again["faces_updated"] == 0

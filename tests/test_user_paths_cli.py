@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from facesets.client import ImageInput, InferenceClient
 from facesets.client.channel import Endpoint
 from facesets.contract import layout
 from facesets.v1 import common_pb2
-from services import ServiceProcess, run_facesets
+from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import run_facesets as run_command
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
 PER_PERSON = 6
@@ -308,9 +310,19 @@ def test_age_split_refuses_an_identity_without_capture_dates(pipeline):
 
 
 def test_age_extend_with_photos_outside_the_source_folders_says_where_they_must_be(
-    lfw_dir, tmp_path
+    lfw_dir, shared_dir, tmp_path
 ):
+    # The four commands share one set of services (their start-up is not what is tested).
+    (tmp_path / "services").mkdir()
+    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
+        _extend_with_photos_elsewhere(lfw_dir, tmp_path, started)
+
+
+def _extend_with_photos_elsewhere(lfw_dir, tmp_path, services) -> None:
     from dated_photos import dated_copy
+
+    def run_facesets(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_command(*args, *service_flags(services, *args[:2]))
 
     photos = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))
     src = tmp_path / "photos"
