@@ -577,23 +577,24 @@ def _linkage_of_clusters(
         a, b = a[mutual], b[mutual]
         rep = np.arange(m, dtype=np.int32)
         rep[b] = a
-        grew = np.zeros(m, bool)  # clusters made of two old ones after this round
-        grew[a] = True
-        ru, rv = rep[u], rep[v]
-        touched = grew[ru] | grew[rv]
+        moved = np.zeros(m, bool)  # clusters merged this round (a pair's other ends keep ids)
+        moved[a] = True
+        moved[b] = True
+        touched = moved[u] | moved[v]
         tix = np.flatnonzero(touched)
         # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
         # face pairs of an old pair absent from the graph (or not summed yet) stay unknown.
-        area = size[u[tix]] * size[v[tix]]
+        tu, tv = u[tix], v[tix]
+        area = size[tu] * size[tv]
         tmiss = unknown[tix]
         tsim = area * (1.0 - dist[tix]) - tmiss  # the known part of the similarity sum
         tcover = area - tmiss  # face pairs summed (exact integers in float64)
-        tu, tv = ru[tix], rv[tix]
-        del tix, area, tmiss
+        tu, tv = rep[tu], rep[tv]
+        del tix, area, tmiss, moved
         np.logical_not(touched, out=touched)
-        u, v, dist = ru[touched], rv[touched], dist[touched]  # pairs of unchanged clusters
+        u, v, dist = u[touched], v[touched], dist[touched]  # pairs of unchanged clusters
         unknown = unknown[touched]
-        del ru, rv, touched
+        del touched
         inner = tu != tv  # drops the merged pair itself
         tsim, tcover, tu, tv = tsim[inner], tcover[inner], tu[inner], tv[inner]
         key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
