@@ -64,6 +64,9 @@ EDGE_MARGIN = 1e-4  # candidate edges reach this far past the threshold, against
 # cache for the product (1,024 pairs of 512-d float64 rows, 8 MiB; 16,384 at once is ~6x slower).
 PAIR_CHUNK = 1024
 BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this, against rounding
+# The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
+# above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
+COMPACT_MIN = 1024
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -412,6 +415,34 @@ def _candidates(
     return cand_u, cand_v
 
 
+def _compact(
+    u: np.ndarray,
+    v: np.ndarray,
+    bu: np.ndarray,
+    bv: np.ndarray,
+    gid: np.ndarray,
+    size: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Renumber the clusters that still have a pair to 0..k-1, in their order.
+
+    Cannot-link pairs with a cluster that has no pair left can never be met again and are
+    dropped. Returns (u, v, bu, bv, gid, size) in the new ids.
+    """
+    live = np.zeros(size.size, bool)
+    live[u] = True
+    live[v] = True
+    new = np.cumsum(live, dtype=np.int64) - 1
+    keep = live[bu] & live[bv]
+    return (
+        new[u].astype(np.int32),
+        new[v].astype(np.int32),
+        new[bu[keep]],
+        new[bv[keep]],
+        gid[live],
+        size[live],
+    )
+
+
 def _sparse_average_linkage(
     unit: np.ndarray,
     rows: np.ndarray,
@@ -466,8 +497,15 @@ def _linkage_of_clusters(
 
     `dist` holds the exact average distances of the pairs (u, v), u < v.
     """
-    m = sizes.size
-    parent = np.arange(m)
+    total = sizes.size
+    parent = np.arange(total)
+    # The rounds work on ids 0..m-1 of the clusters that still have pairs: `gid` maps them to
+    # the caller's ids (of `sums`, `sizes` and `parent`). The clusters left without a pair are
+    # final, so the ids are renumbered (`compact`) as their number falls; the renumbering keeps
+    # the ids' order, so every tie is broken as with the caller's ids.
+    gid = np.arange(total)
+    m = total
+    size = sizes.copy()  # per round id
     u = u.astype(np.int32, copy=False)  # ids fit: a component has fewer than 2**31 faces
     v = v.astype(np.int32, copy=False)
     dist = dist.astype(np.float64, copy=False)
@@ -481,10 +519,12 @@ def _linkage_of_clusters(
         """Mask of the candidate pairs that hold no cannot-link pair (the rest are counted)."""
         if blocked.size == 0:
             return np.ones(pu.size, bool)
-        key = _pair_keys(pu, pv, m)
-        hit = np.isin(key, blocked)
-        prevented.append(key[hit])
+        hit = np.isin(_pair_keys(pu, pv, m), blocked)
+        prevented.append(_pair_keys(gid[pu[hit]], gid[pv[hit]], total))  # caller's ids
         return ~hit
+
+    def distances(pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
+        return _pair_distances(sums, sizes, gid[pu], gid[pv])
 
     ok = allowed(u, v)
     u, v, dist = u[ok], v[ok], dist[ok]
@@ -505,7 +545,7 @@ def _linkage_of_clusters(
         # The globally closest pair (ties to the smallest ids) is then always mutual, so
         # every round merges.
         loose = np.flatnonzero(unknown > 0)
-        cand_u, cand_v = _candidates(u, v, dist, unknown, sizes, loose, m)
+        cand_u, cand_v = _candidates(u, v, dist, unknown, size, loose, m)
         if loose.size:
             count = np.bincount(u[cand_u], minlength=m) + np.bincount(v[cand_v], minlength=m)
             lu, lv = u[loose], v[loose]
@@ -513,12 +553,12 @@ def _linkage_of_clusters(
             loose, lu, lv = loose[need], lu[need], lv[need]
             del count, need
             if loose.size:
-                dist[loose] = _pair_distances(sums, sizes, lu, lv)
+                dist[loose] = distances(lu, lv)
                 unknown[loose] = 0
                 rescored += loose.size
                 del cand_u, cand_v
                 cand_u, cand_v = _candidates(
-                    u, v, dist, unknown, sizes, np.flatnonzero(unknown > 0), m
+                    u, v, dist, unknown, size, np.flatnonzero(unknown > 0), m
                 )
             del lu, lv
         del loose
@@ -537,23 +577,24 @@ def _linkage_of_clusters(
         a, b = a[mutual], b[mutual]
         rep = np.arange(m, dtype=np.int32)
         rep[b] = a
-        grew = np.zeros(m, bool)  # clusters made of two old ones after this round
-        grew[a] = True
-        ru, rv = rep[u], rep[v]
-        touched = grew[ru] | grew[rv]
+        moved = np.zeros(m, bool)  # clusters merged this round (a pair's other ends keep ids)
+        moved[a] = True
+        moved[b] = True
+        touched = moved[u] | moved[v]
         tix = np.flatnonzero(touched)
         # A merged pair's summed similarity is the sum over its old pairs (Lance-Williams);
         # face pairs of an old pair absent from the graph (or not summed yet) stay unknown.
-        area = sizes[u[tix]] * sizes[v[tix]]
+        tu, tv = u[tix], v[tix]
+        area = size[tu] * size[tv]
         tmiss = unknown[tix]
         tsim = area * (1.0 - dist[tix]) - tmiss  # the known part of the similarity sum
         tcover = area - tmiss  # face pairs summed (exact integers in float64)
-        tu, tv = ru[tix], rv[tix]
-        del tix, area, tmiss
+        tu, tv = rep[tu], rep[tv]
+        del tix, area, tmiss, moved
         np.logical_not(touched, out=touched)
-        u, v, dist = ru[touched], rv[touched], dist[touched]  # pairs of unchanged clusters
+        u, v, dist = u[touched], v[touched], dist[touched]  # pairs of unchanged clusters
         unknown = unknown[touched]
-        del ru, rv, touched
+        del touched
         inner = tu != tv  # drops the merged pair itself
         tsim, tcover, tu, tv = tsim[inner], tcover[inner], tu[inner], tv[inner]
         key = np.minimum(tu, tv).astype(np.int64) * m + np.maximum(tu, tv)
@@ -565,10 +606,13 @@ def _linkage_of_clusters(
         cover = np.add.reduceat(tcover[order], first) if key.size else np.zeros(0)
         tu, tv = (key[first] // m).astype(np.int32), (key[first] % m).astype(np.int32)
         del key, order, tsim, tcover, first
-        sizes[a] += sizes[b]
-        sums[a] += sums[b]
-        parent[b] = a
-        full = sizes[tu] * sizes[tv]
+        size[a] += size[b]
+        ga, gb = gid[a], gid[b]
+        sizes[ga] += sizes[gb]
+        sums[ga] += sums[gb]
+        parent[gb] = ga
+        del ga, gb
+        full = size[tu] * size[tv]
         tmiss = full - cover
         del cover
         td = 1.0 - (sim + tmiss) / full  # exact where nothing is missing, else a lower bound
@@ -579,7 +623,7 @@ def _linkage_of_clusters(
         upper = 1.0 - (sim[unsure] - tmiss[unsure]) / full[unsure]
         unsure = unsure[upper + BOUND_SLACK >= threshold]
         del upper
-        td[unsure] = _pair_distances(sums, sizes, tu[unsure], tv[unsure])
+        td[unsure] = distances(tu[unsure], tv[unsure])
         tmiss[unsure] = 0
         rescored += unsure.size
         del sim, full, unsure
@@ -596,9 +640,14 @@ def _linkage_of_clusters(
         unknown = np.concatenate([unknown, tmiss[near]])
         if on_round is not None:
             on_round(1.0 - u.size / initial)
+        # Clusters with a pair after this round: at most those that had one, less the merged.
+        if m > COMPACT_MIN and 2 * (np.count_nonzero(best < np.inf) - a.size) < m:
+            u, v, bu, bv, gid, size = _compact(u, v, bu, bv, gid, size)
+            m = size.size
+            blocked = np.unique(_pair_keys(bu, bv, m))
     n_prevented = int(np.unique(np.concatenate(prevented)).size) if prevented else 0
     log.debug(
-        "sparse linkage done", faces=m, rounds=rounds, rescored=rescored, prevented=n_prevented
+        "sparse linkage done", faces=total, rounds=rounds, rescored=rescored, prevented=n_prevented
     )
     return _roots(parent), n_prevented
 
