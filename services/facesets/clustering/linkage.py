@@ -42,10 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
-from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import pdist
 
 from facesets.clustering import neighbours
 from facesets.clustering.neighbours import SearchParams, SearchReport
@@ -342,6 +340,9 @@ def _pair_similarities(unit: np.ndarray, ei: np.ndarray, ej: np.ndarray) -> np.n
 
 def _dense_average_linkage(x: np.ndarray, threshold: float) -> np.ndarray:
     """Local cluster ids of rows of `x`: scipy average linkage, merges below threshold."""
+    from scipy.cluster.hierarchy import linkage as scipy_linkage  # here: 0.2 s at start-up
+    from scipy.spatial.distance import pdist
+
     m = x.shape[0]
     dist = pdist(x.astype(np.float64, copy=False), metric="cosine")
     if m == 2:
@@ -984,6 +985,9 @@ def complete_linkage_groups(centroids: np.ndarray, min_similarity: float) -> lis
     Complete linkage, so a chain of pairwise-similar sets never joins two distinct people.
     Each group is sorted; groups are ordered by their first row.
     """
+    from scipy.cluster.hierarchy import linkage as scipy_linkage  # here: 0.2 s at start-up
+    from scipy.spatial.distance import pdist
+
     x = _check_embeddings(centroids)
     if not -1.0 <= float(min_similarity) < 1.0:
         raise ValueError(f"min_similarity must be in [-1, 1), got {min_similarity}")
