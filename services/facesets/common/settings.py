@@ -304,6 +304,12 @@ class NeighbourSettings(_Group):
     ann_dense_nprobe: int = Field(
         default=64, ge=1, description="IVF lists scanned again for a face whose list is full"
     )
+    # Faces whose list has room (fewer than ann_neighbours within the threshold: small
+    # identities, whose faces scatter over lists) have their neighbours' neighbours (in the
+    # graph from either end) scored exactly, ann_hop_rounds times (0: never).
+    ann_hop_rounds: int = Field(
+        default=2, ge=0, description="rounds scoring the neighbours of neighbours of sparse faces"
+    )
     ann_train_per_list: int = Field(
         default=32, ge=1, description="k-means sample: faces per list (training is the fixed cost)"
     )
