@@ -252,9 +252,10 @@ def _self_join_knn(
     k: int,
     min_sim: float,
     progress: Progress | None,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest of the rows `queries` of x among the lists each probes: (similarities, ids),
-    one row per query.
+    one row per query; `start` holds what the queries found in other lists (merged in).
 
     The same candidates as an IVFFlat search of those rows against x with these probes (every
     face is in the list of its nearest centre, `assign`), found list by list: the queries
@@ -272,6 +273,8 @@ def _self_join_knn(
     probing //= nprobe  # the query (row of `queries`) of each position
     heap = faiss.ResultHeap(queries.size, k, keep_max=True)
     heap.D.fill(np.nextafter(np.float32(min_sim), np.float32(-np.inf)))
+    if start is not None:
+        heap.add_result(*start)
     # One thread feeds the heaps (faiss releases the GIL) while the next product runs on BLAS's
     # threads: the heaps take a quarter of the time the products do. One feed at a time, so a
     # face's heap is never written by two threads.
@@ -529,17 +532,19 @@ def ivf_knn_edges(
     del probes, everyone
     # A face whose k nearest all lie within the distance sits where lists are dense (a large
     # identity spread over many lists): its k nearest may lie in lists it did not probe, so it
-    # is searched again over more of them (a superset of the first probes: nearest first).
+    # is searched again over more of them: the lists after the first probes (nearest first),
+    # merged with what those found.
     dense = np.flatnonzero(sims[:, k - 1] >= min_sim)
     if second and dense.size:
-        more = _probes(index.quantizer, x[dense], dense_nprobe, params.query_batch)
+        more = _probes(index.quantizer, x[dense], dense_nprobe, params.query_batch)[:, nprobe:]
+        more = np.ascontiguousarray(more)
 
         def second_progress(done: int, total: int) -> None:
             if progress is not None:
                 progress(total + done, 2 * total)
 
         sims[dense], ids[dense] = _self_join_knn(
-            x, assign, nlist, dense, more, k, min_sim, second_progress
+            x, assign, nlist, dense, more, k, min_sim, second_progress, (sims[dense], ids[dense])
         )
         del more
     del index, assign
