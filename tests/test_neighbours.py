@@ -194,6 +194,8 @@ def test_cluster_manifest_records_the_index_and_its_recall(
     assert ivf["search"]["nprobe"] == ivf["search"]["nlist"] >= 1
     assert ivf["search"]["recall"] == 1.0  # every list probed: the search is exhaustive
     assert ivf["search"]["recall_queries"] == len(ivf["faces"])
+    # every list probed: the neighbours of neighbours add nothing the lists lack
+    assert ivf["search"]["hop_found"] == 0 and ivf["search"]["hop_faces"] >= 0
     assert [p["face_ids"] for p in ivf["persons"]] == [p["face_ids"] for p in exact["persons"]]
 
 
