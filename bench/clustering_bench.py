@@ -326,7 +326,9 @@ def _worker(
     seconds = time.perf_counter() - start
     np.save(labels_out, np.asarray(labels, np.int64))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_mib": peak, "loaded_mib": loaded_mib, **extra}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime  # the whole process, loading included
+    return {"seconds": seconds, "cpu_s": cpu, "peak_mib": peak, "loaded_mib": loaded_mib, **extra}
 
 
 def _extend_worker(emb: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -581,7 +583,9 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
             print(
                 f"  ivf: nlist {search['nlist']}, nprobe {search['nprobe']}, k {search['k']}, "
                 f"{search['dense_faces']} dense faces searched again over "
-                f"{search['dense_nprobe']} lists, recall {search['recall']} on "
+                f"{search['dense_nprobe']} lists, {search.get('hop_faces', 0)} faces with room "
+                f"gaining {search.get('hop_found', 0)} neighbours of neighbours, recall "
+                f"{search['recall']} (graph {search.get('graph_recall')}) on "
                 f"{search['recall_queries']} sampled queries, {search['completed_merges']} "
                 f"merges completing truncated clusters, search stages {run['search_s']}"
             )
@@ -604,10 +608,12 @@ def print_targets(run: dict[str, Any]) -> None:
     """One line: the IVF run's recall, F against the truth, time and peak against the targets."""
     recall = run["search"].get("recall") or 0.0
     f = run.get("pairwise_f", 0.0)
+    cpu = run.get("cpu_s", 0.0)  # on a shared machine the wall time says little
     checks = {
         f"recall {recall:.4f} >= {TARGET_RECALL}": recall >= TARGET_RECALL,
         f"pairwise F {f:.4f} >= {TARGET_F}": f >= TARGET_F,
-        f"time {run['seconds']:.0f} s < {TARGET_SECONDS} s": run["seconds"] < TARGET_SECONDS,
+        f"time {run['seconds']:.0f} s ({cpu:.0f} s of CPU) < {TARGET_SECONDS} s": run["seconds"]
+        < TARGET_SECONDS,
         f"peak {run['peak_mib']:.0f} MiB < {TARGET_PEAK_MIB} MiB": run["peak_mib"]
         < TARGET_PEAK_MIB,
     }

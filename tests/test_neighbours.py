@@ -194,6 +194,8 @@ def test_cluster_manifest_records_the_index_and_its_recall(
     assert ivf["search"]["nprobe"] == ivf["search"]["nlist"] >= 1
     assert ivf["search"]["recall"] == 1.0  # every list probed: the search is exhaustive
     assert ivf["search"]["recall_queries"] == len(ivf["faces"])
+    # every list probed: the neighbours of neighbours add nothing the lists lack
+    assert ivf["search"]["hop_found"] == 0 and ivf["search"]["hop_faces"] >= 0
     assert [p["face_ids"] for p in ivf["persons"]] == [p["face_ids"] for p in exact["persons"]]
 
 
@@ -259,3 +261,24 @@ def test_clusters_split_by_truncated_lists_are_completed_as_the_exact_search_joi
     assert held.prevented >= 1 and held.search is not None and held.search.completed == 0
     flat = cluster_average_linkage(emb, 0.55, search=SearchParams(backend="flat"), photo=photo)
     assert flat.labels[0] != flat.labels[299]
+
+
+def test_faces_with_room_in_their_list_gain_the_neighbours_of_their_neighbours() -> None:
+    emb, _ = identities(300, 25, seed=11)  # about 4,000 faces, identities smaller than k
+    n, k, min_sim = emb.shape[0], 48, float(np.float32(0.45))
+    few = dict(backend="ivf", nlist=32, nprobe=3, dense_nprobe=3, k=k, recall_queries=n)
+    _, alone = neighbours.ivf_knn_edges(emb, 0.55, SearchParams(**few, hop_rounds=0))
+    assert alone.hop_faces == alone.hop_found == 0
+    assert alone.recall is not None and alone.recall < 0.9  # 3 of 32 lists miss neighbours
+    (ei, ej, es), report = neighbours.ivf_knn_edges(emb, 0.55, SearchParams(**few, hop_rounds=2))
+    assert report.recall is not None and report.recall >= 0.99
+    assert report.graph_recall is not None and report.graph_recall >= report.recall
+    assert report.hop_found > 0 and 0 < report.hop_faces <= n
+    assert report.as_json()["hop_found"] == report.hop_found
+    # every pair is a real one: its similarity is the faces' and within the distance
+    np.testing.assert_allclose(es, np.einsum("ij,ij->i", emb[ei], emb[ej]), atol=1e-5)
+    assert (es >= min_sim).all() and (ei < ej).all()
+    truth = neighbours.exact_knn_within(emb, np.arange(n), k, min_sim)
+    wanted = {(min(q, int(j)), max(q, int(j))) for q, t in enumerate(truth) for j in t}
+    pairs = set(zip(ei.tolist(), ej.tolist(), strict=True))
+    assert len(wanted & pairs) >= 0.99 * len(wanted)

@@ -25,6 +25,13 @@ spread over many lists) is searched again over `dense_nprobe` lists; the report 
 faces stay truncated, so that the linkage can complete the pairs of their clusters that the
 graph lacks (`linkage._complete_truncated`).
 
+A face whose list has room (fewer than `k` within the distance: a small identity, whose faces
+scatter over lists as each sits nearest the centre its own noise points to) misses neighbours
+in lists far from its own that no number of probes reaches cheaply; its identity's other faces
+often found them, or found it. So its neighbours in the graph (from either end), their own
+lists and itself are scored exactly and the best `k` within the distance become its list
+(`_hop_pass`, `hop_rounds` times: a round starts from the lists the previous one improved).
+
 The search's recall is measured on a random sample of queries: the share of each one's `k`
 nearest faces within the distance (by exact brute force) that the search returned (list
 recall), and the share the graph holds as pairs found from either end (graph recall).
@@ -41,6 +48,7 @@ from typing import Any
 import faiss
 import numpy as np
 import structlog
+from scipy.sparse import csr_matrix
 
 from facesets.common import settings
 
@@ -56,6 +64,7 @@ BACKENDS = (BACKEND_AUTO, BACKEND_EXACT, BACKEND_FLAT, BACKEND_IVF)
 RANGE_BATCH = 4096  # queries of one flat range search (bounds the result buffers)
 EXACT_COLUMNS = 65536  # faces compared with the recall sample at a time
 JOIN_PROGRESS = 64  # lists of the self-join between progress reports
+HOP_PAIRS = 1 << 22  # candidate pairs of the neighbours-of-neighbours pass scored at a time
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class SearchParams:
     dense_nprobe: int = field(
         default_factory=lambda: settings.clustering().neighbours.ann_dense_nprobe
     )
+    # rounds of the pass scoring the neighbours of neighbours of the faces whose list has room
+    hop_rounds: int = field(default_factory=lambda: settings.clustering().neighbours.ann_hop_rounds)
     k: int = field(default_factory=lambda: settings.clustering().neighbours.ann_neighbours)
     train_per_list: int = field(
         default_factory=lambda: settings.clustering().neighbours.ann_train_per_list
@@ -93,8 +104,10 @@ class SearchParams:
         for name in ("nprobe", "dense_nprobe", "k", "train_per_list", "query_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.nlist < 0 or self.recall_queries < 0 or self.ann_min_faces < 0:
-            raise ValueError("nlist, recall_queries and ann_min_faces must not be negative")
+        if min(self.nlist, self.recall_queries, self.ann_min_faces, self.hop_rounds) < 0:
+            raise ValueError(
+                "nlist, recall_queries, ann_min_faces and hop_rounds must not be negative"
+            )
 
     def chosen(self, n: int) -> str:
         """The backend used for a store of n faces."""
@@ -120,6 +133,8 @@ class SearchReport:
     k: int | None = None
     dense_nprobe: int | None = None
     dense_faces: int = 0  # faces searched again with dense_nprobe (their k nearest all within)
+    hop_faces: int = 0  # faces whose neighbours' neighbours were scored (their list had room)
+    hop_found: int = 0  # neighbours those faces' lists gained from them
     recall: float | None = None  # None: exact search (recall 1 by construction)
     graph_recall: float | None = None  # the same neighbours, found from either end
     recall_queries: int = 0
@@ -138,6 +153,7 @@ class SearchReport:
         if self.backend == BACKEND_IVF:
             out.update(nlist=self.nlist, nprobe=self.nprobe, k=self.k)
             out.update(dense_nprobe=self.dense_nprobe, dense_faces=self.dense_faces)
+            out.update(hop_faces=self.hop_faces, hop_found=self.hop_found)
             out["completed_merges"] = self.completed
             out["recall"] = None if self.recall is None else round(self.recall, 6)
             graph = self.graph_recall
@@ -236,9 +252,10 @@ def _self_join_knn(
     k: int,
     min_sim: float,
     progress: Progress | None,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest of the rows `queries` of x among the lists each probes: (similarities, ids),
-    one row per query.
+    one row per query; `start` holds what the queries found in other lists (merged in).
 
     The same candidates as an IVFFlat search of those rows against x with these probes (every
     face is in the list of its nearest centre, `assign`), found list by list: the queries
@@ -256,6 +273,8 @@ def _self_join_knn(
     probing //= nprobe  # the query (row of `queries`) of each position
     heap = faiss.ResultHeap(queries.size, k, keep_max=True)
     heap.D.fill(np.nextafter(np.float32(min_sim), np.float32(-np.inf)))
+    if start is not None:
+        heap.add_result(*start)
     # One thread feeds the heaps (faiss releases the GIL) while the next product runs on BLAS's
     # threads: the heaps take a quarter of the time the products do. One feed at a time, so a
     # face's heap is never written by two threads.
@@ -306,6 +325,100 @@ def _pairs_from_knn(
     ei = (key // n).astype(np.int32)
     ej = (key % n).astype(np.int32)
     return ei, ej, s
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions starts[i] .. starts[i] + lengths[i] - 1 of every i, concatenated."""
+    lengths = lengths.astype(np.int64)
+    offsets = starts.astype(np.int64) - np.cumsum(lengths) + lengths
+    return np.repeat(offsets, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _lists_graph(ids: np.ndarray, within: np.ndarray) -> csr_matrix:
+    """Each face's k-nearest list (the slots `within` the distance, itself left out) as an
+    n x n graph row."""
+    n = ids.shape[0]
+    within = within & (ids != np.arange(n)[:, None])
+    indptr = np.concatenate([[0], np.cumsum(within.sum(axis=1))])
+    cols = ids[within].astype(np.int32)
+    return csr_matrix((np.ones(cols.size, np.float32), cols, indptr), shape=(n, n))
+
+
+def _top_of_rows(
+    x: np.ndarray, rows: np.ndarray, cand: csr_matrix, k: int, min_sim: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, ids), k per row, most similar first: the best candidates within min_sim
+    of each face `rows[r]` among row r of `cand` (empty slots: just below min_sim, id -1)."""
+    counts = np.diff(cand.indptr)
+    top_s = np.full((rows.size, k), np.nextafter(np.float32(min_sim), np.float32(-np.inf)))
+    top_i = np.full((rows.size, k), -1, np.int64)
+    # rows of similar candidate counts share one padded width (at most twice their count)
+    width = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    for w in np.unique(width):
+        rr = np.flatnonzero(width == w)
+        c = counts[rr]
+        ends = np.cumsum(c)
+        pos = np.arange(int(ends[-1]), dtype=np.int64)
+        pos -= np.repeat(ends - c, c)  # slot within the row
+        padded = np.full((rr.size, int(w)), -1, np.int64)
+        padded[np.repeat(np.arange(rr.size), c), pos] = cand.indices[_ragged(cand.indptr[rr], c)]
+        del pos
+        xq = np.take(x, rows[rr], axis=0)
+        out = np.empty(padded.shape, np.float32)  # -inf where the id is -1
+        faiss.fvec_inner_products_by_idx(  # type: ignore[attr-defined]  # not in the stubs
+            faiss.swig_ptr(out),
+            faiss.swig_ptr(xq),
+            faiss.swig_ptr(x),
+            faiss.swig_ptr(padded),
+            x.shape[1],
+            rr.size,
+            int(w),
+        )
+        best = np.argsort(-out, axis=1, kind="stable")[:, :k]
+        s = np.take_along_axis(out, best, axis=1)
+        i = np.take_along_axis(padded, best, axis=1)
+        i[s < min_sim] = -1
+        top_s[rr, : s.shape[1]] = np.where(s < min_sim, top_s[rr, : s.shape[1]], s)
+        top_i[rr, : i.shape[1]] = i
+    return top_s, top_i
+
+
+def _hop_pass(x: np.ndarray, sims: np.ndarray, ids: np.ndarray, min_sim: float) -> tuple[int, int]:
+    """Score the neighbours of neighbours of each face whose list has room (fewer than k within
+    min_sim), in place: (faces scored, neighbours their lists gained).
+
+    Such a face's nearest may lie in lists it did not probe (a small identity's faces scatter
+    over lists: each sits nearest the centre its own noise points to), but its identity's other
+    faces often found them, or found it. Its neighbours in the graph (found from either end),
+    their own lists and itself are scored exactly; the best k within min_sim are its new list.
+    """
+    n, k = ids.shape
+    within = (sims >= min_sim) & (ids >= 0)
+    lists = _lists_graph(ids, within)
+    graph = (lists + lists.T).tocsr()  # either end
+    deg = np.diff(graph.indptr).astype(np.int64)
+    queries = np.flatnonzero(~within[:, k - 1] & (deg > 0))
+    if not queries.size:
+        return 0, 0
+    before = int(within[queries].sum())
+    del within
+    # chunks of about HOP_PAIRS candidates (at most k + 1 through each neighbour) bound memory
+    cum = np.cumsum(deg[queries] * (k + 1))
+    cuts = np.searchsorted(cum, np.arange(1, int(cum[-1]) // HOP_PAIRS + 1) * HOP_PAIRS, "right")
+    bounds = np.unique(np.concatenate([[0], cuts, [queries.size]]))
+    for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
+        chunk = queries[b0:b1]
+        near = graph[chunk]
+        itself = csr_matrix(
+            (np.ones(chunk.size, np.float32), chunk, np.arange(chunk.size + 1)),
+            shape=(chunk.size, n),
+        )
+        cand = (near @ lists + near + itself).tocsr()
+        del near, itself
+        sims[chunk], ids[chunk] = _top_of_rows(x, chunk, cand, k, min_sim)
+        del cand
+    after = int(((sims[queries] >= min_sim) & (ids[queries] >= 0)).sum())
+    return int(queries.size), after - before
 
 
 def exact_knn_within(
@@ -419,22 +532,31 @@ def ivf_knn_edges(
     del probes, everyone
     # A face whose k nearest all lie within the distance sits where lists are dense (a large
     # identity spread over many lists): its k nearest may lie in lists it did not probe, so it
-    # is searched again over more of them (a superset of the first probes: nearest first).
+    # is searched again over more of them: the lists after the first probes (nearest first),
+    # merged with what those found.
     dense = np.flatnonzero(sims[:, k - 1] >= min_sim)
     if second and dense.size:
-        more = _probes(index.quantizer, x[dense], dense_nprobe, params.query_batch)
+        more = _probes(index.quantizer, x[dense], dense_nprobe, params.query_batch)[:, nprobe:]
+        more = np.ascontiguousarray(more)
 
         def second_progress(done: int, total: int) -> None:
             if progress is not None:
                 progress(total + done, 2 * total)
 
         sims[dense], ids[dense] = _self_join_knn(
-            x, assign, nlist, dense, more, k, min_sim, second_progress
+            x, assign, nlist, dense, more, k, min_sim, second_progress, (sims[dense], ids[dense])
         )
         del more
     del index, assign
     report.dense_nprobe = dense_nprobe
     report.dense_faces = int(dense.size) if second else 0
+    hopped = time.perf_counter()
+    for _ in range(params.hop_rounds):
+        faces, found = _hop_pass(x, sims, ids, min_sim)
+        report.hop_faces = max(report.hop_faces, faces)
+        report.hop_found += found
+        if not found:
+            break
     report.truncated = sims[:, k - 1] >= min_sim
     searched = time.perf_counter()
     recall, graph_recall, measured = measure_recalls(
@@ -450,7 +572,8 @@ def ivf_knn_edges(
     report.graph_recall = graph_recall
     report.seconds = {
         "index": built - started,
-        "search": searched - built,
+        "search": hopped - built,
+        "hops": searched - hopped,
         "recall": measured_at - searched,
         "pairs": time.perf_counter() - measured_at,
     }
@@ -462,6 +585,8 @@ def ivf_knn_edges(
         k=k - 1,
         dense_faces=report.dense_faces,
         dense_nprobe=dense_nprobe,
+        hop_faces=report.hop_faces,
+        hop_found=report.hop_found,
         pairs=report.pairs,
         recall=recall,
         graph_recall=graph_recall,

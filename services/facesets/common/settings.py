@@ -304,6 +304,16 @@ class NeighbourSettings(_Group):
     ann_dense_nprobe: int = Field(
         default=64, ge=1, description="IVF lists scanned again for a face whose list is full"
     )
+    # Faces whose list has room (fewer than ann_neighbours within the threshold: small
+    # identities, whose faces scatter over lists) have their neighbours (in the graph from
+    # either end) and those neighbours' lists scored exactly, ann_hop_rounds times (0: never).
+    # Bench library store of 200,000 faces, 1,000 sampled faces: list recall 0.9855 without,
+    # 0.9941 after one round (2.5 s), 0.9954 after two (4.8 s more); more probes do not reach
+    # these faces (0.975 at 256 lists). Million-face library store: 281,375 faces with room
+    # gained 656,782 neighbours, list recall 0.9886, the rounds 6% of the search's time.
+    ann_hop_rounds: int = Field(
+        default=2, ge=0, description="rounds scoring the neighbours of neighbours of sparse faces"
+    )
     ann_train_per_list: int = Field(
         default=32, ge=1, description="k-means sample: faces per list (training is the fixed cost)"
     )
