@@ -118,6 +118,7 @@ lint: install lint-checks
 
 lint-checks:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy services orchestrator clients
 
 clean:

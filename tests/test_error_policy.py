@@ -79,9 +79,7 @@ METHODS = list(_methods())
 
 
 @pytest.mark.parametrize("kind", ["folder", "empty", "foreign"])
-@pytest.mark.parametrize(
-    "service, method", METHODS, ids=[f"{s.name}.{m.name}" for s, m in METHODS]
-)
+@pytest.mark.parametrize("service, method", METHODS, ids=[f"{s.name}.{m.name}" for s, m in METHODS])
 def test_every_rpc_answers_a_bad_store_with_a_status_that_says_so(world, service, method, kind):
     bad, addresses = world
     request_type = GetMessageClass(method.input_type)

@@ -249,9 +249,12 @@ class Beneath:
     def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
         """One rename below the root (parent folders of `dst` are made); refuses to overwrite
         unless `replace`. Both ends are resolved without following a link."""
-        with self._parent(src) as (src_fd, src_name), self._parent(dst, create=True) as (
-            dst_fd,
-            dst_name,
+        with (
+            self._parent(src) as (src_fd, src_name),
+            self._parent(dst, create=True) as (
+                dst_fd,
+                dst_name,
+            ),
         ):
             os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)  # FileNotFoundError
             if not replace:

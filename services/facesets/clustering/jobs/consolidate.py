@@ -348,9 +348,7 @@ def consolidate(
         "confident_similarity": float(confident_similarity),
         "link_mode": mode,  # the mode used: the refine output's where none was given
     }
-    plan = _plan(
-        base, table, candidate_similarity, confident_similarity, marked_groups(store.path)
-    )
+    plan = _plan(base, table, candidate_similarity, confident_similarity, marked_groups(store.path))
     merges = [m.planned() for m in plan.merges]
     before = len(base.entries())
     summary: dict[str, object] = {

@@ -34,9 +34,7 @@ def reason_text(reason: str, small_px: float | None) -> str:
 
 def dropped_text(entry: Entry) -> str:
     return (
-        ", ".join(
-            f"{reason_text(k, entry.small_px)} {v}" for k, v in entry.dropped_counts.items()
-        )
+        ", ".join(f"{reason_text(k, entry.small_px)} {v}" for k, v in entry.dropped_counts.items())
         or "none"
     )
 
