@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
@@ -485,3 +486,18 @@ def test_api_key_is_in_no_file_and_no_log(
     out = capsys.readouterr()
     assert "immich.stage.done" in out.out + out.err + caplog.text  # logs were captured
     assert KEY not in out.out + out.err + caplog.text
+
+
+def test_an_address_no_server_answers_says_to_check_it_not_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo'd IMMICH_URL: the command tells the user to check the address, not to run the
+    same command again (it would fail the same way)."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    assert cli(monkeypatch, url, KEY, tmp_path / "staging") == EXIT_OUTAGE
+    out = capsys.readouterr().out
+    assert f"no Immich server answered at {url}" in out and "IMMICH_URL" in out
+    assert "resume" not in out
+    assert not list((tmp_path / "staging").rglob("*.jpg"))

@@ -70,6 +70,7 @@ class StageSummary:
     elapsed_s: float = 0.0
     min_face_short: float = 0.0
     outage: bool = False
+    answered: bool = False  # the server answered once: an outage later is resumable
     interrupted: bool = False
     fatal: str | None = None
 
@@ -114,6 +115,11 @@ class StageSummary:
         lines += [f"  {name:<32}{value}" for name, value in rows]
         if self.fatal:
             lines.append(f"stopped: {self.fatal}")
+        elif self.outage and not self.answered:
+            lines.append(
+                f"stopped: no Immich server answered at {self.server}; check the address "
+                "(IMMICH_URL) and that the server is running; nothing was staged"
+            )
         elif self.outage:
             lines.append(
                 "stopped: the Immich server is unreachable; state saved, run the same command "

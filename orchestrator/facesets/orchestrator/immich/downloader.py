@@ -194,11 +194,13 @@ class Stager:
         except ImmichAuthError as exc:
             if exc.status != 403:
                 raise
+            self.summary.answered = True
             log.warning(
                 "immich.stage.no_user_read",
                 note="the API key cannot read its user; partner assets are not told apart",
             )
             return
+        self.summary.answered = True
         self.owner_id = me.id
         self.labels = tuple(label for label in (me.storage_label, me.id) if label)
 
