@@ -70,6 +70,8 @@ PLANTS = (
     "hard_link",  # a PNG hard-linked to an outside PNG
     "truncated_png",  # a PNG cut short
     "truncated_fsz",  # a .fsz cut short
+    "summaries_rows",  # report/summaries.json rows whose keys match, naming outside files
+    "summaries_symlink",  # report/summaries.json links to an outside file
 )
 
 
@@ -216,7 +218,55 @@ def plant(
     if "truncated_fsz" in chosen:
         fsz = next((out / "faceset_003").glob("*.fsz"))
         fsz.write_bytes(fsz.read_bytes()[:100])
+    if "report_symlink" not in chosen and chosen & {"summaries_rows", "summaries_symlink"}:
+        plant_summaries(out, outside, up, "summaries_symlink" in chosen)
     return Planted(folder, out, _stores(folder, outside, store_template, out))
+
+
+def plant_summaries(out: Path, outside: Path, up: str, link: bool) -> None:
+    """A report/ whose summaries.json a refresh would take rows from: keys that match the
+    manifests as they are now (as a report left them), pages present, and rows naming crops,
+    dropped faces and thumbnails outside OUT; or the file a link to an outside one."""
+    from facesets.export.report.model import page_name
+    from facesets.export.report.summaries import SUMMARIES, Summaries
+
+    report = out / layout.REPORT_DIR
+    (report / layout.REPORT_THUMBS_DIR).mkdir(parents=True, exist_ok=True)
+    if link:
+        (out / SUMMARIES).symlink_to(outside / "secret.txt")
+        return
+    entries = layout.read_json(out / layout.EXPORT_MANIFEST)["facesets"]
+    summaries = Summaries(out, set())
+    rows = []
+    for name, entry in sorted(entries.items()):
+        try:
+            key = summaries._key("facesets", name, entry)
+        except (OSError, ValueError):  # a planted link on the way: the job refuses it
+            continue
+        page = report / page_name("facesets", name)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text("<p>old page</p>")
+        # faceset_001's row passes every check (it is reused: another set's crop, a thumbnail
+        # the cache lacks); the others name files outside OUT
+        far = name != "faceset_001"
+        shown = f"{up}/secret.png" if far else "faceset_002/faces/p200.png"
+        crop = {"file": shown, "rank": 1, "in_top": True, "composite": 1.0}
+        record = {
+            "kept": 4, "faces": 4, "top": 4, "recropped": 0, "mean_quality": 1.0,
+            "sources": [str(outside)], "flags": [], "crops": [crop | {"title": "t"}],
+            "dropped": [{
+                "reason": "rejected", "detail": "", "face_id": 1, "source": "",
+                "thumbnail": str(outside / "dropped" / "d.png") if far else None, "title": "t",
+            }],
+            "dropped_counts": {}, "fsz": [f"{up}/secret.txt" if far else "x.fsz"],
+            "skipped": [], "into": None, "years": None, "small_px": None, "label": "planted",
+        }  # fmt: skip
+        rows.append({
+            "partition": "facesets", "name": name, "entry": record,
+            "key": key,
+            "thumbs": {shown: f"{up}/report/thumbs/old.jpg" if far else "0" * 24 + ".jpg"},
+        })  # fmt: skip
+    layout.atomic_write_json(out / SUMMARIES, {"version": 1, "rows": rows})
 
 
 def _runs(up: str, outside: Path) -> list[dict[str, Any]]:
