@@ -40,8 +40,12 @@ def test_overview_reads_partitions_labels_and_lookalikes(tmp_path: Path) -> None
     out = build_export(tmp_path / "export", {0: pngs(3, 1, "a"), 1: pngs(2, 2, "b")})
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["facesets"]["faceset_001"]["label"] = "Jane Doe"
+    manifest["facesets"]["faceset_000"]["person"] = "Ada Immich"  # named by Immich's people
     manifest["lookalikes"] = [{"facesets": ["faceset_000", "faceset_001"], "distance": 0.5}]
     (out / "manifest.json").write_text(json.dumps(manifest))
     snap = ExportView(out).snapshot()
-    assert [f.title for f in snap.facesets] == ["faceset_000", "Jane Doe (faceset_001)"]
+    assert [f.title for f in snap.facesets] == [
+        "Ada Immich (faceset_000)",
+        "Jane Doe (faceset_001)",
+    ]
     assert all("lookalike" in f.flags for f in snap.facesets)

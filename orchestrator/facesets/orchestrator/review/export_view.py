@@ -204,7 +204,8 @@ class ExportView:
                         partition=partition,
                         name=str(name),
                         dir=folder,
-                        label=str(entry.get("label") or ""),
+                        # a name given here, else the Immich person export-swap named it by
+                        label=str(entry.get("label") or entry.get("person") or ""),
                         kept=kept,
                         faces=_int(counts.get("faces")) or kept,
                         mean_quality=_float(entry.get("mean_quality")),
