@@ -53,19 +53,9 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
     store = tmp_path / "faces.db"
     inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
-    command = [
-        *FACESETS,
-        "embed",
-        str(photos),
-        str(store),
-        "--json",
-        "--send",
-        "bytes",
-        "--inference",
-        inference.address,
-        "--clustering",
-        clustering.address,
-    ]
+    flags = ["--json", "--send", "bytes", "--inference", inference.address]
+    flags += ["--clustering", clustering.address]
+    command = [*FACESETS, "embed", str(photos), str(store), *flags]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
@@ -74,6 +64,14 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
         wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
         clustering.crash_and_restart(1.0)
         out, err = run.communicate(timeout=300)
+        # The same photos through the same (restarted) services, undisturbed: compared below.
+        calm_store = tmp_path / "calm.db"
+        calm = subprocess.run(
+            [*FACESETS, "embed", str(photos), str(calm_store), *flags],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         if run.poll() is None:
             run.kill()
@@ -101,13 +99,6 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
         assert mismatched == 0
         assert db.execute("SELECT COUNT(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 0
     # The same faces as a run nobody disturbed.
-    calm_store = tmp_path / "calm.db"
-    calm = subprocess.run(
-        [*FACESETS, "embed", str(photos), str(calm_store), "--json", "--send", "bytes"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
     assert calm.returncode == 0, calm.stderr
     with sqlite3.connect(calm_store) as db:
         assert disturbed == _face_counts(db)
