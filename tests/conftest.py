@@ -106,15 +106,17 @@ SLOW_MODULES = (
     "test_age_lfw.py",
     "test_report_scale.py",
     "test_immich_people.py",
-    "test_dedup_optimize.py",
-    "test_distributions.py",
-    "test_photo_formats.py",
-    "test_replicas_dns.py",
-    "test_connection_failures.py",
-    "test_age.py",
     "test_linkage.py",
+    "test_replicas_dns.py",
+    "test_distributions.py",
+    "test_video.py",
+    "test_deploy_units.py",
+    "test_run.py",
     "test_report_freshness.py",
+    "test_clip_score.py",
+    "test_photo_formats.py",
     "test_immich_import.py",
+    "test_dedup_optimize.py",
 )
 MODULE_SECONDS = "facesets/module_seconds"  # pytest cache key: {module file name: seconds}
 
