@@ -158,7 +158,9 @@ FULL_DISK_PEOPLE = 20
 FULL_DISK_COMMIT_BATCH = "16"
 
 
-def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path, monkeypatch):
+def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(
+    lfw_dir, tmp_path, monkeypatch, request
+):
     """The store's disk fills up mid-run (the clustering service may not grow a file past
     FULL_DISK_BYTES): embed stops with a message that says what to do, what was committed is intact,
     and once there is room a re-run embeds only the rest."""
@@ -168,15 +170,11 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path,
     log = tmp_path / "clustering.log"
     monkeypatch.setenv("FACESETS_STORE__COMMIT_BATCH", FULL_DISK_COMMIT_BATCH)
     clustering = ServiceProcess("clustering", free_port(), log)
-    command = [
-        *FACESETS,
-        "embed",
-        str(photos),
-        str(store),
-        "--json",
-        "--clustering",
-        clustering.address,
-    ]
+    # One inference service for both runs: its start-up is not what is tested here.
+    inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
+    request.addfinalizer(inference.stop)
+    command = [*FACESETS, "embed", str(photos), str(store), "--json"]
+    command += ["--clustering", clustering.address, "--inference", inference.address]
     clustering.start(file_size_limit=FULL_DISK_BYTES)
     try:
         full = subprocess.run(command, capture_output=True, text=True, timeout=600)
