@@ -85,10 +85,11 @@ protos: $(STAMP)
 
 # Two pytest workers (pytest-xdist); each takes whole modules (--dist loadscope), so a module's
 # fixtures are built once, and the slow modules first (tests/conftest.py orders them).
-# TEST_WORKERS=0 runs in one process.
+# TEST_WORKERS=0 runs in one process. Bytecode may be written during the run: pytest then keeps
+# the test modules it rewrote for its assertions (about 3 s of CPU a worker at every start).
 TEST_WORKERS ?= 2
 test: install lint-checks
-	FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=15 \
+	PYTHONDONTWRITEBYTECODE= FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=15 \
 	  -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: install

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -88,23 +90,72 @@ def lfw_people(
     return chosen
 
 
-# Modules that take the longest (a minute or more alone): `make test` runs them first, so that
-# its two workers (pytest-xdist, whole modules each) end together instead of one waiting on a
-# long module picked up last. Order only; a module missing here still runs.
+# Modules that take the longest (half a minute or more alone): `make test` runs the slowest
+# first, so that its two workers (pytest-xdist, whole modules each) end together instead of one
+# waiting on a long module picked up last. A full run records each module's seconds in pytest's
+# cache (.pytest_cache) and later runs order by them, longest first; this list orders a run
+# with no record. Order only; a module missing here still runs.
 SLOW_MODULES = (
     "test_user_paths_cli.py",
     "test_export_core.py",
+    "test_restart.py",
+    "test_review_app.py",
+    "test_replicas.py",
     "test_occlusion.py",
     "test_fuzz.py",
-    "test_distributions.py",
-    "test_photo_formats.py",
     "test_age_lfw.py",
-    "test_connection_failures.py",
-    "test_age.py",
-    "test_restart.py",
+    "test_report_scale.py",
+    "test_immich_people.py",
+    "test_linkage.py",
+    "test_replicas_dns.py",
+    "test_distributions.py",
+    "test_video.py",
+    "test_deploy_units.py",
+    "test_run.py",
+    "test_report_freshness.py",
+    "test_clip_score.py",
+    "test_photo_formats.py",
+    "test_immich_import.py",
+    "test_dedup_optimize.py",
 )
+MODULE_SECONDS = "facesets/module_seconds"  # pytest cache key: {module file name: seconds}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
+def _module_order(config: pytest.Config) -> dict[str, float]:
+    """Sort keys per module, lower first: minus the recorded seconds when a full run recorded
+    them (a module it did not see, a new one, goes first), else the rank in SLOW_MODULES."""
+    cache = getattr(config, "cache", None)  # none under -p no:cacheprovider
+    recorded = cache.get(MODULE_SECONDS, None) if cache is not None else None
+    if isinstance(recorded, dict) and recorded:
+        return defaultdict(lambda: -math.inf, {str(k): -float(v) for k, v in recorded.items()})
+    return defaultdict(lambda: float(len(SLOW_MODULES)), {n: i for i, n in enumerate(SLOW_MODULES)})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order = _module_order(config)
+    items.sort(key=lambda item: order[item.path.name])  # stable: file order kept
+
+
+_seconds: dict[str, float] = defaultdict(float)
+
+
+def _full_run(config: pytest.Config) -> bool:
+    """The whole suite, as `make test` runs it: only such a run's times replace the record."""
+    return (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+        and not hasattr(config, "workerinput")  # the xdist controller (or a plain run) records
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # setup + call + teardown of every test, module fixtures included (in its first setup).
+    _seconds[Path(report.nodeid.split("::")[0]).name] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if cache is not None and _full_run(config) and exitstatus == 0 and _seconds:
+        cache.set(MODULE_SECONDS, {k: round(v, 2) for k, v in sorted(_seconds.items())})

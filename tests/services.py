@@ -129,6 +129,7 @@ class ServiceProcess:
 COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "embed": ("inference", "clustering"),
     "probe": ("clustering",),
+    "consolidate": ("clustering",),
     "merge": ("export",),
     "restore": ("export",),
     "report": ("export",),

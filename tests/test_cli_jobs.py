@@ -38,14 +38,18 @@ def setup(lfw_dir, tmp_path_factory):
     image = cv2.imread(str(original))
     cv2.imwrite(str(src / "copy_q60.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 60])
     service = ServiceProcess("clustering", free_port(), root / "clustering.log").start()
+    # One inference service for the module's two embeds (their start-up is tested elsewhere).
+    inference = ServiceProcess("inference", free_port(), root / "inference.log").start()
     store = root / "faces.db"
-    facesets("embed", str(src), str(store), "--clustering", service.address)
-    yield root, src, store, service
+    embed_at = ["--clustering", service.address, "--inference", inference.address]
+    facesets("embed", str(src), str(store), *embed_at)
+    yield root, src, store, service, embed_at
+    inference.stop()
     service.stop()
 
 
 def test_cluster_refine_extend_dedup_consolidate(setup, lfw_dir):
-    root, src, store, service = setup
+    root, src, store, service, embed_at = setup
     at = ["--clustering", service.address]
     raw = facesets("cluster", str(store), str(root / "raw"), *at)
     assert raw["persons"] >= len(PEOPLE)
@@ -54,7 +58,7 @@ def test_cluster_refine_extend_dedup_consolidate(setup, lfw_dir):
 
     for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[6:9]:
         shutil.copy(photo, src / "Colin_Powell" / photo.name)
-    facesets("embed", str(src), str(store), *at)
+    facesets("embed", str(src), str(store), *embed_at)
     facesets("extend", str(store), str(root / "raw"), "--refine-out", str(root / "refined"), *at)
     manifest = json.loads((root / "refined" / "refine_manifest.json").read_text())
     assert [f["number"] for f in manifest["facesets"]] == [1, 2, 3]
@@ -99,7 +103,7 @@ def tree(folder: Path) -> dict[str, str]:
 
 
 def test_a_folder_written_by_another_job_is_refused_and_left_alone(setup):
-    root, _, store, service = setup
+    root, _, store, service, _ = setup
     out = root / "busy"
     out.mkdir()
     lock_path = out / layout.WRITER_LOCK
@@ -147,7 +151,7 @@ def test_a_job_without_its_output_folder_is_refused(setup):
 
     from facesets.v1 import clustering_pb2, clustering_pb2_grpc
 
-    _, _, store, service = setup
+    _, _, store, service, _ = setup
     with grpc.insecure_channel(service.address) as channel:
         stub = clustering_pb2_grpc.ClusteringStub(channel)
         for call in (

@@ -24,7 +24,7 @@ from facesets.export.maintenance.dedup import dedup_optimize
 from facesets.export.maintenance.inference_calls import InferenceFaces
 from facesets.export.maintenance.restore import restore
 from facesets.inference import servicer as inference
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +132,21 @@ def file_hashes(out: Path) -> dict[str, str]:
     }
 
 
-def test_dedup_optimize_command_end_to_end(faces, lfw_dir, model_root, tmp_path):
-    """`facesets dedup-optimize` and `facesets restore` through local export and inference
-    services: each planted problem moves to faces/_dropped/, nothing else moves, a re-run
-    changes no file, restore brings every file back; the .fsz match their folders throughout."""
+def test_dedup_optimize_command_end_to_end(faces, lfw_dir, shared_dir, tmp_path):
+    """`facesets dedup-optimize` and `facesets restore` through export and inference services
+    (their start-up is tested elsewhere): each planted problem moves to faces/_dropped/,
+    nothing else moves, a re-run changes no file, restore brings every file back; the .fsz
+    match their folders throughout."""
     export = planted_export(faces, lfw_dir, tmp_path / "export")
     before = snapshot(export)
-    models = ["--model-root", str(model_root), "--model-pack", "facepack-mini"]
+    (tmp_path / "services").mkdir()
+    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
+        _dedup_optimize_and_restore(export, before, started)
 
-    done = run_facesets("dedup-optimize", str(export), *models, "--json")
+
+def _dedup_optimize_and_restore(export, before, started):
+    flags = service_flags(started, "dedup-optimize")  # the inference service runs the mini pack
+    done = run_facesets("dedup-optimize", str(export), *flags, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert {(Path(m["src"]).name, m["reason"]) for m in summary["moves"]} == PLANTED
@@ -158,13 +164,20 @@ def test_dedup_optimize_command_end_to_end(faces, lfw_dir, model_root, tmp_path)
     assert assert_fsz_match_folders(export) == 6
     hashes = file_hashes(export)
 
-    again = run_facesets("dedup-optimize", str(export), *models, "--json")
+    again = run_facesets("dedup-optimize", str(export), *flags, "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["moves"] == []
     assert file_hashes(export) == hashes
     assert assert_fsz_match_folders(export) == 6
 
-    back = run_facesets("restore", str(export), "--run", summary["run"], "--json")
+    back = run_facesets(
+        "restore",
+        str(export),
+        "--run",
+        summary["run"],
+        "--json",
+        *service_flags(started, "restore"),
+    )
     assert back.returncode == 0, back.stderr[-3000:]
     assert len(json.loads(back.stdout)["restored"]) == 3
     assert snapshot(export) == before

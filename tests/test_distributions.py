@@ -193,9 +193,14 @@ def installed(wheels, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+# The test venvs are installed without bytecode: their processes may write it (as a user's do),
+# so that each later process there does not compile every module it imports again.
+NOT_PASSED = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+
+
 def _env() -> dict[str, str]:
     return {
-        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        **{k: v for k, v in os.environ.items() if k not in NOT_PASSED},
         "FACESETS_MODEL_ROOT": str(SHARED),
         "FACESETS_MODEL_PACK": MODEL_PACK,
     }
@@ -312,16 +317,17 @@ def test_the_cli_wheel_without_the_services_says_what_serve_needs(installed, tmp
     assert "facesets" in held and "facesets-services" not in held
     assert not held & set(HEAVY), held & set(HEAVY)
     facesets = Path(installed["cli"]).parent / "facesets"
-    helped = subprocess.run([str(facesets), "--help"], capture_output=True, text=True)
+    env = _env()
+    helped = subprocess.run([str(facesets), "--help"], capture_output=True, text=True, env=env)
     assert helped.returncode == 0 and "refine" in helped.stdout, helped.stderr
     served = subprocess.run(
-        [str(facesets), "serve", "clustering"], capture_output=True, text=True, timeout=60
+        [str(facesets), "serve", "clustering"], capture_output=True, text=True, timeout=60, env=env
     )
     assert served.returncode == 2
     assert "facesets[embedded]" in served.stderr, served.stderr
     status = subprocess.run(
         [str(facesets), "video", "status", str(tmp_path), "--json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["planned"] is False

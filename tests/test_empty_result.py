@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from test_report import CHROMIUM, rendered_dom
 
 from facesets.contract import gates, layout
 from facesets.export.report import write_report
-from services import run_facesets
+from services import run_facesets, running_services, service_flags
 
 PEOPLE = ("Colin_Powell", "Tony_Blair")
 KEY = "empty-test-key-0001"
@@ -34,6 +35,14 @@ def blurred(lfw_dir, tmp_path_factory) -> Path:
     return src
 
 
+@pytest.fixture(scope="module")
+def services(shared_dir, tmp_path_factory) -> Iterator[list[str]]:
+    """The services `run` and `immich import` share here (their start-up is tested elsewhere)."""
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield service_flags(started, "run")
+
+
 def _first_screen(page: Path, profile: Path) -> str:
     """The page as the browser built it (chromium where installed, else the HTML), up to
     the faceset list: what a reader sees first."""
@@ -48,9 +57,9 @@ def _assert_explained(text: str, counts: dict[str, int]) -> None:
         assert re.search(rf"{label}\s+{count} removed", text), (label, count, text)
 
 
-def test_run_where_nothing_passes_exits_0_and_explains_gate_by_gate(blurred, tmp_path):
+def test_run_where_nothing_passes_exits_0_and_explains_gate_by_gate(blurred, services, tmp_path):
     out = tmp_path / "out"
-    done = run_facesets("run", str(blurred), str(out), "--min-faces", "5", timeout=900)
+    done = run_facesets("run", str(blurred), str(out), "--min-faces", "5", *services, timeout=900)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / layout.RUN_REFINE_DIR / layout.REFINE_MANIFEST).read_text())
     counts = manifest["gates"]["removed"]
@@ -67,7 +76,7 @@ def test_run_where_nothing_passes_exits_0_and_explains_gate_by_gate(blurred, tmp
     assert re.search(rf'<td>sharpness</td><td class="?n"?>{counts["blur"]}</td>', first)
 
 
-def test_immich_import_where_nothing_passes_exits_0_and_reports_why(blurred, tmp_path):
+def test_immich_import_where_nothing_passes_exits_0_and_reports_why(blurred, services, tmp_path):
     staging = tmp_path / "staging"
     common = ["--user", "bob", "--staging-root", str(staging)]
     env = {**os.environ, "IMMICH_URL": "", "IMMICH_API_KEY": KEY}
@@ -77,7 +86,9 @@ def test_immich_import_where_nothing_passes_exits_0_and_reports_why(blurred, tmp
         )
         assert staged.returncode == 0, staged.stderr
     env["IMMICH_URL"] = "http://127.0.0.1:9"
-    done = run_facesets("immich", "import", *common, "--min-faces", "5", env=env, timeout=900)
+    done = run_facesets(
+        "immich", "import", *common, "--min-faces", "5", *services, env=env, timeout=900
+    )
     assert done.returncode == 0, done.stderr
     manifest = json.loads((staging / "bob" / "facesets" / layout.REFINE_MANIFEST).read_text())
     assert manifest["facesets"] == []

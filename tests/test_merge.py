@@ -4,6 +4,8 @@ target; an export made before faces/ (PNGs in crops/) is still maintained."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,13 +137,31 @@ def test_an_export_with_crops_folders_is_still_maintained(export: Path) -> None:
     assert snapshot(export) == before
 
 
-def test_merge_command_end_to_end(export: Path) -> None:
-    """`facesets merge` and `facesets restore` through a local export service: the merge, a
+@pytest.fixture(scope="module")
+def export_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """One export service for the commands (a command's own start-up is tested elsewhere)."""
+    from conftest import free_port
+
+    from services import ServiceProcess
+
+    log = tmp_path_factory.mktemp("export-service") / "export.log"
+    service = ServiceProcess("export", free_port(), log).start()
+    try:
+        yield ["--export", service.address]
+    finally:
+        service.stop()
+
+
+def test_merge_command_end_to_end(export: Path, export_service: list[str]) -> None:
+    """`facesets merge` and `facesets restore` through an export service: the merge, a
     re-run that changes no file, refusals, and a restore that brings every byte back."""
     import hashlib
     import json
 
-    from services import run_facesets
+    from services import run_facesets as run_command
+
+    def run_facesets(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_command(*args, *export_service)
 
     def hashes() -> dict[str, str]:
         return {

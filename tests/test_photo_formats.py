@@ -208,9 +208,10 @@ def mixed_folder(lfw_dir, tmp_path_factory):
     return root
 
 
-def test_embed_reads_phone_formats_and_counts_skipped_files(mixed_folder, tmp_path):
+def test_embed_reads_phone_formats_and_counts_skipped_files(mixed_folder, started, tmp_path):
     store = tmp_path / "faces.db"
-    done = run_facesets("embed", str(mixed_folder), str(store), "--json")
+    flags = service_flags(started, "embed")
+    done = run_facesets("embed", str(mixed_folder), str(store), "--json", *flags)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     expected = {".mov": 2, "hidden": 1, ".txt": 1, ".xmp": 1}
@@ -238,8 +239,9 @@ def test_embed_reads_phone_formats_and_counts_skipped_files(mixed_folder, tmp_pa
         assert _cosine(heic[4], jpeg[4]) >= 0.99 and _cosine(avif[4], jpeg[4]) >= 0.99
 
     listed = run_facesets(
-        "embed", str(mixed_folder), str(store), "--verbose", "--inference", "127.0.0.1:9"
-    )
+        "embed", str(mixed_folder), str(store), "--verbose", "--inference", "127.0.0.1:9",
+        "--clustering", started["clustering"].address,
+    )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     for name in ("IMG_0001.MOV", "IMG_0002.mov", "IMG_0001.HEIC.xmp", "notes.txt", ".DS_Store"):
         assert any(
@@ -250,12 +252,17 @@ def test_embed_reads_phone_formats_and_counts_skipped_files(mixed_folder, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def services(shared_dir, tmp_path_factory):
-    """The services the `run` and `immich import` commands share (their start-up is tested
-    elsewhere)."""
+def started(shared_dir, tmp_path_factory):
+    """The services the `embed`, `run` and `immich import` commands share (their start-up is
+    tested elsewhere)."""
     roots = [tmp_path_factory.getbasetemp(), shared_dir]
-    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
-        yield service_flags(started, "run")
+    with running_services(tmp_path_factory.mktemp("services"), roots) as services:
+        yield services
+
+
+@pytest.fixture(scope="module")
+def services(started):
+    return service_flags(started, "run")
 
 
 # --- `facesets run`: the same facesets from the JPEGs and from a mix of formats -------------------

@@ -53,19 +53,9 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
     store = tmp_path / "faces.db"
     inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
     clustering = ServiceProcess("clustering", free_port(), tmp_path / "clustering.log").start()
-    command = [
-        *FACESETS,
-        "embed",
-        str(photos),
-        str(store),
-        "--json",
-        "--send",
-        "bytes",
-        "--inference",
-        inference.address,
-        "--clustering",
-        clustering.address,
-    ]
+    flags = ["--json", "--send", "bytes", "--inference", inference.address]
+    flags += ["--clustering", clustering.address]
+    command = [*FACESETS, "embed", str(photos), str(store), *flags]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: _stored(store) >= 40, 120, "no progress before the first kill")
@@ -74,6 +64,14 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
         wait_for(lambda: _stored(store) >= before + 40, 120, "no progress after restart")
         clustering.crash_and_restart(1.0)
         out, err = run.communicate(timeout=300)
+        # The same photos through the same (restarted) services, undisturbed: compared below.
+        calm_store = tmp_path / "calm.db"
+        calm = subprocess.run(
+            [*FACESETS, "embed", str(photos), str(calm_store), *flags],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         if run.poll() is None:
             run.kill()
@@ -101,13 +99,6 @@ def test_services_restart_mid_run(lfw_dir, tmp_path, monkeypatch):
         assert mismatched == 0
         assert db.execute("SELECT COUNT(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 0
     # The same faces as a run nobody disturbed.
-    calm_store = tmp_path / "calm.db"
-    calm = subprocess.run(
-        [*FACESETS, "embed", str(photos), str(calm_store), "--json", "--send", "bytes"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
     assert calm.returncode == 0, calm.stderr
     with sqlite3.connect(calm_store) as db:
         assert disturbed == _face_counts(db)
@@ -167,7 +158,9 @@ FULL_DISK_PEOPLE = 20
 FULL_DISK_COMMIT_BATCH = "16"
 
 
-def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path, monkeypatch):
+def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(
+    lfw_dir, tmp_path, monkeypatch, request
+):
     """The store's disk fills up mid-run (the clustering service may not grow a file past
     FULL_DISK_BYTES): embed stops with a message that says what to do, what was committed is intact,
     and once there is room a re-run embeds only the rest."""
@@ -177,15 +170,11 @@ def test_a_full_disk_stops_embed_clearly_and_a_rerun_finishes(lfw_dir, tmp_path,
     log = tmp_path / "clustering.log"
     monkeypatch.setenv("FACESETS_STORE__COMMIT_BATCH", FULL_DISK_COMMIT_BATCH)
     clustering = ServiceProcess("clustering", free_port(), log)
-    command = [
-        *FACESETS,
-        "embed",
-        str(photos),
-        str(store),
-        "--json",
-        "--clustering",
-        clustering.address,
-    ]
+    # One inference service for both runs: its start-up is not what is tested here.
+    inference = ServiceProcess("inference", free_port(), tmp_path / "inference.log").start()
+    request.addfinalizer(inference.stop)
+    command = [*FACESETS, "embed", str(photos), str(store), "--json"]
+    command += ["--clustering", clustering.address, "--inference", inference.address]
     clustering.start(file_size_limit=FULL_DISK_BYTES)
     try:
         full = subprocess.run(command, capture_output=True, text=True, timeout=600)

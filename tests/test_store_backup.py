@@ -6,12 +6,32 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+from conftest import free_port
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
-from services import run_facesets
+from services import ServiceProcess
+from services import run_facesets as run_command
+
+
+@pytest.fixture(scope="module")
+def clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """One clustering service for the backups (a command's own start-up is tested elsewhere)."""
+    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
+    service = ServiceProcess("clustering", free_port(), log).start()
+    try:
+        yield ["--clustering", service.address]
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def run_facesets(clustering: list[str]):
+    return lambda *args, **kwargs: run_command(*args, *clustering, **kwargs)
 
 
 def _store(path: Path, images: int) -> None:
@@ -44,7 +64,9 @@ def _one_line_refusal(result, *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
-def test_a_damaged_store_is_refused_in_one_line_and_no_backup_is_left(tmp_path: Path) -> None:
+def test_a_damaged_store_is_refused_in_one_line_and_no_backup_is_left(
+    tmp_path: Path, run_facesets
+) -> None:
     store, backups = tmp_path / "faces.db", tmp_path / "backups"
     backups.mkdir()
     _store(store, images=200)
@@ -56,7 +78,7 @@ def test_a_damaged_store_is_refused_in_one_line_and_no_backup_is_left(tmp_path: 
     assert list(backups.iterdir()) == []  # neither a backup nor a temporary file
 
 
-def test_a_backup_creates_no_folder_and_keeps_the_stores_mode(tmp_path: Path) -> None:
+def test_a_backup_creates_no_folder_and_keeps_the_stores_mode(tmp_path: Path, run_facesets) -> None:
     store = tmp_path / "faces.db"
     _store(store, images=3)
     missing = tmp_path / "no-such-folder" / "deeper"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 from conftest import free_port
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
@@ -40,10 +41,23 @@ def _store_with_faces(path: Path, images: int = 3) -> None:
     store.close()
 
 
-def test_check_passes_a_sound_store_and_names_each_broken_invariant(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """One clustering service for the checks (a command's own start-up is tested elsewhere)."""
+    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
+    service = ServiceProcess("clustering", free_port(), log).start()
+    try:
+        yield ["--clustering", service.address]
+    finally:
+        service.stop()
+
+
+def test_check_passes_a_sound_store_and_names_each_broken_invariant(
+    tmp_path: Path, clustering: list[str]
+) -> None:
     store = tmp_path / "faces.db"
     _store_with_faces(store)
-    sound = run_facesets("store", "check", str(store), timeout=60)
+    sound = run_facesets("store", "check", str(store), *clustering, timeout=60)
     assert sound.returncode == 0, sound.stdout + sound.stderr
     assert "PROBLEM" not in sound.stdout and "sqlite integrity" in sound.stdout
 
@@ -58,7 +72,7 @@ def test_check_passes_a_sound_store_and_names_each_broken_invariant(tmp_path: Pa
             " '/photos/nowhere.jpg', 1, 0)"
         )
     db.close()
-    broken = run_facesets("store", "check", str(store), timeout=60)
+    broken = run_facesets("store", "check", str(store), *clustering, timeout=60)
     assert broken.returncode == 1
     problems = [line for line in broken.stdout.splitlines() if line.startswith("PROBLEM")]
     assert any("every face has its image: 1 faces" in line for line in problems)
@@ -66,18 +80,20 @@ def test_check_passes_a_sound_store_and_names_each_broken_invariant(tmp_path: Pa
     assert any("every image has a path: 1 images" in line for line in problems)
 
 
-def test_check_reports_a_damaged_file_and_refuses_a_foreign_one(tmp_path: Path) -> None:
+def test_check_reports_a_damaged_file_and_refuses_a_foreign_one(
+    tmp_path: Path, clustering: list[str]
+) -> None:
     store = tmp_path / "faces.db"
     _store_with_faces(store, images=200)
     data = bytearray(store.read_bytes())
     data[8192:] = b"\x5a" * (len(data) - 8192)
     store.write_bytes(bytes(data))
-    damaged = run_facesets("store", "check", str(store), timeout=60)
+    damaged = run_facesets("store", "check", str(store), *clustering, timeout=60)
     assert damaged.returncode == 1 and "PROBLEM" in damaged.stdout
 
     foreign = tmp_path / "notes.db"
     foreign.write_text("not a store")
-    refused = run_facesets("store", "check", str(foreign), timeout=60)
+    refused = run_facesets("store", "check", str(foreign), *clustering, timeout=60)
     assert refused.returncode == 2 and "not a facesets store" in refused.stderr
     assert foreign.read_text() == "not a store"
 
@@ -102,7 +118,9 @@ def _item(i: int) -> clustering_pb2.IngestItem:
     )
 
 
-def test_backups_taken_while_the_service_writes_are_consistent(tmp_path: Path) -> None:
+def test_backups_taken_while_the_service_writes_are_consistent(
+    tmp_path: Path, clustering: list[str]
+) -> None:
     images = 300
     store = tmp_path / "faces.db"
     backups = tmp_path / "backups"
@@ -157,9 +175,9 @@ def test_backups_taken_while_the_service_writes_are_consistent(tmp_path: Path) -
     assert all(count % 2 == 0 for count in counts)
 
     # The command: a backup into a folder, atomic (no temporary file left), whose check passes.
-    made = run_facesets("store", "backup", str(store), str(backups), timeout=60)
+    made = run_facesets("store", "backup", str(store), str(backups), *clustering, timeout=60)
     assert made.returncode == 0, made.stderr
     assert (backups / "faces.db").is_file()
     assert not [p for p in backups.iterdir() if p.name.startswith(".")]
-    checked = run_facesets("store", "check", str(backups / "faces.db"), timeout=60)
+    checked = run_facesets("store", "check", str(backups / "faces.db"), *clustering, timeout=60)
     assert checked.returncode == 0, checked.stdout

@@ -53,6 +53,23 @@ def pipeline(lfw_dir, tmp_path_factory):
     return src, out, json.loads(result.stdout)
 
 
+@pytest.fixture(scope="module")
+def services(shared_dir, tmp_path_factory):
+    """The services that the tests whose commands' start-up is not what they test share."""
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield started
+
+
+def _on(services):
+    """run_facesets for the commands of a test, through the shared services."""
+
+    def run_facesets(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_command(*args, *service_flags(services, *args[:2]))
+
+    return run_facesets
+
+
 # --- 1 and the acceptance: hostile files in a photo folder --------------------------------
 def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_like_a_photo(
     lfw_dir, tmp_path
@@ -206,8 +223,9 @@ def _table_row(stdout: str, *cells: str) -> str:
     return rows[0]
 
 
-def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, tmp_path):
+def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, services, tmp_path):
     src, out, _ = pipeline
+    run_facesets = _on(services)
     store = out / layout.RUN_STORE
     config = tmp_path / "folders.toml"
     config.write_text(
@@ -310,20 +328,11 @@ def test_age_split_refuses_an_identity_without_capture_dates(pipeline):
 
 
 def test_age_extend_with_photos_outside_the_source_folders_says_where_they_must_be(
-    lfw_dir, shared_dir, tmp_path
+    lfw_dir, services, tmp_path
 ):
-    # The four commands share one set of services (their start-up is not what is tested).
-    (tmp_path / "services").mkdir()
-    with running_services(tmp_path / "services", [tmp_path, shared_dir]) as started:
-        _extend_with_photos_elsewhere(lfw_dir, tmp_path, started)
-
-
-def _extend_with_photos_elsewhere(lfw_dir, tmp_path, services) -> None:
     from dated_photos import dated_copy
 
-    def run_facesets(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_command(*args, *service_flags(services, *args[:2]))
-
+    run_facesets = _on(services)  # the four commands' start-up is not what is tested
     photos = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))
     src = tmp_path / "photos"
     for i, photo in enumerate(photos[:10]):
