@@ -6,6 +6,7 @@ import math
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,30 @@ def model_root(shared_dir: Path) -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def module_services(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The three services, started once for a module whose commands' own start-up is not what
+    it tests (they may use every temporary folder and the sample data)."""
+    from services import running_services  # services.py imports this module
+
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def module_clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """`--clustering HOST:PORT` of one clustering service started once for the module."""
+    from services import ServiceProcess
+
+    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
+    service = ServiceProcess("clustering", free_port(), log).start()
+    try:
+        yield ["--clustering", service.address]
+    finally:
+        service.stop()
 
 
 def free_port() -> int:

@@ -35,7 +35,6 @@ of the centroid of all 32. Hence:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from dated_photos import dated_copy
 
 from facesets.clustering.store import FaceStore
 from facesets.contract import layout
-from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import ServiceProcess, run_facesets, service_flags
 
 A, B, C, D = "Gerhard_Schroeder", "Serena_Williams", "John_Ashcroft", "Vladimir_Putin"
 ONE_YEAR = "Junichiro_Koizumi"
@@ -79,8 +78,8 @@ def copy_dated(lfw: Path, folder: Path, person: str, numbers: Any, years: tuple[
         dated_copy(lfw / person / name, folder / name, f"{year}:{1 + i % 12:02d}:15 12:00:00")
 
 
-def ok(services: dict[str, ServiceProcess], *args: str) -> dict[str, Any]:
-    done = run_facesets(*args, "--json", *service_flags(services, *args[:2]))
+def ok(module_services: dict[str, ServiceProcess], *args: str) -> dict[str, Any]:
+    done = run_facesets(*args, "--json", *service_flags(module_services, *args[:2]))
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -107,18 +106,10 @@ class Eras:
 
 
 @pytest.fixture(scope="module")
-def services(
-    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServiceProcess]]:
-    """The services the fixture's commands share (their own start-up is not tested here)."""
-    roots = [tmp_path_factory.getbasetemp(), shared_dir]
-    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
 def eras(
-    lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory, services: dict[str, ServiceProcess]
+    lfw_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_services: dict[str, ServiceProcess],
 ) -> Eras:
     """import-folders, both probes, split; then more photos of A embedded, and extend."""
     root = tmp_path_factory.mktemp("eras")
@@ -133,23 +124,26 @@ def eras(
         "[thresholds]\nfirst_pass = 1.2\nsecond_pass = 1.2\n"
     )
     store, export = root / layout.RUN_STORE, root / "export"
-    imported = ok(services, "import-folders", str(store), str(export), "--config", str(config))
+    imported = ok(
+        module_services, "import-folders", str(store), str(export), "--config", str(config)
+    )
     assert imported["numbers"] == {"Decades": 1, "One year": 2}, imported
     # Its export, again past the export's own gates at the mini pack's scale.
     plan = export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
-    ok(services, "export-swap", str(store), str(plan), str(export), *EXPORT_GATES)
+    ok(module_services, "export-swap", str(store), str(plan), str(export), *EXPORT_GATES)
 
     probes = {
-        n: ok(services, "age", "probe", str(export), n, *PROBE) for n in (FACESET, "faceset_002")
+        n: ok(module_services, "age", "probe", str(export), n, *PROBE)
+        for n in (FACESET, "faceset_002")
     }
-    split = ok(services, "age", "split", str(export), FACESET, *WIDE)
+    split = ok(module_services, "age", "split", str(export), FACESET, *WIDE)
     planned = layout.read_json(export / "_eras" / f"{FACESET}.json")
     top = layout.read_json(export / layout.EXPORT_MANIFEST)
 
     person, numbers, years = LATER
     copy_dated(lfw_dir, decades / "later", person, numbers, years)
-    ok(services, "embed", str(decades / "later"), str(store))
-    extended = ok(services, "age", "extend", str(export), FACESET, *WIDE)
+    ok(module_services, "embed", str(decades / "later"), str(store))
+    extended = ok(module_services, "age", "extend", str(export), FACESET, *WIDE)
     replanned = layout.read_json(export / "_eras" / f"{FACESET}.json")
 
     faces = FaceStore(store)

@@ -11,12 +11,10 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, free_port
 from PIL import Image
 from store_fixtures import copy_photos, lfw_slice
 
@@ -30,29 +28,10 @@ PER_PERSON = 6
 
 
 @pytest.fixture(scope="module")
-def addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """The three services, started once for the module's commands (which work in their own
-    temporary folders: the services may use every one of them, and the sample data)."""
-    logs = tmp_path_factory.mktemp("services")
-    roots = [tmp_path_factory.getbasetemp(), SHARED]
-    inference, clustering = (
-        ServiceProcess(name, free_port(), logs / f"{name}.log", roots=roots)
-        for name in ("inference", "clustering")
-    )
-    export = ServiceProcess(
-        "export", free_port(), logs / "export.log",
-        "--clustering", clustering.address, "--inference", inference.address, roots=roots,
-    )  # fmt: skip  # the export service calls the other two
-    started = [inference, clustering, export]
-    try:
-        for service in started:
-            service.start(wait=False)
-        for service in started:
-            service.wait_serving()
-        yield [f"--{s.service}={s.address}" for s in started]
-    finally:
-        for service in started:
-            service.stop()
+def addresses(module_services: dict[str, ServiceProcess]) -> list[str]:
+    """The module's three services (its commands work in their own temporary folders: the
+    services may use every one of them, and the sample data)."""
+    return [f"--{name}={service.address}" for name, service in module_services.items()]
 
 
 def facesets(addresses: list[str], *args: str) -> subprocess.CompletedProcess[str]:

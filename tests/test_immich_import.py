@@ -10,14 +10,11 @@ import os
 import subprocess
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from fake_immich import FakeImmich, lfw_library
 
 from facesets.contract.layout import read_json
-from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import run_facesets, service_flags
 
 KEY = "import-test-key-0001"
 FIRST = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -29,25 +26,15 @@ def facesets(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return run_facesets("immich", *args, env=env)
 
 
-@pytest.fixture(scope="module")
-def services(
-    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServiceProcess]]:
-    """The services the three imports share (their own start-up is not tested here)."""
-    roots = [tmp_path_factory.getbasetemp(), shared_dir]
-    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
-        yield started
-
-
 def test_import_builds_facesets_then_routes_new_photos_to_known_identities(
-    lfw_dir, tmp_path, services
+    lfw_dir, tmp_path, module_services
 ):
     photos = {p: sorted((lfw_dir / p).glob("*.jpg")) for p in (*FIRST, LATER)}
     first = [f for p in FIRST for f in photos[p][:9]]
     second = first + photos["Colin_Powell"][9:14] + photos[LATER][:9]
     staging = tmp_path / "staging"
     common = ["--user", "alice", "--staging-root", str(staging)]
-    imported = [*common, "--min-faces", "5", "--json", *service_flags(services, "import")]
+    imported = [*common, "--min-faces", "5", "--json", *service_flags(module_services, "import")]
 
     with FakeImmich(lfw_library(first), KEY) as fake:
         staged = facesets(fake.url, "stage", *common, "--no-progress")

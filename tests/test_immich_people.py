@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,10 @@ import pytest
 from fake_immich import FakeImmich, FakePerson, lfw_asset, lfw_pair_asset
 
 from facesets.contract.layout import read_json
-from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import ServiceProcess, run_facesets, service_flags
 
 KEY = "people-test-key-0001"
 PER = 5
-
-
-@pytest.fixture(scope="module")
-def services(
-    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServiceProcess]]:
-    """The services the imports share (their own start-up is not tested here)."""
-    roots = [tmp_path_factory.getbasetemp(), shared_dir]
-    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
-        yield started
 
 
 def facesets(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -47,9 +36,13 @@ def facesets(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[st
     return run_facesets("immich", *args, env=env)
 
 
-def importing(services: dict[str, ServiceProcess], *args: str) -> subprocess.CompletedProcess[str]:
+def importing(
+    module_services: dict[str, ServiceProcess], *args: str
+) -> subprocess.CompletedProcess[str]:
     """`facesets immich import ARGS` through the module's services (no Immich call)."""
-    return facesets("http://127.0.0.1:9", "import", *args, *service_flags(services, "import"))
+    return facesets(
+        "http://127.0.0.1:9", "import", *args, *service_flags(module_services, "import")
+    )
 
 
 def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
@@ -82,8 +75,8 @@ def library(lfw: Path, named: bool) -> tuple[list, list[FakePerson]]:
     return assets, people
 
 
-def import_json(services: dict[str, ServiceProcess], *args: str) -> dict[str, Any]:
-    done = importing(services, *args, "--min-faces", "4", "--json")
+def import_json(module_services: dict[str, ServiceProcess], *args: str) -> dict[str, Any]:
+    done = importing(module_services, *args, "--min-faces", "4", "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -153,7 +146,7 @@ def test_stage_reads_people_and_faces_resumably(lfw_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, services):
+def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, module_services):
     staging = tmp_path / "staging"
     store = tmp_path / "faces.db"
     common = ["--staging-root", str(staging), "--store", str(store)]
@@ -177,7 +170,7 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, services):
         faces = [f for r in state["assets"].values() for f in r.get("faces", [])]
         assert len(faces) == len(assets) + 1 and all(f["image_width"] > 0 for f in faces)
 
-        first = importing(services, "--user", "alice", *common, "--min-faces", "4")
+        first = importing(module_services, "--user", "alice", *common, "--min-faces", "4")
         assert first.returncode == 0, first.stderr
         out = staging / "alice" / "export"
         sets = exported(out)
@@ -233,7 +226,7 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, services):
         fake.people["tony"].name = "Tony B. Blair"
         again = facesets(fake.url, "stage", "--user", "alice", *stage, "--no-progress")
         assert again.returncode == 0, again.stderr
-    import_json(services, "--user", "alice", *common)
+    import_json(module_services, "--user", "alice", *common)
     after = exported(out)
     renamed = {m["name"]: (n, m) for n, m in after.items() if m.get("name")}
     new_name, new_manifest = renamed["Tony B. Blair"]
@@ -249,14 +242,14 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, services):
     # 5. --people none gives what the import gave before Immich's people were read: the same
     # photos staged with no people at all, imported as before.
     none_out, none_sets = tmp_path / "none-out", tmp_path / "none-sets"
-    ignored = import_json(services, "--user", "alice", *common, "--people", "none",
+    ignored = import_json(module_services, "--user", "alice", *common, "--people", "none",
         "--facesets-dir", str(none_sets), "--out", str(none_out),
     )  # fmt: skip
     plain_assets, _ = library(lfw_dir, named=False)
     with FakeImmich(plain_assets, KEY) as fake:
         staged = facesets(fake.url, "stage", "--user", "bob", *stage, "--no-progress")
         assert staged.returncode == 0, staged.stderr
-    plain = import_json(services, "--user", "bob", *common)
+    plain = import_json(module_services, "--user", "bob", *common)
     assert ignored["immich_disagreements"] == plain["immich_disagreements"] == []
     refine = read_json(none_sets / "refine_manifest.json")
     before = read_json(staging / "bob" / "facesets" / "refine_manifest.json")
@@ -278,7 +271,7 @@ def test_named_people_seed_name_and_check_facesets(lfw_dir, tmp_path, services):
             fake.url, "stage", "--user", "bob", *stage, "--no-progress", "--refresh-faces"
         )
         assert again.returncode == 0, again.stderr
-    import_json(services, "--user", "bob", *common, "--people", "all")
+    import_json(module_services, "--user", "bob", *common, "--people", "all")
     adopted = exported(bob_out)
     # --people all: the unnamed person takes the faceset of its faces too, its name still plain.
     hugo_id = fake.person_of("hugo").id

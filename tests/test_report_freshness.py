@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,13 @@ from review_export import build_lfw_export
 from facesets.common import settings
 from facesets.contract import layout
 from facesets.export.fsz import PNG_SIGNATURE
-from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import ServiceProcess, run_facesets, service_flags
 
 MEMBER = re.compile(r"\d{4}_[0-9a-f]{10}\.png")
 
 
-@pytest.fixture(scope="module")
-def services(
-    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServiceProcess]]:
-    """The services the module's commands share (their start-up is tested elsewhere)."""
-    roots = [tmp_path_factory.getbasetemp(), shared_dir]
-    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
-        yield started
-
-
-def ok(services: dict[str, ServiceProcess], *args: str) -> dict:
-    done = run_facesets(*args, "--json", *service_flags(services, args[0]), timeout=900)
+def ok(module_services: dict[str, ServiceProcess], *args: str) -> dict:
+    done = run_facesets(*args, "--json", *service_flags(module_services, args[0]), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
@@ -94,17 +83,17 @@ def test_fsz_members_name_no_source_folder(exported: dict) -> None:
 
 
 def test_restore_of_a_merge_refuses_to_revert_a_later_runs_records(
-    export: Path, services: dict[str, ServiceProcess]
+    export: Path, module_services: dict[str, ServiceProcess]
 ) -> None:
     """Point 3: merge, then dedup-optimize drops a byte copy from the target, then restore the
     merge: it used to drop the target manifest's `dropped` record, PNG left in _dropped/."""
-    merge = ok(services, "merge", str(export), "faceset_002", "--into", "faceset_001")
+    merge = ok(module_services, "merge", str(export), "faceset_002", "--into", "faceset_001")
     copy = _plant_byte_copy(export, "faceset_001")
-    dedup = ok(services, "dedup-optimize", str(export))
+    dedup = ok(module_services, "dedup-optimize", str(export))
     assert [m["src"] for m in dedup["moves"]] == [copy], dedup["moves"]
     before = _files(export)
     refused = run_facesets(
-        "restore", str(export), "--run", merge["run"], *service_flags(services, "restore")
+        "restore", str(export), "--run", merge["run"], *service_flags(module_services, "restore")
     )
     assert refused.returncode != 0
     assert dedup["run"] in refused.stderr and "nothing was restored" in refused.stderr
@@ -112,8 +101,8 @@ def test_restore_of_a_merge_refuses_to_revert_a_later_runs_records(
     inner = json.loads((export / "faceset_001" / layout.FACESET_MANIFEST).read_text())
     assert [d["kept_file"] for d in inner["dropped"] if d.get("run")] == [copy]
     # In the order it names, both come back.
-    ok(services, "restore", str(export), "--run", dedup["run"])
-    ok(services, "restore", str(export), "--run", merge["run"])
+    ok(module_services, "restore", str(export), "--run", dedup["run"])
+    ok(module_services, "restore", str(export), "--run", merge["run"])
     assert (export / "faceset_002" / layout.FACESET_MANIFEST).is_file()
     assert (export / copy).is_file()
 
@@ -130,26 +119,26 @@ def _row_partition(export: Path, name: str) -> str:
 
 
 def test_maintenance_rebuilds_the_report_it_touched(
-    export: Path, services: dict[str, ServiceProcess]
+    export: Path, module_services: dict[str, ServiceProcess]
 ) -> None:
     """Point 7: dedup-optimize, merge and restore rebuild an existing report/; a page's header
     counts the drops it lists; a tooltip shows only what is known of a face."""
-    ok(services, "report", str(export))
+    ok(module_services, "report", str(export))
     assert "byte_copy" not in _page(export, "facesets", "faceset_001")
     _plant_byte_copy(export, "faceset_001")
-    ok(services, "dedup-optimize", str(export))
+    ok(module_services, "dedup-optimize", str(export))
     page = _page(export, "facesets", "faceset_001")
     header = re.search(r"<span>dropped: ([^<]*)</span>", page)
     assert header and "byte_copy 1" in header.group(1), header
     assert "face None" not in page and "·  ·" not in page and "· </" not in page
-    merge = ok(services, "merge", str(export), "faceset_002", "--into", "faceset_000")
+    merge = ok(module_services, "merge", str(export), "faceset_002", "--into", "faceset_000")
     assert _row_partition(export, "faceset_002") == "merged"
-    ok(services, "restore", str(export), "--run", merge["run"])
+    ok(module_services, "restore", str(export), "--run", merge["run"])
     assert _row_partition(export, "faceset_002") == "facesets"
 
 
 def test_report_shows_its_thresholds_and_era_years(
-    tmp_path: Path, services: dict[str, ServiceProcess]
+    tmp_path: Path, module_services: dict[str, ServiceProcess]
 ) -> None:
     """Point 14: the thin flag follows the export (not a fixed 20 that marks most facesets)
     and says its figure; era rows show their years; "small" says its face size."""
@@ -167,7 +156,7 @@ def test_report_shows_its_thresholds_and_era_years(
             inner["params"] = {"min_face_short": 100}
             inner_path.write_text(json.dumps(inner))
     (out / layout.EXPORT_MANIFEST).write_text(json.dumps(top))
-    ok(services, "report", str(out))
+    ok(module_services, "report", str(out))
     index = (out / layout.REPORT_DIR / layout.REPORT_INDEX).read_text()
     legend = re.search(r'data-thin-below="(\d+)">([^<]*)<', index)
     assert legend, "no legend of the thin flag"

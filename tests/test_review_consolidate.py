@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, free_port, lfw_people
+from conftest import lfw_people
 
 from facesets.client import Endpoint, ExportClient
 from facesets.contract import layout
@@ -26,28 +25,9 @@ PER_PERSON = 6
 
 
 @pytest.fixture(scope="module")
-def addresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The three services for the module's commands (which may use every temporary folder)."""
-    logs = tmp_path_factory.mktemp("services")
-    roots = [tmp_path_factory.getbasetemp(), SHARED]
-    inference, clustering = (
-        ServiceProcess(name, free_port(), logs / f"{name}.log", roots=roots)
-        for name in ("inference", "clustering")
-    )
-    export = ServiceProcess(
-        "export", free_port(), logs / "export.log",
-        "--clustering", clustering.address, "--inference", inference.address, roots=roots,
-    )  # fmt: skip  # the export service calls the other two
-    started = [inference, clustering, export]
-    try:
-        for service in started:
-            service.start(wait=False)
-        for service in started:
-            service.wait_serving()
-        yield {s.service: s.address for s in started}
-    finally:
-        for service in started:
-            service.stop()
+def addresses(module_services: dict[str, ServiceProcess]) -> dict[str, str]:
+    """The module's three services (its commands may use every temporary folder)."""
+    return {name: service.address for name, service in module_services.items()}
 
 
 def facesets(addresses: dict[str, str], *args: str) -> dict:

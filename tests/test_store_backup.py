@@ -6,27 +6,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
-from services import ServiceProcess
 from services import run_facesets as run_command
 
 
 @pytest.fixture(scope="module")
-def clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """One clustering service for the backups (a command's own start-up is tested elsewhere)."""
-    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
-    service = ServiceProcess("clustering", free_port(), log).start()
-    try:
-        yield ["--clustering", service.address]
-    finally:
-        service.stop()
+def clustering(module_clustering: list[str]) -> list[str]:
+    """The module's clustering service (a command's own start-up is tested elsewhere)."""
+    return module_clustering
 
 
 @pytest.fixture

@@ -42,14 +42,9 @@ def _store_with_faces(path: Path, images: int = 3) -> None:
 
 
 @pytest.fixture(scope="module")
-def clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """One clustering service for the checks (a command's own start-up is tested elsewhere)."""
-    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
-    service = ServiceProcess("clustering", free_port(), log).start()
-    try:
-        yield ["--clustering", service.address]
-    finally:
-        service.stop()
+def clustering(module_clustering: list[str]) -> list[str]:
+    """The module's clustering service (a command's own start-up is tested elsewhere)."""
+    return module_clustering
 
 
 def test_check_passes_a_sound_store_and_names_each_broken_invariant(
