@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -37,6 +38,7 @@ from facesets.orchestrator.immich.config import (
 from facesets.orchestrator.immich.faces import biggest_face_short
 from facesets.orchestrator.immich.paths import PARTIAL_DIR, is_excluded, library_relative_path
 from facesets.orchestrator.immich.stage import stage
+from services import run_facesets
 
 KEY = "immich-test-key-7f3a9c1e5b"
 USER = "alice"
@@ -488,16 +490,23 @@ def test_api_key_is_in_no_file_and_no_log(
     assert KEY not in out.out + out.err + caplog.text
 
 
-def test_an_address_no_server_answers_says_to_check_it_not_to_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_address_no_server_answers_says_to_check_it_not_to_resume(tmp_path: Path) -> None:
     """A typo'd IMMICH_URL: the command tells the user to check the address, not to run the
     same command again (it would fail the same way)."""
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    assert cli(monkeypatch, url, KEY, tmp_path / "staging") == EXIT_OUTAGE
-    out = capsys.readouterr().out
-    assert f"no Immich server answered at {url}" in out and "IMMICH_URL" in out
-    assert "resume" not in out
-    assert not list((tmp_path / "staging").rglob("*.jpg"))
+    env = {
+        **os.environ,
+        "IMMICH_URL": url,
+        "IMMICH_API_KEY": KEY,
+        "FACESETS_IMMICH__RETRIES": "1",  # the test's own wait: one retry, soon
+        "FACESETS_IMMICH__BACKOFF_S": "0.05",
+    }
+    staging = tmp_path / "staging"
+    args = ("stage", "--user", USER, "--staging-root", str(staging), "--no-progress")
+    done = run_facesets("immich", *args, env=env, timeout=120)
+    assert done.returncode == EXIT_OUTAGE, done.stderr[-2000:]
+    assert f"no Immich server answered at {url}" in done.stdout and "IMMICH_URL" in done.stdout
+    assert "resume" not in done.stdout
+    assert not list(staging.rglob("*.jpg"))
