@@ -85,14 +85,10 @@ def module_services(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def module_clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """`--clustering HOST:PORT` of one clustering service started once for the module."""
-    from services import ServiceProcess
+    from services import started_service
 
-    log = tmp_path_factory.mktemp("clustering") / "clustering.log"
-    service = ServiceProcess("clustering", free_port(), log).start()
-    try:
+    with started_service("clustering", tmp_path_factory.mktemp("clustering")) as service:
         yield ["--clustering", service.address]
-    finally:
-        service.stop()
 
 
 def free_port() -> int:

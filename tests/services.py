@@ -136,6 +136,21 @@ COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "dedup-optimize": ("export", "inference"),
 }
 ALL_SERVICES = ("inference", "clustering", "export")
+# An export service's peers where no call reaches them (each is refused before it would).
+NO_PEERS = ("--clustering", "127.0.0.1:1", "--inference", "127.0.0.1:1")
+
+
+@contextmanager
+def started_service(
+    service: str, logs: Path, *extra: str, roots: Sequence[Path] | None = None
+) -> Iterator[ServiceProcess]:
+    """One service on a free port, serving until the block ends (logs: LOGS/SERVICE.log)."""
+    process = ServiceProcess(service, free_port(), logs / f"{service}.log", *extra, roots=roots)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @contextmanager

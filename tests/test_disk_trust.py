@@ -17,12 +17,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO
 from maintenance_export import assert_fsz_match_folders, build_export, pngs, snapshot
 
 from facesets.contract import layout
 from facesets.v1 import export_pb2, export_pb2_grpc
-from services import ServiceProcess
+from services import NO_PEERS, ServiceProcess, started_service
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -44,20 +44,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceP
     base = tmp_path_factory.mktemp("disk_trust")
     allowed = base / "allowed"
     allowed.mkdir()
-    process = ServiceProcess(
-        "export",
-        free_port(),
-        base / "export.log",
-        "--clustering",
-        "127.0.0.1:1",
-        "--inference",
-        "127.0.0.1:1",
-        roots=[allowed],
-    ).start()
-    try:
+    with started_service("export", base, *NO_PEERS, roots=[allowed]) as process:
         yield process, allowed
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -140,16 +140,10 @@ def test_an_export_with_crops_folders_is_still_maintained(export: Path) -> None:
 @pytest.fixture(scope="module")
 def export_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """One export service for the commands (a command's own start-up is tested elsewhere)."""
-    from conftest import free_port
+    from services import started_service
 
-    from services import ServiceProcess
-
-    log = tmp_path_factory.mktemp("export-service") / "export.log"
-    service = ServiceProcess("export", free_port(), log).start()
-    try:
+    with started_service("export", tmp_path_factory.mktemp("export-service")) as service:
         yield ["--export", service.address]
-    finally:
-        service.stop()
 
 
 def test_merge_command_end_to_end(export: Path, export_service: list[str]) -> None:

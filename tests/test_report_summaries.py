@@ -18,14 +18,13 @@ from pathlib import Path
 import cv2
 import grpc
 import pytest
-from conftest import free_port
 from maintenance_export import build_export
 
 from facesets.client import Endpoint, ExportClient
 from facesets.contract import layout
 from facesets.contract.export import ReportRequest, RestoreRequest
 from facesets.contract.review import RejectCropsRequest
-from services import ServiceProcess
+from services import NO_PEERS, started_service
 
 SETS = 6
 PER_SET = 4
@@ -47,22 +46,12 @@ def lfw_pngs(lfw: Path, count: int) -> list[bytes]:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ExportClient, Path]]:
     base = tmp_path_factory.mktemp("summaries")
-    process = ServiceProcess(
-        "export",
-        free_port(),
-        base / "export.log",
-        "--clustering",
-        "127.0.0.1:1",
-        "--inference",
-        "127.0.0.1:1",
-        roots=[base],
-    ).start()
-    client = ExportClient(Endpoint(process.address))
-    try:
-        yield client, base
-    finally:
-        client.close()
-        process.stop()
+    with started_service("export", base, *NO_PEERS, roots=[base]) as process:
+        client = ExportClient(Endpoint(process.address))
+        try:
+            yield client, base
+        finally:
+            client.close()
 
 
 @pytest.fixture
