@@ -22,6 +22,20 @@ log = structlog.get_logger(__name__)
 
 
 EVENTS_PER_SECOND = 10
+_running: set[threading.Thread] = set()  # job threads, until their job returns or raises
+_running_lock = threading.Lock()
+
+
+def wait_for_jobs(timeout_s: float) -> int:
+    """Wait up to `timeout_s` for the job threads still running (at a stop, once the processes
+    they started are killed: a job whose caller went away is no call the server waits for,
+    and it still removes its part files); how many were still running at the end."""
+    deadline = time.monotonic() + timeout_s
+    with _running_lock:
+        threads = list(_running)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in threads)
 
 
 def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent]:
@@ -53,9 +67,14 @@ def job_events(run: Callable[[ProgressFn], Any]) -> Iterator[common_pb2.JobEvent
         except BaseException as error:  # re-raised in the caller's thread below
             failure = error
         finally:
+            with _running_lock:
+                _running.discard(thread)
             events.put(None)
 
-    threading.Thread(target=worker, daemon=True, name="job").start()
+    thread = threading.Thread(target=worker, daemon=True, name="job")
+    with _running_lock:
+        _running.add(thread)
+    thread.start()
     while (event := events.get()) is not None:
         yield event
     if failure is not None:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from facesets.client.defaults import channel_options
-from facesets.common import children, settings
+from facesets.common import children, jobs, settings
 from facesets.common.error_policy import ErrorPolicy
 from facesets.common.security import TlsFiles, TokenInterceptor, check_listen_policy
 from facesets.common.stream_limit import StreamLimit
@@ -192,6 +192,9 @@ def serve_forever(running: RunningServer, on_stop: Callable[[], None] | None = N
     log.info("shutting down", grace_s=settings.shared().server.shutdown_grace_s)
     notify_systemd("STOPPING=1")
     children.stop_all()
+    left = jobs.wait_for_jobs(settings.shared().server.job_cleanup_s)
+    if left:
+        log.warning("jobs still running at the stop", jobs=left)
     if on_stop:
         on_stop()
     running.stop()

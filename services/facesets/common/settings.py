@@ -91,6 +91,11 @@ class ServerSettings(_Group):
     shutdown_grace_s: float = Field(
         default=10.0, ge=0.0, description="seconds in-flight calls get to finish at a stop"
     )
+    # A job whose caller went away is no call the server waits for; once its processes are
+    # killed it only removes its part files (milliseconds), so a short wait is enough.
+    job_cleanup_s: float = Field(
+        default=3.0, ge=0.0, description="seconds running jobs get to clean up at a stop"
+    )
     inference_listen: str = Field(
         default="127.0.0.1:50051", min_length=1, description="inference service's default address"
     )
