@@ -690,6 +690,11 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--labels-in", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help="one synthetic store of this many faces only")
     parser.add_argument(
+        "--lfw",
+        action="store_true",
+        help="LFW only: exact, sparse, IVF forced and dense on every labelled face, best of 3",
+    )
+    parser.add_argument(
         "--generator",
         choices=(*GENERATORS, "both"),
         default="both",
@@ -707,6 +712,16 @@ if __name__ == "__main__":
                 _worker(args.worker, args.data, args.threshold, args.labels_out, args.labels_in)
             )
         )
+        sys.exit(0)
+    if args.lfw:
+        lfw = bench_lfw(args.shared.resolve(), None, repeats=3)
+        print_table(
+            f"LFW, {lfw['faces']} labelled faces of {lfw['people']} people "
+            f"({lfw['no_face']} photos without a face), threshold {THRESHOLD}",
+            lfw["runs"],
+        )
+        if args.json:
+            args.json.write_text(json.dumps(lfw, indent=2, default=str))
         sys.exit(0)
     if args.size:
         big = args.size >= MILLION

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import facesets.shared.blas  # noqa: F401  # isort: skip  # before numpy loads: see its docstring
 import structlog
 
 from facesets.client import Endpoint
