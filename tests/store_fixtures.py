@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import reference_session_options
 from PIL import Image
 
 from facesets.clustering.store import FaceData, FaceStore, ImageData
@@ -42,7 +43,10 @@ def _app(model_root: Path, det_size: int) -> object:
         from insightface.app import FaceAnalysis
 
         app = FaceAnalysis(
-            name=MODEL_PACK, root=str(model_root), providers=["CPUExecutionProvider"]
+            name=MODEL_PACK,
+            root=str(model_root),
+            providers=["CPUExecutionProvider"],
+            sess_options=reference_session_options(),
         )
         app.prepare(ctx_id=-1, det_size=(det_size, det_size))
         _apps[key] = app

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import reference_session_options
 from PIL import Image
 
 from facesets.common import settings
@@ -61,7 +62,10 @@ def make_analyser(model_root: Path):
     from insightface.app import FaceAnalysis
 
     app = FaceAnalysis(
-        name="facepack-mini", root=str(model_root), providers=["CPUExecutionProvider"]
+        name="facepack-mini",
+        root=str(model_root),
+        providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     app.prepare(ctx_id=-1, det_size=(640, 640))
     return app
@@ -74,6 +78,7 @@ def make_counter(model_root: Path) -> Callable[[list[np.ndarray]], list[int]]:
     det = insightface.model_zoo.get_model(
         str(model_root / "models" / "facepack-mini" / "det_scrfd_2.5g_bnkps.onnx"),
         providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     det.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
     return lambda crops: [int(len(det.detect(crop)[0])) for crop in crops]

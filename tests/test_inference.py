@@ -6,7 +6,7 @@ import cv2
 import grpc
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, reference_session_options
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -50,7 +50,10 @@ def client(server):
 @pytest.fixture(scope="module")
 def reference(model_root):
     app = FaceAnalysis(
-        name="facepack-mini", root=str(model_root), providers=["CPUExecutionProvider"]
+        name="facepack-mini",
+        root=str(model_root),
+        providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     app.prepare(ctx_id=-1, det_size=(640, 640))
     return app
@@ -216,7 +219,10 @@ def test_a_request_detects_at_its_own_detect_size(client, model_root, lfw_dir):
     assert list(results["huge"].faces[0].bbox) == list(results["own"].faces[0].bbox)
     assert len(results["tiny"].faces) == 0
     app = FaceAnalysis(
-        name="facepack-mini", root=str(model_root), providers=["CPUExecutionProvider"]
+        name="facepack-mini",
+        root=str(model_root),
+        providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     app.prepare(ctx_id=-1, det_size=(640, 640))
     boxes, _ = app.det_model.detect(frame, input_size=(544, 320))

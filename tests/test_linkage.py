@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL_PACK, lfw_people
+from conftest import MODEL_PACK, lfw_people, reference_session_options
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import pdist, squareform
@@ -350,7 +350,12 @@ def lfw_slice(lfw_dir: Path, model_root: Path) -> tuple[np.ndarray, np.ndarray]:
     import cv2
     from insightface.app import FaceAnalysis
 
-    app = FaceAnalysis(name=MODEL_PACK, root=str(model_root), providers=["CPUExecutionProvider"])
+    app = FaceAnalysis(
+        name=MODEL_PACK,
+        root=str(model_root),
+        providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
+    )
     app.prepare(ctx_id=-1, det_size=(640, 640))
     embs, people = [], []
     for person, photos in lfw_people(lfw_dir, LFW_PEOPLE, LFW_PER_PERSON, min_photos=4).items():

@@ -10,6 +10,7 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+from conftest import reference_session_options
 from insightface.model_zoo import model_zoo
 
 from facesets.contract import layout
@@ -46,6 +47,7 @@ def test_run_produces_roop_ready_facesets_and_a_report(pipeline, model_root):
     detector = model_zoo.get_model(
         str(model_root / "models" / "facepack-mini" / "det_scrfd_2.5g_bnkps.onnx"),
         providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     detector.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
     checked = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, reference_session_options
 from insightface.model_zoo import model_zoo
 
 from facesets.v1 import export_pb2
@@ -109,6 +109,7 @@ def test_step_by_step_through_separate_services_with_a_token(
     detector = model_zoo.get_model(
         str(model_root / "models" / "facepack-mini" / "det_scrfd_2.5g_bnkps.onnx"),
         providers=["CPUExecutionProvider"],
+        sess_options=reference_session_options(),
     )
     detector.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
     for bundle in bundles:
