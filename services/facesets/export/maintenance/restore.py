@@ -157,11 +157,9 @@ def _refuse_links(out: Path, chosen: list[_Chosen]) -> None:
     """No symbolic link in the folders the restore reads or writes (each walked); every
     access goes through Beneath, which follows no link on the way to them, so the rest of the
     export (its report's thumbnails, other facesets) is not walked."""
-    disk = Beneath(out)
-    folders = {rel for item in chosen for move in item.picked for rel in _folders(move)}
-    for rel in sorted(folders - {"", "."}):
-        if disk.is_dir(rel):
-            disk.refuse_links(rel)
+    runs.guard_folders(
+        out, (rel for item in chosen for move in item.picked for rel in _folders(move))
+    )
 
 
 def _steps(item: _Chosen) -> list[tuple[Move, bool]]:

@@ -59,12 +59,8 @@ def _faceset(out: Path, set_rel: str) -> FacesetManifest:
 
 
 def _guard(out: Path, *sets: str) -> None:
-    """No link in the facesets the action touches (every file
-    operation goes through Beneath, which follows none, so the rest of OUT is not walked)."""
-    disk = Beneath(out)
-    for name in sets:
-        if name and disk.is_dir(name):
-            disk.refuse_links(name)
+    """No link in the facesets the action touches (runs.guard_folders)."""
+    runs.guard_folders(out, sets)
 
 
 def _saved(run_id: str, name: str) -> str:

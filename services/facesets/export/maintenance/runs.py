@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar, cast
@@ -116,6 +116,16 @@ def guard(out: Path) -> None:
     cut short (its journal is still there) is rolled back first."""
     Beneath(out).refuse_links()
     journal.recover(out)
+
+
+def guard_folders(out: Path, folders: Iterable[str]) -> None:
+    """Refuse a symbolic link in the named folders of OUT (each walked; those missing are
+    skipped). For jobs that touch only these folders: every access they make goes through
+    Beneath, which follows no link on the way to them, so the rest of OUT is not walked."""
+    disk = Beneath(out)
+    for rel in sorted(set(folders) - {"", "."}):
+        if disk.is_dir(rel):
+            disk.refuse_links(rel)
 
 
 def set_rel_of(entry: Mapping[str, object] | None, name: str) -> str:

@@ -21,7 +21,7 @@ from facesets.common import settings
 from facesets.common.beneath import Beneath, SymlinkRefusedError, is_relative
 from facesets.contract import layout
 from facesets.export.maintenance import journal
-from facesets.export.maintenance.runs import guard
+from facesets.export.maintenance.runs import guard, guard_folders
 from facesets.export.report import faceset_page as pages
 from facesets.export.report.model import Entry, ReportModel, read_manifest, read_model
 from facesets.export.report.overview import overview
@@ -154,9 +154,7 @@ def build_report(
         # walked, report/ and its folders looked at (its thumbnails are not walked one by one)
         journal.recover(out)
         _refuse_linked_folders(disk)
-        for rel in sorted(touched):
-            if disk.is_dir(rel):
-                disk.refuse_links(rel)
+        guard_folders(out, touched)
     # A refresh reuses the rows of the facesets it did not touch (summaries.json).
     summaries = Summaries(out, touched)
     model = read_model(out, summaries.entry_of)  # ReportError before anything is written
