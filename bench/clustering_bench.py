@@ -593,7 +593,8 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
             print(
                 f"  ivf: nlist {search['nlist']}, nprobe {search['nprobe']}, k {search['k']}, "
                 f"{search['dense_faces']} dense faces searched again over "
-                f"{search['dense_nprobe']} lists, {search.get('hop_faces', 0)} faces with room "
+                f"{search['dense_nprobe']} lists with {search.get('room_faces', 0)} faces with "
+                f"room and a neighbour, {search.get('hop_faces', 0)} faces with room "
                 f"gaining {search.get('hop_found', 0)} neighbours of neighbours, recall "
                 f"{search['recall']} (graph {search.get('graph_recall')}) on "
                 f"{search['recall_queries']} sampled queries, {search['completed_merges']} "

@@ -282,3 +282,33 @@ def test_faces_with_room_in_their_list_gain_the_neighbours_of_their_neighbours()
     wanted = {(min(q, int(j)), max(q, int(j))) for q, t in enumerate(truth) for j in t}
     pairs = set(zip(ei.tolist(), ej.tolist(), strict=True))
     assert len(wanted & pairs) >= 0.99 * len(wanted)
+
+
+def test_faces_with_room_and_a_neighbour_are_searched_again_over_the_dense_lists() -> None:
+    emb, _ = identities(300, 25, seed=11)  # about 4,000 faces, identities smaller than k
+    n, k, min_sim = emb.shape[0], 48, float(np.float32(0.45))
+    # the second pass probes every list: the lists it gives are exact
+    base = dict(backend="ivf", nlist=32, nprobe=2, dense_nprobe=32, k=k, recall_queries=n)
+    truth = neighbours.exact_knn_within(emb, np.arange(n), k, min_sim)
+
+    def lists(params: SearchParams) -> tuple[dict[int, set[int]], neighbours.SearchReport]:
+        (ei, ej, _), report = neighbours.ivf_knn_edges(emb, 0.55, params)
+        held: dict[int, set[int]] = {q: set() for q in range(n)}
+        for a, b in zip(ei.tolist(), ej.tolist(), strict=True):
+            held[a].add(b)
+            held[b].add(a)
+        return held, report
+
+    def missing(held: dict[int, set[int]]) -> int:
+        """Faces with a neighbour whose exact nearest the graph does not all hold."""
+        return sum(bool(truth[q].size) and not set(truth[q].tolist()) <= held[q] for q in range(n))
+
+    held_without, without = lists(SearchParams(**base, hop_rounds=0, room_again=False))
+    assert without.room_faces == 0 and without.recall is not None and without.recall < 0.9
+    held, report = lists(SearchParams(**base, hop_rounds=0, room_again=True))
+    assert 0 < report.room_faces < n and report.as_json()["room_faces"] == report.room_faces
+    assert report.recall is not None and report.recall > without.recall
+    # Every face searched again (dense, or with room and a neighbour) holds its exact nearest:
+    # only the faces whose first lists found no neighbour may miss some.
+    left_alone = n - report.room_faces - report.dense_faces
+    assert missing(held) <= left_alone < missing(held_without)
