@@ -323,8 +323,9 @@ class NeighbourSettings(_Group):
     # lists too, before the hop rounds (a neighbour found in a farther list seeds the hops).
     # Bench library store of 200,000 faces, 2,000 sampled faces, after the hops: those faces'
     # list recall 0.9859 without, 0.9919 with (66,061 faces; the search 33 -> 49 s); every face
-    # with room (112k, 21 s more) reached 0.9955. Million-face store, without: 0.9385 on those
-    # faces (0.9941 on the faces whose list is full), list recall 0.9864 in all.
+    # with room (112k, 21 s more) reached 0.9955. Million-face store, same 2,000 faces: 0.9385
+    # -> 0.9561 on the faces with room (0.9941 on those whose list is full), 0.9864 -> 0.9890 in
+    # all (README, "Faces with room searched again").
     ann_room_again: bool = Field(
         default=True,
         description="search faces whose list has room but holds a neighbour over the dense lists",
