@@ -116,15 +116,17 @@ def test_replicas_share_images_and_a_killed_one_loses_nothing(
     # unanswered images go to the others is shown deterministically by the next test.
 
 
-# Run on host 0 with the client library: embeds the first photos, holds its source until the
-# gate file exists, then embeds the rest; prints which replica answered each image.
+# Run on host 0 with the client library: meets the replicas (each answers GetInfo), embeds the
+# first photos, holds its source until the gate file exists, then embeds the rest; prints
+# which replica answered each image.
 HELD_CLIENT = """
 import json, pathlib, sys, time
 from facesets.client import Endpoint, ImageInput, InferenceClient
 addresses, token, src, gate, first = sys.argv[1:6]
 photos = sorted(pathlib.Path(src).rglob("*.jpg"))
 client = InferenceClient(Endpoint(addresses, token))
-client.wait_ready()
+client.wait_ready()  # with several replicas: until each has answered once
+met = sorted(client.meet_replicas(0.5))  # all three at once now
 def images():
     for n, photo in enumerate(photos):
         if n == int(first):
@@ -133,7 +135,7 @@ def images():
                 time.sleep(0.05)
         yield ImageInput(id=photo.name, data=photo.read_bytes())
 answered = [(r.id, r.replica, r.HasField("error")) for r in client.embed(images())]
-print(json.dumps({"answered": answered, "restarts": client.restarts}))
+print(json.dumps({"answered": answered, "restarts": client.restarts, "met": met}))
 """
 
 
@@ -174,6 +176,7 @@ def test_a_replica_killed_mid_stream_hands_its_images_on_and_rejoins_when_back(
         for service in [*started, *([back] if back else [])]:
             service.stop()
     result = json.loads(stdout)
+    assert result["met"] == ["host1", "host2", "host3"]
     ids = [image_id for image_id, _, _ in result["answered"]]
     assert sorted(ids) == sorted(p.name for p in (tmp_path / "photos").rglob("*.jpg"))
     assert len(ids) == len(set(ids)) == photos  # each image answered once

@@ -30,6 +30,10 @@ EMBED_INFLIGHT = 64  # images sent ahead of acknowledged results
 # ends and the next call is balanced again (a replica that comes back is picked up that way).
 REPLICA_STREAMS = 2
 REPLICA_CALL_IMAGES = 8
+# Before its first streams, a client of several replicas waits at most this long for each to
+# answer once (round robin gives calls only to the replicas its channel has connected so far).
+REPLICAS_MEET_S = 3.0
+REPLICAS_MEET_POLL_S = 0.02
 # How soon a channel tries a replica that went away again (gRPC backs off to 120 s by default).
 MAX_RECONNECT_BACKOFF_MS = 2_000
 

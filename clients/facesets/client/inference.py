@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -91,7 +92,36 @@ class InferenceClient:
         self.channel.close()
 
     def wait_ready(self, window_s: float = defaults.RETRY_WINDOW_S) -> None:
+        """Until the service serves; with several replicas, also until each has answered once
+        (at most defaults.REPLICAS_MEET_S)."""
         wait_until_serving(self.channel, SERVICE, window_s)
+        if self.replicas > 1:
+            self.meet_replicas()
+
+    def meet_replicas(self, window_s: float = defaults.REPLICAS_MEET_S) -> set[str]:
+        """The replicas that answered GetInfo within window_s, asked until all have.
+
+        gRPC's round robin gives a call only to a replica its channel has already connected;
+        streams opened while one is still connecting all go to the others, and a short run can
+        end before it gets a share (seen on a busy machine: 54 photos, one replica of three
+        with none). Each call goes to the next connected replica, so asking until every name
+        has answered waits just as long as the connections take. A replica that is down is
+        left after window_s; calls are balanced again as the run goes, so it joins later.
+        """
+        seen: set[str] = set()
+        deadline = time.monotonic() + window_s
+        while len(seen) < self.replicas:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                info = self.stub.GetInfo(inference_pb2.GetInfoRequest(), timeout=left)
+            except grpc.RpcError:
+                break  # the run's own calls retry and report what is wrong
+            if info.replica in seen:
+                time.sleep(defaults.REPLICAS_MEET_POLL_S)
+            seen.add(info.replica)
+        return seen
 
     def info(self) -> inference_pb2.ModelInfo:
         return call_with_retry(

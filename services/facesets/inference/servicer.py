@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from importlib import metadata
 
@@ -69,6 +70,7 @@ def _result(outcome: Outcome, replica: str) -> common_pb2.ImageResult:
     return result
 
 
+@functools.cache  # installed versions do not change while the service runs; clients poll GetInfo
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
