@@ -7,9 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-import numpy as np
 
 from facesets.client import defaults
 from facesets.client.channel import (
@@ -23,6 +23,9 @@ from facesets.client.files import open_regular, regular_size
 from facesets.client.png import encode_png
 from facesets.client.resumable import ResumableStream, run_parallel
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+if TYPE_CHECKING:  # numpy loads where arrays are made: the `facesets` command mostly never does
+    import numpy as np
 
 SERVICE = "facesets.v1.Inference"
 
@@ -277,6 +280,8 @@ class InferenceClient:
                 raise RuntimeError(f"ClipScore failed for {result.id}: {result.error.message}")
             scores[result.id] = list(result.scores)
         self.restarts += stream.restarts
+        import numpy as np
+
         return np.array([scores[image.id] for image in images], dtype=np.float32).reshape(
             len(images), len(prompts)
         )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads where a PNG is made: the `facesets` command mostly never does
+    import numpy as np
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
@@ -21,6 +23,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     """PNG bytes of an OpenCV-style image: (h, w) grey, (h, w, 3) BGR or (h, w, 4) BGRA."""
+    import numpy as np
+
     pixels = np.asarray(image)
     if pixels.dtype != np.uint8:
         raise ValueError(f"PNG crops must be uint8, not {pixels.dtype}")

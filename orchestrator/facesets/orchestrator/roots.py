@@ -8,7 +8,6 @@ photos again (enrich, cluster's links, export's crops).
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,6 +47,8 @@ def _is_sqlite(path: Path) -> bool:
 
 def store_photo_folders(store: Path) -> list[Path]:
     """The folders of the photos a face store holds (read-only; nothing for another file)."""
+    import sqlite3  # here: most commands never read a store (18 ms at every start)
+
     if not store.is_file() or not _is_sqlite(store):
         return []
     try:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
-
-import pillow_heif
-from PIL import Image
 
 from facesets.contract.photo_formats import DECODED_FORMATS
 from facesets.orchestrator.immich.api import Face
@@ -29,12 +27,20 @@ def biggest_face_short(
     return best
 
 
-# HEIC/HEIF originals open as their primary image; Pillow reads AVIF itself.
-pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+@functools.cache
+def _heif_opener() -> None:
+    """HEIC/HEIF originals open as their primary image; Pillow reads AVIF itself. Registered
+    on first use: Pillow and pillow_heif take 25 ms to load, at every command otherwise."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 def decoded_size(path: Path) -> tuple[int, int] | None:
     """An original's pixel size from its header (nothing is decoded); None when unknown."""
+    from PIL import Image
+
+    _heif_opener()
     try:
         with Image.open(path, formats=DECODED_FORMATS) as image:
             width, height = image.size
