@@ -87,3 +87,32 @@ def test_renumbering_changes_no_label_nor_prevented_merge(
     for result in (often, some):
         np.testing.assert_array_equal(result.labels, never.labels)
         assert result.prevented == never.prevented
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_large_components_linked_in_groups_on_threads_give_one_linkage_s_labels(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """The large components are linked in groups, one thread each: the labels and prevented
+    merges are those of one linkage over all of them, with cannot-link pairs and ties."""
+    emb, photo = store(seed, copies=6)
+    monkeypatch.setattr(linkage.settings, "usable_cores", lambda: 4)
+    groups: list[int] = []
+    real: Callable[..., Any] = linkage._component_groups
+
+    def counted(*args: Any) -> Any:
+        out = real(*args)
+        groups.append(len(out))
+        return out
+
+    monkeypatch.setattr(linkage, "_component_groups", counted)
+    runs = []
+    for most in (1, 4):
+        monkeypatch.setattr(linkage, "LINKAGE_GROUPS_MAX", most)
+        runs.append(cluster_average_linkage(emb, 0.55, dense_max=2, photo=photo))
+    one, several = runs
+    assert groups == [1, 4]
+    assert one.prevented > 0
+    np.testing.assert_array_equal(several.labels, one.labels)
+    assert several.prevented == one.prevented
+    np.testing.assert_array_equal(several.labels, greedy_reference(emb, 0.55, photo))

@@ -34,6 +34,7 @@ Where no pair is constrained the result is the same as without the constraint.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,6 +66,9 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
+# Large components are linked in at most this many groups at once (one thread each, and no more
+# than the usable cores): each group holds a copy of its pairs' arrays.
+LINKAGE_GROUPS_MAX = 4
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -741,27 +745,47 @@ def cluster_average_linkage(
         stage_progress(faces_done)
 
     if big.size:
+        # The large components in groups of about equal pairs, each group's linkage on its own
+        # thread: the rounds are numpy work on large arrays, which releases the GIL, and
+        # components never merge, so a group's labels are those of one linkage over all (its
+        # local ids keep the faces' order, so ties break alike).
         in_big = np.isin(comp, big)
-        idx = np.flatnonzero(in_big)
-        local_of = np.full(n, -1, np.int32)
-        local_of[idx] = np.arange(idx.size, dtype=np.int32)
         sel = in_big[ei]  # both ends share a component
-        bu, bv = local_of[ei[sel]], local_of[ej[sel]]
-        bd = 1.0 - es[sel].astype(np.float64)
-        local_cannot = (local_of[cu], local_of[cv])
+        groups = _component_groups(big, np.bincount(comp[ei[sel]], minlength=n_comp))
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
+        local_of = np.full(n, -1, np.int32)
+        for group in groups:
+            in_group = np.isin(comp, group)
+            idx = np.flatnonzero(in_group)
+            local_of[idx] = np.arange(idx.size, dtype=np.int32)
+            take = sel & in_group[ei]
+            bu, bv = local_of[ei[take]], local_of[ej[take]]
+            bd = 1.0 - es[take].astype(np.float64)
+            keep = in_group[cu]
+            parts.append((idx, bu, bv, bd, (local_of[cu[keep]], local_of[cv[keep]])))
+            del in_group, take, keep
         del ei, ej, es, sel, local_of  # the graph's other pairs are done with
-        roots, prevented = _sparse_average_linkage(
-            unit,
-            idx,
-            bu,
-            bv,
-            bd,
-            t,
-            cannot=local_cannot,
-            on_round=lambda part: stage_progress(faces_done + part * idx.size),
-        )
-        del bu, bv, bd
-        raw[idx] = idx[roots]
+        shares = [0.0] * len(parts)
+        reporting = threading.Lock()
+
+        def link(i: int) -> tuple[np.ndarray, int]:
+            idx, bu, bv, bd, local_cannot = parts[i]
+
+            def on_round(part: float) -> None:
+                with reporting:
+                    shares[i] = part * idx.size
+                    stage_progress(faces_done + sum(shares))
+
+            return _sparse_average_linkage(
+                unit, idx, bu, bv, bd, t, cannot=local_cannot, on_round=on_round
+            )
+
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="linkage") as pool:
+            linked = list(pool.map(link, range(len(parts))))
+        for (idx, *_), (roots, skipped) in zip(parts, linked, strict=True):
+            raw[idx] = idx[roots]
+            prevented += skipped
+        del parts, linked
         for c in big:
             cidx = members[starts[c] : starts[c + 1]]
             k = int(np.unique(raw[cidx]).size)
@@ -797,6 +821,19 @@ def cluster_average_linkage(
         linkage_s=round(seconds["linkage"], 2),
     )
     return result
+
+
+def _component_groups(big: np.ndarray, pairs: np.ndarray) -> list[np.ndarray]:
+    """The components `big` in at most usable_cores groups of about equal pairs (`pairs`: per
+    component id), largest first, each group sorted; groups of no pairs are left out."""
+    count = max(1, min(settings.usable_cores(), LINKAGE_GROUPS_MAX, big.size))
+    load = np.zeros(count)
+    members: list[list[int]] = [[] for _ in range(count)]
+    for c in big[np.argsort(-pairs[big], kind="stable")]:
+        g = int(np.argmin(load))
+        members[g].append(int(c))
+        load[g] += pairs[c]
+    return [np.sort(np.array(m, np.int64)) for m in members if m]
 
 
 def _complete_truncated(
