@@ -129,7 +129,7 @@ def lfw_people(
     return chosen
 
 
-# Modules that take the longest (15 s or more): `make test` runs the slowest first, so that
+# Modules that take the longest (10 s or more): `make test` runs the slowest first, so that
 # its workers (pytest-xdist, whole modules each) end together instead of one waiting on a long
 # module picked up last. A full run records each module's seconds in pytest's
 # cache (.pytest_cache) and later runs order by them, longest first; this list orders a run
@@ -137,34 +137,47 @@ def lfw_people(
 SLOW_MODULES = (
     "test_user_paths_cli.py",
     "test_restart.py",
-    "test_export_core.py",
     "test_review_app.py",
     "test_report_scale.py",
+    "test_export_core.py",
+    "test_age_lfw.py",
     "test_fuzz.py",
+    "test_split_hosts.py",
+    "test_replicas.py",
+    "test_job_restart.py",
     "test_immich_people.py",
     "test_readme_promises.py",
-    "test_clip_score.py",
-    "test_identity_workflows.py",
-    "test_video.py",
-    "test_age_lfw.py",
-    "test_replicas.py",
-    "test_split_hosts.py",
-    "test_photo_formats.py",
-    "test_report_freshness.py",
     "test_distributions.py",
-    "test_immich_import.py",
-    "test_job_restart.py",
-    "test_run.py",
-    "test_cli_jobs.py",
-    "test_deploy_units.py",
-    "test_linkage.py",
-    "test_dedup_optimize.py",
+    "test_identity_workflows.py",
     "test_embed.py",
+    "test_photo_formats.py",
+    "test_video.py",
+    "test_run.py",
+    "test_report_freshness.py",
+    "test_deploy_units.py",
+    "test_dedup_optimize.py",
     "test_signals.py",
     "test_age.py",
+    "test_immich_import.py",
+    "test_linkage.py",
     "test_replicas_dns.py",
+    "test_clip_score.py",
+    "test_import_folders_bystanders.py",
+    "test_separate_services.py",
+    "test_review_consolidate.py",
+    "test_cli_jobs.py",
     "test_immich_stage.py",
+    "test_neighbours.py",
+    "test_inference_startup.py",
+    "test_empty_result.py",
+    "test_doctor.py",
+    "test_locks.py",
+    "test_race_free_open.py",
+    "test_sharpness.py",
+    "test_job_parameters.py",
     "test_store_identity.py",
+    "test_connection_failures.py",
+    "test_inference.py",
 )
 MODULE_SECONDS = "facesets/module_seconds"  # pytest cache key: {module file name: seconds}
 
