@@ -67,7 +67,7 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
 # Large components are linked in at most this many groups at once (one thread each, and no more
-# than the usable cores): each group holds a copy of its pairs' arrays.
+# than the usable cores); the groups split the pairs between them.
 LINKAGE_GROUPS_MAX = 4
 
 METHOD_SINGLETON = "singleton"
@@ -749,22 +749,20 @@ def cluster_average_linkage(
         # thread: the rounds are numpy work on large arrays, which releases the GIL, and
         # components never merge, so a group's labels are those of one linkage over all (its
         # local ids keep the faces' order, so ties break alike).
-        in_big = np.isin(comp, big)
-        sel = in_big[ei]  # both ends share a component
-        groups = _component_groups(big, np.bincount(comp[ei[sel]], minlength=n_comp))
+        groups = _component_groups(big, np.bincount(comp[ei], minlength=n_comp))
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
         local_of = np.full(n, -1, np.int32)
         for group in groups:
             in_group = np.isin(comp, group)
             idx = np.flatnonzero(in_group)
             local_of[idx] = np.arange(idx.size, dtype=np.int32)
-            take = sel & in_group[ei]
+            take = in_group[ei]  # both ends of a pair share its component
             bu, bv = local_of[ei[take]], local_of[ej[take]]
             bd = 1.0 - es[take].astype(np.float64)
             keep = in_group[cu]
             parts.append((idx, bu, bv, bd, (local_of[cu[keep]], local_of[cv[keep]])))
             del in_group, take, keep
-        del ei, ej, es, sel, local_of  # the graph's other pairs are done with
+        del ei, ej, es, local_of  # the graph's other pairs are done with
         shares = [0.0] * len(parts)
         reporting = threading.Lock()
 
@@ -825,7 +823,7 @@ def cluster_average_linkage(
 
 def _component_groups(big: np.ndarray, pairs: np.ndarray) -> list[np.ndarray]:
     """The components `big` in at most usable_cores groups of about equal pairs (`pairs`: per
-    component id), largest first, each group sorted; groups of no pairs are left out."""
+    component id), largest first, each group sorted; empty groups are left out."""
     count = max(1, min(settings.usable_cores(), LINKAGE_GROUPS_MAX, big.size))
     load = np.zeros(count)
     members: list[list[int]] = [[] for _ in range(count)]
