@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +26,7 @@ from facesets.orchestrator import (
     identity_cmd,
     immich_cmd,
     jobs,
+    local,
     maintenance_cmd,
     report_cmd,
     run_cmd,
@@ -128,9 +130,21 @@ class Stopped(KeyboardInterrupt):
 
 def _stop_on_signals() -> dict[int, Any]:
     """Handlers that raise Stopped; the ones they replace, to put back at the end (main() may
-    run inside another program, a test)."""
+    run inside another program, a test).
+
+    The first signal also tells the local services to stop at once, and ends the command
+    after SETTINGS.stop_deadline_s if its unwinding has not; later ones are ignored, so that
+    the unwinding they would interrupt stops the services and removes part files."""
+    signalled: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
+        if signalled:
+            return
+        signalled.append(signum)
+        local.halt_all()
+        threading.Thread(
+            target=_exit_late, args=(signum,), name="stop-deadline", daemon=True
+        ).start()
         raise Stopped(signum)
 
     previous: dict[int, Any] = {}
@@ -139,6 +153,17 @@ def _stop_on_signals() -> dict[int, Any]:
         if sig is not None:
             previous[sig] = signal.signal(sig, stop)
     return previous
+
+
+def _exit_late(signum: int) -> None:
+    time.sleep(settings.SETTINGS.stop_deadline_s)
+    print(
+        f"stopped by {signal.Signals(signum).name}; the command did not finish stopping in "
+        f"{settings.SETTINGS.stop_deadline_s:g}s and exits now; re-run the same command to "
+        "carry on",
+        file=sys.stderr,
+    )
+    os._exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -106,6 +108,18 @@ def log_tail(log_path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+# The local services of this command, for halt_all().
+_SERVICES: weakref.WeakSet[LocalService] = weakref.WeakSet()
+
+
+def halt_all() -> None:
+    """Tell every local service of this command to stop, without waiting: the command got a
+    signal. Runs in the signal handler, so that the services stop even when the command's own
+    unwinding hangs (a gRPC call or channel interrupted at an unlucky point can block it)."""
+    for service in list(_SERVICES):
+        service.halt()
+
+
 class LocalService:
     """`facesets serve NAME` in a child process, listening on 127.0.0.1 at a free port.
 
@@ -123,6 +137,10 @@ class LocalService:
         self.log_path = Path(self._folder.name) / "service.log"
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        # Set by halt() from a signal handler, which takes no lock (the interrupted thread may
+        # hold it); a plain flag the watcher reads.
+        self._halted = False
+        _SERVICES.add(self)
 
     def start(self) -> str:
         self.address = self._launch("127.0.0.1:0")
@@ -142,7 +160,7 @@ class LocalService:
             with self._lock:
                 process = self.process
             code = process.poll() if process else None
-            if code is None or self._stopping.is_set():
+            if code is None or self._stopping.is_set() or self._halted:
                 continue
             if self.restarts >= SETTINGS.local_service_restarts:
                 log.error(
@@ -169,6 +187,14 @@ class LocalService:
 
     def _log_tail(self, lines: int = 30) -> str:
         return log_tail(self.log_path, lines)
+
+    def halt(self) -> None:
+        """SIGTERM to the service, not started again and not waited for (see halt_all)."""
+        self._halted = True
+        process = self.process
+        if process is not None:
+            with contextlib.suppress(OSError):  # nothing is sent once it was reaped
+                process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         self._stopping.set()

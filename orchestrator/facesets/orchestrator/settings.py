@@ -50,6 +50,10 @@ class CliSettings(BaseSettings):
     # A local service (the embedded default) that exits unasked is started again on its port,
     # at most this many times per command.
     local_service_restarts: int = 3
+    # A command stopped by SIGTERM or SIGHUP exits after this long even if its unwinding hangs
+    # (its local services were told to stop at the signal). Longer than a service's own stop:
+    # local.terminate's 15 s before SIGKILL.
+    stop_deadline_s: float = 30.0
     # Where stderr is a file or a pipe, progress is a plain line this often (and one at the end).
     progress_interval_s: float = 10.0
     # How long a remote service may take to answer a command's first call before the command
