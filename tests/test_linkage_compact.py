@@ -90,28 +90,32 @@ def test_renumbering_changes_no_label_nor_prevented_merge(
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_large_components_linked_in_groups_on_threads_give_one_linkage_s_labels(
+def test_large_components_linked_as_tasks_on_threads_give_one_linkage_s_labels(
     monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
-    """The large components are linked in groups, one thread each: the labels and prevented
-    merges are those of one linkage over all of them, with cannot-link pairs and ties."""
+    """The large components are linked as tasks on a pool of threads, one component each or
+    small ones bundled: the labels and prevented merges are those of one linkage over all of
+    them, with cannot-link pairs and ties."""
     emb, photo = store(seed, copies=6)
     monkeypatch.setattr(linkage.settings, "usable_cores", lambda: 4)
-    groups: list[int] = []
-    real: Callable[..., Any] = linkage._component_groups
+    tasks: list[int] = []
+    real: Callable[..., Any] = linkage._linkage_tasks
 
     def counted(*args: Any) -> Any:
         out = real(*args)
-        groups.append(len(out))
+        tasks.append(len(out))
         return out
 
-    monkeypatch.setattr(linkage, "_component_groups", counted)
+    monkeypatch.setattr(linkage, "_linkage_tasks", counted)
     runs = []
-    for most in (1, 4):
-        monkeypatch.setattr(linkage, "LINKAGE_GROUPS_MAX", most)
+    for least in (10**9, 1):  # every component in one task, then one task per component
+        monkeypatch.setattr(linkage, "TASK_MIN_PAIRS", least)
         runs.append(cluster_average_linkage(emb, 0.55, dense_max=2, photo=photo))
     one, several = runs
-    assert groups == [1, 4]
+    assert tasks[0] == 1 and tasks[1] == sum(
+        1 for c in one.components if c.method == "sparse-exact"
+    )
+    assert tasks[1] >= 4
     assert one.prevented > 0
     np.testing.assert_array_equal(several.labels, one.labels)
     assert several.prevented == one.prevented

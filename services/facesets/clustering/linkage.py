@@ -38,7 +38,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,9 +66,13 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
-# Large components are linked in at most this many groups at once (one thread each, and no more
-# than the usable cores); the groups split the pairs between them.
-LINKAGE_GROUPS_MAX = 4
+# Large components are linked on at most this many threads (and no more than the usable cores),
+# each a task of one component, or of smaller ones bundled up to TASK_MIN_PAIRS pairs. Bundles
+# keep the rounds' arrays large, so numpy works without the GIL: on the library generator's
+# million faces (clustering_bench), 0.5M, 1M and 2M pairs took 115, 109 and 116 s (graph to
+# labels, one run each); one task per component 157 s, and two fixed halves of the pairs 138 s.
+LINKAGE_THREADS_MAX = 4
+TASK_MIN_PAIRS = 1_000_000
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -735,59 +739,64 @@ def cluster_average_linkage(
             reported = pct
             progress(search_blocks + pct, total)
 
-    faces_done = 0
-    for c in small:
-        idx = members[starts[c] : starts[c + 1]]
-        local = _dense_average_linkage(x[idx], t)
-        raw[idx] = idx[_first_member_ids(local)]
-        infos.append(ComponentInfo(int(idx[0]), idx.size, int(local.max()) + 1, METHOD_DENSE))
-        faces_done += idx.size
-        stage_progress(faces_done)
+    reporting = threading.Lock()  # the linkage threads and this one report progress
+    done_faces = [0.0]  # the small components' faces
+    shares: list[float] = []  # each large task's faces done so far
 
+    def report_done() -> None:
+        with reporting:
+            stage_progress(done_faces[0] + sum(shares))
+
+    linked: list[Future[tuple[np.ndarray, int]]] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
+    pool: ThreadPoolExecutor | None = None
     if big.size:
-        # The large components in groups of about equal pairs, each group's linkage on its own
-        # thread: the rounds are numpy work on large arrays, which releases the GIL, and
-        # components never merge, so a group's labels are those of one linkage over all (its
-        # local ids keep the faces' order, so ties break alike).
-        groups = _component_groups(big, np.bincount(comp[ei], minlength=n_comp))
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
-        local_of = np.full(n, -1, np.int32)
-        for group in groups:
-            in_group = np.isin(comp, group)
-            idx = np.flatnonzero(in_group)
-            local_of[idx] = np.arange(idx.size, dtype=np.int32)
-            take = in_group[ei]  # both ends of a pair share its component
-            bu, bv = local_of[ei[take]], local_of[ej[take]]
-            bd = 1.0 - es[take].astype(np.float64)
-            keep = in_group[cu]
-            parts.append((idx, bu, bv, bd, (local_of[cu[keep]], local_of[cv[keep]])))
-            del in_group, take, keep
-        del ei, ej, es, local_of  # the graph's other pairs are done with
-        shares = [0.0] * len(parts)
-        reporting = threading.Lock()
+        # The large components in tasks, largest first, on a pool of threads: the rounds are
+        # numpy work on large arrays, which releases the GIL, and components never merge, so
+        # a task's labels are those of one linkage over all (its local ids keep the faces'
+        # order, so ties break alike). Their cost per pair varies sevenfold (the rounds a
+        # component needs), so tasks are taken up as threads come free rather than split in
+        # advance. Small components are clustered on this thread meanwhile.
+        parts = _linkage_tasks(big, comp, ei, ej, es, cu, cv)
+        del ei, ej, es  # the graph's other pairs are done with
+        shares.extend([0.0] * len(parts))
 
         def link(i: int) -> tuple[np.ndarray, int]:
             idx, bu, bv, bd, local_cannot = parts[i]
 
             def on_round(part: float) -> None:
-                with reporting:
-                    shares[i] = part * idx.size
-                    stage_progress(faces_done + sum(shares))
+                shares[i] = part * idx.size
+                report_done()
 
             return _sparse_average_linkage(
                 unit, idx, bu, bv, bd, t, cannot=local_cannot, on_round=on_round
             )
 
-        with ThreadPoolExecutor(len(parts), thread_name_prefix="linkage") as pool:
-            linked = list(pool.map(link, range(len(parts))))
-        for (idx, *_), (roots, skipped) in zip(parts, linked, strict=True):
+        threads = max(1, min(settings.usable_cores(), LINKAGE_THREADS_MAX, len(parts)))
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="linkage")
+        linked = [pool.submit(link, i) for i in range(len(parts))]
+
+    try:
+        for c in small:
+            idx = members[starts[c] : starts[c + 1]]
+            local = _dense_average_linkage(x[idx], t)
+            raw[idx] = idx[_first_member_ids(local)]
+            infos.append(ComponentInfo(int(idx[0]), idx.size, int(local.max()) + 1, METHOD_DENSE))
+            done_faces[0] += idx.size
+            report_done()
+        for (idx, *_), future in zip(parts, linked, strict=True):
+            roots, skipped = future.result()
             raw[idx] = idx[roots]
             prevented += skipped
-        del parts, linked
-        for c in big:
-            cidx = members[starts[c] : starts[c + 1]]
-            k = int(np.unique(raw[cidx]).size)
-            infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    parts.clear()  # their pairs are done with
+    linked.clear()
+    for c in big:
+        cidx = members[starts[c] : starts[c + 1]]
+        k = int(np.unique(raw[cidx]).size)
+        infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
 
     if report.truncated is not None and report.truncated.any():
         merged, skipped = _complete_truncated(unit, raw, report.truncated, t, cannot=every_cannot)
@@ -821,17 +830,60 @@ def cluster_average_linkage(
     return result
 
 
-def _component_groups(big: np.ndarray, pairs: np.ndarray) -> list[np.ndarray]:
-    """The components `big` in at most usable_cores groups of about equal pairs (`pairs`: per
-    component id), largest first, each group sorted; empty groups are left out."""
-    count = max(1, min(settings.usable_cores(), LINKAGE_GROUPS_MAX, big.size))
-    load = np.zeros(count)
-    members: list[list[int]] = [[] for _ in range(count)]
+def _linkage_tasks(
+    big: np.ndarray,
+    comp: np.ndarray,
+    ei: np.ndarray,
+    ej: np.ndarray,
+    es: np.ndarray,
+    cu: np.ndarray,
+    cv: np.ndarray,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]]:
+    """The large components `big` as linkage tasks, most pairs first: (faces, pairs in local
+    ids u and v, their distances, cannot-link pairs in local ids). A component of at least
+    TASK_MIN_PAIRS pairs is a task of its own; smaller ones are bundled up to that many, so
+    that many small constrained components do not each pay a linkage's fixed costs. Local ids
+    and pairs keep the order of the faces and of the graph."""
+    n_comp = comp.max() + 1 if comp.size else 0
+    pairs = np.bincount(comp[ei], minlength=n_comp)
+    task_of = np.full(n_comp, -1, np.int64)
+    loads: list[int] = []
     for c in big[np.argsort(-pairs[big], kind="stable")]:
-        g = int(np.argmin(load))
-        members[g].append(int(c))
-        load[g] += pairs[c]
-    return [np.sort(np.array(m, np.int64)) for m in members if m]
+        if not loads or loads[-1] >= TASK_MIN_PAIRS:
+            loads.append(0)
+        task_of[c] = len(loads) - 1
+        loads[-1] += int(pairs[c])
+    rank = np.empty(len(loads), np.int64)  # tasks by load, most first (bundles come last)
+    rank[np.argsort(-np.array(loads), kind="stable")] = np.arange(len(loads))
+    task_of[big] = rank[task_of[big]]
+
+    def grouped(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions with a task, grouped by task (ascending within one), and the bounds."""
+        at = np.flatnonzero(task >= 0)
+        at = at[np.argsort(task[at], kind="stable")]
+        return at, np.searchsorted(task[at], np.arange(len(loads) + 1))
+
+    faces, face_bounds = grouped(task_of[comp])
+    local_of = np.full(comp.size, -1, np.int32)
+    for i in range(len(loads)):
+        span = faces[face_bounds[i] : face_bounds[i + 1]]
+        local_of[span] = np.arange(span.size, dtype=np.int32)
+    edges, edge_bounds = grouped(task_of[comp[ei]])  # both ends of a pair share its component
+    blocked, blocked_bounds = grouped(task_of[comp[cu]])
+    tasks = []
+    for i in range(len(loads)):
+        e = edges[edge_bounds[i] : edge_bounds[i + 1]]
+        b = blocked[blocked_bounds[i] : blocked_bounds[i + 1]]
+        tasks.append(
+            (
+                faces[face_bounds[i] : face_bounds[i + 1]],
+                local_of[ei[e]],
+                local_of[ej[e]],
+                1.0 - es[e].astype(np.float64),
+                (local_of[cu[b]], local_of[cv[b]]),
+            )
+        )
+    return tasks
 
 
 def _complete_truncated(

@@ -243,8 +243,10 @@ def build_ivf(x: np.ndarray, nlist: int, train_per_list: int, seed: int) -> fais
 
 
 def _probes(quantizer: faiss.Index, x: np.ndarray, nprobe: int, batch: int) -> np.ndarray:
-    """(n, nprobe) int32: the lists nearest to each row, nearest first (the row's own list)."""
-    out = np.empty((x.shape[0], nprobe), np.int32)
+    """(n, nprobe): the lists nearest to each row, nearest first (the row's own list); int16
+    where the list numbers fit (a million faces' 64 probes: 128 MiB)."""
+    dtype = np.int16 if quantizer.ntotal <= np.iinfo(np.int16).max else np.int32
+    out = np.empty((x.shape[0], nprobe), dtype)
     for s in range(0, x.shape[0], batch):
         out[s : s + batch] = quantizer.search(x[s : s + batch], nprobe)[1]
     return out
@@ -523,12 +525,15 @@ def ivf_knn_edges(
     index = train_ivf(x, nlist, params.train_per_list, params.seed)
     nprobe = min(params.nprobe, nlist)
     dense_nprobe = min(max(params.dense_nprobe, nprobe), nlist)
-    probes = _probes(index.quantizer, x, nprobe, params.query_batch)
+    second = dense_nprobe > nprobe
+    # Every face's probes of both passes from one search of the centres: the second pass's
+    # faces are known only after the first, and searching them again costs as much again.
+    nearest = _probes(index.quantizer, x, dense_nprobe if second else nprobe, params.query_batch)
+    probes = np.ascontiguousarray(nearest[:, :nprobe])
     assign = probes[:, 0].copy()  # each face's own list: its nearest centre
     built = time.perf_counter()
     k = min(params.k + 1, n)  # each face finds itself first
     min_sim = float(np.float32(1.0 - max_distance))
-    second = dense_nprobe > nprobe
 
     def first_progress(done: int, total: int) -> None:
         if progress is not None:
@@ -548,8 +553,7 @@ def ivf_knn_edges(
     room = ~full & (sims[:, 1] >= min_sim) if params.room_again and k > 1 else np.zeros(n, bool)
     again = np.flatnonzero(full | room)
     if second and again.size:
-        more = _probes(index.quantizer, x[again], dense_nprobe, params.query_batch)[:, nprobe:]
-        more = np.ascontiguousarray(more)
+        more = np.ascontiguousarray(nearest[again, nprobe:])
 
         def second_progress(done: int, total: int) -> None:
             if progress is not None:
@@ -559,7 +563,7 @@ def ivf_knn_edges(
             x, assign, nlist, again, more, k, min_sim, second_progress, (sims[again], ids[again])
         )
         del more
-    del index, assign
+    del index, assign, nearest
     report.dense_nprobe = dense_nprobe
     report.dense_faces = int(full.sum()) if second else 0
     report.room_faces = int(room.sum()) if second else 0
