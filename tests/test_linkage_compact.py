@@ -108,8 +108,8 @@ def test_large_components_linked_as_tasks_on_threads_give_one_linkage_s_labels(
 
     monkeypatch.setattr(linkage, "_linkage_tasks", counted)
     runs = []
-    for least in (10**9, 1):  # every component in one task, then one task per component
-        monkeypatch.setattr(linkage, "TASK_MIN_PAIRS", least)
+    for bundles in (0.01, 10**9):  # every component in one task, then one task per component
+        monkeypatch.setattr(linkage, "BUNDLES_PER_THREAD", bundles)
         runs.append(cluster_average_linkage(emb, 0.55, dense_max=2, photo=photo))
     one, several = runs
     assert tasks[0] == 1 and tasks[1] == sum(

@@ -66,13 +66,13 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
-# Large components are linked on at most this many threads (and no more than the usable cores),
-# each a task of one component, or of smaller ones bundled up to TASK_MIN_PAIRS pairs. Bundles
-# keep the rounds' arrays large, so numpy works without the GIL: on the library generator's
-# million faces (clustering_bench), 0.5M, 1M and 2M pairs took 115, 109 and 116 s (graph to
-# labels, one run each); one task per component 157 s, and two fixed halves of the pairs 138 s.
+# Large components are linked on at most this many threads (and no more than the usable cores).
 LINKAGE_THREADS_MAX = 4
-TASK_MIN_PAIRS = 1_000_000
+# Tasks of about (pairs of the large components) / (threads x this): a larger component is a
+# task of its own, smaller ones are bundled. Few tasks keep the rounds' arrays large (numpy then
+# works without the GIL) and pay each round's fixed cost once for many components; more than one
+# per thread lets a thread that comes free take the next one.
+BUNDLES_PER_THREAD = 2.0
 
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
@@ -366,6 +366,24 @@ def _dense_average_linkage(x: np.ndarray, threshold: float) -> np.ndarray:
     graph = coo_matrix((np.ones(child.size, np.int8), (child, node)), shape=(2 * m - 1,) * 2)
     _, comp = connected_components(graph, directed=False)
     return comp[:m]
+
+
+def _pairs_joined(x: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether faces a[i] and b[i] (rows of x) are one cluster: their cosine distance is below
+    threshold, decided as `_dense_average_linkage` decides it for two faces (scipy's own
+    distance where the products land within 1e-9 of the threshold)."""
+    from scipy.spatial.distance import pdist
+
+    out = np.empty(a.size, bool)
+    for s in range(0, a.size, PAIR_CHUNK):
+        xa = np.take(x, a[s : s + PAIR_CHUNK], 0).astype(np.float64)
+        xb = np.take(x, b[s : s + PAIR_CHUNK], 0).astype(np.float64)
+        dots = np.einsum("ij,ij->i", xa, xb)
+        dist = 1.0 - dots / (np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1))
+        for i in np.flatnonzero(np.abs(dist - threshold) < 1e-9):
+            dist[i] = pdist(np.stack([xa[i], xb[i]]), metric="cosine")[0]
+        out[s : s + PAIR_CHUNK] = dist < threshold
+    return out
 
 
 def _pair_distances(
@@ -754,10 +772,11 @@ def cluster_average_linkage(
         # The large components in tasks, largest first, on a pool of threads: the rounds are
         # numpy work on large arrays, which releases the GIL, and components never merge, so
         # a task's labels are those of one linkage over all (its local ids keep the faces'
-        # order, so ties break alike). Their cost per pair varies sevenfold (the rounds a
-        # component needs), so tasks are taken up as threads come free rather than split in
-        # advance. Small components are clustered on this thread meanwhile.
-        parts = _linkage_tasks(big, comp, ei, ej, es, cu, cv)
+        # order, so ties break alike). A component's cost per pair varies sevenfold (the
+        # rounds it needs), so threads take the next task as they come free rather than split
+        # the pairs in advance. Small components are clustered on this thread meanwhile.
+        threads = max(1, min(settings.usable_cores(), LINKAGE_THREADS_MAX))
+        parts = _linkage_tasks(big, comp, ei, ej, es, cu, cv, threads)
         del ei, ej, es  # the graph's other pairs are done with
         shares.extend([0.0] * len(parts))
 
@@ -772,12 +791,23 @@ def cluster_average_linkage(
                 unit, idx, bu, bv, bd, t, cannot=local_cannot, on_round=on_round
             )
 
-        threads = max(1, min(settings.usable_cores(), LINKAGE_THREADS_MAX, len(parts)))
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="linkage")
+        pool = ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="linkage")
         linked = [pool.submit(link, i) for i in range(len(parts))]
 
     try:
-        for c in small:
+        # Two-face components, most of the small ones, in one go: no per-component call.
+        two = small[comp_sizes[small] == 2]
+        if two.size:
+            first, second = members[starts[two]], members[starts[two] + 1]
+            join = _pairs_joined(x, first, second, t)
+            raw[second[join]] = first[join]
+            infos.extend(
+                ComponentInfo(int(f), 2, 1 if j else 2, METHOD_DENSE)
+                for f, j in zip(first, join, strict=True)
+            )
+            done_faces[0] += 2 * two.size
+            report_done()
+        for c in small[comp_sizes[small] > 2]:
             idx = members[starts[c] : starts[c + 1]]
             local = _dense_average_linkage(x[idx], t)
             raw[idx] = idx[_first_member_ids(local)]
@@ -838,40 +868,45 @@ def _linkage_tasks(
     es: np.ndarray,
     cu: np.ndarray,
     cv: np.ndarray,
+    threads: int,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]]:
-    """The large components `big` as linkage tasks, most pairs first: (faces, pairs in local
-    ids u and v, their distances, cannot-link pairs in local ids). A component of at least
-    TASK_MIN_PAIRS pairs is a task of its own; smaller ones are bundled up to that many, so
-    that many small constrained components do not each pay a linkage's fixed costs. Local ids
+    """The large components `big` as linkage tasks for `threads` threads, most pairs first:
+    (faces, pairs in local ids u and v, their distances, cannot-link pairs in local ids). The
+    components go, most pairs first, to the task with the fewest pairs so far, out of
+    threads x BUNDLES_PER_THREAD tasks (a component larger than a share stays alone). Local ids
     and pairs keep the order of the faces and of the graph."""
     n_comp = comp.max() + 1 if comp.size else 0
     pairs = np.bincount(comp[ei], minlength=n_comp)
+    count = max(1, min(big.size, round(threads * BUNDLES_PER_THREAD)))
+    loads = np.zeros(count)
     task_of = np.full(n_comp, -1, np.int64)
-    loads: list[int] = []
     for c in big[np.argsort(-pairs[big], kind="stable")]:
-        if not loads or loads[-1] >= TASK_MIN_PAIRS:
-            loads.append(0)
-        task_of[c] = len(loads) - 1
-        loads[-1] += int(pairs[c])
-    rank = np.empty(len(loads), np.int64)  # tasks by load, most first (bundles come last)
-    rank[np.argsort(-np.array(loads), kind="stable")] = np.arange(len(loads))
+        task = int(np.argmin(loads))
+        task_of[c] = task
+        loads[task] += pairs[c]
+    used = loads > 0  # every large component has pairs: only tasks never given one are empty
+    rank = np.full(count, -1, np.int64)  # tasks by load, most first
+    order = np.argsort(-loads, kind="stable")
+    order = order[used[order]]
+    rank[order] = np.arange(order.size)
     task_of[big] = rank[task_of[big]]
+    n_tasks = int(order.size)
 
     def grouped(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions with a task, grouped by task (ascending within one), and the bounds."""
         at = np.flatnonzero(task >= 0)
         at = at[np.argsort(task[at], kind="stable")]
-        return at, np.searchsorted(task[at], np.arange(len(loads) + 1))
+        return at, np.searchsorted(task[at], np.arange(n_tasks + 1))
 
     faces, face_bounds = grouped(task_of[comp])
     local_of = np.full(comp.size, -1, np.int32)
-    for i in range(len(loads)):
+    for i in range(n_tasks):
         span = faces[face_bounds[i] : face_bounds[i + 1]]
         local_of[span] = np.arange(span.size, dtype=np.int32)
     edges, edge_bounds = grouped(task_of[comp[ei]])  # both ends of a pair share its component
     blocked, blocked_bounds = grouped(task_of[comp[cu]])
     tasks = []
-    for i in range(len(loads)):
+    for i in range(n_tasks):
         e = edges[edge_bounds[i] : edge_bounds[i + 1]]
         b = blocked[blocked_bounds[i] : blocked_bounds[i + 1]]
         tasks.append(
