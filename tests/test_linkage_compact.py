@@ -120,3 +120,30 @@ def test_large_components_linked_as_tasks_on_threads_give_one_linkage_s_labels(
     np.testing.assert_array_equal(several.labels, one.labels)
     assert several.prevented == one.prevented
     np.testing.assert_array_equal(several.labels, greedy_reference(emb, 0.55, photo))
+
+
+def test_two_face_components_decided_together_as_one_by_one() -> None:
+    """Two-face components are decided in one vectorised pass: the same decisions as the
+    per-component scipy path, for distances spread across the threshold and exactly on it."""
+    rng = np.random.default_rng(5)
+    threshold = 0.55
+    a = rng.normal(size=(600, 64))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    noise = rng.normal(size=a.shape)
+    noise -= np.einsum("ij,ij->i", noise, a)[:, None] * a  # orthogonal to each a
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    angle = np.arccos(1.0 - rng.uniform(threshold - 0.05, threshold + 0.05, a.shape[0]))
+    angle[:100] = np.arccos(1.0 - threshold)  # on the threshold, up to rounding
+    b = np.cos(angle)[:, None] * a + np.sin(angle)[:, None] * noise
+    x = np.concatenate([a, b * rng.uniform(0.5, 2.0, (a.shape[0], 1))])  # any lengths
+    first = np.arange(a.shape[0])
+    second = first + a.shape[0]
+    together = linkage._pairs_joined(x, first, second, threshold)
+    one_by_one = np.array(
+        [
+            linkage._dense_average_linkage(x[[f, s]], threshold)[1] == 0
+            for f, s in zip(first, second, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(together, one_by_one)
+    assert 0 < together.sum() < together.size  # both decisions occur
