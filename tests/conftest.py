@@ -109,10 +109,40 @@ def module_clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
         yield ["--clustering", service.address]
 
 
+# Test ports lie below the kernel's ephemeral range (32768 on): a port that bind(0) hands to
+# one test can be handed again to another worker's service binding port 0 before the first
+# test's service binds it. Each xdist worker draws from its own block, one port after another
+# from a random start, so workers never pick alike and a worker never picks a port twice.
+PORT_BLOCK = 2000
+PORT_BASE = 20000
+_next_port: list[int] = []
+
+
+def _bindable(port: int) -> bool:
+    families = [(socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6:
+        families.append((socket.AF_INET6, "::"))
+    for family, host in families:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port no process listens on, for a service the test starts (see PORT_BLOCK)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = PORT_BASE + (int(worker) if worker.isdigit() else 0) % 6 * PORT_BLOCK
+    if not _next_port:
+        _next_port.append(int.from_bytes(os.urandom(2), "big") % PORT_BLOCK)
+    for _ in range(PORT_BLOCK):
+        port = base + _next_port[0] % PORT_BLOCK
+        _next_port[0] += 1
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + PORT_BLOCK - 1}")
 
 
 def lfw_people(
