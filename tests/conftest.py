@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import socket
@@ -115,7 +116,8 @@ def module_clustering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
 # from a random start, so workers never pick alike and a worker never picks a port twice.
 PORT_BLOCK = 2000
 PORT_BASE = 20000
-_next_port: list[int] = []
+PORT_BLOCKS = (32768 - PORT_BASE) // PORT_BLOCK
+_ports: list[Iterator[int]] = []  # this worker's port numbers, made on first use
 
 
 def _bindable(port: int) -> bool:
@@ -134,12 +136,11 @@ def _bindable(port: int) -> bool:
 def free_port() -> int:
     """A port no process listens on, for a service the test starts (see PORT_BLOCK)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base = PORT_BASE + (int(worker) if worker.isdigit() else 0) % 6 * PORT_BLOCK
-    if not _next_port:
-        _next_port.append(int.from_bytes(os.urandom(2), "big") % PORT_BLOCK)
+    base = PORT_BASE + (int(worker) if worker.isdigit() else 0) % PORT_BLOCKS * PORT_BLOCK
+    if not _ports:
+        _ports.append(itertools.count(int.from_bytes(os.urandom(2), "big")))
     for _ in range(PORT_BLOCK):
-        port = base + _next_port[0] % PORT_BLOCK
-        _next_port[0] += 1
+        port = base + next(_ports[0]) % PORT_BLOCK
         if _bindable(port):
             return port
     raise RuntimeError(f"no free port in {base}..{base + PORT_BLOCK - 1}")

@@ -750,20 +750,20 @@ def cluster_average_linkage(
     stage_faces = max(1, int(comp_sizes[multi].sum()))
     reported = 0
 
-    def stage_progress(faces_done: float) -> None:
+    def stage_progress(done: float) -> None:
         nonlocal reported
-        pct = int(faces_done * 99 // stage_faces)
+        pct = int(done * 99 // stage_faces)
         if progress is not None and pct > reported:
             reported = pct
             progress(search_blocks + pct, total)
 
     reporting = threading.Lock()  # the linkage threads and this one report progress
-    done_faces = [0.0]  # the small components' faces
+    faces_done = 0  # the small components' faces
     shares: list[float] = []  # each large task's faces done so far
 
     def report_done() -> None:
         with reporting:
-            stage_progress(done_faces[0] + sum(shares))
+            stage_progress(faces_done + sum(shares))
 
     linked: list[Future[tuple[np.ndarray, int]]] = []
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
@@ -805,14 +805,14 @@ def cluster_average_linkage(
                 ComponentInfo(int(f), 2, 1 if j else 2, METHOD_DENSE)
                 for f, j in zip(first, join, strict=True)
             )
-            done_faces[0] += 2 * two.size
+            faces_done += 2 * two.size
             report_done()
         for c in small[comp_sizes[small] > 2]:
             idx = members[starts[c] : starts[c + 1]]
             local = _dense_average_linkage(x[idx], t)
             raw[idx] = idx[_first_member_ids(local)]
             infos.append(ComponentInfo(int(idx[0]), idx.size, int(local.max()) + 1, METHOD_DENSE))
-            done_faces[0] += idx.size
+            faces_done += idx.size
             report_done()
         for (idx, *_), future in zip(parts, linked, strict=True):
             roots, skipped = future.result()
@@ -884,13 +884,11 @@ def _linkage_tasks(
         task = int(np.argmin(loads))
         task_of[c] = task
         loads[task] += pairs[c]
-    used = loads > 0  # every large component has pairs: only tasks never given one are empty
-    rank = np.full(count, -1, np.int64)  # tasks by load, most first
-    order = np.argsort(-loads, kind="stable")
-    order = order[used[order]]
-    rank[order] = np.arange(order.size)
+    # No task is empty: count <= the components, and each has pairs. Renumber by load.
+    rank = np.empty(count, np.int64)
+    rank[np.argsort(-loads, kind="stable")] = np.arange(count)
     task_of[big] = rank[task_of[big]]
-    n_tasks = int(order.size)
+    n_tasks = count
 
     def grouped(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions with a task, grouped by task (ascending within one), and the bounds."""
