@@ -8,7 +8,7 @@ dated by EXIF DateTimeOriginal:
     B  Serena_Williams   0001-0012  2014-2016 (dominant 2015)  an anchor
     C  John_Ashcroft     4 photos   1999                       a fragment 3 years from A
     D  Vladimir_Putin    4 photos   2005                       a fragment 10 years from B
-    A+ Gerhard_Schroeder 0013-0016  1998                       added later, for `age extend`
+    A+ Gerhard_Schroeder 0013, 0015-0017  1998                 added later, for `age extend`
 
 and a second trusted folder holds one person in one year (Junichiro_Koizumi 0001-0010, 2005).
 Every photo chosen holds one detected face, and every face passes the default quality gate.
@@ -57,7 +57,7 @@ DECADES = (
     (C, (1, 4, 5, 6), (1999,)),
     (D, (1, 2, 3, 4), (2005,)),
 )
-LATER = (A, range(13, 17), (1998,))
+LATER = (A, (13, 15, 16, 17), (1998,))  # 0014 also shows a second, smaller face
 
 EXPORT_GATES = ("--outlier-threshold", "1.5", "--min-face-short", "0")
 WIDE = (
