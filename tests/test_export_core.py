@@ -72,16 +72,19 @@ def make_analyser(model_root: Path):
 
 
 def make_counter(model_root: Path) -> Callable[[list[np.ndarray]], list[int]]:
-    """count_faces backed by the pack's SCRFD detector, as the inference service does."""
+    """count_faces backed by the pack's SCRFD detector at the input size the inference service
+    gives each crop (its own size, up to 640)."""
     import insightface
+
+    from facesets.inference.models import Detector
 
     det = insightface.model_zoo.get_model(
         str(model_root / "models" / "facepack-mini" / "det_scrfd_2.5g_bnkps.onnx"),
         providers=["CPUExecutionProvider"],
         sess_options=reference_session_options(),
     )
-    det.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
-    return lambda crops: [int(len(det.detect(crop)[0])) for crop in crops]
+    detector = Detector(det, 640, 0.5)
+    return lambda crops: [len(detector.detect(crop)) for crop in crops]
 
 
 def make_row(face_id: int, path: Path, face, image: np.ndarray) -> FaceRow:
