@@ -134,7 +134,11 @@ class SharedSettings(BaseSettings):
 
 # --- inference -------------------------------------------------------------------------------
 class DetectionSettings(_Group):
-    input_size: int = Field(default=640, ge=32, le=4096, description="SCRFD square input, pixels")
+    # The detector's input fits the photo's aspect with this long side; a photo smaller than it
+    # is detected at its own size, never enlarged (inference/models.py, Detector.input_for).
+    input_size: int = Field(
+        default=640, ge=32, le=4096, description="detector input's long side, pixels"
+    )
     score_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="least detector score kept"
     )
