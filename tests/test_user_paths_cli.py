@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -273,13 +274,20 @@ def test_progress_into_a_pipe_is_plain_periodic_lines(pipeline, lfw_dir, tmp_pat
     shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
     shutil.rmtree(export / layout.REPORT_DIR)
     report = run_facesets("report", str(export), env=env)
-    for result in (embedded, report):
+    plan = out / layout.RUN_REFINE_DIR / layout.REFINE_MANIFEST
+    swapped = run_facesets(
+        "export-swap", str(out / layout.RUN_STORE), str(plan), str(tmp_path / "swap"), env=env
+    )
+    for result in (embedded, report, swapped):
         assert result.returncode == 0, result.stderr
         assert "\x1b[" not in result.stderr and "\r" not in result.stderr
     hashing = [line for line in embedded.stderr.splitlines() if line.startswith("hashing: ")]
     assert len(hashing) >= 2 and hashing[-1].startswith(f"hashing: {PER_PERSON}/{PER_PERSON} ")
     assert any(line.startswith("embedding: ") for line in embedded.stderr.splitlines())
     assert any(": " in line and "/" in line for line in report.stderr.splitlines())
+    # Every stage's last line says it finished (the face rows' read said 0/N).
+    reading = [line for line in swapped.stderr.splitlines() if line.startswith("read faces: ")]
+    assert reading and re.match(r"read faces: (\d+)/\1 \(100%\)", reading[-1]), reading
 
 
 # --- 13: hints where a user is stuck --------------------------------------------------------

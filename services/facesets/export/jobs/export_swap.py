@@ -102,11 +102,13 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
             | set(disagreement_face_ids(disagreements or []))
         )
         candidate_ids = singleton_face_ids(raw_manifest) if raw_manifest else []
-        progress("read faces", 0, len(wanted) + len(candidate_ids))
+        asked = len(wanted) + len(candidate_ids)
+        progress("read faces", 0, asked)
         rows = {
             r.face_id: face_row(r)
             for r in ctx.clustering.read_faces(store, True, wanted + candidate_ids)
         }
+        progress("read faces", asked, asked)
         faces_by_set = {
             spec.number: [rows[i] for i in spec.face_ids if i in rows] for spec in specs
         }
