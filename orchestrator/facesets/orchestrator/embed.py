@@ -166,6 +166,8 @@ def embed_files(
     started = time.monotonic()
     summary = EmbedSummary(files=len(paths))
     store = str(Path(store_path).resolve())
+    # Local services start side by side; inference is not waited for until a file is new.
+    opened.launch("clustering", "inference")
     clustering = opened.clustering()
     clustering.open_store(store)
     known = {} if rehash else clustering.lookup_paths(store, paths)
