@@ -83,6 +83,11 @@ def test_embed_stores_faces_errors_and_aliases_then_reruns_without_inference(pho
     decoded_errors = len(expected_errors) - 1  # all but the unreadable link are stored by content
     assert rerun["embedded"] == 0 and rerun["known"] == good + 1 + decoded_errors
     assert rerun["store"] == summary["store"]
+    # Nor does the embedded default start an inference service for a re-run with nothing new.
+    local = run_facesets("--log-level", "debug", "embed", str(root), str(store_path), "--json")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["embedded"] == 0
+    assert "service=clustering" in local.stderr and "service=inference" not in local.stderr
 
 
 def test_new_folder_embeds_only_what_is_new(photo_tree, lfw_dir, tmp_path, services):

@@ -166,8 +166,9 @@ def embed_files(
     started = time.monotonic()
     summary = EmbedSummary(files=len(paths))
     store = str(Path(store_path).resolve())
-    # Local services start side by side; inference is not waited for until a file is new.
-    opened.launch("clustering", "inference")
+    # A new store's photos are all new: its local services start side by side. A store that
+    # exists may hold every file already, and inference is started only once one is new.
+    opened.launch("clustering", *(() if Path(store).exists() else ("inference",)))
     clustering = opened.clustering()
     clustering.open_store(store)
     known = {} if rehash else clustering.lookup_paths(store, paths)
