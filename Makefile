@@ -89,10 +89,18 @@ protos: $(STAMP)
 # takes whole modules (--dist loadscope), so a module's fixtures are built once, and the slow
 # modules first (tests/conftest.py orders them). TEST_WORKERS=0 runs in one process. Bytecode may be written during the run: pytest then keeps
 # the test modules it rewrote for its assertions (about 3 s of CPU a worker at every start).
+# ruff and mypy run beside the tests (one core for about 17 s, in the time the tests leave part
+# of the second idle); their output follows the tests', and either failing fails `make test`
+# (`make lint` alone answers sooner).
 TEST_WORKERS ?= 3
-test: install lint-checks
+test: install
+	@lint_log=$$(mktemp); \
+	$(MAKE) --no-print-directory lint-checks >"$$lint_log" 2>&1 & lint_pid=$$!; \
 	PYTHONDONTWRITEBYTECODE= FACESETS_SHARED=$(abspath $(SHARED)) $(PY) -m pytest -q -x --durations=15 \
-	  -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+	  -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
+	wait $$lint_pid; lint=$$?; cat "$$lint_log"; rm -f "$$lint_log"; \
+	if [ $$lint -ne 0 ]; then echo "make test: ruff or mypy found problems (above)"; fi; \
+	[ $$tests -eq 0 ] && [ $$lint -eq 0 ]
 
 demo: install
 	@if [ ! -d "$(SHARED)/models/facepack-mini" ] || [ ! -d "$(SHARED)/data/lfw" ]; then \
