@@ -356,7 +356,7 @@ def lfw_slice(lfw_dir: Path, model_root: Path) -> tuple[np.ndarray, np.ndarray]:
         providers=["CPUExecutionProvider"],
         sess_options=reference_session_options(),
     )
-    app.prepare(ctx_id=-1, det_size=(640, 640))
+    app.prepare(ctx_id=-1, det_size=(256, 256))  # LFW's 250-px photos, as the service does
     embs, people = [], []
     for person, photos in lfw_people(lfw_dir, LFW_PEOPLE, LFW_PER_PERSON, min_photos=4).items():
         for photo in photos:
