@@ -130,20 +130,6 @@ class Services(contextlib.ExitStack):
         self._export: ExportClient | None = None
         self._export_peers = False  # whether the local export service was given its peers
         self.local: dict[str, LocalService] = {}
-        self._begun: dict[str, LocalService] = {}  # launched, not yet waited for (launch)
-
-    def launch(self, *names: str) -> None:
-        """Begin the local services among `names` at once, without waiting (a start is mostly
-        Python imports, one core each); the first use of each waits for it. The export service
-        is begun by its first use, once the services it calls serve."""
-        for name in names:
-            if self.options.addresses.get(name) or name in self.local or name == "export":
-                continue
-            if name not in self._begun:
-                service = LocalService(name, self._local_arguments(name))
-                self.callback(service.stop)
-                service.begin()
-                self._begun[name] = service
 
     def _address(self, name: str, peers: bool = True) -> str:
         address = self.options.addresses.get(name)
@@ -151,22 +137,6 @@ class Services(contextlib.ExitStack):
             return address
         if name in self.local and (name != "export" or self._export_peers or not peers):
             return self.local[name].address
-        begun = self._begun.pop(name, None)
-        if begun is not None:
-            self.local[name] = begun
-            return begun.wait()
-        if name == "export" and peers:
-            self.launch("clustering", "inference")
-        service = LocalService(name, self._local_arguments(name, peers))
-        self.callback(service.stop)
-        address = service.start()
-        self.local[name] = service
-        if name == "export":
-            self._export_peers = peers
-        return address
-
-    def _local_arguments(self, name: str, peers: bool = True) -> list[str]:
-        """What `facesets serve NAME` is started with here."""
         extra: list[str] = []
         if name == "inference":
             o = self.options
@@ -189,7 +159,13 @@ class Services(contextlib.ExitStack):
             extra += self._peer_arguments()
         for root in command_roots(self.roots):
             extra += ["--allow-root", str(root)]
-        return extra
+        service = LocalService(name, extra)
+        self.callback(service.stop)
+        address = service.start()
+        self.local[name] = service
+        if name == "export":
+            self._export_peers = peers
+        return address
 
     def _peer_arguments(self) -> list[str]:
         """What a local export service is started with: where the services it calls listen

@@ -166,9 +166,6 @@ def embed_files(
     started = time.monotonic()
     summary = EmbedSummary(files=len(paths))
     store = str(Path(store_path).resolve())
-    # A new store's photos are all new: its local services start side by side. A store that
-    # exists may hold every file already, and inference is started only once one is new.
-    opened.launch("clustering", *(() if Path(store).exists() else ("inference",)))
     clustering = opened.clustering()
     clustering.open_store(store)
     known = {} if rehash else clustering.lookup_paths(store, paths)

@@ -143,44 +143,17 @@ class LocalService:
         _SERVICES.add(self)
 
     def start(self) -> str:
-        self.begin()
-        return self.wait()
-
-    def begin(self) -> None:
-        """Start the process without waiting for it to serve (see `wait`): services begun
-        together start on their own cores at once."""
-        self._begin("127.0.0.1:0")
-        log.debug("local service launched", service=self.name)
-
-    def wait(self) -> str:
-        """The address of a begun service once it serves (ServiceStartError if it does not);
-        from then on it is started again if it exits unasked."""
-        self.address = self._wait()
+        self.address = self._launch("127.0.0.1:0")
         log.debug("local service started", service=self.name, address=self.address)
         threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True).start()
         return self.address
 
-    @property
-    def _ready_file(self) -> Path:
-        return Path(self._folder.name) / "ready"
-
-    def _begin(self, listen: str) -> None:
-        command = serve_command(self.name, listen, self._ready_file, self.extra_args)
-        process = launch(command, self.log_path)
+    def _launch(self, listen: str) -> str:
+        ready = Path(self._folder.name) / "ready"
+        process = launch(serve_command(self.name, listen, ready, self.extra_args), self.log_path)
         with self._lock:
             self.process = process
-
-    def _wait(self) -> str:
-        with self._lock:
-            process = self.process
-        assert process is not None, "wait() before begin()"
-        return wait_ready(
-            process, self._ready_file, self.name, self.log_path, stopping=self._stopping
-        )
-
-    def _launch(self, listen: str) -> str:
-        self._begin(listen)
-        return self._wait()
+        return wait_ready(process, ready, self.name, self.log_path, stopping=self._stopping)
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
