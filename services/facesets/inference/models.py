@@ -53,8 +53,8 @@ class Detector:
 
         A square input would spend a quarter of a 4:3 photo's compute on letterbox padding;
         the faces found are the same. Without `wanted`, a photo smaller than the detector's
-        size is detected at its own size (rounded up to 32), never enlarged: enlarging finds
-        only faces of a few pixels, which no gate keeps, for up to 6x the work. On 300 LFW
+        size is detected at its own size (rounded up to 32), never enlarged, which would cost
+        up to 6x the work. On 300 LFW
         photos (250 px, mini pack) the own size found 344 faces against 338 at 640, and
         detection took 16 ms a photo against 102 (bench/embed_bench.py's large photos are
         all above 640 px, so its figures are the same either way).
