@@ -888,23 +888,22 @@ def _linkage_tasks(
     rank = np.empty(count, np.int64)
     rank[np.argsort(-loads, kind="stable")] = np.arange(count)
     task_of[big] = rank[task_of[big]]
-    n_tasks = count
 
     def grouped(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions with a task, grouped by task (ascending within one), and the bounds."""
         at = np.flatnonzero(task >= 0)
         at = at[np.argsort(task[at], kind="stable")]
-        return at, np.searchsorted(task[at], np.arange(n_tasks + 1))
+        return at, np.searchsorted(task[at], np.arange(count + 1))
 
     faces, face_bounds = grouped(task_of[comp])
     local_of = np.full(comp.size, -1, np.int32)
-    for i in range(n_tasks):
+    for i in range(count):
         span = faces[face_bounds[i] : face_bounds[i + 1]]
         local_of[span] = np.arange(span.size, dtype=np.int32)
     edges, edge_bounds = grouped(task_of[comp[ei]])  # both ends of a pair share its component
     blocked, blocked_bounds = grouped(task_of[comp[cu]])
     tasks = []
-    for i in range(n_tasks):
+    for i in range(count):
         e = edges[edge_bounds[i] : edge_bounds[i + 1]]
         b = blocked[blocked_bounds[i] : blocked_bounds[i + 1]]
         tasks.append(

@@ -49,21 +49,18 @@ class Detector:
         return min(self.input_size, -(-wanted // 32) * 32)
 
     def input_for(self, height: int, width: int, wanted: int = 0) -> tuple[int, int]:
-        """(w, h) fitting the image's aspect, long side `long_side(wanted)`, multiples of 32.
+        """(w, h) fitting the image's aspect, long side `long_side` of `wanted` (or of the photo),
+        multiples of 32.
 
         A square input would spend a quarter of a 4:3 photo's compute on letterbox padding;
         the faces found are the same. Without `wanted`, a photo smaller than the detector's
         size is detected at its own size (rounded up to 32), never enlarged, which would cost
-        up to 6x the work. On 300 LFW
-        photos (250 px, mini pack) the own size found 344 faces against 338 at 640, and
-        detection took 16 ms a photo against 102 (bench/embed_bench.py's large photos are
-        all above 640 px, so its figures are the same either way).
+        up to 6x the work: on 300 LFW photos (250 px, mini pack) the own size found 344 faces
+        against 338 at 640, and detection took 16 ms a photo against 102
+        (bench/embed_bench.py's large photos are all above 640 px: its figures are the same).
         """
         own = max(height, width)
-        long_side = (
-            self.long_side(wanted) if wanted > 0 else min(self.input_size, -(-own // 32) * 32)
-        )
-        scale = long_side / own
+        scale = self.long_side(wanted if wanted > 0 else own) / own
         return (
             max(32, int(np.ceil(width * scale / 32)) * 32),
             max(32, int(np.ceil(height * scale / 32)) * 32),
