@@ -36,7 +36,7 @@ def _opencv(data: bytes, factor: int) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), _OPENCV_FLAGS[factor])
 
 
-@pytest.mark.parametrize(("width", "height"), [(7, 3), (250, 250), (601, 401)])
+@pytest.mark.parametrize(("width", "height"), [(7, 3), (203, 151), (250, 250)])
 def test_every_reduction_and_orientation_matches_opencv(width: int, height: int) -> None:
     rng = np.random.default_rng(width)
     # Smooth content with noise on it, as a photo has: every DCT coefficient matters.
