@@ -596,7 +596,8 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
                 f"{search['dense_nprobe']} lists with {search.get('room_faces', 0)} faces with "
                 f"room and a neighbour, {search.get('hop_faces', 0)} faces with room "
                 f"gaining {search.get('hop_found', 0)} neighbours of neighbours, recall "
-                f"{search['recall']} (graph {search.get('graph_recall')}) on "
+                f"{search['recall']} (95% interval {search.get('recall_low')} to "
+                f"{search.get('recall_high')}; graph {search.get('graph_recall')}) on "
                 f"{search['recall_queries']} sampled queries, {search['completed_merges']} "
                 f"merges completing truncated clusters, search stages {run['search_s']}"
             )
@@ -620,8 +621,10 @@ def print_targets(run: dict[str, Any]) -> None:
     recall = run["search"].get("recall") or 0.0
     f = run.get("pairwise_f", 0.0)
     cpu = run.get("cpu_s", 0.0)  # on a shared machine the wall time says little
+    low = run["search"].get("recall_low")
+    margin = "" if low is None else f" (95% interval from {low:.4f})"
     checks = {
-        f"recall {recall:.4f} >= {TARGET_RECALL}": recall >= TARGET_RECALL,
+        f"recall {recall:.4f}{margin} >= {TARGET_RECALL}": recall >= TARGET_RECALL,
         f"pairwise F {f:.4f} >= {TARGET_F}": f >= TARGET_F,
         f"time {run['seconds']:.0f} s ({cpu:.0f} s of CPU) < {TARGET_SECONDS} s": run["seconds"]
         < TARGET_SECONDS,
@@ -629,6 +632,11 @@ def print_targets(run: dict[str, Any]) -> None:
         < TARGET_PEAK_MIB,
     }
     print("  targets: " + ", ".join(f"{k} {'met' if ok else 'MISSED'}" for k, ok in checks.items()))
+    if low is not None and recall >= TARGET_RECALL > low:
+        print(
+            f"  recall: met on this sample only; its 95% interval reaches below {TARGET_RECALL} "
+            "(FACESETS_NEIGHBOURS__ANN_RECALL_QUERIES samples more faces)"
+        )
 
 
 def print_extend(extend: dict[str, Any] | None) -> None:

@@ -137,9 +137,41 @@ def test_recall_counts_the_neighbours_an_index_misses() -> None:
     # the graph still holds a dropped pair where the neighbour's own list (from its second
     # slot on) holds the face
     back = sum(1 for q, t in enumerate(truth) if t.size and q in truth[t[0]][1:].tolist())
-    listed, graph, _ = neighbours.measure_recalls(emb, ids, sims, k, min_sim, n, seed=0)
-    assert listed == partial
-    assert back > 0 and graph == pytest.approx((wanted - missed + back) / wanted)
+    estimate = neighbours.measure_recalls(emb, ids, sims, k, min_sim, n, seed=0)
+    assert estimate.listed == partial
+    assert back > 0 and estimate.graph == pytest.approx((wanted - missed + back) / wanted)
+    # The interval holds the estimate, and the faces drawn again vary it: it has a width.
+    assert estimate.interval is not None
+    low, high = estimate.interval
+    assert low < partial < high and high - low < 0.2
+
+
+def test_the_recall_interval_narrows_with_more_sampled_faces() -> None:
+    """Faces missing half their neighbours at random: the interval of 400 sampled faces holds
+    the recall of all of them, and is narrower than that of 50."""
+    emb, _ = identities(200, 10, seed=7)
+    k = 5
+    min_sim = 0.45
+    n = emb.shape[0]
+    truth = neighbours.exact_knn_within(emb, np.arange(n), k, min_sim)
+    ids = np.full((n, k + 1), -1, np.int64)
+    sims = np.full((n, k + 1), -np.inf, np.float32)
+    keep = np.random.default_rng(8)
+    for q, found in enumerate(truth):
+        kept = found[keep.random(found.size) < 0.5]
+        ids[q, : kept.size] = kept
+        sims[q, : kept.size] = emb[kept] @ emb[q]
+    everyone = neighbours.measure_recalls(emb, ids, sims, k, min_sim, n, seed=0)
+    assert everyone.listed is not None and 0.3 < everyone.listed < 0.7
+    widths = {}
+    for queries in (50, 400):
+        sampled = neighbours.measure_recalls(emb, ids, sims, k, min_sim, queries, seed=3)
+        assert sampled.interval is not None and sampled.queries == queries
+        low, high = sampled.interval
+        assert low <= sampled.listed <= high  # type: ignore[operator]
+        widths[queries] = high - low
+    assert low <= everyone.listed <= high  # the 400 faces' interval holds all 2,000's recall
+    assert widths[400] < widths[50] / 2
 
 
 def centroid_case() -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,9 @@ BACKENDS = (BACKEND_AUTO, BACKEND_EXACT, BACKEND_FLAT, BACKEND_IVF)
 RANGE_BATCH = 4096  # queries of one flat range search (bounds the result buffers)
 EXACT_COLUMNS = 65536  # faces compared with the recall sample at a time
 JOIN_PROGRESS = 64  # lists of the self-join between progress reports
+# The recall sample's 95% interval: the sampled faces drawn again with replacement this many
+# times (a face's neighbours are not independent of each other, so the faces are what is drawn).
+RECALL_RESAMPLES = 2000
 HOP_PAIRS = 1 << 22  # candidate pairs of the neighbours-of-neighbours pass scored at a time
 
 
@@ -143,6 +146,7 @@ class SearchReport:
     hop_found: int = 0  # neighbours those faces' lists gained from them
     recall: float | None = None  # None: exact search (recall 1 by construction)
     graph_recall: float | None = None  # the same neighbours, found from either end
+    recall_interval: tuple[float, float] | None = None  # recall's 95% interval (the sample's)
     recall_queries: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     # Faces whose k nearest all lie within the distance: they may have more neighbours than the
@@ -165,6 +169,9 @@ class SearchReport:
             out["recall"] = None if self.recall is None else round(self.recall, 6)
             graph = self.graph_recall
             out["graph_recall"] = None if graph is None else round(graph, 6)
+            interval = self.recall_interval
+            out["recall_low"] = None if interval is None else round(interval[0], 6)
+            out["recall_high"] = None if interval is None else round(interval[1], 6)
             out["recall_queries"] = self.recall_queries
         else:
             out["recall"] = 1.0
@@ -453,6 +460,16 @@ def exact_knn_within(
     return [cols[bounds[r] : min(bounds[r + 1], bounds[r] + k)] for r in range(queries.size)]
 
 
+@dataclass(frozen=True)
+class RecallEstimate:
+    """Recall of a neighbour search on a sample of faces, against brute force."""
+
+    listed: float | None  # share of each face's exact nearest that its own list returned
+    graph: float | None  # share the graph holds as pairs, found from either end
+    interval: tuple[float, float] | None  # `listed`'s 95% bootstrap interval over the faces
+    queries: int  # faces sampled
+
+
 def measure_recall(
     x: np.ndarray,
     ids: np.ndarray,
@@ -466,8 +483,8 @@ def measure_recall(
 
     None when no sampled query has a neighbour within the distance (nothing to miss).
     """
-    recall, _, measured = measure_recalls(x, ids, sims, k, min_sim, queries, seed)
-    return recall, measured
+    estimate = measure_recalls(x, ids, sims, k, min_sim, queries, seed)
+    return estimate.listed, estimate.queries
 
 
 def measure_recalls(
@@ -478,8 +495,8 @@ def measure_recalls(
     min_sim: float,
     queries: int,
     seed: int,
-) -> tuple[float | None, float | None, int]:
-    """(list recall, graph recall, queries measured) on a random sample of the faces.
+) -> RecallEstimate:
+    """List and graph recall on a random sample of the faces, and the list recall's interval.
 
     List recall: the share of each sampled face's exact k nearest within min_sim that its own
     list returned. Graph recall: the share that the graph holds as pairs, found from either
@@ -487,22 +504,30 @@ def measure_recalls(
     """
     n = x.shape[0]
     if queries == 0 or n < 2:
-        return None, None, 0
+        return RecallEstimate(None, None, None, 0)
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(n, min(n, queries), replace=False))
     truth = exact_knn_within(x, sample, k, min_sim)
-    wanted = found = joined = 0
+    wanted = np.zeros(sample.size, np.int64)
+    found = np.zeros(sample.size, np.int64)
+    joined = 0
     for r, q in enumerate(sample):
         got = ids[q][(sims[q] >= min_sim) & (ids[q] != q)]
-        wanted += truth[r].size
+        wanted[r] = truth[r].size
         mine = np.isin(truth[r], got)
-        found += int(mine.sum())
+        found[r] = int(mine.sum())
         theirs = truth[r][~mine]  # missed from q's end: did the neighbour find q?
         back = (ids[theirs] == q) & (sims[theirs] >= min_sim)
         joined += int(mine.sum()) + int(back.any(axis=1).sum())
-    if not wanted:
-        return None, None, int(sample.size)
-    return found / wanted, joined / wanted, int(sample.size)
+    total = int(wanted.sum())
+    if not total:
+        return RecallEstimate(None, None, None, int(sample.size))
+    picks = np.random.default_rng(seed + 2).integers(
+        0, sample.size, (RECALL_RESAMPLES, sample.size)
+    )
+    drawn = found[picks].sum(axis=1) / np.maximum(wanted[picks].sum(axis=1), 1)
+    low, high = (float(v) for v in np.quantile(drawn, [0.025, 0.975]))
+    return RecallEstimate(int(found.sum()) / total, joined / total, (low, high), int(sample.size))
 
 
 def ivf_knn_edges(
@@ -577,17 +602,15 @@ def ivf_knn_edges(
             break
     report.truncated = sims[:, k - 1] >= min_sim
     searched = time.perf_counter()
-    recall, graph_recall, measured = measure_recalls(
-        x, ids, sims, k - 1, min_sim, params.recall_queries, params.seed
-    )
+    estimate = measure_recalls(x, ids, sims, k - 1, min_sim, params.recall_queries, params.seed)
     measured_at = time.perf_counter()
     edges = _pairs_from_knn(sims, ids, min_sim)
     del sims, ids
     report.nlist = nlist
     report.nprobe = nprobe
     report.pairs = int(edges[0].size)
-    report.recall, report.recall_queries = recall, measured
-    report.graph_recall = graph_recall
+    report.recall, report.recall_queries = estimate.listed, estimate.queries
+    report.graph_recall, report.recall_interval = estimate.graph, estimate.interval
     report.seconds = {
         "index": built - started,
         "search": hopped - built,
@@ -606,8 +629,9 @@ def ivf_knn_edges(
         hop_faces=report.hop_faces,
         hop_found=report.hop_found,
         pairs=report.pairs,
-        recall=recall,
-        graph_recall=graph_recall,
+        recall=estimate.listed,
+        recall_interval=estimate.interval,
+        graph_recall=estimate.graph,
         **{f"{key}_s": round(v, 2) for key, v in report.seconds.items()},
     )
     return edges, report
