@@ -287,6 +287,7 @@ def test_info_health_and_reflection(client, server):
     assert info.versions["onnxruntime"]
     assert not info.has_landmark_3d_68
     assert info.image_workers == settings.usable_cores()
+    assert info.opencv_threads == 1  # the image workers spread the work, not OpenCV
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", inference.SERVICE_NAME):

@@ -162,8 +162,8 @@ def test_a_real_inference_service_follows_its_variables(
     tmp_path: Path, model_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`facesets serve inference` started with no flags for these: the pack from the old
-    variables, the detector size, pixel limit, message limit, workers and CLIP names from the
-    grouped ones (the shared group and the inference object both)."""
+    variables, the detector size, pixel limit, message limit, workers, OpenCV threads and CLIP
+    names from the grouped ones (the shared group and the inference object both)."""
     env = {
         "FACESETS_MODEL_ROOT": str(model_root),
         "FACESETS_MODEL_PACK": "facepack-mini",
@@ -171,6 +171,7 @@ def test_a_real_inference_service_follows_its_variables(
         "FACESETS_DECODE__MAX_IMAGE_PIXELS": "5000000",
         "FACESETS_SERVER__MAX_MESSAGE_BYTES": str(8 << 20),
         "FACESETS_RUNTIME__IMAGE_WORKERS": "1",
+        "FACESETS_RUNTIME__OPENCV_THREADS": "3",
         "FACESETS_RUNTIME__PROVIDERS": '["cpu"]',
         "FACESETS_CLIP_MODEL": "RN50",
         "FACESETS_CLIP__PRETRAINED": "openai",
@@ -188,6 +189,7 @@ def test_a_real_inference_service_follows_its_variables(
     assert info.max_image_pixels == 5_000_000
     assert info.max_message_bytes == 8 << 20
     assert info.image_workers == 1
+    assert info.opencv_threads == 3  # more than this machine's cores: asked, not guessed
     assert (info.clip_model, info.clip_pretrained) == ("RN50", "openai")
     assert any("det_scrfd" in model for model in info.models), list(info.models)
 

@@ -40,7 +40,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_pack", "embedding_dim", "providers", "versions", "models", "has_landmark_2d_106", "has_landmark_3d_68", "detector_size", "max_image_pixels", "max_message_bytes", "image_workers", "onnxruntime_distribution", "onnxruntime_version", "onnxruntime_distributions", "available_providers", "replica", "clip_model", "clip_pretrained", "clip_loaded", "clip_providers", "clip_unavailable")
+    __slots__ = ("model_pack", "embedding_dim", "providers", "versions", "models", "has_landmark_2d_106", "has_landmark_3d_68", "detector_size", "max_image_pixels", "max_message_bytes", "image_workers", "onnxruntime_distribution", "onnxruntime_version", "onnxruntime_distributions", "available_providers", "replica", "clip_model", "clip_pretrained", "clip_loaded", "clip_providers", "clip_unavailable", "opencv_threads")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class ModelInfo(_message.Message):
     CLIP_LOADED_FIELD_NUMBER: _ClassVar[int]
     CLIP_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     CLIP_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    OPENCV_THREADS_FIELD_NUMBER: _ClassVar[int]
     model_pack: str
     embedding_dim: int
     providers: _containers.RepeatedScalarFieldContainer[str]
@@ -90,4 +91,5 @@ class ModelInfo(_message.Message):
     clip_loaded: bool
     clip_providers: _containers.RepeatedScalarFieldContainer[str]
     clip_unavailable: str
-    def __init__(self, model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[str]] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ..., detector_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., image_workers: _Optional[int] = ..., onnxruntime_distribution: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., onnxruntime_distributions: _Optional[_Iterable[str]] = ..., available_providers: _Optional[_Iterable[str]] = ..., replica: _Optional[str] = ..., clip_model: _Optional[str] = ..., clip_pretrained: _Optional[str] = ..., clip_loaded: _Optional[bool] = ..., clip_providers: _Optional[_Iterable[str]] = ..., clip_unavailable: _Optional[str] = ...) -> None: ...
+    opencv_threads: int
+    def __init__(self, model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., providers: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[str]] = ..., has_landmark_2d_106: _Optional[bool] = ..., has_landmark_3d_68: _Optional[bool] = ..., detector_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., image_workers: _Optional[int] = ..., onnxruntime_distribution: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., onnxruntime_distributions: _Optional[_Iterable[str]] = ..., available_providers: _Optional[_Iterable[str]] = ..., replica: _Optional[str] = ..., clip_model: _Optional[str] = ..., clip_pretrained: _Optional[str] = ..., clip_loaded: _Optional[bool] = ..., clip_providers: _Optional[_Iterable[str]] = ..., clip_unavailable: _Optional[str] = ..., opencv_threads: _Optional[int] = ...) -> None: ...

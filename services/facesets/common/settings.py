@@ -170,6 +170,13 @@ class RuntimeSettings(_Group):
     intra_op_threads: int = Field(
         default=1, ge=0, description="ONNX Runtime threads per model call (0: every core)"
     )
+    # OpenCV's own thread pool (resize, warpAffine, filters) only oversubscribes the cores the
+    # image workers keep busy: on 40 large photos (2 cores, two workers) 144.1 ms of CPU a
+    # photo with one thread against 146.6 with OpenCV's default of two, lower in all 8
+    # alternating runs (README, "Embedding").
+    opencv_threads: int = Field(
+        default=1, ge=0, description="OpenCV threads per call (0: OpenCV's default, every core)"
+    )
     # Images being decoded or detected per stream (backpressure), per worker: two keep each
     # worker fed while finished images wait to be sent.
     images_in_flight_per_worker: int = Field(

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
+import cv2
 import numpy as np
 import structlog
 
@@ -252,6 +253,8 @@ class FacePipeline:
         self.stopping = threading.Event()
         self.decode_budget = DecodeBudget(config.decode.max_decode_bytes)
         self._workers = ThreadPoolExecutor(config.runtime.image_workers, thread_name_prefix="image")
+        # Process-wide: this process's OpenCV work is the image workers'.
+        cv2.setNumThreads(config.runtime.opencv_threads or -1)
         eye = settings.inference().recognition.align_eye_distance_at_112
         size = pack.recognizer.input_size if pack.recognizer else 112
         self._align_eye_px = eye * size / 112

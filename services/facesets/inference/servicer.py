@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable, Iterator
 from importlib import metadata
 
+import cv2
 import grpc
 import numpy as np
 import structlog
@@ -200,6 +201,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             max_image_pixels=self.config.decode.max_image_pixels,
             max_message_bytes=self.max_bytes,
             image_workers=self.config.runtime.image_workers,
+            opencv_threads=cv2.getNumThreads(),
             onnxruntime_distribution=self.install.loaded_distribution,
             onnxruntime_version=self.install.version,
             onnxruntime_distributions=[f"{n}=={v}" for n, v in self.install.distributions],
