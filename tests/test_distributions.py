@@ -35,7 +35,15 @@ SERVICE_MODULES = (*SERVICE_PACKAGES, "facesets.serve")
 # the check of this machine's inference install (doctor.py) and `facesets clip export`
 # (clip_cmd.py); each imports it when used, so every other command works without the services.
 CLI_MAY_RUN_SERVICES = {"cli.py", "doctor.py", "clip_cmd.py"}
-HEAVY = ("opencv-python", "scipy", "scikit-learn", "faiss-cpu", "onnxruntime", "insightface")
+HEAVY = (
+    "opencv-python",
+    "scipy",
+    "scikit-learn",
+    "faiss-cpu",
+    "numba",
+    "onnxruntime",
+    "insightface",
+)
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:

@@ -15,6 +15,8 @@ distance is below t. Two facts make it scale:
    pair that lacks some of its old pairs carries bounds (each missing face pair's similarity
    in [-1, 1]) and is summed from the sum vectors only when the bounds leave its nearness to
    the threshold or to either cluster's nearest neighbour open, so the merges stay exact.
+   Large tasks take the nearest-neighbour chain over the same pairs (`chain.py`, compiled):
+   a merge there does work only on the pairs of the two clusters merged.
 
 Inputs are (n, d) arrays of embeddings (normalised here in float64 for the linkage itself).
 Similarities of the neighbour search are computed in the input's dtype: float32 input gives
@@ -66,6 +68,10 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
+# Tasks of at least this many pairs are linked by the nearest-neighbour chain (`chain.py`):
+# numba's import and the kernels' load from their cache cost about 1.5 s of CPU a process,
+# which smaller tasks' rounds never reach (README, "The nearest-neighbour chain").
+CHAIN_MIN_PAIRS = 50_000
 # Large components are linked on at most this many threads (and no more than the usable cores).
 LINKAGE_THREADS_MAX = 4
 # Tasks of about (pairs of the large components) / (threads x this): a larger component is a
@@ -522,8 +528,12 @@ def _linkage_of_clusters(
     """`_sparse_average_linkage` from clusters given by their sum vectors and sizes (both
     updated in place): (root cluster of each, merges the cannot-link pairs prevented).
 
-    `dist` holds the exact average distances of the pairs (u, v), u < v.
+    `dist` holds the exact average distances of the pairs (u, v), u < v. Tasks of at least
+    CHAIN_MIN_PAIRS pairs below the threshold are linked by the nearest-neighbour chain
+    (`_chain_linkage`), smaller ones by the rounds below: both give the greedy merges.
     """
+    if np.count_nonzero(np.asarray(dist) < threshold) >= CHAIN_MIN_PAIRS:
+        return _chain_linkage(sums, sizes, u, v, dist, threshold, cannot, on_round)
     total = sizes.size
     parent = np.arange(total)
     # The rounds work on ids 0..m-1 of the clusters that still have pairs: `gid` maps them to
@@ -677,6 +687,51 @@ def _linkage_of_clusters(
         "sparse linkage done", faces=total, rounds=rounds, rescored=rescored, prevented=n_prevented
     )
     return _roots(parent), n_prevented
+
+
+def _chain_linkage(
+    sums: np.ndarray,
+    sizes: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    dist: np.ndarray,
+    threshold: float,
+    cannot: Pairs | None,
+    on_round: Callable[[float], None] | None,
+) -> tuple[np.ndarray, int]:
+    """`_linkage_of_clusters` by the nearest-neighbour chain (`chain.chain_linkage`, compiled):
+    a merge does work only on the merged clusters' pairs, where each of the rounds goes over
+    all remaining pairs, and a component whose clusters merge one at a time (a large identity
+    taking in its faces) takes thousands of rounds."""
+    from facesets.clustering import chain  # numba: about 1 s to import, so only when needed
+
+    keep = np.asarray(dist) < threshold
+    u = np.asarray(u)[keep].astype(np.int32, copy=False)
+    v = np.asarray(v)[keep].astype(np.int32, copy=False)
+    area = sizes[u] * sizes[v]
+    clusters = max(1, sizes.size - 1)
+    merged = 0
+
+    def on_merges(count: int) -> None:
+        nonlocal merged
+        merged += count
+        if on_round is not None:
+            on_round(min(1.0, merged / clusters))
+
+    parent, keys = chain.chain_linkage(
+        sums,
+        sizes,
+        u,
+        v,
+        area * (1.0 - np.asarray(dist, np.float64)[keep]),
+        area,
+        threshold,
+        cannot if cannot is not None else _empty_pairs(),
+        BOUND_SLACK,
+        on_merges=on_merges,
+    )
+    log.debug("chain linkage done", clusters=sizes.size, merges=merged, prevented=keys.size)
+    return _roots(parent), int(keys.size)
 
 
 # --- the clustering ------------------------------------------------------------------------
