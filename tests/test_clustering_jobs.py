@@ -185,7 +185,12 @@ def test_cluster_puts_each_person_in_one_folder_with_every_alias(
     assert data["model"] == {"model_pack": "facepack-mini", "embedding_dim": 128}
     assert data["store"] == str(world.store.path.resolve())
     assert data["parameters"]["threshold"] == defaults.CLUSTER_THRESHOLD
-    assert set(data["components"]["methods"]) <= {"dense", "sparse-exact", "singleton"}
+    assert set(data["components"]["methods"]) <= {
+        "dense",
+        "sparse-exact",
+        "sparse-chain",
+        "singleton",
+    }
     assert sum(c["size"] for c in data["components"]["multi_face"]) >= len(PEOPLE) * PER_PERSON
     placed = {f["face_id"]: f["folder"] for f in data["faces"]}
     assert len(placed) == outcome.summary["faces_clustered"]

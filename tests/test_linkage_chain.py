@@ -1,24 +1,35 @@
 """The nearest-neighbour chain (`clustering/chain.py`) that links the large sparse tasks.
 
-Forced onto every sparse task (`CHAIN_MIN_PAIRS` = 0), it must give scikit-learn's labels, the
-greedy constrained reference's labels under cannot-link, and the same labels and prevented
-merges as the reciprocal-nearest-neighbour rounds it replaces, with ties, duplicates, many
-components, cluster-level inputs and star-shaped components (one cluster absorbing many).
+Forced onto every sparse task (setting `linkage.chain_min_pairs` 0), it must give
+scikit-learn's labels, the greedy constrained reference's labels under cannot-link, and the
+same labels and prevented merges as the reciprocal-nearest-neighbour rounds it replaces, with
+ties, duplicates, many components, cluster-level inputs and star-shaped components (one
+cluster absorbing many). A clustering service started with the setting links by the chain and
+says so in the manifest.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import free_port
+from store_fixtures import add_photos, copy_photos, lfw_slice, new_store
 from test_cannot_link import greedy_reference
 from test_linkage import faces, reference
 from test_linkage_compact import store
 
+from facesets.client import ClusteringClient, Endpoint
 from facesets.clustering import chain, linkage
-from facesets.clustering.linkage import METHOD_SPARSE, cluster_average_linkage
+from facesets.clustering.linkage import METHOD_CHAIN, METHOD_SPARSE, cluster_average_linkage
+from facesets.common import settings
+from facesets.contract import layout
+from facesets.contract.clustering import ClusterParams, ClusterRequest
+from services import ServiceProcess
 
 
 def count_chains(monkeypatch: pytest.MonkeyPatch, min_pairs: int) -> list[int]:
@@ -30,7 +41,7 @@ def count_chains(monkeypatch: pytest.MonkeyPatch, min_pairs: int) -> list[int]:
         calls.append(int(args[1].size))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(linkage, "CHAIN_MIN_PAIRS", min_pairs)
+    monkeypatch.setattr(settings.clustering().linkage, "chain_min_pairs", min_pairs)
     monkeypatch.setattr(chain, "chain_linkage", counted)
     return calls
 
@@ -46,7 +57,8 @@ def test_chain_matches_sklearn(
     for x in (emb, emb.astype(np.float32)):
         result = cluster_average_linkage(x, threshold, dense_max=2)
         np.testing.assert_array_equal(result.labels, expected)
-    if any(c.method == METHOD_SPARSE for c in result.components):
+    assert METHOD_SPARSE not in result.method_counts()  # every sparse task took the chain
+    if METHOD_CHAIN in result.method_counts():
         assert calls
 
 
@@ -141,7 +153,7 @@ def test_cluster_level_input_with_cannot_link_equals_the_rounds() -> None:
     out = []
     for min_pairs in (10**12, 0):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(linkage, "CHAIN_MIN_PAIRS", min_pairs)
+            mp.setattr(settings.clustering().linkage, "chain_min_pairs", min_pairs)
             out.append(
                 linkage._linkage_of_clusters(
                     sums.copy(), sizes.copy(), a[near], b[near], dist[near], 0.55, cannot=blocked
@@ -159,9 +171,53 @@ def test_large_tasks_take_the_chain_and_small_ones_the_rounds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     emb, _ = faces(7, identities=60, dim=32, spread=(1.0, 1.4))
-    default = count_chains(monkeypatch, linkage.CHAIN_MIN_PAIRS)
-    cluster_average_linkage(emb, 0.6, dense_max=2)
+    default = count_chains(monkeypatch, settings.LinkageSettings().chain_min_pairs)
+    rounds = cluster_average_linkage(emb, 0.6, dense_max=2)
     assert default == []  # a few hundred pairs: the rounds
+    assert METHOD_SPARSE in rounds.method_counts() and METHOD_CHAIN not in rounds.method_counts()
     forced = count_chains(monkeypatch, 1)
-    cluster_average_linkage(emb, 0.6, dense_max=2)
+    chained = cluster_average_linkage(emb, 0.6, dense_max=2)
     assert forced
+    assert METHOD_CHAIN in chained.method_counts() and METHOD_SPARSE not in chained.method_counts()
+    np.testing.assert_array_equal(chained.labels, rounds.labels)
+
+
+def test_a_clustering_service_set_to_chain_links_by_it_with_the_rounds_clusters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lfw_dir: Path, model_root: Path
+) -> None:
+    """Two real clustering services over one LFW store, through the client library: one with
+    its default (the store's tasks are small: the rounds), one started with
+    FACESETS_LINKAGE__CHAIN_MIN_PAIRS=0 (every sparse task by the chain, compiled and cached in
+    that process). The same persons, and each manifest names the method it used."""
+    people = ("George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
+    photos = copy_photos(lfw_slice(lfw_dir, people, 12), tmp_path / "photos")
+    store = new_store(tmp_path / "faces.db")
+    add_photos(store, [p for group in photos.values() for p in group], model_root)
+    store.close()
+    manifests = []
+    for name, env in (("rounds", None), ("chain", "0")):
+        if env is not None:
+            monkeypatch.setenv("FACESETS_LINKAGE__CHAIN_MIN_PAIRS", env)
+        service = ServiceProcess("clustering", free_port(), tmp_path / f"{name}.log").start()
+        client = ClusteringClient(Endpoint(service.address))
+        try:
+            request = ClusterRequest(
+                tmp_path / "faces.db", tmp_path / name, ClusterParams(dense_max=2)
+            )
+            events = list(client.run(request))
+        finally:
+            client.close()
+            service.stop()
+        assert events[-1].WhichOneof("event") == "done", events[-1]
+        manifests.append(json.loads((tmp_path / name / layout.CLUSTER_MANIFEST).read_text()))
+    rounds, chained = manifests
+    assert "sparse-exact" in rounds["components"]["methods"]
+    assert "sparse-chain" not in rounds["components"]["methods"]
+    assert "sparse-chain" in chained["components"]["methods"]
+    assert "sparse-exact" not in chained["components"]["methods"]
+
+    def persons(manifest: dict) -> list[list[int]]:
+        return sorted(sorted(p["face_ids"]) for p in manifest["persons"])
+
+    assert persons(chained) == persons(rounds)
+    assert len(persons(rounds)) >= len(people)

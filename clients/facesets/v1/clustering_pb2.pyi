@@ -271,18 +271,20 @@ class StoreStats(_message.Message):
     def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
 
 class ClusterRequest(_message.Message):
-    __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link")
+    __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link", "dense_max")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    DENSE_MAX_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     threshold: float
     link_mode: LinkMode
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    dense_max: int
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., dense_max: _Optional[int] = ...) -> None: ...
 
 class RefineRequest(_message.Message):
     __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "gate", "link_mode", "cannot_link")

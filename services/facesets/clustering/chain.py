@@ -17,7 +17,7 @@ face-pair similarity in [-1, 1]) and is summed from the clusters' sum vectors on
 bounds leave it a candidate for a nearest neighbour or leave its side of the threshold open.
 
 numba is imported only here, and this module only for tasks large enough to pay its start-up
-(`linkage.CHAIN_MIN_PAIRS`); the kernels are cached on disk after their first compilation.
+(setting `linkage.chain_min_pairs`); the kernels are cached on disk after their first compilation.
 """
 
 from __future__ import annotations

@@ -68,10 +68,6 @@ BOUND_SLACK = 1e-9  # distance bounds of the sparse linkage are widened by this,
 # The sparse linkage renumbers its clusters once fewer than half of its ids still have a pair,
 # above this many ids: each round's per-cluster arrays then cost the clusters still merging only.
 COMPACT_MIN = 1024
-# Tasks of at least this many pairs are linked by the nearest-neighbour chain (`chain.py`):
-# numba's import and the kernels' load from their cache cost about 1.5 s of CPU a process,
-# which smaller tasks' rounds never reach (README, "The nearest-neighbour chain").
-CHAIN_MIN_PAIRS = 50_000
 # Large components are linked on at most this many threads (and no more than the usable cores).
 LINKAGE_THREADS_MAX = 4
 # Tasks of about (pairs of the large components) / (threads x this): a larger component is a
@@ -83,6 +79,7 @@ BUNDLES_PER_THREAD = 2.0
 METHOD_SINGLETON = "singleton"
 METHOD_DENSE = "dense"
 METHOD_SPARSE = "sparse-exact"
+METHOD_CHAIN = "sparse-chain"  # the exact sparse linkage by the nearest-neighbour chain
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class ComponentInfo:
     first: int  # smallest face index in the component
     size: int
     clusters: int
-    method: str  # METHOD_SINGLETON | METHOD_DENSE | METHOD_SPARSE
+    method: str  # METHOD_SINGLETON | METHOD_DENSE | METHOD_SPARSE | METHOD_CHAIN
 
 
 @dataclass
@@ -528,11 +525,11 @@ def _linkage_of_clusters(
     """`_sparse_average_linkage` from clusters given by their sum vectors and sizes (both
     updated in place): (root cluster of each, merges the cannot-link pairs prevented).
 
-    `dist` holds the exact average distances of the pairs (u, v), u < v. Tasks of at least
-    CHAIN_MIN_PAIRS pairs below the threshold are linked by the nearest-neighbour chain
-    (`_chain_linkage`), smaller ones by the rounds below: both give the greedy merges.
+    `dist` holds the exact average distances of the pairs (u, v), u < v. Tasks that
+    `_takes_chain` are linked by the nearest-neighbour chain (`_chain_linkage`), smaller ones
+    by the rounds below: both give the greedy merges.
     """
-    if np.count_nonzero(np.asarray(dist) < threshold) >= CHAIN_MIN_PAIRS:
+    if _takes_chain(dist, threshold):
         return _chain_linkage(sums, sizes, u, v, dist, threshold, cannot, on_round)
     total = sizes.size
     parent = np.arange(total)
@@ -689,6 +686,13 @@ def _linkage_of_clusters(
     return _roots(parent), n_prevented
 
 
+def _takes_chain(dist: np.ndarray, threshold: float) -> bool:
+    """Whether a task with these pair distances is linked by the nearest-neighbour chain: from
+    `linkage.chain_min_pairs` pairs below the threshold (settings)."""
+    least = settings.clustering().linkage.chain_min_pairs
+    return int(np.count_nonzero(np.asarray(dist) < threshold)) >= least
+
+
 def _chain_linkage(
     sums: np.ndarray,
     sizes: np.ndarray,
@@ -754,7 +758,8 @@ def cluster_average_linkage(
     and the next best merges go on; the result's `prevented` counts the skipped merges.
 
     Components of the neighbour graph of up to `dense_max` faces are clustered with scipy's
-    dense linkage; larger ones with the exact sparse method. The graph comes from
+    dense linkage; larger ones with the exact sparse method, in rounds or, for large tasks,
+    by the nearest-neighbour chain (`METHOD_CHAIN` in `components`). The graph comes from
     `search_graph` (exact below `search.ann_min_faces`, an IVF index above; its report, with
     the recall, is the result's `search`). `progress(done, total)` is called as the neighbour
     search proceeds and as components are clustered.
@@ -788,6 +793,7 @@ def cluster_average_linkage(
     comp_sizes = np.bincount(comp, minlength=n_comp)
 
     raw = np.arange(n, dtype=np.int64)  # cluster id = a member's face index
+    chain_faces = np.zeros(n, bool)  # faces of the tasks the nearest-neighbour chain linked
     members = np.argsort(comp, kind="stable")
     starts = np.concatenate([[0], np.cumsum(comp_sizes)])
     infos: list[ComponentInfo] = []
@@ -821,6 +827,7 @@ def cluster_average_linkage(
             stage_progress(faces_done + sum(shares))
 
     linked: list[Future[tuple[np.ndarray, int]]] = []
+    chained: list[bool] = []  # per task: linked by the nearest-neighbour chain
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Pairs]] = []
     pool: ThreadPoolExecutor | None = None
     if big.size:
@@ -833,6 +840,7 @@ def cluster_average_linkage(
         threads = max(1, min(settings.usable_cores(), LINKAGE_THREADS_MAX))
         parts = _linkage_tasks(big, comp, ei, ej, es, cu, cv, threads)
         del ei, ej, es  # the graph's other pairs are done with
+        chained = [_takes_chain(part[3], t) for part in parts]
         shares.extend([0.0] * len(parts))
 
         def link(i: int) -> tuple[np.ndarray, int]:
@@ -869,10 +877,12 @@ def cluster_average_linkage(
             infos.append(ComponentInfo(int(idx[0]), idx.size, int(local.max()) + 1, METHOD_DENSE))
             faces_done += idx.size
             report_done()
-        for (idx, *_), future in zip(parts, linked, strict=True):
+        for (idx, *_), future, by_chain in zip(parts, linked, chained, strict=True):
             roots, skipped = future.result()
             raw[idx] = idx[roots]
             prevented += skipped
+            if by_chain:
+                chain_faces[idx] = True
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -881,7 +891,8 @@ def cluster_average_linkage(
     for c in big:
         cidx = members[starts[c] : starts[c + 1]]
         k = int(np.unique(raw[cidx]).size)
-        infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, METHOD_SPARSE))
+        method = METHOD_CHAIN if chain_faces[cidx[0]] else METHOD_SPARSE
+        infos.append(ComponentInfo(int(cidx[0]), int(cidx.size), k, method))
 
     if report.truncated is not None and report.truncated.any():
         merged, skipped = _complete_truncated(unit, raw, report.truncated, t, cannot=every_cannot)

@@ -403,12 +403,27 @@ class PeopleSettings(_Group):
     )
 
 
+class LinkageSettings(_Group):
+    # Sparse linkage tasks (the large components of the neighbour graph, bundled) with at least
+    # chain_min_pairs pairs below the threshold are linked by the nearest-neighbour chain
+    # (clustering/chain.py, compiled with numba), smaller ones in rounds: numba's import and
+    # the kernels' load cost about 1.5 s of CPU a process, about what the rounds take on
+    # 50,000 pairs. On the bench's million-face stores the chain links in 42 s and 44 s what
+    # the rounds link in 125 s and 165 s (README, "The nearest-neighbour chain"). 0: always.
+    chain_min_pairs: int = Field(
+        default=50_000,
+        ge=0,
+        description="pairs from which a linkage task takes the compiled nearest-neighbour chain",
+    )
+
+
 class ClusteringSettings(BaseSettings):
     """The clustering service's settings."""
 
     model_config = _CONFIG
 
     neighbours: NeighbourSettings = Field(default_factory=NeighbourSettings)
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
     age: AgeSettings = Field(default_factory=AgeSettings)
     import_folders: ImportFolderSettings = Field(default_factory=ImportFolderSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
