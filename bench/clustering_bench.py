@@ -594,7 +594,7 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
                 f"  ivf: nlist {search['nlist']}, nprobe {search['nprobe']}, k {search['k']}, "
                 f"{search['dense_faces']} dense faces searched again over "
                 f"{search['dense_nprobe']} lists with {search.get('room_faces', 0)} faces with "
-                f"room and a neighbour, {search.get('hop_faces', 0)} faces with room "
+                f"room, {search.get('hop_faces', 0)} faces with room "
                 f"gaining {search.get('hop_found', 0)} neighbours of neighbours, recall "
                 f"{search['recall']} (95% interval {search.get('recall_low')} to "
                 f"{search.get('recall_high')}; graph {search.get('graph_recall')}) on "

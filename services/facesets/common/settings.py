@@ -330,16 +330,16 @@ class NeighbourSettings(_Group):
     ann_hop_rounds: int = Field(
         default=2, ge=0, description="rounds scoring the neighbours of neighbours of sparse faces"
     )
-    # Faces whose list has room but holds a neighbour are searched again over ann_dense_nprobe
-    # lists too, before the hop rounds (a neighbour found in a farther list seeds the hops).
-    # Bench library store of 200,000 faces, 2,000 sampled faces, after the hops: those faces'
-    # list recall 0.9859 without, 0.9919 with (66,061 faces; the search 33 -> 49 s); every face
-    # with room (112k, 21 s more) reached 0.9955. Million-face store, same 2,000 faces: 0.9385
-    # -> 0.9561 on the faces with room (0.9941 on those whose list is full), 0.9864 -> 0.9890 in
-    # all (README, "Faces with room searched again").
+    # Faces whose list has room are searched again over ann_dense_nprobe lists too, before the
+    # hop rounds (a neighbour found in a farther list seeds the hops). Bench library store of
+    # 200,000 faces, 2,000 sampled faces, after the hops: those faces' list recall 0.9859
+    # without, 0.9919 for the 66,061 that held a neighbour (the search 33 -> 49 s), 0.9955 for
+    # all 112k (3 s more). Million-face store, 2,000 sampled faces: list recall 0.9855 -> 0.9870
+    # and BCubed recall 0.952 -> 0.965 from those holding a neighbour (261,960 faces) to all of
+    # them (497,877; 16 s more search) (README, "Faces with room searched again").
     ann_room_again: bool = Field(
         default=True,
-        description="search faces whose list has room but holds a neighbour over the dense lists",
+        description="search the faces whose list has room over the dense lists too",
     )
     ann_train_per_list: int = Field(
         default=32, ge=1, description="k-means sample: faces per list (training is the fixed cost)"
