@@ -84,7 +84,7 @@ class SearchParams:
         default_factory=lambda: settings.clustering().neighbours.ann_nlist
     )  # 0: from the store's size
     nprobe: int = field(default_factory=lambda: settings.clustering().neighbours.ann_nprobe)
-    # probes of the second pass over the faces whose k nearest all lie within the distance
+    # probes of the second pass (faces whose k nearest all lie within the distance, or with room)
     dense_nprobe: int = field(
         default_factory=lambda: settings.clustering().neighbours.ann_dense_nprobe
     )

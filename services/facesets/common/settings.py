@@ -314,11 +314,17 @@ class NeighbourSettings(_Group):
     ann_nprobe: int = Field(default=16, ge=1, description="IVF lists scanned per face")
     ann_neighbours: int = Field(default=48, ge=1, description="nearest faces kept per face (IVF)")
     # Faces whose ann_neighbours nearest all lie within the threshold (a large identity spread
-    # over many lists; 44% of the 200k synthetic store) are searched again over ann_dense_nprobe
-    # lists: their share of exact nearest found rises from 0.990 at 16 lists to 0.997 at 64
-    # (bench store of 200,000 faces, 1,789 lists, measured on 1,000 sampled faces).
+    # over many lists; 44% of the 200k synthetic store), and those whose list has room
+    # (ann_room_again), are searched again over ann_dense_nprobe lists: the full faces' share
+    # of exact nearest found rises from 0.990 at 16 lists to 0.997 at 64 (bench store of
+    # 200,000 faces, 1,789 lists, 1,000 sampled faces). Million-face library store (4,000
+    # lists), 2,000 sampled faces: list recall 0.9870 at 64 lists (259 s in all), 0.9893 at 96
+    # (306 s), 0.9927 (0.9905-0.9946) at 112 (349 s), 0.9952 at 128 (368 s); 112 meets 0.99
+    # under 6 minutes on 2 cores (README, "every face takes the second pass").
     ann_dense_nprobe: int = Field(
-        default=64, ge=1, description="IVF lists scanned again for a face whose list is full"
+        default=112,
+        ge=1,
+        description="IVF lists scanned again (faces whose list is full or has room)",
     )
     # Faces whose list has room (fewer than ann_neighbours within the threshold: small
     # identities, whose faces scatter over lists) have their neighbours (in the graph from
