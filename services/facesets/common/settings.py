@@ -413,8 +413,9 @@ class LinkageSettings(_Group):
     # Sparse linkage tasks (the large components of the neighbour graph, bundled) with at least
     # chain_min_pairs pairs below the threshold are linked by the nearest-neighbour chain
     # (clustering/chain.py, compiled with numba), smaller ones in rounds: numba's import and
-    # the kernels' load cost about 1.5 s of CPU a process, about what the rounds take on
-    # 50,000 pairs. On the bench's million-face stores the chain links in 42 s and 44 s what
+    # the kernels' load cost about 1.5 s of CPU once a process, which the rounds of a small
+    # task never reach (a 425,000-pair component: 0.9 s in rounds, 1.2 s by the chain with
+    # that load). On the bench's million-face stores the chain links in 42 s and 44 s what
     # the rounds link in 125 s and 165 s (README, "The nearest-neighbour chain"). 0: always.
     chain_min_pairs: int = Field(
         default=50_000,
