@@ -115,6 +115,39 @@ def test_ivf_self_join_finds_the_ivf_index_search_and_all_lists_the_exact_neares
     assert recall == 1.0 and measured == n
 
 
+def test_self_join_in_small_products_finds_the_same_neighbours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A list's probing faces are gathered into one reused buffer, at most ann_join_rows at a
+    time: cut into products of 7 faces, the neighbours are those of one product per list, and
+    their similarities too up to float32 rounding (BLAS sums a product this small in another
+    order)."""
+    emb, _ = identities(300, 25, seed=7)  # about 4,000 faces
+    n, nlist, k, min_sim = emb.shape[0], 32, 12, 0.45
+    index = neighbours.build_ivf(emb, nlist, 32, seed=0)
+    probes = neighbours._probes(index.quantizer, emb, 8, batch=1000)
+    everyone = np.arange(n)
+
+    def join() -> tuple[np.ndarray, np.ndarray]:
+        return neighbours._self_join_knn(
+            emb, probes[:, 0], nlist, everyone, probes, k + 1, min_sim, None
+        )
+
+    whole_sims, whole_ids = join()
+    assert settings.clustering().neighbours.ann_join_rows >= n  # one product per list
+    monkeypatch.setenv("FACESETS_NEIGHBOURS__ANN_JOIN_ROWS", "7")
+    settings.reset()
+    try:
+        assert settings.clustering().neighbours.ann_join_rows == 7
+        cut_sims, cut_ids = join()
+    finally:
+        monkeypatch.delenv("FACESETS_NEIGHBOURS__ANN_JOIN_ROWS")
+        settings.reset()
+    assert (whole_ids >= 0).sum() > n  # neighbours were found, beyond each face itself
+    assert np.array_equal(cut_ids, whole_ids)
+    assert np.allclose(cut_sims, whole_sims, rtol=0, atol=1e-6)
+
+
 def test_recall_counts_the_neighbours_an_index_misses() -> None:
     emb, _ = identities(50, 10, seed=4)
     k = 5

@@ -296,6 +296,8 @@ def _self_join_knn(
     # face's heap is never written by two threads.
     faiss.omp_set_num_threads(1)
     pending: Future[None] | None = None
+    config = settings.clustering().neighbours
+    gathered = np.empty((min(config.ann_join_rows, queries.size), x.shape[1]), x.dtype)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="ivf-heaps") as feeder:
             for lst in range(nlist):
@@ -303,12 +305,14 @@ def _self_join_knn(
                 local = probing[query_bounds[lst] : query_bounds[lst + 1]]
                 if mem.size and local.size:
                     stored = np.take(x, mem, axis=0).T.copy()
-                    rows = max(
-                        1, settings.clustering().neighbours.ann_join_block // mem.size
-                    )  # queries per product
+                    rows = max(1, min(gathered.shape[0], config.ann_join_block // mem.size))
                     for s in range(0, local.size, rows):
                         sub = local[s : s + rows]
-                        block = np.take(x, queries[sub], axis=0) @ stored
+                        # Into the reused buffer; mode "clip" (the ids are all valid) because
+                        # with "raise" numpy gathers into a temporary first.
+                        into = gathered[: sub.size]
+                        np.take(x, queries[sub], axis=0, out=into, mode="clip")
+                        block = into @ stored
                         if pending is not None:
                             pending.result()
                         pending = feeder.submit(heap.add_result_subset, sub, block, mem)

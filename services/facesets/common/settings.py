@@ -360,6 +360,15 @@ class NeighbourSettings(_Group):
     ann_join_block: int = Field(
         default=1 << 22, ge=1, description="similarities per self-join product"
     )
+    # ... and of at most ann_join_rows probing faces, gathered into one buffer reused from
+    # product to product (8,192 rows of 512 floats: 16 MiB). A list of fewer than 256 faces
+    # took 4 Mi / size rows, over 32 MiB: too large for the allocator to reuse, so each gather
+    # mapped fresh pages and faulted them in. One list of 250 faces and 33,554 probing faces,
+    # gather and product: 55.5 ms against 42.0 (60 faces: 144 against 86; 400 and more: the
+    # same); the 1M bench in README, "A buffer for the probing faces".
+    ann_join_rows: int = Field(
+        default=8192, ge=1, description="probing faces per self-join product, at most"
+    )
     ann_recall_queries: int = Field(
         default=500,
         ge=0,
