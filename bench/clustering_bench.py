@@ -11,7 +11,8 @@ million-face store clustered through the IVF index (recall measured on sampled q
 runs for two shapes of store (`GENERATORS`): "library" (Zipf identity sizes, lookalike groups,
 blurred faces sharing a direction) and "siblings" (a few large identities, sibling pairs
 sharing most of their centre, singletons), so that neither the index nor the linkage is tuned
-to one distribution; the IVF runs print their figures against the million-face targets.
+to one distribution; the synthetic stores' IVF runs print their figures against the
+million-face targets, LFW's its ARI against the exact search's clusters (target 0.999).
 
 Each measured run happens in a fresh subprocess so its peak resident memory is its own.
 Embeddings are cached in bench/out/lfw_embeddings.npz (rows are reused per file).
@@ -564,7 +565,9 @@ def _fmt(run: dict[str, Any], key: str, spec: str) -> str:
     return "-".rjust(width) if value is None else format(value, spec)
 
 
-def print_table(title: str, runs: list[dict[str, Any]]) -> None:
+def print_table(title: str, runs: list[dict[str, Any]], *, lfw: bool = False) -> None:
+    """The runs' figures; an IVF run's against the million-face targets on a synthetic store,
+    and on LFW (whose F the model bounds, not the index) against the exact search's clusters."""
     print(f"\n{title}")
     head = f"{'method':<11}{'time s':>8}{'base MiB':>10}{'peak MiB':>10}"
     head += f"{'pair P':>8}{'pair R':>8}{'pair F':>8}{'B3 P':>8}{'B3 R':>8}{'B3 F':>8}"
@@ -601,10 +604,15 @@ def print_table(title: str, runs: list[dict[str, Any]]) -> None:
                 f"{search['recall_queries']} sampled queries, {search['completed_merges']} "
                 f"merges completing truncated clusters, search stages {run['search_s']}"
             )
-            print_targets(run)
+            if not lfw:
+                print_targets(run)
             if "ari_vs_exact" in run:
+                ari = run["ari_vs_exact"]
+                target = (
+                    f" (target >= {TARGET_LFW_ARI}: {'met' if ari >= TARGET_LFW_ARI else 'MISSED'})"
+                )
                 print(
-                    f"  ivf against the exact search: ARI {run['ari_vs_exact']:.4f}, "
+                    f"  ivf against the exact search: ARI {ari:.4f}{target if lfw else ''}, "
                     f"pairwise F difference {run['pair_f_diff_vs_exact']:+.4f}"
                 )
 
@@ -614,6 +622,8 @@ TARGET_RECALL = 0.99
 TARGET_F = 0.99
 TARGET_SECONDS = 360
 TARGET_PEAK_MIB = 6 * 1024
+# ... and of LFW forced through the index: the exact search's clusters.
+TARGET_LFW_ARI = 0.999
 
 
 def print_targets(run: dict[str, Any]) -> None:
@@ -678,6 +688,7 @@ def main(shared: Path, quick: bool) -> dict[str, Any]:
         f"LFW, {lfw['faces']} labelled faces of {lfw['people']} people "
         f"({lfw['no_face']} photos without a face), threshold {THRESHOLD}",
         lfw["runs"],
+        lfw=True,
     )
     synthetic = []
     for generator in GENERATORS:
@@ -738,6 +749,7 @@ if __name__ == "__main__":
             f"LFW, {lfw['faces']} labelled faces of {lfw['people']} people "
             f"({lfw['no_face']} photos without a face), threshold {THRESHOLD}",
             lfw["runs"],
+            lfw=True,
         )
         if args.json:
             args.json.write_text(json.dumps(lfw, indent=2, default=str))
