@@ -181,14 +181,18 @@ def _nearest(
     x: int,
     t: float,
     slack: float,
+    held: np.ndarray,
+    held_lo: np.ndarray,
 ) -> int:
     """The nearest neighbour of x below the threshold, exactly (-1 when none). Pairs found
     at or past the threshold are dropped (they never come below it again), and x's list
-    loses its dropped pairs."""
+    loses its dropped pairs. `held` and `held_lo`: room for the candidates (as many as the
+    pair table's pairs)."""
     s, n = lists[x, 0], lists[x, 1]
     sx = sizes[x]
     cap = np.inf
     w = 0
+    c = 0
     for i in range(n):
         pid = pool[s + i]
         if not alive[pid]:
@@ -202,16 +206,21 @@ def _nearest(
         w += 1
         if hi < cap:
             cap = hi
+        # A candidate while its lower bound is within the cap so far (the cap only falls), so
+        # the second pass goes over these, not over the whole list again.
+        if lo <= cap:
+            held[c] = pid
+            held_lo[c] = lo
+            c += 1
     lists[x, 1] = w
     best = -1
     best_d = np.inf
-    for i in range(w):
-        pid = pool[s + i]
+    for i in range(c):
+        if held_lo[i] > cap:
+            continue
+        pid = held[i]
         z = _other(pa, pb, pid, x)
         area = sx * sizes[z]
-        lo, _ = _bounds(known[pid], cover[pid], area, slack)
-        if lo > cap:
-            continue
         if cover[pid] != area:
             known[pid] = _dot(sums, x, z)
             cover[pid] = area
@@ -384,11 +393,13 @@ def run(
     t: float,
     slack: float,
     max_merges: int,
+    held: np.ndarray,
+    held_lo: np.ndarray,
 ) -> tuple[int, np.ndarray]:
     """Go on with the chain for up to `max_merges` merges: (merges made, 0 when done; pool).
 
     `state` holds [chain length, next cluster to start a chain from, merge stamp, pool top];
-    `chain` the chain.
+    `chain` the chain; `held` and `held_lo` are _nearest's room for candidates.
     """
     m = sizes.size
     merges = 0
@@ -404,7 +415,10 @@ def run(
             chain[0] = start
             top = 1
         x = chain[top - 1]
-        y = _nearest(pool, lists, pa, pb, known, cover, alive, sums, sizes, minid, x, t, slack)
+        y = _nearest(
+            pool, lists, pa, pb, known, cover, alive, sums, sizes, minid, x, t, slack, held,
+            held_lo,
+        )  # fmt: skip
         if y < 0:  # final: no pair below threshold, and none can arise
             state[0] = top - 1
             continue
@@ -477,10 +491,13 @@ def chain_linkage(
     seen = np.zeros(m, np.int64)
     where = np.zeros(m, np.int64)
     state = np.array([0, 0, 0, int(lists[:, 2].sum())], np.int64)
+    held = np.empty(max(1, pa.size), np.int32)  # a list holds each pair at most once
+    held_lo = np.empty(max(1, pa.size), np.float64)
     while True:
         done, pool = run(
             pool, lists, pa, pb, known, cover, alive, blk, at, prevented, sums, sizes, minid,
             parent, chain, seen, where, state, float(threshold), float(slack), MERGES_PER_CALL,
+            held, held_lo,
         )  # fmt: skip
         if on_merges is not None:
             on_merges(done)
