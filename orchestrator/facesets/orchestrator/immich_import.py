@@ -19,6 +19,7 @@ from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import EmbedSummary, embed_files
 from facesets.orchestrator.flags import add_params_flags, params_from_args
+from facesets.orchestrator.immich.state import StagingFileError, read_queue_file
 from facesets.orchestrator.immich_people import PEOPLE_MODES, PeopleSummary, people_seeds
 from facesets.orchestrator.settings import SETTINGS
 
@@ -35,18 +36,64 @@ class StagedPhoto:
     sha256: str
 
 
-def read_queue(user_dir: Path) -> list[StagedPhoto]:
-    queue = read_json(user_dir / layout.IMMICH_QUEUE)
+@dataclass(frozen=True)
+class StagedQueue:
+    """The staging queue as found on disk: the photos to embed, and those left out."""
+
+    photos: list[StagedPhoto]
+    missing: list[str]  # staged, no longer in the folder (deleted or moved since)
+    linked: list[str]  # in the folder as a link, or under one: not read
+
+    def warnings(self, user_dir: Path) -> list[str]:
+        lines = []
+        if self.missing:
+            lines.append(
+                f"warning: {len(self.missing)} staged photo(s) are no longer in {user_dir} "
+                f"(first: {self.missing[0]}); `facesets immich stage` fetches them again"
+            )
+        if self.linked:
+            lines.append(
+                f"warning: {len(self.linked)} staged photo(s) are links, or lie under one, and "
+                f"are not read (first: {self.linked[0]}); staging writes plain files only"
+            )
+        return lines
+
+
+def _through_link(user_dir: Path, relative: str) -> bool:
+    """Whether a part of user_dir/relative is a symbolic link: the photo would be read from
+    wherever the link points."""
+    here = user_dir
+    for part in relative.split("/"):
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
+def read_queue(user_dir: Path) -> StagedQueue:
+    """queue.json of a staging folder (user_dir, resolved), checked: its paths are taken under
+    the folder it is in, whatever folder it was written in, and never through a link."""
+    path = user_dir / layout.IMMICH_QUEUE
+    try:
+        queue = read_queue_file(path)
+    except StagingFileError as error:
+        raise NothingStagedError(str(error)) from error
     if queue is None:
         raise NothingStagedError(f"nothing staged in {user_dir}: run `facesets immich stage` first")
-    root = Path(queue.get("root") or user_dir)
-    items = []
-    for item in queue.get("items", []):
-        path = Path(item["path"])
-        items.append(
-            StagedPhoto(str(path if path.is_absolute() else root / path), str(item["sha256"]))
+    photos, missing, linked = [], [], []
+    for item in queue.items:
+        if _through_link(user_dir, item.path):
+            linked.append(item.path)
+        elif not (user_dir / item.path).is_file():
+            missing.append(item.path)
+        else:
+            photos.append(StagedPhoto(str(user_dir / item.path), item.sha256))
+    if queue.items and not photos:
+        raise NothingStagedError(
+            f"none of the {len(queue.items)} photos staged in {user_dir} is there to read "
+            f"({len(missing)} missing, {len(linked)} links): run `facesets immich stage` again"
         )
-    return items
+    return StagedQueue(photos, missing, linked)
 
 
 @dataclass
@@ -56,7 +103,8 @@ class ImportSummary:
     people_mode: str
     people: PeopleSummary
     disagreements: list[object]  # the export's (with their strips), else route's
-    staged: int
+    staged: int  # the staged photos read now
+    left_out: dict[str, int]  # staged photos not read: missing, links
     embed: EmbedSummary
     route: dict[str, object]
     export: dict[str, object]
@@ -70,6 +118,7 @@ class ImportSummary:
             "people": {"mode": self.people_mode, **self.people},
             "immich_disagreements": self.disagreements,
             "staged": self.staged,
+            "staged_left_out": self.left_out,
             "embed": self.embed.as_dict(),
             "route": self.route,
             "export": self.export,
@@ -160,14 +209,16 @@ def import_user(opened: Services, request: ImportRequest) -> ImportSummary:
     facesets_dir = (request.facesets_dir or user_dir / "facesets").resolve()
     out = (request.out or user_dir / "export").resolve()
     queue = read_queue(user_dir)
-    print(f"[1/3] embed {len(queue)} staged photos", file=sys.stderr, flush=True)
-    embedded = embed_files(opened, [item.path for item in queue], store)
+    for line in queue.warnings(user_dir):
+        print(line, file=sys.stderr, flush=True)
+    print(f"[1/3] embed {len(queue.photos)} staged photos", file=sys.stderr, flush=True)
+    embedded = embed_files(opened, [item.path for item in queue.photos], store)
     print("[2/3] match identities", file=sys.stderr, flush=True)
     people = people_seeds(opened, user_dir, store, request.people)
     route = RouteRequest(
         store,
         facesets_dir,
-        sorted({item.sha256 for item in queue}),
+        sorted({item.sha256 for item in queue.photos}),
         request.route,
         seeds=people.seeds,
     )
@@ -190,7 +241,8 @@ def import_user(opened: Services, request: ImportRequest) -> ImportSummary:
         else routed_list
         if isinstance(routed_list, list)
         else [],
-        staged=len(queue),
+        staged=len(queue.photos),
+        left_out={"missing": len(queue.missing), "links": len(queue.linked)},
         embed=embedded,
         route=routed,
         export=exported,

@@ -20,6 +20,7 @@ from facesets.contract import layout
 from facesets.contract.clustering import RouteSeed
 from facesets.orchestrator.connect import Services
 from facesets.orchestrator.immich.api import Face, ImmichProtocolError
+from facesets.orchestrator.immich.state import STAGED, read_state_file
 from facesets.orchestrator.settings import SETTINGS
 
 PEOPLE_MODES = ("named", "all", "none")
@@ -153,14 +154,14 @@ def people_seeds(opened: Services, user_dir: Path, store: Path, mode: str) -> Pe
     """The route job's seeds from what `immich stage` recorded in state.json."""
     if mode not in PEOPLE_MODES:
         raise ValueError(f"--people must be one of {', '.join(PEOPLE_MODES)}, not {mode!r}")
-    state = layout.read_json(user_dir / layout.IMMICH_STATE, default={}) or {}
-    result = PeopleSeeds(people=wanted_people(state.get("people") or {}, mode))
+    people, records = read_state_file(user_dir / layout.IMMICH_STATE)
+    result = PeopleSeeds(people=wanted_people(people, mode))
     if not result.people:
         return result
     staged = {
-        record["sha256"]: _faces(record.get("faces"))
-        for record in (state.get("assets") or {}).values()
-        if isinstance(record, dict) and record.get("status") == "staged" and record.get("sha256")
+        record.sha256: _faces(record.faces)
+        for record in records.values()
+        if record.status == STAGED and record.sha256
     }
     detections = read_detections(opened, store, staged)
     faces_of: dict[str, set[int]] = {}

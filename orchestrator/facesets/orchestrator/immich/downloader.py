@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -54,6 +55,7 @@ from facesets.orchestrator.immich.state import (
     STAGED,
     AssetRecord,
     StateBook,
+    Status,
     is_done,
     lacks_faces,
 )
@@ -207,12 +209,12 @@ class Stager:
     def _read_people(self) -> None:
         """Every person of the user (names, hidden flags), page by page; a key without
         person.read stages as before, without names."""
-        people: dict[str, Mapping[str, object]] = {}  # Immich id -> PersonState
+        people: dict[str, dict[str, object]] = {}  # Immich id -> PersonState
         page = 1
         try:
             while not self.cancel.is_set():
                 result = self.client.people_page(page, SETTINGS.immich.people_page_size)
-                people.update({person.id: person.as_json() for person in result.people})
+                people.update({p.id: dict(p.as_json()) for p in result.people})
                 if not result.has_next_page or not result.people:
                     break
                 page += 1
@@ -250,13 +252,22 @@ class Stager:
 
     def _index_records(self) -> None:
         for asset_id, record in self.book.records.items():
-            if record.get("status") == STAGED or record.get("reason") == IN_STORE:
-                if record.get("sha256"):
-                    self.by_sha.setdefault(str(record["sha256"]), asset_id)
-                if record.get("checksum"):
-                    self.by_checksum.setdefault(str(record["checksum"]), asset_id)
-            if record.get("status") == STAGED:
-                self.paths[str(record["path"]).casefold()] = asset_id
+            if record.status == STAGED or record.reason == IN_STORE:
+                if record.sha256:
+                    self.by_sha.setdefault(record.sha256, asset_id)
+                if record.checksum:
+                    self.by_checksum.setdefault(record.checksum, asset_id)
+            if record.status == STAGED and record.path is not None:
+                self.paths[record.path.casefold()] = asset_id
+
+    def _staged_file_intact(self, record: AssetRecord) -> bool:
+        """Whether a staged asset's file is still in place, as big as it was staged (a plain
+        file, not a link): one deleted or changed since is downloaded again."""
+        try:
+            found = os.lstat(self.user_dir / str(record.path))
+        except OSError:
+            return False
+        return stat.S_ISREG(found.st_mode) and found.st_size == record.size
 
     def _clear_partial(self, remove: bool = False) -> None:
         """Downloads cut short by a crash or an exit never become staged files."""
@@ -282,11 +293,15 @@ class Stager:
                     self._finish(asset, SKIPPED, PARTNER)
                 elif is_excluded(relative, asset.original_path, self.globs):
                     self._finish(asset, SKIPPED, EXCLUDED)
-                elif self._faces_only(self.book.get(asset.id)):
+                elif (record := self.book.get(asset.id)) is not None and (
+                    record.status == STAGED and not self._staged_file_intact(record)
+                ):
+                    self._submit(work, asset)
+                elif self._faces_only(record):
                     with self.lock:
                         self.faces_only.add(asset.id)
                     self._submit(work, asset)
-                elif is_done(self.book.get(asset.id), self.config.min_face_short):
+                elif is_done(record, self.config.min_face_short):
                     with self.lock:
                         self.summary.already_done += 1
                     self._tick()
@@ -301,7 +316,7 @@ class Stager:
         faces were kept, or every staged one with --refresh-faces (people merged in Immich)."""
         if record is None or lacks_faces(record):
             return record is not None
-        return self.config.refresh_faces and record.get("status") == STAGED
+        return self.config.refresh_faces and record.status == STAGED
 
     def _submit(self, work: queue.Queue[Asset | None], asset: Asset) -> None:
         while True:
@@ -347,7 +362,9 @@ class Stager:
         with self.lock:
             faces_only = asset.id in self.faces_only
         if faces_only and earlier is not None:
-            self.book.put(asset.id, {**earlier, "faces": [face.as_json() for face in faces]})
+            self.book.put(
+                asset.id, earlier.model_copy(update={"faces": [face.as_json() for face in faces]})
+            )
             with self.lock:
                 self.summary.already_done += 1
             self._tick()
@@ -457,15 +474,14 @@ class Stager:
         )
 
     # --- outcomes ------------------------------------------------------------------------------
-    def _finish(self, asset: Asset, status: str, reason: str = "", **extra: Any) -> None:
-        record: AssetRecord = {
-            "status": status,
-            "original_path": asset.original_path,
-            "checksum": asset.checksum,
-        }
-        if reason:
-            record["reason"] = reason
-        record.update({key: value for key, value in extra.items() if value is not None})
+    def _finish(self, asset: Asset, status: Status, reason: str = "", **extra: Any) -> None:
+        record = AssetRecord(
+            status=status,
+            reason=reason or None,
+            original_path=asset.original_path,
+            checksum=asset.checksum or None,
+            **{key: value for key, value in extra.items() if value is not None},
+        )
         with self.lock:
             if (status == STAGED or reason == IN_STORE) and asset.checksum:
                 self.by_checksum.setdefault(asset.checksum, asset.id)
@@ -491,8 +507,7 @@ class Stager:
         with self.lock:
             self.summary.errors += 1
         self.book.put(
-            asset.id,
-            {"status": ERROR, "reason": message, "original_path": asset.original_path},
+            asset.id, AssetRecord(status=ERROR, reason=message, original_path=asset.original_path)
         )
         self._tick()
 

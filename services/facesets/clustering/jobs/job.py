@@ -39,8 +39,14 @@ def model_identity(store: FaceStore) -> ModelIdentity:
     return ModelIdentity(str(meta.get("model_pack", "")), int(meta.get("embedding_dim", 0) or 0))
 
 
-def check_model(recorded: ModelIdentity | None, store: FaceStore, where: Path) -> None:
-    """Refuse to mix face ids and centroids of one model with the embeddings of another."""
+def check_model(
+    recorded: ModelIdentity | None, store: FaceStore, where: Path, *, holds_faces: bool = True
+) -> None:
+    """Refuse to mix face ids and centroids of one model with the embeddings of another. A
+    manifest with no faceset, written while the store held no embedding yet (no model, as a
+    first import of photos that were all missing gives), holds nothing to mix."""
+    if not holds_faces and recorded == ModelIdentity("", 0):
+        return
     if recorded is not None and recorded != model_identity(store):
         raise JobError(
             f"{where} was made with model {recorded.to_json()}, but {store.path} holds "

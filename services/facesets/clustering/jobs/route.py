@@ -67,7 +67,7 @@ def route(
     manifest_path = facesets_dir / layout.REFINE_MANIFEST
     previous = read_manifest(manifest_path, RefineManifest)
     if previous is not None:
-        check_model(previous.model, store, facesets_dir)
+        check_model(previous.model, store, facesets_dir, holds_faces=bool(previous.facesets))
     manifest = previous or RefineManifest(command="refine")
     facesets = manifest.entries()
     table, photos, rows = open_faces(store, roots, progress)

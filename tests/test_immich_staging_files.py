@@ -1,0 +1,227 @@
+"""The staging folder's own files, as `facesets immich import` and `stage` find them on disk.
+
+queue.json names the photos to embed and state.json every asset's outcome; both are read back
+as files anyone could have changed. A queue naming a photo outside the folder, or one that is
+not what `stage` writes, is refused with the file's name before any photo is read; a folder
+moved since staging is read where it is now; a staged photo deleted since, or replaced by a
+link, is left out with a warning and fetched again by the next `stage`; an import before any
+face was staged does not block the imports after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fake_immich import LFW_FACE_BOX, FakeImmich, lfw_asset, lfw_library
+
+from facesets.contract import layout
+from services import run_facesets, service_flags
+
+KEY = "staging-files-key-0001"
+PEOPLE = ("Colin_Powell", "Tony_Blair")
+
+
+def facesets(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IMMICH_URL": url, "IMMICH_API_KEY": KEY}
+    return run_facesets("immich", *args, env=env)
+
+
+@pytest.fixture(scope="module")
+def photos(lfw_dir: Path) -> list[Path]:
+    return [p for person in PEOPLE for p in sorted((lfw_dir / person).glob("*.jpg"))[:4]]
+
+
+def stage(url: str, staging: Path) -> None:
+    done = facesets(
+        url, "stage", "--user", "alice", "--staging-root", str(staging), "--no-progress"
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def import_(staging: Path, module_services: dict) -> subprocess.CompletedProcess[str]:
+    flags = service_flags(module_services, "import")
+    return facesets(
+        "http://127.0.0.1:9",
+        "import",
+        *("--user", "alice", "--staging-root", str(staging), "--min-faces", "2", "--json"),
+        *flags,
+    )
+
+
+def store_paths(store: Path) -> list[str]:
+    if not store.exists():
+        return []
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        return sorted(row[0] for row in db.execute("SELECT path FROM paths"))
+
+
+def test_a_queue_naming_other_files_is_refused_and_a_moved_folder_is_read_where_it_is(
+    photos: list[Path], lfw_dir: Path, tmp_path: Path, module_services: dict
+) -> None:
+    staging = tmp_path / "staging"
+    with FakeImmich(lfw_library(photos), KEY) as fake:
+        stage(fake.url, staging)
+    # The folder moves (another disk, a renamed parent): queue.json still names the old one.
+    moved = tmp_path / "moved"
+    staging.rename(moved)
+    queue_path = moved / "alice" / layout.IMMICH_QUEUE
+    written = json.loads(queue_path.read_text())
+    assert written["root"] == str((staging / "alice").resolve())
+    store = moved / "alice" / layout.IMMICH_STORE
+    outside = tmp_path / "elsewhere" / "private.jpg"
+    outside.parent.mkdir()
+    shutil.copy(lfw_dir / "Gerhard_Schroeder" / "Gerhard_Schroeder_0001.jpg", outside)
+    outside_sha = hashlib.sha256(outside.read_bytes()).hexdigest()
+
+    def altered(change) -> dict:
+        queue = json.loads(json.dumps(written))
+        change(queue)
+        return queue
+
+    def first_item(key: str, value: object):
+        return lambda q: q["items"][0].__setitem__(key, value)
+
+    tampered = {
+        "an absolute path": altered(first_item("path", str(outside))),
+        "a path climbing out": altered(first_item("path", "../../elsewhere/private.jpg")),
+        "a Windows drive": altered(first_item("path", "C:/elsewhere/private.jpg")),
+        "a digest that is none": altered(first_item("sha256", "not-a-digest")),
+        "an item that is no object": altered(lambda q: q["items"].__setitem__(0, "x")),
+        "an item without its digest": altered(lambda q: q["items"][0].pop("sha256")),
+        "a newer version": altered(lambda q: q.__setitem__("version", 2)),
+        "no items": altered(lambda q: q.pop("items")),
+    }
+    for what, queue in [*tampered.items(), ("not JSON", "{oops")]:
+        queue_path.write_text(queue if isinstance(queue, str) else json.dumps(queue))
+        refused = import_(moved, module_services)
+        assert refused.returncode == 1, (what, refused.stderr)
+        assert str(queue_path) in refused.stderr and "Traceback" not in refused.stderr, what
+        assert "[1/3] embed" not in refused.stderr, what  # refused before any photo is read
+        assert store_paths(store) == [], what
+
+    # queue.json as stage wrote it, the folder moved: every photo is read where it is now.
+    queue_path.write_text(json.dumps(written))
+    done = import_(moved, module_services)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["staged"] == len(photos)
+    assert result["embed"]["embedded"] == len(photos) and result["embed"]["unreadable"] == 0
+    paths = store_paths(store)
+    assert len(paths) == len(photos)
+    assert all(Path(p).is_relative_to((moved / "alice").resolve()) for p in paths)
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        assert outside_sha not in {row[0] for row in db.execute("SELECT sha256 FROM images")}
+
+
+def test_a_staged_photo_deleted_or_linked_is_left_out_then_staged_again(
+    photos: list[Path], lfw_dir: Path, tmp_path: Path, module_services: dict
+) -> None:
+    staging = tmp_path / "staging"
+    library = lfw_library(photos)
+    with FakeImmich(library, KEY) as fake:
+        stage(fake.url, staging)
+        user_dir = staging / "alice"
+        queue = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"]
+        deleted, linked = (user_dir / queue[0]["path"]), (user_dir / queue[1]["path"])
+        deleted.unlink()
+        other = tmp_path / "other.jpg"
+        shutil.copy(lfw_dir / "Gerhard_Schroeder" / "Gerhard_Schroeder_0002.jpg", other)
+        linked.unlink()
+        linked.symlink_to(other)
+
+        first = import_(staging, module_services)
+        assert first.returncode == 0, first.stderr
+        assert "1 staged photo(s) are no longer in" in first.stderr
+        assert "1 staged photo(s) are links" in first.stderr
+        result = json.loads(first.stdout)
+        assert result["staged"] == len(photos) - 2
+        assert result["staged_left_out"] == {"missing": 1, "links": 1}
+        assert result["embed"]["embedded"] == len(photos) - 2
+        store = user_dir / layout.IMMICH_STORE
+        assert str(linked) not in store_paths(store)
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            shas = {row[0] for row in db.execute("SELECT sha256 FROM images")}
+        assert hashlib.sha256(other.read_bytes()).hexdigest() not in shas
+
+        # The next stage fetches both again, and only them, as plain files.
+        served = dict(fake.originals_served)
+        stage(fake.url, staging)
+    again = {k: fake.originals_served[k] - served.get(k, 0) for k in fake.originals_served}
+    ids = {item["path"]: item["asset_id"] for item in queue}
+    assert {k for k, v in again.items() if v} == {ids[queue[0]["path"]], ids[queue[1]["path"]]}
+    assert deleted.is_file() and not linked.is_symlink() and linked.is_file()
+    second = import_(staging, module_services)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)
+    assert result["staged"] == len(photos) and result["staged_left_out"] == {
+        "missing": 0,
+        "links": 0,
+    }
+    assert result["embed"]["embedded"] == 2
+
+
+def test_an_import_before_any_face_was_staged_does_not_block_the_next(
+    photos: list[Path], tmp_path: Path, module_services: dict
+) -> None:
+    # Immich has not looked for faces yet: nothing is staged, the import finds no face.
+    library = [lfw_asset(photo, index=i, faces=[]) for i, photo in enumerate(photos)]
+    for asset in library:  # uploaded an hour ago: a "no face" is asked again
+        asset.uploaded = datetime.now(UTC) - timedelta(hours=1)
+    staging = tmp_path / "staging"
+    with FakeImmich(library, KEY) as fake:
+        stage(fake.url, staging)
+        empty = import_(staging, module_services)
+        assert empty.returncode == 0, empty.stderr
+        assert json.loads(empty.stdout)["staged"] == 0
+        for asset in library:  # Immich's face job has run since
+            asset.faces = [LFW_FACE_BOX]
+        stage(fake.url, staging)
+    done = import_(staging, module_services)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["staged"] == len(photos)
+    assert result["route"]["new_facesets"] == len(PEOPLE)
+
+
+def test_stage_refuses_a_state_file_it_cannot_read_and_leaves_it_as_it_was(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    staging = tmp_path / "staging"
+    with FakeImmich(lfw_library(photos[:2]), KEY) as fake:
+        stage(fake.url, staging)
+        state_path = staging / "alice" / layout.IMMICH_STATE
+        written = json.loads(state_path.read_text())
+        some = next(iter(written["assets"]))
+
+        def altered(key: str, value: object) -> str:
+            state = json.loads(json.dumps(written))
+            if value is None:
+                state["assets"][some].pop(key)
+            else:
+                state["assets"][some][key] = value
+            return json.dumps(state)
+
+        cases = {
+            "a staged asset without its path": altered("path", None),
+            "a staged path climbing out": altered("path", "../../elsewhere.jpg"),
+            "a status it does not know": altered("status", "deleted"),
+            "a size that is no number": altered("size", "big"),
+            "not JSON": "{oops",
+        }
+        for what, text in cases.items():
+            state_path.write_text(text)
+            refused = facesets(fake.url, "stage", "--user", "alice", "--staging-root", str(staging))
+            assert refused.returncode == 3, (what, refused.stderr)  # set-up error, not an outage
+            assert str(state_path) in refused.stderr and "Traceback" not in refused.stderr, what
+            assert state_path.read_text() == text, what  # not rewritten
+        state_path.write_text(json.dumps(written))
+        stage(fake.url, staging)
+    assert json.loads(state_path.read_text())["assets"] == written["assets"]
