@@ -1,6 +1,7 @@
 """The command owns its children: SIGTERM, SIGHUP, SIGINT or SIGKILL of `facesets run` and of
 `facesets video cut --accurate` leave no local service and no ffmpeg running after 10 s, and no
-clip half-written under its final name (a `.part` file is removed)."""
+clip half-written under its final name (a `.part` file is removed). The local services' folders
+a command killed with SIGKILL leaves behind are removed by the next command, and no others."""
 
 from __future__ import annotations
 
@@ -76,13 +77,14 @@ def stop_and_check(process: subprocess.Popen[bytes], sig: int, what: str) -> Non
     assert not left, f"{what}: still running {LIMIT_S:g}s after {signal.Signals(sig).name}: {left}"
 
 
-def started(*args: str) -> subprocess.Popen[bytes]:
+def started(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # Its own session: the signal goes to the command alone, as `kill PID` does.
     return subprocess.Popen(
         [*FACESETS, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
 
 
@@ -141,3 +143,40 @@ def test_run_stops_its_services(lfw_dir: Path, tmp_path: Path, sig: int) -> None
         raise
     time.sleep(1.0)  # some work under way
     stop_and_check(process, sig, "run")
+
+
+def test_the_folders_a_killed_command_leaves_are_removed_by_the_next(
+    lfw_dir: Path, tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, photos in lfw_people(lfw_dir, 2, 3).items():
+        for photo in photos:
+            shutil.copy(photo, src / f"{name}_{photo.name}")
+    store = tmp_path / "faces.db"
+    process = started("embed", str(src), str(store), env=env)
+    try:
+        wait_for(lambda: len(services_of(process)) >= 2, 120, "the local services started")
+        wait_for(lambda: len(list(temp.glob("facesets-*/ready"))) >= 2, 120, "services ready")
+    except TimeoutError:
+        process.kill()
+        raise
+    stop_and_check(process, signal.SIGKILL, "embed")
+    left = sorted(temp.glob("facesets-*"))
+    assert len(left) >= 2 and all((folder / "service.log").is_file() for folder in left)
+    # Folders that are not a gone command's service folder stay: a running command's, one
+    # holding a file no service writes, and one named otherwise.
+    running = temp / f"facesets-export-{os.getpid()}-running"
+    foreign = temp / f"facesets-export-{process.pid}-foreign"
+    other = temp / "facesets-notes"
+    for folder in (running, foreign, other):
+        folder.mkdir()
+        (folder / "service.log").write_text("kept")
+    (foreign / "notes.txt").write_text("not a service's")
+    again = run_facesets("embed", str(src), str(store), env=env)
+    assert again.returncode == 0, again.stderr
+    assert not any(folder.exists() for folder in left)
+    assert sorted(temp.glob("facesets-*")) == sorted([running, foreign, other])

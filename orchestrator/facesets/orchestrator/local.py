@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,55 @@ def log_tail(log_path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+# A local service's folder: its log and ready file, named after the service and the command's
+# pid so that a later command can tell the folders of one that is gone.
+_FOLDER_FILES = {"service.log", "ready"}
+_FOLDER_NAME = re.compile(r"facesets-(?:inference|clustering|export)-(\d+)-[A-Za-z0-9_]+")
+_swept = False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_folders(parent: Path | None = None) -> list[Path]:
+    """Remove the local services' folders of commands that are gone: a command killed with
+    SIGKILL runs no clean-up. Only this user's folders, named as this module names them, whose
+    command's pid no longer runs, holding nothing but a service's log and ready file (plain
+    files); anything else is left alone. Returns the folders removed."""
+    removed = []
+    uid = os.getuid()
+    for entry in Path(parent or tempfile.gettempdir()).glob("facesets-*"):
+        match = _FOLDER_NAME.fullmatch(entry.name)
+        try:
+            if match is None or _running(int(match.group(1))):
+                continue
+            info = entry.lstat()
+            if not entry.is_dir() or entry.is_symlink() or info.st_uid != uid:
+                continue
+            contents = list(entry.iterdir())
+            if any(
+                item.name not in _FOLDER_FILES or item.is_symlink() or not item.is_file()
+                for item in contents
+            ):
+                continue
+            for item in contents:
+                item.unlink()
+            entry.rmdir()
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+        removed.append(entry)
+    if removed:
+        log.info("removed the folders of local services left by commands gone", count=len(removed))
+    return removed
+
+
 # The local services of this command, for halt_all().
 _SERVICES: weakref.WeakSet[LocalService] = weakref.WeakSet()
 
@@ -133,7 +183,11 @@ class LocalService:
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
         self.restarts = 0
-        self._folder = tempfile.TemporaryDirectory(prefix=f"facesets-{name}-")
+        global _swept
+        if not _swept:
+            _swept = True
+            sweep_stale_folders()
+        self._folder = tempfile.TemporaryDirectory(prefix=f"facesets-{name}-{os.getpid()}-")
         self.log_path = Path(self._folder.name) / "service.log"
         self._lock = threading.Lock()
         self._stopping = threading.Event()
