@@ -424,8 +424,9 @@ class LinkageSettings(_Group):
     # (clustering/chain.py, compiled with numba), smaller ones in rounds: numba's import and
     # the kernels' load cost about 1.5 s of CPU once a process, which the rounds of a small
     # task never reach (a 425,000-pair component: 0.9 s in rounds, 1.2 s by the chain with
-    # that load). On the bench's million-face stores the chain links in 42 s and 44 s what
-    # the rounds link in 125 s and 165 s (README, "The nearest-neighbour chain"). 0: always.
+    # that load). On the bench's million-face stores the chain links in 38 s (library) and
+    # 34 s (siblings) what the rounds link in 125 s and 165 s (README, "The nearest-neighbour
+    # chain", and its candidates held aside since). 0: always.
     chain_min_pairs: int = Field(
         default=50_000,
         ge=0,
