@@ -149,7 +149,7 @@ def test_clip_score_without_torch_equals_open_clip_through_the_service(
 def test_tokenizer_gives_open_clips_token_ids(ftfy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not ftfy:
         monkeypatch.setitem(sys.modules, "ftfy", None)  # `import ftfy` fails
-    tokenizer = BpeTokenizer.from_meta(TINY_FOLDER, clip.read_meta(TINY_FOLDER))
+    tokenizer = BpeTokenizer.from_meta(TINY_FOLDER, clip.read_meta(TINY_FOLDER).tokenizer)
     got = tokenizer(CHECK["token_prompts"])
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.array(CHECK["tokens"]))
@@ -332,12 +332,12 @@ def test_export_equals_open_clip_through_the_service(
     assert str(folder) in done.stdout
     meta = clip.read_meta(folder)
     prompts = [*PROMPTS, *CHECK["token_prompts"]]
-    ours = BpeTokenizer.from_meta(folder, meta)
+    ours = BpeTokenizer.from_meta(folder, meta.tokenizer)
     np.testing.assert_array_equal(ours(prompts), tiny.tokenizer(prompts).numpy())
     images = _photos(lfw_dir)
-    pixels = np.stack([Preprocess.from_config(meta["preprocess"])(image) for image in images])
+    pixels = np.stack([Preprocess.from_meta(meta.preprocess)(image) for image in images])
     theirs = np.stack([tiny.preprocess(image).numpy() for image in images])
-    assert np.abs(pixels - theirs).max() <= 1 / 255 / min(meta["preprocess"]["std"])
+    assert np.abs(pixels - theirs).max() <= 1 / 255 / min(meta.preprocess.std)
     service = _inference(model_root, tmp_path / "inference.log", "--clip-dir", str(folder))
     service.start()
     try:
@@ -373,3 +373,73 @@ def test_export_of_missing_weights_says_what_to_fetch_and_where(tmp_path: Path) 
     assert "create_model_and_transforms" in message
     assert "facesets clip export ViT-L-14 PATH/TO/CHECKPOINT" in message
     assert not (out / clip.META_FILE).exists()
+
+
+def _tampered_folder(at: Path, change: Any) -> Path:
+    """A copy of the committed export with its meta.json changed by `change(meta)`."""
+    import shutil
+
+    shutil.copytree(TINY_FOLDER, at)
+    meta = json.loads((at / clip.META_FILE).read_text())
+    change(meta)
+    (at / clip.META_FILE).write_text(json.dumps(meta))
+    return at
+
+
+def test_an_export_whose_meta_names_other_files_or_bad_values_is_refused(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """meta.json is checked as any file found on disk: `facesets doctor` names the key at fault
+    and `facesets occlusion` (through its own inference service) scores nothing with a folder
+    whose vocabulary lies outside it, even one that would load."""
+    from maintenance_export import build_export, pngs, snapshot
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / clip.VOCAB_FILE).write_bytes((TINY_FOLDER / clip.VOCAB_FILE).read_bytes())
+
+    def set_in(section: str | None, key: str, value: object) -> Any:
+        def change(meta: dict[str, Any]) -> None:
+            (meta if section is None else meta[section])[key] = value
+
+        return change
+
+    cases = {
+        "tokenizer.vocab": set_in("tokenizer", "vocab", f"../outside/{clip.VOCAB_FILE}"),
+        "preprocess.size": set_in("preprocess", "size", [0, 32]),
+        "preprocess.std": set_in("preprocess", "std", [0.2, 0.0, 0.2]),
+        "logit_scale": set_in(None, "logit_scale", -1),
+        "tokenizer.context_length": set_in("tokenizer", "context_length", "long"),
+        "preprocess.interpolation": set_in("preprocess", "interpolation", "lanczos9"),
+    }
+    for key, change in cases.items():
+        folder = _tampered_folder(tmp_path / key, change)
+        shown = run_facesets(
+            "doctor", "--model-root", str(model_root), "--model-pack", "facepack-mini",
+            "--clip-dir", str(folder), timeout=120,
+        )  # fmt: skip
+        line = next(row for row in shown.stdout.splitlines() if " CLIP: " in row)
+        assert line.startswith(("WARN", "INFO")), (key, line)
+        assert f"{folder / clip.META_FILE} is not what an export writes ({key}:" in line, line
+        assert f"facesets clip export facesets-small-vocab-clip tiny-clip.pt --out {folder}" in line
+
+    # The folder's files are plain files: a tower that is a link is refused too.
+    linked = _tampered_folder(tmp_path / "linked", lambda meta: None)
+    (linked / clip.IMAGE_FILE).unlink()
+    (linked / clip.IMAGE_FILE).symlink_to(TINY_FOLDER / clip.IMAGE_FILE)
+    shown = run_facesets(
+        "doctor", "--model-root", str(model_root), "--model-pack", "facepack-mini",
+        "--clip-dir", str(linked), timeout=120,
+    )  # fmt: skip
+    assert f"{linked / clip.IMAGE_FILE} is a link" in shown.stdout
+
+    export = build_export(tmp_path / "export", {0: pngs(3, 7, "a")})
+    before = snapshot(export)
+    folder = tmp_path / "tokenizer.vocab"
+    done = run_facesets(
+        "occlusion", str(export), "--clip-dir", str(folder), "--model-root", str(model_root),
+        "--model-pack", "facepack-mini",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "FAILED_PRECONDITION" in done.stderr and "tokenizer.vocab" in done.stderr
+    assert snapshot(export) == before

@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     except clip.ClipUnavailable as error:
         raise RuntimeError(str(error)) from error
     size = clip_export.folder_size(out)
-    checked = meta["checked"]
+    checked = meta.checked
     print(
-        f"exported {meta['model']} / {meta['pretrained']} to {out} ({size / 1e6:.1f} MB): "
+        f"exported {meta.model} / {meta.pretrained} to {out} ({size / 1e6:.1f} MB): "
         f"checked against open_clip (pixels within {checked['pixels']:.2g}, features within "
         f"{max(checked['image_features'], checked['text_features']):.2g}).\n"
         "Copy the folder to the inference machine and start the service with "

@@ -162,7 +162,7 @@ def clip_check(model_root: Path, clip_dir: Path | None, local_level: str) -> Che
     return Check(
         OK,
         "CLIP",
-        f"{meta.get('model')} / {meta.get('pretrained')} in {folder} ({size / 1e6:.1f} MB)",
+        f"{meta.model} / {meta.pretrained} in {folder} ({size / 1e6:.1f} MB)",
     )
 
 

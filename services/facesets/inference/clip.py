@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +35,7 @@ from facesets.inference.clip_folder import (  # noqa: F401  # the folder's names
     ONNX_SUBDIR,
     TEXT_FILE,
     VOCAB_FILE,
+    ClipMeta,
     ClipSpec,
     ClipUnavailable,
     export_command,
@@ -53,7 +53,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class _Loaded:
     folder: Path
-    meta: dict[str, Any]
+    meta: ClipMeta
     image: ort.InferenceSession
     text: ort.InferenceSession
     logit_scale: float
@@ -81,8 +81,8 @@ class ClipScorer:
         return list(self._loaded.providers) if self._loaded else []
 
     @property
-    def loaded_meta(self) -> dict[str, Any]:
-        return dict(self._loaded.meta) if self._loaded else {}
+    def loaded_meta(self) -> ClipMeta | None:
+        return self._loaded.meta if self._loaded else None
 
     def load(self) -> _Loaded:
         """The loaded model. The first use loads it (callers wait); after a failed load every
@@ -135,8 +135,8 @@ class ClipScorer:
         if not (folder / META_FILE).is_file():
             raise ClipUnavailable(missing_folder_message(self.spec))
         meta = read_meta(folder)
-        preprocess = Preprocess.from_config(meta["preprocess"])
-        tokenizer = BpeTokenizer.from_meta(folder, meta)
+        preprocess = Preprocess.from_meta(meta.preprocess)
+        tokenizer = BpeTokenizer.from_meta(folder, meta.tokenizer)
         image = ort.InferenceSession(
             str(folder / IMAGE_FILE), self.options, providers=self.providers
         )
@@ -144,8 +144,8 @@ class ClipScorer:
         log.info(
             "CLIP model loaded",
             folder=str(folder),
-            model=meta.get("model"),
-            pretrained=meta.get("pretrained"),
+            model=meta.model,
+            pretrained=meta.pretrained,
             providers=providers_in_use(image),
         )
         return _Loaded(
@@ -153,7 +153,7 @@ class ClipScorer:
             meta=meta,
             image=image,
             text=text,
-            logit_scale=float(meta["logit_scale"]),
+            logit_scale=meta.logit_scale,
             preprocess=preprocess,
             tokenize=tokenizer,
             providers=providers_in_use(image),

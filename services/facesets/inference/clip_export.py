@@ -30,6 +30,7 @@ from facesets.inference.clip import (
     META_FILE,
     TEXT_FILE,
     VOCAB_FILE,
+    ClipMeta,
     ClipUnavailable,
     export_command,
 )
@@ -221,17 +222,17 @@ def _check_images() -> list[Image.Image]:
 
 
 def _check(
-    folder: Path, model: Any, preprocess: Any, tokenizer: Any, meta: dict[str, Any]
+    folder: Path, model: Any, preprocess: Any, tokenizer: Any, meta: ClipMeta
 ) -> dict[str, float]:
     """The folder against open_clip: ValueError on any difference beyond the tolerances."""
     import onnxruntime as ort
     import torch
 
-    ours = BpeTokenizer.from_meta(folder, meta)
+    ours = BpeTokenizer.from_meta(folder, meta.tokenizer)
     theirs = tokenizer(list(CHECK_PROMPTS)).numpy()
     if not np.array_equal(ours(list(CHECK_PROMPTS)), theirs):
         raise ValueError("the exported tokenizer gives other token ids than open_clip's")
-    ours_pre = Preprocess.from_config(meta["preprocess"])
+    ours_pre = Preprocess.from_meta(meta.preprocess)
     images = _check_images()
     pixels = np.stack([ours_pre(image) for image in images])
     expected_pixels = torch.stack([preprocess(image.convert("RGB")) for image in images]).numpy()
@@ -258,7 +259,7 @@ def _check(
     return errors
 
 
-def export(request: ExportRequest) -> dict[str, Any]:
+def export(request: ExportRequest) -> ClipMeta:
     """Write request.out (image.onnx, text.onnx, the vocabulary, meta.json last); returns meta.
 
     A folder whose meta.json is missing is incomplete: meta.json goes first when a folder is
@@ -278,25 +279,28 @@ def export(request: ExportRequest) -> dict[str, Any]:
     write_merges(merges, partial)
     partial.replace(folder / VOCAB_FILE)
     checkpoint = Path(request.pretrained).expanduser()
-    meta: dict[str, Any] = {
-        "version": EXPORT_VERSION,
-        "model": request.model,
-        "pretrained": checkpoint.name if checkpoint.is_file() else request.pretrained,
-        "logit_scale": float(model.logit_scale.exp().item()),
-        "preprocess": {
-            "size": list(size),
-            "mean": list(config["mean"]),
-            "std": list(config["std"]),
-            "interpolation": config.get("interpolation") or "bicubic",
-            "resize_mode": config.get("resize_mode") or "shortest",
-            "fill_color": int(config.get("fill_color", 0)),
-        },
-        "tokenizer": tokenizer_spec,
-        "exported_with": _versions(),
-    }
-    meta["checked"] = _check(folder, model, preprocess, tokenizer, meta)
+    meta = ClipMeta.model_validate(
+        {
+            "version": EXPORT_VERSION,
+            "model": request.model,
+            "pretrained": checkpoint.name if checkpoint.is_file() else request.pretrained,
+            "logit_scale": float(model.logit_scale.exp().item()),
+            "preprocess": {
+                "size": list(size),
+                "mean": list(config["mean"]),
+                "std": list(config["std"]),
+                "interpolation": config.get("interpolation") or "bicubic",
+                "resize_mode": config.get("resize_mode") or "shortest",
+                "fill_color": int(config.get("fill_color", 0)),
+            },
+            "tokenizer": tokenizer_spec,
+            "exported_with": _versions(),
+        }
+    )
+    meta = meta.model_copy(update={"checked": _check(folder, model, preprocess, tokenizer, meta)})
     tmp = folder / f"{META_FILE}.partial"
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(meta.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    tmp.write_text(text + "\n")
     tmp.replace(folder / META_FILE)  # written last: its presence means the export is whole
     log.info("exported CLIP model", model=request.model, folder=str(folder))
     return meta

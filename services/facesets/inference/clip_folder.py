@@ -1,5 +1,12 @@
-"""An exported CLIP folder: its layout, where it is looked for, and what to do when it is not
-there. Imports nothing heavy (no ONNX Runtime), so `facesets doctor` can use it anywhere."""
+"""An exported CLIP folder: its layout, its typed meta.json, where it is looked for, and what
+to do when it is not there. Imports nothing heavy (no ONNX Runtime), so `facesets doctor` can
+use it anywhere.
+
+meta.json is read as any file found on disk: every value is checked (sizes and scales
+positive, the token ids and context length integers), the vocabulary is a file of the folder
+named by its bare name, and the folder's three files are plain files, not links. A folder that
+fails is refused with the file, the key at fault and the command that exports it again.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from facesets.common import settings
 
@@ -70,21 +86,131 @@ def missing_folder_message(spec: ClipSpec) -> str:
     )
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """meta.json of an exported folder; ClipUnavailable when it is missing or another version."""
+class PreprocessMeta(BaseModel):
+    """open_clip's eval transform, as the export recorded it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    size: tuple[int, int] = Field(description="(height, width)")
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Literal["bicubic", "bilinear", "random"] = "bicubic"
+    resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
+    fill_color: int = Field(default=0, ge=0, le=255)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, value: object) -> object:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1 or max(value) > 4096:
+            raise ValueError(f"{value} is not an image size (1 to 4096 pixels a side)")
+        return value
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _per_channel(cls, value: object) -> object:
+        # open_clip writes one number for all three channels, or three
+        return (value,) * 3 if isinstance(value, int | float) else value
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError("a standard deviation must be positive")
+        return value
+
+    @field_validator("interpolation", "resize_mode", mode="before")
+    @classmethod
+    def _default_when_empty(cls, value: object, info: ValidationInfo) -> object:
+        # open_clip leaves these None for its defaults
+        if value is None or value == "":
+            return "bicubic" if info.field_name == "interpolation" else "shortest"
+        return value
+
+
+class TokenizerMeta(BaseModel):
+    """open_clip's CLIP BPE tokenizer, as the export recorded it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: Literal["clip-bpe"] = "clip-bpe"
+    vocab: str  # the merges file, by its name in the folder
+    merges: int | None = Field(default=None, ge=0)
+    context_length: int = Field(ge=2, le=4096)
+    clean: Literal["lower", "whitespace", "canonicalize"] = "lower"
+    special_tokens: tuple[str, ...] | None = Field(default=None, min_length=2)
+    sot: int = Field(ge=0)
+    eot: int = Field(ge=0)
+
+    @field_validator("vocab")
+    @classmethod
+    def _a_file_of_the_folder(cls, value: str) -> str:
+        if not value or value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(f"{value!r} is not a file name in the export's folder")
+        return value
+
+
+class ClipMeta(BaseModel):
+    """meta.json of an exported CLIP folder. Keys this version does not know are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    version: int
+    model: str
+    pretrained: str
+    logit_scale: float = Field(gt=0, le=1e4, allow_inf_nan=False)
+    preprocess: PreprocessMeta
+    tokenizer: TokenizerMeta
+    exported_with: dict[str, str] = Field(default_factory=dict)
+    checked: dict[str, float] = Field(default_factory=dict)
+
+    def files(self) -> tuple[str, ...]:
+        """The folder's files the model runs from."""
+        return (IMAGE_FILE, TEXT_FILE, self.tokenizer.vocab)
+
+
+def read_meta(folder: Path) -> ClipMeta:
+    """meta.json of an exported folder, checked, with the files it names; ClipUnavailable when
+    it is missing, another version, or not what an export writes."""
     path = folder / META_FILE
     try:
-        meta: dict[str, Any] = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except FileNotFoundError as error:
         raise ClipUnavailable(f"no {META_FILE} in {folder}") from error
     except (OSError, ValueError) as error:
         raise ClipUnavailable(f"{path} cannot be read: {error}") from error
-    if meta.get("version") != EXPORT_VERSION:
+    if not isinstance(raw, dict):
+        raise ClipUnavailable(f"{path} is not a JSON object")
+    again = export_command(
+        str(raw.get("model", "MODEL")), str(raw.get("pretrained", "TAG")), folder
+    )
+    if raw.get("version") != EXPORT_VERSION:
         raise ClipUnavailable(
             f"{folder} was exported by another facesets version (export format "
-            f"{meta.get('version')}, this one reads {EXPORT_VERSION}); export it again with "
-            f"{export_command(meta.get('model', 'MODEL'), meta.get('pretrained', 'TAG'), folder)}"
+            f"{raw.get('version')}, this one reads {EXPORT_VERSION}); export it again with "
+            f"{again}"
         )
+    try:
+        meta = ClipMeta.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ClipUnavailable(
+            f"{path} is not what an export writes ({where}: {first['msg']}); export it again "
+            f"with {again}"
+        ) from error
+    for name in meta.files():
+        file = folder / name
+        if file.is_symlink() or not file.is_file():
+            what = "a link" if file.is_symlink() else "missing"
+            raise ClipUnavailable(
+                f"{file} is {what}: an export's files are plain files in its folder; export it "
+                f"again with {again}"
+            )
     return meta
 
 

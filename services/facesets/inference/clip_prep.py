@@ -24,10 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from PIL import Image
+
+from facesets.inference.clip_folder import PreprocessMeta, TokenizerMeta
 
 BPE_HEADER = "#version: 0.2"
 SPECIAL_TOKENS = ("<start_of_text>", "<end_of_text>")
@@ -220,18 +222,18 @@ class BpeTokenizer:
         self.cache: dict[str, list[str]] = {t: [t] for t in special_tokens}
 
     @classmethod
-    def from_meta(cls, folder: Path, meta: dict[str, Any]) -> BpeTokenizer:
-        spec = meta["tokenizer"]
+    def from_meta(cls, folder: Path, spec: TokenizerMeta) -> BpeTokenizer:
+        """The tokenizer of an exported folder (its meta.json checked by read_meta)."""
         tokenizer = cls(
-            read_merges(folder / spec["vocab"]),
-            int(spec["context_length"]),
-            spec.get("clean", "lower"),
-            tuple(spec.get("special_tokens", SPECIAL_TOKENS)),
+            read_merges(folder / spec.vocab),
+            spec.context_length,
+            spec.clean,
+            spec.special_tokens or SPECIAL_TOKENS,
         )
-        if (tokenizer.sot, tokenizer.eot) != (spec["sot"], spec["eot"]):
+        if (tokenizer.sot, tokenizer.eot) != (spec.sot, spec.eot):
             raise ValueError(
-                f"{folder / spec['vocab']} gives start/end token ids "
-                f"{tokenizer.sot}/{tokenizer.eot}, meta.json says {spec['sot']}/{spec['eot']}"
+                f"{folder / spec.vocab} gives start/end token ids "
+                f"{tokenizer.sot}/{tokenizer.eot}, meta.json says {spec.sot}/{spec.eot}"
             )
         return tokenizer
 
@@ -292,25 +294,15 @@ class Preprocess:
     fill_color: int = 0
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Preprocess:
-        size = config["size"]
-        height, width = (size, size) if isinstance(size, int) else size
-        mean, std = config["mean"], config["std"]
-        mean = (mean,) * 3 if isinstance(mean, int | float) else mean
-        std = (std,) * 3 if isinstance(std, int | float) else std
-        resize_mode = config.get("resize_mode") or "shortest"
-        if resize_mode not in ("shortest", "longest", "squash"):
-            raise ValueError(f"unknown resize mode '{resize_mode}'")
-        interpolation = config.get("interpolation") or "bicubic"
-        if interpolation not in ("bicubic", "bilinear", "random"):
-            raise ValueError(f"unknown interpolation '{interpolation}'")
+    def from_meta(cls, meta: PreprocessMeta) -> Preprocess:
+        """The transform an exported folder recorded (its meta.json checked by read_meta)."""
         return cls(
-            (int(height), int(width)),
-            (float(mean[0]), float(mean[1]), float(mean[2])),
-            (float(std[0]), float(std[1]), float(std[2])),
-            resize_mode,
-            interpolation,
-            int(config.get("fill_color", 0)),
+            meta.size,
+            meta.mean,
+            meta.std,
+            meta.resize_mode,
+            meta.interpolation,
+            meta.fill_color,
         )
 
     def _resize(

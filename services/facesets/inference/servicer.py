@@ -175,6 +175,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     def GetInfo(
         self, request: inference_pb2.GetInfoRequest, context: grpc.ServicerContext
     ) -> inference_pb2.ModelInfo:
+        loaded = self.scorer.loaded_meta
         return inference_pb2.ModelInfo(
             model_pack=self.pack.name,
             embedding_dim=self.pack.recognizer.dim if self.pack.recognizer else 0,
@@ -208,10 +209,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             available_providers=list(self.install.available),
             replica=self.replica,
             # once loaded, what the folder was exported from; before, what it is expected to be
-            clip_model=str(self.scorer.loaded_meta.get("model", self.scorer.spec.model)),
-            clip_pretrained=str(
-                self.scorer.loaded_meta.get("pretrained", self.scorer.spec.pretrained)
-            ),
+            clip_model=loaded.model if loaded else self.scorer.spec.model,
+            clip_pretrained=loaded.pretrained if loaded else self.scorer.spec.pretrained,
             clip_loaded=bool(self.scorer.loaded_providers),
             clip_providers=self.scorer.loaded_providers,
             clip_unavailable=self.scorer.unavailable,
