@@ -5,10 +5,12 @@ a command killed with SIGKILL leaves behind are removed by the next command, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,3 +182,50 @@ def test_the_folders_a_killed_command_leaves_are_removed_by_the_next(
     assert again.returncode == 0, again.stderr
     assert not any(folder.exists() for folder in left)
     assert sorted(temp.glob("facesets-*")) == sorted([running, foreign, other])
+
+
+def test_ffmpeg_ends_with_an_export_service_killed_mid_cut(planned: Path, tmp_path: Path) -> None:
+    """The export service itself dies (SIGKILL, as the OOM killer does) while its ffmpeg cuts:
+    the kernel kills that ffmpeg too. The cut is made slow for the test: `ffmpeg` on the
+    command's PATH waits a minute before it runs the real one for a clip (its other uses, the
+    version and probes, run at once), so only the death signal ends it within LIMIT_S."""
+    out = tmp_path / "out"
+    shutil.copytree(planned, out)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    real = shutil.which("ffmpeg")
+    assert real is not None
+    slow = tools / "ffmpeg"
+    slow.write_text(  # one process from start to end: nothing of it outlives a kill
+        f"#!{sys.executable}\nimport os, sys, time\n"
+        'if any(a.endswith(".part.mp4") for a in sys.argv): time.sleep(60)\n'
+        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+    )
+    slow.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+    process = started("video", "cut", str(out), "--accurate", env=env)
+
+    def cutting() -> list[tuple[int, int]]:
+        """(export service, its ffmpeg) while one writes a clip."""
+        found = []
+        for service in services_of(process):
+            if " export" not in command_line(service):
+                continue
+            found += [
+                (service, child)
+                for child in descendants(service)
+                if ".part.mp4" in command_line(child) and alive(child)
+            ]
+        return found
+
+    try:
+        wait_for(lambda: bool(cutting()), 300, "ffmpeg cutting")
+        service, ffmpeg = cutting()[0]
+        os.kill(service, signal.SIGKILL)
+        wait_for(lambda: not alive(ffmpeg), LIMIT_S, "the service's ffmpeg ended")
+    finally:
+        for pid in descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.kill()
+        process.wait()
