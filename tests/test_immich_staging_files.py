@@ -225,3 +225,30 @@ def test_stage_refuses_a_state_file_it_cannot_read_and_leaves_it_as_it_was(
         state_path.write_text(json.dumps(written))
         stage(fake.url, staging)
     assert json.loads(state_path.read_text())["assets"] == written["assets"]
+
+
+def test_stage_writes_nothing_through_a_link_in_the_staging_folder(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    staging = tmp_path / "staging"
+    with FakeImmich(lfw_library(photos[:3]), KEY) as fake:
+        stage(fake.url, staging)
+        user_dir = staging / "alice"
+        items = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"]
+        top = items[0]["path"].split("/")[0]
+        # The staged folder is moved elsewhere and a link takes its place; its photos go.
+        outside = tmp_path / "outside"
+        (user_dir / top).rename(outside)
+        (user_dir / top).symlink_to(outside, target_is_directory=True)
+        shutil.rmtree(outside)
+        outside.mkdir()
+        again = facesets(
+            fake.url, "stage", "--user", "alice", "--staging-root", str(staging), "--no-progress"
+        )
+    assert again.returncode == 1, again.stderr  # the assets' errors, retried next run
+    assert not list(outside.iterdir())  # not a file, not a folder
+    state = json.loads((user_dir / layout.IMMICH_STATE).read_text())["assets"]
+    errors = [r for r in state.values() if r["status"] == "error"]
+    assert len(errors) == 3 and all(
+        "nothing is written through links" in r["reason"] for r in errors
+    )

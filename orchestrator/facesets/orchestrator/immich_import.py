@@ -19,7 +19,7 @@ from facesets.orchestrator import stages
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.embed import EmbedSummary, embed_files
 from facesets.orchestrator.flags import add_params_flags, params_from_args
-from facesets.orchestrator.immich.state import StagingFileError, read_queue_file
+from facesets.orchestrator.immich.state import StagingFileError, read_queue_file, through_link
 from facesets.orchestrator.immich_people import PEOPLE_MODES, PeopleSummary, people_seeds
 from facesets.orchestrator.settings import SETTINGS
 
@@ -59,17 +59,6 @@ class StagedQueue:
         return lines
 
 
-def _through_link(user_dir: Path, relative: str) -> bool:
-    """Whether a part of user_dir/relative is a symbolic link: the photo would be read from
-    wherever the link points."""
-    here = user_dir
-    for part in relative.split("/"):
-        here = here / part
-        if here.is_symlink():
-            return True
-    return False
-
-
 def read_queue(user_dir: Path) -> StagedQueue:
     """queue.json of a staging folder (user_dir, resolved), checked: its paths are taken under
     the folder it is in, whatever folder it was written in, and never through a link."""
@@ -82,7 +71,7 @@ def read_queue(user_dir: Path) -> StagedQueue:
         raise NothingStagedError(f"nothing staged in {user_dir}: run `facesets immich stage` first")
     photos, missing, linked = [], [], []
     for item in queue.items:
-        if _through_link(user_dir, item.path):
+        if through_link(user_dir, item.path):
             linked.append(item.path)
         elif not (user_dir / item.path).is_file():
             missing.append(item.path)

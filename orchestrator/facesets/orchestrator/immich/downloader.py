@@ -58,6 +58,7 @@ from facesets.orchestrator.immich.state import (
     Status,
     is_done,
     lacks_faces,
+    through_link,
 )
 from facesets.orchestrator.settings import SETTINGS
 
@@ -263,11 +264,13 @@ class Stager:
     def _staged_file_intact(self, record: AssetRecord) -> bool:
         """Whether a staged asset's file is still in place, as big as it was staged (a plain
         file, not a link): one deleted or changed since is downloaded again."""
+        path = str(record.path)
         try:
-            found = os.lstat(self.user_dir / str(record.path))
+            found = os.lstat(self.user_dir / path)
         except OSError:
             return False
-        return stat.S_ISREG(found.st_mode) and found.st_size == record.size
+        regular = stat.S_ISREG(found.st_mode) and not through_link(self.user_dir, path)
+        return regular and found.st_size == record.size
 
     def _clear_partial(self, remove: bool = False) -> None:
         """Downloads cut short by a crash or an exit never become staged files."""
@@ -431,8 +434,13 @@ class Stager:
                 library_relative_path(asset.original_path, self.labels), asset.id
             )
             destination = self.user_dir / Path(*relative.parts)
+            if len(relative.parts) > 1 and through_link(self.user_dir, relative.parent.as_posix()):
+                raise OSError(
+                    f"{destination.parent} is a link or lies under one: nothing is written "
+                    "through links in the staging folder"
+                )
             destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, destination)
+            os.replace(tmp, destination)  # a link in its place is replaced, not followed
         except BaseException:
             with self.lock:
                 if self.by_sha.get(sha256) == asset.id:

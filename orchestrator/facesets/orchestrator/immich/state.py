@@ -58,6 +58,17 @@ def staged_path(value: str) -> str:
     return value
 
 
+def through_link(user_dir: Path, relative: str) -> bool:
+    """Whether a part of user_dir/relative (a staged path) is a symbolic link: a photo there
+    would be read from wherever the link points."""
+    here = user_dir
+    for part in relative.split("/"):
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
 class AssetRecord(BaseModel):
     """One asset's outcome in state.json. Keys this version does not know are kept."""
 
