@@ -23,7 +23,7 @@ import pytest
 from fake_immich import LFW_FACE_BOX, FakeImmich, lfw_asset, lfw_library
 
 from facesets.contract import layout
-from services import run_facesets, service_flags
+from services import FACESETS, run_facesets, service_flags
 
 KEY = "staging-files-key-0001"
 PEOPLE = ("Colin_Powell", "Tony_Blair")
@@ -252,3 +252,46 @@ def test_stage_writes_nothing_through_a_link_in_the_staging_folder(
     assert len(errors) == 3 and all(
         "nothing is written through links" in r["reason"] for r in errors
     )
+
+
+def test_a_full_disk_stops_stage_clearly_and_the_same_command_goes_on(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    """The staging disk fills mid-run (a file size limit, `prlimit --fsize`, makes the bigger
+    downloads fail as a full disk does): stage stops at once with its own exit code and says
+    what to do, keeps what it staged, leaves no partial download; the same command, with
+    space, stages the rest and downloads nothing twice. One worker, so that the photos come
+    in the order Immich lists them."""
+    # Immich lists the newest first: the last of the library, the smallest photo, fits under
+    # the limit; the next one listed does not.
+    six = sorted(photos[:6], key=lambda p: p.stat().st_size, reverse=True)
+    sizes = sorted(p.stat().st_size for p in six)
+    limit = (sizes[0] + sizes[1]) // 2
+    staging = tmp_path / "staging"
+    args = ["immich", "stage", "--user", "alice", "--staging-root", str(staging), "--no-progress"]
+    with FakeImmich(lfw_library(six), KEY) as fake:
+        env = {**os.environ, "IMMICH_URL": fake.url, "IMMICH_API_KEY": KEY}
+        full = subprocess.run(
+            ["prlimit", f"--fsize={limit}", "--", *FACESETS, *args, "--workers", "1"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert full.returncode == 5, full.stderr
+        assert f"stopped: the disk of {(staging / 'alice').resolve()} is full" in full.stdout
+        assert "run the same command to go on" in full.stdout and "Traceback" not in full.stderr
+        user_dir = staging / "alice"
+        state = json.loads((user_dir / layout.IMMICH_STATE).read_text())["assets"]
+        assert all(r["status"] == "staged" for r in state.values())  # no asset made an error
+        kept = {asset_id: r["path"] for asset_id, r in state.items()}
+        assert len(kept) == 1
+        data = {asset.id: asset.data for asset in fake.assets.values()}
+        assert all((user_dir / path).read_bytes() == data[a] for a, path in kept.items())
+        assert not (user_dir / ".partial").exists()
+
+        done = subprocess.run(
+            [*FACESETS, *args], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+    state = json.loads((user_dir / layout.IMMICH_STATE).read_text())["assets"]
+    assert len(state) == len(six) and all(r["status"] == "staged" for r in state.values())
+    assert all((user_dir / r["path"]).read_bytes() == data[a] for a, r in state.items())
+    assert all(fake.originals_served[a] == 1 for a in kept)  # what was kept is not fetched again

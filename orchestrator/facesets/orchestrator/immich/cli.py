@@ -13,6 +13,7 @@ from facesets.orchestrator.immich.config import (
     EXIT_ASSET_ERRORS,
     EXIT_AUTH,
     EXIT_BUSY,
+    EXIT_NO_SPACE,
     EXIT_OK,
     EXIT_OUTAGE,
     StageConfig,
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"exit codes: {EXIT_OK} done; {EXIT_ASSET_ERRORS} some assets failed (a re-run retries "
         f"them); {EXIT_OUTAGE} Immich went away (state saved: the same command resumes); "
         f"{EXIT_AUTH} wrong API key, missing permission or bad configuration; {EXIT_BUSY} "
-        "another run is staging into the same folder"
+        f"another run is staging into the same folder; {EXIT_NO_SPACE} the staging folder's "
+        "disk is full (what was staged is kept: the same command goes on once there is space)"
     )
     parser.add_argument("--user", required=True, help="label of this library (a folder name)")
     parser.add_argument(

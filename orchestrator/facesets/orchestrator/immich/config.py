@@ -21,6 +21,7 @@ EXIT_ASSET_ERRORS = 1  # some assets failed; a re-run retries them
 EXIT_OUTAGE = 2  # the server went away; state saved, the same command resumes
 EXIT_AUTH = 3  # wrong API key, missing permission, or bad configuration
 EXIT_BUSY = 4  # another run is staging into the same folder
+EXIT_NO_SPACE = 5  # the staging folder's disk is full; what was staged is kept, a re-run goes on
 EXIT_INTERRUPTED = 130
 
 
@@ -73,6 +74,8 @@ class StageSummary:
     answered: bool = False  # the server answered once: an outage later is resumable
     interrupted: bool = False
     fatal: str | None = None
+    no_space: str | None = None  # the disk filled: what the system said
+    state_unsaved: str | None = None  # state.json could not be written: why
 
     @property
     def processed(self) -> int:
@@ -86,6 +89,8 @@ class StageSummary:
     def exit_code(self) -> int:
         if self.fatal is not None:
             return EXIT_AUTH
+        if self.no_space is not None:
+            return EXIT_NO_SPACE
         if self.outage:
             return EXIT_OUTAGE
         if self.interrupted:
@@ -115,6 +120,11 @@ class StageSummary:
         lines += [f"  {name:<32}{value}" for name, value in rows]
         if self.fatal:
             lines.append(f"stopped: {self.fatal}")
+        elif self.no_space:
+            lines.append(
+                f"stopped: the disk of {self.staging_dir} is full ({self.no_space}); free some "
+                "space and run the same command to go on"
+            )
         elif self.outage and not self.answered:
             lines.append(
                 f"stopped: no Immich server answered at {self.server}; check the address "
@@ -129,4 +139,9 @@ class StageSummary:
             lines.append("interrupted; state saved, run the same command to resume")
         elif self.errors:
             lines.append("some assets failed (see state.json); run the same command to retry them")
+        if self.state_unsaved:
+            lines.append(
+                f"state.json could not be written ({self.state_unsaved}): the next run "
+                "downloads again what this one staged"
+            )
         return "\n".join(lines)

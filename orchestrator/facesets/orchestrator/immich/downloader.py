@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import stat
@@ -63,6 +64,8 @@ from facesets.orchestrator.immich.state import (
 from facesets.orchestrator.settings import SETTINGS
 
 log = structlog.get_logger(__name__)
+# A write refused for want of space: the disk, the user's quota, or the file size limit.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Stager:
@@ -163,7 +166,7 @@ class Stager:
             self._finish_workers(work, workers)
             if self.client.outage.is_set():
                 self.summary.outage = True
-            self.book.save()
+            self._save_state()
             self._clear_partial(remove=True)
             self.client.close()
             self.progress.close()
@@ -176,6 +179,24 @@ class Stager:
             exit_code=self.summary.exit_code,
         )
         return self.summary
+
+    def _no_space(self, error: OSError) -> None:
+        """The staging disk is full: every further download would fail the same way."""
+        with self.lock:
+            if self.summary.no_space is None:
+                self.summary.no_space = error.strerror or str(error)
+                log.error("immich.stage.disk_full", staging_dir=str(self.user_dir))
+        self.cancel.set()
+
+    def _save_state(self) -> None:
+        """state.json and queue.json; on a full disk, the partial downloads are gone by now and
+        the state (a few hundred bytes an asset) may still fit, so it is tried, and said when
+        it does not."""
+        try:
+            self.book.save()
+        except OSError as exc:
+            self.summary.state_unsaved = exc.strerror or str(exc)
+            log.error("immich.stage.state_unsaved", error=str(exc))
 
     def _fatal(self, message: str) -> None:
         if self.summary.fatal is None:
@@ -346,7 +367,12 @@ class Stager:
                 continue
             except ImmichAuthError as exc:
                 self._fatal(str(exc))
-            except (ImmichError, OSError) as exc:
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    self._no_space(exc)  # the asset stays undone: the next run stages it
+                else:
+                    self._error(asset, str(exc))
+            except ImmichError as exc:
                 self._error(asset, str(exc))
             except Exception as exc:  # a bug must not kill the worker and strand the queue
                 log.exception("immich.stage.asset_failed", asset_id=asset.id)
