@@ -314,3 +314,32 @@ def test_plan_thresholds_outside_their_ranges_are_refused(tmp_path: Path) -> Non
         VideoPlanParams(min_segment_s=5.0, max_segment_s=2.0)
     done = run_facesets("video", "plan", str(tmp_path), str(tmp_path), "--min-pass-rate", "1.5")
     assert done.returncode != 0 and "min_pass_rate" in done.stderr
+
+
+def test_a_cut_that_fails_exits_1_and_a_rerun_cuts_what_is_left(
+    library: dict, media: dict, tmp_path: Path
+) -> None:
+    """The export service may not write a file past 24 KiB (RLIMIT_FSIZE, as on a full disk):
+    `video cut` cuts what it can, lists the rest under errors, exits 1 and says to run it
+    again; no part file is left; the re-run, with room, cuts only what is left."""
+    out = tmp_path / "out"
+    video(media, "plan", str(library["src"] / "main.mp4"), str(out))
+    export = ServiceProcess(
+        "export", free_port(), tmp_path / "export.log", "--inference", media["inference"].address
+    ).start(file_size_limit=24 * 1024)
+    try:
+        full = run_facesets(
+            "video", "cut", str(out), "--json", "--export", export.address,
+            "--inference", media["inference"].address, timeout=120,
+        )  # fmt: skip
+    finally:
+        export.stop()
+    assert full.returncode == 1, full.stderr
+    failed = json.loads(full.stdout)["errors"]
+    assert failed and f"run `facesets video cut {out}` again" in full.stderr
+    assert "Traceback" not in full.stderr
+    assert not list(out.rglob("*.part*"))
+    again = video(media, "cut", str(out))
+    assert again["written"] == len(failed) and not again["errors"]
+    plan = json.loads((out / "plan.json").read_text())
+    assert all(Path(s["cut"]["clip"]).is_file() for s in plan["segments"])

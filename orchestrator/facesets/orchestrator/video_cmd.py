@@ -7,6 +7,7 @@ sampled frames go from there to the inference service. `status` reads OUT's file
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from facesets.contract import layout
@@ -102,6 +103,11 @@ def _status(args: argparse.Namespace) -> dict[str, object]:
     return video_status(_out(args))
 
 
+CUT_EXIT_CODES = (
+    "exit codes: 0 done (videos that cannot be planned are listed under errors); 1 some "
+    "planned segments were not cut, a full disk say (a re-run cuts them)"
+)
+
 SUBCOMMANDS = {
     "plan": (
         "find shots, sample frames at 2 fps, track faces and plan the segments to keep "
@@ -130,7 +136,12 @@ SUBCOMMANDS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="video_command", required=True, metavar="COMMAND")
     for name, (help_text, parts, handler) in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=CUT_EXIT_CODES if "cut" in parts else None,
+        )
         if "src" in parts:
             sub.add_argument("src", type=Path, help="a video or a folder of videos (recursive)")
         sub.add_argument("out", type=Path, help="output folder (plan.json, clips)")
@@ -145,9 +156,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0, or 1 when a planned segment could not be cut (a full disk, ffmpeg failing): a re-run
+    cuts those. Videos that cannot be planned (not a video, cut short) are listed under
+    "errors" and do not change the exit code: a re-run would find them as they are."""
     summary = args.video_handler(args)
     print_summary(summary, args.json)  # status too: a table per video unless --json
-    return 0  # bad videos are listed under "errors"; the others were planned and cut
+    cut = summary.get("cut", summary) if args.video_command in ("cut", "run") else {}
+    failed = cut.get("errors") if isinstance(cut, dict) else None
+    if failed:
+        print(
+            f"error: {len(failed)} planned segment(s) were not cut (see errors); run `facesets "
+            f"video cut {args.out}` again to cut them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 COMMANDS = {
