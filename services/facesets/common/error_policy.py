@@ -41,7 +41,18 @@ class MissingField(InvalidParameter):
 
 
 def is_disk_full(error: OSError) -> bool:
-    return error.errno in (errno.ENOSPC, errno.EDQUOT) or bool(getattr(error, "disk_full", False))
+    """No space left, a quota reached, or a file size limit: a write that needs room."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or bool(
+        getattr(error, "disk_full", False)
+    )
+
+
+def disk_full_message(error: OSError) -> str:
+    """What a client shows for a write that found no room: what failed, and what to do (an
+    error that marks itself `disk_full` says so in its own words already)."""
+    if getattr(error, "disk_full", False):
+        return str(error)
+    return f"{error}: the disk is full; free some space and run the same command again"
 
 
 def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -51,9 +62,9 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, PathRefused | InvalidParameter):
         return grpc.StatusCode.INVALID_ARGUMENT, str(error)
     if isinstance(error, OSError):
-        full = is_disk_full(error)
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.FAILED_PRECONDITION
-        return code, str(error)
+        if is_disk_full(error):
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, disk_full_message(error)
+        return grpc.StatusCode.FAILED_PRECONDITION, str(error)
     if isinstance(error, sqlite3.DatabaseError):
         return grpc.StatusCode.FAILED_PRECONDITION, f"not a usable facesets store: {error}"
     if isinstance(error, ValueError | LookupError):

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import structlog
 
-from facesets.common.error_policy import is_disk_full
+from facesets.common.error_policy import disk_full_message, is_disk_full
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import OutsideRootsError, PathRefused, Roots
 from facesets.v1 import common_pb2
@@ -93,9 +93,9 @@ def abort_on_os_error(context: grpc.ServicerContext, error: OSError) -> None:
     """End a call that failed on the file system with a status that says what happened:
     RESOURCE_EXHAUSTED for a full disk, FAILED_PRECONDITION for the rest."""
     log.error("file system error", error=str(error))
-    full = is_disk_full(error)
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.FAILED_PRECONDITION
-    context.abort(code, str(error))
+    if is_disk_full(error):
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, disk_full_message(error))
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
 
 
 def allowed_path(context: grpc.ServicerContext, roots: Roots, value: str, field: str) -> Path:
