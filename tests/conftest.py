@@ -251,3 +251,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     cache = getattr(config, "cache", None)
     if cache is not None and _full_run(config) and exitstatus == 0 and _seconds:
         cache.set(MODULE_SECONDS, {k: round(v, 2) for k, v in sorted(_seconds.items())})
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB file system (a tmpfs, mounted as root) at tmp_path/disk: a few files fill it.
+    `grow` makes it bigger. Skipped where no tmpfs can be mounted."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small file system")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def grow(disk: Path, size: str) -> None:
+    """The small disk, `size` big now (tmpfs sizes: 64m, 1g)."""
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)

@@ -1,39 +1,18 @@
 """A full disk where the user meets it: `facesets cluster` writing its person folders onto a
-small file system (a tmpfs, mounted as root) stops with a message that says the disk is full
+small file system (conftest's `small_disk`, a tmpfs mounted as root) stops with a message that says the disk is full
 and what to do; once there is room the same command finishes, with the same folders as on a
 roomy disk."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from conftest import grow
 from store_fixtures import add_photos, copy_photos, lfw_slice, new_store
 
 from services import run_facesets
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB file system: a few photos fill it."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small file system")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def files_under(folder: Path) -> dict[str, bytes]:
@@ -61,7 +40,7 @@ def test_cluster_onto_a_full_disk_says_so_and_the_same_command_finishes(
     assert "Traceback" not in full.stderr
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no torn copy left
 
-    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    grow(small_disk, "64m")
     again = run_facesets(*command[:2], str(out), *command[2:], *module_clustering)
     assert again.returncode == 0, again.stderr
     assert files_under(out) == files_under(tmp_path / "roomy")

@@ -1,4 +1,5 @@
-"""`facesets store backup` on a damaged store, into a folder that does not exist, and of a
+"""`facesets store backup` on a damaged store, into a folder that does not exist, onto a full
+disk, and of a
 store whose mode is not the temporary file's: a one-line reason and exit 1 when no backup is
 made, no folder created, and a backup that keeps the store's mode."""
 
@@ -84,3 +85,21 @@ def test_a_backup_creates_no_folder_and_keeps_the_stores_mode(tmp_path: Path, ru
         made = run_facesets("store", "backup", str(store), str(dest), timeout=60)
         assert made.returncode == 0, made.stderr
         assert stat.S_IMODE(dest.stat().st_mode) == mode
+
+
+def test_a_backup_onto_a_full_disk_says_so_and_leaves_nothing(
+    tmp_path: Path, small_disk: Path, run_facesets
+) -> None:
+    from conftest import grow
+
+    store = tmp_path / "faces.db"
+    _store(store, 400)  # about 0.5 MB: more than the 256 KiB disk holds
+    full = run_facesets("store", "backup", str(store), str(small_disk))
+    _one_line_refusal(full, f"cannot write the backup {small_disk / store.name}", "disk is full")
+    assert "run the same command again" in full.stderr and "store check" not in full.stderr
+    assert list(small_disk.iterdir()) == []  # no torn copy, no temporary file
+    grow(small_disk, "64m")
+    done = run_facesets("store", "backup", str(store), str(small_disk))
+    assert done.returncode == 0, done.stderr
+    checked = run_facesets("store", "check", str(small_disk / store.name))
+    assert checked.returncode == 0, checked.stdout

@@ -208,6 +208,13 @@ def _backup_into(source: sqlite3.Connection, path: Path, dest: Path, mode: int) 
         os.replace(temporary, dest)
     except sqlite3.Error as error:
         Path(temporary).unlink(missing_ok=True)
+        # SQLITE_FULL: the disk of the copy is full; the store itself is fine
+        if getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+            size = os.stat(path).st_size
+            raise StoreProblem(
+                f"cannot write the backup {dest}: the disk is full (the backup needs about "
+                f"{size / 1e6:.1f} MB); free some space and run the same command again"
+            ) from error
         what = "is damaged" if is_corruption(error) else "cannot be copied"
         raise StoreProblem(
             f"the face store {path} {what} ({error}); no backup was written. See what is wrong "
