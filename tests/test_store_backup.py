@@ -1,7 +1,6 @@
 """`facesets store backup` on a damaged store, into a folder that does not exist, onto a full
-disk, and of a
-store whose mode is not the temporary file's: a one-line reason and exit 1 when no backup is
-made, no folder created, and a backup that keeps the store's mode."""
+disk, and of a store whose mode is not the temporary file's: a one-line reason and exit 1 when
+no backup is made, no folder created, and a backup that keeps the store's mode."""
 
 from __future__ import annotations
 
