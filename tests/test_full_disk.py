@@ -1,7 +1,7 @@
 """A full disk where the user meets it: `facesets cluster` writing its person folders onto a
-small file system (conftest's `small_disk`, a tmpfs mounted as root) stops with a message that says the disk is full
-and what to do; once there is room the same command finishes, with the same folders as on a
-roomy disk."""
+small file system (conftest's `small_disk`, a tmpfs mounted as root) stops with a message that
+says the disk is full and what to do; once there is room the same command finishes, with the
+same folders as on a roomy disk."""
 
 from __future__ import annotations
 
