@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
@@ -32,13 +31,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.02)
-
-
-def _limit_file_size(limit: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
 
 
 def _test_folder(log_path: Path) -> Path:
@@ -88,15 +80,17 @@ class ServiceProcess:
         self, listen: str | None = None, wait: bool = True, file_size_limit: int | None = None
     ) -> ServiceProcess:
         """`file_size_limit` (bytes, RLIMIT_FSIZE) makes the process's writes past that size
-        fail as they do on a full disk."""
-        command = self.prefix + local.serve_command(
-            self.service, listen or self.address, self.ready_file, self.extra, log_level="debug"
+        fail as they do on a full disk. util-linux's prlimit sets it and execs the service: no
+        Python runs in the forked child (this process has threads)."""
+        limit = [] if file_size_limit is None else ["prlimit", f"--fsize={file_size_limit}", "--"]
+        command = (
+            limit
+            + self.prefix
+            + local.serve_command(
+                self.service, listen or self.address, self.ready_file, self.extra, log_level="debug"
+            )
         )
-        self.process = local.launch(
-            command,
-            self.log_path,
-            preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
-        )
+        self.process = local.launch(command, self.log_path)
         if wait:
             self.wait_serving()
         return self

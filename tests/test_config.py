@@ -92,3 +92,5 @@ def test_the_user_config_folder_is_found_and_a_bad_file_is_refused(tmp_path: Pat
     assert bad.returncode == 2 and "unknown key(s) inferense" in bad.stderr, bad.stderr
     missing = run_facesets("--config", str(tmp_path / "none.toml"), "config", "show", env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    a_folder = run_facesets("--config", str(folder), "config", "show", env=env)
+    assert a_folder.returncode == 2 and f"{folder} (from --config) is a folder" in a_folder.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import grpc
 import pytest
@@ -70,3 +71,15 @@ def test_token_is_required_and_never_logged(tmp_path):
     text = log.read_text()
     assert "serving" in text and "auth=token" in text
     assert TOKEN not in text
+
+
+def test_a_token_file_that_cannot_be_read_is_named_with_why(tmp_path: Path) -> None:
+    """Before any connection: a missing token file and a folder named as one."""
+    for named, why in ((tmp_path / "absent", "No such file"), (tmp_path, "Is a directory")):
+        done = subprocess.run(
+            [*FACESETS, "embed", str(tmp_path), str(tmp_path / "s.db"), "--token-file", str(named),
+             "--clustering", "127.0.0.1:9", "--inference", "127.0.0.1:9"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"cannot read the token file {named}: {why}" in done.stderr, done.stderr

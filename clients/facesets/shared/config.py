@@ -82,7 +82,8 @@ def find(explicit: Path | None = None) -> Path | None:
         named = named.expanduser()
         if not named.is_file():
             how = "--config" if explicit else ENV_FILE
-            raise ConfigError(f"config file {named} (from {how}) does not exist")
+            what = "is a folder, not a file" if named.is_dir() else "does not exist"
+            raise ConfigError(f"config file {named} (from {how}) {what}")
         return named.resolve()
     user = user_config_file()
     return user.resolve() if user.is_file() else None

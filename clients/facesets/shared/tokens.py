@@ -12,7 +12,11 @@ def read_token(path: Path | None) -> str | None:
     prints it; None when no file is given."""
     if path is None:
         return None
-    token = Path(path).read_text(encoding="utf-8").strip()
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "not text"
+        raise ValueError(f"cannot read the token file {path}: {why}") from error
     if not token:
         raise ValueError(f"token file {path} is empty")
     register_secret(token)

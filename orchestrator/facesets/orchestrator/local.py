@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -50,9 +50,7 @@ def serve_command(
     ]
 
 
-def launch(
-    command: Sequence[str], log_path: Path, preexec_fn: Callable[[], None] | None = None
-) -> subprocess.Popen[bytes]:
+def launch(command: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
     """A service process with its output appended to `log_path` (the ready file named in the
     command is removed first, so that a stale one is never taken for this start)."""
     ready = Path(command[command.index("--ready-file") + 1])
@@ -64,7 +62,6 @@ def launch(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=os.environ.copy(),
-            preexec_fn=preexec_fn,
         )
 
 
