@@ -176,3 +176,28 @@ def test_version() -> None:
     done = run_facesets("--version")
     assert done.returncode == 0
     assert done.stdout.strip() == f"facesets {metadata.version('facesets')}"
+
+
+def test_doctor_says_whether_ffmpeg_ends_with_a_killed_export_service(
+    model_root: Path, tmp_path: Path
+) -> None:
+    """setpriv (util-linux) found: OK; a PATH without it: a warning that says what it costs."""
+    import shutil
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the death signal is Linux's")
+    simulation = json.dumps({"distributions": {"onnxruntime": "1.32.0"}, "providers": [CPU]})
+    common = ["doctor", "--model-root", str(model_root), "--model-pack", MODEL_PACK]
+    found = run_facesets(*common, env={**os.environ, SIMULATE_ENV: simulation}, timeout=120)
+    assert line_of(found.stdout.splitlines(), "setpriv").startswith("OK"), found.stdout
+    lean = tmp_path / "bin"
+    lean.mkdir()
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is not None:
+        (lean / "ffmpeg").symlink_to(ffmpeg)
+    env = {**os.environ, SIMULATE_ENV: simulation, "PATH": str(lean)}
+    missing = run_facesets(*common, env=env, timeout=120)
+    line = line_of(missing.stdout.splitlines(), "setpriv")
+    assert line.startswith("WARN") and "leaves its ffmpeg to finish alone" in line, line
+    assert missing.returncode == 0, missing.stdout  # a warning, not an error

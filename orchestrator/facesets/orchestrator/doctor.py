@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -179,6 +180,22 @@ def ffmpeg_check() -> Check:
     return Check(OK, "ffmpeg", f"{first[0] if first else 'unknown version'} ({path})")
 
 
+def child_death_check() -> Check | None:
+    """Linux: util-linux's setpriv, through which the export service asks the kernel to kill
+    its ffmpeg when the service itself is killed. None elsewhere (nothing to check)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = shutil.which("setpriv")
+    if path is None:
+        return Check(
+            WARN,
+            "setpriv",
+            "not found on PATH (util-linux): an export service killed mid-cut leaves its "
+            "ffmpeg to finish alone",
+        )
+    return Check(OK, "setpriv", f"{path}: ffmpeg ends with a killed export service")
+
+
 def remote_checks(address: str, token: str | None, tls_ca: Path | None) -> Iterator[Check]:
     from facesets.client.channel import (
         Endpoint,
@@ -260,6 +277,9 @@ def checks(args: argparse.Namespace) -> Iterator[Check]:
     local_level = WARN if remote else ERROR
     yield from local_inference_checks(args, local_level)
     yield ffmpeg_check()
+    death = child_death_check()
+    if death is not None:
+        yield death
     if remote:
         token_file = args.token_file or os.environ.get("FACESETS_TOKEN_FILE")
         token = read_token(Path(token_file)) if token_file else None
