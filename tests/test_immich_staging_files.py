@@ -151,6 +151,16 @@ def test_a_staged_photo_deleted_or_linked_is_left_out_then_staged_again(
             shas = {row[0] for row in db.execute("SELECT sha256 FROM images")}
         assert hashlib.sha256(other.read_bytes()).hexdigest() not in shas
 
+        plain = facesets(
+            "http://127.0.0.1:9",
+            *("import", "--user", "alice", "--staging-root", str(staging), "--min-faces", "2"),
+            *service_flags(module_services, "import"),
+        )
+        assert plain.returncode == 0, plain.stderr
+        assert f"staged photos            {len(photos) - 2} (1 missing, 1 links: left out)" in (
+            plain.stdout
+        )
+
         # The next stage fetches both again, and only them, as plain files.
         served = dict(fake.originals_served)
         stage(fake.url, staging)

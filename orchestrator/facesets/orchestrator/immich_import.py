@@ -246,7 +246,13 @@ def format_summary(result: ImportSummary) -> str:
     explanation = explain_empty(route)
     return "\n".join(
         [
-            f"staged photos            {result.staged}",
+            f"staged photos            {result.staged}"
+            + (
+                f" ({result.left_out['missing']} missing, {result.left_out['links']} links: "
+                "left out)"
+                if any(result.left_out.values())
+                else ""
+            ),
             f"embedded now             {embed.embedded} ({embed.faces_found} faces), "
             f"already in the store {embed.known}",
             f"faces matched to known   {route.get('faces_matched', 0)} "
