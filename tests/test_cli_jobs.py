@@ -163,3 +163,23 @@ def test_a_job_without_its_output_folder_is_refused(setup):
                 list(call())
             assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
             assert "is required" in (refused.value.details() or "")
+
+
+def test_a_torn_manifest_in_the_output_folder_is_refused_with_one_piece_of_advice(setup):
+    """A manifest cut short (a crash of an older writer, a full disk elsewhere): the job names
+    it and says once what to do, writes nothing, and runs once it is moved away."""
+    root, _, store, service, _ = setup
+    out = root / "torn"
+    facesets("cluster", str(store), str(out), "--clustering", service.address)
+    manifest = out / "manifest.json"
+    whole = manifest.read_bytes()
+    manifest.write_bytes(whole[:100])
+    before = tree(out)
+    refused = run_facesets("cluster", str(store), str(out), "--clustering", service.address)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{manifest} is not a readable manifest" in refused.stderr, refused.stderr
+    assert refused.stderr.count("move it away") == 1, refused.stderr
+    assert tree(out) == before
+    manifest.rename(root / "torn-manifest.json")
+    done = facesets("cluster", str(store), str(out), "--clustering", service.address)
+    assert done["persons"] >= len(PEOPLE)

@@ -64,6 +64,7 @@ from facesets.clustering.jobs.job import (
     face_index_by_id,
     model_identity,
     report,
+    unusable_manifest,
     usable_faces,
     vector_json,
 )
@@ -256,7 +257,7 @@ def age_split(
     try:
         previous = EraPlan.read(plan_path)
     except ManifestError as exc:
-        raise JobError(f"{exc}; move it away and re-run") from exc
+        raise unusable_manifest(exc) from exc
     if extend and previous is None:
         raise JobError(f"{curated.name} has no era plan in {export_dir}; run `age split` first")
     if previous is not None:

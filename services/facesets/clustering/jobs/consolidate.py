@@ -39,6 +39,7 @@ from facesets.clustering.jobs.job import (
     check_model,
     face_index_by_id,
     report,
+    unusable_manifest,
     vector_json,
 )
 from facesets.clustering.jobs.materialize import (
@@ -166,7 +167,7 @@ class _Folder:
         try:
             self.state = ConsolidateState.read(self.path) or ConsolidateState()
         except ManifestError as exc:
-            raise JobError(f"{exc}; move it away and re-run") from exc
+            raise unusable_manifest(exc) from exc
 
     def refine_bytes(self) -> bytes:
         return self.refine_path.read_bytes()

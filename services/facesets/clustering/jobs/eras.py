@@ -16,6 +16,7 @@ from facesets.clustering.jobs.job import (
     JobError,
     Photos,
     face_index_by_id,
+    unusable_manifest,
 )
 from facesets.clustering.store import FaceTable
 from facesets.contract import layout
@@ -114,7 +115,7 @@ def read_curated(export_dir: Path, faceset: str) -> Curated:
         }
         return Curated(name, sorted(set(manifest.face_ids())), sorted(roots))
     except ManifestError as exc:
-        raise JobError(f"{exc}; move it away and re-run") from exc
+        raise unusable_manifest(exc) from exc
 
 
 def curated_rows(curated: Curated, table: FaceTable, usable: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from facesets.clustering.store import FaceStore, FaceTable, ImageRow
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import PathRefused, Roots
 from facesets.common.vectors import unit_rows as normalise
-from facesets.contract.manifests import FacesetEntry, ModelIdentity
+from facesets.contract.manifests import FacesetEntry, ManifestError, ModelIdentity
 
 __all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
@@ -52,6 +52,12 @@ def check_model(
             f"{where} was made with model {recorded.to_json()}, but {store.path} holds "
             f"{model_identity(store).to_json()}; run the job again from scratch into another folder"
         )
+
+
+def unusable_manifest(error: ManifestError) -> JobError:
+    """A job's refusal of a manifest it cannot use, saying what to do once."""
+    text = str(error).removesuffix("; move it away")
+    return JobError(f"{text}; move it away and re-run")
 
 
 def centroid_of(embeddings: np.ndarray) -> np.ndarray:

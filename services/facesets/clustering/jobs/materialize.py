@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import structlog
 
-from facesets.clustering.jobs.job import JobError, ProgressFn, report
+from facesets.clustering.jobs.job import JobError, ProgressFn, report, unusable_manifest
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
 from facesets.contract.manifests import JobManifest, ManifestError, read_object
@@ -72,7 +72,7 @@ def read_manifest(path: Path, model: type[M], command: str | None = None) -> M |
             )
         return None if raw is None else model.from_json(raw, str(path))
     except ManifestError as exc:
-        raise JobError(f"{exc}; move it away and re-run") from exc
+        raise unusable_manifest(exc) from exc
 
 
 def _exists(path: Path) -> bool:
