@@ -37,6 +37,7 @@ def test_cluster_onto_a_full_disk_says_so_and_the_same_command_finishes(
     full = run_facesets(*command[:2], str(out), *command[2:], *module_clustering)
     assert full.returncode == 1, full.stderr
     assert "the disk is full; free some space and run the same command again" in full.stderr
+    assert f"cannot write in {out}/" in full.stderr and ".tmp" not in full.stderr
     assert "Traceback" not in full.stderr
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no torn copy left
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 import structlog
 
 from facesets.clustering.jobs.job import JobError, ProgressFn, report, unusable_manifest
+from facesets.common.error_policy import is_disk_full
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
 from facesets.contract.manifests import JobManifest, ManifestError, read_object
@@ -118,9 +119,13 @@ def place(source: Path, target: Path, mode: str) -> str:
         if used == "copy":
             shutil.copy2(source, tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         if _exists(tmp):
             tmp.unlink()
+        if isinstance(error, OSError) and is_disk_full(error):
+            # Said of the folder: the temporary name means nothing to the user.
+            message = f"cannot write in {target.parent}: {error.strerror}"
+            raise OSError(error.errno, message) from error
         raise
     return used
 
