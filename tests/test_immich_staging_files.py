@@ -305,3 +305,25 @@ def test_a_full_disk_stops_stage_clearly_and_the_same_command_goes_on(
     assert len(state) == len(six) and all(r["status"] == "staged" for r in state.values())
     assert all((user_dir / r["path"]).read_bytes() == data[a] for a, r in state.items())
     assert all(fake.originals_served[a] == 1 for a in kept)  # what was kept is not fetched again
+
+
+def test_a_staged_photo_changed_in_place_is_staged_again(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    """Same size, other bytes (an editor saving over it): its modification time says so."""
+    staging = tmp_path / "staging"
+    library = lfw_library(photos[:3])
+    with FakeImmich(library, KEY) as fake:
+        stage(fake.url, staging)
+        user_dir = staging / "alice"
+        first = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"][0]
+        changed = user_dir / first["path"]
+        data = bytearray(changed.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        changed.write_bytes(bytes(data))
+        os.utime(changed, ns=(0, 10**18))  # another time, whatever the clock's resolution
+        served = dict(fake.originals_served)
+        stage(fake.url, staging)
+        again = {k: v - served.get(k, 0) for k, v in fake.originals_served.items()}
+    assert {k for k, v in again.items() if v} == {first["asset_id"]}
+    assert changed.read_bytes() == fake.assets[first["asset_id"]].data

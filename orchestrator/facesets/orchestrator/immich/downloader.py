@@ -283,15 +283,17 @@ class Stager:
                 self.paths[record.path.casefold()] = asset_id
 
     def _staged_file_intact(self, record: AssetRecord) -> bool:
-        """Whether a staged asset's file is still in place, as big as it was staged (a plain
-        file, not a link): one deleted or changed since is downloaded again."""
+        """Whether a staged asset's file is still in place as it was staged: a plain file (no
+        link on the way), its size and modification time (where recorded: staged by an older
+        version, the size alone). One deleted, replaced or changed since is downloaded again."""
         path = str(record.path)
         try:
             found = os.lstat(self.user_dir / path)
         except OSError:
             return False
         regular = stat.S_ISREG(found.st_mode) and not through_link(self.user_dir, path)
-        return regular and found.st_size == record.size
+        same_time = record.mtime_ns is None or found.st_mtime_ns == record.mtime_ns
+        return regular and found.st_size == record.size and same_time
 
     def _clear_partial(self, remove: bool = False) -> None:
         """Downloads cut short by a crash or an exit never become staged files."""
@@ -467,6 +469,7 @@ class Stager:
                 )
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, destination)  # a link in its place is replaced, not followed
+            mtime_ns = os.lstat(destination).st_mtime_ns
         except BaseException:
             with self.lock:
                 if self.by_sha.get(sha256) == asset.id:
@@ -478,6 +481,7 @@ class Stager:
             path=relative.as_posix(),
             sha256=sha256,
             size=size,
+            mtime_ns=mtime_ns,
             face_short=None if biggest is None else round(biggest, 1),
             size_source=size_source,
             faces=[face.as_json() for face in faces],

@@ -81,6 +81,7 @@ class AssetRecord(BaseModel):
     path: str | None = None  # staged: where, relative to the user's staging folder
     sha256: str | None = Field(default=None, pattern=_SHA256)
     size: int | None = Field(default=None, ge=0)
+    mtime_ns: int | None = None  # staged: the file's modification time as it was placed
     face_short: float | None = None  # the biggest face's short side, original pixels
     min_face_short: float | None = None  # the threshold a NO_BIG_FACE was decided against
     size_source: str | None = None
