@@ -69,9 +69,11 @@ def test_a_queue_naming_other_files_is_refused_and_a_moved_folder_is_read_where_
     staging = tmp_path / "staging"
     with FakeImmich(lfw_library(photos), KEY) as fake:
         stage(fake.url, staging)
-    # The folder moves (another disk, a renamed parent): queue.json still names the old one.
+    # The folder moves to another disk, copied without its files' times (`cp -r`), and the
+    # old one goes: queue.json still names the old one.
     moved = tmp_path / "moved"
-    staging.rename(moved)
+    shutil.copytree(staging, moved, copy_function=shutil.copyfile)
+    shutil.rmtree(staging)
     queue_path = moved / "alice" / layout.IMMICH_QUEUE
     written = json.loads(queue_path.read_text())
     assert written["root"] == str((staging / "alice").resolve())
@@ -143,7 +145,7 @@ def test_a_staged_photo_deleted_or_linked_is_left_out_then_staged_again(
         assert "1 staged photo(s) are links" in first.stderr
         result = json.loads(first.stdout)
         assert result["staged"] == len(photos) - 2
-        assert result["staged_left_out"] == {"missing": 1, "links": 1}
+        assert result["staged_left_out"] == {"missing": 1, "links": 1, "changed": 0}
         assert result["embed"]["embedded"] == len(photos) - 2
         store = user_dir / layout.IMMICH_STORE
         assert str(linked) not in store_paths(store)
@@ -157,9 +159,8 @@ def test_a_staged_photo_deleted_or_linked_is_left_out_then_staged_again(
             *service_flags(module_services, "import"),
         )
         assert plain.returncode == 0, plain.stderr
-        assert f"staged photos            {len(photos) - 2} (1 missing, 1 links: left out)" in (
-            plain.stdout
-        )
+        left_out = "(1 missing, 1 links, 0 changed: left out)"
+        assert f"staged photos            {len(photos) - 2} {left_out}" in plain.stdout
 
         # The next stage fetches both again, and only them, as plain files.
         served = dict(fake.originals_served)
@@ -171,10 +172,8 @@ def test_a_staged_photo_deleted_or_linked_is_left_out_then_staged_again(
     second = import_(staging, module_services)
     assert second.returncode == 0, second.stderr
     result = json.loads(second.stdout)
-    assert result["staged"] == len(photos) and result["staged_left_out"] == {
-        "missing": 0,
-        "links": 0,
-    }
+    assert result["staged"] == len(photos)
+    assert result["staged_left_out"] == {"missing": 0, "links": 0, "changed": 0}
     assert result["embed"]["embedded"] == 2
 
 
@@ -307,23 +306,41 @@ def test_a_full_disk_stops_stage_clearly_and_the_same_command_goes_on(
     assert all(fake.originals_served[a] == 1 for a in kept)  # what was kept is not fetched again
 
 
-def test_a_staged_photo_changed_in_place_is_staged_again(
-    photos: list[Path], tmp_path: Path
+def test_a_staged_photo_changed_in_place_is_left_out_then_staged_again(
+    photos: list[Path], tmp_path: Path, module_services: dict
 ) -> None:
-    """Same size, other bytes (an editor saving over it): its modification time says so."""
+    """Same size, other bytes (an editor saving over it): its modification time and then its
+    bytes say so. import leaves it out (its faces would be routed by the digest staging
+    recorded), and the next stage fetches it again, and only it; a photo with its bytes under
+    another time is read as staged."""
     staging = tmp_path / "staging"
     library = lfw_library(photos[:3])
     with FakeImmich(library, KEY) as fake:
         stage(fake.url, staging)
         user_dir = staging / "alice"
-        first = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"][0]
+        first, second = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"][:2]
         changed = user_dir / first["path"]
+        touched = user_dir / second["path"]  # the same bytes under another time (a copy)
+        os.utime(touched, ns=(0, 2 * 10**18))
         data = bytearray(changed.read_bytes())
         data[len(data) // 2] ^= 0xFF
         changed.write_bytes(bytes(data))
         os.utime(changed, ns=(0, 10**18))  # another time, whatever the clock's resolution
+        imported = import_(staging, module_services)
+        assert imported.returncode == 0, imported.stderr
+        assert "1 staged photo(s) changed since they were staged" in imported.stderr
+        result = json.loads(imported.stdout)
+        assert result["staged_left_out"] == {"missing": 0, "links": 0, "changed": 1}
+        assert result["embed"]["embedded"] == 2
+        store = user_dir / layout.IMMICH_STORE
+        assert str(changed.resolve()) not in store_paths(store)
         served = dict(fake.originals_served)
         stage(fake.url, staging)
         again = {k: v - served.get(k, 0) for k, v in fake.originals_served.items()}
     assert {k for k, v in again.items() if v} == {first["asset_id"]}
     assert changed.read_bytes() == fake.assets[first["asset_id"]].data
+    state = json.loads((user_dir / layout.IMMICH_STATE).read_text())["assets"]
+    assert state[second["asset_id"]]["mtime_ns"] == 2 * 10**18  # hashed once, not again
+    done = import_(staging, module_services)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["embed"]["embedded"] == 1

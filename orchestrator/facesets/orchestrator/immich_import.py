@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +45,7 @@ class StagedQueue:
     photos: list[StagedPhoto]
     missing: list[str]  # staged, no longer in the folder (deleted or moved since)
     linked: list[str]  # in the folder as a link, or under one: not read
+    changed: list[str]  # another size or modification time than staged: not read
 
     def warnings(self, user_dir: Path) -> list[str]:
         lines = []
@@ -50,6 +53,12 @@ class StagedQueue:
             lines.append(
                 f"warning: {len(self.missing)} staged photo(s) are no longer in {user_dir} "
                 f"(first: {self.missing[0]}); `facesets immich stage` fetches them again"
+            )
+        if self.changed:
+            lines.append(
+                f"warning: {len(self.changed)} staged photo(s) changed since they were staged "
+                f"and are not read (first: {self.changed[0]}); `facesets immich stage` fetches "
+                "them again"
             )
         if self.linked:
             lines.append(
@@ -69,20 +78,28 @@ def read_queue(user_dir: Path) -> StagedQueue:
         raise NothingStagedError(str(error)) from error
     if queue is None:
         raise NothingStagedError(f"nothing staged in {user_dir}: run `facesets immich stage` first")
-    photos, missing, linked = [], [], []
+    photos, missing, linked, changed = [], [], [], []
     for item in queue.items:
         if through_link(user_dir, item.path):
             linked.append(item.path)
-        elif not (user_dir / item.path).is_file():
+            continue
+        try:
+            found = os.lstat(user_dir / item.path)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
             missing.append(item.path)
+        elif item.changed(user_dir / item.path, found):
+            changed.append(item.path)
         else:
             photos.append(StagedPhoto(str(user_dir / item.path), item.sha256))
     if queue.items and not photos:
         raise NothingStagedError(
             f"none of the {len(queue.items)} photos staged in {user_dir} is there to read "
-            f"({len(missing)} missing, {len(linked)} links): run `facesets immich stage` again"
+            f"({len(missing)} missing, {len(linked)} links, {len(changed)} changed): run "
+            "`facesets immich stage` again"
         )
-    return StagedQueue(photos, missing, linked)
+    return StagedQueue(photos, missing, linked, changed)
 
 
 @dataclass
@@ -231,7 +248,11 @@ def import_user(opened: Services, request: ImportRequest) -> ImportSummary:
         if isinstance(routed_list, list)
         else [],
         staged=len(queue.photos),
-        left_out={"missing": len(queue.missing), "links": len(queue.linked)},
+        left_out={
+            "missing": len(queue.missing),
+            "links": len(queue.linked),
+            "changed": len(queue.changed),
+        },
         embed=embedded,
         route=routed,
         export=exported,
@@ -248,8 +269,8 @@ def format_summary(result: ImportSummary) -> str:
         [
             f"staged photos            {result.staged}"
             + (
-                f" ({result.left_out['missing']} missing, {result.left_out['links']} links: "
-                "left out)"
+                f" ({result.left_out['missing']} missing, {result.left_out['links']} links, "
+                f"{result.left_out['changed']} changed: left out)"
                 if any(result.left_out.values())
                 else ""
             ),

@@ -57,6 +57,7 @@ from facesets.orchestrator.immich.state import (
     AssetRecord,
     StateBook,
     Status,
+    changed_since_staged,
     is_done,
     lacks_faces,
     through_link,
@@ -282,18 +283,24 @@ class Stager:
             if record.status == STAGED and record.path is not None:
                 self.paths[record.path.casefold()] = asset_id
 
-    def _staged_file_intact(self, record: AssetRecord) -> bool:
+    def _staged_file_intact(self, asset_id: str, record: AssetRecord) -> bool:
         """Whether a staged asset's file is still in place as it was staged: a plain file (no
-        link on the way), its size and modification time (where recorded: staged by an older
-        version, the size alone). One deleted, replaced or changed since is downloaded again."""
+        link on the way), not changed since (`changed_since_staged`; staged by an older
+        version, which kept no time: its size). One deleted, replaced or changed since is
+        downloaded again; one found with its bytes under another time keeps that time."""
         path = str(record.path)
         try:
             found = os.lstat(self.user_dir / path)
         except OSError:
             return False
-        regular = stat.S_ISREG(found.st_mode) and not through_link(self.user_dir, path)
-        same_time = record.mtime_ns is None or found.st_mtime_ns == record.mtime_ns
-        return regular and found.st_size == record.size and same_time
+        if not stat.S_ISREG(found.st_mode) or through_link(self.user_dir, path):
+            return False
+        full = self.user_dir / path
+        if changed_since_staged(full, found, record.size, record.mtime_ns, record.sha256):
+            return False
+        if record.mtime_ns is not None and found.st_mtime_ns != record.mtime_ns:
+            self.book.put(asset_id, record.model_copy(update={"mtime_ns": found.st_mtime_ns}))
+        return True
 
     def _clear_partial(self, remove: bool = False) -> None:
         """Downloads cut short by a crash or an exit never become staged files."""
@@ -320,7 +327,7 @@ class Stager:
                 elif is_excluded(relative, asset.original_path, self.globs):
                     self._finish(asset, SKIPPED, EXCLUDED)
                 elif (record := self.book.get(asset.id)) is not None and (
-                    record.status == STAGED and not self._staged_file_intact(record)
+                    record.status == STAGED and not self._staged_file_intact(asset.id, record)
                 ):
                     self._submit(work, asset)
                 elif self._faces_only(record):

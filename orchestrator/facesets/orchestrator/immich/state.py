@@ -9,7 +9,9 @@ file it cannot read.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -69,6 +71,23 @@ def through_link(user_dir: Path, relative: str) -> bool:
     return False
 
 
+def changed_since_staged(
+    path: Path, found: os.stat_result, size: int | None, mtime_ns: int | None, sha256: str | None
+) -> bool:
+    """Whether the staged file at `path` (`found`: its lstat) is not the one placed: another
+    size, or another modification time and other bytes. A folder copied without its times
+    keeps its bytes: those files are read and hashed, and found unchanged."""
+    if found.st_size != size:
+        return True
+    if mtime_ns is None or found.st_mtime_ns == mtime_ns:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest() != sha256
+    except OSError:
+        return True
+
+
 class AssetRecord(BaseModel):
     """One asset's outcome in state.json. Keys this version does not know are kept."""
 
@@ -114,12 +133,17 @@ class QueueItem(BaseModel):
     path: str
     sha256: str = Field(pattern=_SHA256)
     size: int = Field(ge=0)
+    mtime_ns: int | None = None  # as placed (None: staged by an older version)
     original_path: str = ""
 
     @field_validator("path")
     @classmethod
     def _inside(cls, value: str) -> str:
         return staged_path(value)
+
+    def changed(self, path: Path, found: os.stat_result) -> bool:
+        """Whether the file found is not the one staged (see changed_since_staged)."""
+        return changed_since_staged(path, found, self.size, self.mtime_ns, self.sha256)
 
 
 class StagingQueue(BaseModel):
@@ -227,6 +251,7 @@ class StateBook:
                         path=str(record.path),
                         sha256=str(record.sha256),
                         size=int(record.size or 0),
+                        mtime_ns=record.mtime_ns,
                         original_path=record.original_path,
                     )
                     for asset_id, record in self.records.items()
