@@ -306,41 +306,39 @@ def test_a_full_disk_stops_stage_clearly_and_the_same_command_goes_on(
     assert all(fake.originals_served[a] == 1 for a in kept)  # what was kept is not fetched again
 
 
-def test_a_staged_photo_changed_in_place_is_left_out_then_staged_again(
+def test_staged_photos_changed_in_place_are_left_out_then_staged_again(
     photos: list[Path], tmp_path: Path, module_services: dict
 ) -> None:
-    """Same size, other bytes (an editor saving over it): its modification time and then its
-    bytes say so. import leaves it out (its faces would be routed by the digest staging
-    recorded), and the next stage fetches it again, and only it; a photo with its bytes under
-    another time is read as staged."""
+    """One photo grows (an editor saving over it): import leaves it out (it would route its
+    faces by the digest staging recorded) and stage fetches it again. One keeps its size with
+    other bytes: its modification time, then its bytes, tell stage. One keeps its bytes under
+    another time (a copy): read as staged, hashed once. Only the first two are fetched."""
     staging = tmp_path / "staging"
-    library = lfw_library(photos[:3])
-    with FakeImmich(library, KEY) as fake:
+    with FakeImmich(lfw_library(photos[:4]), KEY) as fake:
         stage(fake.url, staging)
         user_dir = staging / "alice"
-        first, second = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"][:2]
-        changed = user_dir / first["path"]
-        touched = user_dir / second["path"]  # the same bytes under another time (a copy)
-        os.utime(touched, ns=(0, 2 * 10**18))
-        data = bytearray(changed.read_bytes())
+        items = json.loads((user_dir / layout.IMMICH_QUEUE).read_text())["items"]
+        grown, edited, touched = (user_dir / item["path"] for item in items[:3])
+        grown.write_bytes(grown.read_bytes() + b"\0" * 64)
+        data = bytearray(edited.read_bytes())
         data[len(data) // 2] ^= 0xFF
-        changed.write_bytes(bytes(data))
-        os.utime(changed, ns=(0, 10**18))  # another time, whatever the clock's resolution
+        edited.write_bytes(bytes(data))
+        os.utime(edited, ns=(0, 10**18))  # another time, whatever the clock's resolution
+        os.utime(touched, ns=(0, 2 * 10**18))
         imported = import_(staging, module_services)
         assert imported.returncode == 0, imported.stderr
         assert "1 staged photo(s) changed since they were staged" in imported.stderr
         result = json.loads(imported.stdout)
         assert result["staged_left_out"] == {"missing": 0, "links": 0, "changed": 1}
-        assert result["embed"]["embedded"] == 2
-        store = user_dir / layout.IMMICH_STORE
-        assert str(changed.resolve()) not in store_paths(store)
+        assert str(grown.resolve()) not in store_paths(user_dir / layout.IMMICH_STORE)
         served = dict(fake.originals_served)
         stage(fake.url, staging)
         again = {k: v - served.get(k, 0) for k, v in fake.originals_served.items()}
-    assert {k for k, v in again.items() if v} == {first["asset_id"]}
-    assert changed.read_bytes() == fake.assets[first["asset_id"]].data
+    assert {k for k, v in again.items() if v} == {items[0]["asset_id"], items[1]["asset_id"]}
+    for item, path in zip(items[:2], (grown, edited), strict=True):
+        assert path.read_bytes() == fake.assets[item["asset_id"]].data
     state = json.loads((user_dir / layout.IMMICH_STATE).read_text())["assets"]
-    assert state[second["asset_id"]]["mtime_ns"] == 2 * 10**18  # hashed once, not again
+    assert state[items[2]["asset_id"]]["mtime_ns"] == 2 * 10**18  # hashed once, not again
     done = import_(staging, module_services)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["embed"]["embedded"] == 1
+    assert json.loads(done.stdout)["staged_left_out"]["changed"] == 0

@@ -45,7 +45,7 @@ class StagedQueue:
     photos: list[StagedPhoto]
     missing: list[str]  # staged, no longer in the folder (deleted or moved since)
     linked: list[str]  # in the folder as a link, or under one: not read
-    changed: list[str]  # another size or modification time than staged: not read
+    changed: list[str]  # another size than staged: not read
 
     def warnings(self, user_dir: Path) -> list[str]:
         lines = []
@@ -89,7 +89,9 @@ def read_queue(user_dir: Path) -> StagedQueue:
             found = None
         if found is None or not stat.S_ISREG(found.st_mode):
             missing.append(item.path)
-        elif item.changed(user_dir / item.path, found):
+        elif found.st_size != item.size:  # its bytes are not those staged
+            # (Its time is not compared: a folder copied without its times would have every
+            # photo hashed here, before the embed hashes them again; stage does compare it.)
             changed.append(item.path)
         else:
             photos.append(StagedPhoto(str(user_dir / item.path), item.sha256))

@@ -133,17 +133,12 @@ class QueueItem(BaseModel):
     path: str
     sha256: str = Field(pattern=_SHA256)
     size: int = Field(ge=0)
-    mtime_ns: int | None = None  # as placed (None: staged by an older version)
     original_path: str = ""
 
     @field_validator("path")
     @classmethod
     def _inside(cls, value: str) -> str:
         return staged_path(value)
-
-    def changed(self, path: Path, found: os.stat_result) -> bool:
-        """Whether the file found is not the one staged (see changed_since_staged)."""
-        return changed_since_staged(path, found, self.size, self.mtime_ns, self.sha256)
 
 
 class StagingQueue(BaseModel):
@@ -251,7 +246,6 @@ class StateBook:
                         path=str(record.path),
                         sha256=str(record.sha256),
                         size=int(record.size or 0),
-                        mtime_ns=record.mtime_ns,
                         original_path=record.original_path,
                     )
                     for asset_id, record in self.records.items()
