@@ -7,7 +7,6 @@ import dataclasses
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from facesets.common.server import (
 )
 from facesets.shared.config import Config, ConfigError
 from facesets.shared.config import find as find_config
+from facesets.shared.processes import running
 from facesets.shared.tokens import read_token
 
 log = structlog.get_logger(__name__)
@@ -267,25 +267,6 @@ def apply_config(args: argparse.Namespace, config: Config) -> None:
                 setattr(args, name, path(config.get(key, getattr(args, name))))
 
 
-def _running(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if sys.platform.startswith("linux"):
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-    if os.name == "nt":
-        return True  # os.kill would terminate it: the parent-pid check alone applies
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
     """SIGTERM to this process (a clean stop) once process `parent`, the command that started
     it, is gone: it no longer runs, or this process was re-parented. Works whichever thread of
@@ -293,7 +274,7 @@ def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
     direct = os.getppid() == parent
 
     def gone() -> bool:
-        return (direct and os.getppid() != parent) or not _running(parent)
+        return (direct and os.getppid() != parent) or not running(parent)
 
     def watch() -> None:
         while not gone():

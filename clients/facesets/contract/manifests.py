@@ -39,7 +39,13 @@ T = TypeVar("T")
 
 class ManifestError(ValueError):
     """A manifest on disk that cannot be used: not JSON, not an object, a key of the wrong type
-    or a newer schema version. A ValueError, so every service answers it FAILED_PRECONDITION."""
+    or a newer schema version. A ValueError, so every service answers it FAILED_PRECONDITION.
+    `reason` is what is wrong; the message adds `advice` (what to do) where one is given, so
+    that a caller with advice of its own can give it alone."""
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 # --- checked reading of untrusted JSON ----------------------------------------------------------
@@ -163,7 +169,8 @@ def read_object(path: Path, where: str | None = None) -> dict[str, object] | Non
     try:
         payload = layout.read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where} is not a readable manifest ({exc}); move it away") from exc
+        reason = f"{where} is not a readable manifest ({exc})"
+        raise ManifestError(reason, "move it away") from exc
     return None if payload is None else _object(payload, where)
 
 

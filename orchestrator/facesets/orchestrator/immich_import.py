@@ -112,7 +112,7 @@ class ImportSummary:
     people: PeopleSummary
     disagreements: list[object]  # the export's (with their strips), else route's
     staged: int  # the staged photos read now
-    left_out: dict[str, int]  # staged photos not read: missing, links
+    left_out: dict[str, int]  # staged photos not read: missing, links, changed
     embed: EmbedSummary
     route: dict[str, object]
     export: dict[str, object]

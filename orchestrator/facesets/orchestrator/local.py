@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from facesets.orchestrator.settings import SETTINGS
+from facesets.shared.processes import running
 
 log = structlog.get_logger(__name__)
 START_TIMEOUT_S = 180.0
@@ -113,16 +114,6 @@ _FOLDER_NAME = re.compile(r"facesets-(?:inference|clustering|export)-(\d+)-[A-Za
 _swept = False
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def sweep_stale_folders(parent: Path | None = None) -> list[Path]:
     """Remove the local services' folders of commands that are gone: a command killed with
     SIGKILL runs no clean-up. Only this user's folders, named as this module names them, whose
@@ -133,7 +124,7 @@ def sweep_stale_folders(parent: Path | None = None) -> list[Path]:
     for entry in Path(parent or tempfile.gettempdir()).glob("facesets-*"):
         match = _FOLDER_NAME.fullmatch(entry.name)
         try:
-            if match is None or _running(int(match.group(1))):
+            if match is None or running(int(match.group(1))):
                 continue
             info = entry.lstat()
             if not entry.is_dir() or entry.is_symlink() or info.st_uid != uid:

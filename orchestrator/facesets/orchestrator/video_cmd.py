@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     "errors" and do not change the exit code: a re-run would find them as they are."""
     summary = args.video_handler(args)
     print_summary(summary, args.json)  # status too: a table per video unless --json
-    cut = summary.get("cut", summary) if args.video_command in ("cut", "run") else {}
+    # `cut` answers the cut's summary; `run` the plan's and the cut's, under "cut".
+    cut = {"cut": summary, "run": summary.get("cut")}.get(args.video_command)
     failed = cut.get("errors") if isinstance(cut, dict) else None
     if failed:
         print(

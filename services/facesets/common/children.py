@@ -34,16 +34,12 @@ def dying_with_thread(command: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
 
-def popen(
-    command: Sequence[str], *, die_with_thread: bool = True, **kwargs: Any
-) -> subprocess.Popen[Any]:
-    """subprocess.Popen, tracked until `forget`, killed by `stop_all`. `die_with_thread`: the
-    starting thread waits for the process (the death signal fires when that thread ends); a
-    process handed to other threads passes False (it dies on its closed pipes instead)."""
+def popen(command: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """subprocess.Popen, tracked until `forget`, killed by `stop_all`; the starting thread
+    waits for the process (the death signal fires when that thread ends)."""
     if _stopping.is_set():
         raise RuntimeError("the service is stopping; no new process is started")
-    argv = dying_with_thread(command) if die_with_thread else list(command)
-    process: subprocess.Popen[Any] = subprocess.Popen(argv, **kwargs)
+    process: subprocess.Popen[Any] = subprocess.Popen(dying_with_thread(command), **kwargs)
     with _lock:
         _live.add(process)
     return process

@@ -16,7 +16,6 @@ A servicer that already ended the call with `context.abort` keeps the status it 
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ import structlog
 
 from facesets.common.roots import OutsideRootsError, PathRefused
 from facesets.contract.fields import InvalidParameter
+from facesets.shared.disk import is_disk_full
 
 log = structlog.get_logger(__name__)
 
@@ -38,13 +38,6 @@ class MissingField(InvalidParameter):
 
     def __str__(self) -> str:
         return f"{self.field} is required"
-
-
-def is_disk_full(error: OSError) -> bool:
-    """No space left, a quota reached, or a file size limit: a write that needs room."""
-    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or bool(
-        getattr(error, "disk_full", False)
-    )
 
 
 def disk_full_message(error: OSError) -> str:

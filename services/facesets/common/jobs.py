@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 import structlog
 
-from facesets.common.error_policy import disk_full_message, is_disk_full
+from facesets.common.error_policy import disk_full_message
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import OutsideRootsError, PathRefused, Roots
+from facesets.shared.disk import is_disk_full
 from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)

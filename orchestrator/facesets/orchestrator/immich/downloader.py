@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import queue
 import stat
@@ -63,10 +62,9 @@ from facesets.orchestrator.immich.state import (
     through_link,
 )
 from facesets.orchestrator.settings import SETTINGS
+from facesets.shared.disk import is_disk_full
 
 log = structlog.get_logger(__name__)
-# A write refused for want of space: the disk, the user's quota, or the file size limit.
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Stager:
@@ -377,7 +375,7 @@ class Stager:
             except ImmichAuthError as exc:
                 self._fatal(str(exc))
             except OSError as exc:
-                if exc.errno in _DISK_FULL:
+                if is_disk_full(exc):
                     self._no_space(exc)  # the asset stays undone: the next run stages it
                 else:
                     self._error(asset, str(exc))

@@ -9,8 +9,6 @@ file it cannot read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 import time
@@ -20,6 +18,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facesets.contract import layout
+from facesets.orchestrator.scan import hash_file
 
 STATE_VERSION: Literal[1] = 1
 
@@ -81,11 +80,8 @@ def changed_since_staged(
         return True
     if mtime_ns is None or found.st_mtime_ns == mtime_ns:
         return False
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest() != sha256
-    except OSError:
-        return True
+    hashed = hash_file(str(path))
+    return bool(hashed.error) or hashed.sha256 != sha256
 
 
 class AssetRecord(BaseModel):
@@ -259,7 +255,7 @@ class StateBook:
                 root=str(self.user_dir.resolve()),
                 items=items,
             )
-            layout.atomic_write_json(self.queue_path, json.loads(queue.model_dump_json()))
+            layout.atomic_write_json(self.queue_path, queue.model_dump(mode="json"))
             now = time.monotonic()
             # A big library makes each save slow: space saves so they stay a small share.
             self._gap = max(self.interval_s, 10 * (now - started))

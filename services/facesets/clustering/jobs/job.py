@@ -55,9 +55,8 @@ def check_model(
 
 
 def unusable_manifest(error: ManifestError) -> JobError:
-    """A job's refusal of a manifest it cannot use, saying what to do once."""
-    text = str(error).removesuffix("; move it away")
-    return JobError(f"{text}; move it away and re-run")
+    """A job's refusal of a manifest it cannot use, with the job's advice alone."""
+    return JobError(f"{error.reason}; move it away and re-run")
 
 
 def centroid_of(embeddings: np.ndarray) -> np.ndarray:

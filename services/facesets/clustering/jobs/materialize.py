@@ -21,10 +21,10 @@ from typing import TypeVar
 import structlog
 
 from facesets.clustering.jobs.job import JobError, ProgressFn, report, unusable_manifest
-from facesets.common.error_policy import is_disk_full
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
 from facesets.contract.manifests import JobManifest, ManifestError, read_object
+from facesets.shared.disk import is_disk_full
 
 M = TypeVar("M", bound=JobManifest)
 

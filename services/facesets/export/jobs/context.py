@@ -23,11 +23,12 @@ import structlog
 from google.protobuf.message import Message
 
 from facesets.client import ClusteringClient, Endpoint, InferenceClient
-from facesets.common.error_policy import MissingField, is_disk_full
+from facesets.common.error_policy import MissingField
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import Roots
 from facesets.contract.fields import InvalidParameter, Params
 from facesets.export.errors import ExportError
+from facesets.shared.disk import is_disk_full
 from facesets.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
