@@ -4,11 +4,14 @@ agree, summaries and progress a person can read, and hints where a user is stuck
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+import sqlite3
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -82,6 +85,12 @@ def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_li
     os.mkfifo(photos / "pipe.jpg")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(photos / "sock.jpg"))
+    # A device inside the folder (made where this runs as root), and a link out to one: the
+    # link is left unread with the links out of the folder, the device is reported unreadable.
+    devices = []
+    if os.geteuid() == 0:
+        os.mknod(photos / "null.jpg", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        devices.append("null.jpg")
     (photos / "zero.jpg").symlink_to("/dev/zero")
     (photos / "x.jpg").mkdir()  # a folder named like a photo: walked like any folder
     shutil.copy(real[1], photos / "x.jpg" / real[1].name)
@@ -92,15 +101,52 @@ def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_li
         listener.close()
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["embedded"] == 2 and summary["unreadable"] == 3
+    unreadable = 2 + len(devices)
+    assert summary["embedded"] == 2 and summary["unreadable"] == unreadable
+    assert summary["skipped"] == {"link out of the folder": 1}
+    assert "skipped 1 file: link out of the folder 1" in result.stderr
     reasons = {Path(item["path"]).name: item["error"] for item in summary["unreadable_files"]}
     assert "FIFO" in reasons["pipe.jpg"]
     assert "socket" in reasons["sock.jpg"]
-    assert "character device" in reasons["zero.jpg"]
-    for name in ("pipe.jpg", "sock.jpg", "zero.jpg"):
+    for name in devices:
+        assert "character device" in reasons[name]
+    for name in ("pipe.jpg", "sock.jpg", *devices):
         assert f"unreadable {photos / name}" in result.stderr  # each said to the user
     assert summary["store"]["images"] == 2
-    assert summary["store"]["errors_by_reason"] == {"ERROR_REASON_UNREADABLE": 3}
+    assert summary["store"]["errors_by_reason"] == {"ERROR_REASON_UNREADABLE": unreadable}
+
+
+@pytest.mark.parametrize("send", ["path", "bytes"])
+def test_embed_reads_no_file_outside_the_folder_through_a_link(lfw_dir, tmp_path, send):
+    """A link to a photo elsewhere (another person's folder, a private one) is left unread,
+    whether the command sends bytes (its own read) or paths (the service's); a link to a photo
+    inside the folder is another name for it, and one that points nowhere is reported."""
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    photos.mkdir()
+    elsewhere.mkdir()
+    inner, private = sorted((lfw_dir / PEOPLE[0]).glob("*.jpg"))[:2]
+    shutil.copy(inner, photos / "inner.jpg")
+    shutil.copy(private, elsewhere / "private.jpg")
+    (photos / "out.jpg").symlink_to(elsewhere / "private.jpg")
+    (photos / "out-relative.jpg").symlink_to(Path("..") / "elsewhere" / "private.jpg")
+    (photos / "alias.jpg").symlink_to("inner.jpg")
+    (photos / "gone.jpg").symlink_to("nothing-here.jpg")
+    store = tmp_path / "faces.db"
+    result = run_facesets("embed", str(photos), str(store), "--send", send, "--json", "--verbose")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == {"link out of the folder": 2}
+    for name in ("out.jpg", "out-relative.jpg"):
+        assert f"skipped {photos / name}  (a link to a file outside the folder" in result.stderr
+    assert summary["embedded"] == 1 and summary["unreadable"] == 1
+    assert [Path(item["path"]).name for item in summary["unreadable_files"]] == ["gone.jpg"]
+    with sqlite3.connect(store) as db:
+        digests = {row[0] for row in db.execute("SELECT sha256 FROM images")}
+        paths = {Path(row[0]).name for row in db.execute("SELECT path FROM paths")}
+    private_digest = hashlib.sha256((elsewhere / "private.jpg").read_bytes()).hexdigest()
+    assert private_digest not in digests
+    assert hashlib.sha256(inner.read_bytes()).hexdigest() in digests
+    assert {"inner.jpg", "alias.jpg"} <= paths and not paths & {"out.jpg", "out-relative.jpg"}
 
 
 def test_embed_of_a_fifo_alone_does_not_block(tmp_path):
@@ -138,6 +184,12 @@ def test_client_embed_answers_a_missing_file_and_the_photos_after_it(lfw_dir, tm
 
     photos = sorted((lfw_dir / PEOPLE[2]).glob("*.jpg"))[:3]
     os.mkfifo(tmp_path / "pipe.jpg")
+    # Files read here only while inside the folder they were listed in: a link out of it, and
+    # a folder swapped for a link to another one after the listing, are refused unread.
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "link.jpg").symlink_to(photos[0])
+    (album / "sub").symlink_to(photos[0].parent, target_is_directory=True)
     service = ServiceProcess(
         "inference", free_port(), tmp_path / "inference.log", roots=[tmp_path, SHARED]
     )
@@ -151,6 +203,8 @@ def test_client_embed_answers_a_missing_file_and_the_photos_after_it(lfw_dir, tm
             ImageInput(id="pipe", path=str(tmp_path / "pipe.jpg")),
             ImageInput(id="second", path=str(photos[1])),
             ImageInput(id="third", path=str(photos[2])),
+            ImageInput(id="linked", path=str(album / "link.jpg"), within=str(album)),
+            ImageInput(id="swapped", path=str(album / "sub" / photos[1].name), within=str(album)),
         ]
         done = threading.Event()
         results: dict[str, common_pb2.ImageResult] = {}
@@ -165,9 +219,12 @@ def test_client_embed_answers_a_missing_file_and_the_photos_after_it(lfw_dir, tm
     finally:
         client.close()
         service.stop()
-    assert set(results) == {"first", "missing", "pipe", "second", "third"}
-    for bad in ("missing", "pipe"):
+    assert set(results) == {"first", "missing", "pipe", "second", "third", "linked", "swapped"}
+    for bad in ("missing", "pipe", "linked", "swapped"):
         assert results[bad].error.reason == common_pb2.ERROR_REASON_UNREADABLE
+        assert not results[bad].faces
+    for bad in ("linked", "swapped"):
+        assert "a link out of the folder (not followed)" in results[bad].error.message
     assert "gone.jpg" in results["missing"].error.message
     assert "FIFO" in results["pipe"].error.message
     for good in ("first", "second", "third"):

@@ -1,4 +1,5 @@
-"""Reading a photo file named by a caller: regular files only, and never a blocking open."""
+"""Reading a photo file named by a caller: regular files only, never a blocking open, and,
+when a folder is given, only a file that really lies inside it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,40 @@ class NotRegularFile(OSError):
     """The path is a folder, FIFO, socket or device (directly or through a link)."""
 
 
+class OutsideFolder(PermissionError):
+    """The path leads out of the folder it was found in (through a link)."""
+
+    def __init__(self, path: str, folder: str) -> None:
+        super().__init__(
+            f"{path} leads out of {folder} through a link; links out of the folder are not followed"
+        )
+        self.strerror = "a link out of the folder (not followed)"
+
+
+def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether `path`, links resolved, lies inside `folder` (links resolved too)."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _opened_inside(fd: int, path: str, folder: str) -> bool:
+    """Whether the file open on `fd` lies inside `folder`, as the kernel resolved it at open
+    time (/proc/self/fd): a folder swapped for a link after the listing is caught here. Without
+    /proc the path is resolved again and must still name the opened file."""
+    if os.path.isdir("/proc/self/fd"):
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return False
+        return where.startswith("/") and not where.endswith(" (deleted)") and inside(where, folder)
+    try:
+        named, opened = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    same = (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+    return same and inside(path, folder)
+
+
 def kind_of(mode: int) -> str:
     """What a file of this st_mode is, in words ("a FIFO (named pipe)", "a regular file")."""
     return next((name for test, name in _KINDS if test(mode)), "a regular file")
@@ -28,10 +63,14 @@ def _refuse(path: str, mode: int) -> NotRegularFile:
     return NotRegularFile(f"{path} is {kind_of(mode)}, not a regular file")
 
 
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike[str], within: str | os.PathLike[str] | None = None
+) -> BinaryIO:
     """`path` opened for reading if it is a regular file (a link to one is followed); else
     NotRegularFile, an OSError. A FIFO cannot block the open (O_NONBLOCK), and one swapped in
-    after the first look is caught by fstat on what was opened."""
+    after the first look is caught by fstat on what was opened. With `within`, a file that
+    does not lie inside that folder once opened (a link out of it) is closed unread:
+    OutsideFolder, an OSError too."""
     shown = os.fspath(path)
     info = os.stat(path)  # a stat never opens, so never blocks
     if not stat.S_ISREG(info.st_mode):
@@ -41,6 +80,8 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise _refuse(shown, mode)
+        if within is not None and not _opened_inside(fd, shown, os.fspath(within)):
+            raise OutsideFolder(shown, os.fspath(within))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -38,6 +38,9 @@ class ImageInput:
     path: str | None = None
     data: bytes | None = None
     detect_size: int = 0  # the detector's long side for this image; 0: the service's own
+    # The folder the file was found in: read here only while it lies inside (never through a
+    # link swapped in after the listing). A service reading by path confines it to its roots.
+    within: str | None = None
 
 
 def _duplicate(image_id: str) -> ValueError:
@@ -160,7 +163,7 @@ class InferenceClient:
                     if size > self.max_bytes:
                         refused.append(_too_large(image.id, size, self.max_bytes))
                         continue
-                    with open_regular(image.path) as handle:
+                    with open_regular(image.path, image.within) as handle:
                         data = handle.read()
                 except OSError as error:
                     refused.append(_unreadable(image.id, image.path, error))

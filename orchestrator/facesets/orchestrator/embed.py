@@ -118,7 +118,9 @@ def embed(
     stderr (each file with `verbose`)."""
     listing = list_photos(src)
     report_skipped(listing, verbose)
-    summary = embed_files(opened, listing.photos, store_path, send, show_progress, rehash)
+    summary = embed_files(
+        opened, listing.photos, store_path, send, show_progress, rehash, within=src
+    )
     summary.skipped = listing.skipped_by_kind()
     report_unreadable(summary, verbose)
     return summary
@@ -156,8 +158,11 @@ def embed_files(
     send: str = "auto",
     show_progress: bool = True,
     rehash: bool = False,
+    within: Path | None = None,
 ) -> EmbedSummary:
     """Embed the given files (absolute paths) into the store; what it holds is skipped.
+    `within`: the folder they were listed in; a file that no longer lies inside it when read
+    (a link swapped in) is reported unreadable, unread.
 
     Files are hashed and registered in chunks while inference already works on the first
     ones. Files whose size and modification time are as the store last recorded them keep
@@ -165,6 +170,7 @@ def embed_files(
     """
     started = time.monotonic()
     summary = EmbedSummary(files=len(paths))
+    folder = None if within is None else str(Path(within).resolve())
     store = str(Path(store_path).resolve())
     clustering = opened.clustering()
     clustering.open_store(store)
@@ -172,7 +178,7 @@ def embed_files(
     listing = _Listing(clustering, store, summary)
     scanner = threading.Thread(
         target=listing.run,
-        args=(scan_files(paths, known, show_progress=show_progress),),
+        args=(scan_files(paths, known, show_progress=show_progress, within=folder),),
         name="scan",
         daemon=True,
     )
@@ -184,7 +190,7 @@ def embed_files(
         clustering.open_store(store, info.model_pack, info.embedding_dim)
         by_path = send == "path" or (send == "auto" and opened.is_local("inference"))
         pending = itertools.chain([first], iter(listing.pending.get, _DONE))
-        _embed_pending(opened, store, pending, listing, by_path, show_progress)
+        _embed_pending(opened, store, pending, listing, by_path, show_progress, folder)
         summary.restarts = inference.restarts + clustering.restarts
     scanner.join()
     if listing.failure:
@@ -268,6 +274,7 @@ def _embed_pending(
     listing: _Listing,
     by_path: bool,
     show_progress: bool,
+    within: str | None,
 ) -> None:
     summary = listing.summary
     entries: dict[str, clustering_pb2.FileEntry] = {}
@@ -277,7 +284,7 @@ def _embed_pending(
     def images() -> Iterator[ImageInput]:
         for entry in pending:
             entries[entry.sha256] = entry  # before its request goes out
-            yield ImageInput(id=entry.sha256, path=entry.path)
+            yield ImageInput(id=entry.sha256, path=entry.path, within=within)
 
     def infer() -> None:
         try:

@@ -220,7 +220,7 @@ def import_user(opened: Services, request: ImportRequest) -> ImportSummary:
     for line in queue.warnings(user_dir):
         print(line, file=sys.stderr, flush=True)
     print(f"[1/3] embed {len(queue.photos)} staged photos", file=sys.stderr, flush=True)
-    embedded = embed_files(opened, [item.path for item in queue.photos], store)
+    embedded = embed_files(opened, [item.path for item in queue.photos], store, within=user_dir)
     print("[2/3] match identities", file=sys.stderr, flush=True)
     people = people_seeds(opened, user_dir, store, request.people)
     route = RouteRequest(

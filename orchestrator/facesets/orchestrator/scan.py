@@ -13,7 +13,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Protocol
 
-from facesets.client.files import open_regular
+from facesets.client.files import inside, open_regular
 from facesets.contract import photo_formats
 from facesets.orchestrator.console import progress_bar
 
@@ -40,12 +40,13 @@ class Known(Protocol):
 
 HIDDEN = "hidden"
 FOLDER_LINK = "link to a folder"
+OUTSIDE_LINK = "link out of the folder"
 
 
 @dataclass(frozen=True)
 class SkippedFile:
     path: str  # absolute
-    kind: str  # its extension (".mov"), photo_formats.NO_EXTENSION, HIDDEN or FOLDER_LINK
+    kind: str  # its extension (".mov"), NO_EXTENSION, HIDDEN, FOLDER_LINK or OUTSIDE_LINK
 
     @property
     def why(self) -> str:
@@ -53,6 +54,8 @@ class SkippedFile:
             return "hidden file"
         if self.kind == FOLDER_LINK:
             return "links are not followed"
+        if self.kind == OUTSIDE_LINK:
+            return "a link to a file outside the folder; such links are not followed"
         return "not a photo format read here"
 
 
@@ -70,7 +73,10 @@ class PhotoListing:
 def list_photos(root: Path) -> PhotoListing:
     """Every file under root: photos (photo_formats' extensions, any case) and the others.
 
-    Links that point nowhere are kept with the photos so that they are reported, not silently
+    A link to a file is followed only inside root (another name for a photo there, as the
+    services confine paths to their roots): one leading out of it is listed with the skipped
+    files, unread, so a folder cannot hand out a file from elsewhere. Links that point
+    nowhere inside root are kept with the photos so that they are reported, not silently
     skipped; links to folders are not followed, and are listed with the skipped files.
     """
     root = Path(root).resolve()
@@ -84,7 +90,9 @@ def list_photos(root: Path) -> PhotoListing:
                 listing.skipped.append(SkippedFile(os.path.join(folder, name), FOLDER_LINK))
         for name in files:
             path = os.path.join(folder, name)
-            if photo_formats.is_photo_name(name):
+            if os.path.islink(path) and not inside(path, root):
+                listing.skipped.append(SkippedFile(path, OUTSIDE_LINK))
+            elif photo_formats.is_photo_name(name):
                 listing.photos.append(path)
             else:
                 kind = HIDDEN if name.startswith(".") else photo_formats.extension(name)
@@ -108,13 +116,15 @@ def skipped_line(counts: Mapping[str, int]) -> str:
     return f"skipped {total} file{'' if total == 1 else 's'}: {kinds}"
 
 
-def hash_file(path: str) -> ScannedFile:
+def hash_file(path: str, within: str | None = None) -> ScannedFile:
+    """The file's digest, size and time; with `within`, only while the file opened lies inside
+    that folder (a link swapped in after the listing is reported, unread)."""
     digest = hashlib.sha256()
     size = 0
     try:
         # Regular files alone: a FIFO named like a photo would block a plain open() forever,
         # and a link to /dev/zero would never end; they are reported as unreadable instead.
-        with open_regular(path) as handle:
+        with open_regular(path, within) as handle:
             # The time before reading: a change while hashing shows up as a newer time later.
             mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
             while chunk := handle.read(CHUNK):
@@ -125,18 +135,19 @@ def hash_file(path: str) -> ScannedFile:
     return ScannedFile(path, digest.hexdigest(), size, mtime_ns=mtime_ns, hashed=True)
 
 
-def scan_file(path: str, known: Known | None) -> ScannedFile:
+def scan_file(path: str, known: Known | None, within: str | None = None) -> ScannedFile:
     """A file's digest: the one known for it while its size and modification time are
-    unchanged (as git and rsync judge a file), else read and hashed now."""
+    unchanged (as git and rsync judge a file), else read and hashed now (`within`: as
+    hash_file). A link is always read again, through hash_file's checks."""
     if known is not None and known.mtime_ns:
         try:
-            stat = os.stat(path)
+            stat = os.lstat(path)
         except OSError:
-            return hash_file(path)  # reports why it cannot be read
+            return hash_file(path, within)  # reports why it cannot be read
         unchanged = stat.st_size == known.size and stat.st_mtime_ns == known.mtime_ns
         if unchanged and S_ISREG(stat.st_mode):
             return ScannedFile(path, known.sha256, known.size, mtime_ns=known.mtime_ns)
-    return hash_file(path)
+    return hash_file(path, within)
 
 
 def scan_files(
@@ -144,9 +155,11 @@ def scan_files(
     known: Mapping[str, Known] | None = None,
     workers: int = 4,
     show_progress: bool = True,
+    within: str | None = None,
 ) -> Iterator[ScannedFile]:
     """Each path's digest, in order; `known` (path -> what a store remembers) spares reading
-    the files that have not changed since."""
+    the files that have not changed since; `within`: the folder they were listed in, which
+    each must still lie inside when read."""
     known = known or {}
     with (
         ThreadPoolExecutor(workers) as pool,
@@ -154,6 +167,6 @@ def scan_files(
             total=len(paths), desc="hashing", unit="file", disable=not show_progress, leave=False
         ) as bar,
     ):
-        for scanned in pool.map(lambda path: scan_file(path, known.get(path)), paths):
+        for scanned in pool.map(lambda path: scan_file(path, known.get(path), within), paths):
             bar.update()
             yield scanned
