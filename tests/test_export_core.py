@@ -490,8 +490,9 @@ def test_deleted_or_corrupt_source_is_skipped_and_reported(
     assert set(skipped) == {gone.face_id, broken.face_id, replaced.face_id}
     assert skipped[gone.face_id]["source"] == gone.path
     assert "not found" in skipped[gone.face_id]["error"]
-    assert "unreadable image" in skipped[broken.face_id]["error"]
-    assert "300x300, recorded as 250x250" in skipped[replaced.face_id]["error"]
+    # Cut short or replaced, a photo is no longer the one embedded: refused before decoding.
+    assert "changed since it was embedded" in skipped[broken.face_id]["error"]
+    assert "changed since it was embedded" in skipped[replaced.face_id]["error"]
     manifest = faceset_manifest(out, 2)
     reasons = {d["face_id"]: d["reason"] for d in manifest["dropped"]}
     assert {reasons[r.face_id] for r in (gone, broken, replaced)} == {"unreadable"}

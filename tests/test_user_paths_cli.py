@@ -321,6 +321,43 @@ def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, servic
     assert _table_row(text.stdout, "counts").split()[1:] == [str(c) for c in histogram["counts"]]
 
 
+def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, lfw_dir, tmp_path):
+    """A photo replaced by another person's of the same size is not cropped into a faceset:
+    the export checks each photo's bytes against the digest the store embedded it under."""
+    src, out, _ = pipeline
+    photos, store = tmp_path / "photos", tmp_path / "faces.db"
+    shutil.copytree(src, photos)
+    with sqlite3.connect(out / layout.RUN_STORE) as original, sqlite3.connect(store) as copy:
+        original.backup(copy)
+        for table in ("images", "paths"):
+            copy.execute(f"UPDATE {table} SET path = replace(path, ?, ?)", (str(src), str(photos)))
+    plan = out / layout.RUN_REFINE_DIR / layout.REFINE_MANIFEST
+    export = tmp_path / "export"
+
+    def export_swap() -> dict:
+        done = run_facesets("export-swap", str(store), str(plan), str(export), "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    export_swap()
+    manifest = export / layout.FACESET_DIR.format(1) / layout.FACESET_MANIFEST
+    crops = json.loads(manifest.read_text())["crops"]
+    victim = crops[0]
+    replaced = Path(victim["source"])
+    assert replaced.parent.parent == photos and (export / victim["file"]).is_file()
+    shutil.copy(sorted((lfw_dir / "George_W_Bush").glob("*.jpg"))[0], replaced)  # 250x250 too
+
+    summary = export_swap()
+    skipped = {item["face_id"]: item for item in summary["skipped_sources"]}
+    assert set(skipped) == {victim["face_id"]}
+    assert "changed since it was embedded" in skipped[victim["face_id"]]["error"]
+    after = json.loads(manifest.read_text())
+    assert victim["face_id"] not in {crop["face_id"] for crop in after["crops"]}
+    dropped = {d["face_id"]: d["reason"] for d in after["dropped"]}
+    assert dropped[victim["face_id"]] == "unreadable"
+    assert not (export / victim["file"]).exists()  # the export's own crop, removed
+
+
 # --- 12: progress into a file or a pipe is plain lines --------------------------------------
 def test_progress_into_a_pipe_is_plain_periodic_lines(pipeline, lfw_dir, tmp_path):
     _, out, _ = pipeline

@@ -11,13 +11,17 @@ does nothing. The matching of detections to stored faces runs in the clustering 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from facesets.client import ImageInput
+from facesets.client.files import open_regular
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.console import progress_bar
+from facesets.orchestrator.scan import hash_file
 from facesets.v1 import clustering_pb2, common_pb2
 
 
@@ -42,14 +46,21 @@ def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> di
         "faces_updated": 0,
         "faces_not_found": 0,
         "image_errors": 0,
+        "images_changed": 0,
     }
     if not lacking:
         return summary
-    images = (ImageInput(id=image.sha256, path=image.path) for image in lacking)
     by_path = opened.is_local("inference")
+    changed: list[str] = []
     with progress_bar(
         total=len(lacking), desc="enriching", unit="img", disable=not show_progress
     ) as bar:
+
+        def skip(path: str) -> None:
+            changed.append(path)
+            bar.update()
+
+        images = _unchanged(lacking, by_path, skip)
 
         def detected() -> Iterator[common_pb2.ImageResult]:
             for result in opened.inference().detect(images, by_path=by_path):
@@ -60,7 +71,51 @@ def enrich(opened: Services, store_path: Path, show_progress: bool = True) -> di
     summary["faces_updated"] = written.faces_updated
     summary["faces_not_found"] = written.faces_not_found
     summary["image_errors"] = written.image_errors
+    summary["images_changed"] = len(changed)
+    for path in changed[:CHANGED_SHOWN]:
+        print(
+            f"changed {path}  (not the photo embedded; its faces left as they were)",
+            file=sys.stderr,
+        )
+    if len(changed) > CHANGED_SHOWN:
+        print(f"... and {len(changed) - CHANGED_SHOWN} more changed photos", file=sys.stderr)
+    if changed:
+        print(
+            "their faces keep what they had: run `facesets embed` on their folder again",
+            file=sys.stderr,
+        )
     return summary
+
+
+CHANGED_SHOWN = 20  # changed photos named on stderr
+
+
+def _unchanged(
+    lacking: Sequence[clustering_pb2.LackingImage], by_path: bool, skip: Callable[[str], None]
+) -> Iterator[ImageInput]:
+    """The images to re-detect, each only while its file still holds the photo the store
+    embedded (its sha256): a photo replaced or edited since would hand its faces' landmarks,
+    pose and sharpness to the stored faces whose boxes it happens to overlap. Sent as bytes,
+    a file is read once, checked and sent; by path, it is checked just before the service
+    reads it. A file that cannot be read is sent as before, so that its error is reported."""
+    for image in lacking:
+        if by_path:
+            scanned = hash_file(image.path)
+            if scanned.error or scanned.sha256 == image.sha256:
+                yield ImageInput(id=image.sha256, path=image.path)
+            else:
+                skip(image.path)
+            continue
+        try:
+            with open_regular(image.path) as handle:
+                data = handle.read()
+        except OSError:
+            yield ImageInput(id=image.sha256, path=image.path)
+            continue
+        if hashlib.sha256(data).hexdigest() == image.sha256:
+            yield ImageInput(id=image.sha256, data=data)
+        else:
+            skip(image.path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ again tighter, and dropped when no padding gives exactly one.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,15 @@ class SourceImageError(OSError):
 
 
 def load_image_oriented(
-    path: str | Path, max_pixels: int = settings.shared().decode.max_image_pixels
+    path: str | Path,
+    sha256: str = "",
+    max_pixels: int = settings.shared().decode.max_image_pixels,
 ) -> np.ndarray:
-    """A photo as BGR uint8 with its EXIF orientation applied (the frame boxes refer to)."""
+    """A photo as BGR uint8 with its EXIF orientation applied (the frame boxes refer to).
+
+    With `sha256` (the digest the store embedded the photo under), a file whose bytes are no
+    longer that photo is refused before it is decoded: a photo replaced or edited since, even
+    one of the same size, would put another face (another person's) where the box cuts."""
     source = Path(path)
     try:
         with open_regular(source) as handle:  # a FIFO or a device is refused, never waited on
@@ -46,6 +53,11 @@ def load_image_oriented(
         raise SourceImageError(f"{source}: unreadable: {exc.strerror or exc}") from exc
     if not data:
         raise SourceImageError(f"{source}: the file is empty")
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise SourceImageError(
+            f"{source}: changed since it was embedded (not the photo the store holds); run "
+            "`facesets embed` on its folder again"
+        )
     try:
         return decode(data, max_pixels).bgr
     except DecodeError as exc:

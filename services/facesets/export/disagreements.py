@@ -27,7 +27,7 @@ _STRIP = re.compile(STRIP_DIR + r"/\d{3}_[a-z_]+\.png")  # the only files a run 
 TILE = 112  # pixels of each face in a strip
 GAP = 12  # the grey gap between the faces in question and those they are compared with
 
-LoadImage = Callable[[str], np.ndarray]
+LoadImage = Callable[[str, str], np.ndarray]  # (path, the sha256 the store holds)
 
 
 def read_refine_disagreements(path: Path) -> list[dict[str, object]] | None:
@@ -77,7 +77,7 @@ def _tile(row: FaceRow | None, load_image: LoadImage, pad_ratio: float) -> np.nd
     if row is not None:
         for path in [row.path, *row.aliases]:
             try:
-                return crop_square(load_image(path), row.bbox, pad_ratio, TILE)
+                return crop_square(load_image(path, row.sha256), row.bbox, pad_ratio, TILE)
             except Exception:  # an unreadable photo shows as a blank tile, never fatal
                 continue
     return np.zeros((TILE, TILE, 3), dtype=np.uint8)

@@ -50,7 +50,7 @@ log = structlog.get_logger(__name__)
 
 Skipped = dict[str, int | str]  # a source photo that could not be read: face id, path, error
 
-LoadImage = Callable[[str], np.ndarray]
+LoadImage = Callable[[str, str], np.ndarray]  # (path, the sha256 the store holds)
 
 MANIFEST_VERSION = 1
 REASON_SMALL = "small"
@@ -285,7 +285,7 @@ def _load(row: FaceRow, load_image: LoadImage, cache: dict[str, np.ndarray]) -> 
         if path in cache:
             return cache[path]
         try:
-            image = load_image(path)
+            image = load_image(path, row.sha256)
         except Exception as exc:  # any reader failure skips the photo, never the export
             errors.append(f"{type(exc).__name__}: {exc}")
             continue

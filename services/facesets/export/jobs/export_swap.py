@@ -114,10 +114,10 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
         }
         candidates = [rows[i] for i in candidate_ids if i in rows] if raw_manifest else None
 
-        def load_image(path: str | Path) -> np.ndarray:
+        def load_image(path: str | Path, sha256: str) -> np.ndarray:
             """A photo the store names, read only inside the roots (the store holds what
-            clients sent)."""
-            return load_image_oriented(ctx.roots.check_read(path, "image path"))
+            clients sent), and only while it is still the photo embedded under `sha256`."""
+            return load_image_oriented(ctx.roots.check_read(path, "image path"), sha256)
 
         return swap.export_swap(
             faces_by_set,
