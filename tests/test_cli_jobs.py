@@ -183,3 +183,30 @@ def test_a_torn_manifest_in_the_output_folder_is_refused_with_one_piece_of_advic
     manifest.rename(root / "torn-manifest.json")
     done = facesets("cluster", str(store), str(out), "--clustering", service.address)
     assert done["persons"] >= len(PEOPLE)
+
+
+def test_cluster_places_no_photo_replaced_since_embed(setup, lfw_dir, tmp_path):
+    """A photo replaced by another (of another size: another person's) after embed is not put
+    in a person's folder: its path counts as changed, as a vanished one is missing."""
+    import sqlite3
+
+    root, src, store, service, _ = setup
+    photos, copy = tmp_path / "photos", tmp_path / "faces.db"
+    shutil.copytree(src, photos)
+    with sqlite3.connect(store) as original, sqlite3.connect(copy) as db:
+        original.backup(db)
+        for table in ("images", "paths"):
+            db.execute(f"UPDATE {table} SET path = replace(path, ?, ?)", (str(src), str(photos)))
+    replaced = photos / "Colin_Powell" / sorted(p.name for p in (src / "Colin_Powell").iterdir())[0]
+    other = sorted((lfw_dir / "George_W_Bush").glob("*.jpg"))
+    other = next(p for p in other if p.stat().st_size != replaced.stat().st_size)
+    shutil.copy(other, replaced)
+    out = tmp_path / "raw"
+    summary = facesets("cluster", str(copy), str(out), "--clustering", service.address)
+    assert summary["changed_paths"] == 1 and summary["missing_paths"] == 0
+    data = json.loads((out / layout.CLUSTER_MANIFEST).read_text())
+    assert data["missing_sources"]["changed_paths"] == [str(replaced)]
+    placed = [p.name for p in out.rglob("*.jpg")]
+    assert placed and layout.flattened_name(replaced) not in placed
+    kept = layout.flattened_name(replaced.parent / "Colin_Powell_0002.jpg")
+    assert kept in placed

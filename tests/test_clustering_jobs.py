@@ -330,7 +330,11 @@ def test_missing_source_photo_is_reported_and_skipped(world: World, tmp_path: Pa
     outcome = cluster(world.store, out)
     assert outcome.summary["missing_photos"] == 1
     data = manifest(out / layout.CLUSTER_MANIFEST)
-    assert data["missing_sources"] == {"photos": [gone_sha], "paths": [str(gone.resolve())]}
+    assert data["missing_sources"] == {
+        "photos": [gone_sha],
+        "paths": [str(gone.resolve())],
+        "changed_paths": [],
+    }
     name = layout.flattened_name(gone)
     assert not any(name in files for files in folders(out, "").values())
     assert all(f["sha256"] != gone_sha for f in data["faces"])

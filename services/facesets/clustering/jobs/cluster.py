@@ -88,6 +88,7 @@ def cluster(
         "noface_photos": len(sections.noface),
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
+        "changed_paths": len(photos.changed_paths),
         "errors": sections.errors,
         "components": components["methods"],
         "merges_prevented": result.prevented,

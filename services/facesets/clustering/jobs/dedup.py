@@ -26,8 +26,10 @@ Groups are the connected pairs; each names the member to keep (most pixels, then
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -50,7 +52,7 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.materialize import write_json_if_changed
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.decode import DecodeError, open_image
-from facesets.common.roots import Roots
+from facesets.common.roots import Roots, open_regular
 from facesets.contract import layout
 from facesets.contract.clustering import DedupParams
 from facesets.v1 import clustering_pb2
@@ -76,9 +78,19 @@ class Loaded:
     descriptors: np.ndarray | None
 
 
-def _open_grey(path: str, side: int) -> tuple[np.ndarray, float]:
-    """Grey image (EXIF orientation applied) with long side `side`, and its scale."""
-    with open_image(path) as img:
+class ChangedPhoto(ValueError):
+    """The file at a photo's path is no longer the photo embedded (its sha256)."""
+
+
+def _open_grey(path: str, side: int, sha256: str) -> tuple[np.ndarray, float]:
+    """Grey image (EXIF orientation applied) with long side `side`, and its scale; only while
+    the file is still the photo embedded under `sha256` (another photo there since would be
+    judged a duplicate, or not, in its place)."""
+    with open_regular(Path(path)) as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ChangedPhoto("changed since it was embedded")
+    with open_image(data) as img:
         width, height = img.size
         if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             width, height = height, width
@@ -90,9 +102,9 @@ def _open_grey(path: str, side: int) -> tuple[np.ndarray, float]:
         return np.asarray(grey, dtype=np.uint8), scale
 
 
-def dct_hash(path: str) -> np.ndarray:
+def dct_hash(path: str, sha256: str) -> np.ndarray:
     """Low-frequency DCT of the central region, unit length: a coarse whole-image hash."""
-    grey, _ = _open_grey(path, 4 * HASH_SIDE)
+    grey, _ = _open_grey(path, 4 * HASH_SIDE, sha256)
     h, w = grey.shape
     mh, mw = round(h * (1 - HASH_REGION) / 2), round(w * (1 - HASH_REGION) / 2)
     centre = grey[mh : h - mh or h, mw : w - mw or w].astype(np.float32)
@@ -115,7 +127,7 @@ class _Verifier:
     def _load(self, sha: str) -> Loaded | None:
         for path in self.photos.existing.get(sha, []):
             try:
-                grey, scale = _open_grey(path, ALIGN_SIDE)
+                grey, scale = _open_grey(path, ALIGN_SIDE, sha)
             except (OSError, ValueError, DecodeError) as exc:
                 log.warning("cannot read photo", path=path, error=str(exc))
                 continue
@@ -239,7 +251,7 @@ def _hash_candidates(
     for done, sha in enumerate(shas, start=1):
         for path in photos.existing[sha]:
             try:
-                hashes.append(dct_hash(path))
+                hashes.append(dct_hash(path, sha))
                 kept.append(sha)
                 break
             except (OSError, ValueError, DecodeError) as exc:
@@ -361,6 +373,7 @@ def dedup(
         "verified_pairs": len(verified),
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
+        "changed_paths": len(photos.changed_paths),
         "report_written": written,
     }
     log.info("dedup done", store=str(store.path), **summary)

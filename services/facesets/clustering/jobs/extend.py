@@ -254,6 +254,7 @@ def extend(
         "persons": len(raw.persons),
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
+        "changed_paths": len(photos.changed_paths),
         "raw": raw_sync.summary(),
     }
 

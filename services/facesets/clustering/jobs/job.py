@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,13 +70,21 @@ def vector_json(vector: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in vector]
 
 
-def _readable(path: str, roots: Roots | None) -> bool:
+def _on_disk(path: str, roots: Roots | None, size: int) -> bool | None:
+    """True: a regular file the roots let the job read, of the embedded photo's size; False:
+    none there (or outside the roots); None: a file of another size, another photo since."""
     if roots is not None:
         try:
             roots.check_read(path)
         except PathRefused:
             return False
-    return os.path.isfile(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    return None if size > 0 and info.st_size != size else True
 
 
 @dataclass
@@ -83,12 +92,16 @@ class Photos:
     """The photos of a store with the paths that still exist on disk.
 
     A photo whose every path has vanished since it was embedded is `missing`: jobs report it and
-    leave its faces out; a photo that lost only some paths keeps the rest.
+    leave its faces out; a photo that lost only some paths keeps the rest. A path whose file is
+    no longer the embedded photo's size holds another photo now (replaced, edited): it is
+    `changed`, and used no more than a vanished one (placed in a folder, it would put another
+    picture, perhaps another person, among a person's photos) until embed reads it again.
     """
 
     rows: dict[str, ImageRow]
     existing: dict[str, list[str]]  # sha256 -> existing paths, canonical first
     missing_paths: list[str] = field(default_factory=list)
+    changed_paths: list[str] = field(default_factory=list)
 
     @classmethod
     def scan(cls, store: FaceStore, roots: Roots | None = None) -> Photos:
@@ -97,15 +110,17 @@ class Photos:
         rows: dict[str, ImageRow] = {}
         existing: dict[str, list[str]] = {}
         missing: list[str] = []
+        changed: list[str] = []
         for row in store.images():
             rows[row.sha256] = row
             if row.error_reason:
                 continue
             found: list[str] = []
             for path in [row.path, *row.aliases]:
-                (found if _readable(path, roots) else missing).append(path)
+                there = _on_disk(path, roots, row.size)
+                (found if there else missing if there is False else changed).append(path)
             existing[row.sha256] = found
-        return cls(rows, existing, sorted(missing))
+        return cls(rows, existing, sorted(missing), sorted(changed))
 
     def available(self, sha256: str) -> bool:
         return bool(self.existing.get(sha256))
@@ -128,7 +143,11 @@ class Photos:
         return dict(sorted(counts.items()))
 
     def missing_report(self) -> dict[str, list[str]]:
-        return {"photos": self.missing_photos(), "paths": self.missing_paths}
+        return {
+            "photos": self.missing_photos(),
+            "paths": self.missing_paths,
+            "changed_paths": self.changed_paths,
+        }
 
 
 def usable_faces(table: FaceTable, photos: Photos) -> np.ndarray:

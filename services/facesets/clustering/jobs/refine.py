@@ -165,6 +165,7 @@ def refine(
         "gates": gates,
         "missing_photos": len(photos.missing_photos()),
         "missing_paths": len(photos.missing_paths),
+        "changed_paths": len(photos.changed_paths),
         **sync.summary(),
     }
     log.info("refine done", out=str(out), facesets=len(facesets), **removed)
