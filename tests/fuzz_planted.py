@@ -146,8 +146,9 @@ def synthetic_store(path: Path, photo: Path, faces: int = 12) -> None:
             face_short=130.0,
             blur=200.0,
         )
-        store.register_files([(str(photo), sha, 10)])
-        images.append(ImageData(sha256=sha, path=str(photo), size=10, faces=[face], width=250,
+        size = photo.stat().st_size  # as embedded: jobs use no path of another size
+        store.register_files([(str(photo), sha, size)])
+        images.append(ImageData(sha256=sha, path=str(photo), size=size, faces=[face], width=250,
                                 height=250))  # fmt: skip
     store.add_images(images)
     store.close()

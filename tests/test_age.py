@@ -78,7 +78,8 @@ class Synthetic:
                 blur=20.0,
             )
             capture = "" if year is None else f"{year}-06-{1 + self.count % 28:02d}T12:00:00"
-            images.append(ImageData(sha, str(path), 10, 250, 250, capture, [face]))
+            size = path.stat().st_size
+            images.append(ImageData(sha, str(path), size, 250, 250, capture, [face]))
         self.store.add_images(images)
         table = self.store.face_table(with_embeddings=False)
         by_path = {row.sha256: row.path for row in self.store.images()}
