@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 import threading
 import zipfile
@@ -458,3 +460,30 @@ def test_listen_beyond_loopback_needs_the_token(library: dict, tmp_path: Path) -
         assert httpx.get(app.base + "/", headers=bearer).status_code == 200
     finally:
         app.stop()
+
+
+def test_a_fifo_planted_under_a_thumbnails_name_holds_no_page(library: dict) -> None:
+    """Every cached thumbnail replaced by a FIFO of its name while the app serves (a second
+    user of a shared export can plant them): the app answers with the crops themselves, and no
+    request waits on a pipe."""
+    export = library["export"]
+    thumbs = export / layout.REPORT_DIR / layout.REPORT_THUMBS_DIR
+    crop = next(iter(inner(export, "faceset_000")["crops"]))["file"]
+    app = ReviewApp(export)
+    try:
+        with httpx.Client(follow_redirects=True, timeout=20) as client:
+            assert client.get(app.url).status_code == 200
+            cached = client.get(f"{app.base}/img/{crop}")
+            assert cached.status_code == 200 and cached.headers["content-type"] == "image/jpeg"
+            planted = sorted(thumbs.glob("*.jpg"))
+            assert planted
+            for thumb in planted:
+                thumb.unlink()
+                os.mkfifo(thumb)
+            answer = client.get(f"{app.base}/img/{crop}")
+            assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+            assert answer.content == (export / crop).read_bytes()
+            assert client.get(app.base + "/faceset/faceset_000").status_code == 200
+    finally:
+        app.stop()
+    assert all(stat.S_ISFIFO(os.lstat(thumb).st_mode) for thumb in planted)  # left as found

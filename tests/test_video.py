@@ -4,6 +4,7 @@ and faces are known (tests/videos.py), through real export/media and inference s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,9 +48,17 @@ def library(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Pat
     make_video(src / "cut_short.mp4", [ShotSpec(6, (90, 40, 90), None)], index_first=True)
     whole = (src / "cut_short.mp4").read_bytes()
     (src / "cut_short.mp4").write_bytes(whole[: len(whole) // 2])
+    # Links out of SRC and out of the --match folder lead to files the plan never reads: a
+    # video, another person's photo; a FIFO named like an image is not waited on.
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(src / "sub" / "empty_room.mp4", elsewhere / "private.mp4")
+    (src / "private.mp4").symlink_to(elsewhere / "private.mp4")
+    shutil.copy(b[2], elsewhere / "b.jpg")
     match_dir = tmp_path_factory.mktemp("faceset_a")
     for photo in a[2:6]:  # other photos of A than those in the video
         shutil.copy(photo, match_dir / photo.name)
+    (match_dir / "other.jpg").symlink_to(elsewhere / "b.jpg")
+    os.mkfifo(match_dir / "pipe.png")
     return {"src": src, "cuts": cuts, "shots": shots, "match_dir": match_dir}
 
 
@@ -142,6 +151,8 @@ def test_bad_videos_are_reported_and_the_rest_go_on(planned: dict) -> None:
     empty_room = next(v for v in planned["plan"]["videos"] if v["name"] == "sub__empty_room")
     assert empty_room["sampled_frames"] == 4 and empty_room["faces"] == 0
     assert summary["planned_videos"] == 2 and summary["segments"] == 4
+    assert summary["links_out_of_folder"] == ["private.mp4"]
+    assert "private" not in {v["name"] for v in planned["plan"]["videos"]}
 
 
 def test_cut_writes_clips_that_match_the_plan_and_reruns_only_what_is_missing(

@@ -378,9 +378,15 @@ def _list(value: object) -> list[object]:
 
 
 def _read_plain(path: Path) -> bytes | None:
+    """A regular file's bytes, not through a link; None for anything else. The open cannot
+    block (a FIFO planted under a thumbnail's name would hold the page's request forever)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, flags)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
         return handle.read()

@@ -19,9 +19,11 @@ import numpy as np
 import scenedetect
 import structlog
 
+from facesets.client.files import inside
 from facesets.client.inference import ImageInput
 from facesets.common import settings
 from facesets.common.progress import ProgressFn
+from facesets.common.roots import open_regular
 from facesets.common.vectors import unit_mean
 from facesets.contract import layout
 from facesets.contract.manifests import PlannedSegment, PlannedVideo, PlanShot, VideoPlan
@@ -55,14 +57,25 @@ log = structlog.get_logger(__name__)
 InferFn = Callable[[Iterable[ImageInput]], Iterator[common_pb2.ImageResult]]
 
 
-def find_videos(src: Path) -> list[Path]:
+def _links_out(folder: Path, paths: list[Path]) -> list[Path]:
+    """The links among `paths` that lead out of `folder`: never read (the folder is what the
+    roots allowed; a link there may point anywhere)."""
+    return [p for p in paths if p.is_symlink() and not inside(p, folder)]
+
+
+def find_videos(src: Path) -> tuple[list[Path], list[Path]]:
+    """The videos under SRC (links to folders are not followed), and the links to files out
+    of it, left unread."""
     if src.is_file():
-        return [src]
-    return sorted(
+        return [src], []
+    named = [
         p
-        for p in src.rglob("*")
-        if p.is_file() and p.suffix.lower() in settings.export().video.extensions
-    )
+        for p in sorted(src.rglob("*"))
+        if p.suffix.lower() in settings.export().video.extensions
+        and (p.is_file() or p.is_symlink())
+    ]
+    out = _links_out(src, named)
+    return [p for p in named if p not in out and p.is_file()], out
 
 
 def video_name(src: Path, video: Path) -> str:
@@ -319,7 +332,12 @@ class VideoPlanner:
 def match_centroid(images: list[Path], infer: InferFn) -> np.ndarray:
     """The unit mean of the largest face's embedding in each image of a faceset folder."""
     embeddings = []
-    requests = (ImageInput(str(i), data=path.read_bytes()) for i, path in enumerate(images))
+
+    def read(path: Path) -> bytes:
+        with open_regular(path) as handle:  # a FIFO swapped in is refused, never waited on
+            return handle.read()
+
+    requests = (ImageInput(str(i), data=read(path)) for i, path in enumerate(images))
     for result in infer(requests):
         faces = [f for f in result.faces if f.embedding]
         if faces:
@@ -331,8 +349,12 @@ def match_centroid(images: list[Path], infer: InferFn) -> np.ndarray:
 
 
 def faceset_images(folder: Path) -> list[Path]:
+    """The images of a --match faceset folder: regular files inside it (a link out of the
+    folder, a FIFO or a device named like an image is left unread)."""
     suffixes = {".png", ".jpg", ".jpeg", ".webp"}
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+    out = _links_out(folder, named)
+    images = [p for p in named if p not in out and p.is_file()]
     if not images:
         raise ValueError(f"no images in the --match faceset {folder}")
     return images
@@ -349,7 +371,9 @@ def plan_videos(
     """Plan every video under SRC into OUT/plan.json; a bad video is reported, the rest go on."""
     if not src.exists():
         raise FileNotFoundError(f"no videos at {src}")
-    videos = find_videos(src)
+    videos, links_out = find_videos(src)
+    for link in links_out:
+        log.warning("video.link_out_of_folder", path=str(link))
     centroid = match_centroid(faceset_images(match_dir), infer) if match_dir else None
     planner = VideoPlanner(out, params, infer, progress, centroid)
     outcomes = []
@@ -377,6 +401,8 @@ def plan_videos(
     return {
         "videos": len(videos),
         "planned_videos": len(videos) - len(errors),
+        # Links to videos out of SRC, left unread (SRC is the folder the roots allowed).
+        "links_out_of_folder": [str(p.relative_to(src)) for p in links_out],
         "errors": errors,
         "shots": sum(len(o.shots) for o in outcomes),
         "sampled_frames": sum(o.sampled_frames for o in outcomes),
