@@ -321,10 +321,11 @@ def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, servic
     assert _table_row(text.stdout, "counts").split()[1:] == [str(c) for c in histogram["counts"]]
 
 
-def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, lfw_dir, tmp_path):
+def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):
     """A photo replaced by another person's of the same size is not cropped into a faceset:
     the export checks each photo's bytes against the digest the store embedded it under."""
     src, out, _ = pipeline
+    run_facesets = _on(services)  # the command's start-up is not what is tested
     photos, store = tmp_path / "photos", tmp_path / "faces.db"
     shutil.copytree(src, photos)
     with sqlite3.connect(out / layout.RUN_STORE) as original, sqlite3.connect(store) as copy:
