@@ -117,10 +117,11 @@ def test_embed_finishes_over_a_fifo_a_socket_a_device_link_and_a_folder_named_li
 
 
 @pytest.mark.parametrize("send", ["path", "bytes"])
-def test_embed_reads_no_file_outside_the_folder_through_a_link(lfw_dir, tmp_path, send):
+def test_embed_reads_no_file_outside_the_folder_through_a_link(lfw_dir, tmp_path, services, send):
     """A link to a photo elsewhere (another person's folder, a private one) is left unread,
     whether the command sends bytes (its own read) or paths (the service's); a link to a photo
     inside the folder is another name for it, and one that points nowhere is reported."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
     photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
     photos.mkdir()
     elsewhere.mkdir()
@@ -147,6 +148,30 @@ def test_embed_reads_no_file_outside_the_folder_through_a_link(lfw_dir, tmp_path
     assert private_digest not in digests
     assert hashlib.sha256(inner.read_bytes()).hexdigest() in digests
     assert {"inner.jpg", "alias.jpg"} <= paths and not paths & {"out.jpg", "out-relative.jpg"}
+
+
+def test_embed_skips_names_that_are_not_utf8_and_embeds_the_rest(lfw_dir, tmp_path, services):
+    """A file and a folder named in Latin-1 (an old disk, a zip) are skipped with how to rename
+    them; they used to end the whole embed with an encoding error, nothing embedded."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good, latin, inside = sorted((lfw_dir / PEOPLE[1]).glob("*.jpg"))[:3]
+    shutil.copy(good, photos / good.name)
+    shutil.copy(latin, os.fsencode(photos) + b"/caf\xe9.jpg")
+    os.mkdir(os.fsencode(photos) + b"/f\xf6lder")
+    shutil.copy(inside, os.fsencode(photos) + b"/f\xf6lder/" + inside.name.encode())
+    store = tmp_path / "faces.db"
+    result = run_facesets("embed", str(photos), str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["embedded"] == 1 and summary["skipped"] == {"name not UTF-8": 2}
+    assert "skipped 2 files: name not UTF-8 2" in result.stderr
+    verbose = run_facesets("embed", str(photos), str(store), "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert verbose.stderr.count("is not valid UTF-8") == 2 and "convmv" in verbose.stderr
+    with sqlite3.connect(store) as db:
+        assert [Path(p).name for (p,) in db.execute("SELECT path FROM images")] == [good.name]
 
 
 def test_embed_of_a_fifo_alone_does_not_block(tmp_path):

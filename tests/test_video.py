@@ -53,6 +53,8 @@ def library(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Pat
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     shutil.copy(src / "sub" / "empty_room.mp4", elsewhere / "private.mp4")
     (src / "private.mp4").symlink_to(elsewhere / "private.mp4")
+    # A name in Latin-1 (an old disk, a zip): reported, not read (OpenCV crashed the service).
+    shutil.copy(src / "sub" / "empty_room.mp4", os.fsencode(src) + b"/caf\xe9.mp4")
     shutil.copy(b[2], elsewhere / "b.jpg")
     match_dir = tmp_path_factory.mktemp("faceset_a")
     for photo in a[2:6]:  # other photos of A than those in the video
@@ -152,6 +154,7 @@ def test_bad_videos_are_reported_and_the_rest_go_on(planned: dict) -> None:
     assert empty_room["sampled_frames"] == 4 and empty_room["faces"] == 0
     assert summary["planned_videos"] == 2 and summary["segments"] == 4
     assert summary["links_out_of_folder"] == ["private.mp4"]
+    assert summary["names_not_utf8"] == ["caf\\xe9.mp4"]
     assert "private" not in {v["name"] for v in planned["plan"]["videos"]}
 
 

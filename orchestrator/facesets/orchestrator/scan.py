@@ -41,6 +41,17 @@ class Known(Protocol):
 HIDDEN = "hidden"
 FOLDER_LINK = "link to a folder"
 OUTSIDE_LINK = "link out of the folder"
+NOT_UTF8 = "name not UTF-8"
+
+
+def utf8_name(path: str) -> bool:
+    """Whether a path is valid UTF-8: the services' messages carry paths as UTF-8 text, so a
+    name in another encoding (Latin-1 from an old disk or a zip) cannot be sent or stored."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,11 @@ class SkippedFile:
             return "links are not followed"
         if self.kind == OUTSIDE_LINK:
             return "a link to a file outside the folder; such links are not followed"
+        if self.kind == NOT_UTF8:
+            return (
+                "its name is not valid UTF-8 (another encoding, such as Latin-1); rename it, "
+                "for instance with `convmv -f latin1 -t utf8 -r --notest FOLDER`"
+            )
         return "not a photo format read here"
 
 
@@ -82,15 +98,26 @@ def list_photos(root: Path) -> PhotoListing:
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
+    if not utf8_name(str(root)):
+        raise ValueError(
+            f"the path of {ascii(str(root))} is not valid UTF-8 (another encoding, such as "
+            "Latin-1); rename its folders, for instance with `convmv -f latin1 -t utf8`"
+        )
     listing = PhotoListing()
     for folder, dirs, files in os.walk(root, followlinks=False):
+        # A folder whose name is not UTF-8 is skipped whole (every path under it is too).
+        for name in [d for d in dirs if not utf8_name(d)]:
+            listing.skipped.append(SkippedFile(os.path.join(folder, name), NOT_UTF8))
+            dirs.remove(name)
         dirs.sort()
         for name in dirs:
             if os.path.islink(os.path.join(folder, name)):
                 listing.skipped.append(SkippedFile(os.path.join(folder, name), FOLDER_LINK))
         for name in files:
             path = os.path.join(folder, name)
-            if os.path.islink(path) and not inside(path, root):
+            if not utf8_name(name):
+                listing.skipped.append(SkippedFile(path, NOT_UTF8))
+            elif os.path.islink(path) and not inside(path, root):
                 listing.skipped.append(SkippedFile(path, OUTSIDE_LINK))
             elif photo_formats.is_photo_name(name):
                 listing.photos.append(path)

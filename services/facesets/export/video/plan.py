@@ -10,6 +10,7 @@ without decoding or inference.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -63,19 +64,39 @@ def _links_out(folder: Path, paths: list[Path]) -> list[Path]:
     return [p for p in paths if p.is_symlink() and not inside(p, folder)]
 
 
-def find_videos(src: Path) -> tuple[list[Path], list[Path]]:
-    """The videos under SRC (links to folders are not followed), and the links to files out
-    of it, left unread."""
+def _utf8(path: Path) -> bool:
+    """Whether a path is valid UTF-8: plans and messages carry paths as UTF-8 text, and OpenCV
+    crashes the process on a name in another encoding (Latin-1 from an old disk or a zip)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass
+class FoundVideos:
+    """The videos under SRC (links to folders are not followed), and what was left unread:
+    links to files out of SRC, and names that are not UTF-8."""
+
+    videos: list[Path]
+    links_out: list[Path]
+    not_utf8: list[Path]
+
+
+def find_videos(src: Path) -> FoundVideos:
     if src.is_file():
-        return [src], []
+        return FoundVideos([src], [], [])
     named = [
         p
         for p in sorted(src.rglob("*"))
         if p.suffix.lower() in settings.export().video.extensions
         and (p.is_file() or p.is_symlink())
     ]
+    not_utf8 = [p for p in named if not _utf8(p)]
+    named = [p for p in named if p not in not_utf8]
     out = _links_out(src, named)
-    return [p for p in named if p not in out and p.is_file()], out
+    return FoundVideos([p for p in named if p not in out and p.is_file()], out, not_utf8)
 
 
 def video_name(src: Path, video: Path) -> str:
@@ -352,7 +373,7 @@ def faceset_images(folder: Path) -> list[Path]:
     """The images of a --match faceset folder: regular files inside it (a link out of the
     folder, a FIFO or a device named like an image is left unread)."""
     suffixes = {".png", ".jpg", ".jpeg", ".webp"}
-    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and _utf8(p))
     out = _links_out(folder, named)
     images = [p for p in named if p not in out and p.is_file()]
     if not images:
@@ -371,7 +392,10 @@ def plan_videos(
     """Plan every video under SRC into OUT/plan.json; a bad video is reported, the rest go on."""
     if not src.exists():
         raise FileNotFoundError(f"no videos at {src}")
-    videos, links_out = find_videos(src)
+    if not _utf8(src):
+        raise ValueError(f"the path of {ascii(str(src))} is not valid UTF-8; rename its folders")
+    found = find_videos(src)
+    videos, links_out = found.videos, found.links_out
     for link in links_out:
         log.warning("video.link_out_of_folder", path=str(link))
     centroid = match_centroid(faceset_images(match_dir), infer) if match_dir else None
@@ -403,6 +427,12 @@ def plan_videos(
         "planned_videos": len(videos) - len(errors),
         # Links to videos out of SRC, left unread (SRC is the folder the roots allowed).
         "links_out_of_folder": [str(p.relative_to(src)) for p in links_out],
+        # Videos whose names are not UTF-8 (rename them, e.g. `convmv -f latin1 -t utf8`),
+        # their bytes escaped: caf\xe9.mp4.
+        "names_not_utf8": [
+            os.fsencode(p.relative_to(src)).decode("ascii", "backslashreplace")
+            for p in found.not_utf8
+        ],
         "errors": errors,
         "shots": sum(len(o.shots) for o in outcomes),
         "sampled_frames": sum(o.sampled_frames for o in outcomes),
