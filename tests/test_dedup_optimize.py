@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -169,6 +171,19 @@ def _dedup_optimize_and_restore(export, before, started):
     assert json.loads(again.stdout)["moves"] == []
     assert file_hashes(export) == hashes
     assert assert_fsz_match_folders(export) == 6
+
+    # A PNG named in Latin-1 among the crops (a second user of a shared export; facesets never
+    # names a file so) is no file of the export's: left where it is, and the run goes on (it
+    # used to end with an encoding error at the first manifest naming it).
+    crops = sorted(layout.faces_dir(export / "faceset_000").glob("*.png"))
+    latin_png = os.fsencode(crops[0].parent) + b"/caf\xe9.png"
+    shutil.copy(crops[0], latin_png)
+    hashes = file_hashes(export)
+    latin = run_facesets("dedup-optimize", str(export), *flags, "--json")
+    assert latin.returncode == 0, latin.stderr[-3000:]
+    assert json.loads(latin.stdout)["moves"] == []
+    assert file_hashes(export) == hashes and Path(os.fsdecode(latin_png)).is_file()
+    Path(os.fsdecode(latin_png)).unlink()
 
     back = run_facesets(
         "restore",

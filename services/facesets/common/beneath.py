@@ -72,6 +72,14 @@ def is_relative(rel: object) -> bool:
     return True
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Beneath:
     """One folder (already checked against the roots) and every access below it."""
 
@@ -162,10 +170,14 @@ class Beneath:
         return info is not None and stat.S_ISREG(info.st_mode)
 
     def entries(self, rel: str = "") -> list[tuple[str, os.stat_result]]:
-        """(name, own status) of each entry of a folder, sorted by name; [] when it is absent."""
+        """(name, own status) of each entry of a folder, sorted by name; [] when it is absent.
+
+        A name that is not UTF-8 is left out: nothing facesets writes is named so (manifests
+        and messages carry names as UTF-8 text), so such an entry is someone else's, and
+        listing it would only end a job at the first manifest that names it."""
         try:
             with self.dir_fd(rel) as fd:
-                names = sorted(os.listdir(fd))
+                names = sorted(n for n in os.listdir(fd) if _utf8(n))
                 return [(n, os.stat(n, dir_fd=fd, follow_symlinks=False)) for n in names]
         except FileNotFoundError:
             return []
