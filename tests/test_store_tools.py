@@ -91,6 +91,13 @@ def test_check_reports_a_damaged_file_and_refuses_a_foreign_one(
     refused = run_facesets("store", "check", str(foreign), *clustering, timeout=60)
     assert refused.returncode == 2 and "not a facesets store" in refused.stderr
     assert foreign.read_text() == "not a store"
+    # A folder named as the store: what to name instead, not "[Errno 21] Is a directory".
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    refused = run_facesets("store", "check", str(folder), *clustering, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{folder} is a folder, not a facesets store" in refused.stderr
+    assert str(folder / "faces.db") in refused.stderr and not any(folder.iterdir())
 
 
 def _item(i: int) -> clustering_pb2.IngestItem:

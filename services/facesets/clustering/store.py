@@ -126,6 +126,11 @@ def _file_identity(path: Path) -> tuple[int, int]:
 
 def refuse_foreign_file(path: Path) -> None:
     """An existing file given as a store must be one: it is never turned into one."""
+    if path.is_dir():
+        raise StoreProblem(
+            f"{path} is a folder, not a facesets store; name a file, such as "
+            f"{path / 'faces.db'} (the store is created there if no file is)"
+        )
     with open(path, "rb") as handle:
         header = handle.read(len(_SQLITE_HEADER))
     if not header:

@@ -33,9 +33,9 @@ class CheckLine:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
+    if not path.exists():
         raise StoreProblem(f"no store at {path}")
-    refuse_foreign_file(path)
+    refuse_foreign_file(path)  # a folder or another file: says which
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
