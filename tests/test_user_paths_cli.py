@@ -174,6 +174,28 @@ def test_embed_skips_names_that_are_not_utf8_and_embeds_the_rest(lfw_dir, tmp_pa
         assert [Path(p).name for (p,) in db.execute("SELECT path FROM images")] == [good.name]
 
 
+def test_embed_leaves_out_a_facesets_output_kept_among_the_photos(pipeline, tmp_path, services):
+    """A run's OUT (store, cluster folders of linked photos, export crops, thumbnails) kept
+    inside the photo folder is not embedded again: its crops would come back as new faces of
+    each faceset, and its linked photos as aliases, at every run."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    src, out, _ = pipeline
+    photos = tmp_path / "photos"
+    shutil.copytree(src, photos)
+    shutil.copytree(out, photos / "facesets-2024")
+    originals = sorted(p for p in src.rglob("*.jpg"))
+    store = tmp_path / "faces.db"
+    result = run_facesets("embed", str(photos), str(store), "--json", "--verbose")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == {"facesets output folder": 1}
+    assert f"skipped {photos / 'facesets-2024'}  (a folder facesets wrote" in result.stderr
+    assert summary["files"] == len(originals)
+    with sqlite3.connect(store) as db:
+        paths = [Path(p) for (p,) in db.execute("SELECT path FROM paths")]
+    assert paths and all("facesets-2024" not in p.parts for p in paths)
+
+
 def test_embed_of_a_fifo_alone_does_not_block(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

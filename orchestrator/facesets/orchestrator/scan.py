@@ -14,7 +14,7 @@ from stat import S_ISREG
 from typing import Protocol
 
 from facesets.client.files import inside, open_regular
-from facesets.contract import photo_formats
+from facesets.contract import layout, photo_formats
 from facesets.orchestrator.console import progress_bar
 
 CHUNK = 1 << 20
@@ -38,10 +38,12 @@ class Known(Protocol):
     mtime_ns: int
 
 
+LOCK = layout.WRITER_LOCK  # in every folder a facesets job writes, and left there
 HIDDEN = "hidden"
 FOLDER_LINK = "link to a folder"
 OUTSIDE_LINK = "link out of the folder"
 NOT_UTF8 = "name not UTF-8"
+OUTPUT_FOLDER = "facesets output folder"
 
 
 def utf8_name(path: str) -> bool:
@@ -67,6 +69,11 @@ class SkippedFile:
             return "links are not followed"
         if self.kind == OUTSIDE_LINK:
             return "a link to a file outside the folder; such links are not followed"
+        if self.kind == OUTPUT_FOLDER:
+            return (
+                f"a folder facesets wrote (it holds {layout.WRITER_LOCK}): its crops, "
+                "thumbnails and linked photos are not new photos to embed"
+            )
         if self.kind == NOT_UTF8:
             return (
                 "its name is not valid UTF-8 (another encoding, such as Latin-1); rename it, "
@@ -93,7 +100,9 @@ def list_photos(root: Path) -> PhotoListing:
     services confine paths to their roots): one leading out of it is listed with the skipped
     files, unread, so a folder cannot hand out a file from elsewhere. Links that point
     nowhere inside root are kept with the photos so that they are reported, not silently
-    skipped; links to folders are not followed, and are listed with the skipped files.
+    skipped; links to folders are not followed, and are listed with the skipped files. So are
+    folders below root that facesets wrote (an export or a run's OUT kept among the photos)
+    and names that are not UTF-8.
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -108,6 +117,11 @@ def list_photos(root: Path) -> PhotoListing:
         # A folder whose name is not UTF-8 is skipped whole (every path under it is too).
         for name in [d for d in dirs if not utf8_name(d)]:
             listing.skipped.append(SkippedFile(os.path.join(folder, name), NOT_UTF8))
+            dirs.remove(name)
+        # An output folder below (an export or a run's OUT kept inside the photos) is not
+        # walked: embedding it again would add each faceset's crops as new faces.
+        for name in [d for d in dirs if os.path.lexists(os.path.join(folder, d, LOCK))]:
+            listing.skipped.append(SkippedFile(os.path.join(folder, name), OUTPUT_FOLDER))
             dirs.remove(name)
         dirs.sort()
         for name in dirs:
