@@ -14,6 +14,7 @@ from conftest import free_port
 from videos import FPS, ShotSpec, make_audio_only, make_video
 
 from facesets.client import Endpoint, ExportClient
+from facesets.contract import layout
 from services import FACESETS, ServiceProcess, run_facesets, wait_for
 
 SAMPLE_S = 0.5  # one sampled frame at the default 2 fps
@@ -53,6 +54,11 @@ def library(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Pat
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     shutil.copy(src / "sub" / "empty_room.mp4", elsewhere / "private.mp4")
     (src / "private.mp4").symlink_to(elsewhere / "private.mp4")
+    # The OUT of an earlier plan kept among the videos (it holds the writer lock): its clips
+    # are not new videos.
+    (src / "clips_2024").mkdir()
+    (src / "clips_2024" / layout.WRITER_LOCK).touch()
+    shutil.copy(src / "sub" / "empty_room.mp4", src / "clips_2024" / "empty_room_s000.mp4")
     # A name in Latin-1 (an old disk, a zip): reported, not read (OpenCV crashed the service).
     shutil.copy(src / "sub" / "empty_room.mp4", os.fsencode(src) + b"/caf\xe9.mp4")
     shutil.copy(b[2], elsewhere / "b.jpg")
@@ -155,7 +161,8 @@ def test_bad_videos_are_reported_and_the_rest_go_on(planned: dict) -> None:
     assert summary["planned_videos"] == 2 and summary["segments"] == 4
     assert summary["links_out_of_folder"] == ["private.mp4"]
     assert summary["names_not_utf8"] == ["caf\\xe9.mp4"]
-    assert "private" not in {v["name"] for v in planned["plan"]["videos"]}
+    names = {v["name"] for v in planned["plan"]["videos"]}
+    assert "private" not in names and not any(n.startswith("clips_2024") for n in names)
 
 
 def test_cut_writes_clips_that_match_the_plan_and_reruns_only_what_is_missing(

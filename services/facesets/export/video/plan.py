@@ -85,14 +85,18 @@ class FoundVideos:
 
 
 def find_videos(src: Path) -> FoundVideos:
+    """A folder below SRC that facesets wrote (it holds the writer lock: the OUT of an earlier
+    plan kept among the videos) is not walked: its clips would be planned as new videos."""
     if src.is_file():
         return FoundVideos([src], [], [])
-    named = [
-        p
-        for p in sorted(src.rglob("*"))
-        if p.suffix.lower() in settings.export().video.extensions
-        and (p.is_file() or p.is_symlink())
-    ]
+    extensions = settings.export().video.extensions
+    named: list[Path] = []
+    for folder, dirs, files in os.walk(src, followlinks=False):
+        dirs[:] = sorted(
+            d for d in dirs if not os.path.lexists(os.path.join(folder, d, layout.WRITER_LOCK))
+        )
+        named += [Path(folder, f) for f in files if Path(f).suffix.lower() in extensions]
+    named.sort()
     not_utf8 = [p for p in named if not _utf8(p)]
     named = [p for p in named if p not in not_utf8]
     out = _links_out(src, named)
