@@ -8,56 +8,138 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from facesets.orchestrator import (
-    age_cmd,
-    clip_cmd,
-    config_cmd,
-    doctor,
-    embed,
-    enrich,
-    export_cmd,
-    identity_cmd,
-    immich_cmd,
-    jobs,
-    local,
-    maintenance_cmd,
-    report_cmd,
-    run_cmd,
-    settings,
-    store_cmd,
-    video_cmd,
-)
+from facesets.orchestrator import local, settings
 from facesets.orchestrator.console import AroundProgressBars
-from facesets.orchestrator.review import command as review_command
 from facesets.shared import config, logs
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], Any]]
+Commands = Mapping[str, Command]
 
-# Every command: name -> (help, add_arguments, run), from the modules that define them.
-COMMANDS: dict[str, Command] = {
-    **embed.COMMANDS,
-    **jobs.COMMANDS,
-    **enrich.COMMANDS,
-    **export_cmd.COMMANDS,
-    **report_cmd.COMMANDS,
-    **maintenance_cmd.COMMANDS,
-    **run_cmd.COMMANDS,
-    **immich_cmd.COMMANDS,
-    **identity_cmd.COMMANDS,
-    **video_cmd.COMMANDS,
-    **doctor.COMMANDS,
-    **age_cmd.COMMANDS,
-    **store_cmd.COMMANDS,
-    **clip_cmd.COMMANDS,
-    **config_cmd.COMMANDS,
-    **review_command.COMMANDS,
+
+# The modules that define the commands, each imported only when one of its commands runs (or
+# when every command is listed): a command does not load the others' dependencies (Immich's
+# HTTP client, the review app's web stack, the services) at every start.
+def _embed() -> Commands:
+    from facesets.orchestrator import embed
+
+    return embed.COMMANDS
+
+
+def _jobs() -> Commands:
+    from facesets.orchestrator import jobs
+
+    return jobs.COMMANDS
+
+
+def _enrich() -> Commands:
+    from facesets.orchestrator import enrich
+
+    return enrich.COMMANDS
+
+
+def _export() -> Commands:
+    from facesets.orchestrator import export_cmd
+
+    return export_cmd.COMMANDS
+
+
+def _report() -> Commands:
+    from facesets.orchestrator import report_cmd
+
+    return report_cmd.COMMANDS
+
+
+def _maintenance() -> Commands:
+    from facesets.orchestrator import maintenance_cmd
+
+    return maintenance_cmd.COMMANDS
+
+
+def _run_command() -> Commands:
+    from facesets.orchestrator import run_cmd
+
+    return run_cmd.COMMANDS
+
+
+def _immich() -> Commands:
+    from facesets.orchestrator import immich_cmd
+
+    return immich_cmd.COMMANDS
+
+
+def _identity() -> Commands:
+    from facesets.orchestrator import identity_cmd
+
+    return identity_cmd.COMMANDS
+
+
+def _video() -> Commands:
+    from facesets.orchestrator import video_cmd
+
+    return video_cmd.COMMANDS
+
+
+def _doctor() -> Commands:
+    from facesets.orchestrator import doctor
+
+    return doctor.COMMANDS
+
+
+def _age() -> Commands:
+    from facesets.orchestrator import age_cmd
+
+    return age_cmd.COMMANDS
+
+
+def _store() -> Commands:
+    from facesets.orchestrator import store_cmd
+
+    return store_cmd.COMMANDS
+
+
+def _clip() -> Commands:
+    from facesets.orchestrator import clip_cmd
+
+    return clip_cmd.COMMANDS
+
+
+def _config() -> Commands:
+    from facesets.orchestrator import config_cmd
+
+    return config_cmd.COMMANDS
+
+
+def _review() -> Commands:
+    from facesets.orchestrator.review import command
+
+    return command.COMMANDS
+
+
+# Every command's name -> the module that defines it, in the order `--help` lists them.
+COMMAND_MODULES: dict[str, Callable[[], Commands]] = {
+    "embed": _embed,
+    **dict.fromkeys(("cluster", "refine", "extend", "dedup", "consolidate"), _jobs),
+    "enrich": _enrich,
+    "export-swap": _export,
+    "report": _report,
+    **dict.fromkeys(("occlusion", "dedup-optimize", "merge", "restore"), _maintenance),
+    "run": _run_command,
+    "immich": _immich,
+    **dict.fromkeys(("import-folders", "discover"), _identity),
+    "video": _video,
+    "doctor": _doctor,
+    "age": _age,
+    "store": _store,
+    "clip": _clip,
+    "config": _config,
+    "review": _review,
 }
 SERVE_HELP = "run one service (inference, clustering or export) in the foreground"
 
@@ -91,12 +173,12 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="facesets",
-        description="Turn a photo collection into clean per-identity face sets for face-swap "
-        "tools. Without service addresses, each command starts the services it needs locally.",
-    )
+def command(name: str) -> Command:
+    """(help, add_arguments, run) of one command, its module imported now."""
+    return serve_command() if name == "serve" else COMMAND_MODULES[name]()[name]
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("FACESETS_LOG_LEVEL", "warning"),
@@ -110,9 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="facesets.toml to read (default: $FACESETS_CONFIG, else the user's config folder: "
         f"{config.user_config_file()})",
     )
+
+
+def chosen_command(argv: list[str] | None) -> str | None:
+    """The command named on the command line (after the global options), if it is one."""
+    peek = argparse.ArgumentParser(add_help=False)
+    _global_options(peek)
+    peek.add_argument("command", nargs="?")
+    known, _ = peek.parse_known_args(argv)
+    return known.command if known.command in ("serve", *COMMAND_MODULES) else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, that command's arguments alone are defined (the
+    others are named, their modules not imported)."""
+    parser = argparse.ArgumentParser(
+        prog="facesets",
+        description="Turn a photo collection into clean per-identity face sets for face-swap "
+        "tools. Without service addresses, each command starts the services it needs locally.",
+    )
+    _global_options(parser)
     parser.add_argument("--version", action="version", version=f"facesets {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, add_arguments, run) in {"serve": serve_command(), **COMMANDS}.items():
+    for name in ("serve", *COMMAND_MODULES):
+        if only not in (None, name):
+            commands.add_parser(name)  # not this run's command: nothing of it is loaded
+            continue
+        help_text, add_arguments, run = command(name)
         sub = commands.add_parser(name, help=help_text, description=help_text)
         add_arguments(sub)
         sub.set_defaults(handler=run)
@@ -167,7 +273,7 @@ def _exit_late(signum: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     level = "info" if args.command == "serve" and args.log_level == "warning" else args.log_level
     logs.configure(level, json=args.log_json, stream=AroundProgressBars())
     try:
