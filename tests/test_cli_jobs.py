@@ -210,3 +210,12 @@ def test_cluster_places_no_photo_replaced_since_embed(setup, lfw_dir, tmp_path):
     assert placed and layout.flattened_name(replaced) not in placed
     kept = layout.flattened_name(replaced.parent / "Colin_Powell_0002.jpg")
     assert kept in placed
+
+
+def test_an_output_named_by_a_file_says_to_name_a_folder(setup, tmp_path):
+    _, _, store, service, _ = setup
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    done = run_facesets("cluster", str(store), str(taken), "--clustering", service.address)
+    assert done.returncode == 1 and f"{taken} is a file, not a folder" in done.stderr
+    assert taken.read_text() == "mine"

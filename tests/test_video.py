@@ -337,6 +337,18 @@ def test_plan_thresholds_outside_their_ranges_are_refused(tmp_path: Path) -> Non
     assert done.returncode != 0 and "min_pass_rate" in done.stderr
 
 
+def test_a_plan_into_its_own_video_folder_is_refused(library: dict, media: dict) -> None:
+    """Clips cut among the videos would be planned as videos by the next plan."""
+    src = library["src"]
+    before = sorted(p.name for p in src.iterdir())
+    done = run_facesets(
+        "video", "plan", str(src), f"{src}/",
+        "--export", media["export"].address, "--inference", media["inference"].address,
+    )  # fmt: skip
+    assert done.returncode == 1 and f"OUT is SRC ({src})" in done.stderr, done.stderr
+    assert sorted(p.name for p in src.iterdir()) == before  # nothing written there
+
+
 def test_a_cut_that_fails_exits_1_and_a_rerun_cuts_what_is_left(
     library: dict, media: dict, tmp_path: Path
 ) -> None:

@@ -28,6 +28,11 @@ def run_locked(folders: Iterable[Path], job: Callable[[], T], create: bool = Tru
     with ExitStack() as held:
         for folder in sorted({Path(f).resolve() for f in folders}):
             if create:
+                if folder.exists() and not folder.is_dir():
+                    raise NotADirectoryError(
+                        f"{folder} is a file, not a folder; name a folder for the output (it "
+                        "is created if missing)"
+                    )
                 folder.mkdir(parents=True, exist_ok=True)
             elif not folder.is_dir():
                 continue

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facesets.contract.video import VideoPlanParams
-from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
+from facesets.export.jobs.context import BadRequest, ExportJob, JobContext, Peer, Writes
 from facesets.export.video import plan
 from facesets.v1 import export_pb2
 
@@ -23,8 +23,10 @@ class PlanVideos(ExportJob[Request, VideoPlanParams]):
         return ctx.required(ctx.request.src, "src")
 
     def check(self, ctx: JobContext[Request], params: VideoPlanParams) -> None:
-        self._src(ctx)
-        ctx.out  # noqa: B018  # the folder the job writes
+        src = self._src(ctx)
+        if ctx.out.resolve() == src.resolve():
+            # Clips cut into the videos' own folder would be planned as videos next time.
+            raise BadRequest(f"OUT is SRC ({src}): name another folder for the plan and clips")
         ctx.optional(ctx.request.match_dir, "match_dir")
 
     def writes(self, ctx: JobContext[Request], params: VideoPlanParams) -> Writes:
