@@ -23,7 +23,7 @@ from facesets.client import ImageInput, InferenceClient
 from facesets.client.channel import Endpoint
 from facesets.contract import layout
 from facesets.v1 import common_pb2
-from services import ServiceProcess, run_facesets, running_services, service_flags
+from services import FACESETS, ServiceProcess, run_facesets, running_services, service_flags
 from services import run_facesets as run_command
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -194,6 +194,39 @@ def test_embed_leaves_out_a_facesets_output_kept_among_the_photos(pipeline, tmp_
     with sqlite3.connect(store) as db:
         paths = [Path(p) for (p,) in db.execute("SELECT path FROM paths")]
     assert paths and all("facesets-2024" not in p.parts for p in paths)
+
+
+def test_embed_names_a_folder_it_cannot_list(lfw_dir, tmp_path, services):
+    """A subfolder without read permission used to be left out without a word (os.walk's
+    default): its photos are now said to be left out, on stderr and in the summary. The
+    command runs without the capability that lets root read any folder."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop the capability to read any folder")
+    photos = tmp_path / "photos"
+    (photos / "locked").mkdir(parents=True)
+    first, second = sorted((lfw_dir / PEOPLE[0]).glob("*.jpg"))[:2]
+    shutil.copy(first, photos / first.name)
+    shutil.copy(second, photos / "locked" / second.name)
+    (photos / "locked").chmod(0)
+    store = tmp_path / "faces.db"
+    without = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    command = [*without, *FACESETS, "embed", str(photos), str(store), "--json"]
+    try:
+        done = subprocess.run(
+            [*command, *service_flags(services, "embed")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        (photos / "locked").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["embedded"] == 1 and summary["skipped"] == {"unreadable folder": 1}
+    assert (
+        f"skipped {photos / 'locked'}  (a folder that cannot be listed (Permission denied): "
+        "its photos are left out)" in done.stderr
+    )
 
 
 def test_embed_of_a_fifo_alone_does_not_block(tmp_path):

@@ -20,6 +20,7 @@ from facesets.client import ClusteringClient, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.scan import (
+    UNREADABLE_FOLDER,
     PhotoListing,
     ScannedFile,
     list_photos,
@@ -143,8 +144,9 @@ def report_unreadable(summary: EmbedSummary, verbose: bool = False) -> None:
 def report_skipped(listing: PhotoListing, verbose: bool = False) -> None:
     """One line on stderr, `skipped 12 files: .mov 7, .xmp 3, .txt 2`; with `verbose`, every
     skipped file and why."""
-    if verbose:
-        for skipped in listing.skipped:
+    for skipped in listing.skipped:
+        # A folder that cannot be listed hides photos: always named, as unreadable files are.
+        if verbose or skipped.kind == UNREADABLE_FOLDER:
             print(f"skipped {skipped.path}  ({skipped.why})", file=sys.stderr)
     line = skipped_line(listing.skipped_by_kind())
     if line:

@@ -44,6 +44,7 @@ FOLDER_LINK = "link to a folder"
 OUTSIDE_LINK = "link out of the folder"
 NOT_UTF8 = "name not UTF-8"
 OUTPUT_FOLDER = "facesets output folder"
+UNREADABLE_FOLDER = "unreadable folder"
 
 
 def utf8_name(path: str) -> bool:
@@ -59,10 +60,13 @@ def utf8_name(path: str) -> bool:
 @dataclass(frozen=True)
 class SkippedFile:
     path: str  # absolute
-    kind: str  # its extension (".mov"), NO_EXTENSION, HIDDEN, FOLDER_LINK or OUTSIDE_LINK
+    kind: str  # its extension (".mov"), NO_EXTENSION or one of the kinds above
+    detail: str = ""  # an unreadable folder's error
 
     @property
     def why(self) -> str:
+        if self.kind == UNREADABLE_FOLDER:
+            return f"a folder that cannot be listed ({self.detail}): its photos are left out"
         if self.kind == HIDDEN:
             return "hidden file"
         if self.kind == FOLDER_LINK:
@@ -113,7 +117,12 @@ def list_photos(root: Path) -> PhotoListing:
             "Latin-1); rename its folders, for instance with `convmv -f latin1 -t utf8`"
         )
     listing = PhotoListing()
-    for folder, dirs, files in os.walk(root, followlinks=False):
+
+    def unreadable(error: OSError) -> None:  # os.walk would leave the folder out silently
+        where = str(error.filename or root)
+        listing.skipped.append(SkippedFile(where, UNREADABLE_FOLDER, error.strerror or str(error)))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
         # A folder whose name is not UTF-8 is skipped whole (every path under it is too).
         for name in [d for d in dirs if not utf8_name(d)]:
             listing.skipped.append(SkippedFile(os.path.join(folder, name), NOT_UTF8))
