@@ -219,3 +219,34 @@ def test_an_output_named_by_a_file_says_to_name_a_folder(setup, tmp_path):
     done = run_facesets("cluster", str(store), str(taken), "--clustering", service.address)
     assert done.returncode == 1 and f"{taken} is a file, not a folder" in done.stderr
     assert taken.read_text() == "mine"
+
+
+def test_dedup_judges_no_photo_by_a_file_replaced_since_embed(setup, lfw_dir, tmp_path):
+    """Two photos of one person; the second's file is then replaced by the first one's bytes
+    (padded to the second's size, so that its size still matches). Judged by what is on disk,
+    the second would be reported a copy of the first (and a user would delete a unique photo);
+    judged only while its bytes are the photo embedded, it is no duplicate."""
+    root, _, _, service, embed_at = setup
+    at = ["--clustering", service.address]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    by_size = sorted((lfw_dir / "Colin_Powell").glob("*.jpg"), key=lambda p: p.stat().st_size)
+    small, large = next(
+        (a, b)
+        for a, b in zip(by_size, by_size[1:], strict=False)
+        if b.stat().st_size // 2 < a.stat().st_size < b.stat().st_size
+    )
+    shutil.copy(small, photos / "first.jpg")
+    shutil.copy(large, photos / "second.jpg")
+    store = tmp_path / "faces.db"
+    facesets("embed", str(photos), str(store), *embed_at)
+    loose = ["--face-similarity", "0.3"]  # every pair of his photos is a candidate
+    before = facesets("dedup", str(store), *loose, *at)
+    report = tmp_path / "faces.db.duplicates.json"
+    assert "second.jpg" not in report.read_text(), before
+    size = (photos / "second.jpg").stat().st_size
+    data = small.read_bytes()
+    (photos / "second.jpg").write_bytes(data + b"\0" * (size - len(data)))
+
+    after = facesets("dedup", str(store), *loose, *at)
+    assert "second.jpg" not in report.read_text(), (after, report.read_text()[:3000])

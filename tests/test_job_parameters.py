@@ -111,11 +111,15 @@ def test_refine_min_blur_zero_through_the_cli_reaches_the_job(world: World) -> N
     out = world.fresh("refine_cli_zero")
     done = run_facesets(
         "refine", world.store, str(out), "--min-blur", "0", "--min-short", "0",
-        "--min-faces", "2", "--clustering", world.clustering.address, "--json",
+        "--min-faces", "2", "--outlier-min-cluster", "4", "--lookalike-margin", "0.07",
+        "--clustering", world.clustering.address, "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     parameters = manifest(out / layout.REFINE_MANIFEST)["parameters"]
     assert parameters["min_blur"] == 0.0 and parameters["min_short"] == 0.0
+    # Two flags the request did not carry (the job took its defaults whatever was given).
+    assert parameters["outlier_min_cluster"] == 4
+    assert parameters["lookalike_margin"] == pytest.approx(0.07)
     assert parameters["min_det_score"] == pytest.approx(defaults.QUALITY_MIN_DET_SCORE)
 
 
@@ -212,6 +216,24 @@ def test_dedup_near_threshold_set_reaches_the_job(world: World) -> None:
     world.job("Dedup", clustering_pb2.DedupRequest(store=world.store, near_threshold=0.01))
     report = manifest(layout.duplicates_path(Path(world.store)))
     assert report["parameters"]["near_threshold"] == pytest.approx(0.01)
+
+
+def test_every_dedup_flag_through_the_cli_reaches_the_job(world: World) -> None:
+    """The request carried near_threshold alone: the other four flags changed nothing."""
+    flags = {
+        "near_threshold": ("--near-threshold", 0.05),
+        "face_similarity": ("--face-similarity", 0.5),
+        "candidate_distance": ("--candidate-distance", 0.25),
+        "min_overlap": ("--min-overlap", 0.5),
+        "min_inliers": ("--min-inliers", 7),
+    }
+    given = [str(v) for flag, value in flags.values() for v in (flag, value)]
+    done = run_facesets(
+        "dedup", world.store, *given, "--clustering", world.clustering.address, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    parameters = manifest(layout.duplicates_path(Path(world.store)))["parameters"]
+    assert parameters == {name: pytest.approx(value) for name, (_, value) in flags.items()}
 
 
 def test_export_pad_ratio_and_min_face_short_zero_reach_the_job(world: World) -> None:

@@ -287,7 +287,7 @@ class ClusterRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., dense_max: _Optional[int] = ...) -> None: ...
 
 class RefineRequest(_message.Message):
-    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "gate", "link_mode", "cannot_link")
+    __slots__ = ("store", "out", "initial_threshold", "merge_threshold", "outlier_threshold", "min_faces", "gate", "link_mode", "cannot_link", "outlier_min_cluster", "lookalike_margin")
     STORE_FIELD_NUMBER: _ClassVar[int]
     OUT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +297,8 @@ class RefineRequest(_message.Message):
     GATE_FIELD_NUMBER: _ClassVar[int]
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_MIN_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    LOOKALIKE_MARGIN_FIELD_NUMBER: _ClassVar[int]
     store: str
     out: str
     initial_threshold: float
@@ -306,7 +308,9 @@ class RefineRequest(_message.Message):
     gate: _common_pb2.QualityGate
     link_mode: LinkMode
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    outlier_min_cluster: int
+    lookalike_margin: float
+    def __init__(self, store: _Optional[str] = ..., out: _Optional[str] = ..., initial_threshold: _Optional[float] = ..., merge_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., outlier_min_cluster: _Optional[int] = ..., lookalike_margin: _Optional[float] = ...) -> None: ...
 
 class ExtendRequest(_message.Message):
     __slots__ = ("store", "raw_out", "refine_out", "threshold", "link_mode", "cannot_link")
@@ -325,31 +329,41 @@ class ExtendRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., raw_out: _Optional[str] = ..., refine_out: _Optional[str] = ..., threshold: _Optional[float] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DedupRequest(_message.Message):
-    __slots__ = ("store", "near_threshold")
+    __slots__ = ("store", "near_threshold", "face_similarity", "candidate_distance", "min_overlap", "min_inliers")
     STORE_FIELD_NUMBER: _ClassVar[int]
     NEAR_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FACE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
     store: str
     near_threshold: float
-    def __init__(self, store: _Optional[str] = ..., near_threshold: _Optional[float] = ...) -> None: ...
+    face_similarity: float
+    candidate_distance: float
+    min_overlap: float
+    min_inliers: int
+    def __init__(self, store: _Optional[str] = ..., near_threshold: _Optional[float] = ..., face_similarity: _Optional[float] = ..., candidate_distance: _Optional[float] = ..., min_overlap: _Optional[float] = ..., min_inliers: _Optional[int] = ...) -> None: ...
 
 class ConsolidateRequest(_message.Message):
-    __slots__ = ("facesets_dir", "store", "candidate_similarity", "confident_similarity", "undo", "dry_run")
+    __slots__ = ("facesets_dir", "store", "candidate_similarity", "confident_similarity", "undo", "dry_run", "link_mode")
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     CONFIDENT_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     UNDO_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     facesets_dir: str
     store: str
     candidate_similarity: float
     confident_similarity: float
     undo: bool
     dry_run: bool
-    def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    link_mode: LinkMode
+    def __init__(self, facesets_dir: _Optional[str] = ..., store: _Optional[str] = ..., candidate_similarity: _Optional[float] = ..., confident_similarity: _Optional[float] = ..., undo: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "gate", "link_mode", "cannot_link", "seeds")
+    __slots__ = ("store", "facesets_dir", "sha256", "match_threshold", "cluster_threshold", "min_faces", "gate", "link_mode", "cannot_link", "seeds", "outlier_threshold", "outlier_min_cluster")
     STORE_FIELD_NUMBER: _ClassVar[int]
     FACESETS_DIR_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +374,8 @@ class RouteRequest(_message.Message):
     LINK_MODE_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_MIN_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     store: str
     facesets_dir: str
     sha256: _containers.RepeatedScalarFieldContainer[str]
@@ -370,7 +386,9 @@ class RouteRequest(_message.Message):
     link_mode: LinkMode
     cannot_link: bool
     seeds: _containers.RepeatedCompositeFieldContainer[RouteSeed]
-    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., seeds: _Optional[_Iterable[_Union[RouteSeed, _Mapping]]] = ...) -> None: ...
+    outlier_threshold: float
+    outlier_min_cluster: int
+    def __init__(self, store: _Optional[str] = ..., facesets_dir: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ..., match_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., link_mode: _Optional[_Union[LinkMode, str]] = ..., cannot_link: _Optional[bool] = ..., seeds: _Optional[_Iterable[_Union[RouteSeed, _Mapping]]] = ..., outlier_threshold: _Optional[float] = ..., outlier_min_cluster: _Optional[int] = ...) -> None: ...
 
 class RouteSeed(_message.Message):
     __slots__ = ("key", "name", "face_ids")
@@ -457,7 +475,7 @@ class ImportFoldersRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., export: _Optional[str] = ..., trusted: _Optional[_Iterable[_Union[TrustedFolder, _Mapping]]] = ..., mixed: _Optional[_Iterable[str]] = ..., first_number: _Optional[int] = ..., first_pass_threshold: _Optional[float] = ..., second_pass_threshold: _Optional[float] = ..., match_threshold: _Optional[float] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
 
 class DiscoverRequest(_message.Message):
-    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "gate", "dry_run", "cannot_link")
+    __slots__ = ("store", "root", "export", "known_threshold", "cluster_threshold", "outlier_threshold", "min_faces", "gate", "dry_run", "cannot_link", "outlier_min_cluster")
     STORE_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +486,7 @@ class DiscoverRequest(_message.Message):
     GATE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     CANNOT_LINK_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_MIN_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     store: str
     root: str
     export: str
@@ -478,7 +497,8 @@ class DiscoverRequest(_message.Message):
     gate: _common_pb2.QualityGate
     dry_run: bool
     cannot_link: bool
-    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ...) -> None: ...
+    outlier_min_cluster: int
+    def __init__(self, store: _Optional[str] = ..., root: _Optional[str] = ..., export: _Optional[str] = ..., known_threshold: _Optional[float] = ..., cluster_threshold: _Optional[float] = ..., outlier_threshold: _Optional[float] = ..., min_faces: _Optional[int] = ..., gate: _Optional[_Union[_common_pb2.QualityGate, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cannot_link: _Optional[bool] = ..., outlier_min_cluster: _Optional[int] = ...) -> None: ...
 
 class StoreCheck(_message.Message):
     __slots__ = ("name", "ok", "detail")
