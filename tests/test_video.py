@@ -376,3 +376,33 @@ def test_a_cut_that_fails_exits_1_and_a_rerun_cuts_what_is_left(
     assert again["written"] == len(failed) and not again["errors"]
     plan = json.loads((out / "plan.json").read_text())
     assert all(Path(s["cut"]["clip"]).is_file() for s in plan["segments"])
+
+
+def test_a_folder_of_src_the_service_cannot_list_is_named(
+    library: dict, media: dict, tmp_path: Path
+) -> None:
+    """A subfolder without read permission used to be left out without a word; the plan now
+    names it. The export service runs without root's capability to read any folder."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop the capability to read any folder")
+    src = tmp_path / "videos"
+    (src / "locked").mkdir(parents=True)
+    room = library["src"] / "sub" / "empty_room.mp4"
+    shutil.copy(room, src / "room.mp4")
+    shutil.copy(room, src / "locked" / "hidden.mp4")
+    (src / "locked").chmod(0)
+    export = ServiceProcess(
+        "export", free_port(), tmp_path / "export.log", "--inference", media["inference"].address,
+        prefix=["setpriv", "--bounding-set", "-dac_override,-dac_read_search"],
+    ).start()  # fmt: skip
+    try:
+        done = run_facesets(
+            "video", "plan", str(src), str(tmp_path / "out"), "--json",
+            "--export", export.address, "--inference", media["inference"].address,
+        )  # fmt: skip
+    finally:
+        export.stop()
+        (src / "locked").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["unreadable_folders"] == ["locked"] and summary["videos"] == 1

@@ -82,6 +82,7 @@ class FoundVideos:
     videos: list[Path]
     links_out: list[Path]
     not_utf8: list[Path]
+    unreadable: list[Path] = field(default_factory=list)  # folders that cannot be listed
 
 
 def find_videos(src: Path) -> FoundVideos:
@@ -91,7 +92,10 @@ def find_videos(src: Path) -> FoundVideos:
         return FoundVideos([src], [], [])
     extensions = settings.export().video.extensions
     named: list[Path] = []
-    for folder, dirs, files in os.walk(src, followlinks=False):
+    unreadable: list[Path] = []  # os.walk would leave them out without a word
+    for folder, dirs, files in os.walk(
+        src, onerror=lambda error: unreadable.append(Path(error.filename or src)), followlinks=False
+    ):
         dirs[:] = sorted(
             d for d in dirs if not os.path.lexists(os.path.join(folder, d, layout.WRITER_LOCK))
         )
@@ -100,7 +104,8 @@ def find_videos(src: Path) -> FoundVideos:
     not_utf8 = [p for p in named if not _utf8(p)]
     named = [p for p in named if p not in not_utf8]
     out = _links_out(src, named)
-    return FoundVideos([p for p in named if p not in out and p.is_file()], out, not_utf8)
+    videos = [p for p in named if p not in out and p.is_file()]
+    return FoundVideos(videos, out, not_utf8, sorted(unreadable))
 
 
 def video_name(src: Path, video: Path) -> str:
@@ -402,6 +407,8 @@ def plan_videos(
     videos, links_out = found.videos, found.links_out
     for link in links_out:
         log.warning("video.link_out_of_folder", path=str(link))
+    for folder in found.unreadable:
+        log.warning("video.unreadable_folder", path=str(folder))
     centroid = match_centroid(faceset_images(match_dir), infer) if match_dir else None
     planner = VideoPlanner(out, params, infer, progress, centroid)
     outcomes = []
@@ -433,6 +440,8 @@ def plan_videos(
         "links_out_of_folder": [str(p.relative_to(src)) for p in links_out],
         # Videos whose names are not UTF-8 (rename them, e.g. `convmv -f latin1 -t utf8`),
         # their bytes escaped: caf\xe9.mp4.
+        # Folders under SRC that cannot be listed (no permission): their videos are left out.
+        "unreadable_folders": [str(p.relative_to(src)) for p in found.unreadable],
         "names_not_utf8": [
             os.fsencode(p.relative_to(src)).decode("ascii", "backslashreplace")
             for p in found.not_utf8
