@@ -42,3 +42,23 @@ def test_a_command_imports_its_own_module_and_no_other() -> None:
         "httpx",
     ):
         assert other not in modules, other
+
+
+def test_a_bad_setting_in_the_environment_is_said_without_a_traceback() -> None:
+    """The command's settings load as it starts: a value its setting does not take was a
+    traceback at import, for every command."""
+    import os
+
+    env = {**os.environ, "FACESETS_STOP_DEADLINE_S": "soon", "FACESETS_IMMICH__WORKERS": "many"}
+    done = subprocess.run(
+        [sys.executable, "-m", "facesets.orchestrator.cli", "config", "show"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: bad setting: FACESETS_STOP_DEADLINE_S=soon: Input should be a valid number" in (
+        done.stderr
+    )
+    assert "FACESETS_IMMICH__WORKERS=many: Input should be a valid integer" in done.stderr

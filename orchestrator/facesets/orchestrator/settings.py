@@ -6,7 +6,10 @@ FACESETS_IMMICH__WORKERS=4). The job parameters' defaults are the contract's
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import os
+import sys
+
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facesets.shared.config import Config
@@ -62,7 +65,21 @@ class CliSettings(BaseSettings):
     immich: ImmichSettings = ImmichSettings()
 
 
-SETTINGS = CliSettings()
+def _load() -> CliSettings:
+    """The settings; a FACESETS_* variable holding what its setting does not take stops the
+    command here with the variable, its value and why (it was a traceback at import)."""
+    try:
+        return CliSettings()
+    except ValidationError as error:
+        said = []
+        for item in error.errors():
+            name = "FACESETS_" + "__".join(str(part).upper() for part in item["loc"])
+            said.append(f"{name}={os.environ.get(name, item.get('input'))!s}: {item['msg']}")
+        print("error: bad setting: " + "; ".join(said), file=sys.stderr)
+        raise SystemExit(2) from None  # as a bad facesets.toml
+
+
+SETTINGS = _load()
 # facesets.toml and the environment (facesets.shared.config); main() loads the one --config
 # names. Service addresses, credentials and the local inference service's model come from it.
 CONFIG = Config(None)
