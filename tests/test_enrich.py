@@ -29,12 +29,7 @@ def test_enrich_leaves_the_faces_of_a_photo_replaced_since_embed(lfw_dir, tmp_pa
     """A photo replaced by another of the same size (another person's) keeps its faces as they
     were: its landmarks and pose would otherwise land on the stored face its box overlaps.
     Through given services (bytes, read once and checked) and the command's own (paths)."""
-    src = tmp_path / "photos"
-    src.mkdir()
-    for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:4]:
-        shutil.copy(photo, src / photo.name)
-    store = tmp_path / "faces.db"
-    assert run_facesets("embed", str(src), str(store), *services).returncode == 0
+    src, store = embedded(lfw_dir, tmp_path, services, 4)
     replaced = sorted(src.glob("*.jpg"))[0]
     digest = hashlib.sha256(replaced.read_bytes()).hexdigest()
     with sqlite3.connect(store) as db:
@@ -67,13 +62,19 @@ def test_enrich_leaves_the_faces_of_a_photo_replaced_since_embed(lfw_dir, tmp_pa
     assert untouched == in_replaced and written == faces - in_replaced
 
 
-def enrich_and_resume(lfw_dir, tmp_path, services):
+def embedded(lfw_dir, tmp_path, services, photos: int):
+    """A folder of Colin Powell's first `photos` photos, embedded into a fresh store."""
     src = tmp_path / "photos"
     src.mkdir()
-    for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:6]:
+    for photo in sorted((lfw_dir / "Colin_Powell").glob("*.jpg"))[:photos]:
         shutil.copy(photo, src / photo.name)
     store = tmp_path / "faces.db"
     assert run_facesets("embed", str(src), str(store), *services).returncode == 0
+    return src, store
+
+
+def enrich_and_resume(lfw_dir, tmp_path, services):
+    _, store = embedded(lfw_dir, tmp_path, services, 6)
     with sqlite3.connect(store) as db:
         original = dict(db.execute("SELECT face_id, yaw FROM faces").fetchall())
         db.execute(
