@@ -105,6 +105,7 @@ def staged_file(root: Path, asset: FakeAsset) -> Path:
         ("/data/library/admin/state.json", "_state.json"),
         ("/data/library/admin/CON.jpg", "_CON.jpg"),
         ("C:\\Users\\me\\Pictures\\f.jpg", "Users/me/Pictures/f.jpg"),
+        ("/data/library/admin/caf\udce9.jpg", "caf_.jpg"),  # not UTF-8: it could not be sent
     ],
 )
 def test_library_relative_path_is_relative_and_safe(original: str, expected: str) -> None:

@@ -51,6 +51,9 @@ def library_relative_path(original_path: str, labels: Iterable[str] = ()) -> Pur
 
 
 def _safe_part(part: str) -> str:
+    # A lone surrogate (a name a server decoded with escapes) cannot be written as UTF-8, which
+    # every path facesets sends or stores is: it becomes "?", then "_" below.
+    part = part.encode("utf-8", "replace").decode("utf-8")
     part = _UNSAFE_CHARS.sub("_", part).strip().rstrip(". ")
     if part in ("", ".", ".."):
         return "_"
