@@ -249,4 +249,7 @@ def test_dedup_judges_no_photo_by_a_file_replaced_since_embed(setup, lfw_dir, tm
     (photos / "second.jpg").write_bytes(data + b"\0" * (size - len(data)))
 
     after = facesets("dedup", str(store), *loose, *at)
-    assert "second.jpg" not in report.read_text(), (after, report.read_text()[:3000])
+    assert "second.jpg" not in json.dumps(json.loads(report.read_text())["near"]), after
+    assert after["changed_paths"] == 1  # said, in the summary and the report
+    changed = json.loads(report.read_text())["missing_sources"]["changed_paths"]
+    assert changed == [str(photos / "second.jpg")]

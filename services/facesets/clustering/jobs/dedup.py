@@ -102,6 +102,14 @@ def _open_grey(path: str, side: int, sha256: str) -> tuple[np.ndarray, float]:
         return np.asarray(grey, dtype=np.uint8), scale
 
 
+def _unusable(photos: Photos, path: str, error: Exception) -> None:
+    """A photo that could not be compared: logged; one changed since embed (same size, other
+    bytes) is reported with the changed paths, in the summary and the report."""
+    log.warning("cannot read photo", path=path, error=str(error))
+    if isinstance(error, ChangedPhoto) and path not in photos.changed_paths:
+        photos.changed_paths.append(path)
+
+
 def dct_hash(path: str, sha256: str) -> np.ndarray:
     """Low-frequency DCT of the central region, unit length: a coarse whole-image hash."""
     grey, _ = _open_grey(path, 4 * HASH_SIDE, sha256)
@@ -129,7 +137,7 @@ class _Verifier:
             try:
                 grey, scale = _open_grey(path, ALIGN_SIDE, sha)
             except (OSError, ValueError, DecodeError) as exc:
-                log.warning("cannot read photo", path=path, error=str(exc))
+                _unusable(self.photos, path, exc)
                 continue
             keypoints, descriptors = self.orb.detectAndCompute(grey, None)
             return Loaded(grey, scale, tuple(keypoints), descriptors)
@@ -255,7 +263,7 @@ def _hash_candidates(
                 kept.append(sha)
                 break
             except (OSError, ValueError, DecodeError) as exc:
-                log.warning("cannot read photo", path=path, error=str(exc))
+                _unusable(photos, path, exc)
         report(progress, "hash", done, len(shas))
     if len(kept) < 2:
         return []

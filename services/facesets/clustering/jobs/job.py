@@ -146,7 +146,7 @@ class Photos:
         return {
             "photos": self.missing_photos(),
             "paths": self.missing_paths,
-            "changed_paths": self.changed_paths,
+            "changed_paths": sorted(self.changed_paths),
         }
 
 
