@@ -36,22 +36,34 @@ def inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def _opened_inside(fd: int, path: str, folder: str) -> bool:
-    """Whether the file open on `fd` lies inside `folder`, as the kernel resolved it at open
-    time (/proc/self/fd): a folder swapped for a link after the listing is caught here. Without
-    /proc the path is resolved again and must still name the opened file."""
+def is_utf8(text: str) -> bool:
+    """Whether a path or name is valid UTF-8: the services' messages, the stores and the
+    manifests carry paths as UTF-8 text, so a name in another encoding (Latin-1 from an old
+    disk or a zip) can be neither sent nor stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def opened_path(fd: int, path: str) -> str | None:
+    """Where the file open on `fd` really lies, as the kernel resolved it at open time
+    (/proc/self/fd): a folder swapped for a link between a check and the open shows here.
+    None when it cannot be told (a file deleted since). Without /proc the path is resolved
+    again and must still name the opened file, which narrows the window to two swaps."""
     if os.path.isdir("/proc/self/fd"):
         try:
             where = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            return False
-        return where.startswith("/") and not where.endswith(" (deleted)") and inside(where, folder)
+            return None
+        return where if where.startswith("/") and not where.endswith(" (deleted)") else None
+    again = os.path.realpath(path)
     try:
-        named, opened = os.stat(path), os.fstat(fd)
+        named, opened = os.stat(again), os.fstat(fd)
     except OSError:
-        return False
-    same = (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
-    return same and inside(path, folder)
+        return None
+    return again if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino) else None
 
 
 def kind_of(mode: int) -> str:
@@ -80,8 +92,10 @@ def open_regular(
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise _refuse(shown, mode)
-        if within is not None and not _opened_inside(fd, shown, os.fspath(within)):
-            raise OutsideFolder(shown, os.fspath(within))
+        if within is not None:
+            where = opened_path(fd, shown)
+            if where is None or not inside(where, within):
+                raise OutsideFolder(shown, os.fspath(within))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -21,7 +21,6 @@ from facesets.client import ImageInput
 from facesets.client.files import open_regular
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.console import progress_bar
-from facesets.orchestrator.scan import hash_file
 from facesets.v1 import clustering_pb2, common_pb2
 
 
@@ -99,23 +98,18 @@ def _unchanged(
     a file is read once, checked and sent; by path, it is checked just before the service
     reads it. A file that cannot be read is sent as before, so that its error is reported."""
     for image in lacking:
-        if by_path:
-            scanned = hash_file(image.path)
-            if scanned.error or scanned.sha256 == image.sha256:
-                yield ImageInput(id=image.sha256, path=image.path)
-            else:
-                skip(image.path)
-            continue
         try:
             with open_regular(image.path) as handle:
                 data = handle.read()
         except OSError:
             yield ImageInput(id=image.sha256, path=image.path)
             continue
-        if hashlib.sha256(data).hexdigest() == image.sha256:
-            yield ImageInput(id=image.sha256, data=data)
-        else:
+        if hashlib.sha256(data).hexdigest() != image.sha256:
             skip(image.path)
+        elif by_path:
+            yield ImageInput(id=image.sha256, path=image.path)
+        else:
+            yield ImageInput(id=image.sha256, data=data)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

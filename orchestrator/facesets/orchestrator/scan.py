@@ -13,7 +13,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Protocol
 
-from facesets.client.files import inside, open_regular
+from facesets.client.files import inside, is_utf8, open_regular
 from facesets.contract import layout, photo_formats
 from facesets.orchestrator.console import progress_bar
 
@@ -38,23 +38,12 @@ class Known(Protocol):
     mtime_ns: int
 
 
-LOCK = layout.WRITER_LOCK  # in every folder a facesets job writes, and left there
 HIDDEN = "hidden"
 FOLDER_LINK = "link to a folder"
 OUTSIDE_LINK = "link out of the folder"
 NOT_UTF8 = "name not UTF-8"
 OUTPUT_FOLDER = "facesets output folder"
 UNREADABLE_FOLDER = "unreadable folder"
-
-
-def utf8_name(path: str) -> bool:
-    """Whether a path is valid UTF-8: the services' messages carry paths as UTF-8 text, so a
-    name in another encoding (Latin-1 from an old disk or a zip) cannot be sent or stored."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -111,7 +100,7 @@ def list_photos(root: Path) -> PhotoListing:
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
-    if not utf8_name(str(root)):
+    if not is_utf8(str(root)):
         raise ValueError(
             f"the path of {ascii(str(root))} is not valid UTF-8 (another encoding, such as "
             "Latin-1); rename its folders, for instance with `convmv -f latin1 -t utf8`"
@@ -123,22 +112,23 @@ def list_photos(root: Path) -> PhotoListing:
         listing.skipped.append(SkippedFile(where, UNREADABLE_FOLDER, error.strerror or str(error)))
 
     for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
-        # A folder whose name is not UTF-8 is skipped whole (every path under it is too).
-        for name in [d for d in dirs if not utf8_name(d)]:
-            listing.skipped.append(SkippedFile(os.path.join(folder, name), NOT_UTF8))
-            dirs.remove(name)
-        # An output folder below (an export or a run's OUT kept inside the photos) is not
-        # walked: embedding it again would add each faceset's crops as new faces.
-        for name in [d for d in dirs if os.path.lexists(os.path.join(folder, d, LOCK))]:
-            listing.skipped.append(SkippedFile(os.path.join(folder, name), OUTPUT_FOLDER))
-            dirs.remove(name)
-        dirs.sort()
-        for name in dirs:
-            if os.path.islink(os.path.join(folder, name)):
-                listing.skipped.append(SkippedFile(os.path.join(folder, name), FOLDER_LINK))
+        walked = []
+        for name in sorted(dirs):
+            path = os.path.join(folder, name)
+            if not is_utf8(name):  # skipped whole: every path under it is not UTF-8 either
+                listing.skipped.append(SkippedFile(path, NOT_UTF8))
+            elif os.path.lexists(os.path.join(path, layout.WRITER_LOCK)):
+                # An export or a run's OUT kept among the photos: embedding it again would
+                # add each faceset's crops as new faces.
+                listing.skipped.append(SkippedFile(path, OUTPUT_FOLDER))
+            else:
+                walked.append(name)
+                if os.path.islink(path):  # os.walk does not follow it
+                    listing.skipped.append(SkippedFile(path, FOLDER_LINK))
+        dirs[:] = walked
         for name in files:
             path = os.path.join(folder, name)
-            if not utf8_name(name):
+            if not is_utf8(name):
                 listing.skipped.append(SkippedFile(path, NOT_UTF8))
             elif os.path.islink(path) and not inside(path, root):
                 listing.skipped.append(SkippedFile(path, OUTSIDE_LINK))

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from facesets.client.files import is_utf8
 from facesets.common.roots import PathRefused
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -68,14 +69,6 @@ def is_relative(rel: object) -> bool:
     try:
         parts_of(rel)
     except UnsafePathError:
-        return False
-    return True
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
         return False
     return True
 
@@ -177,7 +170,7 @@ class Beneath:
         listing it would only end a job at the first manifest that names it."""
         try:
             with self.dir_fd(rel) as fd:
-                names = sorted(n for n in os.listdir(fd) if _utf8(n))
+                names = sorted(n for n in os.listdir(fd) if is_utf8(n))
                 return [(n, os.stat(n, dir_fd=fd, follow_symlinks=False)) for n in names]
         except FileNotFoundError:
             return []

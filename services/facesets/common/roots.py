@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from facesets.client.files import opened_path
+
 FLAG = "--allow-root"
 
 
@@ -100,8 +102,8 @@ class Roots:
         resolved = self.check_read(path, field)
         handle = open_regular(resolved, display=text)
         try:
-            opened = _opened_path(handle.fileno(), text)
-            if opened is None or not self.contains(opened):
+            opened = opened_path(handle.fileno(), text)
+            if opened is None or not self.contains(Path(opened)):
                 raise self._outside(field, text)
         except BaseException:
             handle.close()
@@ -124,24 +126,3 @@ def open_regular(path: Path, display: str | None = None) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
-
-
-def _opened_path(fd: int, text: str) -> Path | None:
-    """Where the file behind `fd` lies, as the kernel resolved it at open time; None when it
-    cannot be told (a file deleted since): then it is not read. Without /proc (not Linux) the
-    path is resolved again and must still name the opened file, which narrows the window to
-    two swaps in a row."""
-    if os.path.isdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return None
-        if not target.startswith("/") or target.endswith(" (deleted)"):
-            return None
-        return Path(target)
-    again = Path(os.path.realpath(text))
-    try:
-        named, opened = os.stat(again), os.fstat(fd)
-    except OSError:
-        return None
-    return again if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino) else None

@@ -20,7 +20,7 @@ import numpy as np
 import scenedetect
 import structlog
 
-from facesets.client.files import inside
+from facesets.client.files import inside, is_utf8
 from facesets.client.inference import ImageInput
 from facesets.common import settings
 from facesets.common.progress import ProgressFn
@@ -64,16 +64,6 @@ def _links_out(folder: Path, paths: list[Path]) -> list[Path]:
     return [p for p in paths if p.is_symlink() and not inside(p, folder)]
 
 
-def _utf8(path: Path) -> bool:
-    """Whether a path is valid UTF-8: plans and messages carry paths as UTF-8 text, and OpenCV
-    crashes the process on a name in another encoding (Latin-1 from an old disk or a zip)."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 @dataclass
 class FoundVideos:
     """The videos under SRC (links to folders are not followed), and what was left unread:
@@ -101,10 +91,12 @@ def find_videos(src: Path) -> FoundVideos:
         )
         named += [Path(folder, f) for f in files if Path(f).suffix.lower() in extensions]
     named.sort()
-    not_utf8 = [p for p in named if not _utf8(p)]
-    named = [p for p in named if p not in not_utf8]
+    # Names that are not UTF-8 are not read: OpenCV crashes the process on them.
+    not_utf8 = [p for p in named if not is_utf8(str(p))]
+    named = [p for p in named if is_utf8(str(p))]
     out = _links_out(src, named)
-    videos = [p for p in named if p not in out and p.is_file()]
+    leading_out = set(out)
+    videos = [p for p in named if p.is_file() and p not in leading_out]
     return FoundVideos(videos, out, not_utf8, sorted(unreadable))
 
 
@@ -382,7 +374,7 @@ def faceset_images(folder: Path) -> list[Path]:
     """The images of a --match faceset folder: regular files inside it (a link out of the
     folder, a FIFO or a device named like an image is left unread)."""
     suffixes = {".png", ".jpg", ".jpeg", ".webp"}
-    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and _utf8(p))
+    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and is_utf8(str(p)))
     out = _links_out(folder, named)
     images = [p for p in named if p not in out and p.is_file()]
     if not images:
@@ -401,7 +393,7 @@ def plan_videos(
     """Plan every video under SRC into OUT/plan.json; a bad video is reported, the rest go on."""
     if not src.exists():
         raise FileNotFoundError(f"no videos at {src}")
-    if not _utf8(src):
+    if not is_utf8(str(src)):
         raise ValueError(f"the path of {ascii(str(src))} is not valid UTF-8; rename its folders")
     found = find_videos(src)
     videos, links_out = found.videos, found.links_out
@@ -438,10 +430,10 @@ def plan_videos(
         "planned_videos": len(videos) - len(errors),
         # Links to videos out of SRC, left unread (SRC is the folder the roots allowed).
         "links_out_of_folder": [str(p.relative_to(src)) for p in links_out],
-        # Videos whose names are not UTF-8 (rename them, e.g. `convmv -f latin1 -t utf8`),
-        # their bytes escaped: caf\xe9.mp4.
         # Folders under SRC that cannot be listed (no permission): their videos are left out.
         "unreadable_folders": [str(p.relative_to(src)) for p in found.unreadable],
+        # Videos whose names are not UTF-8 (rename them, e.g. `convmv -f latin1 -t utf8`),
+        # their bytes escaped: caf\xe9.mp4.
         "names_not_utf8": [
             os.fsencode(p.relative_to(src)).decode("ascii", "backslashreplace")
             for p in found.not_utf8
