@@ -176,3 +176,48 @@ def test_report_shows_its_thresholds_and_era_years(
     small = [n for n in library.partitions["facesets"] if "small" in library.dropped[n]]
     assert small, "the library export has no small drop"
     assert "small (face under 100px)" in _page(out, "facesets", small[0])
+
+
+def _links(page: Path) -> list[str]:
+    return re.findall(r'(?:href|src)="([^"#?]+)"', page.read_text())
+
+
+def test_report_links_nothing_outside_its_export(
+    export: Path, tmp_path: Path, module_services: dict[str, ServiceProcess]
+) -> None:
+    """Crop and .fsz names read from manifests someone edited (absolute, `..`) give a figure
+    with neither image nor link: no page points the browser at a file outside the export."""
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the export's")
+    manifest_path = export / "faceset_000" / layout.FACESET_MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    kept = [c for c in manifest["crops"] if c["in_top"]]
+    assert len(kept) >= 3
+    kept[0]["file"] = str(outside)
+    kept[1]["file"] = "../" * 6 + str(outside).lstrip("/")
+    honest = kept[2]["file"]
+    manifest["fsz_all"] = str(outside)
+    manifest_path.write_text(json.dumps(manifest))
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    top["facesets"]["faceset_000"]["fsz_top"] = "../../outside.fsz"
+    (export / layout.EXPORT_MANIFEST).write_text(json.dumps(top))
+
+    ok(module_services, "report", str(export))
+
+    pages = sorted((export / layout.REPORT_DIR).rglob("*.html"))
+    assert pages
+    root = export.resolve()
+    checked = 0
+    for page in pages:
+        for link in _links(page):
+            target = (page.parent / link).resolve()
+            assert target.is_relative_to(root), f"{page.name} links to {link}"
+            checked += 1
+    assert checked > 0
+    page = _page(export, "facesets", "faceset_000")
+    assert page.count('class="top missing"><img loading=') == 2
+    # The crops named honestly still show, each a thumbnail linking to its PNG.
+    linked = re.findall(r'<figure class="top"><a href="([^"]+)"><img src="[^"]*thumbs/', page)
+    assert len(linked) == len(kept) - 2
+    assert any(link.endswith(honest) for link in linked)
+    assert "outside" not in re.sub(r"title=\"[^\"]*\"", "", page)

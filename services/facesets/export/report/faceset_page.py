@@ -20,7 +20,9 @@ LOOKALIKES_PAGE = "lookalikes.html"
 
 def fsz_links(links: Links, entry: Entry) -> str:
     found = " ".join(
-        f'<a href="{e(links.export(rel))}">{e(Path(rel).name)}</a>' for rel in entry.fsz
+        f'<a href="{e(href)}">{e(Path(rel).name)}</a>'
+        for rel in entry.fsz
+        if (href := links.export(rel)) is not None
     )
     return found or "<span class=none>no .fsz</span>"
 

@@ -17,10 +17,11 @@ def section(links: Links, items: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for item in items:
         strip = item.get("file")
+        href = links.export(strip) if isinstance(strip, str) else None
         image = (
-            f'<a href="{e(links.export(str(strip)))}"><img src="{e(links.export(str(strip)))}" '
-            f'loading="lazy" alt="{e(describe(item))}"></a>'
-            if isinstance(strip, str)
+            f'<a href="{e(href)}"><img src="{e(href)}" loading="lazy" '
+            f'alt="{e(describe(item))}"></a>'
+            if href
             else ""
         )
         title = KINDS.get(str(item.get("kind")), "")

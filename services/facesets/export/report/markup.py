@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from facesets.common import settings
+from facesets.common.beneath import is_relative
 from facesets.contract import layout
 from facesets.export.report.assets import CHECK_SCRIPT, CSS
 
@@ -34,8 +35,11 @@ class Links:
         """Link to OUT/report/<rel>."""
         return self._up + quote(rel, safe="/")
 
-    def export(self, rel: str) -> str:
-        """Link to OUT/<rel>."""
+    def export(self, rel: str) -> str | None:
+        """Link to OUT/<rel>; None when `rel` (read from a manifest anyone who can write the
+        export may edit) names no path inside OUT: a page never links out of its export."""
+        if not is_relative(rel):
+            return None
         return self._up + "../" + quote(rel, safe="/")
 
     def thumb(self, rel: str) -> str | None:
@@ -45,18 +49,21 @@ class Links:
 
 def figure(links: Links, rel: str, caption: str, title: str, css_class: str = "") -> str:
     """A thumbnail (lazy) linking to the full image; the full image itself when no thumbnail
-    could be made, so a missing crop shows as a broken image rather than disappearing."""
+    could be made, so a missing crop shows as a broken image rather than disappearing; one whose
+    name points out of the export shows neither image nor link."""
     full = links.export(rel)
     thumb = links.thumb(rel)
     classes = " ".join(c for c in (css_class, "" if thumb else "missing") if c)
     size = settings.export().report.thumb_size
     attr = f' class="{e(classes)}"' if classes else ""
-    return (
-        f'<figure{attr}><a href="{e(full)}">'
-        f'<img src="{e(thumb or full)}" loading="lazy" decoding="async" width="{size}" '
-        f'height="{size}" alt="{e(caption)}" title="{e(title)}"></a>'
-        f"<figcaption>{e(caption)}</figcaption></figure>"
+    src = thumb or full
+    source = f' src="{e(src)}"' if src else ""
+    image = (
+        f'<img{source} loading="lazy" decoding="async" width="{size}" height="{size}" '
+        f'alt="{e(caption)}" title="{e(title)}">'
     )
+    linked = f'<a href="{e(full)}">{image}</a>' if full else image
+    return f"<figure{attr}>{linked}<figcaption>{e(caption)}</figcaption></figure>"
 
 
 def quality_bar(quality: float) -> str:
