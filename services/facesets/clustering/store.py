@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -236,20 +237,45 @@ class FaceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._identity: tuple[int, int] | None = None  # set once opened; checked at each commit
-        existed = self.path.exists()
-        if existed:
-            refuse_foreign_file(self.path)
+        if not self.path.exists():
+            self._create()
+        refuse_foreign_file(self.path)
+        self._db = self._connect(self.path)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except sqlite3.OperationalError as error:
-            raise StoreWriteError(self.path, error) from error
-        try:
-            self._open(existed)
+            self._open(existed=True)
         except BaseException:
             self._db.close()
             raise
         # The file this connection writes: checked on every call (see check_still_there).
         self._identity = _file_identity(self.path)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.OperationalError as error:
+            raise StoreWriteError(self.path, error) from error
+
+    def _create(self) -> None:
+        """A new store appears whole or not at all: its schema is written to a file beside it,
+        then linked in place, which never replaces a file. Two commands creating one store at
+        once both open the one that won; neither sees a half-made file and calls it foreign."""
+        staged = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.new")
+        try:
+            self._db = self._connect(staged)
+            try:
+                self._open(existed=False)
+            finally:
+                self._db.close()  # the last connection: SQLite folds the WAL into the file
+            try:
+                os.link(staged, self.path)
+            except FileExistsError:
+                pass  # another command's store, made meanwhile: opened as it is
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.rename(staged, self.path)
+        finally:
+            for leftover in (staged, *(Path(f"{staged}{end}") for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
 
     def _open(self, existed: bool) -> None:
         try:
