@@ -100,6 +100,24 @@ def test_check_reports_a_damaged_file_and_refuses_a_foreign_one(
     assert str(folder / "faces.db") in refused.stderr and not any(folder.iterdir())
 
 
+def test_commands_reading_a_store_name_a_folder_given_as_one(tmp_path: Path) -> None:
+    """cluster, refine and age read a store that must exist: a folder named as one says so
+    and names the file to give, where it said "no face store" and to embed into the folder."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    export = tmp_path / "export"
+    for args in (
+        ("cluster", str(folder), str(tmp_path / "people")),
+        ("refine", str(folder), str(tmp_path / "sets")),
+        ("age", "probe", str(export), "faceset_001", "--store", str(folder)),
+    ):
+        refused = run_facesets(*args, timeout=60)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert f"{folder} is a folder, not a facesets store" in refused.stderr, refused.stderr
+        assert str(folder / "faces.db") in refused.stderr and "facesets embed" not in refused.stderr
+    assert not any(folder.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def _item(i: int) -> clustering_pb2.IngestItem:
     rng = np.random.default_rng(i)
     faces = [

@@ -8,9 +8,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from facesets.contract import layout
+
 
 def no_store(store: Path, dry_run: bool = False) -> str:
-    """The message for a command given a face store that does not exist."""
+    """The message for a command given a face store that does not exist (or a folder)."""
+    if store.is_dir():
+        return (
+            f"{store} is a folder, not a facesets store; name the store file in it, such as "
+            f"{store / layout.RUN_STORE} (where `facesets run` keeps it)"
+        )
     why = " a dry run plans from what the store holds, and" if dry_run else ""
     return (
         f"no face store at {store}:{why} `facesets embed PHOTOS {store}` makes one from a "
