@@ -1,10 +1,12 @@
 """`facesets store backup` on a damaged store, into a folder that does not exist, onto a full
-disk, and of a store whose mode is not the temporary file's: a one-line reason and exit 1 when
-no backup is made, no folder created, and a backup that keeps the store's mode."""
+disk, onto a file that is no backup, and of a store whose mode is not the temporary file's: a
+one-line reason and exit 1 when no backup is made, no folder created, no other file replaced,
+and a backup that keeps the store's mode."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -102,3 +104,50 @@ def test_a_backup_onto_a_full_disk_says_so_and_leaves_nothing(
     assert done.returncode == 0, done.stderr
     checked = run_facesets("store", "check", str(small_disk / store.name))
     assert checked.returncode == 0, checked.stdout
+
+
+def test_a_backup_replaces_an_earlier_backup_and_nothing_else(tmp_path: Path, run_facesets) -> None:
+    """A DEST that exists is replaced only when it is an earlier backup: notes, another SQLite
+    database and a store in use (STORE and DEST swapped) stay as they were."""
+    store, older = tmp_path / "faces.db", tmp_path / "older.db"
+    _store(store, images=3)
+    _store(older, images=5)  # opened by FaceStore: in WAL mode, as a store in use is
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    before = {p: p.read_bytes() for p in (notes, other, older)}
+
+    _one_line_refusal(
+        run_facesets("store", "backup", str(store), str(notes), timeout=60),
+        str(notes),
+        "not a backup",
+    )
+    _one_line_refusal(
+        run_facesets("store", "backup", str(store), str(other), timeout=60),
+        str(other),
+        "not a backup",
+    )
+    _one_line_refusal(  # the arguments swapped: the older store would replace the newer
+        run_facesets("store", "backup", str(store), str(older), timeout=60),
+        str(older),
+        "in use",
+        "swapped",
+    )
+    assert {p: p.read_bytes() for p in before} == before
+
+    backup = tmp_path / "backup.db"
+    for images in (3, 4):  # the second backup replaces the first
+        if images == 4:
+            more = FaceStore(store)
+            sha = f"{99:064x}"
+            more.register_files([("/photos/99.jpg", sha, 10)])
+            more.add_images([ImageData(sha256=sha, path="/photos/99.jpg", size=10)])
+            more.close()
+        made = run_facesets("store", "backup", str(store), str(backup), timeout=60)
+        assert made.returncode == 0, made.stderr
+        with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as db:
+            assert db.execute("SELECT count(*) FROM images").fetchone()[0] == images
+        db.close()

@@ -68,7 +68,7 @@ class StoreMismatchError(ValueError):
     """The store holds embeddings of another model than the one offered."""
 
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite's answers that mean the service's user may not write the store or its folder.
 _PERMISSION_ERRORS = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
@@ -133,13 +133,13 @@ def refuse_foreign_file(path: Path) -> None:
             f"{path / 'faces.db'} (the store is created there if no file is)"
         )
     with open(path, "rb") as handle:
-        header = handle.read(len(_SQLITE_HEADER))
+        header = handle.read(len(SQLITE_HEADER))
     if not header:
         raise StoreProblem(
             f"{path} is an empty file, not a facesets store; refusing to turn it into one. "
             "Name a path where no file is (the store is created there) or an existing store"
         )
-    if header != _SQLITE_HEADER:
+    if header != SQLITE_HEADER:
         raise StoreProblem(
             f"{path} is not a facesets store (not an SQLite database); refusing to change it. "
             "Name a path where no file is (the store is created there) or an existing store"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from facesets.clustering.store import (
     SCHEMA_VERSION,
+    SQLITE_HEADER,
     StoreProblem,
     is_corruption,
     refuse_foreign_file,
@@ -176,11 +177,52 @@ def backup_store(path: Path, dest: Path) -> Path:
                 f"cannot back up {path}: the folder {dest.parent} does not exist (a backup "
                 "creates no folder); create it or name another"
             )
+        if os.path.lexists(dest):
+            _refuse_unless_backup(dest, path)
         mode = stat.S_IMODE(os.stat(path).st_mode)
         _backup_into(source, path, dest, mode)
     finally:
         source.close()
     return dest
+
+
+def _refuse_unless_backup(dest: Path, path: Path) -> None:
+    """StoreProblem unless `dest` is a backup this command wrote, which a new one replaces: a
+    facesets store still in SQLite's rollback-journal mode (a backup is written so; a service
+    turns a store it opens to WAL). Notes, another database, or a store in use (STORE and DEST
+    swapped) are never replaced."""
+    header = b""
+    if not dest.is_symlink() and dest.is_file():
+        with open(dest, "rb") as handle:
+            header = handle.read(20)
+    not_backup = StoreProblem(
+        f"{dest} exists and is not a backup of a face store; a backup replaces only an "
+        "earlier backup, never another file. Name a new file (or a folder to write it in)"
+    )
+    if header[:16] != SQLITE_HEADER:
+        raise not_backup
+    if header[18:20] != b"\x01\x01" or Path(f"{dest}-wal").exists():
+        raise StoreProblem(
+            f"{dest} is a database in use (in WAL mode, as a store a service has opened), not "
+            f"a backup; refusing to replace it. `facesets store backup STORE DEST` copies STORE "
+            f"({path}) to DEST: check the two are not swapped, or name a new file"
+        )
+    if not _is_store(dest):
+        raise not_backup
+
+
+def _is_store(path: Path) -> bool:
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    return row is not None
 
 
 def _backup_into(source: sqlite3.Connection, path: Path, dest: Path, mode: int) -> None:
