@@ -132,6 +132,24 @@ def flattened_name(path: str | Path) -> str:
     return absolute.strip(os.sep).replace(os.sep, "__").replace(":", "")
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def file_mode(mode: int = 0o644) -> int:
+    """`mode` as a file created by open() gets it (the umask applied): a file written through
+    a temporary one reads like any other file the user makes, not 0600 as mkstemp makes it."""
+    return mode & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old or the new content, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +159,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from facesets.contract import layout
+
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # earliest date a zip can hold
 FILE_MODE = 0o100644  # regular file, rw-r--r--
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +79,7 @@ def write_fsz(path: Path, members: Sequence[tuple[str, bytes]]) -> None:
             _write_zip(handle, members)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, layout.file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
