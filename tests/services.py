@@ -123,6 +123,8 @@ class ServiceProcess:
 COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "embed": ("inference", "clustering"),
     "probe": ("clustering",),
+    "cluster": ("clustering",),
+    "refine": ("clustering",),
     "consolidate": ("clustering",),
     "merge": ("export",),
     "restore": ("export",),

@@ -196,6 +196,38 @@ def test_embed_leaves_out_a_facesets_output_kept_among_the_photos(pipeline, tmp_
     assert paths and all("facesets-2024" not in p.parts for p in paths)
 
 
+def test_no_job_writes_its_output_among_the_photos(pipeline, tmp_path, services):
+    """cluster, refine and export-swap into the photo folder (or a folder above it) are
+    refused before they write anything there, even their lock file: before, their folders of
+    linked photos and crops came back as aliases and new photos at the next embed."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    src, out, _ = pipeline
+    photos, store = tmp_path / "photos", tmp_path / "faces.db"
+    shutil.copytree(src, photos)
+    embedded = run_facesets("embed", str(photos), str(store), "--json")
+    assert embedded.returncode == 0, embedded.stderr
+    plan = out / layout.RUN_REFINE_DIR / layout.REFINE_MANIFEST
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for args, folder in (
+        (("cluster", str(store), str(photos)), photos),
+        (("refine", str(store), str(photos / "Tony_Blair")), photos / "Tony_Blair"),
+        (("cluster", str(store), str(tmp_path)), tmp_path),
+        (("export-swap", str(store), str(plan), str(photos)), photos),
+    ):
+        refused = run_facesets(*args)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert f"{folder} holds photos this store embedded" in refused.stderr, refused.stderr
+        assert "Name an output folder that holds none of them" in refused.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # A folder beside the photos is no problem, and the next embed finds nothing new.
+    done = run_facesets("cluster", str(store), str(tmp_path / "people"), "--json")
+    assert done.returncode == 0, done.stderr
+    again = run_facesets("embed", str(photos), str(store), "--json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["aliases_added"] == 0 and summary["files"] == summary["known"]
+
+
 def test_embed_names_a_folder_it_cannot_list(lfw_dir, tmp_path, services):
     """A subfolder without read permission used to be left out without a word (os.walk's
     default): its photos are now said to be left out, on stderr and in the summary. The

@@ -139,6 +139,11 @@ class ClusteringClient:
             )
         )
 
+    def photo_under(self, store: str, folder: str) -> str | None:
+        """One path of the store's photos inside `folder` (absolute), None when it holds none."""
+        reply = self.stub.PhotoUnder(clustering_pb2.PhotoUnderRequest(store=store, folder=folder))
+        return reply.path or None
+
     def read_images(self, store: str) -> Iterator[clustering_pb2.ImageRecord]:
         yield from self.stub.ReadImages(clustering_pb2.ReadImagesRequest(store=store))
 

@@ -25,6 +25,20 @@ class StoreRef(_message.Message):
     store: str
     def __init__(self, store: _Optional[str] = ...) -> None: ...
 
+class PhotoUnderRequest(_message.Message):
+    __slots__ = ("store", "folder")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    folder: str
+    def __init__(self, store: _Optional[str] = ..., folder: _Optional[str] = ...) -> None: ...
+
+class PhotoUnderReply(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
 class OpenStoreRequest(_message.Message):
     __slots__ = ("store", "model_pack", "embedding_dim")
     STORE_FIELD_NUMBER: _ClassVar[int]

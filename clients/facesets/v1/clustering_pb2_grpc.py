@@ -102,6 +102,11 @@ class ClusteringStub:
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.SerializeToString,
                 response_deserializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.FromString,
                 _registered_method=True)
+        self.PhotoUnder = channel.unary_unary(
+                '/facesets.v1.Clustering/PhotoUnder',
+                request_serializer=facesets_dot_v1_dot_clustering__pb2.PhotoUnderRequest.SerializeToString,
+                response_deserializer=facesets_dot_v1_dot_clustering__pb2.PhotoUnderReply.FromString,
+                _registered_method=True)
         self.Cluster = channel.unary_stream(
                 '/facesets.v1.Clustering/Cluster',
                 request_serializer=facesets_dot_v1_dot_clustering__pb2.ClusterRequest.SerializeToString,
@@ -257,6 +262,14 @@ class ClusteringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PhotoUnder(self, request, context):
+        """One path of the store's photos inside a folder (absolute), none when it holds none: a job
+        refuses to write its output among the photos. Compares paths only; reads no file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cluster(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -398,6 +411,11 @@ def add_ClusteringServicer_to_server(servicer, server):
                     servicer.BackupStore,
                     request_deserializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.FromString,
                     response_serializer=facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.SerializeToString,
+            ),
+            'PhotoUnder': grpc.unary_unary_rpc_method_handler(
+                    servicer.PhotoUnder,
+                    request_deserializer=facesets_dot_v1_dot_clustering__pb2.PhotoUnderRequest.FromString,
+                    response_serializer=facesets_dot_v1_dot_clustering__pb2.PhotoUnderReply.SerializeToString,
             ),
             'Cluster': grpc.unary_stream_rpc_method_handler(
                     servicer.Cluster,
@@ -808,6 +826,33 @@ class Clustering:
             '/facesets.v1.Clustering/BackupStore',
             facesets_dot_v1_dot_clustering__pb2.BackupStoreRequest.SerializeToString,
             facesets_dot_v1_dot_clustering__pb2.BackupStoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PhotoUnder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesets.v1.Clustering/PhotoUnder',
+            facesets_dot_v1_dot_clustering__pb2.PhotoUnderRequest.SerializeToString,
+            facesets_dot_v1_dot_clustering__pb2.PhotoUnderReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -30,9 +31,9 @@ from facesets.clustering.store import (
 from facesets.clustering.store_tools import backup_store, check_store
 from facesets.common import settings
 from facesets.common.error_policy import MissingField
-from facesets.common.jobs import abort_on_os_error, allowed_path, job_events
+from facesets.common.jobs import OutputAmongPhotos, abort_on_os_error, allowed_path, job_events
 from facesets.common.progress import ProgressFn
-from facesets.common.roots import Roots
+from facesets.common.roots import RelativePathError, Roots
 from facesets.shared.folder_lock import run_locked
 from facesets.v1 import clustering_pb2, clustering_pb2_grpc, common_pb2
 
@@ -352,6 +353,15 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         dest = self.roots.check(request.dest, "dest")
         return clustering_pb2.BackupStoreReply(dest=str(backup_store(path, dest)))
 
+    @_store_errors
+    def PhotoUnder(
+        self, request: clustering_pb2.PhotoUnderRequest, context: grpc.ServicerContext
+    ) -> clustering_pb2.PhotoUnderReply:
+        store = self.stores.get(request.store, context)
+        if not os.path.isabs(request.folder) or "\x00" in request.folder:
+            raise RelativePathError(f"folder {request.folder!r} is not an absolute path")
+        return clustering_pb2.PhotoUnderReply(path=store.photo_under(Path(request.folder)) or "")
+
     # --- jobs ----------------------------------------------------------------------------
     def _run(
         self, job: ClusteringJob[Any, Any], request: Any, context: grpc.ServicerContext
@@ -364,6 +374,10 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         ctx = JobContext(request, self.roots, lambda path: self.stores.get(path, context))
         ctx.store  # noqa: B018  # opened here: a missing or foreign store ends the call now
         writes = job.writes(ctx, params)
+        for folder in writes.folders:  # refused before a lock file is made among the photos
+            photo = ctx.store.photo_under(Path(folder))
+            if photo is not None:
+                raise OutputAmongPhotos(Path(folder), photo)
 
         def run(progress: ProgressFn) -> JobOutcome:
             ctx.progress = progress

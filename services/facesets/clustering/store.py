@@ -423,6 +423,17 @@ class FaceStore:
                     aliases_added += 1
         return list(pending.values()), known, aliases_added
 
+    def photo_under(self, folder: Path) -> str | None:
+        """One path of the store's photos inside `folder` (absolute, as paths are stored), or
+        None when it holds none: a range of the path index, however large the store."""
+        prefix = os.path.join(os.fspath(folder), "")
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # just past every path starting so
+        with self._lock:
+            row = self._db.execute(
+                "SELECT path FROM paths WHERE path >= ? AND path < ? LIMIT 1", (prefix, end)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def path_records(self, paths: Iterable[str]) -> dict[str, tuple[str, int, int]]:
         """path -> (sha256, size, mtime_ns) as last registered, for the paths it knows."""
         paths = list(paths)

@@ -23,6 +23,21 @@ log = structlog.get_logger(__name__)
 
 
 EVENTS_PER_SECOND = 10
+
+
+class OutputAmongPhotos(ValueError):
+    """A job's output folder holds photos of its store (the photo folder itself, or one above
+    it): the next embed of that folder would take the job's linked photos and crops for new
+    photos. Refused before the folder's lock file is made there."""
+
+    def __init__(self, folder: Path, photo: str) -> None:
+        super().__init__(
+            f"{folder} holds photos this store embedded (such as {photo}); a job never writes "
+            "its output among them, where the next embed of that folder would take its linked "
+            "photos and crops for new photos. Name an output folder that holds none of them"
+        )
+
+
 _running: set[threading.Thread] = set()  # job threads, until their job returns or raises
 _running_lock = threading.Lock()
 

@@ -49,7 +49,8 @@ class ExportServicer:
     ) -> Iterator[common_pb2.JobEvent]:
         """Run a job of the registry the same way for every RPC: refused at once by a service
         started without a peer it calls, then its parameters read and its paths checked
-        against the roots (before anything is made), its folders locked while it runs."""
+        against the roots and against what its peers know (before anything is made), its
+        folders locked while it runs."""
         wanted = job.calls(request)
         self.peers.require(wanted)
         params = job.params.from_request(request)
@@ -60,6 +61,7 @@ class ExportServicer:
 
         def run(progress: Any) -> Any:
             ctx.progress = progress
+            job.check_with_peers(ctx, params)
             return run_locked(writes.folders, lambda: job.run(ctx, params), create=writes.create)
 
         try:

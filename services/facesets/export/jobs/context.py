@@ -180,6 +180,10 @@ class ExportJob(ABC, Generic[R, P]):
         """The folders this run writes: its `out`, not made if missing, by default."""
         return Writes([ctx.out])
 
+    def check_with_peers(self, ctx: JobContext[R], params: P) -> None:
+        """Refuse a request on what the peers know, once connected and still before anything
+        is locked or made (nothing to check by default)."""
+
     @abstractmethod
     def run(self, ctx: JobContext[R], params: P) -> Any:
         """The summary (a dict), or an object with `summary` and `manifest_path`."""

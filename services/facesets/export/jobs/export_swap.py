@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facesets.common.beneath import Beneath
+from facesets.common.jobs import OutputAmongPhotos
 from facesets.contract.export import ExportSwapParams
 from facesets.contract.layout import read_json
 from facesets.export import swap
@@ -89,12 +90,18 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
     def writes(self, ctx: JobContext[Request], params: ExportSwapParams) -> Writes:
         return Writes([ctx.out], create=True)
 
+    def check_with_peers(self, ctx: JobContext[Request], params: ExportSwapParams) -> None:
+        # A symbolic link inside OUT is refused first, on the disk alone (swap checks again).
+        if ctx.out.is_dir():
+            Beneath(ctx.out).refuse_links()
+        photo = ctx.clustering.photo_under(self._store(ctx), str(ctx.out))
+        if photo is not None:
+            raise OutputAmongPhotos(ctx.out, photo)
+
     def run(self, ctx: JobContext[Request], params: ExportSwapParams) -> dict[str, object]:
         out, refine_manifest = ctx.out, self._refine_manifest(ctx)
         raw_manifest, store = self._raw_manifest(ctx), self._store(ctx)
         progress = ctx.progress
-        # A symbolic link inside OUT is refused before any face is read (swap checks again).
-        Beneath(out).refuse_links()
         specs = read_refine_manifest(refine_manifest)
         disagreements = read_refine_disagreements(refine_manifest)
         wanted = sorted(
