@@ -189,6 +189,7 @@ def test_embed_leaves_out_a_facesets_output_kept_among_the_photos(pipeline, tmp_
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"] == {"facesets output folder": 1}
+    assert "skipped 1 folder: facesets output folder 1" in result.stderr  # a folder, not a file
     assert f"skipped {photos / 'facesets-2024'}  (a folder facesets wrote" in result.stderr
     assert summary["files"] == len(originals)
     with sqlite3.connect(store) as db:

@@ -147,13 +147,23 @@ def list_images(root: Path) -> list[str]:
     return list_photos(root).photos
 
 
+FOLDER_KINDS = frozenset({FOLDER_LINK, OUTPUT_FOLDER, UNREADABLE_FOLDER})
+
+
 def skipped_line(counts: Mapping[str, int]) -> str:
-    """`skipped 12 files: .mov 7, .xmp 3, .txt 2`; empty when nothing was skipped."""
-    total = sum(counts.values())
-    if not total:
+    """`skipped 12 files: .mov 7, .xmp 3, .txt 2` (`skipped 2 files, 1 folder: ...` where
+    whole folders were left out); empty when nothing was skipped."""
+    folders = sum(n for kind, n in counts.items() if kind in FOLDER_KINDS)
+    files = sum(counts.values()) - folders
+    if not files and not folders:
         return ""
+    parts = [
+        f"{n} {word}{'' if n == 1 else 's'}"
+        for n, word in ((files, "file"), (folders, "folder"))
+        if n
+    ]
     kinds = ", ".join(f"{kind} {count}" for kind, count in counts.items())
-    return f"skipped {total} file{'' if total == 1 else 's'}: {kinds}"
+    return f"skipped {', '.join(parts)}: {kinds}"
 
 
 def hash_file(path: str, within: str | None = None) -> ScannedFile:
