@@ -124,6 +124,7 @@ COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "embed": ("inference", "clustering"),
     "probe": ("clustering",),
     "cluster": ("clustering",),
+    "store": ("clustering",),
     "refine": ("clustering",),
     "consolidate": ("clustering",),
     "merge": ("export",),

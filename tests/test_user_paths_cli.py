@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,83 @@ def test_embed_reads_no_file_outside_the_folder_through_a_link(lfw_dir, tmp_path
     assert private_digest not in digests
     assert hashlib.sha256(inner.read_bytes()).hexdigest() in digests
     assert {"inner.jpg", "alias.jpg"} <= paths and not paths & {"out.jpg", "out-relative.jpg"}
+
+
+def _registered(store: Path, path: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5) as db:
+            found = db.execute("SELECT 1 FROM paths WHERE path = ?", (str(path),)).fetchone()
+        db.close()
+    except sqlite3.Error:
+        return False
+    return found is not None
+
+
+@pytest.mark.parametrize("send", ["path", "bytes"])
+def test_embed_stores_nothing_for_a_photo_written_to_after_it_was_hashed(
+    lfw_dir, tmp_path, services, send
+):
+    """A photo replaced between the command's hashing and its reading (by the service, or by
+    the command to send its bytes) is not read: before, the other content's faces were stored
+    under the first content's digest. The next embed takes the new content."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    photos, store = tmp_path / "photos", tmp_path / "faces.db"
+    photos.mkdir()
+    # Enough photos ahead of it (listed in order) that inference reaches it seconds after
+    # the listing registered it: the change lands in between.
+    for photo in sorted(lfw_dir.glob("[A-B]*/*.jpg"))[:250]:
+        shutil.copy(photo, photos / photo.name)
+    target = photos / "zzz_last.jpg"
+    first, second = sorted((lfw_dir / "Tony_Blair").glob("*.jpg"))[:2]
+    shutil.copy(first, target)
+    embed = subprocess.Popen(
+        [
+            *FACESETS,
+            "embed",
+            str(photos),
+            str(store),
+            "--send",
+            send,
+            "--json",
+            *service_flags(services, "embed"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _registered(store, target):
+            assert embed.poll() is None, embed.communicate()
+            assert time.monotonic() < deadline, "the photo was never registered"
+            time.sleep(0.005)
+        shutil.copyfile(second, target)  # written in place: another photo, another size
+        out, err = embed.communicate(timeout=300)
+    finally:
+        if embed.poll() is None:
+            embed.kill()
+            embed.wait()
+    assert embed.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["changed_files"] == [str(target)], summary
+    assert f"changed {target}  (written to while it was embedded" in err
+    assert summary["embedded"] == 250 and summary["failed"] == 0
+    with sqlite3.connect(store) as db:
+        digests = {row[0] for row in db.execute("SELECT sha256 FROM images")}
+    db.close()
+    old, new = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second))
+    assert old not in digests and new not in digests
+
+    again = run_facesets("embed", str(photos), str(store), "--send", send, "--json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["embedded"] == 1 and summary["changed_files"] == []
+    with sqlite3.connect(store) as db:
+        digests = {row[0] for row in db.execute("SELECT sha256 FROM images")}
+    db.close()
+    assert new in digests and old not in digests
+    check = run_facesets("store", "check", str(store))
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_embed_skips_names_that_are_not_utf8_and_embeds_the_rest(lfw_dir, tmp_path, services):

@@ -8,6 +8,7 @@ from facesets.client.channel import (
 )
 from facesets.client.clustering import ClusteringClient
 from facesets.client.export import ExportClient
+from facesets.client.files import FileStamp
 from facesets.client.inference import ImageInput, InferenceClient
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ConnectionProblem",
     "Endpoint",
     "ExportClient",
+    "FileStamp",
     "ImageInput",
     "InferenceClient",
     "ServiceUnavailableError",

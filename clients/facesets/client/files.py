@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from typing import BinaryIO
 
 _KINDS = (
@@ -109,3 +110,16 @@ def regular_size(path: str | os.PathLike[str]) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise _refuse(os.fspath(path), info.st_mode)
     return info.st_size
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """A file's size and modification time when it was hashed: a file that no longer has
+    both is not the one hashed (as git and rsync judge a file)."""
+
+    size: int
+    mtime_ns: int
+
+    def matches(self, fd: int) -> bool:
+        info = os.fstat(fd)
+        return (info.st_size, info.st_mtime_ns) == (self.size, self.mtime_ns)

@@ -19,7 +19,7 @@ from facesets.client.channel import (
     replica_count,
     wait_until_serving,
 )
-from facesets.client.files import open_regular, regular_size
+from facesets.client.files import FileStamp, open_regular, regular_size
 from facesets.client.png import encode_png
 from facesets.client.resumable import ResumableStream, run_parallel
 from facesets.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -41,6 +41,9 @@ class ImageInput:
     # The folder the file was found in: read here only while it lies inside (never through a
     # link swapped in after the listing). A service reading by path confines it to its roots.
     within: str | None = None
+    # The file as it was when its id (a digest) was computed: a file that changed since is
+    # answered ERROR_REASON_CHANGED, unread, here or by the service reading it by path.
+    expect: FileStamp | None = None
 
 
 def _duplicate(image_id: str) -> ValueError:
@@ -66,6 +69,16 @@ def _unreadable(image_id: str, path: str, error: OSError) -> common_pb2.ImageRes
         id=image_id,
         error=common_pb2.ImageError(
             reason=common_pb2.ERROR_REASON_UNREADABLE, message=f"cannot read {text}"
+        ),
+    )
+
+
+def _changed(image_id: str, path: str) -> common_pb2.ImageResult:
+    return common_pb2.ImageResult(
+        id=image_id,
+        error=common_pb2.ImageError(
+            reason=common_pb2.ERROR_REASON_CHANGED,
+            message=f"{path} changed since it was hashed; it was not sent",
         ),
     )
 
@@ -149,9 +162,13 @@ class InferenceClient:
                 raise _duplicate(image.id)
             seen.add(image.id)
             if by_path and image.path is not None:
-                yield common_pb2.ImageRequest(
+                request = common_pb2.ImageRequest(
                     id=image.id, path=image.path, detect_size=image.detect_size
                 )
+                if image.expect is not None:
+                    request.expect.size = image.expect.size
+                    request.expect.mtime_ns = image.expect.mtime_ns
+                yield request
                 continue
             data = image.data
             if data is None:
@@ -165,6 +182,9 @@ class InferenceClient:
                         continue
                     with open_regular(image.path, image.within) as handle:
                         data = handle.read()
+                        if image.expect is not None and not image.expect.matches(handle.fileno()):
+                            refused.append(_changed(image.id, image.path))
+                            continue
                 except OSError as error:
                     refused.append(_unreadable(image.id, image.path, error))
                     continue

@@ -24,35 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65sets/v1/common.proto\x12\x0b\x66\x61\x63\x65sets.v1\"Y\n\x0cImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x03 \x01(\tH\x00\x12\x13\n\x0b\x64\x65tect_size\x18\x04 \x01(\rB\x08\n\x06source\"Y\n\x04Pose\x12\x0b\n\x03yaw\x18\x01 \x01(\x02\x12\r\n\x05pitch\x18\x02 \x01(\x02\x12\x0c\n\x04roll\x18\x03 \x01(\x02\x12\'\n\x06source\x18\x04 \x01(\x0e\x32\x17.facesets.v1.PoseSource\"\x82\x02\n\x04\x46\x61\x63\x65\x12\x0c\n\x04\x62\x62ox\x18\x01 \x03(\x02\x12\x0b\n\x03kps\x18\x02 \x03(\x02\x12\x11\n\tdet_score\x18\x03 \x01(\x02\x12\x11\n\tembedding\x18\x04 \x01(\x0c\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\x12\x12\n\nface_short\x18\x06 \x01(\x02\x12\x0c\n\x04\x62lur\x18\x07 \x01(\x02\x12\x17\n\x0flandmark_2d_106\x18\x08 \x03(\x02\x12\x16\n\x0elandmark_3d_68\x18\t \x03(\x02\x12\x1f\n\x04pose\x18\n \x01(\x0b\x32\x11.facesets.v1.Pose\x12.\n\x0c\x62lur_measure\x18\x0b \x01(\x0e\x32\x18.facesets.v1.BlurMeasure\"G\n\nImageError\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.facesets.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa9\x01\n\x0bImageResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12 \n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x11.facesets.v1.Face\x12&\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x17.facesets.v1.ImageError\x12\x14\n\x0c\x63\x61pture_time\x18\x06 \x01(\t\x12\x0f\n\x07replica\x18\x07 \x01(\t\"d\n\x08JobEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.facesets.v1.ProgressH\x00\x12$\n\x04\x64one\x18\x02 \x01(\x0b\x32\x14.facesets.v1.JobDoneH\x00\x42\x07\n\x05\x65vent\"G\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\x07JobDone\x12\x14\n\x0csummary_json\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\"\x85\x01\n\x0bQualityGate\x12\x16\n\tmin_short\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\x08min_blur\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_det_score\x18\x03 \x01(\x02H\x02\x88\x01\x01\x42\x0c\n\n_min_shortB\x0b\n\t_min_blurB\x10\n\x0e_min_det_score*g\n\nPoseSource\x12\x1b\n\x17POSE_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19POSE_SOURCE_LANDMARK_3D68\x10\x01\x12\x1d\n\x19POSE_SOURCE_KEYPOINTS_PNP\x10\x02*G\n\x0b\x42lurMeasure\x12\x1c\n\x18\x42LUR_MEASURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42LUR_MEASURE_CANONICAL\x10\x01*\x92\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45RROR_REASON_EMPTY_FILE\x10\x01\x12\x1d\n\x19\x45RROR_REASON_NOT_AN_IMAGE\x10\x02\x12\x18\n\x14\x45RROR_REASON_CORRUPT\x10\x03\x12 \n\x1c\x45RROR_REASON_TOO_MANY_PIXELS\x10\x04\x12\x1a\n\x16\x45RROR_REASON_TOO_LARGE\x10\x05\x12\x1b\n\x17\x45RROR_REASON_UNREADABLE\x10\x06\x12\x19\n\x15\x45RROR_REASON_NOT_DONE\x10\x07\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x61\x63\x65sets/v1/common.proto\x12\x0b\x66\x61\x63\x65sets.v1\"\x81\x01\n\x0cImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x03 \x01(\tH\x00\x12\x13\n\x0b\x64\x65tect_size\x18\x04 \x01(\r\x12&\n\x06\x65xpect\x18\x05 \x01(\x0b\x32\x16.facesets.v1.FileStampB\x08\n\x06source\"+\n\tFileStamp\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x10\n\x08mtime_ns\x18\x02 \x01(\x03\"Y\n\x04Pose\x12\x0b\n\x03yaw\x18\x01 \x01(\x02\x12\r\n\x05pitch\x18\x02 \x01(\x02\x12\x0c\n\x04roll\x18\x03 \x01(\x02\x12\'\n\x06source\x18\x04 \x01(\x0e\x32\x17.facesets.v1.PoseSource\"\x82\x02\n\x04\x46\x61\x63\x65\x12\x0c\n\x04\x62\x62ox\x18\x01 \x03(\x02\x12\x0b\n\x03kps\x18\x02 \x03(\x02\x12\x11\n\tdet_score\x18\x03 \x01(\x02\x12\x11\n\tembedding\x18\x04 \x01(\x0c\x12\x15\n\rembedding_dim\x18\x05 \x01(\x05\x12\x12\n\nface_short\x18\x06 \x01(\x02\x12\x0c\n\x04\x62lur\x18\x07 \x01(\x02\x12\x17\n\x0flandmark_2d_106\x18\x08 \x03(\x02\x12\x16\n\x0elandmark_3d_68\x18\t \x03(\x02\x12\x1f\n\x04pose\x18\n \x01(\x0b\x32\x11.facesets.v1.Pose\x12.\n\x0c\x62lur_measure\x18\x0b \x01(\x0e\x32\x18.facesets.v1.BlurMeasure\"G\n\nImageError\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.facesets.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa9\x01\n\x0bImageResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12 \n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x11.facesets.v1.Face\x12&\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x17.facesets.v1.ImageError\x12\x14\n\x0c\x63\x61pture_time\x18\x06 \x01(\t\x12\x0f\n\x07replica\x18\x07 \x01(\t\"d\n\x08JobEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.facesets.v1.ProgressH\x00\x12$\n\x04\x64one\x18\x02 \x01(\x0b\x32\x14.facesets.v1.JobDoneH\x00\x42\x07\n\x05\x65vent\"G\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\"6\n\x07JobDone\x12\x14\n\x0csummary_json\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\"\x85\x01\n\x0bQualityGate\x12\x16\n\tmin_short\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\x08min_blur\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_det_score\x18\x03 \x01(\x02H\x02\x88\x01\x01\x42\x0c\n\n_min_shortB\x0b\n\t_min_blurB\x10\n\x0e_min_det_score*g\n\nPoseSource\x12\x1b\n\x17POSE_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19POSE_SOURCE_LANDMARK_3D68\x10\x01\x12\x1d\n\x19POSE_SOURCE_KEYPOINTS_PNP\x10\x02*G\n\x0b\x42lurMeasure\x12\x1c\n\x18\x42LUR_MEASURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42LUR_MEASURE_CANONICAL\x10\x01*\xac\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45RROR_REASON_EMPTY_FILE\x10\x01\x12\x1d\n\x19\x45RROR_REASON_NOT_AN_IMAGE\x10\x02\x12\x18\n\x14\x45RROR_REASON_CORRUPT\x10\x03\x12 \n\x1c\x45RROR_REASON_TOO_MANY_PIXELS\x10\x04\x12\x1a\n\x16\x45RROR_REASON_TOO_LARGE\x10\x05\x12\x1b\n\x17\x45RROR_REASON_UNREADABLE\x10\x06\x12\x19\n\x15\x45RROR_REASON_NOT_DONE\x10\x07\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x08\x12\x18\n\x14\x45RROR_REASON_CHANGED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facesets.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POSESOURCE']._serialized_start=1096
-  _globals['_POSESOURCE']._serialized_end=1199
-  _globals['_BLURMEASURE']._serialized_start=1201
-  _globals['_BLURMEASURE']._serialized_end=1272
-  _globals['_ERRORREASON']._serialized_start=1275
-  _globals['_ERRORREASON']._serialized_end=1549
-  _globals['_IMAGEREQUEST']._serialized_start=41
-  _globals['_IMAGEREQUEST']._serialized_end=130
-  _globals['_POSE']._serialized_start=132
-  _globals['_POSE']._serialized_end=221
-  _globals['_FACE']._serialized_start=224
-  _globals['_FACE']._serialized_end=482
-  _globals['_IMAGEERROR']._serialized_start=484
-  _globals['_IMAGEERROR']._serialized_end=555
-  _globals['_IMAGERESULT']._serialized_start=558
-  _globals['_IMAGERESULT']._serialized_end=727
-  _globals['_JOBEVENT']._serialized_start=729
-  _globals['_JOBEVENT']._serialized_end=829
-  _globals['_PROGRESS']._serialized_start=831
-  _globals['_PROGRESS']._serialized_end=902
-  _globals['_JOBDONE']._serialized_start=904
-  _globals['_JOBDONE']._serialized_end=958
-  _globals['_QUALITYGATE']._serialized_start=961
-  _globals['_QUALITYGATE']._serialized_end=1094
+  _globals['_POSESOURCE']._serialized_start=1182
+  _globals['_POSESOURCE']._serialized_end=1285
+  _globals['_BLURMEASURE']._serialized_start=1287
+  _globals['_BLURMEASURE']._serialized_end=1358
+  _globals['_ERRORREASON']._serialized_start=1361
+  _globals['_ERRORREASON']._serialized_end=1661
+  _globals['_IMAGEREQUEST']._serialized_start=42
+  _globals['_IMAGEREQUEST']._serialized_end=171
+  _globals['_FILESTAMP']._serialized_start=173
+  _globals['_FILESTAMP']._serialized_end=216
+  _globals['_POSE']._serialized_start=218
+  _globals['_POSE']._serialized_end=307
+  _globals['_FACE']._serialized_start=310
+  _globals['_FACE']._serialized_end=568
+  _globals['_IMAGEERROR']._serialized_start=570
+  _globals['_IMAGEERROR']._serialized_end=641
+  _globals['_IMAGERESULT']._serialized_start=644
+  _globals['_IMAGERESULT']._serialized_end=813
+  _globals['_JOBEVENT']._serialized_start=815
+  _globals['_JOBEVENT']._serialized_end=915
+  _globals['_PROGRESS']._serialized_start=917
+  _globals['_PROGRESS']._serialized_end=988
+  _globals['_JOBDONE']._serialized_start=990
+  _globals['_JOBDONE']._serialized_end=1044
+  _globals['_QUALITYGATE']._serialized_start=1047
+  _globals['_QUALITYGATE']._serialized_end=1180
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_UNREADABLE: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_DONE: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_CHANGED: _ClassVar[ErrorReason]
 POSE_SOURCE_UNSPECIFIED: PoseSource
 POSE_SOURCE_LANDMARK_3D68: PoseSource
 POSE_SOURCE_KEYPOINTS_PNP: PoseSource
@@ -43,18 +44,29 @@ ERROR_REASON_TOO_LARGE: ErrorReason
 ERROR_REASON_UNREADABLE: ErrorReason
 ERROR_REASON_NOT_DONE: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_CHANGED: ErrorReason
 
 class ImageRequest(_message.Message):
-    __slots__ = ("id", "data", "path", "detect_size")
+    __slots__ = ("id", "data", "path", "detect_size", "expect")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     DETECT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
     id: str
     data: bytes
     path: str
     detect_size: int
-    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ..., path: _Optional[str] = ..., detect_size: _Optional[int] = ...) -> None: ...
+    expect: FileStamp
+    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ..., path: _Optional[str] = ..., detect_size: _Optional[int] = ..., expect: _Optional[_Union[FileStamp, _Mapping]] = ...) -> None: ...
+
+class FileStamp(_message.Message):
+    __slots__ = ("size", "mtime_ns")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    mtime_ns: int
+    def __init__(self, size: _Optional[int] = ..., mtime_ns: _Optional[int] = ...) -> None: ...
 
 class Pose(_message.Message):
     __slots__ = ("yaw", "pitch", "roll", "source")

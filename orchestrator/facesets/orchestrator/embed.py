@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from facesets.client import ClusteringClient, ImageInput
+from facesets.client import ClusteringClient, FileStamp, ImageInput
 from facesets.orchestrator.connect import Services, add_service_arguments, services
 from facesets.orchestrator.console import progress_bar
 from facesets.orchestrator.scan import (
@@ -52,6 +52,9 @@ class EmbedSummary:
     replicas: Counter = field(default_factory=Counter)  # images answered, by inference replica
     inference_seconds: float = 0.0  # from the first image sent to the last result
     unreadable_files: list[dict[str, str]] = field(default_factory=list)  # path, error
+    # Files that changed between their hashing and their reading: nothing stored for them (the
+    # faces would be another content's); the next embed hashes and embeds them anew.
+    changed_files: list[str] = field(default_factory=list)
 
     def replica_rates(self) -> dict[str, dict[str, float]]:
         """Images each inference replica answered, and its images per second over the run."""
@@ -139,6 +142,12 @@ def report_unreadable(summary: EmbedSummary, verbose: bool = False) -> None:
     if not verbose and len(files) > UNREADABLE_SHOWN:
         rest = len(files) - UNREADABLE_SHOWN
         print(f"... and {rest} more unreadable files (--verbose lists them)", file=sys.stderr)
+    for path in summary.changed_files:
+        print(
+            f"changed {path}  (written to while it was embedded: nothing stored for it; "
+            "the next embed takes its new content)",
+            file=sys.stderr,
+        )
 
 
 def report_skipped(listing: PhotoListing, verbose: bool = False) -> None:
@@ -261,7 +270,11 @@ class _Listing:
         registered = self.clustering.register_files(self.store, chunk)
         self.summary.known += registered.known
         self.summary.aliases_added += registered.aliases_added
+        hashed = {entry.path: entry for entry in chunk}
         for entry in registered.pending:
+            listed = hashed.get(entry.path)
+            if listed is not None and listed.sha256 == entry.sha256:
+                entry.mtime_ns = listed.mtime_ns  # the stamp inference checks before it reads
             # A content an earlier chunk already queued is still on its way to the store.
             if entry.sha256 not in self._seen:
                 self._seen.add(entry.sha256)
@@ -286,7 +299,8 @@ def _embed_pending(
     def images() -> Iterator[ImageInput]:
         for entry in pending:
             entries[entry.sha256] = entry  # before its request goes out
-            yield ImageInput(id=entry.sha256, path=entry.path, within=within)
+            stamp = FileStamp(entry.size, entry.mtime_ns) if entry.mtime_ns else None
+            yield ImageInput(id=entry.sha256, path=entry.path, within=within, expect=stamp)
 
     def infer() -> None:
         try:
@@ -301,6 +315,9 @@ def _embed_pending(
         while (result := results.get()) is not _DONE:
             summary.replicas[result.replica] += 1
             summary.inference_seconds = round(time.monotonic() - started, 2)
+            if result.error.reason == common_pb2.ERROR_REASON_CHANGED:
+                summary.changed_files.append(entries[result.id].path)
+                continue  # left pending: no faces stored under a digest of other bytes
             if result.HasField("error"):
                 summary.errors[common_pb2.ErrorReason.Name(result.error.reason)] += 1
                 summary.failed += 1
@@ -345,6 +362,11 @@ def format_summary(summary: EmbedSummary) -> str:
         f"  failed            {summary.failed}"
         + (f"  ({_reasons(summary.errors)})" if summary.errors else ""),
         f"  unreadable        {summary.unreadable}",
+        *(
+            [f"  changed meanwhile {len(summary.changed_files)}  (not stored; embed again)"]
+            if summary.changed_files
+            else []
+        ),
         f"  skipped           {sum(summary.skipped.values())}  "
         f"({', '.join(f'{kind} {count}' for kind, count in summary.skipped.items())})",
         f"store               {store.get('images', 0)} images, {store.get('faces', 0)} faces, "

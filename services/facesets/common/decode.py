@@ -72,9 +72,11 @@ def read_source(
             else:
                 handle = open_regular(Path(request.path))
             with handle:
+                _check_stamp(request, handle.fileno())
                 # Reading max_bytes + 1 would allocate the whole limit for every photo.
                 size = os.fstat(handle.fileno()).st_size
                 data = handle.read((size if 0 < size <= max_bytes else max_bytes) + 1)
+                _check_stamp(request, handle.fileno())  # not written to while it was read
         except PathRefused as error:
             raise DecodeError(common_pb2.ERROR_REASON_UNREADABLE, str(error)) from error
         except OSError as error:
@@ -91,6 +93,21 @@ def read_source(
             f"the file is larger than the {max_bytes // (1 << 20)} MiB limit",
         )
     return data
+
+
+def _check_stamp(request: common_pb2.ImageRequest, fd: int) -> None:
+    """DecodeError CHANGED when the file open is not the one the client hashed (its size or
+    modification time differ): its faces would be stored under the other bytes' digest."""
+    if not request.HasField("expect"):
+        return
+    info = os.fstat(fd)
+    expect = request.expect
+    if (info.st_size, info.st_mtime_ns) != (expect.size, expect.mtime_ns):
+        raise DecodeError(
+            common_pb2.ERROR_REASON_CHANGED,
+            f"{request.path} changed since it was hashed (size {info.st_size:,} bytes, was "
+            f"{expect.size:,}; or its modification time); it was not read",
+        )
 
 
 # Leading bytes of the formats read, to tell a damaged photo from a file that is no photo.
