@@ -97,6 +97,24 @@ def test_doctor_missing_model_pack(tmp_path: Path) -> None:
     assert pack.startswith("ERROR") and str(tmp_path / "models" / MODEL_PACK) in pack
 
 
+def test_doctor_checks_the_model_pack_facesets_toml_names(model_root: Path, tmp_path: Path) -> None:
+    """The pack a local inference service would load, which facesets.toml may name: doctor
+    checked the default (buffalo_l, an ERROR) where `embed` with the same file works."""
+    config = tmp_path / "facesets.toml"
+    config.write_text(f'model_root = "{model_root}"\nmodel_pack = "{MODEL_PACK}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESETS_MODEL")}
+    env[SIMULATE_ENV] = json.dumps({"distributions": {"onnxruntime": "1.32.0"}, "providers": [CPU]})
+    result = run_facesets("--config", str(config), "doctor", env=env, timeout=120)
+    pack = line_of(result.stdout.splitlines(), "model pack")
+    assert pack.startswith("OK") and str(model_root / "models" / MODEL_PACK) in pack, pack
+    # A flag still wins over the file.
+    flagged = run_facesets(
+        "--config", str(config), "doctor", "--model-root", str(tmp_path), env=env, timeout=120
+    )
+    pack = line_of(flagged.stdout.splitlines(), "model pack")
+    assert pack.startswith("ERROR") and str(tmp_path / "models" / MODEL_PACK) in pack, pack
+
+
 @pytest.fixture
 def remote_inference(tmp_path: Path, model_root: Path) -> Iterator[tuple[str, Path]]:
     token_file = tmp_path / "token.txt"

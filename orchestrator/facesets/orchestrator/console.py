@@ -4,7 +4,6 @@ that a log file can hold, and summaries as short tables."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -12,9 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from facesets.orchestrator.settings import CliSettings
-
-PLAIN_PROGRESS_INTERVAL_S: float = CliSettings.model_fields["progress_interval_s"].default
+from facesets.orchestrator.settings import SETTINGS
 
 
 class AroundProgressBars:
@@ -33,13 +30,6 @@ class AroundProgressBars:
 
 
 # --- progress ------------------------------------------------------------------------------
-def _interval_s() -> float:
-    try:
-        return float(os.environ.get("FACESETS_PROGRESS_INTERVAL_S", PLAIN_PROGRESS_INTERVAL_S))
-    except ValueError:  # a malformed override must not stop the work it reports on
-        return PLAIN_PROGRESS_INTERVAL_S
-
-
 def _duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:
@@ -53,7 +43,8 @@ def _duration(seconds: float) -> str:
 
 class PlainProgress:
     """Progress for a log file or a pipe: a plain line now and then (every
-    PLAIN_PROGRESS_INTERVAL_S, or FACESETS_PROGRESS_INTERVAL_S) and one at the end, without
+    progress_interval_s of the command's settings, FACESETS_PROGRESS_INTERVAL_S) and one at the
+    end, without
     the carriage returns and cursor codes a terminal bar is drawn with.
 
     It takes tqdm's arguments and offers the part of its interface the commands use."""
@@ -92,7 +83,7 @@ class PlainProgress:
     def update(self, n: float | None = 1) -> bool | None:
         self.n += int(n or 0)
         now = time.monotonic()
-        if not self.disable and now - self._last >= _interval_s():
+        if not self.disable and now - self._last >= SETTINGS.progress_interval_s:
             self._last = now
             self._print(self.line(now))
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import grpc
 
 if TYPE_CHECKING:
     from facesets.inference.runtime import OrtInstall
+from facesets.orchestrator import settings as cli_settings
 from facesets.orchestrator.settings import SETTINGS
 from facesets.shared.tokens import read_token
 
@@ -266,10 +266,14 @@ def local_inference_checks(args: argparse.Namespace, local_level: str) -> Iterat
     install = probe()
     yield from onnxruntime_checks(install, local_level)
     yield insightface_check(install, local_level)
-    model_root = args.model_root or Path(os.environ.get("FACESETS_MODEL_ROOT", SETTINGS.model_root))
-    pack = args.model_pack or os.environ.get("FACESETS_MODEL_PACK", SETTINGS.model_pack)
-    yield model_pack_check(Path(model_root), pack, local_level)
-    yield clip_check(Path(model_root), args.clip_dir, local_level)
+    # What a local inference service would be started with: the flag, else FACESETS_*, else
+    # facesets.toml (as ServiceOptions reads them), else the command's defaults.
+    config = cli_settings.CONFIG
+    model_root = config.get("model_root", args.model_root) or SETTINGS.model_root
+    pack = config.get("model_pack", args.model_pack) or SETTINGS.model_pack
+    clip_dir = config.get("clip_dir", args.clip_dir)
+    yield model_pack_check(Path(model_root), str(pack), local_level)
+    yield clip_check(Path(model_root), Path(clip_dir) if clip_dir else None, local_level)
 
 
 def checks(args: argparse.Namespace) -> Iterator[Check]:
@@ -281,7 +285,7 @@ def checks(args: argparse.Namespace) -> Iterator[Check]:
     if death is not None:
         yield death
     if remote:
-        token_file = args.token_file or os.environ.get("FACESETS_TOKEN_FILE")
+        token_file = cli_settings.CONFIG.get("token_file", args.token_file)
         token = read_token(Path(token_file)) if token_file else None
         yield from remote_checks(args.inference, token, args.tls_ca)
 
