@@ -130,3 +130,48 @@ def test_a_replan_into_the_same_out_sets_the_other_clips_aside(
     status = json.loads(run_facesets("video", "status", str(out), "--json").stdout)
     assert status["unplanned_clips"] == [str(out / "two" / stray.name)]
     assert status["remains"] != "nothing" and "not in the plan" in status["remains"]
+
+
+def test_a_plan_edited_to_reach_outside_its_folders_cuts_nothing_there(
+    scene: dict, cut: dict, tmp_path: Path
+) -> None:
+    """plan.json lies in OUT, which others may write: a segment naming a video outside the
+    plan's SRC, a clip folder or an id that climbs out of OUT, or a clip in a folder elsewhere
+    is refused by `facesets video cut` (embedded: its local service is allowed the plan's SRC
+    alone) and left alone by `video status`. Before, cut read the other video and wrote the
+    clip wherever the names led, and status counted the folder elsewhere as OUT's."""
+    out = tmp_path / "out"
+    shutil.copytree(cut["out"], out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    private = elsewhere / "private.mp4"
+    shutil.copy(scene["src"] / "two.mp4", private)
+    foreign_clip = elsewhere / "0b8d7c4e-1f2a-4b3c-9d8e-7f6a5b4c3d2e.mp4"
+    shutil.copy(scene["src"] / "two.mp4", foreign_clip)
+    before = sorted(p.name for p in tmp_path.rglob("*") if not p.is_relative_to(out))
+
+    plan_path = out / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    base = {k: v for k, v in plan["segments"][0].items() if k != "cut"}
+    ids = iter(f"1a2b3c4d-0000-4000-8000-00000000000{i}" for i in range(4))
+    planted = [
+        {**base, "id": next(ids), "source": str(private)},
+        {**base, "id": next(ids), "name": "../escaped"},
+        {**base, "id": "../../x"},
+    ]
+    first = plan["segments"][0]
+    moved = {**first, "id": next(ids), "cut": {**first["cut"], "clip": str(foreign_clip)}}
+    plan["segments"] = [first, moved, *planted]
+    plan_path.write_text(json.dumps(plan))
+
+    done = run_facesets("video", "cut", str(out), "--json", timeout=300)
+    assert done.returncode == 1, done.stderr
+    errors = json.loads(done.stdout)["errors"]
+    assert "not under the plan's SRC" in errors[planted[0]["id"]]
+    assert "not a plain name inside OUT" in errors[planted[1]["id"]]
+    assert "not a segment id" in errors["../../x"]
+    assert sorted(p.name for p in tmp_path.rglob("*") if not p.is_relative_to(out)) == before
+    assert not (tmp_path / "escaped").exists()
+    status = json.loads(run_facesets("video", "status", str(out), "--json").stdout)
+    assert str(foreign_clip) not in status["unplanned_clips"]
+    assert foreign_clip.is_file()

@@ -126,6 +126,12 @@ def duplicates_path(store: Path) -> Path:
     return store.with_name(store.name + DUPLICATES_SUFFIX)
 
 
+def is_plain_name(name: str) -> bool:
+    """One file or folder name: no separator, not `.` or `..`, not empty (a name read from a
+    manifest that is anything else would reach outside the folder it is joined to)."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+
+
 def flattened_name(path: str | Path) -> str:
     """A file name made of the absolute source path, stable whatever root a run was given."""
     absolute = os.path.abspath(os.fspath(path))

@@ -17,13 +17,19 @@ RESERVED = {layout.VIDEO_FRAMES_DIR, layout.VIDEO_SET_ASIDE_DIR}
 
 
 def clip_folders(out: Path, *plans: VideoPlan) -> set[Path]:
-    folders = {out / video.name for plan in plans for video in plan.videos}
+    """The clip folders the plans name: folders directly in OUT alone, whatever a plan (which
+    anyone who can write OUT may edit) says, and never a link."""
+    names = {video.name for plan in plans for video in plan.videos}
     for plan in plans:
         for segment in plan.segments:
-            folders.add(out / segment.name)
-            if segment.cut:
-                folders.add(Path(segment.cut.clip).parent)
-    return {f for f in folders if f.name not in RESERVED}
+            names.add(segment.name)
+            if segment.cut and Path(segment.cut.clip).parent.parent == out:
+                names.add(Path(segment.cut.clip).parent.name)
+    return {
+        out / name
+        for name in names
+        if layout.is_plain_name(name) and name not in RESERVED and not (out / name).is_symlink()
+    }
 
 
 def stale_clips(folders: set[Path], plan: VideoPlan) -> list[Path]:

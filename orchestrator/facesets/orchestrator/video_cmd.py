@@ -63,9 +63,11 @@ def _out(args: argparse.Namespace) -> Path:
     return Path(args.out).expanduser().resolve()
 
 
-def _planned_sources(out: Path) -> list[Path]:
+def _planned_src(out: Path) -> list[Path]:
+    """The SRC the plan was made from: what a local media service may read (the service cuts
+    only segments whose video lies under it); not each path the plan names."""
     plan = VideoPlan.read(out / layout.VIDEO_PLAN)
-    return sorted({Path(s.source) for s in plan.segments}) if plan else []
+    return [Path(plan.src)] if plan is not None and plan.src else []
 
 
 def _run_plan(args: argparse.Namespace) -> dict[str, object]:
@@ -78,7 +80,7 @@ def _run_plan(args: argparse.Namespace) -> dict[str, object]:
 
 def _run_cut(args: argparse.Namespace) -> dict[str, object]:
     out = _out(args)
-    job = _cut_job(args, _planned_sources(out))
+    job = _cut_job(args, _planned_src(out))
     with services(args, job.roots()) as opened:
         return {**stages.video_cut(opened, job, not args.json).as_dict(), **_media(opened)}
 

@@ -15,4 +15,4 @@ class CutSegments(ExportJob[Request, VideoCutParams]):
     params = VideoCutParams
 
     def run(self, ctx: JobContext[Request], params: VideoCutParams) -> dict[str, object]:
-        return cut.cut_segments(ctx.out, params, ctx.progress)
+        return cut.cut_segments(ctx.out, params, ctx.progress, ctx.roots)

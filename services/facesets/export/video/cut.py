@@ -14,13 +14,17 @@ checks out is not redone.
 from __future__ import annotations
 
 import bisect
+import os
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
+from facesets.client.files import inside
 from facesets.common import children, settings
 from facesets.common.progress import ProgressFn
+from facesets.common.roots import PathRefused, Roots
 from facesets.contract import layout
 from facesets.contract.manifests import ClipCut, PlannedSegment, VideoPlan
 from facesets.contract.video import VideoCutParams
@@ -160,7 +164,35 @@ def cut_segment(
     return record, True
 
 
-def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dict[str, object]:
+def segment_problem(
+    segment: PlannedSegment, out: Path, src: str, roots: Roots | None
+) -> str | None:
+    """Why a segment read from plan.json (which anyone who can write OUT may edit) is not cut:
+    a clip folder that is no plain name (`..`, a path: it would write outside OUT), an id that
+    is no uuid, or a video outside the plan's SRC or the service's roots. None: it may be cut."""
+    if not layout.is_plain_name(segment.name):
+        return f"its clip folder {segment.name!r} is not a plain name inside OUT; it was not cut"
+    if (out / segment.name).is_symlink():
+        return f"its clip folder {out / segment.name} is a symbolic link; it was not cut"
+    try:
+        plain_id = str(uuid.UUID(segment.id)) == segment.id
+    except ValueError:
+        plain_id = False
+    if not plain_id:
+        return f"its id {segment.id!r} is not a segment id (a uuid); it was not cut"
+    if not src or not os.path.isabs(segment.source) or not inside(segment.source, src):
+        return f"its video {segment.source} is not under the plan's SRC ({src}); it was not cut"
+    if roots is not None:
+        try:
+            roots.check_read(segment.source, "video")
+        except PathRefused as error:
+            return str(error)
+    return None
+
+
+def cut_segments(
+    out: Path, params: VideoCutParams, progress: ProgressFn, roots: Roots | None = None
+) -> dict[str, object]:
     plan_path = out / layout.VIDEO_PLAN
     plan = VideoPlan.read(plan_path)
     if plan is None:
@@ -172,6 +204,12 @@ def cut_segments(out: Path, params: VideoCutParams, progress: ProgressFn) -> dic
     errors: dict[str, str] = {}
     progress("cut: segments", 0, len(segments))
     for i, segment in enumerate(segments):
+        problem = segment_problem(segment, out, plan.src, roots)
+        if problem is not None:
+            errors[segment.id] = problem
+            log.warning("segment refused", segment=segment.id, reason=problem)
+            progress("cut: segments", i + 1, len(segments))
+            continue
         try:
             source = segment.source
             if source not in packets_of:
