@@ -260,10 +260,18 @@ def test_folders_config_and_parameters_are_checked_before_any_service_starts(tmp
     missing.write_text('[[trusted]]\nlabel = "Bob"\nfolder = "bob"\n', encoding="utf-8")
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('treshold = 1\n[[trusted]]\nlabel = "A"\nfolder = "alice"\n')
+    # A folder inside another: its photos would join both identities.
+    (tmp_path / "alice" / "holiday").mkdir()
+    nested = tmp_path / "nested.toml"
+    nested.write_text(
+        '[[trusted]]\nlabel = "Alice"\nfolder = "alice"\n'
+        '[[trusted]]\nlabel = "Bob"\nfolder = "alice/holiday"\n'
+    )
     for config, said in (
         (bad_threshold, "second_pass_threshold must be at most first_pass_threshold"),
         (missing, "is not a folder"),
         (unknown, "unknown key(s) treshold"),
+        (nested, f"the folder of 'Bob' ({tmp_path / 'alice' / 'holiday'}) is or lies inside"),
     ):
         done = run_facesets(
             "import-folders", str(tmp_path / "s.db"), str(tmp_path / "e"), "--config", str(config)

@@ -240,6 +240,22 @@ class AgeSplitParams(Params):
     dry_run: bool = described(False, "report what would change without changing anything")
 
 
+def nested_trusted(trusted: Sequence[tuple[str, Path]]) -> str | None:
+    """Why hand-sorted folders cannot stand for one identity each: one is (or lies inside)
+    another, so its photos would join both identities; None when they are apart. `trusted`:
+    (label, folder) with folders resolved."""
+    for label, folder in trusted:
+        for other_label, other in trusted:
+            if other_label != label and (folder == other or other in folder.parents):
+                return (
+                    f"the folder of {label!r} ({folder}) is or lies inside that of "
+                    f"{other_label!r} ({other}): its photos would join both identities. Give "
+                    "each person a folder of their own (or list a folder of several people "
+                    "under `mixed`)"
+                )
+    return None
+
+
 @dataclass(frozen=True)
 class ImportFoldersParams(Params):
     first_pass_threshold: float = bounded(

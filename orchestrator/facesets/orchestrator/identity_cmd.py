@@ -21,6 +21,7 @@ from facesets.contract.clustering import (
     DiscoverRequest,
     ImportFoldersParams,
     ImportFoldersRequest,
+    nested_trusted,
 )
 from facesets.contract.export import ExportSwapParams, ExportSwapRequest
 from facesets.contract.fields import InvalidParameter
@@ -89,6 +90,9 @@ def read_config(path: Path) -> FoldersConfig:
         trusted.append((label, folder(item.get("folder"), f"trusted {label!r}")))
     if not trusted:
         raise ConfigError(f"{path}: name at least one [[trusted]] folder with its label")
+    nested = nested_trusted(trusted)  # said before anything is embedded
+    if nested is not None:
+        raise ConfigError(f"{path}: {nested}")
     mixed_raw = raw.get("mixed", [])
     if not isinstance(mixed_raw, list):
         raise ConfigError(f"{path}: mixed is a list of folders")

@@ -46,7 +46,7 @@ from facesets.clustering.jobs.raw import cannot_link_json
 from facesets.clustering.store import FaceStore, FaceTable
 from facesets.common.roots import Roots
 from facesets.contract import layout
-from facesets.contract.clustering import ImportFoldersParams
+from facesets.contract.clustering import ImportFoldersParams, nested_trusted
 from facesets.contract.manifests import FacesetEntry, RefineManifest
 from facesets.v1 import clustering_pb2
 
@@ -63,7 +63,9 @@ class Trusted:
     folder: Path
 
 
-def check_labels(trusted: Sequence[Trusted]) -> None:
+def check_trusted(trusted: Sequence[Trusted]) -> None:
+    """Labels that can name files, each given once; folders apart from one another (a folder
+    inside another would put its photos in both identities)."""
     seen: set[str] = set()
     for item in trusted:
         if not LABEL.match(item.label) or item.label.endswith((".", " ")):
@@ -74,6 +76,9 @@ def check_labels(trusted: Sequence[Trusted]) -> None:
         if item.label.lower() in seen:
             raise JobError(f"label {item.label!r} is given twice")
         seen.add(item.label.lower())
+    nested = nested_trusted([(item.label, item.folder) for item in trusted])
+    if nested is not None:
+        raise JobError(nested)
 
 
 def identity_rows(
@@ -114,7 +119,7 @@ def import_folders(
     p = params or ImportFoldersParams()
     if not trusted:
         raise JobError("no trusted folders: name at least one with its label")
-    check_labels(trusted)
+    check_trusted(trusted)
     export = Path(export)
     plan_path = export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
     plan = read_plan(plan_path)
