@@ -340,6 +340,43 @@ def test_embed_names_a_folder_it_cannot_list(lfw_dir, tmp_path, services):
     )
 
 
+def test_a_folder_the_user_may_not_write_is_named_with_what_to_do(pipeline, tmp_path):
+    """An export on a read-only share, an output folder under one: the job says which folder
+    it may not write and what to do, where it said `[Errno 13] Permission denied: .../
+    .facesets.lock`. The commands (and the services they start) run without root's
+    capability to write anywhere."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop the capability to write any folder")
+    _, out, _ = pipeline
+    shared = tmp_path / "share"
+    export = shared / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    (export / layout.WRITER_LOCK).unlink(missing_ok=True)
+    before = sorted(p.relative_to(shared) for p in shared.rglob("*"))
+    without = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    modes = {p: p.stat().st_mode for p in [shared, *shared.rglob("*")] if p.is_dir()}
+    for folder in modes:
+        folder.chmod(0o555)
+    try:
+        report = subprocess.run(
+            [*without, *FACESETS, "report", str(export)], capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        cluster = subprocess.run(
+            [*without, *FACESETS, "cluster", str(out / layout.RUN_STORE), str(shared / "people")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        for folder, mode in modes.items():
+            folder.chmod(mode)
+    assert report.returncode == 1, report.stderr
+    assert f"cannot write in {export} (no permission for this user)" in report.stderr
+    assert "Errno" not in report.stderr
+    assert cluster.returncode == 1, cluster.stderr
+    assert f"cannot create the output folder {shared / 'people'}" in cluster.stderr
+    assert sorted(p.relative_to(shared) for p in shared.rglob("*")) == before
+
+
 def test_embed_of_a_fifo_alone_does_not_block(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

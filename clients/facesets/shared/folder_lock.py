@@ -33,12 +33,24 @@ def run_locked(folders: Iterable[Path], job: Callable[[], T], create: bool = Tru
                         f"{folder} is a file, not a folder; name a folder for the output (it "
                         "is created if missing)"
                     )
-                folder.mkdir(parents=True, exist_ok=True)
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except PermissionError:
+                    raise PermissionError(
+                        f"cannot create the output folder {folder} (no permission for this user "
+                        "to write in the folder above it); name a folder this user may write"
+                    ) from None
             elif not folder.is_dir():
                 continue
             lock = FileLock(folder / layout.WRITER_LOCK, timeout=0)
             try:
                 held.enter_context(lock)
+            except PermissionError:
+                raise PermissionError(
+                    f"cannot write in {folder} (no permission for this user): the job writes "
+                    f"there, its lock file ({layout.WRITER_LOCK}) first. Give this user write "
+                    "access to the folder, or work on a copy",
+                ) from None
             except Timeout:
                 raise FolderBusyError(
                     f"{folder} is being written by another facesets job; "
