@@ -126,6 +126,9 @@ def test_restore_command_through_the_export_service(export: Path) -> None:
     first = occlusion_filter(export, OcclusionParams(), Scorer())
     refused = run_facesets("restore", str(export), "--run", "no-such-run")
     assert refused.returncode != 0 and "no maintenance run" in refused.stderr
+    # A faceset name with a typo says so (it restored nothing and exited 0).
+    typo = run_facesets("restore", str(export), "--faceset", "faceset_0001")
+    assert typo.returncode == 1 and "no faceset 'faceset_0001' in" in typo.stderr, typo.stderr
     done = run_facesets("restore", str(export), "--run", first.run.id, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(json.loads(done.stdout)["restored"]) == 3

@@ -252,6 +252,11 @@ def restore(out: Path, *, run_id: str | None = None, faceset: str | None = None)
             chosen.append(_Chosen(index, raw, moves, picked))
     outcome = RestoreOutcome()
     if not chosen:
+        names = sorted({name for _, name, _ in manifest.entries()})
+        if faceset is not None and faceset not in names:  # a typo restores nothing, silently
+            raise ExportError(
+                f"no faceset {faceset!r} in {out} (facesets: {', '.join(names) or 'none'})"
+            )
         return outcome
     _check_later_runs(out, parsed, chosen)
     _refuse_links(out, chosen)
