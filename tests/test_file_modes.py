@@ -4,7 +4,6 @@ any file the user makes: the umask's mode, as the PNG crops and .fsz files have.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -28,14 +27,12 @@ def store(lfw_dir: Path, model_root: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def _run(umask: int, *args: str) -> None:
-    """A command starting its own services, which inherit its umask (as a user's shell's)."""
+    """A command starting its own services, which inherit its umask, set by a shell as a
+    user's is (no preexec_fn: Python code run between fork and exec in a process that has
+    loaded grpc can abort in grpc's fork handlers)."""
+    shell = ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh"]
     done = subprocess.run(
-        [*FACESETS, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        preexec_fn=lambda: os.umask(umask),
+        [*shell, *FACESETS, *args], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
