@@ -166,7 +166,9 @@ def test_a_plan_edited_to_reach_outside_its_folders_cuts_nothing_there(
 
     done = run_facesets("video", "cut", str(out), "--json", timeout=300)
     assert done.returncode == 1, done.stderr
-    errors = json.loads(done.stdout)["errors"]
+    summary = json.loads(done.stdout)
+    errors = summary["refused"]
+    assert summary["errors"] == {} and "were refused (see refused)" in done.stderr
     assert "not under the plan's SRC" in errors[planted[0]["id"]]
     assert "not a plain name inside OUT" in errors[planted[1]["id"]]
     assert "not a segment id" in errors["../../x"]

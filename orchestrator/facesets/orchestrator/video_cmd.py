@@ -158,22 +158,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """0, or 1 when a planned segment could not be cut (a full disk, ffmpeg failing): a re-run
-    cuts those. Videos that cannot be planned (not a video, cut short) are listed under
-    "errors" and do not change the exit code: a re-run would find them as they are."""
+    """0, or 1 when a planned segment could not be cut (a full disk, ffmpeg failing: a re-run
+    cuts those) or was refused (plan.json names paths outside its folders). Videos that cannot
+    be planned (not a video, cut short) are listed under "errors" and do not change the exit
+    code: a re-run would find them as they are."""
     summary = args.video_handler(args)
     print_summary(summary, args.json)  # status too: a table per video unless --json
     # `cut` answers the cut's summary; `run` the plan's and the cut's, under "cut".
     cut = {"cut": summary, "run": summary.get("cut")}.get(args.video_command)
     failed = cut.get("errors") if isinstance(cut, dict) else None
+    refused = cut.get("refused") if isinstance(cut, dict) else None
+    if refused:
+        print(
+            f"error: {len(refused)} planned segment(s) were refused (see refused): plan.json "
+            "names a video outside its SRC, or a clip path outside OUT. Run `facesets video "
+            "plan` again to write a plan of your own",
+            file=sys.stderr,
+        )
     if failed:
         print(
             f"error: {len(failed)} planned segment(s) were not cut (see errors); run `facesets "
             f"video cut {args.out}` again to cut them",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if failed or refused else 0
 
 
 COMMANDS = {

@@ -201,12 +201,13 @@ def cut_segments(
     packets_of: dict[str, PacketIndex] = {}
     starts = plan.shot_starts()
     written = skipped = reencoded = 0
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {}  # segments a re-run may cut (a full disk, ffmpeg failing)
+    refused: dict[str, str] = {}  # segments the plan names wrongly: a re-run refuses them again
     progress("cut: segments", 0, len(segments))
     for i, segment in enumerate(segments):
         problem = segment_problem(segment, out, plan.src, roots)
         if problem is not None:
-            errors[segment.id] = problem
+            refused[segment.id] = problem
             log.warning("segment refused", segment=segment.id, reason=problem)
             progress("cut: segments", i + 1, len(segments))
             continue
@@ -237,6 +238,7 @@ def cut_segments(
         "already_cut": skipped,
         "reencoded": reencoded,  # copy clips whose head would have held an earlier shot
         "errors": errors,
+        "refused": refused,
         "mode": "accurate" if params.accurate else "copy",
         "ffmpeg": t.version,
         "plan": str(plan_path),
