@@ -549,6 +549,48 @@ def test_dry_runs_and_age_probe_print_what_they_found_as_tables(pipeline, servic
     assert _table_row(text.stdout, "counts").split()[1:] == [str(c) for c in histogram["counts"]]
 
 
+def test_export_swap_of_another_store_never_replaces_an_exported_faceset(
+    pipeline, services, lfw_dir, tmp_path
+):
+    """Two libraries exported into one folder: the second export's faceset_001 replaced the
+    first's, its crops and .fsz gone (with any merge or clean-up made on them). An entry
+    records its store's id; another store's export of the same faceset is refused, unwritten,
+    and the first store's own re-export, from wherever it was moved, still replaces it."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    _, out, _ = pipeline
+    export = tmp_path / "export"
+    shutil.copytree(out / layout.RUN_EXPORT_DIR, export)
+    plan = out / layout.RUN_REFINE_DIR / layout.REFINE_MANIFEST
+    done = run_facesets("export-swap", str(out / layout.RUN_STORE), str(plan), str(export))
+    assert done.returncode == 0, done.stderr  # the entries now record their store
+    other = _copy_people(lfw_dir, tmp_path / "other", ("Gerhard_Schroeder", "Ariel_Sharon"))
+    store, refined = tmp_path / "other.db", tmp_path / "refined"
+    for args in (("embed", str(other), str(store)), ("refine", str(store), str(refined))):
+        made = (
+            run_facesets(*args, "--min-faces", "3") if args[0] == "refine" else run_facesets(*args)
+        )
+        assert made.returncode == 0, made.stderr
+    before = {p: p.read_bytes() for p in sorted(export.rglob("*")) if p.is_file()}
+
+    refused = run_facesets(
+        "export-swap", str(store), str(refined / layout.REFINE_MANIFEST), str(export)
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert "faceset_001 in this export was exported from another face store" in refused.stderr
+    assert str(out / layout.RUN_STORE) in refused.stderr
+    after = {p: p.read_bytes() for p in sorted(export.rglob("*")) if p.is_file()}
+    assert after == before
+    # The first store moved (a run's OUT renamed): still the same store, its own re-export.
+    moved = tmp_path / "renamed-out" / layout.RUN_STORE
+    moved.parent.mkdir()
+    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(moved) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    again = run_facesets("export-swap", str(moved), str(plan), str(export))
+    assert again.returncode == 0, again.stderr
+
+
 def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):
     """A photo replaced by another person's of the same size is not cropped into a faceset:
     the export checks each photo's bytes against the digest the store embedded it under."""

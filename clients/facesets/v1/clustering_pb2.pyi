@@ -260,7 +260,7 @@ class EnrichFacesResponse(_message.Message):
     def __init__(self, faces_updated: _Optional[int] = ..., faces_not_found: _Optional[int] = ..., image_errors: _Optional[int] = ...) -> None: ...
 
 class StoreStats(_message.Message):
-    __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim")
+    __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim", "store_id")
     class ErrorsByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +275,7 @@ class StoreStats(_message.Message):
     ERRORS_BY_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
     images: int
     faces: int
     images_without_faces: int
@@ -282,7 +283,8 @@ class StoreStats(_message.Message):
     errors_by_reason: _containers.ScalarMap[str, int]
     model_pack: str
     embedding_dim: int
-    def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
+    store_id: str
+    def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class ClusterRequest(_message.Message):
     __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link", "dense_max")

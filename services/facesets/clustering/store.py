@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,11 @@ class FaceStore:
                     "INSERT INTO meta VALUES ('schema_version', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
+                )
+                # Its identity, whatever path it is opened at (a store made before has one
+                # from its first open since).
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,)
                 )
         except sqlite3.DatabaseError as error:
             if is_corruption(error):
@@ -694,6 +700,7 @@ class FaceStore:
             "errors_by_reason": errors,
             "model_pack": meta.get("model_pack", ""),
             "embedding_dim": int(meta.get("embedding_dim", 0) or 0),
+            "store_id": meta.get("store_id", ""),
         }
 
 

@@ -750,6 +750,50 @@ def _retire(out: Path, entry: Mapping[str, object]) -> None:
             Beneath(out).rmdir(empty)
 
 
+STORE_KEY = "store"  # the path of an entry's face store when it was exported (for messages)
+STORE_ID_KEY = "store_id"  # its identity: another store's export of the entry is refused
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """The face store an export's faces come from: its path now, and its id (kept when the
+    store moves, shared by its backups)."""
+
+    path: str
+    id: str
+
+    def __bool__(self) -> bool:
+        return bool(self.id)
+
+
+def _refuse_other_store(
+    top_manifest: Mapping[str, object], planned: Mapping[int, SetTarget], store: StoreIdentity
+) -> None:
+    """ExportError when this run would replace an entry that another face store's export
+    wrote (the same name in its partition, or a faceset of the same number): its crops,
+    and any merge or clean-up made on them since, would be gone. Stores are told apart by id,
+    so a store moved (a run's OUT renamed) still re-exports its own entries; entries that
+    record no id (exported before ids were recorded) are replaced as before."""
+    for number, target in sorted(planned.items()):
+        section = top_manifest.get(target.partition)
+        if not isinstance(section, dict):
+            continue
+        for name, entry in section.items():
+            if not isinstance(entry, dict):
+                continue
+            same = name == target.name or (
+                target.partition == PARTITION_FACESETS and entry.get("number") == number
+            )
+            other = entry.get(STORE_ID_KEY)
+            if same and isinstance(other, str) and other and other != store.id:
+                raise ExportError(
+                    f"{name} in this export was exported from another face store "
+                    f"({entry.get(STORE_KEY) or 'path unknown'}); exporting {target.name} of "
+                    f"{store.path} here would replace it. Export into a folder of its own (or "
+                    "into this one from that store)"
+                )
+
+
 def _merge_entries(
     out: Path, top_manifest: Mapping[str, object], results: Sequence[_SetResult]
 ) -> dict[str, object]:
@@ -932,6 +976,7 @@ def export_swap(
     targets: Mapping[int, SetTarget] | None = None,
     disagreements: Sequence[Mapping[str, object]] | None = None,
     disagreement_rows: Mapping[int, FaceRow] | None = None,
+    store: StoreIdentity | None = None,
 ) -> dict[str, object]:
     """Export every faceset of `faces_by_set` (faceset number → its faces) into `out`.
 
@@ -942,7 +987,9 @@ def export_swap(
     (refine's per-gate counts, facesets.contract.gates) go into it for the report. `targets`
     places sets elsewhere than faceset_NNN (era buckets); a set's group replaces the entries
     an earlier run exported for that group, and retires the folders of those it no longer has.
-    A source photo that cannot be read is skipped and reported, never fatal.
+    A source photo that cannot be read is skipped and reported, never fatal. `store`: the
+    face store the faces come from, recorded in each entry; an entry of another store that
+    this run would replace is refused before anything is written (see `_refuse_other_store`).
     """
     # ExportSwapParams holds every value within its range (checked when it is made).
     p = parameters or ExportSwapParams()
@@ -963,6 +1010,9 @@ def export_swap(
     Beneath(out).refuse_links()
     top_path = out / layout.EXPORT_MANIFEST
     top_manifest = _read_manifest(top_path, required=True, out=out)  # before anything is written
+    planned = {n: (targets or {}).get(n) or SetTarget.faceset(n) for n in faces_by_set}
+    if store:
+        _refuse_other_store(top_manifest, planned, store)
     params = _Params(top_n, outlier_threshold, pad_ratio, out_size, min_face_short)
 
     results: list[_SetResult] = []
@@ -972,7 +1022,7 @@ def export_swap(
             _export_set(
                 out,
                 number,
-                (targets or {}).get(number) or SetTarget.faceset(number),
+                planned[number],
                 faces_by_set[number],
                 params,
                 load_image,
@@ -983,6 +1033,10 @@ def export_swap(
         if progress:
             progress("facesets", done, len(numbers), faceset_name(number))
 
+    if store:
+        for result in results:
+            result.entry[STORE_KEY] = store.path
+            result.entry[STORE_ID_KEY] = store.id
     merged = _merge_entries(out, top_manifest, results)
     if gates:
         merged["gates"] = dict(gates)

@@ -139,4 +139,5 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
             disagreements=disagreements,
             disagreement_rows=rows,
+            store=swap.StoreIdentity(store, ctx.clustering.stats(store).store_id),
         )
