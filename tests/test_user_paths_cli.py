@@ -589,6 +589,13 @@ def test_export_swap_of_another_store_never_replaces_an_exported_faceset(
     copy.close()
     again = run_facesets("export-swap", str(moved), str(plan), str(export))
     assert again.returncode == 0, again.stderr
+    # A store made anew where the entries' store was (rebuilt for another model pack, say):
+    # the same library's, as far as anything can tell; its export replaces them.
+    with sqlite3.connect(moved) as db:
+        db.execute("UPDATE meta SET value = 'a-new-store' WHERE key = 'store_id'")
+    db.close()
+    rebuilt = run_facesets("export-swap", str(moved), str(plan), str(export))
+    assert rebuilt.returncode == 0, rebuilt.stderr
 
 
 def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):

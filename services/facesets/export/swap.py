@@ -772,8 +772,10 @@ def _refuse_other_store(
     """ExportError when this run would replace an entry that another face store's export
     wrote (the same name in its partition, or a faceset of the same number): its crops,
     and any merge or clean-up made on them since, would be gone. Stores are told apart by id,
-    so a store moved (a run's OUT renamed) still re-exports its own entries; entries that
-    record no id (exported before ids were recorded) are replaced as before."""
+    so a store moved (a run's OUT renamed) still re-exports its own entries; a store made anew
+    at the path the entry names (rebuilt for another model pack, say) is taken as the same
+    library's; entries that record no id (exported before ids were recorded) are replaced as
+    before."""
     for number, target in sorted(planned.items()):
         section = top_manifest.get(target.partition)
         if not isinstance(section, dict):
@@ -785,7 +787,8 @@ def _refuse_other_store(
                 target.partition == PARTITION_FACESETS and entry.get("number") == number
             )
             other = entry.get(STORE_ID_KEY)
-            if same and isinstance(other, str) and other and other != store.id:
+            rebuilt = entry.get(STORE_KEY) == store.path  # a store made anew where it was
+            if same and isinstance(other, str) and other and other != store.id and not rebuilt:
                 raise ExportError(
                     f"{name} in this export was exported from another face store "
                     f"({entry.get(STORE_KEY) or 'path unknown'}); exporting {target.name} of "
