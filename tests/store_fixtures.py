@@ -111,7 +111,7 @@ def add_photos(store: FaceStore, paths: Sequence[Path], model_root: Path) -> lis
     """Register and embed photos into a store as the ingestion pipeline would."""
     entries = [(str(p.resolve()), sha256_of(p), p.stat().st_size) for p in paths]
     pending, _, _ = store.register_files(entries)
-    todo = {sha for _, sha, _ in pending}
+    todo = {sha for _, sha, *_ in pending}
     images = [img for img in embed_photos(paths, model_root) if img.sha256 in todo]
     # Two listed files with the same bytes: the first one is canonical, the rest aliases.
     unique = list({img.sha256: img for img in reversed(images)}.values())[::-1]

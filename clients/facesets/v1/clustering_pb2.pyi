@@ -50,16 +50,18 @@ class OpenStoreRequest(_message.Message):
     def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
 
 class StoreInfo(_message.Message):
-    __slots__ = ("store", "model_pack", "embedding_dim", "schema_version")
+    __slots__ = ("store", "model_pack", "embedding_dim", "schema_version", "store_id")
     STORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
     store: str
     model_pack: str
     embedding_dim: int
     schema_version: int
-    def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., schema_version: _Optional[int] = ...) -> None: ...
+    store_id: str
+    def __init__(self, store: _Optional[str] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., schema_version: _Optional[int] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class FileEntry(_message.Message):
     __slots__ = ("path", "sha256", "size", "error", "mtime_ns")
@@ -260,7 +262,7 @@ class EnrichFacesResponse(_message.Message):
     def __init__(self, faces_updated: _Optional[int] = ..., faces_not_found: _Optional[int] = ..., image_errors: _Optional[int] = ...) -> None: ...
 
 class StoreStats(_message.Message):
-    __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim", "store_id")
+    __slots__ = ("images", "faces", "images_without_faces", "aliases", "errors_by_reason", "model_pack", "embedding_dim")
     class ErrorsByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -275,7 +277,6 @@ class StoreStats(_message.Message):
     ERRORS_BY_REASON_FIELD_NUMBER: _ClassVar[int]
     MODEL_PACK_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
-    STORE_ID_FIELD_NUMBER: _ClassVar[int]
     images: int
     faces: int
     images_without_faces: int
@@ -283,8 +284,7 @@ class StoreStats(_message.Message):
     errors_by_reason: _containers.ScalarMap[str, int]
     model_pack: str
     embedding_dim: int
-    store_id: str
-    def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., store_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, images: _Optional[int] = ..., faces: _Optional[int] = ..., images_without_faces: _Optional[int] = ..., aliases: _Optional[int] = ..., errors_by_reason: _Optional[_Mapping[str, int]] = ..., model_pack: _Optional[str] = ..., embedding_dim: _Optional[int] = ...) -> None: ...
 
 class ClusterRequest(_message.Message):
     __slots__ = ("store", "out", "threshold", "link_mode", "cannot_link", "dense_max")

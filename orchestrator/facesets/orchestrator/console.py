@@ -42,10 +42,9 @@ def _duration(seconds: float) -> str:
 
 
 class PlainProgress:
-    """Progress for a log file or a pipe: a plain line now and then (every
-    progress_interval_s of the command's settings, FACESETS_PROGRESS_INTERVAL_S) and one at the
-    end, without
-    the carriage returns and cursor codes a terminal bar is drawn with.
+    """Progress for a log file or a pipe: a plain line now and then (every progress_interval_s
+    of the command's settings, FACESETS_PROGRESS_INTERVAL_S) and one at the end, without the
+    carriage returns and cursor codes a terminal bar is drawn with.
 
     It takes tqdm's arguments and offers the part of its interface the commands use."""
 

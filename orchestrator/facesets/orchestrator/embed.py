@@ -270,11 +270,7 @@ class _Listing:
         registered = self.clustering.register_files(self.store, chunk)
         self.summary.known += registered.known
         self.summary.aliases_added += registered.aliases_added
-        hashed = {entry.path: entry for entry in chunk}
         for entry in registered.pending:
-            listed = hashed.get(entry.path)
-            if listed is not None and listed.sha256 == entry.sha256:
-                entry.mtime_ns = listed.mtime_ns  # the stamp inference checks before it reads
             # A content an earlier chunk already queued is still on its way to the store.
             if entry.sha256 not in self._seen:
                 self._seen.add(entry.sha256)

@@ -159,6 +159,7 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
             model_pack=meta.get("model_pack", ""),
             embedding_dim=int(meta.get("embedding_dim", 0) or 0),
             schema_version=int(meta.get("schema_version", 0)),
+            store_id=meta.get("store_id", ""),
         )
 
     @_store_errors
@@ -177,7 +178,10 @@ class ClusteringServicer(clustering_pb2_grpc.ClusteringServicer):
         store.record_file_errors(unreadable)
         pending, known, aliases = store.register_files(readable)
         return clustering_pb2.RegisterFilesResponse(
-            pending=[clustering_pb2.FileEntry(path=p, sha256=s, size=n) for p, s, n in pending],
+            pending=[
+                clustering_pb2.FileEntry(path=p, sha256=s, size=n, mtime_ns=t)
+                for p, s, n, t in pending
+            ],
             known=known,
             aliases_added=aliases,
         )

@@ -396,13 +396,14 @@ class FaceStore:
     # --- registration ------------------------------------------------------------------------
     def register_files(
         self, files: Iterable[tuple[str, str, int] | tuple[str, str, int, int]]
-    ) -> tuple[list[tuple[str, str, int]], int, int]:
+    ) -> tuple[list[tuple[str, str, int, int]], int, int]:
         """Record (path, sha256, size[, mtime_ns]) entries.
 
-        Returns the entries needing inference (one per unknown sha256), how many files hold
-        known contents, and how many new aliases were recorded.
+        Returns the entries needing inference (one per unknown sha256, as (path, sha256, size,
+        mtime_ns): the stamp inference checks before it reads), how many files hold known
+        contents, and how many new aliases were recorded.
         """
-        pending: dict[str, tuple[str, str, int]] = {}
+        pending: dict[str, tuple[str, str, int, int]] = {}
         known = aliases_added = 0
         with self._transaction():
             for path, sha, size, *rest in files:
@@ -422,7 +423,7 @@ class FaceStore:
                     "SELECT path FROM images WHERE sha256 = ?", (sha,)
                 ).fetchone()
                 if image is None:
-                    pending.setdefault(sha, (path, sha, size))
+                    pending.setdefault(sha, (path, sha, size, mtime_ns))
                     continue
                 known += 1
                 if is_new_path and image[0] != path:
@@ -700,7 +701,6 @@ class FaceStore:
             "errors_by_reason": errors,
             "model_pack": meta.get("model_pack", ""),
             "embedding_dim": int(meta.get("embedding_dim", 0) or 0),
-            "store_id": meta.get("store_id", ""),
         }
 
 

@@ -19,6 +19,7 @@ import pillow_heif
 import simplejpeg
 from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 
+from facesets.client.files import FileStamp
 from facesets.common import settings
 from facesets.common.roots import PathRefused, Roots, open_regular
 from facesets.contract import photo_formats
@@ -100,13 +101,11 @@ def _check_stamp(request: common_pb2.ImageRequest, fd: int) -> None:
     modification time differ): its faces would be stored under the other bytes' digest."""
     if not request.HasField("expect"):
         return
-    info = os.fstat(fd)
-    expect = request.expect
-    if (info.st_size, info.st_mtime_ns) != (expect.size, expect.mtime_ns):
+    if not FileStamp(request.expect.size, request.expect.mtime_ns).matches(fd):
         raise DecodeError(
             common_pb2.ERROR_REASON_CHANGED,
-            f"{request.path} changed since it was hashed (size {info.st_size:,} bytes, was "
-            f"{expect.size:,}; or its modification time); it was not read",
+            f"{request.path} changed since it was hashed (its size or modification time); it "
+            "was not read",
         )
 
 

@@ -139,5 +139,6 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
             targets={spec.number: swap.SetTarget.of(spec) for spec in specs},
             disagreements=disagreements,
             disagreement_rows=rows,
-            store=swap.StoreIdentity(store, ctx.clustering.stats(store).store_id),
+            # The store exists (its faces were read): opening it only reads its metadata.
+            store=swap.StoreIdentity(store, ctx.clustering.open_store(store).store_id),
         )
