@@ -127,6 +127,7 @@ COMMAND_SERVICES: dict[str, tuple[str, ...]] = {
     "store": ("clustering",),
     "refine": ("clustering",),
     "consolidate": ("clustering",),
+    "extend": ("clustering",),
     "merge": ("export",),
     "restore": ("export",),
     "report": ("export",),

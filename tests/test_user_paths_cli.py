@@ -590,12 +590,79 @@ def test_export_swap_of_another_store_never_replaces_an_exported_faceset(
     again = run_facesets("export-swap", str(moved), str(plan), str(export))
     assert again.returncode == 0, again.stderr
     # A store made anew where the entries' store was (rebuilt for another model pack, say):
-    # the same library's, as far as anything can tell; its export replaces them.
+    # the same library's, as far as anything can tell; its export (of facesets refined from
+    # it: the old plan's face ids are the old store's) replaces them.
     with sqlite3.connect(moved) as db:
         db.execute("UPDATE meta SET value = 'a-new-store' WHERE key = 'store_id'")
     db.close()
+    replan = run_facesets("refine", str(moved), str(tmp_path / "replan"), "--min-faces", "3")
+    assert replan.returncode == 0, replan.stderr
+    plan = tmp_path / "replan" / layout.REFINE_MANIFEST
     rebuilt = run_facesets("export-swap", str(moved), str(plan), str(export))
     assert rebuilt.returncode == 0, rebuilt.stderr
+
+
+def test_no_job_reads_or_replaces_what_another_store_made(pipeline, services, lfw_dir, tmp_path):
+    """The same mistake one level up: refine or cluster of a second library into the first's
+    folders replaced its facesets (and the consolidations made on them), and consolidate,
+    extend and export-swap read the first's face ids in the second store, where they name
+    other people (same model, so nothing noticed). Each is refused before anything is written;
+    the first store, moved, still works on its own folders."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    _, out, _ = pipeline
+    raw, refined = tmp_path / "raw", tmp_path / "refined"
+    shutil.copytree(out / layout.RUN_RAW_DIR, raw)
+    shutil.copytree(out / layout.RUN_REFINE_DIR, refined)
+    other = _copy_people(lfw_dir, tmp_path / "other", ("Gerhard_Schroeder", "Ariel_Sharon"))
+    store = tmp_path / "other.db"
+    made = run_facesets("embed", str(other), str(store))
+    assert made.returncode == 0, made.stderr
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    replacing = {
+        "refine": ("refine", str(store), str(refined), "--min-faces", "3"),
+        "cluster": ("cluster", str(store), str(raw)),
+    }
+    for command, args in replacing.items():
+        refused = run_facesets(*args)
+        assert refused.returncode == 1, (command, refused.stderr)
+        assert "holds the " + command + " output of another face store" in refused.stderr
+        assert str(out / layout.RUN_STORE) in refused.stderr
+    reading = {
+        "consolidate": ("consolidate", str(refined), str(store)),
+        "extend": ("extend", str(store), str(raw), "--refine-out", str(refined)),
+        "export-swap": (
+            "export-swap",
+            str(store),
+            str(refined / layout.REFINE_MANIFEST),
+            str(tmp_path / "export"),
+        ),
+    }
+    for command, args in reading.items():
+        refused = run_facesets(*args)
+        assert refused.returncode == 1, (command, refused.stderr)
+        assert "was made from the face store " + str(out / layout.RUN_STORE) in refused.stderr
+    export = out / layout.RUN_EXPORT_DIR
+    probe = run_facesets("age", "probe", str(export), "faceset_001", "--store", str(store))
+    assert probe.returncode == 1, probe.stderr
+    assert "faceset_001 in " + str(export) + " was exported from the face store" in probe.stderr
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before
+    assert not (tmp_path / "export").exists()
+
+    # The first store, moved (a run's OUT renamed): its own folders, its jobs run as before.
+    moved = tmp_path / "renamed-out" / layout.RUN_STORE
+    moved.parent.mkdir()
+    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(moved) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    for args in (
+        ("refine", str(moved), str(refined), "--min-faces", "3"),
+        ("extend", str(moved), str(raw), "--refine-out", str(refined)),
+    ):
+        done = run_facesets(*args)
+        assert done.returncode == 0, (args[0], done.stderr)
 
 
 def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):

@@ -306,6 +306,7 @@ class JobManifest(_Model):
     command: str = ""
     parameters: dict[str, ParamValue] | None = None
     store: str | None = None
+    store_id: str | None = None  # the store's own id: its face ids mean nothing in another
     model: ModelIdentity | None = None
     facesets: list[FacesetEntry] | None = None
     written: list[str] | None = None
@@ -316,6 +317,7 @@ class JobManifest(_Model):
         "command",
         "parameters",
         "store",
+        "store_id",
         "model",
         "facesets",
         "written",
@@ -329,6 +331,7 @@ class JobManifest(_Model):
         optional: dict[str, object | None] = {
             "parameters": None if self.parameters is None else dict(self.parameters),
             "store": self.store,
+            "store_id": self.store_id,
             "model": None if self.model is None else self.model.to_json(),
             "facesets": None
             if self.facesets is None
@@ -351,6 +354,7 @@ class JobManifest(_Model):
             if block.get("parameters") is None
             else parameters_of(block["parameters"], where),
             store=_optional(block.get("store"), _str, where, "store"),
+            store_id=_optional(block.get("store_id"), _str, where, "store_id"),
             model=None if not model else ModelIdentity.from_json(model, where),
             facesets=None
             if facesets is None
@@ -669,6 +673,7 @@ class EraPlan(_Model):
     command: str = "age_split"
     model: ModelIdentity | None = None
     store: str | None = None
+    store_id: str | None = None
     parameters: dict[str, ParamValue] = field(default_factory=dict)
     roots: list[str] = field(default_factory=list)
     seed_centroid: list[float] | None = None
@@ -681,6 +686,7 @@ class EraPlan(_Model):
         "faceset",
         "model",
         "store",
+        "store_id",
         "parameters",
         "roots",
         "seed_centroid",
@@ -698,6 +704,7 @@ class EraPlan(_Model):
             "faceset": self.faceset,
             "model": None if self.model is None else self.model.to_json(),
             "store": self.store,
+            **({} if self.store_id is None else {"store_id": self.store_id}),
             "parameters": dict(self.parameters),
             "roots": list(self.roots),
             "seed_centroid": self.seed_centroid,
@@ -725,6 +732,7 @@ class EraPlan(_Model):
             command=_str(plan.get("command", "age_split"), where, "command"),
             model=None if not model else ModelIdentity.from_json(model, where),
             store=_optional(plan.get("store"), _str, where, "store"),
+            store_id=_optional(plan.get("store_id"), _str, where, "store_id"),
             parameters=parameters_of(plan.get("parameters", {}), where),
             roots=_strs(plan.get("roots", []), where, "roots"),
             seed_centroid=_optional(plan.get("seed_centroid"), _floats, where, "seed_centroid"),

@@ -376,6 +376,12 @@ class FaceStore:
         with self._lock:
             return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    @property
+    def store_id(self) -> str:
+        """The id the store was made with, whatever path it is opened at ("" for a store made
+        before ids that has not been opened for writing since)."""
+        return self.meta().get("store_id", "")
+
     def bind_model(self, model_pack: str, embedding_dim: int) -> dict[str, str]:
         """Record the model on first use; refuse another model afterwards."""
         with self._transaction():

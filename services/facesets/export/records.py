@@ -210,6 +210,29 @@ def read_refine_gates(path: Path) -> dict[str, object]:
     return dict(gates) if isinstance(gates, dict) else {}
 
 
+@dataclass(frozen=True)
+class MadeFrom:
+    """The face store a refine manifest's face ids belong to, as the manifest records it."""
+
+    store: str
+    store_id: str
+
+
+def read_refine_made_from(path: Path) -> MadeFrom | None:
+    """The store refine (or route, extend) recorded with its id; None for a manifest made before
+    stores had ids (or unreadable: reading its facesets reports that)."""
+    try:
+        payload = layout.read_json(Path(path), default={})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    store, store_id = payload.get("store"), payload.get("store_id")
+    if not isinstance(store_id, str) or not store_id:
+        return None
+    return MadeFrom(store if isinstance(store, str) else "", store_id)
+
+
 def read_refine_lookalikes(path: Path) -> list[LookalikePair] | None:
     """The look-alike pairs refine recorded (`lookalikes`); None when it recorded none. A pair
     that does not name two facesets is left out (the export still runs without it)."""

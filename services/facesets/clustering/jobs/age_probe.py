@@ -87,7 +87,7 @@ def age_probe(
     roots: Roots | None = None,
 ) -> JobOutcome:
     params = params or AgeProbeParams()
-    curated = read_curated(export_dir, faceset)
+    curated = read_curated(export_dir, faceset, store)
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
     assert table.embedding is not None

@@ -60,10 +60,11 @@ from facesets.clustering.jobs.job import (
     Photos,
     ProgressFn,
     centroid_of,
-    check_model,
+    check_made_from,
     face_index_by_id,
     model_identity,
     report,
+    store_identity,
     unusable_manifest,
     usable_faces,
     vector_json,
@@ -252,7 +253,7 @@ def age_split(
     """Write (or, with dry_run, only report) the era plan of one exported faceset."""
     params = params or AgeSplitParams()
     export_dir = Path(export_dir)
-    curated = read_curated(export_dir, faceset)
+    curated = read_curated(export_dir, faceset, store)
     plan_path = _plan_path(export_dir, curated.name)
     try:
         previous = EraPlan.read(plan_path)
@@ -261,7 +262,7 @@ def age_split(
     if extend and previous is None:
         raise JobError(f"{curated.name} has no era plan in {export_dir}; run `age split` first")
     if previous is not None:
-        check_model(previous.model, store, plan_path)
+        check_made_from(previous, store, plan_path)
 
     report(progress, "load", 0, 1)
     table = store.face_table(with_embeddings=True)
@@ -375,7 +376,8 @@ def age_split(
         command=COMMAND,
         faceset=curated.name,
         model=model_identity(store),
-        store=str(store.path.resolve()),
+        store=store_identity(store),
+        store_id=store.store_id,
         parameters={k: v for k, v in params.recorded().items() if k != "dry_run"},
         roots=folders,
         seed_centroid=previous.seed_centroid if extend and previous else vector_json(seed),

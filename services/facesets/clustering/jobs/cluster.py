@@ -20,7 +20,7 @@ from facesets.clustering.jobs.job import (
     photo_codes_of,
     store_identity,
 )
-from facesets.clustering.jobs.materialize import sync_outputs
+from facesets.clustering.jobs.materialize import check_output_folder, sync_outputs
 from facesets.clustering.jobs.raw import (
     cannot_link_json,
     components_json,
@@ -51,6 +51,7 @@ def cluster(
     params = params or ClusterParams()
     link_mode = params.link_mode.value
     out = Path(out)
+    check_output_folder(out, layout.CLUSTER_MANIFEST, ClusterManifest, "cluster", store)
     table, photos, rows = open_faces(store, roots, progress)
 
     face_ids = table.face_id[rows]
@@ -69,6 +70,7 @@ def cluster(
         command="cluster",
         parameters=params.recorded(),
         store=store_identity(store),
+        store_id=store.store_id,
         model=model_identity(store),
         extra={
             "cannot_link": cannot_link_json(params.cannot_link, result.prevented),

@@ -36,7 +36,7 @@ from facesets.clustering.jobs.job import (
     Photos,
     ProgressFn,
     centroid_of,
-    check_model,
+    check_made_from,
     face_index_by_id,
     report,
     unusable_manifest,
@@ -339,7 +339,7 @@ def consolidate(
     replaying = top is not None and top.refine_after_sha256 == _sha(current)
     base_text = top.refine_before if replaying and top else current.decode("utf-8")
     base = _parse_refine(base_text, folder.refine_path)
-    check_model(base.model, store, folder.refine_path)
+    check_made_from(base, store, folder.refine_path)
 
     table = store.face_table(with_embeddings=True)
     photos = Photos.scan(store, roots)

@@ -28,7 +28,7 @@ from facesets.clustering.jobs.identities import (
 from facesets.clustering.jobs.job import (
     JobOutcome,
     ProgressFn,
-    check_model,
+    check_made_from,
     model_identity,
     open_faces,
     report,
@@ -60,7 +60,7 @@ def discover(
     root, export = Path(root), Path(export)
     plan_path = export / layout.DISCOVER_DIR / layout.REFINE_MANIFEST
     plan = read_plan(plan_path) or RefineManifest()
-    check_model(plan.model, store, plan_path.parent)
+    check_made_from(plan, store, plan_path.parent)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
@@ -136,6 +136,7 @@ def discover(
             command="discover",
             facesets=[*facesets, *new_entries],
             store=store_identity(store),
+            store_id=store.store_id,
             model=model_identity(store),
             extra={"runs": [*plan.records("runs"), run]},
         ).write(plan_path)

@@ -18,7 +18,7 @@ from facesets.clustering.jobs.job import (
     face_index_by_id,
     unusable_manifest,
 )
-from facesets.clustering.store import FaceTable
+from facesets.clustering.store import FaceStore, FaceTable
 from facesets.contract import layout
 from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError
 
@@ -97,7 +97,9 @@ class Curated:
     roots: list[str]
 
 
-def read_curated(export_dir: Path, faceset: str) -> Curated:
+def read_curated(export_dir: Path, faceset: str, store: FaceStore) -> Curated:
+    """The faceset's faces as exported, refused when another store exported it (its face ids
+    name other faces in this one; an entry exported before stores had ids records none)."""
     name = faceset_key(faceset)
     try:
         top = ExportManifest.read(export_dir / layout.EXPORT_MANIFEST) or ExportManifest()
@@ -105,6 +107,13 @@ def read_curated(export_dir: Path, faceset: str) -> Curated:
         if not entry.get("manifest"):
             known = ", ".join(sorted(top.partition("facesets"))) or "none"
             raise JobError(f"{export_dir} holds no exported faceset {name!r} (facesets: {known})")
+        exported_from = entry.get("store_id")
+        if isinstance(exported_from, str) and exported_from and exported_from != store.store_id:
+            raise JobError(
+                f"{name} in {export_dir} was exported from the face store "
+                f"{entry.get('store') or 'of another library'}, not {store.path}; give the "
+                "store it was exported from"
+            )
         manifest = FacesetManifest.read(export_dir / str(entry["manifest"])) or FacesetManifest()
         if not manifest.crops:
             raise JobError(f"{name} in {export_dir} keeps no crops; nothing to seed eras from")

@@ -27,7 +27,7 @@ from facesets.clustering.jobs.job import (
     JobOutcome,
     ProgressFn,
     centroid_of,
-    check_model,
+    check_made_from,
     face_index_by_id,
     held_photos,
     normalise,
@@ -65,7 +65,7 @@ def _load(out: Path, name: str, store: FaceStore, command: str, model: type[M]) 
     manifest = read_manifest(path, model)
     if manifest is None:
         raise JobError(f"no {name} in {out}; run `{command}` into it first")
-    check_model(manifest.model, store, path)
+    check_made_from(manifest, store, path)
     return manifest
 
 
@@ -246,7 +246,9 @@ def extend(
         block["components"] = components
     elif "components" in before:
         block["components"] = before["components"]
-    grown = sections.into(replace(raw_manifest, written=None, pending=None))
+    grown = sections.into(
+        replace(raw_manifest, store_id=store.store_id, written=None, pending=None)
+    )
     grown.extra = grown.extra | {"extend": block}
     raw_sync = sync_outputs(raw_out, layout.CLUSTER_MANIFEST, wanted, grown, raw_mode, progress)
     summary: dict[str, object] = {
@@ -274,7 +276,13 @@ def extend(
         }
         if not refine_stats["candidate_faces"] and "extend" in refine_manifest.extra:
             extended = refine_manifest.section("extend")  # a re-run changes nothing
-        refined = replace(refine_manifest, facesets=facesets, written=None, pending=None)
+        refined = replace(
+            refine_manifest,
+            store_id=store.store_id,
+            facesets=facesets,
+            written=None,
+            pending=None,
+        )
         refined.extra = refined.extra | {
             "missing_sources": photos.missing_report(),
             "extend": extended,

@@ -33,7 +33,7 @@ from facesets.clustering.jobs.job import (
     JobOutcome,
     ProgressFn,
     centroid_of,
-    check_model,
+    check_made_from,
     model_identity,
     open_faces,
     photo_of,
@@ -124,7 +124,7 @@ def import_folders(
     plan_path = export / layout.IMPORT_FOLDERS_DIR / layout.REFINE_MANIFEST
     plan = read_plan(plan_path)
     if plan is not None:
-        check_model(plan.model, store, plan_path.parent)
+        check_made_from(plan, store, plan_path.parent)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
 
@@ -242,6 +242,7 @@ def import_folders(
         command="import-folders",
         facesets=facesets,
         store=store_identity(store),
+        store_id=store.store_id,
         model=model_identity(store),
         parameters=recorded | {"mixed": sorted(str(f) for f in mixed)},
     )

@@ -15,7 +15,13 @@ from facesets.clustering.store import FaceStore, FaceTable, ImageRow
 from facesets.common.progress import ProgressFn
 from facesets.common.roots import PathRefused, Roots
 from facesets.common.vectors import unit_rows as normalise
-from facesets.contract.manifests import FacesetEntry, ManifestError, ModelIdentity
+from facesets.contract.manifests import (
+    EraPlan,
+    FacesetEntry,
+    JobManifest,
+    ManifestError,
+    ModelIdentity,
+)
 
 __all__ = ["ProgressFn", "normalise"]  # the jobs import both from here
 
@@ -33,6 +39,27 @@ def report(progress: ProgressFn | None, stage: str, done: int, total: int) -> No
 
 def store_identity(store: FaceStore) -> str:
     return str(store.path.resolve())
+
+
+def check_store(recorded: JobManifest | EraPlan, store: FaceStore, where: Path) -> None:
+    """Refuse a manifest another store's job wrote: its face ids name other faces in this one
+    (same model, so `check_model` lets them through). A manifest made before stores had ids
+    records none and is read as before."""
+    if recorded.store_id and recorded.store_id != store.store_id:
+        made_from = recorded.store or "another face store"
+        raise JobError(
+            f"{where} was made from the face store {made_from}, not {store.path} (another "
+            "store, whose face ids name other faces); give the store it was made from, or run "
+            "the job from scratch into another folder"
+        )
+
+
+def check_made_from(
+    recorded: JobManifest | EraPlan, store: FaceStore, where: Path, *, holds_faces: bool = True
+) -> None:
+    """`check_model` and `check_store` of a manifest a job reads face ids from."""
+    check_model(recorded.model, store, where, holds_faces=holds_faces)
+    check_store(recorded, store, where)
 
 
 def model_identity(store: FaceStore) -> ModelIdentity:

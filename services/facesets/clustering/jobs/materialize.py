@@ -20,7 +20,14 @@ from typing import TypeVar
 
 import structlog
 
-from facesets.clustering.jobs.job import JobError, ProgressFn, report, unusable_manifest
+from facesets.clustering.jobs.job import (
+    JobError,
+    ProgressFn,
+    report,
+    store_identity,
+    unusable_manifest,
+)
+from facesets.clustering.store import FaceStore
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
 from facesets.contract.manifests import JobManifest, ManifestError, read_object
@@ -74,6 +81,34 @@ def read_manifest(path: Path, model: type[M], command: str | None = None) -> M |
         return None if raw is None else model.from_json(raw, str(path))
     except ManifestError as exc:
         raise unusable_manifest(exc) from exc
+
+
+def check_same_library(
+    previous: JobManifest, store: str | None, store_id: str | None, out: Path, command: str
+) -> None:
+    """Refuse to replace the output another face store's job left in OUT (two libraries into
+    one folder: the first one's facesets and the consolidations made on them would go). The
+    same store, moved (same id), or a store made anew at the path recorded (the library
+    rebuilt) replaces it as before; a manifest made before stores had ids is replaced too."""
+    if not previous.store_id or previous.store_id == store_id:
+        return
+    if previous.store is not None and previous.store == store:
+        return
+    raise JobError(
+        f"{out} holds the {command} output of another face store "
+        f"({previous.store or 'unknown'}); give another folder for {store}, or move that "
+        "output away first"
+    )
+
+
+def check_output_folder(
+    out: Path, manifest_name: str, model: type[M], command: str, store: FaceStore
+) -> None:
+    """`check_same_library` before a job's work, so that a refusal does not wait for it
+    (`sync_outputs` checks again when it writes)."""
+    previous = read_manifest(out / manifest_name, model, command)
+    if previous is not None:
+        check_same_library(previous, store_identity(store), store.store_id, out, command)
 
 
 def _exists(path: Path) -> bool:
@@ -251,6 +286,8 @@ def sync_outputs(
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / manifest_name
     previous = read_manifest(manifest_path, type(manifest), manifest.command)
+    if previous is not None:
+        check_same_library(previous, manifest.store, manifest.store_id, out, manifest.command)
     owned = owned_files(previous, out)
     sync = SyncReport()
     todo: list[tuple[str, Path, Path]] = []

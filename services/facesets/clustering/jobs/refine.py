@@ -34,7 +34,7 @@ from facesets.clustering.jobs.job import (
     sorted_ids,
     store_identity,
 )
-from facesets.clustering.jobs.materialize import sync_outputs
+from facesets.clustering.jobs.materialize import check_output_folder, sync_outputs
 from facesets.clustering.jobs.raw import cannot_link_json, linkage_progress
 from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.store import FaceStore
@@ -59,6 +59,7 @@ def refine(
     p = params or RefineParams()
     link_mode = p.link_mode.value
     out = Path(out)
+    check_output_folder(out, layout.REFINE_MANIFEST, RefineManifest, "refine", store)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
     emb = table.embedding[rows]
@@ -137,6 +138,7 @@ def refine(
         facesets=facesets,
         parameters=parameters,
         store=store_identity(store),
+        store_id=store.store_id,
         model=model_identity(store),
     )
     manifest.extra = {

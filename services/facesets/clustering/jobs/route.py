@@ -27,7 +27,7 @@ from facesets.clustering.jobs.identities import new_identities
 from facesets.clustering.jobs.job import (
     JobOutcome,
     ProgressFn,
-    check_model,
+    check_made_from,
     held_photos,
     model_identity,
     open_faces,
@@ -67,7 +67,7 @@ def route(
     manifest_path = facesets_dir / layout.REFINE_MANIFEST
     previous = read_manifest(manifest_path, RefineManifest)
     if previous is not None:
-        check_model(previous.model, store, facesets_dir, holds_faces=bool(previous.facesets))
+        check_made_from(previous, store, facesets_dir, holds_faces=bool(previous.facesets))
     manifest = previous or RefineManifest(command="refine")
     facesets = manifest.entries()
     table, photos, rows = open_faces(store, roots, progress)
@@ -154,6 +154,7 @@ def route(
         command=manifest.command or "refine",
         facesets=facesets,
         store=store_identity(store),
+        store_id=store.store_id,
         model=model_identity(store),
         # a folder route starts records the parameters refine would have recorded
         parameters=manifest.parameters

@@ -17,9 +17,11 @@ from facesets.export.disagreements import face_ids as disagreement_face_ids
 from facesets.export.disagreements import read_refine_disagreements
 from facesets.export.jobs.context import ExportJob, JobContext, Peer, Writes
 from facesets.export.records import (
+    ExportInputError,
     FaceRow,
     read_refine_gates,
     read_refine_lookalikes,
+    read_refine_made_from,
     read_refine_manifest,
 )
 from facesets.v1 import clustering_pb2, export_pb2
@@ -97,6 +99,17 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
         photo = ctx.clustering.photo_under(self._store(ctx), str(ctx.out))
         if photo is not None:
             raise OutputAmongPhotos(ctx.out, photo)
+        # The refine manifest's face ids name faces of the store it was made from: read from
+        # another store (same model), they would export other people's crops.
+        made_from = read_refine_made_from(self._refine_manifest(ctx))
+        if made_from is not None:
+            store = self._store(ctx)
+            if ctx.clustering.open_store(store).store_id != made_from.store_id:
+                raise ExportInputError(
+                    f"{self._refine_manifest(ctx)} was made from the face store "
+                    f"{made_from.store or 'of another library'}, not {store}: its face ids "
+                    "name other faces there; give the store it was made from"
+                )
 
     def run(self, ctx: JobContext[Request], params: ExportSwapParams) -> dict[str, object]:
         out, refine_manifest = ctx.out, self._refine_manifest(ctx)
