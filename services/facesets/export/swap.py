@@ -16,7 +16,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypedDict
 
@@ -31,6 +31,7 @@ from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
 from facesets.contract.export import ExportSwapParams
 from facesets.contract.manifests import SCHEMA_KEY, SCHEMA_VERSION, LookalikePair
+from facesets.contract.review import bundle_name
 from facesets.export import disagreements as immich
 from facesets.export.crops import (
     CheckedCrop,
@@ -41,6 +42,7 @@ from facesets.export.crops import (
     hamming,
     phash,
 )
+from facesets.export.curation import Carried, Curation, read_curation
 from facesets.export.errors import ExportError
 from facesets.export.fsz import fsz_bytes, member_name
 from facesets.export.quality import QualityScores, quality_scores
@@ -101,11 +103,12 @@ class SetTarget:
     label: str = ""
     flags: tuple[str, ...] = ()  # carried into its manifest entry, for the review report
     person: tuple[str, str] = ("", "")  # (Immich person id, name): manifests' `name`
+    stem: str = ""  # the .fsz files' stem where it is not the label (a name given in review)
 
     @property
     def bundle(self) -> str:
         """What the set's .fsz files are named after: `<bundle>_topN.fsz`, `<bundle>_all.fsz`."""
-        return self.label or self.name
+        return self.stem or self.label or self.name
 
     @classmethod
     def faceset(cls, number: int) -> SetTarget:
@@ -564,9 +567,11 @@ def _write_set(
     skipped: list[Skipped],
     params: _Params,
     progress: ProgressFn | None,
+    carried: Carried,
 ) -> _SetResult:
     """Crops, review thumbnails, the two .fsz files and the faceset manifest; files an earlier
-    run wrote and this one did not are removed."""
+    run wrote and this one did not are removed. `carried`: what review and maintenance runs
+    put into this faceset or dropped from it, kept as they left it (see `curation`)."""
     name = target.name
     set_dir = out / target.dir
     manifest_path = set_dir / layout.FACESET_MANIFEST
@@ -586,27 +591,38 @@ def _write_set(
             record["attempts"] = drop.attempts
         dropped.append((drop.reason, drop.face.row.face_id, record))
         reasons[drop.reason] += 1
+    for record in carried.dropped:  # a run's drops stay as it recorded them
+        reason = str(record.get("reason", ""))
+        face_id = record.get("face_id")
+        dropped.append((reason, face_id if isinstance(face_id, int) else -1, record))
+        reasons[reason] += 1
 
-    crops: list[dict[str, object]] = []
-    members: list[tuple[str, bytes]] = []
+    # This run's crops and those a run brought in, ranked together by composite quality
+    # (this run's first at equal quality, as a merge ranks a target's own first).
+    placed: list[tuple[dict[str, object], bytes]] = []
     for item in ranked:
         checked = item.checked.crop
         path = set_dir / layout.CROPS_DIR / item.file_name
         _write_if_changed(out, path, item.png)
         written.add(_rel(out, path))
+        record = _face_record(item.checked.face) | {
+            "file": _rel(out, path),
+            "pad_ratio": checked.pad_ratio,
+            "recropped": checked.recropped,
+            "attempts": _attempts(checked),
+        }
+        placed.append((record, item.png))
+    placed += carried.crops
+    order = sorted(
+        range(len(placed)), key=lambda i: (-_composite(placed[i][0]), i >= len(ranked), i)
+    )
+    crops: list[dict[str, object]] = []
+    members: list[tuple[str, bytes]] = []
+    for rank, index in enumerate(order, start=1):
+        record, png = placed[index]
+        crops.append(record | {"rank": rank, "in_top": rank <= params.top_n})
         # Neutral member names: a shared bundle names no source folder (the manifest does).
-        members.append((member_name(item.rank, item.png), item.png))
-        crops.append(
-            _face_record(item.checked.face)
-            | {
-                "file": _rel(out, path),
-                "rank": item.rank,
-                "in_top": item.rank <= params.top_n,
-                "pad_ratio": checked.pad_ratio,
-                "recropped": checked.recropped,
-                "attempts": _attempts(checked),
-            }
-        )
+        members.append((member_name(rank, png), png))
 
     for marker, text in target.markers:
         _write_if_changed(out, set_dir / marker, text.encode("utf-8"))
@@ -624,10 +640,9 @@ def _write_set(
     if progress:
         progress("fsz", 1, 1, name)
 
-    recropped = sum(1 for c in crops if c["recropped"])
-    kept_faces = [item.checked.face for item in ranked]  # the crops' faces, in their order
-    sources = sorted({os.path.dirname(face.row.path) for face in kept_faces})
-    composites = [round(face.scores.composite, 6) for face in kept_faces]
+    recropped = sum(1 for c in crops if c.get("recropped") is True)
+    sources = sorted({os.path.dirname(str(c["source"])) for c in crops if c.get("source")})
+    composites = [_composite(c) for c in crops]
     mean_quality = round(float(np.mean(composites)), 6) if composites else 0.0
     top = min(len(crops), params.top_n)
     counts = {
@@ -663,6 +678,8 @@ def _write_set(
     person_id, person_name = target.person
     if person_id:  # a faceset seeded from a person the user named (or grouped) in Immich
         manifest.update(name=person_name, immich_person_id=person_id)
+    if target.label:
+        manifest["label"] = target.label  # as review's name records it
     _remove_stale(out, set_dir, previous.get("files", []), set(files))
     Beneath(out).write_json(_rel(out, manifest_path), manifest)
 
@@ -707,6 +724,11 @@ def _write_set(
     )
 
 
+def _composite(record: Mapping[str, object]) -> float:
+    value = record.get("composite")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def _export_set(
     out: Path,
     number: int,
@@ -716,8 +738,17 @@ def _export_set(
     load_image: LoadImage,
     count_faces: CountFaces,
     progress: ProgressFn | None,
+    curation: Curation,
 ) -> _SetResult:
-    """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write."""
+    """One faceset, step by step: gate, crop and check, collapse duplicates, rank, write. The
+    faces a review or maintenance run placed (in this faceset, another, or among the dropped)
+    are not cropped again; what it left in this faceset is kept (see `curation`)."""
+    if target.partition != PARTITION_FACESETS:  # era buckets: the faceset's faces, as read
+        curation = Curation()
+    carried = curation.kept_of(target.name)
+    if carried.label:  # named in review: the name, and its files' stem, as review gave them
+        target = replace(target, label=carried.label, stem=bundle_name(carried.label))
+    rows = [row for row in rows if row.face_id not in curation.placed]
     gated = _gate_set(rows, params)
     rejected = _rejected_drops(gated.rejected, params, load_image)
     cropped = _crop_and_check(target.name, gated.passed, params, load_image, count_faces, progress)
@@ -732,6 +763,7 @@ def _export_set(
         cropped.skipped,
         params,
         progress,
+        carried,
     )
 
 
@@ -1017,9 +1049,16 @@ def export_swap(
     if store:
         _refuse_other_store(top_manifest, planned, store)
     params = _Params(top_n, outlier_threshold, pad_ratio, out_size, min_face_short)
+    curation = read_curation(out, top_manifest)
+    # A faceset a run merged into another or set aside as masked stays where it went.
+    aside = {
+        number: curation.aside[target.name]
+        for number, target in planned.items()
+        if target.partition == PARTITION_FACESETS and target.name in curation.aside
+    }
 
     results: list[_SetResult] = []
-    numbers = sorted(faces_by_set)
+    numbers = sorted(n for n in faces_by_set if n not in aside)
     for done, number in enumerate(numbers, start=1):
         results.append(
             _export_set(
@@ -1031,6 +1070,7 @@ def export_swap(
                 load_image,
                 count_faces,
                 progress,
+                curation,
             )
         )
         if progress:
@@ -1098,6 +1138,13 @@ def export_swap(
         "candidates": len(candidate_section["items"]) if candidate_section else 0,
         "fsz": [str(out / rel) for r in results for rel in r.fsz],
         "gates": merged.get("gates", {}),
+        # What review and maintenance runs decided, kept: facesets not exported again (each
+        # with the partition it is in: restore it to export it again), crops and drops kept.
+        "kept_aside": {planned[n].name: aside[n] for n in sorted(aside)},
+        "curated_kept": {
+            "crops": sum(len(curation.kept_of(r.target.name).crops) for r in results),
+            "dropped": sum(len(curation.kept_of(r.target.name).dropped) for r in results),
+        },
         **(
             {immich.DISAGREEMENTS_KEY: len(shown) if isinstance(shown, list) else 0}
             if immich.DISAGREEMENTS_KEY in merged

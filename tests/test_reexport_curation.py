@@ -1,0 +1,196 @@
+"""What a person decided on an export survives `facesets export-swap` run again over it (after
+`route` or `extend` added faces, or the same `facesets run` again). It did not: the rejected
+crop came back into its faceset, the merged faceset reappeared beside its target, the crops a
+merge or split brought into a faceset left its .fsz and manifest (their PNGs orphaned), and a
+name given in review stopped naming the .fsz files. Decisions are made as a user makes them:
+in the review app (its HTTP actions, CSRF token and all) and with `facesets merge`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from review_export import build_lfw_export
+
+from facesets.contract import layout
+from services import FACESETS, ServiceProcess, run_facesets, running_services
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, model_root: Path) -> dict:
+    root = tmp_path_factory.mktemp("curated")
+    return build_lfw_export(root, lfw_dir, model_root, per_person=6, lookalikes=False)
+
+
+@pytest.fixture(scope="module")
+def services(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    roots = [tmp_path_factory.getbasetemp(), shared_dir]
+    with running_services(tmp_path_factory.mktemp("services"), roots) as started:
+        yield started
+
+
+class Review:
+    """`facesets review EXPORT --no-browser` in a child process, driven as its page does."""
+
+    def __init__(self, export: Path, service: ServiceProcess) -> None:
+        self.process = subprocess.Popen(
+            [*FACESETS, "review", str(export), "--no-browser", f"--export={service.address}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        timer = threading.Timer(120, self.process.kill)
+        timer.start()
+        try:
+            line = self.process.stdout.readline() if self.process.stdout else ""
+        finally:
+            timer.cancel()
+        assert line.startswith("review: "), line
+        self.base = line.split(" ", 1)[1].strip().split("?")[0].rstrip("/")
+        self.http = httpx.Client(base_url=self.base, timeout=120)
+        page = self.http.get("/").text
+        self.csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+    def act(self, action: str, **body: object) -> dict:
+        answer = self.http.post(
+            f"/api/{action}",
+            json=body,
+            headers={"x-csrf-token": self.csrf, "origin": self.base},
+        )
+        assert answer.status_code == 200, answer.text
+        done = answer.json()
+        assert done["ok"], done
+        return done
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture
+def review() -> Iterator[list[Review]]:
+    opened: list[Review] = []
+    yield opened
+    for app in opened:
+        app.stop()
+
+
+def _pngs(export: Path) -> dict[str, bytes]:
+    """Every crop PNG of the export's facesets (faces/ and faces/_dropped/), by path."""
+    return {
+        p.relative_to(export).as_posix(): p.read_bytes()
+        for p in sorted(export.rglob("*.png"))
+        if layout.CROPS_DIR in p.relative_to(export).parts
+    }
+
+
+def _exported(export: Path) -> dict[str, bytes]:
+    """The facesets' crops, bundles and markers: what a fresh export of the plan makes."""
+    return {
+        p.relative_to(export).as_posix(): p.read_bytes()
+        for p in sorted(export.rglob("*"))
+        if p.is_file()
+        and p.suffix in {".png", ".fsz"}
+        and p.relative_to(export).parts[0] not in {"report", layout.REVIEW_DIR}
+    }
+
+
+def _assert_manifests_match_folders(export: Path) -> dict[str, dict]:
+    """Each faceset's manifest lists exactly the PNGs of its faces/, its _all .fsz holds them."""
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    inners = {}
+    for name, entry in top["facesets"].items():
+        inner = json.loads((export / entry["manifest"]).read_text())
+        folder = export / entry["dir"] / layout.CROPS_DIR
+        held = {p.relative_to(export).as_posix(): p.read_bytes() for p in folder.glob("*.png")}
+        assert {c["file"] for c in inner["crops"]} == set(held), name
+        assert [c["rank"] for c in inner["crops"]] == list(range(1, len(held) + 1)), name
+        with zipfile.ZipFile(export / inner["fsz_all"]) as bundle:
+            members = sorted(bundle.read(n) for n in bundle.namelist())
+        assert members == sorted(held.values()), name
+        inners[name] = inner
+    return inners
+
+
+def test_a_reexport_keeps_rejects_splits_merges_and_names(
+    built: dict, services: dict, review: list[Review], tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(built["export"], export)
+    store, plan = built["store"], built["root"] / "refined" / layout.REFINE_MANIFEST
+
+    def export_swap(into: Path) -> dict:
+        done = run_facesets(
+            "export-swap", str(store), str(plan), str(into), "--min-face-short", "0",
+            "--json", f"--export={services['export'].address}",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    fresh = tmp_path / "fresh"
+    export_swap(fresh)
+    assert _exported(fresh) == _exported(export)  # the copy is what the plan exports
+
+    app = Review(export, services["export"])
+    review.append(app)
+    crops = {
+        name: sorted(p.name for p in (export / name / layout.CROPS_DIR).glob("*.png"))
+        for name in ("faceset_000", "faceset_001", "faceset_002")
+    }
+    assert all(len(c) >= 4 for c in crops.values()), crops
+    app.act("reject", faceset="faceset_000", crops=crops["faceset_000"][:1])
+    split = app.act("split", faceset="faceset_001", crops=crops["faceset_001"][:2])
+    made = split["summary"]["into"]  # a new faceset: the next free number
+    app.act("name", faceset="faceset_002", name="Ada Lovelace")
+    app.stop()
+    merged = run_facesets(
+        "merge", str(export), "faceset_001", "--into", "faceset_000",
+        f"--export={services['export'].address}",
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stderr
+    decided = _pngs(export)
+    bundles = sorted(p.name for p in (export / "faceset_002").glob("*.fsz"))
+    assert bundles == ["Ada_Lovelace_all.fsz", "Ada_Lovelace_top30.fsz"]
+    before = _assert_manifests_match_folders(export)
+
+    summary = export_swap(export)
+    assert _pngs(export) == decided  # nothing came back, nothing left
+    after = _assert_manifests_match_folders(export)
+    assert summary["kept_aside"] == {"faceset_001": "merged"}
+    # faceset_001's crops the merge moved in; the split's faceset is not the plan's to export.
+    brought = len(crops["faceset_001"]) - 2
+    assert summary["curated_kept"] == {"crops": brought, "dropped": 1}
+    assert set(after) == {"faceset_000", "faceset_002", made}
+    for name in after:  # the same crops, ranks and records (the distance to a centroid now
+        # made without the rejected face aside)
+        assert [c | {"distance": 0} for c in after[name]["crops"]] == [
+            c | {"distance": 0} for c in before[name]["crops"]
+        ], name
+    rejected = [d for d in after["faceset_000"]["dropped"] if d["reason"] == "rejected"]
+    assert [Path(d["kept_file"]).name for d in rejected] == crops["faceset_000"][:1]
+    assert sorted(p.name for p in (export / "faceset_002").glob("*.fsz")) == bundles
+    assert not (export / "faceset_001").exists()
+    again = export_swap(export)  # a re-run changes nothing
+    assert again["curated_kept"] == summary["curated_kept"] and _pngs(export) == decided
+
+    # Every decision can still be put back, newest first; the export is then the plan's.
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    for run in reversed(top[layout.MAINTENANCE_RUNS]):
+        restored = run_facesets(
+            "restore", str(export), "--run", run["id"], f"--export={services['export'].address}"
+        )
+        assert restored.returncode == 0, (run["kind"], restored.stderr)
+    back = export_swap(export)
+    assert back["kept_aside"] == {} and back["curated_kept"] == {"crops": 0, "dropped": 0}
+    assert _exported(export) == _exported(fresh)
