@@ -184,6 +184,21 @@ def test_a_reexport_keeps_rejects_splits_merges_and_names(
     again = export_swap(export)  # a re-run changes nothing
     assert again["curated_kept"] == summary["curated_kept"] and _pngs(export) == decided
 
+    # `route` numbers a new identity past the plan's facesets: the number the split took.
+    routed = json.loads(plan.read_text())
+    split_faces = [c["face_id"] for c in after[made]["crops"]]
+    routed["facesets"].append({"name": made, "number": int(made[-3:]), "face_ids": split_faces})
+    (tmp_path / "routed").mkdir()
+    (tmp_path / "routed" / layout.REFINE_MANIFEST).write_text(json.dumps(routed))
+    clash = run_facesets(
+        "export-swap", str(store), str(tmp_path / "routed" / layout.REFINE_MANIFEST),
+        str(export), "--min-face-short", "0", f"--export={services['export'].address}",
+    )  # fmt: skip
+    assert clash.returncode == 1, clash.stderr
+    assert f"{made} in {export} was made in review (split from faceset_001)" in clash.stderr
+    assert f"facesets restore {export} --faceset {made}" in clash.stderr
+    assert _pngs(export) == decided
+
     # Every decision can still be put back, newest first; the export is then the plan's.
     top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
     for run in reversed(top[layout.MAINTENANCE_RUNS]):

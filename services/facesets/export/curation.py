@@ -12,7 +12,9 @@ module reads lets the export keep them:
   stay, records and files, ranked with the new crops;
 - the faces a run dropped from a faceset (records with the run's id under `dropped`) stay
   dropped, their records kept; no face a run placed anywhere is cropped again elsewhere;
-- a faceset's name from review keeps naming it and its .fsz files.
+- a faceset's name from review keeps naming it and its .fsz files;
+- a faceset a review split made keeps its folder: a plan whose faceset of that name is another
+  identity (numbered by `route` after the split) is refused, not mixed into it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Curation:
     aside: dict[str, str] = field(default_factory=dict)  # faceset -> the partition it is in
     sets: dict[str, Carried] = field(default_factory=dict)  # faceset -> what it keeps
     placed: set[int] = field(default_factory=set)  # face ids a run put or dropped somewhere
+    split_made: dict[str, str] = field(default_factory=dict)  # faceset a split made -> source
 
     def kept_of(self, name: str) -> Carried:
         return self.sets.get(name) or Carried()
@@ -105,6 +108,8 @@ def read_curation(out: Path, top_manifest: Mapping[str, object]) -> Curation:
     names = _names(recorded)
     disk = Beneath(out)
     for name, entry in exported.items():
+        if isinstance(entry, dict) and isinstance(entry.get("split_from"), str):
+            curation.split_made[name] = str(entry["split_from"])
         try:
             set_rel = runs.set_rel_of(entry, name)
         except UnsafePathError:

@@ -829,6 +829,22 @@ def _refuse_other_store(
                 )
 
 
+def _refuse_split_clash(out: Path, targets: Sequence[SetTarget], curation: Curation) -> None:
+    """A faceset a review split made took the next free number; a plan that numbers another
+    identity so since (route's new facesets) would put both people in one folder."""
+    made = curation.split_made
+    clashes = [t.name for t in targets if t.partition == PARTITION_FACESETS and t.name in made]
+    if clashes:
+        name = clashes[0]
+        raise ExportError(
+            f"{name} in {out} was made in review (split from {made[name]}), and the plan's "
+            f"{name} is another set of faces: exporting would mix them in one faceset. Restore "
+            f"the split (`facesets restore {out} --faceset {name}`: its crops go back to "
+            f"{made[name]}) and export again, or export into another folder"
+            + (f" (also: {', '.join(clashes[1:])})" if clashes[1:] else "")
+        )
+
+
 def _merge_entries(
     out: Path, top_manifest: Mapping[str, object], results: Sequence[_SetResult]
 ) -> dict[str, object]:
@@ -1059,6 +1075,7 @@ def export_swap(
 
     results: list[_SetResult] = []
     numbers = sorted(n for n in faces_by_set if n not in aside)
+    _refuse_split_clash(out, [planned[n] for n in numbers], curation)
     for done, number in enumerate(numbers, start=1):
         results.append(
             _export_set(
