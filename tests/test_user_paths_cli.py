@@ -665,6 +665,33 @@ def test_no_job_reads_or_replaces_what_another_store_made(pipeline, services, lf
         assert done.returncode == 0, (args[0], done.stderr)
 
 
+def test_an_export_and_a_clustering_output_never_share_a_folder(pipeline, services, tmp_path):
+    """Arguments swapped, or a folder reused: export-swap into `cluster`'s folder merged its
+    entries into cluster's manifest.json (the same name), which cluster then refused to read,
+    its person folders no longer its own; into refine's folder, or refine into an export, each
+    put its folders among the other's. Each is refused, nothing written."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    _, out, _ = pipeline
+    folders = {
+        name: shutil.copytree(out / name, tmp_path / name)
+        for name in (layout.RUN_RAW_DIR, layout.RUN_REFINE_DIR, layout.RUN_EXPORT_DIR)
+    }
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    store = str(out / layout.RUN_STORE)
+    plan = str(folders[layout.RUN_REFINE_DIR] / layout.REFINE_MANIFEST)
+    for into, wrote in ((layout.RUN_RAW_DIR, "cluster"), (layout.RUN_REFINE_DIR, "refine")):
+        refused = run_facesets("export-swap", store, plan, str(folders[into]))
+        assert refused.returncode == 1, refused.stderr
+        assert f"holds the output of `facesets {wrote}`, not an export" in refused.stderr
+    refused = run_facesets("refine", store, str(folders[layout.RUN_EXPORT_DIR]))
+    assert refused.returncode == 1, refused.stderr
+    assert "is an export (its manifest.json is export-swap's)" in refused.stderr
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before
+    redone = run_facesets("cluster", store, str(folders[layout.RUN_RAW_DIR]))
+    assert redone.returncode == 0, redone.stderr  # its own folder, as it left it
+
+
 def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):
     """A photo replaced by another person's of the same size is not cropped into a faceset:
     the export checks each photo's bytes against the digest the store embedded it under."""

@@ -174,6 +174,15 @@ def read_object(path: Path, where: str | None = None) -> dict[str, object] | Non
     return None if payload is None else _object(payload, where)
 
 
+def written_by(raw: Mapping[str, object]) -> str:
+    """Which command wrote a manifest.json: a clustering job's names itself (`command`), an
+    export's (export-swap and the jobs exporting through it) has its facesets by name."""
+    command = raw.get("command")
+    if isinstance(command, str) and command:
+        return command
+    return "export-swap" if isinstance(raw.get("facesets"), dict) else ""
+
+
 def _rest(raw: Mapping[str, object], known: set[str]) -> dict[str, object]:
     return {k: v for k, v in raw.items() if k not in known and k != SCHEMA_KEY}
 

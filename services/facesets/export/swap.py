@@ -30,7 +30,7 @@ from facesets.common.progress import ProgressFn
 from facesets.common.vectors import iou, unit_mean
 from facesets.contract import layout
 from facesets.contract.export import ExportSwapParams
-from facesets.contract.manifests import SCHEMA_KEY, SCHEMA_VERSION, LookalikePair
+from facesets.contract.manifests import SCHEMA_KEY, SCHEMA_VERSION, LookalikePair, written_by
 from facesets.contract.review import bundle_name
 from facesets.export import disagreements as immich
 from facesets.export.crops import (
@@ -829,6 +829,20 @@ def _refuse_other_store(
                 )
 
 
+def _refuse_job_output(out: Path, top_manifest: Mapping[str, object]) -> None:
+    """OUT as a clustering job's output folder (arguments swapped or a folder reused): the
+    export's entries went into `cluster`'s manifest.json, of the same name, which that job
+    could then no longer read (its folders' ownership lost), or among refine's folders."""
+    command = written_by(top_manifest)
+    if not command and Beneath(out).exists(layout.REFINE_MANIFEST):
+        command = "refine"
+    if command and command != "export-swap":
+        raise ExportError(
+            f"{out} holds the output of `facesets {command}`, not an export; export into a "
+            "folder of its own"
+        )
+
+
 def _refuse_split_clash(out: Path, targets: Sequence[SetTarget], curation: Curation) -> None:
     """A faceset a review split made took the next free number; a plan that numbers another
     identity so since (route's new facesets) would put both people in one folder."""
@@ -1061,6 +1075,7 @@ def export_swap(
     Beneath(out).refuse_links()
     top_path = out / layout.EXPORT_MANIFEST
     top_manifest = _read_manifest(top_path, required=True, out=out)  # before anything is written
+    _refuse_job_output(out, top_manifest)
     planned = {n: (targets or {}).get(n) or SetTarget.faceset(n) for n in faces_by_set}
     if store:
         _refuse_other_store(top_manifest, planned, store)

@@ -30,7 +30,7 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.store import FaceStore
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
-from facesets.contract.manifests import JobManifest, ManifestError, read_object
+from facesets.contract.manifests import JobManifest, ManifestError, read_object, written_by
 from facesets.shared.disk import is_disk_full
 
 M = TypeVar("M", bound=JobManifest)
@@ -75,7 +75,7 @@ def read_manifest(path: Path, model: type[M], command: str | None = None) -> M |
         raw = read_object(path)
         if raw and command is not None and raw.get("command") != command:
             raise JobError(
-                f"{path} belongs to another command ({raw.get('command', 'unknown')!r}); "
+                f"{path} belongs to another command ({written_by(raw) or 'unknown'!r}); "
                 f"choose another output folder for {command!r}"
             )
         return None if raw is None else model.from_json(raw, str(path))
@@ -109,6 +109,17 @@ def check_output_folder(
     previous = read_manifest(out / manifest_name, model, command)
     if previous is not None:
         check_same_library(previous, store_identity(store), store.store_id, out, command)
+    if manifest_name != layout.EXPORT_MANIFEST:
+        # refine into an export folder: photos linked into its faceset folders, among crops.
+        try:
+            beside = read_object(out / layout.EXPORT_MANIFEST)
+        except ManifestError:
+            beside = None  # not a manifest anyone could read back: nothing to protect
+        if beside is not None and written_by(beside) == "export-swap":
+            raise JobError(
+                f"{out} is an export (its manifest.json is export-swap's); choose another "
+                f"output folder for {command!r}"
+            )
 
 
 def _exists(path: Path) -> bool:
