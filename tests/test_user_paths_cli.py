@@ -646,9 +646,23 @@ def test_no_job_reads_or_replaces_what_another_store_made(pipeline, services, lf
     probe = run_facesets("age", "probe", str(export), "faceset_001", "--store", str(store))
     assert probe.returncode == 1, probe.stderr
     assert "faceset_001 in " + str(export) + " was exported from the face store" in probe.stderr
+    # discover of the second library beside the first's export: the first's facesets are no
+    # known identities here (their face ids named some of this store's people, who went).
+    (tmp_path / "empty-export").mkdir()
+    found = {}
+    for name, beside in (("alone", tmp_path / "empty-export"), ("beside", export)):
+        args = ("discover", str(store), str(other), str(beside), "--dry-run", "--json")
+        done = run_facesets(*args, "--min-faces", "3")
+        assert done.returncode == 0, done.stderr
+        found[name] = json.loads(done.stdout)
+    assert sorted(found["beside"]["new"].values()) == sorted(found["alone"]["new"].values())
+    assert found["beside"]["known_facesets"] == 0
+    exported = json.loads((export / layout.EXPORT_MANIFEST).read_text())["facesets"]
+    assert found["beside"]["other_store_facesets"] == sorted(exported)
     after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert after == before
     assert not (tmp_path / "export").exists()
+    assert not (export / layout.DISCOVER_DIR).exists()  # dry runs
 
     # The first store, moved (a run's OUT renamed): its own folders, its jobs run as before.
     moved = tmp_path / "renamed-out" / layout.RUN_STORE

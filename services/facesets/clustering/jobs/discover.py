@@ -75,7 +75,7 @@ def discover(
 
     # 1. Faces of known people go.
     view = ExportView.read(export)
-    names, centroids = view.centroids(table)
+    names, centroids = view.centroids(table, store.store_id)
     unknown = in_root
     if names and in_root.size:
         nearest, _ = linkage.nearest_centroid(
@@ -145,6 +145,8 @@ def discover(
         "faces_under_root": int(in_root.size),
         "faces_known": known,
         "known_facesets": len(names),
+        # facesets another store exported into EXPORT: not known identities of this store
+        "other_store_facesets": view.of_other_stores(store.store_id),
         "faces_below_quality_gate": below_gate,
         "clusters": [c.as_dict() for c in found.clusters],
         "new_facesets": len(new_entries),

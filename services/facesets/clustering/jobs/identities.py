@@ -8,7 +8,7 @@ learns (faces of one photo never in one cluster, say) reaches both through one a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,7 @@ class ExportView:
 
     numbers: set[int]
     canonical: dict[str, list[int]]
+    stores: dict[str, str] = field(default_factory=dict)  # faceset -> the store id it records
 
     @property
     def max_number(self) -> int:
@@ -162,23 +163,34 @@ class ExportView:
                 if child.is_dir() and digits.isdigit():
                     numbers.append(int(digits))
         canonical: dict[str, list[int]] = {}
+        stores: dict[str, str] = {}
         for name, entry in sorted(manifest.partition("facesets").items()):
+            if isinstance(store_id := entry.get("store_id"), str) and store_id:
+                stores[name] = store_id
             try:
                 set_manifest = FacesetManifest.read(export / str(entry.get("manifest", "")))
             except ManifestError as exc:
                 raise JobError(str(exc)) from exc
             if set_manifest is not None:
                 canonical[name] = set_manifest.face_ids()
-        return cls(set(numbers), canonical)
+        return cls(set(numbers), canonical, stores)
 
-    def centroids(self, table: FaceTable) -> tuple[list[str], np.ndarray]:
+    def of_other_stores(self, store_id: str) -> list[str]:
+        """The canonical facesets another store exported (their entries record its id)."""
+        return sorted(n for n, recorded in self.stores.items() if recorded != store_id)
+
+    def centroids(self, table: FaceTable, store_id: str) -> tuple[list[str], np.ndarray]:
         """Names and centroids (unit rows) of the canonical facesets whose faces this store
-        holds; a faceset of faces from another store is left out."""
+        holds; a faceset of faces from another store is left out (by the id its entry
+        records: another store's face ids name other faces here; else by the ids held)."""
         assert table.embedding is not None
         index = face_index_by_id(table)
         names: list[str] = []
         vectors: list[np.ndarray] = []
+        others = set(self.of_other_stores(store_id))
         for name, face_ids in self.canonical.items():
+            if name in others:
+                continue
             rows = [index[f] for f in face_ids if f in index]
             if rows:
                 mean = table.embedding[rows].mean(axis=0)
