@@ -3,12 +3,14 @@
 crop came back into its faceset, the merged faceset reappeared beside its target, the crops a
 merge or split brought into a faceset left its .fsz and manifest (their PNGs orphaned), and a
 name given in review stopped naming the .fsz files. Decisions are made as a user makes them:
-in the review app (its HTTP actions, CSRF token and all) and with `facesets merge`."""
+in the review app (its HTTP actions, CSRF token and all) and with `facesets merge`. And the
+review app's marks of different people go to the store the export came from, no other."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import threading
 import zipfile
@@ -209,3 +211,31 @@ def test_a_reexport_keeps_rejects_splits_merges_and_names(
     back = export_swap(export)
     assert back["kept_aside"] == {} and back["curated_kept"] == {"crops": 0, "dropped": 0}
     assert _exported(export) == _exported(fresh)
+
+
+def test_review_beside_another_store_keeps_marks_in_the_export(
+    built: dict, services: dict, review: list[Review], tmp_path: Path
+) -> None:
+    """`facesets review EXPORT` takes faces.db beside EXPORT as the store the export came
+    from, and wrote the facesets marked as different people into its cannot-link list. A
+    faces.db there of another library (same photos, embedded anew: other ids) would have had
+    its refine keep apart faces the mark never named; it is left alone, and the user told."""
+    export = tmp_path / "run" / "export"
+    shutil.copytree(built["export"], export)
+    beside = tmp_path / "run" / "faces.db"
+    with sqlite3.connect(built["store"]) as source, sqlite3.connect(beside) as copy:
+        source.backup(copy)
+        copy.execute("UPDATE meta SET value = 'another-store' WHERE key = 'store_id'")
+    source.close()
+    copy.close()
+    app = Review(export, services["export"])
+    review.append(app)
+    marked = app.act("different", faceset="faceset_000", other="faceset_001")
+    assert marked["summary"]["counts"] == {"pairs": 1}
+    app.stop()
+    assert not Path(str(beside) + layout.CANNOT_LINK_SUFFIX).exists()
+    assert app.process.stderr is not None
+    said = app.process.stderr.read()
+    assert f"{export} was exported from {built['store']}, not {beside}" in said
+    different = json.loads((export / layout.DIFFERENT_PEOPLE).read_text())
+    assert [p["facesets"] for p in different["pairs"]] == [["faceset_000", "faceset_001"]]

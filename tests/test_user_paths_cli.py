@@ -659,6 +659,11 @@ def test_no_job_reads_or_replaces_what_another_store_made(pipeline, services, lf
     assert found["beside"]["known_facesets"] == 0
     exported = json.loads((export / layout.EXPORT_MANIFEST).read_text())["facesets"]
     assert found["beside"]["other_store_facesets"] == sorted(exported)
+    # Reviewing the first's export with the second store: its marks of different people (the
+    # first's face ids) would keep other faces of the second apart in every later refine.
+    review = run_command("review", str(export), "--store", str(store), "--no-browser", timeout=120)
+    assert review.returncode == 1, review.stderr
+    assert f"{export} was exported from {out / layout.RUN_STORE}, not {store}" in review.stderr
     after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert after == before
     assert not (tmp_path / "export").exists()

@@ -65,6 +65,25 @@ def store_photo_folders(store: Path) -> list[Path]:
     return fold(f for f in folders if f.is_absolute())
 
 
+def store_id_of(store: Path) -> str:
+    """The id a face store was made with ("" for another file, or a store without one yet)."""
+    import sqlite3
+
+    if not store.is_file() or not _is_sqlite(store):
+        return ""
+    try:
+        connection = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return ""
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    except sqlite3.Error:
+        return ""
+    finally:
+        connection.close()
+    return str(row[0]) if row and row[0] else ""
+
+
 def command_roots(roots: Iterable[Path | None]) -> list[Path]:
     """The given files and folders made absolute, with the photo folders of any store."""
     given = [Path(os.path.abspath(p)) for p in roots if p is not None]

@@ -102,6 +102,30 @@ def _request(export: Path, store: Path | None, kind: str, body: Mapping[str, obj
     raise ActionRefused(f"no action {kind!r}", 404)
 
 
+def _exported_from_another(export: Path, store: Path) -> str:
+    """Why `store` is not the one the export's facesets came from ("" when it may be): its
+    marks of different people, as face ids of that store, would keep other faces apart in
+    this one. The export's entries record their store's id (an export made before records
+    none, and any store is taken)."""
+    from facesets.contract import layout
+    from facesets.orchestrator.roots import store_id_of
+
+    try:
+        manifest = layout.read_json(export / layout.EXPORT_MANIFEST, default={})
+    except (OSError, ValueError):
+        return ""  # the view refuses an unreadable manifest with its own words
+    entries = manifest.get("facesets") if isinstance(manifest, dict) else None
+    recorded = {
+        str(entry.get("store_id")): str(entry.get("store") or "another face store")
+        for entry in (entries.values() if isinstance(entries, dict) else [])
+        if isinstance(entry, dict) and entry.get("store_id")
+    }
+    own = store_id_of(store)
+    if not recorded or not own or own in recorded:
+        return ""
+    return f"{export} was exported from {', '.join(sorted(recorded.values()))}, not {store}"
+
+
 def make_actions(opened: Services, export: Path, view: ExportView, store: Path | None) -> Actions:
     from facesets.orchestrator.review.app import ActionRefused, rpc_message
 
@@ -151,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
     store = args.store.expanduser().resolve() if args.store else None
     if store is None and (export.parent / STORE_BESIDE).is_file():
         store = export.parent / STORE_BESIDE
+    if store is not None and (other := _exported_from_another(export, store)):
+        if args.store:
+            raise ValueError(f"{other}; give --store the face store it was exported from")
+        print(f"{other}: people marked different are kept in the export only", file=sys.stderr)
+        store = None
     view = ExportView(export)
     view.snapshot()  # an export without a manifest is refused before anything starts
     with services(args, [export, store]) as opened:
