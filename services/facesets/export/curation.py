@@ -26,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from facesets.common.beneath import Beneath, UnsafePathError, is_relative
+from facesets.contract import layout
 from facesets.contract.manifests import ExportManifest, ManifestError
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
@@ -94,7 +95,7 @@ def _face_id(record: Mapping[str, object]) -> int | None:
 def read_curation(out: Path, top_manifest: Mapping[str, object]) -> Curation:
     """The export's curation, read from its manifests (see the module docstring)."""
     try:
-        manifest = ExportManifest.from_json(dict(top_manifest), str(out / "manifest.json"))
+        manifest = ExportManifest.from_json(dict(top_manifest), str(out / layout.EXPORT_MANIFEST))
     except ManifestError as exc:
         raise ExportError(str(exc)) from exc
     curation = Curation()

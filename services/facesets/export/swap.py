@@ -413,10 +413,10 @@ class _Cropped:
 
 @dataclass
 class _Ranked:
-    """A kept face with its place in the faceset and its PNG bytes."""
+    """A kept face, in its order among this run's (best first), with its file name and PNG
+    bytes (its rank comes with the crops a review or maintenance run left in the faceset)."""
 
     checked: _Checked
-    rank: int
     file_name: str
     png: bytes
 
@@ -550,11 +550,9 @@ def _collapse_duplicates(checked: Sequence[_Checked]) -> tuple[list[_Checked], l
 
 
 def _rank(kept: Sequence[_Checked]) -> list[_Ranked]:
-    """Ranks in kept order (best composite first, a preferred copy last) and the crop files."""
-    return [
-        _Ranked(item, rank, crop_name(item.face.row), encode_png(item.image))
-        for rank, item in enumerate(kept, start=1)
-    ]
+    """The crop files of the kept faces, in kept order (best composite first, a preferred copy
+    last)."""
+    return [_Ranked(item, crop_name(item.face.row), encode_png(item.image)) for item in kept]
 
 
 def _write_set(
