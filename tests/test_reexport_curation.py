@@ -3,8 +3,9 @@
 crop came back into its faceset, the merged faceset reappeared beside its target, the crops a
 merge or split brought into a faceset left its .fsz and manifest (their PNGs orphaned), and a
 name given in review stopped naming the .fsz files. Decisions are made as a user makes them:
-in the review app (its HTTP actions, CSRF token and all) and with `facesets merge`. And the
-review app's marks of different people go to the store the export came from, no other."""
+in the review app (its HTTP actions, CSRF token and all) and with `facesets merge`. The
+review app's marks of different people go to the store the export came from, no other; and
+an export after a maintenance run a crash cut short rolls that run back first."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -239,3 +241,53 @@ def test_review_beside_another_store_keeps_marks_in_the_export(
     assert f"{export} was exported from {built['store']}, not {beside}" in said
     different = json.loads((export / layout.DIFFERENT_PEOPLE).read_text())
     assert [p["facesets"] for p in different["pairs"]] == [["faceset_000", "faceset_001"]]
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+from facesets.contract.export import MergeParams
+from facesets.export.maintenance import journal, merge
+made = 0
+real = journal.rename
+def rename(*args, **kwargs):
+    global made
+    if made == int(sys.argv[2]):
+        os._exit(9)  # the export service killed half-way: no clean-up runs
+    made += 1
+    real(*args, **kwargs)
+journal.rename = rename
+merge.merge(Path(sys.argv[1]), MergeParams(sys.argv[3], sys.argv[4]))
+"""
+
+
+def test_an_export_after_a_run_cut_short_rolls_it_back_first(
+    built: dict, services: dict, tmp_path: Path
+) -> None:
+    """A merge that died half-way leaves its journal; the next maintenance or report job rolls
+    it back. export-swap did not: it exported over the half-merged folders, then the report
+    `facesets run` makes next rolled the merge back over its work (manifests as before the
+    merge, PNGs the export had made again blocking the moves back), leaving crops of one
+    person in another's faceset and .fsz. It rolls the run back before it reads anything."""
+    export = tmp_path / "export"
+    shutil.copytree(built["export"], export)
+    store, plan = built["store"], built["root"] / "refined" / layout.REFINE_MANIFEST
+    before = _exported(export)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, str(export), "2", "faceset_001", "faceset_000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crashed.returncode == 9, crashed.stderr[-2000:]
+    assert (export / layout.MAINTENANCE_JOURNAL).is_file()
+    address = f"--export={services['export'].address}"
+    again = run_facesets(
+        "export-swap", str(store), str(plan), str(export), "--min-face-short", "0", address
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = run_facesets("report", str(export), address)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert not (export / layout.MAINTENANCE_JOURNAL).exists()
+    _assert_manifests_match_folders(export)
+    assert _exported(export) == before

@@ -45,6 +45,7 @@ from facesets.export.crops import (
 from facesets.export.curation import Carried, Curation, read_curation
 from facesets.export.errors import ExportError
 from facesets.export.fsz import fsz_bytes, member_name
+from facesets.export.maintenance import journal
 from facesets.export.quality import QualityScores, quality_scores
 from facesets.export.records import FaceRow, FacesetSpec
 
@@ -1071,6 +1072,9 @@ def export_swap(
     # A faceset, faces/ or report/ linked elsewhere would take this run's files (and its
     # clean-up) out of OUT: refused before anything is written.
     Beneath(out).refuse_links()
+    # A maintenance run a crash cut short is rolled back first, as every maintenance and
+    # report job does: its rollback, run later by one of those, would undo this export's work.
+    journal.recover(out)
     top_path = out / layout.EXPORT_MANIFEST
     top_manifest = _read_manifest(top_path, required=True, out=out)  # before anything is written
     _refuse_job_output(out, top_manifest)
