@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -709,6 +710,75 @@ def test_an_export_and_a_clustering_output_never_share_a_folder(pipeline, servic
     assert after == before
     redone = run_facesets("cluster", store, str(folders[layout.RUN_RAW_DIR]))
     assert redone.returncode == 0, redone.stderr  # its own folder, as it left it
+
+
+CONSOLIDATE_CRASH = """
+import os, sys
+from pathlib import Path
+from facesets.clustering.jobs import consolidate as job
+from facesets.clustering.store import FaceStore
+from facesets.contract.clustering import ConsolidateParams
+made = 0
+real = job.place
+def place(*args, **kwargs):
+    global made
+    if made == 2:
+        os._exit(9)  # the clustering service killed half-way: no clean-up runs
+    made += 1
+    return real(*args, **kwargs)
+job.place = place
+everything = ConsolidateParams(candidate_similarity=-0.9, confident_similarity=-0.8)
+job.consolidate(Path(sys.argv[1]), FaceStore(Path(sys.argv[2])), everything)
+"""
+
+
+def test_a_consolidation_cut_short_is_rolled_back_by_refine_and_extend(
+    pipeline, services, tmp_path
+):
+    """A consolidation killed half-way had moved facesets to _merged/ and linked their photos
+    into the target, its refine manifest not yet written. A refine run over the folder then
+    made the moved facesets again beside _merged/ and left the linked photos (another
+    person's) in the target, and the next consolidate's rollback wrote the old refine manifest
+    back over refine's. refine and extend roll such a round back before anything else."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    _, out, _ = pipeline
+    store = tmp_path / layout.RUN_STORE
+    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(store) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    refined, raw = tmp_path / "refined", tmp_path / "raw"
+    shutil.copytree(out / layout.RUN_REFINE_DIR, refined)
+    shutil.copytree(out / layout.RUN_RAW_DIR, raw)
+
+    def folder(root: Path) -> dict[str, object]:
+        """Every file of the folder; of its manifest, the facesets and the files it owns
+        (refine records the store's path, here the copy's)."""
+        files: dict[str, object] = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != layout.REFINE_MANIFEST
+        }
+        plan = json.loads((root / layout.REFINE_MANIFEST).read_text())
+        files[layout.REFINE_MANIFEST] = (plan["facesets"], plan["written"])
+        return files
+
+    before = folder(refined)
+    for command in (
+        ("refine", str(store), str(refined), "--min-faces", "3"),
+        ("extend", str(store), str(raw), "--refine-out", str(refined)),
+    ):
+        crashed = subprocess.run(
+            [sys.executable, "-c", CONSOLIDATE_CRASH, str(refined), str(store)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert crashed.returncode == 9, crashed.stderr[-2000:]
+        assert (refined / layout.MERGED_DIR).is_dir()  # half-way: facesets moved aside
+        done = run_facesets(*command)
+        assert done.returncode == 0, (command[0], done.stderr)
+        assert folder(refined) == before, command[0]
 
 
 def test_export_swap_leaves_out_a_photo_replaced_since_embed(pipeline, services, lfw_dir, tmp_path):

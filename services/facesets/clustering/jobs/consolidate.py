@@ -43,13 +43,17 @@ from facesets.clustering.jobs.job import (
     vector_json,
 )
 from facesets.clustering.jobs.materialize import (
+    APPLYING,
+    DONE,
     add_file,
     check_link_mode,
     encode_json,
     inside_or_fail,
     matches,
     place,
-    remove_owned,
+    revert_round,
+    roll_back_consolidation,
+    save_consolidation,
     write_json_if_changed,
 )
 from facesets.clustering.store import FaceStore, FaceTable
@@ -68,9 +72,6 @@ from facesets.contract.manifests import (
 from facesets.v1 import clustering_pb2
 
 log = structlog.get_logger(__name__)
-
-APPLYING = "applying"
-DONE = "done"
 
 
 def _sha(data: bytes) -> str:
@@ -173,10 +174,7 @@ class _Folder:
         return self.refine_path.read_bytes()
 
     def save_state(self) -> None:
-        if self.state.rounds:
-            write_json_if_changed(self.path, self.state.to_json())
-        else:
-            self.path.unlink(missing_ok=True)
+        save_consolidation(self.root, self.state)
 
     # --- reverting ----------------------------------------------------------------------------
     def revert_top(self) -> ConsolidateRound:
@@ -187,20 +185,9 @@ class _Folder:
                 f"{self.refine_path} changed after the last consolidation (refine or extend ran "
                 "since); undoing it would lose those changes. Re-run refine instead."
             )
-        for merge in reversed(top.merges):
-            remove_owned(self.root, set(merge.added_files))
-            for name, moved in merge.moved.items():
-                source, target = inside_or_fail(self.root, moved), inside_or_fail(self.root, name)
-                if source.exists() and not target.exists():
-                    os.replace(source, target)
-        before = top.refine_before.encode("utf-8")
-        if self.refine_bytes() != before:
-            layout.atomic_write_bytes(self.refine_path, before)
+        revert_round(self.root, top)
         self.state.rounds.pop()
         self.save_state()
-        merged_root = self.root / layout.MERGED_DIR
-        if merged_root.is_dir() and not any(merged_root.iterdir()):
-            merged_root.rmdir()
         return top
 
     # --- applying -----------------------------------------------------------------------------
@@ -329,9 +316,8 @@ def consolidate(
         log.info("consolidation undone", folder=str(folder.root), **undone)
         return JobOutcome(undone, folder.path if folder.state.rounds else None)
 
-    if rounds and rounds[-1].status == APPLYING and not dry_run:
-        log.warning("reverting a consolidation that stopped half-way", folder=str(folder.root))
-        folder.revert_top()
+    if not dry_run and roll_back_consolidation(folder.root):
+        folder = _Folder(Path(facesets_dir), store)
         rounds = folder.state.rounds
 
     current = folder.refine_bytes()

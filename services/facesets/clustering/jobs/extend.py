@@ -38,6 +38,7 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.jobs.materialize import (
     check_link_mode,
     read_manifest,
+    roll_back_consolidation,
     sync_outputs,
 )
 from facesets.clustering.jobs.raw import (
@@ -62,6 +63,8 @@ M = TypeVar("M", bound=JobManifest)
 
 def _load(out: Path, name: str, store: FaceStore, command: str, model: type[M]) -> M:
     path = out / name
+    if name == layout.REFINE_MANIFEST and out.is_dir():
+        roll_back_consolidation(out)  # a consolidation a crash cut short
     manifest = read_manifest(path, model)
     if manifest is None:
         raise JobError(f"no {name} in {out}; run `{command}` into it first")

@@ -30,7 +30,14 @@ from facesets.clustering.jobs.job import (
 from facesets.clustering.store import FaceStore
 from facesets.contract import layout
 from facesets.contract.fields import LinkMode
-from facesets.contract.manifests import JobManifest, ManifestError, read_object, written_by
+from facesets.contract.manifests import (
+    ConsolidateRound,
+    ConsolidateState,
+    JobManifest,
+    ManifestError,
+    read_object,
+    written_by,
+)
 from facesets.shared.disk import is_disk_full
 
 M = TypeVar("M", bound=JobManifest)
@@ -105,7 +112,10 @@ def check_output_folder(
     out: Path, manifest_name: str, model: type[M], command: str, store: FaceStore
 ) -> None:
     """`check_same_library` before a job's work, so that a refusal does not wait for it
-    (`sync_outputs` checks again when it writes)."""
+    (`sync_outputs` checks again when it writes); a refine folder's consolidation a crash cut
+    short is rolled back first (`roll_back_consolidation`)."""
+    if manifest_name == layout.REFINE_MANIFEST and out.is_dir():
+        roll_back_consolidation(out)
     previous = read_manifest(out / manifest_name, model, command)
     if previous is not None:
         check_same_library(previous, store_identity(store), store.store_id, out, command)
@@ -120,6 +130,56 @@ def check_output_folder(
                 f"{out} is an export (its manifest.json is export-swap's); choose another "
                 f"output folder for {command!r}"
             )
+
+
+# --- a consolidation a crash cut short -------------------------------------------------------
+
+APPLYING = "applying"  # a consolidation round's status until its refine manifest is written
+DONE = "done"
+
+
+def revert_round(root: Path, round_: ConsolidateRound) -> None:
+    """Undo one consolidation round in a refine folder: the files it added go, the facesets it
+    moved to _merged/ come back (where nothing took their place), the refine manifest it
+    started from is written back."""
+    for merge in reversed(round_.merges):
+        remove_owned(root, set(merge.added_files))
+        for name, moved in merge.moved.items():
+            source, target = inside_or_fail(root, moved), inside_or_fail(root, name)
+            if source.exists() and not target.exists():
+                os.replace(source, target)
+    refine_path = root / layout.REFINE_MANIFEST
+    before = round_.refine_before.encode("utf-8")
+    if not refine_path.is_file() or refine_path.read_bytes() != before:
+        layout.atomic_write_bytes(refine_path, before)
+
+
+def save_consolidation(root: Path, state: ConsolidateState) -> None:
+    path = root / layout.CONSOLIDATE_MANIFEST
+    if state.rounds:
+        write_json_if_changed(path, state.to_json())
+    else:
+        path.unlink(missing_ok=True)
+    merged_root = root / layout.MERGED_DIR
+    if merged_root.is_dir() and not any(merged_root.iterdir()):
+        merged_root.rmdir()
+
+
+def roll_back_consolidation(root: Path) -> bool:
+    """Roll back the last consolidation round of a refine folder when a crash cut it short (its
+    status still `applying`); True when there was one. Every job that reads or rewrites a
+    refine folder does so first: it then works on the folder as the last finished job left
+    it, and the round's rollback, made later, cannot undo that job's work."""
+    try:
+        state = ConsolidateState.read(root / layout.CONSOLIDATE_MANIFEST)
+    except ManifestError as exc:
+        raise unusable_manifest(exc) from exc
+    if state is None or not state.rounds or state.rounds[-1].status != APPLYING:
+        return False
+    log.warning("rolling back a consolidation that stopped half-way", folder=str(root))
+    revert_round(root, state.rounds.pop())
+    save_consolidation(root, state)
+    return True
 
 
 def _exists(path: Path) -> bool:

@@ -36,7 +36,11 @@ from facesets.clustering.jobs.job import (
     sorted_ids,
     store_identity,
 )
-from facesets.clustering.jobs.materialize import read_manifest, sync_outputs
+from facesets.clustering.jobs.materialize import (
+    read_manifest,
+    roll_back_consolidation,
+    sync_outputs,
+)
 from facesets.clustering.jobs.raw import cannot_link_json
 from facesets.clustering.jobs.seeds import Seed, apply_seeds
 from facesets.clustering.store import FaceStore
@@ -65,6 +69,8 @@ def route(
     link_mode = p.link_mode.value
     facesets_dir = Path(facesets_dir)
     manifest_path = facesets_dir / layout.REFINE_MANIFEST
+    if facesets_dir.is_dir():
+        roll_back_consolidation(facesets_dir)  # a consolidation a crash cut short
     previous = read_manifest(manifest_path, RefineManifest)
     if previous is not None:
         check_made_from(previous, store, facesets_dir, holds_faces=bool(previous.facesets))

@@ -4,8 +4,9 @@ Before its first rename a restore writes OUT/.maintenance-journal.json: the rena
 make, in order, and the bytes of every manifest it will rewrite (the export's and each faceset's
 it touches) as they were. It removes the journal once the export is consistent again. The next
 maintenance, report or export-swap job that finds a journal (a crash, a power cut, a killed
-service) rolls the restore back first: each rename that was made is undone, newest first, the manifests get their
-old bytes back and the .fsz files of the facesets involved are rebuilt from their folders.
+service) rolls the restore back first: each rename that was made is undone, newest first, the
+manifests get their old bytes back and the .fsz files of the facesets involved are rebuilt from
+their folders.
 """
 
 from __future__ import annotations
