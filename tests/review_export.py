@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 from conftest import lfw_people
 from store_fixtures import add_photos, new_store, sha256_of
 
 from facesets.contract import layout
-from services import run_facesets
+from services import FACESETS, run_facesets
 
 
 def build_lfw_export(
@@ -62,3 +64,34 @@ def build_lfw_export(
     assert done.returncode == 0, done.stderr[-3000:]
     store.close()
     return {"export": export, "people": list(photos), "store": root / "faces.db", "root": root}
+
+
+class ReviewApp:
+    """`facesets review EXPORT --no-browser` in a child process; its address from stdout."""
+
+    def __init__(self, export: Path, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [*FACESETS, "review", str(export), "--no-browser", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = ""
+        timer = threading.Timer(120, self.process.kill)
+        timer.start()
+        try:
+            line = self.process.stdout.readline() if self.process.stdout else ""
+        finally:
+            timer.cancel()
+        if not line.startswith("review: "):
+            self.process.kill()
+            raise AssertionError(f"no address: {line!r} {self.process.stderr.read()[-3000:]}")
+        self.url = line.split(" ", 1)[1].strip()
+        self.base = self.url.split("?")[0].rstrip("/")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,37 @@ def run_facesets(
     return subprocess.run(
         [*FACESETS, *args], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def killed_at(target: str, after: str, run: str) -> str:
+    """Python source that runs `run` with `target` (module.function) made to end the process
+    at its call number `after` + 1 (an expression: `after` calls go through): exit status 9,
+    no clean-up, as when a service is killed half-way through a job."""
+    module, function = target.rsplit(".", 1)
+    return textwrap.dedent(
+        f"""
+            import importlib, os, sys
+            from pathlib import Path
+            patched = importlib.import_module({module!r})
+            real, made = getattr(patched, {function!r}), [0]
+            def dying(*args, **kwargs):
+                if made[0] == {after}:
+                    os._exit(9)
+                made[0] += 1
+                return real(*args, **kwargs)
+            setattr(patched, {function!r}, dying)
+            """
+    ) + textwrap.dedent(run)
+
+
+def copy_store(source: Path, dest: Path) -> Path:
+    """A face store copied as SQLite's backup copies it (as `facesets store backup` does): the
+    same store, its id kept, at another path (a run's folder moved, say)."""
+    with sqlite3.connect(source) as original, sqlite3.connect(dest) as copy:
+        original.backup(copy)
+    original.close()
+    copy.close()
+    return dest
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

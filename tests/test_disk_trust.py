@@ -22,7 +22,7 @@ from maintenance_export import assert_fsz_match_folders, build_export, pngs, sna
 
 from facesets.contract import layout
 from facesets.v1 import export_pb2, export_pb2_grpc
-from services import NO_PEERS, ServiceProcess, started_service
+from services import NO_PEERS, ServiceProcess, killed_at, started_service
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -247,21 +247,14 @@ def test_restore_is_all_or_nothing(setup: dict) -> None:
     assert assert_fsz_match_folders(export) == 4
 
 
-CRASH = """
-import os, sys
-from pathlib import Path
-from facesets.export.maintenance import journal, restore
-made = 0
-real = journal.rename
-def rename(*args, **kwargs):
-    global made
-    if made == int(sys.argv[2]):
-        os._exit(9)  # a crash: no clean-up runs
-    made += 1
-    real(*args, **kwargs)
-journal.rename = rename
-restore.restore(Path(sys.argv[1]), run_id=sys.argv[3])
-"""
+CRASH = killed_at(
+    "facesets.export.maintenance.journal.rename",
+    "int(sys.argv[2])",
+    """
+    from facesets.export.maintenance import restore
+    restore.restore(Path(sys.argv[1]), run_id=sys.argv[3])
+    """,
+)
 
 
 def test_a_restore_cut_short_is_rolled_back_by_the_next_job(setup: dict) -> None:

@@ -14,17 +14,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from review_export import build_lfw_export
+from review_export import ReviewApp, build_lfw_export
 
 from facesets.contract import layout
-from services import FACESETS, ServiceProcess, run_facesets, running_services
+from services import ServiceProcess, copy_store, killed_at, run_facesets, running_services
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +39,11 @@ def services(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         yield started
 
 
-class Review:
-    """`facesets review EXPORT --no-browser` in a child process, driven as its page does."""
+class Review(ReviewApp):
+    """The review app, driven as its page does (its CSRF token and origin on each action)."""
 
     def __init__(self, export: Path, service: ServiceProcess) -> None:
-        self.process = subprocess.Popen(
-            [*FACESETS, "review", str(export), "--no-browser", f"--export={service.address}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        timer = threading.Timer(120, self.process.kill)
-        timer.start()
-        try:
-            line = self.process.stdout.readline() if self.process.stdout else ""
-        finally:
-            timer.cancel()
-        assert line.startswith("review: "), line
-        self.base = line.split(" ", 1)[1].strip().split("?")[0].rstrip("/")
+        super().__init__(export, f"--export={service.address}")
         self.http = httpx.Client(base_url=self.base, timeout=120)
         page = self.http.get("/").text
         self.csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
@@ -75,11 +61,7 @@ class Review:
 
     def stop(self) -> None:
         self.http.close()
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        super().stop()
 
 
 @pytest.fixture
@@ -225,10 +207,9 @@ def test_review_beside_another_store_keeps_marks_in_the_export(
     export = tmp_path / "run" / "export"
     shutil.copytree(built["export"], export)
     beside = tmp_path / "run" / "faces.db"
-    with sqlite3.connect(built["store"]) as source, sqlite3.connect(beside) as copy:
-        source.backup(copy)
+    copy_store(built["store"], beside)
+    with sqlite3.connect(beside) as copy:
         copy.execute("UPDATE meta SET value = 'another-store' WHERE key = 'store_id'")
-    source.close()
     copy.close()
     app = Review(export, services["export"])
     review.append(app)
@@ -243,22 +224,15 @@ def test_review_beside_another_store_keeps_marks_in_the_export(
     assert [p["facesets"] for p in different["pairs"]] == [["faceset_000", "faceset_001"]]
 
 
-CRASH = """
-import os, sys
-from pathlib import Path
-from facesets.contract.export import MergeParams
-from facesets.export.maintenance import journal, merge
-made = 0
-real = journal.rename
-def rename(*args, **kwargs):
-    global made
-    if made == int(sys.argv[2]):
-        os._exit(9)  # the export service killed half-way: no clean-up runs
-    made += 1
-    real(*args, **kwargs)
-journal.rename = rename
-merge.merge(Path(sys.argv[1]), MergeParams(sys.argv[3], sys.argv[4]))
-"""
+CRASH = killed_at(
+    "facesets.export.maintenance.journal.rename",
+    "int(sys.argv[2])",
+    """
+    from facesets.contract.export import MergeParams
+    from facesets.export.maintenance import merge
+    merge.merge(Path(sys.argv[1]), MergeParams(sys.argv[3], sys.argv[4]))
+    """,
+)
 
 
 def test_an_export_after_a_run_cut_short_rolls_it_back_first(

@@ -15,8 +15,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +24,11 @@ import httpx
 import pytest
 from conftest import free_port
 from filelock import FileLock
-from review_export import build_lfw_export
+from review_export import ReviewApp, build_lfw_export
 
 from facesets.client import Endpoint, ImageInput, InferenceClient
 from facesets.contract import layout
-from services import FACESETS, ServiceProcess, run_facesets
+from services import ServiceProcess, run_facesets
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,37 +79,6 @@ def library(built: dict, tmp_path: Path) -> dict:
     shutil.copytree(built["export"], export)
     shutil.copy(built["store"], tmp_path / "run" / "faces.db")
     return built | {"export": export, "store": tmp_path / "run" / "faces.db"}
-
-
-class ReviewApp:
-    """`facesets review EXPORT --no-browser` in a child process; its address from stdout."""
-
-    def __init__(self, export: Path, *extra: str) -> None:
-        self.process = subprocess.Popen(
-            [*FACESETS, "review", str(export), "--no-browser", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = ""
-        timer = threading.Timer(120, self.process.kill)
-        timer.start()
-        try:
-            line = self.process.stdout.readline() if self.process.stdout else ""
-        finally:
-            timer.cancel()
-        if not line.startswith("review: "):
-            self.process.kill()
-            raise AssertionError(f"no address: {line!r} {self.process.stderr.read()[-3000:]}")
-        self.url = line.split(" ", 1)[1].strip()
-        self.base = self.url.split("?")[0].rstrip("/")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture

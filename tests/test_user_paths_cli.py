@@ -25,7 +25,15 @@ from facesets.client import ImageInput, InferenceClient
 from facesets.client.channel import Endpoint
 from facesets.contract import layout
 from facesets.v1 import common_pb2
-from services import FACESETS, ServiceProcess, run_facesets, running_services, service_flags
+from services import (
+    FACESETS,
+    ServiceProcess,
+    copy_store,
+    killed_at,
+    run_facesets,
+    running_services,
+    service_flags,
+)
 from services import run_facesets as run_command
 
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
@@ -584,10 +592,7 @@ def test_export_swap_of_another_store_never_replaces_an_exported_faceset(
     # The first store moved (a run's OUT renamed): still the same store, its own re-export.
     moved = tmp_path / "renamed-out" / layout.RUN_STORE
     moved.parent.mkdir()
-    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(moved) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
+    copy_store(out / layout.RUN_STORE, moved)
     again = run_facesets("export-swap", str(moved), str(plan), str(export))
     assert again.returncode == 0, again.stderr
     # A store made anew where the entries' store was (rebuilt for another model pack, say):
@@ -673,10 +678,7 @@ def test_no_job_reads_or_replaces_what_another_store_made(pipeline, services, lf
     # The first store, moved (a run's OUT renamed): its own folders, its jobs run as before.
     moved = tmp_path / "renamed-out" / layout.RUN_STORE
     moved.parent.mkdir()
-    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(moved) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
+    copy_store(out / layout.RUN_STORE, moved)
     for args in (
         ("refine", str(moved), str(refined), "--min-faces", "3"),
         ("extend", str(moved), str(raw), "--refine-out", str(refined)),
@@ -712,24 +714,17 @@ def test_an_export_and_a_clustering_output_never_share_a_folder(pipeline, servic
     assert redone.returncode == 0, redone.stderr  # its own folder, as it left it
 
 
-CONSOLIDATE_CRASH = """
-import os, sys
-from pathlib import Path
-from facesets.clustering.jobs import consolidate as job
-from facesets.clustering.store import FaceStore
-from facesets.contract.clustering import ConsolidateParams
-made = 0
-real = job.place
-def place(*args, **kwargs):
-    global made
-    if made == 2:
-        os._exit(9)  # the clustering service killed half-way: no clean-up runs
-    made += 1
-    return real(*args, **kwargs)
-job.place = place
-everything = ConsolidateParams(candidate_similarity=-0.9, confident_similarity=-0.8)
-job.consolidate(Path(sys.argv[1]), FaceStore(Path(sys.argv[2])), everything)
-"""
+CONSOLIDATE_CRASH = killed_at(
+    "facesets.clustering.jobs.consolidate.place",
+    "2",
+    """
+    from facesets.clustering.jobs import consolidate as job
+    from facesets.clustering.store import FaceStore
+    from facesets.contract.clustering import ConsolidateParams
+    everything = ConsolidateParams(candidate_similarity=-0.9, confident_similarity=-0.8)
+    job.consolidate(Path(sys.argv[1]), FaceStore(Path(sys.argv[2])), everything)
+    """,
+)
 
 
 def test_a_consolidation_cut_short_is_rolled_back_by_refine_and_extend(
@@ -743,10 +738,7 @@ def test_a_consolidation_cut_short_is_rolled_back_by_refine_and_extend(
     run_facesets = _on(services)  # the command's start-up is not what is tested
     _, out, _ = pipeline
     store = tmp_path / layout.RUN_STORE
-    with sqlite3.connect(out / layout.RUN_STORE) as source, sqlite3.connect(store) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
+    copy_store(out / layout.RUN_STORE, store)
     refined, raw = tmp_path / "refined", tmp_path / "raw"
     shutil.copytree(out / layout.RUN_REFINE_DIR, refined)
     shutil.copytree(out / layout.RUN_RAW_DIR, raw)
