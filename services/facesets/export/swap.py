@@ -828,10 +828,16 @@ def _refuse_other_store(
                 )
 
 
-def _refuse_job_output(out: Path, top_manifest: Mapping[str, object]) -> None:
+def refuse_job_output(out: Path, top_manifest: Mapping[str, object] | None = None) -> None:
     """OUT as a clustering job's output folder (arguments swapped or a folder reused): the
     export's entries went into `cluster`'s manifest.json, of the same name, which that job
-    could then no longer read (its folders' ownership lost), or among refine's folders."""
+    could then no longer read (its folders' ownership lost), or among refine's folders.
+    `top_manifest`: OUT's manifest.json as read (read here when not given)."""
+    if top_manifest is None:
+        try:
+            top_manifest = _read_manifest(out / layout.EXPORT_MANIFEST, required=False, out=out)
+        except SymlinkRefusedError:
+            return  # refused where the export writes, with its own words
     command = written_by(top_manifest)
     if not command and Beneath(out).exists(layout.REFINE_MANIFEST):
         command = "refine"
@@ -1077,7 +1083,7 @@ def export_swap(
     journal.recover(out)
     top_path = out / layout.EXPORT_MANIFEST
     top_manifest = _read_manifest(top_path, required=True, out=out)  # before anything is written
-    _refuse_job_output(out, top_manifest)
+    refuse_job_output(out, top_manifest)
     planned = {n: (targets or {}).get(n) or SetTarget.faceset(n) for n in faces_by_set}
     if store:
         _refuse_other_store(top_manifest, planned, store)

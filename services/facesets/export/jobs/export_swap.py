@@ -96,6 +96,7 @@ class ExportSwap(ExportJob[Request, ExportSwapParams]):
         # A symbolic link inside OUT is refused first, on the disk alone (swap checks again).
         if ctx.out.is_dir():
             Beneath(ctx.out).refuse_links()
+            swap.refuse_job_output(ctx.out)  # before the plan's faces are read
         photo = ctx.clustering.photo_under(self._store(ctx), str(ctx.out))
         if photo is not None:
             raise OutputAmongPhotos(ctx.out, photo)
