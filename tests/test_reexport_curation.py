@@ -197,6 +197,41 @@ def test_a_reexport_keeps_rejects_splits_merges_and_names(
     assert _exported(export) == _exported(fresh)
 
 
+def test_a_merge_restored_after_an_export_keeps_the_crops_exported_since(
+    built: dict, services: dict, tmp_path: Path
+) -> None:
+    """A merge puts the target's manifest back as it was when it is restored. After an export
+    that added crops to the target (faces `route` found since), that manifest left them out:
+    PNGs in faces/ and in the .fsz, no record, no page in the report. They are kept."""
+    store, plan = built["store"], built["root"] / "refined" / layout.REFINE_MANIFEST
+    address = f"--export={services['export'].address}"
+    full = json.loads(plan.read_text())
+    earlier = json.loads(plan.read_text())
+    earlier["facesets"][0]["face_ids"] = full["facesets"][0]["face_ids"][:-2]
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / layout.REFINE_MANIFEST).write_text(json.dumps(earlier))
+
+    def export_swap(into: Path, plan: Path) -> None:
+        done = run_facesets(
+            "export-swap", str(store), str(plan), str(into), "--min-face-short", "0", address
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    export, fresh = tmp_path / "export", tmp_path / "fresh"
+    export_swap(export, tmp_path / "earlier" / layout.REFINE_MANIFEST)
+    merged = run_facesets("merge", str(export), "faceset_001", "--into", "faceset_000", address)
+    assert merged.returncode == 0, merged.stderr
+    export_swap(export, plan)  # faceset_000 gains the two faces the earlier plan lacked
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    run = top[layout.MAINTENANCE_RUNS][-1]["id"]
+    restored = run_facesets("restore", str(export), "--run", run, address)
+    assert restored.returncode == 0, restored.stderr
+    _assert_manifests_match_folders(export)
+    export_swap(export, plan)
+    export_swap(fresh, plan)
+    assert _exported(export) == _exported(fresh)
+
+
 def test_review_beside_another_store_keeps_marks_in_the_export(
     built: dict, services: dict, review: list[Review], tmp_path: Path
 ) -> None:

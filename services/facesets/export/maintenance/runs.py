@@ -264,7 +264,7 @@ def note_dropped(out: Path, set_rel: str, move: Move, run_id: str) -> None:
     dropped = {**record, "file": move.dst, "thumbnail": move.dst, "kept_file": move.src}
     dropped |= {"reason": move.reason, "detail": move.detail, "run": run_id}
     manifest.dropped = [*manifest.dropped, dropped]
-    _write_counts(out, set_rel, manifest)
+    write_counts(out, set_rel, manifest)
 
 
 def note_restored(out: Path, set_rel: str, move: Move) -> None:
@@ -280,10 +280,11 @@ def note_restored(out: Path, set_rel: str, move: Move) -> None:
     crop = {k: v for k, v in crop.items() if k not in {"reason", "detail"}} | {"file": move.src}
     crops = [*manifest.crops, crop]
     manifest.crops = sorted(crops, key=lambda c: (as_int(c.get("rank"), 0), str(c["file"])))
-    _write_counts(out, set_rel, manifest)
+    write_counts(out, set_rel, manifest)
 
 
-def _write_counts(out: Path, set_rel: str, manifest: FacesetManifest) -> None:
+def write_counts(out: Path, set_rel: str, manifest: FacesetManifest) -> None:
+    """The faceset's manifest written with its counts of kept and dropped crops as listed."""
     counts = dict(manifest.counts)
     counts["kept"] = len(manifest.crops)
     reasons: dict[str, int] = {}
