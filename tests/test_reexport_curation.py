@@ -197,12 +197,14 @@ def test_a_reexport_keeps_rejects_splits_merges_and_names(
     assert _exported(export) == _exported(fresh)
 
 
-def test_a_merge_restored_after_an_export_keeps_the_crops_exported_since(
-    built: dict, services: dict, tmp_path: Path
+@pytest.mark.parametrize("decision", ["merge", "name"])
+def test_a_run_restored_after_an_export_keeps_the_crops_exported_since(
+    built: dict, services: dict, review: list[Review], tmp_path: Path, decision: str
 ) -> None:
-    """A merge puts the target's manifest back as it was when it is restored. After an export
-    that added crops to the target (faces `route` found since), that manifest left them out:
-    PNGs in faces/ and in the .fsz, no record, no page in the report. They are kept."""
+    """A merge (or a name given in review) puts the faceset's manifest back as it was when it
+    is restored. After an export that added crops to it (faces `route` found since), that
+    manifest left them out: PNGs in faces/ and in the .fsz, no record, no page in the report.
+    They are kept."""
     store, plan = built["store"], built["root"] / "refined" / layout.REFINE_MANIFEST
     address = f"--export={services['export'].address}"
     full = json.loads(plan.read_text())
@@ -219,8 +221,14 @@ def test_a_merge_restored_after_an_export_keeps_the_crops_exported_since(
 
     export, fresh = tmp_path / "export", tmp_path / "fresh"
     export_swap(export, tmp_path / "earlier" / layout.REFINE_MANIFEST)
-    merged = run_facesets("merge", str(export), "faceset_001", "--into", "faceset_000", address)
-    assert merged.returncode == 0, merged.stderr
+    if decision == "merge":
+        done = run_facesets("merge", str(export), "faceset_001", "--into", "faceset_000", address)
+        assert done.returncode == 0, done.stderr
+    else:
+        app = Review(export, services["export"])
+        review.append(app)
+        app.act("name", faceset="faceset_000", name="Ada Lovelace")
+        app.stop()
     export_swap(export, plan)  # faceset_000 gains the two faces the earlier plan lacked
     top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
     run = top[layout.MAINTENANCE_RUNS][-1]["id"]

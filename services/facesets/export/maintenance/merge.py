@@ -18,13 +18,7 @@ from pathlib import Path, PurePosixPath
 from facesets.common.beneath import Beneath
 from facesets.contract import layout
 from facesets.contract.export import MergeParams
-from facesets.contract.manifests import (
-    ExportManifest,
-    FacesetManifest,
-    ManifestError,
-    as_float,
-    as_int,
-)
+from facesets.contract.manifests import ExportManifest, FacesetManifest, as_float, as_int
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import journal, runs
 from facesets.export.maintenance.occlusion import move_entry, refresh_entry
@@ -288,38 +282,6 @@ def _apply(out: Path, run: Run, params: MergeParams, source_rel: str, target_rel
     journal.finish(out)
 
 
-def _exported_since(
-    out: Path, set_rel: str, saved_rel: str, brought: set[str]
-) -> list[dict[str, object]]:
-    """The crop records of a faceset that an export added after the merge: in its manifest now,
-    neither in the copy saved before the merge nor moved in by it (a restore puts the saved copy
-    back, which lists none of them, while their PNGs stay in faces/)."""
-    current = _read_inner(out, set_rel)
-    try:
-        before = FacesetManifest.from_json(Beneath(out).read_json(saved_rel, {}), saved_rel)
-    except (ManifestError, ValueError):
-        return []
-    known = {str(c.get("file")) for c in before.crops} | brought
-    return [dict(c) for c in (current.crops if current else []) if str(c.get("file")) not in known]
-
-
-def _keep_exported_since(out: Path, set_rel: str, since: list[dict[str, object]]) -> None:
-    """The restored manifest with the crops exported since, ranked by composite quality."""
-    inner = _read_inner(out, set_rel)
-    if inner is None:
-        return
-    joined = sorted(
-        enumerate([*inner.crops, *since]),
-        key=lambda item: (-as_float(item[1].get("composite"), 0.0), item[0]),
-    )
-    top_n = inner.top_n()
-    inner.crops = [
-        crop | {"rank": rank, "in_top": rank <= top_n if top_n else True}
-        for rank, (_, crop) in enumerate(joined, start=1)
-    ]
-    runs.write_counts(out, set_rel, inner)
-
-
 def undo(out: Path, manifest: ExportManifest, moves: list[Move], log: journal.Journal) -> None:
     """Put a merge run back, newest move first (restore checked every move can be made).
     Both faceset manifests come back as they were, the target's with the crops an export added
@@ -343,10 +305,7 @@ def undo(out: Path, manifest: ExportManifest, moves: list[Move], log: journal.Jo
             journal.rename(out, log, move.dst, move.src)
         elif move.kind == KIND_SAVED:
             set_rel = str(PurePosixPath(move.src).parent)
-            since = _exported_since(out, set_rel, move.dst, brought)
-            journal.rename(out, log, move.dst, move.src, replace=True)
-            if since:
-                _keep_exported_since(out, set_rel, since)
+            runs.put_back_manifest(out, log, move, brought)
             touched.append(set_rel)
         move.restored = True
     saved = {str(PurePosixPath(m.dst).parent) for m in moves if m.kind == KIND_SAVED}

@@ -511,15 +511,17 @@ def undo(
         if move.kind == KIND_SAVED and move.src.endswith("/" + layout.FACESET_MANIFEST):
             set_rel = runs.parent_rel(move.src)
             stale[set_rel] = _fsz_names(runs.faceset_manifest(out, set_rel))
+    brought = {m.dst for m in moves if m.kind == KIND_FILE}
     for move in reversed(moves):
         if move.restored:
             continue
         if move.kind == KIND_FILE:
             journal.rename(out, log, move.dst, move.src)
+        elif move.kind == KIND_SAVED and move.src.endswith("/" + layout.FACESET_MANIFEST):
+            runs.put_back_manifest(out, log, move, brought)  # with crops exported since
+            touched.append(runs.parent_rel(move.src))
         elif move.kind == KIND_SAVED:
             journal.rename(out, log, move.dst, move.src, replace=True)
-            if move.src.endswith("/" + layout.FACESET_MANIFEST):
-                touched.append(runs.parent_rel(move.src))
         move.restored = True
     if created and disk.is_dir(created) and not runs.crop_pngs(out, created):
         for name in _fsz_names(runs.faceset_manifest(out, created)):

@@ -15,7 +15,13 @@ from typing import TypeVar, cast
 
 from facesets.common.beneath import Beneath, UnsafePathError, parts_of, relative
 from facesets.contract import layout
-from facesets.contract.manifests import ExportManifest, FacesetManifest, ManifestError, as_int
+from facesets.contract.manifests import (
+    ExportManifest,
+    FacesetManifest,
+    ManifestError,
+    as_float,
+    as_int,
+)
 from facesets.export.errors import ExportError
 from facesets.export.fsz import fsz_bytes, member_name
 from facesets.export.maintenance import journal
@@ -294,6 +300,41 @@ def write_counts(out: Path, set_rel: str, manifest: FacesetManifest) -> None:
     counts["dropped"] = dict(sorted(reasons.items()))  # the page header lists what is listed
     manifest.counts = counts
     write_faceset_manifest(out, set_rel, manifest)
+
+
+def put_back_manifest(out: Path, log: journal.Journal, move: Move, brought: set[str]) -> None:
+    """A faceset manifest a run saved, put back by its restore, with the crop records an export
+    added since the run (in the manifest now, neither in the saved copy nor moved in by the
+    run: their PNGs stay in faces/ and the .fsz), ranked by composite quality among the rest."""
+    set_rel = parent_rel(move.src)
+    current = faceset_manifest(out, set_rel)
+    try:
+        raw = Beneath(out).read_json(move.dst, {})
+        saved = FacesetManifest.from_json(raw, move.dst) if isinstance(raw, dict) else None
+    except ValueError:  # not JSON, or not a faceset manifest: put back as it is
+        saved = None
+    known = {str(c.get("file")) for c in (saved.crops if saved else [])} | brought
+    since = [
+        dict(c)
+        for c in (current.crops if current and saved else [])
+        if str(c.get("file")) not in known
+    ]
+    journal.rename(out, log, move.dst, move.src, replace=True)
+    if not since:
+        return
+    restored = faceset_manifest(out, set_rel)
+    if restored is None:
+        return
+    joined = sorted(
+        enumerate([*restored.crops, *since]),
+        key=lambda item: (-as_float(item[1].get("composite"), 0.0), item[0]),
+    )
+    top_n = restored.top_n()
+    restored.crops = [
+        crop | {"rank": rank, "in_top": rank <= top_n if top_n else True}
+        for rank, (_, crop) in enumerate(joined, start=1)
+    ]
+    write_counts(out, set_rel, restored)
 
 
 def partitions(manifest: ExportManifest) -> Iterator[tuple[str, dict[str, dict[str, object]]]]:
