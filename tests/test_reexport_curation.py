@@ -240,6 +240,32 @@ def test_a_run_restored_after_an_export_keeps_the_crops_exported_since(
     assert _exported(export) == _exported(fresh)
 
 
+def test_a_name_edited_into_the_runs_names_no_file(
+    built: dict, services: dict, tmp_path: Path
+) -> None:
+    """The runs an export records are a file anyone who can write the export may edit; a
+    `name` run naming a faceset `../../x` is no name review would give, and names no file."""
+    export = tmp_path / "share" / "export"
+    shutil.copytree(built["export"], export)
+    top = json.loads((export / layout.EXPORT_MANIFEST).read_text())
+    saved = {"src": "faceset_000/manifest.json", "dst": "_review/.runs/x/m.json"}
+    saved |= {"kind": "saved_manifest", "reason": "named", "restored": False}
+    hostile = {"faceset": "faceset_000", "name": "../../planted"}
+    top[layout.MAINTENANCE_RUNS] = [
+        {"id": "x", "kind": "name", "parameters": hostile, "moves": [saved]}
+    ]
+    (export / layout.EXPORT_MANIFEST).write_text(json.dumps(top))
+    plan = built["root"] / "refined" / layout.REFINE_MANIFEST
+    done = run_facesets(
+        "export-swap", str(built["store"]), str(plan), str(export), "--min-face-short", "0",
+        f"--export={services['export'].address}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    bundles = sorted(p.name for p in (export / "faceset_000").glob("*.fsz"))
+    assert bundles == ["faceset_000_all.fsz", "faceset_000_top30.fsz"]
+    assert not [p for p in (tmp_path / "share").rglob("*planted*")]
+
+
 def test_review_beside_another_store_keeps_marks_in_the_export(
     built: dict, services: dict, review: list[Review], tmp_path: Path
 ) -> None:

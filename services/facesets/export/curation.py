@@ -28,6 +28,7 @@ import structlog
 from facesets.common.beneath import Beneath, UnsafePathError, is_relative
 from facesets.contract import layout
 from facesets.contract.manifests import ExportManifest, ManifestError
+from facesets.contract.review import check_person_name
 from facesets.export.errors import ExportError
 from facesets.export.maintenance import runs
 from facesets.export.maintenance.review_actions import KIND_NAME
@@ -82,8 +83,11 @@ def _names(recorded: list[object]) -> dict[str, str]:
         parameters = run.get("parameters")
         if isinstance(parameters, dict):
             faceset, name = parameters.get("faceset"), parameters.get("name")
-            if isinstance(faceset, str) and isinstance(name, str) and name:
-                names[faceset] = name
+            if isinstance(faceset, str) and isinstance(name, str):
+                try:  # a name review would take (the record is a file anyone may edit)
+                    names[faceset] = check_person_name(name)
+                except ValueError:
+                    log.warning("export.curated_name_ignored", faceset=faceset)
     return names
 
 
