@@ -240,6 +240,38 @@ def test_a_run_restored_after_an_export_keeps_the_crops_exported_since(
     assert _exported(export) == _exported(fresh)
 
 
+def test_a_plan_that_numbers_other_people_so_is_refused_over_decisions(
+    built: dict, services: dict, review: list[Review], tmp_path: Path
+) -> None:
+    """refine numbers its facesets anew at each run: after new photos its faceset_000 may be
+    the person the export knows as faceset_001. Exported over an export with decisions, the
+    name given one person went to the other, and its crops a merge brought in with it."""
+    export = tmp_path / "export"
+    shutil.copytree(built["export"], export)
+    app = Review(export, services["export"])
+    review.append(app)
+    crops = sorted(p.name for p in (export / "faceset_000" / layout.CROPS_DIR).glob("*.png"))
+    app.act("reject", faceset="faceset_000", crops=crops[:1])
+    app.act("name", faceset="faceset_001", name="Ada Lovelace")
+    app.stop()
+    decided = {p: p.read_bytes() for p in sorted(export.rglob("*")) if p.is_file()}
+    plan = json.loads((built["root"] / "refined" / layout.REFINE_MANIFEST).read_text())
+    first, second = plan["facesets"][0]["face_ids"], plan["facesets"][1]["face_ids"]
+    plan["facesets"][0]["face_ids"], plan["facesets"][1]["face_ids"] = second, first
+    (tmp_path / "renumbered").mkdir()
+    renumbered = tmp_path / "renumbered" / layout.REFINE_MANIFEST
+    renumbered.write_text(json.dumps(plan))
+    refused = run_facesets(
+        "export-swap", str(built["store"]), str(renumbered), str(export), "--min-face-short",
+        "0", f"--export={services['export'].address}",
+    )  # fmt: skip
+    after = {p: p.read_bytes() for p in sorted(export.rglob("*")) if p.is_file()}
+    assert after == decided
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    assert "faceset_000 in " + str(export) + " holds decisions made in review" in refused.stderr
+    assert "holds 0 of the 5 faces it was exported with" in refused.stderr
+
+
 def test_a_name_edited_into_the_runs_names_no_file(
     built: dict, services: dict, tmp_path: Path
 ) -> None:

@@ -14,7 +14,9 @@ module reads lets the export keep them:
   dropped, their records kept; no face a run placed anywhere is cropped again elsewhere;
 - a faceset's name from review keeps naming it and its .fsz files;
 - a faceset a review split made keeps its folder: a plan whose faceset of that name is another
-  identity (numbered by `route` after the split) is refused, not mixed into it.
+  identity (numbered by `route` after the split) is refused, not mixed into it; so is a plan
+  whose faceset of a curated faceset's name holds mostly other faces (refine numbers its
+  facesets anew at each run: after new photos, faceset_003 may be another person).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ class Carried:
     crops: list[tuple[dict[str, object], bytes]] = field(default_factory=list)
     dropped: list[dict[str, object]] = field(default_factory=list)
     label: str = ""
+    # The faces of the crops the export made there (not those a run brought in): who the
+    # faceset is, to tell whether a plan's faceset of the same name is still that person.
+    exported: set[int] = field(default_factory=set)
+
+    def is_curated(self) -> bool:
+        return bool(self.crops or self.dropped or self.label)
 
 
 @dataclass
@@ -126,6 +134,8 @@ def read_curation(out: Path, top_manifest: Mapping[str, object]) -> Curation:
         for record in inner.crops:
             file = record.get("file")
             if not isinstance(file, str) or file not in arrived or not is_relative(file):
+                if (face := _face_id(record)) is not None:
+                    kept.exported.add(face)
                 continue
             try:
                 kept.crops.append((dict(record), disk.read_bytes(file)))
@@ -140,6 +150,6 @@ def read_curation(out: Path, top_manifest: Mapping[str, object]) -> Curation:
             kept.dropped.append(dict(record))
             if (face := _face_id(record)) is not None:
                 curation.placed.add(face)
-        if kept.crops or kept.dropped or kept.label:
+        if kept.is_curated():
             curation.sets[name] = kept
     return curation

@@ -864,6 +864,32 @@ def _refuse_split_clash(out: Path, targets: Sequence[SetTarget], curation: Curat
         )
 
 
+SAME_PERSON_SHARE = 0.5  # of a curated faceset's exported faces the plan's must still hold
+
+
+def _refuse_another_person(
+    out: Path, planned: Mapping[SetTarget, Sequence[FaceRow]], curation: Curation
+) -> None:
+    """refine numbers its facesets anew at each run: after new photos, the plan's faceset_003
+    may be another person than the export's. Where the export's faceset carries decisions (a
+    name, crops a merge brought in, drops), those would be put on the other person: refused
+    unless the plan's faceset still holds most of the faces the export made it with."""
+    for target, rows in planned.items():
+        carried = curation.sets.get(target.name)
+        if target.partition != PARTITION_FACESETS or carried is None or not carried.exported:
+            continue
+        held = {row.face_id for row in rows} & carried.exported
+        if len(held) >= SAME_PERSON_SHARE * len(carried.exported):
+            continue
+        raise ExportError(
+            f"{target.name} in {out} holds decisions made in review or maintenance, and the "
+            f"plan's {target.name} holds {len(held)} of the {len(carried.exported)} faces it was "
+            "exported with: another person (refine numbers its facesets anew at each run). "
+            "Export this plan into another folder, or keep the numbers with `facesets extend` "
+            "(or an Immich import's routing) instead of a new refine"
+        )
+
+
 def _merge_entries(
     out: Path, top_manifest: Mapping[str, object], results: Sequence[_SetResult]
 ) -> dict[str, object]:
@@ -1099,6 +1125,7 @@ def export_swap(
     results: list[_SetResult] = []
     numbers = sorted(n for n in faces_by_set if n not in aside)
     _refuse_split_clash(out, [planned[n] for n in numbers], curation)
+    _refuse_another_person(out, {planned[n]: faces_by_set[n] for n in numbers}, curation)
     for done, number in enumerate(numbers, start=1):
         results.append(
             _export_set(
