@@ -243,9 +243,9 @@ def test_a_run_restored_after_an_export_keeps_the_crops_exported_since(
 def test_a_plan_that_numbers_other_people_so_is_refused_over_decisions(
     built: dict, services: dict, review: list[Review], tmp_path: Path
 ) -> None:
-    """refine numbers its facesets anew at each run: after new photos its faceset_000 may be
-    the person the export knows as faceset_001. Exported over an export with decisions, the
-    name given one person went to the other, and its crops a merge brought in with it."""
+    """A plan whose faceset_000 is the person the export knows as faceset_001 (a plan of
+    another refine output, say). Exported over an export with decisions, the name given one
+    person went to the other, and its crops a merge brought in with it."""
     export = tmp_path / "export"
     shutil.copytree(built["export"], export)
     app = Review(export, services["export"])

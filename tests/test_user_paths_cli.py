@@ -714,6 +714,36 @@ def test_an_export_and_a_clustering_output_never_share_a_folder(pipeline, servic
     assert redone.returncode == 0, redone.stderr  # its own folder, as it left it
 
 
+def test_refine_again_after_new_photos_keeps_each_persons_number(
+    pipeline, services, lfw_dir, tmp_path
+):
+    """refine numbered its facesets anew at each run (largest first): with the photos of a new
+    person embedded, a refine again gave the first people other numbers, and the export, its
+    review decisions and the user knew them by the old ones. Each keeps its number; the new
+    person takes the next."""
+    run_facesets = _on(services)  # the command's start-up is not what is tested
+    _, out, _ = pipeline
+    store = copy_store(out / layout.RUN_STORE, tmp_path / layout.RUN_STORE)
+    refined = tmp_path / "refined"
+    shutil.copytree(out / layout.RUN_REFINE_DIR, refined)
+    before = json.loads((refined / layout.REFINE_MANIFEST).read_text())["facesets"]
+    # A person with more photos than any: refine's order (largest first) puts them first.
+    newcomer = tmp_path / "more" / "George_W_Bush"
+    newcomer.mkdir(parents=True)
+    for photo in sorted((lfw_dir / "George_W_Bush").glob("*.jpg"))[: PER_PERSON + 4]:
+        shutil.copy(photo, newcomer / photo.name)
+    embedded = run_facesets("embed", str(newcomer.parent), str(store))
+    assert embedded.returncode == 0, embedded.stderr
+    again = run_facesets("refine", str(store), str(refined), "--min-faces", "3")
+    assert again.returncode == 0, again.stderr
+    after = json.loads((refined / layout.REFINE_MANIFEST).read_text())["facesets"]
+    by_number = {entry["number"]: set(entry["face_ids"]) for entry in after}
+    for entry in before:
+        assert set(entry["face_ids"]) <= by_number[entry["number"]], entry["name"]
+    assert len(after) == len(before) + 1
+    assert max(by_number) == max(entry["number"] for entry in before) + 1
+
+
 CONSOLIDATE_CRASH = killed_at(
     "facesets.clustering.jobs.consolidate.place",
     "2",

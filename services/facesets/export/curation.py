@@ -15,8 +15,8 @@ module reads lets the export keep them:
 - a faceset's name from review keeps naming it and its .fsz files;
 - a faceset a review split made keeps its folder: a plan whose faceset of that name is another
   identity (numbered by `route` after the split) is refused, not mixed into it; so is a plan
-  whose faceset of a curated faceset's name holds mostly other faces (refine numbers its
-  facesets anew at each run: after new photos, faceset_003 may be another person).
+  whose faceset of a curated faceset's name holds mostly other faces (a plan from another
+  refine output, or one where that person's faces went apart: faceset_003 is another person).
 """
 
 from __future__ import annotations

@@ -870,8 +870,9 @@ SAME_PERSON_SHARE = 0.5  # of a curated faceset's exported faces the plan's must
 def _refuse_another_person(
     out: Path, planned: Mapping[SetTarget, Sequence[FaceRow]], curation: Curation
 ) -> None:
-    """refine numbers its facesets anew at each run: after new photos, the plan's faceset_003
-    may be another person than the export's. Where the export's faceset carries decisions (a
+    """The plan's faceset_003 may be another person than the export's (a plan of another refine
+    output, or a refine where that person's faces went apart: refine keeps a number only for
+    the faceset holding most of its faces). Where the export's faceset carries decisions (a
     name, crops a merge brought in, drops), those would be put on the other person: refused
     unless the plan's faceset still holds most of the faces the export made it with."""
     for target, rows in planned.items():
@@ -884,9 +885,8 @@ def _refuse_another_person(
         raise ExportError(
             f"{target.name} in {out} holds decisions made in review or maintenance, and the "
             f"plan's {target.name} holds {len(held)} of the {len(carried.exported)} faces it was "
-            "exported with: another person (refine numbers its facesets anew at each run). "
-            "Export this plan into another folder, or keep the numbers with `facesets extend` "
-            "(or an Immich import's routing) instead of a new refine"
+            "exported with: another person. Export this plan into another folder, or fold new "
+            "faces into the facesets with `facesets extend` (or an Immich import's routing)"
         )
 
 

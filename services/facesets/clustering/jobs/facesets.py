@@ -3,6 +3,8 @@ and the files it names (the quality gate: quality.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from facesets.clustering.jobs.job import (
     Photos,
     centroid_of,
@@ -35,3 +37,35 @@ def faceset_files(facesets: list[FacesetEntry], photos: Photos) -> dict[str, str
             for path in photos.existing.get(sha, []):
                 add_file(wanted, entry.name, path)
     return wanted
+
+
+def kept_numbers(groups: Sequence[Sequence[int]], previous: Sequence[FacesetEntry]) -> list[int]:
+    """Numbers for a refine run's facesets (face-id groups, in their order) that keep the
+    previous run's: a group takes the number of the previous faceset most of whose faces it
+    holds (one each, the largest overlaps first), so that after new photos a person keeps
+    the number the export, its decisions and the user know them by; the others are numbered
+    past every number the previous run gave, in order. No previous run: 1, 2, 3, ..."""
+    number: dict[int, int] = {}
+    if previous:
+        old = [(entry.number, set(entry.face_ids)) for entry in previous]
+        pairs = sorted(
+            (
+                (-len(faces & members), index, old_number)
+                for index, group in enumerate(groups)
+                for old_number, members in old
+                for faces in [set(group)]
+                if members and 2 * len(faces & members) >= len(members)
+            ),
+        )
+        taken: set[int] = set()
+        for _, index, old_number in pairs:
+            if index not in number and old_number not in taken:
+                number[index] = old_number
+                taken.add(old_number)
+    following = max((entry.number for entry in previous), default=0) + 1
+    numbers: list[int] = []
+    for index in range(len(groups)):
+        if index not in number:
+            number[index], following = following, following + 1
+        numbers.append(number[index])
+    return numbers

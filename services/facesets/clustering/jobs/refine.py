@@ -22,6 +22,7 @@ from facesets.clustering.jobs.context import ClusteringJob, JobContext, Writes
 from facesets.clustering.jobs.facesets import (
     faceset_entry,
     faceset_files,
+    kept_numbers,
 )
 from facesets.clustering.jobs.job import (
     JobOutcome,
@@ -34,7 +35,7 @@ from facesets.clustering.jobs.job import (
     sorted_ids,
     store_identity,
 )
-from facesets.clustering.jobs.materialize import check_output_folder, sync_outputs
+from facesets.clustering.jobs.materialize import check_output_folder, read_manifest, sync_outputs
 from facesets.clustering.jobs.raw import cannot_link_json, linkage_progress
 from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.store import FaceStore
@@ -111,7 +112,11 @@ def refine(
             small_clusters += 1
     report(progress, "refine", 4, 4)
 
-    facesets = [faceset_entry(n, ids, table) for n, ids in enumerate(kept, start=1)]
+    earlier = read_manifest(out / layout.REFINE_MANIFEST, RefineManifest, "refine")
+    same_store = earlier is not None and earlier.store_id == store.store_id
+    numbers = kept_numbers(kept, earlier.entries() if earlier and same_store else [])
+    facesets = [faceset_entry(n, ids, table) for n, ids in zip(numbers, kept, strict=True)]
+    facesets.sort(key=lambda entry: entry.number)
     parameters = p.recorded()
     lookalikes = lookalike_pairs(facesets, p.merge_threshold + p.lookalike_margin)
     removed = {
