@@ -45,8 +45,9 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
-def store_photo_folders(store: Path) -> list[Path]:
-    """The folders of the photos a face store holds (read-only; nothing for another file)."""
+def _read(store: Path, sql: str) -> list[tuple[object, ...]]:
+    """The rows of a query on a face store, opened read-only; none for another file or a
+    store that does not answer it."""
     import sqlite3  # here: most commands never read a store (18 ms at every start)
 
     if not store.is_file() or not _is_sqlite(store):
@@ -56,32 +57,24 @@ def store_photo_folders(store: Path) -> list[Path]:
     except sqlite3.Error:
         return []
     try:
-        rows = connection.execute("SELECT path FROM images UNION SELECT path FROM paths")
-        folders = {Path(os.path.realpath(os.path.dirname(path))) for (path,) in rows}
+        return connection.execute(sql).fetchall()
     except sqlite3.Error:
         return []
     finally:
         connection.close()
+
+
+def store_photo_folders(store: Path) -> list[Path]:
+    """The folders of the photos a face store holds (read-only; nothing for another file)."""
+    rows = _read(store, "SELECT path FROM images UNION SELECT path FROM paths")
+    folders = {Path(os.path.realpath(os.path.dirname(str(path)))) for (path,) in rows}
     return fold(f for f in folders if f.is_absolute())
 
 
 def store_id_of(store: Path) -> str:
     """The id a face store was made with ("" for another file, or a store without one yet)."""
-    import sqlite3
-
-    if not store.is_file() or not _is_sqlite(store):
-        return ""
-    try:
-        connection = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return ""
-    try:
-        row = connection.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-    except sqlite3.Error:
-        return ""
-    finally:
-        connection.close()
-    return str(row[0]) if row and row[0] else ""
+    rows = _read(store, "SELECT value FROM meta WHERE key = 'store_id'")
+    return str(rows[0][0]) if rows and rows[0][0] else ""
 
 
 def command_roots(roots: Iterable[Path | None]) -> list[Path]:

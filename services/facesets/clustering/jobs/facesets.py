@@ -3,6 +3,7 @@ and the files it names (the quality gate: quality.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from facesets.clustering.jobs.job import (
@@ -45,23 +46,18 @@ def kept_numbers(groups: Sequence[Sequence[int]], previous: Sequence[FacesetEntr
     holds (one each, the largest overlaps first), so that after new photos a person keeps
     the number the export, its decisions and the user know them by; the others are numbered
     past every number the previous run gave, in order. No previous run: 1, 2, 3, ..."""
+    owner = {face: entry.number for entry in previous for face in entry.face_ids}
+    size = {entry.number: len(set(entry.face_ids)) for entry in previous}
+    pairs: list[tuple[int, int, int]] = []  # (-faces shared, group, previous number)
+    for index, group in enumerate(groups):  # one pass over the faces, whatever the count
+        shared = Counter(owner[face] for face in set(group) if face in owner)
+        pairs += [(-n, index, old) for old, n in shared.items() if 2 * n >= size[old]]
     number: dict[int, int] = {}
-    if previous:
-        old = [(entry.number, set(entry.face_ids)) for entry in previous]
-        pairs = sorted(
-            (
-                (-len(faces & members), index, old_number)
-                for index, group in enumerate(groups)
-                for old_number, members in old
-                for faces in [set(group)]
-                if members and 2 * len(faces & members) >= len(members)
-            ),
-        )
-        taken: set[int] = set()
-        for _, index, old_number in pairs:
-            if index not in number and old_number not in taken:
-                number[index] = old_number
-                taken.add(old_number)
+    taken: set[int] = set()
+    for _, index, old in sorted(pairs):
+        if index not in number and old not in taken:
+            number[index] = old
+            taken.add(old)
     following = max((entry.number for entry in previous), default=0) + 1
     numbers: list[int] = []
     for index in range(len(groups)):

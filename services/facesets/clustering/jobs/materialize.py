@@ -110,10 +110,10 @@ def check_same_library(
 
 def check_output_folder(
     out: Path, manifest_name: str, model: type[M], command: str, store: FaceStore
-) -> None:
+) -> M | None:
     """`check_same_library` before a job's work, so that a refusal does not wait for it
     (`sync_outputs` checks again when it writes); a refine folder's consolidation a crash cut
-    short is rolled back first (`roll_back_consolidation`)."""
+    short is rolled back first (`roll_back_consolidation`). Returns the job's manifest there."""
     if manifest_name == layout.REFINE_MANIFEST and out.is_dir():
         roll_back_consolidation(out)
     previous = read_manifest(out / manifest_name, model, command)
@@ -130,6 +130,7 @@ def check_output_folder(
                 f"{out} is an export (its manifest.json is export-swap's); choose another "
                 f"output folder for {command!r}"
             )
+    return previous
 
 
 # --- a consolidation a crash cut short -------------------------------------------------------

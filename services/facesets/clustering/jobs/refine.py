@@ -35,7 +35,7 @@ from facesets.clustering.jobs.job import (
     sorted_ids,
     store_identity,
 )
-from facesets.clustering.jobs.materialize import check_output_folder, read_manifest, sync_outputs
+from facesets.clustering.jobs.materialize import check_output_folder, sync_outputs
 from facesets.clustering.jobs.raw import cannot_link_json, linkage_progress
 from facesets.clustering.lookalikes import lookalike_pairs
 from facesets.clustering.store import FaceStore
@@ -60,7 +60,7 @@ def refine(
     p = params or RefineParams()
     link_mode = p.link_mode.value
     out = Path(out)
-    check_output_folder(out, layout.REFINE_MANIFEST, RefineManifest, "refine", store)
+    earlier = check_output_folder(out, layout.REFINE_MANIFEST, RefineManifest, "refine", store)
     table, photos, rows = open_faces(store, roots, progress)
     assert table.embedding is not None
     emb = table.embedding[rows]
@@ -112,7 +112,6 @@ def refine(
             small_clusters += 1
     report(progress, "refine", 4, 4)
 
-    earlier = read_manifest(out / layout.REFINE_MANIFEST, RefineManifest, "refine")
     same_store = earlier is not None and earlier.store_id == store.store_id
     numbers = kept_numbers(kept, earlier.entries() if earlier and same_store else [])
     facesets = [faceset_entry(n, ids, table) for n, ids in zip(numbers, kept, strict=True)]
